@@ -1,0 +1,250 @@
+"""``imagebuild``: the state store and its builds from a shell, a Concourse task or a cron job.
+
+Exit codes are a contract: 0 ok, 2 invalid input, 3 conflict (lease held, out of order, already
+completed, stale token), 4 not found, 5 store unreachable or unusable. Errors are one line on
+stderr naming the field and the reason; set ``IMAGEBUILD_DEBUG=1`` for a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from airflow_provider_imagebuild.build import parse_pairs
+from airflow_provider_imagebuild.cli import render
+from airflow_provider_imagebuild.errors import ImageBuildError
+from airflow_provider_imagebuild.milestone import parse_code, parse_plan
+from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.store import DEFAULT_LEASE_SECONDS, BuildStore, default_store_url, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"imagebuild: error: {redact_patterns(message)}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Typed errors become one line and an exit code; anything else is reported, not dumped."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ImageBuildError as exc:
+            _fail(str(exc), exc.exit_code)
+        except Exception as exc:
+            if os.environ.get("IMAGEBUILD_DEBUG"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (set IMAGEBUILD_DEBUG=1 for details)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store(ctx: click.Context) -> BuildStore:
+    obj = ctx.find_root().obj
+    if obj.get("store") is None:
+        obj["store"] = open_store(obj["url"])
+    store: BuildStore = obj["store"]
+    return store
+
+
+def _code(text: str, field: str = "STATE") -> int:
+    return parse_code(text, field)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--store", "store_url", envvar="IMAGEBUILD_STORE", metavar="URL",
+              help="Store URL (env IMAGEBUILD_STORE); default: SQLite under $AIRFLOW_HOME/imagebuild.")
+@click.version_option(package_name="airflow-provider-imagebuild")
+@click.pass_context
+def cli(ctx: click.Context, store_url: str | None) -> None:
+    """Resumable image builds: inspect and drive the build state store."""
+    ctx.obj = {"url": store_url or default_store_url(), "store": None}
+
+
+@cli.group()
+def store() -> None:
+    """Prepare and inspect the state store."""
+
+
+@store.command("init")
+@click.pass_context
+@handles_errors
+def store_init(ctx: click.Context) -> None:
+    """Create what the store needs (schema, directory, table, bucket); safe to repeat."""
+    click.echo(_store(ctx).init())
+
+
+@store.command("url")
+@click.pass_context
+def store_url_cmd(ctx: click.Context) -> None:
+    """Print the store URL in use."""
+    click.echo(ctx.find_root().obj["url"])
+
+
+@cli.group()
+def build() -> None:
+    """Create, advance and inspect builds."""
+
+
+@build.command("create")
+@click.argument("build_id")
+@click.option("--pipeline", required=True)
+@click.option("--cloud", required=True, help="aws, azure, gcp, openstack, vsphere or local")
+@click.option("--image-type", required=True)
+@click.option("--os", "os_name", default="", help="Operating system, e.g. rhel-8.10")
+@click.option("--states", default=None, help="Plan as comma-separated codes (default: 0,5,...,100)")
+@click.option("--meta", multiple=True, metavar="K=V", help="Build metadata (repeatable)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def build_create(ctx: click.Context, build_id: str, pipeline: str, cloud: str, image_type: str,
+                 os_name: str, states: str | None, meta: tuple[str, ...], as_json: bool) -> None:
+    """Register a build (milestone 0). Repeating it with identical parameters is a no-op."""
+    plan = parse_plan(states) if states else None
+    rec = _store(ctx).create_build(
+        build_id, pipeline=pipeline, cloud=cloud, image_type=image_type, os=os_name, plan=plan,
+        metadata=parse_pairs(meta, "meta"), owner=f"cli:{os.environ.get('USER', 'unknown')}",
+    )
+    if as_json:
+        _print_json(rec.to_public())
+    else:
+        click.echo(f"build {rec.build_id} registered: plan {','.join(map(str, rec.plan))}")
+
+
+@build.command("begin")
+@click.argument("build_id")
+@click.argument("state")
+@click.option("--owner", required=True, help="Who works on the milestone (shown to others)")
+@click.option("--lease-seconds", type=int, default=DEFAULT_LEASE_SECONDS, show_default=True)
+@click.pass_context
+@handles_errors
+def build_begin(ctx: click.Context, build_id: str, state: str, owner: str, lease_seconds: int) -> None:
+    """Start a milestone; prints the lease token that heartbeat/complete/fail need."""
+    lease = _store(ctx).begin(build_id, _code(state), owner=owner, lease_seconds=lease_seconds)
+    click.echo(lease.token)
+
+
+@build.command("heartbeat")
+@click.argument("build_id")
+@click.argument("state")
+@click.option("--token", required=True)
+@click.pass_context
+@handles_errors
+def build_heartbeat(ctx: click.Context, build_id: str, state: str, token: str) -> None:
+    """Extend the lease of a running milestone."""
+    lease = _store(ctx).heartbeat(build_id, _code(state), token=token)
+    click.echo(f"lease extended until {lease.expires_at}")
+
+
+@build.command("complete")
+@click.argument("build_id")
+@click.argument("state")
+@click.option("--token", required=True)
+@click.option("--output", multiple=True, metavar="K=V", help="Milestone output (repeatable)")
+@click.pass_context
+@handles_errors
+def build_complete(ctx: click.Context, build_id: str, state: str, token: str, output: tuple[str, ...]) -> None:
+    """Record a milestone as reached, with its outputs."""
+    code = _code(state)
+    rec = _store(ctx).complete(build_id, code, token=token, outputs=parse_pairs(output, "output"))
+    click.echo(f"milestone {code} of {build_id} completed" + (" - build delivered" if rec.delivered else ""))
+
+
+@build.command("fail")
+@click.argument("build_id")
+@click.argument("state")
+@click.option("--token", required=True)
+@click.option("--error", "message", required=True)
+@click.pass_context
+@handles_errors
+def build_fail(ctx: click.Context, build_id: str, state: str, token: str, message: str) -> None:
+    """Record a failed attempt; the build stays at this milestone."""
+    code = _code(state)
+    _store(ctx).fail(build_id, code, token=token, error=message)
+    click.echo(f"milestone {code} of {build_id} failed; the build stays at {code}")
+
+
+@build.command("reset")
+@click.argument("build_id")
+@click.option("--to", "to", required=True, help="Milestone to run again (it and later ones are un-completed)")
+@click.option("--reason", required=True)
+@click.pass_context
+@handles_errors
+def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None:
+    """Send a build back so that milestone TO and everything after it run again."""
+    code = _code(to, "--to")
+    rec = _store(ctx).reset(build_id, to=code, reason=reason, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+    click.echo(f"build {build_id} reset: next milestone {rec.next_state}")
+
+
+@build.command("show")
+@click.argument("build_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
+    """Show a build's milestones, status, attempts and outputs."""
+    rec = _store(ctx).get(build_id)
+    if as_json:
+        _print_json(rec.to_public())
+    else:
+        render.console().print(render.build_table(rec))
+
+
+@build.command("history")
+@click.argument("build_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
+    """Every attempt and event of a build, oldest first."""
+    rows = _store(ctx).history(build_id)
+    if as_json:
+        _print_json(rows)
+    else:
+        render.console().print(render.history_table(build_id, rows))
+
+
+@build.command("list")
+@click.option("--status", default=None, help="in_progress, completed or failed")
+@click.option("--cloud", default=None)
+@click.option("--pipeline", default=None)
+@click.option("--updated-before", default=None, metavar="ISO8601")
+@click.option("--updated-after", default=None, metavar="ISO8601")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def build_list(ctx: click.Context, status: str | None, cloud: str | None, pipeline: str | None,
+               updated_before: str | None, updated_after: str | None, as_json: bool) -> None:
+    """List builds, newest change first."""
+    records = _store(ctx).list_builds(status=status, cloud=cloud, pipeline=pipeline,
+                                      updated_before=updated_before, updated_after=updated_after)
+    if as_json:
+        _print_json([
+            {k: r.to_public()[k] for k in ("build_id", "pipeline", "cloud", "image_type", "os", "current_state",
+                                            "status", "delivered", "completed", "updated_at")}
+            for r in records
+        ])
+    else:
+        render.console().print(render.list_table(records))
+
+
+def main() -> None:
+    cli(prog_name="imagebuild")
+
+
+if __name__ == "__main__":
+    main()

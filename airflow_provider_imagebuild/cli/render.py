@@ -1,0 +1,112 @@
+"""Human-readable tables for the CLI (rich); ``--json`` output bypasses all of this."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from airflow_provider_imagebuild.milestone import title_of
+from airflow_provider_imagebuild.store.record import BuildRecord, parse_ts
+
+STATUS_STYLE = {
+    "completed": "green",
+    "in_progress": "yellow",
+    "failed": "red",
+    "abandoned": "magenta",
+}
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that does not squeeze tables to 80 columns when output goes to a pipe or file."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "140"))
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def build_table(rec: BuildRecord) -> Table:
+    """One row per milestone of the plan: status, attempts, duration and outputs."""
+    state_line = (
+        f"state {rec.current_state} ({title_of(rec.current_state)}) · status [bold]{rec.status}[/]"
+        + (" · [green]delivered[/]" if rec.delivered else "")
+    )
+    table = Table(
+        title=f"build {rec.build_id} · {rec.pipeline} · {rec.cloud}/{rec.image_type}"
+        + (f"/{rec.os}" if rec.os else ""),
+        caption=state_line,
+        title_justify="left",
+        caption_justify="left",
+    )
+    for column, justify in (("code", "right"), ("milestone", "left"), ("status", "left"),
+                            ("attempts", "right"), ("duration", "right"), ("finished", "left"),
+                            ("outputs / error", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for code in rec.plan:
+        attempts = rec.attempts_at(code)
+        runs = [a for a in attempts if a.kind == "run"]
+        done = rec.milestones.get(code)
+        last = runs[-1] if runs else None
+        if done is not None:
+            status, finished, detail = "completed", done.completed_at, ", ".join(
+                f"{k}={_short(v, 40)}" for k, v in done.outputs.items()
+            )
+            duration = _duration(done.duration_s)
+        elif last is not None:
+            status, finished, detail = last.status, last.finished_at or "", _short(last.error or "", 80)
+            duration = ""
+            if last.finished_at:
+                duration = _duration((parse_ts(last.finished_at) - parse_ts(last.started_at)).total_seconds())
+        else:
+            status, finished, detail, duration = "pending", "", "", ""
+        replays = len(attempts) - len(runs)
+        count = f"{len(runs)}" + (f"+{replays}r" if replays else "")
+        style = STATUS_STYLE.get(status, "dim")
+        table.add_row(str(code), title_of(code), f"[{style}]{status}[/]", count if runs else "",
+                      duration, finished, detail)
+    return table
+
+
+def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"history of build {build_id}", title_justify="left")
+    for column in ("at", "what", "state", "attempt", "status", "owner/actor", "detail"):
+        table.add_column(column)
+    for row in rows:
+        if row["type"] == "attempt":
+            what = "attempt" if row["kind"] == "run" else row["kind"]
+            style = STATUS_STYLE.get(row["status"], "")
+            table.add_row(row["at"], what, str(row["state"]), str(row["attempt"]),
+                          f"[{style}]{row['status']}[/]", row["owner"], _short(row.get("error") or "", 80))
+        else:
+            table.add_row(row["at"], row["kind"], "" if row["state"] is None else str(row["state"]), "", "",
+                          row["actor"], _short(row["detail"], 80))
+    return table
+
+
+def list_table(records: list[BuildRecord]) -> Table:
+    table = Table(title=f"{len(records)} build(s)", title_justify="left")
+    for column in ("build", "pipeline", "cloud", "image type", "state", "status", "updated"):
+        table.add_column(column)
+    for rec in records:
+        style = STATUS_STYLE.get(rec.status, "")
+        table.add_row(rec.build_id, rec.pipeline, rec.cloud, rec.image_type,
+                      f"{rec.current_state} {title_of(rec.current_state)}", f"[{style}]{rec.status}[/]"
+                      + (" (delivered)" if rec.delivered else ""), rec.updated_at)
+    return table

@@ -1,0 +1,97 @@
+"""Airflow hook for the ``imagebuild_state`` connection: connection -> :class:`BuildStore`.
+
+The connection holds the store URL (in ``extra.store_url`` or ``host``) and, for the AWS
+backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves.
+Secrets Airflow masks are also redacted from what the store records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.redact import Redactor, redactor_for
+from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
+from airflow_provider_imagebuild.store.aws import ClientFactory, botocore_config
+
+
+def airflow_redactor() -> Redactor:
+    """Patterns plus everything registered with Airflow's secrets masker."""
+    from airflow.sdk.log import redact
+
+    def _airflow(text: str) -> str:
+        return str(redact(text))
+
+    return redactor_for(extra=_airflow)
+
+
+def aws_hook_factory(aws_conn_id: str | None, region: str | None, endpoint_url: str | None) -> ClientFactory:
+    """Clients whose credentials (and default endpoint) come from an Airflow AWS connection."""
+    clients: dict[str, Any] = {}
+
+    def factory(service: str) -> Any:
+        if service not in clients:
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+            hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, region_name=region)
+            endpoint = endpoint_url or hook.conn_config.endpoint_url
+            clients[service] = hook.get_session(region_name=region).client(
+                service, endpoint_url=endpoint, config=botocore_config()
+            )
+        return clients[service]
+
+    return factory
+
+
+class BuildStateHook(BaseHook):
+    """Returns the build state store configured by an ``imagebuild_state`` connection."""
+
+    conn_name_attr = "imagebuild_conn_id"
+    default_conn_name = "imagebuild_default"
+    conn_type = "imagebuild_state"
+    hook_name = "Image Build State Store"
+
+    def __init__(self, imagebuild_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.imagebuild_conn_id = imagebuild_conn_id
+        self._store: BuildStore | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden-fields": ["schema", "login", "password", "port"],
+            "relabeling": {"host": "Store URL (or set it in the extra field)"},
+            "placeholders": {"host": "dynamodb://imagebuild-state?region=eu-west-1"},
+        }
+
+    def store_settings(self) -> tuple[str, str | None]:
+        conn = self.get_connection(self.imagebuild_conn_id)
+        extra = conn.extra_dejson or {}
+        url = extra.get("store_url") or conn.host
+        if not url:
+            raise InvalidInput(
+                f"connection {self.imagebuild_conn_id}.store_url", "is empty; set extra.store_url or host"
+            )
+        return str(url), extra.get("aws_conn_id")
+
+    def get_conn(self) -> BuildStore:
+        if self._store is None:
+            url, aws_conn_id = self.store_settings()
+            parsed = parse_store_url(url, f"connection {self.imagebuild_conn_id}.store_url")
+            factory = None
+            if parsed.scheme in ("dynamodb", "s3", "sqlite+s3"):
+                factory = aws_hook_factory(aws_conn_id, parsed.region, parsed.endpoint_url)
+            self._store = open_store(parsed, client_factory=factory, redactor=airflow_redactor())
+        return self._store
+
+    get_store = get_conn
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            store = self.get_conn()
+            store.list_builds(updated_after="2100-01-01T00:00:00Z")
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"store {store.describe()} answers"

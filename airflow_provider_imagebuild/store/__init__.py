@@ -1,0 +1,68 @@
+"""The build state store: one contract (:class:`BuildStore`), five backends chosen by URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_imagebuild.redact import Redactor
+from airflow_provider_imagebuild.store.aws import ClientFactory, boto3_factory
+from airflow_provider_imagebuild.store.base import DEFAULT_LEASE_SECONDS, BuildStore, Clock, ListFilter
+from airflow_provider_imagebuild.store.url import StoreURL, parse_store_url
+
+
+def default_store_url() -> str:
+    """``$IMAGEBUILD_STORE``, else a SQLite file under ``$AIRFLOW_HOME/imagebuild`` or ``~/.imagebuild``."""
+    env = os.environ.get("IMAGEBUILD_STORE")
+    if env:
+        return env
+    home = os.environ.get("AIRFLOW_HOME")
+    base = Path(home) / "imagebuild" if home else Path.home() / ".imagebuild"
+    return f"sqlite:///{base.resolve() / 'state.db'}"  # /abs path -> sqlite:////abs (SQLAlchemy style)
+
+
+def open_store(
+    url: str | StoreURL,
+    *,
+    client_factory: ClientFactory | None = None,
+    redactor: Redactor | None = None,
+    clock: Clock | None = None,
+) -> BuildStore:
+    """Open the store a URL names. AWS backends use ``client_factory`` (default: plain boto3)."""
+    parsed = url if isinstance(url, StoreURL) else parse_store_url(url)
+    common: dict[str, Any] = {"redactor": redactor, "clock": clock}
+    factory = client_factory or boto3_factory(parsed.region, parsed.endpoint_url)
+    if parsed.scheme == "sqlite":
+        from airflow_provider_imagebuild.store.sqlite import SQLiteStore
+
+        return SQLiteStore(parsed.path, parsed.synchronous, **common)
+    if parsed.scheme == "file":
+        from airflow_provider_imagebuild.store.jsonfile import JsonFileStore
+
+        return JsonFileStore(parsed.path, **common)
+    if parsed.scheme == "dynamodb":
+        from airflow_provider_imagebuild.store.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(parsed.table, factory, url=parsed.raw, **common)
+    if parsed.scheme == "s3":
+        from airflow_provider_imagebuild.store.s3 import S3Store
+
+        return S3Store(parsed.bucket, parsed.prefix, factory, parsed.region, url=parsed.raw, **common)
+    from airflow_provider_imagebuild.store.sqlite_s3 import SQLiteS3Store
+
+    return SQLiteS3Store(
+        parsed.path, parsed.bucket, parsed.prefix, factory, parsed.region, url=parsed.raw,
+        synchronous=parsed.synchronous, **common,
+    )
+
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "BuildStore",
+    "ListFilter",
+    "StoreURL",
+    "default_store_url",
+    "open_store",
+    "parse_store_url",
+]

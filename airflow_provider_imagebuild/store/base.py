@@ -1,0 +1,288 @@
+"""The store contract, implemented once on top of a small per-backend primitive.
+
+A backend provides ``_apply(build_id, fn)``: read the build's document, call ``fn`` with it, and
+write what ``fn`` returns atomically with respect to concurrent writers (compare-and-swap on the
+record version, or a lock held across read and write). Everything else, validation, redaction and
+the rules, lives here, so that all backends behave identically.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from airflow_provider_imagebuild.build import (
+    MAX_ERROR,
+    MAX_REASON,
+    BuildParams,
+    check_build_id,
+    check_cloud,
+    check_lease_seconds,
+    check_name,
+    check_outputs,
+    check_owner,
+    check_text,
+)
+from airflow_provider_imagebuild.errors import Conflict, NotFound, StoreUnavailable
+from airflow_provider_imagebuild.redact import Redactor, redact_value, redactor_for
+from airflow_provider_imagebuild.store import rules
+from airflow_provider_imagebuild.store.record import BuildRecord, Lease, format_ts, parse_ts
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+Doc = dict[str, Any]
+# fn(current document or None) -> (document to write or None for "no write", result)
+Mutation = Callable[[Doc | None], tuple[Doc | None, T]]
+
+DEFAULT_LEASE_SECONDS = 300
+CAS_ATTEMPTS = 64
+
+
+class CasFailed(Exception):
+    """Internal: another writer changed the record between read and write; read again."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Filters of ``list_builds``; every backend applies all of them."""
+
+    status: str | None = None
+    cloud: str | None = None
+    pipeline: str | None = None
+    updated_before: str | None = None
+    updated_after: str | None = None
+
+    def matches(self, doc: Mapping[str, Any]) -> bool:
+        if self.status and doc.get("status") != self.status:
+            return False
+        if self.cloud and doc.get("cloud") != self.cloud:
+            return False
+        if self.pipeline and doc.get("pipeline") != self.pipeline:
+            return False
+        updated = str(doc.get("updated_at", ""))
+        if self.updated_before and not updated < self.updated_before:
+            return False
+        return not (self.updated_after and not updated > self.updated_after)
+
+
+class BuildStore(ABC):
+    """One durable record per build; see ``architecture.md`` for the rules every backend keeps."""
+
+    #: The URL this store was opened from (secrets never appear in store URLs).
+    url: str = ""
+
+    def __init__(self, *, redactor: Redactor | None = None, clock: Clock | None = None) -> None:
+        self._redact = redactor or redactor_for()
+        self._clock = clock or utcnow
+
+    # -- backend primitives --------------------------------------------------------------------
+    @abstractmethod
+    def init(self) -> str:
+        """Prepare the backend (schema, directory, table, bucket); idempotent. Says what it did."""
+
+    @abstractmethod
+    def _read(self, build_id: str) -> tuple[Doc, Any] | None:
+        """The build's document and a version tag for ``_write``, or None."""
+
+    @abstractmethod
+    def _write(self, build_id: str, doc: Doc, expected: Any | None) -> None:
+        """Write ``doc`` only if the stored version tag is still ``expected`` (None: must not exist)."""
+
+    @abstractmethod
+    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
+        """Documents of all builds (a backend may pre-filter; ``flt`` is applied again after)."""
+
+    def _apply(self, build_id: str, fn: Mutation[T]) -> T:
+        """Optimistic read-modify-write with bounded, jittered retries on a lost race."""
+        for attempt in range(CAS_ATTEMPTS):
+            got = self._read(build_id)
+            doc, tag = got if got is not None else (None, None)
+            new_doc, result = fn(doc)
+            if new_doc is None:
+                return result
+            try:
+                self._write(build_id, new_doc, tag)
+                return result
+            except CasFailed:
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise StoreUnavailable(f"gave up writing build {build_id} after {CAS_ATTEMPTS} contended attempts")
+
+    def close(self) -> None:  # noqa: B027 - optional for backends holding connections
+        """Release connections; the store may be used again afterwards."""
+
+    def describe(self) -> str:
+        return self.url
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _mutate(self, build_id: str, change: Callable[[BuildRecord, datetime], tuple[T, bool]]) -> T:
+        check_build_id(build_id)
+
+        def fn(doc: Doc | None) -> tuple[Doc | None, T]:
+            if doc is None:
+                raise NotFound(f"build {build_id} not found in {self.describe()}")
+            rec = BuildRecord.from_doc(doc)
+            now = self._clock()
+            result, changed = change(rec, now)
+            if not changed:
+                return None, result
+            rec.version += 1
+            rec.updated_at = format_ts(now)
+            return rec.to_doc(), result
+
+        return self._apply(build_id, fn)
+
+    # -- the contract --------------------------------------------------------------------------
+    def create_build(
+        self,
+        build_id: str,
+        *,
+        pipeline: str,
+        cloud: str,
+        image_type: str,
+        os: str = "",
+        plan: Iterable[int] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        owner: str = "imagebuild",
+    ) -> BuildRecord:
+        """Register a build (milestone 0). Idempotent for identical parameters, a conflict otherwise."""
+        params = BuildParams.checked(
+            build_id, pipeline, cloud, image_type, os, None if plan is None else list(plan), metadata
+        )
+        check_owner(owner)
+
+        def fn(doc: Doc | None) -> tuple[Doc | None, BuildRecord]:
+            if doc is not None:
+                rec = BuildRecord.from_doc(doc)
+                differ = rules.same_parameters(rec, params)
+                if differ:
+                    raise Conflict(
+                        f"build {build_id} already exists with different {', '.join(differ)}; "
+                        "use another build id"
+                    )
+                return None, rec
+            rec = rules.new_record(params, owner, self._clock())
+            return rec.to_doc(), rec
+
+        return self._apply(params.build_id, fn)
+
+    def begin(
+        self, build_id: str, state: int, *, owner: str, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    ) -> Lease:
+        """Start a milestone: take the build's lease (one live lease per build)."""
+        check_owner(owner)
+        check_lease_seconds(lease_seconds)
+        return self._mutate(build_id, lambda rec, now: rules.begin(rec, state, owner, lease_seconds, now))
+
+    def heartbeat(self, build_id: str, state: int, *, token: str) -> Lease:
+        """Extend the lease; refused once another owner took it over."""
+        check_text(token, "token", 64)
+        return self._mutate(build_id, lambda rec, now: rules.heartbeat(rec, state, token, now))
+
+    def complete(
+        self, build_id: str, state: int, *, token: str, outputs: Mapping[str, Any] | None = None
+    ) -> BuildRecord:
+        check_text(token, "token", 64)
+        clean = redact_value(check_outputs(outputs), self._redact)
+        assert isinstance(clean, dict)
+        return self._mutate(build_id, lambda rec, now: rules.complete(rec, state, token, clean, now))
+
+    def fail(self, build_id: str, state: int, *, token: str, error: str) -> BuildRecord:
+        check_text(token, "token", 64)
+        message = self._redact(check_text(error, "error", MAX_ERROR))
+        return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now))
+
+    def reset(self, build_id: str, *, to: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
+        text = self._redact(check_text(reason, "reason", MAX_REASON))
+        check_owner(actor, "actor")
+        return self._mutate(build_id, lambda rec, now: rules.reset(rec, to, text, actor, now))
+
+    def record_replay(
+        self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None
+    ) -> BuildRecord:
+        clean = redact_value(check_outputs(outputs), self._redact)
+        assert isinstance(clean, dict)
+        return self._mutate(
+            build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now)
+        )
+
+    def set_metadata(self, build_id: str, items: Mapping[str, str], *, actor: str = "imagebuild") -> BuildRecord:
+        checked = BuildParams.checked(build_id, "x", "local", "x", metadata=items).metadata
+        clean = {k: self._redact(v) for k, v in checked.items()}
+        return self._mutate(build_id, lambda rec, now: rules.set_metadata(rec, clean, actor, now))
+
+    def get(self, build_id: str) -> BuildRecord:
+        check_build_id(build_id)
+        got = self._read(build_id)
+        if got is None:
+            raise NotFound(f"build {build_id} not found in {self.describe()}")
+        return BuildRecord.from_doc(got[0])
+
+    def find(self, build_id: str) -> BuildRecord | None:
+        try:
+            return self.get(build_id)
+        except NotFound:
+            return None
+
+    def history(self, build_id: str) -> list[dict[str, Any]]:
+        """Attempts and events in time order (attempts before events at equal times)."""
+        rec = self.get(build_id)
+        rows: list[dict[str, Any]] = []
+        for a in rec.attempts:
+            rows.append({"at": a.started_at, "type": "attempt", **a.__dict__})
+        for e in rec.events:
+            rows.append({"at": e.at, "type": "event", **e.__dict__})
+        rows.sort(key=lambda r: (r["at"], r["type"] != "attempt"))
+        return rows
+
+    def list_builds(
+        self,
+        *,
+        status: str | None = None,
+        cloud: str | None = None,
+        pipeline: str | None = None,
+        updated_before: datetime | str | None = None,
+        updated_after: datetime | str | None = None,
+    ) -> list[BuildRecord]:
+        flt = ListFilter(
+            status=rules.check_status(status) if status else None,
+            cloud=check_cloud(cloud) if cloud else None,
+            pipeline=check_name(pipeline, "pipeline") if pipeline else None,
+            updated_before=_ts_filter(updated_before, "updated_before"),
+            updated_after=_ts_filter(updated_after, "updated_after"),
+        )
+        records = [BuildRecord.from_doc(d) for d in self._scan(flt) if flt.matches(d)]
+        records.sort(key=lambda r: (r.updated_at, r.build_id), reverse=True)
+        return records
+
+    def now(self) -> datetime:
+        return self._clock()
+
+
+def _ts_filter(value: datetime | str | None, field: str) -> str | None:
+    from airflow_provider_imagebuild.errors import InvalidInput
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return format_ts(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(field, f"must be an ISO 8601 time, got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_ts(moment)
+
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "BuildStore", "CasFailed", "ListFilter", "parse_ts", "utcnow"]

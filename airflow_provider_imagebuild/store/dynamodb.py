@@ -1,0 +1,135 @@
+"""DynamoDB backend: for many workers on many machines (Celery or Kubernetes executors).
+
+One item per build. Reads are strongly consistent; every write is a ``PutItem`` with a
+``ConditionExpression`` on the ``version`` attribute (or ``attribute_not_exists`` on create), so
+concurrent writers cannot lose each other's updates. The table is created by ``init`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
+from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
+from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
+
+INIT_WAIT_S = 60
+
+
+class DynamoDBStore(BuildStore):
+    def __init__(self, table: str, client_factory: ClientFactory, url: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self._client_factory = client_factory
+        self.url = url or f"dynamodb://{table}"
+
+    @property
+    def client(self) -> Any:
+        return self._client_factory("dynamodb")
+
+    def describe(self) -> str:
+        return f"DynamoDB table {self.table}"
+
+    def init(self) -> str:
+        with translated(self.describe()):
+            try:
+                self.client.create_table(
+                    TableName=self.table,
+                    AttributeDefinitions=[{"AttributeName": "build_id", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "build_id", "KeyType": "HASH"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+                created = True
+            except Exception as exc:
+                if client_error_code(exc) != "ResourceInUseException":
+                    raise
+                created = False
+            deadline = time.monotonic() + INIT_WAIT_S
+            while True:
+                status = self.client.describe_table(TableName=self.table)["Table"]["TableStatus"]
+                if status == "ACTIVE":
+                    break
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(f"{self.describe()} is still {status} after {INIT_WAIT_S}s")
+                time.sleep(0.2)
+        return f"{self.describe()} {'created (on-demand billing)' if created else 'ready'}"
+
+    def _read(self, build_id: str) -> tuple[Doc, Any] | None:
+        with translated(self.describe()):
+            item = self.client.get_item(
+                TableName=self.table, Key={"build_id": {"S": build_id}}, ConsistentRead=True
+            ).get("Item")
+        if item is None:
+            return None
+        return _decode(build_id, item), int(item["version"]["N"])
+
+    def _write(self, build_id: str, doc: Doc, expected: Any | None) -> None:
+        item = {
+            "build_id": {"S": build_id},
+            "version": {"N": str(doc["version"])},
+            "pipeline": {"S": doc["pipeline"]},
+            "cloud": {"S": doc["cloud"]},
+            "status": {"S": doc["status"]},
+            "updated_at": {"S": doc["updated_at"]},
+            "doc": {"S": json.dumps(doc, separators=(",", ":"))},
+        }
+        if expected is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(build_id)"}
+        else:
+            condition = {
+                "ConditionExpression": "version = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(expected)}},
+            }
+        with translated(self.describe()):
+            try:
+                self.client.put_item(TableName=self.table, Item=item, **condition)
+            except Exception as exc:
+                if client_error_code(exc) == "ConditionalCheckFailedException":
+                    raise CasFailed() from exc
+                raise
+
+    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        clauses = []
+        for attr, value in (("status", flt.status), ("cloud", flt.cloud), ("pipeline", flt.pipeline)):
+            if value:
+                names[f"#{attr}"] = attr
+                values[f":{attr}"] = {"S": value}
+                clauses.append(f"#{attr} = :{attr}")
+        if flt.updated_before:
+            names["#u"] = "updated_at"
+            values[":before"] = {"S": flt.updated_before}
+            clauses.append("#u < :before")
+        if flt.updated_after:
+            names["#u"] = "updated_at"
+            values[":after"] = {"S": flt.updated_after}
+            clauses.append("#u > :after")
+        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        if clauses:
+            kwargs.update(
+                FilterExpression=" AND ".join(clauses),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        with translated(self.describe()):
+            while True:
+                page = self.client.scan(**kwargs)
+                for item in page.get("Items", []):
+                    yield _decode(item["build_id"]["S"], item)
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _decode(build_id: str, item: dict[str, Any]) -> Doc:
+    try:
+        doc = json.loads(item["doc"]["S"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CorruptRecord(f"build {build_id}: DynamoDB item has no valid 'doc' attribute ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise CorruptRecord(f"build {build_id}: DynamoDB item 'doc' is not a JSON object")
+    return doc

@@ -1,0 +1,208 @@
+"""The build record: what a store keeps for one build, as plain data.
+
+Backends store the record as one JSON document with a ``version`` that every write
+compare-and-swaps on; :mod:`.rules` holds the transitions. Keeping the record plain (no Airflow,
+no SQL, no boto3) is what lets one contract test suite and one model prove every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_imagebuild.errors import CorruptRecord
+
+SCHEMA_VERSION = 1
+
+# Status of the build's current state, and of one attempt.
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+FAILED = "failed"
+ABANDONED = "abandoned"
+BUILD_STATUSES = (IN_PROGRESS, COMPLETED, FAILED)
+ATTEMPT_STATUSES = (IN_PROGRESS, COMPLETED, FAILED, ABANDONED)
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_ts(moment: datetime) -> str:
+    """UTC timestamps with a fixed width, so that string order is time order in every backend."""
+    return moment.astimezone(timezone.utc).strftime(_TS_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Lease:
+    """Who works on the build now, and until when (extended by heartbeats)."""
+
+    token: str
+    owner: str
+    state: int
+    attempt: int
+    seconds: int
+    acquired_at: str
+    expires_at: str
+    heartbeat_at: str
+
+
+@dataclass
+class Attempt:
+    """One try at one milestone; the list of attempts is append-only history."""
+
+    state: int
+    attempt: int
+    status: str
+    owner: str
+    lease_id: str
+    started_at: str
+    finished_at: str | None = None
+    error: str | None = None
+    kind: str = "run"  # "run", or "replay" when a milestone is re-applied on a relaunched host
+
+
+@dataclass
+class MilestoneResult:
+    """A completed milestone: when, by which attempt, and what it produced."""
+
+    state: int
+    attempt: int
+    owner: str
+    started_at: str
+    completed_at: str
+    duration_s: float
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Event:
+    """Things that happen to a build besides attempts: create, reset, takeover, metadata."""
+
+    at: str
+    kind: str
+    detail: str
+    actor: str = ""
+    state: int | None = None
+
+
+@dataclass
+class BuildRecord:
+    build_id: str
+    pipeline: str
+    cloud: str
+    image_type: str
+    os: str
+    plan: list[int]
+    metadata: dict[str, str]
+    created_at: str
+    updated_at: str
+    version: int = 0
+    current_state: int = 0
+    status: str = COMPLETED
+    delivered_at: str | None = None
+    milestones: dict[int, MilestoneResult] = field(default_factory=dict)
+    lease: Lease | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    # -- derived views -------------------------------------------------------------------------
+    @property
+    def completed(self) -> list[int]:
+        return [c for c in self.plan if c in self.milestones]
+
+    @property
+    def next_state(self) -> int | None:
+        """The first milestone of the plan not completed yet (None once delivered)."""
+        for code in self.plan:
+            if code not in self.milestones:
+                return code
+        return None
+
+    @property
+    def delivered(self) -> bool:
+        return self.plan[-1] in self.milestones
+
+    def outputs(self) -> dict[int, dict[str, Any]]:
+        return {c: dict(self.milestones[c].outputs) for c in self.completed}
+
+    def merged_outputs(self) -> dict[str, Any]:
+        """All outputs of completed milestones, later milestones winning on equal keys."""
+        merged: dict[str, Any] = {}
+        for code in self.completed:
+            merged.update(self.milestones[code].outputs)
+        return merged
+
+    def attempts_at(self, state: int) -> list[Attempt]:
+        return [a for a in self.attempts if a.state == state]
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_doc(self) -> dict[str, Any]:
+        """The stored document (JSON-safe: integer keys become strings).
+
+        Built by hand rather than with ``dataclasses.asdict``, whose deep copies were the largest
+        cost of a store write; the document is serialised right away, so shallow copies suffice.
+        """
+        return {
+            "schema": SCHEMA_VERSION,
+            "build_id": self.build_id,
+            "pipeline": self.pipeline,
+            "cloud": self.cloud,
+            "image_type": self.image_type,
+            "os": self.os,
+            "plan": list(self.plan),
+            "metadata": dict(self.metadata),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+            "current_state": self.current_state,
+            "status": self.status,
+            "delivered_at": self.delivered_at,
+            "milestones": {str(k): dict(vars(v)) for k, v in self.milestones.items()},
+            "lease": dict(vars(self.lease)) if self.lease else None,
+            "attempts": [dict(vars(a)) for a in self.attempts],
+            "events": [dict(vars(e)) for e in self.events],
+        }
+
+    def to_public(self) -> dict[str, Any]:
+        """What ``imagebuild build show --json`` prints: the record plus convenient views."""
+        doc = self.to_doc()
+        doc.pop("schema")
+        doc["completed"] = self.completed
+        doc["delivered"] = self.delivered
+        doc["next_state"] = self.next_state
+        doc["outputs"] = {str(k): v for k, v in self.outputs().items()}
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> BuildRecord:
+        try:
+            schema = doc.get("schema", SCHEMA_VERSION)
+            if schema != SCHEMA_VERSION:
+                raise CorruptRecord(f"build record has unknown schema version {schema!r}")
+            lease = doc.get("lease")
+            return cls(
+                build_id=doc["build_id"],
+                pipeline=doc["pipeline"],
+                cloud=doc["cloud"],
+                image_type=doc["image_type"],
+                os=doc.get("os", ""),
+                plan=[int(c) for c in doc["plan"]],
+                metadata=dict(doc.get("metadata") or {}),
+                created_at=doc["created_at"],
+                updated_at=doc["updated_at"],
+                version=int(doc["version"]),
+                current_state=int(doc["current_state"]),
+                status=doc["status"],
+                delivered_at=doc.get("delivered_at"),
+                milestones={int(k): MilestoneResult(**v) for k, v in (doc.get("milestones") or {}).items()},
+                lease=Lease(**lease) if lease else None,
+                attempts=[Attempt(**a) for a in doc.get("attempts") or []],
+                events=[Event(**e) for e in doc.get("events") or []],
+            )
+        except CorruptRecord:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptRecord(f"build record is malformed ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,280 @@
+"""The store's rules as pure transitions on a :class:`BuildRecord`.
+
+Every backend loads a record, applies one of these functions and compare-and-swaps the result,
+so the rules (plan order, one live lease, late writers refused, failures never roll the state
+back) are written once. A transition returns ``changed=False`` when the request was already
+applied (a retried ``complete`` after a lost response), so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_imagebuild.build import BuildParams
+from airflow_provider_imagebuild.errors import Conflict, InvalidInput
+from airflow_provider_imagebuild.milestone import check_code, previous_in, title_of
+from airflow_provider_imagebuild.store.record import (
+    ABANDONED,
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    Attempt,
+    BuildRecord,
+    Event,
+    Lease,
+    MilestoneResult,
+    format_ts,
+    parse_ts,
+)
+
+MAX_EVENTS = 2000
+
+
+def new_record(params: BuildParams, owner: str, now: datetime) -> BuildRecord:
+    """A registered build: milestone 0 ("initialize") is reached by registration itself."""
+    ts = format_ts(now)
+    first = params.plan[0]
+    rec = BuildRecord(
+        build_id=params.build_id,
+        pipeline=params.pipeline,
+        cloud=params.cloud,
+        image_type=params.image_type,
+        os=params.os,
+        plan=list(params.plan),
+        metadata=dict(params.metadata),
+        created_at=ts,
+        updated_at=ts,
+        version=1,
+        current_state=first,
+        status=COMPLETED,
+    )
+    lease_id = uuid.uuid4().hex
+    rec.attempts.append(Attempt(first, 1, COMPLETED, owner, lease_id, ts, ts))
+    rec.milestones[first] = MilestoneResult(first, 1, owner, ts, ts, 0.0, {})
+    rec.events.append(Event(ts, "create", "build registered", owner, first))
+    return rec
+
+
+def same_parameters(rec: BuildRecord, params: BuildParams) -> list[str]:
+    """The fields in which an existing build differs from a repeated create (empty: identical)."""
+    differ = []
+    for name in ("pipeline", "cloud", "image_type", "os", "metadata"):
+        if getattr(rec, name) != getattr(params, name):
+            differ.append(name)
+    if tuple(rec.plan) != tuple(params.plan):
+        differ.append("plan")
+    return differ
+
+
+def _in_plan(rec: BuildRecord, state: object, field: str = "state") -> int:
+    code = check_code(state, field)
+    if code not in rec.plan:
+        raise InvalidInput(field, f"milestone {code} is not in the plan of build {rec.build_id}: {rec.plan}")
+    return code
+
+
+def _name(rec: BuildRecord, code: int) -> str:
+    return f"{code} ({title_of(code)})"
+
+
+def _live(lease: Lease, now: datetime) -> bool:
+    return parse_ts(lease.expires_at) > now
+
+
+def _holder_conflict(rec: BuildRecord, lease: Lease) -> Conflict:
+    return Conflict(
+        f"build {rec.build_id} is leased by {lease.owner!r} for milestone {_name(rec, lease.state)} "
+        f"until {lease.expires_at} (lease {lease.token[:8]}, attempt {lease.attempt})",
+        holder=lease.owner,
+    )
+
+
+def _attempt_for(rec: BuildRecord, token: str) -> Attempt | None:
+    for attempt in reversed(rec.attempts):
+        if attempt.lease_id == token and attempt.kind == "run":
+            return attempt
+    return None
+
+
+def _add_event(rec: BuildRecord, event: Event) -> None:
+    rec.events.append(event)
+    if len(rec.events) > MAX_EVENTS:  # keep records bounded; attempts are never trimmed
+        del rec.events[: len(rec.events) - MAX_EVENTS]
+
+
+def _abandon(rec: BuildRecord, lease: Lease, now: datetime, by: str) -> None:
+    """Record a lease that expired without completing as an ``abandoned`` attempt."""
+    ts = format_ts(now)
+    attempt = _attempt_for(rec, lease.token)
+    if attempt is not None and attempt.status == IN_PROGRESS:
+        attempt.status = ABANDONED
+        attempt.finished_at = ts
+        attempt.error = f"lease expired at {lease.expires_at} without a heartbeat; taken over by {by!r}"
+    rec.lease = None
+    _add_event(rec, Event(ts, "takeover", f"expired lease of {lease.owner!r} taken over", by, lease.state))
+
+
+def begin(
+    rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: datetime
+) -> tuple[Lease, bool]:
+    code = _in_plan(rec, state)
+    done = rec.milestones.get(code)
+    if done is not None:
+        raise Conflict(
+            f"milestone {_name(rec, code)} of build {rec.build_id} is already completed "
+            f"(at {done.completed_at} by attempt {done.attempt}, owner {done.owner!r})"
+        )
+    lease = rec.lease
+    if lease is not None:
+        if _live(lease, now):
+            if lease.owner == owner and lease.state == code:
+                return lease, False  # a repeated begin by the same owner: same lease
+            raise _holder_conflict(rec, lease)
+        _abandon(rec, lease, now, owner)
+    expected = rec.next_state
+    if code != expected:
+        raise Conflict(
+            f"milestone {_name(rec, code)} of build {rec.build_id} cannot start before "
+            f"milestone {_name(rec, expected or 0)} is completed"
+        )
+    ts = format_ts(now)
+    number = len(rec.attempts_at(code)) + 1
+    lease = Lease(
+        token=uuid.uuid4().hex,
+        owner=owner,
+        state=code,
+        attempt=number,
+        seconds=lease_seconds,
+        acquired_at=ts,
+        expires_at=format_ts(now + timedelta(seconds=lease_seconds)),
+        heartbeat_at=ts,
+    )
+    rec.lease = lease
+    rec.attempts.append(Attempt(code, number, IN_PROGRESS, owner, lease.token, ts))
+    rec.current_state = code
+    rec.status = IN_PROGRESS
+    return lease, True
+
+
+def _held_lease(rec: BuildRecord, code: int, token: str) -> Lease:
+    """The lease ``token`` names, refusing a late writer whose lease is gone or taken over."""
+    lease = rec.lease
+    if lease is None or lease.token != token:
+        attempt = _attempt_for(rec, token)
+        if attempt is None:
+            raise Conflict(f"lease token {token[:8]}... does not hold build {rec.build_id}")
+        holder = f"; now held by {lease.owner!r}" if lease is not None else ""
+        raise Conflict(
+            f"stale lease token: attempt {attempt.attempt} at milestone {attempt.state} "
+            f"by {attempt.owner!r} is {attempt.status}{holder}",
+            holder=lease.owner if lease is not None else None,
+        )
+    if lease.state != code:
+        raise InvalidInput("state", f"the lease is for milestone {lease.state}, not {code}")
+    return lease
+
+
+def heartbeat(rec: BuildRecord, state: object, token: str, now: datetime) -> tuple[Lease, bool]:
+    code = _in_plan(rec, state)
+    lease = _held_lease(rec, code, token)
+    ts = format_ts(now)
+    lease.heartbeat_at = ts
+    lease.expires_at = format_ts(now + timedelta(seconds=lease.seconds))
+    return lease, True
+
+
+def complete(
+    rec: BuildRecord, state: object, token: str, outputs: dict[str, Any], now: datetime
+) -> tuple[BuildRecord, bool]:
+    code = _in_plan(rec, state)
+    earlier = _attempt_for(rec, token)
+    if earlier is not None and earlier.state == code and earlier.status == COMPLETED:
+        return rec, False  # the response to an applied complete was lost; the retry is a no-op
+    lease = _held_lease(rec, code, token)
+    attempt = _attempt_for(rec, token)
+    assert attempt is not None  # a held lease always has its attempt
+    ts = format_ts(now)
+    attempt.status = COMPLETED
+    attempt.finished_at = ts
+    started = parse_ts(attempt.started_at)
+    rec.milestones[code] = MilestoneResult(
+        code, attempt.attempt, lease.owner, attempt.started_at, ts,
+        round((now - started).total_seconds(), 3), dict(outputs),
+    )
+    rec.lease = None
+    rec.current_state = code
+    rec.status = COMPLETED
+    if code == rec.plan[-1]:
+        rec.delivered_at = ts
+    return rec, True
+
+
+def fail(rec: BuildRecord, state: object, token: str, error: str, now: datetime) -> tuple[BuildRecord, bool]:
+    code = _in_plan(rec, state)
+    earlier = _attempt_for(rec, token)
+    if earlier is not None and earlier.state == code and earlier.status == FAILED:
+        return rec, False
+    _held_lease(rec, code, token)
+    attempt = _attempt_for(rec, token)
+    assert attempt is not None
+    attempt.status = FAILED
+    attempt.finished_at = format_ts(now)
+    attempt.error = error
+    rec.lease = None
+    rec.current_state = code  # a failure never moves the state back
+    rec.status = FAILED
+    return rec, True
+
+
+def reset(rec: BuildRecord, to: object, reason: str, actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+    """A person sends the build back so that milestone ``to`` and everything after it run again."""
+    code = _in_plan(rec, to, "to")
+    previous = previous_in(rec.plan, code)
+    if previous is None:
+        raise InvalidInput("to", "milestone 0 is the build's registration; create a new build instead")
+    lease = rec.lease
+    if lease is not None:
+        if _live(lease, now):
+            raise _holder_conflict(rec, lease)
+        _abandon(rec, lease, now, actor)
+    dropped = [c for c in rec.plan if c >= code and c in rec.milestones]
+    for c in dropped:
+        del rec.milestones[c]
+    rec.current_state = previous
+    rec.status = COMPLETED
+    rec.delivered_at = None
+    detail = f"reset to {code}: {reason}" + (f" (un-completed {dropped})" if dropped else "")
+    _add_event(rec, Event(format_ts(now), "reset", detail, actor, code))
+    return rec, True
+
+
+def record_replay(
+    rec: BuildRecord, state: object, token: str, replayed: int, outputs: dict[str, Any], now: datetime
+) -> tuple[BuildRecord, bool]:
+    """Record that completed milestone ``replayed`` was applied again on a relaunched build host."""
+    code = _in_plan(rec, state)
+    lease = _held_lease(rec, code, token)
+    done = rec.milestones.get(_in_plan(rec, replayed, "replayed"))
+    if done is None:
+        raise InvalidInput("replayed", f"milestone {replayed} is not completed, so it cannot be replayed")
+    ts = format_ts(now)
+    number = len(rec.attempts_at(replayed)) + 1
+    rec.attempts.append(Attempt(replayed, number, COMPLETED, lease.owner, lease.token, ts, ts, None, "replay"))
+    done.outputs.update(outputs)
+    return rec, True
+
+
+def set_metadata(rec: BuildRecord, items: dict[str, str], actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+    rec.metadata.update(items)
+    _add_event(rec, Event(format_ts(now), "metadata", ", ".join(sorted(items)), actor))
+    return rec, True
+
+
+def check_status(value: object, field: str = "status") -> str:
+    from airflow_provider_imagebuild.store.record import BUILD_STATUSES
+
+    if value not in BUILD_STATUSES:
+        raise InvalidInput(field, f"must be one of {', '.join(BUILD_STATUSES)} (got {value!r})")
+    return str(value)

@@ -1,0 +1,123 @@
+"""S3 backend: one JSON object per build, written with S3 conditional writes.
+
+Creating uses ``If-None-Match: *``; updating uses ``If-Match: <etag of what was read>``. S3 refuses
+the write with 412 (or 409 while another conditional write is in flight) when somebody else
+wrote first, and the store reads again. The bucket is created by ``init`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from airflow_provider_imagebuild.errors import CorruptRecord
+from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
+from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
+
+_CAS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+
+
+def create_bucket(client: Any, bucket: str, region: str | None) -> bool:
+    """Create ``bucket`` if missing; True when it was created. Shared with the SQLite mirror."""
+    try:
+        client.head_bucket(Bucket=bucket)
+        return False
+    except Exception as exc:
+        if client_error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region and region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**kwargs)
+    except Exception as exc:
+        if client_error_code(exc) not in ("BucketAlreadyOwnedByYou",):
+            raise
+        return False
+    return True
+
+
+class S3Store(BuildStore):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        client_factory: ClientFactory,
+        region: str | None = None,
+        url: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.region = region
+        self._client_factory = client_factory
+        self.url = url or f"s3://{bucket}/{self.prefix}"
+
+    @property
+    def client(self) -> Any:
+        return self._client_factory("s3")
+
+    def describe(self) -> str:
+        return f"S3 bucket {self.bucket}" + (f" prefix {self.prefix}" if self.prefix else "")
+
+    def _key(self, build_id: str) -> str:
+        return f"{self.prefix}/builds/{build_id}.json" if self.prefix else f"builds/{build_id}.json"
+
+    def init(self) -> str:
+        with translated(self.describe()):
+            created = create_bucket(self.client, self.bucket, self.region)
+        return f"{self.describe()} {'created' if created else 'ready'}"
+
+    def _read(self, build_id: str) -> tuple[Doc, Any] | None:
+        with translated(self.describe()):
+            try:
+                obj = self.client.get_object(Bucket=self.bucket, Key=self._key(build_id))
+            except Exception as exc:
+                if client_error_code(exc) in ("NoSuchKey", "404"):
+                    return None
+                raise
+            body = obj["Body"].read()
+        return _decode(build_id, body), obj["ETag"]
+
+    def _write(self, build_id: str, doc: Doc, expected: Any | None) -> None:
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        with translated(self.describe()):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(build_id),
+                    Body=body,
+                    ContentType="application/json",
+                    **condition,
+                )
+            except Exception as exc:
+                if client_error_code(exc) in _CAS_CODES:
+                    raise CasFailed() from exc
+                raise
+
+    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
+        prefix = self._key("x")[: -len("x.json")]
+        with translated(self.describe()):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for entry in page.get("Contents", []):
+                    key = entry["Key"]
+                    if not key.endswith(".json"):
+                        continue
+                    build_id = key[len(prefix) : -len(".json")]
+                    got = self._read(build_id)
+                    if got is not None:
+                        yield got[0]
+
+
+def _decode(build_id: str, body: bytes) -> Doc:
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(f"build {build_id}: S3 object is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise CorruptRecord(f"build {build_id}: S3 object is not a JSON object")
+    return doc

@@ -1,0 +1,116 @@
+"""Store URLs: one string selects a backend, the same way in specs, connections and the CLI.
+
+``sqlite:///abs/path.db``, ``file:///abs/dir``, ``dynamodb://TABLE?region=R&endpoint_url=U``,
+``s3://BUCKET/PREFIX?region=R&endpoint_url=U`` and
+``sqlite+s3:///abs/path.db?bucket=B&prefix=P&region=R&endpoint_url=U``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from airflow_provider_imagebuild.errors import InvalidInput
+
+SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3")
+_TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+_ALLOWED_QUERY = {
+    "sqlite": {"synchronous"},
+    "file": set(),
+    "dynamodb": {"region", "endpoint_url"},
+    "s3": {"region", "endpoint_url"},
+    "sqlite+s3": {"bucket", "prefix", "region", "endpoint_url", "synchronous"},
+}
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    scheme: str
+    path: str = ""  # sqlite / file / sqlite+s3 local path
+    table: str = ""
+    bucket: str = ""
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    synchronous: str = "normal"  # SQLite: "full" also survives power loss, at about half the write rate
+    raw: str = ""
+
+
+def parse_store_url(url: object, field: str = "store") -> StoreURL:
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInput(field, "must be a store URL such as sqlite:///abs/path.db")
+    text = url.strip()
+    scheme, sep, _rest = text.partition("://")
+    if not sep:
+        raise InvalidInput(field, f"must look like SCHEME://..., got {text[:60]!r}")
+    if scheme not in SCHEMES:
+        raise InvalidInput(field, f"unknown store scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    parts = urlsplit(text)
+    if parts.fragment:
+        raise InvalidInput(field, "must not contain a '#fragment'")
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    unknown = set(query) - _ALLOWED_QUERY[scheme]
+    if unknown:
+        allowed = ", ".join(sorted(_ALLOWED_QUERY[scheme])) or "none"
+        raise InvalidInput(field, f"unknown parameter(s) {', '.join(sorted(unknown))} for {scheme}:// (allowed: {allowed})")
+    single: dict[str, str] = {}
+    for key, values in query.items():
+        if len(values) != 1 or not values[0]:
+            raise InvalidInput(f"{field}.{key}", "must be given exactly once with a value")
+        single[key] = values[0]
+    region = single.get("region")
+    if region is not None and not _REGION_RE.match(region):
+        raise InvalidInput(f"{field}.region", f"is not an AWS region name: {region!r}")
+    endpoint = single.get("endpoint_url")
+    if endpoint is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", endpoint):
+        raise InvalidInput(f"{field}.endpoint_url", f"must be an http(s) URL, got {endpoint!r}")
+
+    synchronous = single.get("synchronous", "normal").lower()
+    if synchronous not in ("normal", "full"):
+        raise InvalidInput(f"{field}.synchronous", f"must be 'normal' or 'full', got {synchronous!r}")
+
+    if scheme in ("sqlite", "file", "sqlite+s3"):
+        if parts.netloc:
+            raise InvalidInput(field, f"{scheme}:// takes an absolute path: {scheme}:///abs/path (three slashes)")
+        # sqlite:///abs/path and SQLAlchemy's sqlite:////abs/path both name /abs/path.
+        path = "/" + parts.path.lstrip("/") if parts.path.startswith("/") else parts.path
+        if not path.startswith("/") or path == "/":
+            raise InvalidInput(field, f"{scheme}:// needs an absolute path, got {path!r}")
+        if "\x00" in path or "/../" in path + "/":
+            raise InvalidInput(field, "path must not contain '..' or NUL")
+        if scheme == "sqlite+s3":
+            bucket = single.get("bucket", "")
+            _check_bucket(bucket, f"{field}.bucket")
+            prefix = single.get("prefix", "")
+            _check_prefix(prefix, f"{field}.prefix")
+            return StoreURL(scheme, path=path, bucket=bucket, prefix=prefix, region=region,
+                            endpoint_url=endpoint, synchronous=synchronous, raw=text)
+        return StoreURL(scheme, path=path, synchronous=synchronous, raw=text)
+
+    if scheme == "dynamodb":
+        table = parts.netloc
+        if parts.path not in ("", "/"):
+            raise InvalidInput(field, "dynamodb://TABLE takes no path")
+        if not _TABLE_RE.match(table):
+            raise InvalidInput(f"{field}.table", f"must be 3-255 letters, digits, '_', '.', '-', got {table!r}")
+        return StoreURL(scheme, table=table, region=region, endpoint_url=endpoint, raw=text)
+
+    bucket = parts.netloc
+    _check_bucket(bucket, f"{field}.bucket")
+    prefix = parts.path.strip("/")
+    _check_prefix(prefix, f"{field}.prefix")
+    return StoreURL(scheme, bucket=bucket, prefix=prefix, region=region, endpoint_url=endpoint, raw=text)
+
+
+def _check_bucket(bucket: str, field: str) -> None:
+    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise InvalidInput(field, f"must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}")
+
+
+def _check_prefix(prefix: str, field: str) -> None:
+    if not _PREFIX_RE.match(prefix) or ".." in prefix or len(prefix) > 512:
+        raise InvalidInput(field, f"must be a plain S3 key prefix, got {prefix!r}")
