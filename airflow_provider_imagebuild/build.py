@@ -177,6 +177,6 @@ class BuildParams:
             cloud=check_cloud(cloud),
             image_type=check_name(image_type, "image_type"),
             os=str(os or ""),
-            plan=validate_plan(plan_codes),  # type: ignore[arg-type]
+            plan=validate_plan(plan_codes),
             metadata=meta,
         )

@@ -19,32 +19,15 @@ Redactor = Callable[[str], str]
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # PEM private keys (RSA, EC, OPENSSH, PKCS#8, encrypted...), possibly cut off at the end.
     (
-        re.compile(
-            r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
-        ),
+        re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL),
         f"-----BEGIN PRIVATE KEY-----{REDACTED}-----END PRIVATE KEY-----",
     ),
     # AWS access key ids.
     (re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA|ANPA|AIPA)[A-Z0-9]{16}\b"), REDACTED),
     # Authorization headers and bearer/basic tokens.
     (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
-    # key=value / key: value / "key": "value" for secret-looking keys.
-    (
-        re.compile(
-            r"""(?ix)
-            (["']?
-             [A-Za-z0-9_.-]*
-             (?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|
-                credential|session[_-]?key|authorization|auth[_-]?token)
-             [A-Za-z0-9_.-]*
-             ["']?\s*[:=]\s*)
-            (?:"[^"]*"|'[^']*'|[^\s,;&"'}]+)
-            """
-        ),
-        rf"\1{REDACTED}",
-    ),
     # URL credentials: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@"), rf"\1:{REDACTED}@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://[^/\s:@]{1,256}):[^@\s/]{1,256}@"), rf"\1:{REDACTED}@"),
     # 40-character AWS secret access keys standing alone.
     # (mixed case and digits, so that hex digests such as git commit ids stay readable).
     (
@@ -57,11 +40,29 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# key=value / key: value / "key": "value". The key is matched as a whole word of bounded length
+# (and checked for a secret-looking name afterwards) so that long runs of text stay linear-time.
+_ASSIGNMENT = re.compile(
+    r"""(?<![A-Za-z0-9_.-])(["']?)([A-Za-z0-9_.-]{1,64})\1(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}]+)"""
+)
+_SECRET_KEY = re.compile(
+    r"(?i)password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credential|"
+    r"session[_-]?key|authorization|auth[_-]?token"
+)
+
+
+def _assignment(match: re.Match[str]) -> str:
+    quote, key, sep, _value = match.groups()
+    if not _SECRET_KEY.search(key):
+        return match.group(0)
+    return f"{quote}{key}{quote}{sep}{REDACTED}"
+
+
 def redact_patterns(text: str) -> str:
     """Replace anything that looks like a secret in ``text``."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _ASSIGNMENT.sub(_assignment, text)
 
 
 def redactor_for(known_secrets: Iterable[str] = (), extra: Redactor | None = None) -> Redactor:

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import click
 
 from airflow_provider_imagebuild.build import parse_pairs
-from airflow_provider_imagebuild.cli import render
 from airflow_provider_imagebuild.errors import ImageBuildError
 from airflow_provider_imagebuild.milestone import parse_code, parse_plan
 from airflow_provider_imagebuild.redact import redact_patterns
@@ -56,6 +55,16 @@ def _store(ctx: click.Context) -> BuildStore:
     return store
 
 
+def _actor() -> str:
+    """Who is at the keyboard, for the build's history."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
 def _code(text: str, field: str = "STATE") -> int:
     return parse_code(text, field)
 
@@ -65,8 +74,13 @@ def _print_json(data: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--store", "store_url", envvar="IMAGEBUILD_STORE", metavar="URL",
-              help="Store URL (env IMAGEBUILD_STORE); default: SQLite under $AIRFLOW_HOME/imagebuild.")
+@click.option(
+    "--store",
+    "store_url",
+    envvar="IMAGEBUILD_STORE",
+    metavar="URL",
+    help="Store URL (env IMAGEBUILD_STORE); default: SQLite under $AIRFLOW_HOME/imagebuild.",
+)
 @click.version_option(package_name="airflow-provider-imagebuild")
 @click.pass_context
 def cli(ctx: click.Context, store_url: str | None) -> None:
@@ -110,13 +124,28 @@ def build() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def build_create(ctx: click.Context, build_id: str, pipeline: str, cloud: str, image_type: str,
-                 os_name: str, states: str | None, meta: tuple[str, ...], as_json: bool) -> None:
+def build_create(
+    ctx: click.Context,
+    build_id: str,
+    pipeline: str,
+    cloud: str,
+    image_type: str,
+    os_name: str,
+    states: str | None,
+    meta: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Register a build (milestone 0). Repeating it with identical parameters is a no-op."""
     plan = parse_plan(states) if states else None
     rec = _store(ctx).create_build(
-        build_id, pipeline=pipeline, cloud=cloud, image_type=image_type, os=os_name, plan=plan,
-        metadata=parse_pairs(meta, "meta"), owner=f"cli:{os.environ.get('USER', 'unknown')}",
+        build_id,
+        pipeline=pipeline,
+        cloud=cloud,
+        image_type=image_type,
+        os=os_name,
+        plan=plan,
+        metadata=parse_pairs(meta, "meta"),
+        owner=_actor(),
     )
     if as_json:
         _print_json(rec.to_public())
@@ -186,7 +215,7 @@ def build_fail(ctx: click.Context, build_id: str, state: str, token: str, messag
 def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None:
     """Send a build back so that milestone TO and everything after it run again."""
     code = _code(to, "--to")
-    rec = _store(ctx).reset(build_id, to=code, reason=reason, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+    rec = _store(ctx).reset(build_id, to=code, reason=reason, actor=_actor())
     click.echo(f"build {build_id} reset: next milestone {rec.next_state}")
 
 
@@ -201,6 +230,8 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(rec.to_public())
     else:
+        from airflow_provider_imagebuild.cli import render  # rich costs 0.2 s; --json skips it
+
         render.console().print(render.build_table(rec))
 
 
@@ -215,6 +246,8 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
     else:
+        from airflow_provider_imagebuild.cli import render
+
         render.console().print(render.history_table(build_id, rows))
 
 
@@ -227,18 +260,43 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def build_list(ctx: click.Context, status: str | None, cloud: str | None, pipeline: str | None,
-               updated_before: str | None, updated_after: str | None, as_json: bool) -> None:
+def build_list(
+    ctx: click.Context,
+    status: str | None,
+    cloud: str | None,
+    pipeline: str | None,
+    updated_before: str | None,
+    updated_after: str | None,
+    as_json: bool,
+) -> None:
     """List builds, newest change first."""
-    records = _store(ctx).list_builds(status=status, cloud=cloud, pipeline=pipeline,
-                                      updated_before=updated_before, updated_after=updated_after)
+    records = _store(ctx).list_builds(
+        status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
+    )
     if as_json:
-        _print_json([
-            {k: r.to_public()[k] for k in ("build_id", "pipeline", "cloud", "image_type", "os", "current_state",
-                                            "status", "delivered", "completed", "updated_at")}
-            for r in records
-        ])
+        _print_json(
+            [
+                {
+                    k: r.to_public()[k]
+                    for k in (
+                        "build_id",
+                        "pipeline",
+                        "cloud",
+                        "image_type",
+                        "os",
+                        "current_state",
+                        "status",
+                        "delivered",
+                        "completed",
+                        "updated_at",
+                    )
+                }
+                for r in records
+            ]
+        )
     else:
+        from airflow_provider_imagebuild.cli import render
+
         render.console().print(render.list_table(records))
 
 

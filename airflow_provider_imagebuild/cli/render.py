@@ -32,7 +32,7 @@ def _duration(seconds: float | None) -> str:
         return ""
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
@@ -44,9 +44,8 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def build_table(rec: BuildRecord) -> Table:
     """One row per milestone of the plan: status, attempts, duration and outputs."""
-    state_line = (
-        f"state {rec.current_state} ({title_of(rec.current_state)}) · status [bold]{rec.status}[/]"
-        + (" · [green]delivered[/]" if rec.delivered else "")
+    state_line = f"state {rec.current_state} ({title_of(rec.current_state)}) · status [bold]{rec.status}[/]" + (
+        " · [green]delivered[/]" if rec.delivered else ""
     )
     table = Table(
         title=f"build {rec.build_id} · {rec.pipeline} · {rec.cloud}/{rec.image_type}"
@@ -55,9 +54,15 @@ def build_table(rec: BuildRecord) -> Table:
         title_justify="left",
         caption_justify="left",
     )
-    for column, justify in (("code", "right"), ("milestone", "left"), ("status", "left"),
-                            ("attempts", "right"), ("duration", "right"), ("finished", "left"),
-                            ("outputs / error", "left")):
+    for column, justify in (
+        ("code", "right"),
+        ("milestone", "left"),
+        ("status", "left"),
+        ("attempts", "right"),
+        ("duration", "right"),
+        ("finished", "left"),
+        ("outputs / error", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for code in rec.plan:
         attempts = rec.attempts_at(code)
@@ -65,8 +70,10 @@ def build_table(rec: BuildRecord) -> Table:
         done = rec.milestones.get(code)
         last = runs[-1] if runs else None
         if done is not None:
-            status, finished, detail = "completed", done.completed_at, ", ".join(
-                f"{k}={_short(v, 40)}" for k, v in done.outputs.items()
+            status, finished, detail = (
+                "completed",
+                done.completed_at,
+                ", ".join(f"{k}={_short(v, 40)}" for k, v in done.outputs.items()),
             )
             duration = _duration(done.duration_s)
         elif last is not None:
@@ -79,8 +86,9 @@ def build_table(rec: BuildRecord) -> Table:
         replays = len(attempts) - len(runs)
         count = f"{len(runs)}" + (f"+{replays}r" if replays else "")
         style = STATUS_STYLE.get(status, "dim")
-        table.add_row(str(code), title_of(code), f"[{style}]{status}[/]", count if runs else "",
-                      duration, finished, detail)
+        table.add_row(
+            str(code), title_of(code), f"[{style}]{status}[/]", count if runs else "", duration, finished, detail
+        )
     return table
 
 
@@ -92,11 +100,25 @@ def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
         if row["type"] == "attempt":
             what = "attempt" if row["kind"] == "run" else row["kind"]
             style = STATUS_STYLE.get(row["status"], "")
-            table.add_row(row["at"], what, str(row["state"]), str(row["attempt"]),
-                          f"[{style}]{row['status']}[/]", row["owner"], _short(row.get("error") or "", 80))
+            table.add_row(
+                row["at"],
+                what,
+                str(row["state"]),
+                str(row["attempt"]),
+                f"[{style}]{row['status']}[/]",
+                row["owner"],
+                _short(row.get("error") or "", 80),
+            )
         else:
-            table.add_row(row["at"], row["kind"], "" if row["state"] is None else str(row["state"]), "", "",
-                          row["actor"], _short(row["detail"], 80))
+            table.add_row(
+                row["at"],
+                row["kind"],
+                "" if row["state"] is None else str(row["state"]),
+                "",
+                "",
+                row["actor"],
+                _short(row["detail"], 80),
+            )
     return table
 
 
@@ -106,7 +128,13 @@ def list_table(records: list[BuildRecord]) -> Table:
         table.add_column(column)
     for rec in records:
         style = STATUS_STYLE.get(rec.status, "")
-        table.add_row(rec.build_id, rec.pipeline, rec.cloud, rec.image_type,
-                      f"{rec.current_state} {title_of(rec.current_state)}", f"[{style}]{rec.status}[/]"
-                      + (" (delivered)" if rec.delivered else ""), rec.updated_at)
+        table.add_row(
+            rec.build_id,
+            rec.pipeline,
+            rec.cloud,
+            rec.image_type,
+            f"{rec.current_state} {title_of(rec.current_state)}",
+            f"[{style}]{rec.status}[/]" + (" (delivered)" if rec.delivered else ""),
+            rec.updated_at,
+        )
     return table

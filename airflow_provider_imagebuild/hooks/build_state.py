@@ -37,7 +37,7 @@ def aws_hook_factory(aws_conn_id: str | None, region: str | None, endpoint_url: 
 
             hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, region_name=region)
             endpoint = endpoint_url or hook.conn_config.endpoint_url
-            clients[service] = hook.get_session(region_name=region).client(
+            clients[service] = hook.get_session(region_name=region).client(  # type: ignore[call-overload]
                 service, endpoint_url=endpoint, config=botocore_config()
             )
         return clients[service]

@@ -52,8 +52,14 @@ def open_store(
     from airflow_provider_imagebuild.store.sqlite_s3 import SQLiteS3Store
 
     return SQLiteS3Store(
-        parsed.path, parsed.bucket, parsed.prefix, factory, parsed.region, url=parsed.raw,
-        synchronous=parsed.synchronous, **common,
+        parsed.path,
+        parsed.bucket,
+        parsed.prefix,
+        factory,
+        parsed.region,
+        url=parsed.raw,
+        synchronous=parsed.synchronous,
+        **common,
     )
 
 

@@ -39,7 +39,9 @@ def boto3_factory(region: str | None, endpoint_url: str | None) -> ClientFactory
             import boto3
 
             session = boto3.session.Session(region_name=region)
-            clients[service] = session.client(service, endpoint_url=endpoint_url, config=botocore_config())
+            clients[service] = session.client(  # type: ignore[call-overload]
+                service, endpoint_url=endpoint_url, config=botocore_config()
+            )
         return clients[service]
 
     return factory

@@ -165,8 +165,7 @@ class BuildStore(ABC):
                 differ = rules.same_parameters(rec, params)
                 if differ:
                     raise Conflict(
-                        f"build {build_id} already exists with different {', '.join(differ)}; "
-                        "use another build id"
+                        f"build {build_id} already exists with different {', '.join(differ)}; use another build id"
                     )
                 return None, rec
             rec = rules.new_record(params, owner, self._clock())
@@ -174,9 +173,7 @@ class BuildStore(ABC):
 
         return self._apply(params.build_id, fn)
 
-    def begin(
-        self, build_id: str, state: int, *, owner: str, lease_seconds: int = DEFAULT_LEASE_SECONDS
-    ) -> Lease:
+    def begin(self, build_id: str, state: int, *, owner: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> Lease:
         """Start a milestone: take the build's lease (one live lease per build)."""
         check_owner(owner)
         check_lease_seconds(lease_seconds)
@@ -210,9 +207,7 @@ class BuildStore(ABC):
     ) -> BuildRecord:
         clean = redact_value(check_outputs(outputs), self._redact)
         assert isinstance(clean, dict)
-        return self._mutate(
-            build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now)
-        )
+        return self._mutate(build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now))
 
     def set_metadata(self, build_id: str, items: Mapping[str, str], *, actor: str = "imagebuild") -> BuildRecord:
         checked = BuildParams.checked(build_id, "x", "local", "x", metadata=items).metadata

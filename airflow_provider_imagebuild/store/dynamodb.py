@@ -7,12 +7,12 @@ concurrent writers cannot lose each other's updates. The table is created by ``i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
+from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
 from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
 
@@ -74,7 +74,7 @@ class DynamoDBStore(BuildStore):
             "cloud": {"S": doc["cloud"]},
             "status": {"S": doc["status"]},
             "updated_at": {"S": doc["updated_at"]},
-            "doc": {"S": json.dumps(doc, separators=(",", ":"))},
+            "doc": {"S": codec.dumps(doc).decode()},
         }
         if expected is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(build_id)"}
@@ -126,10 +126,7 @@ class DynamoDBStore(BuildStore):
 
 
 def _decode(build_id: str, item: dict[str, Any]) -> Doc:
-    try:
-        doc = json.loads(item["doc"]["S"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CorruptRecord(f"build {build_id}: DynamoDB item has no valid 'doc' attribute ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise CorruptRecord(f"build {build_id}: DynamoDB item 'doc' is not a JSON object")
-    return doc
+    text = item.get("doc", {}).get("S")
+    if text is None:
+        raise CorruptRecord(f"build {build_id}: DynamoDB item has no 'doc' attribute")
+    return codec.loads(text, f"build {build_id}: DynamoDB item 'doc'")

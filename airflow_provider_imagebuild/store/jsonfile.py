@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
+from airflow_provider_imagebuild.errors import StoreUnavailable
+from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.base import BuildStore, Doc, ListFilter, Mutation, T
 
 
@@ -46,20 +46,12 @@ class JsonFileStore(BuildStore):
 
     def _load(self, path: Path, build_id: str) -> Doc | None:
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorruptRecord(
-                f"build {build_id}: {path} is not valid JSON ({exc}); it is left untouched for inspection"
-            ) from exc
-        if not isinstance(doc, dict):
-            raise CorruptRecord(f"build {build_id}: {path} does not hold a JSON object")
-        return doc
+        return codec.loads(data, f"build {build_id}: {path} (left untouched for inspection)")
 
     def _read(self, build_id: str) -> tuple[Doc, Any] | None:
         doc = self._load(self._path(build_id), build_id)
@@ -87,7 +79,7 @@ class JsonFileStore(BuildStore):
         return result
 
     def _replace(self, path: Path, doc: Doc) -> None:
-        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        data = codec.dumps(doc, pretty=True)
         fd, tmp = tempfile.mkstemp(dir=self.builds, prefix=f".{path.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -116,9 +116,7 @@ def _abandon(rec: BuildRecord, lease: Lease, now: datetime, by: str) -> None:
     _add_event(rec, Event(ts, "takeover", f"expired lease of {lease.owner!r} taken over", by, lease.state))
 
 
-def begin(
-    rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: datetime
-) -> tuple[Lease, bool]:
+def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: datetime) -> tuple[Lease, bool]:
     code = _in_plan(rec, state)
     done = rec.milestones.get(code)
     if done is not None:
@@ -200,8 +198,13 @@ def complete(
     attempt.finished_at = ts
     started = parse_ts(attempt.started_at)
     rec.milestones[code] = MilestoneResult(
-        code, attempt.attempt, lease.owner, attempt.started_at, ts,
-        round((now - started).total_seconds(), 3), dict(outputs),
+        code,
+        attempt.attempt,
+        lease.owner,
+        attempt.started_at,
+        ts,
+        round((now - started).total_seconds(), 3),
+        dict(outputs),
     )
     rec.lease = None
     rec.current_state = code

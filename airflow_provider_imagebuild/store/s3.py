@@ -7,11 +7,10 @@ wrote first, and the store reads again. The bucket is created by ``init`` only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord
+from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
 from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
 
@@ -79,11 +78,11 @@ class S3Store(BuildStore):
                     return None
                 raise
             body = obj["Body"].read()
-        return _decode(build_id, body), obj["ETag"]
+        return codec.loads(body, f"build {build_id}: S3 object"), obj["ETag"]
 
     def _write(self, build_id: str, doc: Doc, expected: Any | None) -> None:
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
-        body = json.dumps(doc, separators=(",", ":")).encode()
+        body = codec.dumps(doc)
         with translated(self.describe()):
             try:
                 self.client.put_object(
@@ -111,13 +110,3 @@ class S3Store(BuildStore):
                     got = self._read(build_id)
                     if got is not None:
                         yield got[0]
-
-
-def _decode(build_id: str, body: bytes) -> Doc:
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptRecord(f"build {build_id}: S3 object is not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise CorruptRecord(f"build {build_id}: S3 object is not a JSON object")
-    return doc

@@ -11,7 +11,6 @@ never by a read.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -19,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
+from airflow_provider_imagebuild.errors import StoreUnavailable
+from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.base import BuildStore, Doc, ListFilter, Mutation, T
 
 SCHEMA = """
@@ -39,13 +39,7 @@ BUSY_TIMEOUT_S = 30.0
 
 
 def _decode(build_id: str, text: str) -> Doc:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorruptRecord(f"build {build_id}: stored document is not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise CorruptRecord(f"build {build_id}: stored document is not a JSON object")
-    return doc
+    return codec.loads(text, f"build {build_id}: stored document")
 
 
 class SQLiteStore(BuildStore):
@@ -127,7 +121,7 @@ class SQLiteStore(BuildStore):
                         new_doc["cloud"],
                         new_doc["status"],
                         new_doc["updated_at"],
-                        json.dumps(new_doc, separators=(",", ":")),
+                        codec.dumps(new_doc).decode(),
                     ),
                 )
             conn.execute("COMMIT")

@@ -56,7 +56,8 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
     unknown = set(query) - _ALLOWED_QUERY[scheme]
     if unknown:
         allowed = ", ".join(sorted(_ALLOWED_QUERY[scheme])) or "none"
-        raise InvalidInput(field, f"unknown parameter(s) {', '.join(sorted(unknown))} for {scheme}:// (allowed: {allowed})")
+        names = ", ".join(sorted(unknown))
+        raise InvalidInput(field, f"unknown parameter(s) {names} for {scheme}:// (allowed: {allowed})")
     single: dict[str, str] = {}
     for key, values in query.items():
         if len(values) != 1 or not values[0]:
@@ -87,8 +88,16 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
             _check_bucket(bucket, f"{field}.bucket")
             prefix = single.get("prefix", "")
             _check_prefix(prefix, f"{field}.prefix")
-            return StoreURL(scheme, path=path, bucket=bucket, prefix=prefix, region=region,
-                            endpoint_url=endpoint, synchronous=synchronous, raw=text)
+            return StoreURL(
+                scheme,
+                path=path,
+                bucket=bucket,
+                prefix=prefix,
+                region=region,
+                endpoint_url=endpoint,
+                synchronous=synchronous,
+                raw=text,
+            )
         return StoreURL(scheme, path=path, synchronous=synchronous, raw=text)
 
     if scheme == "dynamodb":
@@ -108,7 +117,9 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
 
 def _check_bucket(bucket: str, field: str) -> None:
     if not _BUCKET_RE.match(bucket) or ".." in bucket:
-        raise InvalidInput(field, f"must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}")
+        raise InvalidInput(
+            field, f"must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}"
+        )
 
 
 def _check_prefix(prefix: str, field: str) -> None:

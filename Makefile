@@ -1,0 +1,40 @@
+# The two commands a new user runs: `make demo` (sets everything up, runs the main job) and
+# `make test` (the test suite, as CI runs it). Everything is installed on first use.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := python3 -m uv
+export UV_LINK_MODE := copy
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: setup system-deps venv node demo test lint bench clean
+
+setup: system-deps venv node
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+venv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --extra ansible --quiet
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+node: node_modules/.package-lock.json
+
+demo: setup
+	@bash scripts/walkthrough.sh
+
+lint: venv
+	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/store_bench.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

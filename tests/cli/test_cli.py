@@ -1,0 +1,195 @@
+"""The ``imagebuild`` CLI as shell jobs use it: a real process, its stdout, stderr and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unique
+
+EXE = str(Path(sys.executable).with_name("imagebuild"))
+CREATE_C = ["build", "create", "c", "--pipeline", "p", "--cloud", "aws", "--image-type", "t"]
+
+
+def run(*args: str, store: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    if store:
+        full_env["IMAGEBUILD_STORE"] = store
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=full_env, timeout=60)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/cli.db"
+
+
+def test_walkthrough_with_exit_codes(sqlite_url: str) -> None:
+    assert run("store", "init", store=sqlite_url).returncode == 0
+    created = run(
+        "build",
+        "create",
+        "web-1",
+        "--pipeline",
+        "rhel8-web",
+        "--cloud",
+        "aws",
+        "--image-type",
+        "webserver",
+        "--os",
+        "rhel-8.10",
+        "--states",
+        "0,5,10,42,100",
+        "--meta",
+        "team=platform",
+        store=sqlite_url,
+    )
+    assert created.returncode == 0, created.stderr
+    begun = run(
+        "build", "begin", "web-1", "5", "--owner", "concourse/job/42", "--lease-seconds", "120", store=sqlite_url
+    )
+    assert begun.returncode == 0
+    token = begun.stdout.strip()
+    assert len(token) == 32
+    assert run("build", "heartbeat", "web-1", "5", "--token", token, store=sqlite_url).returncode == 0
+    other = run("build", "begin", "web-1", "5", "--owner", "someone-else", store=sqlite_url)
+    assert other.returncode == 3 and "concourse/job/42" in other.stderr
+    assert (
+        run(
+            "build", "complete", "web-1", "5", "--token", token, "--output", "ami=ami-0123", store=sqlite_url
+        ).returncode
+        == 0
+    )
+    early = run("build", "begin", "web-1", "42", "--owner", "x", store=sqlite_url)
+    assert early.returncode == 3 and "cannot start before milestone 10" in early.stderr
+    token = run("build", "begin", "web-1", "10", "--owner", "x", store=sqlite_url).stdout.strip()
+    failed = run(
+        "build", "fail", "web-1", "10", "--token", token, "--error", "ssh timeout password=hunter2", store=sqlite_url
+    )
+    assert failed.returncode == 0
+    stale = run("build", "complete", "web-1", "10", "--token", token, store=sqlite_url)
+    assert stale.returncode == 3
+
+    shown = run("build", "show", "web-1", "--json", store=sqlite_url)
+    data = json.loads(shown.stdout)
+    assert {
+        "build_id",
+        "pipeline",
+        "cloud",
+        "image_type",
+        "plan",
+        "current_state",
+        "status",
+        "completed",
+        "outputs",
+        "attempts",
+    } <= set(data)
+    assert (data["current_state"], data["status"], data["completed"]) == (10, "failed", [0, 5])
+    assert data["outputs"]["5"] == {"ami": "ami-0123"}
+    assert {"state", "attempt", "status", "owner", "started_at", "finished_at", "error"} <= set(data["attempts"][-1])
+    assert "hunter2" not in shown.stdout
+
+    human = run("build", "show", "web-1", store=sqlite_url)
+    assert human.returncode == 0
+    assert "OS installation started" in human.stdout and "failed" in human.stdout
+    assert "hunter2" not in human.stdout
+
+    reset = run("build", "reset", "web-1", "--to", "5", "--reason", "new base image", store=sqlite_url)
+    assert reset.returncode == 0 and "next milestone 5" in reset.stdout
+    history = json.loads(run("build", "history", "web-1", "--json", store=sqlite_url).stdout)
+    assert [r["kind"] for r in history if r["type"] == "event"] == ["create", "reset"]
+    assert "reset" in run("build", "history", "web-1", store=sqlite_url).stdout
+
+    listed = json.loads(run("build", "list", "--status", "completed", "--json", store=sqlite_url).stdout)
+    assert [b["build_id"] for b in listed] == ["web-1"]
+    assert json.loads(run("build", "list", "--cloud", "azure", "--json", store=sqlite_url).stdout) == []
+    assert "web-1" in run("build", "list", "--pipeline", "rhel8-web", store=sqlite_url).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["build", "show", "../x"], 2, "build_id"),
+        (["build", "show", "a/b"], 2, "build_id"),
+        (["build", "show", "x" * 200], 2, "build_id"),
+        (["build", "show", "ünï"], 2, "build_id"),
+        (["build", "show", "nope"], 4, "not found"),
+        (["build", "begin", "b", "True", "--owner", "o"], 2, "STATE"),
+        (["build", "begin", "b", "ten", "--owner", "o"], 2, "STATE"),
+        (["build", "begin", "b", "105", "--owner", "o"], 2, "between 0 and 100"),
+        (["build", "begin", "b", "--owner", "o", "--", "-5"], 2, "between 0 and 100"),
+        (["build", "begin", "b", "7", "--owner", "o"], 2, "not in the plan"),
+        (["build", "list", "--status", "done"], 2, "status"),
+        ([*CREATE_C[:-3], "mars", "--image-type", "t"], 2, "cloud"),
+        ([*CREATE_C, "--states", "0,10,5,100"], 2, "ascending"),
+        ([*CREATE_C, "--states", "5,100"], 2, "start at 0"),
+        ([*CREATE_C, "--meta", "novalue"], 2, "key=value"),
+        (["build", "complete", "b", "5", "--token", "t", "--output", "bad key=1"], 2, "output"),
+        (["build", "begin", "b", "5"], 2, "--owner"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_nothing_is_written(
+    sqlite_url: str, args: list[str], code: int, needle: str
+) -> None:
+    run(
+        "build",
+        "create",
+        "b",
+        "--pipeline",
+        "p",
+        "--cloud",
+        "aws",
+        "--image-type",
+        "t",
+        "--states",
+        "0,5,100",
+        store=sqlite_url,
+    )
+    before = run("build", "show", "b", "--json", store=sqlite_url).stdout
+    result = run(*args, store=sqlite_url)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert run("build", "show", "b", "--json", store=sqlite_url).stdout == before
+    assert run("build", "show", "c", store=sqlite_url).returncode == 4
+
+
+def test_unknown_store_scheme_and_unreachable_store() -> None:
+    bad = run("--store", "ftp://x", "build", "list")
+    assert bad.returncode == 2 and "unknown store scheme 'ftp'" in bad.stderr
+    down = run("--store", "dynamodb://builds?region=us-east-1&endpoint_url=http://127.0.0.1:9", "build", "show", "b")
+    assert down.returncode == 5 and "store unreachable" in down.stderr
+    assert "Traceback" not in down.stderr
+
+
+def test_default_store_lives_under_airflow_home(tmp_path: Path) -> None:
+    env = {"AIRFLOW_HOME": str(tmp_path / "ah")}
+    os.environ.pop("IMAGEBUILD_STORE", None)
+    assert run("store", "url", env=env).stdout.strip() == f"sqlite:///{tmp_path}/ah/imagebuild/state.db"
+    assert (
+        run("build", "create", "d1", "--pipeline", "p", "--cloud", "local", "--image-type", "t", env=env).returncode
+        == 0
+    )
+    assert (tmp_path / "ah/imagebuild/state.db").exists()
+
+
+def test_aws_backends_from_the_cli(moto_url: str, dynalite_url: str) -> None:
+    for url in (
+        f"dynamodb://{unique('cli')}?region=us-east-1&endpoint_url={dynalite_url}",
+        f"s3://{unique('cli')}/x?region=us-east-1&endpoint_url={moto_url}",
+    ):
+        missing = run("build", "list", store=url)
+        assert missing.returncode == 5 and "imagebuild store init" in missing.stderr
+        assert run("store", "init", store=url).returncode == 0
+        assert run("store", "init", store=url).returncode == 0
+        assert (
+            run("build", "create", "a1", "--pipeline", "p", "--cloud", "aws", "--image-type", "t", store=url).returncode
+            == 0
+        )
+        token = run("build", "begin", "a1", "5", "--owner", "o", store=url).stdout.strip()
+        assert run("build", "complete", "a1", "5", "--token", token, store=url).returncode == 0
+        assert json.loads(run("build", "show", "a1", "--json", store=url).stdout)["completed"] == [0, 5]

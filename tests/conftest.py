@@ -1,0 +1,133 @@
+"""Shared fixtures: real servers on loopback (moto, dynalite) and one store per backend.
+
+Every AWS call in the tests goes to a server started here on 127.0.0.1; fake credentials make
+sure nothing could ever reach a real account.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.servers.process import ROOT, free_port, running
+
+# Fake credentials and no metadata look-ups, for every boto3 client of the test session.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("IMAGEBUILD_STORE", None)
+
+from airflow_provider_imagebuild.store import BuildStore, open_store
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def moto_url(server_logs: Path) -> Iterator[str]:
+    """moto's HTTP server on loopback, serving one request at a time (see moto_serial.py)."""
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "tests/servers/moto_serial.py"), str(port)]
+    with running(argv, port, server_logs / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def dynalite_url(server_logs: Path) -> Iterator[str]:
+    """dynalite (npm): DynamoDB with conditional writes that hold under concurrent clients."""
+    node = shutil.which("node")
+    assert node, "node is required (installed by `make setup`)"
+    assert (ROOT / "node_modules/dynalite").is_dir(), "dynalite missing: run `make setup` (npm ci)"
+    port = free_port()
+    with running([node, str(ROOT / "tests/servers/dynalite.js"), str(port)], port, server_logs / "dynalite.log") as url:
+        yield url
+
+
+class FakeClock:
+    """A clock the tests move by hand, so lease expiry needs no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            self.now += timedelta(microseconds=1000)  # strictly increasing, like a real clock
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += timedelta(seconds=seconds)
+
+
+BACKENDS = ["sqlite", "file", "dynamodb", "dynalite", "s3", "sqlite+s3"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def store_url_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    if backend == "file":
+        return f"file://{tmp_path}/json-store"
+    if backend == "dynamodb":
+        return f"dynamodb://{unique('builds')}?region=us-east-1&endpoint_url={request.getfixturevalue('moto_url')}"
+    if backend == "dynalite":
+        return f"dynamodb://{unique('builds')}?region=us-east-1&endpoint_url={request.getfixturevalue('dynalite_url')}"
+    if backend == "s3":
+        return f"s3://{unique('imagebuild')}/state?region=us-east-1&endpoint_url={request.getfixturevalue('moto_url')}"
+    if backend == "sqlite+s3":
+        moto = request.getfixturevalue("moto_url")
+        return (
+            f"sqlite+s3:///{tmp_path}/mirror.db?bucket={unique('mirror')}&prefix=p&region=us-east-1&endpoint_url={moto}"
+        )
+    raise AssertionError(backend)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., BuildStore]:
+    """Open (and init) a fresh store of the given backend; extra kwargs go to ``open_store``."""
+    opened: list[BuildStore] = []
+
+    def make(backend: str, init: bool = True, **kwargs: object) -> BuildStore:
+        store = open_store(store_url_for(backend, tmp_path, request), **kwargs)  # type: ignore[arg-type]
+        if init:
+            store.init()
+        opened.append(store)
+        return store
+
+    yield make  # type: ignore[misc]
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(backend: str, make_store: Callable[..., BuildStore], clock: FakeClock) -> BuildStore:
+    return make_store(backend, clock=clock)

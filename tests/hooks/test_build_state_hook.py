@@ -1,0 +1,125 @@
+"""The provider as Airflow sees it: registration, the connection type, and the hook's store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from tests.conftest import unique
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+@pytest.fixture
+def airflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def test_airflow_lists_the_provider_and_its_connection_type(airflow_env: dict[str, str]) -> None:
+    env = {**os.environ, **airflow_env}
+    listed = subprocess.run(
+        [AIRFLOW, "providers", "list", "-o", "json"], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = [p["package_name"] for p in json.loads(listed.stdout)]
+    assert "airflow-provider-imagebuild" in names
+    got = subprocess.run(
+        [AIRFLOW, "providers", "get", "airflow-provider-imagebuild", "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert got.returncode == 0, got.stderr
+    assert "airflow-provider-imagebuild" in got.stdout
+    hooks = subprocess.run(
+        [AIRFLOW, "providers", "hooks", "-o", "json"], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert "imagebuild_state" in hooks.stdout
+    assert "BuildStateHook" in hooks.stdout
+
+
+def test_hook_opens_the_store_of_its_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+
+    url = f"sqlite:///{tmp_path}/hook.db"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IMAGEBUILD_DEFAULT", json.dumps({"conn_type": "imagebuild_state", "extra": {"store_url": url}})
+    )
+    store = BuildStateHook().get_store()
+    assert store.url == f"sqlite:///{tmp_path}/hook.db"
+    store.create_build("h-1", pipeline="p", cloud="local", image_type="t")
+    assert BuildStateHook().test_connection()[0]
+
+
+def test_hook_uses_the_aws_connection_for_dynamodb(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials and endpoint come from the Amazon provider's connection (aws_conn_id)."""
+    from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+
+    table = unique("hooked")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_STATE_AWS",
+        json.dumps(
+            {
+                "conn_type": "imagebuild_state",
+                "extra": {"store_url": f"dynamodb://{table}?region=us-east-1", "aws_conn_id": "moto_aws"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MOTO_AWS",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "AKIDFROMCONNECTION",
+                "password": "from-connection-secret",
+                "extra": {"region_name": "us-east-1", "endpoint_url": moto_url},
+            }
+        ),
+    )
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var)
+    store = BuildStateHook("state_aws").get_store()
+    store.init()
+    store.create_build("h-2", pipeline="p", cloud="aws", image_type="t")
+    assert store.get("h-2").completed == [0]
+    creds = store.client._request_signer._credentials  # type: ignore[attr-defined]
+    assert creds.access_key == "AKIDFROMCONNECTION"
+
+
+def test_hook_redacts_what_airflow_masks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.log import mask_secret
+
+    from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IMAGEBUILD_DEFAULT",
+        json.dumps({"conn_type": "imagebuild_state", "host": f"sqlite:///{tmp_path}/m.db"}),
+    )
+    mask_secret("plain-looking-value-42")
+    store = BuildStateHook().get_store()
+    store.create_build("h-3", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
+    lease = store.begin("h-3", 5, owner="o")
+    store.fail("h-3", 5, token=lease.token, error="vault said plain-looking-value-42 is wrong")
+    assert "plain-looking-value-42" not in json.dumps(store.get("h-3").to_doc())
+
+
+def test_hook_without_a_store_url_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_EMPTY", json.dumps({"conn_type": "imagebuild_state"}))
+    with pytest.raises(InvalidInput, match="store_url"):
+        BuildStateHook("empty").get_store()

@@ -1,0 +1,92 @@
+"""Processes killed with SIGKILL: while holding a lease, and in the middle of a write."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_imagebuild.store import BuildStore
+from tests.servers.process import ROOT
+
+HOLDER = """
+import sys, time
+from airflow_provider_imagebuild.store import open_store
+store = open_store(sys.argv[1])
+lease = store.begin("crash", 5, owner="doomed-worker", lease_seconds=1)
+print(lease.token, flush=True)
+time.sleep(600)  # killed before any heartbeat or completion
+"""
+
+WRITER = """
+import sys
+from airflow_provider_imagebuild.store import open_store
+store = open_store(sys.argv[1])
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    store.set_metadata("crash", {"counter": str(i), "padding": "x" * 3000}, actor="writer")
+"""
+
+
+def _spawn(code: str, url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "file", "dynalite", "s3"])
+def test_killed_lease_holder_is_taken_over_after_expiry(backend: str, make_store: Callable[..., BuildStore]) -> None:
+    store = make_store(backend)
+    store.create_build("crash", pipeline="p", cloud="aws", image_type="t", plan=[0, 5, 100])
+    proc = _spawn(HOLDER, store.url)
+    assert proc.stdout is not None
+    token = proc.stdout.readline().strip()
+    assert token, "holder did not take the lease"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    time.sleep(1.2)  # let the 1 s lease expire on the real clock
+    lease = store.begin("crash", 5, owner="rescuer")
+    assert lease.attempt == 2
+    store.complete("crash", 5, token=lease.token)
+    rec = store.get("crash")
+    assert [(a.owner, a.status) for a in rec.attempts_at(5)] == [
+        ("doomed-worker", "abandoned"),
+        ("rescuer", "completed"),
+    ]
+    assert rec.status == "completed" and rec.lease is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "file"])
+def test_kill_during_writes_leaves_an_intact_record(backend: str, make_store: Callable[..., BuildStore]) -> None:
+    store = make_store(backend)
+    store.create_build("crash", pipeline="p", cloud="aws", image_type="t", plan=[0, 5, 100])
+    rng = random.Random(7)
+    last = 0
+    for _round in range(6):
+        proc = _spawn(WRITER, store.url)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        if backend == "sqlite":
+            with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
+                assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        else:
+            text = (Path(store.root) / "builds/crash.json").read_text()  # type: ignore[attr-defined]
+            json.loads(text)  # entirely old or entirely new: always parseable
+        rec = store.get("crash")
+        counter = int(rec.metadata.get("counter", "0"))
+        assert counter >= 0 and rec.version >= last
+        last = rec.version
+        # every completed write is a whole one: version counts the create plus each write
+        assert rec.version == 1 + len([e for e in rec.events if e.kind == "metadata"])
+    assert last > 1, "the writer never managed a write"
