@@ -180,3 +180,19 @@ class BuildParams:
             plan=validate_plan(plan_codes),
             metadata=meta,
         )
+
+
+def derive_build_id(pipeline: str, run_id: str) -> str:
+    """The build id every task of one DAG run agrees on when the run's conf names none.
+
+    ``rhel8-web`` + ``manual__2026-11-27T05:37:02.123+00:00`` -> ``rhel8-web.manual__2026-11-27T05-37-02.123-00-00``
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-.") or "run"
+    cleaned = re.sub(r"\.{2,}", ".", cleaned)
+    candidate = f"{pipeline}.{cleaned}"
+    if len(candidate) > 128:
+        import hashlib
+
+        digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
+        candidate = f"{candidate[: 128 - 13]}.{digest}"
+    return check_build_id(candidate)

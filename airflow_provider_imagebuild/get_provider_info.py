@@ -26,7 +26,15 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_imagebuild.hooks.build_state"],
             }
         ],
-        "operators": [],
+        "operators": [
+            {
+                "integration-name": "Image Build",
+                "python-modules": [
+                    "airflow_provider_imagebuild.operators.milestone",
+                    "airflow_provider_imagebuild.operators.command",
+                ],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_imagebuild.hooks.build_state.BuildStateHook",

@@ -124,11 +124,17 @@ def main() -> None:
     rows = []
     with ExitStack() as stack:
         moto_port, dyn_port = free_port(), free_port()
-        moto = stack.enter_context(running([sys.executable, str(ROOT / "tests/servers/moto_serial.py"),
-                                            str(moto_port)], moto_port, tmp / "moto.log"))
+        moto = stack.enter_context(
+            running(
+                [sys.executable, str(ROOT / "tests/servers/moto_serial.py"), str(moto_port)],
+                moto_port,
+                tmp / "moto.log",
+            )
+        )
         node = shutil.which("node") or "node"
-        dynalite = stack.enter_context(running([node, str(ROOT / "tests/servers/dynalite.js"), str(dyn_port)],
-                                               dyn_port, tmp / "dynalite.log"))
+        dynalite = stack.enter_context(
+            running([node, str(ROOT / "tests/servers/dynalite.js"), str(dyn_port)], dyn_port, tmp / "dynalite.log")
+        )
         backends = {
             "sqlite": f"sqlite:///{tmp}/s.db",
             "sqlite (synchronous=full)": f"sqlite:///{tmp}/full.db?synchronous=full",
@@ -141,11 +147,15 @@ def main() -> None:
             if args.only and not any(o in name for o in args.only):
                 continue
             slow = "s3" in name
-            row = bench_backend(name, url, args.pairs // (4 if slow else 1), args.writers,
-                                args.reads // (5 if slow else 1))
+            row = bench_backend(
+                name, url, args.pairs // (4 if slow else 1), args.writers, args.reads // (5 if slow else 1)
+            )
             rows.append(row)
-            print(f"{name:28s} {row['single']:8.0f} pairs/s  {row['multi']:8.0f} pairs/s x{args.writers}  "
-                  f"read p50 {row['p50']:.2f} ms p99 {row['p99']:.2f} ms  lost {row['lost']}", flush=True)
+            print(
+                f"{name:28s} {row['single']:8.0f} pairs/s  {row['multi']:8.0f} pairs/s x{args.writers}  "
+                f"read p50 {row['p50']:.2f} ms p99 {row['p99']:.2f} ms  lost {row['lost']}",
+                flush=True,
+            )
     shutil.rmtree(tmp, ignore_errors=True)
     write_doc(Path(args.write_doc), rows, args)
 
@@ -170,8 +180,9 @@ def write_doc(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace) 
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['backend']} | {r['single']:.0f} | {r['multi']:.0f} | {r['p50']:.2f} | "
-                     f"{r['p99']:.2f} | {r['lost']} |")
+        lines.append(
+            f"| {r['backend']} | {r['single']:.0f} | {r['multi']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['lost']} |"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,8 +31,19 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("IMAGEBUILD_STORE", None)
+os.environ.pop(PIPELINES_ENV := "IMAGEBUILD_PIPELINES_DIR", None)
 
-from airflow_provider_imagebuild.store import BuildStore, open_store
+# Airflow reads its home and settings once, when first imported: point it at a throw-away home
+# before any test module imports it. The airflow_home fixture migrates its SQLite DB.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="imagebuild-airflow-"))
+os.environ.update(
+    AIRFLOW_HOME=str(AIRFLOW_HOME),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    AIRFLOW__CORE__UNIT_TEST_MODE="False",
+)
+
+from airflow_provider_imagebuild.store import BuildStore, open_store  # noqa: E402 (after the env set-up)
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +144,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(backend: str, make_store: Callable[..., BuildStore], clock: FakeClock) -> BuildStore:
     return make_store(backend, clock=clock)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Iterator[Path]:
+    """The session's AIRFLOW_HOME with a migrated SQLite metadata DB, for tests that run Airflow."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    result = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, env=os.environ, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    yield AIRFLOW_HOME
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

@@ -1,0 +1,155 @@
+"""Spec -> plan -> Airflow: one DAG per pipeline, one task per milestone.
+
+Two entry points that read the same way: :func:`build_dag` (the whole pipeline as a DAG) and
+:func:`build_task_group` (the pipeline inside a DAG somebody else owns). :func:`load_pipelines`
+fills a DAG file's ``globals()`` from a folder of specs; a broken spec becomes an import error
+naming the spec file and key, and the other pipelines still load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import MutableMapping
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, TaskGroup
+
+from airflow_provider_imagebuild.milestone import Phase
+from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
+from airflow_provider_imagebuild.spec import PipelineSpec, SpecError, load_spec
+
+log = logging.getLogger(__name__)
+
+PIPELINES_ENV = "IMAGEBUILD_PIPELINES_DIR"
+
+
+def _task_kwargs(step: Step) -> dict[str, Any]:
+    policy = step.policy
+    kwargs: dict[str, Any] = {}
+    if policy.retries is not None:
+        kwargs["retries"] = policy.retries
+    if policy.retry_delay is not None:
+        kwargs["retry_delay"] = timedelta(seconds=policy.retry_delay)
+    if policy.retry_exponential_backoff:
+        kwargs["retry_exponential_backoff"] = 2.0
+    if policy.max_retry_delay is not None:
+        kwargs["max_retry_delay"] = timedelta(seconds=policy.max_retry_delay)
+    if policy.execution_timeout is not None:
+        kwargs["execution_timeout"] = timedelta(seconds=policy.execution_timeout)
+    return kwargs
+
+
+def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
+    from airflow_provider_imagebuild.operators import CommandMilestoneOperator, MilestoneOperator
+
+    spec = plan.spec
+    common: dict[str, Any] = dict(
+        task_id=step.task_id,
+        pipeline=spec.pipeline,
+        cloud=spec.cloud,
+        image_type=spec.image_type,
+        os_name=spec.os,
+        state=step.code,
+        plan=plan.codes,
+        store=spec.store,
+        store_conn_id=spec.store_conn_id,
+        lease_seconds=step.policy.lease_seconds,
+        doc_md=f"Milestone **{step.code}**: {step.title} ({step.action})",
+        **_task_kwargs(step),
+    )
+    ms = step.milestone
+    if step.action == "command" and ms is not None and ms.command is not None:
+        cwd = str((spec_dir or Path.cwd()) / (ms.cwd or "."))
+        return CommandMilestoneOperator(command=ms.command, env=ms.env, cwd=cwd, state_key=step.key, **common)
+    return MilestoneOperator(**common)
+
+
+def _add_tasks(plan: PipelinePlan, spec_dir: Path | None, group: TaskGroup | None = None) -> list[Any]:
+    """Create the tasks, grouped by phase, chained in plan order."""
+    groups: dict[Phase, TaskGroup] = {}
+    tasks = []
+    for step in plan.steps:
+        if step.phase not in groups:
+            # prefix_group_id=False keeps task ids as s045_storage, whatever the grouping.
+            groups[step.phase] = TaskGroup(
+                group_id=step.phase.value,
+                parent_group=group,
+                prefix_group_id=False,
+                tooltip=f"{step.phase.value} milestones",
+            )
+        with groups[step.phase]:
+            tasks.append(_make_task(plan, step, spec_dir))
+    for upstream, downstream in pairwise(tasks):
+        upstream >> downstream
+    return tasks
+
+
+def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: Any) -> DAG:
+    plan = plan_from_spec(spec)
+    params: dict[str, Any] = dict(
+        dag_id=plan.dag_id,
+        schedule=spec.schedule,
+        start_date=spec.start_date,
+        catchup=spec.catchup,
+        max_active_runs=1,
+        tags=sorted({"imagebuild", spec.cloud, spec.image_type, *spec.tags}),
+        doc_md=plan.markdown(),
+        description=spec.description or f"{spec.cloud} {spec.image_type} image pipeline {spec.pipeline}",
+    )
+    params.update(dag_kwargs)
+    with DAG(**params) as dag:
+        _add_tasks(plan, spec_dir)
+    return dag
+
+
+def build_task_group(spec: PipelineSpec, group_id: str | None = None, spec_dir: Path | None = None) -> TaskGroup:
+    """The pipeline as a TaskGroup inside the DAG being defined (use within ``with DAG(...)``)."""
+    plan = plan_from_spec(spec)
+    with TaskGroup(group_id=group_id or spec.pipeline.replace("-", "_"), tooltip=spec.pipeline) as group:
+        _add_tasks(plan, spec_dir, group)
+    return group
+
+
+class BrokenPipelines(DAG):
+    """Carries spec errors to Airflow: bagging it fails, so the DAG file shows an import error
+    naming each broken spec file and key, while the good pipelines of the folder still load."""
+
+    def __init__(self, errors: list[str], **kwargs: Any) -> None:
+        super().__init__(dag_id="imagebuild_broken_specs", schedule=None, **kwargs)
+        self.spec_errors = errors
+
+    def validate(self) -> None:
+        raise SpecError("; ".join(self.spec_errors), "", "invalid pipeline spec(s)")
+
+
+def load_pipelines(
+    folder: str | Path | None = None, namespace: MutableMapping[str, Any] | None = None, strict: bool = False
+) -> dict[str, DAG]:
+    """Build one DAG per ``*.yaml``/``*.yml`` spec under ``folder`` and register them in ``namespace``.
+
+    ``folder`` defaults to ``$IMAGEBUILD_PIPELINES_DIR`` or ``dags/pipelines``. With ``strict``,
+    the first broken spec raises.
+    """
+    root = Path(folder or os.environ.get(PIPELINES_ENV) or Path.cwd() / "dags" / "pipelines")
+    dags: dict[str, DAG] = {}
+    errors: list[str] = []
+    for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
+        try:
+            spec = load_spec(path)
+            if spec.effective_dag_id in dags:
+                raise SpecError(str(path), "pipeline", f"DAG id {spec.effective_dag_id} is already used")
+            dags[spec.effective_dag_id] = build_dag(spec, path.parent)
+        except SpecError as exc:
+            if strict:
+                raise
+            log.error("%s", exc)
+            errors.append(str(exc))
+    if namespace is not None:
+        namespace.update(dags)
+        if errors:
+            namespace["imagebuild_broken_specs"] = BrokenPipelines(errors)
+    return dags

@@ -1,0 +1,181 @@
+"""The resume logic every milestone task shares: skip / lease / run / record.
+
+``execute`` of a milestone task:
+
+1. resolve the build id (``dag_run.conf["build_id"]``, else derived from pipeline and run);
+2. read the build; a completed milestone is skipped in milliseconds with a log line saying when
+   and by which attempt it was reached, and its recorded outputs are returned;
+3. otherwise take the lease (owner = dag/run/task/try), heartbeat it from a thread, run the
+   action, record outputs and complete; on error record the redacted error and re-raise so that
+   Airflow's retry policy applies. Bad input raises ``AirflowFailException`` (no retries).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_imagebuild.build import check_build_id, derive_build_id
+from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable
+from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.milestone import title_of
+from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store
+from airflow_provider_imagebuild.store.record import BuildRecord
+
+DEFAULT_LEASE = 300
+
+
+class MilestoneOperator(BaseOperator):
+    """Reaches one milestone of a build, or skips it when the store says it was reached already.
+
+    Subclasses implement :meth:`run_milestone`; this class is itself the no-op milestone (a
+    standard milestone the spec lists without an action) and the registration at state 0.
+    """
+
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        cloud: str,
+        image_type: str,
+        state: int,
+        plan: Sequence[int],
+        os_name: str = "",
+        store: str | None = None,
+        store_conn_id: str | None = None,
+        lease_seconds: int | None = None,
+        metadata: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.cloud = cloud
+        self.image_type = image_type
+        self.state = state
+        self.plan = list(plan)
+        self.os_name = os_name
+        self.store_url = store
+        self.store_conn_id = store_conn_id
+        self.lease_seconds = lease_seconds or DEFAULT_LEASE
+        self.metadata = dict(metadata or {})
+        self._keeper: LeaseKeeper | None = None
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+        """Do the milestone's work; return its outputs. The default does nothing."""
+        return {}
+
+    def stop_action(self, reason: str) -> None:
+        """Stop the running action (child process); called on kill and on a lost lease."""
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def open_store(self) -> BuildStore:
+        if self.store_conn_id:
+            from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+
+            return BuildStateHook(self.store_conn_id).get_store()
+        from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
+
+        return open_store(self.store_url or default_store_url(), redactor=airflow_redactor())
+
+    def resolve_build_id(self, context: Any) -> str:
+        dag_run = context["dag_run"]
+        conf = getattr(dag_run, "conf", None) or {}
+        given = conf.get("build_id")
+        if given is not None:
+            return check_build_id(given, "dag_run.conf.build_id")
+        return derive_build_id(self.pipeline, dag_run.run_id)
+
+    def owner_for(self, context: Any) -> str:
+        ti = context["ti"]
+        return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/try-{ti.try_number}"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            return self._execute(context)
+        except InvalidInput as exc:
+            raise AirflowFailException(f"invalid input: {exc}") from exc
+        except StoreUnavailable as exc:
+            raise AirflowException(f"store unreachable: {exc}") from exc
+
+    def _execute(self, context: Any) -> dict[str, Any]:
+        build_id = self.resolve_build_id(context)
+        store = self.open_store()
+        name = f"milestone {self.state} ({title_of(self.state)})"
+        context["ti"].xcom_push(key="build_id", value=build_id)
+        if self.state == self.plan[0]:
+            try:
+                rec = store.create_build(
+                    build_id,
+                    pipeline=self.pipeline,
+                    cloud=self.cloud,
+                    image_type=self.image_type,
+                    os=self.os_name,
+                    plan=self.plan,
+                    metadata=self.metadata,
+                    owner=self.owner_for(context),
+                )
+            except Conflict as exc:
+                raise AirflowFailException(str(exc)) from exc
+            self.log.info("build %s registered in %s; next milestone %s", build_id, store.describe(), rec.next_state)
+            return {}
+        rec = store.get(build_id)
+        done = rec.milestones.get(self.state)
+        if done is not None:
+            self.log.info(
+                "%s of build %s is skipped: achieved at %s by attempt %d (%s)",
+                name,
+                build_id,
+                done.completed_at,
+                done.attempt,
+                done.owner,
+            )
+            context["ti"].xcom_push(key="outputs", value=done.outputs)
+            return dict(done.outputs)
+        try:
+            lease = store.begin(build_id, self.state, owner=self.owner_for(context), lease_seconds=self.lease_seconds)
+        except Conflict as exc:
+            # Another run holds the build, or an earlier milestone is not reached: a person decides.
+            raise AirflowFailException(f"cannot start {name} of build {build_id}: {exc}") from exc
+        self.log.info(
+            "%s of build %s: attempt %d started (lease %s..., %ss)",
+            name,
+            build_id,
+            lease.attempt,
+            lease.token[:8],
+            self.lease_seconds,
+        )
+        keeper = LeaseKeeper(store, build_id, self.state, lease.token, self.lease_seconds, self.stop_action)
+        self._keeper = keeper
+        try:
+            with keeper:
+                outputs = self.run_milestone(context, rec, keeper)
+            if keeper.lost:
+                raise AirflowFailException(f"lease lost while running {name}: {keeper.lost}")
+        except BaseException as exc:
+            self._record_failure(store, build_id, lease.token, exc)
+            raise
+        finally:
+            self._keeper = None
+        rec = store.complete(build_id, self.state, token=lease.token, outputs=outputs)
+        self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
+        context["ti"].xcom_push(key="outputs", value=outputs)
+        return outputs
+
+    def _record_failure(self, store: BuildStore, build_id: str, token: str, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if not isinstance(exc, (AirflowException, ImageBuildError)):
+            message += "\n" + "".join(traceback.format_exception(exc, limit=-3))
+        try:
+            store.fail(build_id, self.state, token=token, error=message)
+        except ImageBuildError as store_exc:  # the lease is gone or the store is down: report, keep exc
+            self.log.error("could not record the failure of milestone %s: %s", self.state, store_exc)
+
+    def on_kill(self) -> None:
+        self.stop_action("task killed")

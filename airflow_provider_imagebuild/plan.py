@@ -1,0 +1,79 @@
+"""A pipeline as plain data: the ordered steps a spec asks for, before any Airflow object exists.
+
+Like astronomer-cosmos's neutral graph: the factory turns a :class:`PipelinePlan` into tasks, and
+everything about order, keys, titles and retry settings is testable without a DAG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
+from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
+
+
+@dataclass(frozen=True)
+class Step:
+    code: int
+    key: str
+    title: str
+    phase: Phase
+    action: str  # "register", "noop", "command", ...
+    policy: RetryPolicy
+    milestone: MilestoneSpec | None
+
+    @property
+    def task_id(self) -> str:
+        return f"s{self.code:03d}_{self.key}"
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    spec: PipelineSpec
+    steps: tuple[Step, ...]
+
+    @property
+    def dag_id(self) -> str:
+        return self.spec.effective_dag_id
+
+    @property
+    def codes(self) -> list[int]:
+        return [s.code for s in self.steps]
+
+    def markdown(self) -> str:
+        """The milestone table shown as the DAG's documentation."""
+        spec = self.spec
+        lines = [
+            f"### Image pipeline `{spec.pipeline}`",
+            "",
+            f"{spec.cloud} · {spec.image_type}"
+            + (f" · {spec.os}" if spec.os else "")
+            + (f"\n\n{spec.description}" if spec.description else ""),
+            "",
+            "Clearing a failed task resumes the build at that milestone; completed milestones are skipped. "
+            'Trigger with `{"build_id": "..."}` to resume an older build.',
+            "",
+            "| code | task | milestone | action | retries |",
+            "|---:|---|---|---|---:|",
+        ]
+        for step in self.steps:
+            lines.append(
+                f"| {step.code} | `{step.task_id}` | {step.title} | {step.action} | "
+                f"{step.policy.retries if step.policy.retries is not None else ''} |"
+            )
+        return "\n".join(lines)
+
+
+def plan_from_spec(spec: PipelineSpec) -> PipelinePlan:
+    codes = set(spec.milestones)
+    if spec.include_standard:
+        codes |= set(CATALOG)
+    codes |= {FIRST_STATE, LAST_STATE}
+    steps = []
+    for code in sorted(codes):
+        ms = spec.milestones.get(code)
+        entry = milestone_for(code, ms.key if ms else None, ms.title if ms else None)
+        policy = (ms or MilestoneSpec()).merged(spec.defaults)
+        action = "register" if code == FIRST_STATE else (ms.action if ms else "noop")
+        steps.append(Step(code, entry.key, entry.title, entry.phase, action, policy, ms))
+    return PipelinePlan(spec, tuple(steps))

@@ -1,0 +1,263 @@
+"""Pipeline specs: the YAML a DAG author writes, validated fully at parse time.
+
+Every error names the spec file, the key path and the reason (``pipelines/web.yaml:
+milestones.45.action: unknown action 'pakcer'``), so a typo fails when the DAG file is parsed,
+not an hour into a build.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airflow_provider_imagebuild.build import CLOUDS, KEY_RE, NAME_RE
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, LAST_STATE, check_code
+
+ACTIONS = ("command", "noop", "packer", "ansible")
+NOT_YET = {"packer", "ansible"}  # declared now, implemented by the toolchain
+SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
+
+
+class SpecError(InvalidInput):
+    """A spec that cannot be loaded: file, key path and reason."""
+
+    def __init__(self, file: str, path: str, reason: str) -> None:
+        self.file = file
+        self.path = path
+        super().__init__(f"{file}: {path}" if path else file, reason)
+
+
+class RetryPolicy(BaseModel):
+    """Airflow retry settings; per milestone, falling back to the spec's ``defaults``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay: float | None = Field(default=None, ge=0, description="seconds")
+    retry_exponential_backoff: bool | None = None
+    max_retry_delay: float | None = Field(default=None, gt=0, description="seconds")
+    execution_timeout: float | None = Field(default=None, gt=0, description="seconds")
+    lease_seconds: int | None = Field(default=None, ge=5, le=86400)
+
+    def merged(self, defaults: RetryPolicy) -> RetryPolicy:
+        values = {k: v if v is not None else getattr(defaults, k) for k, v in self.retry_settings().items()}
+        return RetryPolicy(**values)
+
+    def retry_settings(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RetryPolicy.model_fields}
+
+
+class MilestoneSpec(RetryPolicy):
+    """One milestone of a pipeline: what reaches it and how it is retried."""
+
+    action: Literal["command", "noop", "packer", "ansible"] = "noop"
+    key: str | None = None
+    title: str | None = None
+    command: str | list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    # Declared for the toolchain actions; checked when those actions land.
+    template: str | None = None
+    playbook: str | None = None
+    var_files: list[str] = Field(default_factory=list)
+    on_error: Literal["cleanup", "abort"] | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z][a-z0-9_]{0,39}$", value):
+            raise ValueError("must be lowercase letters, digits and '_' (at most 40), starting with a letter")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or not all(isinstance(v, str) and v for v in value)):
+            raise ValueError("an argv list must be non-empty strings")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _action_fields(self) -> MilestoneSpec:
+        if self.action in NOT_YET:
+            raise ValueError(f"action {self.action!r} is not available yet in this release (use 'command' for now)")
+        if self.action == "command" and self.command is None:
+            raise ValueError("action 'command' needs 'command' (an argv list or a shell string)")
+        if self.action == "noop" and self.command is not None:
+            raise ValueError("'command' needs action: command")
+        return self
+
+
+class PipelineSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pipeline: str
+    dag_id: str | None = None
+    cloud: Literal["aws", "azure", "gcp", "openstack", "vsphere", "local"]
+    image_type: str
+    os: str = ""
+    description: str = ""
+    schedule: str | None = None
+    start_date: datetime = datetime(2026, 1, 1)
+    catchup: bool = False
+    store: str | None = None
+    store_conn_id: str | None = None
+    defaults: RetryPolicy = RetryPolicy()
+    include_standard: bool = False
+    tags: list[str] = Field(default_factory=list)
+    milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
+
+    @field_validator("pipeline", "image_type")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be 1-128 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("os")
+    @classmethod
+    def _os(cls, value: str) -> str:
+        if value and not NAME_RE.match(value):
+            raise ValueError("must be letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("dag_id")
+    @classmethod
+    def _dag_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9_.-]{1,200}$", value):
+            raise ValueError("must be letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None or value in SCHEDULE_PRESETS:
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is neither a cron expression nor one of {sorted(SCHEDULE_PRESETS)}")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        if value is not None:
+            from airflow_provider_imagebuild.store.url import parse_store_url
+
+            parse_store_url(value)
+        return value
+
+    @field_validator("store_conn_id")
+    @classmethod
+    def _conn(cls, value: str | None) -> str | None:
+        if value is not None and not KEY_RE.match(value):
+            raise ValueError("is not a connection id")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        if self.store and self.store_conn_id:
+            raise ValueError("give either 'store' or 'store_conn_id', not both")
+        keys: dict[str, int] = {}
+        for code, milestone in self.milestones.items():
+            if code == FIRST_STATE:
+                raise ValueError("milestones.0: milestone 0 registers the build and takes no action")
+            if code not in CATALOG and not milestone.key:
+                raise ValueError(f"milestones.{code}: custom code {code} needs a 'key'")
+            key = milestone.key or CATALOG[code].key
+            if key in keys:
+                raise ValueError(f"milestones.{code}: key {key!r} is also used by milestone {keys[key]}")
+            keys[key] = code
+        return self
+
+    @property
+    def effective_dag_id(self) -> str:
+        return self.dag_id or f"imagebuild_{self.pipeline.replace('-', '_')}"
+
+
+def _check_codes(raw: Any, file: str) -> None:
+    milestones = raw.get("milestones") if isinstance(raw, dict) else None
+    if milestones is None:
+        return
+    if not isinstance(milestones, dict):
+        raise SpecError(file, "milestones", "must be a mapping of milestone code to settings")
+    for code in milestones:
+        try:
+            check_code(code, "code")
+        except InvalidInput as exc:
+            raise SpecError(file, f"milestones.{code}", exc.reason) from None
+        if code in (LAST_STATE,) and not isinstance(milestones[code], dict):
+            raise SpecError(file, f"milestones.{code}", "must be a mapping")
+
+
+def _check_files(spec: PipelineSpec, base: Path, file: str) -> None:
+    for code, milestone in spec.milestones.items():
+        if isinstance(milestone.command, list):
+            exe = milestone.command[0]
+            if "/" in exe and not Path(exe).is_absolute():
+                cwd = base / (milestone.cwd or ".")
+                if not (cwd / exe).exists():
+                    raise SpecError(file, f"milestones.{code}.command[0]", f"file {exe} not found (in {cwd})")
+        if milestone.cwd and not (base / milestone.cwd).is_dir():
+            raise SpecError(file, f"milestones.{code}.cwd", f"directory {milestone.cwd} not found")
+
+
+def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> PipelineSpec:
+    """Validate a spec already loaded from YAML (``base``: directory for relative files)."""
+    if not isinstance(raw, dict):
+        raise SpecError(file, "", "must be a YAML mapping with at least 'pipeline', 'cloud', 'image_type'")
+    _check_codes(raw, file)
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        if first["type"] == "missing":
+            message = "is required"
+        if path == "" and message.startswith("milestones."):
+            path, _, message = message.partition(": ")
+        raise SpecError(file, path, message) from None
+    except InvalidInput as exc:
+        raise SpecError(file, exc.field, exc.reason) from None
+    if base is not None:
+        _check_files(spec, base, file)
+    return spec
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate one YAML spec file."""
+    spec_path = Path(path)
+    name = str(spec_path)
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(name, "", f"cannot be read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(name, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_spec(raw, name, spec_path.parent)
+
+
+__all__ = ["ACTIONS", "CLOUDS", "MilestoneSpec", "PipelineSpec", "RetryPolicy", "SpecError", "load_spec", "parse_spec"]

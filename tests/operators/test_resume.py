@@ -1,0 +1,115 @@
+"""Resume through real Airflow: ``dag.test()`` on a SQLite metadata DB in a temporary AIRFLOW_HOME.
+
+A 21-milestone pipeline of ``command`` milestones counts every execution in a file; milestone 45
+fails on the first run. Running again with the same build id (what clearing does) must redo
+only 45 onwards.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.milestone import STANDARD_PLAN
+from airflow_provider_imagebuild.store import open_store
+from tests.dags.conftest import ROOT, write
+
+COMMAND = 'echo "$STATE" >> "$COUNTER"; echo "::output:: seen_$STATE_KEY=$STATE"'
+FAILING = 'if [ -e "$FAIL_MARK" ]; then rm "$FAIL_MARK"; echo "disk layout broken" >&2; exit 3; fi; ' + COMMAND
+
+
+def _spec(tmp_path: Path, store_url: str) -> str:
+    lines = [
+        "pipeline: resume-demo",
+        "cloud: local",
+        "image_type: base",
+        "schedule: null",
+        f"store: {store_url}",
+        "include_standard: true",
+        "defaults: {retries: 0}",
+        "milestones:",
+    ]
+    for code in STANDARD_PLAN[1:]:
+        command = FAILING if code == 45 else COMMAND
+        lines.append(
+            f"  {code}: {{action: command, command: {command!r}, "
+            f"env: {{COUNTER: '{tmp_path}/counter', FAIL_MARK: '{tmp_path}/fail-45'}}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def pipeline(airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    write(tmp_path / "pipelines/resume.yaml", _spec(tmp_path, store_url))
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return {
+        "dag": bag.dags["imagebuild_resume_demo"],
+        "store": open_store(store_url),
+        "counter": tmp_path / "counter",
+        "mark": tmp_path / "fail-45",
+    }
+
+
+def _counts(path: Path) -> Counter[int]:
+    return Counter(int(line) for line in path.read_text().split())
+
+
+@pytest.mark.slow
+def test_failed_milestone_resumes_and_nothing_achieved_is_redone(pipeline: dict[str, Any]) -> None:
+    dag, store = pipeline["dag"], pipeline["store"]
+    pipeline["mark"].touch()
+    when = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+    first = dag.test(logical_date=when, run_conf={"build_id": "nightly-1"})
+    assert first.state == "failed"
+    rec = store.get("nightly-1")
+    assert rec.completed == [c for c in STANDARD_PLAN if c < 45]
+    assert (rec.current_state, rec.status) == (45, "failed")
+    assert "exited with status 3" in (rec.attempts_at(45)[0].error or "")
+
+    second = dag.test(logical_date=when, run_conf={"build_id": "nightly-1"})  # the cleared run again
+    assert second.state == "success"
+    counts = _counts(pipeline["counter"])
+    assert all(counts[c] == 1 for c in STANDARD_PLAN[1:] if c != 45), counts
+    assert counts[45] == 1  # the failing try exits before it counts; the store shows both tries
+    rec = store.get("nightly-1")
+    assert rec.delivered
+    assert [(a.attempt, a.status) for a in rec.attempts_at(45)] == [(1, "failed"), (2, "completed")]
+    assert all(len(rec.attempts_at(c)) == 1 for c in STANDARD_PLAN if c != 45)
+    assert rec.milestones[45].outputs == {"seen_storage": "45"}
+
+
+@pytest.mark.slow
+def test_a_new_run_with_an_old_build_id_resumes_that_build(pipeline: dict[str, Any]) -> None:
+    dag, store = pipeline["dag"], pipeline["store"]
+    pipeline["mark"].touch()
+    assert (
+        dag.test(logical_date=datetime(2026, 11, 2, tzinfo=timezone.utc), run_conf={"build_id": "old-build"}).state
+        == "failed"
+    )
+    later = dag.test(logical_date=datetime(2026, 11, 3, tzinfo=timezone.utc), run_conf={"build_id": "old-build"})
+    assert later.state == "success"
+    counts = _counts(pipeline["counter"])
+    assert max(counts.values()) == 1 and len(counts) == len(STANDARD_PLAN) - 1
+    rec = store.get("old-build")
+    assert rec.delivered
+    run_of = {code: done.owner.split("/")[1] for code, done in rec.milestones.items() if code > 0}
+    before = {run_of[c] for c in run_of if c < 45}
+    after = {run_of[c] for c in run_of if c >= 45}
+    assert len(before) == 1 and len(after) == 1 and before != after  # old run up to 40, new run from 45
+
+
+@pytest.mark.slow
+def test_bad_build_id_fails_without_retries_or_writes(pipeline: dict[str, Any]) -> None:
+    run = pipeline["dag"].test(run_conf={"build_id": "../etc"})
+    assert run.state == "failed"
+    assert pipeline["store"].list_builds() == []
+    assert not pipeline["counter"].exists()
