@@ -21,6 +21,9 @@ from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, LAST_STA
 
 ACTIONS = ("command", "noop", "packer", "ansible")
 NOT_YET = {"packer", "ansible"}  # declared now, implemented by the toolchain
+# libyaml's safe loader parses a spec ~10x faster than the pure-Python one (parse time matters:
+# the dag-processor re-reads every spec on every pass).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
 
 
@@ -252,7 +255,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
     except OSError as exc:
         raise SpecError(name, "", f"cannot be read: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""

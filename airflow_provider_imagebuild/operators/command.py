@@ -8,6 +8,7 @@ and lines ``::output:: key=value`` become the milestone's outputs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -27,6 +28,27 @@ from airflow_provider_imagebuild.store.record import BuildRecord
 
 OUTPUT_MARK = "::output::"
 KILL_GRACE_S = 10.0
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved in the parent: the child between fork and exec must not import
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the task process dies, even by SIGKILL (Linux prctl).
+
+    The command runs in its own session so that ``on_kill`` can signal its whole process group;
+    without this, a worker killed outright would leave Packer or Ansible running unsupervised.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def output_env_name(key: str) -> str:
@@ -76,6 +98,7 @@ class CommandMilestoneOperator(MilestoneOperator):
             text=True,
             bufsize=1,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self._proc = proc
         outputs: dict[str, Any] = {}

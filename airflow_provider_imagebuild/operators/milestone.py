@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, Invali
 from airflow_provider_imagebuild.lease import LeaseKeeper
 from airflow_provider_imagebuild.milestone import title_of
 from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store
-from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.store.record import BuildRecord, Lease
 
 DEFAULT_LEASE = 300
 
@@ -138,11 +139,7 @@ class MilestoneOperator(BaseOperator):
             )
             context["ti"].xcom_push(key="outputs", value=done.outputs)
             return dict(done.outputs)
-        try:
-            lease = store.begin(build_id, self.state, owner=self.owner_for(context), lease_seconds=self.lease_seconds)
-        except Conflict as exc:
-            # Another run holds the build, or an earlier milestone is not reached: a person decides.
-            raise AirflowFailException(f"cannot start {name} of build {build_id}: {exc}") from exc
+        lease = self._take_lease(store, build_id, context, name)
         self.log.info(
             "%s of build %s: attempt %d started (lease %s..., %ss)",
             name,
@@ -167,6 +164,26 @@ class MilestoneOperator(BaseOperator):
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)
         return outputs
+
+    def _take_lease(self, store: BuildStore, build_id: str, context: Any, name: str) -> Lease:
+        """Begin the milestone. An earlier try of this very task that died (SIGKILL, lost worker)
+        still holds the lease until it expires: Airflow starts a new try only once the old one is
+        over, so wait for that expiry and take over. Any other holder is another run working on the
+        build (a double trigger): fail at once, naming it."""
+        owner = self.owner_for(context)
+        same_task = owner.rsplit("/", 1)[0] + "/"
+        deadline = time.monotonic() + self.lease_seconds + 30
+        while True:
+            try:
+                return store.begin(build_id, self.state, owner=owner, lease_seconds=self.lease_seconds)
+            except Conflict as exc:
+                earlier_try = exc.holder is not None and exc.holder.startswith(same_task) and exc.holder != owner
+                if not earlier_try or time.monotonic() > deadline:
+                    raise AirflowFailException(f"cannot start {name} of build {build_id}: {exc}") from exc
+                self.log.warning(
+                    "%s is still leased by an earlier try (%s); waiting for its lease to expire", name, exc.holder
+                )
+                time.sleep(min(2.0, max(self.lease_seconds / 10, 0.2)))
 
     def _record_failure(self, store: BuildStore, build_id: str, token: str, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,109 @@
+"""The real scheduler: ``airflow standalone`` started by the test, driven through the REST API.
+
+What an operator does in the UI: a run fails at a milestone, the failed task is cleared, the run
+succeeds, and nothing completed is executed again; a task process killed outright is retried
+and its attempt is recorded as abandoned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_imagebuild.store import BuildStore, open_store
+from tests.dags.conftest import write
+from tests.servers.standalone import Airflow, standalone
+
+COUNT = 'echo "$STATE" >> "$COUNTER"'
+
+
+def _pipeline(name: str, store_url: str, tmp: Path, milestones: dict[int, str], retries: int = 0) -> str:
+    lines = [
+        f"pipeline: {name}",
+        "cloud: local",
+        "image_type: base",
+        "schedule: null",
+        f"store: {store_url}",
+        f"defaults: {{retries: {retries}, retry_delay: 1, lease_seconds: 6}}",
+        "milestones:",
+    ]
+    for code, command in milestones.items():
+        lines.append(
+            f"  {code}: {{action: command, command: {command!r}, "
+            f"env: {{COUNTER: '{tmp}/{name}.count', MARK: '{tmp}/{name}.mark', PIDS: '{tmp}/{name}.pids'}}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airflow, BuildStore, Path]]:
+    tmp = tmp_path_factory.mktemp("standalone")
+    store_url = f"sqlite:///{tmp}/state.db"
+    pipelines = tmp / "pipelines"
+    fail_once = f'if [ ! -e "$MARK" ]; then touch "$MARK"; echo "nfs mount failed" >&2; exit 1; fi; {COUNT}'
+    write(
+        pipelines / "clear.yaml",
+        _pipeline("clear-demo", store_url, tmp, {5: COUNT, 10: COUNT, 15: COUNT, 45: fail_once, 50: COUNT, 95: COUNT}),
+    )
+    hang_once = f'if [ ! -e "$MARK" ]; then touch "$MARK"; echo $PPID >> "$PIDS"; sleep 600; fi; {COUNT}'
+    write(
+        pipelines / "kill.yaml", _pipeline("kill-demo", store_url, tmp, {5: COUNT, 15: hang_once, 20: COUNT}, retries=2)
+    )
+    with standalone(tmp / "airflow", pipelines) as airflow:
+        yield airflow, open_store(store_url), tmp
+
+
+def _counts(path: Path) -> Counter[int]:
+    return Counter(int(x) for x in path.read_text().split()) if path.exists() else Counter()
+
+
+@pytest.mark.slow
+def test_clearing_the_failed_task_resumes_there(scheduler: tuple[Airflow, BuildStore, Path]) -> None:
+    airflow, store, tmp = scheduler
+    dag_id = "imagebuild_clear_demo"
+    airflow.wait_for_dag(dag_id)
+    run_id = airflow.trigger(dag_id, {"build_id": "sched-clear-1"})
+    assert airflow.wait_for_run(dag_id, run_id, {"failed", "success"}) == "failed"
+    states = airflow.task_states(dag_id, run_id)
+    assert states["s045_storage"] == "failed"
+    assert states["s050_users"] == "upstream_failed"
+    rec = store.get("sched-clear-1")
+    assert (rec.current_state, rec.status, rec.completed) == (45, "failed", [0, 5, 10, 15])
+
+    cleared = airflow.clear_failed(dag_id, run_id, ["s045_storage"])
+    assert {ti["task_id"] for ti in cleared["task_instances"]} >= {"s045_storage", "s050_users"}
+    assert airflow.wait_for_run(dag_id, run_id, {"failed", "success"}) == "success"
+    counts = _counts(tmp / "clear-demo.count")
+    assert counts == Counter({5: 1, 10: 1, 15: 1, 45: 1, 50: 1, 95: 1})
+    rec = store.get("sched-clear-1")
+    assert rec.delivered
+    assert [a.status for a in rec.attempts_at(45)] == ["failed", "completed"]
+    assert all(len(rec.attempts_at(c)) == 1 for c in (5, 10, 15, 50, 95))
+
+
+@pytest.mark.slow
+def test_killed_task_is_retried_and_its_attempt_abandoned(scheduler: tuple[Airflow, BuildStore, Path]) -> None:
+    airflow, store, tmp = scheduler
+    dag_id = "imagebuild_kill_demo"
+    airflow.wait_for_dag(dag_id)
+    run_id = airflow.trigger(dag_id, {"build_id": "sched-kill-1"})
+    pids = tmp / "kill-demo.pids"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not pids.exists():
+        time.sleep(0.5)
+    assert pids.exists(), "milestone 15 never started"
+    task_pid = int(pids.read_text().split()[0])  # the task process that runs the command
+    os.kill(task_pid, signal.SIGKILL)
+    assert airflow.wait_for_run(dag_id, run_id, {"failed", "success"}) == "success"
+    rec = store.get("sched-kill-1")
+    assert rec.delivered
+    attempts = rec.attempts_at(15)
+    assert [a.status for a in attempts] == ["abandoned", "completed"], attempts
+    assert "try-1" in attempts[0].owner and "try-2" in attempts[1].owner
+    assert _counts(tmp / "kill-demo.count") == Counter({5: 1, 15: 1, 20: 1})
