@@ -7,7 +7,7 @@ UV := python3 -m uv
 export UV_LINK_MODE := copy
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup system-deps venv node demo test lint bench clean
+.PHONY: setup system-deps venv node demo walkthrough test lint bench clean
 
 setup: system-deps venv node
 
@@ -24,6 +24,9 @@ node_modules/.package-lock.json: package-lock.json
 node: node_modules/.package-lock.json
 
 demo: setup
+	@$(PY) scripts/demo.py
+
+walkthrough: setup
 	@bash scripts/walkthrough.sh
 
 lint: venv
@@ -35,6 +38,7 @@ test: setup lint
 
 bench: setup
 	$(PY) benchmarks/store_bench.py
+	$(PY) benchmarks/dag_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

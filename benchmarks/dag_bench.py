@@ -28,7 +28,8 @@ os: rhel-8.10
 schedule: "0 {hour} * * *"
 store: sqlite:////var/tmp/imagebuild-bench.db
 include_standard: true
-defaults: {{retries: 2, retry_delay: 60, retry_exponential_backoff: true, max_retry_delay: 1800, execution_timeout: 3600}}
+defaults:
+  {{retries: 2, retry_delay: 60, retry_exponential_backoff: true, max_retry_delay: 1800, execution_timeout: 3600}}
 milestones:
   15: {{action: command, command: "echo base"}}
   45: {{action: command, command: ["sh", "-c", "echo storage"], retries: 3}}

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -28,6 +29,14 @@ from airflow_provider_imagebuild.store import BuildStore, default_store_url, ope
 from airflow_provider_imagebuild.store.record import BuildRecord, Lease
 
 DEFAULT_LEASE = 300
+FAIL_AT_ENV = "IMAGEBUILD_FAIL_AT"
+
+
+def injected_failure(state: int) -> bool:
+    """True when ``$IMAGEBUILD_FAIL_AT`` (comma-separated codes) names ``state``: a switch for drills
+    and demos that makes a milestone fail after taking its lease, without editing any code."""
+    codes = {c.strip() for c in os.environ.get(FAIL_AT_ENV, "").split(",")}
+    return str(state) in codes
 
 
 class MilestoneOperator(BaseOperator):
@@ -152,6 +161,9 @@ class MilestoneOperator(BaseOperator):
         self._keeper = keeper
         try:
             with keeper:
+                if injected_failure(self.state):
+                    # Not retried: the drill stops where it was asked to, like a persistent error.
+                    raise AirflowFailException(f"failure injected at milestone {self.state} ({FAIL_AT_ENV})")
                 outputs = self.run_milestone(context, rec, keeper)
             if keeper.lost:
                 raise AirflowFailException(f"lease lost while running {name}: {keeper.lost}")

@@ -51,7 +51,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airflo
         pipelines / "clear.yaml",
         _pipeline("clear-demo", store_url, tmp, {5: COUNT, 10: COUNT, 15: COUNT, 45: fail_once, 50: COUNT, 95: COUNT}),
     )
-    hang_once = f'if [ ! -e "$MARK" ]; then touch "$MARK"; echo $PPID >> "$PIDS"; sleep 600; fi; {COUNT}'
+    hang_once = f'if [ ! -e "$MARK" ]; then touch "$MARK"; echo $PPID >> "$PIDS"; exec sleep 600; fi; {COUNT}'
     write(
         pipelines / "kill.yaml", _pipeline("kill-demo", store_url, tmp, {5: COUNT, 15: hang_once, 20: COUNT}, retries=2)
     )

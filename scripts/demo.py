@@ -1,0 +1,128 @@
+"""``make demo``: the example pipeline through real Airflow, a failure, and a resume.
+
+1. a throw-away AIRFLOW_HOME (SQLite) and state store under .demo/;
+2. a first run of ``imagebuild_local_debian_base`` with a failure injected at milestone 45
+   (``IMAGEBUILD_DEMO_FAIL_AT``, default 45): the store shows where it stopped;
+3. the same run again, as clearing the failed task does: it resumes at 45;
+4. a cold build of a new build id, to compare the resume with a rerun from scratch.
+
+Progress is one line per milestone, read from the store; Airflow's logs go to .demo/logs/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / ".demo"
+DAG_ID = "imagebuild_local_debian_base"
+FAIL_AT = os.environ.get("IMAGEBUILD_DEMO_FAIL_AT", "45")
+
+os.environ.update(
+    AIRFLOW_HOME=str(DEMO / "airflow"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    IMAGEBUILD_STORE=f"sqlite:///{DEMO / 'state.db'}",
+    IMAGEBUILD_WORK=str(DEMO / "work"),
+)
+os.environ.pop("IMAGEBUILD_PIPELINES_DIR", None)
+os.environ.pop("IMAGEBUILD_FAIL_AT", None)
+
+from airflow_provider_imagebuild.cli import render  # noqa: E402
+from airflow_provider_imagebuild.milestone import title_of  # noqa: E402
+from airflow_provider_imagebuild.store import open_store  # noqa: E402
+
+console = render.console()
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def step(text: str) -> None:
+    console.print(f"\n[bold cyan]== {text}[/]")
+
+
+def run_pipeline(build_id: str, logical_date: str, log: Path, fail_at: str | None = None) -> tuple[bool, float]:
+    """``airflow dags test`` in a child process; prints each milestone as the store records it."""
+    env = dict(os.environ)
+    if fail_at:
+        env["IMAGEBUILD_FAIL_AT"] = fail_at
+    store = open_store(os.environ["IMAGEBUILD_STORE"])
+    seen: set[tuple[int, int, str]] = set()
+    start = time.perf_counter()
+    with open(log, "wb") as out:
+        argv = [AIRFLOW, "dags", "test", DAG_ID, logical_date, "-c", json.dumps({"build_id": build_id})]
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        while True:
+            done = proc.poll() is not None
+            rec = store.find(build_id)
+            for attempt in rec.attempts if rec else []:
+                key = (attempt.state, attempt.attempt, attempt.status)
+                if attempt.status == "in_progress" or key in seen:
+                    continue
+                seen.add(key)
+                style = {"completed": "green", "failed": "red"}.get(attempt.status, "magenta")
+                console.print(
+                    f"  {attempt.state:>3} {title_of(attempt.state):<28} [{style}]{attempt.status}[/]"
+                    + (f"  ({attempt.error.splitlines()[0][:70]})" if attempt.error else "")
+                )
+            if done:
+                break
+            time.sleep(0.3)
+    elapsed = time.perf_counter() - start
+    rec = store.find(build_id)
+    return bool(rec and rec.delivered), elapsed
+
+
+def main() -> None:
+    shutil.rmtree(DEMO, ignore_errors=True)
+    (DEMO / "logs").mkdir(parents=True)
+    total = time.perf_counter()
+    step("preparing Airflow (SQLite metadata DB in .demo/airflow)")
+    migrate = subprocess.run([AIRFLOW, "db", "migrate"], capture_output=True, text=True)
+    (DEMO / "logs/db-migrate.log").write_text(migrate.stdout + migrate.stderr)
+    if migrate.returncode != 0:
+        sys.exit(f"airflow db migrate failed; see {DEMO / 'logs/db-migrate.log'}")
+    store = open_store(os.environ["IMAGEBUILD_STORE"])
+    build_id = "demo-build-1"
+
+    step(f"run 1 of {DAG_ID}: failure injected at milestone {FAIL_AT} (IMAGEBUILD_DEMO_FAIL_AT)")
+    delivered, first = run_pipeline(build_id, "2026-11-27T02:00:00+00:00", DEMO / "logs/run-1.log", FAIL_AT)
+    if delivered:
+        sys.exit("the injected failure did not stop the build")
+    console.print(render.build_table(store.get(build_id)))
+
+    step(f"run 2: the failed run again (what clearing the failed task does): resumes at {FAIL_AT}")
+    delivered, resume = run_pipeline(build_id, "2026-11-27T02:00:00+00:00", DEMO / "logs/run-2.log")
+    if not delivered:
+        sys.exit(f"the resumed build was not delivered; see {DEMO / 'logs/run-2.log'}")
+    rec = store.get(build_id)
+    console.print(render.build_table(rec))
+
+    step("run 3: a cold build from scratch (new build id), for comparison")
+    delivered, cold = run_pipeline("demo-build-2", "2026-11-28T02:00:00+00:00", DEMO / "logs/run-3.log")
+    if not delivered:
+        sys.exit(f"the cold build was not delivered; see {DEMO / 'logs/run-3.log'}")
+
+    outputs = rec.merged_outputs()
+    step("result")
+    console.print(f"  image      {outputs.get('published', outputs.get('image'))}")
+    console.print(f"  sha256     {outputs.get('image_sha256')}")
+    console.print(
+        f"  attempts   {len(rec.attempts)} recorded; milestone {FAIL_AT}: "
+        + ", ".join(f"{a.attempt}:{a.status}" for a in rec.attempts_at(int(FAIL_AT)))
+    )
+    console.print(f"  logs       {DEMO / 'logs'}   store: {os.environ['IMAGEBUILD_STORE']}")
+    console.print(
+        f"  timing     first run (until the failure) {first:.1f} s · resume {resume:.1f} s · "
+        f"cold build {cold:.1f} s · resume/cold {resume / cold:.0%} · demo total "
+        f"{time.perf_counter() - total:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
