@@ -21,6 +21,7 @@ from airflow_provider_imagebuild.errors import ImageBuildError
 from airflow_provider_imagebuild.milestone import parse_code, parse_plan
 from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.store import DEFAULT_LEASE_SECONDS, BuildStore, default_store_url, open_store
+from airflow_provider_imagebuild.store.record import BuildRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +72,16 @@ def _code(text: str, field: str = "STATE") -> int:
 
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _emit(as_json: bool, data: Callable[[], Any], table: Callable[[Any], Any]) -> None:
+    """``--json`` prints ``data()``; otherwise a rich table (rich costs 0.2 s, so it loads only here)."""
+    if as_json:
+        _print_json(data())
+        return
+    from airflow_provider_imagebuild.cli import render
+
+    render.console().print(table(render))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -227,12 +238,7 @@ def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None
 def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Show a build's milestones, status, attempts and outputs."""
     rec = _store(ctx).get(build_id)
-    if as_json:
-        _print_json(rec.to_public())
-    else:
-        from airflow_provider_imagebuild.cli import render  # rich costs 0.2 s; --json skips it
-
-        render.console().print(render.build_table(rec))
+    _emit(as_json, rec.to_public, lambda render: render.build_table(rec))
 
 
 @build.command("history")
@@ -243,12 +249,7 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
 def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Every attempt and event of a build, oldest first."""
     rows = _store(ctx).history(build_id)
-    if as_json:
-        _print_json(rows)
-    else:
-        from airflow_provider_imagebuild.cli import render
-
-        render.console().print(render.history_table(build_id, rows))
+    _emit(as_json, lambda: rows, lambda render: render.history_table(build_id, rows))
 
 
 @build.command("list")
@@ -273,31 +274,26 @@ def build_list(
     records = _store(ctx).list_builds(
         status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
     )
-    if as_json:
-        _print_json(
-            [
-                {
-                    k: r.to_public()[k]
-                    for k in (
-                        "build_id",
-                        "pipeline",
-                        "cloud",
-                        "image_type",
-                        "os",
-                        "current_state",
-                        "status",
-                        "delivered",
-                        "completed",
-                        "updated_at",
-                    )
-                }
-                for r in records
-            ]
-        )
-    else:
-        from airflow_provider_imagebuild.cli import render
+    _emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
 
-        render.console().print(render.list_table(records))
+
+LIST_FIELDS = (
+    "build_id",
+    "pipeline",
+    "cloud",
+    "image_type",
+    "os",
+    "current_state",
+    "status",
+    "delivered",
+    "completed",
+    "updated_at",
+)
+
+
+def _summary(rec: BuildRecord) -> dict[str, Any]:
+    public = rec.to_public()
+    return {k: public[k] for k in LIST_FIELDS}
 
 
 def main() -> None:
