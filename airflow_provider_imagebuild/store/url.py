@@ -49,7 +49,11 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         raise InvalidInput(field, f"must look like SCHEME://..., got {text[:60]!r}")
     if scheme not in SCHEMES:
         raise InvalidInput(field, f"unknown store scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - validates the host:port part too
+    except ValueError as exc:
+        raise InvalidInput(field, f"is not a valid URL: {exc}") from None
     if parts.fragment:
         raise InvalidInput(field, "must not contain a '#fragment'")
     query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
