@@ -150,3 +150,17 @@ def test_shipped_example_pipeline_delivers_after_an_injected_failure(
     assert hashlib.sha256(published.read_bytes()).hexdigest() == outputs["image_sha256"]
     assert [a.status for a in rec.attempts_at(45)] == ["failed", "completed"]
     assert "injected" in (rec.attempts_at(45)[0].error or "")
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_held_build_fails_fast_naming_the_holder(pipeline: dict[str, Any]) -> None:
+    """Double trigger: somebody else (here a shell job through the store) holds the build's lease."""
+    dag, store = pipeline["dag"], pipeline["store"]
+    store.create_build("held-1", pipeline="resume-demo", cloud="local", image_type="base", plan=list(STANDARD_PLAN))
+    store.begin("held-1", 5, owner="concourse/nightly/42", lease_seconds=600)
+    run = dag.test(run_conf={"build_id": "held-1"})
+    assert run.state == "failed"
+    rec = store.get("held-1")
+    assert rec.lease is not None and rec.lease.owner == "concourse/nightly/42"
+    assert len(rec.attempts_at(5)) == 1  # the second run wrote no attempt
+    assert not pipeline["counter"].exists()  # and ran nothing
