@@ -89,6 +89,7 @@ def _add_tasks(plan: PipelinePlan, spec_dir: Path | None, group: TaskGroup | Non
 
 
 def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: Any) -> DAG:
+    """The whole pipeline as a DAG: one task per milestone, grouped by phase."""
     plan = plan_from_spec(spec)
     params: dict[str, Any] = dict(
         dag_id=plan.dag_id,

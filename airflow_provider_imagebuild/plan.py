@@ -73,7 +73,7 @@ def plan_from_spec(spec: PipelineSpec) -> PipelinePlan:
     for code in sorted(codes):
         ms = spec.milestones.get(code)
         entry = milestone_for(code, ms.key if ms else None, ms.title if ms else None)
-        policy = (ms or MilestoneSpec()).merged(spec.defaults)
+        policy = ms.merged(spec.defaults) if ms else spec.defaults
         action = "register" if code == FIRST_STATE else (ms.action if ms else "noop")
         steps.append(Step(code, entry.key, entry.title, entry.phase, action, policy, ms))
     return PipelinePlan(spec, tuple(steps))

@@ -50,7 +50,7 @@ class RetryPolicy(BaseModel):
 
     def merged(self, defaults: RetryPolicy) -> RetryPolicy:
         values = {k: v if v is not None else getattr(defaults, k) for k, v in self.retry_settings().items()}
-        return RetryPolicy(**values)
+        return RetryPolicy.model_construct(**values)  # both sides are validated already (parse-time cost)
 
     def retry_settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RetryPolicy.model_fields}
