@@ -122,6 +122,17 @@ def _check_json(value: object, field: str, depth: int = 0) -> None:
     raise InvalidInput(field, f"must be JSON data, got {type(value).__name__}")
 
 
+def check_metadata(metadata: Mapping[str, object] | None, field: str = "metadata") -> dict[str, str]:
+    """Build metadata: identifier-like keys, string values."""
+    meta: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        check_key(key, f"{field}.{key}")
+        if not isinstance(value, str):
+            raise InvalidInput(f"{field}.{key}", "must be a string")
+        meta[key] = check_text(value, f"{field}.{key}", MAX_VALUE, required=False)
+    return meta
+
+
 def parse_pairs(items: tuple[str, ...] | list[str], field: str) -> dict[str, str]:
     """Parse ``k=v`` pairs typed on a command line."""
     pairs: dict[str, str] = {}
@@ -165,12 +176,6 @@ class BuildParams:
         plan_codes = STANDARD_PLAN if plan is None else plan
         if isinstance(plan_codes, (str, bytes)) or not hasattr(plan_codes, "__iter__"):
             raise InvalidInput("plan", "must be a list of milestone codes")
-        meta: dict[str, str] = {}
-        for key, value in (metadata or {}).items():
-            check_key(key, f"metadata.{key}")
-            if not isinstance(value, str):
-                raise InvalidInput(f"metadata.{key}", "must be a string")
-            meta[key] = check_text(value, f"metadata.{key}", MAX_VALUE, required=False)
         return cls(
             build_id=check_build_id(build_id),
             pipeline=check_name(pipeline, "pipeline"),
@@ -178,7 +183,7 @@ class BuildParams:
             image_type=check_name(image_type, "image_type"),
             os=str(os or ""),
             plan=validate_plan(plan_codes),
-            metadata=meta,
+            metadata=check_metadata(metadata),
         )
 
 

@@ -119,14 +119,11 @@ def validate_plan(codes: Iterable[object], field: str = "plan") -> tuple[int, ..
 
 def parse_plan(text: str, field: str = "states") -> tuple[int, ...]:
     """Parse ``"0,5,10,...,100"`` as typed on a command line."""
-    parts = [p for p in text.split(",")]
-    return validate_plan((parse_code(p, f"{field}[{i}]") for i, p in enumerate(parts)), field)
+    return validate_plan((parse_code(p, f"{field}[{i}]") for i, p in enumerate(text.split(","))), field)
 
 
-def title_of(code: int, plan_titles: dict[int, str] | None = None) -> str:
-    """A display name for ``code``: the plan's own title, the catalog's, or ``custom <code>``."""
-    if plan_titles and code in plan_titles:
-        return plan_titles[code]
+def title_of(code: int) -> str:
+    """A display name for ``code``: the catalog's title, or ``custom <code>``."""
     std = CATALOG.get(code)
     return std.title if std else f"custom {code}"
 

@@ -23,6 +23,7 @@ from airflow_provider_imagebuild.build import (
     check_build_id,
     check_cloud,
     check_lease_seconds,
+    check_metadata,
     check_name,
     check_outputs,
     check_owner,
@@ -210,8 +211,7 @@ class BuildStore(ABC):
         return self._mutate(build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now))
 
     def set_metadata(self, build_id: str, items: Mapping[str, str], *, actor: str = "imagebuild") -> BuildRecord:
-        checked = BuildParams.checked(build_id, "x", "local", "x", metadata=items).metadata
-        clean = {k: self._redact(v) for k, v in checked.items()}
+        clean = {k: self._redact(v) for k, v in check_metadata(items).items()}
         return self._mutate(build_id, lambda rec, now: rules.set_metadata(rec, clean, actor, now))
 
     def get(self, build_id: str) -> BuildRecord:
