@@ -59,13 +59,10 @@ def test_store_outage_is_retried_and_loses_nothing(
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["imagebuild_outage_demo"]
 
     restarted = threading.Event()
-    with running(argv, port, tmp_path / "dynalite-1.log") as _:
+    # dynalite writes its pid to STORE_PID, where the milestone's command finds it
+    with running(argv, port, tmp_path / "dynalite-1.log", env={"DYNALITE_PID_FILE": str(tmp_path / "store.pid")}):
         open_store(url).init()
-        pid_file = tmp_path / "store.pid"
-        import subprocess
-
-        pid = subprocess.run(["pgrep", "-f", f"dynalite.js {port}"], capture_output=True, text=True).stdout.split()
-        pid_file.write_text(pid[0])
+        assert (tmp_path / "store.pid").read_text().isdigit()
 
         def restart_later() -> None:
             deadline = time.monotonic() + 120

@@ -7,5 +7,7 @@ const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, 
 server.listen(port, '127.0.0.1', (err) => {
   if (err) { console.error(err); process.exit(1); }
   console.log(`dynalite listening on 127.0.0.1:${port}`);
+  // Tests that stop the server behind the store's back find its pid here.
+  if (process.env.DYNALITE_PID_FILE) require('fs').writeFileSync(process.env.DYNALITE_PID_FILE, String(process.pid));
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
