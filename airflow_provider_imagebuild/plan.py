@@ -7,6 +7,7 @@ everything about order, keys, titles and retry settings is testable without a DA
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
 from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
@@ -36,8 +37,9 @@ class PipelinePlan:
     def dag_id(self) -> str:
         return self.spec.effective_dag_id
 
-    @property
+    @cached_property
     def codes(self) -> list[int]:
+        """The plan's codes (computed once: every task of the DAG asks for them)."""
         return [s.code for s in self.steps]
 
     def markdown(self) -> str:

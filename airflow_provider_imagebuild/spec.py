@@ -19,7 +19,6 @@ from airflow_provider_imagebuild.build import CLOUDS, KEY_RE, NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, check_code
 
-ACTIONS = ("command", "noop", "packer", "ansible")
 NOT_YET = {"packer", "ansible"}  # declared now, implemented by the toolchain
 # libyaml's safe loader parses a spec ~10x faster than the pure-Python one (parse time matters:
 # the dag-processor re-reads every spec on every pass).
@@ -261,4 +260,4 @@ def load_spec(path: str | Path) -> PipelineSpec:
     return parse_spec(raw, name, spec_path.parent)
 
 
-__all__ = ["ACTIONS", "CLOUDS", "MilestoneSpec", "PipelineSpec", "RetryPolicy", "SpecError", "load_spec", "parse_spec"]
+__all__ = ["CLOUDS", "MilestoneSpec", "PipelineSpec", "RetryPolicy", "SpecError", "load_spec", "parse_spec"]

@@ -75,13 +75,17 @@ class CommandMilestoneOperator(MilestoneOperator):
         self._proc: subprocess.Popen[str] | None = None
         self._stopped: str | None = None
 
-    def build_env(self, build: BuildRecord, build_id: str) -> dict[str, str]:
+    def build_env(self, build: BuildRecord) -> dict[str, str]:
         env = dict(os.environ)
         for key, value in build.merged_outputs().items():
             env[output_env_name(key)] = value if isinstance(value, str) else str(value)
         env.update(self.env)
         env.update(
-            BUILD_ID=build_id, STATE=str(self.state), STATE_KEY=self.state_key, PIPELINE=self.pipeline, CLOUD=self.cloud
+            BUILD_ID=build.build_id,
+            STATE=str(self.state),
+            STATE_KEY=self.state_key,
+            PIPELINE=self.pipeline,
+            CLOUD=self.cloud,
         )
         return env
 
@@ -92,7 +96,7 @@ class CommandMilestoneOperator(MilestoneOperator):
             self.command,
             shell=shell,
             cwd=self.cwd,
-            env=self.build_env(build, build.build_id),
+            env=self.build_env(build),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -108,10 +112,11 @@ class CommandMilestoneOperator(MilestoneOperator):
             line = raw.rstrip("\n")
             tail.append(line)
             if line.startswith(OUTPUT_MARK):
-                key, sep, value = line[len(OUTPUT_MARK) :].strip().partition("=")
+                raw_key, sep, raw_value = line[len(OUTPUT_MARK) :].partition("=")
                 if sep:
-                    outputs[check_key(key.strip(), f"output {key.strip()!r}")] = value.strip()
-                    self.log.info("output %s=%s", key.strip(), value.strip())
+                    key, value = raw_key.strip(), raw_value.strip()
+                    outputs[check_key(key, f"output {key!r}")] = value
+                    self.log.info("output %s=%s", key, value)
                     continue
             self.log.info("%s", line)
         code = proc.wait()

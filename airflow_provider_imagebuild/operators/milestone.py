@@ -74,7 +74,6 @@ class MilestoneOperator(BaseOperator):
         self.store_conn_id = store_conn_id
         self.lease_seconds = lease_seconds or DEFAULT_LEASE
         self.metadata = dict(metadata or {})
-        self._keeper: LeaseKeeper | None = None
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
@@ -158,7 +157,6 @@ class MilestoneOperator(BaseOperator):
             self.lease_seconds,
         )
         keeper = LeaseKeeper(store, build_id, self.state, lease.token, self.lease_seconds, self.stop_action)
-        self._keeper = keeper
         try:
             with keeper:
                 if injected_failure(self.state):
@@ -170,8 +168,6 @@ class MilestoneOperator(BaseOperator):
         except BaseException as exc:
             self._record_failure(store, build_id, lease.token, exc)
             raise
-        finally:
-            self._keeper = None
         rec = store.complete(build_id, self.state, token=lease.token, outputs=outputs)
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)

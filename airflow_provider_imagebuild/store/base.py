@@ -258,9 +258,6 @@ class BuildStore(ABC):
         records.sort(key=lambda r: (r.updated_at, r.build_id), reverse=True)
         return records
 
-    def now(self) -> datetime:
-        return self._clock()
-
 
 def _ts_filter(value: datetime | str | None, field: str) -> str | None:
     from airflow_provider_imagebuild.errors import InvalidInput

@@ -158,7 +158,3 @@ class SQLiteStore(BuildStore):
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
         for build_id, text in rows:
             yield _decode(build_id, text)
-
-    def integrity_check(self) -> str:
-        conn = self._connect()
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
