@@ -7,9 +7,9 @@ UV := python3 -m uv
 export UV_LINK_MODE := copy
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup system-deps venv node demo walkthrough test lint bench clean
+.PHONY: setup system-deps venv node rootfs-cache demo walkthrough test lint bench clean
 
-setup: system-deps venv node
+setup: system-deps venv node rootfs-cache
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -22,6 +22,11 @@ node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
 node: node_modules/.package-lock.json
+
+# The Debian base (debootstrap) downloaded once into /var/cache/imagebuild (or $$IMAGEBUILD_CACHE),
+# and a bootstrapped root filesystem archive: build hosts start from it without the network.
+rootfs-cache: venv system-deps
+	@$(PY) -m airflow_provider_imagebuild.targets.rootfs --rootfs >/dev/null
 
 demo: setup
 	@$(PY) scripts/demo.py
@@ -39,6 +44,7 @@ test: setup lint
 bench: setup
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/dag_bench.py
+	$(PY) benchmarks/aws_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

@@ -20,7 +20,7 @@ from airflow.sdk import DAG, TaskGroup
 
 from airflow_provider_imagebuild.milestone import Phase
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
-from airflow_provider_imagebuild.spec import PipelineSpec, SpecError, load_spec
+from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, SpecError, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
     from airflow_provider_imagebuild.operators import CommandMilestoneOperator, MilestoneOperator
 
     spec = plan.spec
+    base = spec_dir or Path.cwd()
     common: dict[str, Any] = dict(
         task_id=step.task_id,
         pipeline=spec.pipeline,
@@ -62,10 +63,54 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
         **_task_kwargs(step),
     )
     ms = step.milestone
-    if step.action == "command" and ms is not None and ms.command is not None:
-        cwd = str((spec_dir or Path.cwd()) / (ms.cwd or "."))
+    if ms is None or step.action in ("noop", "register"):
+        return MilestoneOperator(**common)
+    if step.action == "command" and ms.command is not None:
+        cwd = str(base / (ms.cwd or "."))
         return CommandMilestoneOperator(command=ms.command, env=ms.env, cwd=cwd, state_key=step.key, **common)
-    return MilestoneOperator(**common)
+    return _make_target_task(plan, step, ms, base, common)
+
+
+def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: Path, common: dict[str, Any]) -> Any:
+    """Packer, Ansible, seal and publish milestones: they share the target and the build host."""
+    from airflow_provider_imagebuild.operators.target import AnsibleStep
+
+    spec = plan.spec
+    common.update(
+        target=spec.target,
+        checkpoints=spec.checkpoints,
+        ansible_steps=[
+            AnsibleStep(s.code, s.key, str(base / s.milestone.playbook), s.milestone.extravars)
+            for s in plan.steps
+            if s.action == "ansible" and s.milestone is not None and s.milestone.playbook
+        ],
+    )
+    if step.action == "packer" and ms.template:
+        from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
+
+        return PackerMilestoneOperator(
+            template=str(base / ms.template),
+            var_files=[str(base / f) for f in ms.var_files],
+            variables=ms.vars,
+            only=ms.only,
+            on_error=ms.on_error,
+            manifest=ms.manifest,
+            **common,
+        )
+    if step.action == "ansible" and ms.playbook:
+        from airflow_provider_imagebuild.operators.ansible import AnsibleMilestoneOperator
+
+        return AnsibleMilestoneOperator(playbook=str(base / ms.playbook), extravars=ms.extravars, **common)
+    from airflow_provider_imagebuild.operators.image import PublishMilestoneOperator, SealMilestoneOperator, image_alias
+
+    if step.action == "seal":
+        return SealMilestoneOperator(
+            playbook=str(base / ms.playbook) if ms.playbook else None,
+            extravars=ms.extravars,
+            keep_checkpoints=spec.target.keep_checkpoints,
+            **common,
+        )
+    return PublishMilestoneOperator(outlets=[image_alias(spec.cloud, spec.pipeline)], **common)
 
 
 def _add_tasks(plan: PipelinePlan, spec_dir: Path | None, group: TaskGroup | None = None) -> list[Any]:

@@ -58,3 +58,12 @@ class StoreUnavailable(ImageBuildError):
 
 class CorruptRecord(StoreUnavailable):
     """A stored record cannot be parsed. It is reported and never overwritten."""
+
+
+class TargetError(ImageBuildError):
+    """The cloud or build host failed (API error, unreachable endpoint, image not available).
+
+    Transient for the operators (Airflow retries the milestone); exit code 6 for the CLI.
+    """
+
+    exit_code = 6

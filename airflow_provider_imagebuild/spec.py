@@ -19,7 +19,9 @@ from airflow_provider_imagebuild.build import CLOUDS, KEY_RE, NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, check_code
 
-NOT_YET = {"packer", "ansible"}  # declared now, implemented by the toolchain
+FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
+TARGET_ACTIONS = {"packer", "ansible", "seal", "publish"}  # need a target (cloud settings)
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 # libyaml's safe loader parses a spec ~10x faster than the pure-Python one (parse time matters:
 # the dag-processor re-reads every spec on every pass).
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -58,17 +60,22 @@ class RetryPolicy(BaseModel):
 class MilestoneSpec(RetryPolicy):
     """One milestone of a pipeline: what reaches it and how it is retried."""
 
-    action: Literal["command", "noop", "packer", "ansible"] = "noop"
+    action: Literal["command", "noop", "packer", "ansible", "seal", "publish"] = "noop"
     key: str | None = None
     title: str | None = None
     command: str | list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
-    # Declared for the toolchain actions; checked when those actions land.
+    # packer: the template, its var files and variables, -only, -on-error, a manifest to read
     template: str | None = None
-    playbook: str | None = None
     var_files: list[str] = Field(default_factory=list)
+    vars: dict[str, str] = Field(default_factory=dict)
+    only: list[str] = Field(default_factory=list)
     on_error: Literal["cleanup", "abort"] | None = None
+    manifest: str | None = None
+    # ansible (and seal, which may run a clean-up playbook before capturing the image)
+    playbook: str | None = None
+    extravars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("key")
     @classmethod
@@ -96,13 +103,83 @@ class MilestoneSpec(RetryPolicy):
 
     @model_validator(mode="after")
     def _action_fields(self) -> MilestoneSpec:
-        if self.action in NOT_YET:
-            raise ValueError(f"action {self.action!r} is not available yet in this release (use 'command' for now)")
+        needed = FILE_ACTIONS.get(self.action)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"action {self.action!r} needs '{needed}'")
+        if self.template is not None and self.action != "packer":
+            raise ValueError("'template' needs action: packer")
+        if self.playbook is not None and self.action not in ("ansible", "seal"):
+            raise ValueError("'playbook' needs action: ansible or seal")
         if self.action == "command" and self.command is None:
             raise ValueError("action 'command' needs 'command' (an argv list or a shell string)")
         if self.action == "noop" and self.command is not None:
             raise ValueError("'command' needs action: command")
         return self
+
+
+class TargetSpec(BaseModel):
+    """Where and how the build host runs and where the image is published (per cloud).
+
+    ``connection`` overrides the Ansible connection to the build host (for example
+    ``{ansible_connection: community.general.chroot, ansible_host: /srv/rootfs}`` in tests, or a
+    bastion's SSH settings).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aws_conn_id: str = "aws_default"
+    region: str | None = None
+    source_image: str | None = None
+    instance_type: str = "t3.micro"
+    subnet_id: str | None = None
+    security_group_ids: list[str] = Field(default_factory=list)
+    key_name: str | None = None
+    ssh_user: str = "ec2-user"
+    ssh_private_key_file: str | None = None
+    publish_regions: list[str] = Field(default_factory=list)
+    share_accounts: list[str] = Field(default_factory=list)
+    ssm_parameter: str | None = None
+    keep_checkpoints: list[int] = Field(default_factory=list)
+    connection: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_RE.match(value):
+            raise ValueError(f"{value!r} is not a region name (like eu-west-1)")
+        return value
+
+    @field_validator("publish_regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if not REGION_RE.match(region):
+                raise ValueError(f"{region!r} is not a region name (like eu-west-1)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a region twice")
+        return value
+
+    @field_validator("share_accounts")
+    @classmethod
+    def _accounts(cls, value: list[str]) -> list[str]:
+        for account in value:
+            if not re.match(r"^\d{12}$", account):
+                raise ValueError(f"{account!r} is not a 12-digit AWS account id")
+        return value
+
+    @field_validator("ssm_parameter")
+    @classmethod
+    def _ssm(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^/[A-Za-z0-9_.\-/]{1,1000}$", value):
+            raise ValueError("must be an SSM parameter path like /imagebuild/web/image_id")
+        return value
+
+    @field_validator("aws_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not KEY_RE.match(value):
+            raise ValueError("is not a connection id")
+        return value
 
 
 class PipelineSpec(BaseModel):
@@ -122,6 +199,8 @@ class PipelineSpec(BaseModel):
     defaults: RetryPolicy = RetryPolicy()
     include_standard: bool = False
     tags: list[str] = Field(default_factory=list)
+    target: TargetSpec = TargetSpec()
+    checkpoints: list[int] = Field(default_factory=list)
     milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
 
     @field_validator("pipeline", "image_type")
@@ -186,6 +265,14 @@ class PipelineSpec(BaseModel):
             if key in keys:
                 raise ValueError(f"milestones.{code}: key {key!r} is also used by milestone {keys[key]}")
             keys[key] = code
+            if milestone.action in TARGET_ACTIONS and self.cloud != "aws":
+                raise ValueError(
+                    f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} yet "
+                    "(targets: aws)"
+                )
+        for code in [*self.checkpoints, *self.target.keep_checkpoints]:
+            if code not in self.milestones or self.milestones[code].action not in ("packer", "ansible"):
+                raise ValueError(f"checkpoints: {code} is not a packer or ansible milestone of this spec")
         return self
 
     @property
@@ -208,6 +295,13 @@ def _check_codes(raw: Any, file: str) -> None:
 
 def _check_files(spec: PipelineSpec, base: Path, file: str) -> None:
     for code, milestone in spec.milestones.items():
+        for name in ("template", "playbook"):
+            value = getattr(milestone, name)
+            if value is not None and not (base / value).is_file():
+                raise SpecError(file, f"milestones.{code}.{name}", f"file {value} not found (in {base})")
+        for i, var_file in enumerate(milestone.var_files):
+            if not (base / var_file).is_file():
+                raise SpecError(file, f"milestones.{code}.var_files[{i}]", f"file {var_file} not found (in {base})")
         if isinstance(milestone.command, list):
             exe = milestone.command[0]
             if "/" in exe and not Path(exe).is_absolute():
@@ -260,4 +354,13 @@ def load_spec(path: str | Path) -> PipelineSpec:
     return parse_spec(raw, name, spec_path.parent)
 
 
-__all__ = ["CLOUDS", "MilestoneSpec", "PipelineSpec", "RetryPolicy", "SpecError", "load_spec", "parse_spec"]
+__all__ = [
+    "CLOUDS",
+    "MilestoneSpec",
+    "PipelineSpec",
+    "RetryPolicy",
+    "SpecError",
+    "TargetSpec",
+    "load_spec",
+    "parse_spec",
+]

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = 100
 
@@ -183,14 +185,11 @@ SECTION = "## DAG parsing and skipping"
 
 
 def write_section(path: Path, parse: dict[str, Any], skip: dict[str, float]) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md (the store benchmark writes the rest)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    text = text.split(f"\n{SECTION}")[0].rstrip() + "\n"
-    text += "\n".join(
+    """Replace this benchmark's section of docs/benchmarks.md (the other benchmarks write the rest)."""
+    replace_section(
+        path,
+        SECTION,
         [
-            "",
-            SECTION,
-            "",
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores with "
             "`.venv/bin/python benchmarks/dag_bench.py` (part of `make bench`).",
             "",
@@ -202,11 +201,8 @@ def write_section(path: Path, parse: dict[str, Any], skip: dict[str, float]) -> 
             f"{parse['provider_import_s']:.2f} s once per process.",
             f"- Skip of a completed milestone inside a task (store read, log line, XCom push) on SQLite: "
             f"p50 **{skip['p50_ms']:.2f} ms**, p99 {skip['p99_ms']:.2f} ms.",
-            "",
-        ]
+        ],
     )
-    path.write_text(text)
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

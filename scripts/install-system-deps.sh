@@ -7,6 +7,12 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+# The toolchain: Packer (1.6.6 from Debian: amazon-ebs and the other builders built in),
+# debootstrap and the image tools for build hosts and the local target.
+command -v packer >/dev/null 2>&1 || need+=(packer)
+[ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+[ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

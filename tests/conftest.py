@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,3 +155,49 @@ def airflow_home() -> Iterator[Path]:
     assert result.returncode == 0, result.stderr[-3000:]
     yield AIRFLOW_HOME
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+# -- AWS APIs on moto and stand-in build hosts --------------------------------------------------
+@pytest.fixture(scope="session")
+def aws_clients(moto_url: str) -> Callable[[str, str], Any]:
+    """``(service, region) -> boto3 client`` on the loopback moto server."""
+    import boto3
+
+    cache: dict[tuple[str, str], Any] = {}
+
+    def clients(service: str, region: str) -> Any:
+        if (service, region) not in cache:
+            cache[service, region] = boto3.client(service, region_name=region, endpoint_url=moto_url)
+        return cache[service, region]
+
+    return clients
+
+
+@pytest.fixture(scope="session")
+def ec2(aws_clients: Callable[[str, str], Any]) -> Any:
+    return aws_clients("ec2", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def base_ami(ec2: Any) -> str:
+    """A vendor image moto ships (stands in for the RHEL 8 AMI of the sample pipeline)."""
+    return str(ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+
+
+@pytest.fixture(scope="session")
+def rootfs_archive() -> Path:
+    """A real Debian root filesystem (debootstrap, cached under /var/cache/imagebuild by `make setup`)."""
+    from airflow_provider_imagebuild.targets.rootfs import bootstrapped_archive
+
+    return bootstrapped_archive()
+
+
+@pytest.fixture
+def build_host_root(rootfs_archive: Path, tmp_path: Path) -> Iterator[Path]:
+    """A fresh copy of that root filesystem: the build host Ansible reaches over chroot."""
+    from airflow_provider_imagebuild.targets.rootfs import restore
+
+    root = tmp_path / "buildhost"
+    restore(rootfs_archive, root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)

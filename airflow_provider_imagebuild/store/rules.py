@@ -58,11 +58,16 @@ def new_record(params: BuildParams, owner: str, now: datetime) -> BuildRecord:
 
 
 def same_parameters(rec: BuildRecord, params: BuildParams) -> list[str]:
-    """The fields in which an existing build differs from a repeated create (empty: identical)."""
+    """The fields in which an existing build differs from a repeated create (empty: identical).
+
+    Metadata is compared on the keys the create gives: keys recorded since (the build host, for
+    instance) do not make a re-run of milestone 0 a different build."""
     differ = []
-    for name in ("pipeline", "cloud", "image_type", "os", "metadata"):
+    for name in ("pipeline", "cloud", "image_type", "os"):
         if getattr(rec, name) != getattr(params, name):
             differ.append(name)
+    if any(rec.metadata.get(k) != v for k, v in params.metadata.items()):
+        differ.append("metadata")
     if tuple(rec.plan) != tuple(params.plan):
         differ.append("plan")
     return differ

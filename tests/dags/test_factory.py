@@ -108,8 +108,38 @@ def test_task_group_inside_another_dag() -> None:
         ("pipeline: p\ncloud: mars\nimage_type: t\n", "cloud", "Input should be"),
         (
             "pipeline: p\ncloud: aws\nimage_type: t\nmilestones:\n  5: {action: packer, template: a.pkr.hcl}\n",
-            "milestones.5",
-            "not available yet",
+            "milestones.5.template",
+            "file a.pkr.hcl not found",
+        ),
+        (
+            "pipeline: p\ncloud: aws\nimage_type: t\nmilestones:\n  15: {action: ansible}\n",
+            "milestones.15",
+            "needs 'playbook'",
+        ),
+        (
+            "pipeline: p\ncloud: aws\nimage_type: t\nmilestones:\n  15: {action: ansible, playbook: gone.yml}\n",
+            "milestones.15.playbook",
+            "file gone.yml not found",
+        ),
+        (
+            "pipeline: p\ncloud: local\nimage_type: t\nmilestones:\n  95: {action: seal}\n",
+            "milestones.95",
+            "not available for cloud 'local'",
+        ),
+        (
+            "pipeline: p\ncloud: aws\nimage_type: t\ntarget: {publish_regions: [us-east-1, moon]}\n",
+            "target.publish_regions",
+            "'moon' is not a region name",
+        ),
+        (
+            "pipeline: p\ncloud: aws\nimage_type: t\ntarget: {share_accounts: ['12']}\n",
+            "target.share_accounts",
+            "12-digit",
+        ),
+        (
+            "pipeline: p\ncloud: aws\nimage_type: t\ncheckpoints: [45]\n",
+            "checkpoints",
+            "45 is not a packer or ansible milestone",
         ),
         ("pipeline: p\ncloud: aws\nimage_type: t\nstore: ftp://x\n", "store", "unknown store scheme"),
         ("pipeline: [p\n", "line", "not valid YAML"),

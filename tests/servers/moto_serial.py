@@ -17,7 +17,25 @@ from moto.moto_server.threaded_moto_server import DomainDispatcherApplication, c
 from werkzeug.serving import make_server
 
 
+def ebs_backed_images() -> None:
+    """Images made by CreateImage from an EBS-backed instance are EBS-backed (``RootDeviceType:
+    ebs``) on AWS; moto marks them ``standard``, and Packer's amazon-ebs then refuses them as a
+    source ("invalid root device type"). Correct that one field so that a green image can be built
+    from the kickstart image, as on AWS."""
+    from moto.ec2.models import amis
+
+    original = amis.Ami.__init__
+
+    def init(self: amis.Ami, *args: object, **kwargs: object) -> None:
+        if kwargs.get("instance") is not None:
+            kwargs.setdefault("root_device_type", "ebs")
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    amis.Ami.__init__ = init  # type: ignore[method-assign]
+
+
 def main() -> None:
+    ebs_backed_images()
     port = int(sys.argv[1])
     os.environ.setdefault("MOTO_PORT", str(port))
     app = DomainDispatcherApplication(create_backend_app)

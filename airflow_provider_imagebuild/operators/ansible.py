@@ -1,0 +1,40 @@
+"""The ``ansible`` action: a playbook on the build host, through ansible-runner.
+
+Every task event goes to the task log as it happens and refreshes the lease; the play's stats
+(ok, changed, failed, unreachable, duration) become the milestone's outputs. Unreachable hosts
+raise a retryable error; failed tasks fail the milestone under the spec's retry policy. After a
+milestone the spec lists under ``checkpoints``, the host is captured as a checkpoint image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
+from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.targets.base import synced_to
+
+
+class AnsibleMilestoneOperator(TargetMilestoneOperator):
+    template_fields: Sequence[str] = ("extravars",)
+    ui_color = "#f1e6fb"
+
+    def __init__(self, *, playbook: str, extravars: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.playbook = playbook
+        self.extravars = dict(extravars or {})
+
+    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+        if not Path(self.playbook).is_file():  # before any host is launched for it
+            raise InvalidInput("playbook", f"{self.playbook} not found")
+        host = self.ensure_host(build, keeper)
+        outputs = self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, keeper)
+        self.log.info("playbook %s: %s", Path(self.playbook).name, outputs)
+        self.record_host(keeper, build, synced_to(host, self.state))
+        if self.state in self.checkpoints:
+            outputs.update(self.get_target().capture(build, host, self.state, final=False))
+        return outputs

@@ -1,0 +1,155 @@
+"""The ``packer`` action: ``packer build -machine-readable`` of a template.
+
+Packer gets the build's identity and the target's settings through a generated JSON var file
+(only the variables the template declares, so Packer prints no warnings about the rest), the
+spec's var files and ``vars`` as ``-var``, and credentials through its environment (never on the
+command line). Its UI goes to the task log decoded; the images of *this* run become the
+milestone's outputs (per region), and the image is a checkpoint a build host can start from.
+``on_kill`` sends SIGINT so that Packer removes its instance, key pair and security group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
+from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
+from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images
+
+VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
+KEPT_INSTANCE_RE = re.compile(r"\bInstance ID: (i-[0-9a-f]+)")
+
+
+def declared_variables(template: Path) -> set[str]:
+    """Variable names declared by an HCL2 template (a file, or every ``*.pkr.hcl`` of a directory)."""
+    files = sorted(template.glob("*.pkr.hcl")) if template.is_dir() else [template]
+    names: set[str] = set()
+    for file in files:
+        names.update(VARIABLE_RE.findall(file.read_text(encoding="utf-8")))
+    return names
+
+
+def source_image(build: BuildRecord, before: int, default: str) -> str:
+    """The newest image an earlier milestone made, else the target's source image."""
+    for code in sorted(build.completed, reverse=True):
+        if code < before and build.milestones[code].outputs.get(IMAGE_OUTPUT):
+            return str(build.milestones[code].outputs[IMAGE_OUTPUT])
+    return default
+
+
+class PackerMilestoneOperator(TargetMilestoneOperator):
+    template_fields: Sequence[str] = ("variables",)
+    ui_color = "#e6f6ee"
+
+    def __init__(
+        self,
+        *,
+        template: str,
+        var_files: Sequence[str] = (),
+        variables: Mapping[str, str] | None = None,
+        only: Sequence[str] = (),
+        on_error: Literal["cleanup", "abort"] | None = None,
+        manifest: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.template = template
+        self.var_files = list(var_files)
+        self.variables = dict(variables or {})
+        self.only = list(only)
+        self.on_error = on_error
+        self.manifest = manifest
+        self._packer: PackerRun | None = None
+
+    def standard_values(self, build: BuildRecord, manifest: Path) -> dict[str, str]:
+        target = self.get_target()
+        return {
+            "build_id": build.build_id,
+            "milestone": str(self.state),
+            "pipeline": self.pipeline,
+            "image_type": self.image_type,
+            "os": self.os_name,
+            "image_name": f"{self.pipeline}-{build.build_id}-m{self.state:03d}",
+            "source_image": source_image(build, self.state, self.target_settings.source_image or ""),
+            "packer_manifest": str(manifest),
+            **target.packer_vars(),
+        }
+
+    def argv(self, packer: str, var_file: Path) -> list[str]:
+        argv = [packer, "build", "-machine-readable", "-color=false", f"-var-file={var_file}"]
+        argv += [f"-var-file={f}" for f in self.var_files]
+        argv += [f"-var={k}={v}" for k, v in self.variables.items()]
+        if self.only:
+            argv.append("-only=" + ",".join(self.only))
+        if self.on_error:
+            argv.append(f"-on-error={self.on_error}")
+        argv.append(self.template)
+        return argv
+
+    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+        packer = shutil.which("packer")
+        if packer is None:
+            raise InvalidInput("packer", "the packer binary is not on PATH (install it: apt-get install packer)")
+        template = Path(self.template)
+        if not template.exists():
+            raise InvalidInput("template", f"{template} not found")
+        declared = declared_variables(template)
+        env = {**os.environ, **self.get_target().packer_env(), "PACKER_NO_COLOR": "1", "CHECKPOINT_DISABLE": "1"}
+        with tempfile.TemporaryDirectory(prefix="imagebuild-packer-") as tmp:
+            manifest = Path(tmp) / "manifest.json"
+            values = {k: v for k, v in self.standard_values(build, manifest).items() if k in declared}
+            var_file = Path(tmp) / "imagebuild.pkrvars.json"
+            var_file.write_text(json.dumps(values), encoding="utf-8")
+            argv = self.argv(packer, var_file)
+            self.log.info("running %s", " ".join(argv))
+            run = self._packer = PackerRun(
+                argv,
+                env=env,
+                cwd=str(template.parent if template.is_file() else template),
+                log=lambda line: self.log.info("%s", line),
+            )
+            if self._cancelled:  # killed before Packer started
+                raise AirflowException(f"packer stopped: {self._cancelled}")
+            result = run.run()
+            if result.code == 0 and "packer_manifest" in values and manifest.exists():
+                result.manifest = manifest_images(manifest)
+        self._packer = None
+        if result.code != 0 or self._cancelled:
+            kept = KEPT_INSTANCE_RE.findall("\n".join(result.tail))
+            if self.on_error == "abort" and kept:
+                keeper.store.set_metadata(
+                    build.build_id, {"packer_kept_instance": kept[-1]}, actor=f"milestone {self.state}"
+                )
+                self.log.warning("packer kept instance %s for debugging (on_error: abort)", kept[-1])
+            if self._cancelled:
+                raise AirflowException(f"packer stopped: {self._cancelled}")
+            detail = "\n".join(result.errors[-3:]) or "\n".join(result.tail[-10:])
+            raise AirflowException(f"packer build failed (exit status {result.code}):\n{detail}")
+        images = result.manifest or result.images()
+        if self.manifest:
+            images = manifest_images(
+                template.parent / self.manifest if template.is_file() else template / self.manifest
+            )
+        if not images:
+            raise AirflowException("packer build succeeded but reported no artifact (no image id)")
+        region = getattr(self.get_target(), "region", "")
+        image = images.get(region) or next(iter(images.values()))
+        return {IMAGE_OUTPUT: image, CHECKPOINT_OUTPUT: image, "images": images}
+
+    def stop_action(self, reason: str) -> None:
+        super().stop_action(reason)
+        if self._packer is not None:
+            self.log.warning("interrupting packer (%s); it cleans up what it created", reason)
+            self._packer.stop(reason)

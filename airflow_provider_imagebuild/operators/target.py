@@ -1,0 +1,156 @@
+"""Milestones that work on a build target: the build host, its checkpoints and their replay.
+
+The first milestone after the green image launches the build host from the latest checkpoint
+and records it in the build's metadata; later milestones and retries reconnect to it. If the
+recorded host is gone (terminated, reclaimed, removed), the host is relaunched from the latest
+checkpoint and every completed Ansible milestone after that checkpoint is replayed on it, each
+replay recorded in the history, before the milestone's own work: a build never continues on a
+host that lacks earlier milestones. ``host_synced`` in the metadata says how far the current
+host is, so a replay that fails half-way is finished by the next attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.milestone import key_of
+from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
+from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, synced_to
+
+
+@dataclass(frozen=True)
+class AnsibleStep:
+    """What replaying an Ansible milestone needs: its playbook and extra variables."""
+
+    code: int
+    key: str
+    playbook: str
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+
+
+class TargetMilestoneOperator(MilestoneOperator):
+    """Base of the Packer, Ansible, seal and publish milestones: one target, one build host."""
+
+    def __init__(
+        self,
+        *,
+        target: TargetSpec | None = None,
+        checkpoints: Sequence[int] = (),
+        ansible_steps: Sequence[AnsibleStep] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.target_settings = target or TargetSpec()
+        self.checkpoints = tuple(checkpoints)
+        self.ansible_steps = tuple(ansible_steps)
+        self._target: Target | None = None
+        self._cancelled: str | None = None
+
+    def get_target(self) -> Target:
+        if self._target is None:
+            from airflow_provider_imagebuild.targets import target_for
+
+            self._target = target_for(
+                self.cloud, self.target_settings, pipeline=self.pipeline, image_type=self.image_type
+            )
+        return self._target
+
+    def stop_action(self, reason: str) -> None:
+        self._cancelled = reason
+
+    # -- the build host ------------------------------------------------------------------------
+    def record_host(self, keeper: LeaseKeeper, build: BuildRecord, host: Host) -> None:
+        keeper.store.set_metadata(build.build_id, host.to_metadata(), actor=f"milestone {self.state}")
+
+    def ensure_host(self, build: BuildRecord, keeper: LeaseKeeper) -> Host:
+        """The build host, with every completed milestone before this one applied to it."""
+        target = self.get_target()
+        host = Host.from_metadata(build.metadata)
+        if host is not None and target.alive(host):
+            self.log.info(
+                "reconnecting to build host %s (%s), synced through milestone %d", host.id, host.address, host.synced
+            )
+        else:
+            checkpoint = latest_checkpoint(build, self.state)
+            if checkpoint is None:
+                raise InvalidInput(
+                    "checkpoints",
+                    f"no image to launch a build host from before milestone {self.state}: "
+                    "a packer milestone (the green image) must come first",
+                )
+            if host is not None:
+                self.log.warning(
+                    "build host %s is gone; relaunching from the checkpoint of milestone %d (%s)",
+                    host.id,
+                    checkpoint.code,
+                    checkpoint.image,
+                )
+            else:
+                self.log.info(
+                    "launching the build host from the checkpoint of milestone %d (%s)",
+                    checkpoint.code,
+                    checkpoint.image,
+                )
+            host = target.launch(build, checkpoint)
+            self.record_host(keeper, build, host)
+        for step in self.ansible_steps:
+            if host.synced < step.code < self.state and step.code in build.milestones:
+                self.log.info("replaying milestone %d (%s) on build host %s", step.code, step.key, host.id)
+                result = self.run_playbook(Path(step.playbook), step.code, step.extravars, host, build, keeper)
+                keeper.store.record_replay(
+                    build.build_id, self.state, token=keeper.token, replayed=step.code, outputs=result
+                )
+                host = synced_to(host, step.code)
+                self.record_host(keeper, build, host)
+        return host
+
+    def run_playbook(
+        self,
+        playbook: Path,
+        code: int,
+        extravars: Mapping[str, Any],
+        host: Host,
+        build: BuildRecord,
+        keeper: LeaseKeeper,
+    ) -> dict[str, Any]:
+        """Run one playbook on the build host; its stats as outputs, or an exception naming failures."""
+        from airflow_provider_imagebuild.toolchain.ansible import run_playbook
+
+        variables = {
+            "imagebuild_build_id": build.build_id,
+            "imagebuild_milestone": code,
+            "imagebuild_milestone_key": key_of(code) if code in self.plan else str(code),
+            "imagebuild_pipeline": self.pipeline,
+            "imagebuild_cloud": self.cloud,
+            "imagebuild_image_type": self.image_type,
+            "imagebuild_os": self.os_name,
+            **extravars,
+        }
+        result = run_playbook(
+            playbook,
+            host_vars=self.get_target().ansible_vars(host),
+            extravars=variables,
+            log=lambda line: self.log.info("%s", line),
+            on_progress=keeper.beat,
+            cancelled=lambda: self._cancelled is not None,
+        )
+        if self._cancelled:
+            raise AirflowException(f"playbook {playbook.name} stopped: {self._cancelled}")
+        if result.unreachable:
+            raise AirflowException(
+                f"build host {host.id} unreachable in playbook {playbook.name} (transient; retried): "
+                + "; ".join(result.failures[-3:])
+            )
+        if result.status != "successful" or result.failed:
+            detail = "; ".join(result.failures[-3:]) or f"ansible-runner status {result.status}, rc {result.rc}"
+            raise AirflowException(f"playbook {playbook.name} failed: {detail}")
+        return result.outputs()

@@ -1,0 +1,307 @@
+"""The AWS target: EC2 build hosts and AMIs, published to regions, accounts and SSM.
+
+Clients come from the Amazon provider's ``AwsBaseHook`` (credentials, region and endpoint from
+``aws_conn_id``) inside Airflow, or from any ``(service, region) -> client`` factory (tests,
+CLI). Every call that creates something looks for what an earlier attempt already made first
+(images by name, copies by name), so a retried milestone does not make duplicates. boto3 is
+imported only when a milestone runs, never at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
+
+log = logging.getLogger(__name__)
+
+AwsClients = Callable[[str, str], Any]  # (service, region) -> boto3 client
+WAIT = {"Delay": 5, "MaxAttempts": 360}  # up to 30 min: AMIs of large volumes take that long
+LIVE_STATES = {"pending", "running"}
+
+
+@contextlib.contextmanager
+def aws_api(what: str, endpoint: str | None = None) -> Iterator[None]:
+    """Turn botocore failures into :class:`TargetError` naming the call and the cause."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
+
+    try:
+        yield
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise TargetError(f"{what}: {err.get('Code', 'error')}: {err.get('Message', exc)}") from exc
+    except EndpointConnectionError as exc:
+        raise TargetError(
+            f"{what}: cannot reach the endpoint {endpoint or exc.kwargs.get('endpoint_url', '')}"
+        ) from exc
+    except WaiterError as exc:
+        raise TargetError(f"{what}: gave up waiting: {exc.last_response.get('Error', exc)}") from exc
+    except BotoCoreError as exc:
+        raise TargetError(f"{what}: {exc}") from exc
+
+
+def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+class AwsTarget(Target):
+    name = "aws"
+
+    def __init__(
+        self,
+        settings: TargetSpec,
+        *,
+        pipeline: str,
+        image_type: str,
+        clients: AwsClients,
+        region: str,
+        endpoint: str | None = None,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.image_type = image_type
+        self.clients = clients
+        self.region = settings.region or region
+        self.endpoint = endpoint
+        self.credentials = credentials or {}
+        self._regions_checked = False
+
+    @classmethod
+    def from_connection(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> AwsTarget:
+        """Clients, region, endpoint and credentials from the Airflow connection ``aws_conn_id``."""
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        from airflow_provider_imagebuild.store.aws import botocore_config
+
+        hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="ec2", region_name=settings.region)
+        endpoint = hook.conn_config.endpoint_url
+        region = settings.region or hook.conn_region_name or "us-east-1"
+        cache: dict[tuple[str, str], Any] = {}
+
+        def clients(service: str, region_name: str) -> Any:
+            if (service, region_name) not in cache:
+                session = hook.get_session(region_name=region_name)
+                cache[service, region_name] = session.client(  # type: ignore[call-overload]
+                    service, region_name=region_name, endpoint_url=endpoint, config=botocore_config()
+                )
+            return cache[service, region_name]
+
+        creds = hook.get_credentials(region_name=region)
+        credentials = {"AWS_ACCESS_KEY_ID": str(creds.access_key), "AWS_SECRET_ACCESS_KEY": str(creds.secret_key)}
+        if creds.token:
+            credentials["AWS_SESSION_TOKEN"] = creds.token
+        return cls(
+            settings,
+            pipeline=pipeline,
+            image_type=image_type,
+            clients=clients,
+            region=region,
+            endpoint=endpoint,
+            credentials=credentials,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def ec2(self, region: str | None = None) -> Any:
+        return self.clients("ec2", region or self.region)
+
+    def api(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return aws_api(f"EC2 {what}", self.endpoint)
+
+    def check_regions(self) -> None:
+        """Refuse unknown regions before anything is created in any of them."""
+        if self._regions_checked:
+            return
+        with self.api("DescribeRegions"):
+            known = {r["RegionName"] for r in self.ec2().describe_regions(AllRegions=True)["Regions"]}
+        for field, regions in (("target.region", [self.region]), ("target.publish_regions", self.publish_regions)):
+            for region in regions:
+                if region not in known:
+                    raise InvalidInput(field, f"unknown region {region!r} (EC2 knows {len(known)} regions)")
+        self._regions_checked = True
+
+    @property
+    def publish_regions(self) -> list[str]:
+        return list(self.settings.publish_regions or [self.region])
+
+    def build_tags(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
+        return {
+            "BuildId": build.build_id,
+            "Pipeline": self.pipeline,
+            "Milestone": str(milestone),
+            "ImageType": self.image_type,
+            "Role": role,
+            "ManagedBy": "airflow-provider-imagebuild",
+        }
+
+    def _image_by_name(self, name: str, region: str | None = None) -> dict[str, Any] | None:
+        with self.api("DescribeImages"):
+            images = self.ec2(region).describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])
+        found = [i for i in images.get("Images", []) if i.get("State") != "deregistered"]
+        return found[0] if found else None
+
+    def _wait_image(self, image_id: str, region: str | None = None) -> None:
+        with self.api(f"wait for image {image_id}"):
+            self.ec2(region).get_waiter("image_available").wait(ImageIds=[image_id], WaiterConfig=WAIT)
+
+    # -- the target interface --------------------------------------------------------------------
+    def packer_vars(self) -> dict[str, str]:
+        return {"aws_region": self.region, "aws_endpoint": self.endpoint or ""}
+
+    def packer_env(self) -> dict[str, str]:
+        return {**self.credentials, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        self.check_regions()
+        with self.api(f"DescribeImages {checkpoint.image} (checkpoint of milestone {checkpoint.code})"):
+            found = self.ec2().describe_images(ImageIds=[checkpoint.image])["Images"]
+        if not found or found[0].get("State", "available") != "available":
+            raise TargetError(f"checkpoint image {checkpoint.image} of milestone {checkpoint.code} is not available")
+        s = self.settings
+        params: dict[str, Any] = {
+            "ImageId": checkpoint.image,
+            "InstanceType": s.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "TagSpecifications": [
+                {
+                    "ResourceType": "instance",
+                    "Tags": _tags(
+                        {"Name": f"imagebuild-{build.build_id}", **self.build_tags(build, checkpoint.code, "buildhost")}
+                    ),
+                }
+            ],
+        }
+        if s.key_name:
+            params["KeyName"] = s.key_name
+        if s.subnet_id:
+            params["SubnetId"] = s.subnet_id
+        if s.security_group_ids:
+            params["SecurityGroupIds"] = list(s.security_group_ids)
+        with self.api(f"RunInstances from {checkpoint.image}"):
+            instance = self.ec2().run_instances(**params)["Instances"][0]
+        instance_id = instance["InstanceId"]
+        with self.api(f"wait for instance {instance_id}"):
+            self.ec2().get_waiter("instance_running").wait(InstanceIds=[instance_id], WaiterConfig=WAIT)
+            described = self.ec2().describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        address = described.get("PrivateIpAddress") or described.get("PublicIpAddress") or ""
+        log.info("build host %s (%s) launched from %s", instance_id, address, checkpoint.image)
+        return Host(instance_id, address, checkpoint.image, checkpoint.code, checkpoint.code)
+
+    def alive(self, host: Host) -> bool:
+        from botocore.exceptions import ClientError
+
+        with self.api(f"DescribeInstances {host.id}"):
+            try:
+                reservations = self.ec2().describe_instances(InstanceIds=[host.id])["Reservations"]
+            except ClientError as exc:
+                if "NotFound" in exc.response.get("Error", {}).get("Code", ""):
+                    return False
+                raise
+        states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
+        return bool(states) and states[0] in LIVE_STATES
+
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        s = self.settings
+        if s.connection:
+            return dict(s.connection)
+        found: dict[str, Any] = {"ansible_host": host.address, "ansible_user": s.ssh_user, "ansible_become": True}
+        if s.ssh_private_key_file:
+            found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
+        return found
+
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        role = "final" if final else "checkpoint"
+        name = f"{self.pipeline}-{build.build_id}" + ("" if final else f"-m{milestone:03d}")
+        existing = self._image_by_name(name)
+        if existing is not None:  # an earlier attempt created it; its response was lost
+            image_id = existing["ImageId"]
+        else:
+            tags = _tags(self.build_tags(build, milestone, role))
+            with self.api(f"CreateImage {name} from {host.id}"):
+                image_id = self.ec2().create_image(
+                    InstanceId=host.id,
+                    Name=name,
+                    Description=f"{self.pipeline} {build.build_id} after milestone {milestone}",
+                    TagSpecifications=[{"ResourceType": "image", "Tags": tags}],
+                )["ImageId"]
+        self._wait_image(image_id)
+        log.info("captured %s image %s (%s) from %s", role, image_id, name, host.id)
+        return {IMAGE_OUTPUT if final else CHECKPOINT_OUTPUT: image_id, f"{role}_image_name": name}
+
+    def discard(self, images: list[str]) -> None:
+        from botocore.exceptions import ClientError
+
+        for image_id in images:
+            try:
+                self.ec2().deregister_image(ImageId=image_id)
+                log.info("deregistered checkpoint image %s", image_id)
+            except ClientError as exc:
+                if "NotFound" not in exc.response.get("Error", {}).get("Code", ""):
+                    raise TargetError(f"EC2 DeregisterImage {image_id}: {exc}") from exc
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        self.check_regions()
+        name = f"{self.pipeline}-{build.build_id}"
+        tags = _tags(self.build_tags(build, 100, "published"))
+        published: dict[str, str] = {}
+        pending: list[tuple[str, str]] = []
+        for region in self.publish_regions:
+            if region == self.region:
+                published[region] = image
+                continue
+            existing = self._image_by_name(name, region)
+            if existing is not None:
+                published[region] = existing["ImageId"]
+            else:
+                with self.api(f"CopyImage {image} to {region}"):
+                    published[region] = self.ec2(region).copy_image(
+                        SourceRegion=self.region,
+                        SourceImageId=image,
+                        Name=name,
+                        Description=f"{self.pipeline} {build.build_id}",
+                    )["ImageId"]
+            pending.append((region, published[region]))
+        for region, copy in pending:
+            self._wait_image(copy, region)
+        parameter = self.settings.ssm_parameter or f"/imagebuild/{self.pipeline}/image_id"
+        for region, image_id in published.items():
+            ec2 = self.ec2(region)
+            with self.api(f"CreateTags {image_id} in {region}"):
+                ec2.create_tags(Resources=[image_id], Tags=tags)
+            if self.settings.share_accounts:
+                with self.api(f"ModifyImageAttribute {image_id} in {region}"):
+                    ec2.modify_image_attribute(
+                        ImageId=image_id,
+                        LaunchPermission={"Add": [{"UserId": a} for a in self.settings.share_accounts]},
+                    )
+            with aws_api(f"SSM PutParameter {parameter} in {region}", self.endpoint):
+                self.clients("ssm", region).put_parameter(
+                    Name=parameter,
+                    Value=image_id,
+                    Type="String",
+                    Overwrite=True,
+                    Description=f"latest {self.pipeline} image (build {build.build_id})",
+                )
+        log.info("published %s to %s", image, ", ".join(f"{r}={i}" for r, i in published.items()))
+        return {
+            "published_images": published,
+            "ssm_parameter": parameter,
+            "shared_with": list(self.settings.share_accounts),
+        }
+
+    def cleanup(self, host: Host) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.ec2().terminate_instances(InstanceIds=[host.id])
+            log.info("terminated build host %s", host.id)
+        except ClientError as exc:
+            if "NotFound" not in exc.response.get("Error", {}).get("Code", ""):
+                raise TargetError(f"EC2 TerminateInstances {host.id}: {exc}") from exc

@@ -1,0 +1,125 @@
+"""Where a build host lives: the interface every target (aws, local, ...) implements.
+
+A target launches a build host from an image, tells whether a recorded host still exists, gives
+Ansible its connection settings, captures images (checkpoints and the final one), publishes and
+cleans up. It knows nothing of DAGs: the operators call it, the store remembers what it made.
+
+The build host is recorded in the build's metadata (``host_id``, ``host_address``,
+``host_image``, ``host_checkpoint``) the moment it is launched, so that a retried milestone, or
+any worker, reconnects to the same host; checkpoint images are milestone outputs
+(``checkpoint_image``), so the latest one before a milestone is a lookup in the record.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from airflow_provider_imagebuild.store.record import BuildRecord
+
+CHECKPOINT_OUTPUT = "checkpoint_image"
+IMAGE_OUTPUT = "image_id"
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str
+    address: str
+    image: str  # the image it was launched from
+    checkpoint: int  # the milestone that image was captured after
+    synced: int  # the last milestone whose work this host has (checkpoint, replays, own runs)
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            "host_id": self.id,
+            "host_address": self.address,
+            "host_image": self.image,
+            "host_checkpoint": str(self.checkpoint),
+            "host_synced": str(self.synced),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> Host | None:
+        if not meta.get("host_id"):
+            return None
+        checkpoint = int(meta.get("host_checkpoint") or 0)
+        return cls(
+            meta["host_id"],
+            meta.get("host_address", ""),
+            meta.get("host_image", ""),
+            checkpoint,
+            int(meta.get("host_synced") or checkpoint),
+        )
+
+
+def synced_to(host: Host, code: int) -> Host:
+    return replace(host, synced=max(host.synced, code))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    code: int
+    image: str
+
+
+def latest_checkpoint(build: BuildRecord, before: int) -> Checkpoint | None:
+    """The newest checkpoint image captured after a completed milestone earlier than ``before``."""
+    for code in sorted(build.completed, reverse=True):
+        if code >= before:
+            continue
+        image = build.milestones[code].outputs.get(CHECKPOINT_OUTPUT)
+        if image:
+            return Checkpoint(code, str(image))
+    return None
+
+
+def checkpoint_images(build: BuildRecord) -> dict[int, str]:
+    return {
+        code: str(ms.outputs[CHECKPOINT_OUTPUT])
+        for code, ms in build.milestones.items()
+        if ms.outputs.get(CHECKPOINT_OUTPUT)
+    }
+
+
+class Target(ABC):
+    """One cloud (or this machine) as seen by the milestone operators."""
+
+    name: str
+
+    @abstractmethod
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        """Start a build host from a checkpoint image; return it once Ansible can reach it."""
+
+    @abstractmethod
+    def alive(self, host: Host) -> bool:
+        """Whether the recorded host still exists and runs (a terminated or reclaimed one does not)."""
+
+    @abstractmethod
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        """Inventory variables that connect Ansible to the host."""
+
+    @abstractmethod
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        """Capture the host as an image; return outputs (``checkpoint_image`` or ``image_id``...)."""
+
+    @abstractmethod
+    def discard(self, images: list[str]) -> None:
+        """Delete checkpoint images that are no longer wanted."""
+
+    @abstractmethod
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        """Make the final image available where users find it; return what was published."""
+
+    @abstractmethod
+    def cleanup(self, host: Host) -> None:
+        """Remove the build host (idempotent: a host already gone is fine)."""
+
+    def packer_vars(self) -> dict[str, str]:
+        """Variables every Packer template of this target may declare (region, endpoint...)."""
+        return {}
+
+    def packer_env(self) -> dict[str, str]:
+        """Environment for Packer (credentials: never on the command line, never logged)."""
+        return {}

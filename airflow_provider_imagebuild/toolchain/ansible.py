@@ -1,0 +1,145 @@
+"""One playbook run through ansible-runner, with every task event streamed and counted.
+
+``run_async`` with an event handler: each task start / ok / changed / failed / unreachable is
+written to the task log as it happens and calls ``on_progress`` (the operator refreshes its lease
+there), and ``cancel_callback`` lets ``on_kill`` or a lost lease stop the run. The play's stats
+(ok, changed, failed, unreachable, duration) become the milestone's outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_imagebuild.errors import InvalidInput
+
+HOST = "buildhost"
+
+
+@dataclass
+class PlaybookResult:
+    status: str  # successful | failed | canceled | timeout
+    rc: int
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    duration_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def outputs(self) -> dict[str, Any]:
+        return {
+            "ansible_ok": self.ok,
+            "ansible_changed": self.changed,
+            "ansible_failed": self.failed,
+            "ansible_unreachable": self.unreachable,
+            "ansible_duration_s": round(self.duration_s, 2),
+        }
+
+
+def _host_count(stats: Mapping[str, Any] | None, key: str) -> int:
+    return int(sum((stats or {}).get(key, {}).values()))
+
+
+def describe_event(event: Mapping[str, Any]) -> str | None:
+    """A one-line log entry for the events an operator watches; None for the rest."""
+    kind = event.get("event", "")
+    data = event.get("event_data", {})
+    task = data.get("task", "")
+    host = data.get("host", "")
+    if kind == "playbook_on_task_start":
+        return f"TASK [{task}]"
+    if kind == "runner_on_ok":
+        return f"{'changed' if data.get('res', {}).get('changed') else 'ok'}: [{host}] {task}"
+    if kind == "runner_on_skipped":
+        return f"skipping: [{host}] {task}"
+    if kind == "runner_on_failed":
+        if data.get("ignore_errors"):
+            return f"failed (ignored): [{host}] {task}"
+        return f"FAILED: [{host}] {task}: {_message(data)}"
+    if kind == "runner_on_unreachable":
+        return f"UNREACHABLE: [{host}] {task}: {_message(data)}"
+    if kind == "playbook_on_play_start":
+        return f"PLAY [{data.get('play', '')}]"
+    return None
+
+
+def _message(data: Mapping[str, Any]) -> str:
+    res = data.get("res", {}) or {}
+    msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
+    return str(msg).strip()[:2000]
+
+
+def run_playbook(
+    playbook: Path,
+    *,
+    host_vars: Mapping[str, Any],
+    extravars: Mapping[str, Any],
+    log: Callable[[str], None],
+    on_progress: Callable[[], None] = lambda: None,
+    cancelled: Callable[[], bool] = lambda: False,
+    work_dir: Path | None = None,
+) -> PlaybookResult:
+    """Run ``playbook`` against the one build host described by ``host_vars``."""
+    import ansible_runner
+
+    if not playbook.is_file():
+        raise InvalidInput("playbook", f"{playbook} not found")
+    failures: list[str] = []
+    started = time.monotonic()
+
+    def on_event(event: dict[str, Any]) -> bool:
+        line = describe_event(event)
+        if line:
+            log(line)
+            if event.get("event") in {"runner_on_failed", "runner_on_unreachable"} and not event.get(
+                "event_data", {}
+            ).get("ignore_errors"):
+                failures.append(line)
+        if event.get("event", "").startswith(("runner_on_", "playbook_on_task_start")):
+            on_progress()
+        # Keep only the final stats event (runner.stats reads it); the log has the rest.
+        return bool(event.get("event") == "playbook_on_stats")
+
+    # ansible-playbook is looked up on PATH; in a virtualenv that may not be on the worker's PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    with tempfile.TemporaryDirectory(prefix="imagebuild-ansible-", dir=work_dir) as private:
+        thread, runner = ansible_runner.run_async(
+            private_data_dir=private,
+            playbook=str(playbook.resolve()),
+            inventory={"all": {"hosts": {HOST: dict(host_vars)}}},
+            extravars=dict(extravars),
+            envvars=env,
+            project_dir=str(playbook.resolve().parent),
+            event_handler=on_event,
+            cancel_callback=cancelled,
+            quiet=True,
+            suppress_env_files=True,
+            json_mode=False,
+        )
+        thread.join()
+        stats = runner.stats or {}
+    return PlaybookResult(
+        status=runner.status,
+        rc=int(runner.rc if runner.rc is not None else -1),
+        ok=_host_count(stats, "ok"),
+        changed=_host_count(stats, "changed"),
+        failed=_host_count(stats, "failures"),
+        unreachable=_host_count(stats, "dark"),
+        skipped=_host_count(stats, "skipped"),
+        duration_s=time.monotonic() - started,
+        failures=failures,
+    )

@@ -1,0 +1,116 @@
+"""The AWS target against EC2 and SSM on a loopback moto server: build host, checkpoints, the
+final image, publication to two regions with sharing, tags and the SSM parameter, clean-up, and
+clear errors for an unknown region and an unreachable endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.aws import AwsTarget
+from airflow_provider_imagebuild.targets.base import Checkpoint
+
+
+def _target(clients: Callable[[str, str], Any], **settings: Any) -> AwsTarget:
+    spec = TargetSpec(region="us-east-1", **settings)
+    return AwsTarget(spec, pipeline="web", image_type="webserver", clients=clients, region="us-east-1")
+
+
+def _build(tmp_path: Any, build_id: str) -> Any:
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    return store.create_build(build_id, pipeline="web", cloud="aws", image_type="webserver", plan=[0, 10, 95, 100])
+
+
+def test_host_checkpoint_seal_publish_and_cleanup(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
+) -> None:
+    target = _target(
+        aws_clients,
+        publish_regions=["us-east-1", "eu-west-1"],
+        share_accounts=["123456789012"],
+        ssm_parameter="/imagebuild/web/image_id",
+    )
+    build = _build(tmp_path, "aws-target-1")
+    host = target.launch(build, Checkpoint(10, base_ami))
+    assert target.alive(host) and host.synced == 10
+    tags = {
+        t["Key"]: t["Value"]
+        for t in ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]["Tags"]
+    }
+    assert tags["BuildId"] == "aws-target-1" and tags["Role"] == "buildhost"
+
+    checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    again = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    assert again == checkpoint  # a retried capture finds the image its lost response made
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    image = ec2.describe_images(ImageIds=[final])["Images"][0]
+    image_tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+    expected = {"BuildId": "aws-target-1", "Pipeline": "web", "Milestone": "95", "ImageType": "webserver"}
+    assert image_tags.items() >= expected.items()
+
+    target.discard([checkpoint, "ami-00000000"])  # an image already gone is fine
+    assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [checkpoint]}])["Images"] == []
+
+    published = target.publish(build, final)
+    assert published == target.publish(build, final)  # idempotent: the copy is found, not made twice
+    copies = published["published_images"]
+    assert set(copies) == {"us-east-1", "eu-west-1"} and copies["us-east-1"] == final
+    eu = aws_clients("ec2", "eu-west-1")
+    copy = eu.describe_images(ImageIds=[copies["eu-west-1"]])["Images"][0]
+    assert {t["Key"]: t["Value"] for t in copy["Tags"]}["BuildId"] == "aws-target-1"
+    perms = eu.describe_image_attribute(ImageId=copies["eu-west-1"], Attribute="launchPermission")
+    assert perms["LaunchPermissions"] == [{"UserId": "123456789012"}]
+    for region, image_id in copies.items():
+        value = aws_clients("ssm", region).get_parameter(Name="/imagebuild/web/image_id")["Parameter"]["Value"]
+        assert value == image_id
+
+    target.cleanup(host)
+    target.cleanup(host)  # idempotent
+    assert not target.alive(host)
+
+
+def test_unknown_region_is_refused_before_anything_is_created(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
+) -> None:
+    target = _target(aws_clients, publish_regions=["us-east-1", "xx-nowhere-9"])
+    before = len(ec2.describe_instances()["Reservations"])
+    with pytest.raises(InvalidInput, match=r"target.publish_regions: unknown region 'xx-nowhere-9'"):
+        target.launch(_build(tmp_path, "aws-target-2"), Checkpoint(10, base_ami))
+    assert len(ec2.describe_instances()["Reservations"]) == before
+
+
+def test_missing_image_and_unreachable_endpoint_name_the_call(
+    aws_clients: Callable[[str, str], Any], tmp_path: Any
+) -> None:
+    import boto3
+    from botocore.config import Config
+
+    from tests.conftest import free_port
+
+    build = _build(tmp_path, "aws-target-3")
+    with pytest.raises(
+        TargetError, match=r"EC2 DescribeImages ami-0000000000000dead \(checkpoint of milestone 10\): InvalidAMIID"
+    ):
+        _target(aws_clients).launch(build, Checkpoint(10, "ami-0000000000000dead"))
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    config = Config(connect_timeout=1, retries={"total_max_attempts": 1})
+
+    def dead(service: str, region: str) -> Any:
+        return boto3.client(service, region_name=region, endpoint_url=endpoint, config=config)
+
+    target = AwsTarget(
+        TargetSpec(region="us-east-1"),
+        pipeline="web",
+        image_type="webserver",
+        clients=dead,
+        region="us-east-1",
+        endpoint=endpoint,
+    )
+    with pytest.raises(TargetError, match=rf"EC2 DescribeRegions: cannot reach the endpoint {endpoint}"):
+        target.launch(build, Checkpoint(10, "ami-1"))
