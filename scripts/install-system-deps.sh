@@ -7,6 +7,7 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)  # Ansible's connection to real build hosts
 # The toolchain: Packer (1.6.6 from Debian: amazon-ebs and the other builders built in),
 # debootstrap and the image tools for build hosts and the local target.
 command -v packer >/dev/null 2>&1 || need+=(packer)

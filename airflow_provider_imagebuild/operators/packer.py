@@ -29,7 +29,6 @@ from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OU
 from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images
 
 VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
-KEPT_INSTANCE_RE = re.compile(r"\bInstance ID: (i-[0-9a-f]+)")
 
 
 def declared_variables(template: Path) -> set[str]:
@@ -127,8 +126,8 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
                 result.manifest = manifest_images(manifest)
         self._packer = None
         if result.code != 0 or self._cancelled:
-            kept = KEPT_INSTANCE_RE.findall("\n".join(result.tail))
-            if self.on_error == "abort" and kept:
+            kept = result.instances
+            if self.on_error == "abort" and kept and not self._cancelled:
                 keeper.store.set_metadata(
                     build.build_id, {"packer_kept_instance": kept[-1]}, actor=f"milestone {self.state}"
                 )

@@ -10,6 +10,7 @@ across runs, so only entries of ``last_run_uuid`` belong to this run.
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.toolchain.process import ChildProcess
 
 PACKER_GRACE_S = 60.0  # Packer deletes its instance, key pair and security group after SIGINT
+INSTANCE_RE = re.compile(r"\bInstance ID: (i-[0-9a-f]+)")  # amazon-ebs names the instance it launched
 
 
 def decode(data: str) -> str:
@@ -108,6 +110,7 @@ class PackerResult:
     errors: list[str]
     tail: list[str] = field(default_factory=list)
     manifest: dict[str, str] = field(default_factory=dict)  # region -> image, this run's manifest entries
+    instances: list[str] = field(default_factory=list)  # instances Packer said it launched
 
     def images(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -141,6 +144,7 @@ class PackerRun:
         )
         parsed: list[MachineLine] = []
         errors: list[str] = []
+        instances: list[str] = []
         tail: deque[str] = deque(maxlen=20)
         for line in child.lines():
             ml = parse_line(line)
@@ -155,8 +159,9 @@ class PackerRun:
                 self.log(text)
                 if ml.data[0] == "error":
                     errors.append(text)
+                instances += INSTANCE_RE.findall(text)
         code = child.wait()
-        return PackerResult(code, parse_artifacts(parsed), errors, list(tail))
+        return PackerResult(code, parse_artifacts(parsed), errors, list(tail), instances=instances)
 
     def stop(self, reason: str) -> None:
         if self.child is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,13 +16,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store import open_store
-from tests.conftest import free_port
+from tests.conftest import free_port, task_context
 from tests.dags.conftest import ROOT
-
-
-def _context(task_id: str) -> dict[str, Any]:
-    ti = SimpleNamespace(dag_id="d", run_id="r1", task_id=task_id, try_number=1, xcom_push=lambda **kw: None)
-    return {"ti": ti, "dag_run": SimpleNamespace(conf={"build_id": "bad-input-1"}, run_id="r1")}
 
 
 def _common(tmp_path: Path, state: int, conn_id: str = "aws_moto") -> dict[str, Any]:
@@ -61,7 +55,7 @@ def test_missing_template_is_recorded_and_not_retried(store: Any, tmp_path: Path
 
     op = PackerMilestoneOperator(template=str(tmp_path / "gone.pkr.hcl"), **_common(tmp_path, 5))
     with pytest.raises(AirflowFailException, match=r"template: .*gone\.pkr\.hcl not found"):
-        op.execute(_context("s005"))
+        op.execute(task_context("bad-input-1", "s005"))
     assert "gone.pkr.hcl not found" in (store.get("bad-input-1").attempts_at(5)[0].error or "")
 
 
@@ -73,7 +67,7 @@ def test_missing_playbook_fails_before_a_host_is_launched(store: Any, tmp_path: 
     before = len(ec2.describe_instances()["Reservations"])
     op = AnsibleMilestoneOperator(playbook=str(tmp_path / "gone.yml"), **_common(tmp_path, 15))
     with pytest.raises(AirflowFailException, match=r"playbook: .*gone\.yml not found"):
-        op.execute(_context("s015"))
+        op.execute(task_context("bad-input-1", "s015"))
     assert "gone.yml not found" in (store.get("bad-input-1").attempts_at(15)[0].error or "")
     assert len(ec2.describe_instances()["Reservations"]) == before
 
@@ -90,7 +84,7 @@ def test_unreachable_endpoint_records_packers_error_without_the_secret(store: An
         **_common(tmp_path, 5, conn_id="aws_dead"),
     )
     with pytest.raises(AirflowException, match="packer build failed") as info:
-        op.execute(_context("s005"))
+        op.execute(task_context("bad-input-1", "s005"))
     error = store.get("bad-input-1").attempts_at(5)[0].error or ""
     assert "connection refused" in error.lower() or "127.0.0.1" in error, error
     assert "wJalrXUtnFEMI" not in error and "wJalrXUtnFEMI" not in str(info.value)

@@ -4,23 +4,23 @@ EC2 on a loopback moto server: artifacts of this run, decoded UI lines, errors, 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.toolchain.packer import (
-    PackerRun,
     decode,
     manifest_images,
     parse_artifacts,
     parse_line,
 )
-from tests.conftest import free_port
+from tests.conftest import free_port, task_context
 
 LINES = """\
 1795765475,,ui,say,==> amazon-ebs.green: No volumes to clean up%!(PACKER_COMMA) skipping
@@ -71,79 +71,115 @@ def test_manifest_reads_only_the_last_run(tmp_path: Path) -> None:
 
 
 HANGING = """
-variable "endpoint" { type = string }
+variable "aws_endpoint" { type = string }
 variable "source_image" { type = string }
-variable "ssh_port" { type = number }
+variable "build_id" { type = string }
+variable "ssh_port" { type = string }
+variable "ssh_timeout" { type = string }
 source "amazon-ebs" "hang" {
   region = "us-east-1"
   source_ami = var.source_image
   instance_type = "t3.micro"
-  ami_name = "hang-test"
+  ami_name = "hang-${var.build_id}"
   communicator = "ssh"
   ssh_username = "ec2-user"
   ssh_host = "127.0.0.1"          # loopback only: nothing listens there, so Packer waits
   ssh_port = var.ssh_port
-  ssh_timeout = "10m"
-  custom_endpoint_ec2 = var.endpoint
+  ssh_timeout = var.ssh_timeout
+  custom_endpoint_ec2 = var.aws_endpoint
   skip_credential_validation = true
   skip_metadata_api_check = true
   skip_region_validation = true
-  run_tags = { BuildId = "packer-kill-test" }
+  run_tags = { BuildId = var.build_id }
 }
 build { sources = ["source.amazon-ebs.hang"] }
 """
 
 
-@pytest.mark.slow
-def test_interrupted_packer_removes_its_instance(moto_url: str, ec2: Any, base_ami: str, tmp_path: Path) -> None:
-    """on_kill's path: SIGINT while Packer waits for the instance; Packer terminates it and deletes
-    its key pair and security group before exiting."""
+@pytest.fixture
+def hanging(tmp_path: Path, moto_url: str, base_ami: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """A Packer milestone (5) whose instance never answers SSH, in a fresh build."""
+    from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
+    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.store import open_store
+    from tests.servers.aws_sample import moto_connection
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", moto_connection(moto_url))
     template = tmp_path / "hang.pkr.hcl"
     template.write_text(HANGING)
-    argv = [
-        shutil.which("packer") or "packer",
-        "build",
-        "-machine-readable",
-        f"-var=endpoint={moto_url}",
-        f"-var=source_image={base_ami}",
-        f"-var=ssh_port={free_port()}",
-        str(template),
-    ]
-    lines: list[str] = []
-    run = PackerRun(
-        argv,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "HOME": str(tmp_path),
-        },
-        cwd=str(tmp_path),
-        log=lines.append,
-        grace_s=60,
-    )
-    result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(r=run.run()))
+    store_url = f"sqlite:///{tmp_path}/s.db"
+
+    def make(build_id: str, ssh_timeout: str, **kwargs: Any) -> tuple[Any, Any]:
+        store = open_store(store_url)
+        store.create_build(build_id, pipeline="p", cloud="aws", image_type="t", plan=[0, 5, 100])
+        op = PackerMilestoneOperator(
+            task_id="s005",
+            pipeline="p",
+            cloud="aws",
+            image_type="t",
+            state=5,
+            plan=[0, 5, 100],
+            store=store_url,
+            template=str(template),
+            variables={"ssh_port": str(free_port()), "ssh_timeout": ssh_timeout},
+            target=TargetSpec(aws_conn_id="aws_moto", region="us-east-1", source_image=base_ami),
+            **kwargs,
+        )
+        return op, store
+
+    return make
+
+
+@pytest.mark.slow
+def test_on_kill_interrupts_packer_which_removes_its_instance(hanging: Callable[..., Any], ec2: Any) -> None:
+    """SIGINT while Packer waits for the instance: Packer terminates it and deletes its key pair
+    and security group before exiting; the milestone is recorded as failed, "packer stopped"."""
+    op, store = hanging("packer-kill", "10m")
+    failure: dict[str, BaseException] = {}
+
+    def execute() -> None:
+        try:
+            op.execute(task_context("packer-kill", "s005"))
+        except BaseException as exc:
+            failure["exc"] = exc
+
+    thread = threading.Thread(target=execute)
     thread.start()
     deadline = time.monotonic() + 60
-    while not any("Waiting for SSH" in line for line in lines):
-        assert time.monotonic() < deadline and thread.is_alive(), lines[-5:]
+    while _instances(ec2, "packer-kill", "running") == 0:
+        assert time.monotonic() < deadline and thread.is_alive(), failure
         time.sleep(0.2)
-    assert _instances(ec2, "running") == 1
-    run.stop("task killed")
+    time.sleep(1.0)  # Packer is now waiting for SSH
+    op.on_kill()
     thread.join(90)
     assert not thread.is_alive()
-    assert result["r"].code != 0
-    assert _instances(ec2, "running") == 0
-    assert any("Terminating the source AWS instance" in line for line in lines), lines[-10:]
+    assert "packer stopped: task killed" in str(failure["exc"])
+    assert _instances(ec2, "packer-kill", "running") == 0
+    assert _instances(ec2, "packer-kill", "terminated") == 1
     assert not [k for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"].startswith("packer_")]
+    assert "packer stopped" in (store.get("packer-kill").attempts_at(5)[0].error or "")
 
 
-def _instances(ec2: Any, state: str) -> int:
+@pytest.mark.slow
+def test_on_error_abort_keeps_the_instance_and_records_it(hanging: Callable[..., Any], ec2: Any) -> None:
+    op, store = hanging("packer-abort", "3s", on_error="abort")
+    with pytest.raises(AirflowException, match="packer build failed"):
+        op.execute(task_context("packer-abort", "s005"))
+    rec = store.get("packer-abort")
+    kept = rec.metadata["packer_kept_instance"]
+    assert _instances(ec2, "packer-abort", "running") == 1
+    assert (
+        kept
+        == ec2.describe_instances(Filters=[{"Name": "tag:BuildId", "Values": ["packer-abort"]}])["Reservations"][0][
+            "Instances"
+        ][0]["InstanceId"]
+    )
+    assert "Timeout waiting for SSH" in (rec.attempts_at(5)[0].error or "")
+    ec2.terminate_instances(InstanceIds=[kept])
+
+
+def _instances(ec2: Any, build_id: str, state: str) -> int:
     found = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:BuildId", "Values": ["packer-kill-test"]},
-            {"Name": "instance-state-name", "Values": [state]},
-        ]
+        Filters=[{"Name": "tag:BuildId", "Values": [build_id]}, {"Name": "instance-state-name", "Values": [state]}]
     )
     return sum(len(r["Instances"]) for r in found["Reservations"])

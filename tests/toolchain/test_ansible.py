@@ -1,0 +1,81 @@
+"""ansible-runner as the Ansible milestones use it: events streamed and counted, the lease
+refreshed on progress, stats as outputs, an unreachable host told apart from a failed task, and
+cancellation (``on_kill``, a lost lease) stopping a running playbook."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from airflow_provider_imagebuild.toolchain.ansible import run_playbook
+from tests.conftest import free_port
+
+MOTD = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: motd
+      ansible.builtin.copy: {dest: /etc/motd, content: "build {{ imagebuild_build_id }}\\n"}
+"""
+
+
+def test_events_stats_and_idempotence_on_a_chroot_build_host(build_host_root: Path, tmp_path: Path) -> None:
+    playbook = tmp_path / "motd.yml"
+    playbook.write_text(MOTD)
+    host = {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(build_host_root),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    lines: list[str] = []
+    beats: list[float] = []
+    first = run_playbook(
+        playbook,
+        host_vars=host,
+        extravars={"imagebuild_build_id": "b-7"},
+        log=lines.append,
+        on_progress=lambda: beats.append(time.monotonic()),
+    )
+    assert (first.status, first.ok, first.changed, first.failed) == ("successful", 1, 1, 0)
+    assert "TASK [motd]" in lines and "changed: [buildhost] motd" in lines
+    assert len(beats) >= 2  # task start and result each refresh the lease
+    assert (build_host_root / "etc/motd").read_text() == "build b-7\n"
+    assert first.outputs()["ansible_changed"] == 1 and first.outputs()["ansible_duration_s"] > 0
+    second = run_playbook(playbook, host_vars=host, extravars={"imagebuild_build_id": "b-7"}, log=lines.append)
+    assert (second.status, second.changed) == ("successful", 0)
+
+
+def test_unreachable_host_is_reported_as_unreachable(tmp_path: Path) -> None:
+    playbook = tmp_path / "p.yml"
+    playbook.write_text(MOTD)
+    host = {
+        "ansible_connection": "ssh",
+        "ansible_host": "127.0.0.1",
+        "ansible_port": free_port(),
+        "ansible_ssh_timeout": 3,
+    }
+    result = run_playbook(playbook, host_vars=host, extravars={"imagebuild_build_id": "x"}, log=lambda _: None)
+    assert (result.unreachable, result.failed, result.status) == (1, 0, "failed")
+    assert "UNREACHABLE" in result.failures[0] and "Connection refused" in result.failures[0]
+
+
+def test_cancel_stops_a_running_playbook(tmp_path: Path) -> None:
+    playbook = tmp_path / "slow.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: wait\n      ansible.builtin.pause: {seconds: 120}\n"
+    )
+    started = threading.Event()
+    stop = threading.Event()
+
+    def log(line: str) -> None:
+        if line == "TASK [wait]":
+            started.set()
+
+    threading.Thread(target=lambda: stop.set() if started.wait(60) else None, daemon=True).start()
+    began = time.monotonic()
+    result = run_playbook(
+        playbook, host_vars={"ansible_connection": "local"}, extravars={}, log=log, cancelled=stop.is_set
+    )
+    assert started.is_set() and result.status == "canceled"
+    assert time.monotonic() - began < 60
