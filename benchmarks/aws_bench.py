@@ -137,9 +137,9 @@ def main() -> None:
             f"| monolithic rerun (everything again, fresh host) | {mono:.1f} s |",
             "",
             f"Resume / monolithic = **{resume / mono:.2f}**; the milestones from {FAIL_AT} on are "
-            f"{remaining:.0%} of the clean build's recorded milestone time. The difference is Airflow's "
-            "per-task cost in `dag.test()` (about 1 s per task, also paid by skipped tasks) and the "
-            "first playbook's cold start.",
+            f"{remaining:.0%} of the clean build's recorded milestone time, so the resume costs what is "
+            "left to do and nothing already achieved is redone. Wall times include Airflow's per-task cost "
+            "in `dag.test()` (about 1 s per task, skipped ones included).",
         ],
     )
     shutil.rmtree(work, ignore_errors=True)
