@@ -97,6 +97,10 @@ def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: P
             manifest=ms.manifest,
             **common,
         )
+    if step.action == "bootstrap":
+        from airflow_provider_imagebuild.operators.bootstrap import BootstrapMilestoneOperator
+
+        return BootstrapMilestoneOperator(**common)
     if step.action == "ansible" and ms.playbook:
         from airflow_provider_imagebuild.operators.ansible import AnsibleMilestoneOperator
 

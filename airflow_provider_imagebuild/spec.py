@@ -20,7 +20,14 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, check_code
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
-TARGET_ACTIONS = {"packer", "ansible", "seal", "publish"}  # need a target (cloud settings)
+# The actions that work on a build target, and the clouds whose target implements them.
+TARGET_ACTIONS = {
+    "packer": ("aws",),
+    "bootstrap": ("local",),
+    "ansible": ("aws", "local"),
+    "seal": ("aws", "local"),
+    "publish": ("aws", "local"),
+}
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 # libyaml's safe loader parses a spec ~10x faster than the pure-Python one (parse time matters:
 # the dag-processor re-reads every spec on every pass).
@@ -60,7 +67,7 @@ class RetryPolicy(BaseModel):
 class MilestoneSpec(RetryPolicy):
     """One milestone of a pipeline: what reaches it and how it is retried."""
 
-    action: Literal["command", "noop", "packer", "ansible", "seal", "publish"] = "noop"
+    action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "publish"] = "noop"
     key: str | None = None
     title: str | None = None
     command: str | list[str] | None = None
@@ -141,6 +148,10 @@ class TargetSpec(BaseModel):
     ssm_parameter: str | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
+    # local: where build hosts (root filesystems) live and where images are published
+    work_dir: str | None = None
+    catalog: str | None = None
+    ssh_public_key: str | None = None
 
     @field_validator("region")
     @classmethod
@@ -265,14 +276,15 @@ class PipelineSpec(BaseModel):
             if key in keys:
                 raise ValueError(f"milestones.{code}: key {key!r} is also used by milestone {keys[key]}")
             keys[key] = code
-            if milestone.action in TARGET_ACTIONS and self.cloud != "aws":
+            clouds = TARGET_ACTIONS.get(milestone.action)
+            if clouds and self.cloud not in clouds:
                 raise ValueError(
-                    f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} yet "
-                    "(targets: aws)"
+                    f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
+                    f"(only {', '.join(clouds)})"
                 )
         for code in [*self.checkpoints, *self.target.keep_checkpoints]:
-            if code not in self.milestones or self.milestones[code].action not in ("packer", "ansible"):
-                raise ValueError(f"checkpoints: {code} is not a packer or ansible milestone of this spec")
+            if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
+                raise ValueError(f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec")
         return self
 
     @property

@@ -13,6 +13,7 @@ from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
 
 _LAZY = {
     "AnsibleMilestoneOperator": "airflow_provider_imagebuild.operators.ansible",
+    "BootstrapMilestoneOperator": "airflow_provider_imagebuild.operators.bootstrap",
     "PackerMilestoneOperator": "airflow_provider_imagebuild.operators.packer",
     "PublishMilestoneOperator": "airflow_provider_imagebuild.operators.image",
     "SealMilestoneOperator": "airflow_provider_imagebuild.operators.image",

@@ -133,6 +133,7 @@ class TargetMilestoneOperator(MilestoneOperator):
             "imagebuild_cloud": self.cloud,
             "imagebuild_image_type": self.image_type,
             "imagebuild_os": self.os_name,
+            **self.get_target().playbook_vars(build),
             **extravars,
         }
         result = run_playbook(

@@ -13,7 +13,11 @@ def target_for(cloud: str, settings: TargetSpec, *, pipeline: str, image_type: s
         from airflow_provider_imagebuild.targets.aws import AwsTarget
 
         return AwsTarget.from_connection(settings, pipeline=pipeline, image_type=image_type)
-    raise InvalidInput("cloud", f"no build target for {cloud!r} yet (available: aws)")
+    if cloud == "local":
+        from airflow_provider_imagebuild.targets.local import LocalTarget
+
+        return LocalTarget(settings, pipeline=pipeline, image_type=image_type)
+    raise InvalidInput("cloud", f"no build target for {cloud!r} yet (available: aws, local)")
 
 
 __all__ = ["Checkpoint", "Host", "Target", "latest_checkpoint", "target_for"]

@@ -116,6 +116,16 @@ class Target(ABC):
     def cleanup(self, host: Host) -> None:
         """Remove the build host (idempotent: a host already gone is fine)."""
 
+    def bootstrap(self, build: BuildRecord, milestone: int) -> tuple[Host, dict[str, Any]]:
+        """Install the OS into a new build host (the kickstart where no Packer is used)."""
+        from airflow_provider_imagebuild.errors import InvalidInput
+
+        raise InvalidInput("action", f"bootstrap is not available on the {self.name} target")
+
+    def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
+        """Extra variables every playbook on this target gets (the build's SSH public key...)."""
+        return {}
+
     def packer_vars(self) -> dict[str, str]:
         """Variables every Packer template of this target may declare (region, endpoint...)."""
         return {}

@@ -122,9 +122,9 @@ def test_task_group_inside_another_dag() -> None:
             "file gone.yml not found",
         ),
         (
-            "pipeline: p\ncloud: local\nimage_type: t\nmilestones:\n  95: {action: seal}\n",
+            "pipeline: p\ncloud: azure\nimage_type: t\nmilestones:\n  95: {action: seal}\n",
             "milestones.95",
-            "not available for cloud 'local'",
+            "not available for cloud 'azure'",
         ),
         (
             "pipeline: p\ncloud: aws\nimage_type: t\ntarget: {publish_regions: [us-east-1, moon]}\n",
@@ -139,7 +139,7 @@ def test_task_group_inside_another_dag() -> None:
         (
             "pipeline: p\ncloud: aws\nimage_type: t\ncheckpoints: [45]\n",
             "checkpoints",
-            "45 is not a packer or ansible milestone",
+            "45 is not a packer, bootstrap or ansible milestone",
         ),
         ("pipeline: p\ncloud: aws\nimage_type: t\nstore: ftp://x\n", "store", "unknown store scheme"),
         ("pipeline: [p\n", "line", "not valid YAML"),

@@ -126,33 +126,6 @@ def test_failure_switch_names_codes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_shipped_example_pipeline_delivers_after_an_injected_failure(
-    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The pipeline `make demo` runs: fail at 45 by the documented switch, then resume and deliver."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    store_url = f"sqlite:///{tmp_path}/state.db"
-    monkeypatch.setenv("IMAGEBUILD_STORE", store_url)
-    monkeypatch.setenv("IMAGEBUILD_WORK", str(tmp_path / "work"))
-    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["imagebuild_local_debian_base"]
-    when = datetime(2026, 11, 5, tzinfo=timezone.utc)
-    monkeypatch.setenv("IMAGEBUILD_FAIL_AT", "45")
-    assert dag.test(logical_date=when, run_conf={"build_id": "example-1"}).state == "failed"
-    monkeypatch.delenv("IMAGEBUILD_FAIL_AT")
-    assert dag.test(logical_date=when, run_conf={"build_id": "example-1"}).state == "success"
-    rec = open_store(store_url).get("example-1")
-    outputs = rec.merged_outputs()
-    published = Path(outputs["published"])
-    assert published.exists() and (tmp_path / "work/catalog/local-debian-base/latest").is_symlink()
-    import hashlib
-
-    assert hashlib.sha256(published.read_bytes()).hexdigest() == outputs["image_sha256"]
-    assert [a.status for a in rec.attempts_at(45)] == ["failed", "completed"]
-    assert "injected" in (rec.attempts_at(45)[0].error or "")
-
-
-@pytest.mark.slow
 def test_a_second_run_on_a_held_build_fails_fast_naming_the_holder(pipeline: dict[str, Any]) -> None:
     """Double trigger: somebody else (here a shell job through the store) holds the build's lease."""
     dag, store = pipeline["dag"], pipeline["store"]

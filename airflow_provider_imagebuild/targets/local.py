@@ -1,0 +1,200 @@
+"""The local target: a real Debian image built on this machine, no cloud account needed.
+
+- the build host is a root filesystem under ``<work_dir>/<build_id>/rootfs``, made by debootstrap
+  from the cached base (:mod:`.rootfs`) and reached by Ansible over the chroot connection;
+- checkpoints are tar archives of that tree (with their sha256); a lost tree is relaunched
+  from the latest one, like an EC2 instance from an AMI;
+- the final image is an ext4 filesystem made from the tree (``mkfs.ext4 -d``) converted to
+  compressed qcow2 (``qemu-img convert -c``);
+- publishing copies it into ``<catalog>/<pipeline>/<build_id>/`` with ``metadata.json`` (the
+  build's milestones, durations, checksums) and points ``<catalog>/<pipeline>/latest`` at it.
+
+Runs as root (debootstrap, chroot and mkfs need it); without root it says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.milestone import title_of
+from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.targets import rootfs
+from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
+
+WORK_ENV = "IMAGEBUILD_WORK"
+CATALOG_ENV = "IMAGEBUILD_CATALOG"
+HOST_MARK = ".imagebuild-host"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _run(argv: list[str], what: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+        raise TargetError(f"{what} failed (exit status {proc.returncode}): {tail}")
+
+
+def _tree_bytes(root: Path) -> int:
+    out = subprocess.run(["du", "-sxb", str(root)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+class LocalTarget(Target):
+    name = "local"
+
+    def __init__(self, settings: TargetSpec, *, pipeline: str, image_type: str) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.image_type = image_type
+        self.work_dir = Path(settings.work_dir or os.environ.get(WORK_ENV) or "/var/tmp/imagebuild")
+        self.catalog = Path(settings.catalog or os.environ.get(CATALOG_ENV) or "/var/lib/imagebuild/catalog")
+
+    def build_dir(self, build_id: str) -> Path:
+        return self.work_dir / build_id
+
+    def root_of(self, build_id: str) -> Path:
+        return self.build_dir(build_id) / "rootfs"
+
+    def _host(self, build: BuildRecord, image: str, checkpoint: int) -> Host:
+        root = self.root_of(build.build_id)
+        (root / HOST_MARK).write_text(build.build_id + "\n")
+        return Host(str(root), "", image, checkpoint, checkpoint)
+
+    # -- the target interface --------------------------------------------------------------------
+    def bootstrap(self, build: BuildRecord, milestone: int) -> tuple[Host, dict[str, Any]]:
+        if os.geteuid() != 0:
+            raise InvalidInput(
+                "target", "the local target needs root (debootstrap, chroot, mkfs); run the worker as root"
+            )
+        root = self.root_of(build.build_id)
+        shutil.rmtree(root, ignore_errors=True)  # a half-made tree of an earlier attempt
+        base = rootfs.base_tarball()
+        rootfs.bootstrap(root)
+        host = self._host(build, str(base), milestone)
+        return host, {"rootfs": str(root), "base_tarball": str(base), "suite": rootfs.SUITE}
+
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        archive = Path(checkpoint.image)
+        if not archive.is_file():
+            raise TargetError(f"checkpoint archive {archive} of milestone {checkpoint.code} is missing")
+        root = self.root_of(build.build_id)
+        shutil.rmtree(root, ignore_errors=True)
+        rootfs.restore(archive, root)
+        return self._host(build, str(archive), checkpoint.code)
+
+    def alive(self, host: Host) -> bool:
+        root = Path(host.id)
+        return (root / HOST_MARK).is_file() and (root / "etc/os-release").exists()
+
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        return {
+            "ansible_connection": "community.general.chroot",
+            "ansible_host": host.id,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            **self.settings.connection,
+        }
+
+    def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
+        return {"imagebuild_ssh_public_key": self.ssh_public_key(build)}
+
+    def ssh_public_key(self, build: BuildRecord) -> str:
+        """The default user's key: the spec's, else a key pair made for this build (kept in its
+        work directory, printed by nobody, removed with the work directory)."""
+        if self.settings.ssh_public_key:
+            return self.settings.ssh_public_key
+        key = self.build_dir(build.build_id) / "ssh/id_ed25519"
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"imagebuild-{build.build_id}", "-f", str(key)],
+                "ssh-keygen",
+            )
+        return key.with_suffix(".pub").read_text().strip()
+
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        root = Path(host.id)
+        folder = self.build_dir(build.build_id)
+        if not final:
+            archive = folder / f"checkpoint-{milestone:03d}.tar"
+            rootfs.archive(root, archive)
+            return {CHECKPOINT_OUTPUT: str(archive), "checkpoint_sha256": sha256_of(archive)}
+        raw = folder / "image.raw"
+        image = folder / f"{self.pipeline}-{build.build_id}.qcow2"
+        size_mb = _tree_bytes(root) * 13 // 10 // (1 << 20) + 256  # room for metadata and first boot
+        raw.unlink(missing_ok=True)
+        _run(["truncate", "-s", f"{size_mb}M", str(raw)], "truncate")
+        _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4 -d")
+        _run(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(image)], "qemu-img convert")
+        raw.unlink()
+        return {
+            IMAGE_OUTPUT: str(image),
+            "image_sha256": sha256_of(image),
+            "image_bytes": image.stat().st_size,
+            "filesystem_mb": size_mb,
+        }
+
+    def discard(self, images: list[str]) -> None:
+        for image in images:
+            path = Path(image)
+            if path.parent.parent == self.work_dir and path.name.startswith("checkpoint-"):
+                path.unlink(missing_ok=True)  # never the shared debootstrap cache
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        source = Path(image)
+        if not source.is_file():
+            raise TargetError(f"final image {source} is missing")
+        version = self.catalog / self.pipeline / build.build_id
+        version.mkdir(parents=True, exist_ok=True)
+        target = version / source.name
+        if not target.exists() or target.stat().st_size != source.stat().st_size:
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(source, partial)
+            partial.rename(target)
+        outputs = build.merged_outputs()
+        metadata = {
+            "pipeline": self.pipeline,
+            "build_id": build.build_id,
+            "image_type": self.image_type,
+            "os": build.os,
+            "image": target.name,
+            "sha256": outputs.get("image_sha256") or sha256_of(target),
+            "bytes": target.stat().st_size,
+            "milestones": [
+                {
+                    "code": code,
+                    "title": title_of(code),
+                    "completed_at": ms.completed_at,
+                    "duration_s": ms.duration_s,
+                    "attempt": ms.attempt,
+                }
+                for code, ms in sorted(build.milestones.items())
+            ],
+            "checksums": {k: v for k, v in outputs.items() if k.endswith("sha256")},
+        }
+        (version / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        latest = self.catalog / self.pipeline / "latest"
+        tmp = latest.with_name(".latest.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(build.build_id)
+        tmp.replace(latest)  # atomic: readers see the old or the new version, never none
+        return {"catalog_entry": str(version), "catalog_image": str(target), "latest": str(latest)}
+
+    def cleanup(self, host: Host) -> None:
+        root = Path(host.id)
+        if root.name == "rootfs" and (root / HOST_MARK).exists():
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""The shipped local pipeline (``make demo``'s) through ``dag.test()``, with everything real:
+debootstrap from the cached base, ansible-runner over chroot, mkfs.ext4 + qemu-img, the catalog.
+
+A failure injected at 85 stops the first run. Then the build host (the root filesystem tree) is
+removed behind the build's back. The second run (what clearing the task does) resumes at 85: it
+relaunches the host from the latest checkpoint archive (after 30), replays 70 on it (recorded in
+the history), runs 85 and delivers; every other milestone ran exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.store import open_store
+from tests.dags.conftest import ROOT
+
+WHEN = datetime(2026, 11, 5, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def local(airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    monkeypatch.setenv("IMAGEBUILD_STORE", store_url)
+    monkeypatch.setenv("IMAGEBUILD_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("IMAGEBUILD_CATALOG", str(tmp_path / "catalog"))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return {"dag": bag.dags["imagebuild_local_debian_base"], "store": open_store(store_url), "tmp": tmp_path}
+
+
+def _run(dag: Any, monkeypatch: pytest.MonkeyPatch, fail_at: str = "") -> str:
+    monkeypatch.setenv("IMAGEBUILD_FAIL_AT", fail_at)
+    return str(dag.test(logical_date=WHEN, run_conf={"build_id": "local-1"}).state)
+
+
+@pytest.mark.slow
+def test_local_image_is_built_resumed_sealed_and_published(
+    local: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dag, store, tmp = local["dag"], local["store"], local["tmp"]
+    assert _run(dag, monkeypatch, "85") == "failed"
+    rec = store.get("local-1")
+    assert rec.completed == [0, 5, 10, 15, 20, 25, 30, 70] and (rec.current_state, rec.status) == (85, "failed")
+    root = Path(rec.metadata["host_id"])
+    assert root == tmp / "work/local-1/rootfs" and (root / "etc/motd").is_file()
+    assert Path(rec.milestones[10].outputs["checkpoint_image"]).is_file()
+    shutil.rmtree(root)  # the build host is lost
+
+    assert _run(dag, monkeypatch) == "success"
+    rec = store.get("local-1")
+    assert rec.delivered
+    runs = [a.state for a in rec.attempts if a.kind == "run"]
+    assert all(runs.count(code) == 1 for code in rec.plan if code not in (0, 85)), runs
+    assert [a.status for a in rec.attempts_at(85)] == ["failed", "completed"]
+    replays = [(a.state, a.owner.split("/")[2]) for a in rec.attempts if a.kind == "replay"]
+    assert replays == [(70, "s085_metadata")]
+    assert rec.milestones[70].outputs["ansible_failed"] == 0
+
+    # The image: a compressed qcow2 of an ext4 filesystem holding what the playbooks wrote.
+    image = Path(rec.milestones[95].outputs["image_id"])
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(image)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert info["format"] == "qcow2"
+    raw = tmp / "check.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    motd = subprocess.run(["debugfs", "-R", "cat /etc/motd", str(raw)], capture_output=True, text=True, check=True)
+    assert "Golden image local-debian-base (base), build local-1" in motd.stdout
+    sudoers = subprocess.run(
+        ["debugfs", "-R", "cat /etc/sudoers.d/10-admin", str(raw)], capture_output=True, text=True, check=True
+    )
+    assert "admin ALL=(ALL) NOPASSWD:ALL" in sudoers.stdout
+
+    # The catalog entry, its metadata and the latest pointer.
+    entry = tmp / "catalog/local-debian-base/local-1"
+    meta = json.loads((entry / "metadata.json").read_text())
+    assert meta["sha256"] == rec.milestones[95].outputs["image_sha256"]
+    assert [m["code"] for m in meta["milestones"]] == rec.plan[:-1]
+    assert (tmp / "catalog/local-debian-base/latest").resolve() == entry.resolve()
+    assert not root.exists()  # the build host is removed after publishing
+    assert not Path(rec.milestones[30].outputs["checkpoint_image"]).exists()  # not kept
