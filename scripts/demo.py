@@ -1,9 +1,10 @@
-"""``make demo``: the example pipeline through real Airflow, a failure, and a resume.
+"""``make demo``: a real Debian image built through real Airflow, a failure, and a resume.
 
-1. a throw-away AIRFLOW_HOME (SQLite) and state store under .demo/;
-2. a first run of ``imagebuild_local_debian_base`` with a failure injected at milestone 45
-   (``IMAGEBUILD_DEMO_FAIL_AT``, default 45): the store shows where it stopped;
-3. the same run again, as clearing the failed task does: it resumes at 45;
+1. a throw-away AIRFLOW_HOME (SQLite), state store, work directory and image catalog under .demo/;
+2. a first run of ``imagebuild_local_debian_base`` (debootstrap, Ansible over chroot, qcow2) with
+   a failure injected at milestone 85 (``IMAGEBUILD_DEMO_FAIL_AT``, default 85): the store shows
+   where it stopped;
+3. the same run again, as clearing the failed task does: it resumes at 85;
 4. a cold build of a new build id, to compare the resume with a rerun from scratch.
 
 Progress is one line per milestone, read from the store; Airflow's logs go to .demo/logs/.
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 DAG_ID = "imagebuild_local_debian_base"
-FAIL_AT = os.environ.get("IMAGEBUILD_DEMO_FAIL_AT", "45")
+FAIL_AT = os.environ.get("IMAGEBUILD_DEMO_FAIL_AT", "85")
 
 os.environ.update(
     AIRFLOW_HOME=str(DEMO / "airflow"),
@@ -30,6 +31,7 @@ os.environ.update(
     AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
     IMAGEBUILD_STORE=f"sqlite:///{DEMO / 'state.db'}",
     IMAGEBUILD_WORK=str(DEMO / "work"),
+    IMAGEBUILD_CATALOG=str(DEMO / "catalog"),
 )
 os.environ.pop("IMAGEBUILD_PIPELINES_DIR", None)
 os.environ.pop("IMAGEBUILD_FAIL_AT", None)
@@ -110,8 +112,9 @@ def main() -> None:
 
     outputs = rec.merged_outputs()
     step("result")
-    console.print(f"  image      {outputs.get('published', outputs.get('image'))}")
+    console.print(f"  image      {outputs.get('catalog_image')} ({outputs.get('image_bytes', 0) / 1e6:.0f} MB qcow2)")
     console.print(f"  sha256     {outputs.get('image_sha256')}")
+    console.print(f"  catalog    {outputs.get('catalog_entry')}/metadata.json · latest -> {outputs.get('latest')}")
     console.print(
         f"  attempts   {len(rec.attempts)} recorded; milestone {FAIL_AT}: "
         + ", ".join(f"{a.attempt}:{a.status}" for a in rec.attempts_at(int(FAIL_AT)))
