@@ -30,6 +30,7 @@ from airflow_provider_imagebuild.store.record import BuildRecord, Lease
 
 DEFAULT_LEASE = 300
 FAIL_AT_ENV = "IMAGEBUILD_FAIL_AT"
+STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"
 
 
 def injected_failure(state: int) -> bool:
@@ -85,10 +86,13 @@ class MilestoneOperator(BaseOperator):
 
     # -- plumbing ------------------------------------------------------------------------------
     def open_store(self) -> BuildStore:
-        if self.store_conn_id:
+        """The spec's store URL, else its connection, else ``$IMAGEBUILD_STORE_CONN_ID`` (a
+        deployment-wide connection, as docker-compose.yaml sets), else the default store."""
+        conn_id = self.store_conn_id or (None if self.store_url else os.environ.get(STORE_CONN_ENV))
+        if conn_id:
             from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
 
-            return BuildStateHook(self.store_conn_id).get_store()
+            return BuildStateHook(conn_id).get_store()
         from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
 
         return open_store(self.store_url or default_store_url(), redactor=airflow_redactor())
