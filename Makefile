@@ -45,6 +45,7 @@ bench: setup
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/dag_bench.py
 	$(PY) benchmarks/aws_bench.py
+	$(PY) benchmarks/recovery_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import task_context  # noqa: F401 (re-exported for the tests)
 from tests.servers.process import ROOT, free_port, running
 
 # Fake credentials and no metadata look-ups, for every boto3 client of the test session.
@@ -201,12 +202,3 @@ def build_host_root(rootfs_archive: Path, tmp_path: Path) -> Iterator[Path]:
     restore(rootfs_archive, root)
     yield root
     shutil.rmtree(root, ignore_errors=True)
-
-
-def task_context(build_id: str, task_id: str) -> dict[str, Any]:
-    """The parts of an Airflow task context a milestone operator reads, for calling ``execute``
-    directly where the Airflow path itself is covered by a ``dag.test()`` test."""
-    from types import SimpleNamespace
-
-    ti = SimpleNamespace(dag_id="d", run_id="r1", task_id=task_id, try_number=1, xcom_push=lambda **kw: None)
-    return {"ti": ti, "dag_run": SimpleNamespace(conf={"build_id": build_id}, run_id="r1")}

@@ -64,7 +64,7 @@ class CommandMilestoneOperator(MilestoneOperator):
 
     def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
         shell = isinstance(self.command, str)
-        self.log.info("running %s", self.command if shell else " ".join(self.command))
+        self.log_output(f"running {self.command if shell else ' '.join(self.command)}")
         child = self._child = ChildProcess(self.command, env=self.build_env(build), cwd=self.cwd)
         outputs: dict[str, Any] = {}
         tail: deque[str] = deque(maxlen=20)
@@ -75,9 +75,9 @@ class CommandMilestoneOperator(MilestoneOperator):
                 if sep:
                     key, value = raw_key.strip(), raw_value.strip()
                     outputs[check_key(key, f"output {key!r}")] = value
-                    self.log.info("output %s=%s", key, value)
+                    self.log_output(f"output {key}={value}")
                     continue
-            self.log.info("%s", line)
+            self.log_output(line)
         code = child.wait()
         self._child = None
         if child.stopped:

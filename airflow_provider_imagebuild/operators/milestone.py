@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -75,6 +75,8 @@ class MilestoneOperator(BaseOperator):
         self.store_conn_id = store_conn_id
         self.lease_seconds = lease_seconds or DEFAULT_LEASE
         self.metadata = dict(metadata or {})
+        self._redactor: Callable[[str], str] | None = None
+        self._in_key = False
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
@@ -83,6 +85,23 @@ class MilestoneOperator(BaseOperator):
 
     def stop_action(self, reason: str) -> None:
         """Stop the running action (child process); called on kill and on a lost lease."""
+
+    def log_output(self, line: str) -> None:
+        """A line of a tool's output, into the task log with secrets redacted: Airflow masks only
+        the secrets it knows; a tool may print an AWS key, a password= or a private key. A key
+        printed over several lines is hidden from its BEGIN line to its END line."""
+        if self._redactor is None:
+            from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
+
+            self._redactor = airflow_redactor()
+        if self._in_key:
+            self._in_key = "-----END " not in line
+            return
+        if "PRIVATE KEY-----" in line and "-----BEGIN " in line and "-----END " not in line:
+            self._in_key = True
+            self.log.info("%s", "-----BEGIN PRIVATE KEY-----***(redacted)")
+            return
+        self.log.info("%s", self._redactor(line))
 
     # -- plumbing ------------------------------------------------------------------------------
     def open_store(self) -> BuildStore:

@@ -112,12 +112,12 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
             var_file = Path(tmp) / "imagebuild.pkrvars.json"
             var_file.write_text(json.dumps(values), encoding="utf-8")
             argv = self.argv(packer, var_file)
-            self.log.info("running %s", " ".join(argv))
+            self.log_output("running " + " ".join(argv))
             run = self._packer = PackerRun(
                 argv,
                 env=env,
                 cwd=str(template.parent if template.is_file() else template),
-                log=lambda line: self.log.info("%s", line),
+                log=self.log_output,
             )
             if self._cancelled:  # killed before Packer started
                 raise AirflowException(f"packer stopped: {self._cancelled}")

@@ -140,7 +140,7 @@ class TargetMilestoneOperator(MilestoneOperator):
             playbook,
             host_vars=self.get_target().ansible_vars(host),
             extravars=variables,
-            log=lambda line: self.log.info("%s", line),
+            log=self.log_output,
             on_progress=keeper.beat,
             cancelled=lambda: self._cancelled is not None,
         )

@@ -90,3 +90,47 @@ def test_kill_during_writes_leaves_an_intact_record(backend: str, make_store: Ca
         # every completed write is a whole one: version counts the create plus each write
         assert rec.version == 1 + len([e for e in rec.events if e.kind == "metadata"])
     assert last > 1, "the writer never managed a write"
+
+
+STALE = """
+import sys
+from airflow_provider_imagebuild.errors import Conflict
+from airflow_provider_imagebuild.store import open_store
+store = open_store(sys.argv[1])
+lease = store.begin("stale", 5, owner="paused-worker", lease_seconds=1)
+print("leased", flush=True)
+sys.stdin.readline()  # SIGSTOPped here by the test, and continued after a takeover
+try:
+    store.complete("stale", 5, token=lease.token, outputs={"image": "stale-image"})
+    print("completed", flush=True)
+except Conflict as exc:
+    print("refused:", exc, flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "file", "dynalite", "s3"])
+def test_stopped_holder_resumed_after_a_takeover_is_refused(
+    backend: str, make_store: Callable[..., BuildStore]
+) -> None:
+    """Stale holder: SIGSTOP a holder past its lease, let another take over and finish, SIGCONT the
+    first: its late complete is refused, and the store keeps the new owner's result."""
+    store = make_store(backend)
+    store.create_build("stale", pipeline="p", cloud="aws", image_type="t", plan=[0, 5, 100])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALE, store.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdout.readline().strip() == "leased"
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.3)  # past the 1 s lease, on the real clock
+    lease = store.begin("stale", 5, owner="rescuer")
+    store.complete("stale", 5, token=lease.token, outputs={"image": "good-image"})
+    proc.send_signal(signal.SIGCONT)
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    answer = proc.stdout.readline().strip()
+    proc.wait(30)
+    assert answer.startswith("refused:"), answer
+    rec = store.get("stale")
+    assert rec.milestones[5].outputs == {"image": "good-image"} and rec.milestones[5].owner == "rescuer"
+    assert [a.status for a in rec.attempts_at(5)] == ["abandoned", "completed"]

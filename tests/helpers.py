@@ -1,0 +1,13 @@
+"""Small helpers shared by tests and benchmarks (importable without the conftest's set-up)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+
+def task_context(build_id: str, task_id: str, try_number: int = 1) -> dict[str, Any]:
+    """The parts of an Airflow task context a milestone operator reads, for calling ``execute``
+    directly where the Airflow path itself is covered by a ``dag.test()`` test."""
+    ti = SimpleNamespace(dag_id="d", run_id="r1", task_id=task_id, try_number=try_number, xcom_push=lambda **kw: None)
+    return {"ti": ti, "dag_run": SimpleNamespace(conf={"build_id": build_id}, run_id="r1")}
