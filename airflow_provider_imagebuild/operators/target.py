@@ -11,6 +11,8 @@ host is, so a replay that fails half-way is finished by the next attempt.
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,12 @@ from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, synced_to
+
+
+def fact_cache_for(host: Host) -> Path:
+    """Ansible's fact cache of one build host on this worker (a relaunched host gets a new one)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", host.id.strip("/"))[-120:]
+    return Path(tempfile.gettempdir()) / "imagebuild-facts" / safe
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,7 @@ class TargetMilestoneOperator(MilestoneOperator):
             log=self.log_output,
             on_progress=keeper.beat,
             cancelled=lambda: self._cancelled is not None,
+            fact_cache=fact_cache_for(host),
         )
         if self._cancelled:
             raise AirflowException(f"playbook {playbook.name} stopped: {self._cancelled}")

@@ -46,6 +46,33 @@ def test_events_stats_and_idempotence_on_a_chroot_build_host(build_host_root: Pa
     assert (second.status, second.changed) == ("successful", 0)
 
 
+FAMILY = """
+- hosts: all
+  gather_subset: [min]
+  tasks:
+    - name: family
+      ansible.builtin.debug: {msg: "family={{ ansible_os_family }}"}
+"""
+
+
+def test_facts_are_gathered_once_per_build_host(build_host_root: Path, tmp_path: Path) -> None:
+    playbook = tmp_path / "family.yml"
+    playbook.write_text(FAMILY)
+    host = {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(build_host_root),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    runs = []
+    for _ in range(2):
+        lines: list[str] = []
+        result = run_playbook(playbook, host_vars=host, extravars={}, log=lines.append, fact_cache=tmp_path / "facts")
+        assert result.status == "successful" and result.failed == 0
+        runs.append(lines)
+    assert "TASK [Gathering Facts]" in runs[0]
+    assert "TASK [Gathering Facts]" not in runs[1]  # the second milestone's playbook used the cache
+
+
 def test_unreachable_host_is_reported_as_unreachable(tmp_path: Path) -> None:
     playbook = tmp_path / "p.yml"
     playbook.write_text(MOTD)
