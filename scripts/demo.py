@@ -120,6 +120,15 @@ def main() -> None:
         + ", ".join(f"{a.attempt}:{a.status}" for a in rec.attempts_at(int(FAIL_AT)))
     )
     console.print(f"  logs       {DEMO / 'logs'}   store: {os.environ['IMAGEBUILD_STORE']}")
+    timing = {
+        "fail_at": int(FAIL_AT),
+        "first_s": first,
+        "resume_s": resume,
+        "cold_s": cold,
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+    }
+    (DEMO / "timing.json").write_text(json.dumps(timing))  # benchmarks/recovery_bench.py reports it
     console.print(
         f"  timing     first run (until the failure) {first:.1f} s · resume {resume:.1f} s · "
         f"cold build {cold:.1f} s · resume/cold {resume / cold:.0%} · demo total "
