@@ -31,6 +31,7 @@ def output_env_name(key: str) -> str:
 
 class CommandMilestoneOperator(MilestoneOperator):
     template_fields: Sequence[str] = ("command", "env")
+    _child: ChildProcess | None = None  # while the command runs
 
     def __init__(
         self,
@@ -46,7 +47,6 @@ class CommandMilestoneOperator(MilestoneOperator):
         self.env = dict(env or {})
         self.cwd = cwd
         self.state_key = state_key or key_of(self.state)
-        self._child: ChildProcess | None = None
 
     def build_env(self, build: BuildRecord) -> dict[str, str]:
         env = dict(os.environ)

@@ -48,6 +48,10 @@ class MilestoneOperator(BaseOperator):
     """
 
     ui_color = "#e8f1fb"
+    # Run-time state, set only while a task runs: class-level defaults keep them out of
+    # BaseOperator.__setattr__ at parse time, where every task of every pipeline is created.
+    _redactor: Callable[[str], str] | None = None
+    _in_key: bool = False
 
     def __init__(
         self,
@@ -75,8 +79,6 @@ class MilestoneOperator(BaseOperator):
         self.store_conn_id = store_conn_id
         self.lease_seconds = lease_seconds or DEFAULT_LEASE
         self.metadata = dict(metadata or {})
-        self._redactor: Callable[[str], str] | None = None
-        self._in_key = False
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
