@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.store.aws import client_error_code
 from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
 
@@ -201,7 +202,7 @@ class AwsTarget(Target):
             try:
                 reservations = self.ec2().describe_instances(InstanceIds=[host.id])["Reservations"]
             except ClientError as exc:
-                if "NotFound" in exc.response.get("Error", {}).get("Code", ""):
+                if "NotFound" in client_error_code(exc):
                     return False
                 raise
         states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
@@ -243,7 +244,7 @@ class AwsTarget(Target):
                 self.ec2().deregister_image(ImageId=image_id)
                 log.info("deregistered checkpoint image %s", image_id)
             except ClientError as exc:
-                if "NotFound" not in exc.response.get("Error", {}).get("Code", ""):
+                if "NotFound" not in client_error_code(exc):
                     raise TargetError(f"EC2 DeregisterImage {image_id}: {exc}") from exc
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
@@ -303,5 +304,5 @@ class AwsTarget(Target):
             self.ec2().terminate_instances(InstanceIds=[host.id])
             log.info("terminated build host %s", host.id)
         except ClientError as exc:
-            if "NotFound" not in exc.response.get("Error", {}).get("Code", ""):
+            if "NotFound" not in client_error_code(exc):
                 raise TargetError(f"EC2 TerminateInstances {host.id}: {exc}") from exc

@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets import rootfs
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
+from airflow_provider_imagebuild.targets.rootfs import run_tool
 
 WORK_ENV = "IMAGEBUILD_WORK"
 CATALOG_ENV = "IMAGEBUILD_CATALOG"
@@ -40,13 +41,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _run(argv: list[str], what: str) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-        raise TargetError(f"{what} failed (exit status {proc.returncode}): {tail}")
 
 
 def _tree_bytes(root: Path) -> int:
@@ -120,7 +114,7 @@ class LocalTarget(Target):
         key = self.build_dir(build.build_id) / "ssh/id_ed25519"
         if not key.exists():
             key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _run(
+            run_tool(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"imagebuild-{build.build_id}", "-f", str(key)],
                 "ssh-keygen",
             )
@@ -137,11 +131,11 @@ class LocalTarget(Target):
         image = folder / f"{self.pipeline}-{build.build_id}.qcow2"
         size_mb = _tree_bytes(root) * 13 // 10 // (1 << 20) + 256  # room for metadata and first boot
         raw.unlink(missing_ok=True)
-        _run(["truncate", "-s", f"{size_mb}M", str(raw)], "truncate")
-        _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4 -d")
+        run_tool(["truncate", "-s", f"{size_mb}M", str(raw)], "truncate")
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4 -d")
         # zstd-compressed clusters (qemu >= 5.1 reads them) written out of order by 4 coroutines:
         # about 6x faster than the default zlib here, for the same size.
-        _run(
+        run_tool(
             [
                 "qemu-img",
                 "convert",

@@ -51,7 +51,7 @@ def base_tarball(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE, folde
             work = folder / f".make-{digest}"
             shutil.rmtree(work, ignore_errors=True)
             partial = tarball.with_suffix(".partial")
-            _run(
+            run_tool(
                 [
                     _debootstrap(),
                     "--variant=minbase",
@@ -71,7 +71,7 @@ def bootstrap(target: Path, packages: tuple[str, ...] = PACKAGES, suite: str = S
     """A fresh Debian root filesystem in ``target`` (empty or missing), from the cached tarball."""
     tarball = base_tarball(packages, suite)
     target.mkdir(parents=True, exist_ok=True)
-    _run(
+    run_tool(
         [
             _debootstrap(),
             "--variant=minbase",
@@ -87,14 +87,14 @@ def bootstrap(target: Path, packages: tuple[str, ...] = PACKAGES, suite: str = S
 def archive(root: Path, tarball: Path) -> None:
     """Capture a root filesystem as a tar archive (numeric owners, xattrs), written atomically."""
     partial = tarball.with_name(tarball.name + ".partial")
-    _run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(partial), "."], "tar (capture)")
+    run_tool(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(partial), "."], "tar (capture)")
     partial.rename(tarball)
 
 
 def restore(tarball: Path, root: Path) -> None:
     """Unpack a captured root filesystem into ``root`` (created; must be empty)."""
     root.mkdir(parents=True, exist_ok=True)
-    _run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xf", str(tarball)], "tar (restore)")
+    run_tool(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xf", str(tarball)], "tar (restore)")
 
 
 def bootstrapped_archive(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE) -> Path:
@@ -111,7 +111,8 @@ def bootstrapped_archive(packages: tuple[str, ...] = PACKAGES, suite: str = SUIT
     return tarball
 
 
-def _run(argv: list[str], what: str) -> None:
+def run_tool(argv: list[str], what: str) -> None:
+    """Run a system tool; a failure is a :class:`TargetError` with its last output lines."""
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
