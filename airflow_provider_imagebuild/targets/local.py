@@ -96,12 +96,9 @@ class LocalTarget(Target):
         return (root / HOST_MARK).is_file() and (root / "etc/os-release").exists()
 
     def ansible_vars(self, host: Host) -> dict[str, Any]:
-        return {
-            "ansible_connection": "community.general.chroot",
-            "ansible_host": host.id,
-            "ansible_python_interpreter": "/usr/bin/python3",
-            **self.settings.connection,
-        }
+        from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
+
+        return {**chroot_host_vars(host.id), **self.settings.connection}
 
     def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
         return {"imagebuild_ssh_public_key": self.ssh_public_key(build)}

@@ -44,6 +44,15 @@ class PlaybookResult:
         }
 
 
+def chroot_host_vars(root: Path | str) -> dict[str, str]:
+    """Inventory variables that reach a root filesystem tree over ``community.general.chroot``."""
+    return {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(root),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+
+
 def _host_count(stats: Mapping[str, Any] | None, key: str) -> int:
     return int(sum((stats or {}).get(key, {}).values()))
 

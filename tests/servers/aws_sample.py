@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
 from tests.servers.process import ROOT
 
 SHIPPED = ROOT / "dags/pipelines/aws-rhel8-webserver.yaml"
@@ -38,11 +39,7 @@ def sample_spec(store_url: str, base_ami: str, build_host_root: Path) -> str:
     spec["target"].update(
         aws_conn_id=CONN_ID,
         source_image=base_ami,
-        connection={
-            "ansible_connection": "community.general.chroot",
-            "ansible_host": str(build_host_root),
-            "ansible_python_interpreter": "/usr/bin/python3",
-        },
+        connection=chroot_host_vars(build_host_root),
     )
     for ms in spec["milestones"].values():
         for key in ("template", "playbook"):

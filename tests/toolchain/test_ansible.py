@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from airflow_provider_imagebuild.toolchain.ansible import run_playbook
+from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars, run_playbook
 from tests.conftest import free_port
 
 MOTD = """
@@ -23,11 +23,7 @@ MOTD = """
 def test_events_stats_and_idempotence_on_a_chroot_build_host(build_host_root: Path, tmp_path: Path) -> None:
     playbook = tmp_path / "motd.yml"
     playbook.write_text(MOTD)
-    host = {
-        "ansible_connection": "community.general.chroot",
-        "ansible_host": str(build_host_root),
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
+    host = chroot_host_vars(build_host_root)
     lines: list[str] = []
     beats: list[float] = []
     first = run_playbook(
@@ -58,11 +54,7 @@ FAMILY = """
 def test_facts_are_gathered_once_per_build_host(build_host_root: Path, tmp_path: Path) -> None:
     playbook = tmp_path / "family.yml"
     playbook.write_text(FAMILY)
-    host = {
-        "ansible_connection": "community.general.chroot",
-        "ansible_host": str(build_host_root),
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
+    host = chroot_host_vars(build_host_root)
     runs = []
     for _ in range(2):
         lines: list[str] = []
