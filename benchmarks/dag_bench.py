@@ -251,8 +251,8 @@ def write_section(path: Path, parse: dict[str, dict[str, Any]], skip: dict[str, 
             f"hand-written {plain['hand_s']:.2f} s, ratio {plain['ratio']:.2f} (pairs "
             f"{plain['ratio_range'][0]:.2f}-{plain['ratio_range'][1]:.2f}). Here a full collection of Airflow's "
             "own objects (about 0.2 s) lands on whichever parse triggers it, so this figure swings from run to run.",
-            f"- The provider's own import (spec models, cron parser) costs {proc['provider_import_s']:.2f} s once "
-            "per process, before the parses measured above.",
+            "- The provider's own import (spec models, operators, store, cron parser) costs "
+            f"{proc['provider_import_s']:.2f} s once per process, before the parses measured above.",
             f"- Skip of a completed milestone inside a task (store read, log line, XCom push) on SQLite: "
             f"p50 **{skip['p50_ms']:.2f} ms**, p99 {skip['p99_ms']:.2f} ms.",
         ],
