@@ -9,7 +9,6 @@ naming the spec file and key, and the other pipelines still load.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import MutableMapping
 from datetime import timedelta
 from itertools import pairwise
@@ -20,11 +19,19 @@ from airflow.sdk import DAG, TaskGroup
 
 from airflow_provider_imagebuild.milestone import Phase
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
-from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, SpecError, load_spec
+from airflow_provider_imagebuild.spec import (
+    PIPELINES_ENV,
+    MilestoneSpec,
+    PipelineSpec,
+    SpecError,
+    load_specs,
+    pipelines_folder,
+    spec_files,
+)
 
 log = logging.getLogger(__name__)
 
-PIPELINES_ENV = "IMAGEBUILD_PIPELINES_DIR"
+__all__ = ["PIPELINES_ENV", "build_dag", "build_task_group", "load_pipelines"]
 
 
 def _task_kwargs(step: Step) -> dict[str, Any]:
@@ -184,20 +191,13 @@ def load_pipelines(
     ``folder`` defaults to ``$IMAGEBUILD_PIPELINES_DIR`` or ``dags/pipelines``. With ``strict``,
     the first broken spec raises.
     """
-    root = Path(folder or os.environ.get(PIPELINES_ENV) or Path.cwd() / "dags" / "pipelines")
-    dags: dict[str, DAG] = {}
-    errors: list[str] = []
-    for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
-        try:
-            spec = load_spec(path)
-            if spec.effective_dag_id in dags:
-                raise SpecError(str(path), "pipeline", f"DAG id {spec.effective_dag_id} is already used")
-            dags[spec.effective_dag_id] = build_dag(spec, path.parent)
-        except SpecError as exc:
-            if strict:
-                raise
-            log.error("%s", exc)
-            errors.append(str(exc))
+    specs, spec_errors = load_specs(spec_files(pipelines_folder(folder)))
+    if strict and spec_errors:
+        raise spec_errors[0]
+    dags = {spec.effective_dag_id: build_dag(spec, path.parent) for path, spec in specs}
+    errors = [str(exc) for exc in spec_errors]
+    for error in errors:
+        log.error("%s", error)
     if namespace is not None:
         namespace.update(dags)
         if errors:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
 from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
@@ -41,6 +42,30 @@ class PipelinePlan:
     def codes(self) -> list[int]:
         """The plan's codes (computed once: every task of the DAG asks for them)."""
         return [s.code for s in self.steps]
+
+    def to_public(self) -> dict[str, Any]:
+        """The plan as JSON-able data (``imagebuild spec plan --json``)."""
+        spec = self.spec
+        return {
+            "pipeline": spec.pipeline,
+            "dag_id": self.dag_id,
+            "cloud": spec.cloud,
+            "image_type": spec.image_type,
+            "os": spec.os,
+            "schedule": spec.schedule,
+            "steps": [
+                {
+                    "code": step.code,
+                    "task_id": step.task_id,
+                    "key": step.key,
+                    "title": step.title,
+                    "phase": step.phase.value,
+                    "action": step.action,
+                    **step.policy.model_dump(exclude_none=True),
+                }
+                for step in self.steps
+            ],
+        }
 
     def markdown(self) -> str:
         """The milestone table shown as the DAG's documentation."""

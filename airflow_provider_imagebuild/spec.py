@@ -7,7 +7,9 @@ not an hour into a build.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -366,13 +368,51 @@ def load_spec(path: str | Path) -> PipelineSpec:
     return parse_spec(raw, name, spec_path.parent)
 
 
+PIPELINES_ENV = "IMAGEBUILD_PIPELINES_DIR"
+
+
+def pipelines_folder(folder: str | Path | None = None) -> Path:
+    """Where the specs are: ``folder``, else ``$IMAGEBUILD_PIPELINES_DIR``, else ``dags/pipelines``."""
+    return Path(folder or os.environ.get(PIPELINES_ENV) or Path.cwd() / "dags" / "pipelines")
+
+
+def spec_files(folder: Path) -> list[Path]:
+    """The spec files of a folder (``*.yaml`` and ``*.yml``), in a stable order."""
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def load_specs(paths: Iterable[Path]) -> tuple[list[tuple[Path, PipelineSpec]], list[SpecError]]:
+    """Every spec validated on its own, so that one broken file does not hide the others; a DAG id
+    that an earlier file already uses is an error of the later file. Used by the DAG file and by
+    ``imagebuild spec check``, so that both accept and refuse exactly the same specs."""
+    loaded: list[tuple[Path, PipelineSpec]] = []
+    errors: list[SpecError] = []
+    used: dict[str, Path] = {}
+    for path in paths:
+        try:
+            spec = load_spec(path)
+            dag_id = spec.effective_dag_id
+            if dag_id in used:
+                raise SpecError(str(path), "pipeline", f"DAG id {dag_id} is already used by {used[dag_id]}")
+        except SpecError as exc:
+            errors.append(exc)
+            continue
+        used[spec.effective_dag_id] = path
+        loaded.append((path, spec))
+    return loaded, errors
+
+
 __all__ = [
     "CLOUDS",
+    "PIPELINES_ENV",
     "MilestoneSpec",
     "PipelineSpec",
     "RetryPolicy",
     "SpecError",
     "TargetSpec",
     "load_spec",
+    "load_specs",
     "parse_spec",
+    "pipelines_folder",
+    "spec_files",
 ]

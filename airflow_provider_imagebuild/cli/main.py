@@ -7,45 +7,16 @@ stderr naming the field and the reason; set ``IMAGEBUILD_DEBUG=1`` for a traceba
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from airflow_provider_imagebuild.build import parse_pairs
-from airflow_provider_imagebuild.errors import ImageBuildError
+from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json
+from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.milestone import parse_code, parse_plan
-from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.store import DEFAULT_LEASE_SECONDS, BuildStore, default_store_url, open_store
 from airflow_provider_imagebuild.store.record import BuildRecord
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"imagebuild: error: {redact_patterns(message)}", err=True)
-    sys.exit(code)
-
-
-def handles_errors(func: F) -> F:
-    """Typed errors become one line and an exit code; anything else is reported, not dumped."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ImageBuildError as exc:
-            _fail(str(exc), exc.exit_code)
-        except Exception as exc:
-            if os.environ.get("IMAGEBUILD_DEBUG"):
-                raise
-            _fail(f"unexpected {type(exc).__name__}: {exc} (set IMAGEBUILD_DEBUG=1 for details)", 1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _store(ctx: click.Context) -> BuildStore:
@@ -70,20 +41,6 @@ def _code(text: str, field: str = "STATE") -> int:
     return parse_code(text, field)
 
 
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def _emit(as_json: bool, data: Callable[[], Any], table: Callable[[Any], Any]) -> None:
-    """``--json`` prints ``data()``; otherwise a rich table (rich costs 0.2 s, so it loads only here)."""
-    if as_json:
-        _print_json(data())
-        return
-    from airflow_provider_imagebuild.cli import render
-
-    render.console().print(table(render))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--store",
@@ -95,7 +52,7 @@ def _emit(as_json: bool, data: Callable[[], Any], table: Callable[[Any], Any]) -
 @click.version_option(package_name="airflow-provider-imagebuild")
 @click.pass_context
 def cli(ctx: click.Context, store_url: str | None) -> None:
-    """Resumable image builds: inspect and drive the build state store."""
+    """Resumable image builds: inspect and drive the build state store, check pipeline specs."""
     ctx.obj = {"url": store_url or default_store_url(), "store": None}
 
 
@@ -159,7 +116,7 @@ def build_create(
         owner=_actor(),
     )
     if as_json:
-        _print_json(rec.to_public())
+        print_json(rec.to_public())
     else:
         click.echo(f"build {rec.build_id} registered: plan {','.join(map(str, rec.plan))}")
 
@@ -210,7 +167,7 @@ def build_complete(ctx: click.Context, build_id: str, state: str, token: str, ou
 @click.option("--error", "message", required=True)
 @click.pass_context
 @handles_errors
-def build_fail(ctx: click.Context, build_id: str, state: str, token: str, message: str) -> None:
+def buildfail(ctx: click.Context, build_id: str, state: str, token: str, message: str) -> None:
     """Record a failed attempt; the build stays at this milestone."""
     code = _code(state)
     _store(ctx).fail(build_id, code, token=token, error=message)
@@ -238,7 +195,7 @@ def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None
 def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Show a build's milestones, status, attempts and outputs."""
     rec = _store(ctx).get(build_id)
-    _emit(as_json, rec.to_public, lambda render: render.build_table(rec))
+    emit(as_json, rec.to_public, lambda render: render.build_table(rec))
 
 
 @build.command("history")
@@ -249,7 +206,7 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
 def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Every attempt and event of a build, oldest first."""
     rows = _store(ctx).history(build_id)
-    _emit(as_json, lambda: rows, lambda render: render.history_table(build_id, rows))
+    emit(as_json, lambda: rows, lambda render: render.history_table(build_id, rows))
 
 
 @build.command("list")
@@ -274,7 +231,7 @@ def build_list(
     records = _store(ctx).list_builds(
         status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
     )
-    _emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
+    emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
 
 
 LIST_FIELDS = (
@@ -294,6 +251,9 @@ LIST_FIELDS = (
 def _summary(rec: BuildRecord) -> dict[str, Any]:
     public = rec.to_public()
     return {k: public[k] for k in LIST_FIELDS}
+
+
+cli.add_command(spec_group)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from airflow_provider_imagebuild.milestone import title_of
+from airflow_provider_imagebuild.plan import PipelinePlan
 from airflow_provider_imagebuild.store.record import BuildRecord, parse_ts
 
 STATUS_STYLE = {
@@ -136,5 +137,40 @@ def list_table(records: list[BuildRecord]) -> Table:
             f"{rec.current_state} {title_of(rec.current_state)}",
             f"[{style}]{rec.status}[/]" + (" (delivered)" if rec.delivered else ""),
             rec.updated_at,
+        )
+    return table
+
+
+def plan_table(plan: PipelinePlan) -> Table:
+    """One row per task the pipeline's DAG will have, with the retry policy it will get."""
+    spec = plan.spec
+    table = Table(
+        title=f"{plan.dag_id} · {spec.cloud}/{spec.image_type}" + (f"/{spec.os}" if spec.os else ""),
+        caption=f"schedule {spec.schedule or 'manual only'} · {len(plan.steps)} milestones",
+        title_justify="left",
+        caption_justify="left",
+    )
+    for column, justify in (
+        ("code", "right"),
+        ("task", "left"),
+        ("milestone", "left"),
+        ("phase", "left"),
+        ("action", "left"),
+        ("retries", "right"),
+        ("retry delay", "right"),
+        ("timeout", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for step in plan.steps:
+        policy = step.policy
+        table.add_row(
+            str(step.code),
+            step.task_id,
+            step.title,
+            step.phase.value,
+            step.action,
+            "" if policy.retries is None else str(policy.retries),
+            _duration(policy.retry_delay) + (" exp" if policy.retry_exponential_backoff else ""),
+            _duration(policy.execution_timeout),
         )
     return table

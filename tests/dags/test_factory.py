@@ -164,12 +164,14 @@ def test_folder_with_one_bad_spec_still_loads_the_good_ones(
     write(folder / "a.yaml", GOOD.format(name="alpha"))
     write(folder / "b.yml", GOOD.format(name="beta"))
     write(folder / "broken.yaml", "pipeline: gamma\ncloud: aws\nimage_type: t\nmilestones:\n  45: {action: pakcer}\n")
+    write(folder / "c.yaml", GOOD.format(name="alpha"))  # the same DAG id as a.yaml
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(folder))
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
     assert set(bag.dags) == {"imagebuild_alpha", "imagebuild_beta"}
     assert len(bag.import_errors) == 1
     (error,) = bag.import_errors.values()
     assert "broken.yaml" in error and "milestones.45.action" in error
+    assert f"{folder / 'c.yaml'}: pipeline: DAG id imagebuild_alpha is already used by {folder / 'a.yaml'}" in error
     with pytest.raises(SpecError, match=r"broken\.yaml"):
         load_pipelines(folder, strict=True)
 
