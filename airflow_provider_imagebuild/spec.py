@@ -153,6 +153,7 @@ class TargetSpec(BaseModel):
     # local: where build hosts (root filesystems) live and where images are published
     work_dir: str | None = None
     catalog: str | None = None
+    catalog_keep: int | None = Field(default=None, ge=1, description="published versions kept per pipeline")
     ssh_public_key: str | None = None
 
     @field_validator("region")

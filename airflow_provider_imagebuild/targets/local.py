@@ -201,7 +201,29 @@ class LocalTarget(Target):
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(build.build_id)
         tmp.replace(latest)  # atomic: readers see the old or the new version, never none
-        return {"catalog_entry": str(version), "catalog_image": str(target), "latest": str(latest)}
+        outputs = {"catalog_entry": str(version), "catalog_image": str(target), "latest": str(latest)}
+        pruned = self._prune(build.build_id)
+        if pruned:
+            outputs["catalog_pruned"] = pruned
+        return outputs
+
+    def _prune(self, current: str) -> list[str]:
+        """Drop the oldest published versions beyond ``target.catalog_keep``: a nightly pipeline
+        adds an image (~150 MB) every night. Newest first by publication (metadata.json's time);
+        the version just published is never dropped, so ``latest`` always names a version."""
+        keep = self.settings.catalog_keep
+        if keep is None:
+            return []
+        folder = self.catalog / self.pipeline
+        versions = sorted(
+            (d for d in folder.iterdir() if not d.is_symlink() and (d / "metadata.json").is_file()),
+            key=lambda d: (d / "metadata.json").stat().st_mtime_ns,
+            reverse=True,
+        )
+        pruned = [d.name for d in versions[keep:] if d.name != current]
+        for name in pruned:
+            shutil.rmtree(folder / name)
+        return pruned
 
     def cleanup(self, host: Host) -> None:
         root = Path(host.id)

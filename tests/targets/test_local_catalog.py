@@ -1,0 +1,74 @@
+"""The local image catalog: publish, ``latest`` and retention (``target.catalog_keep``).
+
+Publish is exercised here on small stand-in image files; the whole pipeline (real debootstrap,
+mkfs and qemu-img) publishes a real qcow2 in ``tests/operators/test_local_pipeline.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.targets.local import LocalTarget, sha256_of
+
+
+def _published(tmp_path: Path, build_id: str, target: LocalTarget) -> tuple[BuildRecord, dict[str, object]]:
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    store.create_build(build_id, pipeline="nightly", cloud="local", image_type="base", plan=[0, 95, 100])
+    image = tmp_path / "work" / build_id / "image.qcow2"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(build_id.encode() * 1000)
+    lease = store.begin(build_id, 95, owner="test")
+    store.complete(build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": sha256_of(image)})
+    build = store.get(build_id)
+    return build, target.publish(build, str(image))
+
+
+def _target(tmp_path: Path, keep: int | None) -> LocalTarget:
+    settings = TargetSpec(catalog=str(tmp_path / "catalog"), catalog_keep=keep)
+    return LocalTarget(settings, pipeline="nightly", image_type="base")
+
+
+def test_catalog_keeps_the_newest_versions(tmp_path: Path) -> None:
+    target = _target(tmp_path, keep=2)
+    folder = tmp_path / "catalog" / "nightly"
+    pruned = []
+    for night in range(1, 5):
+        build, outputs = _published(tmp_path, f"night-{night}", target)
+        pruned.append(outputs.get("catalog_pruned"))
+        assert (folder / "latest").resolve() == folder / build.build_id
+        meta = json.loads((folder / "latest" / "metadata.json").read_text())
+        assert meta["build_id"] == build.build_id and meta["sha256"] == sha256_of(folder / "latest" / "image.qcow2")
+    assert pruned == [None, None, ["night-1"], ["night-2"]]
+    assert sorted(p.name for p in folder.iterdir()) == ["latest", "night-3", "night-4"]
+
+
+def test_republishing_keeps_what_was_just_published(tmp_path: Path) -> None:
+    """A retried publish of an older build makes it the newest version; it is never pruned."""
+    target = _target(tmp_path, keep=1)
+    first, _ = _published(tmp_path, "night-1", target)
+    _published(tmp_path, "night-2", target)
+    again = target.publish(first, str(tmp_path / "work" / "night-1" / "image.qcow2"))
+    folder = tmp_path / "catalog" / "nightly"
+    assert again["catalog_pruned"] == ["night-2"]
+    assert sorted(p.name for p in folder.iterdir()) == ["latest", "night-1"]
+    assert (folder / "latest").resolve() == folder / "night-1"
+
+
+def test_without_catalog_keep_nothing_is_removed(tmp_path: Path) -> None:
+    target = _target(tmp_path, keep=None)
+    for night in range(1, 4):
+        _, outputs = _published(tmp_path, f"night-{night}", target)
+        assert "catalog_pruned" not in outputs
+    assert len(list((tmp_path / "catalog" / "nightly").iterdir())) == 4
+
+
+@pytest.mark.parametrize("keep", [0, -1, "all"])
+def test_catalog_keep_must_be_a_positive_count(keep: object) -> None:
+    with pytest.raises(ValueError, match="catalog_keep"):
+        TargetSpec(catalog_keep=keep)  # type: ignore[arg-type]
