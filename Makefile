@@ -38,8 +38,10 @@ lint: venv
 	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts
 	$(VENV)/bin/mypy
 
+# Two workers (pytest-xdist, work stealing): the slow end-to-end tests mostly wait on child
+# processes (Packer, ansible-playbook, debootstrap, airflow standalone), so two run side by side.
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 bench: setup
 	$(PY) benchmarks/store_bench.py

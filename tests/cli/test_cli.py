@@ -17,7 +17,8 @@ CREATE_C = ["build", "create", "c", "--pipeline", "p", "--cloud", "aws", "--imag
 
 
 def run(*args: str, store: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
+    # Tables are as wide as COLUMNS says when output is a pipe; pytest-xdist workers inherit 80.
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     if store:
         full_env["IMAGEBUILD_STORE"] = store
     return subprocess.run([EXE, *args], capture_output=True, text=True, env=full_env, timeout=60)
