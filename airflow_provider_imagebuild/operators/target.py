@@ -11,6 +11,7 @@ host is, so a replay that fails half-way is finished by the next attempt.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,12 @@ def fact_cache_for(host: Host) -> Path:
     """Ansible's fact cache of one build host on this worker (a relaunched host gets a new one)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", host.id.strip("/"))[-120:]
     return Path(tempfile.gettempdir()) / "imagebuild-facts" / safe
+
+
+def process_marker_for(host: Host) -> str:
+    """The environment marker of every Ansible process working on one build host, so that a
+    playbook first kills what a killed earlier try left running on that host."""
+    return hashlib.sha256(host.id.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,7 @@ class TargetMilestoneOperator(MilestoneOperator):
             on_progress=keeper.beat,
             cancelled=lambda: self._cancelled is not None,
             fact_cache=fact_cache_for(host),
+            marker=process_marker_for(host),
         )
         if self._cancelled:
             raise AirflowException(f"playbook {playbook.name} stopped: {self._cancelled}")

@@ -4,6 +4,12 @@
 written to the task log as it happens and calls ``on_progress`` (the operator refreshes its lease
 there), and ``cancel_callback`` lets ``on_kill`` or a lost lease stop the run. The play's stats
 (ok, changed, failed, unreachable, duration) become the milestone's outputs.
+
+ansible-playbook's workers call ``setsid()``, so the process-group kill ansible-runner does on a
+cancel leaves a worker running its task on the build host, and a task process killed outright
+leaves them all. Every run therefore carries a marker in its environment (one per build host):
+what is still marked after a run is killed, and so is what an earlier, killed try left behind
+before the next playbook touches the same host.
 """
 
 from __future__ import annotations
@@ -12,14 +18,23 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.toolchain.process import kill_marked
 
 HOST = "buildhost"
+RUN_MARK_ENV = "IMAGEBUILD_ANSIBLE_HOST"
+
+
+def _ssh_connection_cache(argv: list[str]) -> bool:
+    """An SSH ControlPersist master: a connection cache that exits by itself when idle, and that
+    the next playbook on the same host reuses. It is spared; workers and their tasks are not."""
+    return bool(argv) and os.path.basename(argv[0]) == "ssh" and any("ControlPersist" in a for a in argv)
 
 
 @dataclass
@@ -96,19 +111,28 @@ def run_playbook(
     cancelled: Callable[[], bool] = lambda: False,
     work_dir: Path | None = None,
     fact_cache: Path | None = None,
+    marker: str | None = None,
 ) -> PlaybookResult:
     """Run ``playbook`` against the one build host described by ``host_vars``.
 
     With ``fact_cache`` (a directory per build host), facts gathered by one milestone's playbook
     are reused by the next ones (``gathering = smart``): each later playbook skips a round trip
     that costs about a second over chroot and several over SSH. Plays that set
-    ``gather_facts: true`` explicitly still gather."""
+    ``gather_facts: true`` explicitly still gather.
+
+    ``marker`` names the build host (letters, digits, ``-``): processes of an earlier run with the
+    same marker are killed first, and this run's are killed when it ends. Without one, the run
+    gets a marker of its own."""
     import ansible_runner
 
     if not playbook.is_file():
         raise InvalidInput("playbook", f"{playbook} not found")
     failures: list[str] = []
     started = time.monotonic()
+    mark = marker or uuid.uuid4().hex
+    stale = kill_marked(RUN_MARK_ENV, mark, spare=_ssh_connection_cache)
+    if stale:
+        log(f"killed {len(stale)} process(es) an earlier run left on this build host: {stale}")
 
     def on_event(event: dict[str, Any]) -> bool:
         line = describe_event(event)
@@ -130,6 +154,7 @@ def run_playbook(
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",
+        RUN_MARK_ENV: mark,
     }
     cache: dict[str, str] = {}
     if fact_cache is not None:  # ansible-runner's jsonfile cache, at an absolute path of ours
@@ -151,7 +176,12 @@ def run_playbook(
             json_mode=False,
             **cache,
         )
-        thread.join()
+        try:
+            thread.join()
+        finally:
+            strays = kill_marked(RUN_MARK_ENV, mark, spare=_ssh_connection_cache)
+        if strays:
+            log(f"killed {len(strays)} process(es) the playbook left running: {strays}")
         stats = runner.stats or {}
     return PlaybookResult(
         status=runner.status,

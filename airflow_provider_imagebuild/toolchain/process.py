@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 KILL_GRACE_S = 10.0
@@ -38,6 +38,55 @@ def die_with_parent() -> None:
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def marked_processes(name: str, value: str) -> list[int]:
+    """The processes of this machine (other than this one) whose environment has ``name=value``.
+
+    A child's descendants inherit its environment even when they leave its process group or
+    session, so a marker set when a tool starts still finds everything it forked (the way Jenkins
+    finds a build's stray processes by their BUILD_ID)."""
+    entry = f"{name}={value}".encode()
+    found = []
+    for pid_dir in os.listdir("/proc"):
+        if not pid_dir.isdigit() or int(pid_dir) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid_dir}/environ", "rb") as f:
+                if entry in f.read().split(b"\0"):
+                    found.append(int(pid_dir))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def kill_marked(
+    name: str, value: str, spare: Callable[[list[str]], bool] = lambda argv: False, passes: int = 3
+) -> list[int]:
+    """SIGKILL every process marked ``name=value`` except those whose argv ``spare`` accepts; a
+    few passes catch a process forked while the others were being killed."""
+    seen: set[int] = set()
+    killed: list[int] = []
+    for _ in range(passes):
+        pids = [pid for pid in marked_processes(name, value) if pid not in seen]
+        if not pids:
+            break
+        for pid in pids:
+            seen.add(pid)
+            if spare(_argv(pid)):
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
 
 
 class ChildProcess:

@@ -4,11 +4,15 @@ cancellation (``on_kill``, a lost lease) stopping a running playbook."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars, run_playbook
+from airflow_provider_imagebuild.toolchain.ansible import RUN_MARK_ENV, chroot_host_vars, run_playbook
 from tests.conftest import free_port
 
 MOTD = """
@@ -98,3 +102,48 @@ def test_cancel_stops_a_running_playbook(tmp_path: Path) -> None:
     )
     assert started.is_set() and result.status == "canceled"
     assert time.monotonic() - began < 60
+    # ansible-runner kills the playbook's process group; the worker running the task had left it
+    # (setsid) and used to keep running, orphaned. Nothing of this playbook may be left.
+    assert _running_with(str(playbook)) == []
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _running_with(arg: str) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and arg in _argv(int(p.name))]
+
+
+def test_a_playbook_first_kills_what_an_earlier_try_left_on_its_host(tmp_path: Path) -> None:
+    """A task process killed outright leaves ansible workers running on the build host; the next
+    playbook for that host kills them before it starts, and spares SSH connection caches."""
+    marker = "host-" + os.urandom(6).hex()
+    env = {**os.environ, RUN_MARK_ENV: marker}
+    worker = subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+    ssh_cache = subprocess.Popen(
+        ["bash", "-c", f"exec -a ssh {sys.executable} -c 'import time; time.sleep(300)' -o ControlPersist=60s"],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while _argv(ssh_cache.pid)[:1] != ["ssh"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # until bash has exec'd into the stand-in
+        playbook = tmp_path / "noop.yml"
+        playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: hi}\n")
+        lines: list[str] = []
+        result = run_playbook(
+            playbook, host_vars={"ansible_connection": "local"}, extravars={}, log=lines.append, marker=marker
+        )
+        assert result.status == "successful", lines
+        assert worker.wait(timeout=10) == -signal.SIGKILL
+        assert f"killed 1 process(es) an earlier run left on this build host: [{worker.pid}]" in lines, lines
+        assert ssh_cache.poll() is None  # the connection cache lives on
+    finally:
+        for proc in (worker, ssh_cache):
+            proc.kill()
+            proc.wait()
