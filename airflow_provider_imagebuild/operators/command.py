@@ -80,6 +80,8 @@ class CommandMilestoneOperator(MilestoneOperator):
             self.log_output(line)
         code = child.wait()
         self._child = None
+        if child.strays:
+            self.log_output(f"killed {len(child.strays)} process(es) the command left running: {child.strays}")
         if child.stopped:
             raise AirflowException(f"command stopped: {child.stopped}")
         if code != 0:

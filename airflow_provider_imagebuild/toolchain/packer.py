@@ -161,6 +161,8 @@ class PackerRun:
                     errors.append(text)
                 instances += INSTANCE_RE.findall(text)
         code = child.wait()
+        if child.strays:
+            self.log(f"killed {len(child.strays)} process(es) Packer left running: {child.strays}")
         return PackerResult(code, parse_artifacts(parsed), errors, list(tail), instances=instances)
 
     def stop(self, reason: str) -> None:

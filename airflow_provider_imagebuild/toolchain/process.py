@@ -1,8 +1,11 @@
-"""A supervised child process: its own session, dies with the task, stops politely then firmly.
+"""A supervised child process: its own session, dies with the task, stops politely then firmly,
+and leaves nothing behind.
 
 Packer must get SIGINT (not SIGKILL) so that it deletes the instance, key pair and security group
 it created; a plain command gets SIGTERM. Either way, a child that ignores the first signal is
-killed after a grace period, and a task process killed outright takes its child with it.
+killed after a grace period, and a task process killed outright takes its child with it. What
+the child leaves running when it exits (a daemon, a helper that left its session) carries a
+marker in its environment and is killed then.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import os
 import signal
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 KILL_GRACE_S = 10.0
+REAP_TIMEOUT_S = 30.0
+CHILD_MARK_ENV = "IMAGEBUILD_CHILD"
 
 
 def _load_prctl() -> Any:
@@ -104,11 +110,13 @@ class ChildProcess:
         self.stop_signal = stop_signal
         self.grace_s = grace_s
         self.stopped: str | None = None
+        self.marker = uuid.uuid4().hex
+        self.strays: list[int] = []
         self.proc = subprocess.Popen(
             argv,
             shell=isinstance(argv, str),
             cwd=cwd,
-            env=dict(env) if env is not None else None,
+            env={**(os.environ if env is None else env), CHILD_MARK_ENV: self.marker},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -117,6 +125,14 @@ class ChildProcess:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+        self._reaper = threading.Thread(target=self._reap, name="child-reaper", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        """When the child exits, kill what it left running: a background process that kept the
+        output pipe open would otherwise keep :meth:`lines` (and the milestone) waiting."""
+        self.proc.wait()
+        self.strays = kill_marked(CHILD_MARK_ENV, self.marker)
 
     def lines(self) -> Iterator[str]:
         """The child's output lines (without the newline) until it closes its output."""
@@ -125,7 +141,10 @@ class ChildProcess:
             yield raw.rstrip("\n")
 
     def wait(self) -> int:
-        return self.proc.wait()
+        """The exit status, once the child and anything it left running are gone."""
+        code = self.proc.wait()
+        self._reaper.join(REAP_TIMEOUT_S)
+        return code
 
     def stop(self, reason: str) -> None:
         """Signal the child's process group; escalate to SIGKILL if it outlives the grace period.
