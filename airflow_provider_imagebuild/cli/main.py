@@ -167,7 +167,7 @@ def build_complete(ctx: click.Context, build_id: str, state: str, token: str, ou
 @click.option("--error", "message", required=True)
 @click.pass_context
 @handles_errors
-def buildfail(ctx: click.Context, build_id: str, state: str, token: str, message: str) -> None:
+def build_fail(ctx: click.Context, build_id: str, state: str, token: str, message: str) -> None:
     """Record a failed attempt; the build stays at this milestone."""
     code = _code(state)
     _store(ctx).fail(build_id, code, token=token, error=message)
