@@ -46,7 +46,8 @@ def die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _argv(pid: int) -> list[str]:
+def argv_of(pid: int) -> list[str]:
+    """A process's command line (empty once it is gone)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
@@ -87,7 +88,7 @@ def kill_marked(
             break
         for pid in pids:
             seen.add(pid)
-            if spare(_argv(pid)):
+            if spare(argv_of(pid)):
                 continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_imagebuild.toolchain.ansible import RUN_MARK_ENV, chroot_host_vars, run_playbook
+from airflow_provider_imagebuild.toolchain.process import argv_of
 from tests.conftest import free_port
 
 MOTD = """
@@ -107,15 +108,8 @@ def test_cancel_stops_a_running_playbook(tmp_path: Path) -> None:
     assert _running_with(str(playbook)) == []
 
 
-def _argv(pid: int) -> list[str]:
-    try:
-        return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return []
-
-
 def _running_with(arg: str) -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and arg in _argv(int(p.name))]
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and arg in argv_of(int(p.name))]
 
 
 def test_a_playbook_first_kills_what_an_earlier_try_left_on_its_host(tmp_path: Path) -> None:
@@ -131,7 +125,7 @@ def test_a_playbook_first_kills_what_an_earlier_try_left_on_its_host(tmp_path: P
     )
     try:
         deadline = time.monotonic() + 10
-        while _argv(ssh_cache.pid)[:1] != ["ssh"] and time.monotonic() < deadline:
+        while argv_of(ssh_cache.pid)[:1] != ["ssh"] and time.monotonic() < deadline:
             time.sleep(0.05)  # until bash has exec'd into the stand-in
         playbook = tmp_path / "noop.yml"
         playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug: {msg: hi}\n")
