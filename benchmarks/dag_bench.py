@@ -64,7 +64,7 @@ for i in range({n}):
 """
 
 PARSER = """
-import gc, json, os, statistics, sys, time
+import gc, json, os, sys, time
 import airflow
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import DAG, TaskGroup
