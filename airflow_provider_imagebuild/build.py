@@ -6,17 +6,23 @@ they are held to a strict pattern; the other checks exist so that every error na
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.milestone import validate_plan
+from airflow_provider_imagebuild.redact import is_secret_key
 
-BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+# Patterns are matched whole (``fullmatch``: ``$`` would accept a trailing newline) and ASCII only
+# (``\d`` and ``isdigit`` accept other scripts' digits).
+BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 CLOUDS = ("aws", "azure", "gcp", "openstack", "vsphere", "local")
 
 MAX_OWNER = 256
@@ -24,6 +30,40 @@ MAX_ERROR = 8000
 MAX_REASON = 2000
 MAX_VALUE = 4000
 MAX_LEASE_SECONDS = 7 * 24 * 3600
+MAX_OUTPUTS_BYTES = 16_000  # one milestone's outputs, as stored JSON
+MAX_METADATA_BYTES = 16_000  # a build's metadata, as stored JSON
+
+# Metadata that targets rely on (the build host, what Packer kept): written only by a milestone
+# holding the build's lease, never by ``create --meta`` or an unleased ``set_metadata``.
+RESERVED_METADATA_PREFIXES = ("host_",)
+RESERVED_METADATA_KEYS = frozenset({"packer_kept_instance"})
+
+# C0 controls but tab and newline, DEL, C1 controls, line/paragraph separators and the bidi
+# overrides that make text display differently from what it is ("trojan source").
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def matches(pattern: re.Pattern[str], value: object) -> bool:
+    """Whether ``value`` is a string that ``pattern`` matches as a whole."""
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` (as ``\\xNN`` / ``\\uNNNN``), or None."""
+    found = _CONTROL_RE.search(text)
+    if found is None:
+        return None
+    return ascii(found.group(0))[1:-1]
+
+
+def without_controls(text: str) -> str:
+    """``text`` with control characters shown as escapes, for free text that must not be refused
+    (a tool's error output): a NUL or an escape sequence never reaches the store or a terminal."""
+    return _CONTROL_RE.sub(lambda m: ascii(m.group(0))[1:-1], text)
+
+
+def _shown(value: str) -> str:
+    return repr(value[:40]) + ("..." if len(value) > 40 else "")
 
 
 def check_build_id(value: object, field: str = "build_id") -> str:
@@ -33,11 +73,11 @@ def check_build_id(value: object, field: str = "build_id") -> str:
         raise InvalidInput(field, "must not be empty")
     if ".." in value:
         raise InvalidInput(field, "must not contain '..'")
-    if not BUILD_ID_RE.match(value):
+    if not BUILD_ID_RE.fullmatch(value):
         raise InvalidInput(
             field,
             "must be 1-128 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit "
-            f"(got {value[:40]!r}{'...' if len(value) > 40 else ''})",
+            f"(got {_shown(value)})",
         )
     return value
 
@@ -45,8 +85,10 @@ def check_build_id(value: object, field: str = "build_id") -> str:
 def check_name(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(field, "must be a non-empty string")
-    if not NAME_RE.match(value):
-        raise InvalidInput(field, f"must be 1-128 letters, digits, '.', '_' or '-' (got {value[:40]!r})")
+    if not NAME_RE.fullmatch(value) or ".." in value:
+        raise InvalidInput(
+            field, f"must be 1-128 ASCII letters, digits, '.', '_' or '-' without '..' (got {_shown(value)})"
+        )
     return value
 
 
@@ -59,7 +101,7 @@ def check_cloud(value: object, field: str = "cloud") -> str:
 def check_owner(value: object, field: str = "owner") -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(field, "must be a non-empty string naming who works on the build")
-    if len(value) > MAX_OWNER or not value.isprintable():
+    if len(value) > MAX_OWNER or not value.isprintable() or control_character(value):
         raise InvalidInput(field, f"must be printable and at most {MAX_OWNER} characters")
     return value
 
@@ -73,41 +115,92 @@ def check_lease_seconds(value: object, field: str = "lease_seconds") -> int:
 
 
 def check_text(value: object, field: str, limit: int, required: bool = True) -> str:
+    """Free text typed by a person (a reason): refused with control characters in it."""
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, got {type(value).__name__}")
     if required and not value.strip():
         raise InvalidInput(field, "must not be empty")
+    bad = control_character(value)
+    if bad:
+        raise InvalidInput(field, f"must not contain control characters (found {bad})")
+    return truncated(value, limit)
+
+
+def truncated(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 15] + " ...[truncated]"
 
 
-def check_key(value: object, field: str) -> str:
-    if not isinstance(value, str) or not KEY_RE.match(value):
-        raise InvalidInput(field, f"must be an identifier-like key (letters, digits, _ . -), got {value!r}")
+def check_token(value: object, field: str = "token") -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{8,64}", value):
+        raise InvalidInput(field, "must be the lease token `begin` printed (hexadecimal)")
     return value
 
 
+def check_key(value: object, field: str) -> str:
+    if not isinstance(value, str) or not KEY_RE.fullmatch(value):
+        shown = _shown(value) if isinstance(value, str) else repr(value)
+        raise InvalidInput(field, f"must be an identifier-like key (ASCII letters, digits, _ . -), got {shown}")
+    return value
+
+
+def _field(parent: str, key: object) -> str:
+    """``outputs.image_id``, or ``outputs['bad key']`` for a key that is no identifier."""
+    return f"{parent}.{key}" if isinstance(key, str) and KEY_RE.fullmatch(key) else f"{parent}[{_shown(str(key))}]"
+
+
+def _refuse_secret_key(key: str, field: str) -> None:
+    if is_secret_key(key):
+        raise InvalidInput(
+            field,
+            "looks like a secret; outputs and metadata are stored in clear and shown to anyone who can "
+            "read the store: keep secrets in a secrets backend (an Airflow connection or variable) and "
+            "record a reference instead",
+        )
+
+
 def check_outputs(outputs: Mapping[str, Any] | None, field: str = "outputs") -> dict[str, Any]:
-    """Outputs are a flat mapping of keys to JSON scalars (or lists/dicts of them)."""
+    """Outputs: identifier-like keys that do not look secret, JSON values without control
+    characters, at most :data:`MAX_OUTPUTS_BYTES` in all."""
     if outputs is None:
         return {}
     if not isinstance(outputs, Mapping):
         raise InvalidInput(field, "must be a mapping of key to value")
     checked: dict[str, Any] = {}
     for key, value in outputs.items():
-        check_key(key, f"{field}.{key}")
-        _check_json(value, f"{field}.{key}")
+        where = _field(field, key)
+        check_key(key, where)
+        _refuse_secret_key(key, where)
+        _check_json(value, where)
         checked[key] = value
+    _check_size(checked, field, MAX_OUTPUTS_BYTES)
     return checked
+
+
+def _check_size(value: Mapping[str, Any], field: str, limit: int) -> None:
+    size = len(orjson.dumps(value))
+    if size > limit:
+        raise InvalidInput(field, f"take {size} bytes as JSON; at most {limit} are stored per milestone or build")
 
 
 def _check_json(value: object, field: str, depth: int = 0) -> None:
     if depth > 8:
         raise InvalidInput(field, "is nested too deeply")
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidInput(field, "must be a 64-bit integer")
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidInput(field, "must be a finite number")
         return
     if isinstance(value, str):
         if len(value) > MAX_VALUE:
             raise InvalidInput(field, f"must be at most {MAX_VALUE} characters")
+        bad = control_character(value)
+        if bad:
+            raise InvalidInput(field, f"must not contain control characters (found {bad})")
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -115,21 +208,42 @@ def _check_json(value: object, field: str, depth: int = 0) -> None:
         return
     if isinstance(value, dict):
         for k, item in value.items():
-            if not isinstance(k, str):
-                raise InvalidInput(field, "keys must be strings")
-            _check_json(item, f"{field}.{k}", depth + 1)
+            if not isinstance(k, str) or control_character(k) or len(k) > 256:
+                raise InvalidInput(field, "keys must be printable strings of at most 256 characters")
+            _refuse_secret_key(k, _field(field, k))
+            _check_json(item, _field(field, k), depth + 1)
         return
     raise InvalidInput(field, f"must be JSON data, got {type(value).__name__}")
 
 
-def check_metadata(metadata: Mapping[str, object] | None, field: str = "metadata") -> dict[str, str]:
-    """Build metadata: identifier-like keys, string values."""
+def is_reserved_metadata(key: str) -> bool:
+    return key.startswith(RESERVED_METADATA_PREFIXES) or key in RESERVED_METADATA_KEYS
+
+
+def check_metadata(
+    metadata: Mapping[str, object] | None, field: str = "metadata", reserved: bool = False
+) -> dict[str, str]:
+    """Build metadata: identifier-like keys that do not look secret, string values without
+    control characters. Reserved keys (the build host...) only with ``reserved=True``: the store
+    allows that only to a milestone holding the build's lease."""
     meta: dict[str, str] = {}
     for key, value in (metadata or {}).items():
-        check_key(key, f"{field}.{key}")
+        where = _field(field, key)
+        check_key(key, where)
+        _refuse_secret_key(key, where)
+        if not reserved and is_reserved_metadata(key):
+            raise InvalidInput(
+                where, "is reserved for the build target (written by the milestone holding the build's lease)"
+            )
         if not isinstance(value, str):
-            raise InvalidInput(f"{field}.{key}", "must be a string")
-        meta[key] = check_text(value, f"{field}.{key}", MAX_VALUE, required=False)
+            raise InvalidInput(where, "must be a string")
+        if len(value) > MAX_VALUE:
+            raise InvalidInput(where, f"must be at most {MAX_VALUE} characters")
+        bad = control_character(value)
+        if bad:
+            raise InvalidInput(where, f"must not contain control characters (found {bad})")
+        meta[key] = value
+    _check_size(meta, field, MAX_METADATA_BYTES)
     return meta
 
 
@@ -139,8 +253,11 @@ def parse_pairs(items: tuple[str, ...] | list[str], field: str) -> dict[str, str
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InvalidInput(field, f"expected key=value, got {item!r}")
-        pairs[check_key(key.strip(), f"{field}.{key.strip()}")] = value
+            raise InvalidInput(field, f"expected key=value, got {_shown(item)}")
+        key = check_key(key.strip(), _field(field, key.strip()))
+        if key in pairs:
+            raise InvalidInput(f"{field}.{key}", "is given twice")
+        pairs[key] = value
     return pairs
 
 
@@ -190,14 +307,15 @@ class BuildParams:
 def derive_build_id(pipeline: str, run_id: str) -> str:
     """The build id every task of one DAG run agrees on when the run's conf names none.
 
-    ``rhel8-web`` + ``manual__2026-11-27T05:37:02.123+00:00`` -> ``rhel8-web.manual__2026-11-27T05-37-02.123-00-00``
+    ``rhel8-web`` + ``manual__2026-11-27T05:37:02.123+00:00`` ->
+    ``rhel8-web.manual__2026-11-27T05-37-02.123-00-00.3c1f0e9a2b``: the run id made safe for a
+    build id, then a hash of the pipeline and the *original* run id, so that two runs whose ids
+    clean to the same text (``a:b`` and ``a-b``, ``..`` and a newline) never share a build.
     """
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-.") or "run"
+    digest = hashlib.sha256(f"{pipeline}\0{run_id}".encode()).hexdigest()[:10]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id, flags=re.ASCII).strip("-.") or "run"
     cleaned = re.sub(r"\.{2,}", ".", cleaned)
-    candidate = f"{pipeline}.{cleaned}"
-    if len(candidate) > 128:
-        import hashlib
-
-        digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
-        candidate = f"{candidate[: 128 - 13]}.{digest}"
-    return check_build_id(candidate)
+    room = 128 - len(pipeline) - len(digest) - 2
+    if room < 1:
+        return check_build_id(f"{pipeline[: 128 - len(digest) - 1]}.{digest}")
+    return check_build_id(f"{pipeline}.{cleaned[:room].rstrip('-.') or 'run'}.{digest}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError
 from airflow_provider_imagebuild.store import BuildStore
@@ -41,6 +41,11 @@ class LeaseKeeper:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(self.interval + 5)
+
+    def set_metadata(self, items: Mapping[str, str], actor: str) -> None:
+        """Write build metadata under this lease: the keys targets rely on (the build host) are
+        accepted only from the lease holder, and refused once the lease was taken over."""
+        self.store.set_metadata(self.build_id, items, actor=actor, token=self.token)
 
     def beat(self) -> None:
         """Heartbeat now (also called by actions on progress, e.g. every Ansible task)."""

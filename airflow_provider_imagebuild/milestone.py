@@ -7,6 +7,7 @@ codes in the gaps (say 42) without renumbering anything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -94,9 +95,9 @@ def check_code(value: object, field: str = "state") -> int:
 
 def parse_code(text: str, field: str = "state") -> int:
     """Parse a milestone code typed by a person (CLI argument, env var)."""
-    stripped = text.strip()
-    if not stripped.lstrip("-").isdigit():
-        raise InvalidInput(field, f"must be an integer milestone code, got {text!r}")
+    stripped = text.strip(" ")
+    if not re.fullmatch(r"-?[0-9]{1,6}", stripped):  # ASCII digits only: int() also reads other scripts' digits
+        raise InvalidInput(field, f"must be an integer milestone code, got {text[:20]!r}")
     return check_code(int(stripped), field)
 
 

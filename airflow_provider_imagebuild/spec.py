@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from airflow_provider_imagebuild.build import CLOUDS, KEY_RE, NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, check_code
+from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
 # The actions that work on a build target, and the clouds whose target implements them.
@@ -30,10 +31,7 @@ TARGET_ACTIONS = {
     "seal": ("aws", "local"),
     "publish": ("aws", "local"),
 }
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-# libyaml's safe loader parses a spec ~10x faster than the pure-Python one (parse time matters:
-# the dag-processor re-reads every spec on every pass).
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
 
 
@@ -89,7 +87,7 @@ class MilestoneSpec(RetryPolicy):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^[a-z][a-z0-9_]{0,39}$", value):
+        if value is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", value):
             raise ValueError("must be lowercase letters, digits and '_' (at most 40), starting with a letter")
         return value
 
@@ -106,7 +104,7 @@ class MilestoneSpec(RetryPolicy):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ValueError(f"{name!r} is not an environment variable name")
         return value
 
@@ -159,7 +157,7 @@ class TargetSpec(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION_RE.match(value):
+        if value is not None and not REGION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a region name (like eu-west-1)")
         return value
 
@@ -167,7 +165,7 @@ class TargetSpec(BaseModel):
     @classmethod
     def _regions(cls, value: list[str]) -> list[str]:
         for region in value:
-            if not REGION_RE.match(region):
+            if not REGION_RE.fullmatch(region):
                 raise ValueError(f"{region!r} is not a region name (like eu-west-1)")
         if len(set(value)) != len(value):
             raise ValueError("lists a region twice")
@@ -177,21 +175,21 @@ class TargetSpec(BaseModel):
     @classmethod
     def _accounts(cls, value: list[str]) -> list[str]:
         for account in value:
-            if not re.match(r"^\d{12}$", account):
+            if not re.fullmatch(r"[0-9]{12}", account):
                 raise ValueError(f"{account!r} is not a 12-digit AWS account id")
         return value
 
     @field_validator("ssm_parameter")
     @classmethod
     def _ssm(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^/[A-Za-z0-9_.\-/]{1,1000}$", value):
+        if value is not None and not re.fullmatch(r"/[A-Za-z0-9_.\-/]{1,1000}", value):
             raise ValueError("must be an SSM parameter path like /imagebuild/web/image_id")
         return value
 
     @field_validator("aws_conn_id")
     @classmethod
     def _conn_id(cls, value: str) -> str:
-        if not KEY_RE.match(value):
+        if not KEY_RE.fullmatch(value):
             raise ValueError("is not a connection id")
         return value
 
@@ -220,21 +218,21 @@ class PipelineSpec(BaseModel):
     @field_validator("pipeline", "image_type")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError("must be 1-128 letters, digits, '.', '_' or '-'")
+        if not NAME_RE.fullmatch(value) or ".." in value:
+            raise ValueError("must be 1-128 ASCII letters, digits, '.', '_' or '-' (no '..')")
         return value
 
     @field_validator("os")
     @classmethod
     def _os(cls, value: str) -> str:
-        if value and not NAME_RE.match(value):
-            raise ValueError("must be letters, digits, '.', '_' or '-'")
+        if value and (not NAME_RE.fullmatch(value) or ".." in value):
+            raise ValueError("must be ASCII letters, digits, '.', '_' or '-' (no '..')")
         return value
 
     @field_validator("dag_id")
     @classmethod
     def _dag_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^[A-Za-z0-9_.-]{1,200}$", value):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", value):
             raise ValueError("must be letters, digits, '_', '.' or '-'")
         return value
 
@@ -261,7 +259,7 @@ class PipelineSpec(BaseModel):
     @field_validator("store_conn_id")
     @classmethod
     def _conn(cls, value: str | None) -> str | None:
-        if value is not None and not KEY_RE.match(value):
+        if value is not None and not KEY_RE.fullmatch(value):
             raise ValueError("is not a connection id")
         return value
 
@@ -357,11 +355,20 @@ def load_spec(path: str | Path) -> PipelineSpec:
     spec_path = Path(path)
     name = str(spec_path)
     try:
-        text = spec_path.read_text(encoding="utf-8")
+        size = spec_path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(name, "", f"is {size} bytes; a spec may be at most {MAX_SPEC_BYTES // 1024} KiB")
+        data = spec_path.read_bytes()
     except OSError as exc:
         raise SpecError(name, "", f"cannot be read: {exc.strerror}") from None
     try:
-        raw = yaml.load(text, Loader=_SafeLoader)
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            name, "", f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""

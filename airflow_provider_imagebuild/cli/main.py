@@ -12,10 +12,18 @@ from typing import Any
 import click
 
 from airflow_provider_imagebuild.build import parse_pairs
-from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json
+from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.milestone import parse_code, parse_plan
-from airflow_provider_imagebuild.store import DEFAULT_LEASE_SECONDS, BuildStore, default_store_url, open_store
+from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.store import (
+    DEFAULT_LEASE_SECONDS,
+    BuildStore,
+    ListFilter,
+    default_store_url,
+    open_store,
+    parse_store_url,
+)
 from airflow_provider_imagebuild.store.record import BuildRecord
 
 
@@ -71,9 +79,12 @@ def store_init(ctx: click.Context) -> None:
 
 @store.command("url")
 @click.pass_context
+@handles_errors
 def store_url_cmd(ctx: click.Context) -> None:
-    """Print the store URL in use."""
-    click.echo(ctx.find_root().obj["url"])
+    """Print the store URL in use (validated; anything secret-looking in it redacted)."""
+    url = ctx.find_root().obj["url"]
+    parse_store_url(url)
+    click.echo(redact_patterns(url))
 
 
 @cli.group()
@@ -227,11 +238,15 @@ def build_list(
     updated_after: str | None,
     as_json: bool,
 ) -> None:
-    """List builds, newest change first."""
-    records = _store(ctx).list_builds(
+    """List builds, newest change first. A record that cannot be read is reported on stderr and
+    left untouched; the others are listed."""
+    flt = ListFilter.checked(
         status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
     )
+    records, problems = _store(ctx).scan_builds(flt)
     emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
+    for problem in problems:
+        warn(f"{problem} (not listed)")
 
 
 LIST_FIELDS = (

@@ -23,6 +23,10 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def warn(message: str) -> None:
+    click.echo(f"imagebuild: warning: {redact_patterns(message)}", err=True)
+
+
 def handles_errors(func: F) -> F:
     """Typed errors become one line and an exit code; anything else is reported, not dumped."""
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_imagebuild.build import check_key
+from airflow_provider_imagebuild.build import check_outputs
+from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.lease import LeaseKeeper
 from airflow_provider_imagebuild.milestone import key_of
 from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
@@ -51,7 +52,11 @@ class CommandMilestoneOperator(MilestoneOperator):
     def build_env(self, build: BuildRecord) -> dict[str, str]:
         env = dict(os.environ)
         for key, value in build.merged_outputs().items():
-            env[output_env_name(key)] = value if isinstance(value, str) else str(value)
+            text = value if isinstance(value, str) else str(value)
+            if "\0" in text:  # recorded before such values were refused: skipped, not fatal
+                self.log.warning("output %s holds a NUL byte; not passed to the command", key)
+                continue
+            env[output_env_name(key)] = text
         env.update(self.env)
         env.update(
             BUILD_ID=build.build_id,
@@ -67,6 +72,7 @@ class CommandMilestoneOperator(MilestoneOperator):
         self.log_output(f"running {self.command if shell else ' '.join(self.command)}")
         child = self._child = ChildProcess(self.command, env=self.build_env(build), cwd=self.cwd)
         outputs: dict[str, Any] = {}
+        refused: InvalidInput | None = None  # the first output the store would refuse
         tail: deque[str] = deque(maxlen=20)
         for line in child.lines():
             tail.append(line)
@@ -74,8 +80,12 @@ class CommandMilestoneOperator(MilestoneOperator):
                 raw_key, sep, raw_value = line[len(OUTPUT_MARK) :].partition("=")
                 if sep:
                     key, value = raw_key.strip(), raw_value.strip()
-                    outputs[check_key(key, f"output {key!r}")] = value
-                    self.log_output(f"output {key}={value}")
+                    try:  # checked as it arrives; the command still runs to its end
+                        outputs.update(check_outputs({**outputs, key: value}))
+                        self.log_output(f"output {key}={value}")
+                    except InvalidInput as exc:
+                        refused = refused or exc
+                        self.log_output(f"output refused: {exc}")
                     continue
             self.log_output(line)
         code = child.wait()
@@ -87,6 +97,8 @@ class CommandMilestoneOperator(MilestoneOperator):
         if code != 0:
             last = "\n".join(tail)
             raise AirflowException(f"command exited with status {code}; last output:\n{last}")
+        if refused is not None:
+            raise refused
         return outputs
 
     def stop_action(self, reason: str) -> None:

@@ -59,8 +59,7 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         target = self.get_target()
         outputs.update(target.capture(build, host, self.state, final=True))
         discard = [image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints]
-        target.discard(discard)
-        outputs["discarded_checkpoints"] = discard
+        outputs["discarded_checkpoints"] = target.discard(build, discard)
         return outputs
 
 
@@ -75,10 +74,8 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
         outputs = target.publish(build, str(image))
         host = Host.from_metadata(build.metadata)
         if host is not None:
-            target.cleanup(host)
-            keeper.store.set_metadata(
-                build.build_id, {"host_id": "", "host_released": host.id}, actor=f"milestone {self.state}"
-            )
+            target.cleanup(build, host)
+            keeper.set_metadata({"host_id": "", "host_released": host.id}, actor=f"milestone {self.state}")
         outlet_events = context.get("outlet_events")
         if outlet_events is not None:
             extra = {"build_id": build.build_id, "image_id": str(image), **outputs}

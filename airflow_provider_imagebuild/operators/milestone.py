@@ -190,10 +190,17 @@ class MilestoneOperator(BaseOperator):
                 outputs = self.run_milestone(context, rec, keeper)
             if keeper.lost:
                 raise AirflowFailException(f"lease lost while running {name}: {keeper.lost}")
+            # Outputs the store would refuse (a secret-looking key, a NUL, too large) fail the
+            # attempt here, recorded and not retried, instead of leaving it in progress.
+            outputs = store.checked_outputs(outputs)
         except BaseException as exc:
             self._record_failure(store, build_id, lease.token, exc)
             raise
-        rec = store.complete(build_id, self.state, token=lease.token, outputs=outputs)
+        try:
+            rec = store.complete(build_id, self.state, token=lease.token, outputs=outputs)
+        except InvalidInput as exc:  # the record would outgrow its size limit
+            self._record_failure(store, build_id, lease.token, exc)
+            raise
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)
         return outputs

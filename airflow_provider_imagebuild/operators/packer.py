@@ -10,7 +10,6 @@ milestone's outputs (per region), and the image is a checkpoint a build host can
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
 from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
 from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images
+from airflow_provider_imagebuild.toolchain.private import private_json
 
 VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
 
@@ -40,12 +40,12 @@ def declared_variables(template: Path) -> set[str]:
     return names
 
 
-def source_image(build: BuildRecord, before: int, default: str) -> str:
-    """The newest image an earlier milestone made, else the target's source image."""
+def earlier_image(build: BuildRecord, before: int) -> tuple[int, str] | None:
+    """The newest image an earlier milestone made, with that milestone's code."""
     for code in sorted(build.completed, reverse=True):
         if code < before and build.milestones[code].outputs.get(IMAGE_OUTPUT):
-            return str(build.milestones[code].outputs[IMAGE_OUTPUT])
-    return default
+            return code, str(build.milestones[code].outputs[IMAGE_OUTPUT])
+    return None
 
 
 class PackerMilestoneOperator(TargetMilestoneOperator):
@@ -72,6 +72,21 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         self.manifest = manifest
         self._packer: PackerRun | None = None
 
+    def source_image(self, build: BuildRecord) -> str:
+        """What Packer starts from: the newest image an earlier milestone made, if it is provably
+        the build's (a value written into the store by hand is refused), else the spec's
+        ``target.source_image``."""
+        found = earlier_image(build, self.state)
+        if found is None:
+            return self.target_settings.source_image or ""
+        code, image = found
+        if not self.get_target().owns_image(build, image):
+            raise InvalidInput(
+                f"milestones.{code}.outputs.{IMAGE_OUTPUT}",
+                f"{image} is not build {build.build_id}'s image; Packer starts only from the build's own images",
+            )
+        return image
+
     def standard_values(self, build: BuildRecord, manifest: Path) -> dict[str, str]:
         target = self.get_target()
         return {
@@ -81,15 +96,19 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
             "image_type": self.image_type,
             "os": self.os_name,
             "image_name": f"{self.pipeline}-{build.build_id}-m{self.state:03d}",
-            "source_image": source_image(build, self.state, self.target_settings.source_image or ""),
+            "source_image": self.source_image(build),
             "packer_manifest": str(manifest),
             **target.packer_vars(),
         }
 
-    def argv(self, packer: str, var_file: Path) -> list[str]:
+    def argv(self, packer: str, var_file: Path, spec_vars: Path | None = None) -> list[str]:
+        """Packer's command line: files only. Values are in var files readable by this user only
+        (the build's values first, then the spec's var files, then the spec's ``vars``, which win
+        as ``-var`` would), never on a command line that every local user can read."""
         argv = [packer, "build", "-machine-readable", "-color=false", f"-var-file={var_file}"]
         argv += [f"-var-file={f}" for f in self.var_files]
-        argv += [f"-var={k}={v}" for k, v in self.variables.items()]
+        if spec_vars is not None:
+            argv.append(f"-var-file={spec_vars}")
         if self.only:
             argv.append("-only=" + ",".join(self.only))
         if self.on_error:
@@ -109,9 +128,9 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         with tempfile.TemporaryDirectory(prefix="imagebuild-packer-") as tmp:
             manifest = Path(tmp) / "manifest.json"
             values = {k: v for k, v in self.standard_values(build, manifest).items() if k in declared}
-            var_file = Path(tmp) / "imagebuild.pkrvars.json"
-            var_file.write_text(json.dumps(values), encoding="utf-8")
-            argv = self.argv(packer, var_file)
+            var_file = private_json(Path(tmp) / "imagebuild.pkrvars.json", values)
+            spec_vars = private_json(Path(tmp) / "spec.pkrvars.json", self.variables) if self.variables else None
+            argv = self.argv(packer, var_file, spec_vars)
             self.log_output("running " + " ".join(argv))
             run = self._packer = PackerRun(
                 argv,
@@ -128,9 +147,7 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         if result.code != 0 or self._cancelled:
             kept = result.instances
             if self.on_error == "abort" and kept and not self._cancelled:
-                keeper.store.set_metadata(
-                    build.build_id, {"packer_kept_instance": kept[-1]}, actor=f"milestone {self.state}"
-                )
+                keeper.set_metadata({"packer_kept_instance": kept[-1]}, actor=f"milestone {self.state}")
                 self.log.warning("packer kept instance %s for debugging (on_error: abort)", kept[-1])
             if self._cancelled:
                 raise AirflowException(f"packer stopped: {self._cancelled}")
@@ -143,7 +160,9 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
             )
         if not images:
             raise AirflowException("packer build succeeded but reported no artifact (no image id)")
-        region = getattr(self.get_target(), "region", "")
+        target = self.get_target()
+        target.claim_images(build, images, self.state)
+        region = getattr(target, "region", "")
         image = images.get(region) or next(iter(images.values()))
         return {IMAGE_OUTPUT: image, CHECKPOINT_OUTPUT: image, "images": images}
 

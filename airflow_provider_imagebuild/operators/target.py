@@ -31,9 +31,11 @@ from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkp
 
 
 def fact_cache_for(host: Host) -> Path:
-    """Ansible's fact cache of one build host on this worker (a relaunched host gets a new one)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", host.id.strip("/"))[-120:]
-    return Path(tempfile.gettempdir()) / "imagebuild-facts" / safe
+    """Ansible's fact cache of one build host on this worker (a relaunched host gets a new one).
+    The readable part is cut to fit a file name; the hash keeps two hosts apart all the same."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", host.id.strip("/"))[-80:]
+    digest = hashlib.sha256(host.id.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "imagebuild-facts" / f"{safe}.{digest}"
 
 
 def process_marker_for(host: Host) -> str:
@@ -84,13 +86,13 @@ class TargetMilestoneOperator(MilestoneOperator):
 
     # -- the build host ------------------------------------------------------------------------
     def record_host(self, keeper: LeaseKeeper, build: BuildRecord, host: Host) -> None:
-        keeper.store.set_metadata(build.build_id, host.to_metadata(), actor=f"milestone {self.state}")
+        keeper.set_metadata(host.to_metadata(), actor=f"milestone {self.state}")
 
     def ensure_host(self, build: BuildRecord, keeper: LeaseKeeper) -> Host:
         """The build host, with every completed milestone before this one applied to it."""
         target = self.get_target()
         host = Host.from_metadata(build.metadata)
-        if host is not None and target.alive(host):
+        if host is not None and target.alive(build, host):
             self.log.info(
                 "reconnecting to build host %s (%s), synced through milestone %d", host.id, host.address, host.synced
             )

@@ -8,6 +8,7 @@ the rules, lives here, so that all backends behave identically.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from abc import ABC, abstractmethod
@@ -28,11 +29,16 @@ from airflow_provider_imagebuild.build import (
     check_outputs,
     check_owner,
     check_text,
+    check_token,
+    truncated,
+    without_controls,
 )
-from airflow_provider_imagebuild.errors import Conflict, NotFound, StoreUnavailable
+from airflow_provider_imagebuild.errors import Conflict, CorruptRecord, InvalidInput, NotFound, StoreUnavailable
 from airflow_provider_imagebuild.redact import Redactor, redact_value, redactor_for
-from airflow_provider_imagebuild.store import rules
+from airflow_provider_imagebuild.store import codec, rules
 from airflow_provider_imagebuild.store.record import BuildRecord, Lease, format_ts, parse_ts
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -42,6 +48,10 @@ Mutation = Callable[[Doc | None], tuple[Doc | None, T]]
 
 DEFAULT_LEASE_SECONDS = 300
 CAS_ATTEMPTS = 64
+# The most a stored record may take as JSON, on every backend: a DynamoDB item holds 400 KB with
+# its other attributes. History is compacted to stay below (rules.compact); what still does not
+# fit (outputs and metadata) is refused, naming the field.
+MAX_RECORD_BYTES = 350_000
 
 
 class CasFailed(Exception):
@@ -61,6 +71,25 @@ class ListFilter:
     pipeline: str | None = None
     updated_before: str | None = None
     updated_after: str | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        status: str | None = None,
+        cloud: str | None = None,
+        pipeline: str | None = None,
+        updated_before: datetime | str | None = None,
+        updated_after: datetime | str | None = None,
+    ) -> ListFilter:
+        """A filter from user input, each value validated (the field named on error)."""
+        return cls(
+            status=rules.check_status(status) if status else None,
+            cloud=check_cloud(cloud) if cloud else None,
+            pipeline=check_name(pipeline, "pipeline") if pipeline else None,
+            updated_before=_ts_filter(updated_before, "updated_before"),
+            updated_after=_ts_filter(updated_after, "updated_after"),
+        )
 
     def matches(self, doc: Mapping[str, Any]) -> bool:
         if self.status and doc.get("status") != self.status:
@@ -99,8 +128,10 @@ class BuildStore(ABC):
         """Write ``doc`` only if the stored version tag is still ``expected`` (None: must not exist)."""
 
     @abstractmethod
-    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
-        """Documents of all builds (a backend may pre-filter; ``flt`` is applied again after)."""
+    def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
+        """``(build id, document)`` of every build (a backend may pre-filter; ``flt`` is applied
+        again after); a record that cannot be read is yielded as its error, not raised, so that
+        one bad record does not hide the others."""
 
     def _apply(self, build_id: str, fn: Mutation[T]) -> T:
         """Optimistic read-modify-write with bounded, jittered retries on a lost race."""
@@ -124,22 +155,39 @@ class BuildStore(ABC):
         return self.url
 
     # -- helpers -------------------------------------------------------------------------------
-    def _mutate(self, build_id: str, change: Callable[[BuildRecord, datetime], tuple[T, bool]]) -> T:
+    def _mutate(
+        self, build_id: str, change: Callable[[BuildRecord, datetime], tuple[T, bool]], field: str = "record"
+    ) -> T:
         check_build_id(build_id)
 
         def fn(doc: Doc | None) -> tuple[Doc | None, T]:
             if doc is None:
                 raise NotFound(f"build {build_id} not found in {self.describe()}")
-            rec = BuildRecord.from_doc(doc)
+            rec = BuildRecord.from_doc(doc, build_id)
             now = self._clock()
             result, changed = change(rec, now)
             if not changed:
                 return None, result
             rec.version += 1
             rec.updated_at = format_ts(now)
-            return rec.to_doc(), result
+            return self._bounded(rec, field), result
 
         return self._apply(build_id, fn)
+
+    def _bounded(self, rec: BuildRecord, field: str) -> Doc:
+        """The record's document, its history compacted until it fits :data:`MAX_RECORD_BYTES`."""
+        size = 0
+        for level in range(len(rules.COMPACTION_LEVELS)):
+            rules.compact(rec, level)
+            doc = rec.to_doc()
+            size = len(codec.dumps(doc))
+            if size <= MAX_RECORD_BYTES:
+                return doc
+        raise InvalidInput(
+            field,
+            f"would make the record of build {rec.build_id} {size} bytes, over the {MAX_RECORD_BYTES} a record "
+            "may take (outputs and metadata are kept whole; old history is already trimmed)",
+        )
 
     # -- the contract --------------------------------------------------------------------------
     def create_build(
@@ -158,7 +206,7 @@ class BuildStore(ABC):
         params = BuildParams.checked(
             build_id, pipeline, cloud, image_type, os, None if plan is None else list(plan), metadata
         )
-        check_owner(owner)
+        actor = self._redact(check_owner(owner))
 
         def fn(doc: Doc | None) -> tuple[Doc | None, BuildRecord]:
             if doc is not None:
@@ -169,57 +217,77 @@ class BuildStore(ABC):
                         f"build {build_id} already exists with different {', '.join(differ)}; use another build id"
                     )
                 return None, rec
-            rec = rules.new_record(params, owner, self._clock())
-            return rec.to_doc(), rec
+            rec = rules.new_record(params, actor, self._clock())
+            return self._bounded(rec, "metadata"), rec
 
         return self._apply(params.build_id, fn)
 
     def begin(self, build_id: str, state: int, *, owner: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> Lease:
         """Start a milestone: take the build's lease (one live lease per build)."""
-        check_owner(owner)
+        holder = self._redact(check_owner(owner))
         check_lease_seconds(lease_seconds)
-        return self._mutate(build_id, lambda rec, now: rules.begin(rec, state, owner, lease_seconds, now))
+        return self._mutate(build_id, lambda rec, now: rules.begin(rec, state, holder, lease_seconds, now))
 
     def heartbeat(self, build_id: str, state: int, *, token: str) -> Lease:
         """Extend the lease; refused once another owner took it over."""
-        check_text(token, "token", 64)
+        check_token(token)
         return self._mutate(build_id, lambda rec, now: rules.heartbeat(rec, state, token, now))
 
     def complete(
         self, build_id: str, state: int, *, token: str, outputs: Mapping[str, Any] | None = None
     ) -> BuildRecord:
-        check_text(token, "token", 64)
+        check_token(token)
+        clean = self.checked_outputs(outputs)
+        return self._mutate(build_id, lambda rec, now: rules.complete(rec, state, token, clean, now), "outputs")
+
+    def checked_outputs(self, outputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Outputs as ``complete`` would store them (validated, values redacted), so that a caller
+        can refuse bad outputs before it commits to anything."""
         clean = redact_value(check_outputs(outputs), self._redact)
         assert isinstance(clean, dict)
-        return self._mutate(build_id, lambda rec, now: rules.complete(rec, state, token, clean, now))
+        return clean
 
     def fail(self, build_id: str, state: int, *, token: str, error: str) -> BuildRecord:
-        check_text(token, "token", 64)
-        message = self._redact(check_text(error, "error", MAX_ERROR))
+        check_token(token)
+        if not isinstance(error, str) or not error.strip():
+            raise InvalidInput("error", "must be a non-empty message saying what failed")
+        # A tool's error output is never refused (the failure must be recorded): control
+        # characters are shown as escapes, secrets redacted, the text bounded.
+        message = truncated(self._redact(without_controls(error)), MAX_ERROR)
         return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now))
 
     def reset(self, build_id: str, *, to: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
         text = self._redact(check_text(reason, "reason", MAX_REASON))
-        check_owner(actor, "actor")
-        return self._mutate(build_id, lambda rec, now: rules.reset(rec, to, text, actor, now))
+        who = self._redact(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.reset(rec, to, text, who, now))
 
     def record_replay(
         self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None
     ) -> BuildRecord:
-        clean = redact_value(check_outputs(outputs), self._redact)
-        assert isinstance(clean, dict)
-        return self._mutate(build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now))
+        check_token(token)
+        clean = self.checked_outputs(outputs)
+        return self._mutate(
+            build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now), "outputs"
+        )
 
-    def set_metadata(self, build_id: str, items: Mapping[str, str], *, actor: str = "imagebuild") -> BuildRecord:
-        clean = {k: self._redact(v) for k, v in check_metadata(items).items()}
-        return self._mutate(build_id, lambda rec, now: rules.set_metadata(rec, clean, actor, now))
+    def set_metadata(
+        self, build_id: str, items: Mapping[str, str], *, actor: str = "imagebuild", token: str | None = None
+    ) -> BuildRecord:
+        """Add or change build metadata. The keys targets rely on (``host_*``...) need ``token``:
+        only the milestone holding the build's lease may write them."""
+        if token is not None:
+            check_token(token)
+        checked = check_metadata(items, reserved=token is not None)
+        clean = {k: self._redact(v) for k, v in checked.items()}
+        who = self._redact(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.set_metadata(rec, clean, who, now, token), "metadata")
 
     def get(self, build_id: str) -> BuildRecord:
         check_build_id(build_id)
         got = self._read(build_id)
         if got is None:
             raise NotFound(f"build {build_id} not found in {self.describe()}")
-        return BuildRecord.from_doc(got[0])
+        return BuildRecord.from_doc(got[0], build_id)
 
     def find(self, build_id: str) -> BuildRecord | None:
         try:
@@ -247,21 +315,35 @@ class BuildStore(ABC):
         updated_before: datetime | str | None = None,
         updated_after: datetime | str | None = None,
     ) -> list[BuildRecord]:
-        flt = ListFilter(
-            status=rules.check_status(status) if status else None,
-            cloud=check_cloud(cloud) if cloud else None,
-            pipeline=check_name(pipeline, "pipeline") if pipeline else None,
-            updated_before=_ts_filter(updated_before, "updated_before"),
-            updated_after=_ts_filter(updated_after, "updated_after"),
+        flt = ListFilter.checked(
+            status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
         )
-        records = [BuildRecord.from_doc(d) for d in self._scan(flt) if flt.matches(d)]
-        records.sort(key=lambda r: (r.updated_at, r.build_id), reverse=True)
+        records, problems = self.scan_builds(flt)
+        for problem in problems:
+            log.warning("%s", problem)
         return records
+
+    def scan_builds(self, flt: ListFilter | None = None) -> tuple[list[BuildRecord], list[CorruptRecord]]:
+        """Builds matching ``flt``, newest change first, and the records that cannot be read
+        (each named; they are left untouched for inspection)."""
+        flt = flt or ListFilter()
+        records: list[BuildRecord] = []
+        problems: list[CorruptRecord] = []
+        for build_id, doc in self._scan(flt):
+            if isinstance(doc, CorruptRecord):
+                problems.append(doc)
+                continue
+            if not flt.matches(doc):
+                continue
+            try:
+                records.append(BuildRecord.from_doc(doc, build_id))
+            except CorruptRecord as exc:
+                problems.append(CorruptRecord(f"build {build_id}: {exc}"))
+        records.sort(key=lambda r: (r.updated_at, r.build_id), reverse=True)
+        return records, problems
 
 
 def _ts_filter(value: datetime | str | None, field: str) -> str | None:
-    from airflow_provider_imagebuild.errors import InvalidInput
-
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -271,7 +353,7 @@ def _ts_filter(value: datetime | str | None, field: str) -> str | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(field, f"must be an ISO 8601 time, got {value!r}") from None
+        raise InvalidInput(field, f"must be an ISO 8601 time, got {value[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return format_ts(moment)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
+from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
 from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
@@ -87,11 +87,15 @@ class DynamoDBStore(BuildStore):
             try:
                 self.client.put_item(TableName=self.table, Item=item, **condition)
             except Exception as exc:
-                if client_error_code(exc) == "ConditionalCheckFailedException":
+                code = client_error_code(exc)
+                if code == "ConditionalCheckFailedException":
                     raise CasFailed() from exc
+                if code == "ValidationException" and "size" in str(exc).lower():
+                    # Not an outage: retrying would fail the same way (the record is over 400 KB).
+                    raise InvalidInput("record", f"build {build_id} is too large for a DynamoDB item ({exc})") from None
                 raise
 
-    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
+    def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         clauses = []
@@ -119,7 +123,11 @@ class DynamoDBStore(BuildStore):
             while True:
                 page = self.client.scan(**kwargs)
                 for item in page.get("Items", []):
-                    yield _decode(item["build_id"]["S"], item)
+                    build_id = item["build_id"]["S"]
+                    try:
+                        yield build_id, _decode(build_id, item)
+                    except CorruptRecord as exc:
+                        yield build_id, exc
                 if "LastEvaluatedKey" not in page:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

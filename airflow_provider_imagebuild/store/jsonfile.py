@@ -3,7 +3,9 @@
 A write holds an exclusive ``flock`` on the build's lock file across read and write, writes a
 temporary file, fsyncs it, renames it over the record and fsyncs the directory: a reader sees
 the old record or the new one, never half of one, even if the writer is killed. A record that
-does not parse is reported and never overwritten.
+does not parse is reported and never overwritten; the temporary file a killed writer left is
+removed by the next write of that build. A full or read-only disk is "store unusable" (exit 5)
+with the system's reason.
 """
 
 from __future__ import annotations
@@ -16,9 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.errors import StoreUnavailable
+from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.base import BuildStore, Doc, ListFilter, Mutation, T
+
+# Temporary files are ``.<build id>+<random>.tmp``: build ids cannot contain '+', so the files of
+# one build are told apart from those of a build whose id merely starts the same way.
+_TMP_SEP = "+"
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailable(f"{what}: {exc.strerror or exc}") from exc
 
 
 class JsonFileStore(BuildStore):
@@ -37,12 +51,18 @@ class JsonFileStore(BuildStore):
         self._prepare()
         return f"JSON store {'ready' if existed else 'created'} at {self.root}"
 
+    def _check_root(self) -> bool:
+        """Whether the store's folder exists; a path that is not a folder is refused."""
+        for folder in (self.root, self.builds):
+            if folder.exists() and not folder.is_dir():
+                raise StoreUnavailable(f"JSON store {self.root}: {folder} is not a directory")
+        return self.builds.is_dir()
+
     def _prepare(self) -> None:
-        try:
+        self._check_root()
+        with _os_errors(f"cannot prepare JSON store {self.root}"):
             self.builds.mkdir(parents=True, exist_ok=True)
             self.locks.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot prepare JSON store {self.root}: {exc}") from exc
 
     def _load(self, path: Path, build_id: str) -> Doc | None:
         try:
@@ -50,10 +70,11 @@ class JsonFileStore(BuildStore):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot read {path}: {exc.strerror or exc}") from exc
         return codec.loads(data, f"build {build_id}: {path} (left untouched for inspection)")
 
     def _read(self, build_id: str) -> tuple[Doc, Any] | None:
+        self._check_root()
         doc = self._load(self._path(build_id), build_id)
         return None if doc is None else (doc, doc.get("version"))
 
@@ -63,7 +84,8 @@ class JsonFileStore(BuildStore):
     @contextlib.contextmanager
     def _locked(self, build_id: str) -> Iterator[None]:
         self._prepare()
-        fd = os.open(self.locks / f"{build_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with _os_errors(f"cannot lock build {build_id} in JSON store {self.root}"):
+            fd = os.open(self.locks / f"{build_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -72,15 +94,23 @@ class JsonFileStore(BuildStore):
 
     def _apply(self, build_id: str, fn: Mutation[T]) -> T:
         with self._locked(build_id):
+            self._remove_stale_temporaries(build_id)
             path = self._path(build_id)
             new_doc, result = fn(self._load(path, build_id))
             if new_doc is not None:
-                self._replace(path, new_doc)
+                with _os_errors(f"cannot write build {build_id} to JSON store {self.root}"):
+                    self._replace(path, build_id, new_doc)
         return result
 
-    def _replace(self, path: Path, doc: Doc) -> None:
+    def _remove_stale_temporaries(self, build_id: str) -> None:
+        """What a writer killed between write and rename left; only this build's, under its lock."""
+        for stale in self.builds.glob(f".{build_id}{_TMP_SEP}*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def _replace(self, path: Path, build_id: str, doc: Doc) -> None:
         data = codec.dumps(doc, pretty=True)
-        fd, tmp = tempfile.mkstemp(dir=self.builds, prefix=f".{path.stem}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.builds, prefix=f".{build_id}{_TMP_SEP}", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -97,10 +127,14 @@ class JsonFileStore(BuildStore):
                 os.unlink(tmp)
             raise
 
-    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
-        if not self.builds.is_dir():
+    def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
+        if not self._check_root():
             return
         for path in sorted(self.builds.glob("*.json")):
-            doc = self._load(path, path.stem)
+            try:
+                doc = self._load(path, path.stem)
+            except CorruptRecord as exc:
+                yield path.stem, exc
+                continue
             if doc is not None:
-                yield doc
+                yield path.stem, doc

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord
+from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput
 
 SCHEMA_VERSION = 1
 
@@ -107,6 +107,8 @@ class BuildRecord:
     lease: Lease | None = None
     attempts: list[Attempt] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # How much old history was dropped to keep the record within its size limit.
+    trimmed: dict[str, int] = field(default_factory=dict)
 
     # -- derived views -------------------------------------------------------------------------
     @property
@@ -164,6 +166,7 @@ class BuildRecord:
             "lease": dict(vars(self.lease)) if self.lease else None,
             "attempts": [dict(vars(a)) for a in self.attempts],
             "events": [dict(vars(e)) for e in self.events],
+            "trimmed": dict(self.trimmed),
         }
 
     def to_public(self) -> dict[str, Any]:
@@ -177,19 +180,28 @@ class BuildRecord:
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> BuildRecord:
+    def from_doc(cls, doc: dict[str, Any], build_id: str | None = None) -> BuildRecord:
+        """The record a stored document holds; ``build_id``: the id it was stored under, which it
+        must carry (a file renamed or copied is not served under another build's id)."""
+        from airflow_provider_imagebuild.build import check_build_id
+        from airflow_provider_imagebuild.milestone import validate_plan
+
         try:
             schema = doc.get("schema", SCHEMA_VERSION)
             if schema != SCHEMA_VERSION:
                 raise CorruptRecord(f"build record has unknown schema version {schema!r}")
+            stored_id = check_build_id(doc["build_id"], "build_id")
+            if build_id is not None and stored_id != build_id:
+                raise CorruptRecord(f"the record stored for build {build_id} names build {stored_id!r}")
             lease = doc.get("lease")
-            return cls(
-                build_id=doc["build_id"],
+            plan = list(validate_plan(doc["plan"]))
+            rec = cls(
+                build_id=stored_id,
                 pipeline=doc["pipeline"],
                 cloud=doc["cloud"],
                 image_type=doc["image_type"],
                 os=doc.get("os", ""),
-                plan=[int(c) for c in doc["plan"]],
+                plan=plan,
                 metadata=dict(doc.get("metadata") or {}),
                 created_at=doc["created_at"],
                 updated_at=doc["updated_at"],
@@ -201,8 +213,17 @@ class BuildRecord:
                 lease=Lease(**lease) if lease else None,
                 attempts=[Attempt(**a) for a in doc.get("attempts") or []],
                 events=[Event(**e) for e in doc.get("events") or []],
+                trimmed={str(k): int(v) for k, v in (doc.get("trimmed") or {}).items()},
             )
+            if rec.status not in BUILD_STATUSES:
+                raise CorruptRecord(f"build record {stored_id} has unknown status {rec.status!r}")
+            strays = [c for c in [rec.current_state, *rec.milestones] if c not in plan]
+            if strays:
+                raise CorruptRecord(f"build record {stored_id} names milestones outside its plan: {strays}")
+            return rec
         except CorruptRecord:
             raise
+        except InvalidInput as exc:
+            raise CorruptRecord(f"build record is malformed ({exc})") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptRecord(f"build record is malformed ({type(exc).__name__}: {exc})") from exc

@@ -29,7 +29,23 @@ from airflow_provider_imagebuild.store.record import (
     parse_ts,
 )
 
-MAX_EVENTS = 2000
+# History kept in the record (a DynamoDB item holds at most 400 KB): the newest attempts keep
+# their whole error text, older ones its start; beyond the counts, the oldest finished attempts
+# and events are dropped (the newest attempt of every milestone always stays, so attempt numbers
+# keep counting) and ``trimmed`` says how many.
+KEEP_FULL_ERRORS = 10
+OLD_ERROR_CHARS = 300
+MAX_ATTEMPTS = 200
+MAX_EVENTS = 100
+KEEP_FULL_EVENTS = 10
+OLD_EVENT_CHARS = 300
+# Stricter levels, used in turn while a record is still over its size limit.
+COMPACTION_LEVELS = (
+    (KEEP_FULL_ERRORS, OLD_ERROR_CHARS, MAX_ATTEMPTS, MAX_EVENTS),
+    (3, 200, 60, 40),
+    (1, 120, 20, 10),
+)
+TRIM_MARK = " ...[trimmed]"
 
 
 def new_record(params: BuildParams, owner: str, now: datetime) -> BuildRecord:
@@ -105,8 +121,45 @@ def _attempt_for(rec: BuildRecord, token: str) -> Attempt | None:
 
 def _add_event(rec: BuildRecord, event: Event) -> None:
     rec.events.append(event)
-    if len(rec.events) > MAX_EVENTS:  # keep records bounded; attempts are never trimmed
-        del rec.events[: len(rec.events) - MAX_EVENTS]
+
+
+def _next_attempt(rec: BuildRecord, code: int) -> int:
+    """The number of the next attempt at ``code`` (attempts may have been trimmed: not a count)."""
+    return max((a.attempt for a in rec.attempts_at(code)), default=0) + 1
+
+
+def _shorten(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit + len(TRIM_MARK):
+        return text
+    return text[:limit] + TRIM_MARK
+
+
+def compact(rec: BuildRecord, level: int = 0) -> None:
+    """Bound the history a record carries (see :data:`COMPACTION_LEVELS`)."""
+    full_errors, error_chars, max_attempts, max_events = COMPACTION_LEVELS[level]
+    finished = [a for a in rec.attempts if a.status != IN_PROGRESS]
+    for attempt in finished[: max(len(finished) - full_errors, 0)]:
+        attempt.error = _shorten(attempt.error, error_chars)
+    if len(rec.attempts) > max_attempts:
+        newest = {}
+        for attempt in rec.attempts:
+            newest[attempt.state] = attempt
+        keep = {id(a) for a in newest.values()} | {id(a) for a in rec.attempts if a.status == IN_PROGRESS}
+        excess = len(rec.attempts) - max_attempts
+        kept = []
+        for attempt in rec.attempts:
+            if excess > 0 and id(attempt) not in keep:
+                excess -= 1
+                rec.trimmed["attempts"] = rec.trimmed.get("attempts", 0) + 1
+                continue
+            kept.append(attempt)
+        rec.attempts = kept
+    if len(rec.events) > max_events:
+        dropped = len(rec.events) - max_events
+        del rec.events[:dropped]
+        rec.trimmed["events"] = rec.trimmed.get("events", 0) + dropped
+    for event in rec.events[: max(len(rec.events) - KEEP_FULL_EVENTS, 0)]:
+        event.detail = _shorten(event.detail, error_chars) or ""
 
 
 def _abandon(rec: BuildRecord, lease: Lease, now: datetime, by: str) -> None:
@@ -143,7 +196,7 @@ def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: 
             f"milestone {_name(rec, expected or 0)} is completed"
         )
     ts = format_ts(now)
-    number = len(rec.attempts_at(code)) + 1
+    number = _next_attempt(rec, code)
     lease = Lease(
         token=uuid.uuid4().hex,
         owner=owner,
@@ -194,7 +247,20 @@ def complete(
     code = _in_plan(rec, state)
     earlier = _attempt_for(rec, token)
     if earlier is not None and earlier.state == code and earlier.status == COMPLETED:
-        return rec, False  # the response to an applied complete was lost; the retry is a no-op
+        # The response to an applied complete was lost and this is its retry: a no-op, but only
+        # while that attempt's result is still the recorded one and says the same.
+        done = rec.milestones.get(code)
+        if done is None or done.attempt != earlier.attempt or done.started_at != earlier.started_at:
+            raise Conflict(
+                f"attempt {earlier.attempt} completed milestone {_name(rec, code)} of build {rec.build_id}, "
+                "but the build was reset since; this lease token no longer holds it (begin the milestone again)"
+            )
+        if done.outputs != outputs:
+            raise Conflict(
+                f"milestone {_name(rec, code)} of build {rec.build_id} is already completed by this attempt "
+                f"with other outputs ({', '.join(sorted(done.outputs)) or 'none'}); they were kept"
+            )
+        return rec, False
     lease = _held_lease(rec, code, token)
     attempt = _attempt_for(rec, token)
     assert attempt is not None  # a held lease always has its attempt
@@ -223,6 +289,11 @@ def fail(rec: BuildRecord, state: object, token: str, error: str, now: datetime)
     code = _in_plan(rec, state)
     earlier = _attempt_for(rec, token)
     if earlier is not None and earlier.state == code and earlier.status == FAILED:
+        if earlier.error != error:
+            raise Conflict(
+                f"attempt {earlier.attempt} at milestone {_name(rec, code)} of build {rec.build_id} is already "
+                "recorded as failed with another error; the first one was kept"
+            )
         return rec, False
     _held_lease(rec, code, token)
     attempt = _attempt_for(rec, token)
@@ -268,13 +339,20 @@ def record_replay(
     if done is None:
         raise InvalidInput("replayed", f"milestone {replayed} is not completed, so it cannot be replayed")
     ts = format_ts(now)
-    number = len(rec.attempts_at(replayed)) + 1
+    number = _next_attempt(rec, replayed)
     rec.attempts.append(Attempt(replayed, number, COMPLETED, lease.owner, lease.token, ts, ts, None, "replay"))
     done.outputs.update(outputs)
     return rec, True
 
 
-def set_metadata(rec: BuildRecord, items: dict[str, str], actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+def set_metadata(
+    rec: BuildRecord, items: dict[str, str], actor: str, now: datetime, token: str | None = None
+) -> tuple[BuildRecord, bool]:
+    """Add or change metadata. With ``token``, only while that lease holds the build: the build
+    host's metadata is written this way, so a late writer whose lease was taken over cannot
+    point the build at another host."""
+    if token is not None:
+        _held_lease(rec, rec.lease.state if rec.lease is not None else -1, token)
     rec.metadata.update(items)
     _add_event(rec, Event(format_ts(now), "metadata", ", ".join(sorted(items)), actor))
     return rec, True

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from airflow_provider_imagebuild.errors import CorruptRecord
 from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
 from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
 
-_CAS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+CAS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
 def create_bucket(client: Any, bucket: str, region: str | None) -> bool:
@@ -93,11 +94,11 @@ class S3Store(BuildStore):
                     **condition,
                 )
             except Exception as exc:
-                if client_error_code(exc) in _CAS_CODES:
+                if client_error_code(exc) in CAS_CODES:
                     raise CasFailed() from exc
                 raise
 
-    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
+    def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._key("x")[: -len("x.json")]
         with translated(self.describe()):
             paginator = self.client.get_paginator("list_objects_v2")
@@ -107,6 +108,10 @@ class S3Store(BuildStore):
                     if not key.endswith(".json"):
                         continue
                     build_id = key[len(prefix) : -len(".json")]
-                    got = self._read(build_id)
+                    try:
+                        got = self._read(build_id)
+                    except CorruptRecord as exc:
+                        yield build_id, exc
+                        continue
                     if got is not None:
-                        yield got[0]
+                        yield build_id, got[0]

@@ -11,6 +11,7 @@ never by a read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.errors import StoreUnavailable
+from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
 from airflow_provider_imagebuild.store.base import BuildStore, Doc, ListFilter, Mutation, T
 
@@ -106,6 +107,7 @@ class SQLiteStore(BuildStore):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store {self.path} is locked or unusable: {exc}") from exc
         try:
+            self._after_begin(conn)
             row = conn.execute("SELECT doc FROM builds WHERE build_id = ?", (build_id,)).fetchone()
             new_doc, result = fn(None if row is None else _decode(build_id, row[0]))
             if new_doc is not None:
@@ -124,19 +126,29 @@ class SQLiteStore(BuildStore):
                         codec.dumps(new_doc).decode(),
                     ),
                 )
+                self._before_commit(conn)
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
-        if new_doc is not None:
-            self._after_commit()
         return result
 
-    def _after_commit(self) -> None:
-        """Hook for the S3-mirrored variant."""
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
-    def _scan(self, flt: ListFilter) -> Iterator[Doc]:
+    def _after_begin(self, conn: sqlite3.Connection) -> None:
+        """Hook for the S3-mirrored variant: runs first in every write transaction."""
+
+    def _before_commit(self, conn: sqlite3.Connection) -> None:
+        """Hook for the S3-mirrored variant: runs inside the write transaction, after the change."""
+
+    def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         conn = self._reader()
         if conn is None:
             return
@@ -157,4 +169,7 @@ class SQLiteStore(BuildStore):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
         for build_id, text in rows:
-            yield _decode(build_id, text)
+            try:
+                yield build_id, _decode(build_id, text)
+            except CorruptRecord as exc:
+                yield build_id, exc

@@ -11,13 +11,15 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from airflow_provider_imagebuild.build import control_character
 from airflow_provider_imagebuild.errors import InvalidInput
 
 SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3")
-_TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+_TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9!_.*'()/-]*")
+_ENDPOINT_RE = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
 _ALLOWED_QUERY = {
     "sqlite": {"synchronous"},
     "file": set(),
@@ -44,6 +46,9 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput(field, "must be a store URL such as sqlite:///abs/path.db")
     text = url.strip()
+    bad = control_character(text)
+    if bad:
+        raise InvalidInput(field, f"must not contain control characters (found {bad})")
     scheme, sep, _rest = text.partition("://")
     if not sep:
         raise InvalidInput(field, f"must look like SCHEME://..., got {text[:60]!r}")
@@ -68,11 +73,17 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
             raise InvalidInput(f"{field}.{key}", "must be given exactly once with a value")
         single[key] = values[0]
     region = single.get("region")
-    if region is not None and not _REGION_RE.match(region):
+    if region is not None and not _REGION_RE.fullmatch(region):
         raise InvalidInput(f"{field}.region", f"is not an AWS region name: {region!r}")
     endpoint = single.get("endpoint_url")
-    if endpoint is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", endpoint):
-        raise InvalidInput(f"{field}.endpoint_url", f"must be an http(s) URL, got {endpoint!r}")
+    if endpoint is not None and "@" in endpoint.partition("://")[2].partition("/")[0]:
+        # Credentials come from the environment or the connection's aws_conn_id, never the URL:
+        # a store URL is printed, logged and kept in specs.
+        raise InvalidInput(
+            f"{field}.endpoint_url", "must not contain credentials (user:password@); use aws_conn_id or the environment"
+        )
+    if endpoint is not None and not _ENDPOINT_RE.fullmatch(endpoint):
+        raise InvalidInput(f"{field}.endpoint_url", f"must be an http(s) URL, got {endpoint[:80]!r}")
 
     synchronous = single.get("synchronous", "normal").lower()
     if synchronous not in ("normal", "full"):
@@ -108,7 +119,7 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         table = parts.netloc
         if parts.path not in ("", "/"):
             raise InvalidInput(field, "dynamodb://TABLE takes no path")
-        if not _TABLE_RE.match(table):
+        if not _TABLE_RE.fullmatch(table):
             raise InvalidInput(f"{field}.table", f"must be 3-255 letters, digits, '_', '.', '-', got {table!r}")
         return StoreURL(scheme, table=table, region=region, endpoint_url=endpoint, raw=text)
 
@@ -120,12 +131,12 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
 
 
 def _check_bucket(bucket: str, field: str) -> None:
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise InvalidInput(
             field, f"must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}"
         )
 
 
 def _check_prefix(prefix: str, field: str) -> None:
-    if not _PREFIX_RE.match(prefix) or ".." in prefix or len(prefix) > 512:
+    if not _PREFIX_RE.fullmatch(prefix) or ".." in prefix or len(prefix) > 512:
         raise InvalidInput(field, f"must be a plain S3 key prefix, got {prefix!r}")

@@ -5,13 +5,20 @@ Clients come from the Amazon provider's ``AwsBaseHook`` (credentials, region and
 CLI). Every call that creates something looks for what an earlier attempt already made first
 (images by name, copies by name), so a retried milestone does not make duplicates. boto3 is
 imported only when a milestone runs, never at DAG parse time.
+
+Ownership is proven by tags: every instance and image this target (or the Packer milestone
+through :meth:`AwsTarget.claim_images`) makes carries ``BuildId``, ``Pipeline`` and ``ManagedBy``.
+An instance or image named in the store without them is never launched from, captured, copied,
+shared, deregistered or terminated. Image names are ``<pipeline>/<build id>[/mNNN]``: neither
+part can contain ``/``, so two builds never share a name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 AwsClients = Callable[[str, str], Any]  # (service, region) -> boto3 client
 WAIT = {"Delay": 5, "MaxAttempts": 360}  # up to 30 min: AMIs of large volumes take that long
 LIVE_STATES = {"pending", "running"}
+MANAGED_BY = "airflow-provider-imagebuild"
+MAX_IMAGE_NAME = 128
 
 
 @contextlib.contextmanager
@@ -49,6 +58,10 @@ def aws_api(what: str, endpoint: str | None = None) -> Iterator[None]:
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _tag_map(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
 
 
 class AwsTarget(Target):
@@ -138,14 +151,93 @@ class AwsTarget(Target):
             "Milestone": str(milestone),
             "ImageType": self.image_type,
             "Role": role,
-            "ManagedBy": "airflow-provider-imagebuild",
+            "ManagedBy": MANAGED_BY,
         }
 
-    def _image_by_name(self, name: str, region: str | None = None) -> dict[str, Any] | None:
+    def is_builds(self, build: BuildRecord, resource: dict[str, Any]) -> bool:
+        """Whether an instance or image carries this build's tags."""
+        tags = _tag_map(resource)
+        return (
+            tags.get("BuildId") == build.build_id
+            and tags.get("Pipeline") == self.pipeline
+            and tags.get("ManagedBy") == MANAGED_BY
+        )
+
+    def image_name(self, build: BuildRecord, milestone: int | None = None) -> str:
+        """``<pipeline>/<build id>`` (the final image) or ``.../m030`` (a checkpoint); hashed when
+        too long for EC2 (the tags still carry the whole identity)."""
+        suffix = "" if milestone is None else f"/m{milestone:03d}"
+        name = f"{self.pipeline}/{build.build_id}{suffix}"
+        if len(name) <= MAX_IMAGE_NAME:
+            return name
+        digest = hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:32]
+        return f"imagebuild/{digest}{suffix}"
+
+    def _image_by_name(
+        self, build: BuildRecord, name: str, region: str | None = None, description: str | None = None
+    ) -> dict[str, Any] | None:
+        """The image an earlier attempt made under ``name`` (its response was lost), if it is
+        this build's; a foreign image under the name is refused, never adopted. With
+        ``description``, an untagged image of this account with that name and description is
+        taken too: a region copy whose tags were not written yet (CopyImage's tags may not be)."""
         with self.api("DescribeImages"):
             images = self.ec2(region).describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])
         found = [i for i in images.get("Images", []) if i.get("State") != "deregistered"]
-        return found[0] if found else None
+        if not found:
+            return None
+        untagged_copy = (
+            description is not None
+            and "BuildId" not in _tag_map(found[0])
+            and found[0].get("Description") == description
+        )
+        if not untagged_copy and not self.is_builds(build, found[0]):
+            raise InvalidInput(
+                "image", f"an image named {name} ({found[0]['ImageId']}) exists and is not build {build.build_id}'s"
+            )
+        return found[0]
+
+    def _owned_image(self, build: BuildRecord, image_id: str, region: str | None = None) -> dict[str, Any] | None:
+        """The image if it exists and carries this build's tags, else None."""
+        from botocore.exceptions import ClientError
+
+        with self.api(f"DescribeImages {image_id}"):
+            try:
+                found = self.ec2(region).describe_images(ImageIds=[image_id]).get("Images", [])
+            except ClientError as exc:
+                if "NotFound" in client_error_code(exc) or "Malformed" in client_error_code(exc):
+                    return None
+                raise
+        if not found or not self.is_builds(build, found[0]):
+            return None
+        return dict(found[0])
+
+    def _owned_instance(self, build: BuildRecord, instance_id: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        with self.api(f"DescribeInstances {instance_id}"):
+            try:
+                reservations = self.ec2().describe_instances(InstanceIds=[instance_id])["Reservations"]
+            except ClientError as exc:
+                if "NotFound" in client_error_code(exc) or "Malformed" in client_error_code(exc):
+                    return None
+                raise
+        instances = [i for r in reservations for i in r["Instances"]]
+        if not instances:
+            return None
+        if not self.is_builds(build, instances[0]):
+            log.warning("instance %s is not build %s's (tags); not used", instance_id, build.build_id)
+            return None
+        return dict(instances[0])
+
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        return self._owned_image(build, image) is not None
+
+    def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
+        """Tag what Packer made for this build (a template need not tag it itself)."""
+        tags = _tags(self.build_tags(build, milestone, "checkpoint"))
+        for region, image_id in images.items():
+            with self.api(f"CreateTags {image_id}"):
+                self.ec2(region or None).create_tags(Resources=[image_id], Tags=tags)
 
     def _wait_image(self, image_id: str, region: str | None = None) -> None:
         with self.api(f"wait for image {image_id}"):
@@ -164,6 +256,12 @@ class AwsTarget(Target):
             found = self.ec2().describe_images(ImageIds=[checkpoint.image])["Images"]
         if not found or found[0].get("State", "available") != "available":
             raise TargetError(f"checkpoint image {checkpoint.image} of milestone {checkpoint.code} is not available")
+        if not self.is_builds(build, found[0]):
+            raise InvalidInput(
+                f"milestones.{checkpoint.code}.outputs.checkpoint_image",
+                f"{checkpoint.image} is not build {build.build_id}'s image (no BuildId/Pipeline/ManagedBy tags "
+                "of this build); a build host is launched only from the build's own checkpoints",
+            )
         s = self.settings
         params: dict[str, Any] = {
             "ImageId": checkpoint.image,
@@ -195,18 +293,9 @@ class AwsTarget(Target):
         log.info("build host %s (%s) launched from %s", instance_id, address, checkpoint.image)
         return Host(instance_id, address, checkpoint.image, checkpoint.code, checkpoint.code)
 
-    def alive(self, host: Host) -> bool:
-        from botocore.exceptions import ClientError
-
-        with self.api(f"DescribeInstances {host.id}"):
-            try:
-                reservations = self.ec2().describe_instances(InstanceIds=[host.id])["Reservations"]
-            except ClientError as exc:
-                if "NotFound" in client_error_code(exc):
-                    return False
-                raise
-        states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
-        return bool(states) and states[0] in LIVE_STATES
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        instance = self._owned_instance(build, host.id)
+        return instance is not None and instance["State"]["Name"] in LIVE_STATES
 
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         s = self.settings
@@ -219,11 +308,13 @@ class AwsTarget(Target):
 
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         role = "final" if final else "checkpoint"
-        name = f"{self.pipeline}-{build.build_id}" + ("" if final else f"-m{milestone:03d}")
-        existing = self._image_by_name(name)
+        name = self.image_name(build, None if final else milestone)
+        existing = self._image_by_name(build, name)
         if existing is not None:  # an earlier attempt created it; its response was lost
             image_id = existing["ImageId"]
         else:
+            if self._owned_instance(build, host.id) is None:
+                raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id}")
             tags = _tags(self.build_tags(build, milestone, role))
             with self.api(f"CreateImage {name} from {host.id}"):
                 image_id = self.ec2().create_image(
@@ -236,20 +327,31 @@ class AwsTarget(Target):
         log.info("captured %s image %s (%s) from %s", role, image_id, name, host.id)
         return {IMAGE_OUTPUT if final else CHECKPOINT_OUTPUT: image_id, f"{role}_image_name": name}
 
-    def discard(self, images: list[str]) -> None:
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         from botocore.exceptions import ClientError
 
+        removed = []
         for image_id in images:
+            if self._owned_image(build, image_id) is None:
+                log.info("checkpoint image %s is gone or not build %s's; left alone", image_id, build.build_id)
+                continue
             try:
                 self.ec2().deregister_image(ImageId=image_id)
                 log.info("deregistered checkpoint image %s", image_id)
+                removed.append(image_id)
             except ClientError as exc:
                 if "NotFound" not in client_error_code(exc):
                     raise TargetError(f"EC2 DeregisterImage {image_id}: {exc}") from exc
+        return removed
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         self.check_regions()
-        name = f"{self.pipeline}-{build.build_id}"
+        if self._owned_image(build, image) is None:
+            raise InvalidInput(
+                "milestones.95.outputs.image_id",
+                f"{image} is not build {build.build_id}'s image (no tags of this build); it is not copied or shared",
+            )
+        name = self.image_name(build)
         tags = _tags(self.build_tags(build, 100, "published"))
         published: dict[str, str] = {}
         pending: list[tuple[str, str]] = []
@@ -257,7 +359,8 @@ class AwsTarget(Target):
             if region == self.region:
                 published[region] = image
                 continue
-            existing = self._image_by_name(name, region)
+            description = f"{self.pipeline} {build.build_id}"
+            existing = self._image_by_name(build, name, region, description)
             if existing is not None:
                 published[region] = existing["ImageId"]
             else:
@@ -266,7 +369,8 @@ class AwsTarget(Target):
                         SourceRegion=self.region,
                         SourceImageId=image,
                         Name=name,
-                        Description=f"{self.pipeline} {build.build_id}",
+                        Description=description,
+                        TagSpecifications=[{"ResourceType": "image", "Tags": tags}],
                     )["ImageId"]
             pending.append((region, published[region]))
         for region, copy in pending:
@@ -297,9 +401,11 @@ class AwsTarget(Target):
             "shared_with": list(self.settings.share_accounts),
         }
 
-    def cleanup(self, host: Host) -> None:
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
         from botocore.exceptions import ClientError
 
+        if self._owned_instance(build, host.id) is None:
+            return  # gone already, or not this build's to terminate
         try:
             self.ec2().terminate_instances(InstanceIds=[host.id])
             log.info("terminated build host %s", host.id)

@@ -8,6 +8,13 @@ The build host is recorded in the build's metadata (``host_id``, ``host_address`
 ``host_image``, ``host_checkpoint``) the moment it is launched, so that a retried milestone, or
 any worker, reconnects to the same host; checkpoint images are milestone outputs
 (``checkpoint_image``), so the latest one before a milestone is a lookup in the record.
+
+Trust: anyone who can write the store can put any value in a build's outputs (``build complete
+--output image_id=...``), so a target never takes a recorded host or image on faith. Before it
+launches from, captures, copies, shares, deletes or terminates anything, it proves the thing is
+this build's: a path derived from the build id under the target's own roots (local), or tags
+carrying the build id and the pipeline (clouds). What it cannot prove is refused, naming it, or
+(for a recorded host) treated as gone, so that a new host of the build's own is launched.
 """
 
 from __future__ import annotations
@@ -93,8 +100,9 @@ class Target(ABC):
         """Start a build host from a checkpoint image; return it once Ansible can reach it."""
 
     @abstractmethod
-    def alive(self, host: Host) -> bool:
-        """Whether the recorded host still exists and runs (a terminated or reclaimed one does not)."""
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        """Whether the recorded host still exists, runs and is this build's (a terminated,
+        reclaimed or foreign one is not)."""
 
     @abstractmethod
     def ansible_vars(self, host: Host) -> dict[str, Any]:
@@ -105,16 +113,25 @@ class Target(ABC):
         """Capture the host as an image; return outputs (``checkpoint_image`` or ``image_id``...)."""
 
     @abstractmethod
-    def discard(self, images: list[str]) -> None:
-        """Delete checkpoint images that are no longer wanted."""
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
+        """Delete this build's checkpoint images that are no longer wanted; returns those deleted
+        (an image that is gone or not the build's is left alone)."""
 
     @abstractmethod
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         """Make the final image available where users find it; return what was published."""
 
     @abstractmethod
-    def cleanup(self, host: Host) -> None:
-        """Remove the build host (idempotent: a host already gone is fine)."""
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
+        """Remove the build host if it is this build's (idempotent: a host already gone is fine)."""
+
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        """Whether ``image`` (a recorded output) is provably this build's."""
+        return False
+
+    def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:  # noqa: B027
+        """Mark images a tool (Packer) just made for this build as the build's (tags); targets
+        whose images prove themselves by path need nothing."""
 
     def bootstrap(self, build: BuildRecord, milestone: int) -> tuple[Host, dict[str, Any]]:
         """Install the OS into a new build host (the kickstart where no Packer is used)."""

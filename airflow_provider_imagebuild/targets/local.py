@@ -6,8 +6,15 @@
   from the latest one, like an EC2 instance from an AMI;
 - the final image is an ext4 filesystem made from the tree (``mkfs.ext4 -d``) converted to
   compressed qcow2 (``qemu-img convert -c``, zstd);
-- publishing copies it into ``<catalog>/<pipeline>/<build_id>/`` with ``metadata.json`` (the
-  build's milestones, durations, checksums) and points ``<catalog>/<pipeline>/latest`` at it.
+- publishing copies it into ``<catalog>/<pipeline>/versions/<build_id>/`` with ``metadata.json``
+  (the build's milestones, durations, checksums) and points ``<catalog>/<pipeline>/latest`` at it.
+  Versions and pointers live in separate namespaces, so no build id (``latest`` included) can
+  turn a pointer into a version or the other way round.
+
+Everything a build owns is under ``<work_dir>/<build_id>/``: a recorded host, checkpoint or image
+is used, copied or deleted only if it resolves to a regular file or tree there, so a value
+written into the store by hand (``--output image_id=/etc/shadow``, ``--meta host_id=<another
+build's tree>``) is refused instead of acted on.
 
 Runs as root (debootstrap, chroot and mkfs need it); without root it says so.
 """
@@ -16,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,6 +42,10 @@ from airflow_provider_imagebuild.targets.rootfs import run_tool
 WORK_ENV = "IMAGEBUILD_WORK"
 CATALOG_ENV = "IMAGEBUILD_CATALOG"
 HOST_MARK = ".imagebuild-host"
+VERSIONS = "versions"  # <catalog>/<pipeline>/versions/<build_id>/; pointers such as latest beside it
+CHECKPOINT_RE = re.compile(r"checkpoint-[0-9]{3}\.tar")
+
+log = logging.getLogger(__name__)
 
 
 def sha256_of(path: Path) -> str:
@@ -64,10 +77,48 @@ class LocalTarget(Target):
     def root_of(self, build_id: str) -> Path:
         return self.build_dir(build_id) / "rootfs"
 
+    def image_path(self, build: BuildRecord) -> Path:
+        return self.build_dir(build.build_id) / f"{self.pipeline}-{build.build_id}.qcow2"
+
     def _host(self, build: BuildRecord, image: str, checkpoint: int) -> Host:
         root = self.root_of(build.build_id)
         (root / HOST_MARK).write_text(build.build_id + "\n")
         return Host(str(root), "", image, checkpoint, checkpoint)
+
+    # -- proof of ownership ----------------------------------------------------------------------
+    def owned_file(self, build: BuildRecord, value: str, what: str) -> Path:
+        """``value`` as a regular file directly in the build's work directory (no symlink, no
+        ``..``), else :class:`InvalidInput` naming it: nothing outside is copied or deleted."""
+        folder = self.build_dir(build.build_id).resolve()
+        path = Path(value)
+        foreign = InvalidInput(what, f"{value!r} is not a file of build {build.build_id} (under {folder})")
+        if not path.is_absolute() or ".." in path.parts or path.is_symlink():
+            raise foreign
+        resolved = path.resolve()
+        if resolved.parent != folder:
+            raise foreign
+        if not resolved.exists():
+            raise TargetError(f"{what}: {value} is missing")
+        if not resolved.is_file():
+            raise foreign
+        return resolved
+
+    def owns_host(self, build: BuildRecord, host: Host) -> bool:
+        """The recorded host is this build's tree: its own path, marked with its build id."""
+        root = self.root_of(build.build_id)
+        if host.id != str(root) or root.is_symlink() or not root.is_dir():
+            return False
+        try:
+            return (root / HOST_MARK).read_text().strip() == build.build_id
+        except OSError:
+            return False
+
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        try:
+            self.owned_file(build, image, "image")
+        except (InvalidInput, TargetError):
+            return False
+        return True
 
     # -- the target interface --------------------------------------------------------------------
     def bootstrap(self, build: BuildRecord, milestone: int) -> tuple[Host, dict[str, Any]]:
@@ -83,17 +134,22 @@ class LocalTarget(Target):
         return host, {"rootfs": str(root), "base_tarball": str(base), "suite": rootfs.SUITE}
 
     def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
-        archive = Path(checkpoint.image)
-        if not archive.is_file():
-            raise TargetError(f"checkpoint archive {archive} of milestone {checkpoint.code} is missing")
+        archive = self.owned_file(build, checkpoint.image, f"milestones.{checkpoint.code}.outputs.checkpoint_image")
+        if not CHECKPOINT_RE.fullmatch(archive.name):
+            raise InvalidInput(
+                f"milestones.{checkpoint.code}.outputs.checkpoint_image", f"{archive} is not a checkpoint archive"
+            )
         root = self.root_of(build.build_id)
         shutil.rmtree(root, ignore_errors=True)
         rootfs.restore(archive, root)
         return self._host(build, str(archive), checkpoint.code)
 
-    def alive(self, host: Host) -> bool:
-        root = Path(host.id)
-        return (root / HOST_MARK).is_file() and (root / "etc/os-release").exists()
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        if not self.owns_host(build, host):
+            if Path(host.id).exists():
+                log.warning("recorded build host %s is not build %s's tree; not used", host.id, build.build_id)
+            return False
+        return (Path(host.id) / "etc/os-release").exists()
 
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
@@ -118,6 +174,8 @@ class LocalTarget(Target):
         return key.with_suffix(".pub").read_text().strip()
 
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        if not self.owns_host(build, host):
+            raise InvalidInput("host_id", f"{host.id!r} is not the build host of build {build.build_id}")
         root = Path(host.id)
         folder = self.build_dir(build.build_id)
         if not final:
@@ -125,7 +183,7 @@ class LocalTarget(Target):
             rootfs.archive(root, archive)
             return {CHECKPOINT_OUTPUT: str(archive), "checkpoint_sha256": sha256_of(archive)}
         raw = folder / "image.raw"
-        image = folder / f"{self.pipeline}-{build.build_id}.qcow2"
+        image = self.image_path(build)
         size_mb = _tree_bytes(root) * 13 // 10 // (1 << 20) + 256  # room for metadata and first boot
         raw.unlink(missing_ok=True)
         run_tool(["truncate", "-s", f"{size_mb}M", str(raw)], "truncate")
@@ -157,17 +215,29 @@ class LocalTarget(Target):
             "filesystem_mb": size_mb,
         }
 
-    def discard(self, images: list[str]) -> None:
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
+        """Checkpoint archives of this build only (never the shared debootstrap cache, never
+        another build's checkpoint or any other file a hand-written output might name)."""
+        removed = []
         for image in images:
-            path = Path(image)
-            if path.parent.parent == self.work_dir and path.name.startswith("checkpoint-"):
-                path.unlink(missing_ok=True)  # never the shared debootstrap cache
+            try:
+                path = self.owned_file(build, image, "checkpoint_image")
+            except TargetError:  # gone already
+                continue
+            except InvalidInput as exc:
+                log.warning("not discarded: %s", exc)
+                continue
+            if CHECKPOINT_RE.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+                removed.append(str(path))
+        return removed
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
-        source = Path(image)
-        if not source.is_file():
-            raise TargetError(f"final image {source} is missing")
-        version = self.catalog / self.pipeline / build.build_id
+        source = self.owned_file(build, image, "milestones.95.outputs.image_id")
+        if source != self.image_path(build).resolve():
+            raise InvalidInput("milestones.95.outputs.image_id", f"{image!r} is not the sealed image of this build")
+        folder = self.catalog / self.pipeline
+        version = folder / VERSIONS / build.build_id
         version.mkdir(parents=True, exist_ok=True)
         target = version / source.name
         if not target.exists() or target.stat().st_size != source.stat().st_size:
@@ -196,10 +266,10 @@ class LocalTarget(Target):
             "checksums": {k: v for k, v in outputs.items() if k.endswith("sha256")},
         }
         (version / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        latest = self.catalog / self.pipeline / "latest"
+        latest = folder / "latest"
         tmp = latest.with_name(".latest.tmp")
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(build.build_id)
+        tmp.symlink_to(Path(VERSIONS) / build.build_id)
         tmp.replace(latest)  # atomic: readers see the old or the new version, never none
         outputs = {"catalog_entry": str(version), "catalog_image": str(target), "latest": str(latest)}
         pruned = self._prune(build.build_id)
@@ -214,7 +284,7 @@ class LocalTarget(Target):
         keep = self.settings.catalog_keep
         if keep is None:
             return []
-        folder = self.catalog / self.pipeline
+        folder = self.catalog / self.pipeline / VERSIONS
         versions = sorted(
             (d for d in folder.iterdir() if not d.is_symlink() and (d / "metadata.json").is_file()),
             key=lambda d: (d / "metadata.json").stat().st_mtime_ns,
@@ -225,7 +295,8 @@ class LocalTarget(Target):
             shutil.rmtree(folder / name)
         return pruned
 
-    def cleanup(self, host: Host) -> None:
-        root = Path(host.id)
-        if root.name == "rootfs" and (root / HOST_MARK).exists():
-            shutil.rmtree(root, ignore_errors=True)
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
+        if self.owns_host(build, host):
+            shutil.rmtree(host.id, ignore_errors=True)
+        elif Path(host.id).exists():
+            log.warning("build host %s is not build %s's tree; left in place", host.id, build.build_id)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.toolchain.private import private_json
 from airflow_provider_imagebuild.toolchain.process import kill_marked
 
 HOST = "buildhost"
@@ -101,6 +102,25 @@ def _message(data: Mapping[str, Any]) -> str:
     return str(msg).strip()[:2000]
 
 
+def private_dir(path: Path) -> Path:
+    """A directory only this user can write (facts steer playbooks: in a shared /tmp, another
+    local user must not be able to plant them), refused if someone else made it first."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if path.is_symlink() or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise InvalidInput("fact_cache", f"{path} is not a private directory of this user; remove it")
+    return path
+
+
+def write_extravars(private_data_dir: Path, extravars: Mapping[str, Any]) -> Path:
+    """Extra variables in ``env/extravars``, readable by this user only: ansible-runner passes
+    them as ``-e @file``. Given as its ``extravars`` argument they would be a JSON literal on
+    ansible-playbook's command line, which every local user can read in the process list."""
+    env_dir = private_data_dir / "env"
+    env_dir.mkdir(mode=0o700, exist_ok=True)
+    return private_json(env_dir / "extravars", extravars)
+
+
 def run_playbook(
     playbook: Path,
     *,
@@ -158,15 +178,16 @@ def run_playbook(
     }
     cache: dict[str, str] = {}
     if fact_cache is not None:  # ansible-runner's jsonfile cache, at an absolute path of ours
-        fact_cache.mkdir(parents=True, exist_ok=True)
+        private_dir(fact_cache.parent)
+        private_dir(fact_cache)
         env.update(ANSIBLE_GATHERING="smart", ANSIBLE_CACHE_PLUGIN_TIMEOUT="86400")
         cache = {"fact_cache": str(fact_cache.resolve()), "fact_cache_type": "jsonfile"}
     with tempfile.TemporaryDirectory(prefix="imagebuild-ansible-", dir=work_dir) as private:
+        write_extravars(Path(private), extravars)
         thread, runner = ansible_runner.run_async(
             private_data_dir=private,
             playbook=str(playbook.resolve()),
             inventory={"all": {"hosts": {HOST: dict(host_vars)}}},
-            extravars=dict(extravars),
             envvars=env,
             project_dir=str(playbook.resolve().parent),
             event_handler=on_event,

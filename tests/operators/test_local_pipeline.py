@@ -83,7 +83,7 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert "admin ALL=(ALL) NOPASSWD:ALL" in sudoers.stdout
 
     # The catalog entry, its metadata and the latest pointer.
-    entry = tmp / "catalog/local-debian-base/local-1"
+    entry = tmp / "catalog/local-debian-base/versions/local-1"
     meta = json.loads((entry / "metadata.json").read_text())
     assert meta["sha256"] == rec.milestones[95].outputs["image_sha256"]
     assert [m["code"] for m in meta["milestones"]] == rec.plan[:-1]

@@ -40,6 +40,7 @@ class Model:
     lease: ModelLease | None = None
     attempts: dict[int, str] = field(default_factory=dict)  # token ref -> status
     codes: dict[int, int] = field(default_factory=dict)  # token ref -> milestone
+    completed_by: dict[int, int] = field(default_factory=dict)  # milestone -> token ref that completed it
 
     @property
     def next_code(self) -> int | None:
@@ -136,12 +137,16 @@ def make_machine(stores: list[BuildStore], clock: FakeClock) -> type[RuleBasedSt
                     0
                 ]
             if m.attempts[ref] == status:
-                assert kind == "ok"  # a retried call after a lost response: no-op
+                # A retried call after a lost response is a no-op, while its result still stands: a
+                # complete whose milestone was reset since is refused.
+                stands = not succeed or m.completed_by.get(code) == ref
+                assert kind == ("ok" if stands else "conflict")
             elif m.lease is not None and m.lease.ref == ref:
                 assert kind == "ok"
                 m.attempts[ref] = status
                 if succeed:
                     m.completed.append(code)
+                    m.completed_by[code] = ref
                 m.lease = None
             else:
                 assert kind == "conflict"
@@ -156,6 +161,7 @@ def make_machine(stores: list[BuildStore], clock: FakeClock) -> type[RuleBasedSt
             assert kind == "ok"
             m.abandon_stale()
             m.completed = [c for c in m.completed if c < to]
+            m.completed_by = {c: r for c, r in m.completed_by.items() if c < to}
             self.state_floor = 0
 
         @rule()

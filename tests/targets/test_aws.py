@@ -26,6 +26,14 @@ def _build(tmp_path: Any, build_id: str) -> Any:
     return store.create_build(build_id, pipeline="web", cloud="aws", image_type="webserver", plan=[0, 10, 95, 100])
 
 
+def _green_image(ec2: Any, target: AwsTarget, build: Any, base_ami: str) -> str:
+    """A green image of the build: a copy of the vendor image, claimed as Packer's would be."""
+    copy = ec2.copy_image(SourceImageId=base_ami, SourceRegion="us-east-1", Name=f"green-{build.build_id}")
+    image = str(copy["ImageId"])
+    target.claim_images(build, {"us-east-1": image}, 10)
+    return image
+
+
 def test_host_checkpoint_seal_publish_and_cleanup(
     aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
 ) -> None:
@@ -36,8 +44,9 @@ def test_host_checkpoint_seal_publish_and_cleanup(
         ssm_parameter="/imagebuild/web/image_id",
     )
     build = _build(tmp_path, "aws-target-1")
-    host = target.launch(build, Checkpoint(10, base_ami))
-    assert target.alive(host) and host.synced == 10
+    green = _green_image(ec2, target, build, base_ami)
+    host = target.launch(build, Checkpoint(10, green))
+    assert target.alive(build, host) and host.synced == 10
     tags = {
         t["Key"]: t["Value"]
         for t in ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]["Tags"]
@@ -53,7 +62,7 @@ def test_host_checkpoint_seal_publish_and_cleanup(
     expected = {"BuildId": "aws-target-1", "Pipeline": "web", "Milestone": "95", "ImageType": "webserver"}
     assert image_tags.items() >= expected.items()
 
-    target.discard([checkpoint, "ami-00000000"])  # an image already gone is fine
+    assert target.discard(build, [checkpoint, "ami-00000000"]) == [checkpoint]  # an image already gone is fine
     assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [checkpoint]}])["Images"] == []
 
     published = target.publish(build, final)
@@ -69,9 +78,9 @@ def test_host_checkpoint_seal_publish_and_cleanup(
         value = aws_clients("ssm", region).get_parameter(Name="/imagebuild/web/image_id")["Parameter"]["Value"]
         assert value == image_id
 
-    target.cleanup(host)
-    target.cleanup(host)  # idempotent
-    assert not target.alive(host)
+    target.cleanup(build, host)
+    target.cleanup(build, host)  # idempotent
+    assert not target.alive(build, host)
 
 
 def test_unknown_region_is_refused_before_anything_is_created(

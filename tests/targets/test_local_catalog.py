@@ -19,8 +19,8 @@ from airflow_provider_imagebuild.targets.local import LocalTarget, sha256_of
 
 def _published(tmp_path: Path, build_id: str, target: LocalTarget) -> tuple[BuildRecord, dict[str, object]]:
     store = open_store(f"sqlite:///{tmp_path}/state.db")
-    store.create_build(build_id, pipeline="nightly", cloud="local", image_type="base", plan=[0, 95, 100])
-    image = tmp_path / "work" / build_id / "image.qcow2"
+    created = store.create_build(build_id, pipeline="nightly", cloud="local", image_type="base", plan=[0, 95, 100])
+    image = target.image_path(created)
     image.parent.mkdir(parents=True)
     image.write_bytes(build_id.encode() * 1000)
     lease = store.begin(build_id, 95, owner="test")
@@ -30,7 +30,7 @@ def _published(tmp_path: Path, build_id: str, target: LocalTarget) -> tuple[Buil
 
 
 def _target(tmp_path: Path, keep: int | None) -> LocalTarget:
-    settings = TargetSpec(catalog=str(tmp_path / "catalog"), catalog_keep=keep)
+    settings = TargetSpec(catalog=str(tmp_path / "catalog"), work_dir=str(tmp_path / "work"), catalog_keep=keep)
     return LocalTarget(settings, pipeline="nightly", image_type="base")
 
 
@@ -41,11 +41,12 @@ def test_catalog_keeps_the_newest_versions(tmp_path: Path) -> None:
     for night in range(1, 5):
         build, outputs = _published(tmp_path, f"night-{night}", target)
         pruned.append(outputs.get("catalog_pruned"))
-        assert (folder / "latest").resolve() == folder / build.build_id
+        assert (folder / "latest").resolve() == folder / "versions" / build.build_id
         meta = json.loads((folder / "latest" / "metadata.json").read_text())
-        assert meta["build_id"] == build.build_id and meta["sha256"] == sha256_of(folder / "latest" / "image.qcow2")
+        image = folder / "latest" / meta["image"]
+        assert meta["build_id"] == build.build_id and meta["sha256"] == sha256_of(image)
     assert pruned == [None, None, ["night-1"], ["night-2"]]
-    assert sorted(p.name for p in folder.iterdir()) == ["latest", "night-3", "night-4"]
+    assert sorted(p.name for p in (folder / "versions").iterdir()) == ["night-3", "night-4"]
 
 
 def test_republishing_keeps_what_was_just_published(tmp_path: Path) -> None:
@@ -53,11 +54,11 @@ def test_republishing_keeps_what_was_just_published(tmp_path: Path) -> None:
     target = _target(tmp_path, keep=1)
     first, _ = _published(tmp_path, "night-1", target)
     _published(tmp_path, "night-2", target)
-    again = target.publish(first, str(tmp_path / "work" / "night-1" / "image.qcow2"))
+    again = target.publish(first, str(target.image_path(first)))
     folder = tmp_path / "catalog" / "nightly"
     assert again["catalog_pruned"] == ["night-2"]
-    assert sorted(p.name for p in folder.iterdir()) == ["latest", "night-1"]
-    assert (folder / "latest").resolve() == folder / "night-1"
+    assert sorted(p.name for p in (folder / "versions").iterdir()) == ["night-1"]
+    assert (folder / "latest").resolve() == folder / "versions" / "night-1"
 
 
 def test_without_catalog_keep_nothing_is_removed(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def test_without_catalog_keep_nothing_is_removed(tmp_path: Path) -> None:
     for night in range(1, 4):
         _, outputs = _published(tmp_path, f"night-{night}", target)
         assert "catalog_pruned" not in outputs
-    assert len(list((tmp_path / "catalog" / "nightly").iterdir())) == 4
+    assert len(list((tmp_path / "catalog" / "nightly" / "versions").iterdir())) == 3
 
 
 @pytest.mark.parametrize("keep", [0, -1, "all"])

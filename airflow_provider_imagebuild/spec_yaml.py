@@ -1,0 +1,150 @@
+"""Reading a spec's YAML without YAML 1.1's surprises, duplicate keys or alias bombs.
+
+PyYAML implements YAML 1.1, where ``050`` is octal 40, ``1:30`` is 90, ``no`` is False and
+``2026-01-01`` a date; in a spec those turn milestone codes and names into other values without
+a word. Specs are read with the YAML 1.2 core schema instead: integers are decimal digits,
+booleans are ``true``/``false``, ``null``/``~`` is null, floats look like floats, and everything
+else is a string (pydantic then refuses what has the wrong type, naming the key). A key given
+twice in one mapping is an error with its line, not "the last one wins".
+
+Anchors and aliases stay allowed (``<<: *defaults`` is handy), but the document is measured as
+it would be once every alias is expanded: a "billion laughs" spec, a recursive alias or a spec
+nested absurdly deep is refused before anything walks it (the DAG processor, pydantic, or
+Airflow's scan of operator arguments would otherwise spend minutes on it). The file's size is
+bounded too, so that a huge spec fails in milliseconds, not after parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import BaseResolver
+
+MAX_SPEC_BYTES = 512 * 1024
+MAX_NODES = 50_000  # after alias expansion; a large real spec has a few thousand
+MAX_DEPTH = 40
+
+_Parser: Any = getattr(yaml, "CParser", None)  # libyaml: ~10x faster than the pure-Python parser
+
+
+class SpecResolver(BaseResolver):
+    """The YAML 1.2 core schema's implicit types (plus ``<<`` merge keys)."""
+
+
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^[-+]?[0-9]+$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^(?:<<)$", "<"),
+):
+    SpecResolver.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+class SpecConstructor(SafeConstructor):
+    """Safe construction with decimal integers and refused duplicate keys."""
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        value = str(self.construct_scalar(node))
+        if not re.fullmatch(r"[-+]?[0-9]+", value):  # an explicit !!int such as 0x1F or 1_000
+            raise ConstructorError(None, None, f"{value!r} is not a decimal integer", node.start_mark)
+        return int(value, 10)
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeConstructor reports it
+            if first is not None:
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"key {key!r} is given twice (first on line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+SpecConstructor.add_constructor("tag:yaml.org,2002:int", SpecConstructor.construct_yaml_int)  # type: ignore[type-var]
+
+
+def _expanded_size(node: Node, memo: dict[int, int], path: set[int], depth: int) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (shared nodes are counted as
+    often as they are referenced, and measured once)."""
+    ident = id(node)
+    if ident in memo:
+        return memo[ident]
+    if ident in path:
+        raise ConstructorError(None, None, "a recursive alias (an anchor used inside itself)", node.start_mark)
+    if depth > MAX_DEPTH:
+        raise ConstructorError(None, None, f"the spec is nested more than {MAX_DEPTH} levels deep", node.start_mark)
+    size = 1
+    if isinstance(node, (SequenceNode, MappingNode)):
+        path.add(ident)
+        children = node.value if isinstance(node, SequenceNode) else [n for pair in node.value for n in pair]
+        for child in children:
+            size += _expanded_size(child, memo, path, depth + 1)
+            if size > MAX_NODES:
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"the spec expands to more than {MAX_NODES} values (an alias bomb?); split it or drop the aliases",
+                    node.start_mark,
+                )
+        path.discard(ident)
+    memo[ident] = size
+    return size
+
+
+if _Parser is not None:
+
+    class _Loader(_Parser, SpecConstructor, SpecResolver):
+        def __init__(self, stream: str) -> None:
+            _Parser.__init__(self, stream)
+            SpecConstructor.__init__(self)
+            SpecResolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML without libyaml
+
+    class _Loader(  # type: ignore[no-redef]
+        yaml.reader.Reader,
+        yaml.scanner.Scanner,
+        yaml.parser.Parser,
+        yaml.composer.Composer,
+        SpecConstructor,
+        SpecResolver,
+    ):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            SpecConstructor.__init__(self)
+            SpecResolver.__init__(self)
+
+
+def load_yaml(text: str) -> Any:
+    """The document in ``text`` (raises ``yaml.YAMLError`` with a mark on bad input)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set(), 0)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
