@@ -46,6 +46,7 @@ test: setup lint
 bench: setup
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/dag_bench.py
+	$(PY) benchmarks/spec_bench.py
 	$(PY) benchmarks/aws_bench.py
 	$(PY) benchmarks/recovery_bench.py
 

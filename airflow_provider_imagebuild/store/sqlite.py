@@ -37,6 +37,7 @@ CREATE INDEX IF NOT EXISTS builds_updated ON builds (updated_at);
 CREATE INDEX IF NOT EXISTS builds_pipeline ON builds (pipeline, status);
 """
 BUSY_TIMEOUT_S = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _decode(build_id: str, text: str) -> Doc:
@@ -56,6 +57,7 @@ class SQLiteStore(BuildStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             return conn
+        self._check_file()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -63,10 +65,38 @@ class SQLiteStore(BuildStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}{self._disk_hint()}") from exc
         self._local.conn = conn
         self._local.pid = os.getpid()
         return conn
+
+    def _disk_hint(self) -> str:
+        """Why SQLite's terse error happened, when the disk says so (SQLite's own message for a
+        read-only mount is "unable to open database file")."""
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return ""
+        if fs.f_flag & os.ST_RDONLY:
+            return " (Read-only file system)"
+        if fs.f_bavail == 0:
+            return " (No space left on device)"
+        return ""
+
+    def _check_file(self) -> None:
+        """Refuse a path that holds something else: SQLite would turn a file shorter than its
+        header into a new, empty database, losing what was there."""
+        try:
+            with open(self.path, "rb") as existing:
+                head = existing.read(16)
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            raise StoreUnavailable(f"SQLite store {self.path} is a directory, not a database file") from None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc.strerror or exc}") from exc
+        if head and head != SQLITE_HEADER:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: file is not a database")
 
     def _reader(self) -> sqlite3.Connection | None:
         """A connection for reading, or None when the database does not exist (reads never create)."""
@@ -130,7 +160,7 @@ class SQLiteStore(BuildStore):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback(conn)
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}{self._disk_hint()}") from exc
         except BaseException:
             self._rollback(conn)
             raise
