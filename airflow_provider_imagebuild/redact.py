@@ -13,7 +13,8 @@ only itself, so ``error: password=x`` still finds ``password``), the value's ext
 quoting, HTTP credential headers lose the rest of their line, URLs lose their userinfo password,
 PEM private keys lose their body, and well-known token formats (AWS, GitHub, Slack, JWT...) are
 replaced wherever they stand. A product message that names a field (``token: must not be
-empty``) stays readable: after ``key:`` a run of ordinary lowercase words is prose, not a value.
+empty``) stays readable: after ``key:``, a word that starts a sentence (``must``, ``is``,
+``looks``...) is prose, not a value.
 
 :func:`is_secret_key` is the single definition of a secret-looking name: the redactor uses it for
 ``key=value`` text, and the store refuses outputs and metadata under such keys (they would be
@@ -162,13 +163,13 @@ _ASSIGNMENT = re.compile(
 _FLAG = re.compile(rf"(?<![{_KEY_CHARS}])(?P<key>--[A-Za-z][{_KEY_CHARS}]{{0,78}})(?P<sep>[ \t]+)(?=[^\s-])")
 _UNQUOTED_VALUE = re.compile(r"[^\s&;,\"'}\])]+")
 _HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_PROSE_WORD = re.compile(r"[a-z]+(?=[ \t]+[a-z(])")
 # After ``key:``, words like these start a sentence ("token: must not be empty"), not a value.
 _MESSAGE_WORDS_TEXT = (
     "must is are was were be been not has have had cannot can could should would will may might "
     "needs need required missing invalid expired empty unknown none null given too does did do the "
     "a an no of for at to in on from with and or if set unset changed updated rotated found ok "
-    "refused denied accepted failed valid incorrect wrong supplied provided exceeds looks"
+    "refused denied accepted failed valid incorrect wrong supplied provided exceeds looks would take "
+    "takes expected duplicate malformed milestone codes keys path file build reserved"
 )
 _MESSAGE_WORDS = frozenset(_MESSAGE_WORDS_TEXT.split())
 
@@ -209,7 +210,7 @@ def _value_span(text: str, start: int, key: str, sep: str, opener: str = "") -> 
     value = found.group(0)
     if value.startswith(REDACTED):
         return None
-    if ":" in sep and (value.lower() in _MESSAGE_WORDS or _PROSE_WORD.match(text, start)):
+    if ":" in sep and value in _MESSAGE_WORDS:
         return None  # prose: "token: must not be empty", "outputs.password: looks like a secret"
     return found.span()
 

@@ -131,6 +131,12 @@ def test_walkthrough_with_exit_codes(sqlite_url: str) -> None:
         ([*CREATE_C, "--meta", "novalue"], 2, "key=value"),
         (["build", "complete", "b", "5", "--token", "t", "--output", "bad key=1"], 2, "output"),
         (["build", "begin", "b", "5"], 2, "--owner"),
+        (["build", "show", "b\n"], 2, "build_id"),
+        ([*CREATE_C[:4], "p\nq", *CREATE_C[5:]], 2, "pipeline"),
+        (["build", "begin", "b", "\u0665", "--owner", "o"], 2, "STATE"),  # an Arabic-Indic five
+        ([*CREATE_C, "--meta", "host_id=/var/tmp/imagebuild/other/rootfs"], 2, "reserved for the build target"),
+        ([*CREATE_C, "--meta", "db_password=x"], 2, "looks like a secret"),
+        (["build", "reset", "b", "--to", "5", "--reason", "x\x1b[2Jy"], 2, "control characters"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nothing_is_written(
@@ -157,6 +163,15 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(
     assert "Traceback" not in result.stderr + result.stdout
     assert run("build", "show", "b", "--json", store=sqlite_url).stdout == before
     assert run("build", "show", "c", store=sqlite_url).returncode == 4
+
+
+def test_store_urls_carry_no_credentials() -> None:
+    shown = run("--store", "sqlite:////tmp/state.db", "store", "url")
+    assert shown.returncode == 0 and shown.stdout.strip() == "sqlite:////tmp/state.db"
+    leaky = "dynamodb://builds?region=us-east-1&endpoint_url=http://admin:hunter2@127.0.0.1:9"
+    refused = run("--store", leaky, "store", "url")
+    assert refused.returncode == 2 and "must not contain credentials" in refused.stderr
+    assert "hunter2" not in refused.stdout + refused.stderr
 
 
 def test_unknown_store_scheme_and_unreachable_store() -> None:

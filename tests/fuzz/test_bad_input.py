@@ -212,3 +212,91 @@ def test_yaml_is_parsed_safely(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(path)
     assert yaml.__with_libyaml__ in (True, False)
+
+
+# -- the hardening classes: control characters, reserved names, YAML 1.1 traps, alias bombs,
+# -- oversize outputs and secret-looking keys --------------------------------------------------
+SECRET_KEYS = ["password", "DB_PASSWORD", "api_key", "token", "client_secret", "AccessKey", "x-auth-token"]
+nasty_text = st.one_of(
+    st.text(max_size=30),
+    st.text(alphabet=st.sampled_from(["a", "\x00", "\n", "\x1b", "\u202e", "\x85", "\u2028", "é", "5"]), max_size=12),
+    st.builds(lambda n: "x" * n, st.integers(3990, 4010)),
+)
+output_keys = st.one_of(st.sampled_from([*SECRET_KEYS, "image_id", "note", "bad key", "x\n"]), st.text(max_size=10))
+output_values = st.one_of(
+    nasty_text, st.integers(-(2**70), 2**70), st.floats(), st.dictionaries(output_keys, nasty_text, max_size=2)
+)
+
+
+@FUZZ
+@given(st.dictionaries(output_keys, output_values, max_size=4))
+def test_outputs_are_stored_as_checked_or_refused_without_a_write(
+    tmp_path_factory: pytest.TempPathFactory, outputs: dict[str, Any]
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('o')}/s.db")
+    store.create_build("o-1", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
+    lease = store.begin("o-1", 5, owner="fuzz")
+    version = store.get("o-1").version
+    try:
+        rec = store.complete("o-1", 5, token=lease.token, outputs=outputs)
+    except InvalidInput as exc:
+        assert exc.field.startswith("outputs") and "\n" not in str(exc) and "\x00" not in str(exc)
+        assert store.get("o-1").version == version
+        return
+    stored = json.dumps(rec.milestones[5].outputs)
+    assert not any(c in stored for c in ("\\u0000", "\\u001b", "\\u202e"))
+    from airflow_provider_imagebuild.redact import is_secret_key
+
+    assert not any(is_secret_key(k) for k in rec.milestones[5].outputs)
+
+
+@FUZZ
+@given(st.sampled_from(SECRET_KEYS), st.sampled_from(["=", ": ", " = ", '": "']), st.text(
+    alphabet=st.characters(codec="ascii", categories=["L", "N"]) | st.sampled_from("!@#%^*-_+/."),
+    min_size=6, max_size=30,
+), st.sampled_from(["", "error: ", "[ERROR] db: ", "WARN x=y ", '{"msg": "failed", "', "--flag=1 "]))  # fmt: skip
+def test_a_secret_is_hidden_whatever_precedes_it(key: str, sep: str, value: str, prefix: str) -> None:
+    from airflow_provider_imagebuild.redact import _MESSAGE_WORDS, redact_patterns
+
+    quoted = sep == '": "'
+    line = f"{prefix}{'' if not quoted else chr(34)}{key}{sep}{value}{chr(34) if quoted else ''} done"
+    if value.lower() in line.lower().replace(value.lower(), "", 1) or value in _MESSAGE_WORDS:
+        return  # the value also appears elsewhere, or is a word that starts a product message
+    assert value not in redact_patterns(line), (line, redact_patterns(line))
+
+
+yaml_traps = st.sampled_from(["050", "0x32", "1:30", "yes", "no", "on", "~", "1_0", "2026-01-01", "\u0665", "'5'", "5"])
+
+
+@FUZZ
+@given(
+    code=yaml_traps,
+    value=yaml_traps,
+    alias_levels=st.integers(0, 9),
+    duplicate=st.booleans(),
+)
+def test_yaml_traps_and_aliases_load_as_written_or_name_the_file(
+    tmp_path_factory: pytest.TempPathFactory, code: str, value: str, alias_levels: int, duplicate: bool
+) -> None:
+    from airflow_provider_imagebuild.spec import load_spec
+
+    anchors = "\n".join(
+        ["    a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        + [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, alias_levels + 1)]
+    )
+    text = (
+        f"pipeline: p\ncloud: local\nimage_type: t\nos: {value}\nmilestones:\n"
+        f"  {code}: {{action: command, key: k, command: 'true', env: {{V: x}}}}\n"
+        + (f"  {code}: {{action: noop}}\n" if duplicate else "")
+        + f"tags: []\ndefaults: {{}}\ndescription: d\ninclude_standard: false\n# anchors\n#{anchors}\n"
+    )
+    path = tmp_path_factory.mktemp("y") / "t.yaml"
+    path.write_text(text)
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        assert str(exc).startswith(str(path)) and exc.reason
+        return
+    assert not duplicate
+    assert all(isinstance(c, int) and not isinstance(c, bool) for c in spec.milestones)
+    assert isinstance(spec.os, str)

@@ -125,3 +125,14 @@ def test_cli_complete_conflicts_and_poison(tmp_path: object) -> None:
     assert poison.exit_code == 2 and "control characters" in poison.output
     secret = run("create", "c-2", *create[2:8], "--meta", "password=hunter2")
     assert secret.exit_code == 2 and "looks like a secret" in secret.output and "hunter2" not in secret.output
+
+
+def test_an_item_dynamodb_refuses_for_size_is_not_an_outage(make_store: Callable[..., BuildStore]) -> None:
+    """Should a record still outgrow DynamoDB's item limit, the write is refused as bad input
+    (Airflow does not retry it), not reported as "store unreachable"."""
+    store = make_store("dynalite")
+    _create(store)
+    doc, version = store._read("b-1")  # type: ignore[misc]
+    doc = {**doc, "metadata": {"pad": "x" * 420_000}, "version": version + 1}
+    with pytest.raises(InvalidInput, match="too large for a DynamoDB item"):
+        store._write("b-1", doc, version)  # type: ignore[attr-defined]

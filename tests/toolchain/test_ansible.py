@@ -141,3 +141,43 @@ def test_a_playbook_first_kills_what_an_earlier_try_left_on_its_host(tmp_path: P
         for proc in (worker, ssh_cache):
             proc.kill()
             proc.wait()
+
+
+def test_extra_variables_never_reach_a_command_line(tmp_path: Path) -> None:
+    """Extra variables (a password for a playbook) are read by Ansible from a 0600 file, not from
+    ansible-playbook's argv, which every local user can read in /proc while the playbook runs."""
+    secret = "Xtra-" + os.urandom(8).hex()
+    out = tmp_path / "seen.txt"
+    playbook = tmp_path / "secret.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.copy: {{dest: {out}, content: '{{{{ db_password }}}}'}}\n"
+        "    - ansible.builtin.pause: {seconds: 2}\n"
+    )
+    seen_in_argv: list[list[str]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
+                argv = argv_of(pid)
+                if any(secret in a for a in argv):
+                    seen_in_argv.append(argv)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    lines: list[str] = []
+    try:
+        result = run_playbook(
+            playbook,
+            host_vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+            extravars={"db_password": secret},
+            log=lines.append,
+        )
+    finally:
+        done.set()
+        watcher.join(5)
+    assert result.status == "successful", lines
+    assert out.read_text() == secret  # the variable did reach the playbook
+    assert seen_in_argv == []

@@ -4,6 +4,7 @@ EC2 on a loopback moto server: artifacts of this run, decoded UI lines, errors, 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from airflow_provider_imagebuild.toolchain.packer import (
     parse_artifacts,
     parse_line,
 )
+from airflow_provider_imagebuild.toolchain.process import argv_of
 from tests.conftest import free_port, task_context
 
 LINES = """\
@@ -76,6 +78,7 @@ variable "source_image" { type = string }
 variable "build_id" { type = string }
 variable "ssh_port" { type = string }
 variable "ssh_timeout" { type = string }
+variable "vault_note" { type = string }
 source "amazon-ebs" "hang" {
   region = "us-east-1"
   source_ami = var.source_image
@@ -94,6 +97,9 @@ source "amazon-ebs" "hang" {
 }
 build { sources = ["source.amazon-ebs.hang"] }
 """
+
+
+VAR_SENTINEL = "pkr-var-" + "5e1f7a9c"  # a spec variable that must never be on a command line
 
 
 @pytest.fixture
@@ -121,7 +127,7 @@ def hanging(tmp_path: Path, moto_url: str, base_ami: str, monkeypatch: pytest.Mo
             plan=[0, 5, 100],
             store=store_url,
             template=str(template),
-            variables={"ssh_port": str(free_port()), "ssh_timeout": ssh_timeout},
+            variables={"ssh_port": str(free_port()), "ssh_timeout": ssh_timeout, "vault_note": VAR_SENTINEL},
             target=TargetSpec(aws_conn_id="aws_moto", region="us-east-1", source_image=base_ami),
             **kwargs,
         )
@@ -150,6 +156,9 @@ def test_on_kill_interrupts_packer_which_removes_its_instance(hanging: Callable[
         assert time.monotonic() < deadline and thread.is_alive(), failure
         time.sleep(0.2)
     time.sleep(1.0)  # Packer is now waiting for SSH
+    # The spec's variables are in a 0600 var file, not on Packer's argv (readable by every user).
+    packers = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if "build" in argv_of(pid)[1:2]]
+    assert packers and not [pid for pid in packers if any(VAR_SENTINEL in a for a in argv_of(pid))]
     op.on_kill()
     thread.join(90)
     assert not thread.is_alive()
