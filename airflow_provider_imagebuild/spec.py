@@ -306,6 +306,22 @@ def _check_codes(raw: Any, file: str) -> None:
             raise SpecError(file, f"milestones.{code}", exc.reason) from None
 
 
+def _check_nul(value: Any, file: str, path: str) -> None:
+    """A NUL (``"\\0"`` in a quoted YAML string) can reach no command line, environment or file
+    name: refused where it stands rather than failing the milestone that runs it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise SpecError(file, path or "(document)", "must not contain a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            _check_nul(key, file, where)
+            _check_nul(item, file, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_nul(item, file, f"{path}[{i}]")
+
+
 def _check_files(spec: PipelineSpec, base: Path, file: str) -> None:
     for code, milestone in spec.milestones.items():
         for name in ("template", "playbook"):
@@ -330,6 +346,7 @@ def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> Pipe
     if not isinstance(raw, dict):
         raise SpecError(file, "", "must be a YAML mapping with at least 'pipeline', 'cloud', 'image_type'")
     _check_codes(raw, file)
+    _check_nul(raw, file, "")
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ bounded too, so that a huge spec fails in milliseconds, not after parsing.
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -29,7 +30,9 @@ MAX_SPEC_BYTES = 512 * 1024
 MAX_NODES = 20_000  # after alias expansion; a large real spec has a few thousand
 MAX_DEPTH = 40
 
-_Parser: Any = getattr(yaml, "CParser", None)  # libyaml: ~10x faster than the pure-Python parser
+# libyaml's parser: ~10x faster than the pure-Python one (the DAG processor reads every spec on
+# every pass). ``yaml.CParser`` is not exported at the top: it lives in ``yaml._yaml``.
+_Parser: Any = getattr(yaml, "__with_libyaml__", False) and importlib.import_module("yaml._yaml").CParser
 
 
 class SpecResolver(BaseResolver):
@@ -123,7 +126,7 @@ def _expanded_size(node: Node, memo: dict[int, int], path: set[int], depth: int)
     return size
 
 
-if _Parser is not None:
+if _Parser:
 
     class _Loader(_Parser, SpecConstructor, SpecResolver):
         def __init__(self, stream: str) -> None:
