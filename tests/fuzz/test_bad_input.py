@@ -300,3 +300,37 @@ def test_yaml_traps_and_aliases_load_as_written_or_name_the_file(
     assert not duplicate
     assert all(isinstance(c, int) and not isinstance(c, bool) for c in spec.milestones)
     assert isinstance(spec.os, str)
+
+
+reserved_like = st.one_of(
+    st.sampled_from(["latest", "versions", "rootfs", "ssh", "image.raw", "checkpoint-010.tar", "night-1", "x.qcow2"]),
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,20}\Z").filter(lambda s: ".." not in s),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(build_id=reserved_like)
+def test_no_build_id_can_corrupt_the_local_catalog(tmp_path_factory: pytest.TempPathFactory, build_id: str) -> None:
+    """Whatever a build is called (``latest``, ``versions``, a file name of the work directory),
+    publishing it leaves every other version whole and ``latest`` pointing at a version."""
+    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.targets.local import LocalTarget
+
+    tmp = tmp_path_factory.mktemp("cat")
+    target = LocalTarget(
+        TargetSpec(catalog=str(tmp / "catalog"), work_dir=str(tmp / "work")), pipeline="nightly", image_type="b"
+    )
+    store = open_store(f"sqlite:///{tmp}/s.db")
+    ids = ["night-1", build_id] if build_id != "night-1" else ["night-1"]
+    for bid in ids:
+        store.create_build(bid, pipeline="nightly", cloud="local", image_type="b", plan=[0, 95, 100])
+        image = target.image_path(store.get(bid))
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(bid.encode())
+        lease = store.begin(bid, 95, owner="fuzz")
+        target.publish(store.complete(bid, 95, token=lease.token, outputs={"image_id": str(image)}), str(image))
+    folder = tmp / "catalog/nightly"
+    assert (folder / "latest").resolve() == (folder / "versions" / ids[-1]).resolve()
+    for bid in ids:
+        meta = json.loads((folder / "versions" / bid / "metadata.json").read_text())
+        assert meta["build_id"] == bid and (folder / "versions" / bid / meta["image"]).read_bytes() == bid.encode()
