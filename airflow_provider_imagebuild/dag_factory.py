@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.sdk import DAG, TaskGroup
 
-from airflow_provider_imagebuild.milestone import Phase
+from airflow_provider_imagebuild.build.catalog import Phase
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
 from airflow_provider_imagebuild.spec import (
     PIPELINES_ENV,
@@ -52,17 +52,14 @@ def _task_kwargs(step: Step) -> dict[str, Any]:
 
 def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
     from airflow_provider_imagebuild.operators import CommandMilestoneOperator, MilestoneOperator
+    from airflow_provider_imagebuild.operators.register import RegisterBuildOperator
 
     spec = plan.spec
     base = spec_dir or Path.cwd()
     common: dict[str, Any] = dict(
         task_id=step.task_id,
-        pipeline=spec.pipeline,
-        cloud=spec.cloud,
-        image_type=spec.image_type,
-        os_name=spec.os,
+        identity=plan.identity,
         state=step.code,
-        plan=plan.codes,
         store=spec.store,
         store_conn_id=spec.store_conn_id,
         lease_seconds=step.policy.lease_seconds,
@@ -70,7 +67,9 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
         **_task_kwargs(step),
     )
     ms = step.milestone
-    if ms is None or step.action in ("noop", "register"):
+    if step.action == "register":
+        return RegisterBuildOperator(**common)
+    if ms is None or step.action == "noop":
         return MilestoneOperator(**common)
     if step.action == "command" and ms.command is not None:
         cwd = str(base / (ms.cwd or "."))

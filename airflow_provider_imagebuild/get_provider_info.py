@@ -30,7 +30,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Image Build",
                 "python-modules": [
-                    "airflow_provider_imagebuild.operators.milestone",
+                    "airflow_provider_imagebuild.operators.base",
                     "airflow_provider_imagebuild.operators.command",
                 ],
             }

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
+from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
+from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
 
 
@@ -42,6 +43,12 @@ class PipelinePlan:
     def codes(self) -> list[int]:
         """The plan's codes (computed once: every task of the DAG asks for them)."""
         return [s.code for s in self.steps]
+
+    @cached_property
+    def identity(self) -> BuildIdentity:
+        """What every build of this pipeline is (one value, shared by all the DAG's tasks)."""
+        spec = self.spec
+        return BuildIdentity(spec.pipeline, spec.cloud, spec.image_type, spec.os, tuple(self.codes))
 
     def to_public(self) -> dict[str, Any]:
         """The plan as JSON-able data (``imagebuild spec plan --json``)."""

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from airflow_provider_imagebuild.build import CLOUDS, KEY_RE, NAME_RE
+from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, check_code
+from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.milestone import CATALOG, FIRST_STATE, check_code
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}

@@ -141,7 +141,7 @@ def parse_benchmark(repeat: int = 15) -> dict[str, dict[str, Any]]:
     """Both folders parsed the way Airflow's DAG processor does it (``gc.freeze()``, then a forked
     parser per file), and once more in a plain interpreter, where a full garbage collection of
     Airflow's own objects lands on whichever parse happens to trigger it."""
-    from airflow_provider_imagebuild.milestone import CATALOG
+    from airflow_provider_imagebuild.build.catalog import CATALOG
 
     tmp = Path(tempfile.mkdtemp(prefix="imagebuild-parse-"))
     specs, hand = tmp / "generated", tmp / "hand"
@@ -184,7 +184,8 @@ def skip_benchmark(iterations: int = 300) -> dict[str, float]:
     """The operator's own execute() on a completed milestone (store read, log line, XCom push)."""
     import logging
 
-    from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
+    from airflow_provider_imagebuild.build.identity import BuildIdentity
+    from airflow_provider_imagebuild.operators.base import MilestoneOperator
     from airflow_provider_imagebuild.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="imagebuild-skip-"))
@@ -196,11 +197,8 @@ def skip_benchmark(iterations: int = 300) -> dict[str, float]:
         store.complete("skip-bench", code, token=lease.token, outputs={"image_id": f"ami-{code:08d}"})
     op = MilestoneOperator(
         task_id="s045_storage",
-        pipeline="bench",
-        cloud="aws",
-        image_type="t",
+        identity=BuildIdentity("bench", "aws", "t", plan=tuple(store.get("skip-bench").plan)),
         state=45,
-        plan=store.get("skip-bench").plan,
         store=url,
     )
     logging.getLogger(op.log.name).setLevel(logging.INFO)

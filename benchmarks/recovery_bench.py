@@ -71,13 +71,14 @@ def main() -> None:
     os.environ.update(AIRFLOW_HOME=str(work / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_provider_imagebuild.milestone import STANDARD_PLAN, key_of
-    from airflow_provider_imagebuild.operators import CommandMilestoneOperator, MilestoneOperator
+    from airflow_provider_imagebuild.build.catalog import STANDARD_PLAN, key_of
+    from airflow_provider_imagebuild.build.identity import BuildIdentity
+    from airflow_provider_imagebuild.operators import CommandMilestoneOperator, RegisterBuildOperator
     from tests.helpers import task_context
 
     store = f"sqlite:///{work}/state.db"
-    common = dict(pipeline="bench", cloud="local", image_type="base", plan=list(STANDARD_PLAN), store=store)
-    tasks = [MilestoneOperator(task_id="s000_initialize", state=0, **common)] + [
+    common = dict(identity=BuildIdentity("bench", "local", "base", plan=STANDARD_PLAN), store=store)
+    tasks = [RegisterBuildOperator(task_id="s000_initialize", state=0, **common)] + [
         CommandMilestoneOperator(task_id=f"s{c:03d}_{key_of(c)}", state=c, command=command(c), **common)
         for c in STANDARD_PLAN[1:]
     ]

@@ -36,8 +36,8 @@ os.environ.update(
 os.environ.pop("IMAGEBUILD_PIPELINES_DIR", None)
 os.environ.pop("IMAGEBUILD_FAIL_AT", None)
 
+from airflow_provider_imagebuild.build.catalog import title_of  # noqa: E402
 from airflow_provider_imagebuild.cli import render  # noqa: E402
-from airflow_provider_imagebuild.milestone import title_of  # noqa: E402
 from airflow_provider_imagebuild.store import open_store  # noqa: E402
 
 console = render.console()

@@ -8,17 +8,10 @@ import itertools
 
 import pytest
 
-from airflow_provider_imagebuild.build import (
-    check_build_id,
-    check_key,
-    check_metadata,
-    check_name,
-    check_outputs,
-    derive_build_id,
-    parse_pairs,
-)
+from airflow_provider_imagebuild.build.catalog import parse_code, parse_plan
+from airflow_provider_imagebuild.build.ids import check_build_id, check_key, check_name, derive_build_id
+from airflow_provider_imagebuild.build.values import check_metadata, check_outputs, parse_pairs
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.milestone import parse_code, parse_plan
 
 CONTROL = ["\n", "\r", "\x00", "\x1b[31m", "\x7f", "\u2028", "\u202e", "\x85"]
 

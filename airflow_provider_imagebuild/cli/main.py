@@ -11,10 +11,11 @@ from typing import Any
 
 import click
 
-from airflow_provider_imagebuild.build import parse_pairs
+from airflow_provider_imagebuild.build.catalog import parse_code, parse_plan
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
-from airflow_provider_imagebuild.milestone import parse_code, parse_plan
 from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.store import (
     DEFAULT_LEASE_SECONDS,
@@ -24,7 +25,6 @@ from airflow_provider_imagebuild.store import (
     open_store,
     parse_store_url,
 )
-from airflow_provider_imagebuild.store.record import BuildRecord
 
 
 def _store(ctx: click.Context) -> BuildStore:

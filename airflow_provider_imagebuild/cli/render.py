@@ -9,9 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from airflow_provider_imagebuild.milestone import title_of
+from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.plan import PipelinePlan
-from airflow_provider_imagebuild.store.record import BuildRecord, parse_ts
 
 STATUS_STYLE = {
     "completed": "green",

@@ -1,4 +1,5 @@
-"""Airflow hook for the ``imagebuild_state`` connection: connection -> :class:`BuildStore`.
+"""Airflow hook for the ``imagebuild_state`` connection: connection -> :class:`BuildStore`, and
+:func:`store_for`, the one place a task's store is chosen.
 
 The connection holds the store URL (in ``extra.store_url`` or ``host``) and, for the AWS
 backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves.
@@ -7,14 +8,27 @@ Secrets Airflow masks are also redacted from what the store records.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.redact import Redactor, redactor_for
-from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
+from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store, parse_store_url
 from airflow_provider_imagebuild.store.aws import ClientFactory, botocore_config
+
+STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"
+
+
+def store_for(store_url: str | None = None, store_conn_id: str | None = None) -> BuildStore:
+    """A pipeline's store: its spec's ``store`` URL, else its ``store_conn_id``, else
+    ``$IMAGEBUILD_STORE_CONN_ID`` (a deployment-wide connection, as docker-compose.yaml sets),
+    else the default store (``$IMAGEBUILD_STORE`` or the SQLite file under ``$AIRFLOW_HOME``)."""
+    conn_id = store_conn_id or (None if store_url else os.environ.get(STORE_CONN_ENV))
+    if conn_id:
+        return BuildStateHook(conn_id).get_store()
+    return open_store(store_url or default_store_url(), redactor=airflow_redactor())
 
 
 def airflow_redactor() -> Redactor:

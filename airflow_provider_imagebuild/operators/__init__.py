@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.command import CommandMilestoneOperator
-from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
 
 _LAZY = {
     "AnsibleMilestoneOperator": "airflow_provider_imagebuild.operators.ansible",
     "BootstrapMilestoneOperator": "airflow_provider_imagebuild.operators.bootstrap",
     "PackerMilestoneOperator": "airflow_provider_imagebuild.operators.packer",
     "PublishMilestoneOperator": "airflow_provider_imagebuild.operators.image",
+    "RegisterBuildOperator": "airflow_provider_imagebuild.operators.register",
     "SealMilestoneOperator": "airflow_provider_imagebuild.operators.image",
 }
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import synced_to
 
 
@@ -28,13 +28,13 @@ class AnsibleMilestoneOperator(TargetMilestoneOperator):
         self.playbook = playbook
         self.extravars = dict(extravars or {})
 
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         if not Path(self.playbook).is_file():  # before any host is launched for it
             raise InvalidInput("playbook", f"{self.playbook} not found")
-        host = self.ensure_host(build, keeper)
-        outputs = self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, keeper)
+        host = self.ensure_host(build, session)
+        outputs = self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, session)
         self.log.info("playbook %s: %s", Path(self.playbook).name, outputs)
-        self.record_host(keeper, build, synced_to(host, self.state))
+        self.record_host(session, build, synced_to(host, self.state))
         if self.state in self.checkpoints:
             outputs.update(self.get_target().capture(build, host, self.state, final=False))
         return outputs

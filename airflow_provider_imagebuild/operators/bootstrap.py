@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
-from airflow_provider_imagebuild.store.record import BuildRecord
 
 
 class BootstrapMilestoneOperator(TargetMilestoneOperator):
     ui_color = "#e6f6ee"
 
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         target = self.get_target()
         self.log.info("bootstrapping a new build host for build %s", build.build_id)
         host, outputs = target.bootstrap(build, self.state)
-        self.record_host(keeper, build, host)
+        self.record_host(session, build, host)
         self.log.info("build host %s ready", host.id)
         if self.state in self.checkpoints:
             outputs.update(target.capture(build, host, self.state, final=False))

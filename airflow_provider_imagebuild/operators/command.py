@@ -15,12 +15,12 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_imagebuild.build import check_outputs
+from airflow_provider_imagebuild.build.catalog import key_of
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.values import check_outputs
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.lease import LeaseKeeper
-from airflow_provider_imagebuild.milestone import key_of
-from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
-from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.operators.base import MilestoneOperator
+from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.toolchain.process import ChildProcess
 
 OUTPUT_MARK = "::output::"
@@ -67,7 +67,7 @@ class CommandMilestoneOperator(MilestoneOperator):
         )
         return env
 
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         shell = isinstance(self.command, str)
         self.log_output(f"running {self.command if shell else ' '.join(self.command)}")
         child = self._child = ChildProcess(self.command, env=self.build_env(build), cwd=self.cwd)

@@ -16,10 +16,10 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import IMAGE_OUTPUT, Host, checkpoint_images
 
 
@@ -51,11 +51,11 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         self.extravars = dict(extravars or {})
         self.keep_checkpoints = tuple(keep_checkpoints)
 
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
-        host = self.ensure_host(build, keeper)
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
+        host = self.ensure_host(build, session)
         outputs: dict[str, Any] = {}
         if self.playbook:
-            outputs.update(self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, keeper))
+            outputs.update(self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, session))
         target = self.get_target()
         outputs.update(target.capture(build, host, self.state, final=True))
         discard = [image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints]
@@ -66,7 +66,7 @@ class SealMilestoneOperator(TargetMilestoneOperator):
 class PublishMilestoneOperator(TargetMilestoneOperator):
     ui_color = "#e0f4fb"
 
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         image = build.merged_outputs().get(IMAGE_OUTPUT)
         if not image:
             raise InvalidInput("image_id", "no final image recorded: the seal milestone (95) must capture one first")
@@ -75,7 +75,7 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
         host = Host.from_metadata(build.metadata)
         if host is not None:
             target.cleanup(build, host)
-            keeper.set_metadata({"host_id": "", "host_released": host.id}, actor=f"milestone {self.state}")
+            session.set_metadata({"host_id": "", "host_released": host.id}, actor=f"milestone {self.state}")
         outlet_events = context.get("outlet_events")
         if outlet_events is not None:
             extra = {"build_id": build.build_id, "image_id": str(image), **outputs}

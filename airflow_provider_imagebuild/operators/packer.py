@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.lease import LeaseKeeper
+from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
 from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images
 from airflow_provider_imagebuild.toolchain.private import private_json
@@ -116,7 +116,7 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         argv.append(self.template)
         return argv
 
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         packer = shutil.which("packer")
         if packer is None:
             raise InvalidInput("packer", "the packer binary is not on PATH (install it: apt-get install packer)")
@@ -147,7 +147,7 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         if result.code != 0 or self._cancelled:
             kept = result.instances
             if self.on_error == "abort" and kept and not self._cancelled:
-                keeper.set_metadata({"packer_kept_instance": kept[-1]}, actor=f"milestone {self.state}")
+                session.set_metadata({"packer_kept_instance": kept[-1]}, actor=f"milestone {self.state}")
                 self.log.warning("packer kept instance %s for debugging (on_error: abort)", kept[-1])
             if self._cancelled:
                 raise AirflowException(f"packer stopped: {self._cancelled}")

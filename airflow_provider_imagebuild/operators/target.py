@@ -21,12 +21,12 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_imagebuild.build.catalog import key_of
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.lease import LeaseKeeper
-from airflow_provider_imagebuild.milestone import key_of
-from airflow_provider_imagebuild.operators.milestone import MilestoneOperator
+from airflow_provider_imagebuild.operators.base import MilestoneOperator
+from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.spec import TargetSpec
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, synced_to
 
 
@@ -85,10 +85,10 @@ class TargetMilestoneOperator(MilestoneOperator):
         self._cancelled = reason
 
     # -- the build host ------------------------------------------------------------------------
-    def record_host(self, keeper: LeaseKeeper, build: BuildRecord, host: Host) -> None:
-        keeper.set_metadata(host.to_metadata(), actor=f"milestone {self.state}")
+    def record_host(self, session: MilestoneSession, build: BuildRecord, host: Host) -> None:
+        session.set_metadata(host.to_metadata(), actor=f"milestone {self.state}")
 
-    def ensure_host(self, build: BuildRecord, keeper: LeaseKeeper) -> Host:
+    def ensure_host(self, build: BuildRecord, session: MilestoneSession) -> Host:
         """The build host, with every completed milestone before this one applied to it."""
         target = self.get_target()
         host = Host.from_metadata(build.metadata)
@@ -118,16 +118,14 @@ class TargetMilestoneOperator(MilestoneOperator):
                     checkpoint.image,
                 )
             host = target.launch(build, checkpoint)
-            self.record_host(keeper, build, host)
+            self.record_host(session, build, host)
         for step in self.ansible_steps:
             if host.synced < step.code < self.state and step.code in build.milestones:
                 self.log.info("replaying milestone %d (%s) on build host %s", step.code, step.key, host.id)
-                result = self.run_playbook(Path(step.playbook), step.code, step.extravars, host, build, keeper)
-                keeper.store.record_replay(
-                    build.build_id, self.state, token=keeper.token, replayed=step.code, outputs=result
-                )
+                result = self.run_playbook(Path(step.playbook), step.code, step.extravars, host, build, session)
+                session.record_replay(step.code, result)
                 host = synced_to(host, step.code)
-                self.record_host(keeper, build, host)
+                self.record_host(session, build, host)
         return host
 
     def run_playbook(
@@ -137,7 +135,7 @@ class TargetMilestoneOperator(MilestoneOperator):
         extravars: Mapping[str, Any],
         host: Host,
         build: BuildRecord,
-        keeper: LeaseKeeper,
+        session: MilestoneSession,
     ) -> dict[str, Any]:
         """Run one playbook on the build host; its stats as outputs, or an exception naming failures."""
         from airflow_provider_imagebuild.toolchain.ansible import run_playbook
@@ -158,7 +156,7 @@ class TargetMilestoneOperator(MilestoneOperator):
             host_vars=self.get_target().ansible_vars(host),
             extravars=variables,
             log=self.log_output,
-            on_progress=keeper.beat,
+            on_progress=session.beat,
             cancelled=lambda: self._cancelled is not None,
             fact_cache=fact_cache_for(host),
             marker=process_marker_for(host),

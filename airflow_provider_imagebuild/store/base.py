@@ -17,26 +17,30 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from airflow_provider_imagebuild.build import (
-    MAX_ERROR,
-    MAX_REASON,
-    BuildParams,
+from airflow_provider_imagebuild.build import rules
+from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.ids import (
     check_build_id,
     check_cloud,
+    check_name,
+    check_owner,
+    check_token,
+    without_controls,
+)
+from airflow_provider_imagebuild.build.record import BuildRecord, Lease, format_ts, parse_ts
+from airflow_provider_imagebuild.build.values import (
+    DEFAULT_LEASE_SECONDS,
+    MAX_ERROR,
+    MAX_REASON,
     check_lease_seconds,
     check_metadata,
-    check_name,
     check_outputs,
-    check_owner,
     check_text,
-    check_token,
     truncated,
-    without_controls,
 )
 from airflow_provider_imagebuild.errors import Conflict, CorruptRecord, InvalidInput, NotFound, StoreUnavailable
 from airflow_provider_imagebuild.redact import Redactor, redact_value, redactor_for
-from airflow_provider_imagebuild.store import codec, rules
-from airflow_provider_imagebuild.store.record import BuildRecord, Lease, format_ts, parse_ts
+from airflow_provider_imagebuild.store import codec
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,6 @@ Doc = dict[str, Any]
 # fn(current document or None) -> (document to write or None for "no write", result)
 Mutation = Callable[[Doc | None], tuple[Doc | None, T]]
 
-DEFAULT_LEASE_SECONDS = 300
 CAS_ATTEMPTS = 64
 # The most a stored record may take as JSON, on every backend: a DynamoDB item holds 400 KB with
 # its other attributes. History is compacted to stay below (rules.compact); what still does not
@@ -203,24 +206,39 @@ class BuildStore(ABC):
         owner: str = "imagebuild",
     ) -> BuildRecord:
         """Register a build (milestone 0). Idempotent for identical parameters, a conflict otherwise."""
-        params = BuildParams.checked(
-            build_id, pipeline, cloud, image_type, os, None if plan is None else list(plan), metadata
-        )
+        identity = BuildIdentity.checked(pipeline, cloud, image_type, os, plan, metadata)
+        return self.register(build_id, identity, owner=owner)
+
+    def register(
+        self, build_id: str, identity: BuildIdentity, *, owner: str = "imagebuild", plan_changes: bool = False
+    ) -> BuildRecord:
+        """Register a build, or find it registered with the same identity.
+
+        With ``plan_changes`` (a DAG run of a pipeline whose spec was edited since the build
+        started), a different plan is taken if it changes only milestones not reached yet, and
+        recorded as an event; otherwise any difference is a conflict naming the fields."""
+        check_build_id(build_id)
         actor = self._redact(check_owner(owner))
 
         def fn(doc: Doc | None) -> tuple[Doc | None, BuildRecord]:
-            if doc is not None:
-                rec = BuildRecord.from_doc(doc)
-                differ = rules.same_parameters(rec, params)
-                if differ:
-                    raise Conflict(
-                        f"build {build_id} already exists with different {', '.join(differ)}; use another build id"
-                    )
-                return None, rec
-            rec = rules.new_record(params, actor, self._clock())
-            return self._bounded(rec, "metadata"), rec
+            if doc is None:
+                rec = rules.new_record(build_id, identity, actor, self._clock())
+                return self._bounded(rec, "metadata"), rec
+            rec = BuildRecord.from_doc(doc, build_id)
+            differ = rules.same_parameters(rec, identity)
+            if plan_changes and differ == ["plan"]:
+                now = self._clock()
+                rules.change_plan(rec, identity.plan, actor, now)
+                rec.version += 1
+                rec.updated_at = format_ts(now)
+                return self._bounded(rec, "plan"), rec
+            if differ:
+                raise Conflict(
+                    f"build {build_id} already exists with different {', '.join(differ)}; use another build id"
+                )
+            return None, rec
 
-        return self._apply(params.build_id, fn)
+        return self._apply(build_id, fn)
 
     def begin(self, build_id: str, state: int, *, owner: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> Lease:
         """Start a milestone: take the build's lease (one live lease per build)."""
@@ -271,16 +289,24 @@ class BuildStore(ABC):
         )
 
     def set_metadata(
-        self, build_id: str, items: Mapping[str, str], *, actor: str = "imagebuild", token: str | None = None
+        self,
+        build_id: str,
+        items: Mapping[str, str],
+        *,
+        actor: str = "imagebuild",
+        token: str | None = None,
+        state: int | None = None,
     ) -> BuildRecord:
-        """Add or change build metadata. The keys targets rely on (``host_*``...) need ``token``:
-        only the milestone holding the build's lease may write them."""
+        """Add or change build metadata. With ``token`` (and the milestone ``state`` it leases),
+        only while that lease holds the build; the keys targets rely on (``host_*``...) need it."""
         if token is not None:
             check_token(token)
         checked = check_metadata(items, reserved=token is not None)
         clean = {k: self._redact(v) for k, v in checked.items()}
         who = self._redact(check_owner(actor, "actor"))
-        return self._mutate(build_id, lambda rec, now: rules.set_metadata(rec, clean, who, now, token), "metadata")
+        return self._mutate(
+            build_id, lambda rec, now: rules.set_metadata(rec, clean, who, now, token, state), "metadata"
+        )
 
     def get(self, build_id: str) -> BuildRecord:
         check_build_id(build_id)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_imagebuild.build import control_character
+from airflow_provider_imagebuild.build.ids import control_character
 from airflow_provider_imagebuild.errors import InvalidInput
 
 SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3")

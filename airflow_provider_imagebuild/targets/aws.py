@@ -21,10 +21,10 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store.aws import client_error_code
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airflow_provider_imagebuild.store.record import BuildRecord
+from airflow_provider_imagebuild.build.record import BuildRecord
 
 CHECKPOINT_OUTPUT = "checkpoint_image"
 IMAGE_OUTPUT = "image_id"

@@ -31,10 +31,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.milestone import title_of
 from airflow_provider_imagebuild.spec import TargetSpec
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets import rootfs
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
 from airflow_provider_imagebuild.targets.rootfs import run_tool

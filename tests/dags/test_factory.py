@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_imagebuild.build.catalog import STANDARD_PLAN
 from airflow_provider_imagebuild.dag_factory import build_dag, build_task_group, load_pipelines
-from airflow_provider_imagebuild.milestone import STANDARD_PLAN
 from airflow_provider_imagebuild.plan import plan_from_spec
 from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
 from tests.dags.conftest import write

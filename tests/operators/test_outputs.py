@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.store import open_store
 from tests.conftest import task_context
 
@@ -27,11 +28,8 @@ def _run(tmp_path: Path, command: str, plan: list[int] | None = None, state: int
     marker = tmp_path / "ran"
     op = CommandMilestoneOperator(
         task_id=f"s{state:03d}",
-        pipeline="p",
-        cloud="local",
-        image_type="t",
+        identity=BuildIdentity("p", "local", "t", plan=tuple(plan)),
         state=state,
-        plan=plan,
         store=url,
         command=f"{command}; touch {marker}",
     )

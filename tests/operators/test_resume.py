@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_imagebuild.milestone import STANDARD_PLAN
+from airflow_provider_imagebuild.build.catalog import STANDARD_PLAN
 from airflow_provider_imagebuild.store import open_store
 from tests.dags.conftest import ROOT, write
 
@@ -116,7 +116,7 @@ def test_bad_build_id_fails_without_retries_or_writes(pipeline: dict[str, Any]) 
 
 
 def test_failure_switch_names_codes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_imagebuild.operators.milestone import injected_failure
+    from airflow_provider_imagebuild.operators.base import injected_failure
 
     monkeypatch.setenv("IMAGEBUILD_FAIL_AT", "45, 70")
     assert injected_failure(45) and injected_failure(70)

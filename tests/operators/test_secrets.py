@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.store import open_store
 from tests.helpers import task_context
@@ -40,11 +41,8 @@ def test_tool_output_is_redacted_in_task_log_store_and_cli(
     store.create_build("leaky-1", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
     op = CommandMilestoneOperator(
         task_id="s005",
-        pipeline="p",
-        cloud="local",
-        image_type="t",
+        identity=BuildIdentity("p", "local", "t", plan=(0, 5, 100)),
         state=5,
-        plan=[0, 5, 100],
         store=url,
         command=LEAKY,
     )

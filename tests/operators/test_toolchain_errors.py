@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store import open_store
 from tests.conftest import free_port, task_context
@@ -23,11 +24,8 @@ from tests.dags.conftest import ROOT
 def _common(tmp_path: Path, state: int, conn_id: str = "aws_moto") -> dict[str, Any]:
     return dict(
         task_id=f"s{state:03d}",
-        pipeline="p",
-        cloud="aws",
-        image_type="t",
+        identity=BuildIdentity("p", "aws", "t", plan=(0, 5, 15, 100)),
         state=state,
-        plan=[0, 5, 15, 100],
         store=f"sqlite:///{tmp_path}/s.db",
         target=TargetSpec(aws_conn_id=conn_id, region="us-east-1", source_image="ami-1"),
     )

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_imagebuild.build.catalog import STANDARD_PLAN
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput, NotFound
-from airflow_provider_imagebuild.milestone import STANDARD_PLAN
 from airflow_provider_imagebuild.store import BuildStore
 from tests.conftest import FakeClock
 

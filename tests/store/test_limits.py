@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from airflow_provider_imagebuild.build.rules import KEEP_FULL_ERRORS, TRIM_MARK
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 from airflow_provider_imagebuild.store import BuildStore
 from airflow_provider_imagebuild.store.base import MAX_RECORD_BYTES
 from airflow_provider_imagebuild.store.codec import dumps
-from airflow_provider_imagebuild.store.rules import KEEP_FULL_ERRORS, TRIM_MARK
 
 PLAN = [0, 5, 10, 100]
 

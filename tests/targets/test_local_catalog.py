@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store import open_store
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.local import LocalTarget, sha256_of
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store import BuildStore, open_store
-from airflow_provider_imagebuild.store.record import BuildRecord
 from airflow_provider_imagebuild.targets.aws import AwsTarget
 from airflow_provider_imagebuild.targets.base import Checkpoint, Host
 from airflow_provider_imagebuild.targets.local import HOST_MARK, LocalTarget

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.toolchain.packer import (
     decode,
@@ -120,11 +121,8 @@ def hanging(tmp_path: Path, moto_url: str, base_ami: str, monkeypatch: pytest.Mo
         store.create_build(build_id, pipeline="p", cloud="aws", image_type="t", plan=[0, 5, 100])
         op = PackerMilestoneOperator(
             task_id="s005",
-            pipeline="p",
-            cloud="aws",
-            image_type="t",
+            identity=BuildIdentity("p", "aws", "t", plan=(0, 5, 100)),
             state=5,
-            plan=[0, 5, 100],
             store=store_url,
             template=str(template),
             variables={"ssh_port": str(free_port()), "ssh_timeout": ssh_timeout, "vault_note": VAR_SENTINEL},

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_imagebuild.build.catalog import validate_plan
+from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.ids import check_build_id
 from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput
 
 SCHEMA_VERSION = 1
@@ -112,6 +115,10 @@ class BuildRecord:
 
     # -- derived views -------------------------------------------------------------------------
     @property
+    def identity(self) -> BuildIdentity:
+        return BuildIdentity(self.pipeline, self.cloud, self.image_type, self.os, tuple(self.plan), dict(self.metadata))
+
+    @property
     def completed(self) -> list[int]:
         return [c for c in self.plan if c in self.milestones]
 
@@ -183,8 +190,6 @@ class BuildRecord:
     def from_doc(cls, doc: dict[str, Any], build_id: str | None = None) -> BuildRecord:
         """The record a stored document holds; ``build_id``: the id it was stored under, which it
         must carry (a file renamed or copied is not served under another build's id)."""
-        from airflow_provider_imagebuild.build import check_build_id
-        from airflow_provider_imagebuild.milestone import validate_plan
 
         try:
             schema = doc.get("schema", SCHEMA_VERSION)

@@ -9,13 +9,13 @@ applied (a retried ``complete`` after a lost response), so nothing is written tw
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_imagebuild.build import BuildParams
-from airflow_provider_imagebuild.errors import Conflict, InvalidInput
-from airflow_provider_imagebuild.milestone import check_code, previous_in, title_of
-from airflow_provider_imagebuild.store.record import (
+from airflow_provider_imagebuild.build.catalog import check_code, previous_in, title_of, validate_plan
+from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.record import (
     ABANDONED,
     COMPLETED,
     FAILED,
@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.store.record import (
     format_ts,
     parse_ts,
 )
+from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 
 # History kept in the record (a DynamoDB item holds at most 400 KB): the newest attempts keep
 # their whole error text, older ones its start; beyond the counts, the oldest finished attempts
@@ -48,18 +49,18 @@ COMPACTION_LEVELS = (
 TRIM_MARK = " ...[trimmed]"
 
 
-def new_record(params: BuildParams, owner: str, now: datetime) -> BuildRecord:
+def new_record(build_id: str, identity: BuildIdentity, owner: str, now: datetime) -> BuildRecord:
     """A registered build: milestone 0 ("initialize") is reached by registration itself."""
     ts = format_ts(now)
-    first = params.plan[0]
+    first = identity.plan[0]
     rec = BuildRecord(
-        build_id=params.build_id,
-        pipeline=params.pipeline,
-        cloud=params.cloud,
-        image_type=params.image_type,
-        os=params.os,
-        plan=list(params.plan),
-        metadata=dict(params.metadata),
+        build_id=build_id,
+        pipeline=identity.pipeline,
+        cloud=identity.cloud,
+        image_type=identity.image_type,
+        os=identity.os,
+        plan=list(identity.plan),
+        metadata=dict(identity.metadata),
         created_at=ts,
         updated_at=ts,
         version=1,
@@ -73,20 +74,52 @@ def new_record(params: BuildParams, owner: str, now: datetime) -> BuildRecord:
     return rec
 
 
-def same_parameters(rec: BuildRecord, params: BuildParams) -> list[str]:
+def same_parameters(rec: BuildRecord, identity: BuildIdentity) -> list[str]:
     """The fields in which an existing build differs from a repeated create (empty: identical).
 
     Metadata is compared on the keys the create gives: keys recorded since (the build host, for
     instance) do not make a re-run of milestone 0 a different build."""
-    differ = []
-    for name in ("pipeline", "cloud", "image_type", "os"):
-        if getattr(rec, name) != getattr(params, name):
-            differ.append(name)
-    if any(rec.metadata.get(k) != v for k, v in params.metadata.items()):
+    differ = rec.identity.differences(identity)
+    if any(rec.metadata.get(k) != v for k, v in identity.metadata.items()):
         differ.append("metadata")
-    if tuple(rec.plan) != tuple(params.plan):
+    if tuple(rec.plan) != tuple(identity.plan):
         differ.append("plan")
     return differ
+
+
+def change_plan(rec: BuildRecord, plan: Sequence[int], actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+    """Take a new plan for a build that is under way: a DAG author added, removed or re-keyed
+    milestones in the spec after a failure, and the next run resumes the same build.
+
+    Only milestones not reached yet may change (added or removed after the last completed one);
+    a change to a completed milestone is refused, naming each, with the ways forward. The change
+    is recorded as an event ("plan changed by <run>: +42, -60")."""
+    new = list(validate_plan(plan))
+    if new == rec.plan:
+        return rec, False
+    added = sorted(set(new) - set(rec.plan))
+    removed = sorted(set(rec.plan) - set(new))
+    done = [c for c in rec.completed if c != rec.plan[0]]
+    last = max(done, default=rec.plan[0])
+    conflicts = [f"milestone {_name(rec, c)} is completed" for c in removed if c in rec.milestones]
+    conflicts += [f"milestone {c} would come before completed milestone {_name(rec, last)}" for c in added if c < last]
+    if conflicts:
+        raise Conflict(
+            f"the plan of build {rec.build_id} changed where the build is done: {'; '.join(conflicts)}. "
+            f"Reset the build to an earlier milestone (imagebuild build reset {rec.build_id} --to N) "
+            "or start a new build id"
+        )
+    lease = rec.lease
+    if lease is not None and lease.state in removed:
+        if _live(lease, now):
+            raise _holder_conflict(rec, lease)
+        _abandon(rec, lease, now, actor)
+    rec.plan = new
+    if rec.current_state not in new:  # the failed milestone was taken out of the plan
+        rec.current_state, rec.status = last, COMPLETED
+    change = ", ".join([f"+{c}" for c in added] + [f"-{c}" for c in removed])
+    _add_event(rec, Event(format_ts(now), "plan", f"plan changed by {actor}: {change}", actor))
+    return rec, True
 
 
 def _in_plan(rec: BuildRecord, state: object, field: str = "state") -> int:
@@ -346,20 +379,28 @@ def record_replay(
 
 
 def set_metadata(
-    rec: BuildRecord, items: dict[str, str], actor: str, now: datetime, token: str | None = None
+    rec: BuildRecord,
+    items: dict[str, str],
+    actor: str,
+    now: datetime,
+    token: str | None = None,
+    state: object = None,
 ) -> tuple[BuildRecord, bool]:
-    """Add or change metadata. With ``token``, only while that lease holds the build: the build
-    host's metadata is written this way, so a late writer whose lease was taken over cannot
-    point the build at another host."""
+    """Add or change metadata. With ``token``, only while that lease holds the build (for
+    milestone ``state`` when given): the build host's metadata is written this way, so a late
+    writer whose lease was taken over cannot point the build at another host."""
     if token is not None:
-        _held_lease(rec, rec.lease.state if rec.lease is not None else -1, token)
+        if state is None:
+            _held_lease(rec, rec.lease.state if rec.lease is not None else -1, token)
+        else:
+            _held_lease(rec, _in_plan(rec, state), token)
     rec.metadata.update(items)
     _add_event(rec, Event(format_ts(now), "metadata", ", ".join(sorted(items)), actor))
     return rec, True
 
 
 def check_status(value: object, field: str = "status") -> str:
-    from airflow_provider_imagebuild.store.record import BUILD_STATUSES
+    from airflow_provider_imagebuild.build.record import BUILD_STATUSES
 
     if value not in BUILD_STATUSES:
         raise InvalidInput(field, f"must be one of {', '.join(BUILD_STATUSES)} (got {value!r})")

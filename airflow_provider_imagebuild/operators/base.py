@@ -1,13 +1,20 @@
-"""The resume logic every milestone task shares: skip / lease / run / record.
+"""The operators' base: what every task of a pipeline shares, and the resume logic of a milestone.
 
-``execute`` of a milestone task:
+:class:`BuildOperator` is the plumbing every task has: the build's identity, its store, the build
+id of the run, the owner name of a try, and redacted tool output in the task log.
 
-1. resolve the build id (``dag_run.conf["build_id"]``, else derived from pipeline and run);
-2. read the build; a completed milestone is skipped in milliseconds with a log line saying when
-   and by which attempt it was reached, and its recorded outputs are returned;
-3. otherwise take the lease (owner = dag/run/task/try), heartbeat it from a thread, run the
-   action, record outputs and complete; on error record the redacted error and re-raise so that
+:class:`MilestoneOperator` is the resume logic, and nothing else: ``execute`` of a milestone task
+
+1. resolves the build id (``dag_run.conf["build_id"]``, else derived from pipeline and run);
+2. reads the build; a completed milestone is **skipped** in milliseconds with a log line saying
+   when and by which attempt it was reached, and its recorded outputs are returned;
+3. otherwise takes the **lease** (owner = dag/run/task/try) and opens a milestone session that
+   heartbeats it from a thread;
+4. **runs** the action (:meth:`MilestoneOperator.run_milestone`);
+5. **records** outputs and completes, or records the redacted error and re-raises so that
    Airflow's retry policy applies. Bad input raises ``AirflowFailException`` (no retries).
+
+Registration (milestone 0) is its own operator (:mod:`.register`).
 """
 
 from __future__ import annotations
@@ -15,22 +22,22 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_imagebuild.build import check_build_id, derive_build_id
+from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.ids import check_build_id, derive_build_id
+from airflow_provider_imagebuild.build.record import BuildRecord, Lease
+from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable
-from airflow_provider_imagebuild.lease import LeaseKeeper
-from airflow_provider_imagebuild.milestone import title_of
-from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store
-from airflow_provider_imagebuild.store.record import BuildRecord, Lease
+from airflow_provider_imagebuild.operators.session import MilestoneSession
+from airflow_provider_imagebuild.store import BuildStore
 
-DEFAULT_LEASE = 300
 FAIL_AT_ENV = "IMAGEBUILD_FAIL_AT"
-STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"
 
 
 def injected_failure(state: int) -> bool:
@@ -40,14 +47,9 @@ def injected_failure(state: int) -> bool:
     return str(state) in codes
 
 
-class MilestoneOperator(BaseOperator):
-    """Reaches one milestone of a build, or skips it when the store says it was reached already.
+class BuildOperator(BaseOperator):
+    """A task of a pipeline: one milestone (``state``) of the build described by ``identity``."""
 
-    Subclasses implement :meth:`run_milestone`; this class is itself the no-op milestone (a
-    standard milestone the spec lists without an action) and the registration at state 0.
-    """
-
-    ui_color = "#e8f1fb"
     # Run-time state, set only while a task runs: class-level defaults keep them out of
     # BaseOperator.__setattr__ at parse time, where every task of every pipeline is created.
     _redactor: Callable[[str], str] | None = None
@@ -56,37 +58,57 @@ class MilestoneOperator(BaseOperator):
     def __init__(
         self,
         *,
-        pipeline: str,
-        cloud: str,
-        image_type: str,
+        identity: BuildIdentity,
         state: int,
-        plan: Sequence[int],
-        os_name: str = "",
         store: str | None = None,
         store_conn_id: str | None = None,
         lease_seconds: int | None = None,
-        metadata: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.pipeline = pipeline
-        self.cloud = cloud
-        self.image_type = image_type
+        self.identity = identity
         self.state = state
-        self.plan = list(plan)
-        self.os_name = os_name
         self.store_url = store
         self.store_conn_id = store_conn_id
-        self.lease_seconds = lease_seconds or DEFAULT_LEASE
-        self.metadata = dict(metadata or {})
+        self.lease_seconds = lease_seconds or DEFAULT_LEASE_SECONDS
 
-    # -- hooks for subclasses ------------------------------------------------------------------
-    def run_milestone(self, context: Any, build: BuildRecord, keeper: LeaseKeeper) -> dict[str, Any]:
-        """Do the milestone's work; return its outputs. The default does nothing."""
-        return {}
+    # The identity's parts, as the actions read them.
+    @property
+    def pipeline(self) -> str:
+        return self.identity.pipeline
 
-    def stop_action(self, reason: str) -> None:
-        """Stop the running action (child process); called on kill and on a lost lease."""
+    @property
+    def cloud(self) -> str:
+        return self.identity.cloud
+
+    @property
+    def image_type(self) -> str:
+        return self.identity.image_type
+
+    @property
+    def os_name(self) -> str:
+        return self.identity.os
+
+    @property
+    def plan(self) -> list[int]:
+        return list(self.identity.plan)
+
+    def open_store(self) -> BuildStore:
+        from airflow_provider_imagebuild.hooks.build_state import store_for
+
+        return store_for(self.store_url, self.store_conn_id)
+
+    def resolve_build_id(self, context: Any) -> str:
+        dag_run = context["dag_run"]
+        conf = getattr(dag_run, "conf", None) or {}
+        given = conf.get("build_id")
+        if given is not None:
+            return check_build_id(given, "dag_run.conf.build_id")
+        return derive_build_id(self.pipeline, dag_run.run_id)
+
+    def owner_for(self, context: Any) -> str:
+        ti = context["ti"]
+        return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/try-{ti.try_number}"
 
     def log_output(self, line: str) -> None:
         """A line of a tool's output, into the task log with secrets redacted: Airflow masks only
@@ -105,61 +127,42 @@ class MilestoneOperator(BaseOperator):
             return
         self.log.info("%s", self._redactor(line))
 
-    # -- plumbing ------------------------------------------------------------------------------
-    def open_store(self) -> BuildStore:
-        """The spec's store URL, else its connection, else ``$IMAGEBUILD_STORE_CONN_ID`` (a
-        deployment-wide connection, as docker-compose.yaml sets), else the default store."""
-        conn_id = self.store_conn_id or (None if self.store_url else os.environ.get(STORE_CONN_ENV))
-        if conn_id:
-            from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
-
-            return BuildStateHook(conn_id).get_store()
-        from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
-
-        return open_store(self.store_url or default_store_url(), redactor=airflow_redactor())
-
-    def resolve_build_id(self, context: Any) -> str:
-        dag_run = context["dag_run"]
-        conf = getattr(dag_run, "conf", None) or {}
-        given = conf.get("build_id")
-        if given is not None:
-            return check_build_id(given, "dag_run.conf.build_id")
-        return derive_build_id(self.pipeline, dag_run.run_id)
-
-    def owner_for(self, context: Any) -> str:
-        ti = context["ti"]
-        return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/try-{ti.try_number}"
-
     def execute(self, context: Any) -> dict[str, Any]:
         try:
-            return self._execute(context)
+            return self.run_task(context)
         except InvalidInput as exc:
             raise AirflowFailException(f"invalid input: {exc}") from exc
         except StoreUnavailable as exc:
             raise AirflowException(f"store unreachable: {exc}") from exc
 
-    def _execute(self, context: Any) -> dict[str, Any]:
+    def run_task(self, context: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MilestoneOperator(BuildOperator):
+    """Reaches one milestone of a build, or skips it when the store says it was reached already.
+
+    Subclasses implement :meth:`run_milestone`; this class is itself the no-op milestone (a
+    standard milestone the spec lists without an action).
+    """
+
+    ui_color = "#e8f1fb"
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
+        """Do the milestone's work; return its outputs. The default does nothing."""
+        return {}
+
+    def stop_action(self, reason: str) -> None:
+        """Stop the running action (child process); called on kill and on a lost lease."""
+
+    # -- skip / lease / run / record -------------------------------------------------------------
+    def run_task(self, context: Any) -> dict[str, Any]:
         build_id = self.resolve_build_id(context)
         store = self.open_store()
         name = f"milestone {self.state} ({title_of(self.state)})"
         context["ti"].xcom_push(key="build_id", value=build_id)
-        if self.state == self.plan[0]:
-            try:
-                rec = store.create_build(
-                    build_id,
-                    pipeline=self.pipeline,
-                    cloud=self.cloud,
-                    image_type=self.image_type,
-                    os=self.os_name,
-                    plan=self.plan,
-                    metadata=self.metadata,
-                    owner=self.owner_for(context),
-                )
-            except Conflict as exc:
-                raise AirflowFailException(str(exc)) from exc
-            self.log.info("build %s registered in %s; next milestone %s", build_id, store.describe(), rec.next_state)
-            return {}
-        rec = store.get(build_id)
+        rec = self.read_build(store, build_id, context)
         done = rec.milestones.get(self.state)
         if done is not None:
             self.log.info(
@@ -181,29 +184,41 @@ class MilestoneOperator(BaseOperator):
             lease.token[:8],
             self.lease_seconds,
         )
-        keeper = LeaseKeeper(store, build_id, self.state, lease.token, self.lease_seconds, self.stop_action)
+        session = MilestoneSession(store, build_id, lease, self.stop_action)
         try:
-            with keeper:
+            with session:
                 if injected_failure(self.state):
                     # Not retried: the drill stops where it was asked to, like a persistent error.
                     raise AirflowFailException(f"failure injected at milestone {self.state} ({FAIL_AT_ENV})")
-                outputs = self.run_milestone(context, rec, keeper)
-            if keeper.lost:
-                raise AirflowFailException(f"lease lost while running {name}: {keeper.lost}")
+                outputs = self.run_milestone(context, rec, session)
+            if session.lost:
+                raise AirflowFailException(f"lease lost while running {name}: {session.lost}")
             # Outputs the store would refuse (a secret-looking key, a NUL, too large) fail the
             # attempt here, recorded and not retried, instead of leaving it in progress.
-            outputs = store.checked_outputs(outputs)
+            outputs = session.checked_outputs(outputs)
         except BaseException as exc:
-            self._record_failure(store, build_id, lease.token, exc)
+            self._record_failure(session, exc)
             raise
         try:
-            rec = store.complete(build_id, self.state, token=lease.token, outputs=outputs)
+            rec = session.complete(outputs)
         except InvalidInput as exc:  # the record would outgrow its size limit
-            self._record_failure(store, build_id, lease.token, exc)
+            self._record_failure(session, exc)
             raise
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)
         return outputs
+
+    def read_build(self, store: BuildStore, build_id: str, context: Any) -> BuildRecord:
+        """The build; if this run's spec has another plan (a milestone added or removed since the
+        build started, then the failed task cleared), the store takes it first when it changes
+        only milestones not reached yet."""
+        rec = store.get(build_id)
+        if tuple(rec.plan) != self.identity.plan:
+            try:
+                rec = store.register(build_id, self.identity, owner=self.owner_for(context), plan_changes=True)
+            except Conflict as exc:
+                raise AirflowFailException(str(exc)) from exc
+        return rec
 
     def _take_lease(self, store: BuildStore, build_id: str, context: Any, name: str) -> Lease:
         """Begin the milestone. An earlier try of this very task that died (SIGKILL, lost worker)
@@ -225,12 +240,12 @@ class MilestoneOperator(BaseOperator):
                 )
                 time.sleep(min(2.0, max(self.lease_seconds / 10, 0.2)))
 
-    def _record_failure(self, store: BuildStore, build_id: str, token: str, exc: BaseException) -> None:
+    def _record_failure(self, session: MilestoneSession, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if not isinstance(exc, (AirflowException, ImageBuildError)):
             message += "\n" + "".join(traceback.format_exception(exc, limit=-3))
         try:
-            store.fail(build_id, self.state, token=token, error=message)
+            session.fail(message)
         except ImageBuildError as store_exc:  # the lease is gone or the store is down: report, keep exc
             self.log.error("could not record the failure of milestone %s: %s", self.state, store_exc)
 

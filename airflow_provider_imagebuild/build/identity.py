@@ -1,0 +1,59 @@
+"""What a build is: its pipeline, cloud, image type, OS, plan and initial metadata.
+
+One value, made once from a spec by the DAG factory (or from the CLI's options) and handed to
+the operators, the store and the record: registering a build id again must repeat it, and
+resuming a build checks it, so it is spelled out in one place only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_imagebuild.build.catalog import STANDARD_PLAN, validate_plan
+from airflow_provider_imagebuild.build.ids import check_cloud, check_name
+from airflow_provider_imagebuild.build.values import check_metadata
+from airflow_provider_imagebuild.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class BuildIdentity:
+    pipeline: str
+    cloud: str
+    image_type: str
+    os: str = ""
+    plan: tuple[int, ...] = STANDARD_PLAN
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def checked(
+        cls,
+        pipeline: object,
+        cloud: object,
+        image_type: object,
+        os: object = "",
+        plan: Iterable[object] | None = None,
+        metadata: Mapping[str, object] | None = None,
+    ) -> BuildIdentity:
+        """An identity from untrusted input, each field validated (the field named on error)."""
+        if os and not isinstance(os, str):
+            raise InvalidInput("os", "must be a string")
+        if os:
+            check_name(os, "os")
+        codes: Any = STANDARD_PLAN if plan is None else plan
+        if isinstance(codes, (str, bytes)) or not hasattr(codes, "__iter__"):
+            raise InvalidInput("plan", "must be a list of milestone codes")
+        return cls(
+            pipeline=check_name(pipeline, "pipeline"),
+            cloud=check_cloud(cloud),
+            image_type=check_name(image_type, "image_type"),
+            os=str(os or ""),
+            plan=validate_plan(codes),
+            metadata=check_metadata(metadata),
+        )
+
+    def differences(self, other: BuildIdentity) -> list[str]:
+        """The fields in which ``other`` describes another build (plan and metadata aside)."""
+        names = ("pipeline", "cloud", "image_type", "os")
+        return [name for name in names if getattr(self, name) != getattr(other, name)]
