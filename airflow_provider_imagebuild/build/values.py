@@ -171,5 +171,3 @@ def parse_pairs(items: tuple[str, ...] | list[str], field: str) -> dict[str, str
             raise InvalidInput(f"{field}.{key}", "is given twice")
         pairs[key] = value
     return pairs
-
-

@@ -171,6 +171,23 @@ def build_complete(ctx: click.Context, build_id: str, state: str, token: str, ou
     click.echo(f"milestone {code} of {build_id} completed" + (" - build delivered" if rec.delivered else ""))
 
 
+@build.command("set-meta")
+@click.argument("build_id")
+@click.argument("state")
+@click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option("--token", required=True, help="The lease token `begin` printed for STATE")
+@click.pass_context
+@handles_errors
+def build_set_meta(ctx: click.Context, build_id: str, state: str, items: tuple[str, ...], token: str) -> None:
+    """Record build metadata under the lease of milestone STATE (a shell or Concourse step that
+    launched its own build host records it here). Refused (exit 3) once the lease was taken over
+    or has ended."""
+    code = _code(state)
+    pairs = parse_pairs(items, "meta")
+    _store(ctx).set_metadata(build_id, pairs, actor=_actor(), token=token, state=code)
+    click.echo(f"metadata of {build_id} set: {', '.join(sorted(pairs))}")
+
+
 @build.command("fail")
 @click.argument("build_id")
 @click.argument("state")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,3 +210,29 @@ def test_aws_backends_from_the_cli(moto_url: str, dynalite_url: str) -> None:
         token = run("build", "begin", "a1", "5", "--owner", "o", store=url).stdout.strip()
         assert run("build", "complete", "a1", "5", "--token", token, store=url).returncode == 0
         assert json.loads(run("build", "show", "a1", "--json", store=url).stdout)["completed"] == [0, 5]
+
+
+def test_set_meta_writes_under_the_lease_only(tmp_path: Path) -> None:
+    """``build set-meta``: a shell step that launched its own build host records it under its lease;
+    once the lease has ended or was taken over, the same write is a conflict (exit 3)."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    url = f"sqlite:///{tmp_path}/s.db"
+
+    def imagebuild(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--store", url, "build", *args])
+
+    assert imagebuild(*CREATE_C[1:], "--states", "0,5,100").exit_code == 0
+    token = imagebuild("begin", "c", "5", "--owner", "concourse/job/1", "--lease-seconds", "60").output.strip()
+    ok = imagebuild("set-meta", "c", "5", "--token", token, "host_id=i-0abc", "host_address=10.0.0.7")
+    assert ok.exit_code == 0 and "host_address, host_id" in ok.output, ok.output
+    assert imagebuild("set-meta", "c", "5", "--token", token, "bad key=x").exit_code == 2
+    other = imagebuild("set-meta", "c", "100", "--token", token, "note=x")  # not the token's milestone
+    assert other.exit_code == 2 and "the lease is for milestone 5" in other.output
+    assert imagebuild("complete", "c", "5", "--token", token).exit_code == 0
+    ended = imagebuild("set-meta", "c", "5", "--token", token, "host_id=i-other")
+    assert ended.exit_code == 3 and "stale lease token" in ended.output
+    shown = json.loads(imagebuild("show", "c", "--json").output)
+    assert shown["metadata"]["host_id"] == "i-0abc" and shown["metadata"]["host_address"] == "10.0.0.7"

@@ -135,3 +135,60 @@ def test_stopped_holder_resumed_after_a_takeover_is_refused(
     rec = store.get("stale")
     assert rec.milestones[5].outputs == {"image": "good-image"} and rec.milestones[5].owner == "rescuer"
     assert [a.status for a in rec.attempts_at(5)] == ["abandoned", "completed"]
+
+
+STALE_META = """
+import sys
+from airflow_provider_imagebuild.errors import Conflict
+from airflow_provider_imagebuild.operators.session import MilestoneSession
+from airflow_provider_imagebuild.store import open_store
+
+store = open_store(sys.argv[1])
+lease = store.begin("stale-meta", 15, owner="paused-worker", lease_seconds=1)
+session = MilestoneSession(store, "stale-meta", lease)
+session.set_metadata({"host_id": "i-mine", "note": "launched"}, actor="paused-worker")
+print("leased", flush=True)
+sys.stdin.readline()  # SIGSTOPped here by the test, and continued after a takeover
+for items in ({"host_id": "i-stale"}, {"note": "still mine"}):
+    try:
+        session.set_metadata(items, actor="paused-worker")
+        print("written", flush=True)
+    except Conflict as exc:
+        print("refused:", exc, flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "dynalite"])
+def test_stopped_holder_resumed_after_a_takeover_cannot_change_metadata(
+    backend: str, make_store: Callable[..., BuildStore]
+) -> None:
+    """The same stale holder, writing through its milestone session: after the takeover it can no
+    longer point the build at another host, nor change any other metadata."""
+    store = make_store(backend)
+    store.create_build("stale-meta", pipeline="p", cloud="aws", image_type="t", plan=[0, 15, 100])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALE_META, store.url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    lines = iter(proc.stdout.readline, "")  # the child's imports may log to stdout too
+
+    def answer() -> str:
+        return next(line.strip() for line in lines if line.startswith(("leased", "refused:", "written")))
+
+    assert answer() == "leased"
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.3)  # past the 1 s lease, on the real clock
+    lease = store.begin("stale-meta", 15, owner="rescuer")
+    store.set_metadata("stale-meta", {"host_id": "i-rescuer"}, actor="rescuer", token=lease.token, state=15)
+    proc.send_signal(signal.SIGCONT)
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    answers = [answer() for _ in range(2)]
+    proc.wait(30)
+    assert all(a.startswith("refused: stale lease token") for a in answers), answers
+    meta = store.get("stale-meta").metadata
+    assert meta["host_id"] == "i-rescuer" and meta["note"] == "launched"
