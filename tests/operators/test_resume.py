@@ -137,3 +137,40 @@ def test_a_second_run_on_a_held_build_fails_fast_naming_the_holder(pipeline: dic
     assert rec.lease is not None and rec.lease.owner == "concourse/nightly/42"
     assert len(rec.attempts_at(5)) == 1  # the second run wrote no attempt
     assert not pipeline["counter"].exists()  # and ran nothing
+
+
+@pytest.mark.slow
+def test_a_build_survives_an_edit_of_its_spec(pipeline: dict[str, Any], tmp_path: Path) -> None:
+    """The DAG author fixes a failing pipeline by adding milestone 42 and dropping 60, then runs it
+    again with the same build id: 0..40 are skipped, 42 and 45 run, 60 is gone, the build is
+    delivered, and the plan change is in the build's events. A change to a completed milestone
+    is refused, naming it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag, store = pipeline["dag"], pipeline["store"]
+    pipeline["mark"].touch()
+    assert dag.test(run_conf={"build_id": "edited-1"}).state == "failed"
+    spec = tmp_path / "pipelines/resume.yaml"
+    text = spec.read_text().replace("include_standard: true", "include_standard: false")  # every code is listed
+    line_60 = next(line for line in text.splitlines() if line.startswith("  60:"))
+    added = line_60.replace("  60: {", "  42: {key: license_check, ")
+    spec.write_text(text.replace(line_60 + "\n", added + "\n"))
+    edited = DagBag(dag_folder=str(ROOT / "dags")).dags["imagebuild_resume_demo"]
+    assert "s042_license_check" in edited.task_dict and "s060_app_deploy" not in edited.task_dict
+
+    assert edited.test(run_conf={"build_id": "edited-1"}).state == "success"
+    counts = _counts(pipeline["counter"])
+    assert counts[42] == 1 and counts[60] == 0 and all(counts[c] == 1 for c in STANDARD_PLAN[1:] if c != 60)
+    rec = store.get("edited-1")
+    assert rec.delivered and 42 in rec.plan and 60 not in rec.plan
+    plan_events = [e.detail for e in rec.events if e.kind == "plan"]
+    assert len(plan_events) == 1 and plan_events[0].endswith(": +42, -60"), plan_events
+
+    spec.write_text(text.replace("  15: {", "  16: {key: base_config_2, "))  # 15 is done: refused
+    again = DagBag(dag_folder=str(ROOT / "dags")).dags["imagebuild_resume_demo"]
+    assert again.test(run_conf={"build_id": "edited-1"}).state == "failed"
+    assert store.get("edited-1").plan == rec.plan  # nothing changed
+    from airflow_provider_imagebuild.errors import Conflict
+
+    with pytest.raises(Conflict, match=r"milestone 15 \(Base configuration\) is completed.*build reset"):
+        store.register("edited-1", again.task_dict["s000_initialize"].identity, plan_changes=True)
