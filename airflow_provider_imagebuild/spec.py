@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, check_code
-from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE
+from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE, Cloud
+from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 
@@ -31,7 +32,6 @@ TARGET_ACTIONS = {
     "seal": ("aws", "local"),
     "publish": ("aws", "local"),
 }
-REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
 
 
@@ -157,7 +157,7 @@ class TargetSpec(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION_RE.fullmatch(value):
+        if value is not None and not AWS_REGION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a region name (like eu-west-1)")
         return value
 
@@ -165,7 +165,7 @@ class TargetSpec(BaseModel):
     @classmethod
     def _regions(cls, value: list[str]) -> list[str]:
         for region in value:
-            if not REGION_RE.fullmatch(region):
+            if not AWS_REGION_RE.fullmatch(region):
                 raise ValueError(f"{region!r} is not a region name (like eu-west-1)")
         if len(set(value)) != len(value):
             raise ValueError("lists a region twice")
@@ -199,7 +199,7 @@ class PipelineSpec(BaseModel):
 
     pipeline: str
     dag_id: str | None = None
-    cloud: Literal["aws", "azure", "gcp", "openstack", "vsphere", "local"]
+    cloud: Cloud
     image_type: str
     os: str = ""
     description: str = ""

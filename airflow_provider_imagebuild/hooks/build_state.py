@@ -13,10 +13,10 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_imagebuild.clouds.aws import AwsClients
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.redact import Redactor, redactor_for
 from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store, parse_store_url
-from airflow_provider_imagebuild.store.aws import ClientFactory, botocore_config
 
 STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"
 
@@ -39,24 +39,6 @@ def airflow_redactor() -> Redactor:
         return str(redact(text))
 
     return redactor_for(extra=_airflow)
-
-
-def aws_hook_factory(aws_conn_id: str | None, region: str | None, endpoint_url: str | None) -> ClientFactory:
-    """Clients whose credentials (and default endpoint) come from an Airflow AWS connection."""
-    clients: dict[str, Any] = {}
-
-    def factory(service: str) -> Any:
-        if service not in clients:
-            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-            hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, region_name=region)
-            endpoint = endpoint_url or hook.conn_config.endpoint_url
-            clients[service] = hook.get_session(region_name=region).client(  # type: ignore[call-overload]
-                service, endpoint_url=endpoint, config=botocore_config()
-            )
-        return clients[service]
-
-    return factory
 
 
 class BuildStateHook(BaseHook):
@@ -96,7 +78,7 @@ class BuildStateHook(BaseHook):
             parsed = parse_store_url(url, f"connection {self.imagebuild_conn_id}.store_url")
             factory = None
             if parsed.scheme in ("dynamodb", "s3", "sqlite+s3"):
-                factory = aws_hook_factory(aws_conn_id, parsed.region, parsed.endpoint_url)
+                factory = AwsClients.from_connection(aws_conn_id, parsed.region, parsed.endpoint_url)
             self._store = open_store(parsed, client_factory=factory, redactor=airflow_redactor())
         return self._store
 

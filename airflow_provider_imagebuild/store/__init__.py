@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
+from airflow_provider_imagebuild.clouds.aws import AwsClients
 from airflow_provider_imagebuild.redact import Redactor
-from airflow_provider_imagebuild.store.aws import ClientFactory, boto3_factory
-from airflow_provider_imagebuild.store.base import DEFAULT_LEASE_SECONDS, BuildStore, Clock, ListFilter
+from airflow_provider_imagebuild.store.base import BuildStore, ClientFactory, Clock, ListFilter
 from airflow_provider_imagebuild.store.url import StoreURL, parse_store_url
 
 
@@ -29,10 +30,11 @@ def open_store(
     redactor: Redactor | None = None,
     clock: Clock | None = None,
 ) -> BuildStore:
-    """Open the store a URL names. AWS backends use ``client_factory`` (default: plain boto3)."""
+    """Open the store a URL names. AWS backends use ``client_factory`` (default: clients from the
+    environment's credential chain; from Airflow the state hook passes its connection's)."""
     parsed = url if isinstance(url, StoreURL) else parse_store_url(url)
     common: dict[str, Any] = {"redactor": redactor, "clock": clock}
-    factory = client_factory or boto3_factory(parsed.region, parsed.endpoint_url)
+    factory = client_factory or AwsClients.from_environment(parsed.region, parsed.endpoint_url)
     if parsed.scheme == "sqlite":
         from airflow_provider_imagebuild.store.sqlite import SQLiteStore
 

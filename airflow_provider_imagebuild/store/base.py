@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
+ClientFactory = Callable[[str], Any]  # service -> cloud SDK client (clouds.aws.AwsClients is one)
 Doc = dict[str, Any]
 # fn(current document or None) -> (document to write or None for "no write", result)
 Mutation = Callable[[Doc | None], tuple[Doc | None, T]]

@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from airflow_provider_imagebuild.clouds.aws import aws_errors, client_error_code
 from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
-from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
-from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
+from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, ClientFactory, Doc, ListFilter
 
 INIT_WAIT_S = 60
 
@@ -34,7 +34,7 @@ class DynamoDBStore(BuildStore):
         return f"DynamoDB table {self.table}"
 
     def init(self) -> str:
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             try:
                 self.client.create_table(
                     TableName=self.table,
@@ -58,7 +58,7 @@ class DynamoDBStore(BuildStore):
         return f"{self.describe()} {'created (on-demand billing)' if created else 'ready'}"
 
     def _read(self, build_id: str) -> tuple[Doc, Any] | None:
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             item = self.client.get_item(
                 TableName=self.table, Key={"build_id": {"S": build_id}}, ConsistentRead=True
             ).get("Item")
@@ -83,7 +83,7 @@ class DynamoDBStore(BuildStore):
                 "ConditionExpression": "version = :expected",
                 "ExpressionAttributeValues": {":expected": {"N": str(expected)}},
             }
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             try:
                 self.client.put_item(TableName=self.table, Item=item, **condition)
             except Exception as exc:
@@ -119,7 +119,7 @@ class DynamoDBStore(BuildStore):
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             while True:
                 page = self.client.scan(**kwargs)
                 for item in page.get("Items", []):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord
+from airflow_provider_imagebuild.clouds.aws import aws_errors, client_error_code
+from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
-from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
-from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, Doc, ListFilter
+from airflow_provider_imagebuild.store.base import BuildStore, CasFailed, ClientFactory, Doc, ListFilter
 
 CAS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
@@ -66,12 +66,12 @@ class S3Store(BuildStore):
         return f"{self.prefix}/builds/{build_id}.json" if self.prefix else f"builds/{build_id}.json"
 
     def init(self) -> str:
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             created = create_bucket(self.client, self.bucket, self.region)
         return f"{self.describe()} {'created' if created else 'ready'}"
 
     def _read(self, build_id: str) -> tuple[Doc, Any] | None:
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             try:
                 obj = self.client.get_object(Bucket=self.bucket, Key=self._key(build_id))
             except Exception as exc:
@@ -84,7 +84,7 @@ class S3Store(BuildStore):
     def _write(self, build_id: str, doc: Doc, expected: Any | None) -> None:
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         body = codec.dumps(doc)
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             try:
                 self.client.put_object(
                     Bucket=self.bucket,
@@ -100,7 +100,7 @@ class S3Store(BuildStore):
 
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._key("x")[: -len("x.json")]
-        with translated(self.describe()):
+        with aws_errors(self.describe(), transient=StoreUnavailable):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):

@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_imagebuild.clouds.aws import aws_errors, client_error_code
 from airflow_provider_imagebuild.errors import Conflict, StoreUnavailable
-from airflow_provider_imagebuild.store.aws import ClientFactory, client_error_code, translated
+from airflow_provider_imagebuild.store.base import ClientFactory
 from airflow_provider_imagebuild.store.s3 import CAS_CODES, create_bucket
 from airflow_provider_imagebuild.store.sqlite import SQLiteStore
 
@@ -90,7 +91,7 @@ class SQLiteS3Store(SQLiteStore):
 
     # -- restore, adopt, upload ---------------------------------------------------------------------
     def init(self) -> str:
-        with translated(f"S3 bucket {self.bucket}"):
+        with aws_errors(f"S3 bucket {self.bucket}", transient=StoreUnavailable):
             created = create_bucket(self.client, self.bucket, self.region)
         self._restore()
         local = super().init()
@@ -111,7 +112,7 @@ class SQLiteS3Store(SQLiteStore):
         if self._restored or self.path.exists():
             self._restored = True
             return False
-        with translated(f"S3 mirror {self.mirror}"):
+        with aws_errors(f"S3 mirror {self.mirror}", transient=StoreUnavailable):
             try:
                 obj = self.client.get_object(Bucket=self.bucket, Key=self.key)
             except Exception as exc:
@@ -131,7 +132,7 @@ class SQLiteS3Store(SQLiteStore):
         return True
 
     def _head(self) -> dict[str, Any] | None:
-        with translated(f"S3 mirror {self.mirror}"):
+        with aws_errors(f"S3 mirror {self.mirror}", transient=StoreUnavailable):
             try:
                 return dict(self.client.head_object(Bucket=self.bucket, Key=self.key))
             except Exception as exc:
@@ -146,7 +147,7 @@ class SQLiteS3Store(SQLiteStore):
         head = self._head()
         if head is None:
             return
-        with translated(f"S3 mirror {self.mirror}"):
+        with aws_errors(f"S3 mirror {self.mirror}", transient=StoreUnavailable):
             obj = self.client.get_object(Bucket=self.bucket, Key=self.key, IfMatch=head["ETag"])
             data = obj["Body"].read()
         with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".cmp") as tmp:
@@ -180,7 +181,7 @@ class SQLiteS3Store(SQLiteStore):
         condition = {"IfMatch": expected} if expected else {"IfNoneMatch": "*"}
         writer = f"{socket.gethostname()} pid {os.getpid()}"
         try:
-            with translated(f"S3 mirror {self.mirror}"):
+            with aws_errors(f"S3 mirror {self.mirror}", transient=StoreUnavailable):
                 try:
                     answer = self.client.put_object(
                         Bucket=self.bucket,

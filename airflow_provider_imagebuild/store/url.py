@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_imagebuild.build.ids import control_character
+from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 
 SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3")
 _TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]")
 _PREFIX_RE = re.compile(r"[A-Za-z0-9!_.*'()/-]*")
 _ENDPOINT_RE = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
 _ALLOWED_QUERY = {
@@ -73,7 +73,7 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
             raise InvalidInput(f"{field}.{key}", "must be given exactly once with a value")
         single[key] = values[0]
     region = single.get("region")
-    if region is not None and not _REGION_RE.fullmatch(region):
+    if region is not None and not AWS_REGION_RE.fullmatch(region):
         raise InvalidInput(f"{field}.region", f"is not an AWS region name: {region!r}")
     endpoint = single.get("endpoint_url")
     if endpoint is not None and "@" in endpoint.partition("://")[2].partition("/")[0]:

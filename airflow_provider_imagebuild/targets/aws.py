@@ -18,42 +18,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.clouds.aws import AwsClients, aws_errors, client_error_code
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import TargetSpec
-from airflow_provider_imagebuild.store.aws import client_error_code
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
 
 log = logging.getLogger(__name__)
 
-AwsClients = Callable[[str, str], Any]  # (service, region) -> boto3 client
+ClientSource = Callable[[str, str], Any]  # (service, region) -> boto3 client, as AwsClients.client
 WAIT = {"Delay": 5, "MaxAttempts": 360}  # up to 30 min: AMIs of large volumes take that long
 LIVE_STATES = {"pending", "running"}
 MANAGED_BY = "airflow-provider-imagebuild"
 MAX_IMAGE_NAME = 128
-
-
-@contextlib.contextmanager
-def aws_api(what: str, endpoint: str | None = None) -> Iterator[None]:
-    """Turn botocore failures into :class:`TargetError` naming the call and the cause."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
-
-    try:
-        yield
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        raise TargetError(f"{what}: {err.get('Code', 'error')}: {err.get('Message', exc)}") from exc
-    except EndpointConnectionError as exc:
-        raise TargetError(
-            f"{what}: cannot reach the endpoint {endpoint or exc.kwargs.get('endpoint_url', '')}"
-        ) from exc
-    except WaiterError as exc:
-        raise TargetError(f"{what}: gave up waiting: {exc.last_response.get('Error', exc)}") from exc
-    except BotoCoreError as exc:
-        raise TargetError(f"{what}: {exc}") from exc
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -73,7 +53,7 @@ class AwsTarget(Target):
         *,
         pipeline: str,
         image_type: str,
-        clients: AwsClients,
+        clients: ClientSource,
         region: str,
         endpoint: str | None = None,
         credentials: dict[str, str] | None = None,
@@ -90,35 +70,16 @@ class AwsTarget(Target):
     @classmethod
     def from_connection(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> AwsTarget:
         """Clients, region, endpoint and credentials from the Airflow connection ``aws_conn_id``."""
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        from airflow_provider_imagebuild.store.aws import botocore_config
-
-        hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="ec2", region_name=settings.region)
-        endpoint = hook.conn_config.endpoint_url
-        region = settings.region or hook.conn_region_name or "us-east-1"
-        cache: dict[tuple[str, str], Any] = {}
-
-        def clients(service: str, region_name: str) -> Any:
-            if (service, region_name) not in cache:
-                session = hook.get_session(region_name=region_name)
-                cache[service, region_name] = session.client(  # type: ignore[call-overload]
-                    service, region_name=region_name, endpoint_url=endpoint, config=botocore_config()
-                )
-            return cache[service, region_name]
-
-        creds = hook.get_credentials(region_name=region)
-        credentials = {"AWS_ACCESS_KEY_ID": str(creds.access_key), "AWS_SECRET_ACCESS_KEY": str(creds.secret_key)}
-        if creds.token:
-            credentials["AWS_SESSION_TOKEN"] = creds.token
+        clients = AwsClients.from_connection(settings.aws_conn_id, settings.region)
+        region = settings.region or clients.region or "us-east-1"
         return cls(
             settings,
             pipeline=pipeline,
             image_type=image_type,
-            clients=clients,
+            clients=clients.client,
             region=region,
-            endpoint=endpoint,
-            credentials=credentials,
+            endpoint=clients.endpoint_url,
+            credentials=clients.credentials(),
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -126,7 +87,7 @@ class AwsTarget(Target):
         return self.clients("ec2", region or self.region)
 
     def api(self, what: str) -> contextlib.AbstractContextManager[None]:
-        return aws_api(f"EC2 {what}", self.endpoint)
+        return aws_errors(f"EC2 {what}", endpoint=self.endpoint)
 
     def check_regions(self) -> None:
         """Refuse unknown regions before anything is created in any of them."""
@@ -386,7 +347,7 @@ class AwsTarget(Target):
                         ImageId=image_id,
                         LaunchPermission={"Add": [{"UserId": a} for a in self.settings.share_accounts]},
                     )
-            with aws_api(f"SSM PutParameter {parameter} in {region}", self.endpoint):
+            with aws_errors(f"SSM PutParameter {parameter} in {region}", endpoint=self.endpoint):
                 self.clients("ssm", region).put_parameter(
                     Name=parameter,
                     Value=image_id,
