@@ -46,9 +46,9 @@ def test_one_translation_for_both_layers(exc: Exception, kind: object, text: str
 
 
 def test_the_stores_missing_table_says_how_to_fix_it() -> None:
-    with pytest.raises(StoreUnavailable, match="does not exist; run `imagebuild store init` first"):
-        with aws_errors("DynamoDB table t", transient=StoreUnavailable):
-            raise _client_error("ResourceNotFoundException")
+    missing = "does not exist; run `imagebuild store init` first"
+    with pytest.raises(StoreUnavailable, match=missing), aws_errors("DynamoDB table t", transient=StoreUnavailable):
+        raise _client_error("ResourceNotFoundException")
 
 
 def test_clients_from_the_environment_and_from_a_connection(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
