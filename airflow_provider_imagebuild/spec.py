@@ -22,16 +22,9 @@ from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
+from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
-# The actions that work on a build target, and the clouds whose target implements them.
-TARGET_ACTIONS = {
-    "packer": ("aws",),
-    "bootstrap": ("local",),
-    "ansible": ("aws", "local"),
-    "seal": ("aws", "local"),
-    "publish": ("aws", "local"),
-}
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
 
 
@@ -277,8 +270,8 @@ class PipelineSpec(BaseModel):
             if key in keys:
                 raise ValueError(f"milestones.{code}: key {key!r} is also used by milestone {keys[key]}")
             keys[key] = code
-            clouds = TARGET_ACTIONS.get(milestone.action)
-            if clouds and self.cloud not in clouds:
+            clouds = clouds_for(milestone.action) if milestone.action in TARGET_ACTIONS else ()
+            if milestone.action in TARGET_ACTIONS and self.cloud not in clouds:
                 raise ValueError(
                     f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
                     f"(only {', '.join(clouds)})"

@@ -68,7 +68,7 @@ class AwsTarget(Target):
         self._regions_checked = False
 
     @classmethod
-    def from_connection(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> AwsTarget:
+    def from_settings(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> AwsTarget:
         """Clients, region, endpoint and credentials from the Airflow connection ``aws_conn_id``."""
         clients = AwsClients.from_connection(settings.aws_conn_id, settings.region)
         region = settings.region or clients.region or "us-east-1"

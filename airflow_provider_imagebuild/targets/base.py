@@ -22,9 +22,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.spec import TargetSpec
 
 CHECKPOINT_OUTPUT = "checkpoint_image"
 IMAGE_OUTPUT = "image_id"
@@ -94,6 +97,11 @@ class Target(ABC):
     """One cloud (or this machine) as seen by the milestone operators."""
 
     name: str
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> Target:
+        """The target for a spec's ``target:`` settings (clients from its Airflow connection)."""
 
     @abstractmethod
     def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:

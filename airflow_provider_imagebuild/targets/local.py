@@ -71,6 +71,10 @@ class LocalTarget(Target):
         self.work_dir = Path(settings.work_dir or os.environ.get(WORK_ENV) or "/var/tmp/imagebuild")
         self.catalog = Path(settings.catalog or os.environ.get(CATALOG_ENV) or "/var/lib/imagebuild/catalog")
 
+    @classmethod
+    def from_settings(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> LocalTarget:
+        return cls(settings, pipeline=pipeline, image_type=image_type)
+
     def build_dir(self, build_id: str) -> Path:
         return self.work_dir / build_id
 

@@ -1,0 +1,46 @@
+"""Which clouds have a build target, where it lives, and which actions it implements.
+
+Adding a cloud: implement :class:`~airflow_provider_imagebuild.targets.base.Target` in a module
+of this package, add one line here, and add the cloud to the target contract suite's parameters
+(``tests/targets/test_contract.py``). This module imports nothing heavy: the spec reads it at DAG
+parse time (to refuse an action a cloud does not have), the target itself is imported only when
+a milestone runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.targets.base import Target
+
+
+@dataclass(frozen=True)
+class Registered:
+    path: str  # "module:Class"
+    actions: frozenset[str]
+
+    def load(self) -> type[Target]:
+        module, _, name = self.path.partition(":")
+        target: type[Target] = getattr(importlib.import_module(module), name)
+        return target
+
+
+TARGETS: dict[str, Registered] = {
+    "aws": Registered(
+        "airflow_provider_imagebuild.targets.aws:AwsTarget", frozenset({"packer", "ansible", "seal", "publish"})
+    ),
+    "local": Registered(
+        "airflow_provider_imagebuild.targets.local:LocalTarget",
+        frozenset({"bootstrap", "ansible", "seal", "publish"}),
+    ),
+}
+# Actions that need a build target (the others, command and noop, run on any cloud).
+TARGET_ACTIONS = frozenset({"packer", "bootstrap", "ansible", "seal", "publish"})
+
+
+def clouds_for(action: str) -> tuple[str, ...]:
+    """The clouds whose target implements ``action``."""
+    return tuple(cloud for cloud, entry in TARGETS.items() if action in entry.actions)

@@ -1,0 +1,243 @@
+"""The target contract: every build target passes the same scenario, through the operators.
+
+Like the store contract, one suite parametrised over the targets (``TARGETS`` below: add a cloud
+there once it is registered in ``targets/registry.py``). Each target runs on what its own tests
+use: ``local`` on real debootstrap, tar, ansible-runner over chroot, mkfs.ext4 and qemu-img;
+``aws`` on real Packer and EC2/SSM calls to the loopback moto server, with the playbooks run for
+real over chroot into a Debian tree standing in for the instance (moto's instances run nothing).
+
+The pipeline's tasks are built by the DAG factory from a spec and executed in plan order with a
+task context, as a DAG run does (the Airflow path itself is covered by the ``dag.test()`` tests):
+
+- every milestone fails once on its first try and resumes on the next (failure at any milestone);
+- the build host is launched from a checkpoint and recorded; a retry reconnects to it (a real
+  playbook failure at 20 included);
+- the host is lost; the next milestone relaunches it from the latest checkpoint and replays the
+  later Ansible milestones, each replay recorded;
+- seal captures the image and discards the checkpoints not kept; publish publishes and removes
+  the host; cleanup again is harmless; outputs are recorded throughout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.store import BuildStore, open_store
+from airflow_provider_imagebuild.targets import target_for
+from airflow_provider_imagebuild.targets.base import Host
+from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
+from tests.dags.conftest import ROOT, write
+from tests.helpers import task_context
+
+TARGETS = ["local", "aws"]
+MARK = """
+- name: Contract milestone
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: A failure planted on the host fails this milestone once
+      ansible.builtin.stat: {path: "/etc/imagebuild-contract/fail-{{ imagebuild_milestone }}"}
+      register: planted
+    - name: The planted failure is used up
+      ansible.builtin.file: {path: "/etc/imagebuild-contract/fail-{{ imagebuild_milestone }}", state: absent}
+      when: planted.stat.exists
+    - name: Fail as planted
+      ansible.builtin.fail: {msg: "planted failure at {{ imagebuild_milestone }}"}
+      when: planted.stat.exists
+    - name: The marks' directory exists
+      ansible.builtin.file: {path: /etc/imagebuild-contract, state: directory, mode: "0755"}
+    - name: The milestone leaves its mark
+      ansible.builtin.copy:
+        dest: "/etc/imagebuild-contract/{{ imagebuild_milestone }}"
+        content: "{{ imagebuild_build_id }}\\n"
+        mode: "0644"
+"""
+ANSIBLE = [15, 20, 25]
+PLAN = [0, 5, 10, 15, 20, 25, 95, 100]
+
+
+@dataclass
+class Case:
+    """One target's side of the scenario: its spec, and how to reach its resources."""
+
+    name: str
+    spec_text: str
+    lose_host: Callable[[Host], None]
+    host_alive: Callable[[Host], bool]
+    image_exists: Callable[[str], bool]
+    host_root: Callable[[Host], Path]  # where the host's files are, to plant a failure and read marks
+
+
+def _milestones(first: list[str]) -> str:
+    lines = [*first]
+    lines += [f"  {code}: {{action: ansible, playbook: mark.yml}}" for code in ANSIBLE]
+    lines += ["  95: {action: seal}", "  100: {action: publish}"]
+    return "\n".join(lines)
+
+
+def local_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    spec = f"""pipeline: contract-local
+cloud: local
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+checkpoints: [10, 15]
+target: {{work_dir: {tmp_path}/work, catalog: {tmp_path}/catalog, keep_checkpoints: [10]}}
+milestones:
+{_milestones(["  5: {action: bootstrap}", "  10: {action: ansible, playbook: mark.yml}"])}
+"""
+    return Case(
+        "local",
+        spec,
+        lose_host=lambda host: shutil.rmtree(host.id),
+        host_alive=lambda host: Path(host.id, "etc/os-release").exists(),
+        image_exists=lambda image: Path(image).is_file(),
+        host_root=lambda host: Path(host.id),
+    )
+
+
+def aws_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    from tests.servers.aws_sample import CONN_ID, moto_connection
+
+    moto_url = request.getfixturevalue("moto_url")
+    ec2 = request.getfixturevalue("ec2")
+    root = request.getfixturevalue("build_host_root")
+    request.getfixturevalue("monkeypatch").setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", moto_connection(moto_url))
+    template = ROOT / "dags/packer/rhel8.pkr.hcl"
+    packer = "{{action: packer, template: {t}, only: [amazon-ebs.{src}], vars: {{communicator: none}}}}"
+    spec = f"""pipeline: contract-aws
+cloud: aws
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+checkpoints: [15]
+target:
+  aws_conn_id: {CONN_ID}
+  region: us-east-1
+  source_image: {request.getfixturevalue("base_ami")}
+  publish_regions: [us-east-1, eu-west-1]
+  keep_checkpoints: [5, 10]
+  connection: {chroot_host_vars(root)}
+milestones:
+{_milestones([f"  5: {packer.format(t=template, src='kickstart')}", f"  10: {packer.format(t=template, src='green')}"])}
+"""
+
+    def state(host: Host) -> str:
+        found = ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
+        return str(found["State"]["Name"])
+
+    def image_exists(image: str) -> bool:
+        return bool(ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image]}])["Images"])
+
+    return Case(
+        "aws",
+        spec,
+        lose_host=lambda host: ec2.terminate_instances(InstanceIds=[host.id]),
+        host_alive=lambda host: state(host) in ("pending", "running"),
+        image_exists=image_exists,
+        host_root=lambda host: root,
+    )
+
+
+class Pipeline:
+    """The pipeline's tasks from the DAG factory, run in plan order with a task context."""
+
+    def __init__(self, case: Case, tmp_path: Path) -> None:
+        from airflow_provider_imagebuild.dag_factory import build_dag
+
+        folder = tmp_path / "pipelines"
+        write(folder / "mark.yml", MARK)
+        spec = load_spec(write(folder / "contract.yaml", case.spec_text))
+        self.dag = build_dag(spec, folder)
+        self.tasks = {task.state: task for task in self.dag.tasks}  # type: ignore[attr-defined]
+        assert sorted(self.tasks) == PLAN
+        self.store: BuildStore = open_store(str(spec.store))
+        self.spec = spec
+        self.tries: dict[int, int] = {}
+
+    def run(self, code: int, monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> None:
+        """One try of a milestone's task (``fail``: the drill switch fails it after its lease)."""
+        monkeypatch.setenv("IMAGEBUILD_FAIL_AT", str(code) if fail else "")
+        self.tries[code] = self.tries.get(code, 0) + 1
+        task = self.tasks[code]
+        task.execute(task_context("contract-1", task.task_id, self.tries[code]))
+
+    def host(self) -> Host:
+        host = Host.from_metadata(self.store.get("contract-1").metadata)
+        assert host is not None, "no build host recorded"
+        return host
+
+
+@pytest.fixture(params=TARGETS)
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
+    return {"local": local_case, "aws": aws_case}[request.param](tmp_path, request)
+
+
+@pytest.mark.slow
+def test_target_contract(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = Pipeline(case, tmp_path)
+    store, run = pipeline.store, pipeline.run
+
+    def resumable(code: int) -> None:
+        """A failure at this milestone (first try) is recorded, and the next try resumes it."""
+        with pytest.raises(AirflowFailException, match="failure injected"):
+            run(code, monkeypatch, fail=True)
+        rec = store.get("contract-1")
+        assert (rec.current_state, rec.status, rec.lease) == (code, "failed", None)
+        run(code, monkeypatch)
+        rec = store.get("contract-1")
+        assert rec.milestones[code].attempt == 2 and rec.next_state == next((c for c in PLAN if c > code), None)
+
+    run(0, monkeypatch)
+    for code in (5, 10, 15):
+        resumable(code)
+    rec = store.get("contract-1")
+    host = pipeline.host()
+    assert case.host_alive(host)
+    green = str(rec.milestones[10].outputs["checkpoint_image"])
+    assert case.image_exists(green) and case.image_exists(str(rec.milestones[15].outputs["checkpoint_image"]))
+    if case.name != "local":  # the local host is made by bootstrap (5); a cloud's is launched from the green image
+        assert host.image == green and host.checkpoint == 10
+    assert rec.milestones[15].outputs["ansible_failed"] == 0
+
+    # A real failure in a playbook at 20: the retry reconnects to the same host.
+    (case.host_root(host) / "etc/imagebuild-contract").mkdir(parents=True, exist_ok=True)
+    (case.host_root(host) / "etc/imagebuild-contract/fail-20").write_text("")
+    with pytest.raises(AirflowException, match="planted failure at 20"):
+        run(20, monkeypatch)
+    run(20, monkeypatch)
+    assert pipeline.host().id == host.id
+    resumable(25)
+    assert (case.host_root(host) / "etc/imagebuild-contract/25").read_text() == "contract-1\n"
+
+    # The host is lost: seal relaunches it from the latest checkpoint (after 15) and replays 20, 25.
+    case.lose_host(host)
+    resumable(95)
+    rec = store.get("contract-1")
+    replays = [(a.state, a.owner.split("/")[2]) for a in rec.attempts if a.kind == "replay"]
+    assert replays == [(20, "s095_seal"), (25, "s095_seal")], replays
+    relaunched = pipeline.host()
+    assert relaunched.checkpoint == 15 and relaunched.synced >= 25
+    assert relaunched.image == rec.milestones[15].outputs["checkpoint_image"]
+    assert case.name == "local" or relaunched.id != host.id  # a new instance (the local tree keeps its path)
+    for code in (15, 20, 25):
+        assert (case.host_root(relaunched) / f"etc/imagebuild-contract/{code}").is_file()
+    final = str(rec.milestones[95].outputs["image_id"])
+    assert case.image_exists(final)
+    discarded = rec.milestones[95].outputs["discarded_checkpoints"]
+    assert discarded == [rec.milestones[15].outputs["checkpoint_image"]]
+    assert not case.image_exists(str(discarded[0]))
+
+    resumable(100)
+    rec = store.get("contract-1")
+    assert rec.delivered and rec.milestones[100].outputs["image_id"] == final
+    assert not case.host_alive(relaunched) and rec.metadata["host_released"] == relaunched.id
+    target = target_for(case.name, pipeline.spec.target, pipeline=pipeline.spec.pipeline, image_type="base")
+    target.cleanup(rec, relaunched)  # again: harmless
+    runs = [a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"]
+    assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
