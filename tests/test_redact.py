@@ -84,7 +84,7 @@ def test_planted_secrets_are_gone_and_the_story_stays(name: str) -> None:
     lost = [kept for kept in KEPT[name] if kept not in redacted]
     assert not lost, f"{name} lost {lost}:\n{redacted}"
     # line by line (as the task log sees it) hides the same, but for a private key's body lines:
-    # the task log hides those by following BEGIN/END across lines (operators/milestone.py)
+    # the task log hides those by following BEGIN/END across lines (operators/base.py)
     lines = text.splitlines()
     by_line = "\n".join(redact_patterns(line) for line in lines)
     key_body, inside = [], False
