@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
 
+from report import replace_section  # noqa: E402
+
 from airflow_provider_imagebuild.store import open_store  # noqa: E402
 from tests.servers.process import free_port, running  # noqa: E402
 
@@ -161,15 +163,16 @@ def main() -> None:
 
 
 def write_doc(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    lines = [
-        "# Benchmarks",
-        "",
+    """The page's header and this benchmark's section; the other benchmarks' sections are kept."""
+    header = (
         f"Measured {date.today().isoformat()} on {os.cpu_count()} cores, {platform.system()} "
         f"{platform.machine()}, Python {platform.python_version()}. Reproduce with `make bench` "
-        f"(`.venv/bin/python benchmarks/store_bench.py --pairs {args.pairs} --writers {args.writers}`).",
-        "",
-        "## State store",
-        "",
+        f"(`.venv/bin/python benchmarks/store_bench.py --pairs {args.pairs} --writers {args.writers}`)."
+    )
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    _, sep, rest = text.partition("\n## ")
+    path.write_text(f"# Benchmarks\n\n{header}\n" + (sep + rest if sep else ""))
+    body = [
         "A pair is `begin` + `complete` of one milestone (two compare-and-swap writes). "
         f"`x{args.writers}` is {args.writers} processes each driving its own build in the same store. "
         "Reads fetch a build with 100 milestones of history. *Lost* counts updates missing after "
@@ -179,13 +182,11 @@ def write_doc(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace) 
         "| backend | pairs/s, 1 writer | pairs/s, x" + str(args.writers) + " | read p50 ms | read p99 ms | lost |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['backend']} | {r['single']:.0f} | {r['multi']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['lost']} |"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {path}")
+    body += [
+        f"| {r['backend']} | {r['single']:.0f} | {r['multi']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['lost']} |"
+        for r in rows
+    ]
+    replace_section(path, "## State store", body)
 
 
 if __name__ == "__main__":
