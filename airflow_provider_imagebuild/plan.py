@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
-from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity
 from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
 
 
@@ -48,7 +48,22 @@ class PipelinePlan:
     def identity(self) -> BuildIdentity:
         """What every build of this pipeline is (one value, shared by all the DAG's tasks)."""
         spec = self.spec
-        return BuildIdentity(spec.pipeline, spec.cloud, spec.image_type, spec.os, tuple(self.codes))
+        return BuildIdentity(
+            spec.pipeline, spec.cloud, spec.image_type, spec.os, tuple(self.codes), unskippable=self.unskippable
+        )
+
+    @cached_property
+    def unskippable(self) -> tuple[int, ...]:
+        """Registration, and what the spec marks ``skippable: false``; seal, publish and the
+        catalog's 95 and 100 unless the spec says ``skippable: true``."""
+        found = []
+        for step in self.steps:
+            ms = step.milestone
+            explicit = ms.skippable if ms is not None else None
+            default = step.action in ("register", "seal", "publish") or step.code in DEFAULT_UNSKIPPABLE
+            if explicit is False or (explicit is None and default) or step.action == "register":
+                found.append(step.code)
+        return tuple(found)
 
     def to_public(self) -> dict[str, Any]:
         """The plan as JSON-able data (``imagebuild spec plan --json``)."""

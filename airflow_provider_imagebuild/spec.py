@@ -76,6 +76,9 @@ class MilestoneSpec(RetryPolicy):
     # ansible (and seal, which may run a clean-up playbook before capturing the image)
     playbook: str | None = None
     extravars: dict[str, Any] = Field(default_factory=dict)
+    # Whether a person may step over this milestone (``imagebuild build skip``); seal and publish
+    # may not unless this says true.
+    skippable: bool | None = None
 
     @field_validator("key")
     @classmethod

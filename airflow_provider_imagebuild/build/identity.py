@@ -16,6 +16,10 @@ from airflow_provider_imagebuild.build.ids import check_cloud, check_name
 from airflow_provider_imagebuild.build.values import check_metadata
 from airflow_provider_imagebuild.errors import InvalidInput
 
+# Milestones nobody may skip unless a spec says otherwise: registration, seal and publish (a
+# build "delivered" without an image is not delivered).
+DEFAULT_UNSKIPPABLE = (0, 95, 100)
+
 
 @dataclass(frozen=True)
 class BuildIdentity:
@@ -25,6 +29,13 @@ class BuildIdentity:
     os: str = ""
     plan: tuple[int, ...] = STANDARD_PLAN
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # The plan's milestones that cannot be skipped (``None``: the default ones in the plan).
+    unskippable: tuple[int, ...] | None = None
+
+    @property
+    def not_skippable(self) -> tuple[int, ...]:
+        codes = DEFAULT_UNSKIPPABLE if self.unskippable is None else self.unskippable
+        return tuple(c for c in self.plan if c in codes or c == self.plan[0])
 
     @classmethod
     def checked(

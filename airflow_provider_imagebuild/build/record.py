@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import validate_plan
-from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity
 from airflow_provider_imagebuild.build.ids import check_build_id
 from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput
 
@@ -23,8 +23,9 @@ IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
 FAILED = "failed"
 ABANDONED = "abandoned"
+SKIPPED = "skipped"  # a person stepped over the milestone on purpose, with a reason
 BUILD_STATUSES = (IN_PROGRESS, COMPLETED, FAILED)
-ATTEMPT_STATUSES = (IN_PROGRESS, COMPLETED, FAILED, ABANDONED)
+ATTEMPT_STATUSES = (IN_PROGRESS, COMPLETED, FAILED, ABANDONED, SKIPPED)
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -69,7 +70,8 @@ class Attempt:
 
 @dataclass
 class MilestoneResult:
-    """A completed milestone: when, by which attempt, and what it produced."""
+    """A milestone that is done: when, by which attempt, and what it produced. A skipped one
+    (``skip_reason`` set) is done for the plan's order but produced nothing."""
 
     state: int
     attempt: int
@@ -78,6 +80,11 @@ class MilestoneResult:
     completed_at: str
     duration_s: float
     outputs: dict[str, Any] = field(default_factory=dict)
+    skip_reason: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_reason is not None
 
 
 @dataclass
@@ -112,11 +119,23 @@ class BuildRecord:
     events: list[Event] = field(default_factory=list)
     # How much old history was dropped to keep the record within its size limit.
     trimmed: dict[str, int] = field(default_factory=dict)
+    # Milestones nobody may skip (registration, seal, publish, and what the spec marks so).
+    unskippable: list[int] = field(default_factory=list)
 
     # -- derived views -------------------------------------------------------------------------
     @property
     def identity(self) -> BuildIdentity:
         return BuildIdentity(self.pipeline, self.cloud, self.image_type, self.os, tuple(self.plan), dict(self.metadata))
+
+    @property
+    def skipped(self) -> list[int]:
+        """Milestones stepped over on purpose (done for the plan's order, nothing produced)."""
+        return [c for c in self.plan if c in self.milestones and self.milestones[c].skipped]
+
+    def reached(self, code: int) -> bool:
+        """Whether milestone ``code`` was really reached (completed, not skipped)."""
+        done = self.milestones.get(code)
+        return done is not None and not done.skipped
 
     @property
     def completed(self) -> list[int]:
@@ -174,6 +193,7 @@ class BuildRecord:
             "attempts": [dict(vars(a)) for a in self.attempts],
             "events": [dict(vars(e)) for e in self.events],
             "trimmed": dict(self.trimmed),
+            "unskippable": list(self.unskippable),
         }
 
     def to_public(self) -> dict[str, Any]:
@@ -219,6 +239,9 @@ class BuildRecord:
                 attempts=[Attempt(**a) for a in doc.get("attempts") or []],
                 events=[Event(**e) for e in doc.get("events") or []],
                 trimmed={str(k): int(v) for k, v in (doc.get("trimmed") or {}).items()},
+                unskippable=[int(c) for c in doc["unskippable"]]
+                if doc.get("unskippable") is not None
+                else [c for c in plan if c in DEFAULT_UNSKIPPABLE or c == plan[0]],
             )
             if rec.status not in BUILD_STATUSES:
                 raise CorruptRecord(f"build record {stored_id} has unknown status {rec.status!r}")

@@ -9,7 +9,6 @@ applied (a retried ``complete`` after a lost response), so nothing is written tw
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from airflow_provider_imagebuild.build.record import (
     COMPLETED,
     FAILED,
     IN_PROGRESS,
+    SKIPPED,
     Attempt,
     BuildRecord,
     Event,
@@ -66,6 +66,7 @@ def new_record(build_id: str, identity: BuildIdentity, owner: str, now: datetime
         version=1,
         current_state=first,
         status=COMPLETED,
+        unskippable=list(identity.not_skippable),
     )
     lease_id = uuid.uuid4().hex
     rec.attempts.append(Attempt(first, 1, COMPLETED, owner, lease_id, ts, ts))
@@ -87,14 +88,14 @@ def same_parameters(rec: BuildRecord, identity: BuildIdentity) -> list[str]:
     return differ
 
 
-def change_plan(rec: BuildRecord, plan: Sequence[int], actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+def change_plan(rec: BuildRecord, identity: BuildIdentity, actor: str, now: datetime) -> tuple[BuildRecord, bool]:
     """Take a new plan for a build that is under way: a DAG author added, removed or re-keyed
     milestones in the spec after a failure, and the next run resumes the same build.
 
     Only milestones not reached yet may change (added or removed after the last completed one);
     a change to a completed milestone is refused, naming each, with the ways forward. The change
     is recorded as an event ("plan changed by <run>: +42, -60")."""
-    new = list(validate_plan(plan))
+    new = list(validate_plan(identity.plan))
     if new == rec.plan:
         return rec, False
     added = sorted(set(new) - set(rec.plan))
@@ -115,6 +116,7 @@ def change_plan(rec: BuildRecord, plan: Sequence[int], actor: str, now: datetime
             raise _holder_conflict(rec, lease)
         _abandon(rec, lease, now, actor)
     rec.plan = new
+    rec.unskippable = list(identity.not_skippable)
     if rec.current_state not in new:  # the failed milestone was taken out of the plan
         rec.current_state, rec.status = last, COMPLETED
     change = ", ".join([f"+{c}" for c in added] + [f"-{c}" for c in removed])
@@ -226,7 +228,9 @@ def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: 
     if code != expected:
         raise Conflict(
             f"milestone {_name(rec, code)} of build {rec.build_id} cannot start before "
-            f"milestone {_name(rec, expected or 0)} is completed"
+            f'milestone {_name(rec, expected or 0)} is completed or skipped. (Airflow\'s "Mark success" '
+            f"records nothing in the build; to step over {expected} on purpose: "
+            f'imagebuild build skip {rec.build_id} {expected} --reason "...", or Skip on the build page)'
         )
     ts = format_ts(now)
     number = _next_attempt(rec, code)
@@ -359,6 +363,36 @@ def reset(rec: BuildRecord, to: object, reason: str, actor: str, now: datetime) 
     rec.delivered_at = None
     detail = f"reset to {code}: {reason}" + (f" (un-completed {dropped})" if dropped else "")
     _add_event(rec, Event(format_ts(now), "reset", detail, actor, code))
+    return rec, True
+
+
+def skip(rec: BuildRecord, state: object, reason: str, actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+    """A person steps over the next milestone on purpose: it counts as done for the plan's
+    order, produces nothing, and shows as skipped with the reason and who decided."""
+    code = _in_plan(rec, state)
+    done = rec.milestones.get(code)
+    if done is not None:
+        how = "skipped" if done.skipped else "completed"
+        raise Conflict(f"milestone {_name(rec, code)} of build {rec.build_id} is already {how} ({done.completed_at})")
+    if code in rec.unskippable:
+        raise InvalidInput("state", f"milestone {_name(rec, code)} cannot be skipped (the pipeline marks it so)")
+    lease = rec.lease
+    if lease is not None:
+        if _live(lease, now):
+            raise _holder_conflict(rec, lease)
+        _abandon(rec, lease, now, actor)
+    expected = rec.next_state
+    if code != expected:
+        raise Conflict(
+            f"milestone {_name(rec, code)} of build {rec.build_id} is not next: "
+            f"milestone {_name(rec, expected or 0)} comes first"
+        )
+    ts = format_ts(now)
+    number = _next_attempt(rec, code)
+    rec.attempts.append(Attempt(code, number, SKIPPED, actor, uuid.uuid4().hex, ts, ts, reason, "skip"))
+    rec.milestones[code] = MilestoneResult(code, number, actor, ts, ts, 0.0, {}, reason)
+    rec.current_state, rec.status = code, COMPLETED
+    _add_event(rec, Event(ts, "skip", f"skipped {code}: {reason}", actor, code))
     return rec, True
 
 

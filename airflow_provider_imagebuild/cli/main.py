@@ -215,6 +215,21 @@ def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None
     click.echo(f"build {build_id} reset: next milestone {rec.next_state}")
 
 
+@build.command("skip")
+@click.argument("build_id")
+@click.argument("state")
+@click.option("--reason", required=True, help="Why the milestone is stepped over (recorded)")
+@click.pass_context
+@handles_errors
+def build_skip(ctx: click.Context, build_id: str, state: str, reason: str) -> None:
+    """Step over the build's next milestone on purpose: it counts as done for the plan's order and
+    is shown as skipped, with the reason and who decided. (Airflow's "Mark success" records nothing
+    in the build.) Seal and publish, and what the pipeline marks `skippable: false`, cannot be skipped."""
+    code = _code(state)
+    rec = _store(ctx).skip(build_id, code, reason=reason, actor=_actor())
+    click.echo(f"milestone {code} of {build_id} skipped: next milestone {rec.next_state}")
+
+
 @build.command("show")
 @click.argument("build_id")
 @click.option("--json", "as_json", is_flag=True)

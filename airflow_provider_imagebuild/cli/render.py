@@ -18,6 +18,7 @@ STATUS_STYLE = {
     "in_progress": "yellow",
     "failed": "red",
     "abandoned": "magenta",
+    "skipped": "cyan",
 }
 
 
@@ -70,7 +71,9 @@ def build_table(rec: BuildRecord) -> Table:
         runs = [a for a in attempts if a.kind == "run"]
         done = rec.milestones.get(code)
         last = runs[-1] if runs else None
-        if done is not None:
+        if done is not None and done.skipped:
+            status, finished, detail, duration = "skipped", done.completed_at, _short(done.skip_reason or "", 80), ""
+        elif done is not None:
             status, finished, detail = (
                 "completed",
                 done.completed_at,

@@ -164,7 +164,16 @@ class MilestoneOperator(BuildOperator):
         context["ti"].xcom_push(key="build_id", value=build_id)
         rec = self.read_build(store, build_id, context)
         done = rec.milestones.get(self.state)
-        if done is not None:
+        if done is not None and done.skipped:
+            self.log.info(
+                "%s of build %s was skipped on purpose by %s at %s: %s",
+                name,
+                build_id,
+                done.owner,
+                done.completed_at,
+                done.skip_reason,
+            )
+        elif done is not None:
             self.log.info(
                 "%s of build %s is skipped: achieved at %s by attempt %d (%s)",
                 name,
@@ -173,6 +182,7 @@ class MilestoneOperator(BuildOperator):
                 done.attempt,
                 done.owner,
             )
+        if done is not None:
             context["ti"].xcom_push(key="outputs", value=done.outputs)
             return dict(done.outputs)
         lease = self._take_lease(store, build_id, context, name)

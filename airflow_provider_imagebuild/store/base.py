@@ -229,7 +229,7 @@ class BuildStore(ABC):
             differ = rules.same_parameters(rec, identity)
             if plan_changes and differ == ["plan"]:
                 now = self._clock()
-                rules.change_plan(rec, identity.plan, actor, now)
+                rules.change_plan(rec, identity, actor, now)
                 rec.version += 1
                 rec.updated_at = format_ts(now)
                 return self._bounded(rec, "plan"), rec
@@ -279,6 +279,12 @@ class BuildStore(ABC):
         text = self._redact(check_text(reason, "reason", MAX_REASON))
         who = self._redact(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.reset(rec, to, text, who, now))
+
+    def skip(self, build_id: str, state: int, *, reason: str, actor: str = "imagebuild") -> BuildRecord:
+        """Step over the build's next milestone on purpose (a person's decision, with a reason)."""
+        text = self._redact(check_text(reason, "reason", MAX_REASON))
+        who = self._redact(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.skip(rec, state, text, who, now))
 
     def record_replay(
         self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None
