@@ -174,3 +174,22 @@ def test_a_build_survives_an_edit_of_its_spec(pipeline: dict[str, Any], tmp_path
 
     with pytest.raises(Conflict, match=r"milestone 15 \(Base configuration\) is completed.*build reset"):
         store.register("edited-1", again.task_dict["s000_initialize"].identity, plan_changes=True)
+
+
+@pytest.mark.slow
+def test_a_completed_milestone_is_redone_with_redo_from(pipeline: dict[str, Any]) -> None:
+    """``{"build_id": ..., "redo_from": 70}`` reruns the integration tests of a delivered build and
+    everything after them, recorded as a reset; nothing before 70 runs again. A bad value fails
+    the run at once, without retries or writes."""
+    dag, store = pipeline["dag"], pipeline["store"]
+    assert dag.test(run_conf={"build_id": "redo-1"}).state == "success"
+    assert dag.test(run_conf={"build_id": "redo-1", "redo_from": 70}).state == "success"
+    counts = _counts(pipeline["counter"])
+    assert all(counts[c] == (2 if c >= 70 else 1) for c in STANDARD_PLAN[1:]), counts
+    rec = store.get("redo-1")
+    assert rec.delivered
+    resets = [e.detail for e in rec.events if e.kind == "reset"]
+    assert len(resets) == 1 and resets[0].startswith("reset to 70: redo from 70 by ") and "(run " in resets[0]
+    version = rec.version
+    assert dag.test(run_conf={"build_id": "redo-1", "redo_from": 42}).state == "failed"  # not in the plan
+    assert store.get("redo-1").version == version
