@@ -58,6 +58,7 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
     base = spec_dir or Path.cwd()
     common: dict[str, Any] = dict(
         task_id=step.task_id,
+        task_display_name=f"{step.code} · {step.title}",
         identity=plan.identity,
         state=step.code,
         store=spec.store,

@@ -208,11 +208,13 @@ class MilestoneOperator(BuildOperator):
             outputs = session.checked_outputs(outputs)
         except BaseException as exc:
             self._record_failure(session, exc)
+            self._log_resume_hint(rec)
             raise
         try:
             rec = session.complete(outputs)
         except InvalidInput as exc:  # the record would outgrow its size limit
             self._record_failure(session, exc)
+            self._log_resume_hint(rec)
             raise
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)
@@ -249,6 +251,19 @@ class MilestoneOperator(BuildOperator):
                     "%s is still leased by an earlier try (%s); waiting for its lease to expire", name, exc.holder
                 )
                 time.sleep(min(2.0, max(self.lease_seconds / 10, 0.2)))
+
+    def _log_resume_hint(self, rec: BuildRecord) -> None:
+        """The last lines of a failed milestone's log: what clearing the task will do."""
+        done = [c for c in rec.completed if c < self.state]
+        kept = f"milestones {done[0]}..{done[-1]} stay done" if done else "nothing else is redone"
+        self.log.error(
+            "clear this task to resume build %s at milestone %s (%s; nothing already achieved is redone). "
+            "History: imagebuild build show %s",
+            rec.build_id,
+            self.state,
+            kept,
+            rec.build_id,
+        )
 
     def _record_failure(self, session: MilestoneSession, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

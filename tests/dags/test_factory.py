@@ -189,3 +189,12 @@ def test_parsing_imports_no_cloud_sdk(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_tasks_show_code_and_title() -> None:
+    from airflow_provider_imagebuild.spec import parse_spec
+
+    spec = parse_spec({"pipeline": "names", "cloud": "local", "image_type": "t", "include_standard": True})
+    dag = build_dag(spec)
+    task = dag.get_task("s035_runtimes")
+    assert task.task_display_name == "35 · Language runtimes" and task.task_id == "s035_runtimes"

@@ -71,3 +71,15 @@ def test_outputs_that_outgrow_the_record_fail_the_attempt_cleanly(tmp_path: Path
     exc, rec = _run(tmp_path, command, plan=plan, state=plan[22])
     assert "would make the record of build out-1" in str(exc)
     assert rec.attempts_at(plan[22])[-1].status == "failed" and rec.lease is None  # type: ignore[attr-defined]
+
+
+def test_a_failed_milestone_says_what_a_clear_will_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        _run(tmp_path, "printf '::output:: note=a\\000b\\n'")
+    log = caplog.text + "".join(capsys.readouterr())
+    assert "clear this task to resume build out-1 at milestone 5 (milestones 0..0 stay done" in log, log
+    assert "imagebuild build show out-1" in log
