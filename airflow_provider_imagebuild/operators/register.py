@@ -33,6 +33,9 @@ class RegisterBuildOperator(BuildOperator):
         context["ti"].xcom_push(key="build_id", value=build_id)
         try:
             rec = store.register(build_id, self.identity, owner=self.owner_for(context), plan_changes=True)
+            dag_id = context["ti"].dag_id
+            if rec.metadata.get("dag_id") != dag_id:  # the UI authorizes actions on a build by its DAG
+                rec = store.set_metadata(build_id, {"dag_id": dag_id}, actor=self.owner_for(context))
             redo = self.redo_from(context)
             if redo is not None:
                 rec = self.redo(store, rec, redo, context)

@@ -55,7 +55,9 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airflo
     write(
         pipelines / "kill.yaml", _pipeline("kill-demo", store_url, tmp, {5: COUNT, 15: hang_once, 20: COUNT}, retries=2)
     )
-    with standalone(tmp / "airflow", pipelines) as airflow:
+    write(pipelines / "ui.yaml", _pipeline("ui-demo", store_url, tmp, {5: COUNT, 15: COUNT, 45: COUNT}))
+    # The plugin reads the deployment-wide store, as a deployment with one store configures it.
+    with standalone(tmp / "airflow", pipelines, {"IMAGEBUILD_STORE": store_url}) as airflow:
         yield airflow, open_store(store_url), tmp
 
 
@@ -107,3 +109,53 @@ def test_killed_task_is_retried_and_its_attempt_abandoned(scheduler: tuple[Airfl
     assert [a.status for a in attempts] == ["abandoned", "completed"], attempts
     assert "try-1" in attempts[0].owner and "try-2" in attempts[1].owner
     assert _counts(tmp / "kill-demo.count") == Counter({5: 1, 15: 1, 20: 1})
+
+
+@pytest.mark.slow
+def test_the_image_builds_api_reads_and_acts_with_airflows_permissions(
+    scheduler: tuple[Airflow, BuildStore, Path],
+) -> None:
+    """The plugin's JSON API on the real API server: Airflow authenticates the caller (bearer
+    token), its auth manager decides (a viewer reads, an admin acts), every action is recorded
+    with the user's name, and redo resets the build and triggers a run that delivers it again."""
+    airflow, store, tmp = scheduler
+    dag_id = "imagebuild_ui_demo"
+    airflow.wait_for_dag(dag_id)
+    run_id = airflow.trigger(dag_id, {"build_id": "ui-1"})
+    assert airflow.wait_for_run(dag_id, run_id, {"failed", "success"}) == "success"
+    anonymous, viewer, admin = (airflow.as_user(u) for u in (None, "viewer", "admin"))
+
+    assert anonymous.get("/imagebuild/api/builds").status_code == 401
+    listed = viewer.get("/imagebuild/api/builds", params={"pipeline": "ui-demo", "status": "completed", "state": 100})
+    assert listed.status_code == 200, listed.text
+    row = next(b for b in listed.json()["builds"] if b["build_id"] == "ui-1")
+    assert (row["current_state"], row["status"], row["delivered"], row["dag_id"]) == (100, "completed", True, dag_id)
+    assert row["progress"] == {"done": 5, "total": 5, "skipped": 0} and row["current_title"] == "Image delivered"
+    assert viewer.get("/imagebuild/api/builds", params={"limit": 0}).status_code == 422
+    shown = viewer.get("/imagebuild/api/builds/ui-1").json()
+    assert shown["delivered"] and shown["may_act"] is False and shown["completed"] == [0, 5, 15, 45, 100]
+    assert viewer.get("/imagebuild/api/builds/nope").status_code == 404
+    version = store.get("ui-1").version
+    refused = viewer.post("/imagebuild/api/builds/ui-1/reset", json={"to": 15, "reason": "try"})
+    assert refused.status_code == 403 and store.get("ui-1").version == version
+
+    assert admin.post("/imagebuild/api/builds/ui-1/reset", json={"to": 15}).status_code == 422
+    assert admin.post("/imagebuild/api/builds/ui-1/reset", json={"to": 15, "reason": ""}).status_code == 422
+    assert admin.post("/imagebuild/api/builds/nope/reset", json={"to": 15, "reason": "x"}).status_code == 404
+    reset = admin.post("/imagebuild/api/builds/ui-1/reset", json={"to": 15, "reason": "disk image was wrong"})
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["next_state"] == 15
+    skipped = admin.post("/imagebuild/api/builds/ui-1/skip", json={"state": 15, "reason": "checked by hand"})
+    assert skipped.status_code == 200 and skipped.json()["next_state"] == 45
+    again = admin.post("/imagebuild/api/builds/ui-1/skip", json={"state": 15, "reason": "again"})
+    assert again.status_code == 409
+    redo = admin.post("/imagebuild/api/builds/ui-1/redo", json={"from": 15, "reason": "rebuild with the fix"})
+    assert redo.status_code == 200, redo.text
+    assert airflow.wait_for_run(dag_id, redo.json()["dag_run_id"], {"failed", "success"}) == "success"
+    rec = store.get("ui-1")
+    assert rec.delivered and not rec.skipped
+    events = [(e.kind, e.actor, e.detail) for e in rec.events if e.kind in ("reset", "skip")]
+    assert [(k, a) for k, a, _ in events] == [("reset", "admin (ui)"), ("skip", "admin (ui)"), ("reset", "admin (ui)")]
+    assert "disk image was wrong" in events[0][2] and "redo from 15: rebuild with the fix" in events[2][2]
+    counts = _counts(tmp / "ui-demo.count")
+    assert counts == Counter({5: 1, 15: 2, 45: 2})  # 15 ran again after the redo; 5 never did

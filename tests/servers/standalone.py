@@ -18,12 +18,25 @@ import httpx
 from tests.servers.process import ROOT, free_port, stop
 
 PASSWORD = "imagebuild-test"
+# Simple auth manager users (name: role) and their passwords: an admin acts, a viewer only reads.
+USERS = {"admin": "admin", "viewer": "viewer"}
+PASSWORDS = {"admin": PASSWORD, "viewer": "imagebuild-viewer"}
 
 
 class Airflow:
     def __init__(self, url: str, home: Path, token: str) -> None:
         self.url, self.home = url, home
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def token_for(self, user: str) -> str:
+        answer = httpx.post(f"{self.url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=30)
+        assert answer.status_code in (200, 201), answer.text
+        return str(answer.json()["access_token"])
+
+    def as_user(self, user: str | None) -> httpx.Client:
+        """A client for ``user`` (None: anonymous)."""
+        headers = {"Authorization": f"Bearer {self.token_for(user)}"} if user else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, f"/api/v2{path}", **kwargs)
@@ -74,7 +87,7 @@ class Airflow:
 @contextmanager
 def standalone(home: Path, pipelines: Path, extra_env: dict[str, str] | None = None) -> Iterator[Airflow]:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": PASSWORD}))
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(PASSWORDS))
     port = free_port()
     env = {
         **os.environ,
@@ -87,7 +100,7 @@ def standalone(home: Path, pipelines: Path, extra_env: dict[str, str] | None = N
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "IMAGEBUILD_PIPELINES_DIR": str(pipelines),

@@ -1,0 +1,229 @@
+"""The Image builds JSON API, mounted on Airflow's API server at ``/imagebuild``.
+
+Airflow does not authenticate plugin apps: every route here resolves the caller through Airflow's
+own ``get_user`` (the bearer token from ``POST /auth/token``, or the UI's session cookie) and asks
+Airflow's auth manager before it answers. Reading a build needs read access to its pipeline's
+DAG; resetting, redoing or skipping needs what editing and triggering that DAG needs. Build state
+comes from the store (the deployment-wide ``imagebuild_state`` connection or store URL), never
+from Airflow's metadata database.
+
+- ``GET /imagebuild/api/builds`` (``pipeline``, ``cloud``, ``status``, ``state``, ``limit``,
+  ``offset``): ``{"builds": [...], "total", "limit", "offset"}``, newest change first;
+- ``GET /imagebuild/api/builds/{build_id}``: the record, as ``imagebuild build show --json``;
+- ``POST /imagebuild/api/builds/{build_id}/reset`` ``{"to": N, "reason": "..."}``;
+- ``POST /imagebuild/api/builds/{build_id}/redo`` ``{"from": N, "reason": "..."}``: reset, then a
+  run of the pipeline's DAG with the same ``build_id``;
+- ``POST /imagebuild/api/builds/{build_id}/skip`` ``{"state": N, "reason": "..."}``.
+
+Errors: 401 without a token, 403 without the permission, 404 for an unknown build, 400 or 422 for
+bad input (a missing or empty reason), 409 when the store refuses (a live lease), 503 when the
+store cannot be reached.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.stats import milestone_medians, summary
+from airflow_provider_imagebuild.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from airflow_provider_imagebuild.store import BuildStore, ListFilter
+
+MAX_PAGE = 500
+
+
+def _user() -> Any:
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return get_user
+
+
+async def current_user(user: Annotated[Any, Depends(_user())]) -> Any:
+    """The caller, authenticated by Airflow (401 without a token, 403 with a bad one)."""
+    return user
+
+
+User = Annotated[Any, Depends(current_user)]
+
+
+@functools.cache
+def store() -> BuildStore:
+    """The deployment's store (``$IMAGEBUILD_STORE_CONN_ID``, ``$IMAGEBUILD_STORE`` or the default)."""
+    from airflow_provider_imagebuild.hooks.build_state import store_for
+
+    return store_for()
+
+
+def dag_id_of(rec: BuildRecord) -> str:
+    """The DAG a build runs in: recorded by its registration, else the factory's default name."""
+    return rec.metadata.get("dag_id") or f"imagebuild_{rec.pipeline.replace('-', '_')}"
+
+
+def may(user: Any, dag_id: str, act: bool) -> bool:
+    """Read access to the DAG, or (``act``) what editing and triggering it needs."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager = get_auth_manager()
+    details = DagDetails(id=dag_id)
+    if not act:
+        return bool(manager.is_authorized_dag(method="GET", details=details, user=user))
+    return bool(
+        manager.is_authorized_dag(method="PUT", details=details, user=user)
+        and manager.is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN, details=details, user=user)
+    )
+
+
+def actor_of(user: Any) -> str:
+    return f"{user.get_name()} (ui)"
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """The store's typed errors as HTTP answers."""
+    try:
+        yield
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except InvalidInput as exc:
+        raise HTTPException(400, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except StoreUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc
+
+
+def readable(user: Any, build_id: str) -> BuildRecord:
+    with store_errors():
+        rec = store().get(build_id)
+    if not may(user, dag_id_of(rec), act=False):
+        raise HTTPException(403, f"not allowed to read DAG {dag_id_of(rec)}")
+    return rec
+
+
+def actionable(user: Any, build_id: str) -> BuildRecord:
+    rec = readable(user, build_id)
+    if not may(user, dag_id_of(rec), act=True):
+        raise HTTPException(403, f"acting on build {build_id} needs edit and trigger rights on DAG {dag_id_of(rec)}")
+    return rec
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    reason: str = Field(min_length=1, max_length=2000, description="Why; recorded in the build's events")
+
+
+class ResetBody(Reason):
+    to: int = Field(ge=1, le=100, description="The milestone to run again (it and later ones are un-completed)")
+
+
+class RedoBody(Reason):
+    from_: int = Field(alias="from", ge=1, le=100, description="The milestone to redo the build from")
+
+
+class SkipBody(Reason):
+    state: int = Field(ge=1, le=100, description="The build's next milestone, stepped over on purpose")
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Image builds",
+        description=__doc__,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+    )
+
+    @app.get("/api/builds")
+    def list_builds(
+        user: User,
+        pipeline: str | None = None,
+        cloud: str | None = None,
+        status: str | None = None,
+        state: int | None = Query(default=None, ge=0, le=100),
+        limit: int = Query(default=50, ge=1, le=MAX_PAGE),
+        offset: int = Query(default=0, ge=0),
+    ) -> dict[str, Any]:
+        with store_errors():
+            flt = ListFilter.checked(status=status, cloud=cloud, pipeline=pipeline)
+            records, _problems = store().scan_builds(flt)
+        if state is not None:
+            records = [r for r in records if r.current_state == state]
+        allowed: dict[str, bool] = {}
+        visible = [r for r in records if allowed.setdefault(dag_id_of(r), may(user, dag_id_of(r), act=False))]
+        page = visible[offset : offset + limit]
+        now = datetime.now(timezone.utc)
+        medians: dict[str, dict[int, float]] = {}
+        rows = []
+        for rec in page:
+            if rec.pipeline not in medians:
+                medians[rec.pipeline] = milestone_medians(r for r in visible if r.pipeline == rec.pipeline)
+            rows.append({**summary(rec, medians[rec.pipeline], now), "dag_id": dag_id_of(rec)})
+        return {"builds": rows, "total": len(visible), "limit": limit, "offset": offset}
+
+    @app.get("/api/builds/{build_id}")
+    def show_build(build_id: str, user: User) -> dict[str, Any]:
+        rec = readable(user, build_id)
+        return {**rec.to_public(), "dag_id": dag_id_of(rec), "may_act": may(user, dag_id_of(rec), act=True)}
+
+    def action(change: Callable[[Any, BuildRecord], BuildRecord]) -> Callable[..., dict[str, Any]]:
+        """Authorize, apply, answer with the record."""
+
+        def run(build_id: str, user: Any) -> dict[str, Any]:
+            rec = actionable(user, build_id)
+            with store_errors():
+                return change(user, rec).to_public()
+
+        return run
+
+    @app.post("/api/builds/{build_id}/reset")
+    def reset_build(build_id: str, body: ResetBody, user: User) -> dict[str, Any]:
+        return action(lambda u, r: store().reset(r.build_id, to=body.to, reason=body.reason, actor=actor_of(u)))(
+            build_id, user
+        )
+
+    @app.post("/api/builds/{build_id}/skip")
+    def skip_milestone(build_id: str, body: SkipBody, user: User) -> dict[str, Any]:
+        return action(lambda u, r: store().skip(r.build_id, body.state, reason=body.reason, actor=actor_of(u)))(
+            build_id, user
+        )
+
+    @app.post("/api/builds/{build_id}/redo")
+    def redo_build(build_id: str, body: RedoBody, user: User) -> dict[str, Any]:
+        rec = actionable(user, build_id)
+        dag_id = dag_id_of(rec)
+        from airflow.models.dag import DagModel
+
+        if DagModel.get_dagmodel(dag_id) is None:
+            raise HTTPException(404, f"DAG {dag_id} of build {build_id} is not known to Airflow")
+        with store_errors():
+            reason = f"redo from {body.from_}: {body.reason}"
+            rec = store().reset(build_id, to=body.from_, reason=reason, actor=actor_of(user))
+        run_id = trigger(dag_id, build_id, user.get_name())
+        return {**rec.to_public(), "dag_id": dag_id, "dag_run_id": run_id}
+
+    return app
+
+
+def trigger(dag_id: str, build_id: str, user_name: str) -> str:
+    """A run of the build's DAG with its build id, as the Trigger button makes one."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    run = trigger_dag(
+        dag_id,
+        triggered_by=DagRunTriggeredByType.UI,
+        triggering_user_name=user_name,
+        conf={"build_id": build_id},
+    )
+    if run is None:
+        raise HTTPException(409, f"DAG {dag_id} could not be triggered")
+    return str(run.run_id)
+
