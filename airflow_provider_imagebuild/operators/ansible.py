@@ -36,5 +36,6 @@ class AnsibleMilestoneOperator(TargetMilestoneOperator):
         self.log.info("playbook %s: %s", Path(self.playbook).name, outputs)
         self.record_host(session, build, synced_to(host, self.state))
         if self.state in self.checkpoints:
+            self.log_output(f"capturing the checkpoint after milestone {self.state}")
             outputs.update(self.get_target().capture(build, host, self.state, final=False))
         return outputs

@@ -19,10 +19,12 @@ Registration (milestone 0) is its own operator (:mod:`.register`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -54,6 +56,8 @@ class BuildOperator(BaseOperator):
     # BaseOperator.__setattr__ at parse time, where every task of every pipeline is created.
     _redactor: Callable[[str], str] | None = None
     _in_key: bool = False
+    _last_line: str = ""  # the latest tool output line logged, for progress lines
+    progress_seconds: float = 30.0
 
     def __init__(
         self,
@@ -125,7 +129,10 @@ class BuildOperator(BaseOperator):
             self._in_key = True
             self.log.info("%s", "-----BEGIN PRIVATE KEY-----***(redacted)")
             return
-        self.log.info("%s", self._redactor(line))
+        shown = self._redactor(line)
+        self.log.info("%s", shown)
+        if shown.strip():
+            self._last_line = shown.strip()[:200]
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
@@ -196,7 +203,7 @@ class MilestoneOperator(BuildOperator):
         )
         session = MilestoneSession(store, build_id, lease, self.stop_action)
         try:
-            with session:
+            with session, self.progress(name, build_id):
                 if injected_failure(self.state):
                     # Not retried: the drill stops where it was asked to, like a persistent error.
                     raise AirflowFailException(f"failure injected at milestone {self.state} ({FAIL_AT_ENV})")
@@ -219,6 +226,28 @@ class MilestoneOperator(BuildOperator):
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)
         return outputs
+
+    @contextlib.contextmanager
+    def progress(self, name: str, build_id: str) -> Iterator[None]:
+        """While the action runs, a line every :attr:`progress_seconds` with the time spent and the
+        tool's latest line (its play and task, a percentage where it prints one), so that a person
+        watching a long Packer wait or a quiet mkfs knows the build is alive."""
+        stop = threading.Event()
+        started = time.monotonic()
+
+        def tick() -> None:
+            while not stop.wait(self.progress_seconds):
+                elapsed = int(time.monotonic() - started)
+                latest = f"; latest: {self._last_line}" if self._last_line else ""
+                self.log.info("%s of build %s still running (%dm%02ds)%s", name, build_id, *divmod(elapsed, 60), latest)
+
+        ticker = threading.Thread(target=tick, name=f"progress-{build_id}-{self.state}", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join(5)
 
     def read_build(self, store: BuildStore, build_id: str, context: Any) -> BuildRecord:
         """The build; if this run's spec has another plan (a milestone added or removed since the

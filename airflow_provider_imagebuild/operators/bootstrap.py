@@ -16,10 +16,11 @@ class BootstrapMilestoneOperator(TargetMilestoneOperator):
 
     def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         target = self.get_target()
-        self.log.info("bootstrapping a new build host for build %s", build.build_id)
+        self.log_output(f"bootstrapping a new build host for build {build.build_id}")
         host, outputs = target.bootstrap(build, self.state)
         self.record_host(session, build, host)
         self.log.info("build host %s ready", host.id)
         if self.state in self.checkpoints:
+            self.log_output(f"capturing the checkpoint after milestone {self.state}")
             outputs.update(target.capture(build, host, self.state, final=False))
         return outputs

@@ -57,6 +57,7 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         if self.playbook:
             outputs.update(self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, session))
         target = self.get_target()
+        self.log_output("capturing the final image")
         outputs.update(target.capture(build, host, self.state, final=True))
         discard = [image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints]
         outputs["discarded_checkpoints"] = target.discard(build, discard)
@@ -71,6 +72,7 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
         if not image:
             raise InvalidInput("image_id", "no final image recorded: the seal milestone (95) must capture one first")
         target = self.get_target()
+        self.log_output(f"publishing image {image}")
         outputs = target.publish(build, str(image))
         host = Host.from_metadata(build.metadata)
         if host is not None:

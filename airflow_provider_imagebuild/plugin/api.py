@@ -226,4 +226,3 @@ def trigger(dag_id: str, build_id: str, user_name: str) -> str:
     if run is None:
         raise HTTPException(409, f"DAG {dag_id} could not be triggered")
     return str(run.run_id)
-

@@ -83,3 +83,33 @@ def test_a_failed_milestone_says_what_a_clear_will_do(
     log = caplog.text + "".join(capsys.readouterr())
     assert "clear this task to resume build out-1 at milestone 5 (milestones 0..0 stay done" in log, log
     assert "imagebuild build show out-1" in log
+
+
+def test_a_long_milestone_says_it_is_alive(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line at least every progress interval (30 s; 0.5 s here) with the time spent and the
+    tool's latest line, while the tool itself prints nothing."""
+    import logging
+
+    from airflow_provider_imagebuild.operators import CommandMilestoneOperator
+
+    monkeypatch.setattr(CommandMilestoneOperator, "progress_seconds", 0.5)
+    url = f"sqlite:///{tmp_path}/s.db"
+    open_store(url).create_build("alive-1", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
+    op = CommandMilestoneOperator(
+        task_id="s005",
+        identity=BuildIdentity("p", "local", "t", plan=(0, 5, 100)),
+        state=5,
+        store=url,
+        command="echo 'TASK [wait for the mirror]'; sleep 1.8",
+    )
+    with caplog.at_level(logging.INFO):
+        op.execute(task_context("alive-1", "s005"))
+    log = caplog.text + "".join(capsys.readouterr())
+    ticks = [line for line in log.splitlines() if "still running" in line]
+    assert len(ticks) >= 2, log
+    assert "latest: TASK [wait for the mirror]" in ticks[-1]
