@@ -121,16 +121,20 @@ class Reason(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why; recorded in the build's events")
 
 
+# Milestone codes are strict integers: JSON's true would otherwise be milestone 1, "45" would be 45.
+Code = Annotated[int, Field(strict=True)]
+
+
 class ResetBody(Reason):
-    to: int = Field(ge=1, le=100, description="The milestone to run again (it and later ones are un-completed)")
+    to: Code = Field(ge=1, le=100, description="The milestone to run again (it and later ones are un-completed)")
 
 
 class RedoBody(Reason):
-    from_: int = Field(alias="from", ge=1, le=100, description="The milestone to redo the build from")
+    from_: Code = Field(alias="from", ge=1, le=100, description="The milestone to redo the build from")
 
 
 class SkipBody(Reason):
-    state: int = Field(ge=1, le=100, description="The build's next milestone, stepped over on purpose")
+    state: Code = Field(ge=1, le=100, description="The build's next milestone, stepped over on purpose")
 
 
 def create_app() -> FastAPI:
