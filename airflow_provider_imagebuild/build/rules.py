@@ -110,11 +110,8 @@ def change_plan(rec: BuildRecord, identity: BuildIdentity, actor: str, now: date
             f"Reset the build to an earlier milestone (imagebuild build reset {rec.build_id} --to N) "
             "or start a new build id"
         )
-    lease = rec.lease
-    if lease is not None and lease.state in removed:
-        if _live(lease, now):
-            raise _holder_conflict(rec, lease)
-        _abandon(rec, lease, now, actor)
+    if rec.lease is not None and rec.lease.state in removed:
+        _take_over_expired(rec, now, actor)
     rec.plan = new
     rec.unskippable = list(identity.not_skippable)
     if rec.current_state not in new:  # the failed milestone was taken out of the plan
@@ -209,6 +206,17 @@ def _abandon(rec: BuildRecord, lease: Lease, now: datetime, by: str) -> None:
     _add_event(rec, Event(ts, "takeover", f"expired lease of {lease.owner!r} taken over", by, lease.state))
 
 
+def _take_over_expired(rec: BuildRecord, now: datetime, actor: str) -> None:
+    """Before a change that needs the build free: a live lease refuses it (naming the holder), an
+    expired one is taken over and its attempt recorded as abandoned."""
+    lease = rec.lease
+    if lease is None:
+        return
+    if _live(lease, now):
+        raise _holder_conflict(rec, lease)
+    _abandon(rec, lease, now, actor)
+
+
 def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: datetime) -> tuple[Lease, bool]:
     code = _in_plan(rec, state)
     done = rec.milestones.get(code)
@@ -218,12 +226,9 @@ def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: 
             f"(at {done.completed_at} by attempt {done.attempt}, owner {done.owner!r})"
         )
     lease = rec.lease
-    if lease is not None:
-        if _live(lease, now):
-            if lease.owner == owner and lease.state == code:
-                return lease, False  # a repeated begin by the same owner: same lease
-            raise _holder_conflict(rec, lease)
-        _abandon(rec, lease, now, owner)
+    if lease is not None and _live(lease, now) and lease.owner == owner and lease.state == code:
+        return lease, False  # a repeated begin by the same owner: same lease
+    _take_over_expired(rec, now, owner)
     expected = rec.next_state
     if code != expected:
         raise Conflict(
@@ -350,11 +355,7 @@ def reset(rec: BuildRecord, to: object, reason: str, actor: str, now: datetime) 
     previous = previous_in(rec.plan, code)
     if previous is None:
         raise InvalidInput("to", "milestone 0 is the build's registration; create a new build instead")
-    lease = rec.lease
-    if lease is not None:
-        if _live(lease, now):
-            raise _holder_conflict(rec, lease)
-        _abandon(rec, lease, now, actor)
+    _take_over_expired(rec, now, actor)
     dropped = [c for c in rec.plan if c >= code and c in rec.milestones]
     for c in dropped:
         del rec.milestones[c]
@@ -376,11 +377,7 @@ def skip(rec: BuildRecord, state: object, reason: str, actor: str, now: datetime
         raise Conflict(f"milestone {_name(rec, code)} of build {rec.build_id} is already {how} ({done.completed_at})")
     if code in rec.unskippable:
         raise InvalidInput("state", f"milestone {_name(rec, code)} cannot be skipped (the pipeline marks it so)")
-    lease = rec.lease
-    if lease is not None:
-        if _live(lease, now):
-            raise _holder_conflict(rec, lease)
-        _abandon(rec, lease, now, actor)
+    _take_over_expired(rec, now, actor)
     expected = rec.next_state
     if code != expected:
         raise Conflict(
