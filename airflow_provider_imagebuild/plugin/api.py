@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
+from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,13 +40,7 @@ from airflow_provider_imagebuild.store import BuildStore, ListFilter
 MAX_PAGE = 500
 
 
-def _user() -> Any:
-    from airflow.api_fastapi.core_api.security import get_user
-
-    return get_user
-
-
-async def current_user(user: Annotated[Any, Depends(_user())]) -> Any:
+async def current_user(user: Annotated[Any, Depends(get_user)]) -> Any:
     """The caller, authenticated by Airflow (401 without a token, 403 with a bad one)."""
     return user
 
