@@ -13,6 +13,7 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)  # Ansible's connection
 command -v packer >/dev/null 2>&1 || need+=(packer)
 [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the browser tests of the Airflow UI plugin (driven by Playwright)
 [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
 
 if [ ${#need[@]} -gt 0 ]; then

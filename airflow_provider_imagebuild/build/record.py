@@ -66,6 +66,9 @@ class Attempt:
     finished_at: str | None = None
     error: str | None = None
     kind: str = "run"  # "run", or "replay" when a milestone is re-applied on a relaunched host
+    # Why this attempt happened, when a person said so: the note of the Airflow clear that
+    # started it ("flaky mirror, retrying"), with who cleared.
+    reason: str | None = None
 
 
 @dataclass

@@ -250,10 +250,30 @@ def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: 
         heartbeat_at=ts,
     )
     rec.lease = lease
-    rec.attempts.append(Attempt(code, number, IN_PROGRESS, owner, lease.token, ts))
+    attempt = Attempt(code, number, IN_PROGRESS, owner, lease.token, ts, reason=_clear_reason(rec, code))
+    rec.attempts.append(attempt)
     rec.current_state = code
     rec.status = IN_PROGRESS
     return lease, True
+
+
+def _clear_reason(rec: BuildRecord, code: int) -> str | None:
+    """The reason a person gave for the attempt about to start at ``code``: the latest clear
+    recorded for it since its previous attempt began (see :func:`note_clear`)."""
+    since = max((a.started_at for a in rec.attempts_at(code)), default="")
+    for event in reversed(rec.events):
+        if event.kind == "clear" and event.state == code and event.at >= since:
+            return f"{event.detail} (cleared by {event.actor})"
+    return None
+
+
+def note_clear(rec: BuildRecord, state: object, note: str, actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+    """A person cleared the Airflow task of milestone ``state`` (with a note, or none): recorded in
+    the events, and given as the reason of the milestone's next attempt. Changes no state."""
+    code = _in_plan(rec, state)
+    detail = note or "cleared without a note"
+    _add_event(rec, Event(format_ts(now), "clear", detail, actor, code))
+    return rec, True
 
 
 def _held_lease(rec: BuildRecord, code: int, token: str) -> Lease:

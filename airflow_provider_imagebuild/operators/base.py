@@ -36,17 +36,23 @@ from airflow_provider_imagebuild.build.ids import check_build_id, derive_build_i
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable
+from airflow_provider_imagebuild.links import build_page
+from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_root
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.store import BuildStore
 
 FAIL_AT_ENV = "IMAGEBUILD_FAIL_AT"
 
 
-def injected_failure(state: int) -> bool:
-    """True when ``$IMAGEBUILD_FAIL_AT`` (comma-separated codes) names ``state``: a switch for drills
-    and demos that makes a milestone fail after taking its lease, without editing any code."""
-    codes = {c.strip() for c in os.environ.get(FAIL_AT_ENV, "").split(",")}
-    return str(state) in codes
+def injected_failure(state: int, attempt: int) -> bool:
+    """True when ``$IMAGEBUILD_FAIL_AT`` names ``state``: a switch for drills and demos that makes a
+    milestone fail after taking its lease, without editing any code. Comma-separated codes; ``85``
+    fails every attempt at 85, ``85@1`` only its first (a flaky failure that a clear gets past)."""
+    for item in os.environ.get(FAIL_AT_ENV, "").split(","):
+        code, _, only = item.strip().partition("@")
+        if code == str(state) and (not only or only == str(attempt)):
+            return True
+    return False
 
 
 class BuildOperator(BaseOperator):
@@ -57,6 +63,8 @@ class BuildOperator(BaseOperator):
     _redactor: Callable[[str], str] | None = None
     _in_key: bool = False
     _last_line: str = ""  # the latest tool output line logged, for progress lines
+    _build_id: str | None = None  # the build this task worked on, and (milestones) what it
+    _outputs: dict[str, Any] | None = None  # produced: read by the extra links when it ends
     progress_seconds: float = 30.0
 
     def __init__(
@@ -107,8 +115,10 @@ class BuildOperator(BaseOperator):
         conf = getattr(dag_run, "conf", None) or {}
         given = conf.get("build_id")
         if given is not None:
-            return check_build_id(given, "dag_run.conf.build_id")
-        return derive_build_id(self.pipeline, dag_run.run_id)
+            self._build_id = check_build_id(given, "dag_run.conf.build_id")
+        else:
+            self._build_id = derive_build_id(self.pipeline, dag_run.run_id)
+        return self._build_id
 
     def owner_for(self, context: Any) -> str:
         ti = context["ti"]
@@ -154,6 +164,7 @@ class MilestoneOperator(BuildOperator):
     """
 
     ui_color = "#e8f1fb"
+    operator_extra_links = (BuildPageLink(), ImageLink())
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
@@ -191,6 +202,7 @@ class MilestoneOperator(BuildOperator):
             )
         if done is not None:
             context["ti"].xcom_push(key="outputs", value=done.outputs)
+            self._outputs = dict(done.outputs)
             return dict(done.outputs)
         lease = self._take_lease(store, build_id, context, name)
         self.log.info(
@@ -204,7 +216,7 @@ class MilestoneOperator(BuildOperator):
         session = MilestoneSession(store, build_id, lease, self.stop_action)
         try:
             with session, self.progress(name, build_id):
-                if injected_failure(self.state):
+                if injected_failure(self.state, lease.attempt):
                     # Not retried: the drill stops where it was asked to, like a persistent error.
                     raise AirflowFailException(f"failure injected at milestone {self.state} ({FAIL_AT_ENV})")
                 outputs = self.run_milestone(context, rec, session)
@@ -225,6 +237,7 @@ class MilestoneOperator(BuildOperator):
             raise
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         context["ti"].xcom_push(key="outputs", value=outputs)
+        self._outputs = dict(outputs)
         return outputs
 
     @contextlib.contextmanager
@@ -287,10 +300,12 @@ class MilestoneOperator(BuildOperator):
         kept = f"milestones {done[0]}..{done[-1]} stay done" if done else "nothing else is redone"
         self.log.error(
             "clear this task to resume build %s at milestone %s (%s; nothing already achieved is redone). "
-            "History: imagebuild build show %s",
+            "Build page: %s (a note written in the Clear dialog is recorded as the next attempt's reason); "
+            "history: imagebuild build show %s",
             rec.build_id,
             self.state,
             kept,
+            build_page(rec.build_id, airflow_root()),
             rec.build_id,
         )
 

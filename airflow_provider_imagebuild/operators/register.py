@@ -21,11 +21,13 @@ from airflow_provider_imagebuild.build.catalog import check_code, parse_code
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 from airflow_provider_imagebuild.operators.base import BuildOperator
+from airflow_provider_imagebuild.operators.links import BuildPageLink
 from airflow_provider_imagebuild.store import BuildStore
 
 
 class RegisterBuildOperator(BuildOperator):
     ui_color = "#e8f1fb"
+    operator_extra_links = (BuildPageLink(),)
 
     def run_task(self, context: Any) -> dict[str, Any]:
         build_id = self.resolve_build_id(context)

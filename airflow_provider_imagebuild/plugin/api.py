@@ -25,16 +25,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import get_user
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.build.stats import milestone_medians, summary
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from airflow_provider_imagebuild.links import dag_id_of
+from airflow_provider_imagebuild.plugin.views import builds_page
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
 
 MAX_PAGE = 500
@@ -56,9 +56,20 @@ def store() -> BuildStore:
     return store_for()
 
 
-def dag_id_of(rec: BuildRecord) -> str:
-    """The DAG a build runs in: recorded by its registration, else the factory's default name."""
-    return rec.metadata.get("dag_id") or f"imagebuild_{rec.pipeline.replace('-', '_')}"
+def list_page(
+    user: Any,
+    pipeline: str | None = None,
+    cloud: str | None = None,
+    status: str | None = None,
+    state: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """A page of the builds the caller may read (the JSON list and the HTML list)."""
+    with store_errors():
+        flt = ListFilter.checked(status=status, cloud=cloud, pipeline=pipeline)
+        records, _problems = store().scan_builds(flt)
+    return builds_page(records, lambda dag_id: may(user, dag_id, act=False), state=state, limit=limit, offset=offset)
 
 
 def may(user: Any, dag_id: str, act: bool) -> bool:
@@ -110,6 +121,18 @@ def actionable(user: Any, build_id: str) -> BuildRecord:
     return rec
 
 
+def json_only(request: Request) -> None:
+    """Actions take JSON bodies only. The pages call them with Airflow's session cookie; a form
+    on another site can post with that cookie too, but cannot send ``application/json`` without
+    a CORS preflight this app never grants, so it is refused here before anything is read."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, "actions take a JSON body (Content-Type: application/json)")
+
+
+JSON_ONLY = [Depends(json_only)]
+
+
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -150,22 +173,7 @@ def create_app() -> FastAPI:
         limit: int = Query(default=50, ge=1, le=MAX_PAGE),
         offset: int = Query(default=0, ge=0),
     ) -> dict[str, Any]:
-        with store_errors():
-            flt = ListFilter.checked(status=status, cloud=cloud, pipeline=pipeline)
-            records, _problems = store().scan_builds(flt)
-        if state is not None:
-            records = [r for r in records if r.current_state == state]
-        allowed: dict[str, bool] = {}
-        visible = [r for r in records if allowed.setdefault(dag_id_of(r), may(user, dag_id_of(r), act=False))]
-        page = visible[offset : offset + limit]
-        now = datetime.now(timezone.utc)
-        medians: dict[str, dict[int, float]] = {}
-        rows = []
-        for rec in page:
-            if rec.pipeline not in medians:
-                medians[rec.pipeline] = milestone_medians(r for r in visible if r.pipeline == rec.pipeline)
-            rows.append({**summary(rec, medians[rec.pipeline], now), "dag_id": dag_id_of(rec)})
-        return {"builds": rows, "total": len(visible), "limit": limit, "offset": offset}
+        return list_page(user, pipeline, cloud, status, state, limit, offset)
 
     @app.get("/api/builds/{build_id}")
     def show_build(build_id: str, user: User) -> dict[str, Any]:
@@ -182,19 +190,19 @@ def create_app() -> FastAPI:
 
         return run
 
-    @app.post("/api/builds/{build_id}/reset")
+    @app.post("/api/builds/{build_id}/reset", dependencies=JSON_ONLY)
     def reset_build(build_id: str, body: ResetBody, user: User) -> dict[str, Any]:
         return action(lambda u, r: store().reset(r.build_id, to=body.to, reason=body.reason, actor=actor_of(u)))(
             build_id, user
         )
 
-    @app.post("/api/builds/{build_id}/skip")
+    @app.post("/api/builds/{build_id}/skip", dependencies=JSON_ONLY)
     def skip_milestone(build_id: str, body: SkipBody, user: User) -> dict[str, Any]:
         return action(lambda u, r: store().skip(r.build_id, body.state, reason=body.reason, actor=actor_of(u)))(
             build_id, user
         )
 
-    @app.post("/api/builds/{build_id}/redo")
+    @app.post("/api/builds/{build_id}/redo", dependencies=JSON_ONLY)
     def redo_build(build_id: str, body: RedoBody, user: User) -> dict[str, Any]:
         rec = actionable(user, build_id)
         dag_id = dag_id_of(rec)
@@ -208,6 +216,9 @@ def create_app() -> FastAPI:
         run_id = trigger(dag_id, build_id, user.get_name())
         return {**rec.to_public(), "dag_id": dag_id, "dag_run_id": run_id}
 
+    from airflow_provider_imagebuild.plugin.pages import add_pages
+
+    add_pages(app)
     return app
 
 

@@ -286,6 +286,15 @@ class BuildStore(ABC):
         who = self._redact(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.skip(rec, state, text, who, now))
 
+    def note_clear(self, build_id: str, state: int, *, note: str, actor: str) -> BuildRecord:
+        """Record that a person cleared milestone ``state``'s task, and why (``note`` may be empty):
+        the milestone's next attempt carries it as its reason."""
+        # A note is Markdown typed in Airflow's dialog: its line breaks are kept as " / ".
+        flat = " / ".join(line.strip() for line in note.splitlines() if line.strip())
+        text = self._redact(check_text(without_controls(flat), "note", MAX_REASON)) if flat else ""
+        who = self._redact(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.note_clear(rec, state, text, who, now))
+
     def record_replay(
         self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None
     ) -> BuildRecord:

@@ -286,7 +286,11 @@ class AwsTarget(Target):
                 )["ImageId"]
         self._wait_image(image_id)
         log.info("captured %s image %s (%s) from %s", role, image_id, name, host.id)
-        return {IMAGE_OUTPUT if final else CHECKPOINT_OUTPUT: image_id, f"{role}_image_name": name}
+        return {
+            IMAGE_OUTPUT if final else CHECKPOINT_OUTPUT: image_id,
+            f"{role}_image_name": name,
+            "image_region": self.region,
+        }
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         from botocore.exceptions import ClientError

@@ -118,11 +118,12 @@ def test_bad_build_id_fails_without_retries_or_writes(pipeline: dict[str, Any]) 
 def test_failure_switch_names_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_imagebuild.operators.base import injected_failure
 
-    monkeypatch.setenv("IMAGEBUILD_FAIL_AT", "45, 70")
-    assert injected_failure(45) and injected_failure(70)
-    assert not injected_failure(4) and not injected_failure(50)
+    monkeypatch.setenv("IMAGEBUILD_FAIL_AT", "45, 70, 85@1")
+    assert injected_failure(45, 1) and injected_failure(45, 2) and injected_failure(70, 1)
+    assert not injected_failure(4, 1) and not injected_failure(50, 1)
+    assert injected_failure(85, 1) and not injected_failure(85, 2)  # a flaky failure: first attempt only
     monkeypatch.delenv("IMAGEBUILD_FAIL_AT")
-    assert not injected_failure(45)
+    assert not injected_failure(45, 1)
 
 
 @pytest.mark.slow

@@ -1,0 +1,137 @@
+"""The Image builds pages: the builds list and one build's page, HTML rendered on the API server
+and shown by Airflow's UI in its own frame (the plugin's external view). They read what the JSON
+API reads, with the same authorization; the action forms call the JSON API from the browser with
+Airflow's session cookie, and are not rendered for a user who may not act (the API refuses them
+anyway). A browser without a session is sent to Airflow's login page."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airflow_provider_imagebuild.build.ids import CLOUDS
+from airflow_provider_imagebuild.build.record import BUILD_STATUSES
+from airflow_provider_imagebuild.links import URL_PREFIX, TaskRef
+from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.plugin.views import build_view
+from airflow_provider_imagebuild.store import ListFilter
+
+HERE = Path(__file__).parent
+STATIC = {"imagebuild.css": "text/css", "imagebuild.js": "text/javascript", "icon.svg": "image/svg+xml"}
+PAGE_SIZE = 50
+
+
+def _ts(value: str | None) -> str:
+    """``2026-11-27T07:03:12.123456Z`` as ``2026-11-27 07:03:12`` (UTC, as everywhere in Airflow)."""
+    return value[:19].replace("T", " ") if value else ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _owner(owner: str) -> str:
+    """``dag/run/task/try-2`` as ``s045_storage, try 2`` (the rest is in the link)."""
+    ref = TaskRef.parse(owner or "")
+    return f"{ref.task_id}, try {ref.try_number}" if ref else owner
+
+
+@cache
+def templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    env.filters.update(ts=_ts, duration=_duration, short=_short, owner=_owner)
+    return env
+
+
+def _paths(request: Request) -> tuple[str, str]:
+    """(the plugin's base path, Airflow's base path), as this request reached the API server."""
+    base = request.scope.get("root_path", "").rstrip("/")
+    root = base[: -len(URL_PREFIX)] if base.endswith(URL_PREFIX) else ""
+    return base, root
+
+
+def _render(request: Request, name: str, user: Any, **values: Any) -> HTMLResponse:
+    base, root = _paths(request)
+    html = templates().get_template(name).render(base=base, root=root, user_name=user.get_name(), **values)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def add_pages(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def login_first(request: Request, exc: StarletteHTTPException) -> Response:
+        """A page opened without a session goes to Airflow's login and comes back."""
+        if exc.status_code == 401 and "/api/" not in request.url.path:
+            from airflow.api_fastapi.app import get_auth_manager
+
+            return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+        return await http_exception_handler(request, exc)
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{_paths(request)[0]}/builds", status_code=303)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> FileResponse:
+        if name not in STATIC:
+            raise HTTPException(404, "no such file")
+        return FileResponse(HERE / "static" / name, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/builds", response_class=HTMLResponse, include_in_schema=False)
+    def builds_html(
+        request: Request,
+        user: api.User,
+        pipeline: str | None = None,
+        cloud: str | None = None,
+        status: str | None = None,
+        state: str | None = None,
+        offset: int = Query(default=0, ge=0),
+    ) -> HTMLResponse:
+        filters = {"pipeline": pipeline or None, "cloud": cloud or None, "status": status or None}
+        code = int(state) if state and state.isascii() and state.isdigit() and int(state) <= 100 else None
+        page = api.list_page(user, **filters, state=code, limit=PAGE_SIZE, offset=offset)
+        with api.store_errors():
+            everything, _ = api.store().scan_builds(ListFilter())
+        pipelines = sorted({r.pipeline for r in everything if api.may(user, api.dag_id_of(r), act=False)})
+
+        def page_link(to: int) -> str:
+            query = {k: v for k, v in {**filters, "state": code}.items() if v is not None}
+            return f"{_paths(request)[0]}/builds?{urlencode({**query, 'offset': max(0, to)})}"
+
+        return _render(
+            request,
+            "builds.html",
+            user,
+            page=page,
+            filters={**filters, "state": code},
+            pipelines=pipelines,
+            clouds=CLOUDS,
+            statuses=BUILD_STATUSES,
+            page_link=page_link,
+        )
+
+    @app.get("/builds/{build_id}", response_class=HTMLResponse, include_in_schema=False)
+    def build_html(request: Request, build_id: str, user: api.User) -> HTMLResponse:
+        rec = api.readable(user, build_id)
+        with api.store_errors():
+            same, _ = api.store().scan_builds(ListFilter(pipeline=rec.pipeline))
+        view = build_view(rec, same)
+        may_act = api.may(user, api.dag_id_of(rec), act=True)
+        return _render(request, "build.html", user, v=view, s=view["summary"], may_act=may_act)

@@ -1,0 +1,53 @@
+"""Links to the images a milestone produced, for the task's extra link and the build page:
+the cloud's console for an image in its region, a ``file://`` URL for the local catalog.
+
+Only well-formed ids and regions become links (outputs are data a tool printed, and a link is
+something a person clicks)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
+from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
+
+AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}", re.ASCII)
+
+
+def aws_image_console(region: str, image_id: str) -> str | None:
+    if not (AWS_REGION_RE.fullmatch(region) and AMI_RE.fullmatch(image_id)):
+        return None
+    return f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image_id}"
+
+
+def local_file(path: object) -> str | None:
+    if not isinstance(path, str) or not PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+        return None
+    return "file://" + quote(path)
+
+
+def image_links(cloud: str, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """Label -> URL for each image in a milestone's outputs (published copies first)."""
+    links: dict[str, str] = {}
+    if cloud == "aws":
+        published = outputs.get("published_images")
+        if isinstance(published, Mapping):
+            for region, image in published.items():
+                url = aws_image_console(str(region), str(image))
+                if url:
+                    links[f"{image} ({region})"] = url
+        region = str(outputs.get("image_region") or "")
+        for key in (IMAGE_OUTPUT, CHECKPOINT_OUTPUT):
+            url = aws_image_console(region, str(outputs.get(key) or ""))
+            if url and str(outputs[key]) not in " ".join(links):
+                links[f"{outputs[key]} ({region})"] = url
+    elif cloud == "local":
+        for key in ("catalog_image", IMAGE_OUTPUT, CHECKPOINT_OUTPUT):
+            url = local_file(outputs.get(key))
+            if url:
+                links[str(outputs[key])] = url
+    return links
