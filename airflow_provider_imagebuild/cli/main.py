@@ -16,6 +16,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
+from airflow_provider_imagebuild.errors import Conflict
 from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.store import (
     DEFAULT_LEASE_SECONDS,
@@ -25,6 +26,7 @@ from airflow_provider_imagebuild.store import (
     open_store,
     parse_store_url,
 )
+from airflow_provider_imagebuild.targets.base import resume_problem
 
 
 def _store(ctx: click.Context) -> BuildStore:
@@ -211,7 +213,11 @@ def build_fail(ctx: click.Context, build_id: str, state: str, token: str, messag
 def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None:
     """Send a build back so that milestone TO and everything after it run again."""
     code = _code(to, "--to")
-    rec = _store(ctx).reset(build_id, to=code, reason=reason, actor=_actor())
+    store = _store(ctx)
+    problem = resume_problem(store.get(build_id), code)
+    if problem:
+        raise Conflict(problem)
+    rec = store.reset(build_id, to=code, reason=reason, actor=_actor())
     click.echo(f"build {build_id} reset: next milestone {rec.next_state}")
 
 

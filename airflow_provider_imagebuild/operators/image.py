@@ -20,7 +20,13 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
-from airflow_provider_imagebuild.targets.base import IMAGE_OUTPUT, Host, checkpoint_images
+from airflow_provider_imagebuild.targets.base import (
+    DISCARDED_METADATA,
+    IMAGE_OUTPUT,
+    Host,
+    checkpoint_images,
+    discarded_checkpoints,
+)
 
 
 def image_asset(cloud: str, pipeline: str) -> Asset:
@@ -59,8 +65,13 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         target = self.get_target()
         self.log_output("capturing the final image")
         outputs.update(target.capture(build, host, self.state, final=True))
-        discard = [image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints]
-        outputs["discarded_checkpoints"] = target.discard(build, discard)
+        discard = {code: image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints}
+        if discard:
+            gone = discarded_checkpoints(build) | {(c, build.milestones[c].attempt) for c in discard}
+            # Recorded before the images go: a reset later must not launch a host from them.
+            listed = ",".join(f"{c}@{a}" for c, a in sorted(gone))
+            session.set_metadata({DISCARDED_METADATA: listed}, actor=f"milestone {self.state}")
+        outputs["discarded_checkpoints"] = target.discard(build, list(discard.values()))
         return outputs
 
 

@@ -23,6 +23,7 @@ from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 from airflow_provider_imagebuild.operators.base import BuildOperator
 from airflow_provider_imagebuild.operators.links import BuildPageLink
 from airflow_provider_imagebuild.store import BuildStore
+from airflow_provider_imagebuild.targets.base import resume_problem
 
 
 class RegisterBuildOperator(BuildOperator):
@@ -40,6 +41,9 @@ class RegisterBuildOperator(BuildOperator):
                 rec = store.set_metadata(build_id, {"dag_id": dag_id}, actor=self.owner_for(context))
             redo = self.redo_from(context)
             if redo is not None:
+                problem = resume_problem(rec, redo)
+                if problem:
+                    raise Conflict(problem)
                 rec = self.redo(store, rec, redo, context)
         except Conflict as exc:
             raise AirflowFailException(str(exc)) from exc

@@ -27,7 +27,7 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.spec import TargetSpec
-from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, synced_to
+from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, resume_problem, synced_to
 
 
 def fact_cache_for(host: Host) -> Path:
@@ -101,7 +101,8 @@ class TargetMilestoneOperator(MilestoneOperator):
             if checkpoint is None:
                 raise InvalidInput(
                     "checkpoints",
-                    f"no image to launch a build host from before milestone {self.state}: "
+                    resume_problem(build, self.state)
+                    or f"no image to launch a build host from before milestone {self.state}: "
                     "a packer milestone (the green image) must come first",
                 )
             if host is not None:

@@ -1,0 +1,164 @@
+"""The operator's day in a real browser (Debian's chromium, Playwright) on the real Airflow UI.
+
+``airflow standalone`` runs the shipped local pipeline (debootstrap, Ansible over chroot, qcow2)
+with a flaky failure injected at 85 (``IMAGEBUILD_FAIL_AT=85@1``: the first attempt fails, as a
+mirror timeout would). Then, as a person:
+
+1. the admin opens the DAG's grid, opens the failed task, clears it through Airflow's own Clear
+   dialog with a note, and the run goes green: the store shows 85's second attempt, with the note
+   as its reason, and no completed milestone ran again;
+2. the admin opens Image builds from the navigation, finds the build, sees the two attempts at
+   85, follows an attempt's link to its Airflow task log; a reset to 90 is refused with the reason
+   (the delivered build's host and checkpoints are gone) and a redo from 5 with a reason rebuilds
+   it: the build is delivered again, the action recorded with the admin's name;
+3. a viewer sees the pages without the action forms, and the API refuses the action anyway (403);
+   a browser without a session is sent to Airflow's login.
+
+Screenshots of the builds list and the build page go to ``docs/images/`` when
+``IMAGEBUILD_UPDATE_SCREENSHOTS=1`` (the README shows them), else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from airflow_provider_imagebuild.store import BuildStore, open_store
+from tests.servers.browser import Operator, chromium
+from tests.servers.process import ROOT
+from tests.servers.standalone import Airflow, standalone
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+DAG_ID = "imagebuild_local_debian_base"
+BUILD = "ui-local-1"
+NOTE = "apt mirror timed out (INC-4711); mirror is back"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, rootfs_archive: Path) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("ui")
+    store_url = f"sqlite:///{tmp}/state.db"
+    env = {
+        "IMAGEBUILD_STORE": store_url,
+        "IMAGEBUILD_WORK": str(tmp / "work"),
+        "IMAGEBUILD_CATALOG": str(tmp / "catalog"),
+        "IMAGEBUILD_FAIL_AT": "85@1",
+    }
+    shots = ROOT / "docs" / "images" if os.environ.get("IMAGEBUILD_UPDATE_SCREENSHOTS") == "1" else tmp / "shots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with standalone(tmp / "airflow", ROOT / "dags" / "pipelines", env) as airflow, chromium() as browser:
+        airflow.wait_for_dag(DAG_ID)
+        run_id = airflow.trigger(DAG_ID, {"build_id": BUILD})
+        yield {"airflow": airflow, "store": open_store(store_url), "browser": browser, "run_id": run_id, "shots": shots}
+
+
+def attempts(store: BuildStore) -> dict[int, list[str]]:
+    rec = store.get(BUILD)
+    return {code: [a.status for a in rec.attempts_at(code)] for code in rec.plan}
+
+
+def test_clearing_the_failed_task_in_the_ui_resumes_the_build(deployment: dict[str, Any]) -> None:
+    airflow: Airflow = deployment["airflow"]
+    store: BuildStore = deployment["store"]
+    run_id = deployment["run_id"]
+    assert airflow.wait_for_run(DAG_ID, run_id, {"failed", "success"}, timeout=900) == "failed"
+    before = store.get(BUILD)
+    assert (before.current_state, before.status) == (85, "failed")
+
+    admin = Operator(deployment["browser"], airflow.url, "admin")
+    admin.open_failed_task(DAG_ID, run_id, "s085_metadata")
+    admin.clear_with_note(NOTE)
+    assert airflow.wait_for_run(DAG_ID, run_id, {"failed", "success"}, timeout=600) == "success"
+    admin.page.reload()
+    admin.page.get_by_text("Success", exact=True).first.wait_for()  # the task's page shows it green
+
+    rec = store.get(BUILD)
+    assert rec.delivered
+    done = attempts(store)
+    assert done[85] == ["failed", "completed"]
+    assert all(done[c] == ["completed"] for c in rec.plan if c not in (0, 85)), done
+    second = rec.attempts_at(85)[1]
+    assert second.reason == f"{NOTE} (cleared by admin (ui))" and second.owner.endswith("/try-2")
+    admin.close()
+
+
+def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[str, Any]) -> None:
+    airflow: Airflow = deployment["airflow"]
+    store: BuildStore = deployment["store"]
+    assert store.get(BUILD).delivered, "runs after the clear test"
+    admin = Operator(deployment["browser"], airflow.url, "admin")
+    frame = admin.builds_frame()
+    row = frame.locator(f"tr[data-build='{BUILD}']")
+    assert "delivered" in row.inner_text() and "12/12" in row.inner_text()
+    admin.page.screenshot(path=str(deployment["shots"] / "builds-list.png"))
+
+    row.locator("a.build-link").click()
+    frame.locator("#timeline").wait_for()
+    assert f"/plugin/imagebuild/imagebuild/builds/{BUILD}" in admin.page.url  # the address a person can share
+    timeline_85 = frame.locator("#timeline tr[data-state='85']")
+    assert re.search(r"completed\s+2\b", timeline_85.inner_text()), timeline_85.inner_text()
+    tries = frame.locator("#attempts tr[data-state='85']")
+    assert tries.count() == 2
+    assert NOTE in tries.first.inner_text()  # newest first: the attempt the clear started
+    admin.page.set_viewport_size({"width": 1440, "height": 1700})  # the frame scrolls inside: show more
+    frame.locator("#timeline tr[data-state='70']").scroll_into_view_if_needed()
+    admin.page.screenshot(path=str(deployment["shots"] / "build-page.png"))
+    admin.page.set_viewport_size({"width": 1440, "height": 900})
+
+    # An attempt's link opens its log in Airflow's window, not inside the frame.
+    tries.first.locator("a[data-airflow]").click()
+    admin.page.wait_for_url(
+        re.compile(r"/dags/imagebuild_local_debian_base/runs/[^/]+/tasks/s085_metadata\?try_number=2")
+    )
+    expect(admin.page.locator("iframe[title='Image builds']")).to_have_count(0)
+    expect(admin.page.get_by_text("85 · Image metadata").first).to_be_visible()
+
+    # After delivery the build host is gone and the seal deleted the checkpoints: resetting to 90
+    # is refused before anything changes, with the way forward; a redo from 5 rebuilds.
+    frame = admin.builds_frame(f"/builds/{BUILD}")
+    version = store.get(BUILD).version
+    message = admin.act(frame, "reset", 90, "final validation missed the new sysctl")
+    assert message.startswith("Reset refused (HTTP 409)") and "Redo from 5 to rebuild" in message, message
+    assert store.get(BUILD).version == version
+    message = admin.act(frame, "redo", 5, "rebuild with the fixed sysctl check")
+    match = re.fullmatch(r"Redo recorded; run (\S+) triggered\.", message)
+    assert match, message
+    assert airflow.wait_for_run(DAG_ID, match.group(1), {"failed", "success"}, timeout=900) == "success"
+    frame = admin.builds_frame(f"/builds/{BUILD}")
+    assert frame.locator("#build-status").inner_text() == "delivered"
+    events = frame.locator("#events tr[data-kind='reset']")
+    assert events.count() == 1 and "admin" in events.first.inner_text()
+
+    rec = store.get(BUILD)
+    assert rec.delivered
+    done = attempts(store)
+    assert done[85] == ["failed", "completed", "completed"]  # the flaky failure hit only the first try
+    assert all(done[c] == ["completed", "completed"] for c in rec.plan if c not in (0, 85)), done
+    (reset,) = [e for e in rec.events if e.kind == "reset"]
+    assert reset.actor == "admin (ui)" and "redo from 5: rebuild with the fixed sysctl check" in reset.detail
+    admin.close()
+
+
+def test_a_viewer_sees_the_pages_but_cannot_act(deployment: dict[str, Any]) -> None:
+    airflow: Airflow = deployment["airflow"]
+    store: BuildStore = deployment["store"]
+    viewer = Operator(deployment["browser"], airflow.url, "viewer")
+    frame = viewer.builds_frame(f"/builds/{BUILD}")
+    frame.locator("#read-only").wait_for()
+    assert frame.locator("#reset-form, #redo-form, #skip-form").count() == 0
+    assert frame.locator("#timeline tr[data-state='85']").count() == 1
+    version = store.get(BUILD).version
+    status = viewer.post_from_page(f"/imagebuild/api/builds/{BUILD}/reset", {"to": 90, "reason": "x"})
+    assert status == 403 and store.get(BUILD).version == version
+    viewer.close()
+
+    anonymous = httpx.get(f"{airflow.url}/imagebuild/builds/{BUILD}", follow_redirects=False, timeout=30)
+    assert anonymous.status_code == 303 and "/auth/login" in anonymous.headers["location"]
