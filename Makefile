@@ -49,6 +49,7 @@ bench: setup
 	$(PY) benchmarks/spec_bench.py
 	$(PY) benchmarks/aws_bench.py
 	$(PY) benchmarks/recovery_bench.py
+	$(PY) benchmarks/ui_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

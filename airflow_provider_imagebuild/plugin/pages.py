@@ -21,7 +21,7 @@ from airflow_provider_imagebuild.build.ids import CLOUDS
 from airflow_provider_imagebuild.build.record import BUILD_STATUSES
 from airflow_provider_imagebuild.links import URL_PREFIX, TaskRef
 from airflow_provider_imagebuild.plugin import api
-from airflow_provider_imagebuild.plugin.views import build_view
+from airflow_provider_imagebuild.plugin.views import build_view, builds_page
 from airflow_provider_imagebuild.store import ListFilter
 
 HERE = Path(__file__).parent
@@ -106,10 +106,17 @@ def add_pages(app: FastAPI) -> None:
     ) -> HTMLResponse:
         filters = {"pipeline": pipeline or None, "cloud": cloud or None, "status": status or None}
         code = int(state) if state and state.isascii() and state.isdigit() and int(state) <= 100 else None
-        page = api.list_page(user, **filters, state=code, limit=PAGE_SIZE, offset=offset)
         with api.store_errors():
-            everything, _ = api.store().scan_builds(ListFilter())
-        pipelines = sorted({r.pipeline for r in everything if api.may(user, api.dag_id_of(r), act=False)})
+            flt = ListFilter.checked(**filters)
+            everything, _ = api.store().scan_builds()  # one read: the page and the pipeline choices
+        allowed: dict[str, bool] = {}
+
+        def readable(dag_id: str) -> bool:
+            return allowed.setdefault(dag_id, api.may(user, dag_id, act=False))
+
+        pipelines = sorted({r.pipeline for r in everything if readable(api.dag_id_of(r))})
+        chosen = [r for r in everything if flt.matches(vars(r))]
+        page = builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset)
 
         def page_link(to: int) -> str:
             query = {k: v for k, v in {**filters, "state": code}.items() if v is not None}
