@@ -139,9 +139,19 @@ def test_provider_metadata_is_one_valid_source_listing_every_module() -> None:
     shipped = {
         f"airflow_provider_imagebuild.operators.{m.name}"
         for m in pkgutil.iter_modules(operators.__path__)
-        if m.name != "session"  # the milestone session: no operator
+        if m.name not in ("session", "links")  # the milestone session, the extra links: no operator
     }
     assert set(listed) == shipped
+    from airflow.sdk import BaseOperatorLink
+
+    from airflow_provider_imagebuild.operators import links
+
+    link_classes = {
+        f"{links.__name__}.{name}"
+        for name, value in vars(links).items()
+        if isinstance(value, type) and issubclass(value, BaseOperatorLink) and value is not BaseOperatorLink
+    }
+    assert set(info["extra-links"]) == link_classes == {f"{links.__name__}.{n}" for n in ("BuildPageLink", "ImageLink")}
     for module in [*listed, *(m for group in info["hooks"] for m in group["python-modules"])]:
         importlib.import_module(module)
     hook = info["connection-types"][0]["hook-class-name"]
