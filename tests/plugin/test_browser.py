@@ -124,7 +124,7 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     # An attempt's link opens its log in Airflow's window, not inside the frame.
     tries.first.locator("a[data-airflow]").click()
     admin.page.wait_for_url(
-        re.compile(r"/dags/imagebuild_local_debian_base/runs/[^/]+/tasks/s085_metadata\?try_number=2")
+        re.compile(rf"/dags/imagebuild_local_debian_base/runs/[^/]+/tasks/s085_metadata\?try_number={tries_85}")
     )
     expect(admin.page.locator("iframe[title='Image builds']")).to_have_count(0)
     expect(admin.page.get_by_text("85 · Image metadata").first).to_be_visible()
