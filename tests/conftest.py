@@ -74,6 +74,29 @@ def dynalite_url(server_logs: Path) -> Iterator[str]:
         yield url
 
 
+# Azurite's published development account (https://learn.microsoft.com/azure/storage/common/storage-use-azurite).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@pytest.fixture(scope="session")
+def azurite_url(server_logs: Path) -> Iterator[str]:
+    """Azurite (npm): Azure Blob Storage with ETag conditions, in memory, on loopback; its
+    connection string goes to ``AZURE_STORAGE_CONNECTION_STRING``, as a user's would."""
+    azurite = ROOT / "node_modules/.bin/azurite-blob"
+    assert azurite.exists(), "azurite missing: run `make setup` (npm ci)"
+    port = free_port()
+    argv = [str(azurite), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+            "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose"]  # fmt: skip
+    with running(argv, port, server_logs / "azurite.log") as url:
+        endpoint = f"{url}/{AZURITE_ACCOUNT}"
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={endpoint};"
+        )
+        yield url
+
+
 class FakeClock:
     """A clock the tests move by hand, so lease expiry needs no sleeping."""
 
@@ -91,7 +114,7 @@ class FakeClock:
             self.now += timedelta(seconds=seconds)
 
 
-BACKENDS = ["sqlite", "file", "dynamodb", "dynalite", "s3", "sqlite+s3"]
+BACKENDS = ["sqlite", "file", "dynamodb", "dynalite", "s3", "sqlite+s3", "azblob"]
 
 
 def unique(prefix: str) -> str:
@@ -114,6 +137,9 @@ def store_url_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) 
         return (
             f"sqlite+s3:///{tmp_path}/mirror.db?bucket={unique('mirror')}&prefix=p&region=us-east-1&endpoint_url={moto}"
         )
+    if backend == "azblob":
+        azurite = request.getfixturevalue("azurite_url")
+        return f"azblob://{unique('imagebuild')}/state?account={AZURITE_ACCOUNT}&endpoint_url={azurite}"
     raise AssertionError(backend)
 
 

@@ -2,7 +2,8 @@
 :func:`store_for`, the one place a task's store is chosen.
 
 The connection holds the store URL (in ``extra.store_url`` or ``host``) and, for the AWS
-backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves.
+backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves;
+for the Azure Blob backend, a ``wasb_conn_id`` read by the Azure provider's ``WasbHook``.
 Secrets Airflow masks are also redacted from what the store records.
 """
 
@@ -62,7 +63,7 @@ class BuildStateHook(BaseHook):
             "placeholders": {"host": "dynamodb://imagebuild-state?region=eu-west-1"},
         }
 
-    def store_settings(self) -> tuple[str, str | None]:
+    def store_settings(self) -> tuple[str, dict[str, Any]]:
         conn = self.get_connection(self.imagebuild_conn_id)
         extra = conn.extra_dejson or {}
         url = extra.get("store_url") or conn.host
@@ -70,16 +71,22 @@ class BuildStateHook(BaseHook):
             raise InvalidInput(
                 f"connection {self.imagebuild_conn_id}.store_url", "is empty; set extra.store_url or host"
             )
-        return str(url), extra.get("aws_conn_id")
+        return str(url), extra
 
     def get_conn(self) -> BuildStore:
         if self._store is None:
-            url, aws_conn_id = self.store_settings()
+            url, extra = self.store_settings()
             parsed = parse_store_url(url, f"connection {self.imagebuild_conn_id}.store_url")
-            factory = None
+            factory = service = None
             if parsed.scheme in ("dynamodb", "s3", "sqlite+s3"):
-                factory = AwsClients.from_connection(aws_conn_id, parsed.region, parsed.endpoint_url)
-            self._store = open_store(parsed, client_factory=factory, redactor=airflow_redactor())
+                factory = AwsClients.from_connection(extra.get("aws_conn_id"), parsed.region, parsed.endpoint_url)
+            wasb_conn_id = extra.get("wasb_conn_id")
+            if parsed.scheme == "azblob" and wasb_conn_id:
+                from airflow_provider_imagebuild.clouds.azure import blob_service
+
+                account, endpoint = parsed.account, parsed.endpoint_url
+                service = lambda: blob_service(account, endpoint, str(wasb_conn_id))  # noqa: E731
+            self._store = open_store(parsed, client_factory=factory, blob_service=service, redactor=airflow_redactor())
         return self._store
 
     get_store = get_conn

@@ -1,8 +1,9 @@
-"""The build state store: one contract (:class:`BuildStore`), five backends chosen by URL."""
+"""The build state store: one contract (:class:`BuildStore`), six backends chosen by URL."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,12 @@ def open_store(
     client_factory: ClientFactory | None = None,
     redactor: Redactor | None = None,
     clock: Clock | None = None,
+    blob_service: Callable[[], Any] | None = None,
 ) -> BuildStore:
     """Open the store a URL names. AWS backends use ``client_factory`` (default: clients from the
-    environment's credential chain; from Airflow the state hook passes its connection's)."""
+    environment's credential chain; from Airflow the state hook passes its connection's); the
+    Azure Blob backend ``blob_service`` (default: :func:`clouds.azure.blob_service` without an
+    Airflow connection)."""
     parsed = url if isinstance(url, StoreURL) else parse_store_url(url)
     common: dict[str, Any] = {"redactor": redactor, "clock": clock}
     factory = client_factory or AwsClients.from_environment(parsed.region, parsed.endpoint_url)
@@ -47,6 +51,19 @@ def open_store(
         from airflow_provider_imagebuild.store.dynamodb import DynamoDBStore
 
         return DynamoDBStore(parsed.table, factory, url=parsed.raw, **common)
+    if parsed.scheme == "azblob":
+        from airflow_provider_imagebuild.clouds.azure import blob_service as service_for
+        from airflow_provider_imagebuild.store.azblob import AzureBlobStore
+
+        account, endpoint = parsed.account, parsed.endpoint_url
+        return AzureBlobStore(
+            account,
+            parsed.bucket,
+            parsed.prefix,
+            blob_service or (lambda: service_for(account, endpoint)),
+            url=parsed.raw,
+            **common,
+        )
     if parsed.scheme == "s3":
         from airflow_provider_imagebuild.store.s3 import S3Store
 

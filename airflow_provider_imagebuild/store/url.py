@@ -2,7 +2,8 @@
 
 ``sqlite:///abs/path.db``, ``file:///abs/dir``, ``dynamodb://TABLE?region=R&endpoint_url=U``,
 ``s3://BUCKET/PREFIX?region=R&endpoint_url=U`` and
-``sqlite+s3:///abs/path.db?bucket=B&prefix=P&region=R&endpoint_url=U``.
+``sqlite+s3:///abs/path.db?bucket=B&prefix=P&region=R&endpoint_url=U`` and
+``azblob://CONTAINER/PREFIX?account=NAME&endpoint_url=U``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from airflow_provider_imagebuild.build.ids import control_character
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 
-SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3")
+SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob")
 _TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Blob container names: 3-63 lowercase letters, digits and single hyphens, starting and ending
+# with a letter or digit; storage account names: 3-24 lowercase letters and digits.
+_CONTAINER_RE = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", re.ASCII)
+_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}", re.ASCII)
 _PREFIX_RE = re.compile(r"[A-Za-z0-9!_.*'()/-]*")
 _ENDPOINT_RE = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
 _ALLOWED_QUERY = {
@@ -26,6 +31,7 @@ _ALLOWED_QUERY = {
     "dynamodb": {"region", "endpoint_url"},
     "s3": {"region", "endpoint_url"},
     "sqlite+s3": {"bucket", "prefix", "region", "endpoint_url", "synchronous"},
+    "azblob": {"account", "endpoint_url"},
 }
 
 
@@ -38,6 +44,7 @@ class StoreURL:
     prefix: str = ""
     region: str | None = None
     endpoint_url: str | None = None
+    account: str = ""  # azblob: the storage account
     synchronous: str = "normal"  # SQLite: "full" also survives power loss, at about half the write rate
     raw: str = ""
 
@@ -80,7 +87,8 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         # Credentials come from the environment or the connection's aws_conn_id, never the URL:
         # a store URL is printed, logged and kept in specs.
         raise InvalidInput(
-            f"{field}.endpoint_url", "must not contain credentials (user:password@); use aws_conn_id or the environment"
+            f"{field}.endpoint_url",
+            "must not contain credentials (user:password@); use the connection or the environment",
         )
     if endpoint is not None and not _ENDPOINT_RE.fullmatch(endpoint):
         raise InvalidInput(f"{field}.endpoint_url", f"must be an http(s) URL, got {endpoint[:80]!r}")
@@ -122,6 +130,23 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         if not _TABLE_RE.fullmatch(table):
             raise InvalidInput(f"{field}.table", f"must be 3-255 letters, digits, '_', '.', '-', got {table!r}")
         return StoreURL(scheme, table=table, region=region, endpoint_url=endpoint, raw=text)
+
+    if scheme == "azblob":
+        container = parts.netloc
+        if not _CONTAINER_RE.fullmatch(container):
+            raise InvalidInput(
+                f"{field}.container",
+                f"must be a Blob container name (3-63 lowercase letters, digits and single '-'), got {container!r}",
+            )
+        account = single.get("account", "")
+        if not _ACCOUNT_RE.fullmatch(account):
+            raise InvalidInput(
+                f"{field}.account",
+                f"must be a storage account name (3-24 lowercase letters and digits), got {account!r}",
+            )
+        prefix = parts.path.strip("/")
+        _check_prefix(prefix, f"{field}.prefix")
+        return StoreURL(scheme, bucket=container, prefix=prefix, account=account, endpoint_url=endpoint, raw=text)
 
     bucket = parts.netloc
     _check_bucket(bucket, f"{field}.bucket")

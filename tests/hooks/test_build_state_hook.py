@@ -157,3 +157,39 @@ def test_provider_metadata_is_one_valid_source_listing_every_module() -> None:
     hook = info["connection-types"][0]["hook-class-name"]
     module, _, name = hook.rpartition(".")
     assert getattr(importlib.import_module(module), name).conn_type == info["connection-types"][0]["connection-type"]
+
+
+def test_hook_opens_an_azure_blob_store_through_a_wasb_connection(
+    azurite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real: Azurite, the Azure provider's ``WasbHook`` reading a ``wasb`` connection whose
+    connection string names Azurite. The environment's connection string is removed, so the
+    store can only have reached Azurite through the Airflow connection."""
+    from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+    from tests.conftest import AZURITE_ACCOUNT, AZURITE_KEY
+
+    conn_string = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
+    assert AZURITE_KEY in conn_string
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IMAGEBUILD_BLOB",
+        json.dumps({"conn_type": "wasb", "extra": {"connection_string": conn_string}}),
+    )
+    url = f"azblob://{unique('hook')}/p?account={AZURITE_ACCOUNT}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IMAGEBUILD_AZ",
+        json.dumps({"conn_type": "imagebuild_state", "extra": {"store_url": url, "wasb_conn_id": "imagebuild_blob"}}),
+    )
+    store = BuildStateHook("imagebuild_az").get_store()
+    assert "created" in store.init()
+    store.create_build("az-1", pipeline="p", cloud="azure", image_type="t")
+    assert BuildStateHook("imagebuild_az").test_connection()[0]
+    assert [b.build_id for b in BuildStateHook("imagebuild_az").get_store().list_builds()] == ["az-1"]
+
+    other = url.replace(AZURITE_ACCOUNT, "someoneelse")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IMAGEBUILD_AZ",
+        json.dumps({"conn_type": "imagebuild_state", "extra": {"store_url": other, "wasb_conn_id": "imagebuild_blob"}}),
+    )
+    with pytest.raises(InvalidInput, match="not someoneelse"):
+        BuildStateHook("imagebuild_az").get_store().get("az-1")

@@ -135,6 +135,28 @@ def test_unreachable_endpoint_is_store_unavailable(scheme: str) -> None:
         store.get("b-1")
 
 
+def test_unreachable_blob_endpoint_is_store_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real azure-storage-blob, nothing listening: a bounded wait, then the store's transient error."""
+    from tests.conftest import AZURITE_ACCOUNT, AZURITE_KEY
+
+    endpoint = f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}"
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};",
+    )
+    store = open_store(f"azblob://builds/p?account={AZURITE_ACCOUNT}")
+    with pytest.raises(StoreUnavailable, match="store unreachable"):
+        store.get("b-1")
+
+
+def test_blob_store_before_init_says_so(azurite_url: str) -> None:
+    from tests.conftest import AZURITE_ACCOUNT
+
+    store = open_store(f"azblob://{unique('noinit')}/p?account={AZURITE_ACCOUNT}")
+    with pytest.raises(StoreUnavailable, match="store init"):
+        store.get("b-1")
+
+
 @pytest.mark.parametrize(
     ("url", "field"),
     [
@@ -149,6 +171,14 @@ def test_unreachable_endpoint_is_store_unavailable(scheme: str) -> None:
         ("s3://bucket/x?endpoint_url=ftp://h", "store.endpoint_url"),
         ("sqlite+s3:////tmp/x.db", "store.bucket"),
         ("sqlite:////tmp/x.db?synchronous=off", "store.synchronous"),
+        ("azblob://ab?account=devstore", "store.container"),
+        ("azblob://a--b?account=devstore", "store.container"),
+        ("azblob://Builds/p?account=devstore", "store.container"),
+        ("azblob://builds/p", "store.account"),
+        ("azblob://builds/p?account=Dev_Store", "store.account"),
+        ("azblob://builds/p?account=dev&region=us-east-1", "store"),
+        ("azblob://builds/../p?account=devstore", "store.prefix"),
+        ("azblob://builds/p?account=devstore&endpoint_url=http://k:s@127.0.0.1:1", "store.endpoint_url"),
         ("", "store"),
         ("no-scheme", "store"),
     ],
