@@ -21,6 +21,7 @@ from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, chec
 from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
@@ -190,6 +191,21 @@ class TargetSpec(BaseModel):
         return value
 
 
+# The ``target:`` model of each cloud (the others share TargetSpec: AWS settings, local's paths).
+TARGET_MODELS: dict[str, type[BaseModel]] = {"azure": AzureTargetSpec}
+AnyTargetSpec = TargetSpec | AzureTargetSpec
+
+
+def _error_text(exc: ValidationError, prefix: str) -> str:
+    """``prefix.key.path: reason`` of a nested model's first error (parse_spec splits it again)."""
+    first = exc.errors()[0]
+    path = ".".join([prefix, *(str(p) for p in first["loc"])])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{path}: {message}"
+
+
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -207,7 +223,7 @@ class PipelineSpec(BaseModel):
     defaults: RetryPolicy = RetryPolicy()
     include_standard: bool = False
     tags: list[str] = Field(default_factory=list)
-    target: TargetSpec = TargetSpec()
+    target: AnyTargetSpec = TargetSpec()
     checkpoints: list[int] = Field(default_factory=list)
     milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
 
@@ -259,6 +275,18 @@ class PipelineSpec(BaseModel):
             raise ValueError("is not a connection id")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _target_model(cls, raw: Any) -> Any:
+        """Validate ``target:`` with its cloud's model (an AWS key in an Azure spec is unknown)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("target", {}), dict):
+            return raw
+        model = TARGET_MODELS.get(str(raw.get("cloud")), TargetSpec)
+        try:
+            return {**raw, "target": model.model_validate(raw.get("target") or {})}
+        except ValidationError as exc:
+            raise ValueError(_error_text(exc, "target")) from None
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         if self.store and self.store_conn_id:
@@ -278,6 +306,13 @@ class PipelineSpec(BaseModel):
                 raise ValueError(
                     f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
                     f"(only {', '.join(clouds)})"
+                )
+        if isinstance(self.target, AzureTargetSpec):
+            actions: set[str] = {m.action for m in self.milestones.values()}
+            missing = self.target.missing_for(actions)
+            if missing:
+                raise ValueError(
+                    f"target.{missing[0]}: is required by this pipeline's {sorted(actions & TARGET_ACTIONS)} milestones"
                 )
         for code in [*self.checkpoints, *self.target.keep_checkpoints]:
             if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
@@ -353,7 +388,7 @@ def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> Pipe
             message = "unknown key"
         if first["type"] == "missing":
             message = "is required"
-        if path == "" and message.startswith("milestones."):
+        if path == "" and message.startswith(("milestones.", "target.")):
             path, _, message = message.partition(": ")
         raise SpecError(file, path, message) from None
     except InvalidInput as exc:
@@ -426,6 +461,8 @@ def load_specs(paths: Iterable[Path]) -> tuple[list[tuple[Path, PipelineSpec]], 
 __all__ = [
     "CLOUDS",
     "PIPELINES_ENV",
+    "AnyTargetSpec",
+    "AzureTargetSpec",
     "MilestoneSpec",
     "PipelineSpec",
     "RetryPolicy",

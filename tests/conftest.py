@@ -97,6 +97,38 @@ def azurite_url(server_logs: Path) -> Iterator[str]:
         yield url
 
 
+AZURE_CONN_ID = "azure_imagebuild_test"
+AZURE_GROUP = "rg-imagebuild"
+
+
+@pytest.fixture
+def fake_arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A loopback fake of Azure Resource Manager (tests/servers/azure_arm.py) with a network and a
+    gallery image definition in place, reached the way a deployment would: an Airflow Azure
+    connection (``AZURE_CONN_ID``) whose ``DefaultAzureCredential`` finds a managed identity
+    (``IDENTITY_ENDPOINT``, served by the fake too)."""
+    import json
+
+    from tests.servers.azure_arm import IDENTITY_HEADER, SUBSCRIPTION, FakeArm, serving
+
+    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(FakeArm()) as fake:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{fake.url}/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
+        extra = {"subscriptionId": SUBSCRIPTION, "resource_manager_endpoint": fake.url}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps({"conn_type": "azure", "extra": extra}))
+        group = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{AZURE_GROUP}/providers"
+        fake.add(f"{group}/Microsoft.Network/virtualNetworks/vnet-build", {"location": "westeurope"})
+        fake.add(f"{group}/Microsoft.Network/virtualNetworks/vnet-build/subnets/builders", {"properties": {}})
+        fake.add(f"{group}/Microsoft.Compute/galleries/golden", {"location": "westeurope"})
+        fake.add(
+            f"{group}/Microsoft.Compute/galleries/golden/images/rhel8-web",
+            {"location": "westeurope", "properties": {"osType": "Linux", "osState": "Generalized"}},
+        )
+        yield fake
+
+
 class FakeClock:
     """A clock the tests move by hand, so lease expiry needs no sleeping."""
 

@@ -88,6 +88,7 @@ class AzureClients:
 
     def __post_init__(self) -> None:
         self._cache: dict[str, Any] = {}
+        quiet_sdk_logs()
         if not SUBSCRIPTION_RE.fullmatch(self.subscription_id or ""):
             raise InvalidInput(
                 "target.subscription_id",
@@ -174,6 +175,15 @@ class AzureClients:
         return {**(self.secrets or {}), "ARM_SUBSCRIPTION_ID": self.subscription_id}
 
 
+def quiet_sdk_logs() -> None:
+    """The SDKs log every request and response at INFO: a task log would drown in them (the
+    Azure provider's hooks quieten the same logger)."""
+    import logging
+
+    for name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def account_url(account: str, endpoint_url: str | None) -> str:
     """The Blob service URL of ``account``: ``https://ACCOUNT.blob.core.windows.net``, or
     ``endpoint_url``; an endpoint without a path whose host is not the account's own (Azurite,
@@ -190,6 +200,7 @@ def blob_service(account: str, endpoint_url: str | None = None, wasb_conn_id: st
     """A ``BlobServiceClient`` for the store (see the module's docstring for the credential order)."""
     from azure.storage.blob import BlobServiceClient
 
+    quiet_sdk_logs()
     # The SDK's default retries back off 15 s, 18 s, 24 s... (a minute before an outage is said).
     options: dict[str, Any] = {
         "retry_total": 2,

@@ -32,6 +32,9 @@ TARGETS: dict[str, Registered] = {
     "aws": Registered(
         "airflow_provider_imagebuild.targets.aws:AwsTarget", frozenset({"packer", "ansible", "seal", "publish"})
     ),
+    "azure": Registered(
+        "airflow_provider_imagebuild.targets.azure:AzureTarget", frozenset({"packer", "ansible", "seal", "publish"})
+    ),
     "local": Registered(
         "airflow_provider_imagebuild.targets.local:LocalTarget",
         frozenset({"bootstrap", "ansible", "seal", "publish"}),

@@ -1,0 +1,169 @@
+"""The ``target:`` settings of an Azure pipeline, checked at parse time.
+
+A spec with ``cloud: azure`` is validated against this model instead of the AWS/local one, so a
+key of another cloud (``instance_type``, ``region``) is an unknown key, and the formats Azure
+would refuse an hour into a build (a display name for a location, a malformed marketplace URN, a
+publish milestone without a gallery) fail when the DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from airflow_provider_imagebuild.build.ids import KEY_RE
+from airflow_provider_imagebuild.clouds.azure import AZURE_LOCATION_RE, RESOURCE_GROUP_RE, SUBSCRIPTION_RE
+
+# Marketplace image URN: Publisher:Offer:Sku:Version (RedHat:RHEL:8-lvm-gen2:latest).
+URN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9.]+")
+IMAGE_ID_RE = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Compute/images/[^/]+", re.IGNORECASE
+)
+SUBNET_ID_RE = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+"
+    r"/subnets/[^/]+",
+    re.IGNORECASE,
+)
+NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+GALLERY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._]{0,79}")
+GALLERY_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+VM_SIZE_RE = re.compile(r"(Standard|Basic)_[A-Za-z0-9_]+")
+TAG_NAME_RE = re.compile(r"[^<>%&\\?/]{1,512}")
+MAX_USER_TAGS = 40  # Azure allows 50 per resource; the build's own tags take up to 7
+
+
+class AzureTargetSpec(BaseModel):
+    """Where an Azure build host runs and where the image is published (a Compute Gallery)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    azure_conn_id: str = "azure_default"
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    vm_size: str = "Standard_D2s_v5"
+    source_image: str | None = None
+    network: str | None = Field(default=None, description="vnet/subnet in the resource group, or a subnet id")
+    public_ip: bool = False
+    ssh_user: str = "azureuser"
+    ssh_public_key: str | None = None
+    ssh_private_key_file: str | None = None
+    gallery: str | None = None
+    gallery_image: str | None = None
+    replication_regions: list[str] = Field(default_factory=list)
+    replica_count: int = Field(default=1, ge=1, le=100)
+    storage_account_type: Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS"] = "Standard_LRS"
+    end_of_life_days: int | None = Field(default=None, ge=1, le=3650)
+    tags: dict[str, str] = Field(default_factory=dict)
+    keep_checkpoints: list[int] = Field(default_factory=list)
+    connection: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("azure_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not KEY_RE.fullmatch(value):
+            raise ValueError("is not a connection id")
+        return value
+
+    @field_validator("subscription_id")
+    @classmethod
+    def _subscription(cls, value: str | None) -> str | None:
+        if value is not None and not SUBSCRIPTION_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a subscription id (a GUID)")
+        return value
+
+    @field_validator("resource_group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not RESOURCE_GROUP_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a resource group name")
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str | None) -> str | None:
+        if value is not None and not AZURE_LOCATION_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an Azure location name (like westeurope, not 'West Europe')")
+        return value
+
+    @field_validator("replication_regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if not AZURE_LOCATION_RE.fullmatch(region):
+                raise ValueError(f"{region!r} is not an Azure location name (like westeurope, not 'West Europe')")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a region twice")
+        return value
+
+    @field_validator("vm_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not VM_SIZE_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a VM size (like Standard_D2s_v5)")
+        return value
+
+    @field_validator("source_image")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is not None and not (URN_RE.fullmatch(value) or IMAGE_ID_RE.fullmatch(value)):
+            raise ValueError(
+                f"{value!r} is neither a marketplace URN (Publisher:Offer:Sku:Version, like "
+                "RedHat:RHEL:8-lvm-gen2:latest) nor a managed image id (/subscriptions/.../images/NAME)"
+            )
+        return value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value is not None and not (NETWORK_RE.fullmatch(value) or SUBNET_ID_RE.fullmatch(value)):
+            raise ValueError(f"{value!r} is neither VNET/SUBNET nor a subnet resource id")
+        return value
+
+    @field_validator("gallery")
+    @classmethod
+    def _gallery(cls, value: str | None) -> str | None:
+        if value is not None and not GALLERY_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a gallery name (letters, digits, '.' and '_')")
+        return value
+
+    @field_validator("gallery_image")
+    @classmethod
+    def _gallery_image(cls, value: str | None) -> str | None:
+        if value is not None and not GALLERY_IMAGE_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a gallery image definition name")
+        return value
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value in ("root", "admin", "administrator"):
+            raise ValueError(f"{value!r} is not an admin user name Azure accepts (lowercase, not root or admin)")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_USER_TAGS:
+            raise ValueError(f"has {len(value)} tags; at most {MAX_USER_TAGS} (Azure allows 50, the build adds 7)")
+        for name, item in value.items():
+            if not TAG_NAME_RE.fullmatch(name):
+                raise ValueError(f"tag name {name!r} must be 1-512 characters without < > % & \\ ? /")
+            if len(item) > 256:
+                raise ValueError(f"tag {name!r}: a value may be at most 256 characters")
+        return value
+
+    def missing_for(self, actions: set[str]) -> list[str]:
+        """The settings the pipeline's target actions need and this spec does not give."""
+        needed: list[str] = []
+        if actions & {"packer", "ansible", "seal", "publish"}:
+            needed += ["resource_group", "location"]
+        if "packer" in actions:
+            needed.append("source_image")
+        if "ansible" in actions or "seal" in actions:
+            needed.append("network")
+        if "publish" in actions:
+            needed += ["gallery", "gallery_image"]
+        return [name for name in needed if getattr(self, name) in (None, "")]

@@ -1,0 +1,583 @@
+"""The Azure target: VM build hosts, snapshot checkpoints, a managed final image, published as a
+Compute Gallery image version.
+
+Clients come from :class:`~airflow_provider_imagebuild.clouds.azure.AzureClients` (an Airflow
+Azure connection, or ``DefaultAzureCredential``); the SDKs are imported only when a milestone runs.
+
+Decisions, and why:
+
+- **Checkpoints are incremental snapshots of the build host's OS disk**, not managed images or
+  gallery versions. A checkpoint must keep the machine as it is (users, keys, machine id): Azure
+  only launches a generalized managed image, and a specialized gallery version costs a gallery
+  image definition per pipeline and minutes of replication per checkpoint. A snapshot is taken in
+  seconds after a graceful power-off (consistent, like EC2's reboot before CreateImage), and a
+  host is relaunched from it by copying it to a disk and attaching that disk.
+- The green image (10) is the managed image Packer's azure-arm builder makes; the first build
+  host is launched from it (generalized: the spec's ``ssh_user`` and ``ssh_public_key`` are set).
+- **Seal** deallocates and generalizes the host and captures a managed image; **publish** makes a
+  gallery image version of it, first with ``excludeFromLatest`` so that a failed or half-replicated
+  publish is never what ``latest`` resolves to, then lifts the exclusion once replication
+  succeeded. Earlier versions are kept. The version is ``YYYY.MMDD.HHMMSS`` of the build's
+  creation time, so a retried publish finds its own version.
+- Every resource is named from a digest of the pipeline and build id (``ib-<10 hex>-...``) and
+  tagged with ``BuildId``, ``Pipeline`` and ``ManagedBy``; the full identity is in the tags.
+  Nothing without this build's tags is launched from, captured, published, updated or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import timedelta, timezone
+from typing import Any
+
+from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
+from airflow_provider_imagebuild.errors import InvalidInput, NotFound
+from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
+from airflow_provider_imagebuild.targets.base import (
+    CHECKPOINT_OUTPUT,
+    IMAGE_OUTPUT,
+    Checkpoint,
+    Host,
+    Target,
+    checkpoint_images,
+)
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY = "airflow-provider-imagebuild"
+LIVE_POWER_STATES = {"running", "starting"}
+WAIT_S = 3600  # the longest a single long-running operation is waited for (gallery replication)
+
+
+def _get(resource: Any, *path: str | int) -> Any:
+    """A value deep in a REST-shaped resource (SDK models are mappings of the REST names)."""
+    value = resource
+    for key in path:
+        if value is None:
+            return None
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def history_digest(build: BuildRecord) -> str:
+    """A short digest of the milestones that made the image (code, attempt, skipped): tells two
+    images of one build apart after a redo, without putting the history in a tag."""
+    text = ",".join(
+        f"{code}:{ms.attempt}:{'skipped' if ms.skipped else 'done'}" for code, ms in sorted(build.milestones.items())
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def gallery_version(build: BuildRecord) -> str:
+    """``YYYY.MMDD.HHMMSS`` of the build's creation (UTC): ordered like the builds, the same on every
+    retry, and within the 32-bit parts a gallery version allows."""
+    at = parse_ts(build.created_at).astimezone(timezone.utc)
+    return f"{at.year}.{at.month * 100 + at.day}.{at.hour * 10000 + at.minute * 100 + at.second}"
+
+
+def parse_id(resource_id: str) -> dict[str, str] | None:
+    """The parts of an ARM resource id (``type``, ``name``, ``resource_group``...), or None."""
+    from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
+
+    if not is_valid_resource_id(resource_id):
+        return None
+    return {key: str(value) for key, value in parse_resource_id(resource_id).items()}
+
+
+class AzureTarget(Target):
+    name = "azure"
+
+    def __init__(self, settings: AzureTargetSpec, *, pipeline: str, image_type: str, clients: AzureClients) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.image_type = image_type
+        self.clients = clients
+        self.group = settings.resource_group or ""
+        self.location = settings.location or ""
+        self.region = ""  # Packer's azure-arm artifact is one image id, not region:id pairs
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, pipeline: str, image_type: str) -> AzureTarget:
+        if not isinstance(settings, AzureTargetSpec):
+            raise InvalidInput("target", "an Azure pipeline needs Azure target settings")
+        for name in ("resource_group", "location"):
+            if not getattr(settings, name):
+                raise InvalidInput(f"target.{name}", "is required for a build on Azure")
+        clients = AzureClients.from_connection(settings.azure_conn_id, settings.subscription_id)
+        return cls(settings, pipeline=pipeline, image_type=image_type, clients=clients)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def api(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return azure_errors(f"Azure {what}", endpoint=self.clients.base_url)
+
+    @contextlib.contextmanager
+    def maybe_missing(self, what: str) -> Iterator[list[Any]]:
+        """``with self.maybe_missing(...) as found: found.append(call())``: a 404 leaves it empty."""
+        found: list[Any] = []
+        try:
+            with self.api(what):
+                yield found
+        except NotFound:
+            found.clear()
+
+    @property
+    def compute(self) -> Any:
+        return self.clients.compute
+
+    @property
+    def network(self) -> Any:
+        return self.clients.network
+
+    def prefix(self, build: BuildRecord) -> str:
+        return "ib-" + hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:10]
+
+    def build_tags(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
+        return {
+            **self.settings.tags,
+            "BuildId": build.build_id,
+            "Pipeline": self.pipeline,
+            "Milestone": str(milestone),
+            "ImageType": self.image_type,
+            "Role": role,
+            "ManagedBy": MANAGED_BY,
+        }
+
+    def is_builds(self, build: BuildRecord, resource: Any) -> bool:
+        tags = _get(resource, "tags") or {}
+        return bool(
+            tags.get("BuildId") == build.build_id
+            and tags.get("Pipeline") == self.pipeline
+            and tags.get("ManagedBy") == MANAGED_BY
+        )
+
+    def resource_id(self, kind: str, name: str) -> str:
+        namespace = "Microsoft.Network" if kind in ("networkInterfaces", "publicIPAddresses") else "Microsoft.Compute"
+        return (
+            f"/subscriptions/{self.clients.subscription_id}/resourceGroups/{self.group}"
+            f"/providers/{namespace}/{kind}/{name}"
+        )
+
+    def subnet_id(self) -> str:
+        network = self.settings.network or ""
+        if network.startswith("/"):
+            return network
+        vnet, _, subnet = network.partition("/")
+        return (
+            f"/subscriptions/{self.clients.subscription_id}/resourceGroups/{self.group}"
+            f"/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}"
+        )
+
+    def _owned(self, build: BuildRecord, resource_id: str) -> Any | None:
+        """The image, snapshot or VM ``resource_id`` names, if it exists in this target's resource
+        group and carries this build's tags; else None."""
+        parts = parse_id(resource_id)
+        if parts is None:
+            return None
+        if (
+            parts.get("subscription", "").lower() != self.clients.subscription_id.lower()
+            or parts.get("resource_group", "").lower() != self.group.lower()
+            or parts.get("children")
+        ):
+            return None
+        getter = {
+            "images": self.compute.images.get,
+            "snapshots": self.compute.snapshots.get,
+            "virtualmachines": self.compute.virtual_machines.get,
+        }.get(parts.get("type", "").lower())
+        if getter is None:
+            return None
+        with self.maybe_missing(f"GET {resource_id}") as found:
+            found.append(getter(self.group, parts["name"]))
+        if not found or not self.is_builds(build, found[0]):
+            return None
+        return found[0]
+
+    def _wait(self, poller: Any) -> Any:
+        return poller.result(timeout=WAIT_S)
+
+    def _delete(self, build: BuildRecord, operations: Any, name: str, what: str) -> bool:
+        """Delete a resource of this build by name (idempotent: gone already is fine)."""
+        with self.maybe_missing(f"GET {what} {name}") as found:
+            found.append(operations.get(self.group, name))
+        if not found:
+            return False
+        if not self.is_builds(build, found[0]):
+            log.warning("%s %s is not build %s's (tags); left alone", what, name, build.build_id)
+            return False
+        with self.maybe_missing(f"DELETE {what} {name}") as done:
+            done.append(self._wait(operations.begin_delete(self.group, name)))
+        log.info("deleted %s %s", what, name)
+        return True
+
+    def power_state(self, vm: Any) -> str:
+        for status in _get(vm, "properties", "instanceView", "statuses") or []:
+            code = str(status.get("code", ""))
+            if code.startswith("PowerState/"):
+                return code.split("/", 1)[1]
+        return "unknown"
+
+    # -- the target interface --------------------------------------------------------------------
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        return self._owned(build, image) is not None
+
+    def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
+        """Tag the managed image Packer's azure-arm builder made for this build."""
+        for image_id in images.values():
+            parts = parse_id(image_id) or {}
+            if (
+                parts.get("type", "").lower() != "images"
+                or parts.get("resource_group", "").lower() != self.group.lower()
+            ):
+                raise InvalidInput(
+                    "packer artifact", f"{image_id} is not a managed image in resource group {self.group}"
+                )
+            with self.api(f"PATCH image {parts['name']}"):
+                current = self.compute.images.get(self.group, parts["name"])
+                tags = {**(_get(current, "tags") or {}), **self.build_tags(build, milestone, "checkpoint")}
+                self._wait(self.compute.images.begin_update(self.group, parts["name"], {"tags": tags}))
+
+    def packer_vars(self) -> dict[str, str]:
+        return {
+            "azure_subscription_id": self.clients.subscription_id,
+            "azure_resource_group": self.group,
+            "azure_location": self.location,
+            "azure_vm_size": self.settings.vm_size,
+        }
+
+    def packer_env(self) -> dict[str, str]:
+        return self.clients.packer_env()
+
+    def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
+        return {"imagebuild_ssh_public_key": self.settings.ssh_public_key or ""}
+
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        source = self._owned(build, checkpoint.image)
+        if source is None:
+            raise InvalidInput(
+                f"milestones.{checkpoint.code}.outputs.checkpoint_image",
+                f"{checkpoint.image} is not build {build.build_id}'s image or snapshot (missing, outside resource "
+                f"group {self.group}, or without this build's tags); a build host is launched only from the "
+                "build's own checkpoints",
+            )
+        vm_name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        disk_name, nic_name = f"{vm_name}-os", f"{vm_name}-nic"
+        # A host launched from this checkpoint before (and lost since) may have left its parts.
+        self._delete(build, self.compute.virtual_machines, vm_name, "virtual machine")
+        self._delete(build, self.compute.disks, disk_name, "disk")
+        tags = self.build_tags(build, checkpoint.code, "buildhost")
+        nic = self._network_interface(build, nic_name, tags)
+        is_snapshot = "/snapshots/" in checkpoint.image.lower()
+        storage: dict[str, Any]
+        body: dict[str, Any] = {"location": self.location, "tags": tags, "properties": {}}
+        if is_snapshot:
+            with self.api(f"PUT disk {disk_name} from {checkpoint.image}"):
+                disk = self._wait(
+                    self.compute.disks.begin_create_or_update(
+                        self.group,
+                        disk_name,
+                        {
+                            "location": self.location,
+                            "tags": tags,
+                            "properties": {
+                                "osType": "Linux",
+                                "creationData": {"createOption": "Copy", "sourceResourceId": checkpoint.image},
+                            },
+                        },
+                    )
+                )
+            storage = {
+                "osDisk": {
+                    "osType": "Linux",
+                    "createOption": "Attach",
+                    "deleteOption": "Delete",
+                    "managedDisk": {"id": _get(disk, "id")},
+                }
+            }
+        else:
+            if not self.settings.ssh_public_key:
+                raise InvalidInput(
+                    "target.ssh_public_key",
+                    "is needed to launch a build host from a generalized image (Azure sets the admin user's key)",
+                )
+            storage = {
+                "imageReference": {"id": checkpoint.image},
+                "osDisk": {
+                    "name": disk_name,
+                    "createOption": "FromImage",
+                    "deleteOption": "Delete",
+                    "managedDisk": {"storageAccountType": self.settings.storage_account_type},
+                },
+            }
+            user = self.settings.ssh_user
+            body["properties"]["osProfile"] = {
+                "computerName": vm_name,
+                "adminUsername": user,
+                "linuxConfiguration": {
+                    "disablePasswordAuthentication": True,
+                    "ssh": {
+                        "publicKeys": [
+                            {"path": f"/home/{user}/.ssh/authorized_keys", "keyData": self.settings.ssh_public_key}
+                        ]
+                    },
+                },
+            }
+        body["properties"].update(
+            {
+                "hardwareProfile": {"vmSize": self.settings.vm_size},
+                "storageProfile": storage,
+                "networkProfile": {
+                    "networkInterfaces": [
+                        {"id": _get(nic, "id"), "properties": {"primary": True, "deleteOption": "Delete"}}
+                    ]
+                },
+            }
+        )
+        with self.api(f"PUT virtual machine {vm_name} from {checkpoint.image}"):
+            vm = self._wait(self.compute.virtual_machines.begin_create_or_update(self.group, vm_name, body))
+        address = self._address(nic_name)
+        log.info("build host %s (%s) launched from %s", vm_name, address, checkpoint.image)
+        return Host(str(_get(vm, "id")), address, checkpoint.image, checkpoint.code, checkpoint.code)
+
+    def _network_interface(self, build: BuildRecord, name: str, tags: dict[str, str]) -> Any:
+        config: dict[str, Any] = {"subnet": {"id": self.subnet_id()}, "privateIPAllocationMethod": "Dynamic"}
+        if self.settings.public_ip:
+            ip_name = name.removesuffix("-nic") + "-ip"
+            with self.api(f"PUT public IP address {ip_name}"):
+                ip = self._wait(
+                    self.network.public_ip_addresses.begin_create_or_update(
+                        self.group,
+                        ip_name,
+                        {
+                            "location": self.location,
+                            "tags": tags,
+                            "sku": {"name": "Standard"},
+                            "properties": {"publicIPAllocationMethod": "Static", "deleteOption": "Delete"},
+                        },
+                    )
+                )
+            config["publicIPAddress"] = {"id": _get(ip, "id"), "properties": {"deleteOption": "Delete"}}
+        with self.api(f"PUT network interface {name}"):
+            return self._wait(
+                self.network.network_interfaces.begin_create_or_update(
+                    self.group,
+                    name,
+                    {
+                        "location": self.location,
+                        "tags": tags,
+                        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]},
+                    },
+                )
+            )
+
+    def _address(self, nic_name: str) -> str:
+        with self.api(f"GET network interface {nic_name}"):
+            nic = self.network.network_interfaces.get(self.group, nic_name)
+        config = _get(nic, "properties", "ipConfigurations", 0, "properties") or {}
+        if self.settings.public_ip and _get(config, "publicIPAddress", "id"):
+            ip_name = str(_get(config, "publicIPAddress", "id")).rsplit("/", 1)[-1]
+            with self.api(f"GET public IP address {ip_name}"):
+                public = _get(self.network.public_ip_addresses.get(self.group, ip_name), "properties", "ipAddress")
+            if public:
+                return str(public)
+        return str(config.get("privateIPAddress") or "")
+
+    def _vm(self, build: BuildRecord, host: Host) -> Any | None:
+        """The host's VM with its instance view, if it exists and is this build's."""
+        if self._owned(build, host.id) is None:
+            return None
+        name = (parse_id(host.id) or {})["name"]
+        with self.maybe_missing(f"GET virtual machine {name}") as found:
+            found.append(self.compute.virtual_machines.get(self.group, name, expand="instanceView"))
+        return found[0] if found else None
+
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        vm = self._vm(build, host)
+        return vm is not None and self.power_state(vm) in LIVE_POWER_STATES
+
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        s = self.settings
+        if s.connection:
+            return dict(s.connection)
+        found: dict[str, Any] = {"ansible_host": host.address, "ansible_user": s.ssh_user, "ansible_become": True}
+        if s.ssh_private_key_file:
+            found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
+        return found
+
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        vm = self._vm(build, host)
+        if vm is None:
+            raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id} (or is gone)")
+        vm_name = str(_get(vm, "name"))
+        if final:
+            return self._capture_image(build, vm, vm_name, milestone)
+        return self._snapshot(build, vm, vm_name, milestone)
+
+    def _snapshot(self, build: BuildRecord, vm: Any, vm_name: str, milestone: int) -> dict[str, Any]:
+        name = f"{self.prefix(build)}-cp{milestone:03d}"
+        # A snapshot of this name from an earlier attempt holds an older state of the disk.
+        self._delete(build, self.compute.snapshots, name, "snapshot")
+        disk_id = _get(vm, "properties", "storageProfile", "osDisk", "managedDisk", "id")
+        with self.api(f"power off {vm_name}"):
+            self._wait(self.compute.virtual_machines.begin_power_off(self.group, vm_name, skip_shutdown=False))
+        try:
+            with self.api(f"PUT snapshot {name} of {disk_id}"):
+                snapshot = self._wait(
+                    self.compute.snapshots.begin_create_or_update(
+                        self.group,
+                        name,
+                        {
+                            "location": self.location,
+                            "tags": self.build_tags(build, milestone, "checkpoint"),
+                            "properties": {
+                                "incremental": True,
+                                "creationData": {"createOption": "Copy", "sourceResourceId": disk_id},
+                            },
+                        },
+                    )
+                )
+        finally:
+            with self.api(f"start {vm_name}"):
+                self._wait(self.compute.virtual_machines.begin_start(self.group, vm_name))
+        log.info("captured checkpoint snapshot %s of %s after milestone %d", name, vm_name, milestone)
+        return {
+            CHECKPOINT_OUTPUT: str(_get(snapshot, "id")),
+            "checkpoint_image_name": name,
+            "image_region": self.location,
+        }
+
+    def _capture_image(self, build: BuildRecord, vm: Any, vm_name: str, milestone: int) -> dict[str, Any]:
+        name = f"{self.prefix(build)}-final"
+        statuses = {str(s.get("code", "")) for s in _get(vm, "properties", "instanceView", "statuses") or []}
+        if "OSState/generalized" not in statuses:  # a retried capture finds it generalized already
+            with self.api(f"deallocate {vm_name}"):
+                self._wait(self.compute.virtual_machines.begin_deallocate(self.group, vm_name))
+            with self.api(f"generalize {vm_name}"):
+                self.compute.virtual_machines.generalize(self.group, vm_name)
+        self._delete(build, self.compute.images, name, "image")
+        with self.api(f"PUT image {name} from {vm_name}"):
+            image = self._wait(
+                self.compute.images.begin_create_or_update(
+                    self.group,
+                    name,
+                    {
+                        "location": self.location,
+                        "tags": self.build_tags(build, milestone, "final"),
+                        "properties": {
+                            "sourceVirtualMachine": {"id": _get(vm, "id")},
+                            "hyperVGeneration": "V2",
+                        },
+                    },
+                )
+            )
+        log.info("captured final image %s from %s", name, vm_name)
+        return {IMAGE_OUTPUT: str(_get(image, "id")), "final_image_name": name, "image_region": self.location}
+
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
+        removed = []
+        for image in images:
+            parts = parse_id(image)
+            if parts is None or self._owned(build, image) is None:
+                log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
+                continue
+            operations = self.compute.snapshots if parts["type"].lower() == "snapshots" else self.compute.images
+            if self._delete(build, operations, parts["name"], parts["type"]):
+                removed.append(image)
+        return removed
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        s = self.settings
+        if not s.gallery or not s.gallery_image:
+            raise InvalidInput("target.gallery", "publishing on Azure needs target.gallery and target.gallery_image")
+        if self._owned(build, image) is None:
+            raise InvalidInput(
+                "milestones.95.outputs.image_id",
+                f"{image} is not build {build.build_id}'s image (no tags of this build); it is not published",
+            )
+        with self.maybe_missing(f"GET gallery image {s.gallery}/{s.gallery_image}") as definition:
+            definition.append(self.compute.gallery_images.get(self.group, s.gallery, s.gallery_image))
+        if not definition:
+            raise InvalidInput(
+                "target.gallery_image",
+                f"gallery image definition {s.gallery}/{s.gallery_image} does not exist in resource group "
+                f"{self.group}; create it once (az sig image-definition create) with the image's OS and generation",
+            )
+        version = gallery_version(build)
+        versions = self.compute.gallery_image_versions
+        with self.maybe_missing(f"GET gallery image version {version}") as existing:
+            existing.append(versions.get(self.group, s.gallery, s.gallery_image, version))
+        if existing and not self.is_builds(build, existing[0]):
+            raise InvalidInput(
+                "target.gallery_image",
+                f"version {version} of {s.gallery}/{s.gallery_image} exists and is not build {build.build_id}'s",
+            )
+        regions = list(dict.fromkeys([self.location, *s.replication_regions]))
+        tags = {**self.build_tags(build, 100, "published"), "MilestoneHistory": history_digest(build)}
+        profile: dict[str, Any] = {
+            "targetRegions": [
+                {"name": r, "regionalReplicaCount": s.replica_count, "storageAccountType": s.storage_account_type}
+                for r in regions
+            ],
+            "replicaCount": s.replica_count,
+            "storageAccountType": s.storage_account_type,
+            "excludeFromLatest": True,  # lifted below, once every region has its replicas
+        }
+        if s.end_of_life_days:
+            end = parse_ts(build.created_at) + timedelta(days=s.end_of_life_days)
+            profile["endOfLifeDate"] = end.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = str(_get(existing[0], "properties", "provisioningState") or "") if existing else ""
+        if state != "Succeeded":
+            with self.api(f"PUT gallery image version {s.gallery}/{s.gallery_image}/{version}"):
+                created = self._wait(
+                    versions.begin_create_or_update(
+                        self.group,
+                        s.gallery,
+                        s.gallery_image,
+                        version,
+                        {
+                            "location": self.location,
+                            "tags": tags,
+                            "properties": {"publishingProfile": profile, "storageProfile": {"source": {"id": image}}},
+                        },
+                    )
+                )
+        else:
+            created = existing[0]
+        with self.api(f"PATCH gallery image version {version} (excludeFromLatest: false)"):
+            self._wait(
+                versions.begin_update(
+                    self.group,
+                    s.gallery,
+                    s.gallery_image,
+                    version,
+                    {"tags": tags, "properties": {"publishingProfile": {"excludeFromLatest": False}}},
+                )
+            )
+        version_id = str(_get(created, "id"))
+        log.info("published %s as %s in %s", image, version_id, ", ".join(regions))
+        return {
+            "gallery_image_version_id": version_id,
+            "gallery_image_version": version,
+            "published_regions": regions,
+        }
+
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
+        """Delete the build host's VM (its OS disk, NIC and public IP go with it: deleteOption) and
+        what earlier hosts of the build left when they were lost: a host is named after the
+        checkpoint it was launched from, so every checkpoint's name is looked at."""
+        parts = parse_id(host.id)
+        if parts is not None and self._owned(build, host.id) is not None:
+            self._delete(build, self.compute.virtual_machines, parts["name"], "virtual machine")
+        for code in sorted(checkpoint_images(build)):
+            vm_name = f"{self.prefix(build)}-h{code:03d}"
+            self._delete(build, self.compute.virtual_machines, vm_name, "virtual machine")
+            self._delete(build, self.network.network_interfaces, f"{vm_name}-nic", "network interface")
+            self._delete(build, self.compute.disks, f"{vm_name}-os", "disk")
+            if self.settings.public_ip:
+                self._delete(build, self.network.public_ip_addresses, f"{vm_name}-ip", "public IP address")

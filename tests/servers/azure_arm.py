@@ -1,0 +1,496 @@
+"""A loopback fake of Azure Resource Manager, for the Azure target's tests.
+
+Nothing real of Azure's control plane can run here, so this fakes it at the HTTP boundary and the
+tests drive it with the real SDKs (``azure-mgmt-compute``, ``azure-mgmt-network``, and
+``azure-identity``'s managed identity credential for the token). It follows the REST shapes of
+Azure's published API specifications (azure-rest-api-specs, ``Microsoft.Compute`` ComputeRP
+2024-11-01 / DiskRP 2024-03-02 / GalleryRP 2024-03-03 and ``Microsoft.Network`` 2024-05-01; it
+answers whatever api-version the SDK sends). The examples followed, by operation:
+
+- VirtualMachines_CreateOrUpdate (``VirtualMachine_Create_FromACustomImage``,
+  ``VirtualMachine_Create_WithDiskDeleteOption``... 201 with ``provisioningState: Creating`` and an
+  ``Azure-AsyncOperation`` header), VirtualMachines_Get with ``$expand=instanceView``
+  (``VirtualMachine_Get_WithInstanceView``: ``ProvisioningState/succeeded``, ``PowerState/running``,
+  ``OSState/generalized`` after Generalize), PowerOff / Start / Deallocate (202 and an async
+  operation), Generalize (200, no body), Delete (202; ``deleteOption: Delete`` takes the OS disk,
+  NIC and public IP along);
+- Disks_CreateOrUpdate (``Disk_Create_ByCopyingASnapshot``), Snapshots_CreateOrUpdate
+  (``Snapshot_Create_FromAnExistingSnapshot``, incremental), Images_CreateOrUpdate
+  (``Image_CreateFromAVM``), Images_Update (PATCH tags);
+- GalleryImages_Get, GalleryImageVersions_CreateOrUpdate (``CreateOrUpdateASimpleGalleryImageVersion``,
+  managed image as ``storageProfile.source.id``), GalleryImageVersions_Update (PATCH);
+- NetworkInterfaces_CreateOrUpdate (``NetworkInterfaceCreate``: the subnet must exist, the
+  private IP is allocated), PublicIPAddresses_CreateOrUpdate;
+- async operation status (``{"status": "InProgress" | "Succeeded" | "Failed", "error": {...}}``),
+  errors as ``{"error": {"code", "message"}}`` (404 ``ResourceNotFound``, 429 ``TooManyRequests``
+  with ``Retry-After``), and the App Service managed identity token endpoint
+  (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``) that ``DefaultAzureCredential`` calls.
+
+What it does not do: run anything (the "VM" a test launches is a chroot tree the playbooks run
+in), replicate, bill or enforce quotas. Async operations ask to be polled after 1 s and are done
+at the first poll (Azure's take seconds to hours), to keep the tests fast; the poll the SDK makes
+is real all the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+IDENTITY_HEADER = "imagebuild-test-identity"
+RETRY_AFTER = "1"  # whole seconds, as the SDK parses it (and 0 would mean its own 10 s default)
+RESOURCE_RE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>Microsoft\.[A-Za-z]+)/(?P<rest>.+)$",
+    re.IGNORECASE,
+)
+# type path (lowercase, children joined by '/') -> whether a PUT is a long-running operation
+KINDS = {
+    "microsoft.compute/virtualmachines": True,
+    "microsoft.compute/disks": True,
+    "microsoft.compute/snapshots": True,
+    "microsoft.compute/images": True,
+    "microsoft.compute/galleries": True,
+    "microsoft.compute/galleries/images": True,
+    "microsoft.compute/galleries/images/versions": True,
+    "microsoft.network/networkinterfaces": True,
+    "microsoft.network/publicipaddresses": True,
+    "microsoft.network/virtualnetworks": True,
+    "microsoft.network/virtualnetworks/subnets": True,
+}
+VM_ACTIONS = {"poweroff", "start", "deallocate", "generalize", "restart"}
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` requests matching ``method`` and ``path`` (a regex) with an error."""
+
+    method: str
+    path: str
+    status: int = 429
+    code: str = "TooManyRequests"
+    retry_after: str | None = "1"
+    times: int = 1
+
+
+@dataclass
+class Operation:
+    id: str
+    location: str
+    polls: int = 0
+    error: dict[str, str] | None = None
+    on_success: Any = None  # callable run when the operation succeeds
+
+
+@dataclass
+class FakeArm:
+    subscription: str = SUBSCRIPTION
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # lowercased id -> resource
+    operations: dict[str, Operation] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    failing_operations: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path regex, code)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    tokens: int = 0
+    url: str = ""
+    _ips: Iterator[int] = field(default_factory=lambda: itertools.count(4))
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+
+    # -- test controls -----------------------------------------------------------------------
+    def add(self, resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Put a resource in place directly (what exists before a test: network, gallery)."""
+        with self.lock:
+            resource = self._materialize(resource_id, body)
+            resource.setdefault("properties", {})["provisioningState"] = "Succeeded"
+            self.resources[resource_id.lower()] = resource
+            return resource
+
+    def get(self, resource_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.resources.get(resource_id.lower())
+
+    def remove(self, resource_id: str) -> None:
+        """A resource vanishes (a VM deleted by someone else, a reclaimed host)."""
+        with self.lock:
+            self.resources.pop(resource_id.lower(), None)
+
+    def ids(self, kind: str) -> list[str]:
+        with self.lock:
+            return [r["id"] for r in self.resources.values() if r["type"].lower() == kind.lower()]
+
+    def fail_next(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def fail_operation_once(self, method: str, path: str, code: str = "InternalOperationError") -> None:
+        """The next long-running operation of a matching request ends ``Failed``."""
+        with self.lock:
+            self.failing_operations.append((method, path, code))
+
+    # -- resources ---------------------------------------------------------------------------
+    def _materialize(self, resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        match = RESOURCE_RE.match(resource_id)
+        assert match, resource_id
+        parts = match["rest"].split("/")
+        types = parts[0::2]
+        kind = f"{match['ns']}/{'/'.join(types)}"
+        resource = json.loads(json.dumps(body))
+        resource.update({"id": resource_id, "name": parts[-1], "type": kind})
+        resource.setdefault("tags", {})
+        resource.setdefault("properties", {})
+        return resource
+
+    def _kind(self, resource_id: str) -> str | None:
+        match = RESOURCE_RE.match(resource_id)
+        if not match:
+            return None
+        types = match["rest"].split("/")[0::2]
+        return f"{match['ns']}/{'/'.join(types)}".lower()
+
+    def _parent_missing(self, resource_id: str) -> str | None:
+        kind = self._kind(resource_id) or ""
+        if kind.count("/") < 2:
+            return None
+        parent = resource_id.rsplit("/", 2)[0]
+        return None if parent.lower() in self.resources else parent
+
+    def _reference(self, ref: str | None) -> dict[str, Any] | None:
+        return self.resources.get(str(ref or "").lower())
+
+    def _create(self, resource_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Validate a PUT the way ARM would, and store the resource in state Creating."""
+        kind = self._kind(resource_id) or ""
+        existing = self.resources.get(resource_id.lower())
+        props = body.get("properties") or {}
+        if "location" not in body and kind != "microsoft.network/virtualnetworks/subnets":
+            return 400, _error("LocationRequired", "The location property is required for this definition.")
+        missing = self._parent_missing(resource_id)
+        if missing:
+            return 404, _error("ParentResourceNotFound", f"Parent resource {missing} not found.")
+        if kind in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
+            data = props.get("creationData") or {}
+            source = self._reference(data.get("sourceResourceId"))
+            if source is None:
+                return 404, _error("NotFound", f"Resource {data.get('sourceResourceId')} not found.")
+            if existing and existing["properties"].get("creationData") != data:
+                return 409, _error("PropertyChangeNotAllowed", "Changing property 'creationData' is not allowed.")
+        if kind == "microsoft.network/networkinterfaces":
+            for config in props.get("ipConfigurations") or []:
+                subnet = (config.get("properties") or {}).get("subnet", {}).get("id")
+                if self._reference(subnet) is None:
+                    return 400, _error(
+                        "InvalidResourceReference", f"Resource {subnet} referenced by {resource_id} was not found."
+                    )
+                config.setdefault("properties", {})["privateIPAddress"] = f"10.0.0.{next(self._ips)}"
+                config["id"] = f"{resource_id}/ipConfigurations/{config.get('name', 'ipconfig1')}"
+        if kind == "microsoft.compute/images":
+            source = self._reference((props.get("sourceVirtualMachine") or {}).get("id"))
+            if source is None:
+                return 404, _error("NotFound", "The source virtual machine was not found.")
+            statuses = {s["code"] for s in source["properties"].get("instanceView", {}).get("statuses", [])}
+            if "OSState/generalized" not in statuses:
+                return 409, _error("OperationNotAllowed", "The operation requires the VM to be generalized.")
+        if kind == "microsoft.compute/galleries/images/versions":
+            source = self._reference(((props.get("storageProfile") or {}).get("source") or {}).get("id"))
+            if source is None:
+                return 400, _error("InvalidParameter", "storageProfile.source.id does not exist.")
+        if kind == "microsoft.compute/virtualmachines":
+            problem = self._check_vm(resource_id, props)
+            if problem:
+                return problem
+        resource = self._materialize(resource_id, body)
+        resource["properties"]["provisioningState"] = "Updating" if existing else "Creating"
+        if kind == "microsoft.compute/virtualmachines":
+            resource["properties"]["vmId"] = str(uuid.uuid4())
+            resource["properties"]["instanceView"] = {"statuses": []}
+        if kind == "microsoft.network/publicipaddresses":
+            resource["properties"]["ipAddress"] = f"203.0.113.{next(self._ips)}"
+        self.resources[resource_id.lower()] = resource
+        if kind in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
+            return 202, resource  # DiskRP's CreateOrUpdate answers 200 or 202, never 201
+        return (200 if existing else 201), resource
+
+    def _check_vm(self, resource_id: str, props: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        storage = props.get("storageProfile") or {}
+        os_disk = storage.get("osDisk") or {}
+        if os_disk.get("createOption") == "Attach":
+            if self._reference((os_disk.get("managedDisk") or {}).get("id")) is None:
+                return 404, _error("NotFound", "The managed disk to attach was not found.")
+        else:
+            image = self._reference((storage.get("imageReference") or {}).get("id"))
+            if image is None:
+                return 404, _error("ImageNotFound", "The platform image or managed image was not found.")
+            linux = (props.get("osProfile") or {}).get("linuxConfiguration") or {}
+            if not (linux.get("ssh") or {}).get("publicKeys"):
+                return 400, _error(
+                    "InvalidParameter", "Authentication using either SSH or by user name and password must be enabled."
+                )
+        for nic in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
+            if self._reference(nic.get("id")) is None:
+                return 400, _error("InvalidResourceReference", f"Network interface {nic.get('id')} not found.")
+        return None
+
+    def _provisioned(self, resource_id: str) -> None:
+        """What ARM finishes in the background when a PUT's operation succeeds."""
+        resource = self.resources.get(resource_id.lower())
+        if resource is None:
+            return
+        resource["properties"]["provisioningState"] = "Succeeded"
+        kind = self._kind(resource_id)
+        if kind == "microsoft.compute/virtualmachines":
+            props = resource["properties"]
+            os_disk = props["storageProfile"]["osDisk"]
+            if os_disk.get("createOption") != "Attach":
+                rg_prefix = resource_id.split("/providers/")[0]
+                disk_name = os_disk.get("name") or f"{resource['name']}_OsDisk_1_{uuid.uuid4().hex}"
+                disk_id = f"{rg_prefix}/providers/Microsoft.Compute/disks/{disk_name}"
+                self.add(disk_id, {"location": resource["location"], "tags": dict(resource["tags"]), "properties": {
+                    "osType": "Linux", "creationData": {"createOption": "FromImage"}}})  # fmt: skip
+                os_disk.setdefault("managedDisk", {})["id"] = disk_id
+            props["instanceView"] = {
+                "statuses": [{"code": "ProvisioningState/succeeded"}, {"code": "PowerState/running"}]
+            }
+        if kind == "microsoft.compute/galleries/images/versions":
+            resource["properties"].setdefault("publishingProfile", {})["publishedDate"] = _now()
+            resource["properties"]["replicationStatus"] = {"aggregatedState": "Completed"}
+
+    def _set_power(self, resource_id: str, state: str) -> None:
+        vm = self.resources.get(resource_id.lower())
+        if vm is None:
+            return
+        statuses = [
+            s
+            for s in vm["properties"].get("instanceView", {}).get("statuses", [])
+            if not s["code"].startswith("PowerState/")
+        ]
+        statuses.append({"code": f"PowerState/{state}"})
+        vm["properties"]["instanceView"] = {"statuses": statuses}
+
+    def _delete(self, resource_id: str) -> None:
+        resource = self.resources.pop(resource_id.lower(), None)
+        if resource is None:
+            return
+        for child in [k for k in self.resources if k.startswith(resource_id.lower() + "/")]:
+            self.resources.pop(child, None)
+        if self._kind(resource_id) == "microsoft.compute/virtualmachines":
+            props = resource["properties"]
+            os_disk = props.get("storageProfile", {}).get("osDisk", {})
+            if os_disk.get("deleteOption") == "Delete":
+                self._delete(str((os_disk.get("managedDisk") or {}).get("id", "")))
+            for nic in props.get("networkProfile", {}).get("networkInterfaces", []):
+                if (nic.get("properties") or {}).get("deleteOption") == "Delete":
+                    nic_resource = self._reference(nic.get("id"))
+                    if nic_resource:
+                        for config in nic_resource["properties"].get("ipConfigurations", []):
+                            ip = (config.get("properties") or {}).get("publicIPAddress") or {}
+                            if (ip.get("properties") or {}).get("deleteOption") == "Delete":
+                                self._delete(str(ip.get("id", "")))
+                    self._delete(str(nic.get("id", "")))
+
+    def _operation(self, location: str, method: str, path: str, on_success: Any) -> Operation:
+        op = Operation(uuid.uuid4().hex, location or "westeurope", on_success=on_success)
+        for i, (m, pattern, code) in enumerate(self.failing_operations):
+            if m == method and re.search(pattern, path):
+                op.error = {"code": code, "message": "An internal execution error occurred. Please retry later."}
+                del self.failing_operations[i]
+                break
+        self.operations[op.id] = op
+        return op
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(raw_path)
+        path, query = parts.path, parse_qs(parts.query)
+        with self.lock:
+            self.requests.append((method, path))
+            if path == "/msi/token":
+                if headers.get("x-identity-header") != IDENTITY_HEADER:
+                    return 400, {}, {"error": "invalid_request", "error_description": "bad identity header"}
+                self.tokens += 1
+                return (
+                    200,
+                    {},
+                    {
+                        "access_token": f"fake-token-{self.tokens}",
+                        "expires_on": str(int(time.time()) + 3600),
+                        "resource": query.get("resource", [""])[0],
+                        "token_type": "Bearer",
+                    },
+                )
+            if not headers.get("authorization", "").startswith("Bearer fake-token-"):
+                return (
+                    401,
+                    {},
+                    _error("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."),
+                )
+            for fault in self.faults:
+                if fault.method == method and re.search(fault.path, path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    return fault.status, extra, _error(fault.code, "Injected by the test.")
+            if "/operations/" in path and method == "GET":
+                return self._poll(path.rsplit("/", 1)[-1])
+            return self._resource_request(method, path, query, body)
+
+    def _poll(self, op_id: str) -> tuple[int, dict[str, str], Any]:
+        op = self.operations.get(op_id)
+        if op is None:
+            return 404, {}, _error("NotFound", "operation not found")
+        op.polls += 1
+        if op.polls < 1:
+            return 200, {"Retry-After": RETRY_AFTER}, {"name": op.id, "status": "InProgress", "startTime": _now()}
+        if op.error:
+            return 200, {}, {"name": op.id, "status": "Failed", "error": op.error, "endTime": _now()}
+        if op.on_success is not None:
+            op.on_success()
+            op.on_success = None
+        return 200, {}, {"name": op.id, "status": "Succeeded", "endTime": _now()}
+
+    def _async_headers(self, op: Operation) -> dict[str, str]:
+        url = (
+            f"{self.url}/subscriptions/{self.subscription}/providers/Microsoft.Compute/locations/{op.location}"
+            f"/operations/{op.id}?api-version=2024-11-01"
+        )
+        return {"Azure-AsyncOperation": url, "Location": url + "&monitor=true", "Retry-After": RETRY_AFTER}
+
+    def _resource_request(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        action = None
+        resource_id = path.rstrip("/")
+        tail = resource_id.rsplit("/", 1)[-1]
+        if tail.lower() in VM_ACTIONS | {"instanceview"} and "/virtualmachines/" in resource_id.lower():
+            action, resource_id = tail.lower(), resource_id.rsplit("/", 1)[0]
+        kind = self._kind(resource_id)
+        if kind not in KINDS:
+            return 400, {}, _error("InvalidResourceType", f"The resource type could not be found: {kind}")
+        found = self.resources.get(resource_id.lower())
+        if method == "GET":
+            if found is None:
+                return 404, {}, _error("ResourceNotFound", f"The Resource '{resource_id}' was not found.")
+            if action == "instanceview":
+                return 200, {}, found["properties"].get("instanceView", {})
+            shown = json.loads(json.dumps(found))
+            if kind == "microsoft.compute/virtualmachines" and "instanceView" not in query.get("$expand", [""])[0]:
+                shown["properties"].pop("instanceView", None)
+            return 200, {}, shown
+        if method == "PUT":
+            status, answer = self._create(resource_id, json.loads(body or b"{}"))
+            if status >= 300:
+                return status, {}, answer
+            op = self._operation(answer.get("location", ""), method, path, lambda: self._provisioned(resource_id))
+            if op.error:
+                answer["properties"]["provisioningState"] = "Creating"
+            return status, self._async_headers(op), answer
+        if method == "PATCH":
+            if found is None:
+                return 404, {}, _error("ResourceNotFound", f"The Resource '{resource_id}' was not found.")
+            patch = json.loads(body or b"{}")
+            if "tags" in patch:
+                found["tags"] = dict(patch["tags"])
+            _merge(found.setdefault("properties", {}), patch.get("properties") or {})
+            op = self._operation(found.get("location", ""), method, path, None)
+            return 200, self._async_headers(op), found
+        if method == "DELETE":
+            if found is None:
+                return 204, {}, None
+            op = self._operation(found.get("location", ""), method, path, lambda: self._delete(resource_id))
+            return 202, self._async_headers(op), None
+        if method == "POST" and action and found is not None:
+            if action == "generalize":
+                statuses = found["properties"].setdefault("instanceView", {}).setdefault("statuses", [])
+                power = {s["code"] for s in statuses}
+                if "PowerState/deallocated" not in power and "PowerState/stopped" not in power:
+                    return (
+                        409,
+                        {},
+                        _error("OperationNotAllowed", "The VM must be stopped or deallocated to generalize."),
+                    )
+                statuses.append({"code": "OSState/generalized"})
+                return 200, {}, None
+            state = {"poweroff": "stopped", "start": "running", "deallocate": "deallocated", "restart": "running"}[
+                action
+            ]
+            if state == "running" and any(
+                s["code"] == "OSState/generalized"
+                for s in found["properties"].get("instanceView", {}).get("statuses", [])
+            ):
+                return 409, {}, _error("OperationNotAllowed", "Operation 'start' is not allowed on a generalized VM.")
+            op = self._operation(found.get("location", ""), method, path, lambda: self._set_power(resource_id, state))
+            return 202, self._async_headers(op), None
+        if method == "POST" and found is None:
+            return 404, {}, _error("ResourceNotFound", f"The Resource '{resource_id}' was not found.")
+        return 405, {}, _error("MethodNotAllowed", f"{method} {path}")
+
+
+def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.0000000+00:00", time.gmtime())
+
+
+def _handler(fake: FakeArm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, answer = fake.handle(self.command, self.path, headers, body)
+            data = b"" if answer is None else json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-ms-request-id", str(uuid.uuid4()))
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serving(fake: FakeArm) -> Iterator[FakeArm]:
+    """Serve ``fake`` on a free loopback port (``fake.url``) for the duration of the block."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    server.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="fake-arm", daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,208 @@
+"""The Azure target against a loopback fake of Azure Resource Manager.
+
+Real: ``azure-mgmt-compute`` and ``azure-mgmt-network`` (requests, long-running operation polling
+through ``Azure-AsyncOperation``, retries on 429 with ``Retry-After``), ``azure-identity``'s
+``DefaultAzureCredential`` finding a managed identity, and the Airflow Azure connection read by
+the Azure provider's hook. Faked: Resource Manager itself (tests/servers/azure_arm.py, following
+the example payloads of Azure's published REST API specifications, named there). Nothing runs on
+the "VMs"; the playbooks of the end-to-end tests run in a chroot tree instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.spec import AzureTargetSpec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.azure import AzureTarget, gallery_version
+from airflow_provider_imagebuild.targets.base import Checkpoint
+from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+from tests.servers.azure_arm import SUBSCRIPTION, FakeArm, Fault
+
+GROUP_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{AZURE_GROUP}/providers"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImagebuildTestKeyOnlyForTheFakeArmServer imagebuild"
+
+
+def _target(**settings: Any) -> AzureTarget:
+    base: dict[str, Any] = {
+        "azure_conn_id": AZURE_CONN_ID,
+        "resource_group": AZURE_GROUP,
+        "location": "westeurope",
+        "network": "vnet-build/builders",
+        "ssh_public_key": KEY,
+        "gallery": "golden",
+        "gallery_image": "rhel8-web",
+    }
+    spec = AzureTargetSpec(**{**base, **settings})
+    return AzureTarget.from_settings(spec, pipeline="web", image_type="webserver")
+
+
+def _build(tmp_path: Any, build_id: str) -> Any:
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    return store.create_build(
+        build_id, pipeline="web", cloud="azure", image_type="webserver", plan=[0, 10, 30, 95, 100]
+    )
+
+
+def _reached(tmp_path: Any, build: Any, checkpoints: dict[int, str]) -> Any:
+    """The build with milestones up to the last of ``checkpoints`` done, each with its image."""
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    for code in checkpoints:
+        lease = store.begin(build.build_id, code, owner="test")
+        outputs = {"checkpoint_image": checkpoints[code]} if code in checkpoints else {}
+        build = store.complete(build.build_id, code, token=lease.token, outputs=outputs)
+    return build
+
+
+def _green_image(fake: FakeArm, target: AzureTarget, build: Any, name: str = "green") -> str:
+    """The managed image Packer's azure-arm builder would have made, claimed as the operator does."""
+    image_id = f"{GROUP_ID}/Microsoft.Compute/images/{name}"
+    fake.add(
+        image_id, {"location": "westeurope", "properties": {"storageProfile": {"osDisk": {"osState": "Generalized"}}}}
+    )
+    target.claim_images(build, {"": image_id}, 10)
+    return image_id
+
+
+def test_host_checkpoint_seal_publish_and_cleanup(fake_arm: FakeArm, tmp_path: Any) -> None:
+    target = _target(replication_regions=["northeurope"], replica_count=2, end_of_life_days=90, tags={"team": "web"})
+    build = _build(tmp_path, "az-target-1")
+    green = _green_image(fake_arm, target, build)
+    assert fake_arm.get(green)["tags"]["BuildId"] == "az-target-1"  # type: ignore[index]
+
+    host = target.launch(build, Checkpoint(10, green))
+    assert target.alive(build, host) and host.synced == 10 and host.address.startswith("10.0.0.")
+    vm = fake_arm.get(host.id)
+    assert vm is not None and vm["tags"]["Role"] == "buildhost" and vm["tags"]["team"] == "web"
+    keys = vm["properties"]["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"]
+    assert keys == [{"path": "/home/azureuser/.ssh/authorized_keys", "keyData": KEY}]
+    assert "publicIPAddress" not in str(fake_arm.get(vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]))
+
+    checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    snapshot = fake_arm.get(checkpoint)
+    assert snapshot is not None and snapshot["properties"]["incremental"] is True
+    assert target.alive(build, host), "the host runs again after its checkpoint"
+    assert target.capture(build, host, 30, final=False)["checkpoint_image"] == checkpoint  # retried: same name
+
+    # The host is lost: a new one starts from the snapshot, on a copy of it, attached.
+    fake_arm.remove(host.id)
+    assert not target.alive(build, host)
+    relaunched = target.launch(build, Checkpoint(30, checkpoint))
+    disk_id = fake_arm.get(relaunched.id)["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]  # type: ignore[index]
+    assert fake_arm.get(disk_id)["properties"]["creationData"]["sourceResourceId"] == checkpoint  # type: ignore[index]
+
+    final = target.capture(build, relaunched, 95, final=True)["image_id"]
+    assert fake_arm.get(final)["tags"]["Milestone"] == "95"  # type: ignore[index]
+    assert not target.alive(build, relaunched), "a generalized host is no build host any more"
+    assert target.discard(build, [checkpoint, f"{GROUP_ID}/Microsoft.Compute/snapshots/gone"]) == [checkpoint]
+    assert fake_arm.get(checkpoint) is None
+
+    published = target.publish(build, final)
+    assert published == target.publish(build, final)  # idempotent: the version is found, not made twice
+    version = fake_arm.get(published["gallery_image_version_id"])
+    assert version is not None and published["gallery_image_version"] == gallery_version(build)
+    profile = version["properties"]["publishingProfile"]
+    assert profile["excludeFromLatest"] is False and profile["endOfLifeDate"].endswith("Z")
+    assert [(r["name"], r["regionalReplicaCount"]) for r in profile["targetRegions"]] == [
+        ("westeurope", 2),
+        ("northeurope", 2),
+    ]
+    assert version["properties"]["storageProfile"]["source"]["id"] == final
+    assert version["tags"]["BuildId"] == "az-target-1" and len(version["tags"]["MilestoneHistory"]) == 16
+    assert published["published_regions"] == ["westeurope", "northeurope"]
+
+    # Clean-up removes the host, and what the lost host (launched from 10) left: its disk and NIC.
+    build = _reached(tmp_path, build, {10: green, 30: checkpoint})
+    assert len(fake_arm.ids("Microsoft.Compute/disks")) == 2
+    target.cleanup(build, relaunched)
+    target.cleanup(build, relaunched)  # again: harmless
+    left = fake_arm.ids("Microsoft.Compute/virtualMachines") + fake_arm.ids("Microsoft.Compute/disks")
+    left += fake_arm.ids("Microsoft.Network/networkInterfaces")
+    assert left == [], left
+
+
+def test_throttling_a_failed_capture_and_a_vanished_vm(fake_arm: FakeArm, tmp_path: Any) -> None:
+    target = _target(public_ip=True)
+    build = _build(tmp_path, "az-target-2")
+    green = _green_image(fake_arm, target, build)
+
+    # 429 with Retry-After on the VM's creation: the SDK waits as told and the launch goes on.
+    fake_arm.fail_next(Fault("PUT", r"/virtualMachines/", retry_after="1"))
+    host = target.launch(build, Checkpoint(10, green))
+    assert [m for m, p in fake_arm.requests if m == "PUT" and "/virtualMachines/" in p] == ["PUT", "PUT"]
+    assert host.address.startswith("203.0.113."), "a public IP was asked for"
+
+    # A capture whose operation fails: a transient error naming Azure's code; the retry captures.
+    fake_arm.fail_operation_once("PUT", r"/images/")
+    with pytest.raises(TargetError, match="InternalOperationError"):
+        target.capture(build, host, 95, final=True)
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    assert fake_arm.get(final)["properties"]["provisioningState"] == "Succeeded"  # type: ignore[index]
+
+    # Throttled for longer than the SDK retries: transient, so Airflow retries the milestone.
+    fake_arm.fail_next(Fault("GET", r"/virtualMachines/", retry_after="0", times=10))
+    with pytest.raises(TargetError, match="TooManyRequests"):
+        target.alive(build, host)
+    fake_arm.faults.clear()
+
+    target.cleanup(_reached(tmp_path, build, {10: green}), host)
+    assert fake_arm.ids("Microsoft.Network/publicIPAddresses") == []
+
+
+def test_what_is_not_the_builds_is_refused(fake_arm: FakeArm, tmp_path: Any) -> None:
+    target = _target()
+    build = _build(tmp_path, "az-target-3")
+    (tmp_path / "o").mkdir()
+    other = _build(tmp_path / "o", "az-other")
+    foreign = f"{GROUP_ID}/Microsoft.Compute/images/vendor"
+    fake_arm.add(foreign, {"location": "westeurope"})
+    with pytest.raises(InvalidInput, match="not build az-target-3's"):
+        target.launch(build, Checkpoint(10, foreign))
+    with pytest.raises(InvalidInput, match="not build az-target-3's"):
+        target.publish(build, foreign)
+    theirs = _green_image(fake_arm, target, other, "theirs")
+    with pytest.raises(InvalidInput, match="checkpoint_image"):
+        target.launch(build, Checkpoint(10, theirs))
+    elsewhere = theirs.replace(AZURE_GROUP, "rg-other")
+    assert not target.owns_image(build, elsewhere) and not target.owns_image(build, "not-an-id")
+    assert target.discard(build, [theirs]) == [] and fake_arm.get(theirs) is not None
+
+    # A missing gallery image definition is named, before anything is created.
+    mine = _green_image(fake_arm, target, build, "mine")
+    with pytest.raises(InvalidInput, match="rhel8-missing does not exist") as info:
+        _target(gallery_image="rhel8-missing").publish(build, mine)
+    assert info.value.field == "target.gallery_image"
+    assert fake_arm.ids("Microsoft.Compute/galleries/images/versions") == []
+
+
+def test_credentials_and_endpoint_errors(fake_arm: FakeArm, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from tests.servers.process import free_port
+
+    build = _build(tmp_path, "az-target-4")
+    fake_arm.fail_next(Fault("GET", r"/images/", status=403, code="AuthorizationFailed", retry_after=None))
+    with pytest.raises(InvalidInput, match="AuthorizationFailed") as info:
+        _target().publish(build, f"{GROUP_ID}/Microsoft.Compute/images/x")
+    assert info.value.field == "credentials"
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    extra = {"subscriptionId": SUBSCRIPTION, "resource_manager_endpoint": dead}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps({"conn_type": "azure", "extra": extra}))
+    with pytest.raises(TargetError, match="cannot reach"):
+        _target().owns_image(build, f"{GROUP_ID}/Microsoft.Compute/images/x")
+
+    # A service principal: its secret goes to Packer's environment, never into the settings or logs.
+    sp = {"conn_type": "azure", "login": "app-id", "password": "s3cret-value", "extra": {**extra, "tenantId": "t"}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps(sp))
+    env = _target().packer_env()
+    assert env["ARM_CLIENT_SECRET"] == "s3cret-value" and env["ARM_SUBSCRIPTION_ID"] == SUBSCRIPTION
+    assert "s3cret" not in json.dumps(_target().packer_vars())
+
+    extra["resource_manager_endpoint"] = "http://management.example.com"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps({"conn_type": "azure", "extra": extra}))
+    with pytest.raises(InvalidInput, match="must be https"):
+        _target()
