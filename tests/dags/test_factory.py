@@ -122,9 +122,35 @@ def test_task_group_inside_another_dag() -> None:
             "file gone.yml not found",
         ),
         (
-            "pipeline: p\ncloud: azure\nimage_type: t\nmilestones:\n  95: {action: seal}\n",
+            "pipeline: p\ncloud: openstack\nimage_type: t\nmilestones:\n  95: {action: seal}\n",
             "milestones.95",
-            "not available for cloud 'azure'",
+            "not available for cloud 'openstack'",
+        ),
+        (
+            "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {location: West Europe}\n",
+            "target.location",
+            "is not an Azure location name (like westeurope",
+        ),
+        (
+            "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {source_image: 'RedHat:RHEL:8'}\n",
+            "target.source_image",
+            "neither a marketplace URN (Publisher:Offer:Sku:Version",
+        ),
+        (
+            "pipeline: p\ncloud: azure\nimage_type: t\n"
+            "target: {resource_group: rg, location: westeurope}\nmilestones:\n  100: {action: publish}\n",
+            "target.gallery",
+            "is required by this pipeline's ['publish'] milestones",
+        ),
+        (
+            "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {instance_type: t3.micro}\n",
+            "target.instance_type",
+            "unknown key",
+        ),
+        (
+            "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {replication_regions: [westeurope, westeurope]}\n",
+            "target.replication_regions",
+            "lists a region twice",
         ),
         (
             "pipeline: p\ncloud: aws\nimage_type: t\ntarget: {publish_regions: [us-east-1, moon]}\n",

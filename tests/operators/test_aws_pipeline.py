@@ -115,15 +115,22 @@ def test_sample_pipeline_resumes_on_the_same_host_relaunches_a_lost_one_and_deli
     _assert_asset_event(final)
 
 
-def _assert_asset_event(image_id: str) -> None:
+def asset_extras(uri: str) -> list[dict[str, Any]]:
+    """The extras of every Asset event recorded for ``uri`` (Airflow's metadata DB)."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        extras = session.scalars(
-            select(AssetEvent.extra)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == "imagebuild://aws/aws-rhel8-webserver")
-        ).all()
+        return list(
+            session.scalars(
+                select(AssetEvent.extra)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.uri == uri)
+            ).all()
+        )
+
+
+def _assert_asset_event(image_id: str) -> None:
+    extras = asset_extras("imagebuild://aws/aws-rhel8-webserver")
     assert any(e.get("image_id") == image_id for e in extras), extras

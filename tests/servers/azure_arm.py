@@ -194,7 +194,8 @@ class FakeArm:
                     )
                 config.setdefault("properties", {})["privateIPAddress"] = f"10.0.0.{next(self._ips)}"
                 config["id"] = f"{resource_id}/ipConfigurations/{config.get('name', 'ipconfig1')}"
-        if kind == "microsoft.compute/images":
+        blob = ((props.get("storageProfile") or {}).get("osDisk") or {}).get("blobUri")
+        if kind == "microsoft.compute/images" and not blob:  # Image_CreateFromABlob needs no VM
             source = self._reference((props.get("sourceVirtualMachine") or {}).get("id"))
             if source is None:
                 return 404, _error("NotFound", "The source virtual machine was not found.")

@@ -3,8 +3,10 @@
 Like the store contract, one suite parametrised over the targets (``TARGETS`` below: add a cloud
 there once it is registered in ``targets/registry.py``). Each target runs on what its own tests
 use: ``local`` on real debootstrap, tar, ansible-runner over chroot, mkfs.ext4 and qemu-img;
-``aws`` on real Packer and EC2/SSM calls to the loopback moto server, with the playbooks run for
-real over chroot into a Debian tree standing in for the instance (moto's instances run nothing).
+``aws`` on real Packer and EC2/SSM calls to the loopback moto server; ``azure`` on real Packer (a
+stand-in template) and the real Azure SDKs against a loopback fake of Resource Manager. For both
+clouds the playbooks run for real over chroot into a Debian tree standing in for the instance
+(the clouds' instances run nothing here).
 
 The pipeline's tasks are built by the DAG factory from a spec and executed in plan order with a
 task context, as a DAG run does (the Airflow path itself is covered by the ``dag.test()`` tests):
@@ -36,7 +38,7 @@ from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
 from tests.dags.conftest import ROOT, write
 from tests.helpers import task_context
 
-TARGETS = ["local", "aws"]
+TARGETS = ["local", "aws", "azure"]
 MARK = """
 - name: Contract milestone
   hosts: all
@@ -144,6 +146,51 @@ milestones:
     )
 
 
+def azure_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    """Resource Manager is the loopback fake (tests/servers/azure_arm.py) driven by the real SDKs;
+    5 and 10 run real Packer on the stand-in template (azure-arm cannot reach a loopback endpoint)."""
+    from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+    from tests.servers.azure_sample import STANDIN
+
+    fake = request.getfixturevalue("fake_arm")
+    root = request.getfixturevalue("build_host_root")
+    packer = "{{action: packer, template: {t}, only: [null.{src}], vars: {{arm_endpoint: '{url}'}}}}"
+    spec = f"""pipeline: contract-azure
+cloud: azure
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+checkpoints: [15]
+target:
+  azure_conn_id: {AZURE_CONN_ID}
+  resource_group: {AZURE_GROUP}
+  location: westeurope
+  source_image: "RedHat:RHEL:8-lvm-gen2:latest"
+  network: vnet-build/builders
+  ssh_public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIContractKey contract
+  gallery: golden
+  gallery_image: rhel8-web
+  keep_checkpoints: [5, 10]
+  connection: {chroot_host_vars(root)}
+milestones:
+{_milestones([f"  5: {packer.format(t=STANDIN, src='kickstart', url=fake.url)}",
+              f"  10: {packer.format(t=STANDIN, src='green', url=fake.url)}"])}
+"""  # fmt: skip
+
+    def running(host: Host) -> bool:
+        vm = fake.get(host.id)
+        statuses = {s["code"] for s in (vm or {}).get("properties", {}).get("instanceView", {}).get("statuses", [])}
+        return "PowerState/running" in statuses
+
+    return Case(
+        "azure",
+        spec,
+        lose_host=lambda host: fake.remove(host.id),
+        host_alive=running,
+        image_exists=lambda image: fake.get(image) is not None,
+        host_root=lambda host: root,
+    )
+
+
 class Pipeline:
     """The pipeline's tasks from the DAG factory, run in plan order with a task context."""
 
@@ -175,7 +222,7 @@ class Pipeline:
 
 @pytest.fixture(params=TARGETS)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    return {"local": local_case, "aws": aws_case}[request.param](tmp_path, request)
+    return {"local": local_case, "aws": aws_case, "azure": azure_case}[request.param](tmp_path, request)
 
 
 @pytest.mark.slow

@@ -1,0 +1,82 @@
+"""The stand-in template's provisioner: a managed image on the fake Resource Manager, as Packer's
+azure-arm builder would leave it, and the manifest entry its post-processor would write.
+
+Authenticates as the worker's managed identity (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``), takes
+the subscription from ``ARM_SUBSCRIPTION_ID`` (Packer's environment, set by the target) and fails
+if a client secret reached its command line. Standard library only: Packer runs it with the
+system's python3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+import uuid
+
+
+def call(
+    method: str, url: str, token: str | None = None, body: object = None, headers: dict | None = None
+) -> tuple[dict, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read()
+        return (json.loads(text) if text else {}), dict(answer.headers)
+
+
+def main() -> None:
+    assert not any("SECRET" in arg for arg in sys.argv), "a secret on the command line"
+    env = os.environ
+    token_url = f"{env['IDENTITY_ENDPOINT']}?api-version=2019-08-01&resource=https://management.azure.com/"
+    token = call("GET", token_url, headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]})[0]["access_token"]
+    image_id = (
+        f"/subscriptions/{env['ARM_SUBSCRIPTION_ID']}/resourceGroups/{env['STANDIN_GROUP']}"
+        f"/providers/Microsoft.Compute/images/{env['STANDIN_IMAGE']}"
+    )
+    body = {
+        "location": env["STANDIN_LOCATION"],
+        "tags": {"BuildId": env["STANDIN_BUILD_ID"], "Pipeline": env["STANDIN_PIPELINE"]},
+        "properties": {
+            "hyperVGeneration": "V2",
+            "storageProfile": {
+                "osDisk": {
+                    "osType": "Linux",
+                    "osState": "Generalized",
+                    "blobUri": f"https://standin.blob.core.windows.net/vhds/{env['STANDIN_IMAGE']}.vhd",
+                }
+            },
+        },
+    }
+    _, headers = call("PUT", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2024-11-01", token, body)
+    status = headers.get("Azure-AsyncOperation")
+    for _ in range(60):
+        if not status or call("GET", status, token)[0].get("status") == "Succeeded":
+            break
+        time.sleep(0.2)
+    else:
+        raise SystemExit(f"image {image_id} was not created")
+    run = env.get("PACKER_RUN_UUID") or str(uuid.uuid4())
+    manifest = {
+        "builds": [
+            {
+                "name": env.get("PACKER_BUILD_NAME", "standin"),
+                "builder_type": "azure-arm",
+                "artifact_id": image_id,
+                "packer_run_uuid": run,
+            }
+        ],
+        "last_run_uuid": run,
+    }
+    with open(env["STANDIN_MANIFEST"], "w", encoding="utf-8") as out:
+        json.dump(manifest, out)
+    print(f"ManagedImageId: {image_id}")
+
+
+if __name__ == "__main__":
+    main()
