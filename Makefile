@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/dag_bench.py
 	$(PY) benchmarks/spec_bench.py
 	$(PY) benchmarks/aws_bench.py
+	$(PY) benchmarks/azure_bench.py
 	$(PY) benchmarks/recovery_bench.py
 	$(PY) benchmarks/ui_bench.py
 

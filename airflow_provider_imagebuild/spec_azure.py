@@ -31,6 +31,9 @@ GALLERY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._]{0,79}")
 GALLERY_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 VM_SIZE_RE = re.compile(r"(Standard|Basic)_[A-Za-z0-9_]+")
 TAG_NAME_RE = re.compile(r"[^<>%&\\?/]{1,512}")
+# The tags that prove what is a build's: the target writes them, a spec may not (Azure's tag
+# names are case-insensitive).
+RESERVED_TAGS = {"buildid", "pipeline", "milestone", "imagetype", "role", "managedby", "milestonehistory"}
 MAX_USER_TAGS = 40  # Azure allows 50 per resource; the build's own tags take up to 7
 
 
@@ -149,6 +152,8 @@ class AzureTargetSpec(BaseModel):
         if len(value) > MAX_USER_TAGS:
             raise ValueError(f"has {len(value)} tags; at most {MAX_USER_TAGS} (Azure allows 50, the build adds 7)")
         for name, item in value.items():
+            if name.lower() in RESERVED_TAGS:
+                raise ValueError(f"tag {name!r} is set by the build itself (it proves what is the build's)")
             if not TAG_NAME_RE.fullmatch(name):
                 raise ValueError(f"tag name {name!r} must be 1-512 characters without < > % & \\ ? /")
             if len(item) > 256:

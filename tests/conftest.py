@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import task_context  # noqa: F401 (re-exported for the tests)
+from tests.servers import azurite
 from tests.servers.process import ROOT, free_port, running
 
 # Fake credentials and no metadata look-ups, for every boto3 client of the test session.
@@ -74,26 +75,16 @@ def dynalite_url(server_logs: Path) -> Iterator[str]:
         yield url
 
 
-# Azurite's published development account (https://learn.microsoft.com/azure/storage/common/storage-use-azurite).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_ACCOUNT, AZURITE_KEY = azurite.ACCOUNT, azurite.KEY
 
 
 @pytest.fixture(scope="session")
 def azurite_url(server_logs: Path) -> Iterator[str]:
     """Azurite (npm): Azure Blob Storage with ETag conditions, in memory, on loopback; its
     connection string goes to ``AZURE_STORAGE_CONNECTION_STRING``, as a user's would."""
-    azurite = ROOT / "node_modules/.bin/azurite-blob"
-    assert azurite.exists(), "azurite missing: run `make setup` (npm ci)"
     port = free_port()
-    argv = [str(azurite), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-            "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose"]  # fmt: skip
-    with running(argv, port, server_logs / "azurite.log") as url:
-        endpoint = f"{url}/{AZURITE_ACCOUNT}"
-        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint={endpoint};"
-        )
+    with running(azurite.argv(port), port, server_logs / "azurite.log") as url:
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string(url)
         yield url
 
 

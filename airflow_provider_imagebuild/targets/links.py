@@ -1,5 +1,6 @@
 """Links to the images a milestone produced, for the task's extra link and the build page:
-the cloud's console for an image in its region, a ``file://`` URL for the local catalog.
+the cloud's console for an image in its region (the Azure portal for a resource id), a ``file://``
+URL for the local catalog.
 
 Only well-formed ids and regions become links (outputs are data a tool printed, and a link is
 something a person clicks)."""
@@ -16,12 +17,24 @@ from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
 
 AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}", re.ASCII)
+# An image, snapshot or gallery image version of the Azure target (ARM resource ids).
+AZURE_ID_RE = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[A-Za-z0-9._()-]{1,90}/providers/Microsoft\.Compute/"
+    r"(images|snapshots|galleries/[A-Za-z0-9._]{1,80}/images/[A-Za-z0-9._-]{1,80}/versions)/[A-Za-z0-9._-]{1,80}",
+    re.ASCII,
+)
 
 
 def aws_image_console(region: str, image_id: str) -> str | None:
     if not (AWS_REGION_RE.fullmatch(region) and AMI_RE.fullmatch(image_id)):
         return None
     return f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image_id}"
+
+
+def azure_portal(resource_id: str) -> str | None:
+    if not AZURE_ID_RE.fullmatch(resource_id):
+        return None
+    return f"https://portal.azure.com/#@/resource{resource_id}"
 
 
 def local_file(path: object) -> str | None:
@@ -45,6 +58,11 @@ def image_links(cloud: str, outputs: Mapping[str, Any]) -> dict[str, str]:
             url = aws_image_console(region, str(outputs.get(key) or ""))
             if url and str(outputs[key]) not in " ".join(links):
                 links[f"{outputs[key]} ({region})"] = url
+    elif cloud == "azure":
+        for key in ("gallery_image_version_id", IMAGE_OUTPUT, CHECKPOINT_OUTPUT):
+            url = azure_portal(str(outputs.get(key) or ""))
+            if url:
+                links[str(outputs[key]).rsplit("/", 1)[-1]] = url
     elif cloud == "local":
         for key in ("catalog_image", IMAGE_OUTPUT, CHECKPOINT_OUTPUT):
             url = local_file(outputs.get(key))

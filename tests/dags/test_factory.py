@@ -143,6 +143,11 @@ def test_task_group_inside_another_dag() -> None:
             "is required by this pipeline's ['publish'] milestones",
         ),
         (
+            "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {tags: {buildid: someone-else}}\n",
+            "target.tags",
+            "is set by the build itself",
+        ),
+        (
             "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {instance_type: t3.micro}\n",
             "target.instance_type",
             "unknown key",

@@ -206,3 +206,12 @@ def test_credentials_and_endpoint_errors(fake_arm: FakeArm, tmp_path: Any, monke
     monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps({"conn_type": "azure", "extra": extra}))
     with pytest.raises(InvalidInput, match="must be https"):
         _target()
+
+
+def test_image_links_go_to_the_portal_for_well_formed_ids_only() -> None:
+    from airflow_provider_imagebuild.targets.links import image_links
+
+    version = f"{GROUP_ID}/Microsoft.Compute/galleries/golden/images/rhel8-web/versions/2026.1127.213005"
+    links = image_links("azure", {"gallery_image_version_id": version, "image_id": f"{GROUP_ID}/x/y"})
+    assert links == {"2026.1127.213005": f"https://portal.azure.com/#@/resource{version}"}
+    assert image_links("azure", {"image_id": "javascript:alert(1)"}) == {}
