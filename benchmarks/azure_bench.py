@@ -18,18 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from aws_bench import quiet
 from report import replace_section
+from sample_runs import four_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SECTION = "## Azure sample pipeline (Packer stand-in + Ansible, Resource Manager faked)"
 FAIL_AT = 55
 CONN_ID, GROUP = "azure_bench", "rg-imagebuild"
+POLLING_NOTE = (
+    "Every long-running Azure operation costs one 1 s poll here (Azure's own take seconds to hours: "
+    "a real build's share of waiting is larger, and so is what a resume saves)."
+)
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
 
     from airflow_provider_imagebuild.store import open_store
-    from airflow_provider_imagebuild.targets.rootfs import bootstrapped_archive, restore
+    from airflow_provider_imagebuild.targets.rootfs import bootstrapped_archive
     from tests.servers.azure_arm import IDENTITY_HEADER, SUBSCRIPTION, FakeArm, serving
     from tests.servers.azure_sample import DAG_ID, plant_waagent, sample_spec
 
@@ -52,11 +54,7 @@ def main() -> None:
     root = work / "buildhost"
     log = work / "airflow-output.log"
     with serving(FakeArm()) as fake:
-        group = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers"
-        fake.add(f"{group}/Microsoft.Network/virtualNetworks/vnet-build", {"location": "westeurope"})
-        fake.add(f"{group}/Microsoft.Network/virtualNetworks/vnet-build/subnets/builders", {"properties": {}})
-        fake.add(f"{group}/Microsoft.Compute/galleries/golden", {"location": "westeurope"})
-        fake.add(f"{group}/Microsoft.Compute/galleries/golden/images/rhel8-web", {"location": "westeurope"})
+        fake.seed(GROUP)
         extra = {"subscriptionId": SUBSCRIPTION, "resource_manager_endpoint": fake.url}
         os.environ.update(
             IDENTITY_ENDPOINT=f"{fake.url}/msi/token",
@@ -71,35 +69,9 @@ def main() -> None:
         dag = DagBag(dag_folder=str(ROOT / "dags")).dags[DAG_ID]
         store = open_store(store_url)
 
-        def build(build_id: str, fresh_host: bool, fail_at: str = "") -> tuple[float, str]:
-            if fresh_host:
-                shutil.rmtree(root, ignore_errors=True)
-                restore(archive, root)
-                plant_waagent(root)
-            os.environ["IMAGEBUILD_FAIL_AT"] = fail_at
-            when = datetime.now(timezone.utc).replace(microsecond=0)
-            started = time.perf_counter()
-            with quiet(log):
-                state = dag.test(logical_date=when, run_conf={"build_id": build_id}).state
-            return time.perf_counter() - started, str(state)
-
-        clean, state = build("bench-clean", True)
-        assert state == "success", f"clean build {state}; see {log}"
-        failed, state = build("bench-resume", True, str(FAIL_AT))
-        assert state == "failed"
-        resume, state = build("bench-resume", False)
-        assert state == "success", f"resume {state}; see {log}"
-        mono, state = build("bench-mono", True)
-        assert state == "success"
-        rec: Any = store.get("bench-clean")
-        durations = {code: ms.duration_s or 0.0 for code, ms in rec.milestones.items()}
+        figures = four_runs(dag, store, root, archive, log, FAIL_AT, fresh=plant_waagent)
         calls = len(fake.requests)
-    total = sum(durations.values())
-    remaining = sum(d for code, d in durations.items() if code >= FAIL_AT) / total
-    figures = {"clean_s": clean, "failed_run_s": failed, "resume_s": resume, "monolithic_s": mono}
-    for key, value in figures.items():
-        print(f"{key:>16}: {value:.3f}")
-    print(f"{'ratio':>16}: {resume / mono:.3f}")
+    figures.print()
     replace_section(
         ROOT / "docs/benchmarks.md",
         SECTION,
@@ -111,17 +83,8 @@ def main() -> None:
             "`dag.test()`, the real Azure SDKs against the loopback fake of Resource Manager, playbooks over "
             f"chroot into a Debian root filesystem. {calls} Resource Manager calls in the four runs.",
             "",
-            "| run | wall time |",
-            "|---|---:|",
-            f"| clean build | {clean:.1f} s |",
-            f"| run that fails at {FAIL_AT} | {failed:.1f} s |",
-            f"| resume from {FAIL_AT} (same build id, as a clear does) | **{resume:.1f} s** |",
-            f"| monolithic rerun (everything again, fresh host) | {mono:.1f} s |",
-            "",
-            f"Resume / monolithic = **{resume / mono:.2f}**; the milestones from {FAIL_AT} on are "
-            f"{remaining:.0%} of the clean build's recorded milestone time. Every long-running Azure operation "
-            "costs one 1 s poll here (Azure's own take seconds to hours: a real build's share of waiting is larger, "
-            "and so is what a resume saves).",
+            *figures.table(FAIL_AT)[:-1],
+            figures.table(FAIL_AT)[-1] + ". " + POLLING_NOTE,
         ],
     )
     shutil.rmtree(work, ignore_errors=True)

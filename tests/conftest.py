@@ -109,14 +109,7 @@ def fake_arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
         extra = {"subscriptionId": SUBSCRIPTION, "resource_manager_endpoint": fake.url}
         monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps({"conn_type": "azure", "extra": extra}))
-        group = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{AZURE_GROUP}/providers"
-        fake.add(f"{group}/Microsoft.Network/virtualNetworks/vnet-build", {"location": "westeurope"})
-        fake.add(f"{group}/Microsoft.Network/virtualNetworks/vnet-build/subnets/builders", {"properties": {}})
-        fake.add(f"{group}/Microsoft.Compute/galleries/golden", {"location": "westeurope"})
-        fake.add(
-            f"{group}/Microsoft.Compute/galleries/golden/images/rhel8-web",
-            {"location": "westeurope", "properties": {"osType": "Linux", "osState": "Generalized"}},
-        )
+        fake.seed(AZURE_GROUP)
         yield fake
 
 

@@ -105,15 +105,5 @@ class AzureBlobStore(BuildStore):
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._name("x")[: -len("x.json")]
         with self._errors():
-            for entry in self.client.list_blobs(name_starts_with=prefix):
-                name = str(entry.name)
-                if not name.endswith(".json"):
-                    continue
-                build_id = name[len(prefix) : -len(".json")]
-                try:
-                    got = self._read(build_id)
-                except CorruptRecord as exc:
-                    yield build_id, exc
-                    continue
-                if got is not None:
-                    yield build_id, got[0]
+            names = (str(e.name) for e in self.client.list_blobs(name_starts_with=prefix))
+            yield from self._read_each(n[len(prefix) : -len(".json")] for n in names if n.endswith(".json"))

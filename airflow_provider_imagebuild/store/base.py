@@ -137,6 +137,18 @@ class BuildStore(ABC):
         again after); a record that cannot be read is yielded as its error, not raised, so that
         one bad record does not hide the others."""
 
+    def _read_each(self, build_ids: Iterable[str]) -> Iterator[tuple[str, Doc | CorruptRecord]]:
+        """``_scan`` for backends that list names and read each object (S3, Blob): a record that
+        cannot be read is yielded as its error, one that vanished since the listing is skipped."""
+        for build_id in build_ids:
+            try:
+                got = self._read(build_id)
+            except CorruptRecord as exc:
+                yield build_id, exc
+                continue
+            if got is not None:
+                yield build_id, got[0]
+
     def _apply(self, build_id: str, fn: Mutation[T]) -> T:
         """Optimistic read-modify-write with bounded, jittered retries on a lost race."""
         for attempt in range(CAS_ATTEMPTS):

@@ -100,18 +100,13 @@ class S3Store(BuildStore):
 
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._key("x")[: -len("x.json")]
-        with aws_errors(self.describe(), transient=StoreUnavailable):
+
+        def names() -> Iterator[str]:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):
-                    key = entry["Key"]
-                    if not key.endswith(".json"):
-                        continue
-                    build_id = key[len(prefix) : -len(".json")]
-                    try:
-                        got = self._read(build_id)
-                    except CorruptRecord as exc:
-                        yield build_id, exc
-                        continue
-                    if got is not None:
-                        yield build_id, got[0]
+                    if entry["Key"].endswith(".json"):
+                        yield entry["Key"][len(prefix) : -len(".json")]
+
+        with aws_errors(self.describe(), transient=StoreUnavailable):
+            yield from self._read_each(names())

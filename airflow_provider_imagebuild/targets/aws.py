@@ -25,7 +25,14 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.aws import AwsClients, aws_errors, client_error_code
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import TargetSpec
-from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
+from airflow_provider_imagebuild.targets.base import (
+    CHECKPOINT_OUTPUT,
+    IMAGE_OUTPUT,
+    Checkpoint,
+    Host,
+    Target,
+    ssh_ansible_vars,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +266,7 @@ class AwsTarget(Target):
         return instance is not None and instance["State"]["Name"] in LIVE_STATES
 
     def ansible_vars(self, host: Host) -> dict[str, Any]:
-        s = self.settings
-        if s.connection:
-            return dict(s.connection)
-        found: dict[str, Any] = {"ansible_host": host.address, "ansible_user": s.ssh_user, "ansible_become": True}
-        if s.ssh_private_key_file:
-            found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
-        return found
+        return ssh_ansible_vars(self.settings, host)
 
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         role = "final" if final else "checkpoint"

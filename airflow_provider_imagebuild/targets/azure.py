@@ -44,6 +44,7 @@ from airflow_provider_imagebuild.targets.base import (
     Host,
     Target,
     checkpoint_images,
+    ssh_ansible_vars,
 )
 
 log = logging.getLogger(__name__)
@@ -402,13 +403,7 @@ class AzureTarget(Target):
         return vm is not None and self.power_state(vm) in LIVE_POWER_STATES
 
     def ansible_vars(self, host: Host) -> dict[str, Any]:
-        s = self.settings
-        if s.connection:
-            return dict(s.connection)
-        found: dict[str, Any] = {"ansible_host": host.address, "ansible_user": s.ssh_user, "ansible_become": True}
-        if s.ssh_private_key_file:
-            found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
-        return found
+        return ssh_ansible_vars(self.settings, host)
 
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         vm = self._vm(build, host)

@@ -139,6 +139,17 @@ def checkpoint_images(build: BuildRecord) -> dict[int, str]:
     }
 
 
+def ssh_ansible_vars(settings: Any, host: Host) -> dict[str, Any]:
+    """Ansible's connection to a cloud build host: the spec's ``connection`` override (a bastion,
+    chroot in tests), else SSH to the host's address as ``ssh_user`` with become."""
+    if settings.connection:
+        return dict(settings.connection)
+    found: dict[str, Any] = {"ansible_host": host.address, "ansible_user": settings.ssh_user, "ansible_become": True}
+    if settings.ssh_private_key_file:
+        found["ansible_ssh_private_key_file"] = settings.ssh_private_key_file
+    return found
+
+
 class Target(ABC):
     """One cloud (or this machine) as seen by the milestone operators."""
 

@@ -116,6 +116,18 @@ class FakeArm:
             self.resources[resource_id.lower()] = resource
             return resource
 
+    def seed(self, group: str) -> None:
+        """What a build's resource group holds before the first build: the network
+        (``vnet-build/builders``) and the gallery image definition ``golden/rhel8-web``."""
+        base = f"/subscriptions/{self.subscription}/resourceGroups/{group}/providers"
+        self.add(f"{base}/Microsoft.Network/virtualNetworks/vnet-build", {"location": "westeurope"})
+        self.add(f"{base}/Microsoft.Network/virtualNetworks/vnet-build/subnets/builders", {"properties": {}})
+        self.add(f"{base}/Microsoft.Compute/galleries/golden", {"location": "westeurope"})
+        self.add(
+            f"{base}/Microsoft.Compute/galleries/golden/images/rhel8-web",
+            {"location": "westeurope", "properties": {"osType": "Linux", "osState": "Generalized"}},
+        )
+
     def get(self, resource_id: str) -> dict[str, Any] | None:
         with self.lock:
             return self.resources.get(resource_id.lower())
