@@ -37,6 +37,8 @@ walkthrough: setup
 lint: venv
 	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/imagebuild spec check dags/pipelines
+	@for t in dags/packer/*.pkr.hcl; do packer fmt -check $$t >/dev/null || { echo "$$t: run packer fmt"; exit 1; }; done
 
 # Two workers (pytest-xdist, work stealing): the slow end-to-end tests mostly wait on child
 # processes (Packer, ansible-playbook, debootstrap, airflow standalone), so two run side by side.
