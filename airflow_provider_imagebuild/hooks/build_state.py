@@ -3,7 +3,8 @@
 
 The connection holds the store URL (in ``extra.store_url`` or ``host``) and, for the AWS
 backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves;
-for the Azure Blob backend, a ``wasb_conn_id`` read by the Azure provider's ``WasbHook``.
+for the Azure Blob backend, a ``wasb_conn_id`` read by the Azure provider's ``WasbHook``; for
+Cloud Storage, a ``gcp_conn_id`` read by the Google provider's ``GoogleBaseHook``.
 Secrets Airflow masks are also redacted from what the store records.
 """
 

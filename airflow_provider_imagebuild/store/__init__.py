@@ -1,4 +1,4 @@
-"""The build state store: one contract (:class:`BuildStore`), six backends chosen by URL."""
+"""The build state store: one contract (:class:`BuildStore`), seven backends chosen by URL."""
 
 from __future__ import annotations
 
@@ -31,11 +31,13 @@ def open_store(
     redactor: Redactor | None = None,
     clock: Clock | None = None,
     blob_service: Callable[[], Any] | None = None,
+    gcs_client: Callable[[], Any] | None = None,
 ) -> BuildStore:
     """Open the store a URL names. AWS backends use ``client_factory`` (default: clients from the
     environment's credential chain; from Airflow the state hook passes its connection's); the
     Azure Blob backend ``blob_service`` (default: :func:`clouds.azure.blob_service` without an
-    Airflow connection)."""
+    Airflow connection); the Cloud Storage backend ``gcs_client`` (default:
+    :func:`clouds.gcp.storage_client` without an Airflow connection)."""
     parsed = url if isinstance(url, StoreURL) else parse_store_url(url)
     common: dict[str, Any] = {"redactor": redactor, "clock": clock}
     factory = client_factory or AwsClients.from_environment(parsed.region, parsed.endpoint_url)
@@ -61,6 +63,19 @@ def open_store(
             parsed.bucket,
             parsed.prefix,
             blob_service or (lambda: service_for(account, endpoint)),
+            url=parsed.raw,
+            **common,
+        )
+    if parsed.scheme == "gs":
+        from airflow_provider_imagebuild.clouds.gcp import storage_client
+        from airflow_provider_imagebuild.store.gcs import GcsStore
+
+        project, gs_endpoint = parsed.project, parsed.endpoint_url
+        return GcsStore(
+            parsed.bucket,
+            parsed.prefix,
+            gcs_client or (lambda: storage_client(project, gs_endpoint)),
+            project,
             url=parsed.raw,
             **common,
         )

@@ -3,7 +3,8 @@
 ``sqlite:///abs/path.db``, ``file:///abs/dir``, ``dynamodb://TABLE?region=R&endpoint_url=U``,
 ``s3://BUCKET/PREFIX?region=R&endpoint_url=U`` and
 ``sqlite+s3:///abs/path.db?bucket=B&prefix=P&region=R&endpoint_url=U`` and
-``azblob://CONTAINER/PREFIX?account=NAME&endpoint_url=U``.
+``azblob://CONTAINER/PREFIX?account=NAME&endpoint_url=U`` and
+``gs://BUCKET/PREFIX?project=P&endpoint_url=U``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from airflow_provider_imagebuild.build.ids import control_character
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 
-SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob")
+SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob", "gs")
 _TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Blob container names: 3-63 lowercase letters, digits and single hyphens, starting and ending
@@ -32,7 +33,12 @@ _ALLOWED_QUERY = {
     "s3": {"region", "endpoint_url"},
     "sqlite+s3": {"bucket", "prefix", "region", "endpoint_url", "synchronous"},
     "azblob": {"account", "endpoint_url"},
+    "gs": {"project", "endpoint_url"},
 }
+# Cloud Storage bucket names: 3-63 lowercase letters, digits, '-', '_' and '.', starting and
+# ending with a letter or digit (dotted names up to 222 are for verified domains: not taken here).
+_GCS_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", re.ASCII)
+_PROJECT_RE = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class StoreURL:
     region: str | None = None
     endpoint_url: str | None = None
     account: str = ""  # azblob: the storage account
+    project: str | None = None  # gs: the project that owns (and is billed for) the bucket
     synchronous: str = "normal"  # SQLite: "full" also survives power loss, at about half the write rate
     raw: str = ""
 
@@ -147,6 +154,20 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         prefix = parts.path.strip("/")
         _check_prefix(prefix, f"{field}.prefix")
         return StoreURL(scheme, bucket=container, prefix=prefix, account=account, endpoint_url=endpoint, raw=text)
+
+    if scheme == "gs":
+        bucket = parts.netloc
+        if not _GCS_BUCKET_RE.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog"):
+            raise InvalidInput(
+                f"{field}.bucket",
+                f"must be a Cloud Storage bucket name (3-63 lowercase letters, digits, '-', '_', '.'), got {bucket!r}",
+            )
+        project = single.get("project")
+        if project is not None and not _PROJECT_RE.fullmatch(project):
+            raise InvalidInput(f"{field}.project", f"is not a project id, got {project!r}")
+        prefix = parts.path.strip("/")
+        _check_prefix(prefix, f"{field}.prefix")
+        return StoreURL(scheme, bucket=bucket, prefix=prefix, project=project, endpoint_url=endpoint, raw=text)
 
     bucket = parts.netloc
     _check_bucket(bucket, f"{field}.bucket")

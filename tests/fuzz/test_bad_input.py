@@ -27,7 +27,7 @@ url_text = st.one_of(
     st.text(max_size=80),
     st.builds(
         lambda s, rest: f"{s}://{rest}",
-        st.sampled_from(["sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob", "x"]),
+        st.sampled_from(["sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob", "gs", "x"]),
         st.text(max_size=60),
     ),
 )
@@ -41,7 +41,7 @@ def test_store_urls_parse_or_say_why(text: str) -> None:
     except InvalidInput as exc:
         assert exc.field.startswith("store") and exc.reason
         return
-    assert parsed.scheme in ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob")
+    assert parsed.scheme in ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob", "gs")
 
 
 SPEC_KEYS = [

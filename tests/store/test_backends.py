@@ -149,6 +149,21 @@ def test_unreachable_blob_endpoint_is_store_unavailable(monkeypatch: pytest.Monk
         store.get("b-1")
 
 
+def test_unreachable_gcs_endpoint_is_store_unavailable() -> None:
+    """Real google-cloud-storage with anonymous credentials (an emulator URL), nothing listening."""
+    store = open_store(f"gs://builds-x/p?endpoint_url=http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreUnavailable, match="store unreachable"):
+        store.get("b-1")
+
+
+def test_gcs_store_before_init_says_so(fake_gcs_url: str) -> None:
+    store = open_store(f"gs://{unique('noinit')}/p?endpoint_url={fake_gcs_url}")
+    with pytest.raises(StoreUnavailable, match="store init"):
+        store.get("b-1")
+    with pytest.raises(StoreUnavailable, match="store init"):
+        store.list_builds()
+
+
 def test_blob_store_before_init_says_so(azurite_url: str) -> None:
     from tests.conftest import AZURITE_ACCOUNT
 
@@ -171,6 +186,11 @@ def test_blob_store_before_init_says_so(azurite_url: str) -> None:
         ("s3://bucket/x?endpoint_url=ftp://h", "store.endpoint_url"),
         ("sqlite+s3:////tmp/x.db", "store.bucket"),
         ("sqlite:////tmp/x.db?synchronous=off", "store.synchronous"),
+        ("gs://AB/p", "store.bucket"),
+        ("gs://goog-bucket/p", "store.bucket"),
+        ("gs://bucket/p?project=X", "store.project"),
+        ("gs://bucket/p?region=us-east-1", "store"),
+        ("gs://bucket/../p", "store.prefix"),
         ("azblob://ab?account=devstore", "store.container"),
         ("azblob://a--b?account=devstore", "store.container"),
         ("azblob://Builds/p?account=devstore", "store.container"),

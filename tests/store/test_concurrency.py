@@ -22,7 +22,7 @@ from airflow_provider_imagebuild.store import BuildStore, open_store
 WORKERS = 16
 WRITERS = 8
 PROCESS_BACKENDS = ["sqlite", "file"]
-THREAD_BACKENDS = ["dynalite", "s3", "azblob"]
+THREAD_BACKENDS = ["dynalite", "s3", "azblob", "gs"]
 
 
 def _claim(url: str, index: int, barrier: Any) -> tuple[str, str]:

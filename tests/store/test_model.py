@@ -23,7 +23,7 @@ from tests.conftest import FakeClock
 
 PLAN = [0, 5, 10, 15, 100]
 LEASE = 30
-BACKENDS = ["sqlite", "file", "dynalite", "s3", "azblob"]
+BACKENDS = ["sqlite", "file", "dynalite", "s3", "azblob", "gs"]
 
 
 @dataclass
