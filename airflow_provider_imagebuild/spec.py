@@ -22,6 +22,7 @@ from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
+from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
@@ -192,8 +193,8 @@ class TargetSpec(BaseModel):
 
 
 # The ``target:`` model of each cloud (the others share TargetSpec: AWS settings, local's paths).
-TARGET_MODELS: dict[str, type[BaseModel]] = {"azure": AzureTargetSpec}
-AnyTargetSpec = TargetSpec | AzureTargetSpec
+TARGET_MODELS: dict[str, type[BaseModel]] = {"azure": AzureTargetSpec, "gcp": GcpTargetSpec}
+AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec
 
 
 def _error_text(exc: ValidationError, prefix: str) -> str:
@@ -307,7 +308,7 @@ class PipelineSpec(BaseModel):
                     f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
                     f"(only {', '.join(clouds)})"
                 )
-        if isinstance(self.target, AzureTargetSpec):
+        if isinstance(self.target, (AzureTargetSpec, GcpTargetSpec)):
             actions: set[str] = {m.action for m in self.milestones.values()}
             missing = self.target.missing_for(actions)
             if missing:
@@ -463,6 +464,7 @@ __all__ = [
     "PIPELINES_ENV",
     "AnyTargetSpec",
     "AzureTargetSpec",
+    "GcpTargetSpec",
     "MilestoneSpec",
     "PipelineSpec",
     "RetryPolicy",

@@ -100,6 +100,30 @@ def fake_gcs_url(server_logs: Path) -> Iterator[str]:
         yield url
 
 
+GCP_CONN_ID = "gcp_imagebuild_test"
+
+
+@pytest.fixture
+def fake_gce(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A loopback fake of Compute Engine (tests/servers/gce.py), reached the way a deployment
+    would: an Airflow Google connection (``GCP_CONN_ID``) with a service account key file whose
+    token requests go to the fake, through the Google provider's hook."""
+    import json
+
+    from tests.servers.gce import PROJECT, FakeGce, service_account_key, serving
+
+    with serving(FakeGce()) as fake:
+        key = tmp_path_factory.mktemp("gcp-key") / "key.json"
+        key.write_text(json.dumps(service_account_key(f"{fake.url}/token")))
+        key.chmod(0o600)
+        extra = {"key_path": str(key), "project": PROJECT, "compute_endpoint": f"{fake.url}/compute/v1/"}
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+        )
+        fake.add_image("rhel-8-v20261101", family="rhel-8")
+        yield fake
+
+
 AZURE_CONN_ID = "azure_imagebuild_test"
 AZURE_GROUP = "rg-imagebuild"
 

@@ -35,6 +35,9 @@ TARGETS: dict[str, Registered] = {
     "azure": Registered(
         "airflow_provider_imagebuild.targets.azure:AzureTarget", frozenset({"packer", "ansible", "seal", "publish"})
     ),
+    "gcp": Registered(
+        "airflow_provider_imagebuild.targets.gcp:GcpTarget", frozenset({"packer", "ansible", "seal", "publish"})
+    ),
     "local": Registered(
         "airflow_provider_imagebuild.targets.local:LocalTarget",
         frozenset({"bootstrap", "ansible", "seal", "publish"}),

@@ -1,0 +1,160 @@
+"""The ``target:`` settings of a Google Cloud pipeline, checked at parse time (as ``spec_azure``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from airflow_provider_imagebuild.build.ids import KEY_RE
+from airflow_provider_imagebuild.clouds.gcp import PROJECT_RE, STORAGE_LOCATION_RE, ZONE_RE
+
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)  # images, families, instances
+MACHINE_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}", re.ASCII)
+LABEL_KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}", re.ASCII)
+LABEL_VALUE_RE = re.compile(r"[a-z0-9_-]{0,63}", re.ASCII)
+MEMBER_RE = re.compile(r"(user|group|serviceAccount|domain):[A-Za-z0-9._%+@-]{3,200}", re.ASCII)
+SERVICE_ACCOUNT_RE = re.compile(r"[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com|default", re.ASCII)
+NETWORK_PATH_RE = re.compile(
+    r"(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/(global|regions/[a-z0-9-]+)/[a-zA-Z]+/)?[a-z][-a-z0-9]{0,62}"
+)
+RESERVED_LABELS = {"imagebuild-key", "imagebuild-build", "imagebuild-pipeline", "imagebuild-milestone",
+                   "imagebuild-role", "managed-by"}  # fmt: skip
+MAX_USER_LABELS = 56  # 64 per resource; the build sets 6
+
+
+class Deprecation(BaseModel):
+    """What happens to the family's previous image when a new one is published."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: Literal["DEPRECATED", "OBSOLETE", "DELETED"] = "DEPRECATED"
+    obsolete_after_days: int | None = Field(default=None, ge=1, le=3650)
+    delete_after_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class GcpTargetSpec(BaseModel):
+    """Where a Compute Engine build host runs and where the image is published (an image family)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gcp_conn_id: str = "google_cloud_default"
+    project: str | None = None
+    zone: str | None = None
+    machine_type: str = "e2-standard-2"
+    source_image: str | None = None
+    source_image_family: str | None = None
+    source_image_project: str | None = None
+    network: str = "default"
+    subnetwork: str | None = None
+    public_ip: bool = False
+    service_account: str | None = None
+    ssh_user: str = "imagebuild"
+    ssh_public_key: str | None = None
+    ssh_private_key_file: str | None = None
+    image_family: str | None = None
+    storage_locations: list[str] = Field(default_factory=list)
+    copy_locations: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    share_with: list[str] = Field(default_factory=list)
+    deprecate_previous: Deprecation | None = None
+    keep_checkpoints: list[int] = Field(default_factory=list)
+    connection: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("gcp_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not KEY_RE.fullmatch(value):
+            raise ValueError("is not a connection id")
+        return value
+
+    @field_validator("project", "source_image_project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        if value is not None and not PROJECT_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a project id (6-30 lowercase letters, digits and '-')")
+        return value
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not ZONE_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a zone name (like europe-west1-b)")
+        return value
+
+    @field_validator("machine_type")
+    @classmethod
+    def _machine(cls, value: str) -> str:
+        if not MACHINE_TYPE_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a machine type (like e2-standard-2)")
+        return value
+
+    @field_validator("source_image", "source_image_family", "image_family")
+    @classmethod
+    def _image_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an image or family name (lowercase letters, digits and '-', 1-63)")
+        return value
+
+    @field_validator("network", "subnetwork")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value is not None and not NETWORK_PATH_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is neither a network name nor a projects/.../networks/NAME path")
+        return value
+
+    @field_validator("storage_locations", "copy_locations")
+    @classmethod
+    def _locations(cls, value: list[str]) -> list[str]:
+        for location in value:
+            if not STORAGE_LOCATION_RE.fullmatch(location):
+                raise ValueError(f"{location!r} is not a storage location (us, eu, asia or a region like europe-west1)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a location twice")
+        return value
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, value: str | None) -> str | None:
+        if value is not None and not SERVICE_ACCOUNT_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+        return value
+
+    @field_validator("share_with")
+    @classmethod
+    def _members(cls, value: list[str]) -> list[str]:
+        for member in value:
+            if not MEMBER_RE.fullmatch(member):
+                raise ValueError(f"{member!r} is not an IAM member (user:, group:, serviceAccount: or domain:)")
+        return value
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value == "root":
+            raise ValueError(f"{value!r} is not a login name (lowercase, not root)")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_USER_LABELS:
+            raise ValueError(f"has {len(value)} labels; at most {MAX_USER_LABELS} (64 per resource, the build sets 6)")
+        for key, item in value.items():
+            if key in RESERVED_LABELS:
+                raise ValueError(f"label {key!r} is set by the build itself (it proves what is the build's)")
+            if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(item):
+                raise ValueError(f"label {key}={item!r}: keys and values are lowercase letters, digits, '_' and '-'")
+        return value
+
+    def missing_for(self, actions: set[str]) -> list[str]:
+        """The settings the pipeline's target actions need and this spec does not give."""
+        needed: list[str] = []
+        if actions & {"packer", "ansible", "seal", "publish"}:
+            needed.append("zone")
+        if "packer" in actions and not self.source_image:
+            needed.append("source_image_family")
+        if "seal" in actions:
+            needed.append("image_family")
+        return [name for name in needed if getattr(self, name) in (None, "")]

@@ -1,0 +1,466 @@
+"""The Google Cloud target: Compute Engine build hosts, checkpoint images in a staging family, the
+final image in the pipeline's family, shared, its predecessor deprecated.
+
+Clients come from :class:`~airflow_provider_imagebuild.clouds.gcp.GcpClients` (an Airflow Google
+connection or Application Default Credentials); the SDKs are imported only when a milestone runs.
+
+- Build hosts are instances ``ib-<digest>-h<checkpoint>`` with a boot disk that is deleted with
+  them, no external address unless ``public_ip``, the spec's service account and the build's SSH
+  key in the instance metadata.
+- Checkpoints are images in the staging family ``<image_family>-staging``, made from the boot
+  disk after a stop (consistent) and the instance started again.
+- Seal stops the instance and creates the final image in ``image_family`` (with
+  ``storage_locations``). Publish grants ``roles/compute.imageUser`` to ``share_with``, copies the
+  image to ``copy_locations``, and deprecates the family's previous image per
+  ``deprecate_previous`` (with the new image as its replacement). Earlier images stay.
+- Labels carry ``imagebuild-key`` (a digest of the pipeline and build id: labels cannot hold an id's
+  capitals or dots), ``managed-by`` and readable copies of the identity; nothing without this
+  build's key is launched from, captured, shared, deprecated or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.clouds.gcp import GcpClients, gcp_errors
+from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.targets.base import (
+    CHECKPOINT_OUTPUT,
+    IMAGE_OUTPUT,
+    Checkpoint,
+    Host,
+    Target,
+    checkpoint_images,
+    ssh_ansible_vars,
+)
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY = "airflow-provider-imagebuild"
+RETRIES = 4  # of one API call on 429/5xx, with googleapiclient's exponential back-off
+OPERATION_WAITS = 60  # operations.wait returns after at most 2 minutes each: up to 2 hours
+IMAGE_USER = "roles/compute.imageUser"
+IMAGE_RE = re.compile(r"(?:.*/)?projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/global/images/([a-z][-a-z0-9]{0,62})")
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value (lowercase letters, digits, ``_``, ``-``; at most 63)."""
+    return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
+
+
+def parse_image(image: str) -> tuple[str, str] | None:
+    """(project, name) of an image self link or ``projects/P/global/images/N``, or None."""
+    found = IMAGE_RE.fullmatch(image)
+    return (found.group(1), found.group(2)) if found else None
+
+
+class GcpTarget(Target):
+    name = "gcp"
+
+    def __init__(self, settings: GcpTargetSpec, *, pipeline: str, image_type: str, clients: GcpClients) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.image_type = image_type
+        self.clients = clients
+        self.project = clients.project
+        self.zone = settings.zone or ""
+        self.region = ""  # one image per Packer run, no region:id pairs
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, pipeline: str, image_type: str) -> GcpTarget:
+        if not isinstance(settings, GcpTargetSpec):
+            raise InvalidInput("target", "a Google Cloud pipeline needs Google Cloud target settings")
+        if not settings.zone:
+            raise InvalidInput("target.zone", "is required for a build on Google Cloud")
+        clients = GcpClients.from_connection(settings.gcp_conn_id, settings.project)
+        return cls(settings, pipeline=pipeline, image_type=image_type, clients=clients)
+
+    # -- helpers -------------------------------------------------------------------------------
+    @property
+    def compute(self) -> Any:
+        return self.clients.compute
+
+    def call(self, what: str, request: Any) -> Any:
+        with gcp_errors(f"Compute Engine {what}", endpoint=self.clients.compute_endpoint):
+            return request.execute(num_retries=RETRIES)
+
+    @contextlib.contextmanager
+    def maybe_missing(self) -> Iterator[list[Any]]:
+        found: list[Any] = []
+        try:
+            yield found
+        except NotFound:
+            found.clear()
+
+    def wait(self, what: str, operation: dict[str, Any]) -> dict[str, Any]:
+        """Wait for a zone or global operation; its error is a transient failure naming Google's."""
+        name = operation["name"]
+        for _ in range(OPERATION_WAITS):
+            if operation.get("status") == "DONE":
+                break
+            if operation.get("zone"):
+                request = self.compute.zoneOperations().wait(project=self.project, zone=self.zone, operation=name)
+            else:
+                request = self.compute.globalOperations().wait(project=self.project, operation=name)
+            operation = self.call(f"wait for {what}", request)
+        else:
+            raise TargetError(f"Compute Engine {what}: operation {name} not done after {OPERATION_WAITS} waits")
+        errors = (operation.get("error") or {}).get("errors") or []
+        if errors:
+            first = errors[0]
+            raise TargetError(f"Compute Engine {what}: {first.get('code', 'error')}: {first.get('message', '')}")
+        return operation
+
+    def key(self, build: BuildRecord) -> str:
+        return hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:20]
+
+    def prefix(self, build: BuildRecord) -> str:
+        return f"ib-{self.key(build)[:10]}"
+
+    def build_labels(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
+        return {
+            **self.settings.labels,
+            "imagebuild-key": self.key(build),
+            "imagebuild-build": label_value(build.build_id),
+            "imagebuild-pipeline": label_value(self.pipeline),
+            "imagebuild-milestone": f"m{milestone:03d}",
+            "imagebuild-role": role,
+            "managed-by": MANAGED_BY,
+        }
+
+    def is_builds(self, build: BuildRecord, resource: Mapping[str, Any] | None) -> bool:
+        labels = (resource or {}).get("labels") or {}
+        return labels.get("imagebuild-key") == self.key(build) and labels.get("managed-by") == MANAGED_BY
+
+    def image_path(self, name: str) -> str:
+        return f"projects/{self.project}/global/images/{name}"
+
+    def _image(self, name: str) -> dict[str, Any] | None:
+        with self.maybe_missing() as found:
+            found.append(self.call(f"images.get {name}", self.compute.images().get(project=self.project, image=name)))
+        return found[0] if found else None
+
+    def _owned_image(self, build: BuildRecord, image: str) -> dict[str, Any] | None:
+        parsed = parse_image(image)
+        if parsed is None or parsed[0] != self.project:
+            return None
+        found = self._image(parsed[1])
+        return found if self.is_builds(build, found) else None
+
+    def _instance(self, name: str) -> dict[str, Any] | None:
+        request = self.compute.instances().get(project=self.project, zone=self.zone, instance=name)
+        with self.maybe_missing() as found:
+            found.append(self.call(f"instances.get {name}", request))
+        return found[0] if found else None
+
+    def _delete_instance(self, build: BuildRecord, name: str) -> bool:
+        found = self._instance(name)
+        if found is None:
+            return False
+        if not self.is_builds(build, found):
+            log.warning("instance %s is not build %s's (labels); left alone", name, build.build_id)
+            return False
+        request = self.compute.instances().delete(project=self.project, zone=self.zone, instance=name)
+        with self.maybe_missing() as done:
+            done.append(self.wait(f"instances.delete {name}", self.call(f"instances.delete {name}", request)))
+        log.info("deleted instance %s", name)
+        return True
+
+    def _delete_image(self, build: BuildRecord, name: str) -> bool:
+        found = self._image(name)
+        if found is None or not self.is_builds(build, found):
+            return False
+        request = self.compute.images().delete(project=self.project, image=name)
+        with self.maybe_missing() as done:
+            done.append(self.wait(f"images.delete {name}", self.call(f"images.delete {name}", request)))
+        log.info("deleted image %s", name)
+        return True
+
+    def _power(self, name: str, action: str) -> None:
+        method = getattr(self.compute.instances(), action)
+        request = method(project=self.project, zone=self.zone, instance=name)
+        self.wait(f"instances.{action} {name}", self.call(f"instances.{action} {name}", request))
+
+    def _create_image(self, build: BuildRecord, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._delete_image(build, name)  # an earlier attempt's image holds an older state
+        request = self.compute.images().insert(project=self.project, body={"name": name, **body})
+        self.wait(f"images.insert {name}", self.call(f"images.insert {name}", request))
+        image = self._image(name)
+        if image is None:
+            raise TargetError(f"Compute Engine images.insert {name}: done, but the image is not there")
+        return image
+
+    # -- the target interface --------------------------------------------------------------------
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        return self._owned_image(build, image) is not None
+
+    def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
+        """Label the image Packer's googlecompute builder made for this build."""
+        for image in images.values():
+            parsed = parse_image(image) or (
+                (self.project, image) if re.fullmatch(r"[a-z][-a-z0-9]{0,62}", image) else None
+            )
+            if parsed is None or parsed[0] != self.project:
+                raise InvalidInput("packer artifact", f"{image} is not an image of project {self.project}")
+            found = self._image(parsed[1])
+            if found is None:
+                raise TargetError(f"Compute Engine: the image {image} Packer reported does not exist")
+            body = {
+                "labels": {**(found.get("labels") or {}), **self.build_labels(build, milestone, "checkpoint")},
+                "labelFingerprint": found.get("labelFingerprint", ""),
+            }
+            request = self.compute.images().setLabels(project=self.project, resource=parsed[1], body=body)
+            self.wait(f"images.setLabels {parsed[1]}", self.call(f"images.setLabels {parsed[1]}", request))
+
+    def packer_vars(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "gcp_project": self.project,
+            "gcp_zone": self.zone,
+            "gcp_machine_type": s.machine_type,
+            "gcp_network": s.network,
+            "gcp_subnetwork": s.subnetwork or "",
+            "source_image_family": s.source_image_family or "",
+            "source_image_project": s.source_image_project or "",
+        }
+
+    def packer_env(self) -> dict[str, str]:
+        return self.clients.packer_env()
+
+    def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
+        return {"imagebuild_ssh_public_key": self.settings.ssh_public_key or ""}
+
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        source = self._owned_image(build, checkpoint.image)
+        if source is None:
+            raise InvalidInput(
+                f"milestones.{checkpoint.code}.outputs.checkpoint_image",
+                f"{checkpoint.image} is not build {build.build_id}'s image (missing, in another project, or "
+                "without this build's labels); a build host is launched only from the build's own checkpoints",
+            )
+        s = self.settings
+        name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        self._delete_instance(build, name)  # a host launched from this checkpoint before, and lost
+        interface: dict[str, Any] = {"network": self._network_path(s.network, "networks")}
+        if s.subnetwork:
+            interface["subnetwork"] = self._network_path(s.subnetwork, "subnetworks")
+        if s.public_ip:
+            interface["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+        body: dict[str, Any] = {
+            "name": name,
+            "machineType": f"zones/{self.zone}/machineTypes/{s.machine_type}",
+            "labels": self.build_labels(build, checkpoint.code, "buildhost"),
+            "disks": [
+                {
+                    "boot": True,
+                    "autoDelete": True,
+                    "initializeParams": {"sourceImage": source["selfLink"]},
+                }
+            ],
+            "networkInterfaces": [interface],
+        }
+        if s.service_account:
+            body["serviceAccounts"] = [
+                {"email": s.service_account, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
+            ]
+        if s.ssh_public_key:
+            body["metadata"] = {"items": [{"key": "ssh-keys", "value": f"{s.ssh_user}:{s.ssh_public_key}"}]}
+        request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
+        self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
+        instance = self._instance(name)
+        if instance is None:
+            raise TargetError(f"Compute Engine instances.insert {name}: done, but the instance is not there")
+        nic = (instance.get("networkInterfaces") or [{}])[0]
+        address = nic.get("networkIP", "")
+        if s.public_ip:
+            address = ((nic.get("accessConfigs") or [{}])[0]).get("natIP") or address
+        log.info("build host %s (%s) launched from %s", name, address, checkpoint.image)
+        return Host(str(instance["selfLink"]), str(address), checkpoint.image, checkpoint.code, checkpoint.code)
+
+    def _network_path(self, value: str, kind: str) -> str:
+        if value.startswith("projects/"):
+            return value
+        if kind == "subnetworks":
+            return f"projects/{self.project}/regions/{self.zone.rsplit('-', 1)[0]}/subnetworks/{value}"
+        return f"projects/{self.project}/global/networks/{value}"
+
+    def _host_instance(self, build: BuildRecord, host: Host) -> dict[str, Any] | None:
+        name = host.id.rstrip("/").rsplit("/", 1)[-1]
+        if f"/projects/{self.project}/zones/{self.zone}/instances/{name}" not in host.id:
+            return None
+        found = self._instance(name)
+        return found if self.is_builds(build, found) else None
+
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        instance = self._host_instance(build, host)
+        return instance is not None and instance.get("status") == "RUNNING"
+
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        return ssh_ansible_vars(self.settings, host)
+
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        instance = self._host_instance(build, host)
+        if instance is None:
+            raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id} (or is gone)")
+        name, disk = instance["name"], instance["disks"][0]["source"]
+        s = self.settings
+        family = s.image_family or f"ib-{label_value(self.pipeline)[:40]}".replace("_", "-").rstrip("-")
+        description = f"{self.pipeline} {build.build_id} after milestone {milestone}"
+        if instance.get("status") != "TERMINATED":
+            self._power(name, "stop")  # a consistent disk
+        if final:
+            created = parse_ts(build.created_at).astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            image_name = f"{family[:40]}-{created}-{self.key(build)[:6]}"
+            body: dict[str, Any] = {
+                "sourceDisk": disk,
+                "family": family,
+                "description": description,
+                "labels": self.build_labels(build, milestone, "final"),
+            }
+            if s.storage_locations:
+                body["storageLocations"] = list(s.storage_locations)
+            image = self._create_image(build, image_name, body)
+            log.info("captured final image %s in family %s", image_name, family)
+            return {
+                IMAGE_OUTPUT: image["selfLink"],
+                "final_image_name": image_name,
+                "image_family": family,
+                "image_project": self.project,
+            }
+        image_name = f"{self.prefix(build)}-cp{milestone:03d}"
+        try:
+            image = self._create_image(
+                build,
+                image_name,
+                {
+                    "sourceDisk": disk,
+                    "family": f"{family[:55]}-staging",
+                    "description": description,
+                    "labels": self.build_labels(build, milestone, "checkpoint"),
+                },
+            )
+        finally:
+            self._power(name, "start")
+        log.info("captured checkpoint image %s after milestone %d", image_name, milestone)
+        return {
+            CHECKPOINT_OUTPUT: image["selfLink"],
+            "checkpoint_image_name": image_name,
+            "image_project": self.project,
+        }
+
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
+        removed = []
+        for image in images:
+            parsed = parse_image(image)
+            if parsed is None or self._owned_image(build, image) is None:
+                log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
+                continue
+            if self._delete_image(build, parsed[1]):
+                removed.append(image)
+        return removed
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        s = self.settings
+        found = self._owned_image(build, image)
+        if found is None:
+            raise InvalidInput(
+                "milestones.95.outputs.image_id",
+                f"{image} is not build {build.build_id}'s image (no labels of this build); it is not published",
+            )
+        name = found["name"]
+        if s.share_with:
+            self._share(name, list(s.share_with))
+        copies = {}
+        for location in s.copy_locations:
+            copy_name = f"{name[:50]}-{label_value(location).replace('_', '-')}"[:63]
+            existing = self._image(copy_name)
+            if existing is None or not self.is_builds(build, existing):
+                existing = self._create_image(
+                    build,
+                    copy_name,
+                    {
+                        "sourceImage": found["selfLink"],
+                        "storageLocations": [location],
+                        "description": f"copy of {name} in {location}",
+                        "labels": self.build_labels(build, 100, "copy"),
+                    },
+                )
+            if s.share_with:
+                self._share(copy_name, list(s.share_with))
+            copies[location] = existing["selfLink"]
+        deprecated = self._deprecate_previous(build, found) if s.deprecate_previous else None
+        log.info("published %s (family %s)", name, found.get("family"))
+        return {
+            "image_self_link": found["selfLink"],
+            "image_family": found.get("family", ""),
+            "image_project": self.project,
+            "shared_with": list(s.share_with),
+            "copies": copies,
+            "deprecated_image": deprecated or "",
+        }
+
+    def _share(self, name: str, members: list[str]) -> None:
+        images = self.compute.images()
+        policy = self.call(f"images.getIamPolicy {name}", images.getIamPolicy(project=self.project, resource=name))
+        bindings = [dict(b) for b in policy.get("bindings") or []]
+        binding = next((b for b in bindings if b.get("role") == IMAGE_USER and not b.get("condition")), None)
+        if binding is None:
+            binding = {"role": IMAGE_USER, "members": []}
+            bindings.append(binding)
+        missing = [m for m in members if m not in binding["members"]]
+        if not missing:
+            return  # already shared (a retried publish)
+        binding["members"] = [*binding["members"], *missing]
+        body = {"policy": {"bindings": bindings, "etag": policy.get("etag", ""), "version": policy.get("version", 1)}}
+        self.call(f"images.setIamPolicy {name}", images.setIamPolicy(project=self.project, resource=name, body=body))
+
+    def _deprecate_previous(self, build: BuildRecord, image: dict[str, Any]) -> str | None:
+        """Deprecate the family's newest other image made by this pipeline (never another
+        pipeline's, never one already deprecated)."""
+        policy = self.settings.deprecate_previous
+        family = image.get("family")
+        if policy is None or not family:
+            return None
+        request = self.compute.images().list(project=self.project, filter=f'family = "{family}"')
+        listed = self.call(f"images.list family {family}", request).get("items") or []
+        for done in listed:  # a retried publish: deprecated already, by this image
+            if (done.get("deprecated") or {}).get("replacement") == image["selfLink"]:
+                return str(done["selfLink"])
+        previous = [
+            i
+            for i in listed
+            if i["name"] != image["name"]
+            and not i.get("deprecated")
+            and (i.get("labels") or {}).get("imagebuild-pipeline") == label_value(self.pipeline)
+            and (i.get("labels") or {}).get("managed-by") == MANAGED_BY
+            and i.get("creationTimestamp", "") <= image.get("creationTimestamp", "")
+        ]
+        if not previous:
+            return None
+        target = max(previous, key=lambda i: i.get("creationTimestamp", ""))
+        now = datetime.now(timezone.utc)
+        status: dict[str, Any] = {"state": policy.state, "replacement": image["selfLink"]}
+        if policy.obsolete_after_days:
+            status["obsolete"] = (now + timedelta(days=policy.obsolete_after_days)).isoformat(timespec="seconds")
+        if policy.delete_after_days:
+            status["deleted"] = (now + timedelta(days=policy.delete_after_days)).isoformat(timespec="seconds")
+        request = self.compute.images().deprecate(project=self.project, image=target["name"], body=status)
+        self.wait(f"images.deprecate {target['name']}", self.call(f"images.deprecate {target['name']}", request))
+        log.info("deprecated %s (%s), replaced by %s", target["name"], policy.state, image["name"])
+        return str(target["selfLink"])
+
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
+        """Delete the build host (its boot disk goes with it) and what earlier, lost hosts left."""
+        instance = self._host_instance(build, host)
+        if instance is not None:
+            self._delete_instance(build, instance["name"])
+        for code in sorted(checkpoint_images(build)):
+            self._delete_instance(build, f"{self.prefix(build)}-h{code:03d}")

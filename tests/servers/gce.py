@@ -1,0 +1,443 @@
+"""A loopback fake of the Compute Engine REST API (v1), for the Google Cloud target's tests.
+
+Compute Engine cannot run here, so this fakes it at the HTTP boundary; the tests drive it with
+the real ``google-api-python-client`` (its discovery-based ``compute`` v1 client) and real
+``google-auth`` service account credentials, whose token request goes to this server's
+``/token`` as ``token_uri``. Every request is matched to its method in the ``compute.v1.json``
+discovery document shipped inside ``google-api-python-client``, and its body is checked against
+that method's request schema (unknown fields, wrong types and values outside an enum are
+refused with a 400, so a malformed request fails the test). Responses follow the resources'
+schemas in the same document: Instance, Image, Operation (zone and global, polled through
+``operations.wait``), Policy, DeprecationStatus, and the error shape
+``{"error": {"code", "message", "errors": [{"reason"}]}}``.
+
+What it does not do: run anything (the "instance" is a chroot tree the playbooks run in), bill,
+or enforce quotas. Operations finish at once; ``wait`` returns them done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PROJECT = "imagebuild-test"
+ZONE = "europe-west1-b"
+
+
+@cache
+def discovery() -> dict[str, Any]:
+    import googleapiclient
+
+    path = Path(googleapiclient.__file__).parent / "discovery_cache/documents/compute.v1.json"
+    return dict(json.loads(path.read_text()))
+
+
+@cache
+def methods() -> list[tuple[str, re.Pattern[str], str, dict[str, Any]]]:
+    """(HTTP method, path regex, resource.method, method) of every discovery method."""
+    found = []
+
+    def walk(resources: dict[str, Any]) -> None:
+        for rname, resource in resources.items():
+            for mname, method in (resource.get("methods") or {}).items():
+                pattern = re.sub(r"\{[^}]+\}", "[^/]+", method["path"])  # paths hold letters, '/' and {params}
+                found.append((method["httpMethod"], re.compile(f"^{pattern}$"), f"{rname}.{mname}", method))
+            walk(resource.get("resources") or {})
+
+    walk(discovery()["resources"])
+    return found
+
+
+def check(value: Any, schema: dict[str, Any], where: str) -> str | None:
+    """Why ``value`` does not fit the discovery ``schema``, or None."""
+    schemas = discovery()["schemas"]
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"]]
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return f"{where}: expected an object"
+        properties, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in properties:
+                problem = check(item, properties[key], f"{where}.{key}")
+            elif extra:
+                problem = check(item, extra, f"{where}.{key}")
+            else:
+                problem = f"{where}: unknown field {key!r}"
+            if problem:
+                return problem
+        return None
+    if kind == "array":
+        if not isinstance(value, list):
+            return f"{where}: expected a list"
+        for i, item in enumerate(value):
+            problem = check(item, schema.get("items") or {}, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if kind == "string":
+        if schema.get("format") in ("int64", "uint64") and isinstance(value, int) and not isinstance(value, bool):
+            return None
+        if not isinstance(value, str):
+            return f"{where}: expected a string"
+        if "enum" in schema and value not in schema["enum"]:
+            return f"{where}: {value!r} is not one of {schema['enum'][:8]}"
+        return None
+    if kind == "integer":
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"{where}: expected an integer"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"{where}: expected a boolean"
+    if kind == "number":
+        return (
+            None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{where}: expected a number"
+        )
+    return None
+
+
+def _error(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "errors": [{"reason": reason, "message": message}]}}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` requests of ``method`` (``images.insert``...) with ``status``."""
+
+    method: str
+    status: int = 429
+    reason: str = "rateLimitExceeded"
+    times: int = 1
+
+
+@dataclass
+class FakeGce:
+    project: str = PROJECT
+    zone: str = ZONE
+    instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    failing: list[str] = field(default_factory=list)  # methods whose next operation ends in an error
+    calls: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # requests the schema check refused
+    url: str = ""
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+
+    # -- test controls -----------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return f"{self.url}/compute/v1/projects/{self.project}"
+
+    def add_image(self, name: str, labels: dict[str, str] | None = None, family: str | None = None) -> dict[str, Any]:
+        """An image that exists before the test (a vendor image, or one Packer made)."""
+        with self.lock:
+            image = {"kind": "compute#image", "id": str(next(self._ids)), "name": name, "status": "READY",
+                     "selfLink": f"{self.base}/global/images/{name}", "creationTimestamp": _now(),
+                     "labels": dict(labels or {}), "labelFingerprint": uuid.uuid4().hex[:12],
+                     "diskSizeGb": "20"}  # fmt: skip
+            if family:
+                image["family"] = family
+            self.images[name] = image
+            return image
+
+    def remove_instance(self, name: str) -> None:
+        """The instance vanishes (deleted by someone, preempted and reclaimed) with its boot disk."""
+        with self.lock:
+            self.instances.pop(name, None)
+            self.disks.pop(name, None)
+
+    def fail_next(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def handle(self, method: str, raw: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        parts = urlsplit(raw)
+        path, query = parts.path, parse_qs(parts.query)
+        with self.lock:
+            if path == "/token" and method == "POST":
+                return 200, {
+                    "access_token": f"fake-gce-token-{uuid.uuid4().hex[:8]}",
+                    "expires_in": 3600,
+                    "token_type": "Bearer",
+                }
+            if not headers.get("authorization", "").startswith("Bearer fake-gce-token-"):
+                return 401, _error(401, "required", "Request is missing required authentication credential.")
+            relative = path.removeprefix("/compute/v1/")
+            match = next(((name, m) for verb, rx, name, m in methods() if verb == method and rx.match(relative)), None)
+            if match is None:
+                return 404, _error(404, "notFound", f"no method for {method} {path}")
+            name, spec = match
+            self.calls.append(name)
+            payload = json.loads(body) if body else None
+            if "request" in spec:
+                problem = (
+                    "missing request body"
+                    if payload is None
+                    else check(payload, spec["request"], spec["request"]["$ref"])
+                )
+                if problem:
+                    self.refused.append(f"{name}: {problem}")
+                    return 400, _error(400, "invalid", f"Invalid value: {problem}")
+            for fault in self.faults:
+                if fault.method == name:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return fault.status, _error(fault.status, fault.reason, "Injected by the test.")
+            handler = getattr(self, "_" + name.replace(".", "_"), None)
+            if handler is None:
+                return 501, _error(501, "notImplemented", f"the fake does not implement {name}")
+            segments = relative.split("/")
+            return handler(segments, query, payload)  # type: ignore[no-any-return]
+
+    # operations
+    def _operation(self, kind: str, target: str, zone: bool, error: str | None = None) -> tuple[int, Any]:
+        op_name = f"operation-{uuid.uuid4().hex[:16]}"
+        where = f"zones/{self.zone}" if zone else "global"
+        op: dict[str, Any] = {
+            "kind": "compute#operation", "id": str(next(self._ids)), "name": op_name, "operationType": kind,
+            "status": "RUNNING", "progress": 0, "targetLink": target, "insertTime": _now(), "startTime": _now(),
+            "selfLink": f"{self.base}/{where}/operations/{op_name}",
+        }  # fmt: skip
+        if zone:
+            op["zone"] = f"{self.base}/zones/{self.zone}"
+        if error:
+            op["error"] = {"errors": [{"code": error, "message": "Injected: the operation failed."}]}
+        self.operations[op_name] = op
+        return 200, op
+
+    def _finish(self, segments: list[str], query: Any = None, body: Any = None) -> tuple[int, Any]:
+        op = self.operations.get(segments[-2] if segments[-1] == "wait" else segments[-1])
+        if op is None:
+            return 404, _error(404, "notFound", "operation not found")
+        op.update(status="DONE", progress=100, endTime=_now())
+        return 200, op
+
+    _zoneOperations_wait = _zoneOperations_get = _globalOperations_wait = _globalOperations_get = _finish
+
+    def _failure(self, name: str) -> str | None:
+        if name in self.failing:
+            self.failing.remove(name)
+            return "INTERNAL_ERROR"
+        return None
+
+    # instances
+    def _instances_insert(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        name = body["name"]
+        if name in self.instances:
+            return 409, _error(409, "alreadyExists", f"The resource '{name}' already exists")
+        boot = body["disks"][0]
+        source = str(boot.get("initializeParams", {}).get("sourceImage", "")).rsplit("/", 1)[-1]
+        image = self.images.get(source)
+        if image is None or image.get("status") != "READY":
+            return 400, _error(
+                400, "invalid", f"The resource 'projects/{self.project}/global/images/{source}' was not found"
+            )
+        disk = f"{self.base}/zones/{self.zone}/disks/{name}"
+        self.disks[name] = {"name": name, "sourceImage": image["selfLink"], "selfLink": disk}
+        nics = []
+        for i, nic in enumerate(body.get("networkInterfaces") or []):
+            found = {**nic, "name": f"nic{i}", "networkIP": f"10.128.0.{next(self._ids) % 250 + 2}"}
+            for config in found.get("accessConfigs") or []:
+                config["natIP"] = f"203.0.113.{next(self._ids) % 250 + 2}"
+            nics.append(found)
+        instance = {
+            **body, "kind": "compute#instance", "id": str(next(self._ids)), "status": "RUNNING",
+            "zone": f"{self.base}/zones/{self.zone}", "selfLink": f"{self.base}/zones/{self.zone}/instances/{name}",
+            "creationTimestamp": _now(), "networkInterfaces": nics,
+            "disks": [{**boot, "source": disk, "deviceName": "persistent-disk-0", "type": "PERSISTENT"}],
+        }  # fmt: skip
+        instance["disks"][0].pop("initializeParams", None)
+        self.instances[name] = instance
+        return self._operation("insert", instance["selfLink"], True)
+
+    def _instances_get(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        found = self.instances.get(segments[-1])
+        if found is None:
+            return 404, _error(404, "notFound", f"The resource 'instances/{segments[-1]}' was not found")
+        return 200, found
+
+    def _instances_delete(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        found = self.instances.pop(segments[-1], None)
+        if found is None:
+            return 404, _error(404, "notFound", f"The resource 'instances/{segments[-1]}' was not found")
+        if found["disks"][0].get("autoDelete"):
+            self.disks.pop(segments[-1], None)
+        return self._operation("delete", found["selfLink"], True)
+
+    def _power(self, segments: list[str], status: str) -> tuple[int, Any]:
+        found = self.instances.get(segments[-2])
+        if found is None:
+            return 404, _error(404, "notFound", f"The resource 'instances/{segments[-2]}' was not found")
+        found["status"] = status
+        return self._operation(segments[-1], found["selfLink"], True)
+
+    def _instances_stop(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        return self._power(segments, "TERMINATED")
+
+    def _instances_start(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        return self._power(segments, "RUNNING")
+
+    # images
+    def _images_insert(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        name = body["name"]
+        if name in self.images:
+            return 409, _error(
+                409, "alreadyExists", f"The resource 'projects/{self.project}/global/images/{name}' already exists"
+            )
+        source_disk = str(body.get("sourceDisk", "")).rsplit("/", 1)[-1]
+        source_image = str(body.get("sourceImage", "")).rsplit("/", 1)[-1]
+        if body.get("sourceDisk"):
+            if source_disk not in self.disks:
+                return 400, _error(400, "invalid", f"The resource 'disks/{source_disk}' was not found")
+            if self.instances.get(source_disk, {}).get("status") == "RUNNING" and not query.get("forceCreate"):
+                return 400, _error(
+                    400,
+                    "resourceInUseByAnotherResource",
+                    f"The disk resource '{source_disk}' is already being used by a running instance",
+                )
+        elif source_image not in self.images:
+            return 400, _error(400, "invalid", "a source (sourceDisk or sourceImage) is required")
+        image = self.add_image(name, body.get("labels"), body.get("family"))
+        image.update({k: v for k, v in body.items() if k not in ("labels",)})
+        error = self._failure("images.insert")
+        if error:
+            image["status"] = "FAILED"
+        return self._operation("insert", image["selfLink"], False, error)
+
+    def _images_get(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        found = self.images.get(segments[-1])
+        if found is None:
+            return 404, _error(
+                404, "notFound", f"The resource 'projects/{self.project}/global/images/{segments[-1]}' was not found"
+            )
+        return 200, found
+
+    def _images_delete(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        found = self.images.pop(segments[-1], None)
+        if found is None:
+            return 404, _error(404, "notFound", f"The resource 'images/{segments[-1]}' was not found")
+        return self._operation("delete", found["selfLink"], False)
+
+    def _images_list(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        items = list(self.images.values())
+        flt = (query.get("filter") or [""])[0]
+        family = re.fullmatch(r'family = "([^"]+)"', flt)
+        if flt and not family:
+            return 400, _error(400, "invalid", f"the fake understands only family filters, not {flt!r}")
+        if family:
+            items = [i for i in items if i.get("family") == family.group(1)]
+        return 200, {"kind": "compute#imageList", "items": items}
+
+    def _images_setLabels(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        found = self.images.get(segments[-2])
+        if found is None:
+            return 404, _error(404, "notFound", "image not found")
+        if body.get("labelFingerprint") != found["labelFingerprint"]:
+            return 412, _error(
+                412, "conditionNotMet", "Labels fingerprint either invalid or resource labels have changed"
+            )
+        found.update(labels=dict(body.get("labels") or {}), labelFingerprint=uuid.uuid4().hex[:12])
+        return self._operation("setLabels", found["selfLink"], False)
+
+    def _images_deprecate(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        found = self.images.get(segments[-2])
+        if found is None:
+            return 404, _error(404, "notFound", "image not found")
+        found["deprecated"] = dict(body)
+        return self._operation("setDeprecation", found["selfLink"], False)
+
+    def _images_getIamPolicy(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        if segments[-2] not in self.images:
+            return 404, _error(404, "notFound", "image not found")
+        return 200, self.policies.setdefault(segments[-2], {"version": 1, "etag": "BwAAAAA=", "bindings": []})
+
+    def _images_setIamPolicy(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        current = self.policies.setdefault(segments[-2], {"version": 1, "etag": "BwAAAAA=", "bindings": []})
+        if body["policy"].get("etag") != current["etag"]:
+            return 409, _error(409, "conflict", "There were concurrent policy changes.")
+        self.policies[segments[-2]] = {**body["policy"], "etag": f"Bw{uuid.uuid4().hex[:6]}="}
+        return 200, self.policies[segments[-2]]
+
+
+def _handler(fake: FakeGce) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                status, answer = fake.handle(self.command, self.path, headers, body)
+            except Exception as exc:  # a bug of the fake: say so, do not hang the client
+                status, answer = 500, _error(500, "backendError", f"fake-gce: {type(exc).__name__}: {exc}")
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serving(fake: FakeGce) -> Iterator[FakeGce]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    server.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="fake-gce", daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def service_account_key(token_uri: str) -> dict[str, str]:
+    """A service account key file whose token requests go to ``token_uri`` (a fresh RSA key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": pem,
+        "client_email": f"imagebuild@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    }

@@ -1,0 +1,177 @@
+"""The Google Cloud target against a loopback fake of the Compute Engine API.
+
+Real: ``google-api-python-client``'s discovery-based ``compute`` v1 client (with the discovery
+document it ships), its retries on 429, ``google-auth`` service account credentials (a fresh key
+whose token requests go to the fake), and the Airflow Google connection read by the Google
+provider's ``GoogleBaseHook``. Faked: Compute Engine itself (tests/servers/gce.py), which checks
+every request body against the discovery document's schemas. Nothing runs on the "instances".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.spec import GcpTargetSpec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.base import Checkpoint
+from airflow_provider_imagebuild.targets.gcp import GcpTarget
+from tests.conftest import GCP_CONN_ID
+from tests.servers.gce import PROJECT, ZONE, FakeGce, Fault
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImagebuildTestKeyOnlyForTheFakeGce imagebuild"
+
+
+def _target(**settings: Any) -> GcpTarget:
+    base: dict[str, Any] = {
+        "gcp_conn_id": GCP_CONN_ID,
+        "zone": ZONE,
+        "image_family": "rhel8-web",
+        "ssh_public_key": KEY,
+        "service_account": f"builder@{PROJECT}.iam.gserviceaccount.com",
+    }
+    return GcpTarget.from_settings(GcpTargetSpec(**{**base, **settings}), pipeline="web", image_type="webserver")
+
+
+def _build(tmp_path: Any, build_id: str) -> Any:
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    return store.create_build(build_id, pipeline="web", cloud="gcp", image_type="webserver", plan=[0, 10, 30, 95, 100])
+
+
+def _reached(tmp_path: Any, build: Any, checkpoints: dict[int, str]) -> Any:
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    for code, image in checkpoints.items():
+        lease = store.begin(build.build_id, code, owner="test")
+        build = store.complete(build.build_id, code, token=lease.token, outputs={"checkpoint_image": image})
+    return build
+
+
+def _green(fake: FakeGce, target: GcpTarget, build: Any, name: str = "green") -> str:
+    """The image Packer's googlecompute builder would have made, claimed as the operator does."""
+    image = fake.add_image(name)["selfLink"]
+    target.claim_images(build, {"": image}, 10)
+    return str(image)
+
+
+def test_host_checkpoint_seal_publish_and_cleanup(fake_gce: FakeGce, tmp_path: Any) -> None:
+    target = _target(
+        share_with=["group:image-users@example.com"],
+        copy_locations=["asia"],
+        storage_locations=["eu"],
+        labels={"team": "web"},
+        deprecate_previous={"state": "DEPRECATED", "obsolete_after_days": 30},
+    )
+    build = _build(tmp_path, "GCP-Target.1")
+    green = _green(fake_gce, target, build)
+    assert fake_gce.images["green"]["labels"]["imagebuild-build"] == "gcp-target_1"
+
+    host = target.launch(build, Checkpoint(10, green))
+    assert target.alive(build, host) and host.address.startswith("10.128.0.")
+    instance = fake_gce.instances[host.id.rsplit("/", 1)[-1]]
+    assert instance["labels"]["imagebuild-role"] == "buildhost" and instance["labels"]["team"] == "web"
+    assert instance["metadata"]["items"] == [{"key": "ssh-keys", "value": f"imagebuild:{KEY}"}]
+    assert "accessConfigs" not in instance["networkInterfaces"][0]
+
+    checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    assert fake_gce.images[checkpoint.rsplit("/", 1)[-1]]["family"] == "rhel8-web-staging"
+    assert target.alive(build, host), "the host runs again after its checkpoint"
+
+    fake_gce.remove_instance(host.id.rsplit("/", 1)[-1])
+    assert not target.alive(build, host)
+    relaunched = target.launch(build, Checkpoint(30, checkpoint))
+    assert relaunched.id != host.id
+
+    # An older image of the pipeline in the family: the publish deprecates it.
+    labels = target.build_labels(build, 95, "final") | {"imagebuild-key": "0" * 20}
+    older = fake_gce.add_image("rhel8-web-older", labels, family="rhel8-web")
+    older["creationTimestamp"] = "2026-01-01T00:00:00.000-00:00"
+    outputs = target.capture(build, relaunched, 95, final=True)
+    final = outputs["image_id"]
+    image = fake_gce.images[outputs["final_image_name"]]
+    assert (
+        image["family"] == "rhel8-web" and image["storageLocations"] == ["eu"] and not target.alive(build, relaunched)
+    )
+    assert target.discard(build, [checkpoint, f"projects/{PROJECT}/global/images/gone"]) == [checkpoint]
+
+    published = target.publish(build, final)
+    assert published == target.publish(build, final)  # idempotent
+    assert published["image_family"] == "rhel8-web" and published["image_project"] == PROJECT
+    assert published["deprecated_image"] == older["selfLink"]
+    assert older["deprecated"]["state"] == "DEPRECATED" and older["deprecated"]["replacement"] == final
+    copy = published["copies"]["asia"].rsplit("/", 1)[-1]
+    assert fake_gce.images[copy]["storageLocations"] == ["asia"]
+    for name in (outputs["final_image_name"], copy):
+        binding = fake_gce.policies[name]["bindings"][0]
+        assert binding == {"role": "roles/compute.imageUser", "members": ["group:image-users@example.com"]}
+
+    build = _reached(tmp_path, build, {10: green, 30: checkpoint})
+    target.cleanup(build, relaunched)
+    target.cleanup(build, relaunched)  # again: harmless
+    assert fake_gce.instances == {} and fake_gce.disks == {}
+    assert fake_gce.refused == [], fake_gce.refused
+
+
+def test_throttling_a_failed_image_and_foreign_images(fake_gce: FakeGce, tmp_path: Any) -> None:
+    target = _target(public_ip=True)
+    build = _build(tmp_path, "gcp-target-2")
+    green = _green(fake_gce, target, build)
+
+    fake_gce.fail_next(Fault("instances.insert"))  # 429: the client retries with back-off
+    host = target.launch(build, Checkpoint(10, green))
+    assert fake_gce.calls.count("instances.insert") == 2 and host.address.startswith("203.0.113.")
+
+    fake_gce.failing.append("images.insert")
+    with pytest.raises(TargetError, match="INTERNAL_ERROR"):
+        target.capture(build, host, 95, final=True)
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    assert fake_gce.images[final.rsplit("/", 1)[-1]]["status"] == "READY"
+
+    fake_gce.fail_next(Fault("instances.get", times=10))
+    with pytest.raises(TargetError, match="rateLimitExceeded"):
+        target.alive(build, host)
+    fake_gce.faults.clear()
+
+    vendor = fake_gce.images["rhel-8-v20261101"]["selfLink"]
+    with pytest.raises(InvalidInput, match="not build gcp-target-2's"):
+        target.launch(build, Checkpoint(10, vendor))
+    with pytest.raises(InvalidInput, match="not build gcp-target-2's"):
+        target.publish(build, vendor)
+    assert not target.owns_image(build, f"projects/other-project/global/images/{final.rsplit('/', 1)[-1]}")
+    assert target.discard(build, [vendor]) == [] and "rhel-8-v20261101" in fake_gce.images
+    assert fake_gce.refused == [], fake_gce.refused
+
+
+def test_credentials_and_endpoint_errors(fake_gce: FakeGce, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from tests.servers.process import free_port
+
+    build = _build(tmp_path, "gcp-target-3")
+    fake_gce.fail_next(Fault("images.get", status=403, reason="forbidden"))
+    with pytest.raises(InvalidInput, match="forbidden") as info:
+        _target().owns_image(build, f"projects/{PROJECT}/global/images/x")
+    assert info.value.field == "credentials"
+
+    conn = json.loads(__import__("os").environ[f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}"])
+    conn["extra"]["compute_endpoint"] = f"http://127.0.0.1:{free_port()}/compute/v1/"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}", json.dumps(conn))
+    with pytest.raises(TargetError, match="cannot reach"):
+        _target().owns_image(build, f"projects/{PROJECT}/global/images/x")
+    env = _target().packer_env()
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == conn["extra"]["key_path"]
+    assert "private_key" not in json.dumps(_target().packer_vars())
+
+
+def test_a_malformed_request_is_refused_by_the_schema_check(fake_gce: FakeGce) -> None:
+    """The fake is only worth its tests if it refuses what Compute Engine would."""
+    from airflow_provider_imagebuild.clouds.gcp import GcpClients
+    from airflow_provider_imagebuild.errors import InvalidInput as Refused
+
+    compute = GcpClients.from_connection(GCP_CONN_ID).compute
+    request = compute.instances().insert(project=PROJECT, zone=ZONE, body={"name": "x", "disks": [{"boot": "yes"}]})
+    with pytest.raises(Exception, match="expected a boolean"):
+        request.execute()
+    assert fake_gce.refused and "disks[0].boot" in fake_gce.refused[0]
+    assert Refused  # the target turns such a 400 into InvalidInput (see gcp_errors)
