@@ -95,7 +95,7 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
             "pipeline": self.pipeline,
             "image_type": self.image_type,
             "os": self.os_name,
-            "image_name": f"{self.pipeline}-{build.build_id}-m{self.state:03d}",
+            "image_name": target.packer_image_name(build, self.pipeline, self.state),
             "source_image": self.source_image(build),
             "packer_manifest": str(manifest),
             **target.packer_vars(),

@@ -208,6 +208,10 @@ class Target(ABC):
         """Extra variables every playbook on this target gets (the build's SSH public key...)."""
         return {}
 
+    def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
+        """The ``image_name`` a Packer template gets (a cloud with stricter names overrides it)."""
+        return f"{pipeline}-{build.build_id}-m{milestone:03d}"
+
     def packer_vars(self) -> dict[str, str]:
         """Variables every Packer template of this target may declare (region, endpoint...)."""
         return {}

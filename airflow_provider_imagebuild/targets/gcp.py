@@ -48,6 +48,7 @@ MANAGED_BY = "airflow-provider-imagebuild"
 RETRIES = 4  # of one API call on 429/5xx, with googleapiclient's exponential back-off
 OPERATION_WAITS = 60  # operations.wait returns after at most 2 minutes each: up to 2 hours
 IMAGE_USER = "roles/compute.imageUser"
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 IMAGE_RE = re.compile(r"(?:.*/)?projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/global/images/([a-z][-a-z0-9]{0,62})")
 
 
@@ -148,8 +149,15 @@ class GcpTarget(Target):
             found.append(self.call(f"images.get {name}", self.compute.images().get(project=self.project, image=name)))
         return found[0] if found else None
 
+    def _parse(self, image: str) -> tuple[str, str] | None:
+        """(project, name) of a self link, a ``projects/...`` path, or a bare name in this project
+        (what Packer's googlecompute reports as its artifact)."""
+        if NAME_RE.fullmatch(image):
+            return self.project, image
+        return parse_image(image)
+
     def _owned_image(self, build: BuildRecord, image: str) -> dict[str, Any] | None:
-        parsed = parse_image(image)
+        parsed = self._parse(image)
         if parsed is None or parsed[0] != self.project:
             return None
         found = self._image(parsed[1])
@@ -219,6 +227,14 @@ class GcpTarget(Target):
             }
             request = self.compute.images().setLabels(project=self.project, resource=parsed[1], body=body)
             self.wait(f"images.setLabels {parsed[1]}", self.call(f"images.setLabels {parsed[1]}", request))
+
+    def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
+        """Image names are ``[a-z]([-a-z0-9]{0,61}[a-z0-9])?``: the pipeline made to fit, the build's
+        digest (a build id may hold capitals, dots and underscores) and the milestone."""
+        readable = re.sub(r"[^a-z0-9-]+", "-", pipeline.lower()).strip("-")[:40] or "image"
+        if not readable[0].isalpha():
+            readable = "i-" + readable[:38]
+        return f"{readable}-{self.key(build)[:10]}-m{milestone:03d}"
 
     def packer_vars(self) -> dict[str, str]:
         s = self.settings
@@ -359,7 +375,7 @@ class GcpTarget(Target):
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         removed = []
         for image in images:
-            parsed = parse_image(image)
+            parsed = self._parse(image)
             if parsed is None or self._owned_image(build, image) is None:
                 log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
                 continue

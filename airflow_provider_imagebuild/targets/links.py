@@ -37,6 +37,20 @@ def azure_portal(resource_id: str) -> str | None:
     return f"https://portal.azure.com/#@/resource{resource_id}"
 
 
+GCE_IMAGE_RE = re.compile(
+    r"(?:https?://[^/]+/compute/v1/)?projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/global/images/([a-z][-a-z0-9]{0,62})",
+    re.ASCII,
+)
+
+
+def gcp_console(image: str) -> str | None:
+    found = GCE_IMAGE_RE.fullmatch(image)
+    if found is None:
+        return None
+    project, name = found.groups()
+    return f"https://console.cloud.google.com/compute/imagesDetail/projects/{project}/global/images/{name}?project={project}"
+
+
 def local_file(path: object) -> str | None:
     if not isinstance(path, str) or not PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
         return None
@@ -63,6 +77,11 @@ def image_links(cloud: str, outputs: Mapping[str, Any]) -> dict[str, str]:
             url = azure_portal(str(outputs.get(key) or ""))
             if url:
                 links[str(outputs[key]).rsplit("/", 1)[-1]] = url
+    elif cloud == "gcp":
+        for key in ("image_self_link", IMAGE_OUTPUT, CHECKPOINT_OUTPUT):
+            url = gcp_console(str(outputs.get(key) or ""))
+            if url:
+                links.setdefault(str(outputs[key]).rsplit("/", 1)[-1], url)
     elif cloud == "local":
         for key in ("catalog_image", IMAGE_OUTPUT, CHECKPOINT_OUTPUT):
             url = local_file(outputs.get(key))

@@ -143,6 +143,32 @@ def test_task_group_inside_another_dag() -> None:
             "is required by this pipeline's ['publish'] milestones",
         ),
         (
+            "pipeline: p\ncloud: gcp\nimage_type: t\ntarget: {zone: europe-west1}\n",
+            "target.zone",
+            "is not a zone name (like europe-west1-b)",
+        ),
+        (
+            "pipeline: p\ncloud: gcp\nimage_type: t\ntarget: {share_with: [alice@example.com]}\n",
+            "target.share_with",
+            "is not an IAM member",
+        ),
+        (
+            "pipeline: p\ncloud: gcp\nimage_type: t\ntarget: {zone: europe-west1-b}\n"
+            "milestones:\n  95: {action: seal}\n",
+            "target.image_family",
+            "is required by this pipeline's ['seal'] milestones",
+        ),
+        (
+            "pipeline: p\ncloud: gcp\nimage_type: t\ntarget: {deprecate_previous: {state: GONE}}\n",
+            "target.deprecate_previous.state",
+            "Input should be",
+        ),
+        (
+            "pipeline: p\ncloud: gcp\nimage_type: t\ntarget: {labels: {Team: web}}\n",
+            "target.labels",
+            "lowercase",
+        ),
+        (
             "pipeline: p\ncloud: azure\nimage_type: t\ntarget: {tags: {buildid: someone-else}}\n",
             "target.tags",
             "is set by the build itself",

@@ -3,8 +3,9 @@
 Like the store contract, one suite parametrised over the targets (``TARGETS`` below: add a cloud
 there once it is registered in ``targets/registry.py``). Each target runs on what its own tests
 use: ``local`` on real debootstrap, tar, ansible-runner over chroot, mkfs.ext4 and qemu-img;
-``aws`` on real Packer and EC2/SSM calls to the loopback moto server; ``azure`` on real Packer (a
-stand-in template) and the real Azure SDKs against a loopback fake of Resource Manager. For both
+``aws`` on real Packer and EC2/SSM calls to the loopback moto server; ``azure`` and ``gcp`` on real
+Packer (a stand-in template) and the clouds' real client libraries against loopback fakes of Azure
+Resource Manager and Compute Engine. For both
 clouds the playbooks run for real over chroot into a Debian tree standing in for the instance
 (the clouds' instances run nothing here).
 
@@ -38,7 +39,7 @@ from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
 from tests.dags.conftest import ROOT, write
 from tests.helpers import task_context
 
-TARGETS = ["local", "aws", "azure"]
+TARGETS = ["local", "aws", "azure", "gcp"]
 MARK = """
 - name: Contract milestone
   hosts: all
@@ -191,6 +192,49 @@ milestones:
     )
 
 
+def gcp_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    """Compute Engine is the loopback fake (tests/servers/gce.py, request bodies checked against
+    the discovery document) driven by the real client; 5 and 10 run real Packer on the stand-in."""
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import PROJECT, ZONE
+    from tests.servers.gcp_sample import STANDIN
+
+    fake = request.getfixturevalue("fake_gce")
+    root = request.getfixturevalue("build_host_root")
+    endpoint = f"{fake.url}/compute/v1/"
+    packer = "{{action: packer, template: {t}, only: [null.{src}], vars: {{compute_endpoint: '{url}'}}}}"
+    spec = f"""pipeline: contract-gcp
+cloud: gcp
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+checkpoints: [15]
+target:
+  gcp_conn_id: {GCP_CONN_ID}
+  project: {PROJECT}
+  zone: {ZONE}
+  source_image_family: rhel-8
+  source_image_project: {PROJECT}
+  image_family: contract
+  keep_checkpoints: [5, 10]
+  connection: {chroot_host_vars(root)}
+milestones:
+{_milestones([f"  5: {packer.format(t=STANDIN, src='kickstart', url=endpoint)}",
+              f"  10: {packer.format(t=STANDIN, src='green', url=endpoint)}"])}
+"""  # fmt: skip
+
+    def name(image_or_host: str) -> str:
+        return image_or_host.rstrip("/").rsplit("/", 1)[-1]
+
+    return Case(
+        "gcp",
+        spec,
+        lose_host=lambda host: fake.remove_instance(name(host.id)),
+        host_alive=lambda host: fake.instances.get(name(host.id), {}).get("status") == "RUNNING",
+        image_exists=lambda image: name(image) in fake.images,
+        host_root=lambda host: root,
+    )
+
+
 class Pipeline:
     """The pipeline's tasks from the DAG factory, run in plan order with a task context."""
 
@@ -222,7 +266,8 @@ class Pipeline:
 
 @pytest.fixture(params=TARGETS)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    return {"local": local_case, "aws": aws_case, "azure": azure_case}[request.param](tmp_path, request)
+    cases = {"local": local_case, "aws": aws_case, "azure": azure_case, "gcp": gcp_case}
+    return cases[request.param](tmp_path, request)
 
 
 @pytest.mark.slow

@@ -175,3 +175,14 @@ def test_a_malformed_request_is_refused_by_the_schema_check(fake_gce: FakeGce) -
         request.execute()
     assert fake_gce.refused and "disks[0].boot" in fake_gce.refused[0]
     assert Refused  # the target turns such a 400 into InvalidInput (see gcp_errors)
+
+
+def test_image_links_go_to_the_console_for_well_formed_images_only() -> None:
+    from airflow_provider_imagebuild.targets.links import image_links
+
+    link = f"https://compute.googleapis.com/compute/v1/projects/{PROJECT}/global/images/rhel8-web-1"
+    assert image_links("gcp", {"image_self_link": link, "image_id": link}) == {
+        "rhel8-web-1": f"https://console.cloud.google.com/compute/imagesDetail/projects/{PROJECT}/global/images/"
+        f"rhel8-web-1?project={PROJECT}"
+    }
+    assert image_links("gcp", {"image_id": "javascript:alert(1)"}) == {}

@@ -1,5 +1,6 @@
 """The Packer templates users copy pass ``packer validate`` with the variables the target gives,
-and ``packer fmt -check``. Only validation for azure-arm: its build needs Azure itself."""
+and ``packer fmt -check``. Only validation for azure-arm and googlecompute: their builds need
+Azure and Google Cloud themselves."""
 
 from __future__ import annotations
 
@@ -20,14 +21,18 @@ CASES = {
     "amazon-ebs.green": ("rhel8.pkr.hcl", {"source_image": "ami-0583d8c7a9c35822c", "aws_region": "eu-west-1"}),
     "azure-arm.kickstart": ("rhel8-azure.pkr.hcl", {"source_image": "RedHat:RHEL:8-lvm-gen2:latest"}),
     "azure-arm.green": ("rhel8-azure.pkr.hcl", {"source_image": IMAGE_ID, "virtual_network": "vnet-build/builders"}),
+    "googlecompute.kickstart": ("rhel8-gcp.pkr.hcl", {"source_image": ""}),
+    "googlecompute.green": ("rhel8-gcp.pkr.hcl", {"source_image": "projects/imagebuild-test/global/images/w-m005"}),
 }
+GCP = {"gcp_project": "imagebuild-test", "gcp_zone": "europe-west1-b"}
 AZURE = {"azure_subscription_id": SUBSCRIPTION, "azure_resource_group": "rg-imagebuild", "azure_location": "westeurope"}
 
 
 @pytest.mark.parametrize("source", sorted(CASES))
 def test_shipped_template_validates(source: str, tmp_path: Path) -> None:
     template, values = CASES[source]
-    variables = {**COMMON, **values, **(AZURE if source.startswith("azure") else {})}
+    cloud = {"azure-arm": AZURE, "googlecompute": GCP}.get(source.partition(".")[0], {})
+    variables = {**COMMON, **values, **cloud}
     var_file = tmp_path / "vars.json"
     var_file.write_text(json.dumps(variables))
     got = subprocess.run(
@@ -42,8 +47,8 @@ def test_shipped_template_validates(source: str, tmp_path: Path) -> None:
 
 
 def test_shipped_templates_are_formatted() -> None:
-    templates = sorted(str(p) for p in [*PACKER.glob("*.pkr.hcl"), *ROOT.glob("tests/servers/azure_packer/*.pkr.hcl")])
-    assert len(templates) >= 3
+    templates = sorted(str(p) for p in [*PACKER.glob("*.pkr.hcl"), *ROOT.glob("tests/servers/*_packer/*.pkr.hcl")])
+    assert len(templates) >= 5
     for template in templates:  # Packer 1.6's fmt takes one path
         got = subprocess.run(["packer", "fmt", "-check", template], capture_output=True, text=True, timeout=60)
         assert got.returncode == 0, f"{template} is not formatted (run packer fmt): {got.stdout}{got.stderr}"

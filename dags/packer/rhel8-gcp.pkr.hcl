@@ -1,0 +1,101 @@
+# Milestones 5 (kickstart) and 10 (green image) of the Google Cloud RHEL 8 sample pipeline.
+#
+# The milestone operator passes the build's identity and the target's settings in a var file
+# (build_id, milestone, pipeline, image_name, source_image, gcp_project, gcp_zone,
+# gcp_machine_type, gcp_network, gcp_subnetwork, source_image_family, source_image_project, and
+# packer_manifest: where the manifest post-processor writes, read back by the operator).
+# Credentials: GOOGLE_APPLICATION_CREDENTIALS in Packer's environment (a service account key
+# file of the connection), or the worker's own identity (workload identity); never on the
+# command line.
+#
+# 5 starts from the vendor image family (target.source_image_family in source_image_project) and
+# applies updates at first boot; 10 starts from 5's image and adds the default user, SSH key
+# login, sudo and networking defaults. Both configure the VM through cloud-init user data, so
+# Packer only waits for SSH before creating the image. Everything after 10 is Ansible.
+
+variable "build_id" { type = string }
+variable "milestone" { type = string }
+variable "pipeline" { type = string }
+variable "image_name" { type = string }
+variable "source_image" { type = string }
+variable "gcp_project" { type = string }
+variable "gcp_zone" { type = string }
+variable "gcp_machine_type" {
+  type    = string
+  default = "e2-standard-2"
+}
+variable "gcp_network" {
+  type    = string
+  default = "default"
+}
+variable "gcp_subnetwork" {
+  type    = string
+  default = ""
+}
+variable "source_image_family" {
+  type    = string
+  default = "rhel-8"
+}
+variable "source_image_project" {
+  type    = string
+  default = "rhel-cloud"
+}
+variable "packer_manifest" {
+  type    = string
+  default = "manifest.json"
+}
+variable "ssh_username" {
+  type    = string
+  default = "imagebuild"
+}
+
+locals {
+  # The image Packer starts from: 10 gets 5's image as a self link (projects/P/global/images/N).
+  source_name = element(split("/", var.source_image), length(split("/", var.source_image)) - 1)
+  labels = {
+    imagebuild-pipeline  = lower(replace(var.pipeline, ".", "_"))
+    imagebuild-milestone = "m${var.milestone}"
+    managed-by           = "airflow-provider-imagebuild"
+  }
+}
+
+source "googlecompute" "kickstart" {
+  project_id              = var.gcp_project
+  zone                    = var.gcp_zone
+  machine_type            = var.gcp_machine_type
+  network                 = var.gcp_network
+  subnetwork              = var.gcp_subnetwork
+  source_image_family     = var.source_image_family
+  source_image_project_id = [var.source_image_project]
+  image_name              = var.image_name
+  image_labels            = local.labels
+  omit_external_ip        = true
+  use_internal_ip         = true
+  ssh_username            = var.ssh_username
+  metadata_files          = { user-data = "${path.root}/kickstart.cloud-config" }
+}
+
+source "googlecompute" "green" {
+  project_id              = var.gcp_project
+  zone                    = var.gcp_zone
+  machine_type            = var.gcp_machine_type
+  network                 = var.gcp_network
+  subnetwork              = var.gcp_subnetwork
+  source_image            = local.source_name
+  source_image_project_id = [var.gcp_project]
+  image_name              = var.image_name
+  image_labels            = local.labels
+  omit_external_ip        = true
+  use_internal_ip         = true
+  ssh_username            = var.ssh_username
+  metadata_files          = { user-data = "${path.root}/green.cloud-config" }
+}
+
+build {
+  sources = ["source.googlecompute.kickstart", "source.googlecompute.green"]
+
+  post-processor "manifest" {
+    output     = var.packer_manifest
+    strip_path = true
+  }
+}

@@ -1,0 +1,72 @@
+"""The shipped Google Cloud RHEL 8 web server pipeline, end to end through ``dag.test()``.
+
+Real: Airflow, Packer (running the stand-in template for 5 and 10: its googlecompute builder
+cannot reach a loopback Compute Engine), the Google API client and service account credentials
+through the Airflow Google connection, and the shipped playbooks through ansible-runner over
+chroot into a Debian root filesystem that stands in for the instance. Faked: Compute Engine
+(tests/servers/gce.py, every request body checked against the discovery document).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_imagebuild.store import open_store
+from tests.conftest import GCP_CONN_ID
+from tests.dags.conftest import ROOT, write
+from tests.servers.gce import PROJECT, FakeGce
+from tests.servers.gcp_sample import DAG_ID, sample_spec
+
+WHEN = datetime(2026, 11, 3, 2, 45, tzinfo=timezone.utc)
+
+
+@pytest.mark.slow
+def test_gcp_sample_resumes_relaunches_from_a_checkpoint_image_and_publishes_to_the_family(
+    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_gce: FakeGce, build_host_root: Path
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    spec = sample_spec(store_url, build_host_root, f"{fake_gce.url}/compute/v1/", GCP_CONN_ID, PROJECT)
+    write(tmp_path / "pipelines/gcp.yaml", spec)
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    dag, store = bag.dags[DAG_ID], open_store(store_url)
+
+    def run(fail_at: str = "") -> str:
+        monkeypatch.setenv("IMAGEBUILD_FAIL_AT", fail_at)
+        return str(dag.test(logical_date=WHEN, run_conf={"build_id": "gcp-web-1"}).state)
+
+    assert run("55") == "failed"
+    rec = store.get("gcp-web-1")
+    assert rec.completed == [0, 5, 10, 15, 20, 25, 30, 45, 50] and (rec.current_state, rec.status) == (55, "failed")
+    first_host = rec.metadata["host_id"].rsplit("/", 1)[-1]
+    checkpoint_50 = rec.milestones[50].outputs["checkpoint_image"]
+    assert fake_gce.images[checkpoint_50.rsplit("/", 1)[-1]]["family"] == "rhel8-webserver-staging"
+
+    fake_gce.remove_instance(first_host)
+    assert run() == "success"
+    rec = store.get("gcp-web-1")
+    assert rec.delivered and rec.metadata["host_image"] == checkpoint_50
+    runs = [a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"]
+    assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
+
+    published = rec.milestones[100].outputs
+    final = fake_gce.images[published["image_self_link"].rsplit("/", 1)[-1]]
+    assert final["family"] == "rhel8-webserver" and final["storageLocations"] == ["eu"]
+    assert final["labels"]["owner"] == "platform-team" and final["labels"]["imagebuild-build"] == "gcp-web-1"
+    policy = fake_gce.policies[final["name"]]
+    assert policy["bindings"] == [{"role": "roles/compute.imageUser", "members": ["group:image-users@example.com"]}]
+    assert fake_gce.images[published["copies"]["asia"].rsplit("/", 1)[-1]]["storageLocations"] == ["asia"]
+    assert fake_gce.instances == {}
+    assert checkpoint_50.rsplit("/", 1)[-1] not in fake_gce.images, "checkpoints not kept are deleted"
+    assert fake_gce.refused == [], fake_gce.refused
+
+    from tests.operators.test_aws_pipeline import asset_extras
+
+    extras = asset_extras("imagebuild://gcp/gcp-rhel8-webserver")
+    assert any(e.get("image_id") == published["image_self_link"] for e in extras), extras
