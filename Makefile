@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/spec_bench.py
 	$(PY) benchmarks/aws_bench.py
 	$(PY) benchmarks/azure_bench.py
+	$(PY) benchmarks/gcp_bench.py
 	$(PY) benchmarks/recovery_bench.py
 	$(PY) benchmarks/ui_bench.py
 

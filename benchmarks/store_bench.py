@@ -1,9 +1,10 @@
 """Store benchmark: begin+complete pairs/s (1 and 8 writers), read latency, lost updates.
 
 Run with ``make bench``. Each backend talks to what it would talk to in production as far as this
-machine allows: SQLite and JSON files on the local disk, DynamoDB on dynalite, S3 on moto and
-Azure Blob Storage on Azurite, all over real HTTP on loopback (so cloud figures measure the
-client path plus a local server, not the cloud's latency). Prints a table and writes docs/benchmarks.md.
+machine allows: SQLite and JSON files on the local disk, DynamoDB on dynalite, S3 on moto, Azure
+Blob Storage on Azurite and Cloud Storage on fake-gcs-server, all over real HTTP on loopback (so
+cloud figures measure the client path plus a local server, not the cloud's latency). Prints a
+table and writes docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_
 from report import replace_section  # noqa: E402
 
 from airflow_provider_imagebuild.store import open_store  # noqa: E402
-from tests.servers import azurite  # noqa: E402
+from tests.servers import azurite, fake_gcs  # noqa: E402
 from tests.servers.process import free_port, running  # noqa: E402
 
 PLAN = [0, *range(1, 100), 100]  # 100 milestones after registration: one build holds 100 pairs
@@ -141,6 +142,8 @@ def main() -> None:
         blob_port = free_port()
         blob = stack.enter_context(running(azurite.argv(blob_port), blob_port, tmp / "azurite.log"))
         os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string(blob)
+        gcs_port = free_port()
+        gcs = stack.enter_context(running(fake_gcs.argv(gcs_port), gcs_port, tmp / "fake-gcs.log"))
         backends = {
             "sqlite": f"sqlite:///{tmp}/s.db",
             "sqlite (synchronous=full)": f"sqlite:///{tmp}/full.db?synchronous=full",
@@ -149,11 +152,12 @@ def main() -> None:
             "s3 (moto)": f"s3://bench-bucket/state?region=us-east-1&endpoint_url={moto}",
             "sqlite+s3 (moto)": f"sqlite+s3:///{tmp}/m.db?bucket=bench-mirror&endpoint_url={moto}",
             "azblob (Azurite)": f"azblob://bench-builds/state?account={azurite.ACCOUNT}",
+            "gs (fake-gcs-server)": f"gs://bench-builds/state?project=imagebuild-bench&endpoint_url={gcs}",
         }
         for name, url in backends.items():
             if args.only and not any(o in name for o in args.only):
                 continue
-            slow = "s3" in name or "azblob" in name
+            slow = "s3" in name or "azblob" in name or "gs " in name
             row = bench_backend(
                 name, url, args.pairs // (4 if slow else 1), args.writers, args.reads // (5 if slow else 1)
             )
@@ -182,7 +186,8 @@ def write_doc(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace) 
         f"`x{args.writers}` is {args.writers} processes each driving its own build in the same store. "
         "Reads fetch a build with 100 milestones of history. *Lost* counts updates missing after "
         f"{args.writers} processes wrote one shared record concurrently (must be 0). "
-        "DynamoDB runs on dynalite, S3 on moto and Azure Blob Storage on Azurite, over HTTP on loopback.",
+        "DynamoDB runs on dynalite, S3 on moto, Azure Blob Storage on Azurite and Cloud Storage on "
+        "fake-gcs-server, over HTTP on loopback.",
         "",
         "| backend | pairs/s, 1 writer | pairs/s, x" + str(args.writers) + " | read p50 ms | read p99 ms | lost |",
         "|---|---:|---:|---:|---:|---:|",

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,23 @@ def test_hook_opens_an_azure_blob_store_through_a_wasb_connection(
     )
     with pytest.raises(InvalidInput, match="not someoneelse"):
         BuildStateHook("imagebuild_az").get_store().get("az-1")
+
+
+def test_hook_opens_a_cloud_storage_store_through_a_google_connection(
+    fake_gcs_url: str, fake_gce: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real: fake-gcs-server, the Google provider's ``GoogleBaseHook`` reading a Google connection
+    with a service account key file (its token requests go to the Compute Engine fake's /token),
+    google-cloud-storage with those credentials."""
+    from airflow_provider_imagebuild.hooks.build_state import BuildStateHook
+    from tests.conftest import GCP_CONN_ID
+
+    url = f"gs://{unique('hook')}/p?project=imagebuild-test&endpoint_url={fake_gcs_url}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IMAGEBUILD_GS",
+        json.dumps({"conn_type": "imagebuild_state", "extra": {"store_url": url, "gcp_conn_id": GCP_CONN_ID}}),
+    )
+    store = BuildStateHook("imagebuild_gs").get_store()
+    assert "created" in store.init()
+    store.create_build("gs-1", pipeline="p", cloud="gcp", image_type="t")
+    assert [b.build_id for b in BuildStateHook("imagebuild_gs").get_store().list_builds()] == ["gs-1"]
