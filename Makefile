@@ -38,6 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/imagebuild spec check dags/pipelines
+	cd dags/ansible && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --profile production --offline --nocolor -q .
 	@for t in dags/packer/*.pkr.hcl; do packer fmt -check $$t >/dev/null || { echo "$$t: run packer fmt"; exit 1; }; done
 
 # Two workers (pytest-xdist, work stealing): the slow end-to-end tests mostly wait on child
