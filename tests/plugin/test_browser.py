@@ -80,6 +80,7 @@ def test_clearing_the_failed_task_in_the_ui_resumes_the_build(deployment: dict[s
         # Seen once under a loaded CI machine: Airflow killed the resumed try ("task killed"). A
         # person clears again; the store keeps the honest history of every attempt.
         killed = store.get(BUILD).attempts_at(85)[-1]
+        assert killed.attempt > 1, f"the clear did not start a new attempt: {killed}"
         assert killed.status == "failed" and "task killed" in (killed.error or ""), killed
         admin.open_failed_task(DAG_ID, run_id, "s085_metadata")
         admin.clear_with_note(NOTE)

@@ -77,7 +77,20 @@ class Operator:
         dialog.get_by_role("button", name="Note").click()
         dialog.locator("[data-scope=editable][data-part=preview]").click()
         dialog.get_by_test_id("notes-input").fill(note)
-        dialog.get_by_role("button", name="Confirm").click()
+
+        def real_clear(response: Any) -> bool:
+            request = response.request
+            return (
+                request.method == "POST"
+                and "/clearTaskInstances" in response.url
+                and '"dry_run":false' in (request.post_data or "").replace(" ", "")
+            )
+
+        # The dialog closes before Airflow has answered: wait for the clear itself, so that what
+        # follows never reads the run's state from before it (seen in CI: the run still "failed").
+        with self.page.expect_response(real_clear, timeout=60_000) as cleared:
+            dialog.get_by_role("button", name="Confirm").click()
+        assert cleared.value.status == 200, f"clear answered {cleared.value.status}: {cleared.value.text()[:300]}"
         dialog.wait_for(state="hidden")
 
     # -- the plugin's pages, inside Airflow's frame ----------------------------------------------
