@@ -15,6 +15,10 @@ command -v packer >/dev/null 2>&1 || need+=(packer)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the browser tests of the Airflow UI plugin (driven by Playwright)
 [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+# The CeleryExecutor deployment run for real (tests/servers/scaleout.py): Airflow's metadata DB
+# and the Celery broker. Neither is started as a service; the harness runs its own on loopback.
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

@@ -25,7 +25,12 @@ def compose() -> dict[str, Any]:
 
 
 def _env(service: dict[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in service.get("environment", {}).items()}
+    """What a container sees: its env files (the harness's deploy/celery.env), then ``environment``."""
+    from tests.servers.scaleout import ENV_FILE, deploy_env
+
+    files = [ROOT / f for f in service.get("env_file", [])]
+    assert files == [ENV_FILE], "the deployment's settings come from the file the scale-out harness ran"
+    return {**deploy_env(), **{k: str(v) for k, v in service.get("environment", {}).items()}}
 
 
 def test_services_and_health_checks(compose: dict[str, Any]) -> None:
