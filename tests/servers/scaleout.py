@@ -107,11 +107,11 @@ class Cluster:
     home: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("airflow")), *argv],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -128,9 +128,10 @@ class Cluster:
         proc.wait(30)
 
     def worker(self, name: str, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        return self.start(
-            name, ["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", str(concurrency)]
-        )
+        """A Celery worker with a hostname and a log server port of its own (two on one machine)."""
+        own = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        argv = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", str(concurrency)]
+        return self.start(name, argv, own)
 
 
 @contextlib.contextmanager
@@ -153,7 +154,6 @@ def celery_cluster(
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
             "IMAGEBUILD_PIPELINES_DIR": str(pipelines),
