@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,
+    MANAGED_BY,
     Checkpoint,
     Host,
     Target,
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 ClientSource = Callable[[str, str], Any]  # (service, region) -> boto3 client, as AwsClients.client
 WAIT = {"Delay": 5, "MaxAttempts": 360}  # up to 30 min: AMIs of large volumes take that long
 LIVE_STATES = {"pending", "running"}
-MANAGED_BY = "airflow-provider-imagebuild"
 MAX_IMAGE_NAME = 128
 
 

@@ -40,6 +40,7 @@ from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,
+    MANAGED_BY,
     Checkpoint,
     Host,
     Target,
@@ -49,7 +50,6 @@ from airflow_provider_imagebuild.targets.base import (
 
 log = logging.getLogger(__name__)
 
-MANAGED_BY = "airflow-provider-imagebuild"
 LIVE_POWER_STATES = {"running", "starting"}
 WAIT_S = 3600  # the longest a single long-running operation is waited for (gallery replication)
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from airflow_provider_imagebuild.spec import TargetSpec
 
 CHECKPOINT_OUTPUT = "checkpoint_image"
+# The tag (AWS, Azure) or label (Google Cloud) value that marks what this provider made.
+MANAGED_BY = "airflow-provider-imagebuild"
 IMAGE_OUTPUT = "image_id"
 
 

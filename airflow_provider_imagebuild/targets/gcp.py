@@ -35,6 +35,7 @@ from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,
+    MANAGED_BY,
     Checkpoint,
     Host,
     Target,
@@ -44,7 +45,6 @@ from airflow_provider_imagebuild.targets.base import (
 
 log = logging.getLogger(__name__)
 
-MANAGED_BY = "airflow-provider-imagebuild"
 RETRIES = 4  # of one API call on 429/5xx, with googleapiclient's exponential back-off
 OPERATION_WAITS = 60  # operations.wait returns after at most 2 minutes each: up to 2 hours
 IMAGE_USER = "roles/compute.imageUser"

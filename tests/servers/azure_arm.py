@@ -43,9 +43,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.http_fake import serving_http
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 IDENTITY_HEADER = "imagebuild-test-identity"
@@ -467,43 +468,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.0000000+00:00", time.gmtime())
 
 
-def _handler(fake: FakeArm) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, answer = fake.handle(self.command, self.path, headers, body)
-            data = b"" if answer is None else json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-ms-request-id", str(uuid.uuid4()))
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-    return Handler
-
-
 @contextlib.contextmanager
 def serving(fake: FakeArm) -> Iterator[FakeArm]:
     """Serve ``fake`` on a free loopback port (``fake.url``) for the duration of the block."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-arm", daemon=True)
-    thread.start()
-    try:
+    with serving_http(fake.handle, "fake-arm") as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -9,12 +9,9 @@ Packer's azure-arm builder cannot reach a loopback Resource Manager.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
 from tests.servers.process import ROOT
+from tests.servers.samples import localised
 
 SHIPPED = ROOT / "dags/pipelines/azure-rhel8-webserver.yaml"
 STANDIN = ROOT / "tests/servers/azure_packer/standin.pkr.hcl"
@@ -33,22 +30,5 @@ def plant_waagent(root: Path) -> None:
 def sample_spec(store_url: str, build_host_root: Path, arm_url: str, conn_id: str, group: str) -> str:
     """The shipped spec with the store, the fake's connection, the stand-in Packer template and
     the chroot build host; the fake's gallery image definition is ``golden/rhel8-web``."""
-    spec: dict[str, Any] = yaml.safe_load(SHIPPED.read_text())
-    spec.update(store=store_url, schedule=None, defaults={"retries": 0, "lease_seconds": 60})
-    spec["target"].update(
-        azure_conn_id=conn_id,
-        resource_group=group,
-        gallery_image="rhel8-web",
-        connection=chroot_host_vars(build_host_root),
-    )
-    for ms in spec["milestones"].values():
-        for key in ("template", "playbook"):
-            if key in ms:
-                ms[key] = str((SHIPPED.parent / ms[key]).resolve())
-        if ms.get("action") == "packer":
-            ms["template"] = str(STANDIN)
-            ms["only"] = [o.replace("azure-arm.", "null.") for o in ms["only"]]
-            ms["vars"] = {"arm_endpoint": arm_url}
-        ms.pop("retries", None)
-        ms.pop("retry_delay", None)
-    return yaml.safe_dump(spec)
+    target = {"azure_conn_id": conn_id, "resource_group": group, "gallery_image": "rhel8-web"}
+    return localised(SHIPPED, store_url, build_host_root, target, {"vars": {"arm_endpoint": arm_url}}, STANDIN)

@@ -27,10 +27,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.http_fake import serving_http
 
 PROJECT = "imagebuild-test"
 ZONE = "europe-west1-b"
@@ -382,45 +383,17 @@ class FakeGce:
         return 200, self.policies[segments[-2]]
 
 
-def _handler(fake: FakeGce) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            try:
-                status, answer = fake.handle(self.command, self.path, headers, body)
-            except Exception as exc:  # a bug of the fake: say so, do not hang the client
-                status, answer = 500, _error(500, "backendError", f"fake-gce: {type(exc).__name__}: {exc}")
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @contextlib.contextmanager
 def serving(fake: FakeGce) -> Iterator[FakeGce]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-gce", daemon=True)
-    thread.start()
-    try:
+    """Serve ``fake`` on a free loopback port (``fake.url``) for the duration of the block."""
+
+    def handle(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        status, answer = fake.handle(method, path, headers, body)
+        return status, {}, answer
+
+    with serving_http(handle, "fake-gce") as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def service_account_key(token_uri: str) -> dict[str, str]:

@@ -1,0 +1,40 @@
+"""A shipped sample pipeline pointed at loopback: the same spec, template and playbooks, with the
+store, the target's connection, the build host (a chroot tree) and what Packer runs changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
+
+
+def localised(
+    shipped: Path,
+    store_url: str,
+    build_host_root: Path,
+    target: Mapping[str, Any],
+    packer: Mapping[str, Any],
+    standin: Path | None = None,
+) -> str:
+    """``shipped`` with ``target`` settings and ``packer`` keys (``vars``...) changed; with
+    ``standin``, the Packer milestones run that template instead (``only`` renamed to its null
+    sources), for clouds whose builder cannot reach a loopback endpoint."""
+    spec: dict[str, Any] = yaml.safe_load(shipped.read_text())
+    spec.update(store=store_url, schedule=None, defaults={"retries": 0, "lease_seconds": 60})
+    spec["target"].update(target, connection=chroot_host_vars(build_host_root))
+    for ms in spec["milestones"].values():
+        for key in ("template", "playbook"):
+            if key in ms:
+                ms[key] = str((shipped.parent / ms[key]).resolve())
+        if ms.get("action") == "packer":
+            ms.update(packer)
+            if standin is not None:
+                ms["template"] = str(standin)
+                ms["only"] = ["null." + o.partition(".")[2] for o in ms["only"]]
+        ms.pop("retries", None)
+        ms.pop("retry_delay", None)
+    return yaml.safe_dump(spec)
