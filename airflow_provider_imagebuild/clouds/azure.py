@@ -23,7 +23,6 @@ the tests' fake Resource Manager): a token is never sent in clear over a network
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_imagebuild.clouds.endpoint import is_loopback, require_tls_or_loopback
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, StoreUnavailable, TargetError
 
 # Azure location names as the API takes them (westeurope, eastus2, usgovvirginia): not the
@@ -51,16 +51,6 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 POLLING_INTERVAL_S = 10
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _loopback_policy(credential: Any, scope: str) -> Any:
@@ -95,8 +85,7 @@ class AzureClients:
                 f"{self.subscription_id!r} is not a subscription id (a GUID); set it in the spec or in the "
                 "connection's extra subscriptionId",
             )
-        if not self.base_url.startswith("https://") and not is_loopback(self.base_url):
-            raise InvalidInput("resource_manager_endpoint", f"must be https (or a loopback emulator): {self.base_url}")
+        require_tls_or_loopback(self.base_url, "resource_manager_endpoint")
 
     @classmethod
     def from_connection(cls, azure_conn_id: str, subscription_id: str | None = None) -> AzureClients:
@@ -219,9 +208,7 @@ def blob_service(account: str, endpoint_url: str | None = None, wasb_conn_id: st
     else:
         from azure.identity import DefaultAzureCredential
 
-        url = account_url(account, endpoint_url)
-        if not url.startswith("https://") and not is_loopback(url):
-            raise InvalidInput("store.endpoint_url", f"must be https (or a loopback emulator): {url}")
+        url = require_tls_or_loopback(account_url(account, endpoint_url), "store.endpoint_url")
         client = BlobServiceClient(url, credential=DefaultAzureCredential(), **options)
     if client.account_name and client.account_name != account:
         raise InvalidInput(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_imagebuild.clouds.endpoint import require_tls_or_loopback
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, StoreUnavailable, TargetError
 
 PROJECT_RE = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", re.ASCII)
@@ -56,6 +57,7 @@ class GcpClients:
 
     def __post_init__(self) -> None:
         self._compute: Any = None
+        require_tls_or_loopback(self.compute_endpoint, "connection extra.compute_endpoint")
         if not PROJECT_RE.fullmatch(self.project or ""):
             raise InvalidInput(
                 "target.project",
@@ -143,13 +145,16 @@ def storage_client(project: str | None, endpoint_url: str | None, gcp_conn_id: s
     from google.cloud import storage  # type: ignore[attr-defined]
 
     options = {"api_endpoint": endpoint_url} if endpoint_url else None
+    emulator = endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST")
+    anonymous = bool(emulator) and not gcp_conn_id and not adc_configured()
+    if endpoint_url and not anonymous:  # real credentials: never in clear over a network
+        require_tls_or_loopback(endpoint_url, "store.endpoint_url")
     if gcp_conn_id:
         from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 
         credentials, found = GoogleBaseHook(gcp_conn_id=gcp_conn_id).get_credentials_and_project_id()
         return storage.Client(project=project or found, credentials=credentials, client_options=options)
-    emulator = endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST")
-    if emulator and not adc_configured():
+    if anonymous:
         from google.auth.credentials import AnonymousCredentials
 
         return storage.Client(

@@ -156,6 +156,20 @@ def test_unreachable_gcs_endpoint_is_store_unavailable() -> None:
         store.get("b-1")
 
 
+def test_gcs_credentials_never_go_in_clear_to_a_remote_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Google credentials configured, an http endpoint that is not this machine is refused
+    before anything is sent (anonymous emulator access, with no token to leak, stays allowed)."""
+    key = tmp_path / "key.json"
+    key.write_text("{}")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    store = open_store("gs://builds-x/p?endpoint_url=http://storage.example.com")
+    with pytest.raises(InvalidInput, match="must be https") as info:
+        store.get("b-1")
+    assert info.value.field == "store.endpoint_url"
+
+
 def test_gcs_store_before_init_says_so(fake_gcs_url: str) -> None:
     store = open_store(f"gs://{unique('noinit')}/p?endpoint_url={fake_gcs_url}")
     with pytest.raises(StoreUnavailable, match="store init"):

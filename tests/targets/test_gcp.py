@@ -163,6 +163,11 @@ def test_credentials_and_endpoint_errors(fake_gce: FakeGce, tmp_path: Any, monke
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == conn["extra"]["key_path"]
     assert "private_key" not in json.dumps(_target().packer_vars())
 
+    conn["extra"]["compute_endpoint"] = "http://compute.example.com/compute/v1/"  # a token in clear: refused
+    monkeypatch.setenv(f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}", json.dumps(conn))
+    with pytest.raises(InvalidInput, match="must be https"):
+        _target()
+
 
 def test_a_malformed_request_is_refused_by_the_schema_check(fake_gce: FakeGce) -> None:
     """The fake is only worth its tests if it refuses what Compute Engine would."""
