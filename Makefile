@@ -7,7 +7,7 @@ UV := python3 -m uv
 export UV_LINK_MODE := copy
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup system-deps venv node rootfs-cache demo walkthrough test lint bench clean
+.PHONY: setup system-deps venv node rootfs-cache demo walkthrough test lint bench scaleout clean
 
 setup: system-deps venv node rootfs-cache
 
@@ -55,6 +55,12 @@ bench: setup
 	$(PY) benchmarks/gcp_bench.py
 	$(PY) benchmarks/recovery_bench.py
 	$(PY) benchmarks/ui_bench.py
+	$(PY) benchmarks/scaleout_bench.py --short
+
+# The CeleryExecutor scenario: ten builds on two workers through a worker kill, a scheduler
+# restart and a Redis outage, then the figures against airflow standalone (needs root).
+scaleout: setup
+	$(PY) benchmarks/scaleout_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

@@ -219,6 +219,9 @@ class PipelineSpec(BaseModel):
     schedule: str | None = None
     start_date: datetime = datetime(2026, 1, 1)
     catchup: bool = False
+    # Builds of this pipeline that run at once (Airflow's max_active_runs). One by default: a
+    # nightly pipeline should not overlap itself; raise it for a pipeline triggered per variant.
+    max_active_runs: int = Field(1, ge=1, le=64)
     store: str | None = None
     store_conn_id: str | None = None
     defaults: RetryPolicy = RetryPolicy()

@@ -23,7 +23,7 @@ import pytest
 
 from tests.helpers import task_context  # noqa: F401 (re-exported for the tests)
 from tests.servers import azurite
-from tests.servers.process import ROOT, free_port, running
+from tests.servers.process import ROOT, dynalite, free_port, running
 
 # Fake credentials and no metadata look-ups, for every boto3 client of the test session.
 os.environ.update(
@@ -69,11 +69,7 @@ def moto_url(server_logs: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def dynalite_url(server_logs: Path) -> Iterator[str]:
     """dynalite (npm): DynamoDB with conditional writes that hold under concurrent clients."""
-    node = shutil.which("node")
-    assert node, "node is required (installed by `make setup`)"
-    assert (ROOT / "node_modules/dynalite").is_dir(), "dynalite missing: run `make setup` (npm ci)"
-    port = free_port()
-    with running([node, str(ROOT / "tests/servers/dynalite.js"), str(port)], port, server_logs / "dynalite.log") as url:
+    with dynalite(server_logs / "dynalite.log") as url:
         yield url
 
 

@@ -124,14 +124,19 @@ class BuildOperator(BaseOperator):
         ti = context["ti"]
         return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/try-{ti.try_number}"
 
-    def log_output(self, line: str) -> None:
-        """A line of a tool's output, into the task log with secrets redacted: Airflow masks only
-        the secrets it knows; a tool may print an AWS key, a password= or a private key. A key
-        printed over several lines is hidden from its BEGIN line to its END line."""
+    @property
+    def redactor(self) -> Callable[[str], str]:
+        """The patterns plus every value Airflow masks (for text a tool prints)."""
         if self._redactor is None:
             from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
 
             self._redactor = airflow_redactor()
+        return self._redactor
+
+    def log_output(self, line: str) -> None:
+        """A line of a tool's output, into the task log with secrets redacted: Airflow masks only
+        the secrets it knows; a tool may print an AWS key, a password= or a private key. A key
+        printed over several lines is hidden from its BEGIN line to its END line."""
         if self._in_key:
             self._in_key = "-----END " not in line
             return
@@ -139,7 +144,7 @@ class BuildOperator(BaseOperator):
             self._in_key = True
             self.log.info("%s", "-----BEGIN PRIVATE KEY-----***(redacted)")
             return
-        shown = self._redactor(line)
+        shown = self.redactor(line)
         self.log.info("%s", shown)
         if shown.strip():
             self._last_line = shown.strip()[:200]

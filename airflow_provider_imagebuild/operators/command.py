@@ -81,7 +81,9 @@ class CommandMilestoneOperator(MilestoneOperator):
                 if sep:
                     key, value = raw_key.strip(), raw_value.strip()
                     try:  # checked as it arrives; the command still runs to its end
-                        outputs.update(check_outputs({**outputs, key: value}))
+                        # what a command prints is text: masked like its log (the store applies
+                        # only the patterns to outputs, which are identifiers elsewhere)
+                        outputs.update(check_outputs({**outputs, key: self.redactor(value)}))
                         self.log_output(f"output {key}={value}")
                     except InvalidInput as exc:
                         refused = refused or exc

@@ -115,7 +115,15 @@ class BuildStore(ABC):
     url: str = ""
 
     def __init__(self, *, redactor: Redactor | None = None, clock: Clock | None = None) -> None:
+        # Free text (errors, reasons, notes) gets ``redactor``: the patterns plus, in a task, every
+        # value Airflow masks. Identifiers the build depends on (owners, host metadata, outputs
+        # such as image ids and checkpoint paths) get the patterns only: Airflow masks any
+        # registered value of 5 characters or more wherever it occurs, and a connection password
+        # that is also a word of a path or a DAG id ("local", "airflow") would otherwise turn
+        # ``/work/local-1/rootfs`` into ``/work/***-1/rootfs`` and break the build for good.
+        # Text a user's command prints as outputs is masked by its operator before it gets here.
         self._redact = redactor or redactor_for()
+        self._redact_ids = redactor_for()
         self._clock = clock or utcnow
 
     # -- backend primitives --------------------------------------------------------------------
@@ -231,7 +239,7 @@ class BuildStore(ABC):
         started), a different plan is taken if it changes only milestones not reached yet, and
         recorded as an event; otherwise any difference is a conflict naming the fields."""
         check_build_id(build_id)
-        actor = self._redact(check_owner(owner))
+        actor = self._redact_ids(check_owner(owner))
 
         def fn(doc: Doc | None) -> tuple[Doc | None, BuildRecord]:
             if doc is None:
@@ -255,7 +263,7 @@ class BuildStore(ABC):
 
     def begin(self, build_id: str, state: int, *, owner: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> Lease:
         """Start a milestone: take the build's lease (one live lease per build)."""
-        holder = self._redact(check_owner(owner))
+        holder = self._redact_ids(check_owner(owner))
         check_lease_seconds(lease_seconds)
         return self._mutate(build_id, lambda rec, now: rules.begin(rec, state, holder, lease_seconds, now))
 
@@ -274,7 +282,7 @@ class BuildStore(ABC):
     def checked_outputs(self, outputs: Mapping[str, Any] | None) -> dict[str, Any]:
         """Outputs as ``complete`` would store them (validated, values redacted), so that a caller
         can refuse bad outputs before it commits to anything."""
-        clean = redact_value(check_outputs(outputs), self._redact)
+        clean = redact_value(check_outputs(outputs), self._redact_ids)
         assert isinstance(clean, dict)
         return clean
 
@@ -289,13 +297,13 @@ class BuildStore(ABC):
 
     def reset(self, build_id: str, *, to: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
         text = self._redact(check_text(reason, "reason", MAX_REASON))
-        who = self._redact(check_owner(actor, "actor"))
+        who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.reset(rec, to, text, who, now))
 
     def skip(self, build_id: str, state: int, *, reason: str, actor: str = "imagebuild") -> BuildRecord:
         """Step over the build's next milestone on purpose (a person's decision, with a reason)."""
         text = self._redact(check_text(reason, "reason", MAX_REASON))
-        who = self._redact(check_owner(actor, "actor"))
+        who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.skip(rec, state, text, who, now))
 
     def note_clear(self, build_id: str, state: int, *, note: str, actor: str) -> BuildRecord:
@@ -304,7 +312,7 @@ class BuildStore(ABC):
         # A note is Markdown typed in Airflow's dialog: its line breaks are kept as " / ".
         flat = " / ".join(line.strip() for line in note.splitlines() if line.strip())
         text = self._redact(check_text(without_controls(flat), "note", MAX_REASON)) if flat else ""
-        who = self._redact(check_owner(actor, "actor"))
+        who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.note_clear(rec, state, text, who, now))
 
     def record_replay(
@@ -330,8 +338,8 @@ class BuildStore(ABC):
         if token is not None:
             check_token(token)
         checked = check_metadata(items, reserved=token is not None)
-        clean = {k: self._redact(v) for k, v in checked.items()}
-        who = self._redact(check_owner(actor, "actor"))
+        clean = {k: self._redact_ids(v) for k, v in checked.items()}
+        who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(
             build_id, lambda rec, now: rules.set_metadata(rec, clean, who, now, token, state), "metadata"
         )

@@ -59,6 +59,8 @@ def test_dag_structure(tmp_path: Path) -> None:
     for up, down in pairwise(ids):
         assert dag.get_task(down).upstream_task_ids == {up}
     assert dag.max_active_runs == 1 and dag.catchup is False
+    several = parse_spec({**BASE, "max_active_runs": 4})
+    assert build_dag(several).max_active_runs == 4
     assert {"aws", "webserver", "imagebuild"} <= set(dag.tags)
     assert "| 42 | `s042_license_check` | License check |" in (dag.doc_md or "")
     lic, tests = dag.get_task("s042_license_check"), dag.get_task("s070_integration_tests")
@@ -199,6 +201,7 @@ def test_task_group_inside_another_dag() -> None:
             "45 is not a packer, bootstrap or ansible milestone",
         ),
         ("pipeline: p\ncloud: aws\nimage_type: t\nstore: ftp://x\n", "store", "unknown store scheme"),
+        ("pipeline: p\ncloud: aws\nimage_type: t\nmax_active_runs: 0\n", "max_active_runs", "greater than or equal"),
         ("pipeline: [p\n", "line", "not valid YAML"),
         ("- just a list\n", "", "must be a YAML mapping"),
     ],

@@ -74,6 +74,18 @@ def test_celery_and_the_state_store_connection(compose: dict[str, Any]) -> None:
         aws_conn = conn["extra"]["aws_conn_id"]
         assert json.loads(env[f"AIRFLOW_CONN_{aws_conn.upper()}"])["conn_type"] == "aws"
         assert env["IMAGEBUILD_STORE_CONN_ID"] == "imagebuild_default"
+        # what the scale-out run needed to ride out a broker restart
+        assert json.loads(env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"])["task_publish_retry_policy"]["max_retries"]
+        assert int(env["AIRFLOW__CELERY__TASK_PUBLISH_MAX_RETRIES"]) >= 60
+
+
+def test_the_broker_keeps_its_queue_across_a_restart(compose: dict[str, Any]) -> None:
+    """The same persistence the scale-out harness's Redis ran with, on a volume."""
+    from tests.servers.scaleout import REDIS_PERSISTENCE
+
+    redis = compose["services"]["redis"]
+    assert redis["command"][1:] == REDIS_PERSISTENCE
+    assert any(v.endswith(":/data") for v in redis["volumes"])
 
 
 def test_dags_are_mounted_and_found(compose: dict[str, Any]) -> None:

@@ -58,3 +58,52 @@ def test_tool_output_is_redacted_in_task_log_store_and_cli(
         assert secret not in task_log, f"{secret} in the task log"
         assert secret not in stored, f"{secret} in the store"
         assert secret not in result.output, f"{secret} in the CLI output"
+
+
+WORD = "zebrafinch"  # a registered secret that is also a word of the build's ids and paths
+
+
+def test_a_masked_word_never_corrupts_ids_paths_or_outputs(tmp_path: Path) -> None:
+    """Airflow masks a registered value wherever it occurs. A connection password that is also a
+    word of a build id, a DAG id or a path (``local``, ``airflow``) must not turn the build's
+    owners, host metadata or the image paths a target records into ``***`` (the build could no
+    longer find its host or checkpoint); free text (errors) and what a command prints (its
+    outputs included) are still masked."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.log import mask_secret
+
+    from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
+    from airflow_provider_imagebuild.operators import CommandMilestoneOperator
+
+    mask_secret(WORD)
+    mask_secret(MASKED)
+    url = f"sqlite:///{tmp_path}/s.db"
+    build = f"{WORD}-1"
+    path = f"/work/{WORD}-1/rootfs"
+    open_store(url).create_build(build, pipeline=WORD, cloud="local", image_type="t", plan=[0, 5, 10, 100])
+    op = CommandMilestoneOperator(
+        task_id="s005",
+        identity=BuildIdentity(WORD, "local", "t", plan=(0, 5, 10, 100)),
+        state=5,
+        store=url,
+        command=f"echo '::output:: said=vault said {MASKED} about {WORD}'",
+    )
+    context = task_context(build, "s005")
+    context["ti"] = SimpleNamespace(**{**vars(context["ti"]), "dag_id": f"imagebuild_{WORD}"})
+    op.execute(context)
+    store = open_store(url, redactor=airflow_redactor())
+    rec = store.get(build)
+    assert rec.milestones[5].outputs == {"said": "vault said *** about ***"}
+    assert rec.attempts_at(5)[0].owner.startswith(f"imagebuild_{WORD}/")
+
+    # What a target records under its lease: host metadata and image paths, kept as they are.
+    lease = store.begin(build, 10, owner=f"imagebuild_{WORD}/r1/s010/try-1")
+    store.set_metadata(build, {"host_id": path}, actor=f"milestone 10 of {WORD}", token=lease.token, state=10)
+    store.fail(build, 10, token=lease.token, error=f"ssh to {path} refused")
+    lease = store.begin(build, 10, owner=f"imagebuild_{WORD}/r1/s010/try-2")
+    store.complete(build, 10, token=lease.token, outputs={"checkpoint_image": f"{path}.tgz"})
+    rec = store.get(build)
+    assert rec.metadata["host_id"] == path and rec.milestones[10].outputs == {"checkpoint_image": f"{path}.tgz"}
+    assert rec.attempts_at(10)[1].owner == f"imagebuild_{WORD}/r1/s010/try-2"
+    assert rec.attempts_at(10)[0].error == "ssh to /work/***-1/rootfs refused"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,3 +70,13 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 5) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(grace)
+
+
+def dynalite(log: Path) -> contextlib.AbstractContextManager[str]:
+    """dynalite (npm) on a free loopback port: DynamoDB whose conditional writes hold under
+    concurrent clients (the store every worker shares)."""
+    node = shutil.which("node")
+    assert node, "node is required (installed by `make setup`)"
+    assert (ROOT / "node_modules/dynalite").is_dir(), "dynalite missing: run `make setup` (npm ci)"
+    port = free_port()
+    return running([node, str(ROOT / "tests/servers/dynalite.js"), str(port)], port, log)

@@ -70,6 +70,11 @@ class Airflow:
         data = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         return {ti["task_id"]: ti["state"] for ti in data["task_instances"]}
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """A task try's log as Airflow serves it (structured lines joined as JSON text)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        return json.dumps(self.api("GET", path, params={"full_content": True}, headers={"Accept": "application/json"}))
+
     def clear_failed(self, dag_id: str, run_id: str, task_ids: list[str]) -> Any:
         return self.api(
             "POST",
