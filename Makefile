@@ -7,16 +7,16 @@ UV := python3 -m uv
 export UV_LINK_MODE := copy
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup system-deps venv node rootfs-cache demo walkthrough test lint bench scaleout clean
+.PHONY: setup system-deps venv node rootfs-cache vcsim demo walkthrough test lint bench scaleout clean
 
-setup: system-deps venv node rootfs-cache
+setup: system-deps venv node rootfs-cache vcsim
 
 system-deps:
 	@bash scripts/install-system-deps.sh
 
 venv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --extra ansible --extra azure --extra gcp --extra celery --quiet
+	@$(UV) sync --frozen --extra ansible --extra azure --extra gcp --extra celery --extra vsphere --quiet
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -27,6 +27,17 @@ node: node_modules/.package-lock.json
 # and a bootstrapped root filesystem archive: build hosts start from it without the network.
 rootfs-cache: venv system-deps
 	@$(PY) -m airflow_provider_imagebuild.targets.rootfs --rootfs >/dev/null
+
+# The vCenter simulator for the vSphere tests: govmomi's simulator library (a Debian package) with
+# a main of our own, built in GOPATH mode (no Go module proxy is needed).
+VCSIM := .cache/vcsim
+$(VCSIM): tests/servers/vcsim/main.go
+	@mkdir -p .cache
+	GO111MODULE=off GOPATH=$(CURDIR)/.cache/gopath:/usr/share/gocode GOCACHE=$(CURDIR)/.cache/gocache \
+		GOFLAGS= go build -o $@ ./tests/servers/vcsim
+
+vcsim: system-deps
+	@$(MAKE) --no-print-directory $(VCSIM)
 
 demo: setup
 	@$(PY) scripts/demo.py

@@ -23,6 +23,7 @@ from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
@@ -193,8 +194,12 @@ class TargetSpec(BaseModel):
 
 
 # The ``target:`` model of each cloud (the others share TargetSpec: AWS settings, local's paths).
-TARGET_MODELS: dict[str, type[BaseModel]] = {"azure": AzureTargetSpec, "gcp": GcpTargetSpec}
-AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec
+TARGET_MODELS: dict[str, type[BaseModel]] = {
+    "azure": AzureTargetSpec,
+    "gcp": GcpTargetSpec,
+    "vsphere": VsphereTargetSpec,
+}
+AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec | VsphereTargetSpec
 
 
 def _error_text(exc: ValidationError, prefix: str) -> str:
@@ -311,7 +316,7 @@ class PipelineSpec(BaseModel):
                     f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
                     f"(only {', '.join(clouds)})"
                 )
-        if isinstance(self.target, (AzureTargetSpec, GcpTargetSpec)):
+        if isinstance(self.target, (AzureTargetSpec, GcpTargetSpec, VsphereTargetSpec)):
             actions: set[str] = {m.action for m in self.milestones.values()}
             missing = self.target.missing_for(actions)
             if missing:

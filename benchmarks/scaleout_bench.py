@@ -232,6 +232,9 @@ def figures_table(celery: RunTimes, local: RunTimes, builds: int, death: float) 
         row("CeleryExecutor, 2 workers x 2 (PostgreSQL, Redis)", celery),
         row("airflow standalone (LocalExecutor, SQLite)", local),
         "",
+        "Queued -> running includes the wait for a free task slot: with more builds than slots it measures "
+        "the queue, with fewer it measures the executor's own hand-off (Celery's broker round trip).",
+        "",
         f"A Celery worker SIGKILLed with its process tree: its milestone ran again on the other worker "
         f"**{death:.1f} s** later (`task_instance_heartbeat_timeout` 20 s, detection interval 5 s).",
     ]

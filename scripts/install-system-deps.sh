@@ -19,6 +19,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the browser tests of 
 # and the Celery broker. Neither is started as a service; the harness runs its own on loopback.
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The vCenter simulator of the vSphere tests (tests/servers/vcsim/main.go), built by `make setup`
+# from the govmomi simulator library Debian ships.
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || need+=(golang-github-vmware-govmomi-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

@@ -120,6 +120,28 @@ def fake_gce(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
         yield fake
 
 
+VSPHERE_CONN_ID = "vsphere_imagebuild_test"
+
+
+@pytest.fixture(scope="session")
+def vcsim_endpoint(server_logs: Path) -> Iterator[tuple[str, int]]:
+    """govmomi's vCenter simulator on loopback (tests/servers/vcsim.py), shared by the session:
+    each test's build makes VMs and templates of its own names."""
+    from tests.servers.vcsim import vcsim
+
+    with vcsim(server_logs / "vcsim.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def vsphere_conn(vcsim_endpoint: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
+    """The simulator reached as a deployment would: an Airflow connection (``VSPHERE_CONN_ID``)."""
+    from tests.servers.vcsim import connection
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{VSPHERE_CONN_ID.upper()}", connection(*vcsim_endpoint))
+    return vcsim_endpoint
+
+
 AZURE_CONN_ID = "azure_imagebuild_test"
 AZURE_GROUP = "rg-imagebuild"
 

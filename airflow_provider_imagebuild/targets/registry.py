@@ -38,6 +38,10 @@ TARGETS: dict[str, Registered] = {
     "gcp": Registered(
         "airflow_provider_imagebuild.targets.gcp:GcpTarget", frozenset({"packer", "ansible", "seal", "publish"})
     ),
+    "vsphere": Registered(
+        "airflow_provider_imagebuild.targets.vsphere:VsphereTarget",
+        frozenset({"packer", "ansible", "seal", "publish"}),
+    ),
     "local": Registered(
         "airflow_provider_imagebuild.targets.local:LocalTarget",
         frozenset({"bootstrap", "ansible", "seal", "publish"}),

@@ -1,0 +1,386 @@
+"""The vSphere target: build VMs cloned from templates, checkpoints as VM templates, the final image
+as a template published to a content library.
+
+Clients come from :class:`~airflow_provider_imagebuild.clouds.vsphere.VsphereClients` (a generic
+Airflow connection); pyVmomi is imported only when a milestone runs.
+
+- The green image is made by Packer's ``vsphere-clone`` (the shipped ``rhel8-vsphere.pkr.hcl``)
+  from the spec's ``template``, as a template named by the build. Packer's artifact is its name.
+- Build hosts are VMs ``ib-<digest>-h<checkpoint>`` cloned from the latest checkpoint template
+  into the spec's cluster (or host), resource pool, datastore and folder, and powered on. The host
+  id is the VM's instance UUID, so a rename or a move does not lose it; ``alive`` is a lookup by
+  that UUID and a ``poweredOn`` check.
+- **Checkpoints are VM templates** (``ib-<digest>-cp<milestone>``), cloned from the powered-off
+  build VM, which is started again afterwards. Decided over snapshots of the build VM: a snapshot
+  lives inside its VM and is lost with it, and relaunching after the VM is lost is what
+  checkpoints are for; a template is independent of the VM and launches any number of hosts.
+- Seal runs the seal playbook, powers the VM off and clones it into the final template (named from
+  the pipeline and the build's creation time, stable on retry) rather than converting the build VM
+  itself, so that a retried seal and the host's cleanup never touch the image.
+- Publish captures the final template into the spec's content library as an OVF template item
+  (vAPI), found by name on retry; earlier items stay.
+- Ownership: every VM and template the build makes carries ``imagebuild.key`` (a digest of the
+  pipeline and build id) and ``imagebuild.managed_by`` in its advanced settings (``extraConfig``);
+  nothing without this build's key is launched from, captured, published or destroyed. The
+  template Packer made gets them when it is claimed (converted to a VM for the change and back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from datetime import timezone
+from typing import Any
+
+from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
+from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
+from airflow_provider_imagebuild.targets.base import (
+    CHECKPOINT_OUTPUT,
+    IMAGE_OUTPUT,
+    MANAGED_BY,
+    Checkpoint,
+    Host,
+    Target,
+    checkpoint_images,
+    ssh_ansible_vars,
+)
+
+log = logging.getLogger(__name__)
+
+KEY_OPTION = "imagebuild.key"
+MANAGED_OPTION = "imagebuild.managed_by"
+BUILD_OPTION = "imagebuild.build"
+IP_WAIT_S = 600  # for VMware Tools to report the guest's address
+
+
+class VsphereTarget(Target):
+    name = "vsphere"
+
+    def __init__(self, settings: VsphereTargetSpec, *, pipeline: str, image_type: str, clients: VsphereClients) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.image_type = image_type
+        self.clients = clients
+        self.region = ""
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, pipeline: str, image_type: str) -> VsphereTarget:
+        if not isinstance(settings, VsphereTargetSpec):
+            raise InvalidInput("target", "a vSphere pipeline needs vSphere target settings")
+        for name in ("datacenter", "datastore"):
+            if not getattr(settings, name):
+                raise InvalidInput(f"target.{name}", "is required for a build on vSphere")
+        if not settings.cluster and not settings.host:
+            raise InvalidInput("target.cluster", "is required for a build on vSphere (or give target.host)")
+        clients = VsphereClients.from_connection(settings.vsphere_conn_id)
+        return cls(settings, pipeline=pipeline, image_type=image_type, clients=clients)
+
+    # -- inventory -------------------------------------------------------------------------------
+    @property
+    def content(self) -> Any:
+        return self.clients.content
+
+    def key(self, build: BuildRecord) -> str:
+        return hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:20]
+
+    def prefix(self, build: BuildRecord) -> str:
+        return f"ib-{self.key(build)[:10]}"
+
+    def _find(self, path: str, field: str) -> Any:
+        with vsphere_errors(f"find {path}"):
+            found = self.content.searchIndex.FindByInventoryPath(path)
+        if found is None:
+            raise InvalidInput(f"target.{field}", f"{path} not found in vCenter {self.clients.host}")
+        return found
+
+    @property
+    def datacenter(self) -> Any:
+        return self._find(str(self.settings.datacenter), "datacenter")
+
+    def folder_path(self) -> str:
+        base = f"{self.settings.datacenter}/vm"
+        return f"{base}/{self.settings.folder}" if self.settings.folder else base
+
+    def folder(self) -> Any:
+        return self._find(self.folder_path(), "folder")
+
+    def pool(self) -> Any:
+        s = self.settings
+        compute = self._find(f"{s.datacenter}/host/{s.cluster or s.host}", "cluster" if s.cluster else "host")
+        if not s.resource_pool:
+            return compute.resourcePool
+        return self._find(f"{s.datacenter}/host/{s.cluster or s.host}/Resources/{s.resource_pool}", "resource_pool")
+
+    def datastore(self) -> Any:
+        with vsphere_errors("list datastores"):
+            found = next((d for d in self.datacenter.datastore if d.name == self.settings.datastore), None)
+        if found is None:
+            raise InvalidInput("target.datastore", f"{self.settings.datastore} is not a datastore of the datacenter")
+        return found
+
+    def _vm(self, name: str) -> Any:
+        """A VM or template of the target's folder by name, or None."""
+        with vsphere_errors(f"find {name}"):
+            return self.content.searchIndex.FindByInventoryPath(f"{self.folder_path()}/{name}")
+
+    def _by_uuid(self, uuid: str) -> Any:
+        with vsphere_errors(f"find VM {uuid}"):
+            return self.content.searchIndex.FindByUuid(
+                datacenter=self.datacenter, uuid=uuid, vmSearch=True, instanceUuid=True
+            )
+
+    @staticmethod
+    def _options(vm: Any) -> dict[str, str]:
+        with vsphere_errors(f"read {vm}"):
+            return {o.key: str(o.value) for o in (vm.config.extraConfig or []) if o.key.startswith("imagebuild.")}
+
+    def is_builds(self, build: BuildRecord, vm: Any) -> bool:
+        if vm is None:
+            return False
+        try:
+            options = self._options(vm)
+        except NotFound:
+            return False
+        return options.get(KEY_OPTION) == self.key(build) and options.get(MANAGED_OPTION) == MANAGED_BY
+
+    def _owned(self, build: BuildRecord, name: str, template: bool) -> Any:
+        vm = self._vm(name)
+        if vm is None or not self.is_builds(build, vm):
+            return None
+        with vsphere_errors(f"read {name}"):
+            return vm if bool(vm.config.template) == template else None
+
+    def _mark(self, build: BuildRecord, vm: Any, role: str) -> None:
+        from pyVmomi import vim
+
+        values = {KEY_OPTION: self.key(build), MANAGED_OPTION: MANAGED_BY, BUILD_OPTION: build.build_id,
+                  "imagebuild.pipeline": self.pipeline, "imagebuild.role": role}  # fmt: skip
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in values.items()])
+        self.clients.wait(f"reconfigure {vm.name}", vm.ReconfigVM_Task(spec))
+
+    def _power(self, vm: Any, on: bool) -> None:
+        with vsphere_errors(f"power state of {vm.name}"):
+            state = vm.runtime.powerState
+        if on and state != "poweredOn":
+            self.clients.wait(f"power on {vm.name}", vm.PowerOnVM_Task())
+        elif not on and state == "poweredOn":
+            self.clients.wait(f"power off {vm.name}", vm.PowerOffVM_Task())
+
+    def _destroy(self, build: BuildRecord, vm: Any) -> bool:
+        if vm is None or not self.is_builds(build, vm):
+            return False
+        name = vm.name
+        try:
+            with vsphere_errors(f"read {name}"):
+                template = bool(vm.config.template)
+            if not template:
+                self._power(vm, on=False)
+            self.clients.wait(f"destroy {name}", vm.Destroy_Task())
+        except NotFound:
+            return False
+        log.info("destroyed %s", name)
+        return True
+
+    def _clone(self, build: BuildRecord, source: Any, name: str, *, template: bool, role: str) -> Any:
+        """Clone ``source`` to ``name`` in the target's folder (an earlier attempt's clone of the
+        same name is this build's and holds an older state: it is destroyed first)."""
+        from pyVmomi import vim
+
+        self._destroy(build, self._vm(name))
+        relocate = vim.vm.RelocateSpec(pool=self.pool(), datastore=self.datastore())
+        spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=template)
+        with vsphere_errors(f"clone {source.name}"):
+            task = source.CloneVM_Task(folder=self.folder(), name=name, spec=spec)
+        clone = self.clients.wait(f"clone {source.name} to {name}", task)
+        if clone is None:
+            raise TargetError(f"vSphere clone of {source.name} to {name}: done, but no VM was returned")
+        if template:  # a template's settings cannot change: mark it through a VM, then convert
+            with vsphere_errors(f"convert {name}"):
+                clone.MarkAsVirtualMachine(pool=self.pool())
+            self._mark(build, clone, role)
+            with vsphere_errors(f"convert {name}"):
+                clone.MarkAsTemplate()
+        else:
+            self._mark(build, clone, role)
+        return clone
+
+    # -- the target interface --------------------------------------------------------------------
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        return self._owned(build, image, template=True) is not None
+
+    def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
+        """Mark the template Packer's vsphere-clone made for this build (named by the build: a
+        template of another name, or one another build marked, is refused)."""
+        expected = self.packer_image_name(build, self.pipeline, milestone)
+        for image in images.values():
+            if image != expected:
+                raise InvalidInput("packer artifact", f"{image} is not the template this build asked Packer for")
+            vm = self._vm(image)
+            if vm is None:
+                raise TargetError(f"vSphere: the template {image} Packer reported does not exist")
+            options = self._options(vm)
+            if options.get(KEY_OPTION) not in (None, self.key(build)):
+                raise InvalidInput("packer artifact", f"{image} belongs to another build")
+            with vsphere_errors(f"read {image}"):
+                template = bool(vm.config.template)
+            if template:
+                with vsphere_errors(f"convert {image}"):
+                    vm.MarkAsVirtualMachine(pool=self.pool())
+            self._mark(build, vm, "checkpoint")
+            with vsphere_errors(f"convert {image}"):
+                vm.MarkAsTemplate()
+
+    def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
+        return f"{self.prefix(build)}-m{milestone:03d}"
+
+    def packer_vars(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "vsphere_datacenter": s.datacenter or "",
+            "vsphere_cluster": s.cluster or "",
+            "vsphere_host": s.host or "",
+            "vsphere_datastore": s.datastore or "",
+            "vsphere_folder": s.folder,
+            "vsphere_network": s.network or "",
+            "vsphere_template": s.template or "",
+        }
+
+    def packer_env(self) -> dict[str, str]:
+        return self.clients.packer_env()
+
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        source = self._owned(build, checkpoint.image, template=True)
+        if source is None:
+            raise InvalidInput(
+                f"milestones.{checkpoint.code}.outputs.checkpoint_image",
+                f"{checkpoint.image} is not build {build.build_id}'s template (missing, outside the target's "
+                "folder, or without this build's key); a build host is launched only from the build's own checkpoints",
+            )
+        name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        vm = self._clone(build, source, name, template=False, role="buildhost")
+        self._power(vm, on=True)
+        with vsphere_errors(f"read {name}"):
+            uuid = str(vm.config.instanceUuid)
+        address = "" if self.settings.connection else self._address(vm)
+        log.info("build host %s (%s) launched from %s", name, address or "no address needed", checkpoint.image)
+        return Host(uuid, address, checkpoint.image, checkpoint.code, checkpoint.code)
+
+    def _address(self, vm: Any) -> str:
+        """The guest's IP as VMware Tools reports it (bounded wait)."""
+        deadline = time.monotonic() + IP_WAIT_S
+        while time.monotonic() < deadline:
+            with vsphere_errors(f"guest address of {vm.name}"):
+                address = vm.guest.ipAddress
+            if address:
+                return str(address)
+            time.sleep(5)
+        raise TargetError(f"vSphere: {vm.name} reported no IP address within {IP_WAIT_S} s (VMware Tools running?)")
+
+    def _host_vm(self, build: BuildRecord, host: Host) -> Any:
+        vm = self._by_uuid(host.id) if host.id else None
+        return vm if self.is_builds(build, vm) else None
+
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        vm = self._host_vm(build, host)
+        if vm is None:
+            return False
+        try:
+            with vsphere_errors(f"power state of {host.id}"):
+                return bool(vm.runtime.powerState == "poweredOn" and not vm.config.template)
+        except NotFound:
+            return False
+
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        return ssh_ansible_vars(self.settings, host)
+
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        vm = self._host_vm(build, host)
+        if vm is None:
+            raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id} (or is gone)")
+        self._power(vm, on=False)  # a consistent disk
+        if final:
+            created = parse_ts(build.created_at).astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            name = f"{self.pipeline[:40]}-{created}-{self.key(build)[:6]}"
+            self._clone(build, vm, name, template=True, role="final")
+            log.info("captured final template %s", name)
+            return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path()}
+        name = f"{self.prefix(build)}-cp{milestone:03d}"
+        try:
+            self._clone(build, vm, name, template=True, role="checkpoint")
+        finally:
+            self._power(vm, on=True)
+        log.info("captured checkpoint template %s after milestone %d", name, milestone)
+        return {CHECKPOINT_OUTPUT: name, "folder": self.folder_path()}
+
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
+        removed = []
+        for image in images:
+            if self._destroy(build, self._owned(build, image, template=True)):
+                removed.append(image)
+            else:
+                log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
+        return removed
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        s = self.settings
+        template = self._owned(build, image, template=True)
+        if template is None:
+            raise InvalidInput(
+                "milestones.95.outputs.image_id",
+                f"{image} is not build {build.build_id}'s template (no key of this build); it is not published",
+            )
+        if not s.content_library:
+            raise InvalidInput("target.content_library", "is required to publish on vSphere")
+        rest = self.clients.rest()
+        with vsphere_errors("content library"):
+            found = rest_answer(
+                rest.post("/com/vmware/content/library", params={"~action": "find"},
+                          json={"spec": {"name": s.content_library}}),
+                f"find library {s.content_library}",
+            ) or []  # fmt: skip
+        if not found:
+            raise InvalidInput("target.content_library", f"{s.content_library} is not a content library of the vCenter")
+        library = found[0]
+        description = f"{self.pipeline} build {build.build_id} [imagebuild.key={self.key(build)}]"
+        item = self._library_item(rest, library, image)
+        if item is not None:
+            if f"[imagebuild.key={self.key(build)}]" not in str(item.get("description", "")):
+                raise InvalidInput("target.content_library", f"an item named {image} that is not this build's exists")
+            item_id = str(item["id"])
+        else:
+            body = {
+                "source": {"type": "VirtualMachine", "id": template._moId},
+                "target": {"library_id": library},
+                "create_spec": {"name": image, "description": description},
+            }
+            with vsphere_errors("content library"):
+                made = rest_answer(rest.post("/com/vmware/vcenter/ovf/library-item", json=body), f"capture {image}")
+            if not made or not made.get("succeeded"):
+                raise TargetError(f"vSphere: capturing {image} into {s.content_library} failed: {made}")
+            item_id = str(made["ovf_library_item_id"])
+        log.info("published %s to content library %s (item %s)", image, s.content_library, item_id)
+        return {"template": image, "content_library": s.content_library, "library_item_id": item_id}
+
+    @staticmethod
+    def _library_item(rest: Any, library: str, name: str) -> dict[str, Any] | None:
+        with vsphere_errors("content library"):
+            ids = rest_answer(
+                rest.post("/com/vmware/content/library/item", params={"~action": "find"},
+                          json={"spec": {"library_id": library, "name": name}}),
+                f"find item {name}",
+            ) or []  # fmt: skip
+            for item_id in ids:
+                item = rest_answer(rest.get(f"/com/vmware/content/library/item/id:{item_id}"), f"item {item_id}")
+                if item and item.get("name") == name:
+                    return dict(item)
+        return None
+
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
+        """Destroy the build VM, and what earlier, lost hosts of the build left."""
+        self._destroy(build, self._host_vm(build, host))
+        for code in sorted(checkpoint_images(build)):
+            self._destroy(build, self._vm(f"{self.prefix(build)}-h{code:03d}"))

@@ -1,0 +1,54 @@
+"""govmomi's vCenter simulator (``tests/servers/vcsim/main.go``, built by ``make setup`` from the
+simulator library Debian ships) on a free loopback port, over https with a self-signed
+certificate. It serves the SOAP SDK that pyVmomi and Packer's vsphere-clone use and the vAPI REST
+endpoints (sessions, content libraries); only the login below is accepted."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tests.servers.process import ROOT, stop
+
+BINARY = ROOT / ".cache/vcsim"
+# The default VPX inventory.
+DATACENTER, CLUSTER, DATASTORE, NETWORK = "DC0", "DC0_C0", "LocalDS_0", "VM Network"
+SOURCE_TEMPLATE = "DC0_H0_VM0"  # a VM of the inventory, used as the source Packer clones
+USER, PASSWORD = "vsphere-admin", "vcsim-Passw0rd!"
+
+
+@contextlib.contextmanager
+def vcsim(log: Path) -> Iterator[tuple[str, int]]:
+    """Yields (host, port)."""
+    assert BINARY.is_file(), f"{BINARY} is missing: run `make setup` (it builds the vCenter simulator)"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [str(BINARY), "-l", "127.0.0.1:0", "-u", f"{USER}:{PASSWORD}"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = proc.stdout.readline().decode().strip()
+        assert line and time.monotonic() < deadline, f"vcsim did not start: {log.read_text()[-2000:]}"
+        url = urlparse(line)
+        assert url.hostname == "127.0.0.1" and url.port
+        yield url.hostname, url.port
+    finally:
+        stop(proc)
+
+
+def connection(host: str, port: int) -> str:
+    """An Airflow connection URI for the simulator (self-signed: ``insecure``)."""
+    import json
+
+    return json.dumps(
+        {"conn_type": "generic", "host": host, "port": port, "login": USER, "password": PASSWORD,
+         "extra": {"insecure": True}}
+    )  # fmt: skip
