@@ -142,6 +142,23 @@ def vsphere_conn(vcsim_endpoint: tuple[str, int], monkeypatch: pytest.MonkeyPatc
     return vcsim_endpoint
 
 
+@pytest.fixture
+def vsphere_library(vsphere_conn: tuple[str, int]) -> str:
+    """The simulator's content library for publish (``tests.servers.vcsim.LIBRARY``); its id."""
+    import ssl
+
+    from pyVim.connect import SmartConnect
+
+    from tests.servers.vcsim import DATACENTER, DATASTORE, PASSWORD, USER, content_library
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    si = SmartConnect(host=vsphere_conn[0], port=vsphere_conn[1], user=USER, pwd=PASSWORD, sslContext=context)
+    datacenter = si.RetrieveContent().searchIndex.FindByInventoryPath(DATACENTER)
+    datastore = next(d for d in datacenter.datastore if d.name == DATASTORE)
+    return content_library(*vsphere_conn, datastore._moId)
+
+
 AZURE_CONN_ID = "azure_imagebuild_test"
 AZURE_GROUP = "rg-imagebuild"
 

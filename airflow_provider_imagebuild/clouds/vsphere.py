@@ -46,6 +46,13 @@ class VsphereClients:
         from airflow.sdk import BaseHook
 
         try:
+            import pyVmomi  # noqa: F401
+        except ImportError:
+            raise InvalidInput(
+                "cloud", "vSphere needs the vsphere extra: pip install 'airflow-provider-imagebuild[vsphere]'"
+            ) from None
+
+        try:
             conn = BaseHook.get_connection(conn_id)
         except Exception as exc:  # Airflow's own "connection not defined"
             raise InvalidInput("target.vsphere_conn_id", f"connection {conn_id!r}: {exc}") from None

@@ -78,7 +78,7 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         ``target.source_image``."""
         found = earlier_image(build, self.state)
         if found is None:
-            return self.target_settings.source_image or ""
+            return getattr(self.target_settings, "source_image", None) or ""  # vSphere: target.template
         code, image = found
         if not self.get_target().owns_image(build, image):
             raise InvalidInput(

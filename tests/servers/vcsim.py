@@ -19,6 +19,7 @@ BINARY = ROOT / ".cache/vcsim"
 DATACENTER, CLUSTER, DATASTORE, NETWORK = "DC0", "DC0_C0", "LocalDS_0", "VM Network"
 SOURCE_TEMPLATE = "DC0_H0_VM0"  # a VM of the inventory, used as the source Packer clones
 USER, PASSWORD = "vsphere-admin", "vcsim-Passw0rd!"
+LIBRARY = "golden-images"
 
 
 @contextlib.contextmanager
@@ -52,3 +53,25 @@ def connection(host: str, port: int) -> str:
         {"conn_type": "generic", "host": host, "port": port, "login": USER, "password": PASSWORD,
          "extra": {"insecure": True}}
     )  # fmt: skip
+
+
+def content_library(host: str, port: int, datastore: str) -> str:
+    """The content library publish goes to, made on first use (the vAPI REST API), found by name
+    after; returns its id."""
+    import ssl
+
+    import httpx
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with httpx.Client(base_url=f"https://{host}:{port}/rest", verify=ctx) as rest:
+        session = rest.post("/com/vmware/cis/session", auth=(USER, PASSWORD)).json()["value"]
+        rest.headers["vmware-api-session-id"] = session
+        found = rest.post("/com/vmware/content/library", params={"~action": "find"}, json={"spec": {"name": LIBRARY}})
+        if found.json()["value"]:
+            return str(found.json()["value"][0])
+        backing = {"type": "DATASTORE", "datastore_id": datastore}
+        spec = {"name": LIBRARY, "type": "LOCAL", "storage_backings": [backing]}
+        made = rest.post("/com/vmware/content/local-library", json={"create_spec": spec})
+        assert made.status_code == 200, made.text
+        return str(made.json()["value"])

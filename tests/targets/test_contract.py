@@ -5,9 +5,9 @@ there once it is registered in ``targets/registry.py``). Each target runs on wha
 use: ``local`` on real debootstrap, tar, ansible-runner over chroot, mkfs.ext4 and qemu-img;
 ``aws`` on real Packer and EC2/SSM calls to the loopback moto server; ``azure`` and ``gcp`` on real
 Packer (a stand-in template) and the clouds' real client libraries against loopback fakes of Azure
-Resource Manager and Compute Engine. For both
-clouds the playbooks run for real over chroot into a Debian tree standing in for the instance
-(the clouds' instances run nothing here).
+Resource Manager and Compute Engine; ``vsphere`` on real Packer (``vsphere-clone``) and pyVmomi
+against govmomi's vCenter simulator. For the clouds the playbooks run for real over chroot into
+a Debian tree standing in for the instance (the clouds' instances run nothing here).
 
 The pipeline's tasks are built by the DAG factory from a spec and executed in plan order with a
 task context, as a DAG run does (the Airflow path itself is covered by the ``dag.test()`` tests):
@@ -27,11 +27,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.spec import load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_for
 from airflow_provider_imagebuild.targets.base import Host
@@ -39,7 +41,7 @@ from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
 from tests.dags.conftest import ROOT, write
 from tests.helpers import task_context
 
-TARGETS = ["local", "aws", "azure", "gcp"]
+TARGETS = ["local", "aws", "azure", "gcp", "vsphere"]
 MARK = """
 - name: Contract milestone
   hosts: all
@@ -235,6 +237,62 @@ milestones:
     )
 
 
+def vsphere_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    """govmomi's vCenter simulator (tests/servers/vcsim.py) with real pyVmomi and the vAPI; 5 and
+    10 run the shipped template with Packer's real vsphere-clone builder against it."""
+    from tests.conftest import VSPHERE_CONN_ID
+    from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, LIBRARY, SOURCE_TEMPLATE
+
+    request.getfixturevalue("vsphere_library")
+    root = request.getfixturevalue("build_host_root")
+    template = ROOT / "dags/packer/rhel8-vsphere.pkr.hcl"
+    packer = "{{action: packer, template: {t}, only: [vsphere-clone.{src}]}}"
+    spec = f"""pipeline: contract-vsphere-{tmp_path.name[-12:]}
+cloud: vsphere
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+checkpoints: [15]
+target:
+  vsphere_conn_id: {VSPHERE_CONN_ID}
+  datacenter: {DATACENTER}
+  cluster: {CLUSTER}
+  datastore: {DATASTORE}
+  template: {SOURCE_TEMPLATE}
+  content_library: {LIBRARY}
+  keep_checkpoints: [5, 10]
+  connection: {chroot_host_vars(root)}
+milestones:
+{_milestones([f"  5: {packer.format(t=template, src='kickstart')}", f"  10: {packer.format(t=template, src='green')}"])}
+"""
+    target: Any = None
+
+    def vsphere() -> Any:
+        nonlocal target
+        if target is None:
+            settings = {**yaml.safe_load(spec)["target"], "keep_checkpoints": []}
+            probe = parse_spec({"pipeline": "probe", "cloud": "vsphere", "image_type": "base", "target": settings})
+            target = target_for("vsphere", probe.target, pipeline="probe", image_type="base")
+        return target
+
+    def lose(host: Host) -> None:
+        vm = vsphere()._by_uuid(host.id)
+        vsphere().clients.wait("power off", vm.PowerOffVM_Task())
+        vsphere().clients.wait("destroy", vm.Destroy_Task())
+
+    def alive(host: Host) -> bool:
+        vm = vsphere()._by_uuid(host.id)
+        return vm is not None and vm.runtime.powerState == "poweredOn"
+
+    return Case(
+        "vsphere",
+        spec,
+        lose_host=lose,
+        host_alive=alive,
+        image_exists=lambda image: vsphere()._vm(image) is not None,
+        host_root=lambda host: root,
+    )
+
+
 class Pipeline:
     """The pipeline's tasks from the DAG factory, run in plan order with a task context."""
 
@@ -266,7 +324,7 @@ class Pipeline:
 
 @pytest.fixture(params=TARGETS)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    cases = {"local": local_case, "aws": aws_case, "azure": azure_case, "gcp": gcp_case}
+    cases = {"local": local_case, "aws": aws_case, "azure": azure_case, "gcp": gcp_case, "vsphere": vsphere_case}
     return cases[request.param](tmp_path, request)
 
 

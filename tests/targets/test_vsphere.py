@@ -9,12 +9,10 @@ template named by the build) is done here with pyVmomi; the contract suite runs 
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_imagebuild.build.identity import BuildIdentity
@@ -25,9 +23,7 @@ from airflow_provider_imagebuild.targets import target_for
 from airflow_provider_imagebuild.targets.base import Checkpoint, Host
 from airflow_provider_imagebuild.targets.vsphere import KEY_OPTION, VsphereTarget
 from tests.conftest import VSPHERE_CONN_ID, unique
-from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, PASSWORD, SOURCE_TEMPLATE, USER
-
-LIBRARY = "golden-images"
+from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, LIBRARY, SOURCE_TEMPLATE, USER
 
 
 def settings(**more: Any) -> dict[str, Any]:
@@ -52,28 +48,6 @@ def make_target(pipeline: str, **more: Any) -> VsphereTarget:
 
 
 @pytest.fixture
-def library(vsphere_conn: tuple[str, int]) -> str:
-    """The content library publish goes to (made once per simulator, found by name after)."""
-    host, port = vsphere_conn
-    datastore = make_target("vs-pipe").datastore()._moId
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with httpx.Client(base_url=f"https://{host}:{port}/rest", verify=ctx) as rest:
-        session = rest.post("/com/vmware/cis/session", auth=(USER, PASSWORD)).json()["value"]
-        rest.headers["vmware-api-session-id"] = session
-        found = rest.post("/com/vmware/content/library", params={"~action": "find"}, json={"spec": {"name": LIBRARY}})
-        if found.json()["value"]:
-            return str(found.json()["value"][0])
-        made = rest.post(
-            "/com/vmware/content/local-library",
-            json={"create_spec": {"name": LIBRARY, "type": "LOCAL",
-                                  "storage_backings": [{"type": "DATASTORE", "datastore_id": datastore}]}},
-        )  # fmt: skip
-        assert made.status_code == 200, made.text
-        return str(made.json()["value"])
-
-
-@pytest.fixture
 def build(tmp_path: Path) -> Iterator[Any]:
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     build_id = unique("vs")
@@ -91,7 +65,7 @@ def packer_clone(target: VsphereTarget, name: str, source: str = SOURCE_TEMPLATE
     clone.MarkAsTemplate()
 
 
-def test_build_host_checkpoints_seal_publish_and_cleanup(build: Any, library: str) -> None:
+def test_build_host_checkpoints_seal_publish_and_cleanup(build: Any, vsphere_library: str) -> None:
     target = make_target("vs-pipe")
     green = target.packer_image_name(build, "vs-pipe", 10)
     packer_clone(target, green)

@@ -1,6 +1,7 @@
 """The Packer templates users copy pass ``packer validate`` with the variables the target gives,
 and ``packer fmt -check``. Only validation for azure-arm and googlecompute: their builds need
-Azure and Google Cloud themselves."""
+Azure and Google Cloud themselves. The vSphere template is also built for real, against the vCenter
+simulator, by the target contract suite."""
 
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ CASES = {
     "azure-arm.green": ("rhel8-azure.pkr.hcl", {"source_image": IMAGE_ID, "virtual_network": "vnet-build/builders"}),
     "googlecompute.kickstart": ("rhel8-gcp.pkr.hcl", {"source_image": ""}),
     "googlecompute.green": ("rhel8-gcp.pkr.hcl", {"source_image": "projects/imagebuild-test/global/images/w-m005"}),
+    "vsphere-clone.kickstart": ("rhel8-vsphere.pkr.hcl", {"source_image": "", "vsphere_template": "rhel8-source"}),
+    "vsphere-clone.green": ("rhel8-vsphere.pkr.hcl", {"source_image": "ib-0123456789-m005"}),
 }
 GCP = {"gcp_project": "imagebuild-test", "gcp_zone": "europe-west1-b"}
+VSPHERE = {"vsphere_server": "vcenter.example.com", "vsphere_user": "u", "vsphere_password": "p",
+           "vsphere_datacenter": "DC0", "vsphere_cluster": "DC0_C0", "vsphere_datastore": "LocalDS_0"}  # fmt: skip
 AZURE = {"azure_subscription_id": SUBSCRIPTION, "azure_resource_group": "rg-imagebuild", "azure_location": "westeurope"}
 
 
 @pytest.mark.parametrize("source", sorted(CASES))
 def test_shipped_template_validates(source: str, tmp_path: Path) -> None:
     template, values = CASES[source]
-    cloud = {"azure-arm": AZURE, "googlecompute": GCP}.get(source.partition(".")[0], {})
+    cloud = {"azure-arm": AZURE, "googlecompute": GCP, "vsphere-clone": VSPHERE}.get(source.partition(".")[0], {})
     variables = {**COMMON, **values, **cloud}
     var_file = tmp_path / "vars.json"
     var_file.write_text(json.dumps(variables))
