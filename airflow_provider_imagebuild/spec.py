@@ -18,11 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, check_code
-from airflow_provider_imagebuild.build.ids import CLOUDS, KEY_RE, NAME_RE, Cloud
+from airflow_provider_imagebuild.build.ids import CLOUDS, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec_types import ConnId
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
@@ -133,7 +134,7 @@ class TargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    aws_conn_id: str = "aws_default"
+    aws_conn_id: ConnId = "aws_default"
     region: str | None = None
     source_image: str | None = None
     instance_type: str = "t3.micro"
@@ -185,13 +186,6 @@ class TargetSpec(BaseModel):
             raise ValueError("must be an SSM parameter path like /imagebuild/web/image_id")
         return value
 
-    @field_validator("aws_conn_id")
-    @classmethod
-    def _conn_id(cls, value: str) -> str:
-        if not KEY_RE.fullmatch(value):
-            raise ValueError("is not a connection id")
-        return value
-
 
 # The ``target:`` model of each cloud (the others share TargetSpec: AWS settings, local's paths).
 TARGET_MODELS: dict[str, type[BaseModel]] = {
@@ -228,7 +222,7 @@ class PipelineSpec(BaseModel):
     # nightly pipeline should not overlap itself; raise it for a pipeline triggered per variant.
     max_active_runs: int = Field(1, ge=1, le=64)
     store: str | None = None
-    store_conn_id: str | None = None
+    store_conn_id: ConnId | None = None
     defaults: RetryPolicy = RetryPolicy()
     include_standard: bool = False
     tags: list[str] = Field(default_factory=list)
@@ -275,13 +269,6 @@ class PipelineSpec(BaseModel):
             from airflow_provider_imagebuild.store.url import parse_store_url
 
             parse_store_url(value)
-        return value
-
-    @field_validator("store_conn_id")
-    @classmethod
-    def _conn(cls, value: str | None) -> str | None:
-        if value is not None and not KEY_RE.fullmatch(value):
-            raise ValueError("is not a connection id")
         return value
 
     @model_validator(mode="before")

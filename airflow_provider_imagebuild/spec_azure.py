@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_provider_imagebuild.build.ids import KEY_RE
 from airflow_provider_imagebuild.clouds.azure import AZURE_LOCATION_RE, RESOURCE_GROUP_RE, SUBSCRIPTION_RE
+from airflow_provider_imagebuild.spec_types import ConnId
 
 # Marketplace image URN: Publisher:Offer:Sku:Version (RedHat:RHEL:8-lvm-gen2:latest).
 URN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9.]+")
@@ -42,7 +42,7 @@ class AzureTargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    azure_conn_id: str = "azure_default"
+    azure_conn_id: ConnId = "azure_default"
     subscription_id: str | None = None
     resource_group: str | None = None
     location: str | None = None
@@ -62,13 +62,6 @@ class AzureTargetSpec(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("azure_conn_id")
-    @classmethod
-    def _conn_id(cls, value: str) -> str:
-        if not KEY_RE.fullmatch(value):
-            raise ValueError("is not a connection id")
-        return value
 
     @field_validator("subscription_id")
     @classmethod

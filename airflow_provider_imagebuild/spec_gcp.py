@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_provider_imagebuild.build.ids import KEY_RE
 from airflow_provider_imagebuild.clouds.gcp import PROJECT_RE, STORAGE_LOCATION_RE, ZONE_RE
+from airflow_provider_imagebuild.spec_types import ConnId, LoginName
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)  # images, families, instances
 MACHINE_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}", re.ASCII)
@@ -39,7 +39,7 @@ class GcpTargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gcp_conn_id: str = "google_cloud_default"
+    gcp_conn_id: ConnId = "google_cloud_default"
     project: str | None = None
     zone: str | None = None
     machine_type: str = "e2-standard-2"
@@ -50,7 +50,7 @@ class GcpTargetSpec(BaseModel):
     subnetwork: str | None = None
     public_ip: bool = False
     service_account: str | None = None
-    ssh_user: str = "imagebuild"
+    ssh_user: LoginName = "imagebuild"
     ssh_public_key: str | None = None
     ssh_private_key_file: str | None = None
     image_family: str | None = None
@@ -61,13 +61,6 @@ class GcpTargetSpec(BaseModel):
     deprecate_previous: Deprecation | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("gcp_conn_id")
-    @classmethod
-    def _conn_id(cls, value: str) -> str:
-        if not KEY_RE.fullmatch(value):
-            raise ValueError("is not a connection id")
-        return value
 
     @field_validator("project", "source_image_project")
     @classmethod
@@ -127,13 +120,6 @@ class GcpTargetSpec(BaseModel):
         for member in value:
             if not MEMBER_RE.fullmatch(member):
                 raise ValueError(f"{member!r} is not an IAM member (user:, group:, serviceAccount: or domain:)")
-        return value
-
-    @field_validator("ssh_user")
-    @classmethod
-    def _user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value == "root":
-            raise ValueError(f"{value!r} is not a login name (lowercase, not root)")
         return value
 
     @field_validator("labels")

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_provider_imagebuild.build.ids import KEY_RE
+from airflow_provider_imagebuild.spec_types import ConnId, LoginName
 
 # Inventory names: vCenter allows up to 80 characters; '/' separates inventory paths, '%' escapes.
 INVENTORY_RE = re.compile(r"[^/%\\\x00-\x1f]{1,80}")
@@ -26,7 +26,7 @@ class VsphereTargetSpec(BaseModel):
 
     # host, port, login, password; ``extra``: {"insecure": true} for a self-signed vCenter, or
     # {"ca_file": "/path/ca.pem"}
-    vsphere_conn_id: str = "vsphere_default"
+    vsphere_conn_id: ConnId = "vsphere_default"
     datacenter: str | None = None
     cluster: str | None = None
     host: str | None = None  # an ESXi host instead of a cluster
@@ -36,17 +36,10 @@ class VsphereTargetSpec(BaseModel):
     network: str | None = None
     template: str | None = None  # the source VM template the green image is cloned from
     content_library: str | None = None
-    ssh_user: str = "imagebuild"
+    ssh_user: LoginName = "imagebuild"
     ssh_private_key_file: str | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("vsphere_conn_id")
-    @classmethod
-    def _conn_id(cls, value: str) -> str:
-        if not KEY_RE.fullmatch(value):
-            raise ValueError("is not a connection id")
-        return value
 
     @field_validator("datacenter", "cluster", "host", "datastore", "network", "template", "content_library")
     @classmethod
@@ -61,13 +54,6 @@ class VsphereTargetSpec(BaseModel):
                 raise ValueError(f"{value!r} is not a relative inventory path (names separated by '/')")
             for part in value.split("/"):
                 _names(part, "folder or pool")
-        return value
-
-    @field_validator("ssh_user")
-    @classmethod
-    def _user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value == "root":
-            raise ValueError(f"{value!r} is not a login name (lowercase, not root)")
         return value
 
     def missing_for(self, actions: set[str]) -> list[str]:

@@ -23,7 +23,6 @@ only the figures, with fewer builds. Writes the scale-out section of docs/benchm
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -53,6 +52,7 @@ from tests.servers.scaleout import (  # noqa: E402
     mark_problems,
     read_marks,
     run_times,
+    store_env,
     store_problems,
 )
 from tests.servers.standalone import Airflow, standalone  # noqa: E402
@@ -101,19 +101,6 @@ def local_pipeline(builds: int) -> str:
         ms.pop("retries", None)
         ms.pop("retry_delay", None)
     return yaml.safe_dump(spec)
-
-
-def store_env(store_url: str) -> dict[str, str]:
-    """The deployment's store: an ``imagebuild_state`` connection with its own AWS connection."""
-    return {
-        "AIRFLOW_CONN_IMAGEBUILD_DEFAULT": json.dumps(
-            {"conn_type": "imagebuild_state", "extra": {"store_url": store_url, "aws_conn_id": "aws_state_store"}}
-        ),
-        "AIRFLOW_CONN_AWS_STATE_STORE": json.dumps(
-            {"conn_type": "aws", "login": "local", "password": "local", "extra": {"region_name": "us-east-1"}}
-        ),
-        "IMAGEBUILD_STORE_CONN_ID": "imagebuild_default",
-    }
 
 
 def throughput(airflow: Airflow, builds: list[str]) -> RunTimes:

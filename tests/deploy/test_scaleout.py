@@ -14,7 +14,6 @@ append a marker per run to a file, so that runs are counted, and sleep as real w
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,7 +22,14 @@ import pytest
 from airflow_provider_imagebuild.store import open_store
 from tests.conftest import unique
 from tests.dags.conftest import write
-from tests.servers.scaleout import celery_cluster, command_pipeline, mark_problems, read_marks, store_problems
+from tests.servers.scaleout import (
+    celery_cluster,
+    command_pipeline,
+    mark_problems,
+    read_marks,
+    store_env,
+    store_problems,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -38,19 +44,6 @@ DETECTION = {
 }
 
 
-def store_connection(store_url: str) -> dict[str, str]:
-    """The deployment's store: an ``imagebuild_state`` connection with its own AWS connection."""
-    return {
-        "AIRFLOW_CONN_IMAGEBUILD_DEFAULT": json.dumps(
-            {"conn_type": "imagebuild_state", "extra": {"store_url": store_url, "aws_conn_id": "aws_state_store"}}
-        ),
-        "AIRFLOW_CONN_AWS_STATE_STORE": json.dumps(
-            {"conn_type": "aws", "login": "local", "password": "local", "extra": {"region_name": "us-east-1"}}
-        ),
-        "IMAGEBUILD_STORE_CONN_ID": "imagebuild_default",
-    }
-
-
 def test_two_celery_workers_deliver_builds_and_survive_a_killed_worker(tmp_path: Path, dynalite_url: str) -> None:
     marks = tmp_path / "marks"
     pipelines = tmp_path / "pipelines"
@@ -58,7 +51,7 @@ def test_two_celery_workers_deliver_builds_and_survive_a_killed_worker(tmp_path:
     store_url = f"dynamodb://{unique('scaleout')}?region=us-east-1&endpoint_url={dynalite_url}"
     store = open_store(store_url)
     store.init()
-    env = {**store_connection(store_url), **DETECTION}
+    env = {**store_env(store_url), **DETECTION}
     with celery_cluster(tmp_path / "cluster", pipelines, workers=2, extra_env=env) as cluster:
         airflow = cluster.airflow
         airflow.wait_for_dag(DAG_ID)

@@ -10,6 +10,7 @@ directory that user owns.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,20 @@ from tests.servers.standalone import PASSWORD, PASSWORDS, USERS, Airflow
 
 ENV_FILE = ROOT / "deploy/celery.env"
 START_TIMEOUT_S = 180
+
+
+def store_env(store_url: str) -> dict[str, str]:
+    """The deployment's store: an ``imagebuild_state`` connection with its own AWS connection
+    (dynalite takes any key), as docker-compose.yaml wires it."""
+    return {
+        "AIRFLOW_CONN_IMAGEBUILD_DEFAULT": json.dumps(
+            {"conn_type": "imagebuild_state", "extra": {"store_url": store_url, "aws_conn_id": "aws_state_store"}}
+        ),
+        "AIRFLOW_CONN_AWS_STATE_STORE": json.dumps(
+            {"conn_type": "aws", "login": "local", "password": "local", "extra": {"region_name": "us-east-1"}}
+        ),
+        "IMAGEBUILD_STORE_CONN_ID": "imagebuild_default",
+    }
 
 
 def deploy_env() -> dict[str, str]:
@@ -206,7 +221,7 @@ def celery_cluster(
 ) -> Iterator[Cluster]:
     home = work / "airflow"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "simple_auth_manager_passwords.json.generated").write_text(__import__("json").dumps(PASSWORDS))
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(PASSWORDS))
     with postgres() as db, redis(work) as broker:
         port = free_port()
         env = {
