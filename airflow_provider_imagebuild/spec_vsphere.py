@@ -36,6 +36,8 @@ class VsphereTargetSpec(BaseModel):
     network: str | None = None
     template: str | None = None  # the source VM template the green image is cloned from
     content_library: str | None = None
+    # vSphere tags (category: tag) attached to the published template; made when missing
+    publish_tags: dict[str, str] = Field(default_factory=dict)
     ssh_user: LoginName = "imagebuild"
     ssh_private_key_file: str | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
@@ -45,6 +47,14 @@ class VsphereTargetSpec(BaseModel):
     @classmethod
     def _inventory(cls, value: str | None) -> str | None:
         return None if value is None else _names(value, "inventory")
+
+    @field_validator("publish_tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for category, tag in value.items():
+            _names(category, "tag category")
+            _names(tag, "tag")
+        return value
 
     @field_validator("resource_pool", "folder")
     @classmethod

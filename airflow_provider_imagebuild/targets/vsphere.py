@@ -18,7 +18,8 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
   the pipeline and the build's creation time, stable on retry) rather than converting the build VM
   itself, so that a retried seal and the host's cleanup never touch the image.
 - Publish captures the final template into the spec's content library as an OVF template item
-  (vAPI), found by name on retry; earlier items stay.
+  (vAPI), found by name on retry, and attaches the spec's ``publish_tags`` (category: tag, made
+  when missing) to the template; earlier items stay.
 - Ownership: every VM and template the build makes carries ``imagebuild.key`` (a digest of the
   pipeline and build id) and ``imagebuild.managed_by`` in its advanced settings (``extraConfig``);
   nothing without this build's key is launched from, captured, published or destroyed. The
@@ -362,8 +363,46 @@ class VsphereTarget(Target):
             if not made or not made.get("succeeded"):
                 raise TargetError(f"vSphere: capturing {image} into {s.content_library} failed: {made}")
             item_id = str(made["ovf_library_item_id"])
+        tagged = {category: self._attach_tag(rest, category, tag, template._moId) for category, tag in
+                  s.publish_tags.items()}  # fmt: skip
         log.info("published %s to content library %s (item %s)", image, s.content_library, item_id)
-        return {"template": image, "content_library": s.content_library, "library_item_id": item_id}
+        return {
+            "template": image,
+            "content_library": s.content_library,
+            "library_item_id": item_id,
+            "tags": {category: s.publish_tags[category] for category in tagged},
+        }
+
+    @staticmethod
+    def _attach_tag(rest: Any, category: str, tag: str, vm_id: str) -> str:
+        """Attach ``category: tag`` to the VM (template), making the category (one tag per
+        object, for VMs) and the tag when missing; attaching again is harmless."""
+        tagging = "/com/vmware/cis/tagging"
+        with vsphere_errors("tags"):
+            category_id = None
+            for cid in rest_answer(rest.get(f"{tagging}/category"), "list tag categories") or []:
+                found = rest_answer(rest.get(f"{tagging}/category/id:{cid}"), f"tag category {cid}")
+                if found and found.get("name") == category:
+                    category_id = cid
+                    break
+            if category_id is None:
+                spec = {"name": category, "description": f"{MANAGED_BY}: {category}",
+                        "cardinality": "SINGLE", "associable_types": ["VirtualMachine"]}  # fmt: skip
+                category_id = rest_answer(rest.post(f"{tagging}/category", json={"create_spec": spec}), "tag category")
+            tag_id = None
+            listed = rest.post(f"{tagging}/tag/id:{category_id}", params={"~action": "list-tags-for-category"})
+            for tid in rest_answer(listed, f"tags of {category}") or []:
+                found = rest_answer(rest.get(f"{tagging}/tag/id:{tid}"), f"tag {tid}")
+                if found and found.get("name") == tag:
+                    tag_id = tid
+                    break
+            if tag_id is None:
+                spec = {"name": tag, "description": f"{MANAGED_BY}: {category}={tag}", "category_id": category_id}
+                tag_id = rest_answer(rest.post(f"{tagging}/tag", json={"create_spec": spec}), f"tag {tag}")
+            body = {"object_id": {"id": vm_id, "type": "VirtualMachine"}}
+            attach = rest.post(f"{tagging}/tag-association/id:{tag_id}", params={"~action": "attach"}, json=body)
+            rest_answer(attach, f"attach {category}={tag}")
+        return str(tag_id)
 
     @staticmethod
     def _library_item(rest: Any, library: str, name: str) -> dict[str, Any] | None:

@@ -66,7 +66,7 @@ def packer_clone(target: VsphereTarget, name: str, source: str = SOURCE_TEMPLATE
 
 
 def test_build_host_checkpoints_seal_publish_and_cleanup(build: Any, vsphere_library: str) -> None:
-    target = make_target("vs-pipe")
+    target = make_target("vs-pipe", publish_tags={"os": "rhel8", "image-tier": "golden"})
     green = target.packer_image_name(build, "vs-pipe", 10)
     packer_clone(target, green)
     target.claim_images(build, {"": green}, 10)
@@ -94,7 +94,13 @@ def test_build_host_checkpoints_seal_publish_and_cleanup(build: Any, vsphere_lib
 
     published = target.publish(build, final)
     assert published["content_library"] == LIBRARY and published["library_item_id"]
-    assert target.publish(build, final) == published  # a retried publish finds its item
+    assert published["tags"] == {"os": "rhel8", "image-tier": "golden"}
+    assert target.publish(build, final) == published  # a retried publish finds its item and tags
+    rest, template_id = target.clients.rest(), target._vm(final)._moId
+    body = {"object_id": {"id": template_id, "type": "VirtualMachine"}}
+    attached = rest.post("/com/vmware/cis/tagging/tag-association", params={"~action": "list-attached-tags"}, json=body)
+    names = {rest.get(f"/com/vmware/cis/tagging/tag/id:{t}").json()["value"]["name"] for t in attached.json()["value"]}
+    assert names == {"rhel8", "golden"}
 
     assert target.discard(build, [green, checkpoint, "not-a-template"]) == [green, checkpoint]
     assert not target.owns_image(build, green)
@@ -161,6 +167,7 @@ def test_wrong_login_and_missing_inventory_are_input_errors(
         ({"folder": "/abs"}, "target.folder", "relative inventory path"),
         ({"region": "us-east-1"}, "target.region", "unknown key"),
         ({"ssh_user": "root"}, "target.ssh_user", "not root"),
+        ({"publish_tags": {"os/family": "rhel"}}, "target.publish_tags", "not a vSphere tag category name"),
     ],
 )
 def test_bad_target_settings_name_the_key(target: dict[str, Any], where: str, reason: str) -> None:
