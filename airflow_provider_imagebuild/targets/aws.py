@@ -16,7 +16,6 @@ part can contain ``/``, so two builds never share a name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +31,7 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     Host,
     Target,
+    build_digest,
     ssh_ansible_vars,
 )
 
@@ -138,7 +138,7 @@ class AwsTarget(Target):
         name = f"{self.pipeline}/{build.build_id}{suffix}"
         if len(name) <= MAX_IMAGE_NAME:
             return name
-        digest = hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:32]
+        digest = build_digest(self.pipeline, build.build_id, 32)
         return f"imagebuild/{digest}{suffix}"
 
     def _image_by_name(

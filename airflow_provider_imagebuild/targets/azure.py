@@ -44,6 +44,7 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     Host,
     Target,
+    build_digest,
     checkpoint_images,
     ssh_ansible_vars,
 )
@@ -137,7 +138,7 @@ class AzureTarget(Target):
         return self.clients.network
 
     def prefix(self, build: BuildRecord) -> str:
-        return "ib-" + hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:10]
+        return "ib-" + build_digest(self.pipeline, build.build_id, 10)
 
     def build_tags(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
         return {

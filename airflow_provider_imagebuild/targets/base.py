@@ -19,6 +19,7 @@ carrying the build id and the pipeline (clouds). What it cannot prove is refused
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -64,6 +65,12 @@ class Host:
             checkpoint,
             int(meta.get("host_synced") or checkpoint),
         )
+
+
+def build_digest(pipeline: str, build_id: str, length: int) -> str:
+    """A digest of the pipeline and build id: what names and tags of a build's cloud resources
+    carry where the id itself does not fit (capitals, dots, length)."""
+    return hashlib.sha256(f"{pipeline}/{build_id}".encode()).hexdigest()[:length]
 
 
 def synced_to(host: Host, code: int) -> Host:

@@ -21,7 +21,6 @@ connection or Application Default Credentials); the SDKs are imported only when 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -39,6 +38,7 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     Host,
     Target,
+    build_digest,
     checkpoint_images,
     ssh_ansible_vars,
 )
@@ -121,7 +121,7 @@ class GcpTarget(Target):
         return operation
 
     def key(self, build: BuildRecord) -> str:
-        return hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:20]
+        return build_digest(self.pipeline, build.build_id, 20)
 
     def prefix(self, build: BuildRecord) -> str:
         return f"ib-{self.key(build)[:10]}"

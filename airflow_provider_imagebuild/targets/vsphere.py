@@ -28,7 +28,6 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     Host,
     Target,
+    build_digest,
     checkpoint_images,
     ssh_ansible_vars,
 )
@@ -86,7 +86,7 @@ class VsphereTarget(Target):
         return self.clients.content
 
     def key(self, build: BuildRecord) -> str:
-        return hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:20]
+        return build_digest(self.pipeline, build.build_id, 20)
 
     def prefix(self, build: BuildRecord) -> str:
         return f"ib-{self.key(build)[:10]}"
