@@ -23,6 +23,7 @@ from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.spec_types import ConnId
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
@@ -192,8 +193,9 @@ TARGET_MODELS: dict[str, type[BaseModel]] = {
     "azure": AzureTargetSpec,
     "gcp": GcpTargetSpec,
     "vsphere": VsphereTargetSpec,
+    "openstack": OpenstackTargetSpec,
 }
-AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec | VsphereTargetSpec
+AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec | VsphereTargetSpec | OpenstackTargetSpec
 
 
 def _error_text(exc: ValidationError, prefix: str) -> str:
@@ -303,7 +305,7 @@ class PipelineSpec(BaseModel):
                     f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
                     f"(only {', '.join(clouds)})"
                 )
-        if isinstance(self.target, (AzureTargetSpec, GcpTargetSpec, VsphereTargetSpec)):
+        if isinstance(self.target, (AzureTargetSpec, GcpTargetSpec, VsphereTargetSpec, OpenstackTargetSpec)):
             actions: set[str] = {m.action for m in self.milestones.values()}
             missing = self.target.missing_for(actions)
             if missing:

@@ -159,6 +159,30 @@ def vsphere_library(vsphere_conn: tuple[str, int]) -> str:
     return content_library(*vsphere_conn, datastore._moId)
 
 
+OPENSTACK_CONN_ID = "openstack_imagebuild_test"
+
+
+@pytest.fixture(scope="session")
+def openstack_endpoint() -> Iterator[Any]:
+    """The loopback fake of Keystone, Nova, Glance and Neutron (tests/servers/openstack.py),
+    shared by the session: each test's build makes servers and images of its own names."""
+    from tests.servers.openstack import fake_openstack
+
+    with fake_openstack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_os(openstack_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The fake reached as a deployment would: an Airflow connection (``OPENSTACK_CONN_ID``)."""
+    from airflow_provider_imagebuild.targets.openstack import OpenstackTarget
+    from tests.servers.openstack import connection_uri
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", connection_uri(openstack_endpoint))
+    monkeypatch.setattr(OpenstackTarget, "poll_s", 0.05)
+    return openstack_endpoint
+
+
 AZURE_CONN_ID = "azure_imagebuild_test"
 AZURE_GROUP = "rg-imagebuild"
 

@@ -96,7 +96,7 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
             "image_type": self.image_type,
             "os": self.os_name,
             "image_name": target.packer_image_name(build, self.pipeline, self.state),
-            "source_image": self.source_image(build),
+            "source_image": target.packer_source_image(self.source_image(build)),
             "packer_manifest": str(manifest),
             **target.packer_vars(),
         }

@@ -23,9 +23,10 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 
 if TYPE_CHECKING:
     from airflow_provider_imagebuild.spec import TargetSpec
@@ -71,6 +72,14 @@ def build_digest(pipeline: str, build_id: str, length: int) -> str:
     """A digest of the pipeline and build id: what names and tags of a build's cloud resources
     carry where the id itself does not fit (capitals, dots, length)."""
     return hashlib.sha256(f"{pipeline}/{build_id}".encode()).hexdigest()[:length]
+
+
+def final_image_name(prefix: str, build: BuildRecord, key: str) -> str:
+    """The final image's name on the clouds that name it: ``<prefix>-<created>-<key6>``, from the
+    build's creation time (UTC), so a retried seal makes the same name, and a digest of the
+    pipeline and build id, so two builds of one second do not collide."""
+    created = parse_ts(build.created_at).astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{created}-{key[:6]}"
 
 
 def synced_to(host: Host, code: int) -> Host:
@@ -220,6 +229,11 @@ class Target(ABC):
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
         """The ``image_name`` a Packer template gets (a cloud with stricter names overrides it)."""
         return f"{pipeline}-{build.build_id}-m{milestone:03d}"
+
+    def packer_source_image(self, image: str) -> str:
+        """The ``source_image`` a Packer template gets for ``image`` (a cloud whose builder takes
+        ids only resolves the spec's image name here)."""
+        return image
 
     def packer_vars(self) -> dict[str, str]:
         """Variables every Packer template of this target may declare (region, endpoint...)."""

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.gcp import GcpClients, gcp_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
@@ -40,6 +40,7 @@ from airflow_provider_imagebuild.targets.base import (
     Target,
     build_digest,
     checkpoint_images,
+    final_image_name,
     ssh_ansible_vars,
 )
 
@@ -333,8 +334,7 @@ class GcpTarget(Target):
         if instance.get("status") != "TERMINATED":
             self._power(name, "stop")  # a consistent disk
         if final:
-            created = parse_ts(build.created_at).astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
-            image_name = f"{family[:40]}-{created}-{self.key(build)[:6]}"
+            image_name = final_image_name(family[:40], build, self.key(build))
             body: dict[str, Any] = {
                 "sourceDisk": disk,
                 "family": family,

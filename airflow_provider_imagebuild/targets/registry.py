@@ -42,6 +42,10 @@ TARGETS: dict[str, Registered] = {
         "airflow_provider_imagebuild.targets.vsphere:VsphereTarget",
         frozenset({"packer", "ansible", "seal", "publish"}),
     ),
+    "openstack": Registered(
+        "airflow_provider_imagebuild.targets.openstack:OpenstackTarget",
+        frozenset({"packer", "ansible", "seal", "publish"}),
+    ),
     "local": Registered(
         "airflow_provider_imagebuild.targets.local:LocalTarget",
         frozenset({"bootstrap", "ansible", "seal", "publish"}),

@@ -31,10 +31,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from datetime import timezone
 from typing import Any
 
-from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
@@ -47,6 +46,7 @@ from airflow_provider_imagebuild.targets.base import (
     Target,
     build_digest,
     checkpoint_images,
+    final_image_name,
     ssh_ansible_vars,
 )
 
@@ -304,8 +304,7 @@ class VsphereTarget(Target):
             raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id} (or is gone)")
         self._power(vm, on=False)  # a consistent disk
         if final:
-            created = parse_ts(build.created_at).astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
-            name = f"{self.pipeline[:40]}-{created}-{self.key(build)[:6]}"
+            name = final_image_name(self.pipeline[:40], build, self.key(build))
             self._clone(build, vm, name, template=True, role="final")
             log.info("captured final template %s", name)
             return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path()}

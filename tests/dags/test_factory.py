@@ -124,8 +124,8 @@ def test_task_group_inside_another_dag() -> None:
             "file gone.yml not found",
         ),
         (
-            "pipeline: p\ncloud: openstack\nimage_type: t\nmilestones:\n  95: {action: seal}\n",
-            "milestones.95",
+            "pipeline: p\ncloud: openstack\nimage_type: t\nmilestones:\n  5: {action: bootstrap}\n",
+            "milestones.5",
             "not available for cloud 'openstack'",
         ),
         (

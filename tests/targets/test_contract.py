@@ -6,8 +6,10 @@ use: ``local`` on real debootstrap, tar, ansible-runner over chroot, mkfs.ext4 a
 ``aws`` on real Packer and EC2/SSM calls to the loopback moto server; ``azure`` and ``gcp`` on real
 Packer (a stand-in template) and the clouds' real client libraries against loopback fakes of Azure
 Resource Manager and Compute Engine; ``vsphere`` on real Packer (``vsphere-clone``) and pyVmomi
-against govmomi's vCenter simulator. For the clouds the playbooks run for real over chroot into
-a Debian tree standing in for the instance (the clouds' instances run nothing here).
+against govmomi's vCenter simulator; ``openstack`` on real Packer (its ``openstack`` builder) and
+openstacksdk against the loopback fake of Keystone, Nova, Glance and Neutron. For the clouds the
+playbooks run for real over chroot into a Debian tree standing in for the instance (the clouds'
+instances run nothing here).
 
 The pipeline's tasks are built by the DAG factory from a spec and executed in plan order with a
 task context, as a DAG run does (the Airflow path itself is covered by the ``dag.test()`` tests):
@@ -41,7 +43,7 @@ from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
 from tests.dags.conftest import ROOT, write
 from tests.helpers import task_context
 
-TARGETS = ["local", "aws", "azure", "gcp", "vsphere"]
+TARGETS = ["local", "aws", "azure", "gcp", "vsphere", "openstack"]
 MARK = """
 - name: Contract milestone
   hosts: all
@@ -293,6 +295,45 @@ milestones:
     )
 
 
+def openstack_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    """Keystone, Nova, Glance and Neutron are the loopback fake (tests/servers/openstack.py) driven
+    by openstacksdk; 5 and 10 run the shipped template with Packer's real openstack builder
+    (gophercloud) against the same fake, communicator none."""
+    from tests.conftest import OPENSTACK_CONN_ID
+
+    fake = request.getfixturevalue("fake_os")
+    root = request.getfixturevalue("build_host_root")
+    source = fake.add_image(f"rhel-8-{tmp_path.name[-12:]}", b"rhel 8 base")
+    template = ROOT / "dags/packer/rhel8-openstack.pkr.hcl"
+    packer = "{{action: packer, template: {t}, only: [openstack.{src}], vars: {{communicator: none}}}}"
+    spec = f"""pipeline: contract-openstack-{tmp_path.name[-12:]}
+cloud: openstack
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+checkpoints: [15]
+target:
+  openstack_conn_id: {OPENSTACK_CONN_ID}
+  flavor: m1.small
+  network: build-net
+  source_image: {fake.images[source]["name"]}
+  visibility: shared
+  share_with_projects: [0123456789abcdef0123456789abcdef]
+  properties: {{os_distro: rhel, os_version: "8"}}
+  keep_checkpoints: [5, 10]
+  connection: {chroot_host_vars(root)}
+milestones:
+{_milestones([f"  5: {packer.format(t=template, src='kickstart')}", f"  10: {packer.format(t=template, src='green')}"])}
+"""
+    return Case(
+        "openstack",
+        spec,
+        lose_host=lambda host: fake.remove_server(host.id),
+        host_alive=lambda host: fake.servers.get(host.id, {}).get("status") == "ACTIVE",
+        image_exists=lambda image: image in fake.images,
+        host_root=lambda host: root,
+    )
+
+
 class Pipeline:
     """The pipeline's tasks from the DAG factory, run in plan order with a task context."""
 
@@ -324,7 +365,8 @@ class Pipeline:
 
 @pytest.fixture(params=TARGETS)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    cases = {"local": local_case, "aws": aws_case, "azure": azure_case, "gcp": gcp_case, "vsphere": vsphere_case}
+    cases = {"local": local_case, "aws": aws_case, "azure": azure_case, "gcp": gcp_case, "vsphere": vsphere_case,
+             "openstack": openstack_case}  # fmt: skip
     return cases[request.param](tmp_path, request)
 
 

@@ -1,7 +1,8 @@
 """The Packer templates users copy pass ``packer validate`` with the variables the target gives,
 and ``packer fmt -check``. Only validation for azure-arm and googlecompute: their builds need
-Azure and Google Cloud themselves. The vSphere template is also built for real, against the vCenter
-simulator, by the target contract suite."""
+Azure and Google Cloud themselves (the openstack builder logs in while validating: to the loopback
+fake of Keystone). The vSphere and OpenStack templates is also built for real, against the vCenter
+simulator and the OpenStack fake, by the target contract suite."""
 
 from __future__ import annotations
 
@@ -26,17 +27,45 @@ CASES = {
     "googlecompute.green": ("rhel8-gcp.pkr.hcl", {"source_image": "projects/imagebuild-test/global/images/w-m005"}),
     "vsphere-clone.kickstart": ("rhel8-vsphere.pkr.hcl", {"source_image": "", "vsphere_template": "rhel8-source"}),
     "vsphere-clone.green": ("rhel8-vsphere.pkr.hcl", {"source_image": "ib-0123456789-m005"}),
+    "openstack.kickstart": ("rhel8-openstack.pkr.hcl", {"source_image": "7c9e6679-7425-40de-944b-e07fc1f90ae7"}),
+    "openstack.green": ("rhel8-openstack.pkr.hcl", {"source_image": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}),
 }
 GCP = {"gcp_project": "imagebuild-test", "gcp_zone": "europe-west1-b"}
-VSPHERE = {"vsphere_server": "vcenter.example.com", "vsphere_user": "u", "vsphere_password": "p",
-           "vsphere_datacenter": "DC0", "vsphere_cluster": "DC0_C0", "vsphere_datastore": "LocalDS_0"}  # fmt: skip
+VSPHERE = {
+    "vsphere_server": "vcenter.example.com",
+    "vsphere_user": "u",
+    "vsphere_password": "p",
+    "vsphere_datacenter": "DC0",
+    "vsphere_cluster": "DC0_C0",
+    "vsphere_datastore": "LocalDS_0",
+}
+OPENSTACK = {"openstack_flavor": "m1.small", "openstack_network": "3c1a2b4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"}
 AZURE = {"azure_subscription_id": SUBSCRIPTION, "azure_resource_group": "rg-imagebuild", "azure_location": "westeurope"}
 
 
+def packer_os_env(request: pytest.FixtureRequest, source: str) -> dict[str, str]:
+    """Packer's openstack builder logs in to Keystone while validating: the loopback fake's."""
+    if not source.startswith("openstack."):
+        return {}
+    from tests.servers.openstack import PASSWORD, PROJECT, USER
+
+    fake = request.getfixturevalue("openstack_endpoint")
+    return {
+        "OS_AUTH_URL": f"{fake.url}/identity/v3",
+        "OS_USERNAME": USER,
+        "OS_PASSWORD": PASSWORD,
+        "OS_PROJECT_NAME": PROJECT,
+        "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+    }
+
+
 @pytest.mark.parametrize("source", sorted(CASES))
-def test_shipped_template_validates(source: str, tmp_path: Path) -> None:
+def test_shipped_template_validates(source: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     template, values = CASES[source]
-    cloud = {"azure-arm": AZURE, "googlecompute": GCP, "vsphere-clone": VSPHERE}.get(source.partition(".")[0], {})
+    cloud = {"azure-arm": AZURE, "googlecompute": GCP, "vsphere-clone": VSPHERE, "openstack": OPENSTACK}.get(
+        source.partition(".")[0], {}
+    )
     variables = {**COMMON, **values, **cloud}
     var_file = tmp_path / "vars.json"
     var_file.write_text(json.dumps(variables))
@@ -46,7 +75,12 @@ def test_shipped_template_validates(source: str, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp_path)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CHECKPOINT_DISABLE": "1",
+            "HOME": str(tmp_path),
+            **packer_os_env(request, source),
+        },
     )
     assert got.returncode == 0, got.stdout + got.stderr
 

@@ -1,0 +1,363 @@
+"""The OpenStack target: build servers on Nova, checkpoints and the final image as Glance images.
+
+Clients come from :class:`~airflow_provider_imagebuild.clouds.openstack.OpenstackClients` (an
+Airflow connection or a ``clouds.yaml`` cloud); openstacksdk is imported only when a milestone runs.
+
+- The green image is made by Packer's ``openstack`` builder (the shipped
+  ``rhel8-openstack.pkr.hcl``) from the spec's ``source_image``, as an image named by the build;
+  Packer's artifact is the image id, claimed (given this build's properties) when Packer reports it.
+- Build hosts are servers ``ib-<digest>-h<checkpoint>`` booted from the latest checkpoint image
+  with the spec's flavor, network, key pair and security groups; the host id is the server id;
+  ``alive`` is a lookup of it with this build's metadata, ``ACTIVE`` (a ``SHUTOFF`` one, left by a
+  checkpoint that stopped it and was killed before starting it again, is started).
+- **Checkpoints are server snapshots** (Nova ``createImage``, an image ``ib-<digest>-cp<ms>``),
+  taken after stopping the server so that the disk is consistent, which is then started again. An
+  image outlives its server, which is what a relaunch needs.
+- Seal runs the seal playbook, stops the server and snapshots it into the final image, named from
+  the pipeline and the build's creation time (stable on retry).
+- Publish sets the image's visibility, adds the ``share_with_projects`` as members (accepting is
+  the consumer's side) and sets the spec's ``properties`` (``os_distro``, ``os_version``,
+  ``hw_disk_bus``...) with the build's own.
+- Ownership: every server carries ``imagebuild_key`` (a digest of the pipeline and build id) and
+  ``imagebuild_managed_by`` in its metadata, every image the same as properties; nothing without
+  this build's key is booted from, snapshotted, published or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.clouds.openstack import OpenstackClients, openstack_errors
+from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.targets.base import (
+    CHECKPOINT_OUTPUT,
+    IMAGE_OUTPUT,
+    MANAGED_BY,
+    Checkpoint,
+    Host,
+    Target,
+    build_digest,
+    checkpoint_images,
+    final_image_name,
+    ssh_ansible_vars,
+)
+
+log = logging.getLogger(__name__)
+
+KEY = "imagebuild_key"
+MANAGED = "imagebuild_managed_by"
+SERVER_WAIT_S = 1800  # boot, stop, start
+IMAGE_WAIT_S = 3600  # a snapshot of a large disk
+
+
+class OpenstackTarget(Target):
+    name = "openstack"
+    poll_s = 2.0  # between status reads while waiting (tests lower it)
+
+    def __init__(
+        self, settings: OpenstackTargetSpec, *, pipeline: str, image_type: str, clients: OpenstackClients
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.image_type = image_type
+        self.clients = clients
+        self.region = ""
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, pipeline: str, image_type: str) -> OpenstackTarget:
+        if not isinstance(settings, OpenstackTargetSpec):
+            raise InvalidInput("target", "an OpenStack pipeline needs OpenStack target settings")
+        return cls(settings, pipeline=pipeline, image_type=image_type, clients=OpenstackClients.from_settings(settings))
+
+    @property
+    def conn(self) -> Any:
+        return self.clients.conn
+
+    def key(self, build: BuildRecord) -> str:
+        return build_digest(self.pipeline, build.build_id, 20)
+
+    def prefix(self, build: BuildRecord) -> str:
+        return f"ib-{self.key(build)[:10]}"
+
+    def marks(self, build: BuildRecord, role: str) -> dict[str, str]:
+        """Server metadata and image properties that make a resource this build's."""
+        return {KEY: self.key(build), MANAGED: MANAGED_BY, "imagebuild_build": build.build_id[:255],
+                "imagebuild_pipeline": self.pipeline, "imagebuild_role": role}  # fmt: skip
+
+    def _is_builds(self, build: BuildRecord, values: Mapping[str, Any] | None) -> bool:
+        values = values or {}
+        return values.get(KEY) == self.key(build) and values.get(MANAGED) == MANAGED_BY
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def _required(self, field: str) -> str:
+        value = getattr(self.settings, field)
+        if not value:
+            raise InvalidInput(f"target.{field}", "is required for a build server on OpenStack")
+        return str(value)
+
+    def _flavor_id(self) -> str:
+        name = self._required("flavor")
+        try:
+            with openstack_errors(f"find flavor {name}"):
+                return str(self.conn.compute.find_flavor(name, ignore_missing=False).id)
+        except NotFound:
+            raise InvalidInput("target.flavor", f"{name} is not a flavor of this project") from None
+
+    def _network_id(self) -> str:
+        name = self._required("network")
+        try:
+            with openstack_errors(f"find network {name}"):
+                return str(self.conn.network.find_network(name, ignore_missing=False).id)
+        except NotFound:
+            raise InvalidInput("target.network", f"{name} is not a network this project can use") from None
+
+    def _image(self, image_id: str) -> Any:
+        try:
+            with openstack_errors(f"image {image_id}"):
+                return self.conn.image.get_image(image_id)
+        except NotFound:
+            return None
+
+    def _owned_image(self, build: BuildRecord, image_id: str) -> Any:
+        image = self._image(image_id) if image_id else None
+        if image is None or not self._is_builds(build, image.properties):
+            return None
+        return image
+
+    def _server(self, server_id: str) -> Any:
+        try:
+            with openstack_errors(f"server {server_id}"):
+                return self.conn.compute.get_server(server_id)
+        except NotFound:
+            return None
+
+    def _owned_server(self, build: BuildRecord, server_id: str) -> Any:
+        server = self._server(server_id) if server_id else None
+        if server is None or not self._is_builds(build, server.metadata) or server.status == "DELETED":
+            return None
+        return server
+
+    def _named_servers(self, build: BuildRecord, name: str) -> list[Any]:
+        with openstack_errors(f"list servers {name}"):  # Nova's name filter is a regular expression
+            found = list(self.conn.compute.servers(details=True, name=f"^{re.escape(name)}$"))
+        return [s for s in found if s.name == name and self._is_builds(build, s.metadata)]
+
+    def _named_images(self, build: BuildRecord, name: str) -> list[Any]:
+        with openstack_errors(f"list images {name}"):
+            found = list(self.conn.image.images(name=name))
+        return [i for i in found if i.name == name and self._is_builds(build, i.properties)]
+
+    # -- waiting ---------------------------------------------------------------------------------
+    def _wait_server(self, server: Any, status: str) -> Any:
+        with openstack_errors(f"server {server.name} to be {status}"):
+            return self.conn.compute.wait_for_server(
+                server, status=status, failures=["ERROR"], interval=self.poll_s, wait=SERVER_WAIT_S
+            )
+
+    def _power(self, server: Any, on: bool) -> Any:
+        if on and server.status == "SHUTOFF":
+            with openstack_errors(f"start {server.name}"):
+                self.conn.compute.start_server(server)
+            return self._wait_server(server, "ACTIVE")
+        if not on and server.status == "ACTIVE":
+            with openstack_errors(f"stop {server.name}"):
+                self.conn.compute.stop_server(server)
+            return self._wait_server(server, "SHUTOFF")
+        return server
+
+    def _delete_server(self, server: Any) -> None:
+        with openstack_errors(f"delete server {server.name}"):
+            self.conn.compute.delete_server(server, ignore_missing=True)
+            self.conn.compute.wait_for_delete(server, interval=self.poll_s, wait=SERVER_WAIT_S)
+        log.info("deleted server %s (%s)", server.name, server.id)
+
+    def _update_image(self, image: Any, properties: Mapping[str, str], **attributes: Any) -> None:
+        """Add or change image properties, keeping the others. The SDK sends the difference as a
+        JSON patch; properties it does not model must go in one ``properties`` mapping, or it
+        removes the ones not given (the ownership marks among them)."""
+        with openstack_errors(f"update image {image.id}"):
+            self.conn.image.update_image(image, properties={**(image.properties or {}), **properties}, **attributes)
+
+    def _delete_image(self, image: Any) -> None:
+        with openstack_errors(f"delete image {image.name}"):
+            self.conn.image.delete_image(image, ignore_missing=True)
+        log.info("deleted image %s (%s)", image.name, image.id)
+
+    # -- the target interface --------------------------------------------------------------------
+    def owns_image(self, build: BuildRecord, image: str) -> bool:
+        return self._owned_image(build, image) is not None
+
+    def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
+        return f"{self.prefix(build)}-m{milestone:03d}"
+
+    def packer_source_image(self, image: str) -> str:
+        """Packer's openstack builder takes the source image by id: a name is looked up (one
+        active image of that name, or the spec's error)."""
+        if not image:
+            return image
+        try:
+            with openstack_errors(f"find image {image}"):
+                return str(self.conn.image.find_image(image, ignore_missing=False).id)
+        except NotFound:
+            raise InvalidInput("target.source_image", f"{image} is not an image this project can use") from None
+
+    def packer_vars(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "openstack_flavor": s.flavor or "",
+            "openstack_network": self._network_id() if s.network else "",
+            "openstack_region": s.region or "",
+        }
+
+    def packer_env(self) -> dict[str, str]:
+        return self.clients.packer_env()
+
+    def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
+        """Give the image Packer's openstack builder made this build's properties (it must have the
+        name the build asked for; one another build marked is refused)."""
+        expected = self.packer_image_name(build, self.pipeline, milestone)
+        for image_id in images.values():
+            image = self._image(image_id)
+            if image is None:
+                raise TargetError(f"OpenStack: the image {image_id} Packer reported does not exist")
+            if image.name != expected:
+                raise InvalidInput(
+                    "packer artifact", f"{image_id} ({image.name}) is not the image this build asked for"
+                )
+            if (image.properties or {}).get(KEY) not in (None, self.key(build)):
+                raise InvalidInput("packer artifact", f"{image_id} belongs to another build")
+            self._update_image(image, self.marks(build, "checkpoint"))
+
+    def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
+        image = self._owned_image(build, checkpoint.image)
+        if image is None:
+            raise InvalidInput(
+                f"milestones.{checkpoint.code}.outputs.checkpoint_image",
+                f"{checkpoint.image} is not build {build.build_id}'s image (missing, or without this build's "
+                "key); a build server is booted only from the build's own checkpoints",
+            )
+        name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        for earlier in self._named_servers(build, name):  # an earlier attempt's, never recorded
+            self._delete_server(earlier)
+        attrs: dict[str, Any] = {
+            "name": name,
+            "image_id": image.id,
+            "flavor_id": self._flavor_id(),
+            "networks": [{"uuid": self._network_id()}],
+            "metadata": self.marks(build, "buildhost"),
+        }
+        if self.settings.key_name:
+            attrs["key_name"] = self.settings.key_name
+        if self.settings.security_groups:
+            attrs["security_groups"] = [{"name": group} for group in self.settings.security_groups]
+        with openstack_errors(f"boot {name}"):
+            server = self.conn.compute.create_server(**attrs)
+        server = self._wait_server(server, "ACTIVE")
+        address = self._address(server, required=not self.settings.connection)
+        log.info("build server %s (%s, %s) booted from %s", name, server.id, address or "-", image.id)
+        return Host(str(server.id), address, str(image.id), checkpoint.code, checkpoint.code)
+
+    @staticmethod
+    def _address(server: Any, required: bool) -> str:
+        """The address Ansible reaches: a floating IP, else the first fixed IPv4 one (none is an
+        error unless the spec's ``connection`` reaches the server another way)."""
+        found = [a for addresses in (server.addresses or {}).values() for a in addresses]
+        for kind in ("floating", "fixed"):
+            for address in found:
+                if address.get("OS-EXT-IPS:type", "fixed") == kind and address.get("version", 4) == 4:
+                    return str(address["addr"])
+        if server.access_ipv4 or not required:
+            return str(server.access_ipv4 or "")
+        raise TargetError(f"OpenStack: server {server.name} has no IPv4 address")
+
+    def alive(self, build: BuildRecord, host: Host) -> bool:
+        server = self._owned_server(build, host.id)
+        if server is None or server.status in ("ERROR", "SOFT_DELETED", "SHELVED_OFFLOADED"):
+            return False
+        if server.status == "SHUTOFF":  # stopped for a checkpoint whose try was killed
+            self._power(server, on=True)
+            return True
+        return bool(server.status == "ACTIVE")
+
+    def ansible_vars(self, host: Host) -> dict[str, Any]:
+        return ssh_ansible_vars(self.settings, host)
+
+    def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
+        server = self._owned_server(build, host.id)
+        if server is None:
+            raise InvalidInput("host_id", f"{host.id} is not a build server of build {build.build_id} (or is gone)")
+        server = self._power(server, on=False)  # a consistent disk
+        if final:
+            name = final_image_name(self.pipeline[:40], build, self.key(build))
+        else:
+            name = f"{self.prefix(build)}-cp{milestone:03d}"
+        for earlier in self._named_images(build, name):  # an earlier try's: an older state
+            self._delete_image(earlier)
+        try:
+            with openstack_errors(f"snapshot {server.name}"):
+                image = self.conn.compute.create_server_image(
+                    server, name, metadata=self.marks(build, "final" if final else "checkpoint")
+                )
+            with openstack_errors(f"image {name} to be active"):
+                image = self.conn.image.wait_for_status(
+                    image, status="active", failures=["killed", "deleted", "deactivated"],
+                    interval=self.poll_s, wait=IMAGE_WAIT_S,
+                )  # fmt: skip
+        finally:
+            if not final:
+                self._power(self._owned_server(build, host.id) or server, on=True)
+        if not self._is_builds(build, image.properties):
+            raise TargetError(f"OpenStack: snapshot {image.id} lacks the build's properties (Nova dropped them)")
+        log.info(
+            "captured %s %s (%s) after milestone %d", "image" if final else "checkpoint", name, image.id, milestone
+        )
+        if final:
+            return {IMAGE_OUTPUT: str(image.id), "image_name": name}
+        return {CHECKPOINT_OUTPUT: str(image.id), "image_name": name}
+
+    def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
+        removed = []
+        for image_id in images:
+            image = self._owned_image(build, image_id)
+            if image is None:
+                log.info("checkpoint %s is gone or not build %s's; left alone", image_id, build.build_id)
+                continue
+            self._delete_image(image)
+            removed.append(image_id)
+        return removed
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        s = self.settings
+        found = self._owned_image(build, image)
+        if found is None or found.status != "active":
+            raise InvalidInput(
+                "milestones.95.outputs.image_id",
+                f"{image} is not build {build.build_id}'s active image (no key of this build); it is not published",
+            )
+        properties = {**s.properties, "imagebuild_image_type": self.image_type, "imagebuild_published": "true"}
+        self._update_image(found, properties, visibility=s.visibility)
+        members = []
+        for project in s.share_with_projects:
+            try:
+                with openstack_errors(f"share image {image} with {project}"):
+                    self.conn.image.get_member(project, found)
+            except NotFound:
+                with openstack_errors(f"share image {image} with {project}"):
+                    self.conn.image.add_member(found, member_id=project)
+            members.append(project)
+        log.info("published image %s (%s), visibility %s", found.name, image, s.visibility)
+        return {"image_name": found.name, "visibility": s.visibility, "members": members, "properties": properties}
+
+    def cleanup(self, build: BuildRecord, host: Host) -> None:
+        """Delete the build server, and what earlier, lost hosts of the build left."""
+        server = self._owned_server(build, host.id)
+        if server is not None:
+            self._delete_server(server)
+        for code in sorted(checkpoint_images(build)):
+            for orphan in self._named_servers(build, f"{self.prefix(build)}-h{code:03d}"):
+                self._delete_server(orphan)

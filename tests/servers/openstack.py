@@ -1,0 +1,697 @@
+"""A loopback fake of an OpenStack cloud: Keystone v3, Nova (compute v2.1), Glance (image v2) and
+the two Neutron (network v2.0) reads the target makes.
+
+No OpenStack control plane can run here, so this fakes one at the HTTP boundary. The tests drive
+it with the real ``openstacksdk`` (version discovery, Keystone password auth with a project scope
+and the catalog, microversion negotiation), and the shipped Packer template's ``openstack``
+builder (gophercloud) talks to it the same way. It follows the OpenStack API references for the
+calls made:
+
+- Identity v3: ``POST /v3/auth/tokens`` (password method, project scope; the token in
+  ``X-Subject-Token``, the catalog in the body); every other call must carry ``X-Auth-Token``.
+- Compute v2.1, microversions 2.1 to 2.100 (the ``OpenStack-API-Version: compute X`` header is
+  echoed): flavors (show, list, detail), servers (create, show, list with the ``name`` regular
+  expression filter, delete), server actions ``os-stop``, ``os-start`` and ``createImage``
+  (from 2.45 the body is ``{"image_id"}``, before it the ``Location`` header). A snapshot
+  inherits the server's image properties and adds the action's ``metadata``, as Nova does.
+- Image v2 (version 2.16): images (create, show, list with ``name``, JSON-patch update with
+  ``application/openstack-images-v2.1-json-patch``, delete), data upload (``PUT /file``), the
+  interoperable import (``GET /v2/info/import``, ``PUT /stage``, ``POST /import`` with
+  ``glance-direct``), members (only of ``shared`` images) and tags. Upload sets ``size``,
+  ``checksum`` (MD5) and ``os_hash_algo``/``os_hash_value`` (SHA-512), as Glance does.
+- Networking v2.0: show and list (``name`` filter) networks.
+
+What it does not do: boot anything (a "server" is a record; the playbooks run in a chroot tree
+standing in for it), schedule, bill or enforce quotas. Status changes that take time in a real
+cloud (``BUILD`` to ``ACTIVE``, ``queued``/``saving`` to ``active``) happen at the next read, so
+the clients' waits are exercised. ``fail(method, path_pattern, status, times)`` plants errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.servers.http_fake import serving_http
+
+USER = "imagebuild"
+PASSWORD = "os-fake-secret-42"
+PROJECT = "images"
+PROJECT_ID = "5f0e1a5d2c3b4a69b7c8d9e0f1a2b3c4"
+REGION = "RegionOne"
+COMPUTE_MAX = "2.100"
+IMAGE_JSON_PATCH = "application/openstack-images-v2.1-json-patch"
+IMAGE_FIELDS = {
+    "name",
+    "visibility",
+    "disk_format",
+    "container_format",
+    "min_disk",
+    "min_ram",
+    "protected",
+    "tags",
+    "os_hidden",
+    "id",
+}
+READ_ONLY = {
+    "status",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "size",
+    "virtual_size",
+    "owner",
+    "created_at",
+    "updated_at",
+    "self",
+    "file",
+    "schema",
+    "direct_url",
+    "locations",
+}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class Planted:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    times: int
+    message: str
+
+
+@dataclass
+class FakeOpenstack:
+    url: str = ""
+    tokens: set[str] = field(default_factory=set)
+    flavors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keypairs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict)
+    members: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    planted: list[Planted] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
+
+    def __post_init__(self) -> None:
+        self.flavors["f1"] = {"id": "f1", "name": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20}
+        self.flavors["f2"] = {"id": "f2", "name": "m1.large", "ram": 8192, "vcpus": 4, "disk": 80}
+        net = "3c1a2b4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+        self.networks[net] = {
+            "id": net,
+            "name": "build-net",
+            "status": "ACTIVE",
+            "subnets": [],
+            "project_id": PROJECT_ID,
+            "tenant_id": PROJECT_ID,
+            "admin_state_up": True,
+            "shared": False,
+            "router:external": False,
+        }
+
+    # -- test helpers --------------------------------------------------------------------------
+    def add_image(self, name: str, data: bytes = b"base image", **properties: Any) -> str:
+        image_id = str(uuid.uuid4())
+        with self.lock:
+            self.images[image_id] = self._image_record(
+                image_id, {"name": name, "disk_format": "qcow2", "container_format": "bare", **properties}
+            )
+            self._store(image_id, data)
+        return image_id
+
+    def fail(self, method: str, path: str, status: int = 503, times: int = 1, message: str = "planted failure") -> None:
+        """The next ``times`` calls of ``method`` on a path matching ``path`` answer ``status``
+        (with Nova's error body shape, which Glance and Neutron clients read as well)."""
+        with self.lock:
+            self.planted.append(Planted(method, re.compile(path), status, times, message))
+
+    def remove_server(self, server_id: str) -> None:
+        with self.lock:
+            self.servers.pop(server_id, None)
+
+    def network_id(self) -> str:
+        return next(iter(self.networks))
+
+    # -- records ---------------------------------------------------------------------------------
+    def _image_record(self, image_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        now = _now()
+        record = {
+            "id": image_id,
+            "name": None,
+            "status": "queued",
+            "visibility": "shared",
+            "protected": False,
+            "os_hidden": False,
+            "checksum": None,
+            "os_hash_algo": None,
+            "os_hash_value": None,
+            "size": None,
+            "virtual_size": None,
+            "disk_format": None,
+            "container_format": None,
+            "min_disk": 0,
+            "min_ram": 0,
+            "owner": PROJECT_ID,
+            "tags": [],
+            "created_at": now,
+            "updated_at": now,
+            "self": f"/v2/images/{image_id}",
+            "file": f"/v2/images/{image_id}/file",
+            "schema": "/v2/schemas/image",
+        }
+        record.update({k: v for k, v in body.items() if k not in READ_ONLY})
+        return record
+
+    def _store(self, image_id: str, data: bytes) -> None:
+        image = self.images[image_id]
+        self.data[image_id] = data
+        image.update(
+            size=len(data),
+            checksum=hashlib.md5(data).hexdigest(),
+            os_hash_algo="sha512",
+            os_hash_value=hashlib.sha512(data).hexdigest(),
+            status="active",
+            updated_at=_now(),
+        )
+
+    def _server_view(self, server: dict[str, Any]) -> dict[str, Any]:
+        if server["status"] == "BUILD":
+            server["status"] = "ACTIVE"  # "booted" by the time it is read again
+            return {**server, "status": "BUILD"}
+        return server
+
+    def _image_view(self, image: dict[str, Any]) -> dict[str, Any]:
+        shown = dict(image)
+        if image["status"] in ("saving", "importing"):
+            image["status"] = "active"  # finished by the next read
+        return shown
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(path)
+        route, query = unquote(parts.path).rstrip("/") or "/", parse_qs(parts.query)
+        with self.lock:
+            self.calls.append((method, route))
+            for plant in self.planted:
+                if plant.times > 0 and plant.method == method and plant.pattern.search(route):
+                    plant.times -= 1
+                    return (
+                        plant.status,
+                        {},
+                        {
+                            "forbidden" if plant.status == 403 else "error": {
+                                "code": plant.status,
+                                "message": plant.message,
+                            }
+                        },
+                    )
+            service, _, rest = route.lstrip("/").partition("/")
+            if service == "identity":
+                return self.identity(method, "/" + rest, body)
+            if headers.get("x-auth-token") not in self.tokens:
+                return (
+                    401,
+                    {},
+                    {
+                        "error": {
+                            "code": 401,
+                            "message": "The request you have made requires authentication.",
+                            "title": "Unauthorized",
+                        }
+                    },
+                )
+            if service == "compute":
+                return self.compute(method, "/" + rest, query, headers, body)
+            if service == "image":
+                return self.image(method, "/" + rest, query, headers, body)
+            if service == "network":
+                return self.network(method, "/" + rest, query)
+        return 404, {}, {"error": {"code": 404, "message": f"fake: no route {method} {route}"}}
+
+    def _link(self, path: str) -> list[dict[str, str]]:
+        return [{"rel": "self", "href": f"{self.url}{path}"}]
+
+    # Identity v3 ------------------------------------------------------------------------------
+    def identity(self, method: str, route: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        version = {
+            "id": "v3.14",
+            "status": "stable",
+            "updated": "2020-04-07T00:00:00Z",
+            "links": self._link("/identity/v3/"),
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+        }
+        if method == "GET" and route in ("/", ""):
+            return 300, {}, {"versions": {"values": [version]}}
+        if method == "GET" and route == "/v3":
+            return 200, {}, {"version": version}
+        if method == "POST" and route == "/v3/auth/tokens":
+            auth = json.loads(body)["auth"]
+            user = auth["identity"]["password"]["user"]
+            project = (auth.get("scope") or {}).get("project") or {}
+            if user.get("name") != USER or user.get("password") != PASSWORD:
+                return (
+                    401,
+                    {},
+                    {
+                        "error": {
+                            "code": 401,
+                            "message": "The request you have made requires authentication.",
+                            "title": "Unauthorized",
+                        }
+                    },
+                )
+            if project.get("name") not in (PROJECT, None) or project.get("id") not in (PROJECT_ID, None):
+                return 401, {}, {"error": {"code": 401, "message": "not a member of the project"}}
+            token = uuid.uuid4().hex
+            self.tokens.add(token)
+            domain = {"id": "default", "name": "Default"}
+            catalog = [
+                self._service("identity", "keystone", "/identity/v3"),
+                self._service("compute", "nova", "/compute/v2.1"),
+                self._service("image", "glance", "/image"),
+                self._service("network", "neutron", "/network"),
+            ]
+            answer = {
+                "token": {
+                    "methods": ["password"],
+                    "expires_at": "2099-01-01T00:00:00.000000Z",
+                    "issued_at": _now(),
+                    "user": {"id": "u-" + USER, "name": USER, "domain": domain, "password_expires_at": None},
+                    "project": {"id": PROJECT_ID, "name": PROJECT, "domain": domain},
+                    "roles": [{"id": "r-member", "name": "member"}],
+                    "catalog": catalog,
+                    "audit_ids": [uuid.uuid4().hex[:22]],
+                }
+            }
+            return 201, {"X-Subject-Token": token}, answer
+        return 404, {}, {"error": {"code": 404, "message": f"fake identity: no route {method} {route}"}}
+
+    def _service(self, kind: str, name: str, path: str) -> dict[str, Any]:
+        url = f"{self.url}{path}"
+        endpoint = {"id": uuid.uuid4().hex, "interface": "public", "region": REGION, "region_id": REGION, "url": url}
+        return {"type": kind, "name": name, "id": uuid.uuid4().hex, "endpoints": [endpoint]}
+
+    # Compute v2.1 -----------------------------------------------------------------------------
+    def compute(
+        self, method: str, route: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        requested = headers.get("openstack-api-version", "compute 2.1").split()[-1]
+        micro = tuple(int(p) for p in (COMPUTE_MAX if requested == "latest" else requested).split("."))
+        echo = {"OpenStack-API-Version": f"compute {'.'.join(map(str, micro))}", "Vary": "OpenStack-API-Version"}
+        version = {
+            "id": "v2.1",
+            "status": "CURRENT",
+            "version": COMPUTE_MAX,
+            "min_version": "2.1",
+            "updated": "2013-07-23T11:33:21Z",
+            "links": self._link("/compute/v2.1/"),
+        }
+        if method == "GET" and route in ("/", ""):
+            return 200, {}, {"versions": [version]}
+        if not route.startswith("/v2.1"):
+            return 404, {}, {"itemNotFound": {"code": 404, "message": f"fake compute: no route {route}"}}
+        route = route.removeprefix("/v2.1") or "/"
+        if method == "GET" and route == "/":
+            return 200, echo, {"version": version}
+        if method == "GET" and route in ("/flavors", "/flavors/detail"):
+            return 200, echo, {"flavors": [self._flavor(f) for f in self.flavors.values()]}
+        if m := re.fullmatch(r"/flavors/([^/]+)", route):
+            flavor = self.flavors.get(m[1])
+            if flavor is None:
+                return 404, echo, {"itemNotFound": {"code": 404, "message": f"Flavor {m[1]} could not be found."}}
+            return 200, echo, {"flavor": self._flavor(flavor)}
+        if method == "POST" and route == "/os-keypairs":
+            return self._keypair(json.loads(body)["keypair"], micro, echo)
+        if method == "DELETE" and (m := re.fullmatch(r"/os-keypairs/([^/]+)", route)):
+            if self.keypairs.pop(m[1], None) is None:
+                return 404, echo, {"itemNotFound": {"code": 404, "message": f"Keypair {m[1]} not found for user"}}
+            return 202, echo, None
+        if method == "POST" and route == "/servers":
+            return self._create_server(json.loads(body)["server"], echo)
+        if method == "GET" and route in ("/servers", "/servers/detail"):
+            pattern = re.compile(query.get("name", [".*"])[0])
+            found = [self._server_view(s) for s in self.servers.values() if pattern.search(s["name"])]
+            return 200, echo, {"servers": found}
+        if m := re.fullmatch(r"/servers/([^/]+)", route):
+            server = self.servers.get(m[1])
+            if server is None:
+                return 404, echo, {"itemNotFound": {"code": 404, "message": f"Instance {m[1]} could not be found."}}
+            if method == "DELETE":
+                del self.servers[m[1]]
+                return 204, echo, None
+            return 200, echo, {"server": self._server_view(server)}
+        if method == "POST" and (m := re.fullmatch(r"/servers/([^/]+)/action", route)):
+            return self._action(m[1], json.loads(body), micro, echo)
+        return 404, echo, {"itemNotFound": {"code": 404, "message": f"fake compute: no route {method} {route}"}}
+
+    def _keypair(
+        self, spec: dict[str, Any], micro: tuple[int, ...], echo: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        """Key pair create: with no public key Nova generates one and returns its private key
+        (microversions before 2.92, which is what Packer's temporary key pair uses)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        name = spec["name"]
+        if name in self.keypairs:
+            return 409, echo, {"conflictingRequest": {"code": 409, "message": f"Key pair '{name}' already exists."}}
+        made: dict[str, Any] = {"name": name, "user_id": "u-" + USER, "fingerprint": "fa:ke"}
+        if spec.get("public_key"):
+            made["public_key"] = spec["public_key"]
+        elif micro >= (2, 92):
+            return 400, echo, {"badRequest": {"code": 400, "message": "public_key is required from 2.92"}}
+        else:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            made["private_key"] = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            ).decode()
+            made["public_key"] = (
+                key.public_key()
+                .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+                .decode()
+            )
+        self.keypairs[name] = made
+        return 200, echo, {"keypair": made}
+
+    def _flavor(self, flavor: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **flavor,
+            "links": self._link(f"/compute/v2.1/flavors/{flavor['id']}"),
+            "swap": 0,
+            "OS-FLV-EXT-DATA:ephemeral": 0,
+            "os-flavor-access:is_public": True,
+            "rxtx_factor": 1.0,
+        }
+
+    def _create_server(self, spec: dict[str, Any], echo: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        def bad(message: str) -> tuple[int, dict[str, str], Any]:
+            return 400, echo, {"badRequest": {"code": 400, "message": message}}
+
+        image = self.images.get(spec.get("imageRef", ""))
+        if image is None or image["status"] != "active":
+            return bad(f"Image {spec.get('imageRef')} could not be found or is not active.")
+        flavor = self.flavors.get(str(spec.get("flavorRef", "")).rsplit("/", 1)[-1])
+        if flavor is None:
+            return bad(f"Flavor {spec.get('flavorRef')} could not be found.")
+        networks = spec.get("networks") or []
+        if not isinstance(networks, list) or any(n.get("uuid") not in self.networks for n in networks):
+            return bad(f"Network {networks} could not be found.")
+        metadata = spec.get("metadata") or {}
+        if any(not isinstance(v, str) or len(k) > 255 or len(v) > 255 for k, v in metadata.items()):
+            return bad("Invalid input for field/attribute metadata.")
+        server_id = str(uuid.uuid4())
+        address = f"10.0.0.{next(self._ips)}"
+        now = _now()
+        self.servers[server_id] = {
+            "id": server_id,
+            "name": spec["name"],
+            "status": "BUILD",
+            "metadata": dict(metadata),
+            "image": {"id": image["id"], "links": self._link(f"/compute/v2.1/images/{image['id']}")},
+            "flavor": {
+                "original_name": flavor["name"],
+                "vcpus": flavor["vcpus"],
+                "ram": flavor["ram"],
+                "disk": flavor["disk"],
+                "ephemeral": 0,
+                "swap": 0,
+                "extra_specs": {},
+            },
+            "addresses": {
+                "build-net": [
+                    {
+                        "addr": address,
+                        "version": 4,
+                        "OS-EXT-IPS:type": "fixed",
+                        "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01",
+                    }
+                ]
+            },
+            "key_name": spec.get("key_name"),
+            "security_groups": spec.get("security_groups") or [{"name": "default"}],
+            "tenant_id": PROJECT_ID,
+            "user_id": "u-" + USER,
+            "created": now,
+            "updated": now,
+            "accessIPv4": "",
+            "accessIPv6": "",
+            "OS-EXT-STS:vm_state": "building",
+            "OS-EXT-STS:task_state": None,
+            "links": self._link(f"/compute/v2.1/servers/{server_id}"),
+            "tags": [],
+        }
+        made = {
+            "id": server_id,
+            "links": self._link(f"/compute/v2.1/servers/{server_id}"),
+            "OS-DCF:diskConfig": "MANUAL",
+            "security_groups": self.servers[server_id]["security_groups"],
+            "adminPass": "fake-admin-pass",
+        }
+        return 202, echo, {"server": made}
+
+    def _action(
+        self, server_id: str, action: dict[str, Any], micro: tuple[int, ...], echo: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        server = self.servers.get(server_id)
+        if server is None:
+            return 404, echo, {"itemNotFound": {"code": 404, "message": f"Instance {server_id} could not be found."}}
+        name = next(iter(action))
+        conflict = {
+            "conflictingRequest": {
+                "code": 409,
+                "message": f"Cannot '{name}' instance {server_id} while it is in vm_state {server['status'].lower()}",
+            }
+        }
+        if name == "os-stop":
+            if server["status"] != "ACTIVE":
+                return 409, echo, conflict
+            server["status"] = "SHUTOFF"
+            return 202, echo, None
+        if name == "os-start":
+            if server["status"] != "SHUTOFF":
+                return 409, echo, conflict
+            server["status"] = "ACTIVE"
+            return 202, echo, None
+        if name == "createImage":
+            if server["status"] not in ("ACTIVE", "SHUTOFF"):
+                return 409, echo, conflict
+            spec = action[name]
+            base = self.images.get(server["image"]["id"], {})
+            inherited = {k: v for k, v in base.items() if k not in READ_ONLY | IMAGE_FIELDS}
+            image_id = str(uuid.uuid4())
+            props = {
+                **inherited,
+                **(spec.get("metadata") or {}),
+                "image_type": "snapshot",
+                "instance_uuid": server_id,
+                "base_image_ref": base.get("id", ""),
+                "owner_project_name": PROJECT,
+            }
+            record = self._image_record(
+                image_id,
+                {
+                    "name": spec["name"],
+                    "disk_format": base.get("disk_format", "qcow2"),
+                    "container_format": "bare",
+                    "visibility": "private",
+                    **props,
+                },
+            )
+            self.images[image_id] = record
+            self._store(image_id, self.data.get(base.get("id", ""), b"") + f"+{server_id}".encode())
+            record["status"] = "saving"  # active at the next read
+            location = {"Location": f"{self.url}/image/v2/images/{image_id}"}
+            if micro >= (2, 45):
+                return 202, echo, {"image_id": image_id}
+            return 202, {**echo, **location}, None
+        return 400, echo, {"badRequest": {"code": 400, "message": f"fake: action {name} is not implemented"}}
+
+    # Image v2 ----------------------------------------------------------------------------------
+    def image(
+        self, method: str, route: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        if method == "GET" and route in ("/", ""):
+            return (
+                300,
+                {},
+                {
+                    "versions": [
+                        {"id": "v2.16", "status": "CURRENT", "links": self._link("/image/v2/")},
+                        {"id": "v2.0", "status": "SUPPORTED", "links": self._link("/image/v2/")},
+                    ]
+                },
+            )
+        if method == "GET" and route == "/v2/info/import":
+            return (
+                200,
+                {},
+                {
+                    "import-methods": {
+                        "description": "Import methods available.",
+                        "type": "array",
+                        "value": ["glance-direct", "web-download"],
+                    }
+                },
+            )
+        if method == "GET" and route == "/v2/images":
+            found = [
+                self._image_view(i)
+                for i in self.images.values()
+                if all(str(i.get(k)) == v[0] for k, v in query.items() if k not in ("limit", "marker", "sort"))
+            ]
+            return 200, {}, {"images": found, "first": "/v2/images", "schema": "/v2/schemas/images"}
+        if method == "POST" and route == "/v2/images":
+            spec = json.loads(body)
+            bad = set(spec) & READ_ONLY
+            if bad:
+                return 403, {}, {"error": {"code": 403, "message": f"Attribute '{sorted(bad)[0]}' is read-only."}}
+            image_id = spec.get("id") or str(uuid.uuid4())
+            self.images[image_id] = self._image_record(image_id, {"visibility": "shared", **spec})
+            return 201, {"Location": f"{self.url}/image/v2/images/{image_id}"}, self.images[image_id]
+        m = re.fullmatch(r"/v2/images/([^/]+)(/[^/]+)?(/[^/]+)?", route)
+        if not m or m[1] not in self.images:
+            return 404, {}, {"error": {"code": 404, "message": f"No image found with ID {m[1] if m else route}"}}
+        image_id, sub, arg = m[1], m[2] or "", (m[3] or "").lstrip("/")
+        image = self.images[image_id]
+        if sub == "" and method == "GET":
+            return 200, {}, self._image_view(image)
+        if sub == "" and method == "DELETE":
+            if image["protected"]:
+                return 403, {}, {"error": {"code": 403, "message": f"Image {image_id} is protected"}}
+            del self.images[image_id]
+            self.data.pop(image_id, None)
+            return 204, {}, None
+        if sub == "" and method == "PATCH":
+            if headers.get("content-type", "").split(";")[0] != IMAGE_JSON_PATCH:
+                return 415, {}, {"error": {"code": 415, "message": "Unsupported Content-Type"}}
+            for op in json.loads(body):
+                key = op["path"].lstrip("/")
+                if key in READ_ONLY:
+                    return 403, {}, {"error": {"code": 403, "message": f"Attribute '{key}' is read-only."}}
+                if op["op"] in ("add", "replace"):
+                    image[key] = op["value"]
+                elif op["op"] == "remove":
+                    image.pop(key, None)
+            image["updated_at"] = _now()
+            return 200, {}, image
+        if sub == "/file" and method == "PUT":
+            if image["status"] != "queued":
+                return (
+                    409,
+                    {},
+                    {
+                        "error": {
+                            "code": 409,
+                            "message": f"Image status transition from {image['status']} to saving is not allowed",
+                        }
+                    },
+                )
+            self._store(image_id, body)
+            return 204, {}, None
+        if sub == "/stage" and method == "PUT":
+            if image["status"] != "queued":
+                return 409, {}, {"error": {"code": 409, "message": "Image is not in queued state"}}
+            self.data[image_id] = body
+            image["status"] = "uploading"
+            return 204, {}, None
+        if sub == "/import" and method == "POST":
+            wanted = json.loads(body).get("method", {}).get("name")
+            if wanted != "glance-direct" or image["status"] != "uploading":
+                return 409, {}, {"error": {"code": 409, "message": f"Import method {wanted} needs a staged image"}}
+            self._store(image_id, self.data[image_id])
+            image["status"] = "importing"  # active at the next read
+            return 202, {}, None
+        if sub == "/members":
+            return self._members(method, image, arg, body)
+        if sub == "/tags" and method in ("PUT", "DELETE") and arg:
+            tags = image["tags"]
+            if method == "PUT" and arg not in tags:
+                tags.append(arg)
+            elif method == "DELETE" and arg in tags:
+                tags.remove(arg)
+            return 204, {}, None
+        return 404, {}, {"error": {"code": 404, "message": f"fake image: no route {method} {route}"}}
+
+    def _members(self, method: str, image: dict[str, Any], member: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        found = self.members.setdefault(image["id"], {})
+        if image["visibility"] != "shared":
+            return 403, {}, {"error": {"code": 403, "message": "Only shared images have members."}}
+        if method == "GET" and member:
+            if member not in found:
+                return 404, {}, {"error": {"code": 404, "message": f"{member} is not a member of {image['id']}"}}
+            return 200, {}, found[member]
+        if method == "GET":
+            return 200, {}, {"members": list(found.values()), "schema": "/v2/schemas/members"}
+        if method == "POST":
+            project = json.loads(body)["member"]
+            if project in found:
+                return 409, {}, {"error": {"code": 409, "message": f"Member {project} already exists"}}
+            now = _now()
+            found[project] = {
+                "member_id": project,
+                "image_id": image["id"],
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+                "schema": "/v2/schemas/member",
+            }
+            return 200, {}, found[project]
+        return 404, {}, {"error": {"code": 404, "message": "fake: members route"}}
+
+    # Networking v2.0 ---------------------------------------------------------------------------
+    def network(self, method: str, route: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        if method == "GET" and route in ("/", ""):
+            return 200, {}, {"versions": [{"id": "v2.0", "status": "CURRENT", "links": self._link("/network/v2.0/")}]}
+        if method == "GET" and route == "/v2.0/networks":
+            found = [n for n in self.networks.values() if all(str(n.get(k)) == v[0] for k, v in query.items())]
+            return 200, {}, {"networks": found}
+        if method == "GET" and (m := re.fullmatch(r"/v2.0/networks/([^/]+)", route)):
+            if m[1] not in self.networks:
+                return (
+                    404,
+                    {},
+                    {
+                        "NeutronError": {
+                            "type": "NetworkNotFound",
+                            "message": f"Network {m[1]} could not be found.",
+                            "detail": "",
+                        }
+                    },
+                )
+            return 200, {}, {"network": self.networks[m[1]]}
+        return (
+            404,
+            {},
+            {"NeutronError": {"type": "HTTPNotFound", "message": f"fake network: no route {route}", "detail": ""}},
+        )
+
+
+@contextlib.contextmanager
+def fake_openstack() -> Iterator[FakeOpenstack]:
+    fake = FakeOpenstack()
+    with serving_http(fake.handle, "fake-openstack") as url:
+        fake.url = url
+        yield fake
+
+
+def connection_uri(fake: FakeOpenstack, password: str = PASSWORD) -> str:
+    """An Airflow connection (JSON form) that logs in to the fake."""
+    extra = {"auth_url": f"{fake.url}/identity/v3", "project_name": PROJECT, "region_name": REGION}
+    return json.dumps({"conn_type": "generic", "login": USER, "password": password, "extra": extra})
