@@ -121,7 +121,9 @@ def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: P
             keep_checkpoints=spec.target.keep_checkpoints,
             **common,
         )
-    return PublishMilestoneOperator(outlets=[image_alias(spec.cloud, spec.pipeline)], **common)
+    return PublishMilestoneOperator(
+        outlets=[image_alias(spec.cloud, spec.pipeline)], destinations=spec.publish, **common
+    )
 
 
 def _add_tasks(plan: PipelinePlan, spec_dir: Path | None, group: TaskGroup | None = None) -> list[Any]:

@@ -24,6 +24,7 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
 from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.spec_publish import PublishSpec, publish_problem
 from airflow_provider_imagebuild.spec_types import ConnId
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
@@ -231,6 +232,8 @@ class PipelineSpec(BaseModel):
     target: AnyTargetSpec = TargetSpec()
     checkpoints: list[int] = Field(default_factory=list)
     milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
+    # Where the sealed image goes (spec_publish); empty: through the target alone
+    publish: list[PublishSpec] = Field(default_factory=list)
 
     @field_validator("pipeline", "image_type")
     @classmethod
@@ -312,6 +315,10 @@ class PipelineSpec(BaseModel):
                 raise ValueError(
                     f"target.{missing[0]}: is required by this pipeline's {sorted(actions & TARGET_ACTIONS)} milestones"
                 )
+        has_publish = any(m.action == "publish" for m in self.milestones.values())
+        problem = publish_problem(self.publish, self.cloud, has_publish)
+        if problem:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         for code in [*self.checkpoints, *self.target.keep_checkpoints]:
             if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
                 raise ValueError(f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec")
@@ -386,7 +393,7 @@ def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> Pipe
             message = "unknown key"
         if first["type"] == "missing":
             message = "is required"
-        if path == "" and message.startswith(("milestones.", "target.")):
+        if path == "" and message.startswith(("milestones.", "target.", "publish")):
             path, _, message = message.partition(": ")
         raise SpecError(file, path, message) from None
     except InvalidInput as exc:

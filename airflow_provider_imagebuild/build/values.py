@@ -27,7 +27,7 @@ MAX_METADATA_BYTES = 16_000  # a build's metadata, as stored JSON
 
 # Metadata that targets rely on (the build host, what Packer kept): written only by a milestone
 # holding the build's lease, never by ``create --meta`` or an unleased ``set_metadata``.
-RESERVED_METADATA_PREFIXES = ("host_",)
+RESERVED_METADATA_PREFIXES = ("host_", "published.")  # published.<destination>: the publish milestone's record
 RESERVED_METADATA_KEYS = frozenset({"packer_kept_instance"})
 
 

@@ -42,7 +42,7 @@ class VsphereClients:
     _rest: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_connection(cls, conn_id: str) -> VsphereClients:
+    def from_connection(cls, conn_id: str, where: str = "target.vsphere_conn_id") -> VsphereClients:
         from airflow.sdk import BaseHook
 
         try:
@@ -55,10 +55,10 @@ class VsphereClients:
         try:
             conn = BaseHook.get_connection(conn_id)
         except Exception as exc:  # Airflow's own "connection not defined"
-            raise InvalidInput("target.vsphere_conn_id", f"connection {conn_id!r}: {exc}") from None
+            raise InvalidInput(where, f"connection {conn_id!r}: {exc}") from None
         extra = conn.extra_dejson or {}
         if not conn.host or not conn.login:
-            raise InvalidInput("target.vsphere_conn_id", f"connection {conn_id!r} needs the vCenter host and a login")
+            raise InvalidInput(where, f"connection {conn_id!r} needs the vCenter host and a login")
         insecure = extra.get("insecure", False)
         return cls(
             host=str(conn.host),

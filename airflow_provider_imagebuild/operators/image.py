@@ -10,16 +10,19 @@ can run on a new image, and removes the build host.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
 
-from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.build.record import BuildRecord, format_ts
+from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, TargetError
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
+from airflow_provider_imagebuild.spec_publish import PublishSpec
 from airflow_provider_imagebuild.targets.base import (
     DISCARDED_METADATA,
     IMAGE_OUTPUT,
@@ -76,15 +79,34 @@ class SealMilestoneOperator(TargetMilestoneOperator):
 
 
 class PublishMilestoneOperator(TargetMilestoneOperator):
+    """Publish the sealed image to each destination of the spec's ``publish:`` list (the target's
+    own publish when there is none).
+
+    Each destination's outcome is recorded in the build's metadata the moment it succeeds
+    (``published.<name>``: the image, when, and what it returned), so a try that fails at one
+    destination still records the others, and the next try (a cleared task) publishes only what
+    is missing. A record counts only for the same sealed image (its id and the seal's attempt): a
+    build sealed again is published again everywhere. Every destination is tried even when an
+    earlier one failed; the task then fails naming each failure, as bad input (not retried) if
+    any was bad input, else as a transient failure that Airflow retries.
+    """
+
     ui_color = "#e0f4fb"
+
+    def __init__(self, *, destinations: Sequence[PublishSpec] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.destinations = tuple(destinations)
 
     def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         image = build.merged_outputs().get(IMAGE_OUTPUT)
         if not image:
             raise InvalidInput("image_id", "no final image recorded: the seal milestone (95) must capture one first")
         target = self.get_target()
-        self.log_output(f"publishing image {image}")
-        outputs = target.publish(build, str(image))
+        if not self.destinations:
+            self.log_output(f"publishing image {image}")
+            outputs = target.publish(build, str(image))
+        else:
+            outputs = self.publish_each(build, session, str(image))
         host = Host.from_metadata(build.metadata)
         if host is not None:
             target.cleanup(build, host)
@@ -96,3 +118,70 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
                 image_asset(self.cloud, self.pipeline), extra=extra
             )
         return {"image_id": str(image), **outputs}
+
+    def publish_each(self, build: BuildRecord, session: MilestoneSession, image: str) -> dict[str, Any]:
+        sealed = sealed_identity(build, image)
+        done: dict[str, Any] = {}
+        failed: dict[str, ImageBuildError | Exception] = {}
+        for destination in self.destinations:
+            label = destination.label
+            recorded = published_record(build, label)
+            if recorded is not None and recorded.get("sealed") == sealed:
+                self.log_output(f"{label}: already published by an earlier try ({recorded.get('at')}); kept")
+                done[label] = recorded.get("outputs", {})
+                continue
+            self.log_output(f"{label}: publishing {image}")
+            try:
+                outputs = self.publish_to(destination, build, image)
+            except Exception as exc:  # one destination's failure does not stop the others
+                self.log.error("publish to %s failed: %s", label, exc)
+                failed[label] = exc
+                continue
+            record = {"sealed": sealed, "at": format_ts(datetime.now(timezone.utc)), "outputs": outputs}
+            actor = f"milestone {self.state}"
+            session.set_metadata({f"{PUBLISHED}{label}": json.dumps(record, sort_keys=True)}, actor=actor)
+            done[label] = outputs
+        if failed:
+            kept = f"; published (kept for the next try): {', '.join(done)}" if done else ""
+            message = "publish failed at " + "; ".join(f"{label}: {exc}" for label, exc in failed.items()) + kept
+            if any(isinstance(exc, InvalidInput) for exc in failed.values()):
+                raise InvalidInput("publish", message)
+            raise TargetError(message)
+        merged: dict[str, Any] = {}
+        for destination in self.destinations:  # the target's own outputs stay where they were
+            if destination.kind in ("target", "catalog"):
+                merged.update(done[destination.label])
+        return {**merged, "destinations": done}
+
+    def publish_to(self, destination: PublishSpec, build: BuildRecord, image: str) -> dict[str, Any]:
+        target = self.get_target()
+        if destination.kind in ("target", "catalog"):
+            return target.publish(build, image)
+        from airflow_provider_imagebuild.destinations import destination_for
+
+        path = target.image_file(build, image)
+        uploader = destination_for(destination, pipeline=self.pipeline, image_type=self.image_type)
+        return uploader.publish(build, path)
+
+
+PUBLISHED = "published."  # metadata key prefix of each destination's record
+
+
+def sealed_identity(build: BuildRecord, image: str) -> str:
+    """Which sealed image this is: its id and the attempt of the milestone that captured it (the
+    local target's image path is the same after a new seal; the attempt is not)."""
+    for code in sorted(build.completed, reverse=True):
+        if build.milestones[code].outputs.get(IMAGE_OUTPUT) == image:
+            return f"{image}#{code}.{build.milestones[code].attempt}"
+    return image
+
+
+def published_record(build: BuildRecord, label: str) -> dict[str, Any] | None:
+    raw = build.metadata.get(f"{PUBLISHED}{label}")
+    if not raw:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None

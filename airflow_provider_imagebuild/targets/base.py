@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
@@ -72,6 +73,12 @@ def build_digest(pipeline: str, build_id: str, length: int) -> str:
     """A digest of the pipeline and build id: what names and tags of a build's cloud resources
     carry where the id itself does not fit (capitals, dots, length)."""
     return hashlib.sha256(f"{pipeline}/{build_id}".encode()).hexdigest()[:length]
+
+
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file (images, checkpoint archives, OVF parts), read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def final_image_name(prefix: str, build: BuildRecord, key: str) -> str:
@@ -211,6 +218,13 @@ class Target(ABC):
     def owns_image(self, build: BuildRecord, image: str) -> bool:
         """Whether ``image`` (a recorded output) is provably this build's."""
         return False
+
+    def image_file(self, build: BuildRecord, image: str) -> Path:
+        """The sealed image as a file of this build's, for destinations that upload it (Glance, a
+        content library); only targets whose image is a file have one."""
+        from airflow_provider_imagebuild.errors import InvalidInput
+
+        raise InvalidInput("publish", f"the {self.name} target's image {image} is not a file to upload")
 
     def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:  # noqa: B027
         """Mark images a tool (Packer) just made for this build as the build's (tags); targets

@@ -21,7 +21,6 @@ Runs as root (debootstrap, chroot and mkfs need it); without root it says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,14 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.targets import rootfs
-from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Checkpoint, Host, Target
+from airflow_provider_imagebuild.targets.base import (
+    CHECKPOINT_OUTPUT,
+    IMAGE_OUTPUT,
+    Checkpoint,
+    Host,
+    Target,
+    file_hash,
+)
 from airflow_provider_imagebuild.targets.rootfs import run_tool
 
 WORK_ENV = "IMAGEBUILD_WORK"
@@ -46,14 +52,6 @@ VERSIONS = "versions"  # <catalog>/<pipeline>/versions/<build_id>/; pointers suc
 CHECKPOINT_RE = re.compile(r"checkpoint-[0-9]{3}\.tar")
 
 log = logging.getLogger(__name__)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tree_bytes(root: Path) -> int:
@@ -185,7 +183,7 @@ class LocalTarget(Target):
         if not final:
             archive = folder / f"checkpoint-{milestone:03d}.tar"
             rootfs.archive(root, archive)
-            return {CHECKPOINT_OUTPUT: str(archive), "checkpoint_sha256": sha256_of(archive)}
+            return {CHECKPOINT_OUTPUT: str(archive), "checkpoint_sha256": file_hash(archive)}
         raw = folder / "image.raw"
         image = self.image_path(build)
         size_mb = _tree_bytes(root) * 13 // 10 // (1 << 20) + 256  # room for metadata and first boot
@@ -214,7 +212,7 @@ class LocalTarget(Target):
         raw.unlink()
         return {
             IMAGE_OUTPUT: str(image),
-            "image_sha256": sha256_of(image),
+            "image_sha256": file_hash(image),
             "image_bytes": image.stat().st_size,
             "filesystem_mb": size_mb,
         }
@@ -236,10 +234,14 @@ class LocalTarget(Target):
                 removed.append(str(path))
         return removed
 
-    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+    def image_file(self, build: BuildRecord, image: str) -> Path:
         source = self.owned_file(build, image, "milestones.95.outputs.image_id")
         if source != self.image_path(build).resolve():
             raise InvalidInput("milestones.95.outputs.image_id", f"{image!r} is not the sealed image of this build")
+        return source
+
+    def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
+        source = self.image_file(build, image)
         folder = self.catalog / self.pipeline
         version = folder / VERSIONS / build.build_id
         version.mkdir(parents=True, exist_ok=True)
@@ -255,7 +257,7 @@ class LocalTarget(Target):
             "image_type": self.image_type,
             "os": build.os,
             "image": target.name,
-            "sha256": outputs.get("image_sha256") or sha256_of(target),
+            "sha256": outputs.get("image_sha256") or file_hash(target),
             "bytes": target.stat().st_size,
             "milestones": [
                 {

@@ -16,15 +16,17 @@ calls made:
   inherits the server's image properties and adds the action's ``metadata``, as Nova does.
 - Image v2 (version 2.16): images (create, show, list with ``name``, JSON-patch update with
   ``application/openstack-images-v2.1-json-patch``, delete), data upload (``PUT /file``), the
-  interoperable import (``GET /v2/info/import``, ``PUT /stage``, ``POST /import`` with
-  ``glance-direct``), members (only of ``shared`` images) and tags. Upload sets ``size``,
-  ``checksum`` (MD5) and ``os_hash_algo``/``os_hash_value`` (SHA-512), as Glance does.
+  interoperable import (``GET /v2/info/import`` and the ``OpenStack-image-import-methods``
+  header of a create, ``PUT /stage``, ``POST /import`` with ``glance-direct``), members (only of
+  ``shared`` images) and tags. Upload sets ``size``, ``checksum`` (MD5) and
+  ``os_hash_algo``/``os_hash_value`` (SHA-512), as Glance does.
 - Networking v2.0: show and list (``name`` filter) networks.
 
 What it does not do: boot anything (a "server" is a record; the playbooks run in a chroot tree
 standing in for it), schedule, bill or enforce quotas. Status changes that take time in a real
 cloud (``BUILD`` to ``ACTIVE``, ``queued``/``saving`` to ``active``) happen at the next read, so
-the clients' waits are exercised. ``fail(method, path_pattern, status, times)`` plants errors.
+the clients' waits are exercised. ``fail(method, path_pattern, status, times)`` plants errors;
+``corrupt_uploads`` stores the next uploads cut in half (a transfer that went wrong).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ PROJECT = "images"
 PROJECT_ID = "5f0e1a5d2c3b4a69b7c8d9e0f1a2b3c4"
 REGION = "RegionOne"
 COMPUTE_MAX = "2.100"
+IMPORT = "glance-direct,web-download"  # the import methods offered (/v2/info/import, and a header on create)
 IMAGE_JSON_PATCH = "application/openstack-images-v2.1-json-patch"
 IMAGE_FIELDS = {
     "name",
@@ -107,6 +110,7 @@ class FakeOpenstack:
     members: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     planted: list[Planted] = field(default_factory=list)
+    corrupt_uploads: int = 0  # the next N uploads (PUT file or stage) are stored cut in half
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
 
@@ -135,6 +139,12 @@ class FakeOpenstack:
             )
             self._store(image_id, data)
         return image_id
+
+    def _received(self, body: bytes) -> bytes:
+        if self.corrupt_uploads > 0:
+            self.corrupt_uploads -= 1
+            return body[: len(body) // 2]
+        return body
 
     def fail(self, method: str, path: str, status: int = 503, times: int = 1, message: str = "planted failure") -> None:
         """The next ``times`` calls of ``method`` on a path matching ``path`` answer ``status``
@@ -546,7 +556,7 @@ class FakeOpenstack:
                     "import-methods": {
                         "description": "Import methods available.",
                         "type": "array",
-                        "value": ["glance-direct", "web-download"],
+                        "value": IMPORT.split(","),
                     }
                 },
             )
@@ -564,7 +574,8 @@ class FakeOpenstack:
                 return 403, {}, {"error": {"code": 403, "message": f"Attribute '{sorted(bad)[0]}' is read-only."}}
             image_id = spec.get("id") or str(uuid.uuid4())
             self.images[image_id] = self._image_record(image_id, {"visibility": "shared", **spec})
-            return 201, {"Location": f"{self.url}/image/v2/images/{image_id}"}, self.images[image_id]
+            created = {"Location": f"{self.url}/image/v2/images/{image_id}", "OpenStack-image-import-methods": IMPORT}
+            return 201, created, self.images[image_id]
         m = re.fullmatch(r"/v2/images/([^/]+)(/[^/]+)?(/[^/]+)?", route)
         if not m or m[1] not in self.images:
             return 404, {}, {"error": {"code": 404, "message": f"No image found with ID {m[1] if m else route}"}}
@@ -603,12 +614,12 @@ class FakeOpenstack:
                         }
                     },
                 )
-            self._store(image_id, body)
+            self._store(image_id, self._received(body))
             return 204, {}, None
         if sub == "/stage" and method == "PUT":
             if image["status"] != "queued":
                 return 409, {}, {"error": {"code": 409, "message": "Image is not in queued state"}}
-            self.data[image_id] = body
+            self.data[image_id] = self._received(body)
             image["status"] = "uploading"
             return 204, {}, None
         if sub == "/import" and method == "POST":

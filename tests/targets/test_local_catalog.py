@@ -14,7 +14,8 @@ import pytest
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.store import open_store
-from airflow_provider_imagebuild.targets.local import LocalTarget, sha256_of
+from airflow_provider_imagebuild.targets.base import file_hash
+from airflow_provider_imagebuild.targets.local import LocalTarget
 
 
 def _published(tmp_path: Path, build_id: str, target: LocalTarget) -> tuple[BuildRecord, dict[str, object]]:
@@ -24,7 +25,7 @@ def _published(tmp_path: Path, build_id: str, target: LocalTarget) -> tuple[Buil
     image.parent.mkdir(parents=True)
     image.write_bytes(build_id.encode() * 1000)
     lease = store.begin(build_id, 95, owner="test")
-    store.complete(build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": sha256_of(image)})
+    store.complete(build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": file_hash(image)})
     build = store.get(build_id)
     return build, target.publish(build, str(image))
 
@@ -44,7 +45,7 @@ def test_catalog_keeps_the_newest_versions(tmp_path: Path) -> None:
         assert (folder / "latest").resolve() == folder / "versions" / build.build_id
         meta = json.loads((folder / "latest" / "metadata.json").read_text())
         image = folder / "latest" / meta["image"]
-        assert meta["build_id"] == build.build_id and meta["sha256"] == sha256_of(image)
+        assert meta["build_id"] == build.build_id and meta["sha256"] == file_hash(image)
     assert pruned == [None, None, ["night-1"], ["night-2"]]
     assert sorted(p.name for p in (folder / "versions").iterdir()) == ["night-3", "night-4"]
 

@@ -1,0 +1,140 @@
+"""Publish the sealed image file to a vSphere content library, as an OVF template item.
+
+The qcow2 is converted to a stream-optimized VMDK with an OVF descriptor and manifest
+(:mod:`.ovf`), then uploaded through the vSphere Automation API's update session: the item is
+created (type ``ovf``), a session opened on it, each file added as a ``PUSH`` source with its
+size and SHA-256 and PUT to the upload endpoint vCenter returns, the session validated and
+completed. The item's description carries ``[imagebuild.key=<digest>]`` (the build's key).
+
+A retry finds the item by name: kept if it is the build's and holds every file at its size; an
+item of the build's without them (an upload cut short) is deleted and made again; an item of
+that name without the build's key is never touched and fails the destination, naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
+from airflow_provider_imagebuild.destinations.ovf import OvfPackage, ovf_package
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.spec_publish import VsphereLibraryDestination
+from airflow_provider_imagebuild.targets.base import build_digest, file_hash
+
+log = logging.getLogger(__name__)
+
+ITEMS = "/com/vmware/content/library/item"
+SESSIONS = "/com/vmware/content/library/item/update-session"
+SESSION_FILES = "/com/vmware/content/library/item/updatesession/file"
+UPLOAD_TIMEOUT_S = 3 * 3600
+
+
+class LibraryUpload:
+    def __init__(self, settings: VsphereLibraryDestination, label: str, *, pipeline: str, image_type: str) -> None:
+        self.settings = settings
+        self.label = label
+        self.pipeline = pipeline
+        self.image_type = image_type
+
+    def publish(self, build: BuildRecord, path: Path) -> dict[str, Any]:
+        s = self.settings
+        where = f"publish.{self.label}"
+        clients = VsphereClients.from_connection(s.vsphere_conn_id, where=f"{where}.vsphere_conn_id")
+        rest = clients.rest()
+        mark = f"[imagebuild.key={build_digest(self.pipeline, build.build_id, 20)}]"
+        name = s.item_name or f"{self.pipeline}-{build.build_id}"
+        library = self._library(rest, where)
+        with tempfile.TemporaryDirectory(prefix="imagebuild-ovf-", dir=path.parent) as tmp:
+            package = ovf_package(path, Path(tmp), name, s.cpus, s.memory_mb, s.network)
+            item = self._find_item(rest, library, name)
+            if item is not None:
+                if mark not in str(item.get("description", "")):
+                    raise InvalidInput(f"{where}.item_name", f"an item {name} that is not this build's exists")
+                if self._holds(rest, str(item["id"]), package):
+                    log.info("content library item %s (%s) already holds this image; kept", name, item["id"])
+                    return self._outputs(str(item["id"]), package, "kept")
+                log.info("deleting content library item %s (%s): an earlier, unfinished upload", name, item["id"])
+                with vsphere_errors(f"delete item {name}"):
+                    rest_answer(rest.delete(f"{ITEMS}/id:{item['id']}"), f"delete item {name}")
+            description = f"{self.pipeline} build {build.build_id} {mark}"
+            spec = {"library_id": library, "name": name, "description": description, "type": "ovf"}
+            with vsphere_errors(f"create item {name}"):
+                item_id = str(rest_answer(rest.post(ITEMS, json={"create_spec": spec}), f"create item {name}"))
+            self._upload(rest, item_id, package)
+            log.info("published %s to content library %s as item %s (%s)", path.name, s.library, name, item_id)
+            return self._outputs(item_id, package, "uploaded")
+
+    def _library(self, rest: Any, where: str) -> str:
+        library = self.settings.library
+        with vsphere_errors("content library"):
+            found = rest_answer(
+                rest.post("/com/vmware/content/library", params={"~action": "find"}, json={"spec": {"name": library}}),
+                f"find library {library}",
+            )
+        if not found:
+            raise InvalidInput(f"{where}.library", f"{library} is not a content library of the vCenter")
+        return str(found[0])
+
+    @staticmethod
+    def _find_item(rest: Any, library: str, name: str) -> dict[str, Any] | None:
+        with vsphere_errors("content library"):
+            find = {"spec": {"library_id": library, "name": name}}
+            for item_id in rest_answer(rest.post(ITEMS, params={"~action": "find"}, json=find), "find item") or []:
+                item = rest_answer(rest.get(f"{ITEMS}/id:{item_id}"), f"item {item_id}")
+                if item and item.get("name") == name:
+                    return dict(item)
+        return None
+
+    @staticmethod
+    def _holds(rest: Any, item_id: str, package: OvfPackage) -> bool:
+        """Whether the item has every file of the package, each at its size."""
+        with vsphere_errors("content library files"):
+            files = rest_answer(rest.get("/com/vmware/content/library/item/file", params={"library_item_id": item_id}),
+                                "item files") or []  # fmt: skip
+        sizes = {str(f.get("name")): int(f.get("size") or 0) for f in files}
+        return all(sizes.get(p.name) == p.stat().st_size for p in package.files)
+
+    @staticmethod
+    def _upload(rest: Any, item_id: str, package: OvfPackage) -> None:
+        with vsphere_errors("content library upload"):
+            session = rest_answer(
+                rest.post(SESSIONS, json={"create_spec": {"library_item_id": item_id}}), "open an update session"
+            )
+            try:
+                for part in package.files:
+                    spec = {"name": part.name, "source_type": "PUSH", "size": part.stat().st_size,
+                            "checksum_info": {"algorithm": "SHA256", "checksum": file_hash(part)}}  # fmt: skip
+                    added = rest_answer(
+                        rest.post(f"{SESSION_FILES}/id:{session}", params={"~action": "add"}, json={"file_spec": spec}),
+                        f"add {part.name}",
+                    )
+                    uri = (added or {}).get("upload_endpoint", {}).get("uri")
+                    if not uri:
+                        raise TargetError(f"vSphere: no upload endpoint for {part.name}")
+                    with open(part, "rb") as data:
+                        put = rest.put(uri, content=data, headers={"Content-Type": "application/octet-stream"},
+                                       timeout=UPLOAD_TIMEOUT_S)  # fmt: skip
+                    if put.status_code >= 300:
+                        raise TargetError(f"vSphere: upload of {part.name} failed: HTTP {put.status_code}")
+                rest_answer(
+                    rest.post(f"{SESSIONS}/id:{session}", params={"~action": "complete"}), "complete the upload"
+                )
+            except BaseException:
+                rest.post(
+                    f"{SESSIONS}/id:{session}", params={"~action": "fail"}, json={"client_error_message": "aborted"}
+                )
+                raise
+
+    def _outputs(self, item_id: str, package: OvfPackage, how: str) -> dict[str, Any]:
+        return {
+            "library": self.settings.library,
+            "library_item_id": item_id,
+            "item_name": package.descriptor.stem,
+            "files": [p.name for p in package.files],
+            "vmdk_sha256": file_hash(package.disk),
+            "upload": how,
+        }

@@ -1,0 +1,134 @@
+"""Build once, publish to many: the local catalog, Glance and a vSphere content library.
+
+Real: the publish task from the DAG factory, the store (SQLite), qemu-img (a real qcow2 here,
+converted to a stream-optimized VMDK for vSphere), the local catalog, openstacksdk against the
+loopback OpenStack fake (Glance's interoperable import and upload, tests/servers/openstack.py),
+and pyVmomi/vAPI against govmomi's vCenter simulator (a content library upload session). The
+sealed image is a small qcow2 made here; the whole local pipeline, with a real image, publishes to
+all three in ``test_local_pipeline.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.base import file_hash
+from tests.conftest import OPENSTACK_CONN_ID, VSPHERE_CONN_ID
+from tests.dags.conftest import write
+from tests.helpers import task_context
+from tests.servers.vcsim import LIBRARY
+
+
+def sealed_build(tmp_path: Path, spec_text: str) -> tuple[Any, Any, Path]:
+    """The publish task of the spec's DAG, and a build whose seal (95) recorded a real qcow2."""
+    from airflow_provider_imagebuild.dag_factory import build_dag
+    from airflow_provider_imagebuild.targets.local import LocalTarget
+
+    spec = load_spec(write(tmp_path / "pipelines/many.yaml", spec_text))
+    task = next(t for t in build_dag(spec).tasks if t.state == 100)  # type: ignore[attr-defined]
+    store = open_store(str(spec.store))
+    build = store.create_build("many-1", pipeline="many", cloud="local", image_type="base", plan=[0, 95, 100])
+    image = LocalTarget.from_settings(spec.target, pipeline="many", image_type="base").image_path(build)
+    image.parent.mkdir(parents=True)
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(b"golden image " * 200_000)
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(image)], check=True)
+    lease = store.begin("many-1", 95, owner="test")
+    store.complete("many-1", 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": file_hash(image)})
+    return task, store, image
+
+
+SPEC = """pipeline: many
+cloud: local
+image_type: base
+store: sqlite:///{tmp}/state.db
+target: {{work_dir: {tmp}/work, catalog: {tmp}/catalog}}
+publish:
+  - catalog
+  - glance: {{openstack_conn_id: {os_conn}, visibility: shared, properties: {{os_distro: debian, os_version: "12"}}}}
+  - vsphere_library: {{vsphere_conn_id: {vs_conn}, library: {library}}}
+milestones:
+  95: {{action: seal}}
+  100: {{action: publish}}
+"""
+
+
+def test_each_destination_is_recorded_and_a_clear_retries_only_the_failed_one(
+    tmp_path: Path, fake_os: Any, vsphere_library: str
+) -> None:
+    text = SPEC.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID, vs_conn=VSPHERE_CONN_ID, library=LIBRARY)
+    task, store, image = sealed_build(tmp_path, text)
+    # The first transfer to Glance arrives cut in half: only the checksum check (Glance's MD5 and
+    # SHA-512 of what it stored against the file's) tells; the image is deleted, the destination fails.
+    fake_os.corrupt_uploads = 1
+    failed = r"publish failed at glance: .*does not match the file's.*kept for the next try\): catalog, vsphere_library"
+    with pytest.raises(Exception, match=failed):
+        task.execute(task_context("many-1", task.task_id, 1))
+    rec = store.get("many-1")
+    assert rec.status == "failed" and rec.current_state == 100
+    assert {k for k in rec.metadata if k.startswith("published.")} == {"published.catalog", "published.vsphere_library"}
+    first = {k: json.loads(rec.metadata[f"published.{k}"])["outputs"] for k in ("catalog", "vsphere_library")}
+    catalog_copy = Path(first["catalog"]["catalog_image"])
+    copied_at = catalog_copy.stat().st_mtime_ns
+
+    task.execute(task_context("many-1", task.task_id, 2))  # the cleared task
+    rec = store.get("many-1")
+    assert rec.delivered
+    outputs = rec.milestones[100].outputs
+    assert set(outputs["destinations"]) == {"catalog", "glance", "vsphere_library"}
+    assert outputs["catalog_image"] == str(catalog_copy)  # the target's own outputs stay where they were
+    # catalog and content library: done once, not again
+    assert catalog_copy.stat().st_mtime_ns == copied_at
+    assert outputs["destinations"]["vsphere_library"] == first["vsphere_library"]
+    runs = [a for a in rec.attempts_at(100) if a.kind == "run"]
+    assert [a.status for a in runs] == ["failed", "completed"]
+
+    # Glance: one active image with the file's checksums and the spec's properties; the half-made
+    # image of the failed transfer was deleted.
+    glance = outputs["destinations"]["glance"]
+    images = [i for i in fake_os.images.values() if i["name"] == "many-many-1"]
+    assert [i["id"] for i in images] == [glance["image_id"]]
+    assert images[0]["status"] == "active" and images[0]["os_hash_value"] == file_hash(image, "sha512")
+    assert images[0]["os_distro"] == "debian" and images[0]["visibility"] == "shared"
+    assert glance["method"] == "glance-direct"  # the fake offers Glance's interoperable import
+
+    # The content library item holds the OVF descriptor, the stream-optimized VMDK and the manifest.
+    item = outputs["destinations"]["vsphere_library"]
+    assert item["files"] == ["many-many-1.ovf", "many-many-1.vmdk", "many-many-1.mf"]
+    from airflow_provider_imagebuild.clouds.vsphere import VsphereClients
+
+    rest = VsphereClients.from_connection(VSPHERE_CONN_ID).rest()
+    files = rest.get("/com/vmware/content/library/item/file", params={"library_item_id": item["library_item_id"]})
+    assert sorted(f["name"] for f in files.json()["value"]) == sorted(item["files"])
+
+
+@pytest.mark.parametrize(
+    ("cloud", "publish", "where", "reason"),
+    [
+        ("aws", ["catalog"], "publish.0.catalog", "on aws use '- target'"),
+        ("aws", [{"glance": {}}], "publish.0.glance", "only the local target makes"),
+        ("local", ["catalog", {"catalog": {}}], "publish.1", "listed twice"),
+        ("local", [{"catalog": {}, "target": {}}], "publish.0", "give exactly one of"),
+        ("local", [{"glance": {"visibility": "everyone"}}], "publish.0.glance.visibility", "Input should be"),
+        ("local", [{"vsphere_library": {}}], "publish.0.vsphere_library.library", "is required"),
+        ("local", [{"glance": {"properties": {"imagebuild_key": "x"}}}], "publish.0.glance.properties", "provider"),
+    ],
+)
+def test_bad_publish_lists_name_the_entry(cloud: str, publish: list[Any], where: str, reason: str) -> None:
+    raw = {"pipeline": "p", "cloud": cloud, "image_type": "t", "publish": publish,
+           "milestones": {100: {"action": "publish"}}}  # fmt: skip
+    with pytest.raises(SpecError, match=reason) as info:
+        parse_spec(raw)
+    assert where in str(info.value)
+
+
+def test_a_publish_list_needs_a_publish_milestone() -> None:
+    with pytest.raises(SpecError, match="publish: needs a milestone with action: publish"):
+        parse_spec({"pipeline": "p", "cloud": "local", "image_type": "t", "publish": ["catalog"]})
