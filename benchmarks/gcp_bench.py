@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from report import replace_section
-from sample_runs import four_runs
+from sample_runs import airflow_home, four_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,14 +30,7 @@ CONN_ID = "gcp_bench"
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="imagebuild-azurebench-"))
-    os.environ.update(
-        AIRFLOW_HOME=str(work / "airflow"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        IMAGEBUILD_PIPELINES_DIR=str(work / "pipelines"),
-    )
-    airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    airflow_home(work, ROOT / "dags")
 
     from airflow_provider_imagebuild.store import open_store
     from airflow_provider_imagebuild.targets.rootfs import bootstrapped_archive

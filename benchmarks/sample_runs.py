@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+
+def airflow_home(work: Path, dags: Path) -> None:
+    """A throw-away Airflow for ``dag.test()``: its home under ``work``, the project's DAG file,
+    the specs in ``work/pipelines``, the metadata database migrated."""
+    os.environ.update(
+        AIRFLOW_HOME=str(work / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        IMAGEBUILD_PIPELINES_DIR=str(work / "pipelines"),
+    )
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
 
 
 @contextlib.contextmanager

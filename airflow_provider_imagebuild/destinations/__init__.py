@@ -4,7 +4,7 @@ the publish milestone records each destination's outcome on its own (operators/i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -13,9 +13,23 @@ if TYPE_CHECKING:
     from airflow_provider_imagebuild.spec_publish import PublishSpec
 
 
+Settings = TypeVar("Settings")
+
+
 class FileDestination(Protocol):
     def publish(self, build: BuildRecord, path: Path) -> dict[str, Any]:
         """Upload the image file (idempotent: what an earlier try finished is found and kept)."""
+
+
+class Upload(Generic[Settings]):
+    """What every upload knows: its settings, its name in the spec (``publish.<label>`` in
+    errors), and the pipeline it publishes for (names and the build's key come from it)."""
+
+    def __init__(self, settings: Settings, label: str, *, pipeline: str, image_type: str) -> None:
+        self.settings = settings
+        self.label = label
+        self.pipeline = pipeline
+        self.image_type = image_type
 
 
 def destination_for(spec: PublishSpec, *, pipeline: str, image_type: str) -> FileDestination:

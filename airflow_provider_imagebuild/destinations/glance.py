@@ -19,23 +19,18 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.openstack import OpenstackClients, openstack_errors
+from airflow_provider_imagebuild.destinations import Upload
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec_publish import GlanceDestination
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, build_digest, file_hash
+from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
 
 log = logging.getLogger(__name__)
 
-KEY = "imagebuild_key"
 UPLOAD_TIMEOUT_S = 3 * 3600
 
 
-class GlanceUpload:
-    def __init__(self, settings: GlanceDestination, label: str, *, pipeline: str, image_type: str) -> None:
-        self.settings = settings
-        self.label = label
-        self.pipeline = pipeline
-        self.image_type = image_type
-
+class GlanceUpload(Upload[GlanceDestination]):
     def publish(self, build: BuildRecord, path: Path) -> dict[str, Any]:
         s = self.settings
         clients = OpenstackClients.from_settings(s, field_prefix=f"publish.{self.label}")
@@ -60,7 +55,7 @@ class GlanceUpload:
         properties = {
             **s.properties,
             KEY: key,
-            "imagebuild_managed_by": MANAGED_BY,
+            MANAGED: MANAGED_BY,
             "imagebuild_build": build.build_id,
             "imagebuild_pipeline": self.pipeline,
             "imagebuild_image_type": self.image_type,

@@ -20,6 +20,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
+from airflow_provider_imagebuild.destinations import Upload
 from airflow_provider_imagebuild.destinations.ovf import OvfPackage, ovf_package
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec_publish import VsphereLibraryDestination
@@ -33,13 +34,7 @@ SESSION_FILES = "/com/vmware/content/library/item/updatesession/file"
 UPLOAD_TIMEOUT_S = 3 * 3600
 
 
-class LibraryUpload:
-    def __init__(self, settings: VsphereLibraryDestination, label: str, *, pipeline: str, image_type: str) -> None:
-        self.settings = settings
-        self.label = label
-        self.pipeline = pipeline
-        self.image_type = image_type
-
+class LibraryUpload(Upload[VsphereLibraryDestination]):
     def publish(self, build: BuildRecord, path: Path) -> dict[str, Any]:
         s = self.settings
         where = f"publish.{self.label}"

@@ -42,9 +42,9 @@ from airflow_provider_imagebuild.targets.base import (
     IMAGE_OUTPUT,
     MANAGED_BY,
     Checkpoint,
+    DigestNames,
     Host,
     Target,
-    build_digest,
     checkpoint_images,
     ssh_ansible_vars,
 )
@@ -93,7 +93,7 @@ def parse_id(resource_id: str) -> dict[str, str] | None:
     return {key: str(value) for key, value in parse_resource_id(resource_id).items()}
 
 
-class AzureTarget(Target):
+class AzureTarget(DigestNames, Target):
     name = "azure"
 
     def __init__(self, settings: AzureTargetSpec, *, pipeline: str, image_type: str, clients: AzureClients) -> None:
@@ -136,9 +136,6 @@ class AzureTarget(Target):
     @property
     def network(self) -> Any:
         return self.clients.network
-
-    def prefix(self, build: BuildRecord) -> str:
-        return "ib-" + build_digest(self.pipeline, build.build_id, 10)
 
     def build_tags(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
         return {

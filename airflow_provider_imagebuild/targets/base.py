@@ -175,6 +175,19 @@ def ssh_ansible_vars(settings: Any, host: Host) -> dict[str, Any]:
     return found
 
 
+class DigestNames:
+    """Names and ownership keys of a cloud target's resources: ``key`` (tagged, labelled or set on
+    everything the build makes) and ``prefix`` (``ib-<digest>``, the start of its resource names)."""
+
+    pipeline: str
+
+    def key(self, build: BuildRecord) -> str:
+        return build_digest(self.pipeline, build.build_id, 20)
+
+    def prefix(self, build: BuildRecord) -> str:
+        return f"ib-{self.key(build)[:10]}"
+
+
 class Target(ABC):
     """One cloud (or this machine) as seen by the milestone operators."""
 

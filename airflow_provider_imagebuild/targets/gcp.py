@@ -36,9 +36,9 @@ from airflow_provider_imagebuild.targets.base import (
     IMAGE_OUTPUT,
     MANAGED_BY,
     Checkpoint,
+    DigestNames,
     Host,
     Target,
-    build_digest,
     checkpoint_images,
     final_image_name,
     ssh_ansible_vars,
@@ -64,7 +64,7 @@ def parse_image(image: str) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-class GcpTarget(Target):
+class GcpTarget(DigestNames, Target):
     name = "gcp"
 
     def __init__(self, settings: GcpTargetSpec, *, pipeline: str, image_type: str, clients: GcpClients) -> None:
@@ -120,12 +120,6 @@ class GcpTarget(Target):
             first = errors[0]
             raise TargetError(f"Compute Engine {what}: {first.get('code', 'error')}: {first.get('message', '')}")
         return operation
-
-    def key(self, build: BuildRecord) -> str:
-        return build_digest(self.pipeline, build.build_id, 20)
-
-    def prefix(self, build: BuildRecord) -> str:
-        return f"ib-{self.key(build)[:10]}"
 
     def build_labels(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
         return {

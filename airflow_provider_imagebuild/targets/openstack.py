@@ -39,9 +39,9 @@ from airflow_provider_imagebuild.targets.base import (
     IMAGE_OUTPUT,
     MANAGED_BY,
     Checkpoint,
+    DigestNames,
     Host,
     Target,
-    build_digest,
     checkpoint_images,
     final_image_name,
     ssh_ansible_vars,
@@ -55,7 +55,7 @@ SERVER_WAIT_S = 1800  # boot, stop, start
 IMAGE_WAIT_S = 3600  # a snapshot of a large disk
 
 
-class OpenstackTarget(Target):
+class OpenstackTarget(DigestNames, Target):
     name = "openstack"
     poll_s = 2.0  # between status reads while waiting (tests lower it)
 
@@ -77,12 +77,6 @@ class OpenstackTarget(Target):
     @property
     def conn(self) -> Any:
         return self.clients.conn
-
-    def key(self, build: BuildRecord) -> str:
-        return build_digest(self.pipeline, build.build_id, 20)
-
-    def prefix(self, build: BuildRecord) -> str:
-        return f"ib-{self.key(build)[:10]}"
 
     def marks(self, build: BuildRecord, role: str) -> dict[str, str]:
         """Server metadata and image properties that make a resource this build's."""

@@ -42,9 +42,9 @@ from airflow_provider_imagebuild.targets.base import (
     IMAGE_OUTPUT,
     MANAGED_BY,
     Checkpoint,
+    DigestNames,
     Host,
     Target,
-    build_digest,
     checkpoint_images,
     final_image_name,
     ssh_ansible_vars,
@@ -58,7 +58,7 @@ BUILD_OPTION = "imagebuild.build"
 IP_WAIT_S = 600  # for VMware Tools to report the guest's address
 
 
-class VsphereTarget(Target):
+class VsphereTarget(DigestNames, Target):
     name = "vsphere"
 
     def __init__(self, settings: VsphereTargetSpec, *, pipeline: str, image_type: str, clients: VsphereClients) -> None:
@@ -84,12 +84,6 @@ class VsphereTarget(Target):
     @property
     def content(self) -> Any:
         return self.clients.content
-
-    def key(self, build: BuildRecord) -> str:
-        return build_digest(self.pipeline, build.build_id, 20)
-
-    def prefix(self, build: BuildRecord) -> str:
-        return f"ib-{self.key(build)[:10]}"
 
     def _find(self, path: str, field: str) -> Any:
         with vsphere_errors(f"find {path}"):

@@ -1,15 +1,21 @@
-"""The shipped local pipeline (``make demo``'s) through ``dag.test()``, with everything real:
-debootstrap from the cached base, ansible-runner over chroot, mkfs.ext4 + qemu-img, the catalog.
+"""The shipped local pipeline that publishes to many places (``local-debian-everywhere``: the
+milestones of ``make demo``'s ``local-debian-base``) through ``dag.test()``, with everything real:
+debootstrap from the cached base, ansible-runner over chroot, mkfs.ext4 + qemu-img, the catalog;
+its Glance is the loopback OpenStack fake (driven by openstacksdk) and its content library is
+govmomi's vCenter simulator (pyVmomi and the vAPI), both reached through Airflow connections.
 
 A failure injected at 85 stops the first run. Then the build host (the root filesystem tree) is
 removed behind the build's back. The second run (what clearing the task does) resumes at 85: it
 relaunches the host from the latest checkpoint archive (after 30), replays 70 on it (recorded in
-the history), runs 85 and delivers; every other milestone ran exactly once.
+the history), runs 85 and seals; its publish reaches the catalog and the content library, but the upload
+to Glance arrives damaged (the checksums disagree), so the task fails; its retry publishes to
+Glance alone and delivers. Every other milestone ran exactly once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -19,14 +25,26 @@ from typing import Any
 import pytest
 
 from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.base import file_hash
 from tests.dags.conftest import ROOT
 
 WHEN = datetime(2026, 11, 5, 2, 0, tzinfo=timezone.utc)
 
 
+PIPELINE = "local-debian-everywhere"
+
+
 @pytest.fixture
-def local(airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def local(
+    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_os: Any, vsphere_library: str
+) -> dict[str, Any]:
     from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import OPENSTACK_CONN_ID, VSPHERE_CONN_ID
+
+    # The spec's openstack_default and vsphere_default connections: the fake and the simulator.
+    for default, test in (("OPENSTACK_DEFAULT", OPENSTACK_CONN_ID), ("VSPHERE_DEFAULT", VSPHERE_CONN_ID)):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{default}", os.environ[f"AIRFLOW_CONN_{test.upper()}"])
 
     store_url = f"sqlite:///{tmp_path}/state.db"
     monkeypatch.setenv("IMAGEBUILD_STORE", store_url)
@@ -34,7 +52,8 @@ def local(airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("IMAGEBUILD_CATALOG", str(tmp_path / "catalog"))
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return {"dag": bag.dags["imagebuild_local_debian_base"], "store": open_store(store_url), "tmp": tmp_path}
+    dag = bag.dags["imagebuild_local_debian_everywhere"]
+    return {"dag": dag, "store": open_store(store_url), "tmp": tmp_path, "glance": fake_os}
 
 
 def _run(dag: Any, monkeypatch: pytest.MonkeyPatch, fail_at: str = "") -> str:
@@ -55,11 +74,18 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert Path(rec.milestones[10].outputs["checkpoint_image"]).is_file()
     shutil.rmtree(root)  # the build host is lost
 
+    local["glance"].corrupt_uploads = 1  # the first upload to Glance arrives damaged
     assert _run(dag, monkeypatch) == "success"
     rec = store.get("local-1")
     assert rec.delivered
+    # 100's first try published to the catalog and the content library, and failed at Glance; its
+    # retry (Airflow's, as a clear would) published to Glance alone.
+    first, second = [a for a in rec.attempts_at(100) if a.kind == "run"]
+    assert (first.status, second.status) == ("failed", "completed") and "glance" in str(first.error)
+    at = {k: json.loads(rec.metadata[f"published.{k}"])["at"] for k in ("catalog", "glance", "vsphere_library")}
+    assert at["catalog"] < second.started_at and at["vsphere_library"] < second.started_at < at["glance"]
     runs = [a.state for a in rec.attempts if a.kind == "run"]
-    assert all(runs.count(code) == 1 for code in rec.plan if code not in (0, 85)), runs
+    assert all(runs.count(code) == 1 for code in rec.plan if code not in (0, 85, 100)), runs
     assert [a.status for a in rec.attempts_at(85)] == ["failed", "completed"]
     replays = [(a.state, a.owner.split("/")[2]) for a in rec.attempts if a.kind == "replay"]
     assert replays == [(70, "s085_metadata")]
@@ -76,17 +102,25 @@ def test_local_image_is_built_resumed_sealed_and_published(
     raw = tmp / "check.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
     motd = subprocess.run(["debugfs", "-R", "cat /etc/motd", str(raw)], capture_output=True, text=True, check=True)
-    assert "Golden image local-debian-base (base), build local-1" in motd.stdout
+    assert f"Golden image {PIPELINE} (base), build local-1" in motd.stdout
     sudoers = subprocess.run(
         ["debugfs", "-R", "cat /etc/sudoers.d/10-admin", str(raw)], capture_output=True, text=True, check=True
     )
     assert "admin ALL=(ALL) NOPASSWD:ALL" in sudoers.stdout
 
     # The catalog entry, its metadata and the latest pointer.
-    entry = tmp / "catalog/local-debian-base/versions/local-1"
+    entry = tmp / f"catalog/{PIPELINE}/versions/local-1"
     meta = json.loads((entry / "metadata.json").read_text())
     assert meta["sha256"] == rec.milestones[95].outputs["image_sha256"]
     assert [m["code"] for m in meta["milestones"]] == rec.plan[:-1]
-    assert (tmp / "catalog/local-debian-base/latest").resolve() == entry.resolve()
+    assert (tmp / f"catalog/{PIPELINE}/latest").resolve() == entry.resolve()
     assert not root.exists()  # the build host is removed after publishing
     assert not Path(rec.milestones[30].outputs["checkpoint_image"]).exists()  # not kept
+
+    # The same image in Glance (checksums verified) and in the content library (an OVF template).
+    destinations = rec.milestones[100].outputs["destinations"]
+    assert set(destinations) == {"catalog", "glance", "vsphere_library"}
+    glance = local["glance"].images[destinations["glance"]["image_id"]]
+    assert glance["status"] == "active" and glance["os_hash_value"] == file_hash(image, "sha512")
+    assert glance["os_distro"] == "debian" and glance["hw_disk_bus"] == "virtio"
+    assert destinations["vsphere_library"]["files"] == [f"{PIPELINE}-local-1.{x}" for x in ("ovf", "vmdk", "mf")]
