@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ CREATE INDEX IF NOT EXISTS builds_updated ON builds (updated_at);
 CREATE INDEX IF NOT EXISTS builds_pipeline ON builds (pipeline, status);
 """
 BUSY_TIMEOUT_S = 30.0
-SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_HEADER_BYTES = 100  # every SQLite database file starts with a header this long
 
 
 def _decode(build_id: str, text: str) -> Doc:
@@ -84,18 +85,26 @@ class SQLiteStore(BuildStore):
         return ""
 
     def _check_file(self) -> None:
-        """Refuse a path that holds something else: SQLite would turn a file shorter than its
-        header into a new, empty database, losing what was there."""
+        """Refuse a path that holds a directory, naming it (SQLite's own message for it is
+        "unable to open database file"), or a file shorter than SQLite's 100-byte header, which
+        SQLite would silently turn into a new, empty database (a longer file that is not a
+        database SQLite refuses itself, without writing to it).
+
+        The path is only ``stat``-ed, never opened: POSIX releases every lock a process holds on
+        a file when it closes *any* descriptor of that file, so opening and closing the database
+        here, while another thread's connection of this process holds SQLite's locks (a
+        milestone's heartbeat thread opens its own connection mid-run), silently dropped those
+        locks, let another process write at the same time, and corrupted the database
+        ("database disk image is malformed")."""
         try:
-            with open(self.path, "rb") as existing:
-                head = existing.read(16)
+            found = os.stat(self.path)
         except FileNotFoundError:
             return
-        except IsADirectoryError:
-            raise StoreUnavailable(f"SQLite store {self.path} is a directory, not a database file") from None
         except OSError as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc.strerror or exc}") from exc
-        if head and head != SQLITE_HEADER:
+        if stat.S_ISDIR(found.st_mode):
+            raise StoreUnavailable(f"SQLite store {self.path} is a directory, not a database file")
+        if 0 < found.st_size < SQLITE_HEADER_BYTES:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: file is not a database")
 
     def _reader(self) -> sqlite3.Connection | None:

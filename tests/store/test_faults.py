@@ -125,3 +125,29 @@ def test_full_and_read_only_disks_are_store_unusable(small_disk: Path, scheme: s
     (small_disk / "filler").unlink()
     rec = open_store(url).get("b-1")  # what was there is intact
     assert rec.completed == [0] and all(len(v) == 3000 for v in rec.metadata.values())
+
+
+def test_a_second_thread_opening_the_store_keeps_the_first_ones_locks(tmp_path: Path) -> None:
+    """POSIX drops every lock a process holds on a file when it closes any descriptor of it. The
+    store once read the file's header with open()/close() whenever a new thread connected (a
+    milestone's heartbeat thread does), which dropped the SQLite locks of this process's other
+    connections: another process closing its connection then believed it was the last one, and
+    removed the write-ahead log this process still used ("database disk image is malformed",
+    seen when Concourse steps and an Airflow run shared a SQLite store)."""
+    import subprocess
+    import sys
+    import threading
+
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    _create(store, "first")  # this thread's connection is open, in WAL mode
+    other = threading.Thread(target=store.list_builds)  # another thread connects
+    other.start()
+    other.join()
+    wal = tmp_path / "s.db-wal"
+    path = str(tmp_path / "s.db")
+    writer = (
+        f"import sqlite3; c = sqlite3.connect({path!r}); c.execute('PRAGMA user_version = 7'); c.commit(); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", writer], check=True, timeout=60)
+    assert wal.exists(), "another process removed the write-ahead log this process still uses"
+    assert [r.build_id for r in store.scan_builds()[0]] == ["first"]
