@@ -217,6 +217,29 @@ def _take_over_expired(rec: BuildRecord, now: datetime, actor: str) -> None:
     _abandon(rec, lease, now, actor)
 
 
+DONE, HELD = "done", "held"
+
+
+def readiness(rec: BuildRecord, state: object, now: datetime, owner: str | None = None) -> tuple[str | None, str]:
+    """Whether :func:`begin` would start milestone ``state`` now, without changing anything:
+    ``(None, why)`` if it would, ``(DONE, why)`` if the milestone is completed or skipped, and
+    ``(HELD, why)`` if a live lease of someone else holds the build or an earlier milestone is
+    not done. Asked by a shell or Concourse step before it does the milestone's work."""
+    code = _in_plan(rec, state)
+    done = rec.milestones.get(code)
+    if done is not None:
+        how = "skipped" if done.skipped else "completed"
+        return DONE, f"milestone {_name(rec, code)} of build {rec.build_id} is already {how} (attempt {done.attempt})"
+    lease = rec.lease
+    if lease is not None and _live(lease, now):
+        if lease.owner == owner and lease.state == code:
+            return None, f"milestone {_name(rec, code)} is leased by this owner: it resumes"
+        return HELD, str(_holder_conflict(rec, lease))
+    if code != rec.next_state:
+        return HELD, f"milestone {_name(rec, code)} cannot start before {_name(rec, rec.next_state or 0)} is done"
+    return None, f"milestone {_name(rec, code)} of build {rec.build_id} is next"
+
+
 def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: datetime) -> tuple[Lease, bool]:
     code = _in_plan(rec, state)
     done = rec.milestones.get(code)

@@ -14,6 +14,7 @@ import click
 from airflow_provider_imagebuild.build.catalog import parse_code, parse_plan
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import parse_pairs
+from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.errors import Conflict
@@ -145,6 +146,32 @@ def build_begin(ctx: click.Context, build_id: str, state: str, owner: str, lease
     """Start a milestone; prints the lease token that heartbeat/complete/fail need."""
     lease = _store(ctx).begin(build_id, _code(state), owner=owner, lease_seconds=lease_seconds)
     click.echo(lease.token)
+
+
+@build.command("should-run")
+@click.argument("build_id")
+@click.argument("state")
+@click.option("--owner", default=None, help="The owner that would begin it (its own live lease resumes)")
+@click.pass_context
+@handles_errors
+def build_should_run(ctx: click.Context, build_id: str, state: str, owner: str | None) -> None:
+    """Whether a step should do milestone STATE's work now, for shell and Concourse steps: exit 0
+    run it, 10 already completed (or skipped: nothing to do), 3 another live lease holds the build
+    (or an earlier milestone is not done), 2 invalid input, 4 no such build."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.build.rules import DONE, readiness
+
+    rec = _store(ctx).get(build_id)
+    verdict, why = readiness(rec, _code(state), datetime.now(timezone.utc), owner)
+    if verdict not in (None, DONE):
+        raise Conflict(why)
+    click.echo(why)
+    if verdict == DONE:
+        raise SystemExit(ALREADY_DONE)
+
+
+ALREADY_DONE = 10  # should-run: the milestone needs no work
 
 
 @build.command("heartbeat")
@@ -307,6 +334,8 @@ def _summary(rec: BuildRecord) -> dict[str, Any]:
 
 
 cli.add_command(spec_group)
+cli.add_command(concourse_group)
+cli.add_command(milestone_group)
 
 
 def main() -> None:

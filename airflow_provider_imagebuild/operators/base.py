@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -161,6 +162,22 @@ class BuildOperator(BaseOperator):
         raise NotImplementedError
 
 
+LEASE_FILE_ENV = "IMAGEBUILD_LEASE_FILE"  # where a step writes its lease token (for Concourse's hooks)
+
+
+def write_lease_file(token: str) -> None:
+    """Leave the lease token where ``$IMAGEBUILD_LEASE_FILE`` says (mode 0600), for a Concourse
+    hook that records an interruption the step itself could not."""
+    target = os.environ.get(LEASE_FILE_ENV)
+    if not target:
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+
+
 class MilestoneOperator(BuildOperator):
     """Reaches one milestone of a build, or skips it when the store says it was reached already.
 
@@ -210,6 +227,7 @@ class MilestoneOperator(BuildOperator):
             self._outputs = dict(done.outputs)
             return dict(done.outputs)
         lease = self._take_lease(store, build_id, context, name)
+        write_lease_file(lease.token)  # only where a Concourse step asked for it
         self.log.info(
             "%s of build %s: attempt %d started (lease %s..., %ss)",
             name,
