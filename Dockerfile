@@ -11,7 +11,12 @@ RUN apt-get update \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 USER airflow
+# The provider's extras to install: add azure, gcp, vsphere, openstack or celery as the clouds and
+# executor need (docker build --build-arg IMAGEBUILD_EXTRAS=ansible,vsphere,openstack .).
+ARG IMAGEBUILD_EXTRAS=ansible
 COPY --chown=airflow:root pyproject.toml README.md /opt/imagebuild/
 COPY --chown=airflow:root airflow_provider_imagebuild /opt/imagebuild/airflow_provider_imagebuild
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/imagebuild[ansible]" \
+# The playbooks, Packer templates and sample specs the wheel ships (imagebuild init, the samples)
+COPY --chown=airflow:root dags /opt/imagebuild/dags
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/imagebuild[${IMAGEBUILD_EXTRAS}]" \
  && packer version && ansible-playbook --version && imagebuild --version

@@ -115,7 +115,8 @@ def test_dockerfile_installs_what_the_operators_call() -> None:
     packages = set(install.group(1).replace("\\", " ").split())
     for tool, package in TOOLS.items():
         assert package in packages, f"{tool} ({package}) is not installed by the Dockerfile"
-    assert '"/opt/imagebuild[ansible]"' in text  # ansible and ansible-runner with the provider
+    assert '"/opt/imagebuild[${IMAGEBUILD_EXTRAS}]"' in text and "ARG IMAGEBUILD_EXTRAS=ansible" in text
+    assert "COPY --chown=airflow:root dags /opt/imagebuild/dags" in text  # the wheel ships dags/ (init, samples)
     assert "apache-airflow==${AIRFLOW_VERSION}" in text  # keeps the base image's Airflow
     sources = " ".join(p.read_text() for p in (ROOT / "airflow_provider_imagebuild").rglob("*.py"))
     for tool in set(TOOLS) - {"ssh"}:  # ssh is run by Ansible, the others by this package

@@ -1,5 +1,6 @@
-"""The shipped local pipeline that publishes to many places (``local-debian-everywhere``: the
-milestones of ``make demo``'s ``local-debian-base``) through ``dag.test()``, with everything real:
+"""The project ``imagebuild init --cloud local`` makes (the milestones of ``make demo``'s
+``local-debian-base``), publishing where the shipped ``local-debian-everywhere`` does, through
+``dag.test()``, with everything real:
 debootstrap from the cached base, ansible-runner over chroot, mkfs.ext4 + qemu-img, the catalog;
 its Glance is the loopback OpenStack fake (driven by openstacksdk) and its content library is
 govmomi's vCenter simulator (pyVmomi and the vAPI), both reached through Airflow connections.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import file_hash
@@ -50,10 +52,27 @@ def local(
     monkeypatch.setenv("IMAGEBUILD_STORE", store_url)
     monkeypatch.setenv("IMAGEBUILD_WORK", str(tmp_path / "work"))
     monkeypatch.setenv("IMAGEBUILD_CATALOG", str(tmp_path / "catalog"))
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    bag = DagBag(dag_folder=str(scaffolded(tmp_path / "golden") / "dags"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["imagebuild_local_debian_everywhere"]
     return {"dag": dag, "store": open_store(store_url), "tmp": tmp_path, "glance": fake_os}
+
+
+def scaffolded(folder: Path) -> Path:
+    """The project ``imagebuild init --cloud local`` makes (its own copies of the playbooks, its
+    DAG file), publishing where the shipped ``local-debian-everywhere`` spec publishes."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    args = ["init", str(folder), "--cloud", "local", "--os", "debian-12", "--image-type", "base", "--name", PIPELINE]
+    got = CliRunner().invoke(cli, args)
+    assert got.exit_code == 0, got.output
+    spec_path = folder / f"dags/pipelines/{PIPELINE}.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["publish"] = yaml.safe_load((ROOT / f"dags/pipelines/{PIPELINE}.yaml").read_text())["publish"]
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
 
 
 def _run(dag: Any, monkeypatch: pytest.MonkeyPatch, fail_at: str = "") -> str:
