@@ -36,7 +36,8 @@ from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import check_build_id, derive_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
-from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable
+from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
+from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
 from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_root
 from airflow_provider_imagebuild.operators.session import MilestoneSession
@@ -249,8 +250,11 @@ class MilestoneOperator(BuildOperator):
             # attempt here, recorded and not retried, instead of leaving it in progress.
             outputs = session.checked_outputs(outputs)
         except BaseException as exc:
-            self._record_failure(session, exc)
+            stopped = self._persistent(exc)
+            self._record_failure(session, stopped or exc)
             self._log_resume_hint(rec)
+            if stopped is not None:
+                raise stopped from exc
             raise
         try:
             rec = session.complete(outputs)
@@ -316,6 +320,20 @@ class MilestoneOperator(BuildOperator):
                     "%s is still leased by an earlier try (%s); waiting for its lease to expire", name, exc.holder
                 )
                 time.sleep(min(2.0, max(self.lease_seconds / 10, 0.2)))
+
+    def _persistent(self, exc: BaseException) -> AirflowFailException | None:
+        """A failure of a persistent class (:mod:`..failures`: refused credentials, an invalid
+        template, an exhausted quota...) as one Airflow does not retry, naming the class and why;
+        None for the others, which keep Airflow's retries."""
+        if isinstance(exc, AirflowFailException) or not isinstance(exc, (AirflowException, TargetError)):
+            return None
+        failure = classify(str(exc))
+        if failure is None:
+            return None
+        self.log.error("%s (matched: %s)", failure.describe(), failure.line)
+        if not failure.persistent:
+            return None
+        return AirflowFailException(f"{failure.describe()}\n{exc}")
 
     def _log_resume_hint(self, rec: BuildRecord) -> None:
         """The last lines of a failed milestone's log: what clearing the task will do."""
