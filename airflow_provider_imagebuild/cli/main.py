@@ -271,8 +271,21 @@ def build_skip(ctx: click.Context, build_id: str, state: str, reason: str) -> No
 @handles_errors
 def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Show a build's milestones, status, attempts and outputs."""
-    rec = _store(ctx).get(build_id)
-    emit(as_json, rec.to_public, lambda render: render.build_table(rec))
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.build.record import format_ts
+    from airflow_provider_imagebuild.build.stats import eta, milestone_medians
+
+    store = _store(ctx)
+    rec = store.get(build_id)
+    expected = None
+    if rec.lease is not None:  # running: estimate from the pipeline's delivered builds
+        history, _ = store.scan_builds(ListFilter.checked(pipeline=rec.pipeline, status="completed"))
+        expected = eta(rec, milestone_medians(history), datetime.now(timezone.utc))
+    shown = {**rec.to_public(), "eta": format_ts(expected) if expected else None}
+    emit(as_json, lambda: shown, lambda render: render.build_table(rec))
+    if expected is not None and not as_json:
+        click.echo(f"expected to be delivered at {format_ts(expected)} (from the pipeline's earlier builds)")
 
 
 @build.command("history")
@@ -292,6 +305,9 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
 @click.option("--pipeline", default=None)
 @click.option("--updated-before", default=None, metavar="ISO8601")
 @click.option("--updated-after", default=None, metavar="ISO8601")
+@click.option("--state", default=None, help="Builds whose current milestone is STATE")
+@click.option("--image-type", default=None)
+@click.option("--since", default=None, help="Builds created in the last N days (30d) or hours (12h)")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
@@ -302,17 +318,59 @@ def build_list(
     pipeline: str | None,
     updated_before: str | None,
     updated_after: str | None,
+    state: str | None,
+    image_type: str | None,
+    since: str | None,
     as_json: bool,
 ) -> None:
     """List builds, newest change first. A record that cannot be read is reported on stderr and
     left untouched; the others are listed."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.build.record import parse_ts
+    from airflow_provider_imagebuild.build.report import parse_since
+
     flt = ListFilter.checked(
         status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
     )
+    code = _code(state, "--state") if state is not None else None
+    start = parse_since(since, datetime.now(timezone.utc)) if since else None
     records, problems = _store(ctx).scan_builds(flt)
+    records = [
+        r
+        for r in records
+        if (code is None or r.current_state == code)
+        and (image_type is None or r.image_type == image_type)
+        and (start is None or parse_ts(r.created_at) >= start)
+    ]
     emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
     for problem in problems:
         warn(f"{problem} (not listed)")
+
+
+@cli.command("report")
+@click.option("--pipeline", default=None)
+@click.option("--cloud", default=None)
+@click.option(
+    "--since", default="30d", show_default=True, help="Builds created in the last N days (30d) or hours (12h)"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def report(ctx: click.Context, pipeline: str | None, cloud: str | None, since: str, as_json: bool) -> None:
+    """Success rate, deliveries per day, p50/p90 per milestone, the milestones that fail most with
+    their top error lines, retries spent and the time resumes saved."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.build.report import build_report, parse_since
+
+    start = parse_since(since, datetime.now(timezone.utc))
+    flt = ListFilter.checked(cloud=cloud, pipeline=pipeline)
+    records, problems = _store(ctx).scan_builds(flt)
+    result = build_report(records, since=start)
+    emit(as_json, lambda: result, lambda render: render.report_table(result))
+    for problem in problems:
+        warn(f"{problem} (not counted)")
 
 
 LIST_FIELDS = (

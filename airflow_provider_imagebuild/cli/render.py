@@ -177,3 +177,26 @@ def plan_table(plan: PipelinePlan) -> Table:
             _duration(policy.execution_timeout),
         )
     return table
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    rate = report["success_rate"]
+    title = (
+        f"{report['builds']} build(s): {report['delivered']} delivered, {report['failed']} failed, "
+        f"{report['in_progress']} in progress; success rate {'-' if rate is None else f'{rate:.0%}'}; "
+        f"{report['retries_spent']} retries spent; resumes saved {_duration(report['time_saved_by_resumes_s'])}"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("milestone", "runs", "p50", "p90", "failures", "top error"):
+        table.add_column(column, justify="right" if column in ("runs", "p50", "p90", "failures") else "left")
+    for row in report["milestones"]:
+        top = row["top_errors"][0] if row["top_errors"] else None
+        table.add_row(
+            f"{row['code']} {row['title']}",
+            str(row["runs"]),
+            _duration(row["p50_s"]),
+            _duration(row["p90_s"]),
+            str(row["failures"]),
+            _short(f"{top['count']}x {top['error']}") if top else "",
+        )
+    return table

@@ -59,7 +59,9 @@ class GlanceUpload(Upload[GlanceDestination]):
             "imagebuild_build": build.build_id,
             "imagebuild_pipeline": self.pipeline,
             "imagebuild_image_type": self.image_type,
-        }
+            **{f"imagebuild_{k.removeprefix('built_with.')}_version": v
+               for k, v in build.metadata.items() if k.startswith("built_with.")},
+        }  # fmt: skip
         log.info("uploading %s to Glance as %s (%s, %d bytes)", path.name, name, method, path.stat().st_size)
         with openstack_errors(f"upload image {name}"):
             image = conn.image.create_image(

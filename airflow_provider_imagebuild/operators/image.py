@@ -68,6 +68,7 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         target = self.get_target()
         self.log_output("capturing the final image")
         outputs.update(target.capture(build, host, self.state, final=True))
+        session.set_metadata(self.built_with(build), actor=f"milestone {self.state}")
         discard = {code: image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints}
         if discard:
             gone = discarded_checkpoints(build) | {(c, build.milestones[c].attempt) for c in discard}
@@ -76,6 +77,20 @@ class SealMilestoneOperator(TargetMilestoneOperator):
             session.set_metadata({DISCARDED_METADATA: listed}, actor=f"milestone {self.state}")
         outputs["discarded_checkpoints"] = target.discard(build, list(discard.values()))
         return outputs
+
+    def built_with(self, build: BuildRecord) -> dict[str, str]:
+        """What made the image (toolchain versions on this worker, the source image), for the
+        build's metadata and what publish carries."""
+        from airflow_provider_imagebuild.toolchain.versions import tool_versions
+
+        found = tool_versions()
+        s = self.target_settings
+        source = (
+            getattr(s, "source_image", None) or getattr(s, "template", None) or getattr(s, "source_image_family", None)
+        )
+        if source:
+            found["built_from"] = str(source)
+        return found
 
 
 class PublishMilestoneOperator(TargetMilestoneOperator):

@@ -270,6 +270,9 @@ class LocalTarget(Target):
                 for code, ms in sorted(build.milestones.items())
             ],
             "checksums": {k: v for k, v in outputs.items() if k.endswith("sha256")},
+            "built_with": {
+                k.removeprefix("built_with."): v for k, v in build.metadata.items() if k.startswith("built_with.")
+            },
         }
         (version / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
         latest = folder / "latest"

@@ -133,6 +133,11 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert meta["sha256"] == rec.milestones[95].outputs["image_sha256"]
     assert [m["code"] for m in meta["milestones"]] == rec.plan[:-1]
     assert (tmp / f"catalog/{PIPELINE}/latest").resolve() == entry.resolve()
+    # What built it: the toolchain's versions, in the record and in the catalog entry.
+    from importlib.metadata import version
+
+    assert rec.metadata["built_with.ansible_core"] == version("ansible-core")
+    assert meta["built_with"]["provider"] == version("airflow-provider-imagebuild") and meta["built_with"]["packer"]
     assert not root.exists()  # the build host is removed after publishing
     assert not Path(rec.milestones[30].outputs["checkpoint_image"]).exists()  # not kept
 
@@ -142,4 +147,5 @@ def test_local_image_is_built_resumed_sealed_and_published(
     glance = local["glance"].images[destinations["glance"]["image_id"]]
     assert glance["status"] == "active" and glance["os_hash_value"] == file_hash(image, "sha512")
     assert glance["os_distro"] == "debian" and glance["hw_disk_bus"] == "virtio"
+    assert glance["imagebuild_ansible_core_version"] == rec.metadata["built_with.ansible_core"]
     assert destinations["vsphere_library"]["files"] == [f"{PIPELINE}-local-1.{x}" for x in ("ovf", "vmdk", "mf")]

@@ -1,0 +1,111 @@
+"""``imagebuild report``: what a nightly image-build service is judged on, from the build records.
+
+Pure functions of records (no store): the success rate, deliveries per day, each milestone's
+p50/p90 duration, the milestones that fail most with their commonest error lines, the retries
+spent, and the time resumes saved.
+
+- ``success_rate``: delivered / (delivered + failed); builds still in progress are left out.
+- ``retries_spent``: run attempts that ended failed or abandoned (each was tried again, or will be).
+- ``time_saved_by_resumes_s``: for every failed attempt that a later attempt of the same build
+  followed (a resume), the recorded time of the milestones completed before the failure: what a
+  monolithic rerun would have done again and the resume did not.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.record import ABANDONED, FAILED, IN_PROGRESS, BuildRecord, parse_ts
+from airflow_provider_imagebuild.errors import InvalidInput
+
+SINCE_RE = re.compile(r"([0-9]{1,5})([dh])")
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``30d`` or ``12h`` before ``now``."""
+    found = SINCE_RE.fullmatch(text.strip())
+    if not found:
+        raise InvalidInput("--since", f"must be a number of days or hours such as 30d or 12h, got {text!r}")
+    amount = int(found[1])
+    return now - (timedelta(days=amount) if found[2] == "d" else timedelta(hours=amount))
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[round(fraction * 100) - 1]
+
+
+def _first_line(error: str | None) -> str:
+    return (error or "").strip().splitlines()[0][:200] if (error or "").strip() else "(no message)"
+
+
+def time_saved(rec: BuildRecord) -> float:
+    """Seconds of milestones a monolithic rerun would have redone at each of this build's resumes."""
+    saved = 0.0
+    runs = [a for a in rec.attempts if a.kind == "run"]
+    for i, attempt in enumerate(runs):
+        if attempt.status != FAILED or not any(later.started_at >= attempt.started_at for later in runs[i + 1 :]):
+            continue
+        failed_at = parse_ts(attempt.started_at)
+        saved += sum(
+            done.duration_s
+            for code, done in rec.milestones.items()
+            if not done.skipped and code != rec.plan[0] and parse_ts(done.completed_at) <= failed_at
+        )
+    return round(saved, 3)
+
+
+def build_report(records: Iterable[BuildRecord], since: datetime | None = None) -> dict[str, Any]:
+    chosen = [r for r in records if since is None or parse_ts(r.created_at) >= since]
+    delivered = [r for r in chosen if r.delivered]
+    failed = [r for r in chosen if not r.delivered and r.status == FAILED]
+    durations: dict[int, list[float]] = {}
+    failures: Counter[int] = Counter()
+    errors: dict[int, Counter[str]] = {}
+    retries = 0
+    for rec in chosen:
+        for code, done in rec.milestones.items():
+            if not done.skipped and code != rec.plan[0]:
+                durations.setdefault(code, []).append(done.duration_s)
+        for attempt in rec.attempts:
+            if attempt.kind != "run":
+                continue
+            if attempt.status in (FAILED, ABANDONED):
+                retries += 1
+            if attempt.status == FAILED:
+                failures[attempt.state] += 1
+                errors.setdefault(attempt.state, Counter())[_first_line(attempt.error)] += 1
+    per_day = Counter(str(r.delivered_at)[:10] for r in delivered if r.delivered_at)
+    finished = len(delivered) + len(failed)
+    milestones = [
+        {
+            "code": code,
+            "title": title_of(code),
+            "runs": len(durations.get(code, [])),
+            "p50_s": round(_percentile(durations[code], 0.5), 3) if durations.get(code) else None,
+            "p90_s": round(_percentile(durations[code], 0.9), 3) if durations.get(code) else None,
+            "failures": failures.get(code, 0),
+            "top_errors": [{"error": e, "count": n} for e, n in errors.get(code, Counter()).most_common(3)],
+        }
+        for code in sorted(set(durations) | set(failures))
+    ]
+    return {
+        "builds": len(chosen),
+        "delivered": len(delivered),
+        "failed": len(failed),
+        "in_progress": sum(1 for r in chosen if not r.delivered and r.status == IN_PROGRESS),
+        "success_rate": round(len(delivered) / finished, 4) if finished else None,
+        "delivered_per_day": dict(sorted(per_day.items())),
+        "milestones": milestones,
+        "most_failing": [code for code, _ in failures.most_common(5)],
+        "retries_spent": retries,
+        "time_saved_by_resumes_s": round(sum(time_saved(r) for r in chosen), 3),
+    }
