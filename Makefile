@@ -16,7 +16,7 @@ system-deps:
 
 venv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --extra ansible --extra azure --extra gcp --extra celery --extra vsphere --extra openstack --quiet
+	@$(UV) sync --frozen --extra ansible --extra azure --extra gcp --extra celery --extra vsphere --extra openstack --extra notify --quiet
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

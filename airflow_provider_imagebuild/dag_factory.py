@@ -64,6 +64,7 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
         store=spec.store,
         store_conn_id=spec.store_conn_id,
         lease_seconds=step.policy.lease_seconds,
+        notify=spec.notify,
         doc_md=f"Milestone **{step.code}**: {step.title} ({step.action})",
         **_task_kwargs(step),
     )

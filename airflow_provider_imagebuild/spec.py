@@ -23,6 +23,7 @@ from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec_notify import NotifySpec
 from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.spec_publish import PublishSpec, publish_problem
 from airflow_provider_imagebuild.spec_types import ConnId
@@ -234,6 +235,8 @@ class PipelineSpec(BaseModel):
     milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
     # Where the sealed image goes (spec_publish); empty: through the target alone
     publish: list[PublishSpec] = Field(default_factory=list)
+    # Who hears of failures, stuck builds and deliveries (spec_notify)
+    notify: NotifySpec | None = None
 
     @field_validator("pipeline", "image_type")
     @classmethod

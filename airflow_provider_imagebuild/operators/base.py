@@ -41,6 +41,7 @@ from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
 from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_root
 from airflow_provider_imagebuild.operators.session import MilestoneSession
+from airflow_provider_imagebuild.spec_notify import NotifySpec
 from airflow_provider_imagebuild.store import BuildStore
 
 FAIL_AT_ENV = "IMAGEBUILD_FAIL_AT"
@@ -77,9 +78,11 @@ class BuildOperator(BaseOperator):
         store: str | None = None,
         store_conn_id: str | None = None,
         lease_seconds: int | None = None,
+        notify: NotifySpec | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.notify = notify
         self.identity = identity
         self.state = state
         self.store_url = store
@@ -253,6 +256,8 @@ class MilestoneOperator(BuildOperator):
             stopped = self._persistent(exc)
             self._record_failure(session, stopped or exc)
             self._log_resume_hint(rec)
+            if isinstance(exc, Exception):
+                self._announce_failure(store, build_id, context, stopped or exc)
             if stopped is not None:
                 raise stopped from exc
             raise
@@ -263,6 +268,8 @@ class MilestoneOperator(BuildOperator):
             self._log_resume_hint(rec)
             raise
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
+        if rec.delivered:
+            self._announce(store, rec, "delivered", str(rec.delivered_at), None)
         context["ti"].xcom_push(key="outputs", value=outputs)
         self._outputs = dict(outputs)
         return outputs
@@ -320,6 +327,52 @@ class MilestoneOperator(BuildOperator):
                     "%s is still leased by an earlier try (%s); waiting for its lease to expire", name, exc.holder
                 )
                 time.sleep(min(2.0, max(self.lease_seconds / 10, 0.2)))
+
+    # -- notifications -------------------------------------------------------------------------
+    def _announce_failure(self, store: BuildStore, build_id: str, context: Any, exc: BaseException) -> None:
+        """``failed`` once per milestone and DAG run (not per retry), and ``retries_exhausted`` when
+        Airflow will not try again (the last try, or a failure of a persistent class)."""
+        if self.notify is None:
+            return
+        try:
+            rec = store.get(build_id)
+        except ImageBuildError as problem:
+            self.log.warning("no notification: the store cannot be read: %s", problem)
+            return
+        key = f"{self.state}:{context['dag_run'].run_id}"
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        final = isinstance(exc, AirflowFailException) or try_number > (self.retries or 0)
+        self._announce(store, rec, "failed", key, exc)
+        if final:
+            self._announce(store, rec, "retries_exhausted", key, exc)
+
+    def _announce(self, store: BuildStore, rec: BuildRecord, event: str, key: str, exc: BaseException | None) -> None:
+        from airflow_provider_imagebuild.notify import MARK, Notice, already_sent, send
+
+        spec = self.notify
+        if spec is None or event not in spec.on or already_sent(rec.metadata, event, key):
+            return
+        attempts = rec.attempts_at(self.state)
+        notice = Notice(
+            event=event,
+            build_id=rec.build_id,
+            pipeline=rec.pipeline,
+            cloud=rec.cloud,
+            image_type=rec.image_type,
+            milestone=None if event == "delivered" else self.state,
+            milestone_name="" if event == "delivered" else title_of(self.state),
+            status=rec.status,
+            attempt=attempts[-1].attempt if attempts and event != "delivered" else None,
+            error=self.redactor(str(exc))[:1000] if exc is not None else None,
+            build_page=build_page(rec.build_id, airflow_root()),
+            at=rec.updated_at,
+        )
+        sent = send(spec, notice, warn=self.log.warning)
+        self.log.info("notified %s of %s (build %s): %s", event, key, rec.build_id, ", ".join(sent) or "nobody")
+        try:
+            store.set_metadata(rec.build_id, {f"{MARK}{event}": key}, actor=f"milestone {self.state}")
+        except ImageBuildError as problem:  # the notice went out; a repeat is the worst case
+            self.log.warning("could not record the %s notification: %s", event, problem)
 
     def _persistent(self, exc: BaseException) -> AirflowFailException | None:
         """A failure of a persistent class (:mod:`..failures`: refused credentials, an invalid

@@ -77,7 +77,8 @@ def test_report_figures(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["--store", url, "report", "--since", "a month"])
     assert bad.exit_code == 2 and "--since: must be a number of days or hours" in bad.output
 
-    listed = CliRunner().invoke(cli, ["--store", url, "build", "list", "--state", "5", "--image-type", "base", "--json"])
+    listed = CliRunner().invoke(cli, ["--store", url, "build", "list", "--state", "5", "--image-type", "base",
+                                      "--json"])  # fmt: skip
     assert [b["build_id"] for b in json.loads(listed.output)] == ["running-1"]
     recent = CliRunner().invoke(cli, ["--store", url, "build", "list", "--since", "1h", "--json"])
     assert json.loads(recent.output) == []

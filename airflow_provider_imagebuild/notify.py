@@ -1,0 +1,112 @@
+"""Telling people: a build event sent to the spec's ``notify.to`` through Airflow's notifiers.
+
+Each recipient is one of the providers' notifier classes (Slack's ``SlackWebhookNotifier``,
+Amazon's ``SnsNotifier``, SMTP's ``SmtpNotifier``, HTTP's ``HttpNotifier`` for a generic JSON
+webhook), built per event and called at once. An event is sent once: the build's metadata keeps
+``notified.<event>`` (which milestone and DAG run, or which delivery), and a retry that would
+announce the same thing again is silent. The error it carries went through the same redaction as
+the store's free text. A notifier that fails (an expired webhook, SMTP down) is logged and never
+fails the build: nightly builds must not break because a chat service is down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from html import escape
+from typing import Any
+
+from airflow_provider_imagebuild.spec_notify import NotifySpec, NotifyTo
+
+log = logging.getLogger(__name__)
+
+ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅"}
+WORDS = {
+    "failed": "failed (Airflow retries it)",
+    "retries_exhausted": "failed for good (no retry left)",
+    "stuck": "looks stuck",
+    "delivered": "was delivered",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    event: str
+    build_id: str
+    pipeline: str
+    cloud: str
+    image_type: str
+    milestone: int | None
+    milestone_name: str
+    status: str
+    attempt: int | None
+    error: str | None
+    build_page: str
+    at: str
+
+    def payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def subject(self) -> str:
+        where = f" at milestone {self.milestone} ({self.milestone_name})" if self.milestone is not None else ""
+        return f"imagebuild: {self.pipeline} build {self.build_id} {WORDS[self.event]}{where}"
+
+    def text(self) -> str:
+        lines = [f"{ICONS[self.event]} {self.subject()}"]
+        if self.attempt:
+            lines.append(f"attempt {self.attempt}")
+        if self.error:
+            lines.append(self.error.strip().splitlines()[0][:300])
+        lines.append(self.build_page)
+        return "\n".join(lines)
+
+
+def notifier_for(target: NotifyTo, notice: Notice) -> Any:
+    """The provider's notifier that sends ``notice`` to ``target``."""
+    if target.slack is not None:
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+        return SlackWebhookNotifier(slack_webhook_conn_id=target.slack.slack_webhook_conn_id, text=notice.text(),
+                                    timeout=30)  # fmt: skip
+    if target.sns is not None:
+        from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+        return SnsNotifier(aws_conn_id=target.sns.aws_conn_id, target_arn=target.sns.target_arn,
+                           message=json.dumps(notice.payload()), subject=notice.subject()[:99],
+                           region_name=target.sns.region)  # fmt: skip
+    if target.email is not None:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        html = "<br>".join(escape(line) for line in notice.text().splitlines())
+        email = target.email
+        return SmtpNotifier(to=email.to, from_email=email.from_email, smtp_conn_id=email.smtp_conn_id,
+                            subject=notice.subject(), html_content=html)  # fmt: skip
+    assert target.webhook is not None
+    from airflow.providers.http.notifications.http import HttpNotifier
+
+    return HttpNotifier(http_conn_id=target.webhook.http_conn_id, endpoint=target.webhook.endpoint, method="POST",
+                        json=notice.payload(), headers={"Content-Type": "application/json"},
+                        extra_options={"timeout": 30})  # fmt: skip
+
+
+def send(spec: NotifySpec, notice: Notice, warn: Callable[[str], None] | None = None) -> list[str]:
+    """Send ``notice`` to every recipient; the kinds that took it. Failures are reported, not raised."""
+    if notice.event not in spec.on:
+        return []
+    sent = []
+    for target in spec.to:
+        try:
+            notifier_for(target, notice).notify({})
+            sent.append(target.kind)
+        except Exception as exc:  # a notifier must never fail the build
+            (warn or log.warning)(f"notification to {target.kind} failed: {type(exc).__name__}: {exc}")
+    return sent
+
+
+def already_sent(metadata: dict[str, str], event: str, key: str) -> bool:
+    return metadata.get(f"{MARK}{event}") == key
+
+
+MARK = "notified."  # metadata key prefix: which milestone and run (or delivery) each event was sent for
