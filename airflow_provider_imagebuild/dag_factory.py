@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,28 @@ class BrokenPipelines(DAG):
         raise SpecError("; ".join(self.spec_errors), "", "invalid pipeline spec(s)")
 
 
+WATCHDOG_DAG_ID = "imagebuild_watchdog"
+
+
+def build_watchdog_dag(specs: list[PipelineSpec]) -> DAG:
+    """The deployment's stuck-build watchdog over the pipelines that have a ``notify`` block
+    (every 10 minutes; it reads the pipelines' stores only)."""
+    from airflow_provider_imagebuild.operators.watchdog import WatchdogOperator, Watched
+
+    watched = [Watched(s.pipeline, s.store, s.store_conn_id, s.notify) for s in specs if s.notify is not None]
+    with DAG(
+        dag_id=WATCHDOG_DAG_ID,
+        schedule="*/10 * * * *",
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["imagebuild"],
+        description="Finds image builds nobody works on, or stuck in a milestone, and tells the pipelines' notify",
+    ) as dag:
+        WatchdogOperator(task_id="find_stuck_builds", watched=watched, retries=0)
+    return dag
+
+
 def load_pipelines(
     folder: str | Path | None = None, namespace: MutableMapping[str, Any] | None = None, strict: bool = False
 ) -> dict[str, DAG]:
@@ -198,6 +220,9 @@ def load_pipelines(
     if strict and spec_errors:
         raise spec_errors[0]
     dags = {spec.effective_dag_id: build_dag(spec, path.parent) for path, spec in specs}
+    watched = [spec for _, spec in specs if spec.notify is not None]
+    if watched:
+        dags[WATCHDOG_DAG_ID] = build_watchdog_dag(watched)
     errors = [str(exc) for exc in spec_errors]
     for error in errors:
         log.error("%s", error)

@@ -36,7 +36,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     return now - (timedelta(days=amount) if found[2] == "d" else timedelta(hours=amount))
 
 
-def _percentile(values: list[float], fraction: float) -> float:
+def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     if len(ordered) == 1:
         return ordered[0]
@@ -90,8 +90,8 @@ def build_report(records: Iterable[BuildRecord], since: datetime | None = None) 
             "code": code,
             "title": title_of(code),
             "runs": len(durations.get(code, [])),
-            "p50_s": round(_percentile(durations[code], 0.5), 3) if durations.get(code) else None,
-            "p90_s": round(_percentile(durations[code], 0.9), 3) if durations.get(code) else None,
+            "p50_s": round(percentile(durations[code], 0.5), 3) if durations.get(code) else None,
+            "p90_s": round(percentile(durations[code], 0.9), 3) if durations.get(code) else None,
             "failures": failures.get(code, 0),
             "top_errors": [{"error": e, "count": n} for e, n in errors.get(code, Counter()).most_common(3)],
         }
