@@ -81,6 +81,67 @@ def store_init(ctx: click.Context) -> None:
     click.echo(_store(ctx).init())
 
 
+@store.command("prune")
+@click.option("--older-than", required=True, help="Finished builds not changed for this long (90d, 12h)")
+@click.option("--keep-last", type=click.IntRange(min=0), default=0, help="Keep N newest finished per pipeline")
+@click.option("--pipeline", default=None)
+@click.option("--archive", default=None, metavar="URL", help="file:///FOLDER or s3://BUCKET/PREFIX, written first")
+@click.option("--dry-run", is_flag=True, help="Say what would go; change nothing")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def store_prune(
+    ctx: click.Context,
+    older_than: str,
+    keep_last: int,
+    pipeline: str | None,
+    archive: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Remove finished builds' records (delivered or failed, never one in progress or leased),
+    after writing them to the archive if given. Each delete is conditional on the version read:
+    a build a concurrent writer resumed or changed meanwhile stays."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.build.record import IN_PROGRESS, format_ts
+    from airflow_provider_imagebuild.build.report import parse_since
+    from airflow_provider_imagebuild.store.archive import open_archive
+
+    cutoff = format_ts(parse_since(older_than, datetime.now(timezone.utc)))
+    keeper = open_archive(archive) if archive else None
+    store = _store(ctx)
+    records, problems = store.scan_builds(ListFilter.checked(pipeline=pipeline))
+    finished = [r for r in records if r.status != IN_PROGRESS]
+    newest: dict[str, list[str]] = {}  # the newest finished builds of each pipeline, kept
+    for rec in sorted(finished, key=lambda r: r.updated_at, reverse=True):
+        newest.setdefault(rec.pipeline, []).append(rec.build_id)
+    kept = {b for ids in newest.values() for b in ids[:keep_last]}
+    candidates = [r for r in finished if r.updated_at < cutoff and r.build_id not in kept]
+    removed, changed, archived = [], [], []
+    for rec in sorted(candidates, key=lambda r: r.updated_at):
+        if dry_run:
+            removed.append(rec.build_id)
+            continue
+        if keeper is not None:
+            archived.append(keeper.put(rec))
+        if store.prune(rec.build_id, updated_before=cutoff) is None:
+            changed.append(rec.build_id)  # resumed or changed since the listing: kept
+        else:
+            removed.append(rec.build_id)
+    result = {"dry_run": dry_run, "removed": removed, "kept_changed": changed, "archived": archived,
+              "kept_newest": sorted(kept), "older_than": cutoff}  # fmt: skip
+    if as_json:
+        print_json(result)
+    else:
+        verb = "would remove" if dry_run else "removed"
+        where = f", archived to {archive}" if keeper and not dry_run else ""
+        meanwhile = f"; {len(changed)} changed meanwhile and kept" if changed else ""
+        click.echo(f"{verb} {len(removed)} build(s) not changed since {cutoff}{where}{meanwhile}")
+    for problem in problems:
+        warn(f"{problem} (left alone)")
+
+
 @store.command("url")
 @click.pass_context
 @handles_errors

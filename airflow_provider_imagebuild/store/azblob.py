@@ -102,6 +102,20 @@ class AzureBlobStore(BuildStore):
                     raise CasFailed() from exc
                 raise
 
+    def _delete(self, build_id: str, expected: Any) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import HttpResponseError
+
+        with self._errors():
+            try:
+                self.client.delete_blob(
+                    self._name(build_id), etag=expected, match_condition=MatchConditions.IfNotModified
+                )
+            except HttpResponseError as exc:
+                if error_code(exc) in CAS_CODES or getattr(exc, "status_code", 0) == 412:
+                    raise CasFailed() from exc
+                raise
+
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._name("x")[: -len("x.json")]
         with self._errors():

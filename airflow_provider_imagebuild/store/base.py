@@ -108,6 +108,10 @@ class ListFilter:
         return not (self.updated_after and not updated > self.updated_after)
 
 
+# What a mutation returns to delete the record it read (only if it is still that version).
+DELETE: Doc = {"__delete__": True}
+
+
 class BuildStore(ABC):
     """One durable record per build; see ``architecture.md`` for the rules every backend keeps."""
 
@@ -139,6 +143,10 @@ class BuildStore(ABC):
     def _write(self, build_id: str, doc: Doc, expected: Any | None) -> None:
         """Write ``doc`` only if the stored version tag is still ``expected`` (None: must not exist)."""
 
+    def _delete(self, build_id: str, expected: Any) -> None:
+        """Delete the record only if its version tag is still ``expected`` (else :class:`CasFailed`)."""
+        raise StoreUnavailable(f"{self.describe()} cannot delete records")
+
     @abstractmethod
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         """``(build id, document)`` of every build (a backend may pre-filter; ``flt`` is applied
@@ -166,7 +174,10 @@ class BuildStore(ABC):
             if new_doc is None:
                 return result
             try:
-                self._write(build_id, new_doc, tag)
+                if new_doc is DELETE:
+                    self._delete(build_id, tag)
+                else:
+                    self._write(build_id, new_doc, tag)
                 return result
             except CasFailed:
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
@@ -343,6 +354,23 @@ class BuildStore(ABC):
         return self._mutate(
             build_id, lambda rec, now: rules.set_metadata(rec, clean, who, now, token, state), "metadata"
         )
+
+    def prune(self, build_id: str, *, updated_before: str) -> BuildRecord | None:
+        """Delete a finished build's record if it has not changed since ``updated_before`` (an ISO
+        time); the record deleted, or None if it is gone, in progress or changed (a concurrent
+        writer resumed it): the delete is conditional on the version read, as every write."""
+        check_build_id(build_id)
+
+        def fn(doc: Doc | None) -> tuple[Doc | None, BuildRecord | None]:
+            if doc is None:
+                return None, None
+            rec = BuildRecord.from_doc(doc, build_id)
+            live = rec.lease is not None and rec.lease.expires_at > format_ts(self._clock())
+            if rec.status == rules.IN_PROGRESS or live or not rec.updated_at < updated_before:
+                return None, None
+            return DELETE, rec
+
+        return self._apply(build_id, fn)
 
     def get(self, build_id: str) -> BuildRecord:
         check_build_id(build_id)

@@ -95,6 +95,20 @@ class DynamoDBStore(BuildStore):
                     raise InvalidInput("record", f"build {build_id} is too large for a DynamoDB item ({exc})") from None
                 raise
 
+    def _delete(self, build_id: str, expected: Any) -> None:
+        with aws_errors(self.describe(), transient=StoreUnavailable):
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key={"build_id": {"S": build_id}},
+                    ConditionExpression="version = :expected",
+                    ExpressionAttributeValues={":expected": {"N": str(expected)}},
+                )
+            except Exception as exc:
+                if client_error_code(exc) == "ConditionalCheckFailedException":
+                    raise CasFailed() from exc
+                raise
+
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}

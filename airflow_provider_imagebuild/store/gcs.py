@@ -101,6 +101,16 @@ class GcsStore(BuildStore):
         except NotFound:
             raise self._missing_bucket() from None
 
+    def _delete(self, build_id: str, expected: Any) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self.client.bucket(self.bucket_name).blob(self._name(build_id))
+        with self._errors():
+            try:
+                blob.delete(if_generation_match=expected, retry=storage_retry(), timeout=STORAGE_TIMEOUT)
+            except PreconditionFailed as exc:
+                raise CasFailed() from exc
+
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._name("x")[: -len("x.json")]
         try:

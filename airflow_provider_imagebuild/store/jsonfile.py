@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
-from airflow_provider_imagebuild.store.base import BuildStore, Doc, ListFilter, Mutation, T
+from airflow_provider_imagebuild.store.base import DELETE, BuildStore, Doc, ListFilter, Mutation, T
 
 # Temporary files are ``.<build id>+<random>.tmp``: build ids cannot contain '+', so the files of
 # one build are told apart from those of a build whose id merely starts the same way.
@@ -97,7 +97,10 @@ class JsonFileStore(BuildStore):
             self._remove_stale_temporaries(build_id)
             path = self._path(build_id)
             new_doc, result = fn(self._load(path, build_id))
-            if new_doc is not None:
+            if new_doc is DELETE:  # under the build's lock: no one changed it since the read
+                with _os_errors(f"cannot delete build {build_id} from JSON store {self.root}"):
+                    path.unlink(missing_ok=True)
+            elif new_doc is not None:
                 with _os_errors(f"cannot write build {build_id} to JSON store {self.root}"):
                     self._replace(path, build_id, new_doc)
         return result

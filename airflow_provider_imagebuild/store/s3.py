@@ -98,6 +98,15 @@ class S3Store(BuildStore):
                     raise CasFailed() from exc
                 raise
 
+    def _delete(self, build_id: str, expected: Any) -> None:
+        with aws_errors(self.describe(), transient=StoreUnavailable):
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self._key(build_id), IfMatch=expected)
+            except Exception as exc:
+                if client_error_code(exc) in CAS_CODES:
+                    raise CasFailed() from exc
+                raise
+
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         prefix = self._key("x")[: -len("x.json")]
 

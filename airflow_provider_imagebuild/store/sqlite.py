@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
 from airflow_provider_imagebuild.store import codec
-from airflow_provider_imagebuild.store.base import BuildStore, Doc, ListFilter, Mutation, T
+from airflow_provider_imagebuild.store.base import DELETE, BuildStore, Doc, ListFilter, Mutation, T
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS builds (
@@ -149,7 +149,10 @@ class SQLiteStore(BuildStore):
             self._after_begin(conn)
             row = conn.execute("SELECT doc FROM builds WHERE build_id = ?", (build_id,)).fetchone()
             new_doc, result = fn(None if row is None else _decode(build_id, row[0]))
-            if new_doc is not None:
+            if new_doc is DELETE:  # in this transaction: no one changed it since the read
+                conn.execute("DELETE FROM builds WHERE build_id = ?", (build_id,))
+                self._before_commit(conn)
+            elif new_doc is not None:
                 conn.execute(
                     "INSERT INTO builds (build_id, version, pipeline, cloud, status, updated_at, doc) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (build_id) DO UPDATE SET "

@@ -325,3 +325,31 @@ def test_metadata_updates(store: BuildStore) -> None:
     assert rec.metadata == {"team": "platform", "ticket": "OPS-1"}
     with pytest.raises(InvalidInput, match="metadata"):
         store.set_metadata("b-1", {"bad key": "x"})
+
+
+def test_prune_deletes_only_finished_unchanged_builds(store: BuildStore, clock: FakeClock) -> None:
+    """The conditional delete every backend implements: a finished build not changed since the
+    cutoff goes; one in progress, one with a live lease, one changed after the cutoff, and one a
+    concurrent writer changes between the listing and the delete stay."""
+    from airflow_provider_imagebuild.build.record import format_ts
+
+    for build_id in ("old-done", "old-failed", "running", "raced"):
+        create(store, build_id)
+    run_to(store, "old-done", 100)
+    run_to(store, "old-failed", 5)
+    lease = store.begin("old-failed", 10, owner="w")
+    store.fail("old-failed", 10, token=lease.token, error="broke")
+    run_to(store, "raced", 100)
+    run_to(store, "running", 5)
+    store.begin("running", 10, owner="w")
+    clock.advance(3600)
+    cutoff = format_ts(clock())
+    listed = {r.build_id: r for r in store.scan_builds()[0]}
+    store.reset("raced", to=100, reason="a person redoes the publish")  # after the listing
+    assert store.prune("old-done", updated_before=cutoff) == listed["old-done"]
+    assert store.prune("old-failed", updated_before=cutoff) is not None
+    assert store.prune("running", updated_before=cutoff) is None
+    assert store.prune("raced", updated_before=cutoff) is None  # changed since: kept
+    assert store.prune("never-was", updated_before=cutoff) is None
+    assert sorted(r.build_id for r in store.scan_builds()[0]) == ["raced", "running"]
+    assert store.find("old-done") is None
