@@ -64,6 +64,7 @@ bench: setup
 	$(PY) benchmarks/aws_bench.py
 	$(PY) benchmarks/azure_bench.py
 	$(PY) benchmarks/gcp_bench.py
+	$(PY) benchmarks/report_bench.py
 	$(PY) benchmarks/vsphere_bench.py
 	$(PY) benchmarks/recovery_bench.py
 	$(PY) benchmarks/ui_bench.py
