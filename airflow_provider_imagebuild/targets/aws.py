@@ -32,6 +32,7 @@ from airflow_provider_imagebuild.targets.base import (
     Host,
     Target,
     build_digest,
+    built_with_tags,
     ssh_ansible_vars,
 )
 
@@ -318,7 +319,7 @@ class AwsTarget(Target):
                 f"{image} is not build {build.build_id}'s image (no tags of this build); it is not copied or shared",
             )
         name = self.image_name(build)
-        tags = _tags(self.build_tags(build, 100, "published"))
+        tags = _tags({**self.build_tags(build, 100, "published"), **built_with_tags(build)})
         published: dict[str, str] = {}
         pending: list[tuple[str, str]] = []
         for region in self.publish_regions:

@@ -45,6 +45,7 @@ from airflow_provider_imagebuild.targets.base import (
     DigestNames,
     Host,
     Target,
+    built_with_tags,
     checkpoint_images,
     ssh_ansible_vars,
 )
@@ -511,7 +512,8 @@ class AzureTarget(DigestNames, Target):
                 f"version {version} of {s.gallery}/{s.gallery_image} exists and is not build {build.build_id}'s",
             )
         regions = list(dict.fromkeys([self.location, *s.replication_regions]))
-        tags = {**self.build_tags(build, 100, "published"), "MilestoneHistory": history_digest(build)}
+        tags = {**self.build_tags(build, 100, "published"), "MilestoneHistory": history_digest(build),
+                **built_with_tags(build)}  # fmt: skip
         profile: dict[str, Any] = {
             "targetRegions": [
                 {"name": r, "regionalReplicaCount": s.replica_count, "storageAccountType": s.storage_account_type}

@@ -81,6 +81,17 @@ def file_hash(path: Path, algorithm: str = "sha256") -> str:
         return hashlib.file_digest(f, algorithm).hexdigest()
 
 
+def built_with_tags(build: BuildRecord) -> dict[str, str]:
+    """What built the image (recorded by the seal), as two tags a cloud image can carry:
+    ``BuiltWith`` (``packer 1.6.6, ansible-core 2.19.3, ...``) and ``BuiltFrom`` (the source image)."""
+    tools = [f"{k.removeprefix('built_with.').replace('_', '-')} {v}" for k, v in sorted(build.metadata.items())
+             if k.startswith("built_with.")]  # fmt: skip
+    found = {"BuiltWith": ", ".join(tools)[:256]} if tools else {}
+    if build.metadata.get("built_from"):
+        found["BuiltFrom"] = build.metadata["built_from"][:256]
+    return found
+
+
 def final_image_name(prefix: str, build: BuildRecord, key: str) -> str:
     """The final image's name on the clouds that name it: ``<prefix>-<created>-<key6>``, from the
     build's creation time (UTC), so a retried seal makes the same name, and a digest of the

@@ -42,6 +42,7 @@ from airflow_provider_imagebuild.targets.base import (
     DigestNames,
     Host,
     Target,
+    built_with_tags,
     checkpoint_images,
     final_image_name,
     ssh_ansible_vars,
@@ -333,7 +334,8 @@ class OpenstackTarget(DigestNames, Target):
                 "milestones.95.outputs.image_id",
                 f"{image} is not build {build.build_id}'s active image (no key of this build); it is not published",
             )
-        properties = {**s.properties, "imagebuild_image_type": self.image_type, "imagebuild_published": "true"}
+        properties = {**s.properties, "imagebuild_image_type": self.image_type, "imagebuild_published": "true",
+                      **{f"imagebuild_{k.lower()}": v for k, v in built_with_tags(build).items()}}  # fmt: skip
         self._update_image(found, properties, visibility=s.visibility)
         members = []
         for project in s.share_with_projects:
