@@ -13,16 +13,20 @@ from airflow_provider_imagebuild.store.dynamodb import INDEXES, DynamoDBStore
 from tests.conftest import unique
 
 
+def legacy_table(store: DynamoDBStore) -> None:
+    """The table as the backend made it before the indexes existed."""
+    store.client.create_table(TableName=store.table, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "build_id", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "build_id", "KeyType": "HASH"}])  # fmt: skip
+    store._wait_active()
+
+
 def test_init_adds_the_indexes_and_listing_uses_them(moto_url: str) -> None:
     endpoint = moto_url
     table = unique("legacy")
     store = open_store(f"dynamodb://{table}?region=us-east-1&endpoint_url={endpoint}")
     assert isinstance(store, DynamoDBStore)
-    # A table as the backend made it before the indexes existed.
-    store.client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "build_id", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "build_id", "KeyType": "HASH"}])  # fmt: skip
-    store._wait_active()
+    legacy_table(store)
     for pipeline, count in (("web", 3), ("db", 12)):
         for i in range(count):
             store.create_build(f"{pipeline}-{i}", pipeline=pipeline, cloud="aws", image_type="base", plan=[0, 5, 100])
@@ -64,10 +68,7 @@ def test_a_server_that_ignores_new_indexes_is_reported(dynalite_url: str) -> Non
     table = unique("old")
     store = open_store(f"dynamodb://{table}?region=us-east-1&endpoint_url={dynalite_url}")
     assert isinstance(store, DynamoDBStore)
-    store.client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "build_id", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "build_id", "KeyType": "HASH"}])  # fmt: skip
-    store._wait_active()
+    legacy_table(store)
     store.create_build("b-1", pipeline="web", cloud="aws", image_type="base", plan=[0, 100])
     assert "did not add the indexes" in store.init()
     assert [r.build_id for r in store.list_builds(pipeline="web")] == ["b-1"]  # by scanning, still right
