@@ -52,7 +52,7 @@ IMAGE = {"type": "registry-image", "source": {"repository": "((imagebuild_image)
 
 def connection_ids(spec: PipelineSpec) -> list[str]:
     """The Airflow connections a spec's steps read: the target's (when a milestone uses the
-    target), each publish destination's, and the store's."""
+    target), each publish destination's, each notification recipient's, and the store's."""
     found: list[str] = []
     settings: list[dict[str, Any]] = []
     if any(m.action in TARGET_ACTIONS for m in spec.milestones.values()):
@@ -64,6 +64,11 @@ def connection_ids(spec: PipelineSpec) -> list[str]:
         for chosen in (destination.glance, destination.vsphere_library):
             if chosen is not None:
                 settings.append(chosen.model_dump())
+    if spec.notify is not None:  # the steps send the spec's notifications themselves
+        for recipient in spec.notify.to:
+            told = recipient.slack or recipient.sns or recipient.email or recipient.webhook
+            if told is not None:
+                settings.append(told.model_dump())
     settings.append({"store_conn_id": spec.store_conn_id})
     for values in settings:
         for key in sorted(values):

@@ -76,6 +76,22 @@ def test_rendered_pipelines_follow_concourse_schema(shipped: Path) -> None:
         assert {h["params"]["action"] for h in (task["on_failure"], task["on_error"], task["on_abort"])} == {"fail"}
 
 
+def test_notification_connections_reach_the_steps(tmp_path: Path) -> None:
+    spec_path = write(
+        tmp_path / "repo/pipelines/n.yaml",
+        """pipeline: n
+cloud: local
+image_type: base
+notify: {to: [{slack: {slack_webhook_conn_id: slack_images}}, {webhook: {http_conn_id: builds_hook}}]}
+milestones: {5: {action: command, command: "true"}}
+""",
+    )
+    config = render_pipeline(load_spec(spec_path), spec_path, tmp_path / "repo")
+    params = config["jobs"][0]["plan"][1]["config"]["params"]
+    assert params["AIRFLOW_CONN_SLACK_IMAGES"] == "((connection_slack_images))"
+    assert params["AIRFLOW_CONN_BUILDS_HOOK"] == "((connection_builds_hook))"
+
+
 def test_a_schema_error_is_caught() -> None:
     """The schema refuses what Concourse would (a step with two kinds, a timeout in minutes as a number)."""
     with pytest.raises(jsonschema.ValidationError):
