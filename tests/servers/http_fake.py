@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# (method, path with query, lower-cased headers, body) -> (status, headers, JSON answer or None)
+# (method, path with query, lower-cased headers, body) -> (status, headers, JSON answer, bytes or None)
 Handle = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], Any]]
 
 
@@ -28,9 +28,11 @@ def _handler(handle: Handle) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # a bug of the fake: say so, do not hang the client
                 error = {"code": 500, "message": f"fake: {type(exc).__name__}: {exc}"}
                 status, extra, answer = 500, {}, {"error": error}
-            data = b"" if answer is None else json.dumps(answer).encode()
+            # bytes go as they are (an XML API), anything else as JSON
+            data = answer if isinstance(answer, bytes) else b"" if answer is None else json.dumps(answer).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            if "Content-Type" not in extra:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("x-request-id", str(uuid.uuid4()))
             for key, value in extra.items():
