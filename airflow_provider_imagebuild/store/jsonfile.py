@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
-from airflow_provider_imagebuild.store import codec
+from airflow_provider_imagebuild.store import codec, index
 from airflow_provider_imagebuild.store.base import DELETE, BuildStore, Doc, ListFilter, Mutation, T
 
 # Temporary files are ``.<build id>+<random>.tmp``: build ids cannot contain '+', so the files of
 # one build are told apart from those of a build whose id merely starts the same way.
 _TMP_SEP = "+"
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -35,6 +37,12 @@ def _os_errors(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"{what}: {exc.strerror or exc}") from exc
 
 
+def _stamp(path: Path) -> str:
+    """What changes whenever the file is replaced: its modification time and size."""
+    found = path.stat()
+    return f"{found.st_mtime_ns}:{found.st_size}"
+
+
 class JsonFileStore(BuildStore):
     def __init__(self, directory: str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -42,6 +50,7 @@ class JsonFileStore(BuildStore):
         self.url = f"file://{self.root}"
         self.builds = self.root / "builds"
         self.locks = self.root / "locks"
+        self.items_read = 0  # records read by listings (the index spares the others)
 
     def _path(self, build_id: str) -> Path:
         return self.builds / f"{build_id}.json"
@@ -100,9 +109,11 @@ class JsonFileStore(BuildStore):
             if new_doc is DELETE:  # under the build's lock: no one changed it since the read
                 with _os_errors(f"cannot delete build {build_id} from JSON store {self.root}"):
                     path.unlink(missing_ok=True)
+                self._index_update(build_id, None)
             elif new_doc is not None:
                 with _os_errors(f"cannot write build {build_id} to JSON store {self.root}"):
                     self._replace(path, build_id, new_doc)
+                self._index_update(build_id, index.entry(new_doc, _stamp(path)))
         return result
 
     def _remove_stale_temporaries(self, build_id: str) -> None:
@@ -130,10 +141,42 @@ class JsonFileStore(BuildStore):
                 os.unlink(tmp)
             raise
 
+    @property
+    def index_path(self) -> Path:
+        return self.root / f"{index.INDEX_NAME}.json"
+
+    def _index_update(self, build_id: str, found: dict[str, Any] | None) -> None:
+        """Record (or drop) the build's entry, under the index's own lock. Best effort: a failure
+        leaves the entry stale, which only makes listings read that record (see :mod:`.index`)."""
+        try:
+            with self._locked(index.INDEX_NAME):
+                current = self._index_read()
+                if found is None:
+                    current.pop(build_id, None)
+                else:
+                    current[build_id] = found
+                self._replace(self.index_path, index.INDEX_NAME, current)
+        except (OSError, StoreUnavailable) as exc:
+            log.warning("JSON store %s: index not updated for %s: %s", self.root, build_id, exc)
+
+    def _index_read(self) -> dict[str, Any]:
+        try:
+            found = codec.loads(self.index_path.read_bytes(), f"{self.index_path}")
+        except (FileNotFoundError, CorruptRecord):
+            return {}
+        return found if isinstance(found, dict) else {}
+
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         if not self._check_root():
             return
+        known = self._index_read() if index.filtering(flt) else {}
         for path in sorted(self.builds.glob("*.json")):
+            try:
+                if index.skippable(known.get(path.stem), _stamp(path), flt):
+                    continue
+            except FileNotFoundError:  # removed since the listing
+                continue
+            self.items_read += 1
             try:
                 doc = self._load(path, path.stem)
             except CorruptRecord as exc:
