@@ -66,9 +66,10 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         if self.playbook:
             outputs.update(self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, session))
         target = self.get_target()
+        # Recorded first, so that the final image's own tags or labels can carry it.
+        build = session.set_metadata(self.built_with(build), actor=f"milestone {self.state}")
         self.log_output("capturing the final image")
         outputs.update(target.capture(build, host, self.state, final=True))
-        session.set_metadata(self.built_with(build), actor=f"milestone {self.state}")
         discard = {code: image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints}
         if discard:
             gone = discarded_checkpoints(build) | {(c, build.milestones[c].attempt) for c in discard}

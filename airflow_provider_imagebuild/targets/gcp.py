@@ -130,6 +130,11 @@ class GcpTarget(DigestNames, Target):
             "imagebuild-milestone": f"m{milestone:03d}",
             "imagebuild-role": role,
             "managed-by": MANAGED_BY,
+            **{  # what built it (recorded by the seal): built-with-packer: 1-6-6
+                f"built-with-{k.removeprefix('built_with.').replace('_', '-')}": label_value(v)
+                for k, v in build.metadata.items()
+                if k.startswith("built_with.")
+            },
         }
 
     def is_builds(self, build: BuildRecord, resource: Mapping[str, Any] | None) -> bool:

@@ -16,12 +16,14 @@ import os
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 KILL_GRACE_S = 10.0
 REAP_TIMEOUT_S = 30.0
+REAP_RESCAN_S = 10.0  # how long strays holding the output open are looked for again
 CHILD_MARK_ENV = "IMAGEBUILD_CHILD"
 
 
@@ -126,20 +128,30 @@ class ChildProcess:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+        self._output_closed = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="child-reaper", daemon=True)
         self._reaper.start()
 
     def _reap(self) -> None:
         """When the child exits, kill what it left running: a background process that kept the
-        output pipe open would otherwise keep :meth:`lines` (and the milestone) waiting."""
+        output pipe open would otherwise keep :meth:`lines` (and the milestone) waiting.
+
+        Scanned again while the output stays open: a stray caught in the middle of an ``exec``
+        (its environment briefly unreadable under load) is missed by one scan, not by the next."""
         self.proc.wait()
         self.strays = kill_marked(CHILD_MARK_ENV, self.marker)
+        deadline = time.monotonic() + REAP_RESCAN_S
+        while not self._output_closed.wait(0.1) and time.monotonic() < deadline:
+            self.strays += kill_marked(CHILD_MARK_ENV, self.marker)
 
     def lines(self) -> Iterator[str]:
         """The child's output lines (without the newline) until it closes its output."""
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            yield raw.rstrip("\n")
+        try:
+            for raw in self.proc.stdout:
+                yield raw.rstrip("\n")
+        finally:
+            self._output_closed.set()
 
     def wait(self) -> int:
         """The exit status, once the child and anything it left running are gone."""
