@@ -34,6 +34,7 @@ day resumes the same build.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,12 @@ def var_name(conn_id: str) -> str:
 
 
 def step_script(spec: PipelineSpec, step: Step, spec_file: str) -> str:
-    """The POSIX shell a milestone's task runs (see the module's docstring). A spec whose store is
+    """The POSIX shell a milestone's task runs (see the module's docstring); the spec's file name is
+    quoted for the shell (a file called ``$(...).yaml`` is a name, not a command). A spec whose store is
     an Airflow connection (``store_conn_id``) has no gate: ``imagebuild build`` reads store URLs,
     and the milestone's own run skips what is reached anyway."""
     code, pipeline = step.code, spec.pipeline
+    run_spec, engine = shlex.quote(spec_file), shlex.quote(f"concourse/{pipeline}")
     register_ok = "0|4) ;;  # 4: no such build yet; this step registers it" if code == 0 else "0) ;;"
     gate = f"""set +e
 imagebuild build should-run "$build_id" {code}
@@ -101,8 +104,8 @@ esac
 build_id="${{BUILD_ID:-{pipeline}-$(date -u +%Y%m%d)}}"
 echo "$build_id" > "{LEASE_DIR}/build_id"
 cd "{SOURCE}/$SPEC_DIR"
-{"" if spec.store_conn_id else gate}exec imagebuild milestone run "{spec_file}" {code} --build-id "$build_id" \\
-  --engine "concourse/{pipeline}"
+{"" if spec.store_conn_id else gate}exec imagebuild milestone run {run_spec} {code} --build-id "$build_id" \\
+  --engine {engine}
 """
 
 

@@ -92,6 +92,19 @@ milestones: {5: {action: command, command: "true"}}
     assert params["AIRFLOW_CONN_BUILDS_HOOK"] == "((connection_builds_hook))"
 
 
+def test_a_hostile_spec_file_name_stays_a_name(tmp_path: Path) -> None:
+    """A spec file named ``$(touch pwned).yaml`` in the repository: the rendered step runs nothing of it."""
+    spec_path = write(tmp_path / "repo/pipelines/$(touch pwned).yaml", "pipeline: p\ncloud: local\nimage_type: t\n")
+    config = render_pipeline(load_spec(spec_path), spec_path, tmp_path / "repo")
+    script = config["jobs"][0]["plan"][1]["config"]["run"]["args"][1]
+    assert "'$(touch pwned).yaml'" in script
+    got = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr
+    last = script.strip().splitlines()[-2].replace("exec imagebuild", "echo")  # the command, echoed
+    echoed = subprocess.run(["sh", "-c", last.rstrip("\\")], capture_output=True, text=True, cwd=tmp_path)
+    assert "$(touch pwned).yaml" in echoed.stdout and not (tmp_path / "pwned").exists()
+
+
 def test_a_schema_error_is_caught() -> None:
     """The schema refuses what Concourse would (a step with two kinds, a timeout in minutes as a number)."""
     with pytest.raises(jsonschema.ValidationError):
