@@ -10,8 +10,8 @@ built) or, in a checkout of this repository, from its ``dags/`` folder.
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import yaml
 
 from airflow_provider_imagebuild.build.ids import NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.scaffold_writer import ProjectFile, WriteReport, write_project
 
 # The sample spec each cloud's project starts from.
 SAMPLES = {
@@ -80,46 +81,63 @@ def plan_scaffold(folder: Path, cloud: str, os_name: str, image_type: str, name:
     _checked_name(image_type, "--image-type")
     name = name or re.sub(r"[^a-z0-9-]+", "-", f"{cloud}-{os_name}-{image_type}".lower()).strip("-")
     _checked_name(name, "--name")
+    if folder.is_symlink() and not folder.exists():
+        raise InvalidInput(str(folder), f"is a symbolic link to {os.readlink(folder)}, which does not exist")
     if folder.exists() and not folder.is_dir():
         raise InvalidInput("DIR", f"{folder} is a file")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
+    existing = next((up for up in folder.absolute().parents if up.exists()), None)
+    if not folder.exists() and existing is not None and not existing.is_dir():
+        raise InvalidInput(str(existing), f"is a file, so {folder} cannot be made in it")
+    try:
+        occupied = folder.is_dir() and any(folder.iterdir())
+    except OSError as exc:
+        raise InvalidInput(str(folder), f"cannot be read ({exc.strerror})") from exc
+    if occupied and not force:
         raise InvalidInput("DIR", f"{folder} is not empty (give --force to write into it anyway)")
     return Scaffold(folder, cloud, os_name, image_type, name)
 
 
-def write_scaffold(plan: Scaffold) -> list[Path]:
-    """Write the project; returns the files written."""
+def scaffold_files(plan: Scaffold) -> list[ProjectFile]:
+    """Every file of the project with its content, made in memory so that the writer can check the
+    whole folder before it writes one (a later file's refusal must not leave half a project)."""
     root = shipped_root()
-    dags = plan.folder / "dags"
-    written: list[Path] = []
-    shutil.copytree(root / "ansible", dags / "ansible", dirs_exist_ok=True)
-    group_vars = dags / "ansible" / "group_vars" / "all.yml"
-    group_vars.parent.mkdir(parents=True, exist_ok=True)
-    group_vars.write_text(GROUP_VARS.format(name=plan.name))
+    files: dict[str, ProjectFile] = {}
+
+    def copy(source: Path, relative: str) -> None:
+        executable = bool(source.stat().st_mode & 0o111)
+        files[relative] = ProjectFile(relative, source.read_bytes(), executable)
+
+    def text(relative: str, content: str) -> None:
+        files[relative] = ProjectFile(relative, content.encode())
+
+    for source in sorted((root / "ansible").rglob("*")):
+        if source.is_file():
+            copy(source, f"dags/ansible/{source.relative_to(root / 'ansible').as_posix()}")
+    text("dags/ansible/group_vars/all.yml", GROUP_VARS.format(name=plan.name))
     spec = yaml.safe_load((root / "pipelines" / SAMPLES[plan.cloud]).read_text())
     spec.update(pipeline=plan.name, os=plan.os, image_type=plan.image_type, schedule=None,
                 description=f"{plan.image_type} image for {plan.os} on {plan.cloud} ({plan.name})")  # fmt: skip
     spec.pop("dag_id", None)
     templates = {ms["template"] for ms in spec.get("milestones", {}).values() if "template" in ms}
     if templates:
-        (dags / "packer").mkdir(parents=True, exist_ok=True)
         for template in sorted(templates):
-            shutil.copy2(root / "pipelines" / template, dags / "packer" / Path(template).name)
-        for extra in (root / "packer").glob("*.cloud-config"):
-            shutil.copy2(extra, dags / "packer" / extra.name)
-    plan.spec_path.parent.mkdir(parents=True, exist_ok=True)
+            copy(root / "pipelines" / template, f"dags/packer/{Path(template).name}")
+        for extra in sorted((root / "packer").glob("*.cloud-config")):
+            copy(extra, f"dags/packer/{extra.name}")
     header = (
         f"# {plan.name}: made by `imagebuild init --cloud {plan.cloud}`. Before the first run: {TODO[plan.cloud]}.\n"
     )
-    plan.spec_path.write_text(header + yaml.safe_dump(spec, sort_keys=False, width=120))
-    dag_file = dags / "imagebuild_pipelines.py"
-    shutil.copy2(root / "imagebuild_pipelines.py", dag_file)
-    (plan.folder / "Makefile").write_text(MAKEFILE.format(dag_id=plan.dag_id))
-    (plan.folder / "README.md").write_text(README.format(name=plan.name, cloud=plan.cloud, os=plan.os,
-                                                         image_type=plan.image_type, todo=TODO[plan.cloud],
-                                                         dag_id=plan.dag_id))  # fmt: skip
-    written += [plan.spec_path, dag_file, group_vars, plan.folder / "Makefile", plan.folder / "README.md"]
-    return written
+    text(plan.spec_path.relative_to(plan.folder).as_posix(), header + yaml.safe_dump(spec, sort_keys=False, width=120))
+    copy(root / "imagebuild_pipelines.py", "dags/imagebuild_pipelines.py")
+    text("Makefile", MAKEFILE.format(dag_id=plan.dag_id))
+    text("README.md", README.format(name=plan.name, cloud=plan.cloud, os=plan.os, image_type=plan.image_type,
+                                    todo=TODO[plan.cloud], dag_id=plan.dag_id))  # fmt: skip
+    return list(files.values())
+
+
+def write_scaffold(plan: Scaffold) -> WriteReport:
+    """Write the project without losing a file of the user's (see :mod:`.scaffold_writer`)."""
+    return write_project(plan.folder, scaffold_files(plan))
 
 
 GROUP_VARS = """# Variables every playbook of {name} gets (Ansible reads group_vars beside the playbooks).

@@ -15,19 +15,39 @@ from airflow_provider_imagebuild.cli.output import handles_errors
 @click.option("--os", "os_name", required=True, help="The image's OS, e.g. rhel-8.10 or debian-12")
 @click.option("--image-type", required=True, help="What the image is for, e.g. webserver")
 @click.option("--name", default=None, help="The pipeline's name (default <cloud>-<os>-<image-type>)")
-@click.option("--force", is_flag=True, help="Write into a folder that is not empty")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a folder that is not empty. Missing files are written; files already as init writes "
+    "them are left alone; a file that differs is kept and init's version goes beside it as FILE.new (listed, "
+    "exit 0). A symbolic link, or a folder where a file goes (or the reverse), inside FOLDER is refused before "
+    "anything is written: init never writes through a link.",
+)
 @handles_errors
 def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | None, force: bool) -> None:
     """A ready project in FOLDER: a pipeline spec for the cloud, the playbooks per milestone,
     group_vars, the Packer template where the cloud uses one, the DAG file, a README and a
-    Makefile (make check, make run BUILD_ID=...)."""
+    Makefile (make check, make run BUILD_ID=...).
+
+    FOLDER must be empty or missing unless --force; with --force no file of yours is replaced
+    (see --force)."""
     from airflow_provider_imagebuild.scaffold import TODO, plan_scaffold, write_scaffold
 
     plan = plan_scaffold(folder, cloud, os_name, image_type, name, force)
-    written = write_scaffold(plan)
-    click.echo(f"wrote {len(written)} files and the playbooks into {folder}: pipeline {plan.name}, DAG {plan.dag_id}")
+    report = write_scaffold(plan)
+    same = f" ({_files(len(report.unchanged))} already as init writes them, left alone)" if report.unchanged else ""
+    click.echo(f"wrote {_files(len(report.written))} into {folder}{same}: pipeline {plan.name}, DAG {plan.dag_id}")
+    if report.beside:
+        click.echo(f"kept {_files(len(report.beside))} of yours that differ from what init writes; init's version")
+        click.echo("is beside each as .new, to compare and merge by hand:")
+        for path in report.beside:
+            click.echo(f"  {path}")
     click.echo(f"before the first run: {TODO[cloud]}")
     click.echo(f"then: cd {folder} && make check && make run BUILD_ID=first-try")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 @click.command("ansible-callback-path")
