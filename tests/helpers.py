@@ -11,3 +11,13 @@ def task_context(build_id: str, task_id: str, try_number: int = 1) -> dict[str, 
     directly where the Airflow path itself is covered by a ``dag.test()`` test."""
     ti = SimpleNamespace(dag_id="d", run_id="r1", task_id=task_id, try_number=try_number, xcom_push=lambda **kw: None)
     return {"ti": ti, "dag_run": SimpleNamespace(conf={"build_id": build_id}, run_id="r1")}
+
+
+def packer() -> str:
+    """The Packer the provider runs (beside the venv's Python, $IMAGEBUILD_TOOLS_DIR, PATH), by
+    absolute path: a test's own environment never decides which Packer it tests."""
+    from airflow_provider_imagebuild.toolchain.locate import find_tool
+
+    found = find_tool("packer")
+    assert found, "packer is installed by `make setup`"
+    return found

@@ -21,7 +21,9 @@ import pytest
 
 from airflow_provider_imagebuild import failures
 from airflow_provider_imagebuild.failures import classify
+from airflow_provider_imagebuild.toolchain.locate import tool_path
 from tests.dags.conftest import write
+from tests.helpers import packer
 from tests.servers.process import free_port, running
 
 
@@ -44,7 +46,7 @@ PACKER = {
 def test_packer_template_errors_are_config(case: str, tmp_path: Path) -> None:
     template = write(tmp_path / f"{case}.pkr.hcl", PACKER[case])
     env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp_path)}
-    got = subprocess.run(["packer", "build", "-machine-readable", str(template)], capture_output=True, text=True,
+    got = subprocess.run([packer(), "build", "-machine-readable", str(template)], capture_output=True, text=True,
                          timeout=60, env=env)  # fmt: skip
     assert got.returncode != 0
     assert kind_of(got.stdout + got.stderr) == ("packer", failures.CONFIG)
@@ -60,7 +62,8 @@ def _ansible(tmp_path: Path, playbook: str | None, host: dict[str, Any]) -> str:
         write(project / "site.yml", playbook)
     (tmp_path / "runner").mkdir()
     result = ansible_runner.run(private_data_dir=str(tmp_path / "runner"), project_dir=str(project),
-                                playbook="site.yml", inventory={"all": {"hosts": {"h": host}}}, quiet=True)  # fmt: skip
+                                playbook="site.yml", inventory={"all": {"hosts": {"h": host}}}, quiet=True,
+                                envvars={"PATH": tool_path()})  # fmt: skip
     assert result.status == "failed"
     return str(result.stdout.read())
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
+from airflow_provider_imagebuild.toolchain.locate import TOOLS_DIR_ENV, find_tool
 from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images
 from airflow_provider_imagebuild.toolchain.private import private_json
 
@@ -117,9 +117,9 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         return argv
 
     def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
-        packer = shutil.which("packer")
+        packer = find_tool("packer")
         if packer is None:
-            raise InvalidInput("packer", "the packer binary is not on PATH (install it: apt-get install packer)")
+            raise InvalidInput("packer", f"no packer binary beside the worker's Python, in ${TOOLS_DIR_ENV} or on PATH")
         template = Path(self.template)
         if not template.exists():
             raise InvalidInput("template", f"{template} not found")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.toolchain.locate import find_tool
 
 SUITE = "bookworm"
 # minbase plus what the green image and the sample playbooks use (their package tasks then find
@@ -31,7 +32,7 @@ def cache_dir() -> Path:
 
 
 def _debootstrap() -> str:
-    exe = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    exe = find_tool("debootstrap")
     if exe is None:
         raise InvalidInput("debootstrap", "is not installed (apt-get install debootstrap)")
     if os.geteuid() != 0:

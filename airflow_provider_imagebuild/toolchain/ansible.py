@@ -15,7 +15,6 @@ before the next playbook touches the same host.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.toolchain.locate import tool_path
 from airflow_provider_imagebuild.toolchain.private import private_json
 from airflow_provider_imagebuild.toolchain.process import kill_marked
 
@@ -167,10 +167,9 @@ def run_playbook(
         # Keep only the final stats event (runner.stats reads it); the log has the rest.
         return bool(event.get("event") == "playbook_on_stats")
 
-    # ansible-playbook is looked up on PATH; in a virtualenv that may not be on the worker's PATH.
-    bin_dir = str(Path(sys.executable).parent)
+    # ansible-runner runs ansible-playbook from PATH: the worker's tool folders (its venv first).
     env = {
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "PATH": tool_path(),
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
 import subprocess
 from importlib import metadata
+
+from airflow_provider_imagebuild.toolchain.locate import find_tool
 
 
 def _package(name: str) -> str | None:
@@ -21,7 +22,7 @@ def _package(name: str) -> str | None:
 
 @functools.cache
 def packer_version() -> str | None:
-    packer = shutil.which("packer")
+    packer = find_tool("packer")
     if packer is None:
         return None
     try:

@@ -8,14 +8,13 @@ job re-run, leaves 5 and 10 alone (already completed) and completes 15.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.toolchain.ansible import chroot_host_vars
+from airflow_provider_imagebuild.toolchain.locate import tool_path
 from tests.dags.conftest import write
 
 PLAYBOOK = """
@@ -64,8 +63,7 @@ def test_tagged_plays_record_begin_complete_and_fail(tmp_path: Path, build_host_
         "IMAGEBUILD_BUILD_ID": "legacy-1",
         "IMAGEBUILD_STORE": url,
         "IMAGEBUILD_OWNER": "ansible/nightly-job",
-        "IMAGEBUILD_CLI": str(Path(sys.executable).parent / "imagebuild"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PATH": tool_path(),  # the callback finds the imagebuild CLI as the worker does
     }
 
     (tmp_path / "runner").mkdir()

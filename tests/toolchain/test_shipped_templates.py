@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import packer
 from tests.servers.process import ROOT
 
 PACKER = ROOT / "dags/packer"
@@ -70,7 +71,7 @@ def test_shipped_template_validates(source: str, tmp_path: Path, request: pytest
     var_file = tmp_path / "vars.json"
     var_file.write_text(json.dumps(variables))
     got = subprocess.run(
-        ["packer", "validate", f"-var-file={var_file}", f"-only={source}", template],
+        [packer(), "validate", f"-var-file={var_file}", f"-only={source}", template],
         cwd=PACKER,
         capture_output=True,
         text=True,
@@ -89,5 +90,5 @@ def test_shipped_templates_are_formatted() -> None:
     templates = sorted(str(p) for p in [*PACKER.glob("*.pkr.hcl"), *ROOT.glob("tests/servers/*_packer/*.pkr.hcl")])
     assert len(templates) >= 5
     for template in templates:  # Packer 1.6's fmt takes one path
-        got = subprocess.run(["packer", "fmt", "-check", template], capture_output=True, text=True, timeout=60)
+        got = subprocess.run([packer(), "fmt", "-check", template], capture_output=True, text=True, timeout=60)
         assert got.returncode == 0, f"{template} is not formatted (run packer fmt): {got.stdout}{got.stderr}"

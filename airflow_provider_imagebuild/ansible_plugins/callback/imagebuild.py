@@ -11,7 +11,8 @@ callback cannot skip it; the playbooks are idempotent) and records nothing.
 
 Enable it with ``ANSIBLE_CALLBACKS_ENABLED=imagebuild`` and ``ANSIBLE_CALLBACK_PLUGINS`` set to
 this file's folder (``imagebuild ansible-callback-path`` prints it); the store comes from ``IMAGEBUILD_STORE``, the CLI
-from ``IMAGEBUILD_CLI`` (default ``imagebuild`` on PATH), the lease owner from
+from ``IMAGEBUILD_CLI`` (default: the ``imagebuild`` beside the Python running Ansible, as in a
+venv that holds both, else on PATH), the lease owner from
 ``IMAGEBUILD_OWNER`` (default ``ansible/<user>``). Without ``IMAGEBUILD_BUILD_ID`` it records
 nothing and says so once. A store that cannot be reached never fails the playbook: the callback
 warns and goes on, as tracking must not break the job it tracks.
@@ -22,7 +23,9 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import shutil
 import subprocess
+import sys
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -37,6 +40,13 @@ DOCUMENTATION = """
       - the imagebuild CLI (pip install airflow-provider-imagebuild)
 """
 
+def _beside_python(name: str) -> str:
+    """A venv's scripts are beside its Python, which is on PATH only when the venv is activated
+    (the provider's own lookup order, without importing the provider into Ansible's Python)."""
+    folders = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return shutil.which(name, path=folders) or name
+
+
 MILESTONE_TAG = re.compile(r"m([0-9]{1,3})")
 ALREADY_DONE = 10
 
@@ -50,7 +60,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.build_id = os.environ.get("IMAGEBUILD_BUILD_ID", "")
-        self.cli = os.environ.get("IMAGEBUILD_CLI", "imagebuild")
+        self.cli = os.environ.get("IMAGEBUILD_CLI") or _beside_python("imagebuild")
         self.owner = os.environ.get("IMAGEBUILD_OWNER") or f"ansible/{getpass.getuser()}"
         self.lease_seconds = os.environ.get("IMAGEBUILD_LEASE_SECONDS", "3600")
         self.current: int | None = None
