@@ -7,6 +7,7 @@ no SQL, no boto3) is what lets one contract test suite and one model prove every
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -37,6 +38,13 @@ def format_ts(moment: datetime) -> str:
 
 def parse_ts(text: str) -> datetime:
     return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def lease_id_of(token: str) -> str:
+    """The name readers see for a lease: a SHA-256 prefix of its token. The store compares the token
+    itself on complete, fail and heartbeat, so the id cannot stand in for it, while the holder (who
+    has the token) and readers can still tell which attempt the live lease is."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -200,9 +208,18 @@ class BuildRecord:
         }
 
     def to_public(self) -> dict[str, Any]:
-        """What ``imagebuild build show --json`` prints: the record plus convenient views."""
+        """The record as every reader sees it (``imagebuild build show --json``, the plugin's API and
+        pages, ``build history``, the Concourse resource's ``in``), plus convenient views.
+
+        The live lease's token is what completes, fails and heartbeats a milestone, and a run
+        attempt's ``lease_id`` is that same token: readers get :func:`lease_id_of` both instead, so
+        that only the holder (``build begin``, the milestone's own task) ever has the token."""
         doc = self.to_doc()
         doc.pop("schema")
+        if self.lease is not None:
+            public_lease = {k: v for k, v in doc["lease"].items() if k != "token"}
+            doc["lease"] = {"lease_id": lease_id_of(self.lease.token), **public_lease}
+        doc["attempts"] = [{**a, "lease_id": lease_id_of(a["lease_id"])} for a in doc["attempts"]]
         doc["completed"] = self.completed
         doc["delivered"] = self.delivered
         doc["next_state"] = self.next_state

@@ -26,6 +26,7 @@ from airflow_provider_imagebuild.build.record import (
     Lease,
     MilestoneResult,
     format_ts,
+    lease_id_of,
     parse_ts,
 )
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
@@ -139,7 +140,7 @@ def _live(lease: Lease, now: datetime) -> bool:
 def _holder_conflict(rec: BuildRecord, lease: Lease) -> Conflict:
     return Conflict(
         f"build {rec.build_id} is leased by {lease.owner!r} for milestone {_name(rec, lease.state)} "
-        f"until {lease.expires_at} (lease {lease.token[:8]}, attempt {lease.attempt})",
+        f"until {lease.expires_at} (lease {lease_id_of(lease.token)}, attempt {lease.attempt})",
         holder=lease.owner,
     )
 

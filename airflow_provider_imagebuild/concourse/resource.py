@@ -109,9 +109,7 @@ def get(request: Mapping[str, Any], destination: Path) -> dict[str, Any]:
     version = _mapping(request.get("version"), "version")
     build_id = _text(version, "build_id", "version")
     rec = open_source(source).get(build_id)
-    public = rec.to_public()
-    if public.get("lease"):
-        public["lease"] = {k: v for k, v in public["lease"].items() if k != "token"}
+    public = rec.to_public()  # lease ids, never the lease token
     destination.mkdir(parents=True, exist_ok=True)
     (destination / "build.json").write_text(json.dumps(public, indent=2, sort_keys=True) + "\n")
     for name, value in (

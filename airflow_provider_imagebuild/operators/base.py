@@ -34,7 +34,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import check_build_id, derive_build_id
-from airflow_provider_imagebuild.build.record import BuildRecord, Lease
+from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
 from airflow_provider_imagebuild.failures import classify
@@ -233,11 +233,11 @@ class MilestoneOperator(BuildOperator):
         lease = self._take_lease(store, build_id, context, name)
         write_lease_file(lease.token)  # only where a Concourse step asked for it
         self.log.info(
-            "%s of build %s: attempt %d started (lease %s..., %ss)",
+            "%s of build %s: attempt %d started (lease %s, %ss)",
             name,
             build_id,
             lease.attempt,
-            lease.token[:8],
+            lease_id_of(lease.token),  # the task log is for DAG readers: the lease id, not the token
             self.lease_seconds,
         )
         session = MilestoneSession(store, build_id, lease, self.stop_action)

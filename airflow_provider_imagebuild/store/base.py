@@ -387,12 +387,12 @@ class BuildStore(ABC):
 
     def history(self, build_id: str) -> list[dict[str, Any]]:
         """Attempts and events in time order (attempts before events at equal times)."""
-        rec = self.get(build_id)
+        public = self.get(build_id).to_public()  # as readers see it: lease ids, never lease tokens
         rows: list[dict[str, Any]] = []
-        for a in rec.attempts:
-            rows.append({"at": a.started_at, "type": "attempt", **a.__dict__})
-        for e in rec.events:
-            rows.append({"at": e.at, "type": "event", **e.__dict__})
+        for a in public["attempts"]:
+            rows.append({"at": a["started_at"], "type": "attempt", **a})
+        for e in public["events"]:
+            rows.append({"at": e["at"], "type": "event", **e})
         rows.sort(key=lambda r: (r["at"], r["type"] != "attempt"))
         return rows
 

@@ -236,3 +236,41 @@ def test_set_meta_writes_under_the_lease_only(tmp_path: Path) -> None:
     assert ended.exit_code == 3 and "stale lease token" in ended.output
     shown = json.loads(imagebuild("show", "c", "--json").output)
     assert shown["metadata"]["host_id"] == "i-0abc" and shown["metadata"]["host_address"] == "10.0.0.7"
+
+
+def test_build_show_gives_readers_a_lease_id_never_the_token(tmp_path: Path) -> None:
+    """``build begin`` prints the lease token to its holder only. ``build show`` (table and JSON),
+    ``build list``, ``build history`` and ``report`` show a lease id derived one-way from it, the
+    same for the live lease and its attempt, that cannot complete, fail or heartbeat the milestone."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    url = f"sqlite:///{tmp_path}/s.db"
+
+    def imagebuild(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--store", url, *args])
+
+    assert imagebuild("build", *CREATE_C[1:], "--states", "0,5,100").exit_code == 0
+    token = imagebuild("build", "begin", "c", "5", "--owner", "job/1", "--lease-seconds", "600").output.strip()
+    assert len(token) == 32
+    readers = [
+        ("build", "show", "c", "--json"),
+        ("build", "show", "c"),
+        ("build", "list", "--json"),
+        ("build", "history", "c", "--json"),
+        ("report", "--json"),
+    ]
+    for args in readers:
+        answer = imagebuild(*args)
+        assert answer.exit_code == 0, (args, answer.output)
+        assert token not in answer.output, args
+    shown = json.loads(imagebuild("build", "show", "c", "--json").output)
+    lease_id = shown["lease"]["lease_id"]
+    assert "token" not in shown["lease"] and lease_id and lease_id not in token
+    assert shown["attempts"][-1]["lease_id"] == lease_id  # the holder's attempt, as readers name it
+    assert all(a["lease_id"] != token for a in shown["attempts"])
+    for verb in (("complete", "c", "5"), ("heartbeat", "c", "5"), ("fail", "c", "5", "--error", "x")):
+        refused = imagebuild("build", *verb, "--token", lease_id)
+        assert refused.exit_code == 3 and "does not hold" in refused.output, refused.output
+    assert imagebuild("build", "complete", "c", "5", "--token", token).exit_code == 0

@@ -271,6 +271,7 @@ def test_the_resource_speaks_concourse_protocol(tmp_path: Path) -> None:
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "get/current_state").read_text().strip() == "5"
     assert json.loads((tmp_path / "get/build.json").read_text())["milestones"]["5"]["outputs"] == {"ami": "ami-1"}
+    assert token not in (tmp_path / "get/build.json").read_text()  # the attempts name lease ids, not tokens
     assert {"name": "pipeline", "value": "web"} in json.loads(got.stdout)["metadata"]
 
     # fail without a token file (the step died before it began): nothing recorded, success

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from airflow_provider_imagebuild.errors import Conflict
 from airflow_provider_imagebuild.plugin import api
 from airflow_provider_imagebuild.plugin.clear_notes import ClearNotes, milestone_of, record_clear
 from airflow_provider_imagebuild.store import BuildStore, open_store
@@ -198,3 +199,21 @@ def test_the_middleware_records_the_note_of_a_real_clear_only(store: BuildStore)
 def test_milestone_of_reads_pipeline_task_ids_only() -> None:
     assert milestone_of("s045_storage") == 45 and milestone_of("s100_publish") == 100
     assert milestone_of("register") is None and milestone_of("s999_x") is None and milestone_of("s45_x") is None
+
+
+def test_readers_get_a_lease_id_never_the_lease_token(store: BuildStore, may: dict) -> None:
+    """A DAG reader sees who holds a running build and a lease id, in the JSON and on the page; the
+    token that completes, fails or heartbeats the milestone stays with its holder."""
+    store.create_build("run-1", pipeline="web-demo", cloud="local", image_type="base", plan=PLAN)
+    store.set_metadata("run-1", {"dag_id": DAG})
+    lease = store.begin("run-1", 5, owner=owner("s005_kickstart", 1), lease_seconds=600)
+    viewer = client_for("viewer")
+    shown = viewer.get("/api/builds/run-1")
+    assert shown.status_code == 200, shown.text
+    for answer in (shown, viewer.get("/builds/run-1"), viewer.get("/api/builds"), viewer.get("/builds")):
+        assert answer.status_code == 200 and lease.token not in answer.text, answer.url
+    public = shown.json()
+    assert "token" not in public["lease"] and public["lease"]["owner"] == owner("s005_kickstart", 1)
+    assert public["attempts"][-1]["lease_id"] == public["lease"]["lease_id"] != lease.token
+    with pytest.raises(Conflict, match="does not hold"):
+        store.complete("run-1", 5, token=public["lease"]["lease_id"])
