@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import check_code, previous_in, title_of, validate_plan
+from airflow_provider_imagebuild.build.checkpoints import resume_problem
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.record import (
     ABANDONED,
@@ -394,11 +395,16 @@ def fail(rec: BuildRecord, state: object, token: str, error: str, now: datetime)
 
 
 def reset(rec: BuildRecord, to: object, reason: str, actor: str, now: datetime) -> tuple[BuildRecord, bool]:
-    """A person sends the build back so that milestone ``to`` and everything after it run again."""
+    """A person sends the build back so that milestone ``to`` and everything after it run again.
+    Refused (nothing written) when the build could not run from there (:func:`resume_problem`):
+    checked here, on the record being changed, so no entry point can reset around it."""
     code = _in_plan(rec, to, "to")
     previous = previous_in(rec.plan, code)
     if previous is None:
         raise InvalidInput("to", "milestone 0 is the build's registration; create a new build instead")
+    problem = resume_problem(rec, code)
+    if problem:
+        raise Conflict(problem)
     _take_over_expired(rec, now, actor)
     dropped = [c for c in rec.plan if c >= code and c in rec.milestones]
     for c in dropped:

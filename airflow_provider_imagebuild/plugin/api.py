@@ -36,7 +36,6 @@ from airflow_provider_imagebuild.errors import Conflict, InvalidInput, NotFound,
 from airflow_provider_imagebuild.links import dag_id_of
 from airflow_provider_imagebuild.plugin.views import builds_page
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
-from airflow_provider_imagebuild.targets.base import resume_problem
 
 MAX_PAGE = 500
 
@@ -122,13 +121,6 @@ def actionable(user: Any, build_id: str) -> BuildRecord:
     return rec
 
 
-def resumable(rec: BuildRecord, code: int) -> None:
-    """409 when the build could not run again from ``code`` (host released, checkpoints deleted)."""
-    problem = resume_problem(rec, code)
-    if problem:
-        raise HTTPException(409, problem)
-
-
 def json_only(request: Request) -> None:
     """Actions take JSON bodies only. The pages call them with Airflow's session cookie; a form
     on another site can post with that cookie too, but cannot send ``application/json`` without
@@ -201,7 +193,6 @@ def create_app() -> FastAPI:
     @app.post("/api/builds/{build_id}/reset", dependencies=JSON_ONLY)
     def reset_build(build_id: str, body: ResetBody, user: User) -> dict[str, Any]:
         def reset(u: Any, r: BuildRecord) -> BuildRecord:
-            resumable(r, body.to)
             return store().reset(r.build_id, to=body.to, reason=body.reason, actor=actor_of(u))
 
         return action(reset)(build_id, user)
@@ -220,8 +211,7 @@ def create_app() -> FastAPI:
 
         if DagModel.get_dagmodel(dag_id) is None:
             raise HTTPException(404, f"DAG {dag_id} of build {build_id} is not known to Airflow")
-        resumable(rec, body.from_)
-        with store_errors():
+        with store_errors():  # 409 when the build could not run from there: the store's own rule
             reason = f"redo from {body.from_}: {body.reason}"
             rec = store().reset(build_id, to=body.from_, reason=reason, actor=actor_of(user))
         run_id = trigger(dag_id, build_id, user.get_name())

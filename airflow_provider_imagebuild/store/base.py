@@ -307,6 +307,9 @@ class BuildStore(ABC):
         return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now))
 
     def reset(self, build_id: str, *, to: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
+        """Send the build back to milestone ``to``. :class:`Conflict` (nothing written) when the build
+        could not run again from there (``build.checkpoints.resume_problem``): every caller, the CLI,
+        the API, a redo, the Concourse resource, gets the same answer from here."""
         text = self._redact(check_text(reason, "reason", MAX_REASON))
         who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.reset(rec, to, text, who, now))

@@ -27,12 +27,19 @@ from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The checkpoint rules are the build domain's (the store's reset enforces resume_problem); they
+# are re-exported here for the targets and operators that read them through this module.
+from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT as CHECKPOINT_OUTPUT
+from airflow_provider_imagebuild.build.checkpoints import DISCARDED_METADATA as DISCARDED_METADATA
+from airflow_provider_imagebuild.build.checkpoints import Checkpoint as Checkpoint
+from airflow_provider_imagebuild.build.checkpoints import discarded_checkpoints as discarded_checkpoints
+from airflow_provider_imagebuild.build.checkpoints import latest_checkpoint as latest_checkpoint
+from airflow_provider_imagebuild.build.checkpoints import resume_problem as resume_problem
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 
 if TYPE_CHECKING:
     from airflow_provider_imagebuild.spec import TargetSpec
 
-CHECKPOINT_OUTPUT = "checkpoint_image"
 # The tag (AWS, Azure) or label (Google Cloud) value that marks what this provider made.
 MANAGED_BY = "airflow-provider-imagebuild"
 IMAGE_OUTPUT = "image_id"
@@ -102,69 +109,6 @@ def final_image_name(prefix: str, build: BuildRecord, key: str) -> str:
 
 def synced_to(host: Host, code: int) -> Host:
     return replace(host, synced=max(host.synced, code))
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    code: int
-    image: str
-
-
-# The checkpoints seal deleted, as "code@attempt" of the milestone that captured each: "10@1,30@2".
-DISCARDED_METADATA = "checkpoints_discarded"
-
-
-def discarded_checkpoints(build: BuildRecord) -> set[tuple[int, int]]:
-    """(milestone, attempt) of each checkpoint image the seal deleted. Kept in the build's
-    metadata, not in the seal's outputs: a reset that un-completes the seal must not bring those
-    images back, while a later attempt at the milestone captures a new, usable one."""
-    found = set()
-    for item in build.metadata.get(DISCARDED_METADATA, "").split(","):
-        code, _, attempt = item.strip().partition("@")
-        if code.isdigit() and attempt.isdigit():
-            found.add((int(code), int(attempt)))
-    return found
-
-
-def _deleted(build: BuildRecord, code: int, gone: set[tuple[int, int]]) -> bool:
-    return (code, build.milestones[code].attempt) in gone
-
-
-def latest_checkpoint(build: BuildRecord, before: int) -> Checkpoint | None:
-    """The newest checkpoint image captured after a completed milestone earlier than ``before``
-    (and not deleted since)."""
-    gone = discarded_checkpoints(build)
-    for code in sorted(build.completed, reverse=True):
-        if code >= before or _deleted(build, code, gone):
-            continue
-        image = build.milestones[code].outputs.get(CHECKPOINT_OUTPUT)
-        if image:
-            return Checkpoint(code, str(image))
-    return None
-
-
-def resume_problem(build: BuildRecord, code: int) -> str | None:
-    """Why the build cannot run again from milestone ``code``, or None. After delivery the build
-    host is released and the seal has deleted the checkpoints it was not told to keep: a milestone
-    after the host's first image then has nothing to start from. Said before a reset or a redo
-    changes anything, rather than by a run that fails at the relaunch."""
-    meta = build.metadata
-    if not meta.get("host_released") or meta.get("host_id"):
-        return None  # a live host, or a build without one (shell pipelines)
-    first = int(meta.get("host_checkpoint") or 0)
-    if code <= first or latest_checkpoint(build, code) is not None:
-        return None
-    gone = sorted({c for c, _ in discarded_checkpoints(build) if c < code})
-    deleted = (
-        f"the seal deleted the checkpoint images of milestones {', '.join(map(str, gone))}"
-        if gone
-        else "no checkpoint image was captured before it"
-    )
-    return (
-        f"build {build.build_id} cannot run again from milestone {code}: its build host was released at "
-        f"delivery and {deleted}. Redo from {first or 'the first milestone'} to rebuild, or list the "
-        "checkpoints to keep in the pipeline's target.keep_checkpoints"
-    )
 
 
 def checkpoint_images(build: BuildRecord) -> dict[int, str]:

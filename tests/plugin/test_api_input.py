@@ -5,6 +5,8 @@ tests/operators/test_scheduler.py; here the caller is given.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -36,3 +38,37 @@ def client() -> TestClient:
 def test_bad_bodies_are_refused_before_the_store_is_read(client: TestClient, action: str, body: dict) -> None:
     answer = client.post(f"/api/builds/b-1/{action}", json=body)
     assert answer.status_code == 422, answer.text
+
+
+class Alice:
+    def get_name(self) -> str:
+        return "alice"
+
+
+def test_a_reset_the_build_could_not_run_from_is_409_with_the_stores_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API asks nothing itself: the store's reset refuses (host released, checkpoints deleted)
+    and the answer is 409 with its reason, nothing written."""
+    from airflow_provider_imagebuild.plugin import api
+    from airflow_provider_imagebuild.store import open_store
+    from tests.targets.test_resume_after_delivery import delivered
+
+    url = f"sqlite:///{tmp_path}/state.db"
+    monkeypatch.setenv("IMAGEBUILD_STORE", url)
+    monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
+    monkeypatch.setattr(api, "may", lambda user, dag_id, act: True)  # the caller is given (see above)
+    api.store.cache_clear()
+    try:
+        store = open_store(url)
+        store.init()
+        delivered(store, "d-1")
+        version = store.get("d-1").version
+        app = create_app()
+        app.dependency_overrides[current_user] = lambda: Alice()
+        answer = TestClient(app).post("/api/builds/d-1/reset", json={"to": 90, "reason": "again"})
+        assert answer.status_code == 409, answer.text
+        assert "cannot run again from milestone 90" in answer.json()["detail"] and "Redo from 5" in answer.text
+        assert store.get("d-1").version == version
+    finally:
+        api.store.cache_clear()

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.cli.main import cli
+from airflow_provider_imagebuild.errors import Conflict
 from airflow_provider_imagebuild.store import BuildStore
 from airflow_provider_imagebuild.targets.base import latest_checkpoint, resume_problem
 
@@ -72,3 +73,24 @@ def test_the_cli_refuses_the_reset_and_changes_nothing(store: BuildStore) -> Non
         cli, ["--store", store.url, "build", "reset", "d-3", "--to", "5", "--reason", "rebuild"]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_the_store_itself_refuses_the_reset_on_every_backend(store: BuildStore) -> None:
+    """Not only the CLI and the API: any caller of ``reset`` (the Concourse resource, a script,
+    an entry point added later) meets the same rule, checked on the record the reset would change."""
+    delivered(store, "d-4")
+    version = store.get("d-4").version
+    for to in (90, 95, 100):
+        with pytest.raises(Conflict, match=f"cannot run again from milestone {to}: its build host was released"):
+            store.reset("d-4", to=to, reason="again", actor="concourse")
+    assert store.get("d-4").version == version and store.get("d-4").delivered
+    assert store.reset("d-4", to=5, reason="rebuild").next_state == 5
+
+
+def test_the_rule_lives_in_the_build_domain() -> None:
+    """Pure: the build domain decides, the targets' module only re-exports it for its callers."""
+    from airflow_provider_imagebuild.build import checkpoints
+    from airflow_provider_imagebuild.targets import base
+
+    assert base.resume_problem is checkpoints.resume_problem
+    assert base.latest_checkpoint is checkpoints.latest_checkpoint
