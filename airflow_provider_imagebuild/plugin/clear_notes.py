@@ -10,6 +10,10 @@ note and the clearing user on the build the run works on, at the earliest milest
 the build has not reached. :func:`~airflow_provider_imagebuild.build.rules.begin` gives that
 event to the next attempt as its reason. Airflow already authenticated and authorized the clear;
 the middleware never changes the request or the answer, and a failure to record is logged only.
+
+It goes by what Airflow itself resolved, never by a reading of its own: the request's route (its
+path below ``[api] base_url``'s path, as Airflow's router sees it), and the user Airflow's own
+``get_user`` finds on the request (so two ``_token`` cookies name the one Airflow authenticated).
 """
 
 from __future__ import annotations
@@ -71,25 +75,29 @@ def record_clear(store: BuildStore, cleared: list[dict[str, Any]], note: str, ac
     return recorded
 
 
-def _token(headers: dict[bytes, bytes]) -> str | None:
-    """The caller's JWT, as Airflow's ``get_user`` finds it: the bearer header, else the cookie."""
-    auth = headers.get(b"authorization", b"").decode("latin-1")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "_token":
-            return value
-    return None
+def route_path(scope: Any) -> str:
+    """The request's path as the app routes it: without ``root_path`` (``[api] base_url``'s path,
+    ``/airflow`` for ``http://host:8080/airflow``), which the path carries when Airflow is served
+    under one. The same rule as Starlette's router (``starlette._utils.get_route_path``)."""
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
 
 
-async def _user_name(headers: dict[bytes, bytes]) -> str:
-    from airflow.api_fastapi.app import get_auth_manager
+async def _user_name(scope: Any) -> str:
+    """The clearing user, as Airflow's own ``get_user`` resolves this very request once Airflow has
+    answered it: the bearer token, else the user Airflow's JWT refresh middleware resolved, else
+    the ``_token`` cookie as Starlette reads it (the last of duplicates)."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+    from starlette.requests import Request
 
-    token = _token(headers)
+    request = Request(scope)
     try:
-        user = await get_auth_manager().get_user_from_token(token) if token else None
-    except Exception:
+        user = await get_user(request, None, await bearer_scheme(request))
+    except Exception:  # Airflow answered 200, so this is not expected; the note is still recorded
         user = None
     return f"{user.get_name()} (ui)" if user is not None else "unknown user (ui)"
 
@@ -101,7 +109,7 @@ class ClearNotes:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or not CLEAR_PATH.fullmatch(scope["path"]):
+        if scope.get("type") != "http" or scope.get("method") != "POST" or not CLEAR_PATH.fullmatch(route_path(scope)):
             await self.app(scope, receive, send)
             return
         request, answer, status = bytearray(), bytearray(), [0]
@@ -128,7 +136,7 @@ class ClearNotes:
                 return  # the dialog's preview of what a clear would touch
             note = body.get("note") or ""
             cleared = [ti for ti in result.get("task_instances", []) if isinstance(ti, dict)]
-            actor = await _user_name(dict(scope.get("headers") or []))
+            actor = await _user_name(scope)
             from anyio import to_thread
 
             from airflow_provider_imagebuild.plugin.api import store
