@@ -15,14 +15,17 @@ from Airflow's metadata database.
   run of the pipeline's DAG with the same ``build_id``;
 - ``POST /imagebuild/api/builds/{build_id}/skip`` ``{"state": N, "reason": "..."}``.
 
-Errors: 401 without a token, 403 without the permission, 404 for an unknown build, 400 or 422 for
-bad input (a missing or empty reason), 409 when the store refuses (a live lease), 503 when the
-store cannot be reached.
+Errors: 401 without a token; 404 for a build that does not exist and, with the same answer, for
+one whose DAG the caller may not read; 403 for an action on a build the caller can read but may
+not act on; 400 or 422 for bad input (a missing or empty reason); 409 when a rule of the build
+refuses (a live lease); 503 when the store cannot be used. No answer says where the store is:
+the store's own messages (which name its files, buckets and tables) go to the API server's log.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -38,6 +41,9 @@ from airflow_provider_imagebuild.plugin.views import builds_page
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
 
 MAX_PAGE = 500
+DOMAIN = "airflow_provider_imagebuild.build."  # the build domain: rules about builds, no storage
+
+log = logging.getLogger(__name__)
 
 
 async def current_user(user: Annotated[Any, Depends(get_user)]) -> Any:
@@ -53,7 +59,10 @@ def store() -> BuildStore:
     """The deployment's store (``$IMAGEBUILD_STORE_CONN_ID``, ``$IMAGEBUILD_STORE`` or the default)."""
     from airflow_provider_imagebuild.hooks.build_state import store_for
 
-    return store_for()
+    try:
+        return store_for()
+    except InvalidInput as exc:  # the deployment's store URL or connection, not the client's input
+        raise StoreUnavailable(f"the deployment's build store is misconfigured: {exc}") from exc
 
 
 def list_page(
@@ -91,26 +100,51 @@ def actor_of(user: Any) -> str:
     return f"{user.get_name()} (ui)"
 
 
+def not_found(build_id: str | None) -> HTTPException:
+    """The one answer for a build the caller cannot see, whether it does not exist or its DAG is
+    not the caller's to read: asking tells neither that the build exists nor which DAG it is in."""
+    return HTTPException(404, f"build {build_id} not found" if build_id else "build not found")
+
+
+def domain_text(exc: BaseException) -> str | None:
+    """The error's text when the build domain raised it (a rule of the build: a live lease, the
+    plan's order, a host already released). The domain knows nothing of storage, so its text names
+    the build only; a store's own refusal (a sqlite+s3 mirror changed by another host) names files
+    and buckets, and gives None here."""
+    tb, module = exc.__traceback__, ""
+    while tb is not None:  # the innermost frame is where the error was raised
+        module, tb = str(tb.tb_frame.f_globals.get("__name__", "")), tb.tb_next
+    return str(exc) if module.startswith(DOMAIN) else None
+
+
 @contextmanager
-def store_errors() -> Iterator[None]:
-    """The store's typed errors as HTTP answers."""
+def store_errors(build_id: str | None = None) -> Iterator[None]:
+    """The store's typed errors as HTTP answers that never say where the store is. A client gets an
+    error's text only when it is about the client's own input (field and reason) or a rule of the
+    build; the store's own text (``build X not found in sqlite:////...``, unreachable endpoints,
+    file paths) goes to the API server's log."""
     try:
         yield
     except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+        raise not_found(build_id) from exc
     except InvalidInput as exc:
         raise HTTPException(400, str(exc)) from exc
     except Conflict as exc:
-        raise HTTPException(409, str(exc)) from exc
+        text = domain_text(exc)
+        if text is None:
+            log.warning("the build store refused a change: %s", exc)
+        raise HTTPException(409, text or "the build store refused the change (see the API server's log)") from exc
     except StoreUnavailable as exc:
-        raise HTTPException(503, str(exc)) from exc
+        log.warning("the build store cannot be used: %s", exc)
+        raise HTTPException(503, "the build store cannot be used right now (see the API server's log)") from exc
 
 
 def readable(user: Any, build_id: str) -> BuildRecord:
-    with store_errors():
+    """The build, when the caller may read its DAG; else the same 404 as for an unknown build."""
+    with store_errors(build_id):
         rec = store().get(build_id)
     if not may(user, dag_id_of(rec), act=False):
-        raise HTTPException(403, f"not allowed to read DAG {dag_id_of(rec)}")
+        raise not_found(build_id)
     return rec
 
 
@@ -185,7 +219,7 @@ def create_app() -> FastAPI:
 
         def run(build_id: str, user: Any) -> dict[str, Any]:
             rec = actionable(user, build_id)
-            with store_errors():
+            with store_errors(build_id):
                 return change(user, rec).to_public()
 
         return run

@@ -217,3 +217,67 @@ def test_readers_get_a_lease_id_never_the_lease_token(store: BuildStore, may: di
     assert public["attempts"][-1]["lease_id"] == public["lease"]["lease_id"] != lease.token
     with pytest.raises(Conflict, match="does not hold"):
         store.complete("run-1", 5, token=public["lease"]["lease_id"])
+    # an action refused by the live lease names the holder and the lease id, as the rule says it
+    refused = client_for("admin").post("/api/builds/run-1/skip", json={"state": 5, "reason": "x"})
+    assert refused.status_code == 409 and public["lease"]["lease_id"] in refused.json()["detail"], refused.text
+    assert lease.token[:8] not in refused.text
+
+
+def test_an_unreadable_build_is_answered_as_an_unknown_one(store: BuildStore, may: dict, tmp_path: Path) -> None:
+    """A user who may not read a build's DAG learns nothing from asking: the same 404 as for a build
+    that does not exist, from the JSON API, the pages and the actions alike, never naming the DAG
+    or where the store is. (A reader may still be told what acting on a build it can see needs.)"""
+    store.create_build("hidden-1", pipeline="secret-demo", cloud="aws", image_type="base", plan=PLAN)
+    client = client_for("admin")
+    requests = [
+        ("GET", "/api/builds/{}", None),
+        ("GET", "/builds/{}", None),
+        ("POST", "/api/builds/{}/reset", {"to": 5, "reason": "x"}),
+        ("POST", "/api/builds/{}/skip", {"state": 5, "reason": "x"}),
+        ("POST", "/api/builds/{}/redo", {"from": 5, "reason": "x"}),
+    ]
+    version = store.get("hidden-1").version
+    for method, path, body in requests:
+        hidden = client.request(method, path.format("hidden-1"), json=body)
+        unknown = client.request(method, path.format("hidden-2"), json=body)
+        assert (hidden.status_code, unknown.status_code) == (404, 404), (path, hidden.text, unknown.text)
+        assert hidden.json() == {"detail": "build hidden-1 not found"}, path
+        assert unknown.json() == {"detail": "build hidden-2 not found"}, path
+        for answer in (hidden, unknown):
+            assert str(tmp_path) not in answer.text and "sqlite" not in answer.text and "secret" not in answer.text
+    assert store.get("hidden-1").version == version
+
+
+def test_an_unusable_store_is_not_described_to_api_clients(
+    store: BuildStore, may: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 says the store cannot be used now; where it is and why stays in the server's log."""
+    (tmp_path / "gone.db").mkdir()  # a directory where the SQLite file should be
+    monkeypatch.setenv("IMAGEBUILD_STORE", f"sqlite:///{tmp_path}/gone.db")
+    api.store.cache_clear()
+    client = client_for("admin")
+    for method, path, body in [
+        ("GET", "/api/builds", None),
+        ("GET", "/api/builds/web-1", None),
+        ("GET", "/builds", None),
+        ("GET", "/builds/web-1", None),
+        ("POST", "/api/builds/web-1/reset", {"to": 5, "reason": "x"}),
+    ]:
+        answer = client.request(method, path, json=body)
+        assert answer.status_code == 503, (path, answer.text)
+        assert str(tmp_path) not in answer.text and "gone.db" not in answer.text and "sqlite" not in answer.text.lower()
+
+
+def test_a_stores_own_refusal_is_not_passed_to_clients() -> None:
+    """A rule of the build (a live lease: test_readers_get_a_lease_id_never_the_lease_token) is told
+    to the person acting; a store's own refusal (a sqlite+s3 mirror changed by another host names
+    its bucket and file) is logged, and the client is told only that the store refused."""
+    from fastapi import HTTPException
+
+    def mirror_refuses() -> None:
+        raise Conflict("the S3 mirror s3://state-bucket/builds.db was changed; move /var/lib/imagebuild/state.db away")
+
+    with pytest.raises(HTTPException) as caught, api.store_errors("b-1"):
+        mirror_refuses()
+    assert caught.value.status_code == 409
+    assert "s3://" not in caught.value.detail and "/var/lib" not in caught.value.detail
