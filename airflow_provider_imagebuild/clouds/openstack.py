@@ -10,6 +10,11 @@ environment variables nor a stray ``clouds.yaml`` are read when the connection i
 worker's ``OS_*`` variables cannot redirect a build to another cloud. openstacksdk is imported
 when a milestone runs, never at DAG parse time.
 
+Ownership: what a build makes belongs to the project the login's token is scoped to (Nova's
+``tenant_id`` of a server, Glance's ``owner`` of an image). Properties such as ``imagebuild_key``
+can be set by anyone on their own images, and Glance shows other projects' public, community and
+shared images, so :attr:`OpenstackClients.project_id` is what every ownership check starts from.
+
 Errors: 401/403 and a Nova quota refusal are :class:`InvalidInput` (a retry cannot fix them); a
 404 is :class:`NotFound`; everything else (5xx, 409 while a server is busy, timeouts, refused
 connections) is :class:`TargetError`, which Airflow retries.
@@ -39,6 +44,7 @@ class OpenstackClients:
     options: dict[str, Any] = field(repr=False)  # openstack.connect keywords (holds the password)
     cloud: str | None = None
     _conn: Any = field(default=None, repr=False)
+    _project_id: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: OpenstackLogin, field_prefix: str = "target") -> OpenstackClients:
@@ -106,6 +112,23 @@ class OpenstackClients:
                         app_name="airflow-provider-imagebuild", **self.options,
                     )  # fmt: skip
         return self._conn
+
+    @property
+    def project_id(self) -> str:
+        """The id of the project the token is scoped to (Keystone's answer, not the settings: a
+        ``project_name`` resolves to it). A login without a project scope is refused, since then
+        no server or image could be proven this project's."""
+        if self._project_id is None:
+            with openstack_errors("project of the login"):
+                found = self.conn.current_project_id
+            if not found:
+                raise InvalidInput("credentials", "the OpenStack login is not scoped to a project (project_name/id)")
+            self._project_id = str(found)
+        return self._project_id
+
+    def in_project(self, owner: Any) -> bool:
+        """Whether a resource's project (an image's ``owner``, a server's ``tenant_id``) is the login's."""
+        return bool(owner) and str(owner) == self.project_id
 
     def packer_env(self) -> dict[str, str]:
         """Packer's OpenStack login as the ``OS_*`` variables its builder reads: never on its

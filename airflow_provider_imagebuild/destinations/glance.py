@@ -6,9 +6,13 @@ imported) where the cloud offers it, else by a plain upload. Glance computes ``c
 and ``os_hash_value`` (SHA-512 by default) of what it stored; both are compared with the file's.
 A mismatch deletes the image and fails the destination (retried: a transfer went wrong).
 
-A retry finds its own image by name and key: kept if it is active with the file's SHA-512, else
-(an upload cut short, a stale image of an earlier seal) deleted and made again. Images without the
-build's key are never touched; one of the same name makes the destination fail, naming it.
+A retry finds its own image by name, project and key: kept if it is active with the file's
+SHA-512, else (an upload cut short, a stale image of an earlier seal) deleted and made again. An
+image is the build's only if the login's project owns it (Glance's ``owner``, set from the token)
+and it carries the build's key: the key is a digest anyone can compute, and Glance lists other
+projects' public and shared images, so images of other projects are never kept, changed or deleted
+(one of the same name is simply another project's). One of this project without the build's key
+makes the destination fail, naming it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class GlanceUpload(Upload[GlanceDestination]):
         with openstack_errors(f"list images {name}"):
             same_name = [i for i in conn.image.images(name=name) if i.name == name]
         for image in same_name:
+            if not clients.in_project(image.owner):
+                log.info("Glance image %s (%s) is another project's (%s); left alone", name, image.id, image.owner)
+                continue
             if (image.properties or {}).get(KEY) != key:
                 raise InvalidInput(
                     f"publish.{self.label}.image_name", f"an image {name} that is not this build's exists"

@@ -18,9 +18,13 @@ Airflow connection or a ``clouds.yaml`` cloud); openstacksdk is imported only wh
 - Publish sets the image's visibility, adds the ``share_with_projects`` as members (accepting is
   the consumer's side) and sets the spec's ``properties`` (``os_distro``, ``os_version``,
   ``hw_disk_bus``...) with the build's own.
-- Ownership: every server carries ``imagebuild_key`` (a digest of the pipeline and build id) and
-  ``imagebuild_managed_by`` in its metadata, every image the same as properties; nothing without
-  this build's key is booted from, snapshotted, published or deleted.
+- Ownership: a server or image is this build's only if it belongs to the login's project (the
+  server's ``tenant_id``, the image's ``owner``: set by Nova and Glance from the token, never by a
+  client) **and** carries ``imagebuild_key`` (a digest of the pipeline and build id) and
+  ``imagebuild_managed_by`` in its metadata or properties. The key alone proves nothing: anyone can
+  compute it, give an image of their own project those properties and make it public, community
+  or shared, and Glance shows such images to every project (an admin login sees every project's
+  servers too). Nothing else is booted from, snapshotted, published or deleted.
 """
 
 from __future__ import annotations
@@ -85,8 +89,15 @@ class OpenstackTarget(DigestNames, Target):
                 "imagebuild_pipeline": self.pipeline, "imagebuild_role": role}  # fmt: skip
 
     def _is_builds(self, build: BuildRecord, values: Mapping[str, Any] | None) -> bool:
+        """The build's marks: half of the proof (the project is the other, see below)."""
         values = values or {}
         return values.get(KEY) == self.key(build) and values.get(MANAGED) == MANAGED_BY
+
+    def _is_builds_image(self, build: BuildRecord, image: Any) -> bool:
+        return self.clients.in_project(image.owner) and self._is_builds(build, image.properties)
+
+    def _is_builds_server(self, build: BuildRecord, server: Any) -> bool:
+        return self.clients.in_project(server.project_id) and self._is_builds(build, server.metadata)
 
     # -- lookups ---------------------------------------------------------------------------------
     def _required(self, field: str) -> str:
@@ -120,7 +131,7 @@ class OpenstackTarget(DigestNames, Target):
 
     def _owned_image(self, build: BuildRecord, image_id: str) -> Any:
         image = self._image(image_id) if image_id else None
-        if image is None or not self._is_builds(build, image.properties):
+        if image is None or not self._is_builds_image(build, image):
             return None
         return image
 
@@ -133,19 +144,19 @@ class OpenstackTarget(DigestNames, Target):
 
     def _owned_server(self, build: BuildRecord, server_id: str) -> Any:
         server = self._server(server_id) if server_id else None
-        if server is None or not self._is_builds(build, server.metadata) or server.status == "DELETED":
+        if server is None or not self._is_builds_server(build, server) or server.status == "DELETED":
             return None
         return server
 
     def _named_servers(self, build: BuildRecord, name: str) -> list[Any]:
         with openstack_errors(f"list servers {name}"):  # Nova's name filter is a regular expression
             found = list(self.conn.compute.servers(details=True, name=f"^{re.escape(name)}$"))
-        return [s for s in found if s.name == name and self._is_builds(build, s.metadata)]
+        return [s for s in found if s.name == name and self._is_builds_server(build, s)]
 
     def _named_images(self, build: BuildRecord, name: str) -> list[Any]:
         with openstack_errors(f"list images {name}"):
             found = list(self.conn.image.images(name=name))
-        return [i for i in found if i.name == name and self._is_builds(build, i.properties)]
+        return [i for i in found if i.name == name and self._is_builds_image(build, i)]
 
     # -- waiting ---------------------------------------------------------------------------------
     def _wait_server(self, server: Any, status: str) -> Any:
@@ -214,7 +225,7 @@ class OpenstackTarget(DigestNames, Target):
 
     def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
         """Give the image Packer's openstack builder made this build's properties (it must have the
-        name the build asked for; one another build marked is refused)."""
+        name the build asked for and be of the login's project; one another build marked is refused)."""
         expected = self.packer_image_name(build, self.pipeline, milestone)
         for image_id in images.values():
             image = self._image(image_id)
@@ -223,6 +234,10 @@ class OpenstackTarget(DigestNames, Target):
             if image.name != expected:
                 raise InvalidInput(
                     "packer artifact", f"{image_id} ({image.name}) is not the image this build asked for"
+                )
+            if not self.clients.in_project(image.owner):
+                raise InvalidInput(
+                    "packer artifact", f"{image_id} is an image of another project ({image.owner}), not one Packer made"
                 )
             if (image.properties or {}).get(KEY) not in (None, self.key(build)):
                 raise InvalidInput("packer artifact", f"{image_id} belongs to another build")
@@ -233,8 +248,8 @@ class OpenstackTarget(DigestNames, Target):
         if image is None:
             raise InvalidInput(
                 f"milestones.{checkpoint.code}.outputs.checkpoint_image",
-                f"{checkpoint.image} is not build {build.build_id}'s image (missing, or without this build's "
-                "key); a build server is booted only from the build's own checkpoints",
+                f"{checkpoint.image} is not build {build.build_id}'s image (missing, of another project, or "
+                "without this build's key); a build server is booted only from the build's own checkpoints",
             )
         name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
         for earlier in self._named_servers(build, name):  # an earlier attempt's, never recorded
@@ -306,7 +321,7 @@ class OpenstackTarget(DigestNames, Target):
         finally:
             if not final:
                 self._power(self._owned_server(build, host.id) or server, on=True)
-        if not self._is_builds(build, image.properties):
+        if not self._is_builds_image(build, image):
             raise TargetError(f"OpenStack: snapshot {image.id} lacks the build's properties (Nova dropped them)")
         log.info(
             "captured %s %s (%s) after milestone %d", "image" if final else "checkpoint", name, image.id, milestone
@@ -332,7 +347,8 @@ class OpenstackTarget(DigestNames, Target):
         if found is None or found.status != "active":
             raise InvalidInput(
                 "milestones.95.outputs.image_id",
-                f"{image} is not build {build.build_id}'s active image (no key of this build); it is not published",
+                f"{image} is not build {build.build_id}'s active image (of another project, or no key of this "
+                "build); it is not published",
             )
         properties = {**s.properties, "imagebuild_image_type": self.image_type, "imagebuild_published": "true",
                       **{f"imagebuild_{k.lower()}": v for k, v in built_with_tags(build).items()}}  # fmt: skip

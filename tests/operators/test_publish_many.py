@@ -19,30 +19,42 @@ import pytest
 
 from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import open_store
-from airflow_provider_imagebuild.targets.base import file_hash
-from tests.conftest import OPENSTACK_CONN_ID, VSPHERE_CONN_ID
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, build_digest, file_hash
+from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
+from tests.conftest import OPENSTACK_CONN_ID, VSPHERE_CONN_ID, unique
 from tests.dags.conftest import write
 from tests.helpers import task_context
+from tests.servers.openstack import OTHER_PROJECT_ID, PROJECT_ID
 from tests.servers.vcsim import LIBRARY
 
 
-def sealed_build(tmp_path: Path, spec_text: str) -> tuple[Any, Any, Path]:
+def sealed_build(
+    tmp_path: Path, spec_text: str, build_id: str = "many-1", content: bytes = b"golden image " * 200_000
+) -> tuple[Any, Any, Path]:
     """The publish task of the spec's DAG, and a build whose seal (95) recorded a real qcow2."""
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.targets.local import LocalTarget
 
     spec = load_spec(write(tmp_path / "pipelines/many.yaml", spec_text))
     task = next(t for t in build_dag(spec).tasks if t.state == 100)  # type: ignore[attr-defined]
     store = open_store(str(spec.store))
-    build = store.create_build("many-1", pipeline="many", cloud="local", image_type="base", plan=[0, 95, 100])
-    image = LocalTarget.from_settings(spec.target, pipeline="many", image_type="base").image_path(build)
-    image.parent.mkdir(parents=True)
-    raw = tmp_path / "disk.raw"
-    raw.write_bytes(b"golden image " * 200_000)
+    store.create_build(build_id, pipeline="many", cloud="local", image_type="base", plan=[0, 95, 100])
+    return task, store, seal(spec, store, build_id, content)
+
+
+def seal(spec: Any, store: Any, build_id: str, content: bytes) -> Path:
+    """Milestone 95 (again, after a reset): a real qcow2 of ``content`` at the build's image path."""
+    from airflow_provider_imagebuild.targets.local import LocalTarget
+
+    image = LocalTarget.from_settings(spec.target, pipeline="many", image_type="base").image_path(store.get(build_id))
+    image.parent.mkdir(parents=True, exist_ok=True)
+    raw = image.with_name("disk.raw")
+    raw.write_bytes(content)
+    image.unlink(missing_ok=True)
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(image)], check=True)
-    lease = store.begin("many-1", 95, owner="test")
-    store.complete("many-1", 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": file_hash(image)})
-    return task, store, image
+    raw.unlink()
+    lease = store.begin(build_id, 95, owner="test")
+    store.complete(build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": file_hash(image)})
+    return image
 
 
 SPEC = """pipeline: many
@@ -107,6 +119,37 @@ def test_each_destination_is_recorded_and_a_clear_retries_only_the_failed_one(
     rest = VsphereClients.from_connection(VSPHERE_CONN_ID).rest()
     files = rest.get("/com/vmware/content/library/item/file", params={"library_item_id": item["library_item_id"]})
     assert sorted(f["name"] for f in files.json()["value"]) == sorted(item["files"])
+
+
+GLANCE_ONLY = """pipeline: many
+cloud: local
+image_type: base
+store: sqlite:///{tmp}/state.db
+target: {{work_dir: {tmp}/work, catalog: {tmp}/catalog}}
+publish:
+  - glance: {{openstack_conn_id: {os_conn}, visibility: public}}
+milestones:
+  95: {{action: seal}}
+  100: {{action: publish}}
+"""
+
+
+def test_glance_never_takes_another_projects_image_of_the_builds_name_and_key(tmp_path: Path, fake_os: Any) -> None:
+    """The build's key is a digest of public names: another project can give its own public images
+    this build's image name and key, one even with the very bytes. Neither is kept as this build's
+    published image nor deleted; the build uploads its own, in its own project."""
+    build_id = unique("many")
+    task, store, image = sealed_build(tmp_path, GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID), build_id)
+    name, marks = f"many-{build_id}", {KEY: build_digest("many", build_id, 20), MANAGED: MANAGED_BY}
+    same_bytes = fake_os.add_image(name, image.read_bytes(), owner=OTHER_PROJECT_ID, visibility="public", **marks)
+    older = fake_os.add_image(name, b"an older image", owner=OTHER_PROJECT_ID, visibility="public", **marks)
+
+    task.execute(task_context(build_id, task.task_id, 1))
+    glance = store.get(build_id).milestones[100].outputs["destinations"]["glance"]
+    assert glance["image_id"] not in (same_bytes, older)
+    mine = fake_os.images[glance["image_id"]]
+    assert mine["owner"] == PROJECT_ID and mine["os_hash_value"] == file_hash(image, "sha512")
+    assert fake_os.images[same_bytes]["owner"] == fake_os.images[older]["owner"] == OTHER_PROJECT_ID  # left alone
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,15 @@ calls made:
   ``os_hash_algo``/``os_hash_value`` (SHA-512), as Glance does.
 - Networking v2.0: show and list (``name`` filter) networks.
 
+Projects: a token is scoped to one project (``PROJECT``, or ``OTHER_PROJECT`` for the same user:
+another tenant of the cloud), and ``ADMIN_USER``'s tokens carry the ``admin`` role. As in Nova and
+Glance: a server's ``tenant_id`` and an image's ``owner`` are the project of the token that made
+it; a member sees its own project's servers only, and the images it owns, public and community
+ones and those shared with its project (community ones are listed only when asked for with
+``visibility=community``, shared ones once the member accepted); only the owner changes or deletes
+an image (403 otherwise); an admin sees, changes and deletes everything (servers of other
+projects are listed with ``all_tenants``).
+
 What it does not do: boot anything (a "server" is a record; the playbooks run in a chroot tree
 standing in for it), schedule, bill or enforce quotas. Status changes that take time in a real
 cloud (``BUILD`` to ``ACTIVE``, ``queued``/``saving`` to ``active``) happen at the next read, so
@@ -50,6 +59,10 @@ USER = "imagebuild"
 PASSWORD = "os-fake-secret-42"
 PROJECT = "images"
 PROJECT_ID = "5f0e1a5d2c3b4a69b7c8d9e0f1a2b3c4"
+OTHER_PROJECT = "partners"  # another tenant of the same cloud (USER is a member of both)
+OTHER_PROJECT_ID = "9a8b7c6d5e4f40312a1b2c3d4e5f6a7b"
+PROJECTS = {PROJECT: PROJECT_ID, OTHER_PROJECT: OTHER_PROJECT_ID}
+ADMIN_USER, ADMIN_PASSWORD = "cloud-admin", "os-fake-admin-secret-7"  # the admin role, in PROJECT
 REGION = "RegionOne"
 COMPUTE_MAX = "2.100"
 IMPORT = "glance-direct,web-download"  # the import methods offered (/v2/info/import, and a header on create)
@@ -97,10 +110,19 @@ class Planted:
     message: str
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a token is: the project it is scoped to, its user, and whether it has the admin role."""
+
+    project_id: str
+    user: str = USER
+    admin: bool = False
+
+
 @dataclass
 class FakeOpenstack:
     url: str = ""
-    tokens: set[str] = field(default_factory=set)
+    tokens: dict[str, Scope] = field(default_factory=dict)
     flavors: dict[str, dict[str, Any]] = field(default_factory=dict)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -131,11 +153,12 @@ class FakeOpenstack:
         }
 
     # -- test helpers --------------------------------------------------------------------------
-    def add_image(self, name: str, data: bytes = b"base image", **properties: Any) -> str:
+    def add_image(self, name: str, data: bytes = b"base image", owner: str = PROJECT_ID, **properties: Any) -> str:
+        """An active image of project ``owner`` (``visibility`` and any properties as keywords)."""
         image_id = str(uuid.uuid4())
         with self.lock:
             self.images[image_id] = self._image_record(
-                image_id, {"name": name, "disk_format": "qcow2", "container_format": "bare", **properties}
+                image_id, {"name": name, "disk_format": "qcow2", "container_format": "bare", **properties}, owner
             )
             self._store(image_id, data)
         return image_id
@@ -160,7 +183,7 @@ class FakeOpenstack:
         return next(iter(self.networks))
 
     # -- records ---------------------------------------------------------------------------------
-    def _image_record(self, image_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _image_record(self, image_id: str, body: dict[str, Any], owner: str) -> dict[str, Any]:
         now = _now()
         record = {
             "id": image_id,
@@ -178,7 +201,7 @@ class FakeOpenstack:
             "container_format": None,
             "min_disk": 0,
             "min_ram": 0,
-            "owner": PROJECT_ID,
+            "owner": owner,
             "tags": [],
             "created_at": now,
             "updated_at": now,
@@ -213,6 +236,33 @@ class FakeOpenstack:
             image["status"] = "active"  # finished by the next read
         return shown
 
+    # -- who sees and changes what (Nova's and Glance's default policies) ------------------------
+    @staticmethod
+    def _sees_server(scope: Scope, server: dict[str, Any]) -> bool:
+        return scope.admin or server["tenant_id"] == scope.project_id
+
+    def _sees_image(self, scope: Scope, image: dict[str, Any]) -> bool:
+        """Glance's show: an image the project owns, a public or community one, or one shared
+        with the project (whatever the member's status)."""
+        return (
+            scope.admin
+            or image["owner"] == scope.project_id
+            or image["visibility"] in ("public", "community")
+            or (image["visibility"] == "shared" and scope.project_id in self.members.get(image["id"], {}))
+        )
+
+    def _lists_image(self, scope: Scope, image: dict[str, Any], visibility: str | None) -> bool:
+        """Glance's list: owned and public images; community ones only when asked for
+        (``visibility=community`` or ``all``); shared ones once the member accepted them."""
+        if visibility not in (None, "all") and image["visibility"] != visibility:
+            return False
+        if scope.admin or image["owner"] == scope.project_id or image["visibility"] == "public":
+            return True
+        if image["visibility"] == "community":
+            return visibility in ("community", "all")
+        member = self.members.get(image["id"], {}).get(scope.project_id)
+        return image["visibility"] == "shared" and member is not None and member["status"] == "accepted"
+
     # -- HTTP ------------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
         parts = urlsplit(path)
@@ -235,7 +285,8 @@ class FakeOpenstack:
             service, _, rest = route.lstrip("/").partition("/")
             if service == "identity":
                 return self.identity(method, "/" + rest, body)
-            if headers.get("x-auth-token") not in self.tokens:
+            scope = self.tokens.get(headers.get("x-auth-token", ""))
+            if scope is None:
                 return (
                     401,
                     {},
@@ -248,9 +299,9 @@ class FakeOpenstack:
                     },
                 )
             if service == "compute":
-                return self.compute(method, "/" + rest, query, headers, body)
+                return self.compute(scope, method, "/" + rest, query, headers, body)
             if service == "image":
-                return self.image(method, "/" + rest, query, headers, body)
+                return self.image(scope, method, "/" + rest, query, headers, body)
             if service == "network":
                 return self.network(method, "/" + rest, query)
         return 404, {}, {"error": {"code": 404, "message": f"fake: no route {method} {route}"}}
@@ -275,7 +326,8 @@ class FakeOpenstack:
             auth = json.loads(body)["auth"]
             user = auth["identity"]["password"]["user"]
             project = (auth.get("scope") or {}).get("project") or {}
-            if user.get("name") != USER or user.get("password") != PASSWORD:
+            admin = user.get("name") == ADMIN_USER and user.get("password") == ADMIN_PASSWORD
+            if not admin and (user.get("name") != USER or user.get("password") != PASSWORD):
                 return (
                     401,
                     {},
@@ -287,10 +339,16 @@ class FakeOpenstack:
                         }
                     },
                 )
-            if project.get("name") not in (PROJECT, None) or project.get("id") not in (PROJECT_ID, None):
+            name = project.get("name") or next((n for n, i in PROJECTS.items() if i == project.get("id")), PROJECT)
+            if (
+                PROJECTS.get(name) is None
+                or project.get("id") not in (PROJECTS[name], None)
+                or (admin and name != PROJECT)
+            ):
                 return 401, {}, {"error": {"code": 401, "message": "not a member of the project"}}
             token = uuid.uuid4().hex
-            self.tokens.add(token)
+            username = ADMIN_USER if admin else USER
+            self.tokens[token] = Scope(PROJECTS[name], username, admin)
             domain = {"id": "default", "name": "Default"}
             catalog = [
                 self._service("identity", "keystone", "/identity/v3"),
@@ -303,9 +361,9 @@ class FakeOpenstack:
                     "methods": ["password"],
                     "expires_at": "2099-01-01T00:00:00.000000Z",
                     "issued_at": _now(),
-                    "user": {"id": "u-" + USER, "name": USER, "domain": domain, "password_expires_at": None},
-                    "project": {"id": PROJECT_ID, "name": PROJECT, "domain": domain},
-                    "roles": [{"id": "r-member", "name": "member"}],
+                    "user": {"id": "u-" + username, "name": username, "domain": domain, "password_expires_at": None},
+                    "project": {"id": PROJECTS[name], "name": name, "domain": domain},
+                    "roles": [{"id": "r-member", "name": "member"}] + ([{"id": "r-admin", "name": "admin"}] * admin),
                     "catalog": catalog,
                     "audit_ids": [uuid.uuid4().hex[:22]],
                 }
@@ -320,7 +378,7 @@ class FakeOpenstack:
 
     # Compute v2.1 -----------------------------------------------------------------------------
     def compute(
-        self, method: str, route: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+        self, scope: Scope, method: str, route: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], Any]:
         requested = headers.get("openstack-api-version", "compute 2.1").split()[-1]
         micro = tuple(int(p) for p in (COMPUTE_MAX if requested == "latest" else requested).split("."))
@@ -354,21 +412,26 @@ class FakeOpenstack:
                 return 404, echo, {"itemNotFound": {"code": 404, "message": f"Keypair {m[1]} not found for user"}}
             return 202, echo, None
         if method == "POST" and route == "/servers":
-            return self._create_server(json.loads(body)["server"], echo)
+            return self._create_server(scope, json.loads(body)["server"], echo)
         if method == "GET" and route in ("/servers", "/servers/detail"):
             pattern = re.compile(query.get("name", [".*"])[0])
-            found = [self._server_view(s) for s in self.servers.values() if pattern.search(s["name"])]
+            every = scope.admin and query.get("all_tenants", ["0"])[0].lower() in ("1", "true")
+            found = [
+                self._server_view(s)
+                for s in self.servers.values()
+                if pattern.search(s["name"]) and (every or s["tenant_id"] == scope.project_id)
+            ]
             return 200, echo, {"servers": found}
         if m := re.fullmatch(r"/servers/([^/]+)", route):
             server = self.servers.get(m[1])
-            if server is None:
+            if server is None or not self._sees_server(scope, server):
                 return 404, echo, {"itemNotFound": {"code": 404, "message": f"Instance {m[1]} could not be found."}}
             if method == "DELETE":
                 del self.servers[m[1]]
                 return 204, echo, None
             return 200, echo, {"server": self._server_view(server)}
         if method == "POST" and (m := re.fullmatch(r"/servers/([^/]+)/action", route)):
-            return self._action(m[1], json.loads(body), micro, echo)
+            return self._action(scope, m[1], json.loads(body), micro, echo)
         return 404, echo, {"itemNotFound": {"code": 404, "message": f"fake compute: no route {method} {route}"}}
 
     def _keypair(
@@ -410,12 +473,14 @@ class FakeOpenstack:
             "rxtx_factor": 1.0,
         }
 
-    def _create_server(self, spec: dict[str, Any], echo: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    def _create_server(
+        self, scope: Scope, spec: dict[str, Any], echo: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
         def bad(message: str) -> tuple[int, dict[str, str], Any]:
             return 400, echo, {"badRequest": {"code": 400, "message": message}}
 
         image = self.images.get(spec.get("imageRef", ""))
-        if image is None or image["status"] != "active":
+        if image is None or image["status"] != "active" or not self._sees_image(scope, image):
             return bad(f"Image {spec.get('imageRef')} could not be found or is not active.")
         flavor = self.flavors.get(str(spec.get("flavorRef", "")).rsplit("/", 1)[-1])
         if flavor is None:
@@ -456,8 +521,8 @@ class FakeOpenstack:
             },
             "key_name": spec.get("key_name"),
             "security_groups": spec.get("security_groups") or [{"name": "default"}],
-            "tenant_id": PROJECT_ID,
-            "user_id": "u-" + USER,
+            "tenant_id": scope.project_id,
+            "user_id": "u-" + scope.user,
             "created": now,
             "updated": now,
             "accessIPv4": "",
@@ -477,10 +542,10 @@ class FakeOpenstack:
         return 202, echo, {"server": made}
 
     def _action(
-        self, server_id: str, action: dict[str, Any], micro: tuple[int, ...], echo: dict[str, str]
+        self, scope: Scope, server_id: str, action: dict[str, Any], micro: tuple[int, ...], echo: dict[str, str]
     ) -> tuple[int, dict[str, str], Any]:
         server = self.servers.get(server_id)
-        if server is None:
+        if server is None or not self._sees_server(scope, server):
             return 404, echo, {"itemNotFound": {"code": 404, "message": f"Instance {server_id} could not be found."}}
         name = next(iter(action))
         conflict = {
@@ -512,7 +577,7 @@ class FakeOpenstack:
                 "image_type": "snapshot",
                 "instance_uuid": server_id,
                 "base_image_ref": base.get("id", ""),
-                "owner_project_name": PROJECT,
+                "owner_project_name": next(n for n, i in PROJECTS.items() if i == scope.project_id),
             }
             record = self._image_record(
                 image_id,
@@ -523,6 +588,7 @@ class FakeOpenstack:
                     "visibility": "private",
                     **props,
                 },
+                scope.project_id,  # Nova makes the snapshot in the requesting project
             )
             self.images[image_id] = record
             self._store(image_id, self.data.get(base.get("id", ""), b"") + f"+{server_id}".encode())
@@ -535,7 +601,7 @@ class FakeOpenstack:
 
     # Image v2 ----------------------------------------------------------------------------------
     def image(
-        self, method: str, route: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+        self, scope: Scope, method: str, route: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], Any]:
         if method == "GET" and route in ("/", ""):
             return (
@@ -561,10 +627,16 @@ class FakeOpenstack:
                 },
             )
         if method == "GET" and route == "/v2/images":
+            visibility = query.get("visibility", [None])[0]
             found = [
                 self._image_view(i)
                 for i in self.images.values()
-                if all(str(i.get(k)) == v[0] for k, v in query.items() if k not in ("limit", "marker", "sort"))
+                if self._lists_image(scope, i, visibility)
+                and all(
+                    str(i.get(k)) == v[0]
+                    for k, v in query.items()
+                    if k not in ("limit", "marker", "sort", "visibility")
+                )
             ]
             return 200, {}, {"images": found, "first": "/v2/images", "schema": "/v2/schemas/images"}
         if method == "POST" and route == "/v2/images":
@@ -573,14 +645,17 @@ class FakeOpenstack:
             if bad:
                 return 403, {}, {"error": {"code": 403, "message": f"Attribute '{sorted(bad)[0]}' is read-only."}}
             image_id = spec.get("id") or str(uuid.uuid4())
-            self.images[image_id] = self._image_record(image_id, {"visibility": "shared", **spec})
+            self.images[image_id] = self._image_record(image_id, {"visibility": "shared", **spec}, scope.project_id)
             created = {"Location": f"{self.url}/image/v2/images/{image_id}", "OpenStack-image-import-methods": IMPORT}
             return 201, created, self.images[image_id]
         m = re.fullmatch(r"/v2/images/([^/]+)(/[^/]+)?(/[^/]+)?", route)
-        if not m or m[1] not in self.images:
+        if not m or m[1] not in self.images or not self._sees_image(scope, self.images[m[1]]):
             return 404, {}, {"error": {"code": 404, "message": f"No image found with ID {m[1] if m else route}"}}
         image_id, sub, arg = m[1], m[2] or "", (m[3] or "").lstrip("/")
         image = self.images[image_id]
+        reads = method == "GET" and sub in ("", "/members", "/file")
+        if not reads and not scope.admin and image["owner"] != scope.project_id:
+            return 403, {}, {"error": {"code": 403, "message": f"You are not permitted to modify image {image_id}."}}
         if sub == "" and method == "GET":
             return 200, {}, self._image_view(image)
         if sub == "" and method == "DELETE":
@@ -702,7 +777,7 @@ def fake_openstack() -> Iterator[FakeOpenstack]:
         yield fake
 
 
-def connection_uri(fake: FakeOpenstack, password: str = PASSWORD) -> str:
-    """An Airflow connection (JSON form) that logs in to the fake."""
-    extra = {"auth_url": f"{fake.url}/identity/v3", "project_name": PROJECT, "region_name": REGION}
-    return json.dumps({"conn_type": "generic", "login": USER, "password": password, "extra": extra})
+def connection_uri(fake: FakeOpenstack, password: str = PASSWORD, *, user: str = USER, project: str = PROJECT) -> str:
+    """An Airflow connection (JSON form) that logs in to the fake (``project``: which tenant)."""
+    extra = {"auth_url": f"{fake.url}/identity/v3", "project_name": project, "region_name": REGION}
+    return json.dumps({"conn_type": "generic", "login": user, "password": password, "extra": extra})

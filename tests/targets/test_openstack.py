@@ -24,7 +24,15 @@ from airflow_provider_imagebuild.targets import target_for
 from airflow_provider_imagebuild.targets.base import Checkpoint, Host
 from airflow_provider_imagebuild.targets.openstack import KEY, OpenstackTarget
 from tests.conftest import OPENSTACK_CONN_ID, unique
-from tests.servers.openstack import PASSWORD, connection_uri
+from tests.servers.openstack import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    OTHER_PROJECT,
+    OTHER_PROJECT_ID,
+    PASSWORD,
+    PROJECT_ID,
+    connection_uri,
+)
 
 SHARE = "0123456789abcdef0123456789abcdef"
 
@@ -54,9 +62,10 @@ def build(tmp_path: Path) -> Iterator[Any]:
     yield store.register(unique("os"), BuildIdentity("os-pipe", "openstack", "base", plan=(0, 5, 10, 15, 95, 100)))
 
 
-def packer_image(fake: Any, target: OpenstackTarget, build: Any, milestone: int = 10) -> str:
-    """What Packer's openstack builder leaves: an image of the name the build asked for."""
-    return str(fake.add_image(target.packer_image_name(build, target.pipeline, milestone), b"green"))
+def packer_image(fake: Any, target: OpenstackTarget, build: Any, milestone: int = 10, owner: str = PROJECT_ID) -> str:
+    """What Packer's openstack builder leaves: an image of the name the build asked for, in the
+    project it logged in to."""
+    return str(fake.add_image(target.packer_image_name(build, target.pipeline, milestone), b"green", owner=owner))
 
 
 def test_build_server_checkpoints_seal_publish_and_cleanup(build: Any, fake_os: Any) -> None:
@@ -129,6 +138,70 @@ def test_what_is_not_the_builds_is_refused(build: Any, fake_os: Any) -> None:
     assert theirs.id in fake_os.servers
     assert target.discard(build, [mine]) == [] and mine in fake_os.images
     other.cleanup(build, theirs)
+
+
+OTHER_CONN_ID = "openstack_imagebuild_other_project"
+
+
+def test_another_projects_image_with_the_builds_key_is_refused(build: Any, fake_os: Any) -> None:
+    """The key is a digest anyone can compute from the pipeline and build id, and Glance shows
+    other projects' public, community and shared images: a tenant who gives an image of its own
+    this build's name and key (and someone with store write rights who records its id) must not
+    get a build server booted from it, nor have it published, claimed or deleted."""
+    target = make_target("os-pipe")
+    marks = target.marks(build, "checkpoint")
+    name = target.packer_image_name(build, target.pipeline, 10)
+    for visibility in ("public", "community", "shared"):
+        theirs = fake_os.add_image(name, b"their image", owner=OTHER_PROJECT_ID, visibility=visibility, **marks)
+        if visibility == "shared":  # shared with this build's project, and accepted
+            fake_os.members[theirs] = {PROJECT_ID: {"member_id": PROJECT_ID, "status": "accepted"}}
+        assert not target.owns_image(build, theirs)
+        with pytest.raises(InvalidInput, match=r"checkpoint_image: .*not build .*'s image"):
+            target.launch(build, Checkpoint(10, theirs))
+        assert not [s for s in fake_os.servers.values() if s["image"]["id"] == theirs]  # nothing booted
+        with pytest.raises(InvalidInput, match=r"image_id: .*not build .*'s active image"):
+            target.publish(build, theirs)
+        with pytest.raises(InvalidInput, match=r"packer artifact: .*another project"):
+            target.claim_images(build, {"": theirs}, 10)
+        assert target.discard(build, [theirs]) == [] and fake_os.images[theirs]["visibility"] == visibility
+
+
+def test_an_admin_login_leaves_other_projects_alone(build: Any, fake_os: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an admin login Nova and Glance show (and let it change) every project's servers and
+    images: another project running the same pipeline and build id (so the same key) keeps its
+    server and images through this project's host checks, checkpoints, discards and cleanups."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OTHER_CONN_ID.upper()}", connection_uri(fake_os, project=OTHER_PROJECT))
+    theirs = make_target("os-pipe", openstack_conn_id=OTHER_CONN_ID)
+    their_green = packer_image(fake_os, theirs, build, owner=OTHER_PROJECT_ID)
+    theirs.claim_images(build, {"": their_green}, 10)
+    their_host = theirs.launch(build, Checkpoint(10, their_green))
+    their_checkpoint = theirs.capture(build, their_host, 15, final=False)["checkpoint_image"]
+    assert fake_os.servers[their_host.id]["tenant_id"] == OTHER_PROJECT_ID
+    assert fake_os.images[their_checkpoint]["owner"] == OTHER_PROJECT_ID
+
+    admin = connection_uri(fake_os, ADMIN_PASSWORD, user=ADMIN_USER)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", admin)
+    ours = make_target("os-pipe")
+    assert not ours.alive(build, their_host)
+    with pytest.raises(InvalidInput, match="host_id"):
+        ours.capture(build, their_host, 15, final=False)
+    with pytest.raises(InvalidInput, match="checkpoint_image"):
+        ours.launch(build, Checkpoint(15, their_checkpoint))
+    assert ours.discard(build, [their_checkpoint, their_green]) == []
+    ours.cleanup(build, their_host)
+
+    # This project's own build, of the same names: its retried checkpoint replaces only its own.
+    green = packer_image(fake_os, ours, build)
+    ours.claim_images(build, {"": green}, 10)
+    host = ours.launch(build, Checkpoint(10, green))
+    checkpoint = ours.capture(build, host, 15, final=False)["checkpoint_image"]
+    assert fake_os.images[checkpoint]["owner"] == PROJECT_ID and ours.owns_image(build, checkpoint)
+    ours.cleanup(build, host)
+    assert host.id not in fake_os.servers
+    assert fake_os.servers[their_host.id]["status"] == "ACTIVE"
+    assert {their_green, their_checkpoint} <= set(fake_os.images)
+    theirs.cleanup(build, their_host)
+    assert theirs.discard(build, [their_checkpoint, their_green]) == [their_checkpoint, their_green]
 
 
 def test_errors_say_what_kind_they_are(build: Any, fake_os: Any, monkeypatch: pytest.MonkeyPatch) -> None:
