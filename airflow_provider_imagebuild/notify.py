@@ -7,12 +7,21 @@ webhook), built per event and called at once. An event is sent once: the build's
 announce the same thing again is silent. The error it carries went through the same redaction as
 the store's free text. A notifier that fails (an expired webhook, SMTP down) is logged and never
 fails the build: nightly builds must not break because a chat service is down.
+
+Every value in a notice comes from a build, and a build's free text (an error line, a lease owner
+anyone who can write the store chose) is not trusted: each channel gets it in its own safe form.
+Slack's mrkdwn gets ``&``, ``<`` and ``>`` escaped (otherwise ``<!channel>`` pings a channel and
+``<https://evil.example|https://sso.corp.example>`` shows one address and opens another), and the
+build page is the one link written in Slack's syntax; email is HTML-escaped; the webhook and SNS
+messages are JSON; subjects are one line, and SNS's is ASCII under 100 characters (SNS refuses the
+whole message otherwise).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from html import escape
@@ -53,14 +62,48 @@ class Notice:
         where = f" at milestone {self.milestone} ({self.milestone_name})" if self.milestone is not None else ""
         return f"imagebuild: {self.pipeline} build {self.build_id} {WORDS[self.event]}{where}"
 
-    def text(self) -> str:
-        lines = [f"{ICONS[self.event]} {self.subject()}"]
+    def _lines(self, shown: Callable[[str], str]) -> list[str]:
+        """The message's lines above the build page; ``shown`` makes the build's values safe for the channel."""
+        lines = [f"{ICONS[self.event]} {shown(self.subject())}"]
         if self.attempt:
             lines.append(f"attempt {self.attempt}")
-        if self.error:
-            lines.append(self.error.strip().splitlines()[0][:300])
-        lines.append(self.build_page)
-        return "\n".join(lines)
+        first = (self.error or "").strip().splitlines()[:1]
+        if first:
+            lines.append(shown(first[0][:300]))  # cut before escaping: an entity is never cut in half
+        return lines
+
+    def text(self) -> str:
+        """Plain text (email escapes it for HTML, line by line)."""
+        return "\n".join([*self._lines(str), self.build_page])
+
+    def slack_text(self) -> str:
+        """Slack's mrkdwn: the build's values escaped, the build page the one link."""
+        return "\n".join([*self._lines(slack_escape), slack_link(self.build_page, "build page")])
+
+
+def slack_escape(value: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack's entities, and nothing else: these three are its control
+    characters (Slack's "Escaping text"), and any other entity would be shown as typed."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_link(url: str, label: str) -> str:
+    """``<url|label>`` for an absolute http(s) URL; anything else (a path, when Airflow's address is
+    not configured) is shown as text, since Slack could not open it."""
+    if not url.startswith(("http://", "https://")):
+        return slack_escape(url)
+    return f"<{slack_escape(url).replace('|', '%7C')}|{slack_escape(label)}>"
+
+
+def one_line(text: str) -> str:
+    """A subject line: line breaks, tabs and other control characters become one space or go."""
+    return "".join(c for c in " ".join(text.split()) if c.isprintable())
+
+
+def sns_subject(text: str) -> str:
+    """An SNS ``Subject``: ASCII (accents dropped, not the letters), one line, under 100 characters."""
+    ascii_text = unicodedata.normalize("NFKD", one_line(text)).encode("ascii", "ignore").decode("ascii")
+    return ascii_text[:99].rstrip()
 
 
 def notifier_for(target: NotifyTo, notice: Notice) -> Any:
@@ -68,13 +111,13 @@ def notifier_for(target: NotifyTo, notice: Notice) -> Any:
     if target.slack is not None:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        return SlackWebhookNotifier(slack_webhook_conn_id=target.slack.slack_webhook_conn_id, text=notice.text(),
-                                    timeout=30)  # fmt: skip
+        return SlackWebhookNotifier(slack_webhook_conn_id=target.slack.slack_webhook_conn_id,
+                                    text=notice.slack_text(), timeout=30)  # fmt: skip
     if target.sns is not None:
         from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
         return SnsNotifier(aws_conn_id=target.sns.aws_conn_id, target_arn=target.sns.target_arn,
-                           message=json.dumps(notice.payload()), subject=notice.subject()[:99],
+                           message=json.dumps(notice.payload()), subject=sns_subject(notice.subject()),
                            region_name=target.sns.region)  # fmt: skip
     if target.email is not None:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -82,7 +125,7 @@ def notifier_for(target: NotifyTo, notice: Notice) -> Any:
         html = "<br>".join(escape(line) for line in notice.text().splitlines())
         email = target.email
         return SmtpNotifier(to=email.to, from_email=email.from_email, smtp_conn_id=email.smtp_conn_id,
-                            subject=notice.subject(), html_content=html)  # fmt: skip
+                            subject=one_line(notice.subject()), html_content=html)  # fmt: skip
     assert target.webhook is not None
     from airflow.providers.http.notifications.http import HttpNotifier
 

@@ -23,6 +23,7 @@ shown by ``imagebuild build show`` to anyone who can read the store).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -285,3 +286,61 @@ def redact_value(value: object, redactor: Redactor) -> object:
     if isinstance(value, list):
         return [redact_value(v, redactor) for v in value]
     return value
+
+
+# -- exceptions ------------------------------------------------------------------------------------
+class RedactedError(Exception):
+    """Stands in for an exception whose text could not be redacted in place (a class that builds its
+    message from attributes of its own, not from ``args``): its type's name and the redacted text."""
+
+
+def redact_exception(exc: BaseException, redactor: Redactor) -> BaseException:
+    """``exc`` with its message, its notes and every exception chained to it redacted, to be raised
+    in its place.
+
+    An error a tool or a cloud reports quotes what it printed or answered (the last lines of a
+    command, Packer's errors, an Ansible failure, an API's response body), and Airflow prints the
+    raised exception with its causes into the task log, where only the secrets it registered are
+    masked. This is the one place such text is cleaned before it is raised. The exception is
+    changed in place (its ``args``), so its type, attributes and traceback stay what callers and
+    Airflow's retry policy expect; only one whose text does not follow its ``args`` is replaced by
+    a :class:`RedactedError` carrying the same traceback and chain. Nothing secret: ``exc`` itself.
+    """
+    return _redacted(exc, redactor, set())
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ says nothing, secret or not
+        return ""
+
+
+def _redacted(exc: BaseException, redactor: Redactor, seen: set[int]) -> BaseException:
+    if id(exc) in seen:
+        return exc
+    seen.add(id(exc))
+    suppress = exc.__suppress_context__  # setting __cause__ below would set it: kept as it was
+    for link in ("__cause__", "__context__"):
+        chained = getattr(exc, link)
+        if chained is not None:
+            clean = _redacted(chained, redactor, seen)
+            if clean is not chained:
+                setattr(exc, link, clean)
+    exc.__suppress_context__ = suppress
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [redactor(n) if isinstance(n, str) else n for n in notes]
+    text = _text_of(exc)
+    clean_text = redactor(text)
+    if clean_text == text:
+        return exc
+    with contextlib.suppress(AttributeError, TypeError):  # an extension type that refuses new args
+        exc.args = (clean_text,)
+    now = _text_of(exc)
+    if now and redactor(now) == now:
+        return exc
+    stand_in = RedactedError(f"{type(exc).__name__}: {clean_text}")
+    stand_in.__cause__ = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    stand_in.__suppress_context__ = True
+    return stand_in.with_traceback(exc.__traceback__)

@@ -141,3 +141,52 @@ def test_secret_key_rule() -> None:
 def test_known_secrets_and_extra_redactor() -> None:
     redact = redactor_for(["vault-value-1234"], extra=lambda t: t.replace("EXTRA", "***"))
     assert redact("got vault-value-1234 and EXTRA") == "got *** and ***"
+
+
+def _raised(exc: BaseException, cause: BaseException | None = None) -> BaseException:
+    """``exc`` as ``raise exc from cause`` leaves it: with a traceback and its chain."""
+    try:
+        raise exc from cause
+    except BaseException as caught:
+        return caught
+
+
+def test_an_exception_and_its_causes_are_redacted_in_place() -> None:
+    """What a failed milestone raises quotes tool output and cloud answers: the message of the
+    exception and of each cause is cleaned, its type, attributes and traceback are kept (Airflow's
+    retry policy and the CLI's exit codes read them)."""
+    from botocore.exceptions import ClientError
+
+    from airflow_provider_imagebuild.errors import Conflict, TargetError
+    from airflow_provider_imagebuild.redact import redact_exception
+
+    body = {"Error": {"Code": "AuthFailure", "Message": "bad aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCY"}}
+    cloud = _raised(ClientError(body, "RunInstances"))  # type: ignore[arg-type]
+    outer = _raised(TargetError(f"launch failed: {cloud}; db password=hunter2hunter2"), cloud)
+    traceback = outer.__traceback__
+    assert redact_exception(outer, redact_patterns) is outer
+    assert str(outer) == "launch failed: An error occurred (AuthFailure) when calling the RunInstances operation: "\
+        "bad aws_secret_access_key=***; db password=***"  # fmt: skip
+    assert outer.__cause__ is cloud and "wJalrXUtnFEMI" not in str(cloud) and "AuthFailure" in str(cloud)
+    assert outer.__suppress_context__ and outer.__traceback__ is traceback
+    assert isinstance(outer, TargetError) and outer.exit_code == 6
+    held = Conflict("lease held", holder="dag/run/task/try-1")
+    assert redact_exception(held, redact_patterns) is held and held.holder == "dag/run/task/try-1"  # nothing to hide
+
+
+def test_an_exception_whose_text_ignores_its_args_is_stood_in_for() -> None:
+    """Google's API errors build their text from attributes of their own: such an exception (here
+    the cause of a target's error) is replaced by a stand-in naming its type, with its traceback."""
+    from google.api_core.exceptions import Forbidden
+
+    from airflow_provider_imagebuild.errors import TargetError
+    from airflow_provider_imagebuild.redact import RedactedError, redact_exception
+
+    api = _raised(Forbidden("image not readable; token=ya29.PLANTEDaccess"))
+    outer = _raised(TargetError("capture failed"), api)
+    assert redact_exception(outer, redact_patterns) is outer
+    stand_in = outer.__cause__
+    assert isinstance(stand_in, RedactedError) and str(stand_in) == "Forbidden: 403 image not readable; token=***"
+    assert stand_in.__traceback__ is api.__traceback__
+    alone = redact_exception(api, redact_patterns)
+    assert isinstance(alone, RedactedError) and "PLANTED" not in str(alone)

@@ -1,7 +1,9 @@
 """The operators' base: what every task of a pipeline shares, and the resume logic of a milestone.
 
 :class:`BuildOperator` is the plumbing every task has: the build's identity, its store, the build
-id of the run, the owner name of a try, and redacted tool output in the task log.
+id of the run, the owner name of a try, and redacted tool output in the task log. What a task
+raises is redacted too (:meth:`BuildOperator.redacted`): an error quotes a tool's last lines, a
+cloud's answer or an HTTP body, and Airflow prints it, causes and all, into the task log.
 
 :class:`MilestoneOperator` is the resume logic, and nothing else: ``execute`` of a milestone task
 
@@ -11,8 +13,8 @@ id of the run, the owner name of a try, and redacted tool output in the task log
 3. otherwise takes the **lease** (owner = dag/run/task/try) and opens a milestone session that
    heartbeats it from a thread;
 4. **runs** the action (:meth:`MilestoneOperator.run_milestone`);
-5. **records** outputs and completes, or records the redacted error and re-raises so that
-   Airflow's retry policy applies. Bad input raises ``AirflowFailException`` (no retries).
+5. **records** outputs and completes, or records the redacted error and re-raises it (redacted)
+   so that Airflow's retry policy applies. Bad input raises ``AirflowFailException`` (no retries).
 
 Registration (milestone 0) is its own operator (:mod:`.register`).
 """
@@ -39,8 +41,9 @@ from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
 from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
-from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_root
+from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_address, airflow_root
 from airflow_provider_imagebuild.operators.session import MilestoneSession
+from airflow_provider_imagebuild.redact import redact_exception
 from airflow_provider_imagebuild.spec_notify import NotifySpec
 from airflow_provider_imagebuild.store import BuildStore
 
@@ -156,11 +159,23 @@ class BuildOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
-            return self.run_task(context)
-        except InvalidInput as exc:
-            raise AirflowFailException(f"invalid input: {exc}") from exc
-        except StoreUnavailable as exc:
-            raise AirflowException(f"store unreachable: {exc}") from exc
+            try:
+                return self.run_task(context)
+            except InvalidInput as exc:
+                raise AirflowFailException(f"invalid input: {exc}") from exc
+            except StoreUnavailable as exc:
+                raise AirflowException(f"store unreachable: {exc}") from exc
+        except Exception as raised:
+            # Every failure of every task leaves here: Airflow (or the CLI) prints it with its causes,
+            # and its text quotes tool output, cloud answers and HTTP bodies.
+            safe = self.redacted(raised)
+            if safe is raised:
+                raise
+            raise safe from safe.__cause__
+
+    def redacted(self, exc: BaseException) -> BaseException:
+        """``exc`` with the secrets in its text (and its causes') hidden, to raise in its place."""
+        return redact_exception(exc, self.redactor)
 
     def run_task(self, context: Any) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -252,7 +267,8 @@ class MilestoneOperator(BuildOperator):
             # Outputs the store would refuse (a secret-looking key, a NUL, too large) fail the
             # attempt here, recorded and not retried, instead of leaving it in progress.
             outputs = session.checked_outputs(outputs)
-        except BaseException as exc:
+        except BaseException as raised:
+            exc = self.redacted(raised)  # before its text is matched, logged, recorded or announced
             stopped = self._persistent(exc)
             self._record_failure(session, stopped or exc)
             self._log_resume_hint(rec)
@@ -260,7 +276,9 @@ class MilestoneOperator(BuildOperator):
                 self._announce_failure(store, build_id, context, stopped or exc)
             if stopped is not None:
                 raise stopped from exc
-            raise
+            if exc is raised:
+                raise
+            raise exc from exc.__cause__
         try:
             rec = session.complete(outputs)
         except InvalidInput as exc:  # the record would outgrow its size limit
@@ -364,7 +382,7 @@ class MilestoneOperator(BuildOperator):
             status=rec.status,
             attempt=attempts[-1].attempt if attempts and event != "delivered" else None,
             error=self.redactor(str(exc))[:1000] if exc is not None else None,
-            build_page=build_page(rec.build_id, airflow_root()),
+            build_page=build_page(rec.build_id, airflow_address()),
             at=rec.updated_at,
         )
         sent = send(spec, notice, warn=self.log.warning)

@@ -150,7 +150,7 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
             try:
                 outputs = self.publish_to(destination, build, image)
             except Exception as exc:  # one destination's failure does not stop the others
-                self.log.error("publish to %s failed: %s", label, exc)
+                self.log.error("publish to %s failed: %s", label, self.redactor(str(exc)))  # a cloud's answer
                 failed[label] = exc
                 continue
             record = {"sealed": sealed, "at": format_ts(datetime.now(timezone.utc)), "outputs": outputs}

@@ -26,6 +26,19 @@ def airflow_root() -> str:
     return urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
 
 
+def airflow_address() -> str:
+    """Airflow's full address (``[api] base_url`` with its scheme and host), for links read outside
+    Airflow's UI, such as a notification's build page; its base path alone when none is configured."""
+    from urllib.parse import urlsplit
+
+    from airflow.configuration import conf
+
+    parts = urlsplit(conf.get("api", "base_url", fallback="") or "")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    return parts.path.rstrip("/")
+
+
 class BuildPageLink(BaseOperatorLink):
     name = "Image build"
 

@@ -95,6 +95,21 @@ def topic(moto_url: str) -> tuple[str, Any, str]:
     return arn, sqs, queue
 
 
+def _recipients(sink: Sink, smtp_port: int, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connections of every channel: Slack and the webhook on the sink, SMTP on the mailbox, SNS on moto."""
+    from tests.servers.aws_sample import moto_connection
+
+    connections = {
+        "SLACK_IMAGES": {"conn_type": "slackwebhook", "password": f"http://127.0.0.1:{sink.port}/services/T0/B0/X"},
+        "BUILDS_HOOK": {"conn_type": "http", "host": "127.0.0.1", "port": sink.port, "schema": "http"},
+        "SMTP_IMAGES": {"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+                        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}},
+    }  # fmt: skip
+    for name, conn in connections.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{name}", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_NOTIFY", moto_connection(moto_url))
+
+
 SPEC = """pipeline: nightly
 cloud: local
 image_type: base
@@ -119,19 +134,10 @@ def test_failures_and_deliveries_are_announced_once_each(
 ) -> None:  # fmt: skip
     from airflow_provider_imagebuild.dag_factory import build_dag
     from airflow_provider_imagebuild.spec import load_spec
-    from tests.servers.aws_sample import moto_connection
 
     arn, sqs, queue = topic
     port, mail = mailbox
-    connections = {
-        "SLACK_IMAGES": {"conn_type": "slackwebhook", "password": f"http://127.0.0.1:{sink.port}/services/T0/B0/X"},
-        "BUILDS_HOOK": {"conn_type": "http", "host": "127.0.0.1", "port": sink.port, "schema": "http"},
-        "SMTP_IMAGES": {"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}},
-    }  # fmt: skip
-    for name, conn in connections.items():
-        monkeypatch.setenv(f"AIRFLOW_CONN_{name}", json.dumps(conn))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_NOTIFY", moto_connection(moto_url))
+    _recipients(sink, port, moto_url, monkeypatch)
     # Milestone 5 fails on its first try (a reset connection, with a password in its output) and
     # succeeds on its retry.
     counter = tmp_path / "tries"
@@ -209,3 +215,97 @@ def test_bad_notify_blocks_name_the_key(notify: dict[str, Any], where: str, reas
     with pytest.raises(SpecError, match=reason) as info:
         parse_spec({"pipeline": "p", "cloud": "local", "image_type": "t", "notify": notify})
     assert where in str(info.value)
+
+
+# A lease owner is free text anyone who can write the store chooses (``imagebuild build begin --owner``).
+HOSTILE = "<!channel> images broken: sign in again at <https://evil.example|https://sso.corp.example> & retry"
+
+
+def _every_channel(arn: str) -> Any:
+    from airflow_provider_imagebuild.spec_notify import NotifySpec
+
+    return NotifySpec.model_validate(
+        {
+            "on": ["failed", "stuck"],
+            "to": [
+                {"slack": {"slack_webhook_conn_id": "slack_images"}},
+                {"sns": {"aws_conn_id": "aws_notify", "target_arn": arn, "region": "us-east-1"}},
+                {"email": {"to": ["platform@example.com"], "smtp_conn_id": "smtp_images",
+                           "from_email": "imagebuild@example.com"}},
+                {"webhook": {"http_conn_id": "builds_hook", "endpoint": "/hooks/imagebuild"}},
+            ],
+        }
+    )  # fmt: skip
+
+
+def _html_of(envelope: Any) -> str:
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(envelope.content, policy=policy.default)
+    body = message.get_body(("html",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def test_a_hostile_lease_owner_reaches_every_channel_escaped(
+    tmp_path: Path, sink: Sink, mailbox: tuple[int, list[Any]], topic: tuple[str, Any, str], moto_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The watchdog announces a build whose lease (held by a hostile owner name) expired. Slack gets
+    the name with ``&``, ``<`` and ``>`` escaped (no @channel ping, no disguised link) and the build
+    page as the provider's own working link; email gets it HTML-escaped; the webhook and SNS get it
+    as a JSON string, unchanged."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_imagebuild.operators.watchdog import WatchdogOperator, Watched
+    from airflow_provider_imagebuild.store import open_store
+
+    arn, sqs, queue = topic
+    port, mail = mailbox
+    _recipients(sink, port, moto_url, monkeypatch)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example/")
+    url = f"sqlite:///{tmp_path}/state.db"
+    earlier = datetime.now(timezone.utc) - timedelta(hours=1)
+    store = open_store(url, clock=lambda: earlier)
+    store.create_build("held-1", pipeline="nightly", cloud="local", image_type="base", plan=[0, 5, 100])
+    store.begin("held-1", 5, owner=HOSTILE, lease_seconds=60)  # expired an hour ago
+    watchdog = WatchdogOperator(task_id="watchdog", watched=[Watched("nightly", url, None, _every_channel(arn))])
+    assert watchdog.execute(task_context("-", "watchdog")) == {"nightly": ["held-1"]}
+
+    [slack] = [body["text"] for path, body in sink.received if path.startswith("/services/")]
+    assert "<!channel>" not in slack and "<https://evil.example" not in slack, slack
+    escaped = HOSTILE.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert escaped in slack, slack
+    assert "<https://airflow.example/plugin/imagebuild/imagebuild/builds/held-1|build page>" in slack, slack
+    [hook] = [body for path, body in sink.received if path == "/hooks/imagebuild"]
+    assert (
+        HOSTILE in hook["error"]
+        and hook["build_page"] == "https://airflow.example/plugin/imagebuild/imagebuild/builds/held-1"
+    )
+    [envelope] = mail
+    html = _html_of(envelope)
+    assert "<!channel>" not in html and "&lt;!channel&gt;" in html, html
+    [got] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    assert HOSTILE in json.loads(json.loads(got["Body"])["Message"])["error"]
+
+
+def test_an_sns_subject_stays_one_ascii_line_under_100_characters(
+    sink: Sink, topic: tuple[str, Any, str], moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SNS refuses a Subject that is not ASCII, holds a line break or a control character, or has
+    100 characters or more, and the notice would be lost: a value that would break it (a pipeline
+    name read back from a store that someone wrote by hand) is flattened into one ASCII line."""
+    from airflow_provider_imagebuild.notify import Notice, send
+
+    arn, sqs, queue = topic
+    _recipients(sink, 25, moto_url, monkeypatch)
+    notice = Notice(event="failed", build_id="n-1", pipeline="nïghtly\r\nBcc: all@example.com\x07" + "x" * 80,
+                    cloud="local", image_type="base", milestone=5, milestone_name="kickstart", status="failed",
+                    attempt=1, error="boom", build_page="/builds/n-1", at="2026-11-01T02:00:00Z")  # fmt: skip
+    sns_only = _every_channel(arn).model_copy(update={"to": [_every_channel(arn).to[1]]})
+    problems: list[str] = []
+    assert send(sns_only, notice, warn=problems.append) == ["sns"], problems
+    [got] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    subject = json.loads(got["Body"])["Subject"]
+    assert subject.startswith("imagebuild: nightly Bcc: all@example.com"), subject
+    assert subject.isascii() and subject.isprintable() and len(subject) < 100, subject

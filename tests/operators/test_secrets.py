@@ -1,9 +1,12 @@
 """Secrets a milestone's tool prints never reach the task log, the store or the CLI: AWS keys,
-``password=``/``token=`` values, private keys, and secrets Airflow masks (``mask_secret``)."""
+``password=``/``token=`` values, private keys, and secrets Airflow masks (``mask_secret``).
+
+The task log is read where Airflow writes it when it runs the task (``dag.test()``: the task
+logger's output, the failure's traceback included), not only what the operator logs itself: the
+exception a failed tool raises is printed by Airflow, and its message quotes the tool's output."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from click.testing import CliRunner
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.store import open_store
+from tests.dags.conftest import ROOT, write
 from tests.helpers import task_context
 
 MASKED = "Sup3r-Secret-Value-9f2"
@@ -28,28 +32,31 @@ SECRETS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "hunter2hunter2", "b3BlbnNza
 
 
 def test_tool_output_is_redacted_in_task_log_store_and_cli(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from airflow.sdk.exceptions import AirflowException
+    """One failing milestone run by Airflow: its output lines, the failure Airflow prints with the
+    command's last output, the attempt in the store and the CLI's history all hide every secret."""
+    from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk.log import mask_secret
-
-    from airflow_provider_imagebuild.operators import CommandMilestoneOperator
 
     mask_secret(MASKED)
     url = f"sqlite:///{tmp_path}/s.db"
-    store = open_store(url)
-    store.create_build("leaky-1", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
-    op = CommandMilestoneOperator(
-        task_id="s005",
-        identity=BuildIdentity("p", "local", "t", plan=(0, 5, 100)),
-        state=5,
-        store=url,
-        command=LEAKY,
-    )
-    with caplog.at_level(logging.INFO), pytest.raises(AirflowException, match="exited with status 3"):
-        op.execute(task_context("leaky-1", "s005"))
-    task_log = caplog.text + "".join(capsys.readouterr())
+    spec = "\n".join(
+        ["pipeline: leaky", "cloud: local", "image_type: t", "schedule: null", f"store: {url}",
+         "defaults: {retries: 0}", "milestones:", f"  5: {{action: command, command: {LEAKY!r}}}"]
+    )  # fmt: skip
+    write(tmp_path / "pipelines/leaky.yaml", spec + "\n")
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    capfd.readouterr()
+    run = bag.dags["imagebuild_leaky"].test(run_conf={"build_id": "leaky-1"})
+    task_log = "".join(capfd.readouterr())
+    assert run.state == "failed"
     assert "vault said ***" in task_log and "BEGIN PRIVATE KEY-----***" in task_log, task_log  # lines were logged
+    failure = task_log[task_log.index("Task failed with exception") :]  # what Airflow prints of the exception
+    assert "command exited with status 3" in failure, failure
+    assert "password=***" in failure and "aws_secret_access_key=***" in failure, failure
     stored = open_store(url).get("leaky-1").attempts_at(5)[0].error or ""
     assert "exited with status 3" in stored
     result = CliRunner().invoke(cli, ["--store", url, "build", "history", "leaky-1", "--json"])
