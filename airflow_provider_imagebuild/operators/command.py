@@ -21,6 +21,7 @@ from airflow_provider_imagebuild.build.values import check_outputs
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.session import MilestoneSession
+from airflow_provider_imagebuild.toolchain.locate import tool_path
 from airflow_provider_imagebuild.toolchain.process import ChildProcess
 
 OUTPUT_MARK = "::output::"
@@ -57,6 +58,7 @@ class CommandMilestoneOperator(MilestoneOperator):
                 self.log.warning("output %s holds a NUL byte; not passed to the command", key)
                 continue
             env[output_env_name(key)] = text
+        env["PATH"] = tool_path(env)  # the tools the worker runs (its venv's too), unless the spec sets PATH
         env.update(self.env)
         env.update(
             BUILD_ID=build.build_id,

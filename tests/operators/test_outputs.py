@@ -113,3 +113,20 @@ def test_a_long_milestone_says_it_is_alive(
     ticks = [line for line in log.splitlines() if "still running" in line]
     assert len(ticks) >= 2, log
     assert "latest: TASK [wait for the mirror]" in ticks[-1]
+
+
+def test_a_command_finds_the_tools_the_worker_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker started without its venv on PATH (a systemd unit, ``.venv/bin/python -m ...``)
+    still gives a milestone's command the venv's tools, as the provider finds its own."""
+    from airflow_provider_imagebuild.operators import CommandMilestoneOperator
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url)
+    store.create_build("tools-1", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
+    op = CommandMilestoneOperator(
+        task_id="s005", identity=BuildIdentity("p", "local", "t", plan=(0, 5, 100)), state=5, store=url,
+        command="ansible-playbook --version >/dev/null && imagebuild --help >/dev/null",
+    )  # fmt: skip
+    op.execute(task_context("tools-1", "s005"))
+    assert store.get("tools-1").status == "completed"
