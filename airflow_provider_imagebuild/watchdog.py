@@ -49,24 +49,23 @@ def milestone_p90(history: Iterable[BuildRecord]) -> dict[int, float]:
     return {code: percentile(values, 0.9) for code, values in samples.items()}
 
 
-def stuck_builds(records: Iterable[BuildRecord], p90: dict[int, float], now: datetime, factor: float) -> list[Stuck]:
-    found = []
-    for rec in records:
-        if rec.status != IN_PROGRESS or rec.delivered:
-            continue
-        attempts = [a for a in rec.attempts if a.state == rec.current_state and a.kind == "run"]
-        if not attempts:
-            continue
-        attempt = attempts[-1]
-        lease = rec.lease
-        if lease is not None and parse_ts(lease.expires_at) < now:
-            why = f"its lease (owner {lease.owner}) expired at {lease.expires_at} and no task took the build over"
-            found.append(Stuck(rec, rec.current_state, attempt.attempt, why))
-            continue
-        usual = p90.get(rec.current_state)
-        running = (now - parse_ts(attempt.started_at)).total_seconds()
-        if usual and running > factor * usual:
-            why = (f"milestone {rec.current_state} has run {running:.0f} s, over {factor:g} x its p90 of {usual:.0f} s "
-                   "in the pipeline's delivered builds")  # fmt: skip
-            found.append(Stuck(rec, rec.current_state, attempt.attempt, why))
-    return found
+def stuck_in(rec: BuildRecord, p90: dict[int, float], now: datetime, factor: float) -> Stuck | None:
+    """Whether ``rec`` is stuck (see the module's docstring), and why. One record at a time: the
+    watchdog reports a record it cannot judge and goes on with the others."""
+    if rec.status != IN_PROGRESS or rec.delivered:
+        return None
+    attempts = [a for a in rec.attempts if a.state == rec.current_state and a.kind == "run"]
+    if not attempts:
+        return None
+    attempt = attempts[-1]
+    lease = rec.lease
+    if lease is not None and parse_ts(lease.expires_at) < now:
+        why = f"its lease (owner {lease.owner}) expired at {lease.expires_at} and no task took the build over"
+        return Stuck(rec, rec.current_state, attempt.attempt, why)
+    usual = p90.get(rec.current_state)
+    running = (now - parse_ts(attempt.started_at)).total_seconds()
+    if usual and running > factor * usual:
+        why = (f"milestone {rec.current_state} has run {running:.0f} s, over {factor:g} x its p90 of {usual:.0f} s "
+               "in the pipeline's delivered builds")  # fmt: skip
+        return Stuck(rec, rec.current_state, attempt.attempt, why)
+    return None

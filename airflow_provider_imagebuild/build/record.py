@@ -8,13 +8,16 @@ no SQL, no boto3) is what lets one contract test suite and one model prove every
 from __future__ import annotations
 
 import hashlib
+import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import validate_plan
 from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity
-from airflow_provider_imagebuild.build.ids import check_build_id
+from airflow_provider_imagebuild.build.ids import CLOUDS, check_build_id, check_cloud, check_name
 from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput
 
 SCHEMA_VERSION = 1
@@ -38,6 +41,47 @@ def format_ts(moment: datetime) -> str:
 
 def parse_ts(text: str) -> datetime:
     return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=timezone.utc)
+
+
+# format_ts's output, ranges included (a day past the 28th is checked against its month by
+# _real_day); the year 0000 is refused (strptime, so parse_ts, cannot read it).
+_TS = (r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+       r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z")  # fmt: skip
+_TS_RE = re.compile(_TS)
+_TS_LINES_RE = re.compile(f"(?:{_TS}\n)*")
+_LATE_DAY_RE = re.compile(r"-(?:29|3[01])T")
+_TS_WIDTH = 27
+_TS_RULE = "must be a UTC time written as 2026-01-31T23:59:59.000000Z"
+
+
+def _real_day(text: str) -> bool:
+    """Whether the date at the start of ``text`` exists (the 31st of April does not)."""
+    try:
+        date.fromisoformat(text[:10])
+        return True
+    except ValueError:
+        return False
+
+
+def check_ts(value: object, field: str) -> str:
+    """A timestamp exactly as :func:`format_ts` writes it, so that :func:`parse_ts` reads it and
+    string order is time order. The error names the field, never the value."""
+    if isinstance(value, str) and _TS_RE.fullmatch(value) and (value[8:10] < "29" or _real_day(value)):
+        return value
+    raise InvalidInput(field, _TS_RULE)
+
+
+def all_ts(values: list[object]) -> bool:
+    """Whether every value is a timestamp :func:`check_ts` takes, in one regular expression over
+    them all: every read of a record checks each attempt's and event's times (a record carries
+    hundreds), and one match costs a fraction of one ``strptime`` per value."""
+    try:
+        joined = "\n".join(values) + "\n"  # type: ignore[arg-type]  # a value that is no string: False below
+    except TypeError:
+        return False
+    if len(joined) != (_TS_WIDTH + 1) * len(values) or not _TS_LINES_RE.fullmatch(joined):
+        return False  # the length check: a value with a newline in it is not two timestamps
+    return all(_real_day(joined[m.start() - 7 :]) for m in _LATE_DAY_RE.finditer(joined))
 
 
 def lease_id_of(token: str) -> str:
@@ -250,7 +294,7 @@ class BuildRecord:
                 metadata=dict(doc.get("metadata") or {}),
                 created_at=doc["created_at"],
                 updated_at=doc["updated_at"],
-                version=int(doc["version"]),
+                version=doc["version"],
                 current_state=int(doc["current_state"]),
                 status=doc["status"],
                 delivered_at=doc.get("delivered_at"),
@@ -268,6 +312,7 @@ class BuildRecord:
             strays = [c for c in [rec.current_state, *rec.milestones] if c not in plan]
             if strays:
                 raise CorruptRecord(f"build record {stored_id} names milestones outside its plan: {strays}")
+            _check_stored(rec, doc["version"])
             return rec
         except CorruptRecord:
             raise
@@ -275,3 +320,56 @@ class BuildRecord:
             raise CorruptRecord(f"build record is malformed ({exc})") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptRecord(f"build record is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+_NAME_RULE = "must be 1-128 ASCII letters, digits, '.', '_' or '-' without '..', as the store writes it"
+
+
+def _check_stored(rec: BuildRecord, version: object) -> None:
+    """What the store writes, checked again when a record is read: a record edited by hand, by an
+    older release or by anyone who can write the store must not become a path (an archive's
+    folder is ``<pipeline>/<build id>``), a key, or a timestamp that crashes a reader (the
+    watchdog compares lease expiry times). :class:`InvalidInput` names the field, never the
+    value: the caller reports the record as corrupt, and a value may be anything."""
+    for name, value in (("pipeline", rec.pipeline), ("image_type", rec.image_type), ("os", rec.os)):
+        if name == "os" and value == "":
+            continue
+        try:
+            check_name(value, name)
+        except InvalidInput:
+            raise InvalidInput(name, _NAME_RULE) from None
+    try:
+        check_cloud(rec.cloud)
+    except InvalidInput:
+        raise InvalidInput("cloud", f"must be one of {', '.join(CLOUDS)}") from None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise InvalidInput("version", "must be a non-negative integer")
+    for code, done in rec.milestones.items():
+        duration = done.duration_s
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
+            raise InvalidInput(f"milestones.{code}.duration_s", "must be a number of seconds")
+    if not all_ts([value for _, value in _timestamps(rec)]):
+        for field_name, stamp in _timestamps(rec, named=True):  # the slow way, only to name the field
+            check_ts(stamp, field_name)
+
+
+def _timestamps(rec: BuildRecord, named: bool = False) -> Iterator[tuple[str, object]]:
+    """Every timestamp of the record, with its field's name when ``named`` (only for an error:
+    naming every attempt's fields would cost more than checking their times)."""
+    yield "created_at", rec.created_at
+    yield "updated_at", rec.updated_at
+    if rec.delivered_at is not None:
+        yield "delivered_at", rec.delivered_at
+    if rec.lease is not None:
+        yield "lease.acquired_at", rec.lease.acquired_at
+        yield "lease.expires_at", rec.lease.expires_at
+        yield "lease.heartbeat_at", rec.lease.heartbeat_at
+    for code, done in rec.milestones.items():
+        yield (f"milestones.{code}.started_at" if named else ""), done.started_at
+        yield (f"milestones.{code}.completed_at" if named else ""), done.completed_at
+    for i, attempt in enumerate(rec.attempts):
+        yield (f"attempts[{i}].started_at" if named else ""), attempt.started_at
+        if attempt.finished_at is not None:
+            yield (f"attempts[{i}].finished_at" if named else ""), attempt.finished_at
+    for i, event in enumerate(rec.events):
+        yield (f"events[{i}].at" if named else ""), event.at

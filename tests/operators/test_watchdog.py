@@ -77,3 +77,52 @@ milestones: {{5: {{action: command, command: "true"}}}}
     assert task.execute(task_context("-", task.task_id)) == {}  # marked already: not again
     assert len(sink.received) == 2
     sink.close()
+
+
+def test_one_bad_record_or_store_never_stops_the_watch_of_the_others(
+    tmp_path: Path, airflow_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A record whose lease says it expires "soon", and a pipeline whose store cannot be read, are
+    reported (by build id and field, or by pipeline, never with the record's content); the stuck
+    build beside them is still marked and announced, and the run fails only afterwards."""
+    import logging
+    import sqlite3
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    sink = Sink()
+    monkeypatch.setenv("AIRFLOW_CONN_BUILDS_HOOK", json.dumps({"conn_type": "http", "host": "127.0.0.1",
+                                                               "port": sink.port, "schema": "http"}))  # fmt: skip
+    (tmp_path / "not-a-db").write_text("plain text, not SQLite")
+    for name, url in (("a-unreadable", f"sqlite:///{tmp_path}/not-a-db"), ("watched", f"sqlite:///{tmp_path}/s.db")):
+        write(
+            tmp_path / f"pipelines/{name}.yaml",
+            f"""pipeline: {name}
+cloud: local
+image_type: base
+store: {url}
+notify: {{on: [stuck], to: [{{webhook: {{http_conn_id: builds_hook}}}}]}}
+milestones: {{5: {{action: command, command: "true"}}}}
+""",
+        )
+    now = datetime.now(timezone.utc)
+    store = open_store(f"sqlite:///{tmp_path}/s.db", clock=Clock(now - timedelta(seconds=100)))
+    for build_id in ("bad-1", "dead-1"):
+        store.create_build(build_id, pipeline="watched", cloud="local", image_type="base", plan=[0, 5, 100])
+        store.begin(build_id, 5, owner="w/2", lease_seconds=5)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("UPDATE builds SET doc = json_set(doc, '$.lease.expires_at', 'soon') WHERE build_id = 'bad-1'")
+
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    [task] = bag.dags["imagebuild_watchdog"].tasks
+    with caplog.at_level(logging.INFO), pytest.raises(Exception, match="a-unreadable") as failed:
+        task.execute(task_context("-", task.task_id))
+    assert "watched" not in str(failed.value)  # only the pipeline that could not be read
+    assert [body["build_id"] for _, body in sink.received] == ["dead-1"]
+    assert store.get("dead-1").metadata["stuck.5"].startswith("5@1: its lease")
+    task_log = caplog.text + "".join(capsys.readouterr())
+    assert "bad-1" in task_log and "lease.expires_at" in task_log and "soon" not in task_log
+    sink.close()
