@@ -81,8 +81,10 @@ def store_init(ctx: click.Context) -> None:
 
 
 @store.command("prune")
-@click.option("--older-than", required=True, help="Finished builds not changed for this long (90d, 12h)")
-@click.option("--keep-last", type=click.IntRange(min=0), default=0, help="Keep N newest finished per pipeline")
+@click.option("--older-than", required=True, help="Builds not changed for this long (90d, 12h)")
+@click.option(
+    "--keep-last", type=click.IntRange(min=0), default=0, help="Keep N newest delivered or failed per pipeline"
+)
 @click.option("--pipeline", default=None)
 @click.option("--archive", default=None, metavar="URL", help="file:///FOLDER or s3://BUCKET/PREFIX, written first")
 @click.option("--dry-run", is_flag=True, help="Say what would go; change nothing")
@@ -98,27 +100,39 @@ def store_prune(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Remove finished builds' records (delivered or failed, never one in progress or leased),
-    after writing them to the archive if given. Each delete is conditional on the version read:
+    """Remove the records of delivered builds, and of failed builds that hold nothing any more (no
+    build host, Packer instance, checkpoint or staged image recorded as existing), after writing
+    each to the archive if given (<pipeline>/<build id>/v<version>-<updated_at>.json, never
+    overwriting). A failed build still holding something is kept and listed ("still holds ...:
+    abandon it first"). Never removed: a build in progress, leased, or completed but not delivered,
+    and a record that cannot be read (reported). Each delete is conditional on the version read:
     a build a concurrent writer resumed or changed meanwhile stays."""
     from datetime import datetime, timezone
 
-    from airflow_provider_imagebuild.build.record import IN_PROGRESS, format_ts
+    from airflow_provider_imagebuild.build.record import format_ts
     from airflow_provider_imagebuild.build.report import parse_since
+    from airflow_provider_imagebuild.build.retention import finished, retention_verdict
     from airflow_provider_imagebuild.store.archive import open_archive
 
     cutoff = format_ts(parse_since(older_than, datetime.now(timezone.utc)))
     keeper = open_archive(archive) if archive else None
     store = _store(ctx)
     records, problems = store.scan_builds(ListFilter.checked(pipeline=pipeline))
-    finished = [r for r in records if r.status != IN_PROGRESS]
     newest: dict[str, list[str]] = {}  # the newest finished builds of each pipeline, kept
-    for rec in sorted(finished, key=lambda r: r.updated_at, reverse=True):
+    for rec in sorted((r for r in records if finished(r)), key=lambda r: r.updated_at, reverse=True):
         newest.setdefault(rec.pipeline, []).append(rec.build_id)
     kept = {b for ids in newest.values() for b in ids[:keep_last]}
-    candidates = [r for r in finished if r.updated_at < cutoff and r.build_id not in kept]
+    candidates, holding = [], []
+    for rec in sorted(records, key=lambda r: r.updated_at):
+        if not rec.updated_at < cutoff or rec.build_id in kept:
+            continue
+        verdict = retention_verdict(rec)
+        if verdict.removable:
+            candidates.append(rec)
+        elif verdict.holds:
+            holding.append((rec.build_id, verdict))
     removed, changed, archived = [], [], []
-    for rec in sorted(candidates, key=lambda r: r.updated_at):
+    for rec in candidates:
         if dry_run:
             removed.append(rec.build_id)
             continue
@@ -129,7 +143,10 @@ def store_prune(
         else:
             removed.append(rec.build_id)
     result = {"dry_run": dry_run, "removed": removed, "kept_changed": changed, "archived": archived,
-              "kept_newest": sorted(kept), "older_than": cutoff}  # fmt: skip
+              "kept_newest": sorted(kept), "older_than": cutoff,
+              "kept_holding": [{"build_id": b, "holds": [h.to_public() for h in v.holds], "reason": v.reason}
+                               for b, v in holding],
+              "problems": [str(p) for p in problems]}  # fmt: skip
     if as_json:
         print_json(result)
     else:
@@ -137,6 +154,8 @@ def store_prune(
         where = f", archived to {archive}" if keeper and not dry_run else ""
         meanwhile = f"; {len(changed)} changed meanwhile and kept" if changed else ""
         click.echo(f"{verb} {len(removed)} build(s) not changed since {cutoff}{where}{meanwhile}")
+        for build_id, verdict in holding:
+            click.echo(f"kept {build_id}: {verdict.reason}")
     for problem in problems:
         warn(f"{problem} (left alone)")
 

@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.build.ids import (
     without_controls,
 )
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease, format_ts, parse_ts
+from airflow_provider_imagebuild.build.retention import retention_verdict
 from airflow_provider_imagebuild.build.values import (
     DEFAULT_LEASE_SECONDS,
     MAX_ERROR,
@@ -359,17 +360,18 @@ class BuildStore(ABC):
         )
 
     def prune(self, build_id: str, *, updated_before: str) -> BuildRecord | None:
-        """Delete a finished build's record if it has not changed since ``updated_before`` (an ISO
-        time); the record deleted, or None if it is gone, in progress or changed (a concurrent
-        writer resumed it): the delete is conditional on the version read, as every write."""
+        """Delete a build's record if retention may remove it (``build.retention``: delivered, or
+        failed holding nothing) and it has not changed since ``updated_before`` (a stored time);
+        the record deleted, or None if it is gone, not removable, or changed (a concurrent writer
+        resumed it). The rule is applied here, to the record as read for the delete, which is
+        conditional on that version as every write: no caller can remove more."""
         check_build_id(build_id)
 
         def fn(doc: Doc | None) -> tuple[Doc | None, BuildRecord | None]:
             if doc is None:
                 return None, None
             rec = BuildRecord.from_doc(doc, build_id)
-            live = rec.lease is not None and rec.lease.expires_at > format_ts(self._clock())
-            if rec.status == rules.IN_PROGRESS or live or not rec.updated_at < updated_before:
+            if not retention_verdict(rec).removable or not rec.updated_at < updated_before:
                 return None, None
             return DELETE, rec
 

@@ -35,6 +35,8 @@ from airflow_provider_imagebuild.build.checkpoints import Checkpoint as Checkpoi
 from airflow_provider_imagebuild.build.checkpoints import discarded_checkpoints as discarded_checkpoints
 from airflow_provider_imagebuild.build.checkpoints import latest_checkpoint as latest_checkpoint
 from airflow_provider_imagebuild.build.checkpoints import resume_problem as resume_problem
+from airflow_provider_imagebuild.build.holdings import IMAGE_OUTPUT as IMAGE_OUTPUT
+from airflow_provider_imagebuild.build.holdings import checkpoint_images as checkpoint_images
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 
 # The tag (AWS, Azure) or label (Google Cloud) value that marks what this provider made.
 MANAGED_BY = "airflow-provider-imagebuild"
-IMAGE_OUTPUT = "image_id"
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,6 @@ def final_image_name(prefix: str, build: BuildRecord, key: str) -> str:
 
 def synced_to(host: Host, code: int) -> Host:
     return replace(host, synced=max(host.synced, code))
-
-
-def checkpoint_images(build: BuildRecord) -> dict[int, str]:
-    return {
-        code: str(ms.outputs[CHECKPOINT_OUTPUT])
-        for code, ms in build.milestones.items()
-        if ms.outputs.get(CHECKPOINT_OUTPUT)
-    }
 
 
 def ssh_ansible_vars(settings: Any, host: Host) -> dict[str, Any]:

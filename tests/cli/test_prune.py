@@ -5,12 +5,15 @@ in a folder and in S3 on moto."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from airflow_provider_imagebuild.cli.main import cli
-from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.store import BuildStore, open_store
 from tests.conftest import FakeClock
 
 
@@ -38,8 +41,10 @@ def test_prune_archives_then_removes_old_finished_builds(tmp_path: Path, moto_ur
 
     done = prune("--keep-last", "1", "--archive", f"file://{tmp_path}/archive")
     assert done["removed"] == ["web-0", "web-1"] and done["kept_newest"] == ["db-0", "web-2"]
-    kept = json.loads((tmp_path / "archive/web/web-0.json").read_text())
+    [kept_file] = (tmp_path / "archive/web/web-0").iterdir()  # <pipeline>/<build id>/v<version>-<updated_at>.json
+    kept = json.loads(kept_file.read_text())
     assert kept["build_id"] == "web-0" and kept["delivered_at"]
+    assert kept_file.name == f"v{kept['version']}-{stamp(kept['updated_at'])}.json"
     assert sorted(r.build_id for r in store.scan_builds()[0]) == ["db-0", "web-2", "web-running"]
 
     import boto3
@@ -52,7 +57,9 @@ def test_prune_archives_then_removes_old_finished_builds(tmp_path: Path, moto_ur
     archive = f"s3://imagebuild-archive/2026?region=us-east-1&endpoint_url={moto_url}"
     done = prune("--pipeline", "web", "--archive", archive)
     assert done["removed"] == ["web-2"]
-    body = s3.get_object(Bucket="imagebuild-archive", Key="2026/web/web-2.json")["Body"].read()
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="imagebuild-archive")["Contents"]]
+    assert key.startswith("2026/web/web-2/v") and done["archived"] == [f"s3://imagebuild-archive/{key}"]
+    body = s3.get_object(Bucket="imagebuild-archive", Key=key)["Body"].read()
     assert json.loads(body)["pipeline"] == "web"
     assert sorted(r.build_id for r in store.scan_builds()[0]) == ["db-0", "web-running"]
 
@@ -61,3 +68,185 @@ def test_prune_archives_then_removes_old_finished_builds(tmp_path: Path, moto_ur
     bad = CliRunner().invoke(cli, ["--store", url, "store", "prune", "--older-than", "1d", "--archive", "ftp://x"])
     assert bad.exit_code == 2 and "--archive" in bad.output
     assert len(store.scan_builds()[0]) == 2
+
+
+def stamp(updated_at: str) -> str:
+    """``updated_at`` as the archive names it: 2026-01-31T23:59:59.000000Z -> 20260131T235959.000000Z."""
+    return updated_at.replace("-", "").replace(":", "")
+
+
+def prune_json(url: str, *args: str) -> dict[str, Any]:
+    got = CliRunner().invoke(cli, ["--store", url, "store", "prune", "--older-than", "0h", *args, "--json"])
+    assert got.exit_code == 0, got.output
+    return dict(json.loads(got.stdout))
+
+
+def run(store: BuildStore, build_id: str, code: int, outputs: dict[str, Any] | None = None,
+        meta: dict[str, str] | None = None, fail: bool = False) -> None:  # fmt: skip
+    """One milestone as an operator runs it: lease, metadata under the lease, complete or fail."""
+    lease = store.begin(build_id, code, owner="w")
+    if meta:
+        store.set_metadata(build_id, meta, token=lease.token, state=code)
+    if fail:
+        store.fail(build_id, code, token=lease.token, error="broke")
+    else:
+        store.complete(build_id, code, token=lease.token, outputs=outputs)
+
+
+def deliver(store: BuildStore, build_id: str, pipeline: str = "web") -> None:
+    store.create_build(build_id, pipeline=pipeline, cloud="aws", image_type="base", plan=[0, 5, 100])
+    run(store, build_id, 5)
+    run(store, build_id, 100)
+
+
+def test_prune_removes_delivered_builds_and_failed_ones_that_hold_nothing(tmp_path: Path) -> None:
+    """A build completed up to 5 of 0,5,45,100 (never delivered) and one in progress are never
+    removed; a failed build that still records a live host, a checkpoint image or a sealed image is
+    kept and listed with what it holds; delivered and failed-and-clean builds go."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url, clock=FakeClock())
+
+    def create(build_id: str, plan: list[int]) -> None:
+        store.create_build(build_id, pipeline="web", cloud="aws", image_type="base", plan=plan)
+
+    create("half-done", [0, 5, 45, 100])
+    run(store, "half-done", 5)
+    create("host-left", [0, 5, 15, 100])
+    run(store, "host-left", 5)
+    run(store, "host-left", 15, meta={"host_id": "i-0abc"}, fail=True)
+    create("checkpoint-left", [0, 5, 10, 100])
+    run(store, "checkpoint-left", 5, {"image_id": "ami-green", "checkpoint_image": "ami-green"})
+    run(store, "checkpoint-left", 10, fail=True)
+    create("sealed-left", [0, 5, 95, 100])
+    run(store, "sealed-left", 5, {"image_id": "ami-5", "checkpoint_image": "ami-5"})
+    run(store, "sealed-left", 95, {"image_id": "ami-final"}, meta={"checkpoints_discarded": "5@1"})
+    run(store, "sealed-left", 100, meta={"host_id": "", "host_released": "i-1"}, fail=True)
+    create("failed-clean", [0, 5, 15, 100])
+    run(store, "failed-clean", 5)
+    run(store, "failed-clean", 15, meta={"host_id": "", "host_released": "i-9"}, fail=True)
+    deliver(store, "delivered")
+    create("running", [0, 5, 100])
+    store.begin("running", 5, owner="w", lease_seconds=60)
+
+    planned = prune_json(url, "--dry-run")
+    held = {k["build_id"]: k["holds"] for k in planned["kept_holding"]}
+    assert sorted(planned["removed"]) == ["delivered", "failed-clean"]
+    assert held == {
+        "host-left": [{"kind": "host", "id": "i-0abc", "milestone": None}],
+        "checkpoint-left": [{"kind": "checkpoint", "id": "ami-green", "milestone": 5}],
+        "sealed-left": [{"kind": "image", "id": "ami-final", "milestone": 95}],
+    }
+    assert len(store.scan_builds()[0]) == 7
+
+    got = CliRunner().invoke(cli, ["--store", url, "store", "prune", "--older-than", "0h"])
+    assert got.exit_code == 0, got.output
+    assert "removed 2 build(s)" in got.stdout
+    assert "kept host-left: still holds build host i-0abc: abandon it first" in got.stdout
+    assert "kept sealed-left: still holds staged image ami-final (milestone 95): abandon it first" in got.stdout
+    left = sorted(r.build_id for r in store.scan_builds()[0])
+    assert left == ["checkpoint-left", "half-done", "host-left", "running", "sealed-left"]
+
+
+def test_a_record_whose_names_would_make_a_path_is_reported_and_left_alone(tmp_path: Path) -> None:
+    """A stored pipeline of ``../../escaped`` or an absolute path never steers where --archive
+    writes: the record is reported as corrupt (naming the field, not echoing the value), kept, and
+    the others are archived and removed."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url, clock=FakeClock())
+    for build_id in ("good", "escaper", "absolute", "far-cloud"):
+        deliver(store, build_id)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        for build_id, path, value in (("escaper", "$.pipeline", "../../escaped"),
+                                      ("absolute", "$.pipeline", f"{tmp_path}/abs"),
+                                      ("far-cloud", "$.cloud", "../cloud")):  # fmt: skip
+            conn.execute("UPDATE builds SET doc = json_set(doc, ?, ?) WHERE build_id = ?", (path, value, build_id))
+    archive = tmp_path / "archive/deep"
+
+    got = CliRunner().invoke(
+        cli, ["--store", url, "store", "prune", "--older-than", "0h", "--archive", f"file://{archive}", "--json"]
+    )
+    assert got.exit_code == 0, got.output
+    done = json.loads(got.stdout)
+    assert done["removed"] == ["good"] and len(done["archived"]) == 1
+    problems = " ".join(done["problems"])
+    assert "escaper" in problems and "absolute" in problems and "far-cloud" in problems
+    assert "pipeline" in problems and "cloud" in problems and "escaped" not in problems and "abs'" not in problems
+    assert "escaper" in got.stderr and "left alone" in got.stderr and "Traceback" not in got.output
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith("s.db")]
+    assert written and all(archive in p.parents for p in written), written
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        left = sorted(row[0] for row in conn.execute("SELECT build_id FROM builds"))
+    assert left == ["absolute", "escaper", "far-cloud"]
+
+
+def test_an_archive_url_with_a_host_is_refused(tmp_path: Path) -> None:
+    """``file://tmp/x`` names host ``tmp`` and path ``/x``: refused before anything is written,
+    rather than archiving into a folder at the root of the filesystem."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url, clock=FakeClock())
+    deliver(store, "web-0")
+    for archive in (f"file://archive-host{tmp_path}/archive", "file://tmp/x", "file:relative/x"):
+        got = CliRunner().invoke(cli, ["--store", url, "store", "prune", "--older-than", "0h", "--archive", archive])
+        assert got.exit_code == 2, (archive, got.output)
+        assert "--archive" in got.stderr and "absolute path" in got.stderr and "Traceback" not in got.output
+    assert not (tmp_path / "archive").exists() and not Path("/x/web").exists()
+    assert store.get("web-0").delivered
+
+
+def test_archived_generations_never_overwrite_one_another(
+    tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build id archived twice (pruned, then used again) keeps both documents, in a folder and in
+    S3; a document already at the name a record would take is never replaced (the record stays)."""
+    import boto3
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url, clock=FakeClock())
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_url, aws_access_key_id="testing",
+                      aws_secret_access_key="testing")  # fmt: skip
+    s3.create_bucket(Bucket="generations")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    folder = tmp_path / "archive"
+
+    def in_folder(name: str) -> bytes | None:
+        return (folder / name).read_bytes() if (folder / name).exists() else None
+
+    def in_s3(name: str) -> bytes | None:
+        try:
+            return bytes(s3.get_object(Bucket="generations", Key=f"kept/{name}")["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    def forge_in_folder(name: str) -> None:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(FORGED)
+
+    archives = (
+        ("web-f", f"file://{folder}", in_folder, forge_in_folder),
+        ("web-s", f"s3://generations/kept?region=us-east-1&endpoint_url={moto_url}", in_s3,
+         lambda name: s3.put_object(Bucket="generations", Key=f"kept/{name}", Body=FORGED)),
+    )  # fmt: skip
+    for build_id, archive, read, forge in archives:
+        generations = []
+        for _ in range(2):
+            deliver(store, build_id, pipeline=build_id)
+            generations.append(store.get(build_id))
+            assert prune_json(url, "--pipeline", build_id, "--archive", archive)["removed"] == [build_id]
+        names = [f"{build_id}/{build_id}/v{r.version}-{stamp(r.updated_at)}.json" for r in generations]
+        assert names[0] != names[1]
+        for name, rec in zip(names, generations, strict=True):
+            assert json.loads(read(name) or b"{}").get("created_at") == rec.created_at, name
+
+        deliver(store, build_id, pipeline=build_id)  # a third build under the id: its name is taken
+        rec = store.get(build_id)
+        name = f"{build_id}/{build_id}/v{rec.version}-{stamp(rec.updated_at)}.json"
+        forge(name)
+        args = ["store", "prune", "--older-than", "0h", "--pipeline", build_id, "--archive", archive]
+        got = CliRunner().invoke(cli, ["--store", url, *args])
+        assert got.exit_code == 3 and "not overwritten" in got.stderr and "Traceback" not in got.output, got.output
+        assert read(name) == FORGED and store.get(build_id).version == rec.version  # both kept
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file() and not p.name.startswith("v")) == []
+
+
+FORGED = b'{"not": "this record"}'
