@@ -8,7 +8,8 @@ resolved from the given values) and nothing else of this process's environment b
 ``HOME``; ``attempts`` retries, ``timeout`` sends SIGTERM as Concourse aborts a step, and ``on_failure``
 runs when the task exited non-zero, ``on_abort`` when it was aborted (``on_error``, Concourse's
 own failures to run a step, cannot happen here). A ``put`` runs the resource type's real ``out`` executable
-(``concourse/resource/out``) with the protocol JSON on stdin and the put's inputs as its sources.
+(``concourse/resource/out``) with the protocol JSON on stdin and copies of the put's inputs as its
+sources (the resource reads no file through a link leading out of them).
 What it does not do: containers, images, workers, caching, versions or triggers.
 """
 
@@ -133,8 +134,8 @@ class Runner:
         sources = self.work / f"put-{len(self.results)}"
         sources.mkdir(parents=True)
         for name in step.get("inputs", []):
-            if name in self.artifacts:
-                (sources / name).symlink_to(self.artifacts[name])
+            if name in self.artifacts:  # a put's inputs are volumes in its container, not links out of it
+                shutil.copytree(self.artifacts[name], sources / name, symlinks=True)
         request = {
             "source": resolve(resource["source"], self.variables),
             "params": resolve(step.get("params", {}), self.variables),

@@ -334,3 +334,91 @@ def test_no_build_id_can_corrupt_the_local_catalog(tmp_path_factory: pytest.Temp
     for bid in ids:
         meta = json.loads((folder / "versions" / bid / "metadata.json").read_text())
         assert meta["build_id"] == bid and (folder / "versions" / bid / meta["image"]).read_bytes() == bid.encode()
+
+
+# -- the Concourse resource type: any request, any params, any files in the put's sources -------
+PUT_KEYS = ["build_id", "build_id_file", "state", "owner", "lease_seconds", "token", "token_file", "outputs",
+            "outputs_file", "error", "to", "reason", "bogus"]  # fmt: skip
+resource_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(["r-1", "5", "100", "300", "2.9", "abc", "lease/token", "outside", "../x", "0" * 8, "\x00"]),
+)
+resource_values = st.recursive(
+    resource_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
+resource_requests = st.fixed_dictionaries(
+    {
+        "source": st.fixed_dictionaries(
+            {},
+            optional={
+                "pipeline": resource_values,
+                "cloud": resource_values,
+                "build_id": resource_values,
+                "env": st.dictionaries(st.sampled_from(["IB_FUZZ", "", "A=B", "1X"]), resource_values, max_size=2),
+                "bogus": resource_values,
+            },
+        ),
+    },
+    optional={
+        "params": st.fixed_dictionaries(
+            {"action": st.sampled_from(["begin", "complete", "fail", "reset", "x"])},
+            optional={k: resource_values for k in PUT_KEYS},
+        ),
+        "version": st.one_of(
+            resource_values,
+            st.fixed_dictionaries({"build_id": resource_values, "version": resource_values}),
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    command=st.sampled_from(["check", "in", "out"]),
+    request=resource_requests,
+    raw=st.one_of(st.none(), st.binary(max_size=40), st.text(alphabet='[]{}":,0123456789eE.-NaInfity', max_size=60)),
+)
+def test_the_concourse_resource_answers_any_request_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, command: str, request: dict[str, Any], raw: bytes | str | None
+) -> None:
+    """Exit 0 with a JSON answer, or exit 1 with one line on stderr: never a traceback, never the
+    catch-all's ``unexpected`` (each refusal names its field)."""
+    import contextlib
+    import io
+    import os
+
+    from airflow_provider_imagebuild.concourse import resource
+
+    tmp = tmp_path_factory.mktemp("res")
+    url = f"sqlite:///{tmp}/s.db"
+    store = open_store(url)
+    store.create_build("r-1", pipeline="p", cloud="local", image_type="t", plan=[0, 5, 100])
+    (tmp / "sources/lease").mkdir(parents=True)
+    (tmp / "sources/lease/token").write_text("zz not a token \x00")
+    (tmp / "outside").write_text("secret")
+    (tmp / "sources/outside").symlink_to(tmp / "outside")
+    request["source"]["store"] = url
+    data = raw if raw is not None else json.dumps(request)
+    folder = {"check": [], "in": [str(tmp / "get")], "out": [str(tmp / "sources")]}[command]
+    saved = dict(os.environ)
+    err, out = io.StringIO(), io.StringIO()
+    stdin = io.BytesIO(data if isinstance(data, bytes) else data.encode())
+    try:
+        with contextlib.redirect_stderr(err):
+            code = resource.main([command, *folder], stdin=stdin, stdout=out)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    lines = err.getvalue().strip().splitlines()
+    assert code in (0, 1)
+    if code == 1:
+        assert len(lines) == 1 and "unexpected" not in lines[0], (request, raw, err.getvalue())
+        assert "secret" not in lines[0]
+    else:
+        json.loads(out.getvalue())
