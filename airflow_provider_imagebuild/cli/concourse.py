@@ -64,15 +64,17 @@ def run(spec: Path, state: str, build_id: str, engine: str, as_json: bool) -> No
     """Run milestone STATE of SPEC for build BUILD_ID as the Airflow task would (skip if reached,
     lease, action, complete or fail). Exit 0 done, 2 a failure not worth retrying (bad input, an
     injected failure, another run holds the build), 1 a failure worth retrying."""
+    from airflow_provider_imagebuild.concourse.request import integer
+
+    code = parse_code(state, "STATE")  # checked before Airflow is imported (seconds)
+    tried = integer({"IMAGEBUILD_TRY": os.environ.get("IMAGEBUILD_TRY", "1")}, "IMAGEBUILD_TRY", "env", 1, 10_000)
+
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
     from airflow_provider_imagebuild.concourse.run import run_milestone
 
-    code = parse_code(state, "STATE")
     try:
-        outputs = run_milestone(
-            spec, code, build_id, engine=engine, try_number=int(os.environ.get("IMAGEBUILD_TRY", "1"))
-        )
+        outputs = run_milestone(spec, code, build_id, engine=engine, try_number=tried)
     except AirflowSkipException as exc:
         click.echo(f"milestone {code} of {build_id} skipped: {exc}")
         return

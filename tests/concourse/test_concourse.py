@@ -338,3 +338,17 @@ def test_should_run_answers_with_its_exit_codes(tmp_path: Path) -> None:
     assert should_run("b1", "5", "--owner", "someone/else")[0] == 0  # its own lease: it resumes
     assert should_run("b1", "7")[0] == 2
     assert should_run("nope", "5")[0] == 4
+
+
+@pytest.mark.parametrize("tried", ["abc", "2.5", "0"])
+def test_a_bad_try_number_is_one_line_naming_it(tried: str, tmp_path: Path) -> None:
+    """``IMAGEBUILD_TRY`` comes from the step's params: refused before anything runs or is written."""
+    spec_path = cross_spec(tmp_path)
+    got = subprocess.run(
+        ["imagebuild", "milestone", "run", str(spec_path), "5", "--build-id", "t-1"],
+        capture_output=True,
+        text=True,
+        env={"PATH": search_path(), "HOME": str(tmp_path), "IMAGEBUILD_TRY": tried},
+    )
+    assert got.returncode == 2 and "env.IMAGEBUILD_TRY: must be" in got.stderr, got.stderr
+    assert len(got.stderr.strip().splitlines()) == 1 and not (tmp_path / "state.db").exists()
