@@ -6,11 +6,15 @@ CLI). Every call that creates something looks for what an earlier attempt alread
 (images by name, copies by name), so a retried milestone does not make duplicates. boto3 is
 imported only when a milestone runs, never at DAG parse time.
 
-Ownership is proven by tags: every instance and image this target (or the Packer milestone
-through :meth:`AwsTarget.claim_images`) makes carries ``BuildId``, ``Pipeline`` and ``ManagedBy``.
-An instance or image named in the store without them is never launched from, captured, copied,
-shared, deregistered or terminated. Image names are ``<pipeline>/<build id>[/mNNN]``: neither
-part can contain ``/``, so two builds never share a name.
+Ownership is proven by the account and the tags: every instance and image this target (or the
+Packer milestone through :meth:`AwsTarget.claim_images`) makes carries ``BuildId``, ``Pipeline``
+and ``ManagedBy``, and an image must also be owned by the caller's account (its ``OwnerId``
+against STS ``GetCallerIdentity``): tags are whatever the account that writes them says, and an
+account may tag any AMI it can see (a vendor's, a public or a shared one). Instances need no such
+check: EC2 describes only the caller's own. An instance or image named in the store that fails the
+proof is never launched from, captured, copied, shared, deregistered or terminated. Image names
+are ``<pipeline>/<build id>[/mNNN]``: neither part can contain ``/``, so two builds never share a
+name.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class AwsTarget(Target):
         self.endpoint = endpoint
         self.credentials = credentials or {}
         self._regions_checked = False
+        self._account: str | None = None
 
     @classmethod
     def from_settings(cls, settings: TargetSpec, *, pipeline: str, image_type: str) -> AwsTarget:
@@ -132,6 +137,18 @@ class AwsTarget(Target):
             and tags.get("ManagedBy") == MANAGED_BY
         )
 
+    @property
+    def account(self) -> str:
+        """The caller's account id (STS GetCallerIdentity, asked once; it needs no permission)."""
+        if self._account is None:
+            with aws_errors("STS GetCallerIdentity", endpoint=self.endpoint):
+                self._account = str(self.clients("sts", self.region).get_caller_identity()["Account"])
+        return self._account
+
+    def is_builds_image(self, build: BuildRecord, image: dict[str, Any]) -> bool:
+        """Whether an image is this account's and carries this build's tags."""
+        return str(image.get("OwnerId", "")) == self.account and self.is_builds(build, image)
+
     def image_name(self, build: BuildRecord, milestone: int | None = None) -> str:
         """``<pipeline>/<build id>`` (the final image) or ``.../m030`` (a checkpoint); hashed when
         too long for EC2 (the tags still carry the whole identity)."""
@@ -176,7 +193,7 @@ class AwsTarget(Target):
                 if "NotFound" in client_error_code(exc) or "Malformed" in client_error_code(exc):
                     return None
                 raise
-        if not found or not self.is_builds(build, found[0]):
+        if not found or not self.is_builds_image(build, found[0]):
             return None
         return dict(found[0])
 
@@ -225,11 +242,12 @@ class AwsTarget(Target):
             found = self.ec2().describe_images(ImageIds=[checkpoint.image])["Images"]
         if not found or found[0].get("State", "available") != "available":
             raise TargetError(f"checkpoint image {checkpoint.image} of milestone {checkpoint.code} is not available")
-        if not self.is_builds(build, found[0]):
+        if not self.is_builds_image(build, found[0]):
             raise InvalidInput(
                 f"milestones.{checkpoint.code}.outputs.checkpoint_image",
-                f"{checkpoint.image} is not build {build.build_id}'s image (no BuildId/Pipeline/ManagedBy tags "
-                "of this build); a build host is launched only from the build's own checkpoints",
+                f"{checkpoint.image} is not build {build.build_id}'s image (owned by another account, or no "
+                "BuildId/Pipeline/ManagedBy tags of this build); a build host is launched only from the build's "
+                "own checkpoints",
             )
         s = self.settings
         params: dict[str, Any] = {
@@ -316,7 +334,8 @@ class AwsTarget(Target):
         if self._owned_image(build, image) is None:
             raise InvalidInput(
                 "milestones.95.outputs.image_id",
-                f"{image} is not build {build.build_id}'s image (no tags of this build); it is not copied or shared",
+                f"{image} is not build {build.build_id}'s image (another account's, or no tags of this build); "
+                "it is not copied or shared",
             )
         name = self.image_name(build)
         tags = _tags({**self.build_tags(build, 100, "published"), **built_with_tags(build)})

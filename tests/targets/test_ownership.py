@@ -153,3 +153,31 @@ def test_aws_target_acts_only_on_tagged_resources_of_the_build(
     assert target.alive(victim, host)
     target.cleanup(victim, host)
     assert not target.alive(victim, host)
+
+
+def test_aws_tags_on_an_image_of_another_account_prove_nothing(
+    aws_clients: Callable[[str, str], Any], ec2: Any, tmp_path: Path
+) -> None:
+    """Tags belong to the account that writes them, and an account may tag any AMI it can see (a
+    vendor's, a public or a shared one): the tags of this build on an image another account owns
+    do not make it the build's. Ownership rests on the image's OwnerId being the caller's account
+    (STS GetCallerIdentity)."""
+    target = _aws(aws_clients)
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    build = store.create_build("own-vendor", pipeline="web", cloud="aws", image_type="webserver", plan=[0, 10, 95, 100])
+    vendor = ec2.describe_images(Owners=["amazon"])["Images"][-1]  # not the base_ami other tests launch from
+    assert vendor["OwnerId"] != aws_clients("sts", "us-east-1").get_caller_identity()["Account"]
+    tags = [{"Key": k, "Value": v} for k, v in target.build_tags(build, 10, "checkpoint").items()]
+    ec2.create_tags(Resources=[vendor["ImageId"]], Tags=tags)
+    try:
+        assert not target.owns_image(build, vendor["ImageId"])
+        with pytest.raises(InvalidInput, match=r"checkpoint_image: .*not build own-vendor's image"):
+            target.launch(build, Checkpoint(10, vendor["ImageId"]))
+        with pytest.raises(InvalidInput, match=r"image_id: .*not build own-vendor's image"):
+            target.publish(build, vendor["ImageId"])
+        assert target.discard(build, [vendor["ImageId"]]) == []
+        assert ec2.describe_images(ImageIds=[vendor["ImageId"]])["Images"]  # still there
+        launched = ec2.describe_instances(Filters=[{"Name": "tag:BuildId", "Values": ["own-vendor"]}])
+        assert not [i for r in launched["Reservations"] for i in r["Instances"]]
+    finally:
+        ec2.delete_tags(Resources=[vendor["ImageId"]], Tags=tags)
