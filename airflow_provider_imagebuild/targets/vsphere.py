@@ -20,9 +20,12 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
 - Publish captures the final template into the spec's content library as an OVF template item
   (vAPI), found by name on retry, and attaches the spec's ``publish_tags`` (category: tag, made
   when missing) to the template; earlier items stay.
-- Ownership: every VM and template the build makes carries ``imagebuild.key`` (a digest of the
-  pipeline and build id) and ``imagebuild.managed_by`` in its advanced settings (``extraConfig``);
-  nothing without this build's key is launched from, captured, published or destroyed. The
+- Ownership: every VM and template the build makes sits directly in the target's folder and
+  carries ``imagebuild.key`` (a digest of the pipeline and build id) and ``imagebuild.managed_by``
+  in its advanced settings (``extraConfig``). Both are checked: the key is anyone's to compute and
+  to set on a VM of a folder they may write, and a host is found by instance UUID anywhere in the
+  datacenter (an image name may be a path into a subfolder), so the folder is what the build's
+  own rights make its own. Nothing else is launched from, captured, published or destroyed. The
   template Packer made gets them when it is claimed (converted to a VM for the change and back).
 """
 
@@ -133,14 +136,21 @@ class VsphereTarget(DigestNames, Target):
         with vsphere_errors(f"read {vm}"):
             return {o.key: str(o.value) for o in (vm.config.extraConfig or []) if o.key.startswith("imagebuild.")}
 
+    def _in_folder(self, vm: Any) -> bool:
+        """Whether the VM is directly in the target's folder (where the build clones everything)."""
+        with vsphere_errors(f"read {vm}"):
+            parent = vm.parent
+        return parent is not None and parent._moId == self.folder()._moId
+
     def is_builds(self, build: BuildRecord, vm: Any) -> bool:
         if vm is None:
             return False
         try:
             options = self._options(vm)
+            in_folder = self._in_folder(vm)
         except NotFound:
             return False
-        return options.get(KEY_OPTION) == self.key(build) and options.get(MANAGED_OPTION) == MANAGED_BY
+        return in_folder and options.get(KEY_OPTION) == self.key(build) and options.get(MANAGED_OPTION) == MANAGED_BY
 
     def _owned(self, build: BuildRecord, name: str, template: bool) -> Any:
         vm = self._vm(name)

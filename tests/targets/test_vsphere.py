@@ -134,6 +134,44 @@ def test_what_is_not_the_builds_is_refused(build: Any, vsphere_conn: tuple[str, 
     assert target._vm(SOURCE_TEMPLATE) is not None  # never destroyed
 
 
+def test_a_vm_with_the_builds_key_outside_the_targets_folder_is_not_the_builds(
+    build: Any, vsphere_conn: tuple[str, int]
+) -> None:
+    """The key is a digest anyone can compute, and whoever may make VMs in another folder of the
+    datacenter can give one the build's key. A host is found by its instance UUID anywhere in the
+    datacenter, and an image name may be a path (``other-folder/vm``): only a VM directly in the
+    target's own folder is the build's, so no other folder's VM is used, captured or destroyed."""
+    theirs = make_target("vs-pipe")  # the datacenter's VM folder itself
+    folder = unique("ib-team")
+    theirs.folder().CreateFolder(folder)
+    ours = make_target("vs-pipe", folder=folder)
+    green = theirs.packer_image_name(build, "vs-pipe", 10)
+    packer_clone(theirs, green)
+    theirs.claim_images(build, {"": green}, 10)
+    their_host = theirs.launch(build, Checkpoint(10, green))
+    assert theirs.alive(build, their_host)
+
+    assert not ours.alive(build, their_host)
+    with pytest.raises(InvalidInput, match="host_id"):
+        ours.capture(build, their_host, 15, final=False)
+    ours.cleanup(build, their_host)
+    assert theirs.alive(build, their_host)  # not powered off, not destroyed
+    # A store value naming a VM of a subfolder, for a target whose folder is the datacenter's own.
+    from pyVmomi import vim
+
+    cloned = ours.packer_image_name(build, "vs-pipe", 5)
+    spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=ours.pool(), datastore=ours.datastore()))
+    source = theirs._vm(SOURCE_TEMPLATE)
+    ours.clients.wait("clone", source.CloneVM_Task(folder=ours.folder(), name=cloned, spec=spec)).MarkAsTemplate()
+    ours.claim_images(build, {"": cloned}, 5)
+    assert ours.owns_image(build, cloned) and not theirs.owns_image(build, f"{folder}/{cloned}")
+    with pytest.raises(InvalidInput, match="checkpoint_image"):
+        theirs.launch(build, Checkpoint(10, f"{folder}/{cloned}"))
+    assert theirs.discard(build, [f"{folder}/{cloned}"]) == [] and ours.owns_image(build, cloned)
+    theirs.cleanup(build, their_host)
+    assert theirs.discard(build, [green]) == [green] and ours.discard(build, [cloned]) == [cloned]
+
+
 def _as_vm(target: VsphereTarget, name: str) -> Any:
     vm = target._vm(name)
     vm.MarkAsVirtualMachine(pool=target.pool())
