@@ -4,16 +4,25 @@ The qcow2 is converted to a stream-optimized VMDK with an OVF descriptor and man
 (:mod:`.ovf`), then uploaded through the vSphere Automation API's update session: the item is
 created (type ``ovf``), a session opened on it, each file added as a ``PUSH`` source with its
 size and SHA-256 and PUT to the upload endpoint vCenter returns, the session validated and
-completed. The item's description carries ``[imagebuild.key=<digest>]`` (the build's key).
+completed (vCenter checks each file against the SHA-256 given when it was added). The item's
+description carries ``[imagebuild.key=<digest>]`` (the build's key), and what it holds:
+``[imagebuild.image_sha256=...]`` (the sealed qcow2 the package was made from) and
+``[imagebuild.vmdk_sha256=...]`` (the disk uploaded).
 
-A retry finds the item by name: kept if it is the build's and holds every file at its size; an
-item of the build's without them (an upload cut short) is deleted and made again; an item of
-that name without the build's key is never touched and fails the destination, naming it.
+A retry finds the item by name: kept if it is the build's, was made from this very image (the
+recorded image checksum is the sealed file's) and holds every file of the package; else (an
+upload cut short, or an image sealed again since) it is deleted and made again. Checksums, not
+sizes: an image sealed again can have the very size of the one before, and so can every file of
+its package. The checksum is the one recorded at upload, because the content library API's file
+``checksum_info`` is optional (govmomi's simulator gives none) and a new conversion's VMDK differs
+from the uploaded one in any case (its header carries a random content id). An item of that name
+without the build's key is never touched and fails the destination, naming it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,12 @@ ITEMS = "/com/vmware/content/library/item"
 SESSIONS = "/com/vmware/content/library/item/update-session"
 SESSION_FILES = "/com/vmware/content/library/item/updatesession/file"
 UPLOAD_TIMEOUT_S = 3 * 3600
+RECORDED = re.compile(r"\[imagebuild\.(image_sha256|vmdk_sha256)=([0-9a-f]{64})\]")
+
+
+def recorded_checksums(description: str) -> dict[str, str]:
+    """The checksums an item's description records (``image_sha256``, ``vmdk_sha256``)."""
+    return dict(RECORDED.findall(description))
 
 
 class LibraryUpload(Upload[VsphereLibraryDestination]):
@@ -43,25 +58,36 @@ class LibraryUpload(Upload[VsphereLibraryDestination]):
         mark = f"[imagebuild.key={build_digest(self.pipeline, build.build_id, 20)}]"
         name = s.item_name or f"{self.pipeline}-{build.build_id}"
         library = self._library(rest, where)
+        image_sha256 = file_hash(path)
         with tempfile.TemporaryDirectory(prefix="imagebuild-ovf-", dir=path.parent) as tmp:
             package = ovf_package(path, Path(tmp), name, s.cpus, s.memory_mb, s.network)
             item = self._find_item(rest, library, name)
             if item is not None:
-                if mark not in str(item.get("description", "")):
+                description = str(item.get("description", ""))
+                if mark not in description:
                     raise InvalidInput(f"{where}.item_name", f"an item {name} that is not this build's exists")
-                if self._holds(rest, str(item["id"]), package):
+                recorded = recorded_checksums(description)
+                if recorded.get("image_sha256") == image_sha256 and self._holds(rest, str(item["id"]), package):
                     log.info("content library item %s (%s) already holds this image; kept", name, item["id"])
-                    return self._outputs(str(item["id"]), package, "kept")
-                log.info("deleting content library item %s (%s): an earlier, unfinished upload", name, item["id"])
+                    return self._outputs(str(item["id"]), package, "kept", image_sha256, recorded.get("vmdk_sha256"))
+                log.info(
+                    "deleting content library item %s (%s): %s", name, item["id"],
+                    "an earlier, unfinished upload" if recorded.get("image_sha256") == image_sha256
+                    else "it holds another image (sealed before this one)",
+                )  # fmt: skip
                 with vsphere_errors(f"delete item {name}"):
                     rest_answer(rest.delete(f"{ITEMS}/id:{item['id']}"), f"delete item {name}")
-            description = f"{self.pipeline} build {build.build_id} {mark}"
+            vmdk_sha256 = file_hash(package.disk)
+            description = (
+                f"{self.pipeline} build {build.build_id} {mark} "
+                f"[imagebuild.image_sha256={image_sha256}] [imagebuild.vmdk_sha256={vmdk_sha256}]"
+            )
             spec = {"library_id": library, "name": name, "description": description, "type": "ovf"}
             with vsphere_errors(f"create item {name}"):
                 item_id = str(rest_answer(rest.post(ITEMS, json={"create_spec": spec}), f"create item {name}"))
             self._upload(rest, item_id, package)
             log.info("published %s to content library %s as item %s (%s)", path.name, s.library, name, item_id)
-            return self._outputs(item_id, package, "uploaded")
+            return self._outputs(item_id, package, "uploaded", image_sha256, vmdk_sha256)
 
     def _library(self, rest: Any, where: str) -> str:
         library = self.settings.library
@@ -86,7 +112,8 @@ class LibraryUpload(Upload[VsphereLibraryDestination]):
 
     @staticmethod
     def _holds(rest: Any, item_id: str, package: OvfPackage) -> bool:
-        """Whether the item has every file of the package, each at its size."""
+        """Whether the item has every file of the package, each at its size: that the upload was
+        finished (which image it is, the recorded checksum says)."""
         with vsphere_errors("content library files"):
             files = rest_answer(rest.get("/com/vmware/content/library/item/file", params={"library_item_id": item_id}),
                                 "item files") or []  # fmt: skip
@@ -124,12 +151,15 @@ class LibraryUpload(Upload[VsphereLibraryDestination]):
                 )
                 raise
 
-    def _outputs(self, item_id: str, package: OvfPackage, how: str) -> dict[str, Any]:
+    def _outputs(
+        self, item_id: str, package: OvfPackage, how: str, image_sha256: str, vmdk_sha256: str | None
+    ) -> dict[str, Any]:
         return {
             "library": self.settings.library,
             "library_item_id": item_id,
             "item_name": package.descriptor.stem,
             "files": [p.name for p in package.files],
-            "vmdk_sha256": file_hash(package.disk),
+            "image_sha256": image_sha256,
+            "vmdk_sha256": vmdk_sha256 or file_hash(package.disk),
             "upload": how,
         }

@@ -11,6 +11,7 @@ all three in ``test_local_pipeline.py``.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,75 @@ def test_glance_never_takes_another_projects_image_of_the_builds_name_and_key(tm
     mine = fake_os.images[glance["image_id"]]
     assert mine["owner"] == PROJECT_ID and mine["os_hash_value"] == file_hash(image, "sha512")
     assert fake_os.images[same_bytes]["owner"] == fake_os.images[older]["owner"] == OTHER_PROJECT_ID  # left alone
+
+
+LIBRARY_ONLY = """pipeline: many
+cloud: local
+image_type: base
+store: sqlite:///{tmp}/state.db
+target: {{work_dir: {tmp}/work, catalog: {tmp}/catalog}}
+publish:
+  - vsphere_library: {{vsphere_conn_id: {vs_conn}, library: {library}}}
+milestones:
+  95: {{action: seal}}
+  100: {{action: publish}}
+"""
+
+
+def library_files(rest: Any, item_id: str) -> dict[str, int]:
+    found = rest.get("/com/vmware/content/library/item/file", params={"library_item_id": item_id}).json()["value"]
+    return {f["name"]: int(f["size"]) for f in found}
+
+
+def download(rest: Any, item_id: str, name: str, to: Path) -> Path:
+    """A file of a library item, fetched through a download session (what a consumer does)."""
+    session = rest.post(
+        "/com/vmware/content/library/item/download-session", json={"create_spec": {"library_item_id": item_id}}
+    ).json()["value"]
+    prepared = rest.post(
+        f"/com/vmware/content/library/item/downloadsession/file/id:{session}",
+        params={"~action": "prepare"},
+        json={"file_name": name},
+    ).json()["value"]
+    to.write_bytes(rest.get(prepared["download_endpoint"]["uri"]).content)
+    return to
+
+
+def test_a_resealed_image_of_the_same_size_replaces_the_library_item(tmp_path: Path, vsphere_library: str) -> None:
+    """A build sealed again (reset to 95) whose new image has the very size of the old one, so
+    every file of the OVF package (descriptor, stream-optimized disk, manifest) does too: the
+    content library item of the first seal is replaced, not kept because the sizes coincide."""
+    from airflow_provider_imagebuild.clouds.vsphere import VsphereClients
+
+    build_id = unique("many")
+    text = LIBRARY_ONLY.format(tmp=tmp_path, vs_conn=VSPHERE_CONN_ID, library=LIBRARY)
+    first, second = (random.Random(seed).randbytes(2 << 20) for seed in (1, 2))  # incompressible: same sizes
+    task, store, image = sealed_build(tmp_path, text, build_id, first)
+    task.execute(task_context(build_id, task.task_id, 1))
+    before = store.get(build_id).milestones[100].outputs["destinations"]["vsphere_library"]
+    rest = VsphereClients.from_connection(VSPHERE_CONN_ID).rest()
+    sizes = library_files(rest, before["library_item_id"])
+    old_size, old_sha256 = image.stat().st_size, file_hash(image)
+
+    store.reset(build_id, to=95, reason="sealed again with a fixed playbook")
+    resealed = seal(load_spec(tmp_path / "pipelines/many.yaml"), store, build_id, second)
+    assert resealed.stat().st_size == old_size and file_hash(resealed) != old_sha256
+    task.execute(task_context(build_id, task.task_id, 2))
+    after = store.get(build_id).milestones[100].outputs["destinations"]["vsphere_library"]
+
+    assert after["upload"] == "uploaded" and after["image_sha256"] == file_hash(resealed)
+    assert library_files(rest, after["library_item_id"]) == sizes  # the sizes do coincide
+    found = rest.get(f"/com/vmware/content/library/item/id:{before['library_item_id']}")
+    assert after["library_item_id"] != before["library_item_id"] and found.status_code == 404
+    disk = download(rest, after["library_item_id"], after["files"][1], tmp_path / "downloaded.vmdk")
+    subprocess.run(["qemu-img", "compare", str(disk), str(resealed)], check=True, capture_output=True)
+    # Publishing the same image again (a try whose record was lost) keeps the item that holds it.
+    from airflow_provider_imagebuild.destinations import destination_for
+
+    library = load_spec(tmp_path / "pipelines/many.yaml").publish[0]
+    again = destination_for(library, pipeline="many", image_type="base").publish(store.get(build_id), resealed)
+    assert again["library_item_id"] == after["library_item_id"] and again["upload"] == "kept"
+    assert again["vmdk_sha256"] == after["vmdk_sha256"]  # what was uploaded, not a new conversion's
 
 
 @pytest.mark.parametrize(
