@@ -9,7 +9,9 @@
 - publishing copies it into ``<catalog>/<pipeline>/versions/<build_id>/`` with ``metadata.json``
   (the build's milestones, durations, checksums) and points ``<catalog>/<pipeline>/latest`` at it.
   Versions and pointers live in separate namespaces, so no build id (``latest`` included) can
-  turn a pointer into a version or the other way round.
+  turn a pointer into a version or the other way round. A copy already there is kept only if it
+  has the SHA-256 the seal recorded (a build sealed again has the same path and may have the same
+  size), and a sealed file that is not what its seal recorded is never published.
 
 Everything a build owns is under ``<work_dir>/<build_id>/``: a recorded host, checkpoint or image
 is used, copied or deleted only if it resolves to a regular file or tree there, so a value
@@ -21,6 +23,8 @@ Runs as root (debootstrap, chroot and mkfs need it); without root it says so.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +54,7 @@ CATALOG_ENV = "IMAGEBUILD_CATALOG"
 HOST_MARK = ".imagebuild-host"
 VERSIONS = "versions"  # <catalog>/<pipeline>/versions/<build_id>/; pointers such as latest beside it
 CHECKPOINT_RE = re.compile(r"checkpoint-[0-9]{3}\.tar")
+COPY_CHUNK = 1 << 20
 
 log = logging.getLogger(__name__)
 
@@ -246,18 +251,15 @@ class LocalTarget(Target):
         version = folder / VERSIONS / build.build_id
         version.mkdir(parents=True, exist_ok=True)
         target = version / source.name
-        if not target.exists() or target.stat().st_size != source.stat().st_size:
-            partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(source, partial)
-            partial.rename(target)
         outputs = build.merged_outputs()
+        sha256 = self._catalog_copy(source, target, str(outputs.get("image_sha256") or ""))
         metadata = {
             "pipeline": self.pipeline,
             "build_id": build.build_id,
             "image_type": self.image_type,
             "os": build.os,
             "image": target.name,
-            "sha256": outputs.get("image_sha256") or file_hash(target),
+            "sha256": sha256,
             "bytes": target.stat().st_size,
             "milestones": [
                 {
@@ -285,6 +287,41 @@ class LocalTarget(Target):
         if pruned:
             outputs["catalog_pruned"] = pruned
         return outputs
+
+    @staticmethod
+    def _catalog_copy(source: Path, target: Path, recorded: str) -> str:
+        """Make ``target`` a copy of the sealed image ``source`` and return its SHA-256.
+
+        A copy already there is kept only if its checksum is the one the seal recorded (the
+        image's, ``recorded``): a build sealed again keeps its image path and can keep its size
+        too, so neither says which seal a copy holds. The source is hashed while it is copied
+        (read once), and a source that is not what the seal recorded (changed since, or a
+        checksum written by hand) is refused before the copy replaces anything: ``metadata.json``
+        tells every reader that checksum. Without a recorded checksum (a record of an older
+        version) the source's own is the one to match."""
+        expected = recorded or file_hash(source)
+        if target.is_file() and not target.is_symlink() and file_hash(target) == expected:
+            return expected
+        partial = target.with_name(target.name + ".partial")
+        digest = hashlib.sha256()
+        try:
+            with open(source, "rb") as src, open(partial, "wb") as dst:
+                while chunk := src.read(COPY_CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            if digest.hexdigest() != expected:
+                raise InvalidInput(
+                    "milestones.95.outputs.image_sha256",
+                    f"the sealed image {source.name} (sha256 {digest.hexdigest()}) does not match the checksum the "
+                    f"seal recorded ({expected}); it is not published (seal it again: reset the build to 95)",
+                )
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a version folder made for this copy only
+                target.parent.rmdir()
+            raise
+        partial.rename(target)
+        return expected
 
     def _prune(self, current: str) -> list[str]:
         """Drop the oldest published versions beyond ``target.catalog_keep``: a nightly pipeline
