@@ -12,9 +12,10 @@ and ``ManagedBy``, and an image must also be owned by the caller's account (its 
 against STS ``GetCallerIdentity``): tags are whatever the account that writes them says, and an
 account may tag any AMI it can see (a vendor's, a public or a shared one). Instances need no such
 check: EC2 describes only the caller's own. An instance or image named in the store that fails the
-proof is never launched from, captured, copied, shared, deregistered or terminated. Image names
-are ``<pipeline>/<build id>[/mNNN]``: neither part can contain ``/``, so two builds never share a
-name.
+proof is never launched from, captured, copied, shared, deregistered or terminated, and an image
+Packer reports gets the build's tags only if it is the caller's account's and no other build's.
+Image names are ``<pipeline>/<build id>[/mNNN]``: neither part can contain ``/``, so two builds
+never share a name.
 """
 
 from __future__ import annotations
@@ -183,19 +184,9 @@ class AwsTarget(Target):
         return found[0]
 
     def _owned_image(self, build: BuildRecord, image_id: str, region: str | None = None) -> dict[str, Any] | None:
-        """The image if it exists and carries this build's tags, else None."""
-        from botocore.exceptions import ClientError
-
-        with self.api(f"DescribeImages {image_id}"):
-            try:
-                found = self.ec2(region).describe_images(ImageIds=[image_id]).get("Images", [])
-            except ClientError as exc:
-                if "NotFound" in client_error_code(exc) or "Malformed" in client_error_code(exc):
-                    return None
-                raise
-        if not found or not self.is_builds_image(build, found[0]):
-            return None
-        return dict(found[0])
+        """The image if it exists, is this account's and carries this build's tags, else None."""
+        found = self._described_image(image_id, region)
+        return found if found is not None and self.is_builds_image(build, found) else None
 
     def _owned_instance(self, build: BuildRecord, instance_id: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
@@ -219,11 +210,50 @@ class AwsTarget(Target):
         return self._owned_image(build, image) is not None
 
     def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
-        """Tag what Packer made for this build (a template need not tag it itself)."""
-        tags = _tags(self.build_tags(build, milestone, "checkpoint"))
+        """Tag what Packer made for this build (a template need not tag it itself).
+
+        Packer's manifest says only what the template and its plugins wrote, and tagging is what
+        makes an image the build's everywhere else: so every image is checked first, all of them
+        before any is tagged. It must exist in its region and be owned by the caller's account
+        (an account may tag any AMI it can see: a vendor's, a public or a shared one), and it must
+        not carry another build's tags."""
+        found: list[tuple[str, str]] = []
         for region, image_id in images.items():
+            image = self._described_image(image_id, region or None)
+            where = region or self.region
+            if image is None:
+                raise TargetError(f"EC2: the image {image_id} Packer reported does not exist in {where}")
+            owner = str(image.get("OwnerId", ""))
+            if owner != self.account:
+                raise InvalidInput(
+                    "packer artifact",
+                    f"{image_id} in {where} is owned by account {owner or 'unknown'}, not this account "
+                    f"({self.account}); only an image Packer made in this account is tagged as the build's",
+                )
+            marked = _tag_map(image)  # a template may tag its AMI itself: with this build's names only
+            if (
+                marked.get("BuildId", build.build_id) != build.build_id
+                or marked.get("Pipeline", self.pipeline) != self.pipeline
+            ):
+                raise InvalidInput("packer artifact", f"{image_id} in {where} belongs to another build")
+            found.append((region, image_id))
+        tags = _tags(self.build_tags(build, milestone, "checkpoint"))
+        for region, image_id in found:
             with self.api(f"CreateTags {image_id}"):
                 self.ec2(region or None).create_tags(Resources=[image_id], Tags=tags)
+
+    def _described_image(self, image_id: str, region: str | None = None) -> dict[str, Any] | None:
+        """The image ``image_id`` as EC2 describes it, or None when there is none."""
+        from botocore.exceptions import ClientError
+
+        with self.api(f"DescribeImages {image_id}"):
+            try:
+                found = self.ec2(region).describe_images(ImageIds=[image_id]).get("Images", [])
+            except ClientError as exc:
+                if "NotFound" in client_error_code(exc) or "Malformed" in client_error_code(exc):
+                    return None
+                raise
+        return dict(found[0]) if found else None
 
     def _wait_image(self, image_id: str, region: str | None = None) -> None:
         with self.api(f"wait for image {image_id}"):

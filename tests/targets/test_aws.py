@@ -123,3 +123,34 @@ def test_missing_image_and_unreachable_endpoint_name_the_call(
     )
     with pytest.raises(TargetError, match=rf"EC2 DescribeRegions: cannot reach the endpoint {endpoint}"):
         target.launch(build, Checkpoint(10, "ami-1"))
+
+
+def test_packer_artifacts_of_another_account_or_build_are_never_tagged(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
+) -> None:
+    """Packer's manifest is whatever the template and its plugins wrote: an AMI id of another
+    account (a vendor's, a public or a shared one) is refused before it gets this build's tags,
+    since tags are the build's proof of ownership everywhere else; so is this account's image of
+    another build, and an id that is not an image at all."""
+    target = _target(aws_clients)
+    build = _build(tmp_path, "aws-claim-1")
+    vendor = ec2.describe_images(Owners=["amazon"])["Images"][-2]
+    account = aws_clients("sts", "us-east-1").get_caller_identity()["Account"]
+    assert vendor["OwnerId"] != account
+    with pytest.raises(InvalidInput, match=rf"packer artifact: {vendor['ImageId']} in us-east-1 is owned by account "
+                       rf"{vendor['OwnerId']}, not this account \({account}\)"):  # fmt: skip
+        target.claim_images(build, {"us-east-1": vendor["ImageId"]}, 10)
+    tags = ec2.describe_images(ImageIds=[vendor["ImageId"]])["Images"][0].get("Tags") or []
+    assert not [t for t in tags if t["Key"] == "BuildId"] and not target.owns_image(build, vendor["ImageId"])
+
+    theirs = _green_image(ec2, target, _build(tmp_path / "other", "aws-claim-2"), base_ami)
+    with pytest.raises(InvalidInput, match=rf"packer artifact: {theirs} .*belongs to another build"):
+        target.claim_images(build, {"us-east-1": theirs}, 10)
+    assert not target.owns_image(build, theirs)
+    with pytest.raises(TargetError, match="ami-0000000000000dead"):
+        target.claim_images(build, {"us-east-1": "ami-0000000000000dead"}, 10)
+
+    ours = _green_image(ec2, target, build, base_ami)  # Packer's own AMI of this account: claimed
+    assert target.owns_image(build, ours)
+    target.claim_images(build, {"us-east-1": ours}, 10)  # a retried claim of the same image
+    assert target.owns_image(build, ours)
