@@ -9,20 +9,21 @@ description carries ``[imagebuild.key=<digest>]`` (the build's key), and what it
 ``[imagebuild.image_sha256=...]`` (the sealed qcow2 the package was made from) and
 ``[imagebuild.vmdk_sha256=...]`` (the disk uploaded).
 
-A retry finds the item by name: kept if it is the build's, was made from this very image (the
-recorded image checksum is the sealed file's) and holds every file of the package; else (an
-upload cut short, or an image sealed again since) it is deleted and made again. Checksums, not
-sizes: an image sealed again can have the very size of the one before, and so can every file of
-its package. The checksum is the one recorded at upload, because the content library API's file
-``checksum_info`` is optional (govmomi's simulator gives none) and a new conversion's VMDK differs
-from the uploaded one in any case (its header carries a random content id). An item of that name
-without the build's key is never touched and fails the destination, naming it.
+A retry finds the item by name and keeps it only if it is the build's, was made from this very
+image (the recorded image checksum is the sealed file's) and holds every file of the package; else
+(an upload cut short, or an image sealed again since) it is deleted and made again
+(:mod:`~airflow_provider_imagebuild.targets.library_items`, shared with the vSphere target's own
+publish). Checksums, not sizes: an image sealed again can have the very size of the one before, and
+so can every file of its package. The checksum is the one recorded at upload, because the content
+library API's file ``checksum_info`` is optional (govmomi's simulator gives none) and a new
+conversion's VMDK differs from the uploaded one in any case (its header carries a random content
+id). An item of that name without the build's key is never touched and fails the destination,
+naming it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,22 +32,22 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
 from airflow_provider_imagebuild.destinations import Upload
 from airflow_provider_imagebuild.destinations.ovf import OvfPackage, ovf_package
-from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.errors import TargetError
 from airflow_provider_imagebuild.spec_publish import VsphereLibraryDestination
 from airflow_provider_imagebuild.targets.base import build_digest, file_hash
+from airflow_provider_imagebuild.targets.library_items import (
+    ITEMS,
+    find_library,
+    item_description,
+    item_records,
+    reusable_item,
+)
 
 log = logging.getLogger(__name__)
 
-ITEMS = "/com/vmware/content/library/item"
 SESSIONS = "/com/vmware/content/library/item/update-session"
 SESSION_FILES = "/com/vmware/content/library/item/updatesession/file"
 UPLOAD_TIMEOUT_S = 3 * 3600
-RECORDED = re.compile(r"\[imagebuild\.(image_sha256|vmdk_sha256)=([0-9a-f]{64})\]")
-
-
-def recorded_checksums(description: str) -> dict[str, str]:
-    """The checksums an item's description records (``image_sha256``, ``vmdk_sha256``)."""
-    return dict(RECORDED.findall(description))
 
 
 class LibraryUpload(Upload[VsphereLibraryDestination]):
@@ -55,60 +56,28 @@ class LibraryUpload(Upload[VsphereLibraryDestination]):
         where = f"publish.{self.label}"
         clients = VsphereClients.from_connection(s.vsphere_conn_id, where=f"{where}.vsphere_conn_id")
         rest = clients.rest()
-        mark = f"[imagebuild.key={build_digest(self.pipeline, build.build_id, 20)}]"
+        key = build_digest(self.pipeline, build.build_id, 20)
         name = s.item_name or f"{self.pipeline}-{build.build_id}"
-        library = self._library(rest, where)
+        library = find_library(rest, s.library, f"{where}.library")
         image_sha256 = file_hash(path)
         with tempfile.TemporaryDirectory(prefix="imagebuild-ovf-", dir=path.parent) as tmp:
             package = ovf_package(path, Path(tmp), name, s.cpus, s.memory_mb, s.network)
-            item = self._find_item(rest, library, name)
+            item = reusable_item(
+                rest, library, name, key=key, holds={"image_sha256": image_sha256}, field=f"{where}.item_name",
+                finished=lambda item_id: self._holds(rest, item_id, package),
+            )  # fmt: skip
             if item is not None:
-                description = str(item.get("description", ""))
-                if mark not in description:
-                    raise InvalidInput(f"{where}.item_name", f"an item {name} that is not this build's exists")
-                recorded = recorded_checksums(description)
-                if recorded.get("image_sha256") == image_sha256 and self._holds(rest, str(item["id"]), package):
-                    log.info("content library item %s (%s) already holds this image; kept", name, item["id"])
-                    return self._outputs(str(item["id"]), package, "kept", image_sha256, recorded.get("vmdk_sha256"))
-                log.info(
-                    "deleting content library item %s (%s): %s", name, item["id"],
-                    "an earlier, unfinished upload" if recorded.get("image_sha256") == image_sha256
-                    else "it holds another image (sealed before this one)",
-                )  # fmt: skip
-                with vsphere_errors(f"delete item {name}"):
-                    rest_answer(rest.delete(f"{ITEMS}/id:{item['id']}"), f"delete item {name}")
+                recorded = item_records(str(item.get("description", "")))
+                return self._outputs(str(item["id"]), package, "kept", image_sha256, recorded.get("vmdk_sha256"))
             vmdk_sha256 = file_hash(package.disk)
-            description = (
-                f"{self.pipeline} build {build.build_id} {mark} "
-                f"[imagebuild.image_sha256={image_sha256}] [imagebuild.vmdk_sha256={vmdk_sha256}]"
-            )
+            records = {"key": key, "image_sha256": image_sha256, "vmdk_sha256": vmdk_sha256}
+            description = item_description(f"{self.pipeline} build {build.build_id}", records)
             spec = {"library_id": library, "name": name, "description": description, "type": "ovf"}
             with vsphere_errors(f"create item {name}"):
                 item_id = str(rest_answer(rest.post(ITEMS, json={"create_spec": spec}), f"create item {name}"))
             self._upload(rest, item_id, package)
             log.info("published %s to content library %s as item %s (%s)", path.name, s.library, name, item_id)
             return self._outputs(item_id, package, "uploaded", image_sha256, vmdk_sha256)
-
-    def _library(self, rest: Any, where: str) -> str:
-        library = self.settings.library
-        with vsphere_errors("content library"):
-            found = rest_answer(
-                rest.post("/com/vmware/content/library", params={"~action": "find"}, json={"spec": {"name": library}}),
-                f"find library {library}",
-            )
-        if not found:
-            raise InvalidInput(f"{where}.library", f"{library} is not a content library of the vCenter")
-        return str(found[0])
-
-    @staticmethod
-    def _find_item(rest: Any, library: str, name: str) -> dict[str, Any] | None:
-        with vsphere_errors("content library"):
-            find = {"spec": {"library_id": library, "name": name}}
-            for item_id in rest_answer(rest.post(ITEMS, params={"~action": "find"}, json=find), "find item") or []:
-                item = rest_answer(rest.get(f"{ITEMS}/id:{item_id}"), f"item {item_id}")
-                if item and item.get("name") == name:
-                    return dict(item)
-        return None
 
     @staticmethod
     def _holds(rest: Any, item_id: str, package: OvfPackage) -> bool:

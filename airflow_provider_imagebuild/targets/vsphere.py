@@ -18,8 +18,12 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
   the pipeline and the build's creation time, stable on retry) rather than converting the build VM
   itself, so that a retried seal and the host's cleanup never touch the image.
 - Publish captures the final template into the spec's content library as an OVF template item
-  (vAPI), found by name on retry, and attaches the spec's ``publish_tags`` (category: tag, made
-  when missing) to the template; earlier items stay.
+  (vAPI) and attaches the spec's ``publish_tags`` (category: tag, made when missing) to the
+  template. The final template is marked with a seal (``imagebuild.seal``, new at every seal) that
+  the item's description records: a retry keeps the item of its name only if it records this
+  template's seal, so a build sealed again (same template name, same item name) replaces the item
+  holding the image of the seal before (:mod:`.library_items`, shared with the content library
+  destination). Items of other builds stay.
 - Ownership: every VM and template the build makes sits directly in the target's folder and
   carries ``imagebuild.key`` (a digest of the pipeline and build id) and ``imagebuild.managed_by``
   in its advanced settings (``extraConfig``). Both are checked: the key is anyone's to compute and
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,12 +57,14 @@ from airflow_provider_imagebuild.targets.base import (
     final_image_name,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.library_items import find_library, item_description, reusable_item
 
 log = logging.getLogger(__name__)
 
 KEY_OPTION = "imagebuild.key"
 MANAGED_OPTION = "imagebuild.managed_by"
 BUILD_OPTION = "imagebuild.build"
+SEAL_OPTION = "imagebuild.seal"  # on the final template: which seal made it (new at every seal)
 IP_WAIT_S = 600  # for VMware Tools to report the guest's address
 
 
@@ -159,11 +166,13 @@ class VsphereTarget(DigestNames, Target):
         with vsphere_errors(f"read {name}"):
             return vm if bool(vm.config.template) == template else None
 
-    def _mark(self, build: BuildRecord, vm: Any, role: str) -> None:
+    def _mark(self, build: BuildRecord, vm: Any, role: str, seal: str = "") -> None:
         from pyVmomi import vim
 
         values = {KEY_OPTION: self.key(build), MANAGED_OPTION: MANAGED_BY, BUILD_OPTION: build.build_id,
                   "imagebuild.pipeline": self.pipeline, "imagebuild.role": role}  # fmt: skip
+        if seal:
+            values[SEAL_OPTION] = seal
         spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in values.items()])
         self.clients.wait(f"reconfigure {vm.name}", vm.ReconfigVM_Task(spec))
 
@@ -190,9 +199,10 @@ class VsphereTarget(DigestNames, Target):
         log.info("destroyed %s", name)
         return True
 
-    def _clone(self, build: BuildRecord, source: Any, name: str, *, template: bool, role: str) -> Any:
+    def _clone(self, build: BuildRecord, source: Any, name: str, *, template: bool, role: str, seal: str = "") -> Any:
         """Clone ``source`` to ``name`` in the target's folder (an earlier attempt's clone of the
-        same name is this build's and holds an older state: it is destroyed first)."""
+        same name is this build's and holds an older state: it is destroyed first), marked with
+        ``seal`` when it is the final template."""
         from pyVmomi import vim
 
         self._destroy(build, self._vm(name))
@@ -206,11 +216,11 @@ class VsphereTarget(DigestNames, Target):
         if template:  # a template's settings cannot change: mark it through a VM, then convert
             with vsphere_errors(f"convert {name}"):
                 clone.MarkAsVirtualMachine(pool=self.pool())
-            self._mark(build, clone, role)
+            self._mark(build, clone, role, seal)
             with vsphere_errors(f"convert {name}"):
                 clone.MarkAsTemplate()
         else:
-            self._mark(build, clone, role)
+            self._mark(build, clone, role, seal)
         return clone
 
     # -- the target interface --------------------------------------------------------------------
@@ -309,9 +319,10 @@ class VsphereTarget(DigestNames, Target):
         self._power(vm, on=False)  # a consistent disk
         if final:
             name = final_image_name(self.pipeline[:40], build, self.key(build))
-            self._clone(build, vm, name, template=True, role="final")
-            log.info("captured final template %s", name)
-            return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path()}
+            seal = uuid.uuid4().hex
+            self._clone(build, vm, name, template=True, role="final", seal=seal)
+            log.info("captured final template %s (seal %s)", name, seal)
+            return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path(), "seal": seal}
         name = f"{self.prefix(build)}-cp{milestone:03d}"
         try:
             self._clone(build, vm, name, template=True, role="checkpoint")
@@ -340,22 +351,14 @@ class VsphereTarget(DigestNames, Target):
         if not s.content_library:
             raise InvalidInput("target.content_library", "is required to publish on vSphere")
         rest = self.clients.rest()
-        with vsphere_errors("content library"):
-            found = rest_answer(
-                rest.post("/com/vmware/content/library", params={"~action": "find"},
-                          json={"spec": {"name": s.content_library}}),
-                f"find library {s.content_library}",
-            ) or []  # fmt: skip
-        if not found:
-            raise InvalidInput("target.content_library", f"{s.content_library} is not a content library of the vCenter")
-        library = found[0]
-        description = f"{self.pipeline} build {build.build_id} [imagebuild.key={self.key(build)}]"
-        item = self._library_item(rest, library, image)
+        library = find_library(rest, s.content_library, "target.content_library")
+        seal = self._seal_of(template)
+        key = self.key(build)
+        item = reusable_item(rest, library, image, key=key, holds={"seal": seal}, field="target.content_library")
         if item is not None:
-            if f"[imagebuild.key={self.key(build)}]" not in str(item.get("description", "")):
-                raise InvalidInput("target.content_library", f"an item named {image} that is not this build's exists")
             item_id = str(item["id"])
         else:
+            description = item_description(f"{self.pipeline} build {build.build_id}", {"key": key, "seal": seal})
             body = {
                 "source": {"type": "VirtualMachine", "id": template._moId},
                 "target": {"library_id": library},
@@ -373,6 +376,7 @@ class VsphereTarget(DigestNames, Target):
             "template": image,
             "content_library": s.content_library,
             "library_item_id": item_id,
+            "seal": seal,
             "tags": {category: s.publish_tags[category] for category in tagged},
         }
 
@@ -407,19 +411,11 @@ class VsphereTarget(DigestNames, Target):
             rest_answer(attach, f"attach {category}={tag}")
         return str(tag_id)
 
-    @staticmethod
-    def _library_item(rest: Any, library: str, name: str) -> dict[str, Any] | None:
-        with vsphere_errors("content library"):
-            ids = rest_answer(
-                rest.post("/com/vmware/content/library/item", params={"~action": "find"},
-                          json={"spec": {"library_id": library, "name": name}}),
-                f"find item {name}",
-            ) or []  # fmt: skip
-            for item_id in ids:
-                item = rest_answer(rest.get(f"/com/vmware/content/library/item/id:{item_id}"), f"item {item_id}")
-                if item and item.get("name") == name:
-                    return dict(item)
-        return None
+    def _seal_of(self, template: Any) -> str:
+        """Which seal made the final template: its ``imagebuild.seal``, else (a template sealed
+        before seals were marked) its managed object id, which vCenter gives no other VM, so a
+        template cloned again by a new seal has another."""
+        return self._options(template).get(SEAL_OPTION) or f"moref-{template._moId}"
 
     def cleanup(self, build: BuildRecord, host: Host) -> None:
         """Destroy the build VM, and what earlier, lost hosts of the build left."""

@@ -224,3 +224,40 @@ def test_a_publish_milestone_needs_a_content_library() -> None:
     }
     with pytest.raises(SpecError, match=r"target\.content_library: is required"):
         parse_spec(spec)
+
+
+def test_a_resealed_template_replaces_its_content_library_item(build: Any, vsphere_library: str) -> None:
+    """The final template's name comes from the build (the same after a new seal), and so does its
+    content library item's: an item of the build is kept only if its description records this
+    very template's seal. A build sealed again gets a new item (the old one, holding the image
+    of the first seal, is deleted); publishing the same seal again keeps its item."""
+    target = make_target("vs-pipe")
+    green = target.packer_image_name(build, "vs-pipe", 10)
+    packer_clone(target, green)
+    target.claim_images(build, {"": green}, 10)
+    host = target.launch(build, Checkpoint(10, green))
+    sealed = target.capture(build, host, 95, final=True)
+    first = target.publish(build, sealed["image_id"])
+    rest = target.clients.rest()
+
+    resealed = target.capture(build, host, 95, final=True)  # reset to 95, sealed again
+    assert resealed["image_id"] == sealed["image_id"]
+    second = target.publish(build, resealed["image_id"])
+    assert second["library_item_id"] != first["library_item_id"]
+    assert resealed["seal"] != sealed["seal"]
+    assert rest.get(f"/com/vmware/content/library/item/id:{first['library_item_id']}").status_code == 404
+    item = rest.get(f"/com/vmware/content/library/item/id:{second['library_item_id']}").json()["value"]
+    assert f"[imagebuild.seal={resealed['seal']}]" in item["description"]
+    assert second["seal"] == resealed["seal"]
+    assert target.publish(build, resealed["image_id"]) == second  # the same seal: its item is kept
+    # An item of the template's name that records no key of this build is not the build's to replace.
+    rest.delete(f"/com/vmware/content/library/item/id:{second['library_item_id']}")
+    spec = {"library_id": vsphere_library, "name": resealed["image_id"], "type": "ovf",
+            "description": f"[imagebuild.seal={resealed['seal']}]"}  # fmt: skip
+    theirs = rest.post("/com/vmware/content/library/item", json={"create_spec": spec}).json()["value"]
+    with pytest.raises(InvalidInput, match=r"target\.content_library: an item .* that is not this build's exists"):
+        target.publish(build, resealed["image_id"])
+    assert rest.get(f"/com/vmware/content/library/item/id:{theirs}").status_code == 200
+    rest.delete(f"/com/vmware/content/library/item/id:{theirs}")
+    target.cleanup(build, host)
+    assert target.discard(build, [green]) == [green]
