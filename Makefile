@@ -52,10 +52,11 @@ lint: venv
 	cd dags/ansible && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --profile production --offline --nocolor -q .
 	@for t in dags/packer/*.pkr.hcl; do packer fmt -check $$t >/dev/null || { echo "$$t: run packer fmt"; exit 1; }; done
 
-# Two workers (pytest-xdist, work stealing): the slow end-to-end tests mostly wait on child
-# processes (Packer, ansible-playbook, debootstrap, airflow standalone), so two run side by side.
+# Two workers (pytest-xdist): the slow end-to-end tests mostly wait on child processes (Packer,
+# ansible-playbook, debootstrap, airflow standalone), so two run side by side. Slow tests start
+# first; tests/standalone/ shares one airflow standalone on one worker (tests/conftest.py).
 test: setup lint
-	$(PY) -m pytest -q -n 2 --dist worksteal
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 bench: setup
 	$(PY) benchmarks/store_bench.py

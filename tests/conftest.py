@@ -51,6 +51,31 @@ os.environ.update(
 
 from airflow_provider_imagebuild.store import BuildStore, open_store  # noqa: E402 (after the env set-up)
 
+# -- How the session spreads over its xdist workers ---------------------------------------------
+# Folders whose tests share one server for the whole session (tests/standalone/: one `airflow
+# standalone`): they run on one worker, so the server starts once. Every other test is its own
+# unit of work. (xdist's `xdist_group` marks would say the same, but `--dist loadgroup` stopped
+# grouping with pytest 9.2: pytest-dev/pytest-xdist#1386.)
+SHARED_FOLDERS = ("tests/standalone/",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort: each module keeps its order): the long end-to-end runs
+    start at once on both workers instead of being the last ones to finish."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFolderScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """Work units: a shared folder as a whole (the largest unit goes first), else one test."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return next((folder for folder in SHARED_FOLDERS if nodeid.startswith(folder)), nodeid)
+
+    return SharedFolderScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,7 +1,7 @@
 """The plugin API's bodies, as a hostile or careless client sends them: a milestone code must be
 an integer (not a boolean, not a string), a reason must be there. Refused with 422 before
 anything reads the store. (Authentication and permissions are tested on the real API server in
-tests/operators/test_scheduler.py; here the caller is given.)"""
+tests/standalone/test_scheduler.py; here the caller is given.)"""
 
 from __future__ import annotations
 

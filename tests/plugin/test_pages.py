@@ -2,7 +2,7 @@
 a page shows for a build that failed, was cleared with a note and resumed; what a viewer sees;
 that hostile text in a record is shown, not run; that actions take JSON only. Airflow's own
 authentication and the UI's frame are exercised on the real API server and in a browser
-(tests/operators/test_scheduler.py, tests/plugin/test_browser.py); here the caller is given."""
+(tests/standalone/test_scheduler.py, tests/standalone/test_browser.py); here the caller is given."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,49 @@ class Airflow:
                 "include_downstream": True,
             },
         )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The test session's one ``airflow standalone``, shared by every test of the real scheduler,
+    API server and UI (tests/standalone/, which one xdist worker runs, so Airflow starts once).
+    Tests add their own pipelines to ``pipelines``: the dag-processor lists the folder every few
+    seconds and ``Airflow.wait_for_dag`` waits for the DAG. Every pipeline uses ``store_url``,
+    which is also the deployment-wide store the plugin reads."""
+
+    airflow: Airflow
+    folder: Path
+    pipelines: Path
+    store_url: str
+
+    def add_pipeline(self, name: str, text: str) -> Path:
+        path = self.pipelines / f"{name}.yaml"
+        tmp = path.with_suffix(".tmp")  # the DAG file reads *.yaml: never half a spec
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+
+# Drills of the UI test (the first attempt at 85 fails, as a mirror timeout would): deployment-wide,
+# as an operator sets them on workers; no other shared pipeline has a milestone 85.
+SHARED_FAIL_AT = "85@1"
+
+
+@contextmanager
+def shared_deployment(folder: Path) -> Iterator[Deployment]:
+    pipelines = folder / "pipelines"
+    pipelines.mkdir(parents=True)
+    store_url = f"sqlite:///{folder}/state.db"
+    env = {
+        "IMAGEBUILD_STORE": store_url,
+        "IMAGEBUILD_WORK": str(folder / "work"),
+        "IMAGEBUILD_CATALOG": str(folder / "catalog"),
+        "IMAGEBUILD_FAIL_AT": SHARED_FAIL_AT,
+        # pipelines written after the start are parsed within seconds, not Airflow's 30
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
+    }
+    with standalone(folder / "airflow", pipelines, env) as airflow:
+        yield Deployment(airflow, folder, pipelines, store_url)
 
 
 @contextmanager

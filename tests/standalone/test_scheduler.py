@@ -11,14 +11,12 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_imagebuild.store import BuildStore, open_store
-from tests.dags.conftest import write
-from tests.servers.standalone import Airflow, standalone
+from tests.servers.standalone import Airflow, Deployment
 
 COUNT = 'echo "$STATE" >> "$COUNTER"'
 
@@ -42,23 +40,19 @@ def _pipeline(name: str, store_url: str, tmp: Path, milestones: dict[int, str], 
 
 
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airflow, BuildStore, Path]]:
-    tmp = tmp_path_factory.mktemp("standalone")
-    store_url = f"sqlite:///{tmp}/state.db"
-    pipelines = tmp / "pipelines"
+def scheduler(shared_standalone: Deployment) -> tuple[Airflow, BuildStore, Path]:
+    """Three command pipelines on the session's shared standalone (one store for the deployment)."""
+    tmp = shared_standalone.folder / "scheduler"
+    tmp.mkdir()
+    store_url = shared_standalone.store_url
     fail_once = f'if [ ! -e "$MARK" ]; then touch "$MARK"; echo "nfs mount failed" >&2; exit 1; fi; {COUNT}'
-    write(
-        pipelines / "clear.yaml",
-        _pipeline("clear-demo", store_url, tmp, {5: COUNT, 10: COUNT, 15: COUNT, 45: fail_once, 50: COUNT, 95: COUNT}),
-    )
+    clear = {5: COUNT, 10: COUNT, 15: COUNT, 45: fail_once, 50: COUNT, 95: COUNT}
+    shared_standalone.add_pipeline("clear", _pipeline("clear-demo", store_url, tmp, clear))
     hang_once = f'if [ ! -e "$MARK" ]; then touch "$MARK"; echo $PPID >> "$PIDS"; exec sleep 600; fi; {COUNT}'
-    write(
-        pipelines / "kill.yaml", _pipeline("kill-demo", store_url, tmp, {5: COUNT, 15: hang_once, 20: COUNT}, retries=2)
-    )
-    write(pipelines / "ui.yaml", _pipeline("ui-demo", store_url, tmp, {5: COUNT, 15: COUNT, 45: COUNT}))
-    # The plugin reads the deployment-wide store, as a deployment with one store configures it.
-    with standalone(tmp / "airflow", pipelines, {"IMAGEBUILD_STORE": store_url}) as airflow:
-        yield airflow, open_store(store_url), tmp
+    kill = {5: COUNT, 15: hang_once, 20: COUNT}
+    shared_standalone.add_pipeline("kill", _pipeline("kill-demo", store_url, tmp, kill, retries=2))
+    shared_standalone.add_pipeline("ui", _pipeline("ui-demo", store_url, tmp, {5: COUNT, 15: COUNT, 45: COUNT}))
+    return shared_standalone.airflow, open_store(store_url), tmp
 
 
 def _counts(path: Path) -> Counter[int]:

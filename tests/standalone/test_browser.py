@@ -1,14 +1,14 @@
 """The operator's day in a real browser (Debian's chromium, Playwright) on the real Airflow UI.
 
-``airflow standalone`` runs the shipped local pipeline (debootstrap, Ansible over chroot, qcow2)
-with a flaky failure injected at 85 (``IMAGEBUILD_FAIL_AT=85@1``: the first attempt fails, as a
-mirror timeout would). Then, as a person:
+The session's shared ``airflow standalone`` runs the ends of the shipped local pipeline
+(debootstrap, Ansible over chroot, the seal's qcow2, the catalog) with a flaky failure injected
+at 85 (``IMAGEBUILD_FAIL_AT=85@1``: the first attempt fails, as a mirror timeout would). Then, as a person:
 
 1. the admin opens the DAG's grid, opens the failed task, clears it through Airflow's own Clear
    dialog with a note, and the run goes green: the store shows 85's second attempt, with the note
    as its reason, and no completed milestone ran again;
 2. the admin opens Image builds from the navigation, finds the build, sees the two attempts at
-   85, follows an attempt's link to its Airflow task log; a reset to 90 is refused with the reason
+   85, follows an attempt's link to its Airflow task log; a reset to 85 is refused with the reason
    (the delivered build's host and checkpoints are gone) and a redo from 5 with a reason rebuilds
    it: the build is delivered again, the action recorded with the admin's name;
 3. a viewer sees the pages without the action forms, and the API refuses the action anyway (403);
@@ -28,36 +28,50 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import expect
 
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from tests.servers.browser import Operator, chromium
 from tests.servers.process import ROOT
-from tests.servers.standalone import Airflow, standalone
+from tests.servers.standalone import SHARED_FAIL_AT, Airflow, Deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-DAG_ID = "imagebuild_local_debian_base"
+PIPELINE = "ui-local"
+DAG_ID = "imagebuild_ui_local"
+MILESTONES = (5, 10, 85, 95, 100)
 BUILD = "ui-local-1"
 NOTE = "apt mirror timed out (INC-4711); mirror is back"
 
 
+def ui_pipeline(store_url: str) -> str:
+    """The shipped local pipeline's ends, on the real local target (debootstrap from the cached
+    base, the green image's playbook over chroot and its checkpoint, metadata, the seal's qcow2,
+    the catalog) without its middle: the UI's scenario needs a real delivered build whose host and
+    checkpoints are gone, not the configuration milestones ``test_local_pipeline`` builds."""
+    spec = yaml.safe_load((ROOT / "dags/pipelines/local-debian-base.yaml").read_text())
+    kept = {code: spec["milestones"][code] for code in MILESTONES}
+    for milestone in kept.values():
+        if "playbook" in milestone:
+            milestone["playbook"] = str((ROOT / "dags/pipelines" / milestone["playbook"]).resolve())
+    spec.update(pipeline=PIPELINE, store=store_url, checkpoints=[10], milestones=kept)
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, rootfs_archive: Path) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("ui")
-    store_url = f"sqlite:///{tmp}/state.db"
-    env = {
-        "IMAGEBUILD_STORE": store_url,
-        "IMAGEBUILD_WORK": str(tmp / "work"),
-        "IMAGEBUILD_CATALOG": str(tmp / "catalog"),
-        "IMAGEBUILD_FAIL_AT": "85@1",
-    }
-    shots = ROOT / "docs" / "images" if os.environ.get("IMAGEBUILD_UPDATE_SCREENSHOTS") == "1" else tmp / "shots"
+def deployment(shared_standalone: Deployment, rootfs_archive: Path) -> Iterator[dict[str, Any]]:
+    shots = ROOT / "docs" / "images" if os.environ.get("IMAGEBUILD_UPDATE_SCREENSHOTS") == "1" else None
+    shots = shots or shared_standalone.folder / "shots"
     shots.mkdir(parents=True, exist_ok=True)
-    with standalone(tmp / "airflow", ROOT / "dags" / "pipelines", env) as airflow, chromium() as browser:
+    airflow = shared_standalone.airflow
+    shared_standalone.add_pipeline(PIPELINE, ui_pipeline(shared_standalone.store_url))
+    assert SHARED_FAIL_AT == "85@1"  # the deployment's drill: the first attempt at 85 fails
+    with chromium() as browser:
         airflow.wait_for_dag(DAG_ID)
         run_id = airflow.trigger(DAG_ID, {"build_id": BUILD})
-        yield {"airflow": airflow, "store": open_store(store_url), "browser": browser, "run_id": run_id, "shots": shots}
+        store = open_store(shared_standalone.store_url)
+        yield {"airflow": airflow, "store": store, "browser": browser, "run_id": run_id, "shots": shots}
 
 
 def attempts(store: BuildStore) -> dict[int, list[str]]:
@@ -105,7 +119,7 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     admin = Operator(deployment["browser"], airflow.url, "admin")
     frame = admin.builds_frame()
     row = frame.locator(f"tr[data-build='{BUILD}']")
-    assert "delivered" in row.inner_text() and "12/12" in row.inner_text()
+    assert "delivered" in row.inner_text() and "6/6" in row.inner_text()
     admin.page.screenshot(path=str(deployment["shots"] / "builds-list.png"))
 
     row.locator("a.build-link").click()
@@ -120,23 +134,21 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     assert tries.count() == tries_85
     assert NOTE in tries.first.inner_text()  # newest first: the attempt the clear started
     admin.page.set_viewport_size({"width": 1440, "height": 1700})  # the frame scrolls inside: show more
-    frame.locator("#timeline tr[data-state='70']").scroll_into_view_if_needed()
+    frame.locator("#timeline tr[data-state='10']").scroll_into_view_if_needed()
     admin.page.screenshot(path=str(deployment["shots"] / "build-page.png"))
     admin.page.set_viewport_size({"width": 1440, "height": 900})
 
     # An attempt's link opens its log in Airflow's window, not inside the frame.
     tries.first.locator("a[data-airflow]").click()
-    admin.page.wait_for_url(
-        re.compile(rf"/dags/imagebuild_local_debian_base/runs/[^/]+/tasks/s085_metadata\?try_number={tries_85}")
-    )
+    admin.page.wait_for_url(re.compile(rf"/dags/{DAG_ID}/runs/[^/]+/tasks/s085_metadata\?try_number={tries_85}"))
     expect(admin.page.locator("iframe[title='Image builds']")).to_have_count(0)
     expect(admin.page.get_by_text("85 · Image metadata").first).to_be_visible()
 
-    # After delivery the build host is gone and the seal deleted the checkpoints: resetting to 90
+    # After delivery the build host is gone and the seal deleted the checkpoints: resetting to 85
     # is refused before anything changes, with the way forward; a redo from 5 rebuilds.
     frame = admin.builds_frame(f"/builds/{BUILD}")
     version = store.get(BUILD).version
-    message = admin.act(frame, "reset", 90, "final validation missed the new sysctl")
+    message = admin.act(frame, "reset", 85, "the release record missed the new field")
     assert message.startswith("Reset refused (HTTP 409)") and "Redo from 5 to rebuild" in message, message
     assert store.get(BUILD).version == version
     message = admin.act(frame, "redo", 5, "rebuild with the fixed sysctl check")
@@ -167,7 +179,7 @@ def test_a_viewer_sees_the_pages_but_cannot_act(deployment: dict[str, Any]) -> N
     assert frame.locator("#reset-form, #redo-form, #skip-form").count() == 0
     assert frame.locator("#timeline tr[data-state='85']").count() == 1
     version = store.get(BUILD).version
-    status = viewer.post_from_page(f"/imagebuild/api/builds/{BUILD}/reset", {"to": 90, "reason": "x"})
+    status = viewer.post_from_page(f"/imagebuild/api/builds/{BUILD}/reset", {"to": 85, "reason": "x"})
     assert status == 403 and store.get(BUILD).version == version
     viewer.close()
 
