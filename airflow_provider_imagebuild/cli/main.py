@@ -16,7 +16,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
 from airflow_provider_imagebuild.cli.init import ansible_callback_path, init
-from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, warn
+from airflow_provider_imagebuild.cli.output import RedactingGroup, emit, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.errors import Conflict
 from airflow_provider_imagebuild.redact import redact_patterns
@@ -52,7 +52,7 @@ def _code(text: str, field: str = "STATE") -> int:
     return parse_code(text, field)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=RedactingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--store",
     "store_url",

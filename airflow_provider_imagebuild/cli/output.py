@@ -1,34 +1,63 @@
 """How every ``imagebuild`` command answers: one redacted error line and an exit code, ``--json``
-for scripts, or a rich table for people."""
+for scripts, or a rich table for people.
+
+Every error the CLI prints goes through :func:`redact`: the typed ones and the unexpected ones
+(:func:`handles_errors`), warnings, the traceback ``IMAGEBUILD_DEBUG=1`` asks for (the exception
+and its causes, as tasks redact theirs), and click's own usage errors, which quote what was typed
+(:class:`RedactingGroup`). The redaction is the patterns every task and the store use plus what the
+command was given as a secret (:mod:`airflow_provider_imagebuild.shell_redaction`): an error can
+quote a secret with nothing around it that says so, such as the session token boto could not send
+or the password of a store URL inside the bucket name it refused.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
 from airflow_provider_imagebuild.errors import ImageBuildError
-from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.redact import Redactor, redact_exception
+from airflow_provider_imagebuild.shell_redaction import shell_redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def redactor() -> Redactor:
+    """The redaction of what this command prints: the shared patterns plus the secrets of its
+    arguments, environment, store URL and parameters (click's, when a command is running)."""
+    given: list[object] = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        given.append(dict(ctx.params))
+        if isinstance(ctx.obj, dict):
+            given.append(ctx.obj.get("url"))
+        ctx = ctx.parent
+    return shell_redactor(*given)
+
+
+def redact(text: str) -> str:
+    return redactor()(text)
+
+
 def fail(message: str, code: int) -> None:
-    click.echo(f"imagebuild: error: {redact_patterns(message)}", err=True)
+    click.echo(f"imagebuild: error: {redact(message)}", err=True)
     sys.exit(code)
 
 
 def warn(message: str) -> None:
-    click.echo(f"imagebuild: warning: {redact_patterns(message)}", err=True)
+    click.echo(f"imagebuild: warning: {redact(message)}", err=True)
 
 
 def handles_errors(func: F) -> F:
-    """Typed errors become one line and an exit code; anything else is reported, not dumped."""
+    """Typed errors become one line and an exit code; anything else is reported, not dumped (with
+    ``IMAGEBUILD_DEBUG`` set, raised with its text and its causes' redacted)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,10 +67,38 @@ def handles_errors(func: F) -> F:
             fail(str(exc), exc.exit_code)
         except Exception as exc:
             if os.environ.get("IMAGEBUILD_DEBUG"):
-                raise
+                safe = redact_exception(exc, redactor())
+                if safe is exc:
+                    raise
+                raise safe from safe.__cause__
             fail(f"unexpected {type(exc).__name__}: {exc} (set IMAGEBUILD_DEBUG=1 for details)", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _redacted_usage() -> Iterator[None]:
+    try:
+        yield
+    except click.ClickException as exc:
+        vars(exc)["message"] = redact(exc.message)  # an instance attribute click's stubs call Final
+        raise
+
+
+class RedactingGroup(click.Group):
+    """The root group: click reports a bad value, an unknown option or an extra argument itself,
+    before or around any command (so :func:`handles_errors` never sees it), quoting what was typed;
+    its message is redacted on the way out like every other error."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _redacted_usage():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _redacted_usage():
+            return super().invoke(ctx)
 
 
 def print_json(data: Any) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import click
 
-from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json
+from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, redactor
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.spec import load_spec, load_specs, pipelines_folder, spec_files
 
 
@@ -50,6 +49,7 @@ def spec_check(paths: tuple[Path, ...], as_json: bool) -> None:
     """Validate specs: files, or folders of *.yaml/*.yml (default: $IMAGEBUILD_PIPELINES_DIR, else
     dags/pipelines). Prints one line per spec; exits 2 when any spec is invalid."""
     loaded, errors = load_specs(_spec_paths(paths))
+    redact = redactor()
     if as_json:
         print_json(
             {
@@ -57,16 +57,14 @@ def spec_check(paths: tuple[Path, ...], as_json: bool) -> None:
                     {"file": str(path), "dag_id": spec.effective_dag_id, "milestones": plan_from_spec(spec).codes}
                     for path, spec in loaded
                 ],
-                "invalid": [
-                    {"file": exc.file, "key": exc.path, "reason": redact_patterns(exc.reason)} for exc in errors
-                ],
+                "invalid": [{"file": exc.file, "key": exc.path, "reason": redact(exc.reason)} for exc in errors],
             }
         )
     else:
         for path, spec in loaded:
             click.echo(f"ok {path}: DAG {spec.effective_dag_id}, {len(plan_from_spec(spec).steps)} milestones")
         for exc in errors:
-            click.echo(f"imagebuild: error: {redact_patterns(str(exc))}", err=True)
+            click.echo(f"imagebuild: error: {redact(str(exc))}", err=True)
     if errors:
         raise SystemExit(InvalidInput.exit_code)
 

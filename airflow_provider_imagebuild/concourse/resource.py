@@ -54,7 +54,7 @@ from airflow_provider_imagebuild.concourse.request import (
     write_own_file,
 )
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput
-from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.shell_redaction import shell_redactor
 from airflow_provider_imagebuild.store import BuildStore, ListFilter, open_store, parse_store_url
 
 SOURCE_KEYS = {"store", "pipeline", "cloud", "build_id", "env"}
@@ -263,9 +263,11 @@ def _put(action: str, build_id: str, params: Mapping[str, Any], store: BuildStor
     return {"version": version_of(rec), "metadata": _metadata(rec)}
 
 
-def log(message: str) -> None:
-    """One line on stderr (Concourse's log), secrets redacted."""
-    print(redact_patterns(" ".join(message.splitlines())), file=sys.stderr)
+def log(message: str, given: object = None) -> None:
+    """One line on stderr (Concourse's log), secrets redacted as the CLI redacts what it prints:
+    the shared patterns plus the secrets of the environment (``source.env`` once applied) and of
+    ``given`` (the request, for errors: its store URL's password, its secret-looking keys)."""
+    print(shell_redactor(given)(" ".join(message.splitlines())), file=sys.stderr)
 
 
 def main(
@@ -281,13 +283,15 @@ def main(
     if not args or args[0] not in commands or (args[0] != "check" and len(args) < 2):
         log("usage: check | in DESTINATION | out SOURCES (a JSON request on stdin)")
         return 1
+    request: object = None
     try:
-        answer = commands[args[0]](read_request(stdin or sys.stdin), args[1:])
+        request = read_request(stdin or sys.stdin)
+        answer = commands[args[0]](request, args[1:])
     except ImageBuildError as exc:
-        log(f"imagebuild resource: {exc}")
+        log(f"imagebuild resource: {exc}", request)
         return 1
     except Exception as exc:  # the protocol's promise: one line, never a traceback
-        log(f"imagebuild resource: unexpected {type(exc).__name__}: {exc}")
+        log(f"imagebuild resource: unexpected {type(exc).__name__}: {exc}", request)
         return 1
     json.dump(answer, stdout or sys.stdout)
     (stdout or sys.stdout).write("\n")

@@ -75,6 +75,10 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         raise InvalidInput(field, f"is not a valid URL: {exc}") from None
     if parts.fragment:
         raise InvalidInput(field, "must not contain a '#fragment'")
+    if "@" in parts.netloc:  # refused before any part of it is quoted back (a bucket, a table)
+        raise InvalidInput(
+            field, "must not contain credentials (user:password@); use the connection or the environment"
+        )
     query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     unknown = set(query) - _ALLOWED_QUERY[scheme]
     if unknown:

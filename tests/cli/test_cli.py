@@ -274,3 +274,40 @@ def test_build_show_gives_readers_a_lease_id_never_the_token(tmp_path: Path) -> 
         refused = imagebuild("build", *verb, "--token", lease_id)
         assert refused.exit_code == 3 and "does not hold" in refused.output, refused.output
     assert imagebuild("build", "complete", "c", "5", "--token", token).exit_code == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_error_prints_a_secret_the_command_was_given(tmp_path: Path) -> None:
+    """An error's text can quote a secret with nothing around it that says so: the password of a
+    store URL inside the bucket name it refused, the session token boto could not send, the value
+    typed after a secret-looking name in a path click refuses, a file name in the traceback
+    IMAGEBUILD_DEBUG asks for. Every error the CLI prints goes through the tasks' redaction plus
+    what the command was given (arguments, environment, store URL); none of these reaches stderr."""
+    secret = "Hunter2-" + unique("pw")
+    bad_bucket = run("--store", f"s3://admin:{secret}@bkt/p?region=us-east-1", "build", "list")
+    assert bad_bucket.returncode == 2 and "must not contain credentials" in bad_bucket.stderr
+
+    # botocore refuses a session token it cannot put in a header, quoting it (the request never leaves)
+    env = {"AWS_SESSION_TOKEN": f"x\n{secret}", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE01"}
+    no_header = run("build", "list", store="s3://bkt/p?region=us-east-1&endpoint_url=http://127.0.0.1:9", env=env)
+    assert no_header.returncode == 5 and "Invalid header value" in no_header.stderr
+
+    usage = run("concourse", "render", str(tmp_path / f"spec?aws_secret_access_key={secret}"))
+    assert usage.returncode == 2 and "Invalid value for 'SPEC'" in usage.stderr
+
+    spec = ROOT / "dags/pipelines/local-debian-base.yaml"
+    out = tmp_path / "missing" / f"password={secret}" / "pipeline.yml"
+    debug = run(
+        "concourse", "render", str(spec), "--repo-root", str(ROOT), "-o", str(out), env={"IMAGEBUILD_DEBUG": "1"}
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr
+
+    spec_file = tmp_path / "leaky.yaml"
+    spec_file.write_text(f"pipeline: p\ncloud: local\nimage_type: t\nstore: s3://admin:{secret}@bkt/p\n")
+    checked = run("spec", "check", str(spec_file))
+    assert checked.returncode == 2 and "store" in checked.stderr
+
+    for result in (bad_bucket, no_header, usage, debug, checked):
+        assert secret not in result.stdout + result.stderr, result.stderr

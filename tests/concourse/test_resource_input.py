@@ -306,3 +306,17 @@ def test_a_bad_version_is_one_line_naming_it(
     url, _store = sqlite
     for command, folder in (("check", None), ("in", tmp_path / "get")):
         refused(resource(command, {"source": {"store": url}, "version": version}, folder), field)
+
+
+def test_a_credential_of_source_env_never_reaches_the_log(tmp_path: Path) -> None:
+    """Concourse hands the resource credentials in ``source.env`` (from its credential manager), and
+    botocore quotes a session token it cannot put in a header. The log is redacted as the CLI
+    redacts what it prints: the shared patterns plus the secrets the process was given (its
+    environment once ``source.env`` is applied, the request), so the token is not in the log."""
+    secret = "Hunter2-concourse-session"
+    env = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE01", "AWS_SECRET_ACCESS_KEY": "x" * 40,
+           "AWS_SESSION_TOKEN": f"x\n{secret}"}  # fmt: skip
+    source = {"store": "s3://bkt/p?region=us-east-1&endpoint_url=http://127.0.0.1:9", "env": env}
+    got = resource("check", {"source": source})
+    refused(got, "Invalid header value")
+    assert secret not in got.stderr + got.stdout, got.stderr
