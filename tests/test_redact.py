@@ -190,3 +190,120 @@ def test_an_exception_whose_text_ignores_its_args_is_stood_in_for() -> None:
     assert stand_in.__traceback__ is api.__traceback__
     alone = redact_exception(api, redact_patterns)
     assert isinstance(alone, RedactedError) and "PLANTED" not in str(alone)
+
+
+# -- values of every shape: the whole value goes, the text around it stays ---------------------------
+@pytest.mark.parametrize(
+    ("text", "secrets", "kept"),
+    [
+        ("{'aws_secret_access_key': ['x']}", ["'x'"], ["{'aws_secret_access_key': "]),
+        ("{'password': ['a1', 'b2'], 'user': 'bob'}", ["a1", "b2"], ["'user': 'bob'}"]),
+        ('{"password": ["a1", "b2"], "user": "bob"}', ["a1", "b2"], ['"user": "bob"}']),
+        ("{'tokens': [['a1', 'b2'], ['c3']], 'ok': 1}", ["a1", "b2", "c3"], ["'ok': 1}"]),
+        ("{'secrets': [{'value': 'x1y2'}], 'ok': 1}", ["x1y2", "value"], ["'ok': 1}"]),
+        ("{'credentials': {'user': 'u9', 'pw': 'p4ss'}, 'ok': 1}", ["u9", "p4ss"], ["'ok': 1}"]),
+        (  # a secret's mapping keeps what describes it
+            '{"Credentials": {"AccessKeyId": "x1", "Pw": "p4", "Expiration": "2026-11-27T03:00:00Z"}}',
+            ["x1", "p4"],
+            ['"Expiration": "2026-11-27T03:00:00Z"'],
+        ),
+        ("{'password': ('a1', 'b2'), 'ok': 1}", ["a1", "b2"], ["'ok': 1}"]),
+        ("{'password': ['a]1', 'b)2}'], 'ok': 1}", ["a]1", "b)2"], ["'ok': 1}"]),  # brackets inside quotes
+        ("{'password': [\"it's\", 'say \"hi\"'], 'ok': 1}", ["it's", "hi"], ["'ok': 1}"]),
+        ('{"password": [\n  "a1",\n  "b2"\n], "ok": 1}', ["a1", "b2"], ['"ok": 1}']),  # pretty-printed JSON
+        ("{password: [a1, b2], user: bob}", ["a1", "b2"], ["user: bob}"]),  # YAML flow style
+        ("{password: {x: a1}, user: bob}", ["a1"], ["user: bob}"]),
+        ("password: [a1, b2]\nuser: bob", ["a1", "b2"], ["user: bob"]),
+        ("password=[a1, b2] user=bob", ["a1", "b2"], ["user=bob"]),
+        ("password=(a1 b2) user=bob", ["a1", "b2"], ["user=bob"]),  # a shell array
+        ("{'password': 'it\\'s s3cret', 'ok': 1}", ["s3cret"], ["'ok': 1}"]),  # repr of both quote kinds
+        ('{"password": "say \\"h1\\" now", "ok": 1}', ["h1", "now"], ['"ok": 1}']),
+        ("{'password': b'by7es', 'token': u'un1code', 'ok': 1}", ["by7es", "un1code"], ["'ok': 1}"]),
+        ('{"msg": "{\\"password\\": \\"x y z\\"}", "ok": 1}', ["x y z"], ['"ok": 1}']),  # JSON inside JSON
+        ('{"msg": "{\\"password\\": [\\"a1\\", \\"b2\\"]}", "ok": 1}', ["a1", "b2"], ['"ok": 1}']),
+        ("password='hello world 1' user=bob", ["hello", "world"], ["user=bob"]),
+        ('export PASSWORD="hello world 1"; echo ok', ["hello", "world"], ["; echo ok"]),
+        ("PASSWORD=hello\\ w0rld echo=ok", ["hello", "w0rld"], ["echo=ok"]),  # a shell's escaped space
+        ("token='abc'd3f echo=ok", ["abc", "d3f"], ["echo=ok"]),  # a shell's 'abc'd3f is one word
+        ("{'password': {1: 's3cret'}, 'ok': 1}", ["s3cret"], ["'ok': 1}"]),  # not key: value entries
+        ("password = correct horse battery staple", ["correct", "horse", "battery", "staple"], ["password"]),
+        ("db_password: correct horse battery staple", ["correct", "horse", "battery", "staple"], ["db_password"]),
+    ],
+)
+def test_a_secret_value_is_hidden_whole_whatever_its_shape(text: str, secrets: list[str], kept: list[str]) -> None:
+    redacted = redact_patterns(text)
+    assert [s for s in secrets if s in redacted] == [], redacted
+    assert [k for k in kept if k not in redacted] == [], redacted
+
+
+# -- key: value lines: which hold a secret, which are a sentence --------------------------------------
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("password: hunter2", "hunter2"),
+        ("token: abc", "abc"),
+        ("credentials: AKIAZ3MSJV4WWNPLANTD", "AKIAZ3MSJV4WWNPLANTD"),
+        ("credentials: myuser mypassword", "mypassword"),
+        ("credentials: S3cr3tValue", "S3cr3tValue"),
+        ("token: abc123def expired at 10:00", "abc123def"),
+        ("token: letmein", "letmein"),
+        ("secret: letmein for root", "letmein"),
+        ("Password: hunter2 and more", "hunter2"),
+        ("password: letmein for root", "letmein"),
+        ("pass: hunter2", "hunter2"),
+        ("auth: dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        ("client_secret: two words", "words"),
+        ("vault token: s.PLANTED9token", "s.PLANTED9token"),
+        ("(using password: YES)", "YES"),
+        ("user: bob password: hunter2 host: db", "hunter2"),
+        ("'password': hunter2", "hunter2"),
+        ("PASSWORD = hunter2 # the db one", "hunter2"),
+    ],
+)
+def test_a_key_value_that_holds_a_secret_is_redacted(text: str, secret: str) -> None:
+    redacted = redact_patterns(text)
+    assert secret not in redacted, redacted
+    assert redacted.split(":")[0] == text.split(":")[0] or "=" in text, redacted  # the key stays readable
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "credentials: S3 bucket missing",
+        "credentials: Azure subscription not found",
+        "token: EC2 metadata service did not answer",
+        "Missing credentials: the AWS profile is not set",
+        "secrets: vault path is empty",
+        "auth: Kerberos ticket has expired",
+        "token: must not be empty",
+        "password: is required",
+        "user: bob host: db.internal",
+        "password authentication failed for user 'deploy'",
+        "ssh_private_key_file: /root/.ssh/id_ed25519",
+    ],
+)
+def test_prose_after_a_secret_word_stays_as_it_is(text: str) -> None:
+    assert redact_patterns(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kept"),
+    [
+        ("must look like SCHEME://..., got 'admin:Pw-PLANTED-9x@host/x'", "Pw-PLANTED-9x", "admin:"),
+        ("got admin:Pw-PLANTED-9x@127.0.0.1:9", "Pw-PLANTED-9x", "@127.0.0.1:9"),
+        ("got 's3:/admin:Pw-PLANTED-9x@host'", "Pw-PLANTED-9x", "@host"),
+        ("got admin:p@ss-PLANTED@host", "ss-PLANTED", "@host"),  # the userinfo ends at the last '@'
+        ("https://admin:p@ss-PLANTED@host/x", "ss-PLANTED", "@host/x"),
+    ],
+)
+def test_user_password_at_host_holds_a_password_with_or_without_a_scheme(text: str, secret: str, kept: str) -> None:
+    redacted = redact_patterns(text)
+    assert secret not in redacted and kept in redacted, redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["git@github.com:acme/images.git", "ssh root@10.0.0.7", "Access denied for user 'app'@'localhost'"],
+)
+def test_an_address_without_a_password_stays(text: str) -> None:
+    assert redact_patterns(text) == text

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from airflow_provider_imagebuild.build.ids import check_build_id, check_name
 from airflow_provider_imagebuild.build.record import BuildRecord, check_ts, parse_ts
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput, StoreUnavailable
 from airflow_provider_imagebuild.store.url import parse_store_url
+
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.-]{0,30}")
 
 
 def archive_name(rec: BuildRecord) -> str:
@@ -128,7 +131,9 @@ def open_archive(url: str) -> Archive:
     if scheme == "file" and not url.startswith("file://"):
         raise InvalidInput("--archive", "file: takes an absolute path: file:///abs/path (three slashes)")
     if scheme not in ("file", "s3"):
-        raise InvalidInput("--archive", f"must be file:///FOLDER or s3://BUCKET[/PREFIX], not a {scheme[:20]!r} URL")
+        # only a scheme is named back: what precedes ':' may be a user name, or a password typed alone
+        named = f"a {scheme!r} URL" if _SCHEME_NAME.fullmatch(scheme) and url.startswith(f"{scheme}://") else "that"
+        raise InvalidInput("--archive", f"must be file:///FOLDER or s3://BUCKET[/PREFIX], not {named}")
     parsed = parse_store_url(url, "--archive")
     if parsed.scheme == "file":
         return Archive(url, folder=Path(parsed.path))

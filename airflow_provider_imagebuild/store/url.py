@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from airflow_provider_imagebuild.build.ids import control_character
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.redact import quoted_input
 
 SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob", "gs")
 _TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
@@ -65,14 +66,19 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         raise InvalidInput(field, f"must not contain control characters (found {bad})")
     scheme, sep, _rest = text.partition("://")
     if not sep:
-        raise InvalidInput(field, f"must look like SCHEME://..., got {text[:60]!r}")
+        raise InvalidInput(field, f"must look like SCHEME://..., got {quoted_input(text)}")
     if scheme not in SCHEMES:
-        raise InvalidInput(field, f"unknown store scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+        raise InvalidInput(
+            field, f"unknown store scheme {quoted_input(scheme, 30)}; expected one of {', '.join(SCHEMES)}"
+        )
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - validates the host:port part too
-    except ValueError as exc:
-        raise InvalidInput(field, f"is not a valid URL: {exc}") from None
+    except ValueError:  # its text quotes the part it could not read: a password typed as a port
+        raise InvalidInput(
+            field,
+            "is not a valid URL: its host part does not parse (a port is a number, an IPv6 address in [brackets])",
+        ) from None
     if parts.fragment:
         raise InvalidInput(field, "must not contain a '#fragment'")
     if "@" in parts.netloc:  # refused before any part of it is quoted back (a bucket, a table)
@@ -83,7 +89,7 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
     unknown = set(query) - _ALLOWED_QUERY[scheme]
     if unknown:
         allowed = ", ".join(sorted(_ALLOWED_QUERY[scheme])) or "none"
-        names = ", ".join(sorted(unknown))
+        names = ", ".join(quoted_input(name, 40) for name in sorted(unknown))
         raise InvalidInput(field, f"unknown parameter(s) {names} for {scheme}:// (allowed: {allowed})")
     single: dict[str, str] = {}
     for key, values in query.items():
@@ -92,9 +98,9 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         single[key] = values[0]
     region = single.get("region")
     if region is not None and not AWS_REGION_RE.fullmatch(region):
-        raise InvalidInput(f"{field}.region", f"is not an AWS region name: {region!r}")
+        raise InvalidInput(f"{field}.region", f"is not an AWS region name: {quoted_input(region, 40)}")
     endpoint = single.get("endpoint_url")
-    if endpoint is not None and "@" in endpoint.partition("://")[2].partition("/")[0]:
+    if endpoint is not None and "@" in endpoint.split("://", 1)[-1].partition("/")[0]:  # with a scheme or not
         # Credentials come from the environment or the connection's aws_conn_id, never the URL:
         # a store URL is printed, logged and kept in specs.
         raise InvalidInput(
@@ -102,11 +108,11 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
             "must not contain credentials (user:password@); use the connection or the environment",
         )
     if endpoint is not None and not _ENDPOINT_RE.fullmatch(endpoint):
-        raise InvalidInput(f"{field}.endpoint_url", f"must be an http(s) URL, got {endpoint[:80]!r}")
+        raise InvalidInput(f"{field}.endpoint_url", f"must be an http(s) URL, got {quoted_input(endpoint, 80)}")
 
     synchronous = single.get("synchronous", "normal").lower()
     if synchronous not in ("normal", "full"):
-        raise InvalidInput(f"{field}.synchronous", f"must be 'normal' or 'full', got {synchronous!r}")
+        raise InvalidInput(f"{field}.synchronous", f"must be 'normal' or 'full', got {quoted_input(synchronous, 40)}")
 
     if scheme in ("sqlite", "file", "sqlite+s3"):
         if parts.netloc:
@@ -114,7 +120,7 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         # sqlite:///abs/path and SQLAlchemy's sqlite:////abs/path both name /abs/path.
         path = "/" + parts.path.lstrip("/") if parts.path.startswith("/") else parts.path
         if not path.startswith("/") or path == "/":
-            raise InvalidInput(field, f"{scheme}:// needs an absolute path, got {path!r}")
+            raise InvalidInput(field, f"{scheme}:// needs an absolute path, got {quoted_input(path)}")
         if "\x00" in path or "/../" in path + "/":
             raise InvalidInput(field, "path must not contain '..' or NUL")
         if scheme == "sqlite+s3":
@@ -139,7 +145,9 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         if parts.path not in ("", "/"):
             raise InvalidInput(field, "dynamodb://TABLE takes no path")
         if not _TABLE_RE.fullmatch(table):
-            raise InvalidInput(f"{field}.table", f"must be 3-255 letters, digits, '_', '.', '-', got {table!r}")
+            raise InvalidInput(
+                f"{field}.table", f"must be 3-255 letters, digits, '_', '.', '-', got {quoted_input(table)}"
+            )
         return StoreURL(scheme, table=table, region=region, endpoint_url=endpoint, raw=text)
 
     if scheme == "azblob":
@@ -147,13 +155,14 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         if not _CONTAINER_RE.fullmatch(container):
             raise InvalidInput(
                 f"{field}.container",
-                f"must be a Blob container name (3-63 lowercase letters, digits and single '-'), got {container!r}",
+                "must be a Blob container name (3-63 lowercase letters, digits and single '-'), "
+                f"got {quoted_input(container)}",
             )
         account = single.get("account", "")
         if not _ACCOUNT_RE.fullmatch(account):
             raise InvalidInput(
                 f"{field}.account",
-                f"must be a storage account name (3-24 lowercase letters and digits), got {account!r}",
+                f"must be a storage account name (3-24 lowercase letters and digits), got {quoted_input(account)}",
             )
         prefix = parts.path.strip("/")
         _check_prefix(prefix, f"{field}.prefix")
@@ -164,11 +173,12 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
         if not _GCS_BUCKET_RE.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog"):
             raise InvalidInput(
                 f"{field}.bucket",
-                f"must be a Cloud Storage bucket name (3-63 lowercase letters, digits, '-', '_', '.'), got {bucket!r}",
+                "must be a Cloud Storage bucket name (3-63 lowercase letters, digits, '-', '_', '.'), "
+                f"got {quoted_input(bucket)}",
             )
         project = single.get("project")
         if project is not None and not _PROJECT_RE.fullmatch(project):
-            raise InvalidInput(f"{field}.project", f"is not a project id, got {project!r}")
+            raise InvalidInput(f"{field}.project", f"is not a project id, got {quoted_input(project, 40)}")
         prefix = parts.path.strip("/")
         _check_prefix(prefix, f"{field}.prefix")
         return StoreURL(scheme, bucket=bucket, prefix=prefix, project=project, endpoint_url=endpoint, raw=text)
@@ -183,10 +193,10 @@ def parse_store_url(url: object, field: str = "store") -> StoreURL:
 def _check_bucket(bucket: str, field: str) -> None:
     if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise InvalidInput(
-            field, f"must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}"
+            field, f"must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {quoted_input(bucket)}"
         )
 
 
 def _check_prefix(prefix: str, field: str) -> None:
     if not _PREFIX_RE.fullmatch(prefix) or ".." in prefix or len(prefix) > 512:
-        raise InvalidInput(field, f"must be a plain S3 key prefix, got {prefix!r}")
+        raise InvalidInput(field, f"must be a plain S3 key prefix, got {quoted_input(prefix)}")

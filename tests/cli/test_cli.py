@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_imagebuild.errors import InvalidInput
 from tests.conftest import unique
 
 EXE = str(Path(sys.executable).with_name("imagebuild"))
@@ -173,6 +174,55 @@ def test_store_urls_carry_no_credentials() -> None:
     refused = run("--store", leaky, "store", "url")
     assert refused.returncode == 2 and "must not contain credentials" in refused.stderr
     assert "hunter2" not in refused.stdout + refused.stderr
+
+
+PLANTED = "Pw-PLANTED-9x"
+# A password typed into every part of a store URL an error can quote back (no scheme, the scheme,
+# the port, a parameter's name, each parameter, the bucket, table, container, account, path, prefix).
+LEAKY_STORE_URLS = [
+    f"admin:{PLANTED}@host/x",
+    f"s3:/admin:{PLANTED}@host",
+    f"admin:{PLANTED}@s3://bkt/p",
+    f"s3://admin:{PLANTED}",
+    f"dynamodb://admin:{PLANTED}",
+    f"s3://bkt/p?admin:{PLANTED}@host",
+    f"s3://bkt/p?endpoint_url=admin:{PLANTED}@127.0.0.1:9",
+    f"s3://bkt/p?region=admin:{PLANTED}@x",
+    f"sqlite:///tmp/x.db?synchronous=admin:{PLANTED}@x",
+    f"s3://bkt/admin:{PLANTED}@x",
+    f"gs://bkt/p?project=admin:{PLANTED}@x",
+    f"azblob://bkt/p?account=admin:{PLANTED}@x",
+    f"sqlite+s3:////tmp/x.db?bucket=admin:{PLANTED}@x",
+    f"sqlite+s3:////tmp/x.db?bucket=bkt&prefix=admin:{PLANTED}@x",
+]
+
+
+def test_no_store_url_error_quotes_its_password(tmp_path: Path) -> None:
+    """A store or archive URL is refused naming the field and the reason, and the error quotes back
+    only what holds no password: parse_store_url's own message (the hook and spec checks print it
+    too), the CLI in-process and as a shell job runs it, and ``store prune --archive``."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+    from airflow_provider_imagebuild.store import parse_store_url
+    from airflow_provider_imagebuild.store.archive import open_archive
+
+    for url in LEAKY_STORE_URLS:
+        for parse in (parse_store_url, open_archive):
+            with pytest.raises(InvalidInput) as refused:
+                parse(url)
+            assert PLANTED.lower() not in str(refused.value).lower(), (url, str(refused.value))
+        typed = CliRunner().invoke(cli, ["--store", url, "store", "url"])
+        assert typed.exit_code == 2 and "store" in typed.output, (url, typed.output)
+        assert PLANTED.lower() not in typed.output.lower(), (url, typed.output)
+    store = f"sqlite:///{tmp_path}/s.db"
+    for url in LEAKY_STORE_URLS[:3]:
+        archived = CliRunner().invoke(cli, ["--store", store, "store", "prune", "--older-than", "0h", "--archive", url])
+        assert archived.exit_code == 2 and "--archive" in archived.output, (url, archived.output)
+        assert PLANTED not in archived.output, (url, archived.output)
+    shell = run("--store", LEAKY_STORE_URLS[0], "build", "list")
+    assert shell.returncode == 2 and "must look like SCHEME://" in shell.stderr, shell.stderr
+    assert PLANTED not in shell.stdout + shell.stderr and "Traceback" not in shell.stderr
 
 
 def test_unknown_store_scheme_and_unreachable_store() -> None:
