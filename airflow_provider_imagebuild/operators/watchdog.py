@@ -78,7 +78,7 @@ class WatchdogOperator(BaseOperator):
         from airflow_provider_imagebuild.build.catalog import title_of
         from airflow_provider_imagebuild.links import build_page
         from airflow_provider_imagebuild.notify import Notice, send
-        from airflow_provider_imagebuild.operators.links import airflow_root
+        from airflow_provider_imagebuild.operators.links import airflow_address
         from airflow_provider_imagebuild.watchdog import STUCK_MARK
 
         rec = stuck.build
@@ -89,7 +89,7 @@ class WatchdogOperator(BaseOperator):
         notice = Notice(event="stuck", build_id=rec.build_id, pipeline=rec.pipeline, cloud=rec.cloud,
                         image_type=rec.image_type, milestone=stuck.state, milestone_name=title_of(stuck.state),
                         status=rec.status, attempt=stuck.attempt, error=stuck.why,
-                        build_page=build_page(rec.build_id, airflow_root()), at=now.isoformat())  # fmt: skip
+                        build_page=build_page(rec.build_id, airflow_address()), at=now.isoformat())  # fmt: skip
         sent = send(item.notify, notice, warn=self.log.warning)
         self.log.warning("build %s is stuck: %s (told: %s)", rec.build_id, stuck.why, ", ".join(sent) or "nobody")
         return True
