@@ -124,6 +124,13 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
         if not template.exists():
             raise InvalidInput("template", f"{template} not found")
         declared = declared_variables(template)
+        adopted = self.get_target().packer_artifacts(build, self.state)
+        if adopted:
+            self.log_output(
+                f"an earlier attempt of milestone {self.state} already made {', '.join(adopted.values())}: "
+                "adopted instead of running Packer again"
+            )
+            return self.claimed(build, adopted, adopted=True)
         env = {**os.environ, **self.get_target().packer_env(), "PACKER_NO_COLOR": "1", "CHECKPOINT_DISABLE": "1"}
         with tempfile.TemporaryDirectory(prefix="imagebuild-packer-") as tmp:
             manifest = Path(tmp) / "manifest.json"
@@ -160,11 +167,18 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
             )
         if not images:
             raise AirflowException("packer build succeeded but reported no artifact (no image id)")
+        return self.claimed(build, images)
+
+    def claimed(self, build: BuildRecord, images: Mapping[str, str], adopted: bool = False) -> dict[str, Any]:
+        """The milestone's outputs once its images are claimed as the build's."""
         target = self.get_target()
         target.claim_images(build, images, self.state)
         region = getattr(target, "region", "")
         image = images.get(region) or next(iter(images.values()))
-        return {IMAGE_OUTPUT: image, CHECKPOINT_OUTPUT: image, "images": images}
+        outputs: dict[str, Any] = {IMAGE_OUTPUT: image, CHECKPOINT_OUTPUT: image, "images": dict(images)}
+        if adopted:
+            outputs["packer_adopted"] = True
+        return outputs
 
     def stop_action(self, reason: str) -> None:
         super().stop_action(reason)

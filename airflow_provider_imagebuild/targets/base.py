@@ -187,6 +187,17 @@ class Target(ABC):
 
         raise InvalidInput("publish", f"the {self.name} target's image {image} is not a file to upload")
 
+    def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
+        """The images (region -> id) an earlier attempt of Packer milestone ``milestone`` already
+        made under the name the template gets (:meth:`packer_image_name`), complete and proven this
+        build's by what owns them and by the tags or labels the template writes. Every Packer
+        builder stops when its artifact's name is taken, so a retry after Packer had finished (a
+        lost worker, a throttled claim) could never succeed: it adopts these instead of running
+        Packer again. An incomplete artifact of the build's is removed here so that Packer can make
+        it again; one under that name that is not provably the build's raises (it is never
+        deleted). Empty: nothing there, run Packer."""
+        return {}
+
     def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:  # noqa: B027
         """Mark images a tool (Packer) just made for this build as the build's (tags); targets
         whose images prove themselves by path need nothing."""
