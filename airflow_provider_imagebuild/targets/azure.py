@@ -19,8 +19,11 @@ Decisions, and why:
   publish is never what ``latest`` resolves to, then lifts the exclusion once replication
   succeeded. Earlier versions are kept. The version is ``YYYY.MMDD.HHMMSS`` of the build's
   creation time, so a retried publish finds its own version.
-- Every resource is named from a digest of the pipeline and build id (``ib-<10 hex>-...``) and
-  tagged with ``BuildId``, ``Pipeline`` and ``ManagedBy``; the full identity is in the tags.
+- Every resource is named from a digest of the pipeline and build id (``ib-<10 hex>-...``, the
+  managed images Packer makes ``<pipeline cut to 48>-<10 hex>-m<code>``), in one place
+  (:mod:`~airflow_provider_imagebuild.targets.azure_names`, which checks each name against the rule
+  Azure or Packer holds it to), and tagged with ``BuildId``, ``Pipeline`` and ``ManagedBy``; the full
+  identity is in the tags.
   Nothing without this build's tags is launched from, captured, published, updated or deleted.
 """
 
@@ -37,6 +40,8 @@ from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
+from airflow_provider_imagebuild.targets.azure_names import AzureNames
+from airflow_provider_imagebuild.targets.azure_names import gallery_version as gallery_version
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,
@@ -78,13 +83,6 @@ def history_digest(build: BuildRecord) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def gallery_version(build: BuildRecord) -> str:
-    """``YYYY.MMDD.HHMMSS`` of the build's creation (UTC): ordered like the builds, the same on every
-    retry, and within the 32-bit parts a gallery version allows."""
-    at = parse_ts(build.created_at).astimezone(timezone.utc)
-    return f"{at.year}.{at.month * 100 + at.day}.{at.hour * 10000 + at.minute * 100 + at.second}"
-
-
 def parse_id(resource_id: str) -> dict[str, str] | None:
     """The parts of an ARM resource id (``type``, ``name``, ``resource_group``...), or None."""
     from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
@@ -117,6 +115,10 @@ class AzureTarget(DigestNames, Target):
         return cls(settings, pipeline=pipeline, image_type=image_type, clients=clients)
 
     # -- helpers -------------------------------------------------------------------------------
+    def names(self, build: BuildRecord) -> AzureNames:
+        """The names of the build's resources (the one place they are made)."""
+        return AzureNames(self.pipeline, build)
+
     def api(self, what: str) -> contextlib.AbstractContextManager[None]:
         return azure_errors(f"Azure {what}", endpoint=self.clients.base_url)
 
@@ -243,6 +245,10 @@ class AzureTarget(DigestNames, Target):
                 tags = {**(_get(current, "tags") or {}), **self.build_tags(build, milestone, "checkpoint")}
                 self._wait(self.compute.images.begin_update(self.group, parts["name"], {"tags": tags}))
 
+    def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
+        """Packer's ``managed_image_name`` (at most 80 characters, see azure_names)."""
+        return AzureNames(pipeline, build).packer_image(milestone)
+
     def packer_vars(self) -> dict[str, str]:
         return {
             "azure_subscription_id": self.clients.subscription_id,
@@ -266,13 +272,13 @@ class AzureTarget(DigestNames, Target):
                 f"group {self.group}, or without this build's tags); a build host is launched only from the "
                 "build's own checkpoints",
             )
-        vm_name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
-        disk_name, nic_name = f"{vm_name}-os", f"{vm_name}-nic"
+        names, code = self.names(build), checkpoint.code
+        vm_name, disk_name, nic_name = names.host(code), names.os_disk(code), names.nic(code)
         # A host launched from this checkpoint before (and lost since) may have left its parts.
         self._delete(build, self.compute.virtual_machines, vm_name, "virtual machine")
         self._delete(build, self.compute.disks, disk_name, "disk")
         tags = self.build_tags(build, checkpoint.code, "buildhost")
-        nic = self._network_interface(build, nic_name, tags)
+        nic = self._network_interface(nic_name, names.public_ip(checkpoint.code), tags)
         is_snapshot = "/snapshots/" in checkpoint.image.lower()
         storage: dict[str, Any]
         body: dict[str, Any] = {"location": self.location, "tags": tags, "properties": {}}
@@ -345,10 +351,9 @@ class AzureTarget(DigestNames, Target):
         log.info("build host %s (%s) launched from %s", vm_name, address, checkpoint.image)
         return Host(str(_get(vm, "id")), address, checkpoint.image, checkpoint.code, checkpoint.code)
 
-    def _network_interface(self, build: BuildRecord, name: str, tags: dict[str, str]) -> Any:
+    def _network_interface(self, name: str, ip_name: str, tags: dict[str, str]) -> Any:
         config: dict[str, Any] = {"subnet": {"id": self.subnet_id()}, "privateIPAllocationMethod": "Dynamic"}
         if self.settings.public_ip:
-            ip_name = name.removesuffix("-nic") + "-ip"
             with self.api(f"PUT public IP address {ip_name}"):
                 ip = self._wait(
                     self.network.public_ip_addresses.begin_create_or_update(
@@ -414,7 +419,7 @@ class AzureTarget(DigestNames, Target):
         return self._snapshot(build, vm, vm_name, milestone)
 
     def _snapshot(self, build: BuildRecord, vm: Any, vm_name: str, milestone: int) -> dict[str, Any]:
-        name = f"{self.prefix(build)}-cp{milestone:03d}"
+        name = self.names(build).snapshot(milestone)
         # A snapshot of this name from an earlier attempt holds an older state of the disk.
         self._delete(build, self.compute.snapshots, name, "snapshot")
         disk_id = _get(vm, "properties", "storageProfile", "osDisk", "managedDisk", "id")
@@ -447,7 +452,7 @@ class AzureTarget(DigestNames, Target):
         }
 
     def _capture_image(self, build: BuildRecord, vm: Any, vm_name: str, milestone: int) -> dict[str, Any]:
-        name = f"{self.prefix(build)}-final"
+        name = self.names(build).final_image()
         statuses = {str(s.get("code", "")) for s in _get(vm, "properties", "instanceView", "statuses") or []}
         if "OSState/generalized" not in statuses:  # a retried capture finds it generalized already
             with self.api(f"deallocate {vm_name}"):
@@ -502,7 +507,7 @@ class AzureTarget(DigestNames, Target):
                 f"gallery image definition {s.gallery}/{s.gallery_image} does not exist in resource group "
                 f"{self.group}; create it once (az sig image-definition create) with the image's OS and generation",
             )
-        version = gallery_version(build)
+        version = self.names(build).gallery_version()
         versions = self.compute.gallery_image_versions
         with self.maybe_missing(f"GET gallery image version {version}") as existing:
             existing.append(versions.get(self.group, s.gallery, s.gallery_image, version))
@@ -569,10 +574,10 @@ class AzureTarget(DigestNames, Target):
         parts = parse_id(host.id)
         if parts is not None and self._owned(build, host.id) is not None:
             self._delete(build, self.compute.virtual_machines, parts["name"], "virtual machine")
+        names = self.names(build)
         for code in sorted(checkpoint_images(build)):
-            vm_name = f"{self.prefix(build)}-h{code:03d}"
-            self._delete(build, self.compute.virtual_machines, vm_name, "virtual machine")
-            self._delete(build, self.network.network_interfaces, f"{vm_name}-nic", "network interface")
-            self._delete(build, self.compute.disks, f"{vm_name}-os", "disk")
+            self._delete(build, self.compute.virtual_machines, names.host(code), "virtual machine")
+            self._delete(build, self.network.network_interfaces, names.nic(code), "network interface")
+            self._delete(build, self.compute.disks, names.os_disk(code), "disk")
             if self.settings.public_ip:
-                self._delete(build, self.network.public_ip_addresses, f"{vm_name}-ip", "public IP address")
+                self._delete(build, self.network.public_ip_addresses, names.public_ip(code), "public IP address")

@@ -26,7 +26,7 @@ GROUP_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{AZURE_GROUP}/provider
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImagebuildTestKeyOnlyForTheFakeArmServer imagebuild"
 
 
-def _target(**settings: Any) -> AzureTarget:
+def _target(pipeline: str = "web", **settings: Any) -> AzureTarget:
     base: dict[str, Any] = {
         "azure_conn_id": AZURE_CONN_ID,
         "resource_group": AZURE_GROUP,
@@ -37,13 +37,13 @@ def _target(**settings: Any) -> AzureTarget:
         "gallery_image": "rhel8-web",
     }
     spec = AzureTargetSpec(**{**base, **settings})
-    return AzureTarget.from_settings(spec, pipeline="web", image_type="webserver")
+    return AzureTarget.from_settings(spec, pipeline=pipeline, image_type="webserver")
 
 
-def _build(tmp_path: Any, build_id: str) -> Any:
+def _build(tmp_path: Any, build_id: str, pipeline: str = "web") -> Any:
     store = open_store(f"sqlite:///{tmp_path}/s.db")
     return store.create_build(
-        build_id, pipeline="web", cloud="azure", image_type="webserver", plan=[0, 10, 30, 95, 100]
+        build_id, pipeline=pipeline, cloud="azure", image_type="webserver", plan=[0, 10, 30, 95, 100]
     )
 
 
@@ -215,3 +215,52 @@ def test_image_links_go_to_the_portal_for_well_formed_ids_only() -> None:
     links = image_links("azure", {"gallery_image_version_id": version, "image_id": f"{GROUP_ID}/x/y"})
     assert links == {"2026.1127.213005": f"https://portal.azure.com/#@/resource{version}"}
     assert image_links("azure", {"image_id": "javascript:alert(1)"}) == {}
+
+
+# A pipeline name of 63 characters and the build id Airflow's scheduler derives for it: every name
+# Azure or Packer sees must still keep its rule (Packer refuses managed_image_name over 80).
+LONG_PIPELINE = "rhel8-webserver-hardened-cis-level2-sap-hana-westeurope-nightly"
+SCHEDULED_RUN = "scheduled__2026-11-03T02:30:00+00:00"
+
+
+def test_every_name_of_a_long_pipelines_scheduled_build_keeps_azures_and_packers_rules(
+    fake_arm: FakeArm, tmp_path: Any
+) -> None:
+    import re
+
+    from airflow_provider_imagebuild.build.ids import derive_build_id
+    from airflow_provider_imagebuild.targets.azure_names import RULES
+
+    assert len(LONG_PIPELINE) == 63
+    build_id = derive_build_id(LONG_PIPELINE, SCHEDULED_RUN)
+    target = _target(pipeline=LONG_PIPELINE, public_ip=True)
+    build = _build(tmp_path, build_id, LONG_PIPELINE)
+    packer_names = {target.packer_image_name(build, LONG_PIPELINE, code) for code in (5, 10)}
+    for name in packer_names:  # Packer's validManagedDiskName, and no trailing '-' or '.'
+        assert re.fullmatch(r"[^_\W][\w\-._)]{0,79}", name, re.ASCII) and name[-1] not in "-.", name
+        assert name.startswith(LONG_PIPELINE[:40]), "the image Packer makes is found by its pipeline in the portal"
+    assert len(packer_names) == 2
+
+    # A whole build on the fake: every resource it creates is named within its documented rule.
+    green = _green_image(fake_arm, target, build, target.packer_image_name(build, LONG_PIPELINE, 10))
+    host = target.launch(build, Checkpoint(10, green))
+    checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    target.publish(build, final)
+    kinds = {
+        "Microsoft.Compute/virtualMachines": "virtual machine",
+        "Microsoft.Compute/disks": "disk",
+        "Microsoft.Compute/snapshots": "snapshot",
+        "Microsoft.Compute/images": "image",
+        "Microsoft.Network/networkInterfaces": "network interface",
+        "Microsoft.Network/publicIPAddresses": "public IP address",
+        "Microsoft.Compute/galleries/images/versions": "gallery image version",
+    }
+    seen = 0
+    for kind, rule in kinds.items():
+        for resource_id in fake_arm.ids(kind):
+            name = resource_id.rsplit("/", 1)[-1]
+            assert RULES[rule].problem(name) is None, (rule, name)
+            seen += 1
+    vm = fake_arm.get(host.id) or {}
+    assert seen >= 8 and checkpoint and vm["properties"]["osProfile"]["computerName"] == vm["name"]
