@@ -36,26 +36,19 @@ from airflow_provider_imagebuild.targets.base import (
     IMAGE_OUTPUT,
     MANAGED_BY,
     Checkpoint,
-    DigestNames,
     Host,
     Target,
     checkpoint_images,
-    final_image_name,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.gcp_names import GcpNames, build_labels, fit_labels, is_name, label_value
 
 log = logging.getLogger(__name__)
 
 RETRIES = 4  # of one API call on 429/5xx, with googleapiclient's exponential back-off
 OPERATION_WAITS = 60  # operations.wait returns after at most 2 minutes each: up to 2 hours
 IMAGE_USER = "roles/compute.imageUser"
-NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 IMAGE_RE = re.compile(r"(?:.*/)?projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/global/images/([a-z][-a-z0-9]{0,62})")
-
-
-def label_value(text: str) -> str:
-    """``text`` as a label value (lowercase letters, digits, ``_``, ``-``; at most 63)."""
-    return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
 
 
 def parse_image(image: str) -> tuple[str, str] | None:
@@ -64,7 +57,7 @@ def parse_image(image: str) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-class GcpTarget(DigestNames, Target):
+class GcpTarget(Target):
     name = "gcp"
 
     def __init__(self, settings: GcpTargetSpec, *, pipeline: str, image_type: str, clients: GcpClients) -> None:
@@ -72,6 +65,7 @@ class GcpTarget(DigestNames, Target):
         self.pipeline = pipeline
         self.image_type = image_type
         self.clients = clients
+        self.names = GcpNames(pipeline, settings.image_family)
         self.project = clients.project
         self.zone = settings.zone or ""
         self.region = ""  # one image per Packer run, no region:id pairs
@@ -121,21 +115,11 @@ class GcpTarget(DigestNames, Target):
             raise TargetError(f"Compute Engine {what}: {first.get('code', 'error')}: {first.get('message', '')}")
         return operation
 
+    def key(self, build: BuildRecord) -> str:
+        return self.names.key(build)
+
     def build_labels(self, build: BuildRecord, milestone: int, role: str) -> dict[str, str]:
-        return {
-            **self.settings.labels,
-            "imagebuild-key": self.key(build),
-            "imagebuild-build": label_value(build.build_id),
-            "imagebuild-pipeline": label_value(self.pipeline),
-            "imagebuild-milestone": f"m{milestone:03d}",
-            "imagebuild-role": role,
-            "managed-by": MANAGED_BY,
-            **{  # what built it (recorded by the seal): built-with-packer: 1-6-6
-                f"built-with-{k.removeprefix('built_with.').replace('_', '-')}": label_value(v)
-                for k, v in build.metadata.items()
-                if k.startswith("built_with.")
-            },
-        }
+        return build_labels(self.names, build, milestone, role, self.settings.labels)
 
     def is_builds(self, build: BuildRecord, resource: Mapping[str, Any] | None) -> bool:
         labels = (resource or {}).get("labels") or {}
@@ -152,7 +136,7 @@ class GcpTarget(DigestNames, Target):
     def _parse(self, image: str) -> tuple[str, str] | None:
         """(project, name) of a self link, a ``projects/...`` path, or a bare name in this project
         (what Packer's googlecompute reports as its artifact)."""
-        if NAME_RE.fullmatch(image):
+        if is_name(image):
             return self.project, image
         return parse_image(image)
 
@@ -213,28 +197,22 @@ class GcpTarget(DigestNames, Target):
     def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
         """Label the image Packer's googlecompute builder made for this build."""
         for image in images.values():
-            parsed = parse_image(image) or (
-                (self.project, image) if re.fullmatch(r"[a-z][-a-z0-9]{0,62}", image) else None
-            )
+            parsed = self._parse(image)
             if parsed is None or parsed[0] != self.project:
                 raise InvalidInput("packer artifact", f"{image} is not an image of project {self.project}")
             found = self._image(parsed[1])
             if found is None:
                 raise TargetError(f"Compute Engine: the image {image} Packer reported does not exist")
             body = {
-                "labels": {**(found.get("labels") or {}), **self.build_labels(build, milestone, "checkpoint")},
+                "labels": fit_labels(found.get("labels") or {}, self.build_labels(build, milestone, "checkpoint")),
                 "labelFingerprint": found.get("labelFingerprint", ""),
             }
             request = self.compute.images().setLabels(project=self.project, resource=parsed[1], body=body)
             self.wait(f"images.setLabels {parsed[1]}", self.call(f"images.setLabels {parsed[1]}", request))
 
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
-        """Image names are ``[a-z]([-a-z0-9]{0,61}[a-z0-9])?``: the pipeline made to fit, the build's
-        digest (a build id may hold capitals, dots and underscores) and the milestone."""
-        readable = re.sub(r"[^a-z0-9-]+", "-", pipeline.lower()).strip("-")[:40] or "image"
-        if not readable[0].isalpha():
-            readable = "i-" + readable[:38]
-        return f"{readable}-{self.key(build)[:10]}-m{milestone:03d}"
+        """Packer's image (and instance and disk) name: see :class:`GcpNames`."""
+        return self.names.packer_image(build, milestone)
 
     def packer_vars(self) -> dict[str, str]:
         s = self.settings
@@ -263,7 +241,7 @@ class GcpTarget(DigestNames, Target):
                 "without this build's labels); a build host is launched only from the build's own checkpoints",
             )
         s = self.settings
-        name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        name = self.names.host(build, checkpoint.code)
         self._delete_instance(build, name)  # a host launched from this checkpoint before, and lost
         interface: dict[str, Any] = {"network": self._network_path(s.network, "networks")}
         if s.subnetwork:
@@ -328,12 +306,12 @@ class GcpTarget(DigestNames, Target):
             raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id} (or is gone)")
         name, disk = instance["name"], instance["disks"][0]["source"]
         s = self.settings
-        family = s.image_family or f"ib-{label_value(self.pipeline)[:40]}".replace("_", "-").rstrip("-")
+        family = self.names.family()
         description = f"{self.pipeline} {build.build_id} after milestone {milestone}"
         if instance.get("status") != "TERMINATED":
             self._power(name, "stop")  # a consistent disk
         if final:
-            image_name = final_image_name(family[:40], build, self.key(build))
+            image_name = self.names.final_image(build)
             body: dict[str, Any] = {
                 "sourceDisk": disk,
                 "family": family,
@@ -350,14 +328,14 @@ class GcpTarget(DigestNames, Target):
                 "image_family": family,
                 "image_project": self.project,
             }
-        image_name = f"{self.prefix(build)}-cp{milestone:03d}"
+        image_name = self.names.checkpoint(build, milestone)
         try:
             image = self._create_image(
                 build,
                 image_name,
                 {
                     "sourceDisk": disk,
-                    "family": f"{family[:55]}-staging",
+                    "family": self.names.staging_family(),
                     "description": description,
                     "labels": self.build_labels(build, milestone, "checkpoint"),
                 },
@@ -395,7 +373,7 @@ class GcpTarget(DigestNames, Target):
             self._share(name, list(s.share_with))
         copies = {}
         for location in s.copy_locations:
-            copy_name = f"{name[:50]}-{label_value(location).replace('_', '-')}"[:63]
+            copy_name = self.names.copy(build, name, location)
             existing = self._image(copy_name)
             if existing is None or not self.is_builds(build, existing):
                 existing = self._create_image(
@@ -478,4 +456,4 @@ class GcpTarget(DigestNames, Target):
         if instance is not None:
             self._delete_instance(build, instance["name"])
         for code in sorted(checkpoint_images(build)):
-            self._delete_instance(build, f"{self.prefix(build)}-h{code:03d}")
+            self._delete_instance(build, self.names.host(build, code))

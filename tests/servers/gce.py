@@ -4,12 +4,26 @@ Compute Engine cannot run here, so this fakes it at the HTTP boundary; the tests
 the real ``google-api-python-client`` (its discovery-based ``compute`` v1 client) and real
 ``google-auth`` service account credentials, whose token request goes to this server's
 ``/token`` as ``token_uri``. Every request is matched to its method in the ``compute.v1.json``
-discovery document shipped inside ``google-api-python-client``, and its body is checked against
-that method's request schema (unknown fields, wrong types and values outside an enum are
-refused with a 400, so a malformed request fails the test). Responses follow the resources'
-schemas in the same document: Instance, Image, Operation (zone and global, polled through
-``operations.wait``), Policy, DeprecationStatus, and the error shape
-``{"error": {"code", "message", "errors": [{"reason"}]}}``.
+discovery document shipped inside ``google-api-python-client`` (revision 20261106 in the version
+pinned here: ``googleapiclient/discovery_cache/documents/compute.v1.json``) and refused with a 400,
+as Compute Engine refuses it, when it breaks a rule that document publishes:
+
+- path parameters against their ``pattern`` (whole: the client checks only a prefix with
+  ``re.match``, so ``abc-`` or a 64-character name pass it), query parameters against their type,
+  ``minimum`` and the documented range (``maxResults`` "0 to 500, inclusive");
+- the body against the method's request schema: unknown fields, types, ``enum`` values, the
+  ``pattern`` of a property (``Image.name``, ``Instance.name``...), fields whose
+  ``annotations.required`` names the method (``Image.name`` for ``compute.images.insert``), and
+  ``Image.family``, which "must comply with RFC1035";
+- labels, by Compute Engine's "Requirements for labels" (cloud.google.com/compute/docs/labeling-
+  resources, not in the discovery document): at most 64, keys ``[a-z][a-z0-9_-]{0,62}``, values
+  ``[a-z0-9_-]{0,63}`` (the ASCII part: international lowercase letters are allowed too).
+
+List methods page as documented: at most ``maxResults`` items (default 500) and a
+``nextPageToken`` while more remain. Responses follow the resources' schemas in the same
+document: Instance, Image, Operation (zone and global, polled through ``operations.wait``),
+Policy, DeprecationStatus, and the error shape ``{"error": {"code", "message", "errors":
+[{"reason"}]}}``.
 
 What it does not do: run anything (the "instance" is a chroot tree the playbooks run in), bill,
 or enforce quotas. Operations finish at once; ``wait`` returns them done.
@@ -35,6 +49,11 @@ from tests.servers.http_fake import serving_http
 
 PROJECT = "imagebuild-test"
 ZONE = "europe-west1-b"
+MAX_RESULTS = 500  # images.list maxResults: "Acceptable values are 0 to 500, inclusive. (Default: 500)"
+RFC1035 = "[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+MAX_LABELS = 64
 
 
 @cache
@@ -47,13 +66,15 @@ def discovery() -> dict[str, Any]:
 
 @cache
 def methods() -> list[tuple[str, re.Pattern[str], str, dict[str, Any]]]:
-    """(HTTP method, path regex, resource.method, method) of every discovery method."""
+    """(HTTP method, path regex, resource.method, method) of every discovery method; the regex
+    captures the path parameters by name."""
     found = []
 
     def walk(resources: dict[str, Any]) -> None:
         for rname, resource in resources.items():
             for mname, method in (resource.get("methods") or {}).items():
-                pattern = re.sub(r"\{[^}]+\}", "[^/]+", method["path"])  # paths hold letters, '/' and {params}
+                # paths hold letters, '/' and {params} ({+param} in a few: not ours)
+                pattern = re.sub(r"\{\+?([A-Za-z_]+)\}", r"(?P<\1>[^/]+)", method["path"])
                 found.append((method["httpMethod"], re.compile(f"^{pattern}$"), f"{rname}.{mname}", method))
             walk(resource.get("resources") or {})
 
@@ -61,8 +82,48 @@ def methods() -> list[tuple[str, re.Pattern[str], str, dict[str, Any]]]:
     return found
 
 
-def check(value: Any, schema: dict[str, Any], where: str) -> str | None:
-    """Why ``value`` does not fit the discovery ``schema``, or None."""
+def check_parameters(method: dict[str, Any], path: dict[str, str], query: dict[str, list[str]]) -> str | None:
+    """Why the path and query parameters break the method's published parameters, or None."""
+    parameters = method.get("parameters") or {}
+    system = discovery().get("parameters") or {}  # alt, fields, prettyPrint...: any method takes them
+    for name, value in path.items():
+        pattern = parameters[name].get("pattern")
+        if pattern and not re.fullmatch(pattern, value):
+            return f"{name}: {value!r} does not match {pattern}"
+    for name, values in query.items():
+        spec = parameters.get(name) or system.get(name)
+        if spec is None or spec.get("location") != "query":
+            return f"unknown parameter {name!r}"
+        value = values[-1]
+        if spec.get("type") == "integer":
+            if not re.fullmatch(r"-?[0-9]+", value):
+                return f"{name}: {value!r} is not an integer"
+            if "minimum" in spec and int(value) < int(spec["minimum"]):
+                return f"{name}: {value} is below {spec['minimum']}"
+            if name == "maxResults" and int(value) > MAX_RESULTS:
+                return f"maxResults: {value} is not 0 to {MAX_RESULTS}"
+        if spec.get("type") == "boolean" and value not in ("true", "false"):
+            return f"{name}: {value!r} is not a boolean"
+        if "enum" in spec and value not in spec["enum"]:
+            return f"{name}: {value!r} is not one of {spec['enum']}"
+    return None
+
+
+def check_labels(labels: dict[str, Any], where: str) -> str | None:
+    """Compute Engine's requirements for labels (see the module's docstring)."""
+    if len(labels) > MAX_LABELS:
+        return f"{where}: {len(labels)} labels, at most {MAX_LABELS}"
+    for key, value in labels.items():
+        if not LABEL_KEY.fullmatch(key):
+            return f"{where}: label key {key!r} is not [a-z][a-z0-9_-]{{0,62}}"
+        if not isinstance(value, str) or not LABEL_VALUE.fullmatch(value):
+            return f"{where}.{key}: label value {value!r} is not [a-z0-9_-]{{0,63}}"
+    return None
+
+
+def check(value: Any, schema: dict[str, Any], where: str, method: str = "") -> str | None:
+    """Why ``value`` does not fit the discovery ``schema`` as a request of ``method``
+    (``compute.images.insert``: its required fields), or None."""
     schemas = discovery()["schemas"]
     if "$ref" in schema:
         schema = schemas[schema["$ref"]]
@@ -71,11 +132,18 @@ def check(value: Any, schema: dict[str, Any], where: str) -> str | None:
         if not isinstance(value, dict):
             return f"{where}: expected an object"
         properties, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        for key, spec in properties.items():
+            if method in (spec.get("annotations") or {}).get("required", []) and value.get(key) in (None, ""):
+                return f"{where}.{key}: required for {method}"
+        if isinstance(value.get("labels"), dict) and "labels" in properties:
+            problem = check_labels(value["labels"], f"{where}.labels")
+            if problem:
+                return problem
         for key, item in value.items():
             if key in properties:
-                problem = check(item, properties[key], f"{where}.{key}")
+                problem = check(item, properties[key], f"{where}.{key}", method)
             elif extra:
-                problem = check(item, extra, f"{where}.{key}")
+                problem = check(item, extra, f"{where}.{key}", method)
             else:
                 problem = f"{where}: unknown field {key!r}"
             if problem:
@@ -85,7 +153,7 @@ def check(value: Any, schema: dict[str, Any], where: str) -> str | None:
         if not isinstance(value, list):
             return f"{where}: expected a list"
         for i, item in enumerate(value):
-            problem = check(item, schema.get("items") or {}, f"{where}[{i}]")
+            problem = check(item, schema.get("items") or {}, f"{where}[{i}]", method)
             if problem:
                 return problem
         return None
@@ -96,6 +164,10 @@ def check(value: Any, schema: dict[str, Any], where: str) -> str | None:
             return f"{where}: expected a string"
         if "enum" in schema and value not in schema["enum"]:
             return f"{where}: {value!r} is not one of {schema['enum'][:8]}"
+        # Image.family "must comply with RFC1035" (its description; no pattern is published for it)
+        pattern = schema.get("pattern") or (RFC1035 if where == "Image.family" else None)
+        if pattern and not re.fullmatch(pattern, value):
+            return f"{where}: {value!r} does not match {pattern}"
         return None
     if kind == "integer":
         return None if isinstance(value, int) and not isinstance(value, bool) else f"{where}: expected an integer"
@@ -139,6 +211,7 @@ class FakeGce:
     failing: list[str] = field(default_factory=list)  # methods whose next operation ends in an error
     calls: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # requests the schema check refused
+    pages: int = 0  # list pages served
     url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -186,21 +259,23 @@ class FakeGce:
             if not headers.get("authorization", "").startswith("Bearer fake-gce-token-"):
                 return 401, _error(401, "required", "Request is missing required authentication credential.")
             relative = path.removeprefix("/compute/v1/")
-            match = next(((name, m) for verb, rx, name, m in methods() if verb == method and rx.match(relative)), None)
+            matches = ((name, m, rx.match(relative)) for verb, rx, name, m in methods() if verb == method)
+            match = next(((name, m, found) for name, m, found in matches if found), None)
             if match is None:
                 return 404, _error(404, "notFound", f"no method for {method} {path}")
-            name, spec = match
+            name, spec, found = match
             self.calls.append(name)
             payload = json.loads(body) if body else None
-            if "request" in spec:
+            problem = check_parameters(spec, found.groupdict(), query)
+            if problem is None and "request" in spec:
                 problem = (
                     "missing request body"
                     if payload is None
-                    else check(payload, spec["request"], spec["request"]["$ref"])
+                    else check(payload, spec["request"], spec["request"]["$ref"], spec["id"])
                 )
-                if problem:
-                    self.refused.append(f"{name}: {problem}")
-                    return 400, _error(400, "invalid", f"Invalid value: {problem}")
+            if problem:
+                self.refused.append(f"{name}: {problem}")
+                return 400, _error(400, "invalid", f"Invalid value: {problem}")
             for fault in self.faults:
                 if fault.method == name:
                     fault.times -= 1
@@ -211,7 +286,7 @@ class FakeGce:
             if handler is None:
                 return 501, _error(501, "notImplemented", f"the fake does not implement {name}")
             segments = relative.split("/")
-            return handler(segments, query, payload)  # type: ignore[no-any-return]
+            return handler(segments, query, payload)
 
     # operations
     def _operation(self, kind: str, target: str, zone: bool, error: str | None = None) -> tuple[int, Any]:
@@ -350,7 +425,21 @@ class FakeGce:
             return 400, _error(400, "invalid", f"the fake understands only family filters, not {flt!r}")
         if family:
             items = [i for i in items if i.get("family") == family.group(1)]
-        return 200, {"kind": "compute#imageList", "items": items}
+        return self._page("compute#imageList", items, query)
+
+    def _page(self, kind: str, items: list[dict[str, Any]], query: Any) -> tuple[int, Any]:
+        """One page of a list: ``maxResults`` items (default 500) from ``pageToken`` on, and a
+        ``nextPageToken`` while more remain (the token is opaque to the client)."""
+        size = int((query.get("maxResults") or [str(MAX_RESULTS)])[0])
+        token = (query.get("pageToken") or [""])[0]
+        start = int(token.removeprefix("page-")) if re.fullmatch(r"page-[0-9]+", token) else 0 if not token else -1
+        if start < 0 or start > len(items):
+            return 400, _error(400, "invalid", f"Invalid value for field 'pageToken': {token!r}")
+        page: dict[str, Any] = {"kind": kind, "items": items[start : start + size]}
+        if start + size < len(items):
+            page["nextPageToken"] = f"page-{start + size}"
+        self.pages += 1
+        return 200, page
 
     def _images_setLabels(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
         found = self.images.get(segments[-2])

@@ -8,7 +8,10 @@ loopback Compute Engine.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.servers.process import ROOT
 from tests.servers.samples import localised
@@ -28,3 +31,57 @@ def sample_spec(store_url: str, build_host_root: Path, compute_endpoint: str, co
     }
     packer = {"vars": {"compute_endpoint": compute_endpoint}}
     return localised(SHIPPED, store_url, build_host_root, target, packer, STANDIN)
+
+
+def packer_operator(store_url: str, pipeline: str, milestone: int, template: Path, **target: Any) -> Any:
+    """The Packer milestone operator of a Google Cloud pipeline, as the DAG factory makes it."""
+    from airflow_provider_imagebuild.build.identity import BuildIdentity
+    from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
+    from airflow_provider_imagebuild.spec import GcpTargetSpec
+
+    return PackerMilestoneOperator(
+        task_id=f"s{milestone:03d}",
+        identity=BuildIdentity(pipeline, "gcp", "webserver", plan=(0, 5, 10, 95, 100)),
+        state=milestone,
+        store=store_url,
+        template=str(template),
+        only=["googlecompute.kickstart" if milestone == 5 else "googlecompute.green"],
+        target=GcpTargetSpec(**target),
+    )
+
+
+def packer_values(operator: Any, build: Any, manifest: Path) -> dict[str, str]:
+    """The variables the operator writes into Packer's var file for ``build``: the values it
+    computes, limited to those the template declares (as ``run_milestone`` does)."""
+    from airflow_provider_imagebuild.operators.packer import declared_variables
+
+    declared = declared_variables(Path(operator.template))
+    return {k: v for k, v in operator.standard_values(build, manifest).items() if k in declared}
+
+
+def packer_validate(template: Path, values: dict[str, str], only: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """``packer validate`` of ``template`` with ``values`` in a var file, as the operator runs it."""
+    from tests.helpers import packer
+
+    var_file = tmp / "vars.json"
+    var_file.write_text(json.dumps(values))
+    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp)}
+    argv = [packer(), "validate", f"-var-file={var_file}", f"-only={only}", str(template)]
+    return subprocess.run(argv, cwd=template.parent, capture_output=True, text=True, timeout=60, env=env)
+
+
+def packer_console(template: Path, values: dict[str, str], expression: str, tmp: Path) -> Any:
+    """What Packer's HCL2 makes of ``expression`` (``local.labels``) in ``template`` with
+    ``values``: ``packer console`` evaluates it as Packer would for a build."""
+    from tests.helpers import packer
+
+    var_file = tmp / "console-vars.json"
+    var_file.write_text(json.dumps(values))
+    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp)}
+    argv = [packer(), "console", f"-var-file={var_file}", str(template)]
+    got = subprocess.run(
+        argv, input=f"jsonencode({expression})\n", cwd=template.parent, capture_output=True, text=True, timeout=60,
+        env=env,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stdout + got.stderr
+    return json.loads(got.stdout.strip().splitlines()[-1])
