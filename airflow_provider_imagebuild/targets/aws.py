@@ -14,14 +14,25 @@ account may tag any AMI it can see (a vendor's, a public or a shared one). Insta
 check: EC2 describes only the caller's own. An instance or image named in the store that fails the
 proof is never launched from, captured, copied, shared, deregistered or terminated, and an image
 Packer reports gets the build's tags only if it is the caller's account's and no other build's.
-Image names are ``<pipeline>/<build id>[/mNNN]``: neither part can contain ``/``, so two builds
-never share a name.
+
+Names: every AMI name (Packer's, checkpoints, the final image, its copies) and description comes
+from :meth:`AwsTarget.image_name` and :meth:`AwsTarget.image_description`, within EC2's rules
+(CreateImage: a name of 3-128 characters of ``[A-Za-z0-9()[] ./'@_-]``, a description of up to
+255). A name is ``<pipeline>/<build id>[/mNNN]`` where that fits (neither part can contain ``/``,
+so two builds never share one), else ``<pipeline, cut>@<digest of both>[/mNNN]`` (``@`` is in no
+pipeline or build id, so a shortened name never equals a readable one); the tags carry the whole
+identity either way.
+
+A Packer milestone retried after Packer made its AMI (amazon-ebs stops with "is used by an existing
+AMI") adopts that AMI if it is provably the build's (:meth:`AwsTarget.packer_artifacts`). An AMI
+is deregistered with its snapshots: EBS snapshots outlive their AMI and cost what they hold.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,6 +58,12 @@ ClientSource = Callable[[str, str], Any]  # (service, region) -> boto3 client, a
 WAIT = {"Delay": 5, "MaxAttempts": 360}  # up to 30 min: AMIs of large volumes take that long
 LIVE_STATES = {"pending", "running"}
 MAX_IMAGE_NAME = 128
+MAX_DESCRIPTION = 255
+# CreateImage/CopyImage/RegisterImage: "3-128 alphanumeric characters, parentheses (()), square
+# brackets ([]), spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@),
+# or underscores(_)" (EC2 API reference); Packer's amazon-ebs checks the same before it starts.
+AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}", re.ASCII)
+SHORT_PIPELINE = 64  # of a shortened name: 64 + '@' + a 32-character digest + '/m095' fit 128
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -151,14 +168,26 @@ class AwsTarget(Target):
         return str(image.get("OwnerId", "")) == self.account and self.is_builds(build, image)
 
     def image_name(self, build: BuildRecord, milestone: int | None = None) -> str:
-        """``<pipeline>/<build id>`` (the final image) or ``.../m030`` (a checkpoint); hashed when
-        too long for EC2 (the tags still carry the whole identity)."""
+        """The name of the build's final image (``milestone`` None) or of the image made after
+        ``milestone`` (Packer's, a checkpoint): the one place AMI names come from (see the module's
+        docstring)."""
         suffix = "" if milestone is None else f"/m{milestone:03d}"
         name = f"{self.pipeline}/{build.build_id}{suffix}"
-        if len(name) <= MAX_IMAGE_NAME:
-            return name
-        digest = build_digest(self.pipeline, build.build_id, 32)
-        return f"imagebuild/{digest}{suffix}"
+        if len(name) > MAX_IMAGE_NAME:
+            digest = build_digest(self.pipeline, build.build_id, 32)
+            name = f"{self.pipeline[:SHORT_PIPELINE]}@{digest}{suffix}"
+        if not AMI_NAME_RE.fullmatch(name):  # pipeline names and build ids are checked narrower still
+            raise InvalidInput("pipeline", f"{name!r} is not an AMI name EC2 takes")
+        return name
+
+    def image_description(self, build: BuildRecord, milestone: int | None = None) -> str:
+        """The description of the image :meth:`image_name` names (up to 255 characters): the
+        pipeline and build, the digest in the build id's place where both do not fit."""
+        after = "" if milestone is None else f" after milestone {milestone}"
+        text = f"{self.pipeline} {build.build_id}{after}"
+        if len(text) > MAX_DESCRIPTION:
+            text = f"{self.pipeline} build {build_digest(self.pipeline, build.build_id, 32)}{after}"
+        return text
 
     def _image_by_name(
         self, build: BuildRecord, name: str, region: str | None = None, description: str | None = None
@@ -266,6 +295,45 @@ class AwsTarget(Target):
     def packer_env(self) -> dict[str, str]:
         return {**self.credentials, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
 
+    def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
+        return self.image_name(build, milestone)
+
+    def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
+        """The AMI an earlier attempt's Packer made under the milestone's name, if it is this
+        account's and carries the tags the shipped template writes (BuildId, Pipeline, ManagedBy,
+        Milestone): adopted when available (waited for while pending); deregistered with its
+        snapshots when it failed, so that Packer makes it again. An AMI of the name without those
+        tags (another build's, someone's, or one Packer could not tag before it was stopped) is
+        never adopted or deregistered: it is named in the error, for a person to look at."""
+        name = self.image_name(build, milestone)
+        with self.api(f"DescribeImages {name}"):
+            images = self.ec2().describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])
+        found = [i for i in images.get("Images", []) if i.get("State") != "deregistered"]
+        if not found:
+            return {}
+        image = found[0]
+        image_id = str(image["ImageId"])
+        if not self.is_builds_image(build, image) or _tag_map(image).get("Milestone") != str(milestone):
+            raise InvalidInput(
+                "packer artifact",
+                f"an image named {name} ({image_id}) exists in {self.region} and is not build {build.build_id}'s "
+                f"milestone {milestone} (not this account's, or without the BuildId/Pipeline/ManagedBy/Milestone "
+                "tags the template writes): it is neither adopted nor deregistered; deregister it if it is a "
+                "leftover, then clear the task",
+            )
+        state = image.get("State", "available")
+        if state == "pending":
+            log.info("image %s of an earlier attempt is still being made; waiting for it", image_id)
+            self._wait_image(image_id)
+            state = "available"
+        if state == "available":
+            return {self.region: image_id}
+        log.warning(
+            "image %s of an earlier attempt ended %s; deregistered so that Packer makes it again", image_id, state
+        )
+        self._deregister(image)
+        return {}
+
     def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
         self.check_regions()
         with self.api(f"DescribeImages {checkpoint.image} (checkpoint of milestone {checkpoint.code})"):
@@ -331,7 +399,7 @@ class AwsTarget(Target):
                 image_id = self.ec2().create_image(
                     InstanceId=host.id,
                     Name=name,
-                    Description=f"{self.pipeline} {build.build_id} after milestone {milestone}",
+                    Description=self.image_description(build, milestone),
                     TagSpecifications=[{"ResourceType": "image", "Tags": tags}],
                 )["ImageId"]
         self._wait_image(image_id)
@@ -343,21 +411,74 @@ class AwsTarget(Target):
         }
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
-        from botocore.exceptions import ClientError
-
         removed = []
         for image_id in images:
-            if self._owned_image(build, image_id) is None:
+            image = self._owned_image(build, image_id)
+            if image is None:
                 log.info("checkpoint image %s is gone or not build %s's; left alone", image_id, build.build_id)
                 continue
-            try:
-                self.ec2().deregister_image(ImageId=image_id)
+            if self._deregister(image):
                 log.info("deregistered checkpoint image %s", image_id)
                 removed.append(image_id)
-            except ClientError as exc:
-                if "NotFound" not in client_error_code(exc):
-                    raise TargetError(f"EC2 DeregisterImage {image_id}: {exc}") from exc
         return removed
+
+    def _deregister(self, image: dict[str, Any], region: str | None = None) -> bool:
+        """Deregister an image of the build's (proven by the caller) and delete its EBS snapshots,
+        which EC2 keeps after the image is gone. ``DeleteAssociatedSnapshots`` asks EC2 to delete
+        them with the image where the SDK knows the parameter; then every snapshot of the image's
+        block device mappings that is still there, this account's and made for this image (EC2
+        names the image in the description of a snapshot CreateImage or CopyImage made) is deleted:
+        so with an SDK or endpoint that does not know the parameter too. One another image still
+        uses stays (EC2 refuses it: InvalidSnapshot.InUse). False: the image was gone already."""
+        from botocore.exceptions import ClientError
+
+        image_id = str(image["ImageId"])
+        ec2 = self.ec2(region)
+        snapshots = [str(m["Ebs"]["SnapshotId"]) for m in image.get("BlockDeviceMappings") or []
+                     if (m.get("Ebs") or {}).get("SnapshotId")]  # fmt: skip
+        params: dict[str, Any] = {"ImageId": image_id}
+        if "DeleteAssociatedSnapshots" in ec2.meta.service_model.operation_model("DeregisterImage").input_shape.members:
+            params["DeleteAssociatedSnapshots"] = True
+        try:
+            answer = ec2.deregister_image(**params)
+        except ClientError as exc:
+            code = client_error_code(exc)
+            if "NotFound" in code or "Unavailable" in code:  # gone already (Unavailable: deregistered)
+                return False
+            raise TargetError(f"EC2 DeregisterImage {image_id}: {code}: {exc}") from exc
+        deleted = {
+            r.get("SnapshotId") for r in answer.get("DeleteSnapshotResults") or [] if r.get("ReturnCode") == "success"
+        }
+        for snapshot_id in snapshots:
+            if snapshot_id not in deleted:
+                self._delete_snapshot(snapshot_id, image_id, region)
+        return True
+
+    def _delete_snapshot(self, snapshot_id: str, image_id: str, region: str | None) -> None:
+        """Delete a snapshot of ``image_id`` if it is still there, this account's and made for that
+        image; anything else is left alone."""
+        from botocore.exceptions import ClientError
+
+        ec2 = self.ec2(region)
+        with self.api(f"DescribeSnapshots {snapshot_id}"):
+            found = ec2.describe_snapshots(
+                OwnerIds=["self"], Filters=[{"Name": "snapshot-id", "Values": [snapshot_id]}]
+            )
+        snapshot = next(iter(found.get("Snapshots") or []), None)
+        if snapshot is None or str(snapshot.get("OwnerId", "")) != self.account:
+            return
+        if image_id not in str(snapshot.get("Description", "")):
+            log.info("snapshot %s was not made for image %s; left alone", snapshot_id, image_id)
+            return
+        try:
+            ec2.delete_snapshot(SnapshotId=snapshot_id)
+            log.info("deleted snapshot %s of image %s", snapshot_id, image_id)
+        except ClientError as exc:
+            code = client_error_code(exc)
+            if "InUse" in code:
+                log.info("snapshot %s of image %s is used by another image; left alone", snapshot_id, image_id)
+            elif "NotFound" not in code:
+                raise TargetError(f"EC2 DeleteSnapshot {snapshot_id}: {code}: {exc}") from exc
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         self.check_regions()
@@ -375,7 +496,7 @@ class AwsTarget(Target):
             if region == self.region:
                 published[region] = image
                 continue
-            description = f"{self.pipeline} {build.build_id}"
+            description = self.image_description(build)
             existing = self._image_by_name(build, name, region, description)
             if existing is not None:
                 published[region] = existing["ImageId"]

@@ -8,6 +8,11 @@
 # login, sudo and networking defaults. Both configure the instance through cloud-init user data,
 # so the template needs no provisioner and Packer only waits for SSH before capturing.
 # Everything after 10 is Ansible on the build host.
+#
+# image_name comes from the target (within EC2's AMI name rules, whatever the pipeline and build
+# id). The AMI gets the build's tags (BuildId, Pipeline, Milestone, ManagedBy): a retry of the
+# milestone after Packer made the AMI adopts it by those tags and the account instead of running
+# into "is used by an existing AMI".
 
 variable "build_id" { type = string }
 variable "milestone" { type = string }
@@ -15,6 +20,10 @@ variable "pipeline" { type = string }
 variable "image_name" { type = string }
 variable "source_image" { type = string }
 variable "aws_region" { type = string }
+variable "image_type" {
+  type    = string
+  default = "webserver"
+}
 variable "packer_manifest" {
   type    = string
   default = "manifest.json"
@@ -43,7 +52,7 @@ locals {
     BuildId   = var.build_id
     Pipeline  = var.pipeline
     Milestone = var.milestone
-    ImageType = "webserver"
+    ImageType = var.image_type
     ManagedBy = "airflow-provider-imagebuild"
   }
 }

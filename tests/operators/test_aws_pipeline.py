@@ -10,6 +10,7 @@ must report changed=0 there (the playbooks are idempotent).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from airflow_provider_imagebuild.store import open_store
 from tests.dags.conftest import ROOT, write
+from tests.helpers import task_context
 from tests.servers.aws_sample import DAG_ID, moto_connection, sample_spec
 
 WHEN = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)
@@ -135,3 +137,123 @@ def asset_extras(uri: str) -> list[dict[str, Any]]:
 def _assert_asset_event(image_id: str) -> None:
     extras = asset_extras("imagebuild://aws/aws-rhel8-webserver")
     assert any(e.get("image_id") == image_id for e in extras), extras
+
+
+# -- Packer milestones of the shipped template (amazon-ebs against moto) ---------------------------
+SCHEDULED_RUN = "scheduled__2026-11-02T02:00:00+00:00"
+LONG_PIPELINE = "aws-rhel8-webserver-sap-hana-scale-out-eu-central-frankfurt-a12"  # 63 characters
+# CreateImage's Name: "3-128 alphanumeric characters, parentheses (()), square brackets ([]), spaces ( ), periods
+# (.), slashes (/), dashes (-), single quotes ('), at-signs (@), or underscores(_)" (EC2 API reference)
+AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
+
+
+def _packer_milestone(store_url: str, pipeline: str, base_ami: str, code: int = 5) -> Any:
+    """Milestone ``code`` (5: kickstart, 10: green) of the shipped RHEL 8 template, on moto."""
+    from airflow_provider_imagebuild.build.identity import BuildIdentity
+    from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
+    from airflow_provider_imagebuild.spec import TargetSpec
+    from tests.servers.aws_sample import CONN_ID
+
+    source = {5: "kickstart", 10: "green"}[code]
+    return PackerMilestoneOperator(
+        task_id=f"s{code:03d}_{source}",
+        identity=BuildIdentity(pipeline, "aws", "webserver", plan=(0, 5, 10, 100)),
+        state=code,
+        store=store_url,
+        template=str(ROOT / "dags/packer/rhel8.pkr.hcl"),
+        only=[f"amazon-ebs.{source}"],
+        variables={"communicator": "none"},  # moto's instances run nothing
+        target=TargetSpec(aws_conn_id=CONN_ID, region="us-east-1", source_image=base_ami),
+    )
+
+
+def _images_named(ec2: Any, name: str) -> list[dict[str, Any]]:
+    return list(ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])["Images"])
+
+
+@pytest.fixture
+def moto_conn(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", moto_connection(moto_url))
+
+
+@pytest.mark.slow
+def test_a_long_pipeline_and_a_scheduled_build_get_ami_names_ec2_takes(
+    moto_conn: None, tmp_path: Path, ec2: Any, base_ami: str, aws_clients: Any
+) -> None:
+    """EC2 takes an AMI name of 3-128 characters of ``[A-Za-z0-9()[] ./'@_-]`` (CreateImage), and
+    Packer's amazon-ebs refuses any other before it starts. A 63-character pipeline and a scheduled
+    run's derived build id (128 characters) still build milestone 5 with real Packer, and every
+    name and description the target gives EC2 for that build fits."""
+    from airflow_provider_imagebuild.build.ids import derive_build_id
+    from airflow_provider_imagebuild.targets.aws import AwsTarget
+
+    assert len(LONG_PIPELINE) == 63
+    build_id = derive_build_id(LONG_PIPELINE, SCHEDULED_RUN)
+    assert len(build_id) == 111  # the pipeline, the cleaned run id and a digest
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(store_url)
+    store.create_build(build_id, pipeline=LONG_PIPELINE, cloud="aws", image_type="webserver", plan=[0, 5, 10, 100])
+
+    op = _packer_milestone(store_url, LONG_PIPELINE, base_ami)
+    outputs = op.execute(task_context(build_id, "s005_kickstart"))
+    image = ec2.describe_images(ImageIds=[outputs["image_id"]])["Images"][0]
+    target = op.get_target()
+    assert isinstance(target, AwsTarget)
+    build = store.get(build_id)
+    assert image["Name"] == target.image_name(build, 5) and AMI_NAME_RE.fullmatch(image["Name"])
+    for milestone in (None, 5, 10, 15, 95, 100):
+        assert AMI_NAME_RE.fullmatch(target.image_name(build, milestone)), milestone
+        assert len(target.image_description(build, milestone)) <= 255  # CreateImage: "Up to 255 characters"
+    tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+    assert tags["BuildId"] == build_id and tags["Pipeline"] == LONG_PIPELINE  # the whole identity, in tags
+
+
+@pytest.mark.slow
+def test_a_retry_after_packer_made_its_ami_adopts_it_and_a_foreign_ami_is_never_touched(
+    moto_conn: None, tmp_path: Path, ec2: Any, base_ami: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """amazon-ebs stops with "is used by an existing AMI" when its ``ami_name`` is taken, so a
+    milestone that failed after Packer made its AMI (here the claim is throttled once) could never
+    succeed again. The retry adopts the AMI instead: this account's, named for the milestone and
+    carrying the tags the shipped template writes. An AMI of that name without this build's tags
+    is neither adopted nor deregistered: the milestone fails, naming it, and Packer does not run."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from airflow_provider_imagebuild.errors import TargetError
+    from airflow_provider_imagebuild.targets.aws import AwsTarget
+
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(store_url)
+    store.create_build("retry-1", pipeline="aws-retry", cloud="aws", image_type="webserver", plan=[0, 5, 10, 100])
+    claim = AwsTarget.claim_images
+    throttled: list[str] = []
+
+    def throttled_once(self: AwsTarget, build: Any, images: Any, milestone: int) -> None:
+        if not throttled:
+            throttled.append(next(iter(images.values())))
+            raise TargetError("EC2 CreateTags: RequestLimitExceeded (transient, retried): Request limit exceeded.")
+        claim(self, build, images, milestone)
+
+    monkeypatch.setattr(AwsTarget, "claim_images", throttled_once)
+    op = _packer_milestone(store_url, "aws-retry", base_ami)
+    with pytest.raises((AirflowException, TargetError), match="RequestLimitExceeded"):
+        op.execute(task_context("retry-1", "s005_kickstart"))
+    made = throttled[0]
+    name = op.get_target().packer_image_name(store.get("retry-1"), "aws-retry", 5)
+    assert [i["ImageId"] for i in _images_named(ec2, name)] == [made]
+
+    retried = _packer_milestone(store_url, "aws-retry", base_ami)
+    outputs = retried.execute(task_context("retry-1", "s005_kickstart", try_number=2))
+    assert outputs["image_id"] == made and outputs["packer_adopted"] is True
+    assert [i["ImageId"] for i in _images_named(ec2, name)] == [made]  # Packer did not make another
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_images(ImageIds=[made])["Images"][0]["Tags"]}
+    assert tags["BuildId"] == "retry-1" and tags["Role"] == "checkpoint"  # claimed this time
+    assert store.get("retry-1").milestones[5].outputs["packer_adopted"] is True
+
+    # Someone's AMI of the name a second build's milestone 5 gets: never adopted, never deregistered.
+    store.create_build("retry-2", pipeline="aws-retry", cloud="aws", image_type="webserver", plan=[0, 5, 10, 100])
+    theirs_name = op.get_target().packer_image_name(store.get("retry-2"), "aws-retry", 5)
+    theirs = ec2.copy_image(SourceImageId=base_ami, SourceRegion="us-east-1", Name=theirs_name)["ImageId"]
+    with pytest.raises(AirflowFailException, match=rf"packer artifact: .*{theirs}.* not build retry-2's"):
+        _packer_milestone(store_url, "aws-retry", base_ami).execute(task_context("retry-2", "s005_kickstart"))
+    assert [i["ImageId"] for i in _images_named(ec2, theirs_name)] == [theirs]

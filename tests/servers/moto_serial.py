@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from moto.moto_server.threaded_moto_server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -34,8 +35,61 @@ def ebs_backed_images() -> None:
     amis.Ami.__init__ = init  # type: ignore[method-assign]
 
 
+def strict_image_names() -> None:
+    """EC2 refuses AMI names and descriptions that moto takes. CreateImage, CopyImage and
+    RegisterImage (EC2 API reference): Name "3-128 alphanumeric characters, parentheses (()), square
+    brackets ([]), spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@),
+    or underscores(_)", else ``InvalidAMIName.Malformed``; a name an AMI of the account already has
+    in the region, ``InvalidAMIName.Duplicate``; Description "Up to 255 characters", else
+    ``InvalidParameterValue``. Applied before moto's own code runs."""
+    import re
+
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.amis import AmiBackend
+
+    name_re = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
+
+    def check(backend: AmiBackend, name: str | None, description: str | None) -> None:
+        if name is not None:
+            if not name_re.fullmatch(name):
+                raise EC2ClientError(
+                    "InvalidAMIName.Malformed",
+                    "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, "
+                    f"'(', ')', '.', '-', '/' and '_' ({name!r})",
+                )
+            owner = backend.account_id  # type: ignore[attr-defined]
+            for ami in backend.amis.values():
+                if ami.name == name and ami.owner_id == owner:
+                    raise EC2ClientError(
+                        "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {ami.id}"
+                    )
+        if description is not None and len(description) > 255:
+            raise EC2ClientError("InvalidParameterValue", "Value for parameter description is invalid: too long")
+
+    def create_image(original: Any) -> Any:
+        def create(self: AmiBackend, instance_id: str, name: str, description: str, *args: Any, **kwargs: Any) -> Any:
+            check(self, name, description)
+            return original(self, instance_id, name, description, *args, **kwargs)
+
+        return create
+
+    def copy_or_register(original: Any, name_at: int) -> Any:
+        def call(self: AmiBackend, *args: Any, **kwargs: Any) -> Any:
+            name = kwargs.get("name", args[name_at] if len(args) > name_at else None)
+            description = kwargs.get("description", args[name_at + 1] if len(args) > name_at + 1 else None)
+            check(self, name, description)
+            return original(self, *args, **kwargs)
+
+        return call
+
+    AmiBackend.create_image = create_image(AmiBackend.create_image)  # type: ignore[method-assign]
+    AmiBackend.copy_image = copy_or_register(AmiBackend.copy_image, 2)  # type: ignore[method-assign]
+    AmiBackend.register_image = copy_or_register(AmiBackend.register_image, 0)  # type: ignore[method-assign]
+
+
 def main() -> None:
     ebs_backed_images()
+    strict_image_names()
     port = int(sys.argv[1])
     os.environ.setdefault("MOTO_PORT", str(port))
     app = DomainDispatcherApplication(create_backend_app)

@@ -154,3 +154,81 @@ def test_packer_artifacts_of_another_account_or_build_are_never_tagged(
     assert target.owns_image(build, ours)
     target.claim_images(build, {"us-east-1": ours}, 10)  # a retried claim of the same image
     assert target.owns_image(build, ours)
+
+
+def _snapshots_of(ec2: Any, image_id: str) -> list[str]:
+    image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+    return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
+
+
+def _snapshot_exists(ec2: Any, snapshot_id: str) -> bool:
+    return bool(ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot_id]}])["Snapshots"])
+
+
+def test_a_discarded_checkpoint_takes_its_snapshots_along(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
+) -> None:
+    """Deregistering an AMI keeps its EBS snapshots (and their cost) unless they are deleted too:
+    a checkpoint the seal discards goes with the snapshots EC2 made for it, and a snapshot that is
+    not the image's own (another account's, or made for another image) stays."""
+    target = _target(aws_clients)
+    build = _build(tmp_path, "aws-snapshots-1")
+    green = _green_image(ec2, target, build, base_ami)
+    host = target.launch(build, Checkpoint(10, green))
+    checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    snapshots = _snapshots_of(ec2, checkpoint)
+    assert snapshots and all(_snapshot_exists(ec2, s) for s in snapshots)
+    kept = _snapshots_of(ec2, green)
+
+    assert target.discard(build, [checkpoint]) == [checkpoint]
+    assert not [s for s in snapshots if _snapshot_exists(ec2, s)], "the checkpoint's snapshots were left behind"
+    assert all(_snapshot_exists(ec2, s) for s in kept)  # the green image's own are untouched
+    assert target.discard(build, [checkpoint]) == []  # gone already: nothing to do
+    target.cleanup(build, host)
+
+
+def test_the_ec2_fake_refuses_the_ami_names_and_descriptions_ec2_refuses(ec2: Any, base_ami: str) -> None:
+    """moto takes any name; tests/servers/moto_serial.py makes it refuse what CreateImage,
+    CopyImage and RegisterImage document as refused, so a name the target gives EC2 is checked."""
+    from botocore.exceptions import ClientError
+
+    from tests.conftest import unique
+
+    def copy(name: str, description: str = "") -> str:
+        return str(ec2.copy_image(SourceImageId=base_ami, SourceRegion="us-east-1", Name=name,
+                                  Description=description)["ImageId"])  # fmt: skip
+
+    for bad in ("x" * 129, "web:rhel8", "web/build#1", "naïve-image"):
+        with pytest.raises(ClientError, match=r"InvalidAMIName\.Malformed"):
+            copy(bad)
+    name = unique("ok/(web) [1] it's @ 2026_12.04")
+    copy(name)
+    with pytest.raises(ClientError, match=r"InvalidAMIName\.Duplicate"):
+        copy(name)
+    with pytest.raises(ClientError, match="InvalidParameterValue"):
+        copy(unique("long-description"), "d" * 256)
+    copy(unique("description"), "d" * 255)
+
+
+def test_every_ami_name_of_a_build_fits_ec2_however_long_its_pipeline_and_build_id(
+    aws_clients: Callable[[str, str], Any], tmp_path: Any
+) -> None:
+    """Names come from one place, within EC2's rules: readable where ``<pipeline>/<build id>/mNNN``
+    fits 128 characters, else shortened to the pipeline's start and a digest of both, which no
+    readable name can equal ('@' is in no pipeline or build id); descriptions fit 255."""
+    import re
+
+    ami_name = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
+    names: set[str] = set()
+    for pipeline, build_id in (("p" * 128, "b" * 128), ("p" * 128, "c" * 128), ("web", "b1"), ("w" * 63, "x" * 111)):
+        spec = TargetSpec(region="us-east-1")
+        target = AwsTarget(spec, pipeline=pipeline, image_type="t", clients=aws_clients, region="us-east-1")
+        store = open_store(f"sqlite:///{tmp_path}/names.db")
+        build = store.create_build(build_id, pipeline=pipeline, cloud="aws", image_type="t", plan=[0, 10, 95, 100])
+        for milestone in (None, 5, 10, 95):
+            name = target.image_name(build, milestone)
+            assert ami_name.fullmatch(name) and name not in names, name
+            assert target.packer_image_name(build, pipeline, 10) == target.image_name(build, 10)
+            assert len(target.image_description(build, milestone)) <= 255
+            names.add(name)
+    assert "web/b1/m010" in names
