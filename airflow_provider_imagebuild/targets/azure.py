@@ -245,6 +245,41 @@ class AzureTarget(DigestNames, Target):
                 tags = {**(_get(current, "tags") or {}), **self.build_tags(build, milestone, "checkpoint")}
                 self._wait(self.compute.images.begin_update(self.group, parts["name"], {"tags": tags}))
 
+    def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
+        """The managed image an earlier attempt of this Packer milestone made, when it is complete and
+        provably the build's: in this target's subscription and resource group (where the template puts
+        it, under :meth:`packer_image_name`) and tagged by the template with the build, pipeline,
+        milestone and ``ManagedBy``. azure-arm stops when the image exists ("use the -force option"),
+        so a retry adopts it; an incomplete one of the build's is deleted so that Packer makes it
+        again; one that is not provably the build's raises and is left alone."""
+        name = self.packer_image_name(build, self.pipeline, milestone)
+        with self.maybe_missing(f"GET image {name}") as found:
+            found.append(self.compute.images.get(self.group, name))
+        if not found:
+            return {}
+        image = found[0]
+        image_id = str(_get(image, "id") or "")
+        parts = parse_id(image_id) or {}
+        tags = _get(image, "tags") or {}
+        owned = (
+            parts.get("subscription", "").lower() == self.clients.subscription_id.lower()
+            and parts.get("resource_group", "").lower() == self.group.lower()
+            and parts.get("type", "").lower() == "images"
+        )
+        if not (owned and self.is_builds(build, image) and tags.get("Milestone") == str(milestone)):
+            raise InvalidInput(
+                "packer artifact",
+                f"managed image {name} in resource group {self.group} exists and is not build {build.build_id}'s "
+                f"milestone {milestone} image (its tags do not say so); it is left alone: remove or rename it, "
+                "then clear the milestone",
+            )
+        state = str(_get(image, "properties", "provisioningState") or "")
+        if state != "Succeeded":
+            log.info("managed image %s of an earlier attempt is %s: deleted so that Packer makes it again", name, state)
+            self._delete(build, self.compute.images, name, "image")
+            return {}
+        return {self.region: image_id}
+
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
         """Packer's ``managed_image_name`` (at most 80 characters, see azure_names)."""
         return AzureNames(pipeline, build).packer_image(milestone)

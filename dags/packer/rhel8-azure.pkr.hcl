@@ -16,6 +16,10 @@
 variable "build_id" { type = string }
 variable "milestone" { type = string }
 variable "pipeline" { type = string }
+variable "image_type" {
+  type    = string
+  default = "webserver"
+}
 variable "image_name" { type = string }
 variable "source_image" { type = string }
 variable "azure_subscription_id" { type = string }
@@ -59,7 +63,7 @@ locals {
     BuildId   = var.build_id
     Pipeline  = var.pipeline
     Milestone = var.milestone
-    ImageType = "webserver"
+    ImageType = var.image_type
     ManagedBy = "airflow-provider-imagebuild"
   }
 }

@@ -18,7 +18,7 @@ from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import AzureTargetSpec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.azure import AzureTarget, gallery_version
-from airflow_provider_imagebuild.targets.base import Checkpoint
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, Checkpoint
 from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
 from tests.servers.azure_arm import SUBSCRIPTION, FakeArm, Fault
 
@@ -264,3 +264,29 @@ def test_every_name_of_a_long_pipelines_scheduled_build_keeps_azures_and_packers
             seen += 1
     vm = fake_arm.get(host.id) or {}
     assert seen >= 8 and checkpoint and vm["properties"]["osProfile"]["computerName"] == vm["name"]
+
+
+def test_packer_artifacts_adopt_only_a_complete_image_of_the_build_and_never_delete_a_foreign_one(
+    fake_arm: FakeArm, tmp_path: Any
+) -> None:
+    target = _target()
+    build = _build(tmp_path, "az-adopt-1")
+    name = target.packer_image_name(build, "web", 5)
+    image_id = f"{GROUP_ID}/Microsoft.Compute/images/{name}"
+    assert target.packer_artifacts(build, 5) == {}, "nothing there: run Packer"
+
+    def template_tags(build_id: str, milestone: str = "5") -> dict[str, str]:
+        return {"BuildId": build_id, "Pipeline": "web", "Milestone": milestone, "ManagedBy": MANAGED_BY}
+
+    body = {"location": "westeurope", "properties": {"storageProfile": {"osDisk": {"osType": "Linux"}}}}
+    for foreign in (template_tags("az-other"), template_tags("az-adopt-1", "10"), {"BuildId": "az-adopt-1"}):
+        fake_arm.add(image_id, {**body, "tags": foreign})
+        with pytest.raises(InvalidInput, match=f"{name} in resource group {AZURE_GROUP} exists and is not") as info:
+            target.packer_artifacts(build, 5)
+        assert info.value.field == "packer artifact" and fake_arm.get(image_id) is not None, "never deleted"
+
+    fake_arm.add(image_id, {**body, "tags": template_tags("az-adopt-1")})
+    assert target.packer_artifacts(build, 5) == {"": image_id}
+
+    (fake_arm.get(image_id) or {})["properties"]["provisioningState"] = "Failed"  # an attempt cut short
+    assert target.packer_artifacts(build, 5) == {} and fake_arm.get(image_id) is None, "removed: Packer remakes it"

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -39,9 +40,26 @@ def main() -> None:
         f"/subscriptions/{env['ARM_SUBSCRIPTION_ID']}/resourceGroups/{env['STANDIN_GROUP']}"
         f"/providers/Microsoft.Compute/images/{env['STANDIN_IMAGE']}"
     )
+    try:  # azure-arm's builder.go stops before anything is made when the image exists (no -force)
+        call("GET", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2024-11-01", token)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+    else:
+        raise SystemExit(
+            f"the managed image named {env['STANDIN_IMAGE']} already exists in the resource group "
+            f"{env['STANDIN_GROUP']}, use the -force option to automatically delete it."
+        )
     body = {
         "location": env["STANDIN_LOCATION"],
-        "tags": {"BuildId": env["STANDIN_BUILD_ID"], "Pipeline": env["STANDIN_PIPELINE"]},
+        # What the shipped template's azure_tags put on the image (local.tags in rhel8-azure.pkr.hcl).
+        "tags": {
+            "BuildId": env["STANDIN_BUILD_ID"],
+            "Pipeline": env["STANDIN_PIPELINE"],
+            "Milestone": env["STANDIN_MILESTONE"],
+            "ImageType": env["STANDIN_IMAGE_TYPE"],
+            "ManagedBy": "airflow-provider-imagebuild",
+        },
         "properties": {
             "hyperVGeneration": "V2",
             "storageProfile": {
@@ -55,10 +73,10 @@ def main() -> None:
     }
     _, headers = call("PUT", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2024-11-01", token, body)
     status = headers.get("Azure-AsyncOperation")
-    for _ in range(60):
+    for _ in range(100):
         if not status or call("GET", status, token)[0].get("status") == "Succeeded":
             break
-        time.sleep(0.2)
+        time.sleep(float(headers.get("Retry-After") or 0.2))
     else:
         raise SystemExit(f"image {image_id} was not created")
     run = env.get("PACKER_RUN_UUID") or str(uuid.uuid4())

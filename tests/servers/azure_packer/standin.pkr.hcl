@@ -8,6 +8,10 @@
 variable "build_id" { type = string }
 variable "milestone" { type = string }
 variable "pipeline" { type = string }
+variable "image_type" {
+  type    = string
+  default = ""
+}
 variable "image_name" { type = string }
 variable "source_image" { type = string }
 variable "azure_subscription_id" { type = string }
@@ -38,6 +42,7 @@ build {
       "STANDIN_BUILD_ID=${var.build_id}",
       "STANDIN_PIPELINE=${var.pipeline}",
       "STANDIN_MILESTONE=${var.milestone}",
+      "STANDIN_IMAGE_TYPE=${var.image_type}",
       "STANDIN_MANIFEST=${var.packer_manifest}",
     ]
   }
