@@ -9,7 +9,6 @@ publish milestone without a gallery) fail when the DAG file is parsed.
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +34,17 @@ TAG_NAME_RE = re.compile(r"[^<>%&\\?/]{1,512}")
 # names are case-insensitive).
 RESERVED_TAGS = {"buildid", "pipeline", "milestone", "imagetype", "role", "managedby", "milestonehistory"}
 MAX_USER_TAGS = 40  # Azure allows 50 per resource; the build's own tags take up to 7
+# Two different storage settings, each with its own published enum (kept apart: a value of one is
+# refused by the other an hour into a build).
+# A managed disk's SKU: StorageAccountTypes (ComputeRP 2026-04-01, the VM's osDisk.managedDisk) and
+# DiskStorageAccountTypes (DiskRP). UltraSSD_LRS "can only be used with data disks" (the same
+# definition's note) and Premium SSD v2 cannot be an OS disk either (Azure's disk types page).
+MANAGED_DISK_SKUS = (
+    "Standard_LRS", "Premium_LRS", "StandardSSD_LRS", "UltraSSD_LRS", "Premium_ZRS", "StandardSSD_ZRS", "PremiumV2_LRS",
+)  # fmt: skip
+DATA_DISK_ONLY_SKUS = ("UltraSSD_LRS", "PremiumV2_LRS")
+# How a gallery image version's replicas are stored: StorageAccountType (GalleryRP 2025-03-03).
+REPLICA_STORAGE_TYPES = ("Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS")
 
 
 class AzureTargetSpec(BaseModel):
@@ -57,7 +67,9 @@ class AzureTargetSpec(BaseModel):
     gallery_image: str | None = None
     replication_regions: list[str] = Field(default_factory=list)
     replica_count: int = Field(default=1, ge=1, le=100)
-    storage_account_type: Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS"] = "Standard_LRS"
+    os_disk_type: str = Field(default="Standard_LRS", description="the build host's OS disk SKU")
+    replica_storage_type: str = Field(default="Standard_LRS", description="how gallery replicas are stored")
+    storage_account_type: str | None = Field(default=None, description="replaced by the two settings above")
     end_of_life_days: int | None = Field(default=None, ge=1, le=3650)
     tags: dict[str, str] = Field(default_factory=dict)
     keep_checkpoints: list[int] = Field(default_factory=list)
@@ -130,6 +142,37 @@ class AzureTargetSpec(BaseModel):
     def _gallery_image(cls, value: str | None) -> str | None:
         if value is not None and not GALLERY_IMAGE_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a gallery image definition name")
+        return value
+
+    @field_validator("os_disk_type")
+    @classmethod
+    def _os_disk_type(cls, value: str) -> str:
+        if value in DATA_DISK_ONLY_SKUS:
+            raise ValueError(f"{value!r} is for data disks only; an OS disk cannot use it")
+        if value not in MANAGED_DISK_SKUS:
+            also = " (it is a gallery replica type: replica_storage_type)" if value in REPLICA_STORAGE_TYPES else ""
+            usable = ", ".join(v for v in MANAGED_DISK_SKUS if v not in DATA_DISK_ONLY_SKUS)
+            raise ValueError(f"{value!r} is not a managed disk SKU{also}; one of {usable}")
+        return value
+
+    @field_validator("replica_storage_type")
+    @classmethod
+    def _replica_storage_type(cls, value: str) -> str:
+        if value not in REPLICA_STORAGE_TYPES:
+            also = " (it is a managed disk SKU: os_disk_type)" if value in MANAGED_DISK_SKUS else ""
+            raise ValueError(
+                f"{value!r} is not a gallery replica storage type{also}; one of {', '.join(REPLICA_STORAGE_TYPES)}"
+            )
+        return value
+
+    @field_validator("storage_account_type")
+    @classmethod
+    def _storage_account_type(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "was both the OS disk's SKU and the gallery replicas' storage type, whose values differ "
+                "(Standard_ZRS is only the latter): set os_disk_type and replica_storage_type instead"
+            )
         return value
 
     @field_validator("ssh_user")

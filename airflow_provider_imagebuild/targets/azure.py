@@ -326,6 +326,7 @@ class AzureTarget(DigestNames, Target):
                         {
                             "location": self.location,
                             "tags": tags,
+                            "sku": {"name": self.settings.os_disk_type},
                             "properties": {
                                 "osType": "Linux",
                                 "creationData": {"createOption": "Copy", "sourceResourceId": checkpoint.image},
@@ -353,7 +354,7 @@ class AzureTarget(DigestNames, Target):
                     "name": disk_name,
                     "createOption": "FromImage",
                     "deleteOption": "Delete",
-                    "managedDisk": {"storageAccountType": self.settings.storage_account_type},
+                    "managedDisk": {"storageAccountType": self.settings.os_disk_type},
                 },
             }
             user = self.settings.ssh_user
@@ -556,11 +557,11 @@ class AzureTarget(DigestNames, Target):
                 **built_with_tags(build)}  # fmt: skip
         profile: dict[str, Any] = {
             "targetRegions": [
-                {"name": r, "regionalReplicaCount": s.replica_count, "storageAccountType": s.storage_account_type}
+                {"name": r, "regionalReplicaCount": s.replica_count, "storageAccountType": s.replica_storage_type}
                 for r in regions
             ],
             "replicaCount": s.replica_count,
-            "storageAccountType": s.storage_account_type,
+            "storageAccountType": s.replica_storage_type,
             "excludeFromLatest": True,  # lifted below, once every region has its replicas
         }
         if s.end_of_life_days:

@@ -290,3 +290,58 @@ def test_packer_artifacts_adopt_only_a_complete_image_of_the_build_and_never_del
 
     (fake_arm.get(image_id) or {})["properties"]["provisioningState"] = "Failed"  # an attempt cut short
     assert target.packer_artifacts(build, 5) == {} and fake_arm.get(image_id) is None, "removed: Packer remakes it"
+
+
+def _shipped_spec(**target: Any) -> Any:
+    """The shipped Azure sample spec's raw YAML with ``target`` settings changed."""
+    import yaml
+
+    from tests.servers.azure_sample import SHIPPED
+
+    raw = yaml.safe_load(SHIPPED.read_text())
+    raw["target"].update(target)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "reason"),
+    [
+        ({"os_disk_type": "Standard_ZRS"}, "target.os_disk_type", "not a managed disk SKU (it is a gallery replica"),
+        ({"os_disk_type": "UltraSSD_LRS"}, "target.os_disk_type", "for data disks only"),
+        ({"os_disk_type": "Premium"}, "target.os_disk_type", "not a managed disk SKU; one of Standard_LRS"),
+        ({"replica_storage_type": "StandardSSD_LRS"}, "target.replica_storage_type", "(it is a managed disk SKU"),
+        ({"replica_storage_type": "Premium_ZRS"}, "target.replica_storage_type", "not a gallery replica storage"),
+        ({"storage_account_type": "Standard_LRS"}, "target.storage_account_type", "set os_disk_type and replica"),
+    ],
+)
+def test_os_disk_and_gallery_replica_storage_are_two_settings_each_checked_against_its_own_enum(
+    settings: dict[str, str], field: str, reason: str
+) -> None:
+    from airflow_provider_imagebuild.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(_shipped_spec(**settings), "azure.yaml")
+    assert f"{field}: " in str(info.value) and reason in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_os_disk_gets_its_sku_and_the_gallery_its_replica_type(fake_arm: FakeArm, tmp_path: Any) -> None:
+    target = _target(os_disk_type="Premium_ZRS", replica_storage_type="Standard_ZRS")
+    build = _build(tmp_path, "az-storage-1")
+    host = target.launch(build, Checkpoint(10, _green_image(fake_arm, target, build)))
+    vm = fake_arm.get(host.id) or {}
+    assert vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["storageAccountType"] == "Premium_ZRS"
+    relaunched = target.launch(build, Checkpoint(30, target.capture(build, host, 30, final=False)["checkpoint_image"]))
+    disk_id = (fake_arm.get(relaunched.id) or {})["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+    assert (fake_arm.get(disk_id) or {})["sku"] == {"name": "Premium_ZRS"}, "the copied OS disk has the same SKU"
+    version = (
+        fake_arm.get(
+            target.publish(build, target.capture(build, relaunched, 95, final=True)["image_id"])[
+                "gallery_image_version_id"
+            ]
+        )
+        or {}
+    )
+    profile = version["properties"]["publishingProfile"]
+    assert profile["storageAccountType"] == "Standard_ZRS"
+    assert {r["storageAccountType"] for r in profile["targetRegions"]} == {"Standard_ZRS"}
