@@ -210,6 +210,41 @@ class GcpTarget(Target):
             request = self.compute.images().setLabels(project=self.project, resource=parsed[1], body=body)
             self.wait(f"images.setLabels {parsed[1]}", self.call(f"images.setLabels {parsed[1]}", request))
 
+    def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
+        """The image an earlier attempt's Packer made under this milestone's name, if it is in the
+        target's project and carries the labels the shipped template writes (this build's key,
+        ``managed-by`` and the milestone): googlecompute stops when the name is taken. A failed one
+        of the build's is deleted so that Packer makes it again; one still being created is a
+        transient error (the next try adopts it); one that is not provably the build's is never
+        touched and stops the milestone, naming it."""
+        name = self.names.packer_image(build, milestone)
+        found = self._image(name)
+        if found is None:
+            return {}
+        where = parse_image(str(found.get("selfLink") or ""))
+        labels = found.get("labels") or {}
+        if (
+            where != (self.project, name)
+            or not self.is_builds(build, found)
+            or labels.get("imagebuild-milestone") != f"m{milestone:03d}"
+        ):
+            raise InvalidInput(
+                "image_name",
+                f"an image {name} already exists in project {self.project} and is not build {build.build_id}'s "
+                f"milestone {milestone} (labels imagebuild-key, managed-by, imagebuild-milestone): Packer cannot make "
+                "it, and it is left alone; delete or rename it if it is not needed",
+            )
+        status = found.get("status")
+        if status == "READY":
+            log.info("image %s of an earlier attempt of milestone %d is ready: adopted", name, milestone)
+            return {"": name}
+        if status == "PENDING":
+            raise TargetError(f"Compute Engine: image {name} of an earlier attempt is still being created (retried)")
+        log.info("image %s of an earlier attempt of milestone %d is %s: deleted, Packer makes it again", name,
+                 milestone, status)  # fmt: skip
+        self._delete_image(build, name)
+        return {}
+
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
         """Packer's image (and instance and disk) name: see :class:`GcpNames`."""
         return self.names.packer_image(build, milestone)

@@ -4,6 +4,11 @@
 # (build_id, milestone, pipeline, image_name, source_image, gcp_project, gcp_zone,
 # gcp_machine_type, gcp_network, gcp_subnetwork, source_image_family, source_image_project, and
 # packer_manifest: where the manifest post-processor writes, read back by the operator).
+# image_name is the build's (the target derives it from the build's digest: RFC 1035, at most
+# 56 characters); Packer's instance and its boot disk are named after it with a part of a UUID, so
+# that an instance an interrupted attempt left behind never blocks the next one. The image and the
+# instance carry the labels in local.labels, which the target checks before it adopts an image of
+# that name on a retry (Packer stops when its image exists) or deletes a failed one.
 # Credentials: GOOGLE_APPLICATION_CREDENTIALS in Packer's environment (a service account key
 # file of the connection), or the worker's own identity (workload identity); never on the
 # command line.
@@ -51,10 +56,17 @@ variable "ssh_username" {
 
 locals {
   # The image Packer starts from: 10 gets 5's image as a self link (projects/P/global/images/N).
-  source_name = element(split("/", var.source_image), length(split("/", var.source_image)) - 1)
+  source_name   = element(split("/", var.source_image), length(split("/", var.source_image)) - 1)
+  instance_name = "${var.image_name}-${substr(uuidv4(), 0, 6)}"
+  # What proves the image the build's (airflow_provider_imagebuild/targets/gcp_names.py,
+  # packer_labels): imagebuild-key is the first 20 hex digits of sha256("<pipeline>/<build_id>");
+  # values are label values (lowercase letters, digits, '_' and '-', at most 63).
   labels = {
-    imagebuild-pipeline  = lower(replace(var.pipeline, ".", "_"))
-    imagebuild-milestone = "m${var.milestone}"
+    imagebuild-key       = substr(sha256("${var.pipeline}/${var.build_id}"), 0, 20)
+    imagebuild-build     = substr(regex_replace(lower(var.build_id), "[^a-z0-9_-]", "_"), 0, 63)
+    imagebuild-pipeline  = substr(regex_replace(lower(var.pipeline), "[^a-z0-9_-]", "_"), 0, 63)
+    imagebuild-milestone = format("m%03d", var.milestone)
+    imagebuild-role      = "packer"
     managed-by           = "airflow-provider-imagebuild"
   }
 }
@@ -69,6 +81,8 @@ source "googlecompute" "kickstart" {
   source_image_project_id = [var.source_image_project]
   image_name              = var.image_name
   image_labels            = local.labels
+  instance_name           = local.instance_name
+  labels                  = local.labels
   omit_external_ip        = true
   use_internal_ip         = true
   ssh_username            = var.ssh_username
@@ -85,6 +99,8 @@ source "googlecompute" "green" {
   source_image_project_id = [var.gcp_project]
   image_name              = var.image_name
   image_labels            = local.labels
+  instance_name           = local.instance_name
+  labels                  = local.labels
   omit_external_ip        = true
   use_internal_ip         = true
   ssh_username            = var.ssh_username

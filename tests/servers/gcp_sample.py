@@ -33,8 +33,16 @@ def sample_spec(store_url: str, build_host_root: Path, compute_endpoint: str, co
     return localised(SHIPPED, store_url, build_host_root, target, packer, STANDIN)
 
 
-def packer_operator(store_url: str, pipeline: str, milestone: int, template: Path, **target: Any) -> Any:
-    """The Packer milestone operator of a Google Cloud pipeline, as the DAG factory makes it."""
+def packer_operator(
+    store_url: str,
+    pipeline: str,
+    milestone: int,
+    template: Path,
+    variables: dict[str, str] | None = None,
+    **target: Any,
+) -> Any:
+    """The Packer milestone operator of a Google Cloud pipeline, as the DAG factory makes it (the
+    stand-in's ``null`` sources for :data:`STANDIN`, with ``variables`` as the spec's ``vars``)."""
     from airflow_provider_imagebuild.build.identity import BuildIdentity
     from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
     from airflow_provider_imagebuild.spec import GcpTargetSpec
@@ -45,7 +53,8 @@ def packer_operator(store_url: str, pipeline: str, milestone: int, template: Pat
         state=milestone,
         store=store_url,
         template=str(template),
-        only=["googlecompute.kickstart" if milestone == 5 else "googlecompute.green"],
+        only=[("null." if template == STANDIN else "googlecompute.") + ("kickstart" if milestone == 5 else "green")],
+        variables=variables or {},
         target=GcpTargetSpec(**target),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -37,7 +38,17 @@ def main() -> None:
         query = urllib.parse.quote(f'family = "{env["STANDIN_FAMILY"]}"')
         items = call("GET", f"{base}/images?filter={query}", token).get("items") or []
         source = max(items, key=lambda i: i["creationTimestamp"])["selfLink"]
-    operation = call("POST", f"{base}/images", token, {"name": env["STANDIN_IMAGE"], "sourceImage": source})
+    try:  # googlecompute's first step (StepCheckExistingImage): an image of that name stops the build
+        call("GET", f"{base}/images/{env['STANDIN_IMAGE']}", token)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+    else:
+        project = env["STANDIN_PROJECT"]
+        print(f"Image {env['STANDIN_IMAGE']} already exists in project {project}. Use the force flag to delete it.")
+        raise SystemExit(1)
+    body = {"name": env["STANDIN_IMAGE"], "sourceImage": source, "labels": json.loads(env["STANDIN_LABELS"])}
+    operation = call("POST", f"{base}/images", token, body)
     call("POST", f"{base}/operations/{operation['name']}/wait", token)
     run = env.get("PACKER_RUN_UUID") or str(uuid.uuid4())
     manifest = {
