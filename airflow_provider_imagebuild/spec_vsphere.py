@@ -29,7 +29,10 @@ class VsphereTargetSpec(BaseModel):
     vsphere_conn_id: ConnId = "vsphere_default"
     datacenter: str | None = None
     cluster: str | None = None
-    host: str | None = None  # an ESXi host instead of a cluster
+    # An ESXi host: a stand-alone one instead of a cluster, or one of the cluster's to place the
+    # build's VMs on. A cluster without DRS needs a host for every clone; without this setting the
+    # target chooses one (connected, not in maintenance mode, mounting the datastore).
+    host: str | None = None
     resource_pool: str | None = None  # below the cluster or host; default its root pool
     datastore: str | None = None
     folder: str = ""  # VM folder below the datacenter's, for build VMs and templates

@@ -24,6 +24,17 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
   template's seal, so a build sealed again (same template name, same item name) replaces the item
   holding the image of the seal before (:mod:`.library_items`, shared with the content library
   destination). Items of other builds stay.
+- Names: every VM and template name the build gives vCenter or Packer comes from
+  :meth:`VsphereTarget.vm_name`, from the build's digest, within vCenter's 80 characters.
+- Placement: vCenter places a clone, or a template made a VM again, only where DRS or a
+  stand-alone host chooses a host for it; on a cluster without DRS it refuses a pool without a
+  host (pyVmomi's ``RelocateSpec.host``, ``MarkAsVirtualMachine``). There the target names one
+  (:meth:`VsphereTarget.placement_host`: the spec's ``host``, else a connected host of the
+  cluster, not in maintenance, mounting the datastore, with the most free memory), for its own
+  clones and for Packer's (``vsphere_host``, which Packer's vsphere-clone sends from 1.7 on).
+- A Packer milestone retried after Packer made its template (vsphere-clone stops with "use
+  -force") adopts it if it sits in the target's folder and carries the marks the shipped template
+  writes (:meth:`VsphereTarget.packer_artifacts`).
 - Ownership: every VM and template the build makes sits directly in the target's folder and
   carries ``imagebuild.key`` (a digest of the pipeline and build id) and ``imagebuild.managed_by``
   in its advanced settings (``extraConfig``). Both are checked: the key is anyone's to compute and
@@ -36,10 +47,11 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
@@ -58,14 +70,18 @@ from airflow_provider_imagebuild.targets.base import (
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.library_items import find_library, item_description, reusable_item
+from airflow_provider_imagebuild.toolchain.versions import packer_version
 
 log = logging.getLogger(__name__)
 
 KEY_OPTION = "imagebuild.key"
 MANAGED_OPTION = "imagebuild.managed_by"
 BUILD_OPTION = "imagebuild.build"
+PIPELINE_OPTION = "imagebuild.pipeline"
 SEAL_OPTION = "imagebuild.seal"  # on the final template: which seal made it (new at every seal)
 IP_WAIT_S = 600  # for VMware Tools to report the guest's address
+PACKER_SENDS_HOST = (1, 7)  # vsphere-clone sends the host of the clone (vsphere plugin 1.0.1, in Packer 1.7)
+Role = Literal["packer", "host", "checkpoint", "final"]
 
 
 class VsphereTarget(DigestNames, Target):
@@ -120,12 +136,65 @@ class VsphereTarget(DigestNames, Target):
             return compute.resourcePool
         return self._find(f"{s.datacenter}/host/{s.cluster or s.host}/Resources/{s.resource_pool}", "resource_pool")
 
+    def _drs_off(self) -> bool:
+        """Whether the spec's cluster is a cluster whose DRS is off (vCenter then places nothing
+        by itself); a stand-alone host, or a cluster with DRS, chooses the host."""
+        s = self.settings
+        if not s.cluster:
+            return False
+        compute = self._find(f"{s.datacenter}/host/{s.cluster}", "cluster")
+        with vsphere_errors(f"read {s.cluster}"):
+            drs = getattr(compute.configurationEx, "drsConfig", None)
+            return drs is not None and not drs.enabled
+
+    def placement_host(self) -> Any:
+        """The host a clone into the spec's cluster, or a template made a VM again there, runs on,
+        where vCenter needs one named: the spec's ``host`` within its cluster; else, on a cluster
+        without DRS, a connected host of it, not in maintenance mode, mounting the datastore, with
+        the most free memory (vCenter refuses a pool there without a host). None where DRS or a
+        stand-alone host chooses."""
+        s = self.settings
+        if not s.cluster:
+            return None
+        if s.host:
+            return self._find(f"{s.datacenter}/host/{s.cluster}/{s.host}", "host")
+        if not self._drs_off():
+            return None
+        cluster = self._find(f"{s.datacenter}/host/{s.cluster}", "cluster")
+        datastore = self.datastore()._moId
+        with vsphere_errors(f"hosts of {s.cluster}"):
+            usable = [
+                h
+                for h in cluster.host
+                if h.runtime.connectionState == "connected"
+                and not h.runtime.inMaintenanceMode
+                and any(d._moId == datastore for d in h.datastore)
+            ]
+            if not usable:
+                raise TargetError(
+                    f"vSphere: cluster {s.cluster} has DRS off and no connected host outside maintenance mode "
+                    f"that mounts {s.datastore}: nowhere to place the build's VMs (or set target.host)"
+                )
+            return min(usable, key=lambda h: (-_free_memory(h), h.name))
+
     def datastore(self) -> Any:
         with vsphere_errors("list datastores"):
             found = next((d for d in self.datacenter.datastore if d.name == self.settings.datastore), None)
         if found is None:
             raise InvalidInput("target.datastore", f"{self.settings.datastore} is not a datastore of the datacenter")
         return found
+
+    def vm_name(self, build: BuildRecord, role: Role, code: int = 0) -> str:
+        """Every VM and template name the build gives vCenter and Packer: ``ib-<digest>-m005``
+        (Packer's template of milestone 5), ``-h010`` (a build host launched from the checkpoint of
+        10), ``-cp030`` (a checkpoint), and the final template, ``<pipeline, cut>-<created>-<digest>``
+        (stable across a re-seal). All within vCenter's 80 characters, whatever the pipeline."""
+        if role == "final":
+            name = final_image_name(self.pipeline[:40], build, self.key(build))
+        else:
+            letter = {"packer": "m", "host": "h", "checkpoint": "cp"}[role]
+            name = f"{self.prefix(build)}-{letter}{code:03d}"
+        return name  # at most 40 + 1 + 15 + 1 + 6 characters
 
     def _vm(self, name: str) -> Any:
         """A VM or template of the target's folder by name, or None."""
@@ -170,7 +239,7 @@ class VsphereTarget(DigestNames, Target):
         from pyVmomi import vim
 
         values = {KEY_OPTION: self.key(build), MANAGED_OPTION: MANAGED_BY, BUILD_OPTION: build.build_id,
-                  "imagebuild.pipeline": self.pipeline, "imagebuild.role": role}  # fmt: skip
+                  PIPELINE_OPTION: self.pipeline, "imagebuild.role": role}  # fmt: skip
         if seal:
             values[SEAL_OPTION] = seal
         spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in values.items()])
@@ -206,7 +275,8 @@ class VsphereTarget(DigestNames, Target):
         from pyVmomi import vim
 
         self._destroy(build, self._vm(name))
-        relocate = vim.vm.RelocateSpec(pool=self.pool(), datastore=self.datastore())
+        pool, host = self.pool(), self.placement_host()
+        relocate = vim.vm.RelocateSpec(pool=pool, datastore=self.datastore(), host=host)
         spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=template)
         with vsphere_errors(f"clone {source.name}"):
             task = source.CloneVM_Task(folder=self.folder(), name=name, spec=spec)
@@ -215,7 +285,7 @@ class VsphereTarget(DigestNames, Target):
             raise TargetError(f"vSphere clone of {source.name} to {name}: done, but no VM was returned")
         if template:  # a template's settings cannot change: mark it through a VM, then convert
             with vsphere_errors(f"convert {name}"):
-                clone.MarkAsVirtualMachine(pool=self.pool())
+                clone.MarkAsVirtualMachine(pool=pool, host=host)
             self._mark(build, clone, role, seal)
             with vsphere_errors(f"convert {name}"):
                 clone.MarkAsTemplate()
@@ -230,7 +300,7 @@ class VsphereTarget(DigestNames, Target):
     def claim_images(self, build: BuildRecord, images: Mapping[str, str], milestone: int) -> None:
         """Mark the template Packer's vsphere-clone made for this build (named by the build: a
         template of another name, or one another build marked, is refused)."""
-        expected = self.packer_image_name(build, self.pipeline, milestone)
+        expected = self.vm_name(build, "packer", milestone)
         for image in images.values():
             if image != expected:
                 raise InvalidInput("packer artifact", f"{image} is not the template this build asked Packer for")
@@ -238,26 +308,84 @@ class VsphereTarget(DigestNames, Target):
             if vm is None:
                 raise TargetError(f"vSphere: the template {image} Packer reported does not exist")
             options = self._options(vm)
-            if options.get(KEY_OPTION) not in (None, self.key(build)):
+            if (
+                options.get(KEY_OPTION) not in (None, self.key(build))
+                or options.get(BUILD_OPTION) not in (None, build.build_id)
+                or options.get(PIPELINE_OPTION) not in (None, self.pipeline)
+            ):
                 raise InvalidInput("packer artifact", f"{image} belongs to another build")
             with vsphere_errors(f"read {image}"):
                 template = bool(vm.config.template)
             if template:
                 with vsphere_errors(f"convert {image}"):
-                    vm.MarkAsVirtualMachine(pool=self.pool())
+                    vm.MarkAsVirtualMachine(pool=self.pool(), host=self.placement_host())
             self._mark(build, vm, "checkpoint")
             with vsphere_errors(f"convert {image}"):
                 vm.MarkAsTemplate()
 
+    def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
+        """The template an earlier attempt's Packer made under the milestone's name in the target's
+        folder, if it carries this build's marks (``imagebuild.build``, ``imagebuild.pipeline``,
+        ``imagebuild.managed_by``: the shipped template writes them as configuration parameters;
+        a claimed one has the key too): adopted when it is a template; destroyed when Packer
+        stopped before making the VM a template, so that Packer makes it again. A VM or template
+        of the name without those marks (another build's, someone's, or one Packer was stopped
+        on before it wrote them) is never adopted or destroyed: it is named in the error."""
+        name = self.vm_name(build, "packer", milestone)
+        vm = self._vm(name)
+        if vm is None:
+            return {}
+        try:
+            options = self._options(vm)
+            with vsphere_errors(f"read {name}"):
+                template = bool(vm.config.template)
+        except NotFound:
+            return {}
+        marked = (
+            options.get(BUILD_OPTION) == build.build_id
+            and options.get(PIPELINE_OPTION) == self.pipeline
+            and options.get(MANAGED_OPTION) == MANAGED_BY
+            and options.get(KEY_OPTION) in (None, self.key(build))
+        )
+        if not marked:
+            raise InvalidInput(
+                "packer artifact",
+                f"a VM or template named {name} exists in {self.folder_path()} and is not build {build.build_id}'s "
+                "(no imagebuild.build and imagebuild.pipeline of this build, which the template writes): it is "
+                "neither adopted nor destroyed; remove it if it is a leftover, then clear the task",
+            )
+        if template:
+            return {"": name}
+        log.warning("%s of an earlier attempt is a VM, not a template (Packer stopped): destroyed, made again", name)
+        self._power(vm, on=False)
+        self.clients.wait(f"destroy {name}", vm.Destroy_Task())
+        return {}
+
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
-        return f"{self.prefix(build)}-m{milestone:03d}"
+        return self.vm_name(build, "packer", milestone)
 
     def packer_vars(self) -> dict[str, str]:
+        """The template's inventory; ``vsphere_host`` is the placement host (as ``cluster/host``,
+        a path below the datacenter's host folder) where the cluster has one. Packer before 1.7
+        sends no host for the clone (vsphere plugin 1.0.1 added it), which vCenter refuses on a
+        cluster without DRS: refused here, naming the gap, instead of failing every retry."""
         s = self.settings
+        host = self.placement_host()
+        if host is not None and self._drs_off():
+            version = packer_version()
+            if version is not None and _version(version) < PACKER_SENDS_HOST:
+                raise InvalidInput(
+                    "target.cluster",
+                    f"{s.cluster} has DRS off, and the vsphere-clone builder of Packer {version} clones into a "
+                    "cluster without naming a host, which vCenter refuses there; use Packer 1.7 or later (it sends "
+                    "the host chosen here), or build on a cluster with DRS or a stand-alone host (target.host)",
+                )
+        with vsphere_errors("read the placement host"):
+            placement = f"{s.cluster}/{host.name}" if host is not None else (s.host or "")
         return {
             "vsphere_datacenter": s.datacenter or "",
             "vsphere_cluster": s.cluster or "",
-            "vsphere_host": s.host or "",
+            "vsphere_host": placement,
             "vsphere_datastore": s.datastore or "",
             "vsphere_folder": s.folder,
             "vsphere_network": s.network or "",
@@ -275,7 +403,7 @@ class VsphereTarget(DigestNames, Target):
                 f"{checkpoint.image} is not build {build.build_id}'s template (missing, outside the target's "
                 "folder, or without this build's key); a build host is launched only from the build's own checkpoints",
             )
-        name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        name = self.vm_name(build, "host", checkpoint.code)
         vm = self._clone(build, source, name, template=False, role="buildhost")
         self._power(vm, on=True)
         with vsphere_errors(f"read {name}"):
@@ -318,12 +446,12 @@ class VsphereTarget(DigestNames, Target):
             raise InvalidInput("host_id", f"{host.id} is not a build host of build {build.build_id} (or is gone)")
         self._power(vm, on=False)  # a consistent disk
         if final:
-            name = final_image_name(self.pipeline[:40], build, self.key(build))
+            name = self.vm_name(build, "final")
             seal = uuid.uuid4().hex
             self._clone(build, vm, name, template=True, role="final", seal=seal)
             log.info("captured final template %s (seal %s)", name, seal)
             return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path(), "seal": seal}
-        name = f"{self.prefix(build)}-cp{milestone:03d}"
+        name = self.vm_name(build, "checkpoint", milestone)
         try:
             self._clone(build, vm, name, template=True, role="checkpoint")
         finally:
@@ -421,4 +549,17 @@ class VsphereTarget(DigestNames, Target):
         """Destroy the build VM, and what earlier, lost hosts of the build left."""
         self._destroy(build, self._host_vm(build, host))
         for code in sorted(checkpoint_images(build)):
-            self._destroy(build, self._vm(f"{self.prefix(build)}-h{code:03d}"))
+            self._destroy(build, self._vm(self.vm_name(build, "host", code)))
+
+
+def _free_memory(host: Any) -> int:
+    """A host's memory not in use, in bytes (its summary's hardware size less the quick stats)."""
+    size = int(getattr(host.summary.hardware, "memorySize", 0) or 0)
+    stats = host.summary.quickStats
+    used = int(getattr(stats, "overallMemoryUsage", 0) or 0) if stats is not None else 0
+    return size - used * 2**20
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``1.6.6`` -> (1, 6, 6); what is not a number ends it (``1.10.0-dev`` -> (1, 10, 0))."""
+    return tuple(int(part) for part in re.findall(r"[0-9]+", text.split("-")[0])[:3])

@@ -9,9 +9,21 @@
 # vsphere_insecure), never on the command line.
 #
 # 5 clones the source template (target.template) into a template named by the build; 10 clones
-# 5's template. Guest configuration goes through the template's cloud-init or customization, so
-# Packer needs no communicator (`communicator = "none"`); everything after 10 is Ansible. The
-# target marks the template as the build's once Packer reports it.
+# 5's template, with its network card on vsphere_network (the template's own network when it is
+# empty). Everything after 10 is Ansible. vsphere_host is the host the target chose where the
+# cluster has no DRS (vCenter refuses a clone there without one); Packer before 1.7 does not send
+# it, and the target refuses such a cluster for it.
+#
+# The guest is never booted here: `communicator = "none"`, so Packer clones, writes the marks and
+# converts the clone into a template. Milestones 5 and 10 prove that the clone and conversion work,
+# not that the image boots, gets an address or takes SSH: the first boot is milestone 15's build
+# host (the target waits up to 10 minutes for VMware Tools to report its address, then Ansible
+# connects). A source template that does not boot fails there, not here. Boot checks are #28.
+#
+# configuration_parameters mark the clone as the build's (imagebuild.build, imagebuild.pipeline,
+# imagebuild.managed_by in its advanced settings): a retry of the milestone after Packer made the
+# template adopts it by those marks and the target's folder instead of running into "use -force".
+# The target adds the build's key when it claims the template.
 
 variable "build_id" { type = string }
 variable "milestone" { type = string }
@@ -62,6 +74,13 @@ locals {
   # 5 starts from the spec's source template; 10 from 5's template.
   source = var.source_image != "" ? var.source_image : var.vsphere_template
   notes  = "${var.pipeline} build ${var.build_id} milestone ${var.milestone} (airflow-provider-imagebuild)"
+  marks = {
+    "imagebuild.build"      = var.build_id
+    "imagebuild.pipeline"   = var.pipeline
+    "imagebuild.milestone"  = var.milestone
+    "imagebuild.managed_by" = "airflow-provider-imagebuild"
+    "imagebuild.role"       = "packer"
+  }
 }
 
 source "vsphere-clone" "kickstart" {
@@ -77,8 +96,11 @@ source "vsphere-clone" "kickstart" {
   template            = local.source
   vm_name             = var.image_name
   notes               = local.notes
+  network             = var.vsphere_network
   convert_to_template = true
   communicator        = "none"
+
+  configuration_parameters = local.marks
 }
 
 source "vsphere-clone" "green" {
@@ -94,8 +116,11 @@ source "vsphere-clone" "green" {
   template            = local.source
   vm_name             = var.image_name
   notes               = local.notes
+  network             = var.vsphere_network
   convert_to_template = true
   communicator        = "none"
+
+  configuration_parameters = local.marks
 }
 
 build {

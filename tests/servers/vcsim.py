@@ -1,7 +1,9 @@
 """govmomi's vCenter simulator (``tests/servers/vcsim/main.go``, built by ``make setup`` from the
 simulator library Debian ships) on a free loopback port, over https with a self-signed
 certificate. It serves the SOAP SDK that pyVmomi and Packer's vsphere-clone use and the vAPI REST
-endpoints (sessions, content libraries); only the login below is accepted."""
+endpoints (sessions, content libraries); only the login below is accepted. It refuses what vCenter
+refuses and the simulator would take: a clone or a template made a VM again on a cluster without
+DRS and no host (or a host outside the cluster), and a name over 80 characters."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from urllib.parse import urlparse
 from tests.servers.process import ROOT, stop
 
 BINARY = ROOT / ".cache/vcsim"
-# The default VPX inventory.
+# The default VPX inventory, and a second cluster whose DRS is off (tests/servers/vcsim/main.go).
 DATACENTER, CLUSTER, DATASTORE, NETWORK = "DC0", "DC0_C0", "LocalDS_0", "VM Network"
+NO_DRS_CLUSTER = "DC0_C1"
 SOURCE_TEMPLATE = "DC0_H0_VM0"  # a VM of the inventory, used as the source Packer clones
 USER, PASSWORD = "vsphere-admin", "vcsim-Passw0rd!"
 LIBRARY = "golden-images"

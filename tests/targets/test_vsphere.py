@@ -20,10 +20,10 @@ from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import SpecError, parse_spec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets import target_for
-from airflow_provider_imagebuild.targets.base import Checkpoint, Host
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, Checkpoint, Host
 from airflow_provider_imagebuild.targets.vsphere import KEY_OPTION, VsphereTarget
 from tests.conftest import VSPHERE_CONN_ID, unique
-from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, LIBRARY, SOURCE_TEMPLATE, USER
+from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, LIBRARY, NO_DRS_CLUSTER, SOURCE_TEMPLATE, USER
 
 
 def settings(**more: Any) -> dict[str, Any]:
@@ -261,3 +261,221 @@ def test_a_resealed_template_replaces_its_content_library_item(build: Any, vsphe
     rest.delete(f"/com/vmware/content/library/item/id:{theirs}")
     target.cleanup(build, host)
     assert target.discard(build, [green]) == [green]
+
+
+# -- what vCenter refuses (the simulator made strict) ---------------------------------------------
+def test_the_simulator_refuses_placements_and_names_vcenter_refuses(vsphere_conn: tuple[str, int]) -> None:
+    """pyVmomi's RelocateSpec.host: a pool of a cluster without DRS and no host is refused
+    (InvalidArgument); MarkAsVirtualMachine takes no host only for a stand-alone host or a DRS
+    cluster, and only a host of the pool's cluster; an inventory name is at most 80 characters."""
+    from pyVmomi import vim, vmodl
+
+    target = make_target("vs-fake", cluster=NO_DRS_CLUSTER)
+    cluster = target._find(f"{DATACENTER}/host/{NO_DRS_CLUSTER}", "cluster")
+    assert cluster.configurationEx.drsConfig.enabled is False
+    other_host = target._find(f"{DATACENTER}/host/{CLUSTER}", "cluster").host[0]
+    source = target._vm(SOURCE_TEMPLATE)
+    for host in (None, other_host):
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=cluster.resourcePool, host=host))
+        with pytest.raises(vmodl.fault.InvalidArgument, match=r"not correct: spec\.location\.host"):
+            source.CloneVM_Task(folder=target.folder(), name=unique("nodrs"), spec=spec)
+    template = unique("nodrs-template")
+    packer_clone(make_target("vs-fake"), template)  # on the DRS cluster: no host needed
+    for host in (None, other_host):
+        with pytest.raises(vmodl.fault.InvalidArgument, match=r"not correct: host"):
+            target._vm(template).MarkAsVirtualMachine(pool=cluster.resourcePool, host=host)
+    target._vm(template).MarkAsVirtualMachine(pool=cluster.resourcePool, host=cluster.host[1])
+    assert not target._vm(template).config.template
+    spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=cluster.resourcePool, host=cluster.host[0]))
+    with pytest.raises(vim.fault.InvalidName):
+        source.CloneVM_Task(folder=target.folder(), name="n" * 81, spec=spec)
+    with pytest.raises(vim.fault.InvalidName):  # '/' counts as its escape, %2f
+        source.CloneVM_Task(folder=target.folder(), name="n" * 77 + "/x", spec=spec)
+    target.clients.wait("destroy", target._vm(template).Destroy_Task())
+
+
+# -- clusters without DRS --------------------------------------------------------------------------
+def test_a_cluster_without_drs_gets_a_host_for_every_clone_and_conversion(
+    build: Any, vsphere_conn: tuple[str, int]
+) -> None:
+    """vCenter places nothing on a cluster without DRS: every clone into its pool and every
+    template made a VM again there names a host (the spec's, else one the target chooses: connected,
+    not in maintenance, mounting the datastore). Launch, checkpoint, claim and seal all convert or
+    clone into that pool."""
+    drs = make_target("vs-pipe")
+    green = drs.packer_image_name(build, "vs-pipe", 10)
+    packer_clone(drs, green)  # what Packer made (on the DRS cluster)
+    target = make_target("vs-pipe", cluster=NO_DRS_CLUSTER)
+    target.claim_images(build, {"": green}, 10)  # made a VM for its marks, then a template again
+    host = target.launch(build, Checkpoint(10, green))
+    assert target.alive(build, host)
+    checkpoint = target.capture(build, host, 15, final=False)["checkpoint_image"]
+    assert target.owns_image(build, checkpoint) and target.alive(build, host)
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    assert target.owns_image(build, final)
+    members = {h._moId for h in target._find(f"{DATACENTER}/host/{NO_DRS_CLUSTER}", "cluster").host}
+    chosen = target.placement_host()
+    assert chosen is not None and chosen._moId in members
+    pinned = make_target("vs-pipe", cluster=NO_DRS_CLUSTER, host=f"{NO_DRS_CLUSTER}_H2")
+    assert pinned.placement_host().name == f"{NO_DRS_CLUSTER}_H2"
+    assert make_target("vs-pipe").placement_host() is None  # DRS chooses
+    target.cleanup(build, host)
+    assert target.discard(build, [green, checkpoint]) == [green, checkpoint]
+    target.clients.wait("destroy", target._vm(final).Destroy_Task())
+
+
+# -- Packer milestones of the shipped template (vsphere-clone against the simulator) --------------
+SCHEDULED_RUN = "scheduled__2026-11-04T03:15:00+00:00"
+LONG_PIPELINE = "vsphere-rhel8-webserver-sap-hana-scale-out-eu-central-frankfurt"  # 63 characters
+
+
+def packer_milestone(store_url: str, pipeline: str, code: int = 5, **more: Any) -> Any:
+    """Milestone ``code`` (5: kickstart, 10: green) of the shipped template, with real Packer."""
+    from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
+    from tests.dags.conftest import ROOT
+
+    source = {5: "kickstart", 10: "green"}[code]
+    spec = parse_spec({"pipeline": pipeline, "cloud": "vsphere", "image_type": "base", "target": settings(**more)})
+    return PackerMilestoneOperator(
+        task_id=f"s{code:03d}_{source}",
+        identity=BuildIdentity(pipeline, "vsphere", "base", plan=(0, 5, 10, 100)),
+        state=code,
+        store=store_url,
+        template=str(ROOT / "dags/packer/rhel8-vsphere.pkr.hcl"),
+        only=[f"vsphere-clone.{source}"],
+        target=spec.target,
+    )
+
+
+def test_a_long_pipeline_and_a_scheduled_build_get_names_vcenter_takes(
+    tmp_path: Path, vsphere_conn: tuple[str, int]
+) -> None:
+    """A 63-character pipeline and a scheduled run's derived build id: milestone 5 runs real
+    Packer into a template named from the build's digest, and every name the build gives vCenter
+    (Packer's templates, build hosts, checkpoints, the final template) is within its 80
+    characters, which the simulator now enforces as vCenter does."""
+    from airflow_provider_imagebuild.build.ids import derive_build_id
+    from tests.conftest import task_context
+
+    assert len(LONG_PIPELINE) == 63
+    build_id = derive_build_id(LONG_PIPELINE, SCHEDULED_RUN)
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(store_url)
+    store.create_build(build_id, pipeline=LONG_PIPELINE, cloud="vsphere", image_type="base", plan=[0, 5, 10, 100])
+    op = packer_milestone(store_url, LONG_PIPELINE)
+    outputs = op.execute(task_context(build_id, "s005_kickstart"))
+    target = op.get_target()
+    build = store.get(build_id)
+    assert outputs["image_id"] == target.vm_name(build, "packer", 5) and target.owns_image(build, outputs["image_id"])
+    names = [target.vm_name(build, role, code) for role in ("packer", "host", "checkpoint") for code in (5, 10, 95)]
+    names.append(target.vm_name(build, "final"))
+    assert all(len(name) <= 80 for name in names) and len(set(names)) == len(names)
+    host = target.launch(build, Checkpoint(5, outputs["image_id"]))
+    assert target._by_uuid(host.id).name == target.vm_name(build, "host", 5)
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    assert final == target.vm_name(build, "final") and final.startswith(LONG_PIPELINE[:40])
+    target.cleanup(build, host)
+    assert target.discard(build, [outputs["image_id"]]) == [outputs["image_id"]]
+    target.clients.wait("destroy", target._vm(final).Destroy_Task())
+
+
+def test_a_retry_after_packer_made_its_template_adopts_it_and_a_foreign_one_is_never_touched(
+    tmp_path: Path, vsphere_conn: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vsphere-clone stops with "already exists, you can use -force flag to destroy it", so a
+    milestone that failed after Packer made its template (here the claim fails once) could never
+    succeed again. The retry adopts the template: in the target's folder, marked by the shipped
+    template's configuration parameters as this build's. A template of that name without the
+    marks is neither adopted nor destroyed; a VM of the build's that Packer left half-made (not a
+    template yet) is destroyed and Packer makes it again."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from tests.conftest import task_context
+
+    pipeline = unique("vs-retry")
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(store_url)
+    for build_id in ("vs-retry-1", "vs-retry-2", "vs-retry-3"):
+        store.create_build(build_id, pipeline=pipeline, cloud="vsphere", image_type="base", plan=[0, 5, 10, 100])
+    claim = VsphereTarget.claim_images
+    failed: list[str] = []
+
+    def fails_once(self: VsphereTarget, build: Any, images: Any, milestone: int) -> None:
+        if not failed:
+            failed.append(next(iter(images.values())))
+            raise TargetError("vSphere reconfigure: the vCenter session expired")
+        claim(self, build, images, milestone)
+
+    monkeypatch.setattr(VsphereTarget, "claim_images", fails_once)
+    op = packer_milestone(store_url, pipeline)
+    with pytest.raises((AirflowException, TargetError), match="session expired"):
+        op.execute(task_context("vs-retry-1", "s005_kickstart"))
+    target = op.get_target()
+    made = target._vm(failed[0])
+    assert made is not None and made.config.template
+    retried = packer_milestone(store_url, pipeline).execute(task_context("vs-retry-1", "s005_kickstart", 2))
+    assert retried["image_id"] == failed[0] and retried["packer_adopted"] is True
+    assert target._vm(failed[0])._moId == made._moId  # the same template, not a new one
+    assert target.owns_image(store.get("vs-retry-1"), failed[0])  # claimed this time
+
+    # A template of the name the next build's milestone 5 gets, without its marks: left alone.
+    theirs = target.vm_name(store.get("vs-retry-2"), "packer", 5)
+    packer_clone(target, theirs)
+    with pytest.raises(AirflowFailException, match=rf"packer artifact: a VM or template named {theirs} .*not build"):
+        packer_milestone(store_url, pipeline).execute(task_context("vs-retry-2", "s005_kickstart"))
+    assert target._vm(theirs) is not None
+
+    # The build's own VM that Packer left before making it a template: made again.
+    half = target.vm_name(store.get("vs-retry-3"), "packer", 5)
+    packer_clone(target, half)
+    vm = target._vm(half)
+    vm.MarkAsVirtualMachine(pool=target.pool())
+    marks = {"imagebuild.build": "vs-retry-3", "imagebuild.pipeline": pipeline, "imagebuild.managed_by": MANAGED_BY}
+    target.clients.wait("mark", vm.ReconfigVM_Task(_config(marks)))
+    outputs = packer_milestone(store_url, pipeline).execute(task_context("vs-retry-3", "s005_kickstart"))
+    assert outputs["image_id"] == half and "packer_adopted" not in outputs
+    assert target._vm(half)._moId != vm._moId and target._vm(half).config.template
+    for name in (failed[0], theirs, half):
+        template = target._vm(name)
+        template.MarkAsVirtualMachine(pool=target.pool())
+        target.clients.wait("destroy", template.Destroy_Task())
+
+
+def _config(options: dict[str, str]) -> Any:
+    from pyVmomi import vim
+
+    return vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in options.items()])
+
+
+def test_packer_on_a_cluster_without_drs_gets_the_host_the_target_chose(
+    tmp_path: Path, vsphere_conn: tuple[str, int]
+) -> None:
+    """Packer's vsphere-clone names the clone's host only from 1.7 on (vsphere plugin 1.0.1):
+    with it, milestone 5 on a cluster without DRS clones onto the host the target chose; an older
+    Packer is refused before it runs, naming the gap, instead of failing at vCenter every retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_imagebuild.targets.vsphere import PACKER_SENDS_HOST, _version
+    from airflow_provider_imagebuild.toolchain.versions import packer_version
+    from tests.conftest import task_context
+
+    pipeline = unique("vs-nodrs")
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(store_url)
+    store.create_build("nodrs-1", pipeline=pipeline, cloud="vsphere", image_type="base", plan=[0, 5, 10, 100])
+    op = packer_milestone(store_url, pipeline, cluster=NO_DRS_CLUSTER)
+    target = op.get_target()
+    name = target.vm_name(store.get("nodrs-1"), "packer", 5)
+    version = packer_version()
+    assert version is not None
+    if _version(version) < PACKER_SENDS_HOST:
+        with pytest.raises(
+            AirflowFailException, match=rf"target\.cluster: {NO_DRS_CLUSTER} has DRS off, .*Packer {version}"
+        ):
+            op.execute(task_context("nodrs-1", "s005_kickstart"))
+        assert target._vm(name) is None
+        return
+    chosen = target.placement_host()
+    assert target.packer_vars()["vsphere_host"] == f"{NO_DRS_CLUSTER}/{chosen.name}"
+    assert op.execute(task_context("nodrs-1", "s005_kickstart"))["image_id"] == name
+    assert target.owns_image(store.get("nodrs-1"), name)

@@ -3,17 +3,25 @@
 // Go module proxy is out of reach. `make setup` builds it in GOPATH mode.
 //
 // It serves the default VPX inventory (DC0, cluster DC0_C0, hosts DC0_H0 and DC0_C0_H0..2,
-// datastore LocalDS_0, "VM Network", VMs DC0_H0_VM0...) with the SOAP SDK and the vAPI REST
-// endpoints (sessions, content libraries, tags) over https on 127.0.0.1, since Packer's vSphere
-// builders speak https only. It prints its URL on the first line of stdout, then serves until
-// SIGTERM. With -u USER:PASSWORD only that login is accepted (a wrong one is refused as vCenter
-// refuses it); without it, any.
+// datastore LocalDS_0, "VM Network", VMs DC0_H0_VM0...) plus a second cluster, DC0_C1 (hosts
+// DC0_C1_H0..2), whose DRS is turned off, with the SOAP SDK and the vAPI REST endpoints
+// (sessions, content libraries, tags) over https on 127.0.0.1, since Packer's vSphere builders
+// speak https only. It prints its URL on the first line of stdout, then serves until SIGTERM.
+// With -u USER:PASSWORD only that login is accepted (a wrong one is refused as vCenter refuses
+// it); without it, any.
+//
+// The simulator accepts requests that vCenter refuses; strict() refuses them as vCenter does,
+// before the simulator sees them (see refusal()).
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
+	"encoding/xml"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -21,6 +29,7 @@ import (
 	"syscall"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 
 	_ "github.com/vmware/govmomi/lookup/simulator"
 	_ "github.com/vmware/govmomi/pbm/simulator"
@@ -28,17 +37,30 @@ import (
 	_ "github.com/vmware/govmomi/vapi/simulator"
 )
 
+// NoDRS is the cluster whose DRS is off: vCenter places nothing there by itself.
+const NoDRS = "DC0_C1"
+
+// MaxName is vCenter's limit on an inventory name (VMware KB 2051649), counted with '%', '/' and
+// '\' escaped as vCenter stores them (%25, %2f, %5c): "Up to 80 characters may be used (fewer if
+// the characters %, \ or / are used)".
+const MaxName = 80
+
 func main() {
 	listen := flag.String("l", "127.0.0.1:0", "address to listen on (loopback only)")
 	login := flag.String("u", "", "the only USER:PASSWORD accepted (default: any)")
 	flag.Parse()
 
 	model := simulator.VPX()
+	model.Cluster = 2
 	if err := model.Create(); err != nil {
 		fmt.Fprintln(os.Stderr, "vcsim:", err)
 		os.Exit(1)
 	}
 	defer model.Remove()
+	if err := withoutDRS(NoDRS); err != nil {
+		fmt.Fprintln(os.Stderr, "vcsim:", err)
+		os.Exit(1)
+	}
 
 	model.Service.Listen = &url.URL{Host: *listen}
 	if user, password, ok := strings.Cut(*login, ":"); ok {
@@ -48,10 +70,158 @@ func main() {
 	model.Service.RegisterEndpoints = true
 	server := model.Service.NewServer()
 	defer server.Close()
+	// Before the first request: nothing has been served yet (the URL is not printed).
+	server.Config.Handler = strict(server.Config.Handler)
 
 	fmt.Println(server.URL.String())
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	<-stop
+}
+
+// withoutDRS turns DRS off on the named cluster, as an administrator does in its settings.
+func withoutDRS(name string) error {
+	for _, entity := range simulator.Map.All("ClusterComputeResource") {
+		cluster := entity.(*simulator.ClusterComputeResource)
+		if cluster.Name == name {
+			cluster.ConfigurationEx.(*types.ClusterConfigInfoEx).DrsConfig.Enabled = types.NewBool(false)
+			return nil
+		}
+	}
+	return fmt.Errorf("no cluster %s in the inventory", name)
+}
+
+// strict answers a SOAP request that vCenter refuses with vCenter's fault, and passes every
+// other request to the simulator. A method override on the simulator's objects cannot do it:
+// the simulator makes every VM (clones too) as its own *simulator.VirtualMachine and asserts
+// that type in many places, so a wrapper type registered for a VM would break it. The request
+// is decoded with the simulator's own decoder, so what is checked is what it would run.
+func strict(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/sdk" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if method, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil {
+			if f := refusal(method.Body); f != nil {
+				f.write(w)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fault is one of vCenter's faults: InvalidArgument (invalidProperty) or InvalidName (name).
+type fault struct {
+	kind, field, value, message string
+}
+
+func invalidArgument(property string) *fault {
+	return &fault{"InvalidArgument", "invalidProperty", property, "A specified parameter was not correct: " + property}
+}
+
+func invalidName(name string) *fault {
+	return &fault{"InvalidName", "name", name, fmt.Sprintf("The name '%s' is invalid or exceeds the maximum number of characters permitted.", name)}
+}
+
+// refusal is vCenter's answer to what it refuses and the simulator would accept:
+//   - a clone into a resource pool of a cluster without DRS and no host; a host outside the
+//     pool's cluster (pyVmomi's vim.vm.RelocateSpec.host: "if resource pool is specified and the
+//     target pool represents a cluster without DRS enabled, an InvalidArgument exception be
+//     thrown"; a clone to a template ignores the pool);
+//   - MarkAsVirtualMachine with no host in such a pool, or a host outside it
+//     (vim.VirtualMachine.MarkAsVirtualMachine: "For a stand-alone host or a cluster with DRS,
+//     it can be omitted"; "must specify a host that is a member of the ComputeResource
+//     indirectly specified by the pool");
+//   - an inventory name over MaxName (CloneVM_Task, CreateVM_Task, Rename_Task).
+func refusal(body types.AnyType) *fault {
+	switch req := body.(type) {
+	case *types.CloneVM_Task:
+		if tooLong(req.Name) {
+			return invalidName(req.Name)
+		}
+		if req.Spec.Template || req.Spec.Location.Pool == nil {
+			return nil
+		}
+		return placement(*req.Spec.Location.Pool, req.Spec.Location.Host, "spec.location.host")
+	case *types.MarkAsVirtualMachine:
+		return placement(req.Pool, req.Host, "host")
+	case *types.CreateVM_Task:
+		if tooLong(req.Config.Name) {
+			return invalidName(req.Config.Name)
+		}
+		return placement(req.Pool, req.Host, "host")
+	case *types.Rename_Task:
+		if tooLong(req.NewName) {
+			return invalidName(req.NewName)
+		}
+	}
+	return nil
+}
+
+// placement refuses a host that is missing where the pool's cluster has no DRS to choose one,
+// and a host that is not in the pool's compute resource.
+func placement(pool types.ManagedObjectReference, host *types.ManagedObjectReference, property string) *fault {
+	var owner types.ManagedObjectReference
+	switch p := simulator.Map.Get(pool).(type) {
+	case *simulator.ResourcePool:
+		owner = p.Owner
+	case *simulator.VirtualApp:
+		owner = p.Owner
+	default:
+		return nil // the simulator answers a pool that is not one itself
+	}
+	var members []types.ManagedObjectReference
+	drs := true
+	switch c := simulator.Map.Get(owner).(type) {
+	case *simulator.ClusterComputeResource:
+		members = c.Host
+		if info, ok := c.ConfigurationEx.(*types.ClusterConfigInfoEx); ok && info.DrsConfig.Enabled != nil {
+			drs = *info.DrsConfig.Enabled
+		}
+	default:
+		return nil // a stand-alone host's pool: its one host is used
+	}
+	if host == nil {
+		if drs {
+			return nil
+		}
+		return invalidArgument(property)
+	}
+	for _, member := range members {
+		if member == *host {
+			return nil
+		}
+	}
+	return invalidArgument(property)
+}
+
+func tooLong(name string) bool {
+	escaped := len(name) + 2*(strings.Count(name, "%")+strings.Count(name, "/")+strings.Count(name, `\`))
+	return escaped > MaxName
+}
+
+// write sends the fault as vCenter does: HTTP 500 and a SOAP fault whose detail pyVmomi and
+// govmomi turn into the fault type.
+func (f *fault) write(w http.ResponseWriter) {
+	esc := func(s string) string {
+		var b strings.Builder
+		_ = xml.EscapeText(&b, []byte(s))
+		return b.String()
+	}
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusInternalServerError)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>%s</faultstring><detail><%sFault xmlns="urn:vim25" xsi:type="%s"><%s>%s</%s></%sFault></detail></soapenv:Fault></soapenv:Body>
+</soapenv:Envelope>`, esc(f.message), f.kind, f.kind, f.field, esc(f.value), f.field, f.kind)
 }
