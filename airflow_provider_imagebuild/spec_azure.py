@@ -20,6 +20,11 @@ URN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Z
 IMAGE_ID_RE = re.compile(
     r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Compute/images/[^/]+", re.IGNORECASE
 )
+GALLERY_VERSION_ID_RE = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+/images/[^/]+"
+    r"/versions/[0-9]+\.[0-9]+\.[0-9]+",
+    re.IGNORECASE,
+)
 SUBNET_ID_RE = re.compile(
     r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+"
     r"/subnets/[^/]+",
@@ -116,10 +121,11 @@ class AzureTargetSpec(BaseModel):
     @field_validator("source_image")
     @classmethod
     def _source(cls, value: str | None) -> str | None:
-        if value is not None and not (URN_RE.fullmatch(value) or IMAGE_ID_RE.fullmatch(value)):
+        if value is not None and not any(r.fullmatch(value) for r in (URN_RE, IMAGE_ID_RE, GALLERY_VERSION_ID_RE)):
             raise ValueError(
                 f"{value!r} is neither a marketplace URN (Publisher:Offer:Sku:Version, like "
-                "RedHat:RHEL:8-lvm-gen2:latest) nor a managed image id (/subscriptions/.../images/NAME)"
+                "RedHat:RHEL:8-lvm-gen2:latest), a managed image id (/subscriptions/.../images/NAME) nor a "
+                "gallery image version id (/subscriptions/.../galleries/G/images/I/versions/1.2.3)"
             )
         return value
 

@@ -284,6 +284,24 @@ class AzureTarget(DigestNames, Target):
         """Packer's ``managed_image_name`` (at most 80 characters, see azure_names)."""
         return AzureNames(pipeline, build).packer_image(milestone)
 
+    def packer_source_image(self, image: str) -> str:
+        """The template takes a marketplace URN, a gallery image version id, or a managed image of
+        the build's subscription: azure-arm's ``custom_managed_image_*`` look the image up in the
+        subscription it builds in (Packer 1.6.6 and plugin 1.x have no other)."""
+        parts = parse_id(image) if image.startswith("/") else None
+        if (
+            parts is not None
+            and parts.get("type", "").lower() == "images"
+            and parts.get("subscription", "").lower() != self.clients.subscription_id.lower()
+        ):
+            raise InvalidInput(
+                "target.source_image",
+                f"managed image {parts.get('name')} is in subscription {parts.get('subscription')}; Packer's "
+                f"azure-arm takes managed images of the build's subscription ({self.clients.subscription_id}) "
+                "only: copy it there or publish it to a gallery and give the gallery image version id",
+            )
+        return image
+
     def packer_vars(self) -> dict[str, str]:
         return {
             "azure_subscription_id": self.clients.subscription_id,

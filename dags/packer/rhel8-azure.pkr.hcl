@@ -1,13 +1,14 @@
 # Milestones 5 (kickstart) and 10 (green image) of the Azure RHEL 8 sample pipeline.
 #
 # The milestone operator passes the build's identity and the target's settings in a var file
-# (build_id, milestone, pipeline, image_name, source_image, azure_subscription_id,
+# (build_id, milestone, pipeline, image_type, image_name, source_image, azure_subscription_id,
 # azure_resource_group, azure_location, azure_vm_size, and packer_manifest: where the manifest
 # post-processor writes, read back by the operator). Credentials come from Packer's environment
 # (ARM_CLIENT_ID, ARM_CLIENT_SECRET, ARM_TENANT_ID from a service principal connection; none with a
 # managed identity, which azure-arm then uses), never from the command line.
 #
-# 5 starts from the marketplace image (target.source_image, Publisher:Offer:Sku:Version) and
+# 5 starts from target.source_image (a marketplace URN Publisher:Offer:Sku:Version, a managed image
+# id of the build's subscription or a gallery image version id: every source takes all three) and
 # applies updates at first boot; 10 starts from 5's managed image and adds the default user, SSH
 # key login, sudo and networking defaults. Both configure the VM through cloud-init custom data,
 # so Packer only waits for SSH before capturing a managed image. Everything after 10 is Ansible
@@ -56,9 +57,25 @@ variable "ssh_username" {
 }
 
 locals {
-  urn        = split(":", var.source_image)
-  image_path = split("/", var.source_image)
-  network    = split("/", var.virtual_network)
+  # source_image is one of the three forms the spec accepts (spec_azure.py): a marketplace URN
+  # (Publisher:Offer:Sku:Version), a managed image id (.../providers/Microsoft.Compute/images/NAME,
+  # of the build's subscription) or a gallery image version id (.../galleries/G/images/I/versions/V).
+  # Each source sets the fields of its form and leaves the others empty: azure-arm takes exactly one.
+  # The lists are padded so that indexing never fails for a form that is not the one given (HCL
+  # evaluates both branches of a conditional).
+  source_path  = concat(split("/", var.source_image), ["", "", "", "", "", "", "", "", "", "", "", "", ""])
+  source_urn   = concat(split(":", var.source_image), ["", "", "", ""])
+  source_kind  = lower(local.source_path[6]) == "microsoft.compute" ? lower(local.source_path[7]) : "urn"
+  urn          = local.source_kind == "urn" ? slice(local.source_urn, 0, 4) : ["", "", "", ""]
+  custom_image = local.source_kind == "images" ? { name = local.source_path[8], group = local.source_path[4] } : { name = "", group = "" }
+  gallery = local.source_kind == "galleries" ? [{
+    subscription   = local.source_path[2]
+    resource_group = local.source_path[4]
+    gallery_name   = local.source_path[8]
+    image_name     = local.source_path[10]
+    image_version  = local.source_path[12]
+  }] : []
+  network = split("/", var.virtual_network)
   tags = {
     BuildId   = var.build_id
     Pipeline  = var.pipeline
@@ -69,17 +86,29 @@ locals {
 }
 
 source "azure-arm" "kickstart" {
-  subscription_id                     = var.azure_subscription_id
-  client_id                           = var.client_id
-  client_secret                       = var.client_secret
-  tenant_id                           = var.tenant_id
-  location                            = var.azure_location
-  vm_size                             = var.azure_vm_size
-  os_type                             = "Linux"
-  image_publisher                     = local.urn[0]
-  image_offer                         = length(local.urn) > 1 ? local.urn[1] : ""
-  image_sku                           = length(local.urn) > 2 ? local.urn[2] : ""
-  image_version                       = length(local.urn) > 3 ? local.urn[3] : "latest"
+  subscription_id                          = var.azure_subscription_id
+  client_id                                = var.client_id
+  client_secret                            = var.client_secret
+  tenant_id                                = var.tenant_id
+  location                                 = var.azure_location
+  vm_size                                  = var.azure_vm_size
+  os_type                                  = "Linux"
+  image_publisher                          = local.urn[0]
+  image_offer                              = local.urn[1]
+  image_sku                                = local.urn[2]
+  image_version                            = local.urn[3]
+  custom_managed_image_name                = local.custom_image.name
+  custom_managed_image_resource_group_name = local.custom_image.group
+  dynamic "shared_image_gallery" {
+    for_each = local.gallery
+    content {
+      subscription   = shared_image_gallery.value.subscription
+      resource_group = shared_image_gallery.value.resource_group
+      gallery_name   = shared_image_gallery.value.gallery_name
+      image_name     = shared_image_gallery.value.image_name
+      image_version  = shared_image_gallery.value.image_version
+    }
+  }
   managed_image_name                  = var.image_name
   managed_image_resource_group_name   = var.azure_resource_group
   virtual_network_name                = var.virtual_network == "" ? "" : local.network[0]
@@ -99,17 +128,31 @@ source "azure-arm" "green" {
   location                                 = var.azure_location
   vm_size                                  = var.azure_vm_size
   os_type                                  = "Linux"
-  custom_managed_image_name                = length(local.image_path) > 8 ? local.image_path[8] : ""
-  custom_managed_image_resource_group_name = length(local.image_path) > 4 ? local.image_path[4] : ""
-  managed_image_name                       = var.image_name
-  managed_image_resource_group_name        = var.azure_resource_group
-  virtual_network_name                     = var.virtual_network == "" ? "" : local.network[0]
-  virtual_network_subnet_name              = var.virtual_network == "" ? "" : local.network[1]
-  virtual_network_resource_group_name      = var.virtual_network == "" ? "" : var.azure_resource_group
-  communicator                             = "ssh"
-  ssh_username                             = var.ssh_username
-  custom_data_file                         = "${path.root}/green.cloud-config"
-  azure_tags                               = local.tags
+  image_publisher                          = local.urn[0]
+  image_offer                              = local.urn[1]
+  image_sku                                = local.urn[2]
+  image_version                            = local.urn[3]
+  custom_managed_image_name                = local.custom_image.name
+  custom_managed_image_resource_group_name = local.custom_image.group
+  dynamic "shared_image_gallery" {
+    for_each = local.gallery
+    content {
+      subscription   = shared_image_gallery.value.subscription
+      resource_group = shared_image_gallery.value.resource_group
+      gallery_name   = shared_image_gallery.value.gallery_name
+      image_name     = shared_image_gallery.value.image_name
+      image_version  = shared_image_gallery.value.image_version
+    }
+  }
+  managed_image_name                  = var.image_name
+  managed_image_resource_group_name   = var.azure_resource_group
+  virtual_network_name                = var.virtual_network == "" ? "" : local.network[0]
+  virtual_network_subnet_name         = var.virtual_network == "" ? "" : local.network[1]
+  virtual_network_resource_group_name = var.virtual_network == "" ? "" : var.azure_resource_group
+  communicator                        = "ssh"
+  ssh_username                        = var.ssh_username
+  custom_data_file                    = "${path.root}/green.cloud-config"
+  azure_tags                          = local.tags
 }
 
 build {

@@ -1,0 +1,125 @@
+"""The shipped Azure template handles every source form the spec accepts, with the variables the
+Azure target gives it: ``packer validate`` of both sources for each form, and Packer's own evaluation
+of the template's locals (a probe build beside the template) proving which of azure-arm's source
+fields each form sets. azure-arm itself cannot run here (it logs in to Azure AD over https)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.operators.packer import declared_variables
+from airflow_provider_imagebuild.spec import AzureTargetSpec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.azure import AzureTarget
+from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+from tests.helpers import packer
+from tests.servers.azure_arm import SUBSCRIPTION
+from tests.servers.process import ROOT
+
+TEMPLATE = ROOT / "dags/packer/rhel8-azure.pkr.hcl"
+OTHER_SUBSCRIPTION = "99999999-8888-7777-6666-555555555555"
+BASE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-base/providers/Microsoft.Compute"
+EMPTY_URN = ["", "", "", ""]
+NO_IMAGE = {"name": "", "group": ""}
+FORMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "marketplace URN": (
+        "RedHat:RHEL:8-lvm-gen2:latest",
+        {"urn": ["RedHat", "RHEL", "8-lvm-gen2", "latest"], "custom_image": NO_IMAGE, "gallery": []},
+    ),
+    "managed image id": (
+        f"{BASE}/images/rhel8-base",
+        {"urn": EMPTY_URN, "custom_image": {"name": "rhel8-base", "group": "rg-base"}, "gallery": []},
+    ),
+    "gallery image version id": (
+        f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/rg-shared/providers/Microsoft.Compute/galleries/"
+        "corp/images/rhel8-cis/versions/2026.1103.23000",
+        {
+            "urn": EMPTY_URN,
+            "custom_image": NO_IMAGE,
+            "gallery": [
+                {
+                    "subscription": OTHER_SUBSCRIPTION,
+                    "resource_group": "rg-shared",
+                    "gallery_name": "corp",
+                    "image_name": "rhel8-cis",
+                    "image_version": "2026.1103.23000",
+                }
+            ],
+        },
+    ),
+}
+PROBE = """source "null" "probe" {
+  communicator = "none"
+}
+locals {
+  probe = { urn = local.urn, custom_image = local.custom_image, gallery = local.gallery }
+}
+build {
+  sources = ["source.null.probe"]
+  provisioner "shell-local" {
+    inline = ["echo PROBE=${base64encode(jsonencode(local.probe))}"]
+  }
+}
+"""
+
+
+def _packer(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(home)}
+    return subprocess.run([packer(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def _values(tmp_path: Path, source: str) -> dict[str, str]:
+    """What the milestone operator writes in Packer's var file for this source (PackerMilestoneOperator.
+    standard_values with the Azure target's own methods), limited to what the template declares."""
+    spec = AzureTargetSpec(
+        azure_conn_id=AZURE_CONN_ID, resource_group=AZURE_GROUP, location="westeurope", network="vnet-build/builders"
+    )
+    target = AzureTarget.from_settings(spec, pipeline="azure-rhel8-webserver", image_type="webserver")
+    build = open_store(f"sqlite:///{tmp_path}/s.db").create_build(
+        "az-forms-1", pipeline="azure-rhel8-webserver", cloud="azure", image_type="webserver", plan=[0, 5, 10, 100]
+    )
+    values = {
+        "build_id": build.build_id,
+        "milestone": "5",
+        "pipeline": "azure-rhel8-webserver",
+        "image_type": "webserver",
+        "image_name": target.packer_image_name(build, "azure-rhel8-webserver", 5),
+        "source_image": target.packer_source_image(source),
+        "packer_manifest": str(tmp_path / "manifest.json"),
+        **target.packer_vars(),
+    }
+    return {k: v for k, v in values.items() if k in declared_variables(TEMPLATE)}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_every_source_form_validates_and_sets_only_its_own_fields(form: str, fake_arm: Any, tmp_path: Path) -> None:
+    source, expected = FORMS[form]
+    var_file = tmp_path / "vars.json"
+    var_file.write_text(json.dumps(_values(tmp_path, source)))
+    for only in ("azure-arm.kickstart", "azure-arm.green"):
+        got = _packer(["validate", f"-var-file={var_file}", f"-only={only}", TEMPLATE.name], TEMPLATE.parent, tmp_path)
+        assert got.returncode == 0, f"{form} / {only}: {got.stdout}{got.stderr}"
+
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    shutil.copy(TEMPLATE, probe_dir)
+    (probe_dir / "probe.pkr.hcl").write_text(PROBE)
+    got = _packer(["build", "-machine-readable", f"-var-file={var_file}", "-only=null.probe", "."], probe_dir, tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    encoded = got.stdout.split("PROBE=", 1)[1].split()[0].split(",")[0]
+    assert json.loads(base64.b64decode(encoded)) == expected
+
+
+def test_a_managed_image_of_another_subscription_is_refused_before_packer_runs(fake_arm: Any, tmp_path: Path) -> None:
+    foreign = f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/rg-base/providers/Microsoft.Compute/images/x"
+    with pytest.raises(InvalidInput, match=f"in subscription {OTHER_SUBSCRIPTION}") as info:
+        _values(tmp_path, foreign)
+    assert info.value.field == "target.source_image"
