@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_provider_imagebuild.clouds.gcp import PROJECT_RE, STORAGE_LOCATION_RE, ZONE_RE
 from airflow_provider_imagebuild.spec_types import ConnId, LoginName
@@ -43,9 +43,16 @@ class GcpTargetSpec(BaseModel):
     project: str | None = None
     zone: str | None = None
     machine_type: str = "e2-standard-2"
-    source_image: str | None = None
-    source_image_family: str | None = None
-    source_image_project: str | None = None
+    source_image: str | None = Field(
+        default=None, description="the image milestone 5 starts from, by name, in source_image_project"
+    )
+    source_image_family: str | None = Field(
+        default=None,
+        description="else the newest image of this family in source_image_project (the template's default: rhel-8)",
+    )
+    source_image_project: str | None = Field(
+        default=None, description="where the source is (the template's default when unset: rhel-cloud)"
+    )
     network: str = "default"
     subnetwork: str | None = None
     public_ip: bool = False
@@ -133,6 +140,14 @@ class GcpTargetSpec(BaseModel):
             if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(item):
                 raise ValueError(f"label {key}={item!r}: keys and values are lowercase letters, digits, '_' and '-'")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GcpTargetSpec:
+        if self.source_image and self.source_image_family:
+            raise ValueError(
+                "source_image and source_image_family are both set: give the image by name or by family, not both"
+            )
+        return self
 
     def missing_for(self, actions: set[str]) -> list[str]:
         """The settings the pipeline's target actions need and this spec does not give."""

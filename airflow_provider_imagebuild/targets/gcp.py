@@ -250,16 +250,22 @@ class GcpTarget(Target):
         return self.names.packer_image(build, milestone)
 
     def packer_vars(self) -> dict[str, str]:
+        """The target's settings as template variables. The source's family and project only when
+        the spec sets them: an empty value would override the template's default (an empty
+        project list, or no family at all for milestone 5)."""
         s = self.settings
-        return {
+        found = {
             "gcp_project": self.project,
             "gcp_zone": self.zone,
             "gcp_machine_type": s.machine_type,
             "gcp_network": s.network,
             "gcp_subnetwork": s.subnetwork or "",
-            "source_image_family": s.source_image_family or "",
-            "source_image_project": s.source_image_project or "",
         }
+        if s.source_image_family:
+            found["source_image_family"] = s.source_image_family
+        if s.source_image_project:
+            found["source_image_project"] = s.source_image_project
+        return found
 
     def packer_env(self) -> dict[str, str]:
         return self.clients.packer_env()

@@ -13,7 +13,9 @@
 # file of the connection), or the worker's own identity (workload identity); never on the
 # command line.
 #
-# 5 starts from the vendor image family (target.source_image_family in source_image_project) and
+# 5 starts from target.source_image (an image name) if the spec gives one, else from the newest
+# image of target.source_image_family, in target.source_image_project; the target passes only
+# what the spec sets, so the defaults below (the RHEL 8 family in rhel-cloud) hold otherwise. It
 # applies updates at first boot; 10 starts from 5's image and adds the default user, SSH key
 # login, sudo and networking defaults. Both configure the VM through cloud-init user data, so
 # Packer only waits for SSH before creating the image. Everything after 10 is Ansible.
@@ -56,8 +58,12 @@ variable "ssh_username" {
 
 locals {
   # The image Packer starts from: 10 gets 5's image as a self link (projects/P/global/images/N).
-  source_name   = element(split("/", var.source_image), length(split("/", var.source_image)) - 1)
-  instance_name = "${var.image_name}-${substr(uuidv4(), 0, 6)}"
+  source_name = element(split("/", var.source_image), length(split("/", var.source_image)) - 1)
+  # 5: an image by name wins over a family (as googlecompute does); an empty project is no project
+  # (googlecompute then searches the build's project and Google's public image projects).
+  kickstart_family   = local.source_name == "" ? var.source_image_family : ""
+  kickstart_projects = var.source_image_project == "" ? [] : [var.source_image_project]
+  instance_name      = "${var.image_name}-${substr(uuidv4(), 0, 6)}"
   # What proves the image the build's (airflow_provider_imagebuild/targets/gcp_names.py,
   # packer_labels): imagebuild-key is the first 20 hex digits of sha256("<pipeline>/<build_id>");
   # values are label values (lowercase letters, digits, '_' and '-', at most 63).
@@ -77,8 +83,9 @@ source "googlecompute" "kickstart" {
   machine_type            = var.gcp_machine_type
   network                 = var.gcp_network
   subnetwork              = var.gcp_subnetwork
-  source_image_family     = var.source_image_family
-  source_image_project_id = [var.source_image_project]
+  source_image            = local.source_name
+  source_image_family     = local.kickstart_family
+  source_image_project_id = local.kickstart_projects
   image_name              = var.image_name
   image_labels            = local.labels
   instance_name           = local.instance_name

@@ -14,7 +14,10 @@ variable "pipeline" { type = string }
 variable "image_name" { type = string }
 variable "source_image" { type = string }
 variable "gcp_project" { type = string }
-variable "source_image_family" { type = string }
+variable "source_image_family" {
+  type    = string
+  default = "rhel-8"
+}
 variable "packer_manifest" { type = string }
 variable "compute_endpoint" { type = string }
 
