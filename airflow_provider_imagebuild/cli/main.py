@@ -15,6 +15,7 @@ from airflow_provider_imagebuild.build.catalog import parse_code, parse_plan
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
+from airflow_provider_imagebuild.cli.doctor import doctor
 from airflow_provider_imagebuild.cli.init import ansible_callback_path, init
 from airflow_provider_imagebuild.cli.output import RedactingGroup, emit, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
@@ -473,6 +474,7 @@ cli.add_command(concourse_group)
 cli.add_command(milestone_group)
 cli.add_command(init)
 cli.add_command(ansible_callback_path)
+cli.add_command(doctor)
 
 
 def main() -> None:

@@ -111,6 +111,10 @@ class ListFilter:
 
 # What a mutation returns to delete the record it read (only if it is still that version).
 DELETE: Doc = {"__delete__": True}
+# The record :meth:`BuildStore.probe` writes and deletes again.
+PROBE_BUILD_ID = "imagebuild-doctor-probe"
+PROBE_PIPELINE = "imagebuild-doctor"
+PROBE_IMAGE_TYPE = "probe"
 
 
 class BuildStore(ABC):
@@ -189,6 +193,32 @@ class BuildStore(ABC):
 
     def describe(self) -> str:
         return self.url
+
+    def probe(self) -> None:
+        """Prove the store takes a write (``imagebuild doctor``): a probe record written and then
+        deleted through the same compare-and-swap primitive every build write takes, so that what
+        refuses a build's write (permissions, a read-only disk, a missing table, a policy) refuses
+        this one with the backend's own reason. Nothing stays: the delete is conditional on the
+        probe record as read (the JSON file store keeps the empty lock file it keeps for every
+        build id). A record of that id that is not a probe's is never written or deleted."""
+
+        def is_probe(doc: Doc) -> bool:
+            return doc.get("pipeline") == PROBE_PIPELINE and doc.get("image_type") == PROBE_IMAGE_TYPE
+
+        def write(doc: Doc | None) -> tuple[Doc | None, None]:
+            if doc is not None and not is_probe(doc):
+                raise Conflict(f"build {PROBE_BUILD_ID} exists and is not a probe record; the store was not probed")
+            identity = BuildIdentity.checked(PROBE_PIPELINE, "local", PROBE_IMAGE_TYPE)
+            rec = rules.new_record(PROBE_BUILD_ID, identity, "imagebuild doctor", self._clock())
+            if doc is not None:  # what a killed probe left: replaced, on its version
+                rec.version = int(doc.get("version") or 0) + 1
+            return rec.to_doc(), None
+
+        def delete(doc: Doc | None) -> tuple[Doc | None, None]:
+            return (DELETE if doc is not None and is_probe(doc) else None), None
+
+        self._apply(PROBE_BUILD_ID, write)
+        self._apply(PROBE_BUILD_ID, delete)
 
     # -- helpers -------------------------------------------------------------------------------
     def _mutate(

@@ -1,0 +1,112 @@
+"""The executables and host conditions milestones rely on: Ansible's, the local target's, SSH.
+
+Tools are looked up as the milestones look them up (:func:`toolchain.locate.find_tool`: beside
+the worker's Python, ``$IMAGEBUILD_TOOLS_DIR``, ``PATH``, the sbin folders), so a tool that is
+only on an interactive shell's ``PATH`` is not taken for present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_imagebuild.doctor.findings import OK, WARN, Finding, judged
+from airflow_provider_imagebuild.toolchain.locate import find_tool
+
+# Where each tool comes from (Debian/Ubuntu package names, as the Dockerfile installs them).
+TOOL_FIXES = {
+    "packer": "make packer-tools in a clone of the provider, or put packer in $IMAGEBUILD_TOOLS_DIR or on PATH",
+    "ansible-playbook": "pip install 'airflow-provider-imagebuild[ansible]' (into the worker's Python)",
+    "ssh": "apt-get install openssh-client",
+    "ssh-keygen": "apt-get install openssh-client",
+    "debootstrap": "apt-get install debootstrap",
+    "qemu-img": "apt-get install qemu-utils",
+    "mkfs.ext4": "apt-get install e2fsprogs",
+    "truncate": "apt-get install coreutils",
+}
+COLLECTION = "community.general"  # the chroot connection the local target's Ansible uses
+ROOTFS_FIX = "python -m airflow_provider_imagebuild.targets.rootfs (make rootfs-cache in a clone)"
+
+
+def examine_tool(name: str, needed_by: list[str]) -> tuple[str | None, Finding]:
+    found = find_tool(name)
+    detail = found or "not found beside the worker's Python, in $IMAGEBUILD_TOOLS_DIR, on PATH or in sbin"
+    return found, judged(f"tool {name}", found is not None, detail, TOOL_FIXES.get(name, ""), needed_by)
+
+
+def _collection_paths() -> list[Path]:
+    """Where Ansible looks for collections besides the Python path (its defaults and the setting)."""
+    configured = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATHS")
+    paths = configured.split(os.pathsep) if configured else ["~/.ansible/collections", "/usr/share/ansible/collections"]
+    return [Path(p).expanduser() for p in paths if p]
+
+
+def chroot_connection() -> str | None:
+    """Where the ``community.general`` collection (its chroot connection plugin) is, or None."""
+    namespace, name = COLLECTION.split(".")
+    for folder in _collection_paths():
+        plugin = folder / "ansible_collections" / namespace / name / "plugins/connection/chroot.py"
+        if plugin.is_file():
+            return str(plugin.parent.parent.parent)
+    try:
+        spec = importlib.util.find_spec(f"ansible_collections.{COLLECTION}.plugins.connection.chroot")
+    except (ImportError, ValueError):
+        return None
+    return str(Path(spec.origin).parents[2]) if spec is not None and spec.origin else None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def examine_ansible(needed_by: list[str], chroot_needed_by: list[str]) -> tuple[dict[str, Any], list[Finding]]:
+    """ansible-core, ansible-runner and ansible-playbook as a milestone runs them, and the chroot
+    connection plugin the local target's playbooks reach the build host's tree with."""
+    playbook, found = examine_tool("ansible-playbook", needed_by)
+    chroot = chroot_connection()
+    entry = {
+        "needed_by": needed_by,
+        "ansible": _version("ansible"),
+        "ansible_core": _version("ansible-core"),
+        "ansible_runner": _version("ansible-runner"),
+        "ansible_playbook": playbook,
+        "chroot_connection": chroot,
+    }
+    findings = [found]
+    findings.append(
+        judged(
+            f"ansible collection {COLLECTION} (chroot connection)",
+            chroot is not None,
+            chroot or "not found on the Python path or in Ansible's collection paths",
+            f"ansible-galaxy collection install {COLLECTION}, or pip install 'airflow-provider-imagebuild[ansible]'",
+            chroot_needed_by,
+        )
+    )
+    return entry, findings
+
+
+def examine_root(needed_by: list[str]) -> Finding:
+    root = os.geteuid() == 0
+    detail = "running as root" if root else f"running as uid {os.geteuid()}"
+    fix = "run the worker as root (debootstrap, chroot and mkfs need it)"
+    return judged("root (local target)", root, detail, fix, needed_by)
+
+
+def examine_rootfs_cache(needed_by: list[str]) -> tuple[str | None, Finding]:
+    """The Debian base debootstrap unpacks from. Missing, the first build downloads it: it works
+    where the worker reaches a Debian mirror, hence a warning, not a failure."""
+    from airflow_provider_imagebuild.targets.rootfs import SUITE, cache_dir
+
+    folder = cache_dir()
+    found = sorted(folder.glob(f"debootstrap-{SUITE}-minbase-*.tgz")) if folder.is_dir() else []
+    if found:
+        return str(found[-1]), Finding("debootstrap base cache", OK, str(found[-1]), "", tuple(needed_by))
+    detail = f"no Debian {SUITE} base in {folder}: the first build downloads it from a Debian mirror"
+    status = WARN if needed_by else "absent"
+    return None, Finding("debootstrap base cache", status, detail, ROOTFS_FIX, tuple(needed_by))
