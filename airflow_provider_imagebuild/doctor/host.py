@@ -7,13 +7,14 @@ only on an interactive shell's ``PATH`` is not taken for present.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.doctor.findings import OK, WARN, Finding, judged
+from airflow_provider_imagebuild.doctor.findings import ABSENT, OK, WARN, Finding, judged
 from airflow_provider_imagebuild.toolchain.locate import find_tool
 
 # Where each tool comes from (Debian/Ubuntu package names, as the Dockerfile installs them).
@@ -98,15 +99,20 @@ def examine_root(needed_by: list[str]) -> Finding:
     return judged("root (local target)", root, detail, fix, needed_by)
 
 
+def base_tarball_path() -> Path:
+    """Where :func:`targets.rootfs.base_tarball` keeps the Debian base of today's package list
+    (named by a digest of that list: a base made for another list is downloaded again)."""
+    from airflow_provider_imagebuild.targets.rootfs import PACKAGES, SUITE, cache_dir
+
+    digest = hashlib.sha256(" ".join(sorted(PACKAGES)).encode()).hexdigest()[:12]
+    return cache_dir() / f"debootstrap-{SUITE}-minbase-{digest}.tgz"
+
+
 def examine_rootfs_cache(needed_by: list[str]) -> tuple[str | None, Finding]:
     """The Debian base debootstrap unpacks from. Missing, the first build downloads it: it works
     where the worker reaches a Debian mirror, hence a warning, not a failure."""
-    from airflow_provider_imagebuild.targets.rootfs import SUITE, cache_dir
-
-    folder = cache_dir()
-    found = sorted(folder.glob(f"debootstrap-{SUITE}-minbase-*.tgz")) if folder.is_dir() else []
-    if found:
-        return str(found[-1]), Finding("debootstrap base cache", OK, str(found[-1]), "", tuple(needed_by))
-    detail = f"no Debian {SUITE} base in {folder}: the first build downloads it from a Debian mirror"
-    status = WARN if needed_by else "absent"
-    return None, Finding("debootstrap base cache", status, detail, ROOTFS_FIX, tuple(needed_by))
+    path = base_tarball_path()
+    if path.is_file():
+        return str(path), Finding("debootstrap base cache", OK, str(path), "", tuple(needed_by))
+    detail = f"no {path.name} in {path.parent}: the first build downloads the Debian base from a mirror"
+    return None, Finding("debootstrap base cache", WARN if needed_by else ABSENT, detail, ROOTFS_FIX, tuple(needed_by))

@@ -362,3 +362,21 @@ def test_a_connection_kept_in_airflows_database_is_read_with_airflow_db(airflow_
     finally:
         with create_session() as session:
             session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+
+
+def test_the_debian_base_looked_for_is_the_one_a_build_unpacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_imagebuild.doctor.host import base_tarball_path
+    from airflow_provider_imagebuild.targets import rootfs
+
+    monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path / "cache"))
+    _, report = doctor_json("--no-store-probe", str(LOCAL_SPEC))
+    cache = finding(report, "debootstrap base cache")
+    assert cache["status"] == "warn" and "downloads" in cache["detail"] and report["ok"]  # works, from a mirror
+    expected = base_tarball_path()
+    expected.parent.mkdir()
+    expected.write_bytes(b"")
+    assert rootfs.base_tarball() == expected  # what bootstrap unpacks: found, so nothing is downloaded
+    _, report = doctor_json("--no-store-probe", str(LOCAL_SPEC))
+    assert finding(report, "debootstrap base cache")["status"] == "ok" and report["host"]["rootfs_cache"] == str(
+        expected
+    )
