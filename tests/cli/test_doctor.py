@@ -369,11 +369,12 @@ def test_the_debian_base_looked_for_is_the_one_a_build_unpacks(tmp_path: Path, m
     from airflow_provider_imagebuild.targets import rootfs
 
     monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f"debootstrap-{rootfs.SUITE}-minbase-0123456789ab.tgz").write_bytes(b"")  # another list's
     _, report = doctor_json("--no-store-probe", str(LOCAL_SPEC))
     cache = finding(report, "debootstrap base cache")
     assert cache["status"] == "warn" and "downloads" in cache["detail"] and report["ok"]  # works, from a mirror
     expected = base_tarball_path()
-    expected.parent.mkdir()
     expected.write_bytes(b"")
     assert rootfs.base_tarball() == expected  # what bootstrap unpacks: found, so nothing is downloaded
     _, report = doctor_json("--no-store-probe", str(LOCAL_SPEC))
