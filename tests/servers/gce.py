@@ -133,7 +133,7 @@ def check(value: Any, schema: dict[str, Any], where: str, method: str = "") -> s
             return f"{where}: expected an object"
         properties, extra = schema.get("properties") or {}, schema.get("additionalProperties")
         for key, spec in properties.items():
-            if method in (spec.get("annotations") or {}).get("required", []) and value.get(key) in (None, ""):
+            if method in (spec.get("annotations") or {}).get("required", []) and value.get(key) is None:
                 return f"{where}.{key}: required for {method}"
         if isinstance(value.get("labels"), dict) and "labels" in properties:
             problem = check_labels(value["labels"], f"{where}.labels")
