@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_imagebuild.clouds import azure_login
+from airflow_provider_imagebuild.clouds.azure_login import AzureLogin
 from airflow_provider_imagebuild.clouds.endpoint import is_loopback, require_tls_or_loopback
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, StoreUnavailable, TargetError
 
@@ -73,8 +75,8 @@ class AzureClients:
     credential: Any
     subscription_id: str
     base_url: str = PUBLIC_CLOUD
-    # Service principal settings for a child tool (Packer), empty for a managed identity.
-    secrets: dict[str, str] | None = None
+    # The identity logged in as, for a child tool (Packer) to log in as the same (azure_login.py).
+    login: AzureLogin | None = None
 
     def __post_init__(self) -> None:
         self._cache: dict[str, Any] = {}
@@ -94,27 +96,29 @@ class AzureClients:
 
         conn = AzureBaseHook(conn_id=azure_conn_id).get_connection(azure_conn_id)
         extra = conn.extra_dejson or {}
-        tenant = extra.get("tenantId") or extra.get("tenant_id")
-        secrets = None
-        if conn.login and conn.password and tenant:
+        login = azure_login.from_connection(conn.login, conn.password, extra)
+        if login is not None:
             from azure.identity import ClientSecretCredential
 
             credential: Any = ClientSecretCredential(
-                tenant_id=tenant, client_id=conn.login, client_secret=conn.password
+                tenant_id=login.tenant_id, client_id=login.client_id, client_secret=login.secret
             )
-            secrets = {"ARM_CLIENT_ID": conn.login, "ARM_CLIENT_SECRET": conn.password, "ARM_TENANT_ID": tenant}
         else:
             from airflow.providers.microsoft.azure.utils import get_sync_default_azure_credential
 
-            credential = get_sync_default_azure_credential(
-                managed_identity_client_id=extra.get("managed_identity_client_id"),
-                workload_identity_tenant_id=extra.get("workload_identity_tenant_id"),
-            )
+            try:  # azure-identity reads a certificate file here, and says what is wrong with it
+                credential = get_sync_default_azure_credential(
+                    managed_identity_client_id=extra.get("managed_identity_client_id"),
+                    workload_identity_tenant_id=extra.get("workload_identity_tenant_id"),
+                )
+            except (ValueError, TypeError) as exc:
+                raise InvalidInput("credentials", f"DefaultAzureCredential: {_message(exc)}") from None
+            login = azure_login.default_credential(extra, os.environ)
         return cls(
             credential,
             subscription_id or str(extra.get("subscriptionId") or ""),
             str(extra.get("resource_manager_endpoint") or PUBLIC_CLOUD).rstrip("/"),
-            secrets,
+            login,
         )
 
     @classmethod
@@ -126,6 +130,7 @@ class AzureClients:
             DefaultAzureCredential(),
             subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID", ""),
             (base_url or PUBLIC_CLOUD).rstrip("/"),
+            azure_login.default_credential({}, os.environ),
         )
 
     def _client(self, name: str, factory: Any) -> Any:
@@ -158,10 +163,11 @@ class AzureClients:
 
         return self._client("resources", ResourceManagementClient)
 
-    def packer_env(self) -> dict[str, str]:
-        """Packer's azure-arm credentials as environment variables: never on a command line,
-        never logged. Empty for a managed identity, which Packer finds on its own."""
-        return {**(self.secrets or {}), "ARM_SUBSCRIPTION_ID": self.subscription_id}
+    def packer_env(self, packer_version: str | None) -> dict[str, str]:
+        """Packer's azure-arm login as the same identity, as environment variables: never on a
+        command line, never logged; refused naming the setting where azure-arm has no equivalent."""
+        login = self.login or azure_login.AzureLogin("managed_identity")
+        return azure_login.packer_env(login, self.subscription_id, packer_version)
 
 
 def quiet_sdk_logs() -> None:

@@ -236,9 +236,13 @@ class AzureTarget(DigestNames, Target):
             if (
                 parts.get("type", "").lower() != "images"
                 or parts.get("resource_group", "").lower() != self.group.lower()
+                or parts.get("subscription", "").lower() != self.clients.subscription_id.lower()
             ):
                 raise InvalidInput(
-                    "packer artifact", f"{image_id} is not a managed image in resource group {self.group}"
+                    "packer artifact",
+                    f"{image_id} is not a managed image in resource group {self.group} of subscription "
+                    f"{self.clients.subscription_id} (Packer 1.6.6 with a managed identity builds in the VM's own "
+                    "subscription)",
                 )
             with self.api(f"PATCH image {parts['name']}"):
                 current = self.compute.images.get(self.group, parts["name"])
@@ -311,7 +315,11 @@ class AzureTarget(DigestNames, Target):
         }
 
     def packer_env(self) -> dict[str, str]:
-        return self.clients.packer_env()
+        """Packer logs in as the identity this target's clients use (clouds/azure_login.py: what each
+        Packer version takes, and what it cannot)."""
+        from airflow_provider_imagebuild.toolchain.versions import packer_version
+
+        return self.clients.packer_env(packer_version())
 
     def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
         return {"imagebuild_ssh_public_key": self.settings.ssh_public_key or ""}

@@ -3,9 +3,9 @@
 # The milestone operator passes the build's identity and the target's settings in a var file
 # (build_id, milestone, pipeline, image_type, image_name, source_image, azure_subscription_id,
 # azure_resource_group, azure_location, azure_vm_size, and packer_manifest: where the manifest
-# post-processor writes, read back by the operator). Credentials come from Packer's environment
-# (ARM_CLIENT_ID, ARM_CLIENT_SECRET, ARM_TENANT_ID from a service principal connection; none with a
-# managed identity, which azure-arm then uses), never from the command line.
+# post-processor writes, read back by the operator). The login comes from Packer's environment
+# (ARM_*, set by the target for the identity its own Azure clients use: a service principal's secret
+# or certificate, a client JWT, or the managed identity), never from the command line.
 #
 # 5 starts from target.source_image (a marketplace URN Publisher:Offer:Sku:Version, a managed image
 # id of the build's subscription or a gallery image version id: every source takes all three) and
@@ -13,6 +13,15 @@
 # key login, sudo and networking defaults. Both configure the VM through cloud-init custom data,
 # so Packer only waits for SSH before capturing a managed image. Everything after 10 is Ansible
 # on the build host.
+
+packer {
+  required_plugins {
+    azure = {
+      source  = "github.com/hashicorp/azure"
+      version = ">= 1.4.5, < 2.0.0"
+    }
+  }
+}
 
 variable "build_id" { type = string }
 variable "milestone" { type = string }
@@ -34,13 +43,36 @@ variable "packer_manifest" {
   type    = string
   default = "manifest.json"
 }
+# The login (clouds/azure_login.py): Packer's environment, set by the target for the identity the
+# provider's own Azure clients use; azure_login says which of azure-arm's logins that is
+# (client_secret, client_certificate, client_jwt, managed_identity), or azure_cli when a spec's vars
+# ask for the `az login` session.
+variable "azure_login" {
+  type    = string
+  default = env("ARM_PACKER_LOGIN")
+}
+variable "login_subscription_id" {
+  type        = string
+  default     = env("ARM_SUBSCRIPTION_ID")
+  description = "empty for a managed identity on Packer 1.6.6, which then builds in the VM's own subscription"
+}
 variable "client_id" {
   type    = string
   default = env("ARM_CLIENT_ID")
 }
 variable "client_secret" {
+  type      = string
+  default   = env("ARM_CLIENT_SECRET")
+  sensitive = true
+}
+variable "client_cert_path" {
   type    = string
-  default = env("ARM_CLIENT_SECRET")
+  default = env("ARM_CLIENT_CERT_PATH")
+}
+variable "client_jwt" {
+  type      = string
+  default   = env("ARM_CLIENT_JWT")
+  sensitive = true
 }
 variable "tenant_id" {
   type    = string
@@ -76,6 +108,16 @@ locals {
     image_version  = local.source_path[12]
   }] : []
   network = split("/", var.virtual_network)
+  # azure-arm's login fields; the Azure CLI login takes none of them (Packer 1.6.6 would read a
+  # subscription without credentials as an interactive device login).
+  cli = var.azure_login == "azure_cli"
+  login = {
+    subscription_id    = local.cli ? "" : var.login_subscription_id
+    client_id          = local.cli ? "" : var.client_id
+    client_cert_path   = local.cli ? "" : var.client_cert_path
+    tenant_id          = local.cli ? "" : var.tenant_id
+    use_azure_cli_auth = local.cli
+  }
   tags = {
     BuildId   = var.build_id
     Pipeline  = var.pipeline
@@ -86,10 +128,13 @@ locals {
 }
 
 source "azure-arm" "kickstart" {
-  subscription_id                          = var.azure_subscription_id
-  client_id                                = var.client_id
-  client_secret                            = var.client_secret
-  tenant_id                                = var.tenant_id
+  subscription_id                          = local.login.subscription_id
+  client_id                                = local.login.client_id
+  client_secret                            = local.cli ? "" : var.client_secret
+  client_cert_path                         = local.login.client_cert_path
+  client_jwt                               = local.cli ? "" : var.client_jwt
+  tenant_id                                = local.login.tenant_id
+  use_azure_cli_auth                       = local.login.use_azure_cli_auth
   location                                 = var.azure_location
   vm_size                                  = var.azure_vm_size
   os_type                                  = "Linux"
@@ -121,10 +166,13 @@ source "azure-arm" "kickstart" {
 }
 
 source "azure-arm" "green" {
-  subscription_id                          = var.azure_subscription_id
-  client_id                                = var.client_id
-  client_secret                            = var.client_secret
-  tenant_id                                = var.tenant_id
+  subscription_id                          = local.login.subscription_id
+  client_id                                = local.login.client_id
+  client_secret                            = local.cli ? "" : var.client_secret
+  client_cert_path                         = local.login.client_cert_path
+  client_jwt                               = local.cli ? "" : var.client_jwt
+  tenant_id                                = local.login.tenant_id
+  use_azure_cli_auth                       = local.login.use_azure_cli_auth
   location                                 = var.azure_location
   vm_size                                  = var.azure_vm_size
   os_type                                  = "Linux"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_imagebuild.clouds.azure_login import MODERN_PACKER, version_tuple
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.operators.packer import declared_variables
 from airflow_provider_imagebuild.spec import AzureTargetSpec
@@ -60,7 +61,7 @@ PROBE = """source "null" "probe" {
   communicator = "none"
 }
 locals {
-  probe = { urn = local.urn, custom_image = local.custom_image, gallery = local.gallery }
+  probe = { urn = local.urn, custom_image = local.custom_image, gallery = local.gallery, login = local.login }
 }
 build {
   sources = ["source.null.probe"]
@@ -71,9 +72,25 @@ build {
 """
 
 
-def _packer(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(home)}
-    return subprocess.run([packer(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+def _packer(
+    args: list[str], cwd: Path, home: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(home), **(env or {})}
+    return subprocess.run([packer(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=environ)
+
+
+def _probe(tmp_path: Path, var_file: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The template's locals as Packer itself evaluates them (a null build beside the template)."""
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir(exist_ok=True)
+    shutil.copy(TEMPLATE, probe_dir)
+    (probe_dir / "probe.pkr.hcl").write_text(PROBE)
+    got = _packer(
+        ["build", "-machine-readable", f"-var-file={var_file}", "-only=null.probe", "."], probe_dir, tmp_path, env
+    )
+    assert got.returncode == 0, got.stdout + got.stderr
+    encoded = got.stdout.split("PROBE=", 1)[1].split()[0].split(",")[0]
+    return dict(json.loads(base64.b64decode(encoded)))
 
 
 def _values(tmp_path: Path, source: str) -> dict[str, str]:
@@ -108,14 +125,8 @@ def test_every_source_form_validates_and_sets_only_its_own_fields(form: str, fak
         got = _packer(["validate", f"-var-file={var_file}", f"-only={only}", TEMPLATE.name], TEMPLATE.parent, tmp_path)
         assert got.returncode == 0, f"{form} / {only}: {got.stdout}{got.stderr}"
 
-    probe_dir = tmp_path / "probe"
-    probe_dir.mkdir()
-    shutil.copy(TEMPLATE, probe_dir)
-    (probe_dir / "probe.pkr.hcl").write_text(PROBE)
-    got = _packer(["build", "-machine-readable", f"-var-file={var_file}", "-only=null.probe", "."], probe_dir, tmp_path)
-    assert got.returncode == 0, got.stdout + got.stderr
-    encoded = got.stdout.split("PROBE=", 1)[1].split()[0].split(",")[0]
-    assert json.loads(base64.b64decode(encoded)) == expected
+    found = _probe(tmp_path, var_file)
+    assert {k: found[k] for k in expected} == expected
 
 
 def test_a_managed_image_of_another_subscription_is_refused_before_packer_runs(fake_arm: Any, tmp_path: Path) -> None:
@@ -123,3 +134,59 @@ def test_a_managed_image_of_another_subscription_is_refused_before_packer_runs(f
     with pytest.raises(InvalidInput, match=f"in subscription {OTHER_SUBSCRIPTION}") as info:
         _values(tmp_path, foreign)
     assert info.value.field == "target.source_image"
+
+
+LOGINS = ["service principal secret", "certificate", "certificate assertion", "managed identity", "azure cli"]
+
+
+@pytest.mark.parametrize("kind", LOGINS)
+def test_packer_logs_in_as_the_identity_the_target_uses(
+    kind: str, fake_arm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment the target gives Packer for each kind (the installed Packer's version decides
+    what a managed identity gets), and what the template's azure-arm sources then receive: Packer
+    validates it (its own check of which login a set of fields means) and evaluates the fields."""
+    from airflow_provider_imagebuild.toolchain.versions import packer_version
+    from tests.targets.test_azure_login import fake_jwt, self_signed_pem
+
+    extra = {"subscriptionId": SUBSCRIPTION, "resource_manager_endpoint": fake_arm.url}
+    conn: dict[str, Any] = {"conn_type": "azure", "extra": extra}
+    spec_vars: dict[str, str] = {}
+    if kind == "service principal secret":
+        conn.update(login="app-id", password="s3cret-value", extra={**extra, "tenantId": "tenant-1"})
+    elif kind == "certificate":
+        monkeypatch.setenv("AZURE_CLIENT_ID", "app-id")
+        monkeypatch.setenv("AZURE_TENANT_ID", "tenant-1")
+        monkeypatch.setenv("AZURE_CLIENT_CERTIFICATE_PATH", str(self_signed_pem(tmp_path / "sp.pem")))
+    elif kind == "certificate assertion":
+        (tmp_path / "token").write_text(fake_jwt(x5t=True))
+        monkeypatch.setenv("AZURE_CLIENT_ID", "app-id")
+        monkeypatch.setenv("AZURE_TENANT_ID", "tenant-1")
+        monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "token"))
+    elif kind == "azure cli":
+        spec_vars = {"azure_login": "azure_cli"}  # a spec's milestone vars
+    monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps(conn))
+    values = _values(tmp_path, "RedHat:RHEL:8-lvm-gen2:latest")
+    spec = AzureTargetSpec(azure_conn_id=AZURE_CONN_ID, resource_group=AZURE_GROUP, location="westeurope")
+    env = AzureTarget.from_settings(spec, pipeline="p", image_type="webserver").packer_env()
+    var_file = tmp_path / "vars.json"
+    var_file.write_text(json.dumps({**values, **spec_vars}))
+    assert not set(env.values()) & {str(v) for v in values.values()} - {"", SUBSCRIPTION}, "secrets in env only"
+
+    got = _packer(["validate", f"-var-file={var_file}", "-only=azure-arm.kickstart", TEMPLATE.name], TEMPLATE.parent,
+                  tmp_path, env)  # fmt: skip
+    assert got.returncode == 0, got.stdout + got.stderr
+    login = _probe(tmp_path, var_file, env)["login"]
+    modern = version_tuple(packer_version()) >= MODERN_PACKER
+    expected = {
+        "service principal secret": (SUBSCRIPTION, "app-id", "", "tenant-1", False),
+        "certificate": (SUBSCRIPTION, "app-id", str(tmp_path / "sp.pem"), "tenant-1", False),
+        "certificate assertion": (SUBSCRIPTION, "app-id", "", "tenant-1", False),
+        # Packer 1.6.6 takes a subscription without credentials for a device login: the VM's is used
+        "managed identity": (SUBSCRIPTION if modern else "", "", "", "", False),
+        "azure cli": ("", "", "", "", True),
+    }[kind]
+    assert (
+        login["subscription_id"], login["client_id"], login["client_cert_path"], login["tenant_id"],
+        login["use_azure_cli_auth"],
+    ) == expected  # fmt: skip

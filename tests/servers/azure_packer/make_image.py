@@ -1,9 +1,9 @@
 """The stand-in template's provisioner: a managed image on the fake Resource Manager, as Packer's
 azure-arm builder would leave it, and the manifest entry its post-processor would write.
 
-Authenticates as the worker's managed identity (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``), takes
-the subscription from ``ARM_SUBSCRIPTION_ID`` (Packer's environment, set by the target) and fails
-if a client secret reached its command line. Standard library only: Packer runs it with the
+Authenticates as the worker's managed identity (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``), puts
+the image in the template's ``azure_subscription_id`` and resource group, and fails if a client
+secret reached its command line. Standard library only: Packer runs it with the
 system's python3.
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     token_url = f"{env['IDENTITY_ENDPOINT']}?api-version=2019-08-01&resource=https://management.azure.com/"
     token = call("GET", token_url, headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]})[0]["access_token"]
     image_id = (
-        f"/subscriptions/{env['ARM_SUBSCRIPTION_ID']}/resourceGroups/{env['STANDIN_GROUP']}"
+        f"/subscriptions/{env['STANDIN_SUBSCRIPTION']}/resourceGroups/{env['STANDIN_GROUP']}"
         f"/providers/Microsoft.Compute/images/{env['STANDIN_IMAGE']}"
     )
     try:  # azure-arm's builder.go stops before anything is made when the image exists (no -force)

@@ -35,6 +35,7 @@ build {
     inline = ["python3 ${path.root}/make_image.py"]
     environment_vars = [
       "ARM_ENDPOINT=${var.arm_endpoint}",
+      "STANDIN_SUBSCRIPTION=${var.azure_subscription_id}",
       "STANDIN_GROUP=${var.azure_resource_group}",
       "STANDIN_LOCATION=${var.azure_location}",
       "STANDIN_IMAGE=${var.image_name}",
