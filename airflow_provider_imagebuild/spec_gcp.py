@@ -21,17 +21,29 @@ NETWORK_PATH_RE = re.compile(
 )
 RESERVED_LABELS = {"imagebuild-key", "imagebuild-build", "imagebuild-pipeline", "imagebuild-milestone",
                    "imagebuild-role", "managed-by"}  # fmt: skip
-MAX_USER_LABELS = 56  # 64 per resource; the build sets 6
+MAX_USER_LABELS = 56  # 64 per resource; the build sets 6, and built-with-* ones while there is room
 
 
 class Deprecation(BaseModel):
-    """What happens to the family's previous image when a new one is published."""
+    """What happens to the family's previous image when a new one is published: its deprecation
+    status is set (``images.deprecate``). The dates are what Compute Engine's DeprecationStatus
+    calls "only informational": it changes no image on them, and neither does the provider (a
+    build's tasks delete only what the build made; retention belongs to the watchdog)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    state: Literal["DEPRECATED", "OBSOLETE", "DELETED"] = "DEPRECATED"
-    obsolete_after_days: int | None = Field(default=None, ge=1, le=3650)
-    delete_after_days: int | None = Field(default=None, ge=1, le=3650)
+    state: Literal["DEPRECATED", "OBSOLETE", "DELETED"] = Field(
+        default="DEPRECATED",
+        description="set now; OBSOLETE and DELETED images are refused for new disks, none is deleted",
+    )
+    obsolete_after_days: int | None = Field(
+        default=None, ge=1, le=3650,
+        description="recorded as the 'obsolete' date, informational only: nothing makes the image obsolete then",
+    )  # fmt: skip
+    delete_after_days: int | None = Field(
+        default=None, ge=1, le=3650,
+        description="recorded as the 'deleted' date, informational only: nothing deletes the image then",
+    )  # fmt: skip
 
 
 class GcpTargetSpec(BaseModel):

@@ -463,8 +463,7 @@ class GcpTarget(Target):
         family = image.get("family")
         if policy is None or not family:
             return None
-        request = self.compute.images().list(project=self.project, filter=f'family = "{family}"')
-        listed = self.call(f"images.list family {family}", request).get("items") or []
+        listed = self._family_images(family)
         for done in listed:  # a retried publish: deprecated already, by this image
             if (done.get("deprecated") or {}).get("replacement") == image["selfLink"]:
                 return str(done["selfLink"])
@@ -489,7 +488,25 @@ class GcpTarget(Target):
         request = self.compute.images().deprecate(project=self.project, image=target["name"], body=status)
         self.wait(f"images.deprecate {target['name']}", self.call(f"images.deprecate {target['name']}", request))
         log.info("deprecated %s (%s), replaced by %s", target["name"], policy.state, image["name"])
+        if "obsolete" in status or "deleted" in status:
+            log.info(
+                "%s: obsolete %s, deleted %s are informational dates; Compute Engine changes nothing on them, "
+                "neither does this provider (deprecate or delete the image then, or set state)",
+                target["name"], status.get("obsolete", "-"), status.get("deleted", "-"),
+            )  # fmt: skip
         return str(target["selfLink"])
+
+    def _family_images(self, family: str) -> list[dict[str, Any]]:
+        """Every image of ``family`` in the project: all pages (at most 500 images each), or the
+        newest image of a long-lived family would never be seen."""
+        images = self.compute.images()
+        request = images.list(project=self.project, filter=f'family = "{family}"')
+        found: list[dict[str, Any]] = []
+        while request is not None:
+            page = self.call(f"images.list family {family}", request)
+            found.extend(page.get("items") or [])
+            request = images.list_next(request, page)
+        return found
 
     def cleanup(self, build: BuildRecord, host: Host) -> None:
         """Delete the build host (its boot disk goes with it) and what earlier, lost hosts left."""

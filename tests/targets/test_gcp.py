@@ -171,15 +171,13 @@ def test_credentials_and_endpoint_errors(fake_gce: FakeGce, tmp_path: Any, monke
 
 def test_a_malformed_request_is_refused_by_the_schema_check(fake_gce: FakeGce) -> None:
     """The fake is only worth its tests if it refuses what Compute Engine would."""
-    from airflow_provider_imagebuild.clouds.gcp import GcpClients
-    from airflow_provider_imagebuild.errors import InvalidInput as Refused
+    from airflow_provider_imagebuild.clouds.gcp import GcpClients, gcp_errors
 
     compute = GcpClients.from_connection(GCP_CONN_ID).compute
     request = compute.instances().insert(project=PROJECT, zone=ZONE, body={"name": "x", "disks": [{"boot": "yes"}]})
-    with pytest.raises(Exception, match="expected a boolean"):
-        request.execute()
+    with pytest.raises(InvalidInput, match="expected a boolean"), gcp_errors("instances.insert x"):
+        request.execute()  # a 400: the target's error translation makes it InvalidInput (not retried)
     assert fake_gce.refused and "disks[0].boot" in fake_gce.refused[0]
-    assert Refused  # the target turns such a 400 into InvalidInput (see gcp_errors)
 
 
 def test_image_links_go_to_the_console_for_well_formed_images_only() -> None:
@@ -191,3 +189,32 @@ def test_image_links_go_to_the_console_for_well_formed_images_only() -> None:
         f"rhel8-web-1?project={PROJECT}"
     }
     assert image_links("gcp", {"image_id": "javascript:alert(1)"}) == {}
+
+
+def test_deprecate_previous_reads_every_page_of_the_family(
+    fake_gce: FakeGce, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A family holds more than one page of images (500): the pipeline's previous image is on the
+    second page. The dates the policy records are informational, and the log and help say so."""
+    from airflow_provider_imagebuild.spec_gcp import Deprecation
+    from airflow_provider_imagebuild.targets import gcp
+    from airflow_provider_imagebuild.targets.base import MANAGED_BY
+
+    target = _target(deprecate_previous={"state": "DEPRECATED", "obsolete_after_days": 30, "delete_after_days": 90})
+    build = _build(tmp_path, "gcp-target-4")
+    for n in range(510):  # another pipeline's images, older and newer
+        fake_gce.add_image(f"other-{n:04d}", {"imagebuild-pipeline": "other", "managed-by": MANAGED_BY}, "rhel8-web")
+    labels = target.build_labels(build, 95, "final") | {"imagebuild-key": "0" * 20}
+    older = fake_gce.add_image("rhel8-web-older", labels, family="rhel8-web")
+    older["creationTimestamp"] = "2026-01-01T00:00:00.000-00:00"
+    final = fake_gce.add_image("rhel8-web-new", target.build_labels(build, 95, "final"), family="rhel8-web")
+
+    logged: list[str] = []
+    monkeypatch.setattr(gcp.log, "info", lambda msg, *args: logged.append(msg % args))
+    published = target.publish(build, final["selfLink"])
+    assert published["deprecated_image"] == older["selfLink"] and fake_gce.pages == 2
+    assert older["deprecated"]["replacement"] == final["selfLink"] and older["deprecated"]["deleted"]
+    assert "rhel8-web-older" in fake_gce.images and any("informational dates" in line for line in logged)
+    assert all("informational" in (Deprecation.model_fields[f].description or "") for f in
+               ("obsolete_after_days", "delete_after_days"))  # fmt: skip
+    assert fake_gce.refused == [], fake_gce.refused
