@@ -293,7 +293,12 @@ class AwsTarget(Target):
         return {"aws_region": self.region, "aws_endpoint": self.endpoint or ""}
 
     def packer_env(self) -> dict[str, str]:
-        return {**self.credentials, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+        env = {**self.credentials, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+        if self.endpoint:
+            # The amazon plugin (aws-sdk-go-v2 since 1.5) makes its per-region clients, which tag
+            # and copy the AMI, without custom_endpoint_ec2: they reach the SDK's own variable only.
+            env["AWS_ENDPOINT_URL_EC2"] = self.endpoint
+        return env
 
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
         return self.image_name(build, milestone)

@@ -36,7 +36,8 @@ def ebs_backed_images() -> None:
 
 
 def strict_image_names() -> None:
-    """EC2 refuses AMI names and descriptions that moto takes. CreateImage, CopyImage and
+    """EC2 refuses AMI names and descriptions that moto takes, and tags the snapshots CreateImage
+    makes, which moto does not. CreateImage, CopyImage and
     RegisterImage (EC2 API reference): Name "3-128 alphanumeric characters, parentheses (()), square
     brackets ([]), spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@),
     or underscores(_)", else ``InvalidAMIName.Malformed``; a name an AMI of the account already has
@@ -69,7 +70,16 @@ def strict_image_names() -> None:
     def create_image(original: Any) -> Any:
         def create(self: AmiBackend, instance_id: str, name: str, description: str, *args: Any, **kwargs: Any) -> Any:
             check(self, name, description)
-            return original(self, instance_id, name, description, *args, **kwargs)
+            # CreateImage tags "the snapshots that are created" with a TagSpecification of
+            # ResourceType snapshot (EC2 API reference; newer Packer amazon plugins send one); moto
+            # raises NotImplementedError for it, so those tags are put on the image's snapshot here.
+            specs = kwargs.pop("tag_specifications", None) or []
+            snapshot_tags = [t for spec in specs if spec["ResourceType"] == "snapshot" for t in spec["Tags"]]
+            kwargs["tag_specifications"] = [spec for spec in specs if spec["ResourceType"] != "snapshot"]
+            ami = original(self, instance_id, name, description, *args, **kwargs)
+            if snapshot_tags:
+                self.create_tags([ami.ebs_snapshot.id], {t["Key"]: t["Value"] for t in snapshot_tags})  # type: ignore[attr-defined]
+            return ami
 
         return create
 
