@@ -18,6 +18,8 @@ PROJECT_RE = re.compile(r"[0-9a-fA-F-]{32,36}")
 PROPERTY_RE = re.compile(r"[a-z][a-z0-9_.:-]{0,254}")
 # Properties the provider sets itself: a spec may not set them (that would spoof ownership).
 RESERVED_PROPERTIES = ("imagebuild_", "owner_specified.")
+# Glance's own namespace: it refuses them, 403 "Attribute '...' is reserved." (glance/api/v2/images.py)
+GLANCE_RESERVED = "os_glance_"
 # Glance's own image attributes: not properties, so not settable through ``properties``.
 GLANCE_ATTRIBUTES = frozenset(
     {"id", "name", "status", "visibility", "protected", "owner", "checksum", "os_hash_algo", "os_hash_value",
@@ -39,6 +41,8 @@ def check_properties(value: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"{name!r} is not an image property name (lower case letters, digits, '_.:-')")
         if name.startswith(RESERVED_PROPERTIES):
             raise ValueError(f"{name!r} is set by the provider itself (ownership), not by a spec")
+        if name.startswith(GLANCE_RESERVED):
+            raise ValueError(f"{name!r} is reserved by Glance (os_glance_*), which refuses it")
         if name in GLANCE_ATTRIBUTES:
             raise ValueError(f"{name!r} is an image attribute, not a property")
     return value
@@ -73,7 +77,12 @@ class OpenstackTargetSpec(OpenstackLogin):
     security_groups: list[str] = Field(default_factory=list)
     ssh_user: LoginName = "cloud-user"
     ssh_private_key_file: str | None = None
-    visibility: Literal["private", "shared", "community", "public"] = "private"
+    # public needs Glance's publicize_image policy, which is the admin role's by default: a member
+    # login is refused (an error naming target.visibility); shared or community need no admin
+    visibility: Literal["private", "shared", "community", "public"] = Field(
+        default="private",
+        description="Glance visibility of the published image; public needs the admin role (publicize_image policy)",
+    )
     share_with_projects: list[str] = Field(default_factory=list)
     # Glance image properties of the published image: os_distro, os_version, hw_disk_bus...
     properties: dict[str, str] = Field(default_factory=dict)

@@ -2,22 +2,30 @@
 
 Clients come from :class:`~airflow_provider_imagebuild.clouds.openstack.OpenstackClients` (an
 Airflow connection or a ``clouds.yaml`` cloud); openstacksdk is imported only when a milestone runs.
+Every name Nova, Glance and Packer see comes from :mod:`.openstack_names` (``<pipeline>-<digest>-...``,
+within Nova's and Glance's 255 characters).
 
 - The green image is made by Packer's ``openstack`` builder (the shipped
-  ``rhel8-openstack.pkr.hcl``) from the spec's ``source_image``, as an image named by the build;
+  ``rhel8-openstack.pkr.hcl``) from the spec's ``source_image``, as an image named by the build; the
+  template gets the network, the security groups, TLS verification and the interface as variables
+  (the builder reads none of them from its environment) and writes the build's marks on the image;
   Packer's artifact is the image id, claimed (given this build's properties) when Packer reports it.
-- Build hosts are servers ``ib-<digest>-h<checkpoint>`` booted from the latest checkpoint image
-  with the spec's flavor, network, key pair and security groups; the host id is the server id;
-  ``alive`` is a lookup of it with this build's metadata, ``ACTIVE`` (a ``SHUTOFF`` one, left by a
-  checkpoint that stopped it and was killed before starting it again, is started).
-- **Checkpoints are server snapshots** (Nova ``createImage``, an image ``ib-<digest>-cp<ms>``),
+  A retried milestone adopts the image an earlier attempt's Packer made (:meth:`packer_artifacts`):
+  Glance allows duplicate names, so Packer would make a second one.
+- Build hosts are servers ``<pipeline>-<digest>-h<checkpoint>`` booted from the latest checkpoint
+  image with the spec's flavor, network, key pair and security groups (Nova's ``default`` group
+  when none; one the project lacks is Nova's 400, an error naming the target); the host id is the
+  server id; ``alive`` is a lookup of it with this build's metadata, ``ACTIVE`` (a ``SHUTOFF`` one,
+  left by a checkpoint that stopped it and was killed before starting it again, is started).
+- **Checkpoints are server snapshots** (Nova ``createImage``, an image ``<pipeline>-<digest>-cp<ms>``),
   taken after stopping the server so that the disk is consistent, which is then started again. An
   image outlives its server, which is what a relaunch needs.
 - Seal runs the seal playbook, stops the server and snapshots it into the final image, named from
   the pipeline and the build's creation time (stable on retry).
 - Publish sets the image's visibility, adds the ``share_with_projects`` as members (accepting is
   the consumer's side) and sets the spec's ``properties`` (``os_distro``, ``os_version``,
-  ``hw_disk_bus``...) with the build's own.
+  ``hw_disk_bus``...) with the build's own. ``public`` needs Glance's ``publicize_image`` policy
+  (admin by default): its 403 is an error naming ``target.visibility``.
 - Ownership: a server or image is this build's only if it belongs to the login's project (the
   server's ``tenant_id``, the image's ``owner``: set by Nova and Glance from the token, never by a
   client) **and** carries ``imagebuild_key`` (a digest of the pipeline and build id) and
@@ -29,13 +37,14 @@ Airflow connection or a ``clouds.yaml`` cloud); openstacksdk is imported only wh
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.clouds.openstack import OpenstackClients, openstack_errors
+from airflow_provider_imagebuild.clouds.openstack import PUBLICIZE_NEEDS, OpenstackClients, openstack_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.targets.base import (
@@ -48,15 +57,18 @@ from airflow_provider_imagebuild.targets.base import (
     Target,
     built_with_tags,
     checkpoint_images,
-    final_image_name,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.openstack_names import OpenstackNames
 
 log = logging.getLogger(__name__)
 
 KEY = "imagebuild_key"
 MANAGED = "imagebuild_managed_by"
 SERVER_WAIT_S = 1800  # boot, stop, start
+# Nova answers 400 for a key pair or security group the login lacks (and for a name or metadata it
+# refuses): the spec's settings, which a retry does not change
+BOOT_REFUSED = "Nova refused the build server (target.key_name, security_groups, flavor, network)"
 IMAGE_WAIT_S = 3600  # a snapshot of a large disk
 
 
@@ -185,8 +197,10 @@ class OpenstackTarget(DigestNames, Target):
     def _update_image(self, image: Any, properties: Mapping[str, str], **attributes: Any) -> None:
         """Add or change image properties, keeping the others. The SDK sends the difference as a
         JSON patch; properties it does not model must go in one ``properties`` mapping, or it
-        removes the ones not given (the ownership marks among them)."""
-        with openstack_errors(f"update image {image.id}"):
+        removes the ones not given (the ownership marks among them). Making an image public is
+        Glance's ``publicize_image`` policy (admin by default): its refusal names target.visibility."""
+        refused = {403: ("target.visibility", PUBLICIZE_NEEDS)} if attributes.get("visibility") == "public" else None
+        with openstack_errors(f"update image {image.id}", refused):
             self.conn.image.update_image(image, properties={**(image.properties or {}), **properties}, **attributes)
 
     def _delete_image(self, image: Any) -> None:
@@ -198,8 +212,11 @@ class OpenstackTarget(DigestNames, Target):
     def owns_image(self, build: BuildRecord, image: str) -> bool:
         return self._owned_image(build, image) is not None
 
+    def names(self, build: BuildRecord) -> OpenstackNames:
+        return OpenstackNames(self.pipeline, build)
+
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
-        return f"{self.prefix(build)}-m{milestone:03d}"
+        return self.names(build).packer_image(milestone)
 
     def packer_source_image(self, image: str) -> str:
         """Packer's openstack builder takes the source image by id: a name is looked up (one
@@ -213,11 +230,18 @@ class OpenstackTarget(DigestNames, Target):
             raise InvalidInput("target.source_image", f"{image} is not an image this project can use") from None
 
     def packer_vars(self) -> dict[str, str]:
+        """The template's view of the target: flavor, region, the network's id and the security
+        groups (lists as JSON, decoded by the template: a var file holds strings), and what the
+        builder would not take from its environment (TLS verification, the interface)."""
         s = self.settings
+        network = self._network_id() if s.network else ""
         return {
             "openstack_flavor": s.flavor or "",
-            "openstack_network": self._network_id() if s.network else "",
+            "openstack_network": network,
+            "openstack_networks": json.dumps([network] if network else []),
+            "openstack_security_groups": json.dumps(list(s.security_groups)),
             "openstack_region": s.region or "",
+            **self.clients.packer_access(),
         }
 
     def packer_env(self) -> dict[str, str]:
@@ -243,6 +267,36 @@ class OpenstackTarget(DigestNames, Target):
                 raise InvalidInput("packer artifact", f"{image_id} belongs to another build")
             self._update_image(image, self.marks(build, "checkpoint"))
 
+    def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
+        """The image an earlier attempt's Packer run made, found by its name in the login's project
+        and proven by the properties the shipped template writes (``imagebuild_key``,
+        ``imagebuild_managed_by``, ``imagebuild_milestone``). Glance allows duplicate names, so Packer
+        would not stop at it: a retry would make a second image and leave the first unowned. An
+        active one is adopted; one not active yet (a snapshot cut short with its worker), or a
+        second active one, is deleted. An image of that name in the project that the template did
+        not mark is refused, naming it, and left alone; other projects' images are none of ours."""
+        name = self.packer_image_name(build, self.pipeline, milestone)
+        with openstack_errors(f"list images {name}"):
+            listed = list(self.conn.image.images(name=name))
+        found = [i for i in listed if i.name == name and self.clients.in_project(i.owner)]
+        for image in found:
+            props = image.properties or {}
+            if not self._is_builds(build, props) or props.get("imagebuild_milestone") != str(milestone):
+                raise InvalidInput(
+                    "packer artifact",
+                    f"an image {name} ({image.id}) of this project is not build {build.build_id}'s milestone "
+                    f"{milestone} image (no such imagebuild_key/imagebuild_milestone properties); it is left alone: "
+                    "rename or delete it",
+                )
+        adopted = None
+        for image in sorted(found, key=lambda i: (i.status == "active", str(i.created_at or "")), reverse=True):
+            if image.status == "active" and adopted is None:
+                adopted = image
+                continue
+            log.info("deleting image %s (%s, %s): an earlier attempt's Packer artifact", name, image.id, image.status)
+            self._delete_image(image)
+        return {"": str(adopted.id)} if adopted is not None else {}
+
     def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
         image = self._owned_image(build, checkpoint.image)
         if image is None:
@@ -251,7 +305,7 @@ class OpenstackTarget(DigestNames, Target):
                 f"{checkpoint.image} is not build {build.build_id}'s image (missing, of another project, or "
                 "without this build's key); a build server is booted only from the build's own checkpoints",
             )
-        name = f"{self.prefix(build)}-h{checkpoint.code:03d}"
+        name = self.names(build).server(checkpoint.code)
         for earlier in self._named_servers(build, name):  # an earlier attempt's, never recorded
             self._delete_server(earlier)
         attrs: dict[str, Any] = {
@@ -265,7 +319,7 @@ class OpenstackTarget(DigestNames, Target):
             attrs["key_name"] = self.settings.key_name
         if self.settings.security_groups:
             attrs["security_groups"] = [{"name": group} for group in self.settings.security_groups]
-        with openstack_errors(f"boot {name}"):
+        with openstack_errors(f"boot {name}", {400: ("target", BOOT_REFUSED)}):
             server = self.conn.compute.create_server(**attrs)
         server = self._wait_server(server, "ACTIVE")
         address = self._address(server, required=not self.settings.connection)
@@ -302,10 +356,7 @@ class OpenstackTarget(DigestNames, Target):
         if server is None:
             raise InvalidInput("host_id", f"{host.id} is not a build server of build {build.build_id} (or is gone)")
         server = self._power(server, on=False)  # a consistent disk
-        if final:
-            name = final_image_name(self.pipeline[:40], build, self.key(build))
-        else:
-            name = f"{self.prefix(build)}-cp{milestone:03d}"
+        name = self.names(build).final() if final else self.names(build).checkpoint(milestone)
         for earlier in self._named_images(build, name):  # an earlier try's: an older state
             self._delete_image(earlier)
         try:
@@ -371,5 +422,5 @@ class OpenstackTarget(DigestNames, Target):
         if server is not None:
             self._delete_server(server)
         for code in sorted(checkpoint_images(build)):
-            for orphan in self._named_servers(build, f"{self.prefix(build)}-h{code:03d}"):
+            for orphan in self._named_servers(build, self.names(build).server(code)):
                 self._delete_server(orphan)

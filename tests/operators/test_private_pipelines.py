@@ -85,6 +85,8 @@ def test_openstack_sample_resumes_from_a_server_snapshot_and_shares_the_image(
     from tests.servers.private_samples import OPENSTACK_DAG_ID, openstack_spec
 
     source = fake_os.add_image(f"rhel-8.10-{tmp_path.name[-10:]}", b"rhel 8.10", os_distro="rhel")
+    fake_os.add_security_group("imagebuild-ssh")  # what the shipped spec names: the cloud must have them
+    fake_os.add_keypair("imagebuild")
     store_url = f"sqlite:///{tmp_path}/state.db"
     spec = openstack_spec(store_url, build_host_root, OPENSTACK_CONN_ID, fake_os.images[source]["name"])
     dag = _dag(tmp_path, monkeypatch, spec, OPENSTACK_DAG_ID)
@@ -97,3 +99,7 @@ def test_openstack_sample_resumes_from_a_server_snapshot_and_shares_the_image(
         and len(rec.milestones[100].outputs["members"]) == 2
     )
     assert rec.metadata["host_id"] == "" and rec.metadata["host_released"] not in fake_os.servers
+    booted = [
+        r["server"] for r in fake_os.server_requests if r["server"]["name"].startswith("openstack-rhel8-webserver-")
+    ]
+    assert booted and all(b["security_groups"] == [{"name": "imagebuild-ssh"}] for b in booted)  # Packer's too

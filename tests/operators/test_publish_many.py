@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.ids import derive_build_id
+from airflow_provider_imagebuild.destinations import destination_for
+from airflow_provider_imagebuild.destinations.glance import GlanceUpload
 from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, build_digest, file_hash
@@ -25,7 +29,7 @@ from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
 from tests.conftest import OPENSTACK_CONN_ID, VSPHERE_CONN_ID, unique
 from tests.dags.conftest import write
 from tests.helpers import task_context
-from tests.servers.openstack import OTHER_PROJECT_ID, PROJECT_ID
+from tests.servers.openstack import ADMIN_PASSWORD, ADMIN_USER, OTHER_PROJECT_ID, PROJECT_ID, connection_uri
 from tests.servers.vcsim import LIBRARY
 
 
@@ -81,7 +85,7 @@ def test_each_destination_is_recorded_and_a_clear_retries_only_the_failed_one(
     # The first transfer to Glance arrives cut in half: only the checksum check (Glance's MD5 and
     # SHA-512 of what it stored against the file's) tells; the image is deleted, the destination fails.
     fake_os.corrupt_uploads = 1
-    failed = r"publish failed at glance: .*does not match the file's.*kept for the next try\): catalog, vsphere_library"
+    failed = r"publish failed at glance: .*is not the file's MD5.*kept for the next try\): catalog, vsphere_library"
     with pytest.raises(Exception, match=failed):
         task.execute(task_context("many-1", task.task_id, 1))
     rec = store.get("many-1")
@@ -128,7 +132,7 @@ image_type: base
 store: sqlite:///{tmp}/state.db
 target: {{work_dir: {tmp}/work, catalog: {tmp}/catalog}}
 publish:
-  - glance: {{openstack_conn_id: {os_conn}, visibility: public}}
+  - glance: {{openstack_conn_id: {os_conn}, visibility: {visibility}}}
 milestones:
   95: {{action: seal}}
   100: {{action: publish}}
@@ -140,7 +144,8 @@ def test_glance_never_takes_another_projects_image_of_the_builds_name_and_key(tm
     this build's image name and key, one even with the very bytes. Neither is kept as this build's
     published image nor deleted; the build uploads its own, in its own project."""
     build_id = unique("many")
-    task, store, image = sealed_build(tmp_path, GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID), build_id)
+    text = GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID, visibility="shared")
+    task, store, image = sealed_build(tmp_path, text, build_id)
     name, marks = f"many-{build_id}", {KEY: build_digest("many", build_id, 20), MANAGED: MANAGED_BY}
     same_bytes = fake_os.add_image(name, image.read_bytes(), owner=OTHER_PROJECT_ID, visibility="public", **marks)
     older = fake_os.add_image(name, b"an older image", owner=OTHER_PROJECT_ID, visibility="public", **marks)
@@ -151,6 +156,136 @@ def test_glance_never_takes_another_projects_image_of_the_builds_name_and_key(tm
     mine = fake_os.images[glance["image_id"]]
     assert mine["owner"] == PROJECT_ID and mine["os_hash_value"] == file_hash(image, "sha512")
     assert fake_os.images[same_bytes]["owner"] == fake_os.images[older]["owner"] == OTHER_PROJECT_ID  # left alone
+
+
+@pytest.fixture
+def glance(fake_os: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The fake's Glance with imports polled quickly, its image_conversion plugin off again after the test."""
+    monkeypatch.setattr(GlanceUpload, "poll_s", 0.05, raising=False)
+    monkeypatch.setattr(fake_os, "image_conversion", None)
+    return fake_os
+
+
+def raw_digests(image: Path, tmp_path: Path) -> tuple[str, str]:
+    """MD5 and SHA-512 of the disk content of a qcow2 (what Glance stores once it converted it to raw)."""
+    import hashlib
+
+    raw = tmp_path / "expected.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    data = raw.read_bytes()
+    return hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest()
+
+
+@pytest.mark.parametrize("output_format", ["raw", "vmdk"])
+def test_glance_converting_imports_is_verified_and_kept_on_a_retry(
+    tmp_path: Path, glance: Any, output_format: str
+) -> None:
+    """Glance's image_conversion plugin (raw is its default output, what Ceph-backed clouds run)
+    stores the imported qcow2 converted: its checksum and os_hash_value are of the converted data,
+    never the file's. The publish checks what Glance documents it stores (raw: the file's disk
+    content; vmdk, whose bytes differ at each conversion: the data read back and compared as a
+    disk), records the stored form, and a retry keeps the image instead of deleting and importing
+    it again."""
+    glance.image_conversion = output_format
+    build_id = unique("many")
+    text = GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID, visibility="shared")
+    task, store, image = sealed_build(tmp_path, text, build_id)
+    task.execute(task_context(build_id, task.task_id, 1))
+    published = store.get(build_id).milestones[100].outputs["destinations"]["glance"]
+    stored = glance.images[published["image_id"]]
+    assert stored["disk_format"] == published["disk_format"] == output_format and published["converted"] is True
+    assert stored["status"] == "active" and published["sha512"] == file_hash(image, "sha512")
+    if output_format == "raw":
+        assert (stored["checksum"], stored["os_hash_value"]) == raw_digests(image, tmp_path)
+    spec = load_spec(tmp_path / "pipelines/many.yaml").publish[0]
+    again = destination_for(spec, pipeline="many", image_type="base").publish(store.get(build_id), image)
+    assert again["method"] == "kept" and again["image_id"] == published["image_id"]
+    assert [i["id"] for i in glance.images.values() if i["name"] == f"many-{build_id}"] == [published["image_id"]]
+
+
+def test_a_converted_image_that_is_not_the_files_is_replaced(tmp_path: Path, glance: Any) -> None:
+    """The conversion does not blind the check: a converted image whose content is not the sealed
+    file (an earlier seal's, of the same name and key) is deleted and imported again."""
+    glance.image_conversion = "raw"
+    build_id = unique("many")
+    text = GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID, visibility="shared")
+    task, store, _ = sealed_build(tmp_path, text, build_id, content=b"first seal " * 100_000)
+    task.execute(task_context(build_id, task.task_id, 1))
+    first = store.get(build_id).milestones[100].outputs["destinations"]["glance"]["image_id"]
+    store.reset(build_id, to=95, reason="sealed again")
+    resealed = seal(load_spec(tmp_path / "pipelines/many.yaml"), store, build_id, b"second seal " * 100_000)
+    task.execute(task_context(build_id, task.task_id, 2))
+    second = store.get(build_id).milestones[100].outputs["destinations"]["glance"]
+    assert second["image_id"] != first and first not in glance.images
+    assert glance.images[second["image_id"]]["os_hash_value"] == raw_digests(resealed, tmp_path)[1]
+    # A transfer cut short still converts (qemu-img reads what is missing as zeros): only the
+    # digests of the file's disk content tell; the image is deleted and the destination fails.
+    store.reset(build_id, to=95, reason="sealed a third time")
+    seal(load_spec(tmp_path / "pipelines/many.yaml"), store, build_id, b"third seal " * 100_000)
+    glance.corrupt_uploads = 1
+    with pytest.raises(Exception, match=r"is not the file's disk content's \(Glance converted it to raw\) MD5"):
+        task.execute(task_context(build_id, task.task_id, 3))
+    assert not [i for i in glance.images.values() if i["name"] == f"many-{build_id}"]  # the second seal's too
+
+
+def test_a_failed_import_task_is_one_line_and_leaves_no_image(tmp_path: Path, glance: Any) -> None:
+    """The import runs after Glance answered the call; when its task fails (the plugin's qemu-img
+    failing, say), the image goes back to queued and the task holds the reason: the publish says it
+    and deletes the image, and the retry imports again."""
+    glance.image_conversion = "raw"
+    glance.failing_imports.append("Image has disallowed configuration")
+    build_id = unique("many")
+    text = GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID, visibility="shared")
+    task, store, _ = sealed_build(tmp_path, text, build_id)
+    stored = (
+        r"glance: Glance image many-\S+: its data was not stored \(import task: Image has disallowed configuration\)"
+    )
+    with pytest.raises(Exception, match=stored):
+        task.execute(task_context(build_id, task.task_id, 1))
+    assert not [i for i in glance.images.values() if i["name"] == f"many-{build_id}"]
+    task.execute(task_context(build_id, task.task_id, 2))
+    assert store.get(build_id).milestones[100].outputs["destinations"]["glance"]["converted"] is True
+
+
+def test_glance_public_needs_the_admin_role_and_says_so(tmp_path: Path, glance: Any, monkeypatch: Any) -> None:
+    """Glance's publicize_image policy is the admin role's by default: a member login's public
+    image is refused with a 403, one line naming publish.glance.visibility, not retried; an admin
+    login publishes it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    build_id = unique("many")
+    text = GLANCE_ONLY.format(tmp=tmp_path, os_conn=OPENSTACK_CONN_ID, visibility="public")
+    task, store, _ = sealed_build(tmp_path, text, build_id)
+    with pytest.raises(
+        AirflowFailException, match=r"publish\.glance\.visibility: public needs Glance's publicize_image"
+    ):
+        task.execute(task_context(build_id, task.task_id, 1))
+    admin = connection_uri(glance, ADMIN_PASSWORD, user=ADMIN_USER)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", admin)
+    task.execute(task_context(build_id, task.task_id, 2))
+    published = store.get(build_id).milestones[100].outputs["destinations"]["glance"]
+    assert glance.images[published["image_id"]]["visibility"] == "public"
+
+
+@pytest.mark.parametrize("length", [63, 128])
+def test_the_glance_image_name_fits_with_a_long_pipeline_and_a_scheduled_run(
+    tmp_path: Path, glance: Any, length: int
+) -> None:
+    """A pipeline name of 63 characters and of 128 (the longest a spec takes) with a scheduled run's
+    derived build id: the default ``<pipeline>-<build id>`` would be 257 characters, Glance takes
+    255 (its image schema, which the fake applies); the name keeps the pipeline and the digest."""
+    pipeline = (unique("glance-names") + "-" + "y" * 128)[:length]
+    build_id = derive_build_id(pipeline, "scheduled__2026-11-04T03:15:00+00:00")
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    build = store.register(build_id, BuildIdentity(pipeline, "local", "base", plan=(0, 95, 100)))
+    image = tmp_path / "sealed.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(image), "16M"], check=True, capture_output=True)
+    raw = {"pipeline": pipeline, "cloud": "local", "image_type": "base", "milestones": {100: {"action": "publish"}},
+           "publish": [{"glance": {"openstack_conn_id": OPENSTACK_CONN_ID}}]}  # fmt: skip
+    spec = parse_spec(raw)
+    published = destination_for(spec.publish[0], pipeline=pipeline, image_type="base").publish(build, image)
+    name = glance.images[published["image_id"]]["name"]
+    assert len(name) <= 255 and name.startswith(f"{pipeline}-") and name == published["image_name"]
 
 
 LIBRARY_ONLY = """pipeline: many

@@ -4,8 +4,11 @@ the two Neutron (network v2.0) reads the target makes.
 No OpenStack control plane can run here, so this fakes one at the HTTP boundary. The tests drive
 it with the real ``openstacksdk`` (version discovery, Keystone password auth with a project scope
 and the catalog, microversion negotiation), and the shipped Packer template's ``openstack``
-builder (gophercloud) talks to it the same way. It follows the OpenStack API references for the
-calls made:
+builder (gophercloud) talks to it the same way, over plain HTTP or, with ``tls_dir``, HTTPS with a
+self-signed certificate. Request bodies are checked against Nova's and Glance's own schemas and
+rules before anything happens (tests/servers/openstack_api: names, enums, required fields,
+reserved properties, the publicize_image policy), answering with their statuses and messages. It
+follows the OpenStack API references for the calls made:
 
 - Identity v3: ``POST /v3/auth/tokens`` (password method, project scope; the token in
   ``X-Subject-Token``, the catalog in the body); every other call must carry ``X-Auth-Token``.
@@ -13,13 +16,22 @@ calls made:
   echoed): flavors (show, list, detail), servers (create, show, list with the ``name`` regular
   expression filter, delete), server actions ``os-stop``, ``os-start`` and ``createImage``
   (from 2.45 the body is ``{"image_id"}``, before it the ``Location`` header). A snapshot
-  inherits the server's image properties and adds the action's ``metadata``, as Nova does.
+  inherits the server's image properties and adds the action's ``metadata``, as Nova does. A
+  server gets the security groups asked for, each one the project must have (Neutron's
+  ``default`` exists in every project, ``add_security_group`` adds more), else ``default``; a key
+  pair must exist (``add_keypair``). The catalog lists public, internal and admin endpoints.
 - Image v2 (version 2.16): images (create, show, list with ``name``, JSON-patch update with
   ``application/openstack-images-v2.1-json-patch``, delete), data upload (``PUT /file``), the
   interoperable import (``GET /v2/info/import`` and the ``OpenStack-image-import-methods``
-  header of a create, ``PUT /stage``, ``POST /import`` with ``glance-direct``), members (only of
-  ``shared`` images) and tags. Upload sets ``size``, ``checksum`` (MD5) and
-  ``os_hash_algo``/``os_hash_value`` (SHA-512), as Glance does.
+  header of a create, ``PUT /stage``, ``POST /import`` with ``glance-direct``), the image's import
+  tasks (``GET /tasks``), download (``GET /file``), members (only of ``shared`` images) and tags.
+  Upload sets ``size``, ``checksum`` (MD5) and ``os_hash_algo``/``os_hash_value`` (SHA-512), as
+  Glance does. An import runs as a task between two reads: the image is ``importing`` without
+  checksums until then. With ``image_conversion`` set (the output format of Glance's
+  ``image_conversion`` plugin), the task runs ``qemu-img info`` and ``qemu-img convert`` as the
+  plugin does and stores the converted data, changing ``disk_format``, ``size`` and
+  ``virtual_size``; a task that fails (``failing_imports``) leaves the image ``queued`` and its
+  message in the task.
 - Networking v2.0: show and list (``name`` filter) networks.
 
 Projects: a token is scoped to one project (``PROJECT``, or ``OTHER_PROJECT`` for the same user:
@@ -34,8 +46,9 @@ projects are listed with ``all_tenants``).
 What it does not do: boot anything (a "server" is a record; the playbooks run in a chroot tree
 standing in for it), schedule, bill or enforce quotas. Status changes that take time in a real
 cloud (``BUILD`` to ``ACTIVE``, ``queued``/``saving`` to ``active``) happen at the next read, so
-the clients' waits are exercised. ``fail(method, path_pattern, status, times)`` plants errors;
-``corrupt_uploads`` stores the next uploads cut in half (a transfer that went wrong).
+the clients' waits are exercised. ``fail(method, path_pattern, status, times, body=...)`` plants
+errors (``body``: only for requests whose body matches); ``corrupt_uploads`` stores the next uploads
+cut in half (a transfer that went wrong); ``server_requests`` keeps the bodies of server creates.
 """
 
 from __future__ import annotations
@@ -50,10 +63,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.servers.http_fake import serving_http
+from tests.servers.openstack_api import (
+    PUBLICIZE_REFUSED,
+    create_image_problem,
+    glance_problem,
+    server_create_problem,
+)
 
 USER = "imagebuild"
 PASSWORD = "os-fake-secret-42"
@@ -108,6 +128,7 @@ class Planted:
     status: int
     times: int
     message: str
+    body: re.Pattern[bytes] | None = None  # only requests whose body matches
 
 
 @dataclass(frozen=True)
@@ -133,10 +154,20 @@ class FakeOpenstack:
     calls: list[tuple[str, str]] = field(default_factory=list)
     planted: list[Planted] = field(default_factory=list)
     corrupt_uploads: int = 0  # the next N uploads (PUT file or stage) are stored cut in half
+    # Glance's image_conversion import plugin: the output_format imported data is converted to
+    # (glance/async_/flows/plugins/image_conversion.py); None: the plugin is not enabled
+    image_conversion: str | None = None
+    failing_imports: list[str] = field(default_factory=list)  # the next import tasks fail with these messages
+    security_groups: dict[str, set[str]] = field(default_factory=dict)  # project -> Neutron group names
+    tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # image -> its import tasks
+    importing: dict[str, bytes] = field(default_factory=dict)  # image -> staged data an import is processing
+    server_requests: list[dict[str, Any]] = field(default_factory=list)  # the bodies of POST /servers, as sent
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
 
     def __post_init__(self) -> None:
+        for project in PROJECTS.values():  # Neutron makes every project a `default` group
+            self.security_groups[project] = {"default"}
         self.flavors["f1"] = {"id": "f1", "name": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20}
         self.flavors["f2"] = {"id": "f2", "name": "m1.large", "ram": 8192, "vcpus": 4, "disk": 80}
         net = "3c1a2b4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -169,11 +200,31 @@ class FakeOpenstack:
             return body[: len(body) // 2]
         return body
 
-    def fail(self, method: str, path: str, status: int = 503, times: int = 1, message: str = "planted failure") -> None:
-        """The next ``times`` calls of ``method`` on a path matching ``path`` answer ``status``
-        (with Nova's error body shape, which Glance and Neutron clients read as well)."""
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int = 503,
+        times: int = 1,
+        message: str = "planted failure",
+        body: bytes | None = None,
+    ) -> None:
+        """The next ``times`` calls of ``method`` on a path matching ``path`` (and whose body matches
+        ``body``, a regular expression) answer ``status`` (with Nova's error body shape, which
+        Glance and Neutron clients read as well)."""
         with self.lock:
-            self.planted.append(Planted(method, re.compile(path), status, times, message))
+            pattern = re.compile(body) if body is not None else None
+            self.planted.append(Planted(method, re.compile(path), status, times, message, pattern))
+
+    def add_security_group(self, name: str, project: str = PROJECT_ID) -> None:
+        with self.lock:
+            self.security_groups.setdefault(project, {"default"}).add(name)
+
+    def add_keypair(self, name: str) -> None:
+        """A key pair of the user's (Nova key pairs belong to a user), as if imported."""
+        with self.lock:
+            self.keypairs.setdefault(name, {"name": name, "user_id": "u-" + USER, "fingerprint": "fa:ke",
+                                            "public_key": "ssh-ed25519 AAAAfake imagebuild"})  # fmt: skip
 
     def remove_server(self, server_id: str) -> None:
         with self.lock:
@@ -232,11 +283,77 @@ class FakeOpenstack:
 
     def _image_view(self, image: dict[str, Any]) -> dict[str, Any]:
         shown = dict(image)
-        if image["status"] in ("saving", "importing"):
+        if image["status"] == "saving":
             image["status"] = "active"  # finished by the next read
+        elif image["status"] == "importing":
+            self._finish_import(image)  # the import task runs between two reads
         return shown
 
+    def _finish_import(self, image: dict[str, Any]) -> None:
+        """The import task of glance/async_/flows/api_image_import.py: with the image_conversion
+        plugin, the staged data is inspected (its format must be the claimed ``disk_format``) and
+        converted to the plugin's ``output_format``, which sets ``disk_format``, ``container_format``
+        bare, ``size`` and ``virtual_size``; the store then computes ``checksum`` and ``os_hash_value``
+        of what it stored (glance/location.py ``_upload_to_store``), the converted data. A failed
+        conversion reverts the image to ``queued`` and fails the task."""
+        data = self.importing.pop(image["id"])
+        task = self.tasks[image["id"]][-1]
+        try:
+            if self.failing_imports:
+                raise RuntimeError(self.failing_imports.pop(0))
+            if self.image_conversion is not None:
+                data = self._convert(image, data, self.image_conversion)
+        except RuntimeError as exc:
+            image.update(status="queued", updated_at=_now())
+            task.update(status="failure", message=str(exc), updated_at=_now())
+            return
+        self._store(image["id"], data)
+        task.update(status="success", result={"image_id": image["id"]}, updated_at=_now())
+
+    @staticmethod
+    def _convert(image: dict[str, Any], data: bytes, output_format: str) -> bytes:
+        """``qemu-img info`` then ``qemu-img convert -f <disk_format> -O <output_format>``, as the
+        plugin runs them; the image's attributes change as the plugin sets them."""
+        import subprocess
+        import tempfile
+
+        claimed = image["disk_format"]
+        with tempfile.TemporaryDirectory(prefix="fake-glance-") as tmp:
+            source = Path(tmp) / "staged"
+            source.write_bytes(data)
+            info = subprocess.run(
+                ["qemu-img", "info", "--output=json", str(source)], capture_output=True, text=True, check=False
+            )
+            detected = json.loads(info.stdout).get("format") if info.returncode == 0 else None
+            if detected != claimed:
+                raise RuntimeError("Image format mismatch")
+            virtual_size = int(json.loads(info.stdout).get("virtual-size", 0))
+            if claimed == output_format:
+                image["virtual_size"] = virtual_size
+                return data
+            target = Path(tmp) / f"staged.{output_format}"
+            subprocess.run(
+                ["qemu-img", "convert", "-f", claimed, "-O", output_format, str(source), str(target)],
+                capture_output=True, check=True,
+            )  # fmt: skip
+            converted = target.read_bytes()
+        image.update(disk_format=output_format, container_format="bare", virtual_size=virtual_size)
+        return converted
+
     # -- who sees and changes what (Nova's and Glance's default policies) ------------------------
+    @staticmethod
+    def _image_refusal(scope: Scope, values: dict[str, Any]) -> tuple[int, dict[str, str], Any] | None:
+        """Glance's refusal of image attributes (a create body, or one PATCH change): its schema and
+        reserved names (tests/servers/openstack_api), and ``publicize_image`` (admin by default)."""
+        problem = glance_problem(values)
+        if problem is None and values.get("visibility") == "public" and not scope.admin:
+            problem = 403, PUBLICIZE_REFUSED
+        if problem is None:
+            return None
+        status, message = problem
+        return status, {}, {"error": {"code": status, "message": message, "title": "Bad Request" if status == 400
+                                      else "Forbidden"}}  # fmt: skip
+
     @staticmethod
     def _sees_server(scope: Scope, server: dict[str, Any]) -> bool:
         return scope.admin or server["tenant_id"] == scope.project_id
@@ -270,7 +387,12 @@ class FakeOpenstack:
         with self.lock:
             self.calls.append((method, route))
             for plant in self.planted:
-                if plant.times > 0 and plant.method == method and plant.pattern.search(route):
+                if (
+                    plant.times > 0
+                    and plant.method == method
+                    and plant.pattern.search(route)
+                    and (plant.body is None or plant.body.search(body))
+                ):
                     plant.times -= 1
                     return (
                         plant.status,
@@ -372,9 +494,11 @@ class FakeOpenstack:
         return 404, {}, {"error": {"code": 404, "message": f"fake identity: no route {method} {route}"}}
 
     def _service(self, kind: str, name: str, path: str) -> dict[str, Any]:
+        """A catalog entry with the three interfaces a deployment registers (one URL here)."""
         url = f"{self.url}{path}"
-        endpoint = {"id": uuid.uuid4().hex, "interface": "public", "region": REGION, "region_id": REGION, "url": url}
-        return {"type": kind, "name": name, "id": uuid.uuid4().hex, "endpoints": [endpoint]}
+        endpoints = [{"id": uuid.uuid4().hex, "interface": interface, "region": REGION, "region_id": REGION, "url": url}
+                     for interface in ("public", "internal", "admin")]  # fmt: skip
+        return {"type": kind, "name": name, "id": uuid.uuid4().hex, "endpoints": endpoints}
 
     # Compute v2.1 -----------------------------------------------------------------------------
     def compute(
@@ -412,7 +536,12 @@ class FakeOpenstack:
                 return 404, echo, {"itemNotFound": {"code": 404, "message": f"Keypair {m[1]} not found for user"}}
             return 202, echo, None
         if method == "POST" and route == "/servers":
-            return self._create_server(scope, json.loads(body)["server"], echo)
+            request = json.loads(body)
+            self.server_requests.append(request)
+            problem = server_create_problem(request, micro)
+            if problem:
+                return 400, echo, {"badRequest": {"code": 400, "message": problem}}
+            return self._create_server(scope, request["server"], echo)
         if method == "GET" and route in ("/servers", "/servers/detail"):
             pattern = re.compile(query.get("name", [".*"])[0])
             every = scope.admin and query.get("all_tenants", ["0"])[0].lower() in ("1", "true")
@@ -488,9 +617,13 @@ class FakeOpenstack:
         networks = spec.get("networks") or []
         if not isinstance(networks, list) or any(n.get("uuid") not in self.networks for n in networks):
             return bad(f"Network {networks} could not be found.")
+        if spec.get("key_name") is not None and spec["key_name"] not in self.keypairs:
+            return bad("Invalid key_name provided.")
+        groups = [g["name"] for g in spec.get("security_groups") or [{"name": "default"}]]
+        for group in groups:
+            if group not in self.security_groups.get(scope.project_id, set()):
+                return bad(f"Security group {group} not found.")
         metadata = spec.get("metadata") or {}
-        if any(not isinstance(v, str) or len(k) > 255 or len(v) > 255 for k, v in metadata.items()):
-            return bad("Invalid input for field/attribute metadata.")
         server_id = str(uuid.uuid4())
         address = f"10.0.0.{next(self._ips)}"
         now = _now()
@@ -520,7 +653,7 @@ class FakeOpenstack:
                 ]
             },
             "key_name": spec.get("key_name"),
-            "security_groups": spec.get("security_groups") or [{"name": "default"}],
+            "security_groups": [{"name": group} for group in dict.fromkeys(groups)],
             "tenant_id": scope.project_id,
             "user_id": "u-" + scope.user,
             "created": now,
@@ -565,6 +698,9 @@ class FakeOpenstack:
             server["status"] = "ACTIVE"
             return 202, echo, None
         if name == "createImage":
+            problem = create_image_problem(action)
+            if problem:
+                return 400, echo, {"badRequest": {"code": 400, "message": problem}}
             if server["status"] not in ("ACTIVE", "SHUTOFF"):
                 return 409, echo, conflict
             spec = action[name]
@@ -644,6 +780,9 @@ class FakeOpenstack:
             bad = set(spec) & READ_ONLY
             if bad:
                 return 403, {}, {"error": {"code": 403, "message": f"Attribute '{sorted(bad)[0]}' is read-only."}}
+            refused = self._image_refusal(scope, spec)
+            if refused:
+                return refused
             image_id = spec.get("id") or str(uuid.uuid4())
             self.images[image_id] = self._image_record(image_id, {"visibility": "shared", **spec}, scope.project_id)
             created = {"Location": f"{self.url}/image/v2/images/{image_id}", "OpenStack-image-import-methods": IMPORT}
@@ -653,16 +792,19 @@ class FakeOpenstack:
             return 404, {}, {"error": {"code": 404, "message": f"No image found with ID {m[1] if m else route}"}}
         image_id, sub, arg = m[1], m[2] or "", (m[3] or "").lstrip("/")
         image = self.images[image_id]
-        reads = method == "GET" and sub in ("", "/members", "/file")
+        reads = method == "GET" and sub in ("", "/members", "/file", "/tasks")
         if not reads and not scope.admin and image["owner"] != scope.project_id:
             return 403, {}, {"error": {"code": 403, "message": f"You are not permitted to modify image {image_id}."}}
         if sub == "" and method == "GET":
             return 200, {}, self._image_view(image)
+        if sub == "/tasks" and method == "GET":  # image API 2.12
+            return 200, {}, {"tasks": self.tasks.get(image_id, [])}
         if sub == "" and method == "DELETE":
             if image["protected"]:
                 return 403, {}, {"error": {"code": 403, "message": f"Image {image_id} is protected"}}
             del self.images[image_id]
             self.data.pop(image_id, None)
+            self.importing.pop(image_id, None)
             return 204, {}, None
         if sub == "" and method == "PATCH":
             if headers.get("content-type", "").split(";")[0] != IMAGE_JSON_PATCH:
@@ -671,12 +813,23 @@ class FakeOpenstack:
                 key = op["path"].lstrip("/")
                 if key in READ_ONLY:
                     return 403, {}, {"error": {"code": 403, "message": f"Attribute '{key}' is read-only."}}
+                refused = self._image_refusal(scope, {key: op.get("value")}) if op["op"] != "remove" else None
+                if refused:
+                    return refused
                 if op["op"] in ("add", "replace"):
                     image[key] = op["value"]
                 elif op["op"] == "remove":
                     image.pop(key, None)
             image["updated_at"] = _now()
             return 200, {}, image
+        if sub == "/file" and method == "GET":  # download: the stored data, its MD5 as Glance sends it
+            if image_id not in self.data or image["status"] != "active":
+                return 204, {}, None
+            return (
+                200,
+                {"Content-Type": "application/octet-stream", "Content-MD5": image["checksum"]},
+                self.data[image_id],
+            )
         if sub == "/file" and method == "PUT":
             if image["status"] != "queued":
                 return (
@@ -701,8 +854,15 @@ class FakeOpenstack:
             wanted = json.loads(body).get("method", {}).get("name")
             if wanted != "glance-direct" or image["status"] != "uploading":
                 return 409, {}, {"error": {"code": 409, "message": f"Import method {wanted} needs a staged image"}}
-            self._store(image_id, self.data[image_id])
-            image["status"] = "importing"  # active at the next read
+            self.importing[image_id] = self.data.pop(image_id)
+            image.update(status="importing", updated_at=_now())  # checksums once the task finished
+            now = _now()
+            self.tasks.setdefault(image_id, []).append(
+                {"id": str(uuid.uuid4()), "type": "api_image_import", "status": "processing", "owner": scope.project_id,
+                 "image_id": image_id, "input": {"image_id": image_id, "import_req": {"method": {"name": wanted}}},
+                 "result": None, "message": "", "user_id": "u-" + scope.user, "request_id": "req-" + uuid.uuid4().hex,
+                 "created_at": now, "updated_at": now, "expires_at": None}
+            )  # fmt: skip
             return 202, {}, None
         if sub == "/members":
             return self._members(method, image, arg, body)
@@ -770,14 +930,77 @@ class FakeOpenstack:
 
 
 @contextlib.contextmanager
-def fake_openstack() -> Iterator[FakeOpenstack]:
+def fake_openstack(tls_dir: Path | None = None) -> Iterator[FakeOpenstack]:
+    """The fake on a loopback port: plain HTTP, or HTTPS with a self-signed certificate written to
+    ``tls_dir`` (a private cloud's own CA, which no client trusts unless told to)."""
     fake = FakeOpenstack()
-    with serving_http(fake.handle, "fake-openstack") as url:
+    serving = serving_https(fake.handle, tls_dir) if tls_dir else serving_http(fake.handle, "fake-openstack")
+    with serving as url:
         fake.url = url
         yield fake
 
 
-def connection_uri(fake: FakeOpenstack, password: str = PASSWORD, *, user: str = USER, project: str = PROJECT) -> str:
-    """An Airflow connection (JSON form) that logs in to the fake (``project``: which tenant)."""
-    extra = {"auth_url": f"{fake.url}/identity/v3", "project_name": project, "region_name": REGION}
+@contextlib.contextmanager
+def serving_https(handle: Any, tls_dir: Path) -> Iterator[str]:
+    """``handle`` served over TLS with a new self-signed certificate for 127.0.0.1 (its PEM in
+    ``tls_dir/cert.pem``)."""
+    import ssl
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.servers.http_fake import _handler
+
+    cert, key = _self_signed(tls_dir)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(handle))
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, name="fake-openstack-tls", daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-openstack")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def connection_uri(
+    fake: FakeOpenstack, password: str = PASSWORD, *, user: str = USER, project: str = PROJECT, **extra: Any
+) -> str:
+    """An Airflow connection (JSON form) that logs in to the fake (``project``: which tenant;
+    ``extra``: more of the connection's extra, such as ``insecure`` or ``interface``)."""
+    extra = {"auth_url": f"{fake.url}/identity/v3", "project_name": project, "region_name": REGION, **extra}
     return json.dumps({"conn_type": "generic", "login": user, "password": password, "extra": extra})

@@ -1,10 +1,11 @@
 """The OpenStack target against the loopback fake of Keystone, Nova, Glance and Neutron.
 
 Real: openstacksdk (discovery, Keystone v3 password login from an Airflow connection, the
-catalog, compute microversion negotiation, Glance JSON patches) over HTTP on loopback. Faked:
-the cloud itself (tests/servers/openstack.py, following the OpenStack API references for the
-calls made); a server is a record, so what Packer's openstack builder makes at 5/10 is an image
-added to the fake here (the contract suite runs real Packer).
+catalog, compute microversion negotiation, Glance JSON patches) over HTTP on loopback, and Packer's
+``openstack`` builder running the shipped template in the Packer milestone tests. Faked: the cloud
+itself (tests/servers/openstack.py, checking requests against Nova's and Glance's own schemas); a
+server is a record, so where no Packer runs, what its builder makes at 5/10 is an image added to
+the fake here.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from airflow_provider_imagebuild.build.identity import BuildIdentity
+from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
-from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_for
-from airflow_provider_imagebuild.targets.base import Checkpoint, Host
-from airflow_provider_imagebuild.targets.openstack import KEY, OpenstackTarget
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, Checkpoint, Host
+from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED, OpenstackTarget
 from tests.conftest import OPENSTACK_CONN_ID, unique
+from tests.dags.conftest import ROOT, write
+from tests.helpers import task_context
 from tests.servers.openstack import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -32,6 +37,7 @@ from tests.servers.openstack import (
     PASSWORD,
     PROJECT_ID,
     connection_uri,
+    fake_openstack,
 )
 
 SHARE = "0123456789abcdef0123456789abcdef"
@@ -79,7 +85,7 @@ def test_build_server_checkpoints_seal_publish_and_cleanup(build: Any, fake_os: 
     host = target.launch(build, Checkpoint(10, green))
     server = fake_os.servers[host.id]
     assert target.alive(build, host) and host.address.startswith("10.0.0.") and host.checkpoint == 10
-    assert server["name"] == f"{target.prefix(build)}-h010" and server["metadata"][KEY] == target.key(build)
+    assert server["name"] == target.names(build).server(10) and server["metadata"][KEY] == target.key(build)
     assert server["flavor"]["original_name"] == "m1.small"
 
     checkpoint = target.capture(build, host, 15, final=False)["checkpoint_image"]
@@ -246,6 +252,7 @@ def test_packer_gets_the_login_in_its_environment_only(fake_os: Any) -> None:
         ({"share_with_projects": [SHARE]}, "share_with_projects", "needs visibility: shared"),
         ({"properties": {"imagebuild_key": "x"}}, "target.properties", "set by the provider itself"),
         ({"properties": {"visibility": "public"}}, "target.properties", "image attribute"),
+        ({"properties": {"os_glance_import_task": "x"}}, "target.properties", "reserved by Glance"),
         ({"visibility": "everyone"}, "target.visibility", "Input should be"),
         ({"region": "us east"}, "target.region", "not a cloud or region name"),
         ({"datacenter": "DC0"}, "target.datacenter", "unknown key"),
@@ -268,3 +275,289 @@ def test_a_build_server_needs_a_flavor_and_network() -> None:
     }
     with pytest.raises(SpecError, match=r"target\.network: is required"):
         parse_spec(spec)
+
+
+SCHEDULED_RUN = "scheduled__2026-11-04T03:15:00+00:00"
+
+
+@pytest.mark.parametrize("length", [63, 128])
+def test_every_name_of_a_build_fits_nova_and_starts_with_the_pipeline(
+    tmp_path: Path, fake_os: Any, length: int
+) -> None:
+    """A long pipeline name (63 characters, and the longest a spec takes) with a scheduled run's
+    derived build id: every server and image name Nova and Glance see is within their 255
+    characters (the fake refuses longer ones, as Nova's and Glance's schemas do), starts with the
+    pipeline, readable, and differs from another build's of the same pipeline."""
+    pipeline = (unique("os-names") + "-" + "x" * 128)[:length]
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    build_id = derive_build_id(pipeline, SCHEDULED_RUN)
+    build = store.register(build_id, BuildIdentity(pipeline, "openstack", "base", plan=(0, 5, 10, 15, 95, 100)))
+    other = store.register(build_id[:-1] + "x", BuildIdentity(pipeline, "openstack", "base", plan=(0, 5, 95, 100)))
+    target = make_target(pipeline)
+    green = packer_image(fake_os, target, build)
+    target.claim_images(build, {"": green}, 10)
+    host = target.launch(build, Checkpoint(10, green))
+    checkpoint = target.capture(build, host, 15, final=False)
+    final = target.capture(build, host, 95, final=True)
+    names = [fake_os.images[green]["name"], fake_os.servers[host.id]["name"], checkpoint["image_name"],
+             final["image_name"]]  # fmt: skip
+    for name in names:
+        assert len(name) <= 255 and name.startswith(f"{pipeline}-"), name
+    assert target.packer_image_name(other, pipeline, 10) != names[0]
+    assert target.names(other).server(10) != names[1] and target.names(other).final() != names[3]
+    target.cleanup(build, host)
+
+
+def test_a_build_server_gets_the_specs_security_groups_and_nova_refuses_a_missing_one(build: Any, fake_os: Any) -> None:
+    fake_os.add_security_group("imagebuild-ssh")
+    target = make_target("os-pipe", security_groups=["imagebuild-ssh"])
+    green = packer_image(fake_os, target, build)
+    target.claim_images(build, {"": green}, 10)
+    host = target.launch(build, Checkpoint(10, green))
+    assert fake_os.servers[host.id]["security_groups"] == [{"name": "imagebuild-ssh"}]
+    target.cleanup(build, host)
+    # Nova answers 400 for a group the project lacks: the spec's setting, one line, not retried.
+    with pytest.raises(InvalidInput, match=r"^target: Nova refused .*Security group no-such-group not found"):
+        make_target("os-pipe", security_groups=["no-such-group"]).launch(build, Checkpoint(10, green))
+
+
+def test_publishing_public_without_the_admin_role_names_target_visibility(build: Any, fake_os: Any) -> None:
+    """Glance's publicize_image policy is the admin role's by default: a member login is refused
+    with a 403, which is the spec's visibility, not the login (the fake answers as Glance does)."""
+    target = make_target("os-pipe", visibility="public")
+    green = packer_image(fake_os, target, build)
+    target.claim_images(build, {"": green}, 10)
+    with pytest.raises(InvalidInput, match=r"^target\.visibility: public needs Glance's publicize_image policy"):
+        target.publish(build, green)
+    assert fake_os.images[green]["visibility"] != "public"
+
+
+# -- Packer milestones with the shipped template and Packer's real openstack builder -----------------
+TEMPLATE = ROOT / "dags/packer/rhel8-openstack.pkr.hcl"
+
+
+class PackerMilestone:
+    """Milestone 5 of a pipeline that runs the shipped template (communicator none: the fake's
+    servers run nothing), as the DAG factory makes it, run with a task context as a DAG run does."""
+
+    def __init__(self, tmp_path: Path, pipeline: str, source: str, **target: Any) -> None:
+        from airflow_provider_imagebuild.dag_factory import build_dag
+
+        spec = {
+            "pipeline": pipeline,
+            "cloud": "openstack",
+            "image_type": "base",
+            "store": f"sqlite:///{tmp_path}/state.db",
+            "target": settings(source_image=source, **target),
+            "milestones": {5: {"action": "packer", "template": str(TEMPLATE), "only": ["openstack.kickstart"],
+                               "vars": {"communicator": "none"}}},
+        }  # fmt: skip
+        loaded = load_spec(write(tmp_path / "pipelines/packer.yaml", yaml.safe_dump(spec)))
+        self.tasks = {task.state: task for task in build_dag(loaded, tmp_path / "pipelines").tasks}  # type: ignore[attr-defined]
+        self.store: BuildStore = open_store(str(loaded.store))
+        self.target = make_target(pipeline, **target)
+        self.build_id = unique("os-pk")
+
+    def run(self, code: int, try_number: int = 1) -> None:
+        task = self.tasks[code]
+        task.execute(task_context(self.build_id, task.task_id, try_number))
+
+    def record(self) -> Any:
+        return self.store.get(self.build_id)
+
+
+def images_named(fake: Any, name: str) -> list[dict[str, Any]]:
+    return [i for i in fake.images.values() if i["name"] == name]
+
+
+@pytest.mark.slow
+def test_a_retried_packer_milestone_adopts_the_image_its_first_attempt_made(tmp_path: Path, fake_os: Any) -> None:
+    """Packer finished, then claiming its image failed (a 500 of Glance): the retry finds the image
+    the first attempt made (its name, the project's, the marks the template wrote) and adopts it
+    instead of running Packer into a second image of the same name (Glance allows duplicates)."""
+    source = fake_os.add_image(unique("rhel-8"), b"rhel 8 base")
+    milestone = PackerMilestone(tmp_path, unique("os-adopt"), fake_os.images[source]["name"])
+    milestone.run(0)
+    # the claim's patch, not Packer's (a 500: the SDK itself retries a 503)
+    fake_os.fail("PATCH", r"^/image/v2/images/", 500, body=rb"imagebuild_role")
+    with pytest.raises(Exception, match="HTTP 500"):
+        milestone.run(5)
+    build = milestone.record()
+    assert (build.current_state, build.status) == (5, "failed")
+    name = milestone.target.packer_image_name(build, build.pipeline, 5)
+    made = images_named(fake_os, name)
+    assert len(made) == 1 and made[0]["status"] == "active"
+    assert (made[0][KEY], made[0][MANAGED], made[0]["imagebuild_milestone"]) == (
+        milestone.target.key(build), MANAGED_BY, "5")  # written by the template itself  # fmt: skip
+    boots = len(fake_os.server_requests)
+
+    milestone.run(5, 2)
+    outputs = milestone.record().milestones[5].outputs
+    assert outputs["packer_adopted"] is True and outputs["image_id"] == made[0]["id"]
+    assert [i["id"] for i in images_named(fake_os, name)] == [made[0]["id"]]
+    assert len(fake_os.server_requests) == boots, "Packer ran again"
+    assert fake_os.images[made[0]["id"]]["imagebuild_role"] == "checkpoint"  # claimed now
+
+
+def test_packer_artifacts_remove_an_unfinished_one_and_never_touch_one_they_cannot_prove(
+    build: Any, fake_os: Any
+) -> None:
+    target = make_target("os-pipe")
+    name = target.packer_image_name(build, target.pipeline, 5)
+    marks = {KEY: target.key(build), MANAGED: MANAGED_BY, "imagebuild_milestone": "5"}
+    theirs = fake_os.add_image(name, b"another project's", owner=OTHER_PROJECT_ID, visibility="public", **marks)
+    unfinished = fake_os.add_image(name, b"cut short", **marks)
+    fake_os.images[unfinished]["status"] = "queued"
+    assert target.packer_artifacts(build, 5) == {}  # nothing complete: Packer runs
+    assert unfinished not in fake_os.images and theirs in fake_os.images
+    done = fake_os.add_image(name, b"made", **marks)
+    assert target.packer_artifacts(build, 5) == {"": done}
+    assert target.packer_artifacts(build, 10) == {}
+    stranger = fake_os.add_image(name, b"unmarked", visibility="private")
+    with pytest.raises(InvalidInput, match=rf"^packer artifact: an image {name} \({stranger}\) .*left alone"):
+        target.packer_artifacts(build, 5)
+    assert {stranger, done, theirs} <= set(fake_os.images)
+
+
+@pytest.mark.slow
+def test_packer_builds_on_an_image_another_build_published(tmp_path: Path, fake_os: Any) -> None:
+    """A layered image starts from a golden image this provider published for another pipeline:
+    Nova's snapshot inherits that image's properties, another build's key among them, and the
+    template's own marks replace them, so the claim takes the image as this build's."""
+    base = make_target("golden-base")
+    source = fake_os.add_image(unique("golden"), b"published golden image", **base.marks(base_build(tmp_path), "final"))
+    milestone = PackerMilestone(tmp_path, unique("os-layered"), fake_os.images[source]["name"])
+    milestone.run(0)
+    milestone.run(5)
+    image = fake_os.images[milestone.record().milestones[5].outputs["image_id"]]
+    assert image[KEY] == milestone.target.key(milestone.record()) and image["base_image_ref"] == source
+
+
+def base_build(tmp_path: Path) -> Any:
+    store = open_store(f"sqlite:///{tmp_path}/base.db")
+    return store.register("golden-1", BuildIdentity("golden-base", "openstack", "base", plan=(0, 95, 100)))
+
+
+@pytest.mark.slow
+def test_packer_reaches_a_self_signed_cloud_and_boots_in_the_specs_security_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cloud whose certificate no CA vouches for, with ``insecure`` in the connection: Packer's
+    builder ignores OS_INSECURE, so the template gets it as a variable; its build server gets the
+    spec's security groups and network (Nova's ``default`` group otherwise)."""
+    with fake_openstack(tmp_path / "tls") as fake:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", connection_uri(fake, insecure=True))
+        monkeypatch.setattr(OpenstackTarget, "poll_s", 0.05)
+        fake.add_security_group("imagebuild-ssh")
+        source = fake.add_image("rhel-8", b"rhel 8 base")
+        milestone = PackerMilestone(tmp_path, "os-tls", "rhel-8", security_groups=["imagebuild-ssh"])
+        assert fake.url.startswith("https://")
+        milestone.run(0)
+        milestone.run(5)
+        image = fake.images[milestone.record().milestones[5].outputs["image_id"]]
+        assert image["base_image_ref"] == source and image["status"] == "active"
+        packer_server = next(r["server"] for r in fake.server_requests if r["server"]["name"].endswith("-packer"))
+        assert packer_server["security_groups"] == [{"name": "imagebuild-ssh"}]
+        assert packer_server["networks"] == [{"uuid": fake.network_id()}]
+        assert packer_server["metadata"][KEY] == milestone.target.key(milestone.record())
+
+
+def test_packer_gets_tls_and_the_interface_as_variables(
+    fake_os: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the builder does not read from its environment comes as template variables, from the
+    connection's extra or a clouds.yaml cloud alike; a CA bundle goes as OS_CACERT."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    uri = connection_uri(fake_os, interface="internal", cacert=str(ca))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", uri)
+    target = make_target("os-pipe", security_groups=["web", "ssh"])
+    values, env = target.packer_vars(), target.packer_env()
+    assert (values["openstack_insecure"], values["openstack_endpoint_type"]) == ("false", "internal")
+    assert json.loads(values["openstack_security_groups"]) == ["web", "ssh"]
+    assert json.loads(values["openstack_networks"]) == [fake_os.network_id()] and env["OS_CACERT"] == str(ca)
+    clouds = tmp_path / "clouds.yaml"
+    auth = {"auth_url": f"{fake_os.url}/identity/v3", "username": "u", "password": "p", "project_name": "x"}
+    clouds.write_text(yaml.safe_dump({"clouds": {"lab": {"auth": auth, "verify": False, "interface": "admin"}}}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    lab = make_target("os-pipe", cloud="lab", openstack_conn_id="unused")
+    assert lab.clients.packer_access() == {"openstack_insecure": "true", "openstack_endpoint_type": "admin"}
+    assert lab.packer_env() == {"OS_CLOUD": "lab"}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", connection_uri(fake_os, interface="private"))
+    with pytest.raises(InvalidInput, match=r"target\.openstack_conn_id: .*extra\.interface 'private'"):
+        make_target("os-pipe")
+
+
+def _post(conn: Any, service: str, path: str, body: Any, micro: str | None = None) -> tuple[int, str]:
+    """A raw request with the login's token (what a client that skips the SDK's checks sends)."""
+    proxy = getattr(conn, service)
+    headers = {"OpenStack-API-Version": f"compute {micro}"} if micro else {}
+    resp = proxy.post(path, json=body, headers=headers, raise_exc=False)
+    return resp.status_code, resp.text
+
+
+def test_the_fake_refuses_what_nova_and_glance_refuse(
+    build: Any, fake_os: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests Nova's and Glance's own schemas and policies refuse (tests/servers/openstack_api)
+    are refused here too, with their status and message: names over 255 characters or with
+    leading whitespace, missing required fields, values outside an enum, Glance's reserved
+    properties, security groups the project lacks, publicizing without the admin role."""
+    target = make_target("os-pipe")
+    conn = target.conn
+    image = packer_image(fake_os, target, build)
+    net = [{"uuid": fake_os.network_id()}]
+    server = {"name": "ok", "flavorRef": "f1", "imageRef": image, "networks": net}
+    without_networks = {k: v for k, v in server.items() if k != "networks"}
+    refused = {  # case: (body, microversion)
+        "name of 256": ({**server, "name": "n" * 256}, "2.100"),
+        "leading space": ({**server, "name": " lead"}, "2.100"),
+        "no flavorRef": ({"name": "x", "imageRef": image, "networks": net}, "2.1"),
+        "no networks from 2.37": (without_networks, "2.100"),
+        "an unknown key": ({**server, "flavor": "m1.small"}, "2.1"),
+        "metadata value of 256": ({**server, "metadata": {"k": "v" * 256}}, "2.1"),
+        "a missing group": ({**server, "security_groups": [{"name": "nope"}]}, "2.1"),
+        "a missing key pair": ({**server, "key_name": "nope"}, "2.1"),
+    }
+    answers = {
+        case: _post(conn, "compute", "/servers", {"server": body}, micro) for case, (body, micro) in refused.items()
+    }
+    assert all(status == 400 for status, _ in answers.values()), answers
+    assert "Invalid input for field/attribute name" in answers["name of 256"][1]
+    assert "An invalid 'name' value was provided" in answers["leading space"][1]
+    assert "'flavorRef' is a required property" in answers["no flavorRef"][1]
+    assert "'networks' is a required property" in answers["no networks from 2.37"][1]
+    assert "Security group nope not found." in answers["a missing group"][1]
+    assert "Invalid key_name provided." in answers["a missing key pair"][1]
+    status, text = _post(conn, "compute", "/servers", {"server": server}, "2.1")  # before 2.37: networks optional
+    made = json.loads(text)["server"]
+    assert status == 202 and fake_os.servers[made["id"]]["security_groups"] == [{"name": "default"}]
+    fake_os.servers[made["id"]]["status"] = "ACTIVE"
+    action = f"/servers/{made['id']}/action"
+    assert _post(conn, "compute", action, {"createImage": {"name": "s" * 256}})[0] == 400
+    assert _post(conn, "compute", action, {"createImage": {"metadata": {}}})[0] == 400
+    fake_os.remove_server(made["id"])
+
+    bad_images = {
+        "visibility": ({"name": "x", "visibility": "everyone"}, 400, "does not match schema 'image'"),
+        "disk_format": ({"name": "x", "disk_format": "qcow3"}, 400, "does not match schema 'image'"),
+        "container_format": ({"name": "x", "container_format": "tarball"}, 400, "does not match schema 'image'"),
+        "name": ({"name": "i" * 256}, 400, "does not match schema 'image'"),
+        "property name": ({"name": "x", "p" * 256: "v"}, 400, "Custom property should not be greater than 255"),
+        "reserved": ({"name": "x", "os_glance_x": "t"}, 403, "Attribute 'os_glance_x' is reserved."),
+        "public": ({"name": "x", "visibility": "public"}, 403, "You are not authorized to complete publicize_image"),
+        "min_disk": ({"name": "x", "min_disk": "ten"}, 400, "does not match schema 'image'"),
+    }  # fmt: skip
+    for case, (body, status, message) in bad_images.items():
+        answer = _post(conn, "image", "/images", body)
+        assert answer[0] == status and message in answer[1], (case, answer)
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", connection_uri(fake_os, ADMIN_PASSWORD, user=ADMIN_USER)
+    )
+    admin = make_target("os-pipe").conn
+    status, text = _post(admin, "image", "/images", {"name": unique("public"), "visibility": "public"})
+    assert status == 201 and json.loads(text)["visibility"] == "public"
+    change = json.dumps([{"op": "replace", "path": "/disk_format", "value": "qcow3"}])
+    patch_type = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+    patch = conn.image.patch(f"/images/{image}", data=change, headers=patch_type, raise_exc=False)
+    assert patch.status_code == 400 and fake_os.images[image]["disk_format"] == "qcow2"
