@@ -70,11 +70,11 @@ def packer_values(operator: Any, build: Any, manifest: Path) -> dict[str, str]:
 
 def packer_validate(template: Path, values: dict[str, str], only: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     """``packer validate`` of ``template`` with ``values`` in a var file, as the operator runs it."""
-    from tests.helpers import packer
+    from tests.helpers import packer, packer_env
 
     var_file = tmp / "vars.json"
     var_file.write_text(json.dumps(values))
-    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp)}
+    env = packer_env(str(tmp))
     argv = [packer(), "validate", f"-var-file={var_file}", f"-only={only}", str(template)]
     return subprocess.run(argv, cwd=template.parent, capture_output=True, text=True, timeout=60, env=env)
 
@@ -82,11 +82,11 @@ def packer_validate(template: Path, values: dict[str, str], only: str, tmp: Path
 def packer_console(template: Path, values: dict[str, str], expression: str, tmp: Path) -> Any:
     """What Packer's HCL2 makes of ``expression`` (``local.labels``) in ``template`` with
     ``values``: ``packer console`` evaluates it as Packer would for a build."""
-    from tests.helpers import packer
+    from tests.helpers import packer, packer_env
 
     var_file = tmp / "console-vars.json"
     var_file.write_text(json.dumps(values))
-    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp)}
+    env = packer_env(str(tmp))
     argv = [packer(), "console", f"-var-file={var_file}", str(template)]
     got = subprocess.run(
         argv, input=f"jsonencode({expression})\n", cwd=template.parent, capture_output=True, text=True, timeout=60,
