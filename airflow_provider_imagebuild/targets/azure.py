@@ -38,7 +38,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
-from airflow_provider_imagebuild.errors import InvalidInput, NotFound
+from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.targets.azure_names import AzureNames
 from airflow_provider_imagebuild.targets.azure_names import gallery_version as gallery_version
@@ -94,6 +94,7 @@ def parse_id(resource_id: str) -> dict[str, str] | None:
 
 class AzureTarget(DigestNames, Target):
     name = "azure"
+    wait_s: float = WAIT_S
 
     def __init__(self, settings: AzureTargetSpec, *, pipeline: str, image_type: str, clients: AzureClients) -> None:
         self.settings = settings
@@ -202,7 +203,17 @@ class AzureTarget(DigestNames, Target):
         return found[0]
 
     def _wait(self, poller: Any) -> Any:
-        return poller.result(timeout=WAIT_S)
+        """The result of a long-running operation. ``result(timeout)`` returns None, without an
+        error, when the timeout passes first: the operation is still running, and what depends on it
+        (lifting ``excludeFromLatest`` once replication ended) must not go on. Transient: Azure goes
+        on, and a retry finds the finished resource."""
+        result = poller.result(timeout=self.wait_s)
+        if not poller.done():
+            raise TargetError(
+                f"Azure operation still running after {self.wait_s:g} s ({poller.status()}); the milestone is "
+                "retried and finds it finished"
+            )
+        return result
 
     def _delete(self, build: BuildRecord, operations: Any, name: str, what: str) -> bool:
         """Delete a resource of this build by name (idempotent: gone already is fine)."""
@@ -618,7 +629,15 @@ class AzureTarget(DigestNames, Target):
                     s.gallery,
                     s.gallery_image,
                     version,
-                    {"tags": tags, "properties": {"publishingProfile": {"excludeFromLatest": False}}},
+                    # storageProfile is required in the model (GalleryImageVersionProperties), and both
+                    # published PATCH examples send it.
+                    {
+                        "tags": tags,
+                        "properties": {
+                            "publishingProfile": {"excludeFromLatest": False},
+                            "storageProfile": {"source": {"id": image}},
+                        },
+                    },
                 )
             )
         version_id = str(_get(created, "id"))

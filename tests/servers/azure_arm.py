@@ -46,11 +46,63 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.servers.azure_swagger import Problem, check
 from tests.servers.http_fake import serving_http
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 IDENTITY_HEADER = "imagebuild-test-identity"
-RETRY_AFTER = "1"  # whole seconds, as the SDK parses it (and 0 would mean its own 10 s default)
+# Azure asks to be polled again after whole seconds. The SDK reads the first answer's Retry-After as
+# an integer (the swagger's int32) and the polls' as a float, so the fake answers 1 s first and a
+# fraction of a second between polls (0 would mean azure-core's own default of 10 s): fast tests.
+RETRY_AFTER = "1"
+POLL_AFTER = "0.05"
+# The api-version each resource type is requested with by azure-mgmt-compute 39.0.0 and
+# azure-mgmt-network 33.1.0 (and the stand-in Packer template); any other is refused as ARM does.
+API_VERSIONS = {
+    "microsoft.compute/virtualmachines": "2026-04-01",
+    "microsoft.compute/images": "2026-04-01",
+    "microsoft.compute/disks": "2026-03-02",
+    "microsoft.compute/snapshots": "2026-03-02",
+    "microsoft.compute/galleries": "2026-03-03",
+    "microsoft.compute/galleries/images": "2026-03-03",
+    "microsoft.compute/galleries/images/versions": "2026-03-03",
+    "microsoft.network/networkinterfaces": "2026-03-01",
+    "microsoft.network/publicipaddresses": "2026-03-01",
+    "microsoft.network/virtualnetworks": "2026-03-01",
+    "microsoft.network/virtualnetworks/subnets": "2026-03-01",
+}
+# The model each request body must be (tests/servers/azure_specs: file, definition).
+BODY_MODELS = {
+    ("PUT", "microsoft.compute/virtualmachines"): ("compute", "VirtualMachine"),
+    ("PUT", "microsoft.compute/images"): ("compute", "Image"),
+    ("PATCH", "microsoft.compute/images"): ("compute", "ImageUpdate"),
+    ("PUT", "microsoft.compute/disks"): ("disk", "Disk"),
+    ("PUT", "microsoft.compute/snapshots"): ("disk", "Snapshot"),
+    ("PUT", "microsoft.compute/galleries/images/versions"): ("gallery", "GalleryImageVersion"),
+    ("PATCH", "microsoft.compute/galleries/images/versions"): ("gallery", "GalleryImageVersionUpdate"),
+    ("PUT", "microsoft.network/networkinterfaces"): ("network", "NetworkInterface"),
+    ("PUT", "microsoft.network/publicipaddresses"): ("network", "PublicIPAddress"),
+}
+_ARM80 = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?"
+# Resource names, from "Naming rules and restrictions for Azure resources" and the name parameters'
+# descriptions in DiskRP.json and GalleryRP.json (README in tests/servers/azure_specs).
+NAME_RULES = {
+    "microsoft.compute/virtualmachines": (
+        r"(?![_])[^\\/\"'\[\]:|<>+=;,?*@&\s]{1,64}(?<![.-])",
+        "1-64 characters (Linux), none of \\/\"'[]:|<>+=;,?*@& or whitespace, not starting with _ nor ending "
+        "with . or -",
+    ),
+    "microsoft.compute/disks": (r"[A-Za-z0-9_-]{1,80}", "a-z, A-Z, 0-9, _ and -, at most 80 characters"),
+    "microsoft.compute/snapshots": (r"[A-Za-z0-9_-]{1,80}", "a-z, A-Z, 0-9, _ and -, at most 80 characters"),
+    "microsoft.compute/images": (_ARM80, "1-80 alphanumerics, _ . -, starting alphanumeric, ending alphanumeric or _"),
+    "microsoft.network/networkinterfaces": (_ARM80, "1-80 alphanumerics, _ . -, ending alphanumeric or _"),
+    "microsoft.network/publicipaddresses": (_ARM80, "1-80 alphanumerics, _ . -, ending alphanumeric or _"),
+    "microsoft.compute/galleries/images/versions": (
+        r"(0|[1-9][0-9]{0,9})\.(0|[1-9][0-9]{0,9})\.(0|[1-9][0-9]{0,9})",
+        "Major.Minor.Patch, each a 32-bit integer",
+    ),
+}
+NIC_RESERVATION_S = 180.0  # how long Azure keeps a NIC for the VM just deleted
 RESOURCE_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>Microsoft\.[A-Za-z]+)/(?P<rest>.+)$",
     re.IGNORECASE,
@@ -91,6 +143,7 @@ class Operation:
     polls: int = 0
     error: dict[str, str] | None = None
     on_success: Any = None  # callable run when the operation succeeds
+    in_progress: int = 2  # polls answered InProgress before the outcome
 
 
 @dataclass
@@ -100,7 +153,13 @@ class FakeArm:
     operations: dict[str, Operation] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     failing_operations: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path regex, code)
+    slow_operations: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path regex, polls)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    bodies: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, JSON body) of writes
+    in_progress_polls: int = 2  # every long-running operation answers InProgress this often first
+    poll_after: str = POLL_AFTER
+    nic_reservation_s: float = NIC_RESERVATION_S
+    reserved_nics: dict[str, tuple[float, str]] = field(default_factory=dict)  # nic id -> (until, VM id)
     tokens: int = 0
     url: str = ""
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(4))
@@ -150,6 +209,22 @@ class FakeArm:
         """The next long-running operation of a matching request ends ``Failed``."""
         with self.lock:
             self.failing_operations.append((method, path, code))
+
+    def slow_operation_once(self, method: str, path: str, polls: int) -> None:
+        """The next long-running operation of a matching request answers InProgress ``polls`` times
+        (gallery replication takes minutes to hours)."""
+        with self.lock:
+            self.slow_operations.append((method, path, polls))
+
+    def delete_keeping_nic(self, vm_id: str) -> None:
+        """The VM is deleted by someone else with its NIC detached (the portal's default, or a
+        ``deleteOption: Detach``): Azure then keeps the NIC for that VM for a while."""
+        with self.lock:
+            vm = self.resources.get(vm_id.lower())
+            assert vm is not None, vm_id
+            for nic in vm["properties"].get("networkProfile", {}).get("networkInterfaces", []):
+                nic.setdefault("properties", {})["deleteOption"] = "Detach"
+            self._delete(vm_id)
 
     # -- resources ---------------------------------------------------------------------------
     def _materialize(self, resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -253,7 +328,22 @@ class FakeArm:
         for nic in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
             if self._reference(nic.get("id")) is None:
                 return 400, _error("InvalidResourceReference", f"Network interface {nic.get('id')} not found.")
+            reserved = self._nic_reserved(str(nic.get("id")))
+            if reserved:
+                return 400, reserved
         return None
+
+    def _nic_reserved(self, nic_id: str) -> dict[str, Any] | None:
+        """Azure keeps a NIC for the VM that held it for 180 s after that VM is deleted: a VM
+        created with it, of any name, and the NIC's own deletion are refused meanwhile."""
+        until, holder = self.reserved_nics.get(nic_id.lower(), (0.0, ""))
+        if time.monotonic() >= until:
+            return None
+        return _error(
+            "NicReservedForAnotherVm",
+            f"Nic(s) in request is reserved for another Virtual Machine for {self.nic_reservation_s:g} seconds. "
+            f"Please provide another nic(s) or retry after {self.nic_reservation_s:g} seconds. Reserved VM: {holder}",
+        )
 
     def _provisioned(self, resource_id: str) -> None:
         """What ARM finishes in the background when a PUT's operation succeeds."""
@@ -303,6 +393,10 @@ class FakeArm:
             if os_disk.get("deleteOption") == "Delete":
                 self._delete(str((os_disk.get("managedDisk") or {}).get("id", "")))
             for nic in props.get("networkProfile", {}).get("networkInterfaces", []):
+                if (nic.get("properties") or {}).get("deleteOption") != "Delete":
+                    until = time.monotonic() + self.nic_reservation_s
+                    self.reserved_nics[str(nic.get("id", "")).lower()] = (until, resource_id)
+                    continue
                 if (nic.get("properties") or {}).get("deleteOption") == "Delete":
                     nic_resource = self._reference(nic.get("id"))
                     if nic_resource:
@@ -314,10 +408,16 @@ class FakeArm:
 
     def _operation(self, location: str, method: str, path: str, on_success: Any) -> Operation:
         op = Operation(uuid.uuid4().hex, location or "westeurope", on_success=on_success)
+        op.in_progress = self.in_progress_polls
         for i, (m, pattern, code) in enumerate(self.failing_operations):
             if m == method and re.search(pattern, path):
                 op.error = {"code": code, "message": "An internal execution error occurred. Please retry later."}
                 del self.failing_operations[i]
+                break
+        for i, (m, pattern, polls) in enumerate(self.slow_operations):
+            if m == method and re.search(pattern, path):
+                op.in_progress = polls
+                del self.slow_operations[i]
                 break
         self.operations[op.id] = op
         return op
@@ -361,13 +461,42 @@ class FakeArm:
                 return self._poll(path.rsplit("/", 1)[-1])
             return self._resource_request(method, path, query, body)
 
+    def _refused(
+        self, method: str, resource_id: str, kind: str, query: dict[str, list[str]], body: bytes, action: str | None
+    ) -> Problem | None:
+        """What ARM refuses before it looks at the resource: an api-version it does not serve for
+        the type, a name outside the type's rules, a body that is not the operation's model."""
+        version = query.get("api-version", [""])[0]
+        if version != API_VERSIONS[kind]:
+            rtype = kind.partition("/")[2]
+            return Problem(
+                "NoRegisteredProviderFound",
+                f"No registered resource provider found for location 'westeurope' and API version '{version}' for "
+                f"type '{rtype}'. The supported api-versions are '{API_VERSIONS[kind]}'.",
+            )
+        if method == "PUT" and action is None:
+            problem = _refused_name(kind, resource_id.rsplit("/", 1)[-1])
+            if problem:
+                return problem
+        model = BODY_MODELS.get((method, kind)) if action is None else None
+        if model is not None:
+            try:
+                document = json.loads(body or b"{}")
+            except ValueError:
+                return Problem(
+                    "InvalidRequestContent", "The request content was invalid and could not be deserialized."
+                )
+            self.bodies.append((method, resource_id, document))
+            return check(model[0], model[1], document)
+        return None
+
     def _poll(self, op_id: str) -> tuple[int, dict[str, str], Any]:
         op = self.operations.get(op_id)
         if op is None:
             return 404, {}, _error("NotFound", "operation not found")
         op.polls += 1
-        if op.polls < 1:
-            return 200, {"Retry-After": RETRY_AFTER}, {"name": op.id, "status": "InProgress", "startTime": _now()}
+        if op.polls <= op.in_progress:
+            return 200, {"Retry-After": self.poll_after}, {"name": op.id, "status": "InProgress", "startTime": _now()}
         if op.error:
             return 200, {}, {"name": op.id, "status": "Failed", "error": op.error, "endTime": _now()}
         if op.on_success is not None:
@@ -378,7 +507,7 @@ class FakeArm:
     def _async_headers(self, op: Operation) -> dict[str, str]:
         url = (
             f"{self.url}/subscriptions/{self.subscription}/providers/Microsoft.Compute/locations/{op.location}"
-            f"/operations/{op.id}?api-version=2024-11-01"
+            f"/operations/{op.id}?api-version=2026-04-01"
         )
         return {"Azure-AsyncOperation": url, "Location": url + "&monitor=true", "Retry-After": RETRY_AFTER}
 
@@ -393,6 +522,9 @@ class FakeArm:
         kind = self._kind(resource_id)
         if kind not in KINDS:
             return 400, {}, _error("InvalidResourceType", f"The resource type could not be found: {kind}")
+        refused = self._refused(method, resource_id, kind, query, body, action)
+        if refused is not None:
+            return 400, {}, _error(refused.code, refused.message)
         found = self.resources.get(resource_id.lower())
         if method == "GET":
             if found is None:
@@ -423,6 +555,9 @@ class FakeArm:
         if method == "DELETE":
             if found is None:
                 return 204, {}, None
+            reserved = self._nic_reserved(resource_id) if kind == "microsoft.network/networkinterfaces" else None
+            if reserved:
+                return 400, {}, reserved
             op = self._operation(found.get("location", ""), method, path, lambda: self._delete(resource_id))
             return 202, self._async_headers(op), None
         if method == "POST" and action and found is not None:
@@ -450,6 +585,15 @@ class FakeArm:
         if method == "POST" and found is None:
             return 404, {}, _error("ResourceNotFound", f"The Resource '{resource_id}' was not found.")
         return 405, {}, _error("MethodNotAllowed", f"{method} {path}")
+
+
+def _refused_name(kind: str, name: str) -> Problem | None:
+    rule = NAME_RULES.get(kind)
+    if rule is None or re.fullmatch(rule[0], name, re.ASCII):
+        if kind.endswith("/versions") and any(int(part) > 2**31 - 1 for part in name.split(".")):
+            return Problem("InvalidParameter", f"The gallery image version name {name} has a part beyond 32 bits.")
+        return None
+    return Problem("InvalidResourceName", f"Resource name {name} is invalid. The name must be {rule[1]}.")
 
 
 def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:

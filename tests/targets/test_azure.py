@@ -355,3 +355,22 @@ def test_the_spec_takes_each_source_form_the_template_handles() -> None:
         assert parse_spec(_shipped_spec(source_image=source), "azure.yaml").target.source_image == source
     with pytest.raises(SpecError, match=r"target\.source_image: .* nor a gallery image version id"):
         parse_spec(_shipped_spec(source_image=gallery.rsplit("/versions/", 1)[0]), "azure.yaml")
+
+
+def test_a_publish_whose_replication_outlasts_the_wait_never_lifts_exclude_from_latest(
+    fake_arm: FakeArm, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow_provider_imagebuild.targets.azure as azure_target
+
+    monkeypatch.setattr(azure_target, "WAIT_S", 0.3)
+    target = _target()
+    target.wait_s = 0.3
+    build = _build(tmp_path, "az-slow-1")
+    host = target.launch(build, Checkpoint(10, _green_image(fake_arm, target, build)))
+    final = target.capture(build, host, 95, final=True)["image_id"]
+    fake_arm.slow_operation_once("PUT", r"/versions/", polls=10_000)  # replication takes hours
+    with pytest.raises(TargetError, match=r"still running after 0\.3 s"):
+        target.publish(build, final)
+    version = fake_arm.ids("Microsoft.Compute/galleries/images/versions")[0]
+    assert (fake_arm.get(version) or {})["properties"]["publishingProfile"]["excludeFromLatest"] is True
+    assert not [p for m, p in fake_arm.requests if m == "PATCH" and "/versions/" in p], "latest not released"

@@ -41,7 +41,7 @@ def main() -> None:
         f"/providers/Microsoft.Compute/images/{env['STANDIN_IMAGE']}"
     )
     try:  # azure-arm's builder.go stops before anything is made when the image exists (no -force)
-        call("GET", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2024-11-01", token)
+        call("GET", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2026-04-01", token)
     except urllib.error.HTTPError as exc:
         if exc.code != 404:
             raise
@@ -71,9 +71,9 @@ def main() -> None:
             },
         },
     }
-    _, headers = call("PUT", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2024-11-01", token, body)
+    _, headers = call("PUT", f"{env['ARM_ENDPOINT']}{image_id}?api-version=2026-04-01", token, body)
     status = headers.get("Azure-AsyncOperation")
-    for _ in range(100):
+    for _ in range(200):
         if not status or call("GET", status, token)[0].get("status") == "Succeeded":
             break
         time.sleep(float(headers.get("Retry-After") or 0.2))
