@@ -7,7 +7,7 @@ UV := python3 -m uv
 export UV_LINK_MODE := copy
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup system-deps venv node rootfs-cache vcsim demo walkthrough test lint bench scaleout clean
+.PHONY: setup system-deps venv node rootfs-cache vcsim packer-tools demo walkthrough test lint bench scaleout clean
 
 setup: system-deps venv node rootfs-cache vcsim
 
@@ -39,26 +39,34 @@ $(VCSIM): tests/servers/vcsim/main.go
 vcsim: system-deps
 	@$(MAKE) --no-print-directory $(VCSIM)
 
+# Packer and the plugins of its builders (amazon, azure, googlecompute, openstack, vsphere, qemu,
+# ansible), built from their Go modules at the versions scripts/packer-tools.sh pins, into
+# /var/cache/imagebuild/packer (or $$IMAGEBUILD_CACHE/packer): built once per machine, whatever the
+# clone; a second run only checks a stamp. The venv's bin/packer links to it, and the provider gives
+# Packer the plugins folder beside it. `make demo` needs no Packer, so it does not wait for this.
+packer-tools: venv system-deps
+	@bash scripts/packer-tools.sh $(VENV)/bin
+
 demo: setup
 	@$(PY) scripts/demo.py
 
 walkthrough: setup
 	@bash scripts/walkthrough.sh
 
-lint: venv
+lint: venv packer-tools
 	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/imagebuild spec check dags/pipelines
 	cd dags/ansible && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --profile production --offline --nocolor -q .
-	@for t in dags/packer/*.pkr.hcl; do packer fmt -check $$t >/dev/null || { echo "$$t: run packer fmt"; exit 1; }; done
+	@$(VENV)/bin/packer fmt -check dags/packer >/dev/null || { $(VENV)/bin/packer fmt -check dags/packer; echo "run: $(VENV)/bin/packer fmt dags/packer"; exit 1; }
 
 # Two workers (pytest-xdist): the slow end-to-end tests mostly wait on child processes (Packer,
 # ansible-playbook, debootstrap, airflow standalone), so two run side by side. Slow tests start
 # first; tests/standalone/ shares one airflow standalone on one worker (tests/conftest.py).
-test: setup lint
+test: setup packer-tools lint
 	$(PY) -m pytest -q -n 2 --dist loadscope
 
-bench: setup
+bench: setup packer-tools
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/dag_bench.py
 	$(PY) benchmarks/spec_bench.py

@@ -76,10 +76,12 @@ ROWS: tuple[Row, ...] = (
          "vCenter refused the login or the privilege: fix the connection or the role"),
     # -- persistent: invalid configuration ---------------------------------------------------
     _row("packer", CONFIG, r"Error: (Unsupported argument|Missing required argument|Unset variable|Invalid expression|"
-         r"Argument or block definition required|Unsupported block type|Invalid template|Failed to parse)|"
+         r"Argument or block definition required|Unsupported block type|Invalid template|Failed to parse|"
+         r"Missing plugins|Unknown source type)|"
          r"Error parsing JSON|error\(s\) decoding|Error: Missing (item|newline) separator|"
          r"Error: Unclosed configuration block|Error: Invalid (block|character)",
-         "the Packer template or its variables are invalid: `packer validate` says the same"),
+         "the Packer template or its variables are invalid, or a plugin it needs is not installed: "
+         "`packer validate` says the same"),
     _row("ansible", CONFIG, r"The task includes an option with an undefined variable|is undefined\b|"
          r"Syntax Error while loading YAML|YAML parsing failed|We were unable to read either as JSON nor YAML|"
          r"the playbook: .* could not be found|(ERROR!|\[ERROR\]:) .*(conflicting action statements|"

@@ -8,9 +8,9 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)  # Ansible's connection to real build hosts
-# The toolchain: Packer (1.6.6 from Debian: amazon-ebs and the other builders built in),
-# debootstrap and the image tools for build hosts and the local target.
-command -v packer >/dev/null 2>&1 || need+=(packer)
+# The toolchain: debootstrap and the image tools for build hosts and the local target. Packer is
+# not Debian's 1.6.6 (it cannot read the templates' required_plugins): `make packer-tools` builds
+# the pinned release and its plugins from their Go modules (scripts/packer-tools.sh).
 [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the browser tests of the Airflow UI plugin (driven by Playwright)
@@ -20,7 +20,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the browser tests of 
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The vCenter simulator of the vSphere tests (tests/servers/vcsim/main.go), built by `make setup`
-# from the govmomi simulator library Debian ships.
+# from the govmomi simulator library Debian ships; Go also builds Packer (`make packer-tools`).
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || need+=(golang-github-vmware-govmomi-dev)
 

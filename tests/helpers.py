@@ -19,5 +19,15 @@ def packer() -> str:
     from airflow_provider_imagebuild.toolchain.locate import find_tool
 
     found = find_tool("packer")
-    assert found, "packer is installed by `make setup`"
+    assert found, "packer is installed by `make packer-tools`"
     return found
+
+
+def packer_env(home: str, **extra: str) -> dict[str, str]:
+    """The whole environment for running :func:`packer` by hand, as the provider runs it: its
+    plugins (the folder beside it, as a Packer milestone passes them), no version check call, a
+    throwaway ``home`` (Packer's config and plugin folders are under it), and nothing else of the
+    test's own environment."""
+    from airflow_provider_imagebuild.toolchain.packer import plugin_env
+
+    return {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": home, **plugin_env(packer(), {}), **extra}

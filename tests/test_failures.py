@@ -1,12 +1,12 @@
 """Failure classes (``failures.py``): every row fed the real output of the real tool or client.
 
-Real: Packer (Debian's 1.6.6) on broken templates, ansible-runner on broken playbooks and an
-unreachable host, boto3 against moto_server (with IAM authentication switched on for the denied
-case), openstacksdk against the loopback OpenStack fake, pyVmomi against govmomi's vCenter
-simulator, the Azure and Google clients against their loopback fakes answering as the clouds
-document (403 ``AuthorizationFailed``, 403 ``forbidden``), and httpx against a loopback server for
-the HTTP-level transient rows. Then a persistent failure stops a milestone without Airflow's
-retries, and a transient one keeps them.
+Real: Packer (the release `make packer-tools` builds) on broken templates and missing plugins,
+ansible-runner on broken playbooks and an unreachable host, boto3 against moto_server (with IAM
+authentication switched on for the denied case), openstacksdk against the loopback OpenStack fake,
+pyVmomi against govmomi's vCenter simulator, the Azure and Google clients against their loopback
+fakes answering as the clouds document (403 ``AuthorizationFailed``, 403 ``forbidden``), and httpx
+against a loopback server for the HTTP-level transient rows. Then a persistent failure stops a
+milestone without Airflow's retries, and a transient one keeps them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from airflow_provider_imagebuild import failures
 from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.toolchain.locate import tool_path
 from tests.dags.conftest import write
-from tests.helpers import packer
+from tests.helpers import packer, packer_env
 from tests.servers.process import free_port, running
 
 
@@ -39,15 +39,19 @@ PACKER = {
     'build { sources = ["source.null.x"] }\n',
     "unknown": 'source "null" "x" {\n  communicator = "none"\n  flavour = "x"\n}\n'
     'build { sources = ["source.null.x"] }\n',
+    # Packer 1.10 and later: a plugin the template requires, or a builder no installed plugin has
+    "plugin": 'packer {\n  required_plugins {\n    nothere = {\n      source  = "github.com/hashicorp/nothere"\n'
+    '      version = ">= 1.0.0"\n    }\n  }\n}\nsource "null" "x" { communicator = "none" }\n'
+    'build { sources = ["source.null.x"] }\n',
+    "builder": 'source "nothere-ebs" "x" {\n  communicator = "none"\n}\nbuild { sources = ["source.nothere-ebs.x"] }\n',
 }
 
 
 @pytest.mark.parametrize("case", sorted(PACKER))
 def test_packer_template_errors_are_config(case: str, tmp_path: Path) -> None:
     template = write(tmp_path / f"{case}.pkr.hcl", PACKER[case])
-    env = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(tmp_path)}
     got = subprocess.run([packer(), "build", "-machine-readable", str(template)], capture_output=True, text=True,
-                         timeout=60, env=env)  # fmt: skip
+                         timeout=60, env=packer_env(str(tmp_path)))  # fmt: skip
     assert got.returncode != 0
     assert kind_of(got.stdout + got.stderr) == ("packer", failures.CONFIG)
 

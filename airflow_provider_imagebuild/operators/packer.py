@@ -25,7 +25,7 @@ from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT
 from airflow_provider_imagebuild.toolchain.locate import TOOLS_DIR_ENV, find_tool
-from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images
+from airflow_provider_imagebuild.toolchain.packer import PackerRun, manifest_images, plugin_env
 from airflow_provider_imagebuild.toolchain.private import private_json
 
 VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
@@ -131,7 +131,13 @@ class PackerMilestoneOperator(TargetMilestoneOperator):
                 "adopted instead of running Packer again"
             )
             return self.claimed(build, adopted, adopted=True)
-        env = {**os.environ, **self.get_target().packer_env(), "PACKER_NO_COLOR": "1", "CHECKPOINT_DISABLE": "1"}
+        env = {
+            **os.environ,
+            **plugin_env(packer),
+            **self.get_target().packer_env(),
+            "PACKER_NO_COLOR": "1",
+            "CHECKPOINT_DISABLE": "1",
+        }
         with tempfile.TemporaryDirectory(prefix="imagebuild-packer-") as tmp:
             manifest = Path(tmp) / "manifest.json"
             values = {k: v for k, v in self.standard_values(build, manifest).items() if k in declared}

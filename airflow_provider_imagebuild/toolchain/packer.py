@@ -5,11 +5,18 @@ data escaped as ``%!(PACKER_COMMA)`` and newlines as ``\\n``. UI lines go to the
 ``artifact`` lines give the images this run made; ``ui,error`` lines are what a failure is
 recorded with (not "exit status 1"). The manifest post-processor appends one entry per build
 across runs, so only entries of ``last_run_uuid`` belong to this run.
+
+Packer 1.10 and later carry no builders: each cloud's builder is a plugin binary, found in
+``$PACKER_PLUGIN_PATH`` or else in the ``~/.config/packer/plugins`` of whoever runs it. A worker's
+plugins belong with the Packer they were installed for, not with a user's home: they sit in a
+``plugins`` folder beside the real Packer binary (what ``make packer-tools`` builds, and what a
+deployment puts in ``$IMAGEBUILD_TOOLS_DIR``), and every run of Packer gets that folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from collections import deque
@@ -20,8 +27,24 @@ from pathlib import Path
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.toolchain.process import ChildProcess
 
+PLUGIN_PATH_ENV = "PACKER_PLUGIN_PATH"
+PLUGINS_DIR = "plugins"  # beside the real Packer binary: the plugins installed for it
 PACKER_GRACE_S = 60.0  # Packer deletes its instance, key pair and security group after SIGINT
 INSTANCE_RE = re.compile(r"\bInstance ID: (i-[0-9a-f]+)")  # amazon-ebs names the instance it launched
+
+
+def plugin_env(packer: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``PACKER_PLUGIN_PATH`` for a run of ``packer``: the ``plugins`` folder beside the real
+    binary (a link such as the venv's ``bin/packer`` resolved to the cached build it points at).
+    Without it Packer looks only in the running user's home, where a worker's plugins are not, and
+    stops at "Missing plugins" for every template with ``required_plugins``. A
+    ``PACKER_PLUGIN_PATH`` already in ``environ`` wins (the operator chose); a Packer with no such
+    folder (Debian's 1.6.6, builders built in) gets nothing."""
+    env = os.environ if environ is None else environ
+    if env.get(PLUGIN_PATH_ENV):
+        return {}
+    folder = Path(packer).resolve().parent / PLUGINS_DIR
+    return {PLUGIN_PATH_ENV: str(folder)} if folder.is_dir() else {}
 
 
 def decode(data: str) -> str:

@@ -20,6 +20,15 @@
 # login, sudo and networking defaults. Both configure the VM through cloud-init user data, so
 # Packer only waits for SSH before creating the image. Everything after 10 is Ansible.
 
+packer {
+  required_plugins {
+    googlecompute = {
+      source  = "github.com/hashicorp/googlecompute"
+      version = ">= 1.1.9, < 2.0.0"
+    }
+  }
+}
+
 variable "build_id" { type = string }
 variable "milestone" { type = string }
 variable "pipeline" { type = string }

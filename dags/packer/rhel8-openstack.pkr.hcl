@@ -21,6 +21,15 @@
 # otherwise inherit the marks of the image it was booted from), so that a retried milestone finds
 # and adopts the image an earlier attempt made instead of making a second one of the same name.
 
+packer {
+  required_plugins {
+    openstack = {
+      source  = "github.com/hashicorp/openstack"
+      version = ">= 1.1.2, < 2.0.0"
+    }
+  }
+}
+
 variable "build_id" { type = string }
 variable "milestone" { type = string }
 variable "pipeline" { type = string }

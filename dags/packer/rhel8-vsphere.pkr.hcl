@@ -25,6 +25,15 @@
 # template adopts it by those marks and the target's folder instead of running into "use -force".
 # The target adds the build's key when it claims the template.
 
+packer {
+  required_plugins {
+    vsphere = {
+      source  = "github.com/hashicorp/vsphere"
+      version = ">= 1.4.2, < 2.0.0"
+    }
+  }
+}
+
 variable "build_id" { type = string }
 variable "milestone" { type = string }
 variable "pipeline" { type = string }

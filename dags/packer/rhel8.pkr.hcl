@@ -14,6 +14,15 @@
 # milestone after Packer made the AMI adopts it by those tags and the account instead of running
 # into "is used by an existing AMI".
 
+packer {
+  required_plugins {
+    amazon = {
+      source  = "github.com/hashicorp/amazon"
+      version = ">= 1.8.2, < 2.0.0"
+    }
+  }
+}
+
 variable "build_id" { type = string }
 variable "milestone" { type = string }
 variable "pipeline" { type = string }

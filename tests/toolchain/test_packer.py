@@ -1,5 +1,6 @@
-"""Packer's machine-readable output and manifest (parsing), and the real ``packer`` binary against
-EC2 on a loopback moto server: artifacts of this run, decoded UI lines, errors, and SIGINT cleanup."""
+"""Packer's machine-readable output and manifest (parsing), and the real ``packer`` binary (the
+release and plugins ``make packer-tools`` builds) against EC2 on a loopback moto server: the
+plugins found beside it, artifacts of this run, decoded UI lines, errors, and SIGINT cleanup."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.toolchain.packer import (
+    PLUGIN_PATH_ENV,
     decode,
     manifest_images,
     parse_artifacts,
     parse_line,
+    plugin_env,
 )
 from airflow_provider_imagebuild.toolchain.process import argv_of
 from tests.conftest import free_port, task_context
@@ -71,6 +74,86 @@ def test_manifest_reads_only_the_last_run(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(InvalidInput, match=r"broken\.json cannot be read as a Packer manifest"):
         manifest_images(tmp_path / "broken.json")
+
+
+def test_packer_gets_the_plugins_installed_beside_its_real_binary(tmp_path: Path) -> None:
+    """`make packer-tools` links the venv's bin/packer to a cached build with a ``plugins`` folder
+    beside it (a deployment does the same in $IMAGEBUILD_TOOLS_DIR): that folder is Packer's
+    plugin path, unless the worker's environment names one; a Packer without one gets nothing."""
+    real = tmp_path / "cache/set-1/packer"
+    (real.parent / "plugins").mkdir(parents=True)
+    real.write_text("#!/bin/sh\n")
+    real.chmod(0o755)
+    link = tmp_path / "venv/bin/packer"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    assert plugin_env(str(link), {}) == {PLUGIN_PATH_ENV: str(real.parent / "plugins")}
+    assert plugin_env(str(real), {"PATH": "/usr/bin"}) == {PLUGIN_PATH_ENV: str(real.parent / "plugins")}
+    assert plugin_env(str(link), {PLUGIN_PATH_ENV: "/opt/packer-plugins"}) == {}
+    bare = tmp_path / "usr/bin/packer"
+    bare.parent.mkdir(parents=True)
+    bare.write_text("#!/bin/sh\n")
+    assert plugin_env(str(bare), {}) == {}
+
+
+PLUGGED = """
+packer {
+  required_plugins {
+    amazon = {
+      source  = "github.com/hashicorp/amazon"
+      version = ">= 1.0.0"
+    }
+  }
+}
+variable "aws_endpoint" { type = string }
+variable "source_image" { type = string }
+variable "build_id" { type = string }
+source "amazon-ebs" "plugged" {
+  region = "us-east-1"
+  source_ami = var.source_image
+  instance_type = "t3.micro"
+  ami_name = "plugged-${var.build_id}"
+  communicator = "none"
+  custom_endpoint_ec2 = var.aws_endpoint
+  skip_credential_validation = true
+  skip_metadata_api_check = true
+  skip_region_validation = true
+  tags = { BuildId = var.build_id, ManagedBy = "airflow-provider-imagebuild" }
+}
+build { sources = ["source.amazon-ebs.plugged"] }
+"""
+
+
+def test_a_packer_milestone_runs_a_template_that_requires_a_plugin(
+    tmp_path: Path, moto_url: str, base_ami: str, ec2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real amazon-ebs builder (a plugin since Packer 1.10) against moto, from a template with
+    ``required_plugins``, as a worker runs it: no ``packer init``, no plugins in the worker's home
+    (a throwaway one here); the milestone passes Packer the plugins installed beside it."""
+    from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
+    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.store import open_store
+    from tests.servers.aws_sample import moto_connection
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv(PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", moto_connection(moto_url))
+    template = tmp_path / "plugged.pkr.hcl"
+    template.write_text(PLUGGED)
+    store_url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(store_url)
+    store.create_build("packer-plugged", pipeline="p", cloud="aws", image_type="t", plan=[0, 5, 100])
+    op = PackerMilestoneOperator(
+        task_id="s005",
+        identity=BuildIdentity("p", "aws", "t", plan=(0, 5, 100)),
+        state=5,
+        store=store_url,
+        template=str(template),
+        target=TargetSpec(aws_conn_id="aws_moto", region="us-east-1", source_image=base_ami),
+    )
+    op.execute(task_context("packer-plugged", "s005"))
+    image = store.get("packer-plugged").milestones[5].outputs["image_id"]
+    assert ec2.describe_images(ImageIds=[image])["Images"][0]["Name"] == "plugged-packer-plugged"
 
 
 HANGING = """

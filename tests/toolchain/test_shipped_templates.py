@@ -1,18 +1,23 @@
 """The Packer templates users copy pass ``packer validate`` with the variables the target gives,
-and ``packer fmt -check``. Only validation for azure-arm and googlecompute: their builds need
-Azure and Google Cloud themselves (the openstack builder logs in while validating: to the loopback
-fake of Keystone). The vSphere and OpenStack templates is also built for real, against the vCenter
-simulator and the OpenStack fake, by the target contract suite."""
+and ``packer fmt -check``, on the Packer users run today: the release and plugins that
+``make packer-tools`` builds from their Go modules (scripts/packer-tools.sh), found as the provider
+finds them. Each template names the plugins of its builders in ``required_plugins`` (Packer 1.10
+and later carry no builders) and the installed ones meet it. Only validation for azure-arm and
+googlecompute: their builds need Azure and Google Cloud themselves (the openstack builder logs in
+while validating: to the loopback fake of Keystone). The AWS, vSphere and OpenStack templates are
+also built for real, against moto, the vCenter simulator and the OpenStack fake, by the target
+contract suite."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import packer
+from tests.helpers import packer, packer_env
 from tests.servers.process import ROOT
 
 PACKER = ROOT / "dags/packer"
@@ -76,12 +81,7 @@ def test_shipped_template_validates(source: str, tmp_path: Path, request: pytest
         capture_output=True,
         text=True,
         timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "CHECKPOINT_DISABLE": "1",
-            "HOME": str(tmp_path),
-            **packer_os_env(request, source),
-        },
+        env=packer_env(str(tmp_path), **packer_os_env(request, source)),
     )
     assert got.returncode == 0, got.stdout + got.stderr
 
@@ -92,3 +92,41 @@ def test_shipped_templates_are_formatted() -> None:
     for template in templates:  # Packer 1.6's fmt takes one path
         got = subprocess.run([packer(), "fmt", "-check", template], capture_output=True, text=True, timeout=60)
         assert got.returncode == 0, f"{template} is not formatted (run packer fmt): {got.stdout}{got.stderr}"
+
+
+PINS = (ROOT / "scripts/packer-tools.sh").read_text()
+PINNED_PACKER = re.search(r"^PACKER_MODULE=github\.com/hashicorp/packer@v(\S+)$", PINS, re.MULTILINE)
+PINNED_PLUGINS = dict(re.findall(r"^  ([a-z]+)@v(\S+)$", PINS, re.MULTILINE))
+SOURCE_RE = re.compile(r'^source "([a-z]+)(?:-[a-z]+)?" "', re.MULTILINE)
+# `packer plugins required FILE`: one line per entry, `name source "constraint" installed-binary...`
+REQUIRED_RE = re.compile(r'^(\S+) (\S+) "([^"]*)"(.*)$', re.MULTILINE)
+
+
+def test_the_provider_runs_the_packer_that_make_packer_tools_builds(tmp_path: Path) -> None:
+    """Not Debian's 1.6.6: the pinned release, with the pinned plugins installed beside it."""
+    assert PINNED_PACKER and PINNED_PLUGINS, "scripts/packer-tools.sh pins Packer and its plugins"
+    env = packer_env(str(tmp_path))
+    version = subprocess.run([packer(), "version"], capture_output=True, text=True, timeout=60, env=env)
+    assert version.stdout.startswith(f"Packer v{PINNED_PACKER[1]}\n"), version.stdout + version.stderr
+    installed = subprocess.run([packer(), "plugins", "installed"], capture_output=True, text=True, timeout=60, env=env)
+    found = dict(re.findall(r"/packer-plugin-([a-z]+)_v([0-9.]+)_x5\.[0-9]+_linux_amd64$", installed.stdout, re.M))
+    assert found == PINNED_PLUGINS, installed.stdout + installed.stderr
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in PACKER.glob("*.pkr.hcl")))
+def test_shipped_template_requires_the_plugins_of_its_builders(template: str, tmp_path: Path) -> None:
+    """Every builder's plugin is in ``required_plugins`` (so `packer init`, and the doctor, know
+    what the template needs), from github.com/hashicorp, and the installed build meets it."""
+    builders = set(SOURCE_RE.findall((PACKER / template).read_text()))
+    assert builders, f"{template} has no source"
+    got = subprocess.run([packer(), "plugins", "required", template], cwd=PACKER, capture_output=True, text=True,
+                         timeout=60, env=packer_env(str(tmp_path)))  # fmt: skip
+    assert got.returncode == 0, got.stdout + got.stderr
+    required = {
+        name: (source, constraint, rest.split()) for name, source, constraint, rest in REQUIRED_RE.findall(got.stdout)
+    }
+    assert set(required) == builders, f"{template} requires {sorted(required)}, its sources use {sorted(builders)}"
+    for name, (source, constraint, installed) in required.items():
+        assert source == f"github.com/hashicorp/{name}", source
+        assert installed, f"{template}: no installed {name} plugin meets {constraint!r}"
+        assert f"packer-plugin-{name}_v{PINNED_PLUGINS[name]}_" in installed[0], installed
