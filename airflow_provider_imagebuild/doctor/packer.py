@@ -27,6 +27,7 @@ from airflow_provider_imagebuild.doctor.findings import OK, Finding, judged
 from airflow_provider_imagebuild.doctor.host import TOOL_FIXES
 from airflow_provider_imagebuild.redact import Redactor, redact_patterns
 from airflow_provider_imagebuild.toolchain.locate import find_tool
+from airflow_provider_imagebuild.toolchain.packer import plugin_env
 
 TIMEOUT_S = 30
 PROBE_TYPE = "imagebuild-doctor-probe"  # a source type no Packer has: its error lists the known ones
@@ -39,13 +40,15 @@ SOURCE_LINE_RE = re.compile(r"[0-9]+:")  # a quoted template line in Packer's er
 BINARY_RE = re.compile(r"packer-plugin-([A-Za-z0-9-]+?)_v([0-9][^_]*)_x([0-9.]+)_")
 DEFAULT_COMPONENT = "-packer-default-plugin-name-"  # a plugin's builder named after the plugin itself
 PLUGINS_COMMAND = (1, 8)  # `packer plugins installed|required` came with Packer 1.8
+NO_BUILT_IN = (1, 10)  # Packer 1.10 dropped its built-in plugins, and the list of known builders
 REQUIRED_PLUGINS = (1, 7)  # the `required_plugins` block came with Packer 1.7
 
 
-def packer_env() -> dict[str, str]:
-    """The environment a Packer milestone gives Packer, without the cloud's credentials (the
-    doctor never builds) and with Packer's version check call turned off."""
-    return {**os.environ, "PACKER_NO_COLOR": "1", "CHECKPOINT_DISABLE": "1"}
+def packer_env(packer: str) -> dict[str, str]:
+    """The environment a Packer milestone gives Packer (the plugins folder installed with it as
+    ``PACKER_PLUGIN_PATH``: :func:`toolchain.packer.plugin_env`), without the cloud's credentials
+    (the doctor never builds), with Packer's version check call turned off."""
+    return {**os.environ, **plugin_env(packer), "PACKER_NO_COLOR": "1", "CHECKPOINT_DISABLE": "1"}
 
 
 def version_tuple(version: str | None) -> tuple[int, ...]:
@@ -62,11 +65,11 @@ def plugin_fix(source_type: str) -> str:
 
 
 def _run(argv: list[str], cwd: str | None = None) -> tuple[int, str]:
-    """Exit code and output (stdout then stderr) of one Packer command; -1 when it did not run."""
+    """Exit code and output (stdout then stderr) of one Packer (or plugin) command; -1 when it did
+    not run."""
+    env = packer_env(argv[0])
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, env=packer_env(), cwd=cwd, timeout=TIMEOUT_S, check=False
-        )
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return -1, f"{type(exc).__name__}: {exc}"
     return done.returncode, done.stdout + done.stderr
@@ -145,8 +148,8 @@ def template_sources(path: Path) -> list[str]:
     found: list[str] = []
     for file in _template_files(path):
         with contextlib.suppress(OSError):  # reported by examine_template
-            found += [s for s, _ in SOURCE_RE.findall(file.read_text()) if s not in found]
-    return found
+            found += [source for source, _ in SOURCE_RE.findall(file.read_text())]
+    return list(dict.fromkeys(found))
 
 
 def _template_files(path: Path) -> list[Path]:
@@ -173,15 +176,19 @@ def examine_template(
         except OSError as exc:
             problems.append(f"{file}: cannot be read ({exc.strerror})")
             continue
-        code, output = _run([packer, "validate", "-syntax-only", str(file)], cwd=str(file.parent))
+        # `plugins required` reads the template as `validate -syntax-only` does, then lists what
+        # meets each required_plugins entry: one run instead of two (each loads every plugin).
+        listing = version >= PLUGINS_COMMAND
+        command = ["plugins", "required"] if listing else ["validate", "-syntax-only"]
+        code, output = _run([packer, *command, str(file)], cwd=str(file.parent))
         if code != 0:
             shown = ".".join(map(str, version))
             problems.append(f"Packer {shown} cannot read {file.name}: {redact(_first_error(output))}")
             if "required_plugins" in text and version < REQUIRED_PLUGINS:
                 fixes.append("a Packer that reads required_plugins (1.7 or later): make packer-tools")
             continue
-        if version >= PLUGINS_COMMAND:
-            required += _requirements(packer, file, problems, fixes, redact)
+        if listing:
+            required += _requirements(output, file, problems, fixes)
     for source in sources:
         if not builders.get(source, True):
             problems.append(f"Packer has no {source} builder (plugin {source.split('-')[0]})")
@@ -199,14 +206,9 @@ def examine_template(
     return entry, judged(f"packer template {path}", not problems, detail, fix, needed_by)
 
 
-def _requirements(
-    packer: str, file: Path, problems: list[str], fixes: list[str], redact: Redactor
-) -> list[dict[str, Any]]:
-    """``packer plugins required FILE``: each entry with the installed binaries that meet it."""
-    code, output = _run([packer, "plugins", "required", str(file)], cwd=str(file.parent))
-    if code != 0:
-        problems.append(f"packer plugins required {file.name}: {redact(_first_error(output))}")
-        return []
+def _requirements(output: str, file: Path, problems: list[str], fixes: list[str]) -> list[dict[str, Any]]:
+    """What ``packer plugins required FILE`` printed: each entry with the installed binaries that
+    meet it (none: Packer would stop at "Missing plugins")."""
     found = []
     for line in output.splitlines():
         match = REQUIRED_RE.match(line.strip())
@@ -248,15 +250,18 @@ def examine_packer(
     types = list(dict.fromkeys(t for template in templates for t in template_sources(template)))
     with ThreadPoolExecutor(max_workers=4) as pool:
         plugins_job = pool.submit(installed_plugins, path) if version >= PLUGINS_COMMAND else None
-        known = pool.submit(known_builders, path).result()
+        known = known_builders(path) if version < NO_BUILT_IN else None
+        plugins = plugins_job.result() if plugins_job else []
+        offered = {b for p in plugins for b in p["builders"]}
         if known is not None:
             builders = {t: t in known for t in types}
-        else:  # Packer lists nothing: each type the templates need is asked about
-            builders = dict(zip(types, pool.map(lambda t: has_builder(path, t), types), strict=True))
+        else:  # Packer lists nothing: a type no plugin offers is asked about (Packer's own null, file)
+            asked = [t for t in types if t not in offered]
+            builders = {t: True for t in types if t in offered}
+            builders |= dict(zip(asked, pool.map(lambda t: has_builder(path, t), asked), strict=True))
         jobs = [pool.submit(examine_template, path, version, builders, t, who, redact) for t, who in templates.items()]
-        plugins = plugins_job.result() if plugins_job else []
         results = [job.result() for job in jobs]
-    entry["builders"] = known if known is not None else sorted({b for p in plugins for b in p["builders"]})
+    entry["builders"] = known if known is not None else sorted(offered)
     built_in = [{"name": b, "version": found[1], "api": "built-in", "path": path, "builders": [b]} for b in known or []]
     entry["plugins"] = plugins or built_in
     entry["templates"] = [template for template, _ in results]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from airflow_provider_imagebuild.doctor.connections import examine_connections
 from airflow_provider_imagebuild.doctor.findings import MISSING, WARN, Finding
 from airflow_provider_imagebuild.doctor.host import examine_ansible, examine_root, examine_rootfs_cache, examine_tool
-from airflow_provider_imagebuild.doctor.needs import needs_of
+from airflow_provider_imagebuild.doctor.needs import Needs, needs_of
 from airflow_provider_imagebuild.doctor.packages import GROUPS, examine_group
 from airflow_provider_imagebuild.doctor.packer import examine_packer
 from airflow_provider_imagebuild.doctor.store import examine_store
@@ -64,9 +65,16 @@ def examine(
     a store SDK's), the only text a report holds that the doctor did not write itself."""
     needs = needs_of(specs, cli_store=cli_store, cli_store_from=cli_store_from)
     report = Report(needs.specs)
-    packer, found = examine_packer(needs.tools.get("packer", []), needs.templates, redact)
-    report.entries["packer"] = packer
-    report.findings += found
+    with ThreadPoolExecutor(max_workers=1) as background:  # Packer's runs wait; Airflow's import works meanwhile
+        packer_job = background.submit(examine_packer, needs.tools.get("packer", []), needs.templates, redact)
+        _examine_rest(report, needs, probe_store, redact)
+        packer, found = packer_job.result()
+    report.entries = {"packer": packer, **report.entries}
+    report.findings[:0] = found
+    return report
+
+
+def _examine_rest(report: Report, needs: Needs, probe_store: bool, redact: Redactor) -> None:
     ansible, found = examine_ansible(needs.tools.get("ansible-playbook", []), needs.host.get("chroot-connection", []))
     report.entries["ansible"] = ansible
     report.findings += found
@@ -94,4 +102,3 @@ def examine(
         stores.append(entry)
         report.findings.append(finding)
     report.entries["stores"] = stores
-    return report
