@@ -76,6 +76,9 @@ def _packer(
     args: list[str], cwd: Path, home: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     environ = {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": str(home), **(env or {})}
+    plugins = Path(packer()).resolve().parent / "plugins"  # as a Packer milestone gives them (toolchain/packer.py)
+    if plugins.is_dir():
+        environ["PACKER_PLUGIN_PATH"] = str(plugins)
     return subprocess.run([packer(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=environ)
 
 
