@@ -239,10 +239,14 @@ def openstack_errors(what: str, refused: Mapping[int, tuple[str, str]] | None = 
         if refused and status in refused:
             field, reason = refused[status]
             raise InvalidInput(field, f"{reason} (OpenStack {what}: refused ({status}): {detail})") from None
-        if status in (401, 403):
-            raise InvalidInput("credentials", f"OpenStack {what}: refused ({status}): {detail}") from None
+        if status in (401, 403):  # worded so that the log's redaction of "credentials: <value>" keeps it
+            raise InvalidInput(
+                "credentials", f"the login was refused ({status}) at OpenStack {what}: {detail}"
+            ) from None
         raise TargetError(f"OpenStack {what}: HTTP {status}: {detail}") from None
     except ks.Unauthorized as exc:
-        raise InvalidInput("credentials", f"OpenStack {what}: Keystone refused the login ({exc.http_status})") from None
+        raise InvalidInput(
+            "credentials", f"the login was refused at OpenStack {what}: Keystone refused the login ({exc.http_status})"
+        ) from None
     except (ks.ClientException, os_exc.SDKException, OSError) as exc:
         raise TargetError(f"OpenStack {what}: {exc}") from None

@@ -112,7 +112,7 @@ class GlanceUpload(Upload[GlanceDestination]):
         """The image once Glance has stored its data: an import is a task that runs after the
         call (the image ``importing``, without checksums, until it is done); a failed one leaves
         the image ``queued`` and says why in the task, and the image is deleted."""
-        deadline = time.monotonic() + UPLOAD_TIMEOUT_S
+        deadline, delay = time.monotonic() + UPLOAD_TIMEOUT_S, self.poll_s / 4  # a small image is quick
         while True:
             with openstack_errors(f"image {name}"):
                 image = conn.image.get_image(image.id)
@@ -120,7 +120,8 @@ class GlanceUpload(Upload[GlanceDestination]):
                 return image
             failed = (image.properties or {}).get("os_glance_failed_import")
             if image.status in STORING and not failed and time.monotonic() < deadline:
-                time.sleep(self.poll_s)
+                time.sleep(delay)
+                delay = min(self.poll_s, delay * 2)
                 continue
             reason = self._import_failure(conn, image) or f"it is {image.status}"
             if failed:

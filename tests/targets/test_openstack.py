@@ -21,6 +21,7 @@ import yaml
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_for
@@ -222,15 +223,17 @@ def test_errors_say_what_kind_they_are(build: Any, fake_os: Any, monkeypatch: py
     with pytest.raises(InvalidInput, match=r"quota: .*Quota exceeded"):
         target.launch(build, Checkpoint(10, green))
     fake_os.fail("POST", r"^/compute/v2\.1/servers$", 403, message="Policy doesn't allow os_compute_api:servers:create")
-    with pytest.raises(InvalidInput, match=r"credentials: .*refused \(403\)"):
+    with pytest.raises(InvalidInput, match=r"credentials: .*refused \(403\)") as refused:
         target.launch(build, Checkpoint(10, green))
+    # the log's redaction hides a value after "credentials:", not what was refused
+    assert f"at OpenStack boot {target.names(build).server(10)}" in redact_patterns(str(refused.value))
     fake_os.fail("POST", r"^/compute/v2\.1/servers$", 503)
     with pytest.raises(TargetError, match="HTTP 503"):
         target.launch(build, Checkpoint(10, green))
     monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", connection_uri(fake_os, password="wrong-pw"))
     with pytest.raises(InvalidInput, match="credentials") as info:
         make_target("os-pipe").launch(build, Checkpoint(10, green))
-    assert "wrong-pw" not in str(info.value)
+    assert "wrong-pw" not in str(info.value) and "Keystone refused the login (401)" in redact_patterns(str(info.value))
     missing = {"conn_type": "generic", "login": "u", "password": "p", "extra": {"project_name": "x"}}
     monkeypatch.setenv(f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", json.dumps(missing))
     with pytest.raises(InvalidInput, match=r"openstack_conn_id: .*auth_url"):
