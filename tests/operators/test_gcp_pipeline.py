@@ -58,7 +58,8 @@ def test_gcp_sample_resumes_relaunches_from_a_checkpoint_image_and_publishes_to_
     published = rec.milestones[100].outputs
     final = fake_gce.images[published["image_self_link"].rsplit("/", 1)[-1]]
     assert final["family"] == "rhel8-webserver" and final["storageLocations"] == ["eu"]
-    assert final["labels"]["built-with-packer"] == "1_6_6"  # what built it, as the seal recorded
+    # what built it, as the seal recorded it (the Packer found here, as a label value)
+    assert final["labels"]["built-with-packer"] == rec.metadata["built_with.packer"].replace(".", "_")
     assert final["labels"]["owner"] == "platform-team" and final["labels"]["imagebuild-build"] == "gcp-web-1"
     policy = fake_gce.policies[final["name"]]
     assert policy["bindings"] == [{"role": "roles/compute.imageUser", "members": ["group:image-users@example.com"]}]
