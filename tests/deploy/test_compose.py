@@ -96,9 +96,9 @@ def test_dags_are_mounted_and_found(compose: dict[str, Any]) -> None:
         assert service["build"] == "." and service["image"].startswith("airflow-provider-imagebuild")
 
 
-# What the operators and targets run, and the Debian package that provides each.
+# What the operators and targets run, and the Debian package that provides each (Packer is built
+# from its Go modules in a stage of its own: test_dockerfile_builds_packer_as_make_packer_tools_does).
 TOOLS = {
-    "packer": "packer",  # PackerMilestoneOperator
     "ssh": "openssh-client",  # Ansible's connection to EC2 build hosts
     "ssh-keygen": "openssh-client",  # the local target's build key
     "debootstrap": "debootstrap",  # local kickstart
@@ -121,3 +121,15 @@ def test_dockerfile_installs_what_the_operators_call() -> None:
     sources = " ".join(p.read_text() for p in (ROOT / "airflow_provider_imagebuild").rglob("*.py"))
     for tool in set(TOOLS) - {"ssh"}:  # ssh is run by Ansible, the others by this package
         assert f'"{tool}"' in sources, f"{tool} is listed but no operator calls it"
+
+
+def test_dockerfile_builds_packer_as_make_packer_tools_does() -> None:
+    """The image's Packer is the pinned release with its plugins (the shipped templates'
+    required_plugins), found through $IMAGEBUILD_TOOLS_DIR with its plugins folder beside it; not
+    Debian's 1.6.6, which cannot read them."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM golang:1\.2[6-9][\w.-]* AS packer$", text, re.MULTILINE)
+    assert "bash /src/scripts/packer-tools.sh" in text
+    assert "COPY --from=packer /tools /opt/imagebuild/tools" in text
+    assert "ENV IMAGEBUILD_TOOLS_DIR=/opt/imagebuild/tools" in text
+    assert "/opt/imagebuild/tools/packer version" in text
