@@ -30,6 +30,11 @@ SUBNET_ID_RE = re.compile(
     r"/subnets/[^/]+",
     re.IGNORECASE,
 )
+NSG_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
+NSG_ID_RE = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Network/networkSecurityGroups/[^/]+",
+    re.IGNORECASE,
+)
 NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 GALLERY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._]{0,79}")
 GALLERY_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
@@ -48,6 +53,13 @@ MANAGED_DISK_SKUS = (
     "Standard_LRS", "Premium_LRS", "StandardSSD_LRS", "UltraSSD_LRS", "Premium_ZRS", "StandardSSD_ZRS", "PremiumV2_LRS",
 )  # fmt: skip
 DATA_DISK_ONLY_SKUS = ("UltraSSD_LRS", "PremiumV2_LRS")
+# OSProfile.adminUsername's "Disallowed values" (ComputeRP 2026-04-01): Azure refuses to create a VM
+# with one of these as its admin user.
+DISALLOWED_ADMIN_NAMES = frozenset({
+    "administrator", "admin", "user", "user1", "test", "user2", "test1", "user3", "admin1", "1", "123", "a",
+    "actuser", "adm", "admin2", "aspnet", "backup", "console", "david", "guest", "john", "owner", "root", "server",
+    "sql", "support", "support_388945a0", "sys", "test2", "test3", "user4", "user5",
+})  # fmt: skip
 # How a gallery image version's replicas are stored: StorageAccountType (GalleryRP 2025-03-03).
 REPLICA_STORAGE_TYPES = ("Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS")
 
@@ -65,6 +77,7 @@ class AzureTargetSpec(BaseModel):
     source_image: str | None = None
     network: str | None = Field(default=None, description="vnet/subnet in the resource group, or a subnet id")
     public_ip: bool = False
+    network_security_group: str | None = Field(default=None, description="NSG name in the resource group, or its id")
     ssh_user: str = "azureuser"
     ssh_public_key: str | None = None
     ssh_private_key_file: str | None = None
@@ -136,6 +149,13 @@ class AzureTargetSpec(BaseModel):
             raise ValueError(f"{value!r} is neither VNET/SUBNET nor a subnet resource id")
         return value
 
+    @field_validator("network_security_group")
+    @classmethod
+    def _nsg(cls, value: str | None) -> str | None:
+        if value is not None and not (NSG_RE.fullmatch(value) or NSG_ID_RE.fullmatch(value)):
+            raise ValueError(f"{value!r} is neither a network security group name nor its resource id")
+        return value
+
     @field_validator("gallery")
     @classmethod
     def _gallery(cls, value: str | None) -> str | None:
@@ -184,8 +204,10 @@ class AzureTargetSpec(BaseModel):
     @field_validator("ssh_user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value in ("root", "admin", "administrator"):
-            raise ValueError(f"{value!r} is not an admin user name Azure accepts (lowercase, not root or admin)")
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+            raise ValueError(f"{value!r} is not a Linux user name (lowercase letters, digits, _ and -)")
+        if value in DISALLOWED_ADMIN_NAMES:
+            raise ValueError(f"{value!r} is one of the admin user names Azure refuses (user, test, guest, sql...)")
         return value
 
     @field_validator("tags")

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_imagebuild.clouds import azure_login
+from airflow_provider_imagebuild.clouds.azure_cloud import PUBLIC_CLOUD, AzureCloud, cloud_of
 from airflow_provider_imagebuild.clouds.azure_login import AzureLogin
 from airflow_provider_imagebuild.clouds.endpoint import is_loopback, require_tls_or_loopback
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, StoreUnavailable, TargetError
@@ -41,8 +42,6 @@ AZURE_LOCATION_RE = re.compile(r"[a-z][a-z0-9]{2,39}", re.ASCII)
 # Resource group names: letters, digits, '.', '_', '-', '(' and ')', not ending in '.'.
 RESOURCE_GROUP_RE = re.compile(r"[A-Za-z0-9._()-]{0,89}[A-Za-z0-9_()-]", re.ASCII)
 SUBSCRIPTION_RE = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", re.ASCII)
-PUBLIC_CLOUD = "https://management.azure.com"
-SCOPE = "https://management.azure.com/.default"
 # Fail fast enough that an outage becomes a retryable error for Airflow (the SDK's defaults retry
 # for minutes), and poll long-running operations at most this often unless Azure says otherwise.
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -52,6 +51,8 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 30,
 }
 POLLING_INTERVAL_S = 10
+# 400s that pass by themselves: a NIC is kept 180 s for the VM just deleted (NicReservedForAnotherVm).
+TRANSIENT_CODES = ("NicReservedForAnotherVm",)
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 
 
@@ -77,6 +78,8 @@ class AzureClients:
     base_url: str = PUBLIC_CLOUD
     # The identity logged in as, for a child tool (Packer) to log in as the same (azure_login.py).
     login: AzureLogin | None = None
+    # The token audience of a Resource Manager that is not a known cloud's (azure_cloud.py).
+    audience: str = ""
 
     def __post_init__(self) -> None:
         self._cache: dict[str, Any] = {}
@@ -88,6 +91,7 @@ class AzureClients:
                 "connection's extra subscriptionId",
             )
         require_tls_or_loopback(self.base_url, "resource_manager_endpoint")
+        self.cloud: AzureCloud = cloud_of(self.base_url, self.audience)
 
     @classmethod
     def from_connection(cls, azure_conn_id: str, subscription_id: str | None = None) -> AzureClients:
@@ -96,29 +100,43 @@ class AzureClients:
 
         conn = AzureBaseHook(conn_id=azure_conn_id).get_connection(azure_conn_id)
         extra = conn.extra_dejson or {}
+        endpoint = require_tls_or_loopback(
+            str(extra.get("resource_manager_endpoint") or PUBLIC_CLOUD).rstrip("/"), "resource_manager_endpoint"
+        )
+        audience = str(extra.get("resource_manager_audience") or "")
+        # The cloud's own Entra authority (a sovereign cloud's tokens come from its own); else
+        # azure-identity's default, which AZURE_AUTHORITY_HOST sets for another cloud.
+        cloud = cloud_of(endpoint, audience)
+        authority = {"authority": cloud.authority} if cloud.authority else {}
         login = azure_login.from_connection(conn.login, conn.password, extra)
         if login is not None:
             from azure.identity import ClientSecretCredential
 
             credential: Any = ClientSecretCredential(
-                tenant_id=login.tenant_id, client_id=login.client_id, client_secret=login.secret
+                tenant_id=login.tenant_id, client_id=login.client_id, client_secret=login.secret, **authority
             )
         else:
-            from airflow.providers.microsoft.azure.utils import get_sync_default_azure_credential
+            from azure.identity import DefaultAzureCredential
 
+            # The connection's managed_identity_client_id and workload_identity_tenant_id, each on its own
+            # (the Azure provider's helper drops the first unless the second is given too).
+            tenant = str(extra.get("workload_identity_tenant_id") or "")
+            options: dict[str, Any] = {"additionally_allowed_tenants": [tenant]} if tenant else {}
+            if extra.get("managed_identity_client_id"):
+                options["managed_identity_client_id"] = str(extra["managed_identity_client_id"])
+            if tenant:
+                options["workload_identity_tenant_id"] = tenant
             try:  # azure-identity reads a certificate file here, and says what is wrong with it
-                credential = get_sync_default_azure_credential(
-                    managed_identity_client_id=extra.get("managed_identity_client_id"),
-                    workload_identity_tenant_id=extra.get("workload_identity_tenant_id"),
-                )
+                credential = DefaultAzureCredential(**options, **authority)
             except (ValueError, TypeError) as exc:
                 raise InvalidInput("credentials", f"DefaultAzureCredential: {_message(exc)}") from None
             login = azure_login.default_credential(extra, os.environ)
         return cls(
             credential,
             subscription_id or str(extra.get("subscriptionId") or ""),
-            str(extra.get("resource_manager_endpoint") or PUBLIC_CLOUD).rstrip("/"),
+            endpoint,
             login,
+            audience,
         )
 
     @classmethod
@@ -139,7 +157,7 @@ class AzureClients:
                 self.credential,
                 self.subscription_id,
                 base_url=self.base_url,
-                authentication_policy=_loopback_policy(self.credential, SCOPE),
+                authentication_policy=_loopback_policy(self.credential, self.cloud.scope),
                 polling_interval=POLLING_INTERVAL_S,
                 **CLIENT_OPTIONS,
             )
@@ -259,7 +277,7 @@ def azure_errors(
         status, code = _status(exc), error_code(exc)
         if status in (401, 403):
             raise InvalidInput("credentials", f"{what}: {code or status}: {_message(exc)}") from exc
-        if status in (400, 409) and code and not code.startswith(("Conflict", "OperationNotAllowed")):
+        if status in (400, 409) and code and not code.startswith(("Conflict", "OperationNotAllowed", *TRANSIENT_CODES)):
             raise InvalidInput("request", f"{what}: {code}: {_message(exc)}") from exc
         if status == 429 or status >= 500:
             raise transient(f"{what}: {code or status} (transient, retried): {_message(exc)}") from exc

@@ -32,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -95,6 +96,10 @@ def parse_id(resource_id: str) -> dict[str, str] | None:
 class AzureTarget(DigestNames, Target):
     name = "azure"
     wait_s: float = WAIT_S
+    # Azure keeps a NIC for 180 s for the VM that held it when that VM is deleted (or its creation
+    # failed): creating a VM with it, or deleting it, answers 400 NicReservedForAnotherVm meanwhile.
+    nic_reservation_wait_s: float = 200.0
+    nic_retry_s: float = 15.0
 
     def __init__(self, settings: AzureTargetSpec, *, pipeline: str, image_type: str, clients: AzureClients) -> None:
         self.settings = settings
@@ -161,7 +166,8 @@ class AzureTarget(DigestNames, Target):
         )
 
     def resource_id(self, kind: str, name: str) -> str:
-        namespace = "Microsoft.Network" if kind in ("networkInterfaces", "publicIPAddresses") else "Microsoft.Compute"
+        network_kinds = ("networkInterfaces", "publicIPAddresses", "networkSecurityGroups")
+        namespace = "Microsoft.Network" if kind in network_kinds else "Microsoft.Compute"
         return (
             f"/subscriptions/{self.clients.subscription_id}/resourceGroups/{self.group}"
             f"/providers/{namespace}/{kind}/{name}"
@@ -215,6 +221,19 @@ class AzureTarget(DigestNames, Target):
             )
         return result
 
+    def _while_nic_reserved(self, call: Callable[[], Any]) -> Any:
+        """``call()``, again every ``nic_retry_s`` while Azure still keeps a NIC for a VM deleted moments
+        ago (a transient error once ``nic_reservation_wait_s`` have passed)."""
+        deadline = time.monotonic() + self.nic_reservation_wait_s
+        while True:
+            try:
+                return call()
+            except TargetError as exc:
+                if "NicReservedForAnotherVm" not in str(exc) or time.monotonic() + self.nic_retry_s > deadline:
+                    raise
+                log.info("a NIC is still kept for a VM deleted moments ago; again in %g s", self.nic_retry_s)
+            time.sleep(self.nic_retry_s)
+
     def _delete(self, build: BuildRecord, operations: Any, name: str, what: str) -> bool:
         """Delete a resource of this build by name (idempotent: gone already is fine)."""
         with self.maybe_missing(f"GET {what} {name}") as found:
@@ -224,8 +243,12 @@ class AzureTarget(DigestNames, Target):
         if not self.is_builds(build, found[0]):
             log.warning("%s %s is not build %s's (tags); left alone", what, name, build.build_id)
             return False
-        with self.maybe_missing(f"DELETE {what} {name}") as done:
-            done.append(self._wait(operations.begin_delete(self.group, name)))
+
+        def delete() -> None:
+            with self.maybe_missing(f"DELETE {what} {name}") as done:
+                done.append(self._wait(operations.begin_delete(self.group, name)))
+
+        self._while_nic_reserved(delete)
         log.info("deleted %s %s", what, name)
         return True
 
@@ -318,12 +341,35 @@ class AzureTarget(DigestNames, Target):
         return image
 
     def packer_vars(self) -> dict[str, str]:
-        return {
+        """The template's settings; ``virtual_network`` puts Packer's VM in the build's subnet with a
+        private address (without it azure-arm makes a temporary network and a public IP, which
+        common policies refuse)."""
+        if not self.clients.cloud.packer_environment:
+            raise InvalidInput(
+                "connection.extra.resource_manager_endpoint",
+                f"Packer's azure-arm builds in the Public, China or USGovernment cloud only, not at "
+                f"{self.clients.base_url} (Azure Stack Hub has a builder of its own): run Packer milestones elsewhere",
+            )
+        found = {
+            "azure_cloud_environment": self.clients.cloud.packer_environment,
             "azure_subscription_id": self.clients.subscription_id,
             "azure_resource_group": self.group,
             "azure_location": self.location,
             "azure_vm_size": self.settings.vm_size,
+            "virtual_network": "",
+            "virtual_network_resource_group": "",
         }
+        if self.settings.network:
+            subnet = parse_id(self.subnet_id()) or {}
+            if subnet.get("subscription", "").lower() != self.clients.subscription_id.lower():
+                raise InvalidInput(
+                    "target.network",
+                    f"the subnet is in subscription {subnet.get('subscription')}; Packer's azure-arm takes a virtual "
+                    f"network of the subscription it builds in ({self.clients.subscription_id})",
+                )
+            found["virtual_network"] = f"{subnet['name']}/{subnet['child_name_1']}"
+            found["virtual_network_resource_group"] = subnet["resource_group"]
+        return found
 
     def packer_env(self) -> dict[str, str]:
         """Packer logs in as the identity this target's clients use (clouds/azure_login.py: what each
@@ -418,15 +464,41 @@ class AzureTarget(DigestNames, Target):
                 },
             }
         )
-        with self.api(f"PUT virtual machine {vm_name} from {checkpoint.image}"):
-            vm = self._wait(self.compute.virtual_machines.begin_create_or_update(self.group, vm_name, body))
+
+        def create() -> Any:
+            with self.api(f"PUT virtual machine {vm_name} from {checkpoint.image}"):
+                return self._wait(self.compute.virtual_machines.begin_create_or_update(self.group, vm_name, body))
+
+        vm = self._while_nic_reserved(create)
         address = self._address(nic_name)
         log.info("build host %s (%s) launched from %s", vm_name, address, checkpoint.image)
         return Host(str(_get(vm, "id")), address, checkpoint.image, checkpoint.code, checkpoint.code)
 
+    def _security_group(self) -> str:
+        """The NSG the build host's NIC gets: a Standard SKU public IP (the only one Azure still
+        creates) accepts no inbound traffic until a network security group allows it, on the NIC or
+        on its subnet. Without either, Ansible could never reach the host: refused before launching."""
+        nsg = self.settings.network_security_group or ""
+        if nsg:
+            return nsg if nsg.startswith("/") else self.resource_id("networkSecurityGroups", nsg)
+        subnet = parse_id(self.subnet_id()) or {}
+        with self.api(f"GET subnet {subnet.get('name')}/{subnet.get('child_name_1')}"):
+            found = self.network.subnets.get(subnet["resource_group"], subnet["name"], subnet["child_name_1"])
+        if not _get(found, "properties", "networkSecurityGroup", "id"):
+            raise InvalidInput(
+                "target.network_security_group",
+                f"public_ip needs a network security group that allows SSH from the worker: a Standard public IP "
+                f"accepts no inbound traffic without one, and subnet {subnet.get('child_name_1')} has none",
+            )
+        return ""
+
     def _network_interface(self, name: str, ip_name: str, tags: dict[str, str]) -> Any:
         config: dict[str, Any] = {"subnet": {"id": self.subnet_id()}, "privateIPAllocationMethod": "Dynamic"}
+        nic_properties: dict[str, Any] = {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]}
         if self.settings.public_ip:
+            nsg = self._security_group()
+            if nsg:
+                nic_properties["networkSecurityGroup"] = {"id": nsg}
             with self.api(f"PUT public IP address {ip_name}"):
                 ip = self._wait(
                     self.network.public_ip_addresses.begin_create_or_update(
@@ -446,11 +518,7 @@ class AzureTarget(DigestNames, Target):
                 self.network.network_interfaces.begin_create_or_update(
                     self.group,
                     name,
-                    {
-                        "location": self.location,
-                        "tags": tags,
-                        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]},
-                    },
+                    {"location": self.location, "tags": tags, "properties": nic_properties},
                 )
             )
 
@@ -533,6 +601,10 @@ class AzureTarget(DigestNames, Target):
             with self.api(f"generalize {vm_name}"):
                 self.compute.virtual_machines.generalize(self.group, vm_name)
         self._delete(build, self.compute.images, name, "image")
+        properties: dict[str, Any] = {"sourceVirtualMachine": {"id": _get(vm, "id")}}
+        generation = self._generation(vm)
+        if generation:  # the VM's own: a Gen1 source captured as V2 would not boot
+            properties["hyperVGeneration"] = generation
         with self.api(f"PUT image {name} from {vm_name}"):
             image = self._wait(
                 self.compute.images.begin_create_or_update(
@@ -541,15 +613,22 @@ class AzureTarget(DigestNames, Target):
                     {
                         "location": self.location,
                         "tags": self.build_tags(build, milestone, "final"),
-                        "properties": {
-                            "sourceVirtualMachine": {"id": _get(vm, "id")},
-                            "hyperVGeneration": "V2",
-                        },
+                        "properties": properties,
                     },
                 )
             )
         log.info("captured final image %s from %s", name, vm_name)
         return {IMAGE_OUTPUT: str(_get(image, "id")), "final_image_name": name, "image_region": self.location}
+
+    def _generation(self, vm: Any) -> str:
+        """The Hyper-V generation of the VM's OS disk (what its source image was), or "" when Azure
+        does not say (it then deduces it from the VM)."""
+        parts = parse_id(str(_get(vm, "properties", "storageProfile", "osDisk", "managedDisk", "id") or "")) or {}
+        if not parts.get("name"):
+            return ""
+        with self.maybe_missing(f"GET disk {parts['name']}") as found:
+            found.append(self.compute.disks.get(parts["resource_group"], parts["name"]))
+        return str(_get(found[0], "properties", "hyperVGeneration") or "") if found else ""
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         removed = []
@@ -579,6 +658,16 @@ class AzureTarget(DigestNames, Target):
                 "target.gallery_image",
                 f"gallery image definition {s.gallery}/{s.gallery_image} does not exist in resource group "
                 f"{self.group}; create it once (az sig image-definition create) with the image's OS and generation",
+            )
+        # The definition's generation (V1 unless set) must be the image's, or Azure refuses the version.
+        wanted = str(_get(definition[0], "properties", "hyperVGeneration") or "V1")
+        source = self._owned(build, image)
+        have = str(_get(source, "properties", "hyperVGeneration") or "V1")
+        if wanted != have:
+            raise InvalidInput(
+                "target.gallery_image",
+                f"gallery image definition {s.gallery}/{s.gallery_image} is Hyper-V generation {wanted} and the image "
+                f"is {have}: publish to a definition of generation {have}",
             )
         version = self.names(build).gallery_version()
         versions = self.compute.gallery_image_versions

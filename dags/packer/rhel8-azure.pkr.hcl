@@ -35,6 +35,11 @@ variable "source_image" { type = string }
 variable "azure_subscription_id" { type = string }
 variable "azure_resource_group" { type = string }
 variable "azure_location" { type = string }
+variable "azure_cloud_environment" {
+  type        = string
+  default     = "Public"
+  description = "the cloud of the connection's Resource Manager: Public, China or USGovernment"
+}
 variable "azure_vm_size" {
   type    = string
   default = "Standard_D2s_v5"
@@ -81,7 +86,12 @@ variable "tenant_id" {
 variable "virtual_network" {
   type        = string
   default     = ""
-  description = "VNET/SUBNET in the resource group for the Packer VM (empty: Packer makes a temporary one)"
+  description = "VNET/SUBNET for the Packer VM (target.network; empty: Packer makes a temporary network and public IP)"
+}
+variable "virtual_network_resource_group" {
+  type        = string
+  default     = ""
+  description = "the resource group of virtual_network (empty: azure_resource_group)"
 }
 variable "ssh_username" {
   type    = string
@@ -107,7 +117,14 @@ locals {
     image_name     = local.source_path[10]
     image_version  = local.source_path[12]
   }] : []
-  network = split("/", var.virtual_network)
+  # The build's own subnet (target.network): Packer's VM gets a private address there and no public
+  # IP, which policies that refuse public IPs require; the worker must reach that subnet.
+  network_parts = concat(split("/", var.virtual_network), ["", ""])
+  network = {
+    name   = var.virtual_network == "" ? "" : local.network_parts[0]
+    subnet = var.virtual_network == "" ? "" : local.network_parts[1]
+    group  = var.virtual_network == "" ? "" : (var.virtual_network_resource_group == "" ? var.azure_resource_group : var.virtual_network_resource_group)
+  }
   # azure-arm's login fields; the Azure CLI login takes none of them (Packer 1.6.6 would read a
   # subscription without credentials as an interactive device login).
   cli = var.azure_login == "azure_cli"
@@ -135,6 +152,7 @@ source "azure-arm" "kickstart" {
   client_jwt                               = local.cli ? "" : var.client_jwt
   tenant_id                                = local.login.tenant_id
   use_azure_cli_auth                       = local.login.use_azure_cli_auth
+  cloud_environment_name                   = var.azure_cloud_environment
   location                                 = var.azure_location
   vm_size                                  = var.azure_vm_size
   os_type                                  = "Linux"
@@ -156,9 +174,9 @@ source "azure-arm" "kickstart" {
   }
   managed_image_name                  = var.image_name
   managed_image_resource_group_name   = var.azure_resource_group
-  virtual_network_name                = var.virtual_network == "" ? "" : local.network[0]
-  virtual_network_subnet_name         = var.virtual_network == "" ? "" : local.network[1]
-  virtual_network_resource_group_name = var.virtual_network == "" ? "" : var.azure_resource_group
+  virtual_network_name                = local.network.name
+  virtual_network_subnet_name         = local.network.subnet
+  virtual_network_resource_group_name = local.network.group
   communicator                        = "ssh"
   ssh_username                        = var.ssh_username
   custom_data_file                    = "${path.root}/kickstart.cloud-config"
@@ -173,6 +191,7 @@ source "azure-arm" "green" {
   client_jwt                               = local.cli ? "" : var.client_jwt
   tenant_id                                = local.login.tenant_id
   use_azure_cli_auth                       = local.login.use_azure_cli_auth
+  cloud_environment_name                   = var.azure_cloud_environment
   location                                 = var.azure_location
   vm_size                                  = var.azure_vm_size
   os_type                                  = "Linux"
@@ -194,9 +213,9 @@ source "azure-arm" "green" {
   }
   managed_image_name                  = var.image_name
   managed_image_resource_group_name   = var.azure_resource_group
-  virtual_network_name                = var.virtual_network == "" ? "" : local.network[0]
-  virtual_network_subnet_name         = var.virtual_network == "" ? "" : local.network[1]
-  virtual_network_resource_group_name = var.virtual_network == "" ? "" : var.azure_resource_group
+  virtual_network_name                = local.network.name
+  virtual_network_subnet_name         = local.network.subnet
+  virtual_network_resource_group_name = local.network.group
   communicator                        = "ssh"
   ssh_username                        = var.ssh_username
   custom_data_file                    = "${path.root}/green.cloud-config"
@@ -205,6 +224,16 @@ source "azure-arm" "green" {
 
 build {
   sources = ["source.azure-arm.kickstart", "source.azure-arm.green"]
+
+  # azure-arm generalizes the VM once the provisioners are done; the Linux agent must deprovision it
+  # first (the image would keep Packer's user, the host keys and the agent's provisioned state, and
+  # VMs made from it may not provision). The user is gone afterwards, so the script is not cleaned.
+  provisioner "shell" {
+    execute_command = "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'"
+    inline          = ["/usr/sbin/waagent -force -deprovision+user && export HISTSIZE=0 && sync"]
+    inline_shebang  = "/bin/sh -x"
+    skip_clean      = true
+  }
 
   post-processor "manifest" {
     output     = var.packer_manifest

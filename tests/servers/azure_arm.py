@@ -161,6 +161,7 @@ class FakeArm:
     nic_reservation_s: float = NIC_RESERVATION_S
     reserved_nics: dict[str, tuple[float, str]] = field(default_factory=dict)  # nic id -> (until, VM id)
     tokens: int = 0
+    token_resources: list[str] = field(default_factory=list)  # the audience each token was asked for
     url: str = ""
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(4))
 
@@ -185,7 +186,10 @@ class FakeArm:
         self.add(f"{base}/Microsoft.Compute/galleries/golden", {"location": "westeurope"})
         self.add(
             f"{base}/Microsoft.Compute/galleries/golden/images/rhel8-web",
-            {"location": "westeurope", "properties": {"osType": "Linux", "osState": "Generalized"}},
+            {
+                "location": "westeurope",
+                "properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2"},
+            },
         )
 
     def get(self, resource_id: str) -> dict[str, Any] | None:
@@ -273,6 +277,9 @@ class FakeArm:
                 return 404, _error("NotFound", f"Resource {data.get('sourceResourceId')} not found.")
             if existing and existing["properties"].get("creationData") != data:
                 return 409, _error("PropertyChangeNotAllowed", "Changing property 'creationData' is not allowed.")
+            generation = source.get("properties", {}).get("hyperVGeneration")
+            if generation and "hyperVGeneration" not in props:  # a copy keeps its source's generation
+                body.setdefault("properties", {})["hyperVGeneration"] = generation
         if kind == "microsoft.network/networkinterfaces":
             for config in props.get("ipConfigurations") or []:
                 subnet = (config.get("properties") or {}).get("subnet", {}).get("id")
@@ -290,6 +297,9 @@ class FakeArm:
             statuses = {s["code"] for s in source["properties"].get("instanceView", {}).get("statuses", [])}
             if "OSState/generalized" not in statuses:
                 return 409, _error("OperationNotAllowed", "The operation requires the VM to be generalized.")
+            os_disk = source["properties"].get("storageProfile", {}).get("osDisk", {})
+            disk = self._reference((os_disk.get("managedDisk") or {}).get("id")) or {}
+            props.setdefault("hyperVGeneration", disk.get("properties", {}).get("hyperVGeneration") or "V1")
         if kind == "microsoft.compute/galleries/images/versions":
             source = self._reference(((props.get("storageProfile") or {}).get("source") or {}).get("id"))
             if source is None:
@@ -359,8 +369,17 @@ class FakeArm:
                 rg_prefix = resource_id.split("/providers/")[0]
                 disk_name = os_disk.get("name") or f"{resource['name']}_OsDisk_1_{uuid.uuid4().hex}"
                 disk_id = f"{rg_prefix}/providers/Microsoft.Compute/disks/{disk_name}"
-                self.add(disk_id, {"location": resource["location"], "tags": dict(resource["tags"]), "properties": {
-                    "osType": "Linux", "creationData": {"createOption": "FromImage"}}})  # fmt: skip
+                image = self._reference((props["storageProfile"].get("imageReference") or {}).get("id")) or {}
+                generation = image.get("properties", {}).get("hyperVGeneration") or "V1"  # an image's default
+                disk_props = {
+                    "osType": "Linux",
+                    "hyperVGeneration": generation,
+                    "creationData": {"createOption": "FromImage"},
+                }
+                self.add(
+                    disk_id,
+                    {"location": resource["location"], "tags": dict(resource["tags"]), "properties": disk_props},
+                )
                 os_disk.setdefault("managedDisk", {})["id"] = disk_id
             props["instanceView"] = {
                 "statuses": [{"code": "ProvisioningState/succeeded"}, {"code": "PowerState/running"}]
@@ -434,6 +453,7 @@ class FakeArm:
                 if headers.get("x-identity-header") != IDENTITY_HEADER:
                     return 400, {}, {"error": "invalid_request", "error_description": "bad identity header"}
                 self.tokens += 1
+                self.token_resources.append(query.get("resource", [""])[0])
                 return (
                     200,
                     {},

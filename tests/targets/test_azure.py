@@ -10,6 +10,7 @@ the "VMs"; the playbooks of the end-to-end tests run in a chroot tree instead.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -57,11 +58,17 @@ def _reached(tmp_path: Any, build: Any, checkpoints: dict[int, str]) -> Any:
     return build
 
 
-def _green_image(fake: FakeArm, target: AzureTarget, build: Any, name: str = "green") -> str:
-    """The managed image Packer's azure-arm builder would have made, claimed as the operator does."""
+def _green_image(fake: FakeArm, target: AzureTarget, build: Any, name: str = "green", generation: str = "V2") -> str:
+    """The managed image Packer's azure-arm builder would have made (from a Gen2 marketplace image
+    unless ``generation`` says otherwise), claimed as the operator does."""
     image_id = f"{GROUP_ID}/Microsoft.Compute/images/{name}"
+    os_disk = {"osType": "Linux", "osState": "Generalized"}
     fake.add(
-        image_id, {"location": "westeurope", "properties": {"storageProfile": {"osDisk": {"osState": "Generalized"}}}}
+        image_id,
+        {
+            "location": "westeurope",
+            "properties": {"hyperVGeneration": generation, "storageProfile": {"osDisk": os_disk}},
+        },
     )
     target.claim_images(build, {"": image_id}, 10)
     return image_id
@@ -125,7 +132,7 @@ def test_host_checkpoint_seal_publish_and_cleanup(fake_arm: FakeArm, tmp_path: A
 
 
 def test_throttling_a_failed_capture_and_a_vanished_vm(fake_arm: FakeArm, tmp_path: Any) -> None:
-    target = _target(public_ip=True)
+    target = _target(public_ip=True, network_security_group="nsg-build")
     build = _build(tmp_path, "az-target-2")
     green = _green_image(fake_arm, target, build)
 
@@ -233,7 +240,7 @@ def test_every_name_of_a_long_pipelines_scheduled_build_keeps_azures_and_packers
 
     assert len(LONG_PIPELINE) == 63
     build_id = derive_build_id(LONG_PIPELINE, SCHEDULED_RUN)
-    target = _target(pipeline=LONG_PIPELINE, public_ip=True)
+    target = _target(pipeline=LONG_PIPELINE, public_ip=True, network_security_group="nsg-build")
     build = _build(tmp_path, build_id, LONG_PIPELINE)
     packer_names = {target.packer_image_name(build, LONG_PIPELINE, code) for code in (5, 10)}
     for name in packer_names:  # Packer's validManagedDiskName, and no trailing '-' or '.'
@@ -374,3 +381,76 @@ def test_a_publish_whose_replication_outlasts_the_wait_never_lifts_exclude_from_
     version = fake_arm.ids("Microsoft.Compute/galleries/images/versions")[0]
     assert (fake_arm.get(version) or {})["properties"]["publishingProfile"]["excludeFromLatest"] is True
     assert not [p for m, p in fake_arm.requests if m == "PATCH" and "/versions/" in p], "latest not released"
+
+
+def test_the_final_image_keeps_the_generation_of_its_source(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """A Gen1 source (RHEL's non-gen2 SKUs, an older managed image) stays Gen1: captured as V2 it would
+    not boot; a gallery definition of the other generation is refused before any version is made."""
+    target = _target()
+    build = _build(tmp_path, "az-gen1")
+    host = target.launch(build, Checkpoint(10, _green_image(fake_arm, target, build, generation="V1")))
+    relaunched = target.launch(build, Checkpoint(30, target.capture(build, host, 30, final=False)["checkpoint_image"]))
+    final = target.capture(build, relaunched, 95, final=True)["image_id"]
+    assert (fake_arm.get(final) or {})["properties"]["hyperVGeneration"] == "V1"
+    with pytest.raises(InvalidInput, match="is Hyper-V generation V2 and the image is V1") as info:
+        target.publish(build, final)
+    assert info.value.field == "target.gallery_image"
+    assert fake_arm.ids("Microsoft.Compute/galleries/images/versions") == []
+
+
+def test_a_public_ip_needs_a_network_security_group_on_the_nic_or_its_subnet(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """A Standard SKU public IP accepts no inbound traffic until an NSG allows it: without one Ansible
+    could never reach the host, so the launch is refused before anything is made."""
+    build = _build(tmp_path, "az-nsg-1")
+    target = _target(public_ip=True)
+    green = _green_image(fake_arm, target, build)
+    with pytest.raises(InvalidInput, match="subnet builders has none") as info:
+        target.launch(build, Checkpoint(10, green))
+    assert info.value.field == "target.network_security_group"
+    assert (
+        fake_arm.ids("Microsoft.Network/networkInterfaces") == fake_arm.ids("Microsoft.Compute/virtualMachines") == []
+    )
+
+    host = _target(public_ip=True, network_security_group="nsg-build").launch(build, Checkpoint(10, green))
+    nic = (fake_arm.get(host.id) or {})["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
+    nsg = (fake_arm.get(nic) or {})["properties"]["networkSecurityGroup"]["id"]
+    assert nsg == f"{GROUP_ID}/Microsoft.Network/networkSecurityGroups/nsg-build"
+
+    subnet = f"{GROUP_ID}/Microsoft.Network/virtualNetworks/vnet-build/subnets/builders"
+    (fake_arm.get(subnet) or {})["properties"]["networkSecurityGroup"] = {"id": nsg}
+    assert target.launch(build, Checkpoint(10, green)).address.startswith("203.0.113."), "the subnet's NSG will do"
+
+
+def test_a_nic_kept_for_a_vm_deleted_moments_ago_is_waited_for(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """Azure keeps a NIC 180 s for the VM that held it (NicReservedForAnotherVm, 400): the relaunch of a
+    lost host and the clean-up of its NIC wait for it instead of failing for good."""
+    target = _target()
+    target.nic_retry_s = 0.2
+    fake_arm.nic_reservation_s = 1.0
+    build = _build(tmp_path, "az-nic-1")
+    green = _green_image(fake_arm, target, build)
+    host = target.launch(build, Checkpoint(10, green))
+    fake_arm.delete_keeping_nic(host.id)  # deleted by someone, its NIC detached and kept
+    assert not target.alive(build, host)
+    started = time.monotonic()
+    relaunched = target.launch(build, Checkpoint(10, green))
+    assert target.alive(build, relaunched) and time.monotonic() - started >= 0.8
+
+    fake_arm.delete_keeping_nic(relaunched.id)
+    target.cleanup(_reached(tmp_path, build, {10: green}), relaunched)
+    assert fake_arm.ids("Microsoft.Network/networkInterfaces") == []
+
+    target.nic_reservation_wait_s = 0.5  # past the wait: transient, for Airflow to retry the milestone
+    fake_arm.nic_reservation_s = 60.0
+    host = target.launch(build, Checkpoint(10, green))
+    fake_arm.delete_keeping_nic(host.id)
+    with pytest.raises(TargetError, match="NicReservedForAnotherVm"):
+        target.launch(build, Checkpoint(10, green))
+
+
+@pytest.mark.parametrize("user", ["user", "test", "guest", "owner", "sql", "admin1"])
+def test_an_admin_user_azure_refuses_is_refused_in_the_spec(user: str) -> None:
+    from airflow_provider_imagebuild.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match=r"target\.ssh_user: .* admin user names Azure refuses"):
+        parse_spec(_shipped_spec(ssh_user=user), "azure.yaml")

@@ -175,3 +175,43 @@ def test_a_managed_identity_as_each_packer_takes_it(clean_env: pytest.MonkeyPatc
     with pytest.raises(InvalidInput, match=r"needs Packer 1\.9 or later") as info:
         _env(OLD)
     assert info.value.field == "connection.extra.managed_identity_client_id"
+
+
+def test_the_token_audience_and_packers_cloud_follow_the_resource_manager(
+    fake_arm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sovereign cloud's Resource Manager takes tokens for its own audience, from its own authority;
+    Packer is told which cloud it builds in; a Resource Manager of no known cloud (Azure Stack Hub)
+    needs its audience, and Packer's azure-arm cannot build there."""
+    from airflow_provider_imagebuild.clouds.azure_cloud import cloud_of
+    from airflow_provider_imagebuild.spec import AzureTargetSpec
+    from airflow_provider_imagebuild.targets.azure import AzureTarget
+
+    china = cloud_of("https://management.chinacloudapi.cn/")
+    assert (china.scope, china.authority, china.packer_environment) == (
+        "https://management.chinacloudapi.cn/.default",
+        "login.chinacloudapi.cn",
+        "China",
+    )
+    assert cloud_of("https://management.usgovcloudapi.net").packer_environment == "USGovernment"
+    assert cloud_of("https://management.azure.com").scope == "https://management.azure.com/.default"
+
+    spec = AzureTargetSpec(azure_conn_id=AZURE_CONN_ID, resource_group="rg-imagebuild", location="westeurope")
+    # The fake stands in for China's Resource Manager: the token is asked for China's audience.
+    _connection(monkeypatch, extra={"resource_manager_endpoint": fake_arm.url,
+                                    "resource_manager_audience": "https://management.chinacloudapi.cn/"})  # fmt: skip
+    target = AzureTarget.from_settings(spec, pipeline="p", image_type="t")
+    assert target.clients.compute.gallery_images.get("rg-imagebuild", "golden", "rhel8-web").name == "rhel8-web"
+    assert fake_arm.token_resources[-1] == "https://management.chinacloudapi.cn"
+
+    stack = "https://management.local.azurestack.external"
+    _connection(monkeypatch, extra={"resource_manager_endpoint": stack})
+    with pytest.raises(InvalidInput, match="give the audience") as info:
+        AzureTarget.from_settings(spec, pipeline="p", image_type="t")
+    assert info.value.field == "connection.extra.resource_manager_audience"
+    _connection(monkeypatch, extra={"resource_manager_endpoint": stack, "resource_manager_audience": f"{stack}/x"})
+    target = AzureTarget.from_settings(spec, pipeline="p", image_type="t")
+    assert target.clients.cloud.scope == f"{stack}/x/.default"
+    with pytest.raises(InvalidInput, match="Public, China or USGovernment cloud only") as info:
+        target.packer_vars()
+    assert info.value.field == "connection.extra.resource_manager_endpoint"

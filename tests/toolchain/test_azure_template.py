@@ -61,7 +61,10 @@ PROBE = """source "null" "probe" {
   communicator = "none"
 }
 locals {
-  probe = { urn = local.urn, custom_image = local.custom_image, gallery = local.gallery, login = local.login }
+  probe = {
+    urn = local.urn, custom_image = local.custom_image, gallery = local.gallery, login = local.login,
+    network = local.network,
+  }
 }
 build {
   sources = ["source.null.probe"]
@@ -96,11 +99,11 @@ def _probe(tmp_path: Path, var_file: Path, env: dict[str, str] | None = None) ->
     return dict(json.loads(base64.b64decode(encoded)))
 
 
-def _values(tmp_path: Path, source: str) -> dict[str, str]:
+def _values(tmp_path: Path, source: str, network: str = "vnet-build/builders") -> dict[str, str]:
     """What the milestone operator writes in Packer's var file for this source (PackerMilestoneOperator.
     standard_values with the Azure target's own methods), limited to what the template declares."""
     spec = AzureTargetSpec(
-        azure_conn_id=AZURE_CONN_ID, resource_group=AZURE_GROUP, location="westeurope", network="vnet-build/builders"
+        azure_conn_id=AZURE_CONN_ID, resource_group=AZURE_GROUP, location="westeurope", network=network
     )
     target = AzureTarget.from_settings(spec, pipeline="azure-rhel8-webserver", image_type="webserver")
     build = open_store(f"sqlite:///{tmp_path}/s.db").create_build(
@@ -193,3 +196,26 @@ def test_packer_logs_in_as_the_identity_the_target_uses(
         login["subscription_id"], login["client_id"], login["client_cert_path"], login["tenant_id"],
         login["use_azure_cli_auth"],
     ) == expected  # fmt: skip
+
+
+def test_packer_builds_in_the_builds_subnet_and_deprovisions_the_agent_before_capture(
+    fake_arm: Any, tmp_path: Path
+) -> None:
+    """Without virtual_network azure-arm makes a temporary network with a public IP (refused by
+    common policies); without ``waagent -deprovision`` the captured image keeps Packer's user, the
+    host keys and the agent's provisioned state (azure-arm's documented Linux steps)."""
+    var_file = tmp_path / "vars.json"
+    var_file.write_text(json.dumps(_values(tmp_path, "RedHat:RHEL:8-lvm-gen2:latest")))
+    assert _probe(tmp_path, var_file)["network"] == {"name": "vnet-build", "subnet": "builders", "group": AZURE_GROUP}
+    subnet = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/hub/subnets/b"
+    )
+    (tmp_path / "other").mkdir()
+    var_file.write_text(json.dumps(_values(tmp_path / "other", "RedHat:RHEL:8-lvm-gen2:latest", network=subnet)))
+    assert _probe(tmp_path, var_file)["network"] == {"name": "hub", "subnet": "b", "group": "rg-net"}
+
+    got = _packer(["inspect", f"-var-file={var_file}", TEMPLATE.name], TEMPLATE.parent, tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    provisioners = got.stdout.split("provisioners:", 1)[1].split("post-processors:", 1)[0]
+    assert provisioners.split() == ["shell"], provisioners
+    assert '"/usr/sbin/waagent -force -deprovision+user && export HISTSIZE=0 && sync"' in TEMPLATE.read_text()
