@@ -22,6 +22,7 @@ from airflow_provider_imagebuild.build.ids import CLOUDS, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
+from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS, BootSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
 from airflow_provider_imagebuild.spec_notify import NotifySpec
 from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
@@ -156,6 +157,8 @@ class TargetSpec(BaseModel):
     catalog: str | None = None
     catalog_keep: int | None = Field(default=None, ge=1, description="published versions kept per pipeline")
     ssh_public_key: str | None = None
+    # the boot checks of the green and the sealed image (spec_boot; local only so far)
+    boot: BootSpec = BootSpec()
 
     @field_validator("region")
     @classmethod
@@ -318,6 +321,7 @@ class PipelineSpec(BaseModel):
                 raise ValueError(
                     f"target.{missing[0]}: is required by this pipeline's {sorted(actions & TARGET_ACTIONS)} milestones"
                 )
+        self._boot_consistent()
         has_publish = any(m.action == "publish" for m in self.milestones.values())
         problem = publish_problem(self.publish, self.cloud, has_publish)
         if problem:
@@ -326,6 +330,25 @@ class PipelineSpec(BaseModel):
             if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
                 raise ValueError(f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec")
         return self
+
+    def _boot_consistent(self) -> None:
+        boot = getattr(self.target, "boot", None)
+        if boot is None:
+            return
+        if self.cloud not in BOOT_CHECK_CLOUDS:
+            if "boot" in self.target.model_fields_set:
+                raise ValueError(
+                    f"target.boot: boot checks are not available for cloud {self.cloud!r} yet "
+                    f"(only {', '.join(BOOT_CHECK_CLOUDS)})"
+                )
+            return
+        target = self.target
+        keyless = isinstance(target, TargetSpec) and target.ssh_public_key and not target.ssh_private_key_file
+        if boot.enabled and keyless:
+            raise ValueError(
+                "target.ssh_private_key_file: the boot checks log in with the private half of target.ssh_public_key: "
+                "give its file, or leave ssh_public_key out (each build then makes a key of its own)"
+            )
 
     @property
     def effective_dag_id(self) -> str:
@@ -380,6 +403,19 @@ def _check_files(spec: PipelineSpec, base: Path, file: str) -> None:
             raise SpecError(file, f"milestones.{code}.cwd", f"directory {milestone.cwd} not found")
 
 
+def _check_boot_playbook(spec: PipelineSpec, base: Path, file: str) -> PipelineSpec:
+    """The verification playbook of ``target.boot``, relative to the spec's folder like every
+    playbook; returned with its path made absolute, which is what the operators get."""
+    boot = getattr(spec.target, "boot", None)
+    if boot is None or boot.playbook is None:
+        return spec
+    path = base / boot.playbook
+    if not path.is_file():
+        raise SpecError(file, "target.boot.playbook", f"file {boot.playbook} not found (in {base})")
+    resolved = boot.model_copy(update={"playbook": str(path.absolute())})
+    return spec.model_copy(update={"target": spec.target.model_copy(update={"boot": resolved})})
+
+
 def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> PipelineSpec:
     """Validate a spec already loaded from YAML (``base``: directory for relative files)."""
     if not isinstance(raw, dict):
@@ -403,6 +439,7 @@ def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> Pipe
         raise SpecError(file, exc.field, exc.reason) from None
     if base is not None:
         _check_files(spec, base, file)
+        spec = _check_boot_playbook(spec, base, file)
     return spec
 
 
@@ -471,6 +508,7 @@ __all__ = [
     "PIPELINES_ENV",
     "AnyTargetSpec",
     "AzureTargetSpec",
+    "BootSpec",
     "GcpTargetSpec",
     "MilestoneSpec",
     "PipelineSpec",

@@ -15,6 +15,15 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)  # Ansible's connection
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the browser tests of the Airflow UI plugin (driven by Playwright)
 [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+# The local target's bootable disk (a GPT disk file built without mounting: sfdisk, mkfs.vfat and
+# mtools for the ESP, GRUB's EFI and BIOS images) and its boot checks (qemu with TCG, OVMF for UEFI).
+command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need+=(fdisk)
+[ -x /usr/sbin/mkfs.vfat ] || [ -x /sbin/mkfs.vfat ] || need+=(dosfstools)
+command -v mcopy >/dev/null 2>&1 || need+=(mtools)
+[ -d /usr/lib/grub/x86_64-efi ] || need+=(grub-efi-amd64-bin)
+[ -d /usr/lib/grub/i386-pc ] || need+=(grub-pc-bin)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 # The CeleryExecutor deployment run for real (tests/servers/scaleout.py): Airflow's metadata DB
 # and the Celery broker. Neither is started as a service; the harness runs its own on loopback.
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)

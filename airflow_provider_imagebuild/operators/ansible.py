@@ -2,7 +2,8 @@
 
 Every task event goes to the task log as it happens and refreshes the lease; the play's stats
 (ok, changed, failed, unreachable, duration) become the milestone's outputs. Unreachable hosts
-raise a retryable error; failed tasks fail the milestone under the spec's retry policy. After a
+raise a retryable error; failed tasks fail the milestone under the spec's retry policy. At the
+green image (10) the target boots the host's image and proves it (``target.boot``). After a
 milestone the spec lists under ``checkpoints``, the host is captured as a checkpoint image.
 """
 
@@ -35,6 +36,7 @@ class AnsibleMilestoneOperator(TargetMilestoneOperator):
         outputs = self.run_playbook(Path(self.playbook), self.state, self.extravars, host, build, session)
         self.log.info("playbook %s: %s", Path(self.playbook).name, outputs)
         self.record_host(session, build, synced_to(host, self.state))
+        outputs.update(self.green_image_boot(build, host))  # milestone 10: the green image must boot
         if self.state in self.checkpoints:
             self.log_output(f"capturing the checkpoint after milestone {self.state}")
             outputs.update(self.get_target().capture(build, host, self.state, final=False))

@@ -1,8 +1,14 @@
 """Seal (95) and publish (100): the final image, and delivering it to its users.
 
 Seal brings the build host up to date (replaying if it had to be relaunched), optionally runs a
-clean-up playbook (caches, logs, machine id, build keys), captures the final image and
-deletes the checkpoint images the spec does not keep. Publish copies the image to the target
+clean-up playbook (caches, logs, machine id, build keys), captures the final image, boots it once
+and runs the verification playbook on it (``target.boot.before_publish``: the seal fails if it does
+not boot, naming the check that failed and quoting the serial console, and keeps the checkpoints
+for the fix), and deletes the checkpoint images the spec does not keep. The boot check belongs to
+the seal, not to publish: a seal is only complete with an image that boots, so the build stops
+before 100 and a cleared seal makes and checks a new image; publish, in turn, refuses a sealed
+image without a passed check of that very image (its id and SHA-256), so no destination ever gets
+one (a seal recorded by hand, or by a version without boot checks). Publish copies the image to the target
 regions, shares and tags it, records it where consumers look (an SSM parameter per pipeline on
 AWS), emits the Airflow Asset event ``imagebuild://<cloud>/<pipeline>`` so that downstream DAGs
 can run on a new image, and removes the build host.
@@ -30,6 +36,7 @@ from airflow_provider_imagebuild.targets.base import (
     checkpoint_images,
     discarded_checkpoints,
 )
+from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, boot_request
 
 
 def image_asset(cloud: str, pipeline: str) -> Asset:
@@ -70,6 +77,7 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         build = session.set_metadata(self.built_with(build), actor=f"milestone {self.state}")
         self.log_output("capturing the final image")
         outputs.update(target.capture(build, host, self.state, final=True))
+        outputs.update(self.sealed_image_boot(build, outputs))  # before any checkpoint is discarded
         discard = {code: image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints}
         if discard:
             gone = discarded_checkpoints(build) | {(c, build.milestones[c].attempt) for c in discard}
@@ -78,6 +86,19 @@ class SealMilestoneOperator(TargetMilestoneOperator):
             session.set_metadata({DISCARDED_METADATA: listed}, actor=f"milestone {self.state}")
         outputs["discarded_checkpoints"] = target.discard(build, list(discard.values()))
         return outputs
+
+    def sealed_image_boot(self, build: BuildRecord, sealed: Mapping[str, Any]) -> dict[str, Any]:
+        """Boot the image just captured (from an overlay) and run the verification playbook on it;
+        outputs that publish checks: passed, for this image id and SHA-256."""
+        boot = self.boot_settings()
+        if boot is None or boot.before_publish is False:
+            return {}
+        playbook = Path(boot.playbook) if boot.playbook else default_verification_playbook()
+        image = str(sealed[IMAGE_OUTPUT])
+        variables = self.playbook_variables(build, self.state, self.extravars)
+        request = boot_request(boot, SEALED_IMAGE, boot.before_publish, playbook, variables)
+        outputs = self.boot_check(build, image, request)
+        return {**outputs, BOOT_CHECKED_IMAGE: image, BOOT_CHECKED_SHA256: str(sealed.get("image_sha256", ""))}
 
     def built_with(self, build: BuildRecord) -> dict[str, str]:
         """What made the image (toolchain versions on this worker, the source image), for the
@@ -117,6 +138,7 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
         image = build.merged_outputs().get(IMAGE_OUTPUT)
         if not image:
             raise InvalidInput("image_id", "no final image recorded: the seal milestone (95) must capture one first")
+        self.require_boot_check(build, str(image))
         target = self.get_target()
         if not self.destinations:
             self.log_output(f"publishing image {image}")
@@ -134,6 +156,27 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
                 image_asset(self.cloud, self.pipeline), extra=extra
             )
         return {"image_id": str(image), **outputs}
+
+    def require_boot_check(self, build: BuildRecord, image: str) -> None:
+        """Nothing is published unless the seal booted this very image and it passed: the seal's
+        outputs name the image and the SHA-256 it checked (the local catalog then verifies the
+        copy against that SHA-256)."""
+        boot = self.boot_settings()
+        if boot is None or boot.before_publish is False:
+            return
+        code, sealed = sealed_outputs(build, image)
+        field = f"milestones.{code}.outputs.{BOOT_CHECKED_IMAGE}"
+        if not sealed.get("boot_sealed_passed") or sealed.get(BOOT_CHECKED_IMAGE) != image:
+            raise InvalidInput(
+                field,
+                f"the sealed image {image} has not passed its boot check (target.boot.before_publish): it is not "
+                f"published; reset the build to {code} to seal and boot it again",
+            )
+        if sealed.get("image_sha256") and sealed.get(BOOT_CHECKED_SHA256) != sealed.get("image_sha256"):
+            raise InvalidInput(
+                f"milestones.{code}.outputs.{BOOT_CHECKED_SHA256}",
+                f"the boot check was of another image than the sealed {image} (SHA-256 differs): it is not published",
+            )
 
     def publish_each(self, build: BuildRecord, session: MilestoneSession, image: str) -> dict[str, Any]:
         sealed = sealed_identity(build, image)
@@ -181,6 +224,26 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
 
 
 PUBLISHED = "published."  # metadata key prefix of each destination's record
+BOOT_CHECKED_IMAGE = "boot_sealed_image"  # the seal's outputs: which image its boot check passed
+BOOT_CHECKED_SHA256 = "boot_sealed_sha256"
+
+
+def default_verification_playbook() -> Path:
+    """The shipped verification playbook (``dags/ansible/verify-boot.yml``, in the package as
+    ``project/ansible``): the system is up with no failed unit, enabled services run, sshd's
+    configuration is valid."""
+    from airflow_provider_imagebuild.scaffold import shipped_root
+    from airflow_provider_imagebuild.spec_boot import DEFAULT_PLAYBOOK
+
+    return shipped_root() / "ansible" / DEFAULT_PLAYBOOK
+
+
+def sealed_outputs(build: BuildRecord, image: str) -> tuple[int, dict[str, Any]]:
+    """The milestone that captured ``image`` (the seal) and its outputs."""
+    for code in sorted(build.completed, reverse=True):
+        if build.milestones[code].outputs.get(IMAGE_OUTPUT) == image:
+            return code, dict(build.milestones[code].outputs)
+    return max(build.completed, default=0), {}
 
 
 def sealed_identity(build: BuildRecord, image: str) -> str:

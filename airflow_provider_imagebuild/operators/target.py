@@ -23,11 +23,16 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_imagebuild.build.catalog import key_of
 from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.spec_boot import BootSpec
 from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, resume_problem, synced_to
+from airflow_provider_imagebuild.targets.boot import GREEN_IMAGE as GREEN_IMAGE_STAGE
+from airflow_provider_imagebuild.targets.boot import BootRequest, boot_request
+
+GREEN_IMAGE = 10  # the catalog's green image: the first image that must boot
 
 
 def fact_cache_for(host: Host) -> Path:
@@ -129,6 +134,53 @@ class TargetMilestoneOperator(MilestoneOperator):
                 self.record_host(session, build, host)
         return host
 
+    def playbook_variables(self, build: BuildRecord, code: int, extravars: Mapping[str, Any]) -> dict[str, Any]:
+        """What every playbook of a milestone gets: the build's identity, the target's variables
+        (the build's SSH key...) and the milestone's ``extravars``."""
+        return {
+            "imagebuild_build_id": build.build_id,
+            "imagebuild_milestone": code,
+            "imagebuild_milestone_key": key_of(code) if code in self.plan else str(code),
+            "imagebuild_pipeline": self.pipeline,
+            "imagebuild_cloud": self.cloud,
+            "imagebuild_image_type": self.image_type,
+            "imagebuild_os": self.os_name,
+            **self.get_target().playbook_vars(build),
+            **extravars,
+        }
+
+    # -- boot checks -----------------------------------------------------------------------------
+    def boot_settings(self) -> BootSpec | None:
+        """The spec's ``target.boot`` where the target can boot what it built, else None."""
+        boot = getattr(self.target_settings, "boot", None)
+        if boot is None or not self.get_target().boot_checks:
+            return None
+        return boot
+
+    def green_image_boot(self, build: BuildRecord, host: Host) -> dict[str, Any]:
+        """Milestone 10's proof that the green image boots (``target.boot.green_image``)."""
+        boot = self.boot_settings()
+        if self.state != GREEN_IMAGE or boot is None or boot.green_image is False:
+            return {}
+        return self.boot_check(build, host, boot_request(boot, GREEN_IMAGE_STAGE, boot.green_image))
+
+    def boot_check(self, build: BuildRecord, what: Host | str, request: BootRequest) -> dict[str, Any]:
+        """Boot ``what`` through the target; the report's figures as outputs, or a
+        :class:`TargetError` with what failed and the console's tail (the attempt's error)."""
+        from dataclasses import replace
+
+        request = replace(request, log=self.log_output, cancelled=lambda: self._cancelled is not None)
+        report = self.get_target().boot_check(build, what, request)
+        if self._cancelled:
+            raise AirflowException(f"boot check stopped: {self._cancelled}")
+        if not report.passed:
+            raise TargetError(report.error_text())
+        self.log_output(
+            f"{request.stage}: booted and checked in {report.total_s:.0f} s ({request.firmware}, {report.accel}): "
+            + ", ".join(f"{name} {value}" for name, value in report.checks.items())
+        )
+        return report.outputs()
+
     def run_playbook(
         self,
         playbook: Path,
@@ -141,17 +193,7 @@ class TargetMilestoneOperator(MilestoneOperator):
         """Run one playbook on the build host; its stats as outputs, or an exception naming failures."""
         from airflow_provider_imagebuild.toolchain.ansible import run_playbook
 
-        variables = {
-            "imagebuild_build_id": build.build_id,
-            "imagebuild_milestone": code,
-            "imagebuild_milestone_key": key_of(code) if code in self.plan else str(code),
-            "imagebuild_pipeline": self.pipeline,
-            "imagebuild_cloud": self.cloud,
-            "imagebuild_image_type": self.image_type,
-            "imagebuild_os": self.os_name,
-            **self.get_target().playbook_vars(build),
-            **extravars,
-        }
+        variables = self.playbook_variables(build, code, extravars)
         result = run_playbook(
             playbook,
             host_vars=self.get_target().ansible_vars(host),

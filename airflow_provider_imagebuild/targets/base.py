@@ -41,6 +41,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 
 if TYPE_CHECKING:
     from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.targets.boot import BootReport, BootRequest
 
 # The tag (AWS, Azure) or label (Google Cloud) value that marks what this provider made.
 MANAGED_BY = "airflow-provider-imagebuild"
@@ -140,6 +141,7 @@ class Target(ABC):
     """One cloud (or this machine) as seen by the milestone operators."""
 
     name: str
+    boot_checks = False  # whether boot_check works here (spec_boot.BOOT_CHECK_CLOUDS lists the same)
 
     @classmethod
     @abstractmethod
@@ -207,6 +209,15 @@ class Target(ABC):
         from airflow_provider_imagebuild.errors import InvalidInput
 
         raise InvalidInput("action", f"bootstrap is not available on the {self.name} target")
+
+    def boot_check(self, build: BuildRecord, what: Host | str, request: BootRequest) -> BootReport:
+        """Boot ``what`` and prove it (:mod:`.boot`): the build host as it stands (the green image,
+        milestone 10) or a recorded image of the build's (the sealed one, before it is published),
+        without changing it. Local: qemu on this worker; a cloud: a test instance launched from the
+        image and always deleted. The report says which check failed, and the console's tail."""
+        from airflow_provider_imagebuild.errors import InvalidInput
+
+        raise InvalidInput("target.boot", f"boot checks are not available on the {self.name} target")
 
     def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
         """Extra variables every playbook on this target gets (the build's SSH public key...)."""

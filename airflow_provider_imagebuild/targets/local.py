@@ -1,11 +1,16 @@
 """The local target: a real Debian image built on this machine, no cloud account needed.
 
-- the build host is a root filesystem under ``<work_dir>/<build_id>/rootfs``, made by debootstrap
-  from the cached base (:mod:`.rootfs`) and reached by Ansible over the chroot connection;
+- the build host is a root filesystem under ``<work_dir>/<build_id>/rootfs``, unpacked from the
+  cached, bootstrapped Debian (:mod:`.rootfs`: debootstrap once per package list) and reached by
+  Ansible over the chroot connection;
 - checkpoints are tar archives of that tree (with their sha256); a lost tree is relaunched
   from the latest one, like an EC2 instance from an AMI;
-- the final image is an ext4 filesystem made from the tree (``mkfs.ext4 -d``) converted to
-  compressed qcow2 (``qemu-img convert -c``, zstd);
+- the final image is a whole bootable disk (:mod:`.disk`: GPT, GRUB for BIOS and UEFI, the kernel's
+  console on the serial port, root by UUID) converted to compressed qcow2 (``qemu-img convert -c``,
+  zstd); it boots in qemu, libvirt, OpenStack or Proxmox as any cloud image does;
+- boot checks (:meth:`LocalTarget.boot_check`) boot a disk in qemu (:mod:`..toolchain.qemu`) and
+  log in over SSH with the build's key: the green image's tree at milestone 10, the sealed image
+  itself (from a throw-away overlay) before it is published;
 - publishing copies it into ``<catalog>/<pipeline>/versions/<build_id>/`` with ``metadata.json``
   (the build's milestones, durations, checksums) and points ``<catalog>/<pipeline>/latest`` at it.
   Versions and pointers live in separate namespaces, so no build id (``latest`` included) can
@@ -30,9 +35,9 @@ import logging
 import os
 import re
 import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -47,7 +52,12 @@ from airflow_provider_imagebuild.targets.base import (
     Target,
     file_hash,
 )
+from airflow_provider_imagebuild.targets.boot import BootReport, BootRequest, SshEndpoint, check_guest
+from airflow_provider_imagebuild.targets.disk import DiskLayout, make_disk
 from airflow_provider_imagebuild.targets.rootfs import run_tool
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.toolchain.qemu import Vm
 
 WORK_ENV = "IMAGEBUILD_WORK"
 CATALOG_ENV = "IMAGEBUILD_CATALOG"
@@ -56,16 +66,17 @@ VERSIONS = "versions"  # <catalog>/<pipeline>/versions/<build_id>/; pointers suc
 CHECKPOINT_RE = re.compile(r"checkpoint-[0-9]{3}\.tar")
 COPY_CHUNK = 1 << 20
 
+# Where a Debian tree with systemd-resolved looks for name servers (/etc/resolv.conf links there).
+# A booted system has its own under /run; the build host, reached over chroot, gets a copy of the
+# worker's for its playbooks, which is left out of every disk made from the tree.
+CHROOT_RESOLV = Path("run/systemd/resolve")
+
 log = logging.getLogger(__name__)
-
-
-def _tree_bytes(root: Path) -> int:
-    out = subprocess.run(["du", "-sxb", str(root)], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[0])
 
 
 class LocalTarget(Target):
     name = "local"
+    boot_checks = True
 
     def __init__(self, settings: TargetSpec, *, pipeline: str, image_type: str) -> None:
         self.settings = settings
@@ -90,7 +101,32 @@ class LocalTarget(Target):
     def _host(self, build: BuildRecord, image: str, checkpoint: int) -> Host:
         root = self.root_of(build.build_id)
         (root / HOST_MARK).write_text(build.build_id + "\n")
+        self._chroot_name_servers(root)
         return Host(str(root), "", image, checkpoint, checkpoint)
+
+    @staticmethod
+    def _chroot_name_servers(root: Path) -> None:
+        """Name resolution for playbooks in the chroot: the worker's servers where the tree's
+        /etc/resolv.conf points (under /run, which a booted system mounts over)."""
+        folder = root / CHROOT_RESOLV
+        if any(p.is_symlink() for p in (root / "run", root / "run/systemd", folder)):
+            return  # never written through a link planted in the tree
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            servers = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            servers = ""
+        for name in ("stub-resolv.conf", "resolv.conf"):
+            (folder / name).unlink(missing_ok=True)
+            (folder / name).write_text(servers)
+
+    def _disk_of(self, root: Path, disk: Path) -> DiskLayout:
+        """A bootable disk of the tree, without the worker's name servers."""
+        shutil.rmtree(root / CHROOT_RESOLV, ignore_errors=True)
+        try:
+            return make_disk(root, disk)
+        finally:
+            self._chroot_name_servers(root)  # the host goes on being used (a retry, a replay)
 
     # -- proof of ownership ----------------------------------------------------------------------
     def owned_file(self, build: BuildRecord, value: str, what: str) -> Path:
@@ -135,10 +171,17 @@ class LocalTarget(Target):
             )
         root = self.root_of(build.build_id)
         shutil.rmtree(root, ignore_errors=True)  # a half-made tree of an earlier attempt
-        base = rootfs.base_tarball()
-        rootfs.bootstrap(root)
-        host = self._host(build, str(base), milestone)
-        return host, {"rootfs": str(root), "base_tarball": str(base), "suite": rootfs.SUITE}
+        # The freshly bootstrapped tree, cached once per package list (debootstrap's configure
+        # step, kernel and initramfs included, takes over a minute; unpacking it seconds).
+        archive = rootfs.bootstrapped_archive()
+        rootfs.restore(archive, root)
+        host = self._host(build, str(archive), milestone)
+        return host, {
+            "rootfs": str(root),
+            "base_tarball": str(rootfs.base_tarball()),
+            "rootfs_archive": str(archive),
+            "suite": rootfs.SUITE,
+        }
 
     def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
         archive = self.owned_file(build, checkpoint.image, f"milestones.{checkpoint.code}.outputs.checkpoint_image")
@@ -180,6 +223,83 @@ class LocalTarget(Target):
             )
         return key.with_suffix(".pub").read_text().strip()
 
+    def ssh_private_key(self, build: BuildRecord) -> Path:
+        """The private half of :meth:`ssh_public_key`, which the boot checks log in with."""
+        if self.settings.ssh_public_key:
+            if not self.settings.ssh_private_key_file:
+                raise InvalidInput("target.ssh_private_key_file", "is needed to log in for a boot check")
+            return Path(self.settings.ssh_private_key_file)
+        self.ssh_public_key(build)
+        return self.build_dir(build.build_id) / "ssh/id_ed25519"
+
+    # -- boot checks -----------------------------------------------------------------------------
+    def boot_check(self, build: BuildRecord, what: Host | str, request: BootRequest) -> BootReport:
+        """Boot the build host's tree (the green image: a disk is made of it for the boot and
+        removed after) or the sealed image (from an overlay: the file is never written) in qemu,
+        and prove it: login prompt, SSH with the build's key, sudo, network, then the playbook."""
+        folder = self.build_dir(build.build_id)
+        if isinstance(what, Host):
+            if not self.owns_host(build, what):
+                raise InvalidInput("host_id", f"{what.id!r} is not the build host of build {build.build_id}")
+            disk = folder / f"boot-{request.stage}.raw"
+            request.log(f"{request.stage}: making a bootable disk of the build host's tree")
+            try:
+                self._disk_of(Path(what.id), disk)
+                return self._boot(build, disk, "raw", request)
+            finally:
+                disk.unlink(missing_ok=True)
+        return self._boot(build, self.image_file(build, what), "qcow2", request)
+
+    def _boot(self, build: BuildRecord, disk: Path, disk_format: str, request: BootRequest) -> BootReport:
+        from airflow_provider_imagebuild.toolchain import qemu
+
+        key = self.ssh_private_key(build)
+        report = BootReport(request.stage, request.firmware)
+        report.accel = qemu.accelerator(request.accel, rootfs.cache_dir(), request.log)
+        work = self.build_dir(build.build_id) / f"boot-{request.stage}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        settings = qemu.VmSettings(
+            disk=disk,
+            disk_format=disk_format,
+            firmware=request.firmware,
+            accel=report.accel,
+            memory_mb=request.memory_mb,
+            cpus=request.cpus,
+            console=work / "console.log",
+            work=work,
+            marker=hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:24],
+        )
+        request.log(f"{request.stage}: booting {disk.name} with {request.firmware.upper()} firmware ({report.accel})")
+        with qemu.running_vm(settings) as vm:
+            ssh = SshEndpoint(vm.ssh_port, request.user, key)
+            check_guest(settings.console, ssh, request, report, vm.exited, self._verifier(build, request, vm))
+            if not report.passed and vm.exited() is not None and vm.output:  # qemu's word on why it stopped
+                report.checks["qemu"] = " ".join(vm.output)[-300:]
+        return report
+
+    def _verifier(self, build: BuildRecord, request: BootRequest, vm: Vm) -> Any:
+        """The verification playbook over the guest's SSH (ansible-runner), as ``check_guest`` runs it."""
+
+        def verify(ssh: SshEndpoint, stop: Callable[[], bool]) -> tuple[bool, str, dict[str, Any]]:
+            from airflow_provider_imagebuild.toolchain.ansible import run_playbook
+
+            assert request.playbook is not None
+            result = run_playbook(
+                request.playbook,
+                host_vars=ssh.ansible_vars(),
+                extravars=dict(request.playbook_vars),
+                log=request.log,
+                cancelled=stop,
+                marker=f"boot-{vm.settings.marker}",
+            )
+            ok = result.status == "successful" and not result.failed and not result.unreachable
+            detail = "; ".join(result.failures[-3:]) or f"ansible-runner status {result.status}, rc {result.rc}"
+            return ok, "" if ok else detail, {f"playbook_{k.removeprefix('ansible_')}": v
+                                               for k, v in result.outputs().items()}  # fmt: skip
+
+        return verify
+
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         if not self.owns_host(build, host):
             raise InvalidInput("host_id", f"{host.id!r} is not the build host of build {build.build_id}")
@@ -191,10 +311,7 @@ class LocalTarget(Target):
             return {CHECKPOINT_OUTPUT: str(archive), "checkpoint_sha256": file_hash(archive)}
         raw = folder / "image.raw"
         image = self.image_path(build)
-        size_mb = _tree_bytes(root) * 13 // 10 // (1 << 20) + 256  # room for metadata and first boot
-        raw.unlink(missing_ok=True)
-        run_tool(["truncate", "-s", f"{size_mb}M", str(raw)], "truncate")
-        run_tool(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4 -d")
+        layout = self._disk_of(root, raw)
         # zstd-compressed clusters (qemu >= 5.1 reads them) written out of order by 4 coroutines:
         # about 6x faster than the default zlib here, for the same size.
         run_tool(
@@ -219,7 +336,9 @@ class LocalTarget(Target):
             IMAGE_OUTPUT: str(image),
             "image_sha256": file_hash(image),
             "image_bytes": image.stat().st_size,
-            "filesystem_mb": size_mb,
+            "disk_mb": layout.size_bytes >> 20,
+            "filesystem_mb": layout.root_mb,
+            "root_uuid": layout.root_uuid,
         }
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:

@@ -2,9 +2,12 @@
 
 The local target's kickstart and the tests' stand-in build hosts both start from here. The
 first call downloads the packages once into a debootstrap tarball (``--make-tarball``) under the
-cache directory; every later root filesystem is unpacked from it (``--unpack-tarball``) without
-touching the network. ``python -m airflow_provider_imagebuild.targets.rootfs`` fills the cache
-(``make setup`` does, so that tests never download).
+cache directory; a root filesystem is unpacked from it (``--unpack-tarball``) without touching the
+network, and that freshly bootstrapped tree is itself cached as a tar archive
+(:func:`bootstrapped_archive`), which every build host starts from. Both file names carry a digest
+of the package list, so a changed list is downloaded and bootstrapped once, on first use.
+``python -m airflow_provider_imagebuild.targets.rootfs --rootfs`` fills the cache (``make setup``
+does, so that tests and builds never download).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
@@ -22,8 +26,14 @@ from airflow_provider_imagebuild.toolchain.locate import find_tool
 
 SUITE = "bookworm"
 # minbase plus what the green image and the sample playbooks use (their package tasks then find
-# them installed and need no network): Python for Ansible, sudo, SSH, time sync, the web server.
-PACKAGES = ("python3", "sudo", "openssh-server", "chrony", "nginx", "ca-certificates", "curl", "less")
+# them installed and need no network): Python for Ansible, sudo, SSH, time sync, the web server;
+# and what makes the tree a system that boots by itself: the cloud kernel (its initramfs is made
+# by debootstrap's configure step), systemd as init with udev and D-Bus, networking by DHCP
+# (systemd-networkd is part of systemd) with name resolution (systemd-resolved), iproute2.
+PACKAGES = (
+    "python3", "sudo", "openssh-server", "chrony", "nginx", "ca-certificates", "curl", "less",
+    "linux-image-cloud-amd64", "systemd-sysv", "udev", "dbus", "systemd-resolved", "iproute2",
+)  # fmt: skip
 CACHE_ENV = "IMAGEBUILD_CACHE"
 
 
@@ -99,22 +109,32 @@ def restore(tarball: Path, root: Path) -> None:
 
 
 def bootstrapped_archive(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE) -> Path:
-    """A tar of a freshly bootstrapped tree, cached: unpacking it takes seconds, bootstrapping a minute."""
+    """A tar of a freshly bootstrapped tree, cached: unpacking it takes seconds, bootstrapping (the
+    packages' configure scripts, the kernel's initramfs) a minute or two. Made once per package
+    list, under a lock of its own: a second build or test session waits for it instead of
+    bootstrapping into the same work folder."""
     folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
     tarball = folder / f"rootfs-{suite}-{digest}.tar"
-    if not tarball.exists():
-        work = folder / f".rootfs-{digest}"
-        shutil.rmtree(work, ignore_errors=True)
-        bootstrap(work, packages, suite)
-        archive(work, tarball)
-        shutil.rmtree(work, ignore_errors=True)
+    if tarball.exists():
+        return tarball
+    with open(folder / ".rootfs.lock", "w") as lock:  # not base_tarball's lock, which bootstrap takes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():
+            work = folder / f".rootfs-{digest}"
+            shutil.rmtree(work, ignore_errors=True)
+            bootstrap(work, packages, suite)
+            archive(work, tarball)
+            shutil.rmtree(work, ignore_errors=True)
     return tarball
 
 
-def run_tool(argv: list[str], what: str) -> None:
+def run_tool(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> None:
     """Run a system tool; a failure is a :class:`TargetError` with its last output lines."""
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=None if env is None else {**os.environ, **env}
+    )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
         raise TargetError(f"{what} failed (exit status {proc.returncode}): {tail}")

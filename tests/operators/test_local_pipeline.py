@@ -1,9 +1,12 @@
 """The project ``imagebuild init --cloud local`` makes (the milestones of ``make demo``'s
 ``local-debian-base``), publishing where the shipped ``local-debian-everywhere`` does, through
 ``dag.test()``, with everything real:
-debootstrap from the cached base, ansible-runner over chroot, mkfs.ext4 + qemu-img, the catalog;
-its Glance is the loopback OpenStack fake (driven by openstacksdk) and its content library is
-govmomi's vCenter simulator (pyVmomi and the vAPI), both reached through Airflow connections.
+debootstrap from the cached base, ansible-runner over chroot, the bootable disk (sfdisk, mkfs,
+GRUB) + qemu-img, boot checks in qemu (the green image under BIOS, the sealed image under UEFI with
+the verification playbook over SSH), the catalog; its Glance is the loopback OpenStack fake
+(driven by openstacksdk) and its content library is govmomi's vCenter simulator (pyVmomi and the
+vAPI), both reached through Airflow connections. Last, the catalog's copy boots by itself with the
+README's plain qemu command and lets the build's key in.
 
 A failure injected at 85 stops the first run. Then the build host (the root filesystem tree) is
 removed behind the build's back. The second run (what clearing the task does) resumes at 85: it
@@ -17,8 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,12 +127,18 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert info["format"] == "qcow2"
     raw = tmp / "check.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
-    motd = subprocess.run(["debugfs", "-R", "cat /etc/motd", str(raw)], capture_output=True, text=True, check=True)
+    table = subprocess.run(["sfdisk", "-J", str(raw)], capture_output=True, text=True, check=True).stdout
+    root_part = json.loads(table)["partitiontable"]["partitions"][-1]  # GPT: BIOS boot, ESP, root
+    root_fs = f"{raw}?offset={root_part['start'] * 512}"
+    motd = subprocess.run(["debugfs", "-R", "cat /etc/motd", root_fs], capture_output=True, text=True, check=True)
     assert f"Golden image {PIPELINE} (base), build local-1" in motd.stdout
     sudoers = subprocess.run(
-        ["debugfs", "-R", "cat /etc/sudoers.d/10-admin", str(raw)], capture_output=True, text=True, check=True
+        ["debugfs", "-R", "cat /etc/sudoers.d/10-admin", root_fs], capture_output=True, text=True, check=True
     )
     assert "admin ALL=(ALL) NOPASSWD:ALL" in sudoers.stdout
+    fstab = subprocess.run(["debugfs", "-R", "cat /etc/fstab", root_fs], capture_output=True, text=True, check=True)
+    assert f"UUID={rec.milestones[95].outputs['root_uuid']} / ext4" in fstab.stdout
+    raw.unlink()
 
     # The catalog entry, its metadata and the latest pointer.
     entry = tmp / f"catalog/{PIPELINE}/versions/local-1"
@@ -149,3 +162,57 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert glance["os_distro"] == "debian" and glance["hw_disk_bus"] == "virtio"
     assert glance["imagebuild_ansible_core_version"] == rec.metadata["built_with.ansible_core"]
     assert destinations["vsphere_library"]["files"] == [f"{PIPELINE}-local-1.{x}" for x in ("ovf", "vmdk", "mf")]
+
+    # Each build proved its image boots: the green image (BIOS) and the sealed image itself (UEFI,
+    # the verification playbook over SSH), the one the catalog holds.
+    green, sealed = rec.milestones[10].outputs, rec.milestones[95].outputs
+    assert (green["boot_green_passed"], green["boot_green_firmware"]) == (True, "bios")
+    assert (sealed["boot_sealed_passed"], sealed["boot_sealed_firmware"]) == (True, "uefi")
+    assert sealed["boot_sealed_playbook_failed"] == 0 and sealed["boot_sealed_playbook_ok"] >= 3
+    assert sealed["boot_sealed_sha256"] == meta["sha256"] and sealed["boot_sealed_image"] == str(image)
+    assert green["boot_green_login_prompt_s"] <= green["boot_green_ssh_s"] <= green["boot_green_total_s"]
+
+    # The catalog's copy, copied elsewhere, boots by itself under BIOS with the README's one line,
+    # shows a login prompt and lets the build's key in (sudo works, the release record is there).
+    elsewhere = tmp / "elsewhere.qcow2"
+    shutil.copyfile(entry / meta["image"], elsewhere)
+    key = tmp / "work/local-1/ssh/id_ed25519"
+    login = boot_by_hand(elsewhere, "bios", key, "sudo -n cat /etc/imagebuild/release.json")
+    assert json.loads(login)["build_id"] == "local-1"
+    assert file_hash(elsewhere) == meta["sha256"]  # -snapshot: the image is as delivered
+
+
+def boot_by_hand(image: Path, firmware: str, key: Path, command: str, timeout: float = 600) -> str:
+    """Boot ``image`` with :func:`boot_command` (what the README and ``make demo`` print, its
+    console on stdout), wait for the login prompt, run ``command`` over SSH as admin; its output."""
+    from airflow_provider_imagebuild.toolchain.qemu import boot_command, free_loopback_port
+
+    port = free_loopback_port()
+    console: list[str] = []
+    proc = subprocess.Popen(
+        shlex.split(boot_command(image, firmware, port=port)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+    def read() -> None:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read1(4096):
+            console.append(chunk.decode(errors="replace"))
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not re.search(r"(?m)^\S+ login: ?$", "".join(console).replace("\r", "")):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(console)[-3000:]
+            time.sleep(1)
+        ssh = ["ssh", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "admin@127.0.0.1", command]  # fmt: skip
+        while True:
+            done = subprocess.run(ssh, capture_output=True, text=True, timeout=60, check=False)
+            if done.returncode == 0:
+                return done.stdout
+            assert time.monotonic() < deadline, done.stderr
+            time.sleep(2)
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()

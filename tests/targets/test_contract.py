@@ -95,7 +95,13 @@ cloud: local
 image_type: base
 store: sqlite:///{tmp_path}/state.db
 checkpoints: [10, 15]
-target: {{work_dir: {tmp_path}/work, catalog: {tmp_path}/catalog, keep_checkpoints: [10]}}
+target:
+  work_dir: {tmp_path}/work
+  catalog: {tmp_path}/catalog
+  keep_checkpoints: [10]
+  # The contract is about hosts, checkpoints and replays; booting is proven by test_local_boot.py
+  # and test_local_pipeline.py (mark.yml makes no bootable green image).
+  boot: {{green_image: false, before_publish: false}}
 milestones:
 {_milestones(["  5: {action: bootstrap}", "  10: {action: ansible, playbook: mark.yml}"])}
 """
