@@ -359,7 +359,8 @@ def test_the_spec_takes_each_source_form_the_template_handles() -> None:
 
     gallery = f"{GROUP_ID}/Microsoft.Compute/galleries/corp/images/rhel8-cis/versions/1.2.3"
     for source in ("RedHat:RHEL:8-lvm-gen2:latest", f"{GROUP_ID}/Microsoft.Compute/images/base", gallery):
-        assert parse_spec(_shipped_spec(source_image=source), "azure.yaml").target.source_image == source
+        target = parse_spec(_shipped_spec(source_image=source), "azure.yaml").target
+        assert isinstance(target, AzureTargetSpec) and target.source_image == source
     with pytest.raises(SpecError, match=r"target\.source_image: .* nor a gallery image version id"):
         parse_spec(_shipped_spec(source_image=gallery.rsplit("/versions/", 1)[0]), "azure.yaml")
 

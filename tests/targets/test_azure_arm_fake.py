@@ -147,13 +147,16 @@ def test_images_disks_snapshots_and_gallery_versions_are_checked_against_their_m
     # GalleryImageVersionProperties.required: ["storageProfile"], in a PATCH (GalleryImageVersionUpdate) too
     version = f"{compute}/galleries/golden/images/rhel8-web/versions/1.0.0"
     arm.add(version, {"location": "westeurope"})
-    patch = {"properties": {"publishingProfile": {"excludeFromLatest": False}}}
+    patch: dict[str, Any] = {"properties": {"publishingProfile": {"excludeFromLatest": False}}}
     assert "Required parameter 'properties.storageProfile' is missing" in _refused(arm, "PATCH", version, patch)
     patch["properties"]["storageProfile"] = {"source": {"id": IMAGE}}
     assert _request(arm, "PATCH", version, patch)[0] == 200
     # TargetRegion.required: ["name"]; StorageAccountType has no StandardSSD_LRS
-    put = {"location": "westeurope", "properties": {"storageProfile": {"source": {"id": IMAGE}}, "publishingProfile": {
-        "targetRegions": [{"regionalReplicaCount": 1}]}}}  # fmt: skip
+    regions: dict[str, Any] = {"targetRegions": [{"regionalReplicaCount": 1}]}
+    put: dict[str, Any] = {
+        "location": "westeurope",
+        "properties": {"storageProfile": {"source": {"id": IMAGE}}, "publishingProfile": regions},
+    }
     assert "targetRegions[0].name' is missing" in _refused(arm, "PUT", version, put)
     put["properties"]["publishingProfile"] = {"storageAccountType": "StandardSSD_LRS"}
     assert "'StandardSSD_LRS' of parameter 'properties.publishingProfile.storageAccountType'" in _refused(
