@@ -3,9 +3,8 @@
 Nothing real of Azure's control plane can run here, so this fakes it at the HTTP boundary and the
 tests drive it with the real SDKs (``azure-mgmt-compute``, ``azure-mgmt-network``, and
 ``azure-identity``'s managed identity credential for the token). It follows the REST shapes of
-Azure's published API specifications (azure-rest-api-specs, ``Microsoft.Compute`` ComputeRP
-2024-11-01 / DiskRP 2024-03-02 / GalleryRP 2024-03-03 and ``Microsoft.Network`` 2024-05-01; it
-answers whatever api-version the SDK sends). The examples followed, by operation:
+Azure's published API specifications (azure-rest-api-specs: the api-versions azure-mgmt-compute 39
+and azure-mgmt-network 33 send, ``API_VERSIONS``). The examples followed, by operation:
 
 - VirtualMachines_CreateOrUpdate (``VirtualMachine_Create_FromACustomImage``,
   ``VirtualMachine_Create_WithDiskDeleteOption``... 201 with ``provisioningState: Creating`` and an
@@ -26,10 +25,18 @@ answers whatever api-version the SDK sends). The examples followed, by operation
   with ``Retry-After``), and the App Service managed identity token endpoint
   (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``) that ``DefaultAzureCredential`` calls.
 
+It refuses what Azure's published API refuses (``_refused``): every request body is checked
+against extracts of the swagger of the api-version the SDK sends (tests/servers/azure_specs, through
+tests/servers/azure_swagger.py: types, closed enums, required and unknown members), resource names
+against Azure's naming rules (``NAME_RULES``), and an api-version the type is not served with is
+``NoRegisteredProviderFound``. It behaves as Azure is documented to: long-running operations answer
+``InProgress`` for several polls (``in_progress_polls``; ``slow_operation_once`` for replication that
+outlasts a wait), a NIC is kept for the VM just deleted (``NicReservedForAnotherVm``, for
+``nic_reservation_s``: 180 s, shortened by tests), throttling is a 429 with ``Retry-After``.
+
 What it does not do: run anything (the "VM" a test launches is a chroot tree the playbooks run
-in), replicate, bill or enforce quotas. Async operations ask to be polled after 1 s and are done
-at the first poll (Azure's take seconds to hours), to keep the tests fast; the poll the SDK makes
-is real all the same.
+in), replicate, bill or enforce quotas. It asks to be polled after 1 s, then every 0.05 s (Azure
+after whole seconds), to keep the tests fast; the polls the SDK makes are real all the same.
 """
 
 from __future__ import annotations
