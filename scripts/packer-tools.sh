@@ -9,8 +9,10 @@
 # (1.10 and later) ships no builders and installs plugins, which `packer init` downloads from GitHub,
 # out of reach here. Every module below is fetched by exact version from the Go module proxy (it
 # lists none of them; a version it does not serve answers 403). The pins are the newest versions it
-# served on 2026-12-04: packer-plugin-azure v2 is not served (its module path has no /v2), so azure
-# is the last v1 release; googlecompute v1.2.x and ansible v1.1.4 have no .mod or .zip there.
+# served on 2026-12-04 that build: packer-plugin-azure v2 is not served (its module path has no
+# /v2), so azure is the last v1 release; googlecompute v1.2.x and ansible v1.1.4 have no .mod or
+# .zip there; qemu v1.1.7 needs packer-plugin-sdk v0.6.11, which is not served, and v1.1.0..v1.1.6
+# are not served whole, so qemu is v1.0.9.
 #
 # Layout of one pinned set (its folder name carries a hash of the pins, so clones on other pins
 # keep theirs):
@@ -51,6 +53,14 @@ if [ -e "$SET/.complete" ]; then
 fi
 
 command -v go >/dev/null || { echo "packer-tools: Go is needed to build Packer (apt-get install golang-go)" >&2; exit 1; }
+mkdir -p "$CACHE"
+# One build at a time per cache (two clones' `make test` at once): the second waits, then links.
+exec 9>"$CACHE/.lock"
+flock 9
+if [ -e "$SET/.complete" ]; then
+  link
+  exit 0
+fi
 # The modules' own caches, outside the clone and away from the user's GOPATH. GOTOOLCHAIN=local
 # unless set: every pinned module needs at most Go 1.26.8 (Packer 1.16.0 needs 1.26.3); an older Go
 # fails naming the version it needs (then export GOTOOLCHAIN=go1.27.3, which the proxy serves).
@@ -81,6 +91,7 @@ build() {
     return 1
   fi
   mv -f "$out.tmp" "$out"
+  rm -f "$out.log"
 }
 
 started=$SECONDS
@@ -91,11 +102,14 @@ done
 
 rm -rf "$SET.tmp"
 mkdir -p "$SET.tmp/plugins"
-cp "$BIN/packer@${PACKER_MODULE#*@}" "$SET.tmp/packer"
+ln -f "$BIN/packer@${PACKER_MODULE#*@}" "$SET.tmp/packer"
 for plugin in "${PLUGINS[@]}"; do
-  name="${plugin%@*}"
+  name="${plugin%@*}" version="${plugin#*@}"
   PACKER_PLUGIN_PATH="$SET.tmp/plugins" CHECKPOINT_DISABLE=1 "$SET.tmp/packer" plugins install \
     --path "$BIN/packer-plugin-$plugin" "github.com/hashicorp/$name" >/dev/null
+  # The installed copy and the built binary are the same bytes: keep one on disk.
+  ln -f "$SET.tmp/plugins/github.com/hashicorp/$name/packer-plugin-${name}_${version}_x"*_linux_amd64 \
+    "$BIN/packer-plugin-$plugin"
 done
 touch "$SET.tmp/.complete"
 rm -rf "$SET"
