@@ -27,9 +27,34 @@ TOOL_FIXES = {
     "qemu-img": "apt-get install qemu-utils",
     "mkfs.ext4": "apt-get install e2fsprogs",
     "truncate": "apt-get install coreutils",
+    "sfdisk": "apt-get install fdisk",
+    "mkfs.vfat": "apt-get install dosfstools",
+    "mmd": "apt-get install mtools",
+    "mcopy": "apt-get install mtools",
+    "grub-mkimage": "apt-get install grub-common",
+    "qemu-system-x86_64": "apt-get install qemu-system-x86",
 }
 COLLECTION = "community.general"  # the chroot connection the local target's Ansible uses
 ROOTFS_FIX = "python -m airflow_provider_imagebuild.targets.rootfs (make rootfs-cache in a clone)"
+
+
+def host_files() -> dict[str, tuple[str, tuple[Path, ...], str]]:
+    """Files of the host the local target's disk and boots read: name -> (what, paths, fix)."""
+    from airflow_provider_imagebuild.targets.disk import GRUB_LIB
+    from airflow_provider_imagebuild.toolchain.qemu import OVMF_CODE, OVMF_VARS
+
+    return {
+        "grub-efi": ("GRUB's UEFI modules", (GRUB_LIB / "x86_64-efi",), "apt-get install grub-efi-amd64-bin"),
+        "grub-bios": ("GRUB's BIOS modules", (GRUB_LIB / "i386-pc/boot.img",), "apt-get install grub-pc-bin"),
+        "ovmf": ("UEFI firmware (OVMF)", (OVMF_CODE, OVMF_VARS), "apt-get install ovmf"),
+    }
+
+
+def examine_host_file(name: str, needed_by: list[str]) -> tuple[str | None, Finding]:
+    what, paths, fix = host_files()[name]
+    missing = [str(path) for path in paths if not path.exists()]
+    detail = f"{', '.join(missing)} missing" if missing else ", ".join(map(str, paths))
+    return (None if missing else str(paths[0])), judged(what, not missing, detail, fix, needed_by)
 
 
 def examine_tool(name: str, needed_by: list[str]) -> tuple[str | None, Finding]:

@@ -24,6 +24,9 @@ from airflow_provider_imagebuild.spec_publish import PublishSpec
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS
 
+# What targets.disk.make_disk runs to make the local target's bootable disk (GRUB's modules aside).
+DISK_TOOLS = ("truncate", "sfdisk", "mkfs.ext4", "mkfs.vfat", "mmd", "mcopy", "grub-mkimage")
+GREEN_IMAGE = 10  # operators.target.GREEN_IMAGE (that module imports Airflow): the milestone booted first
 AWS_FALLBACK = "the Amazon provider then uses the worker's default AWS credentials (environment, instance profile)"
 
 
@@ -128,9 +131,46 @@ def _action_needs(needs: Needs, spec: PipelineSpec, name: str, base: Path) -> No
             needs.tool("debootstrap", who)
             needs.on_host("root", who)
             needs.on_host("rootfs-cache", who)
-        if milestone.action == "seal" and local:
-            for tool in ("truncate", "mkfs.ext4", "qemu-img"):
-                needs.tool(tool, who)
+        if milestone.action == "seal" and local:  # a bootable disk, converted to qcow2
+            _disk_needs(needs, who)
+            needs.tool("qemu-img", who)
+
+
+def _disk_needs(needs: Needs, who: str) -> None:
+    """What :func:`targets.disk.make_disk` runs: a GPT disk with GRUB for BIOS and UEFI."""
+    for tool in DISK_TOOLS:
+        needs.tool(tool, who)
+    needs.on_host("grub-efi", who)
+    needs.on_host("grub-bios", who)
+
+
+def _boot_needs(needs: Needs, spec: PipelineSpec, name: str) -> None:
+    """The local target's boot checks (``target.boot``): the green image booted at milestone 10,
+    the sealed one before it is published, each in qemu with its firmware, checked over SSH."""
+    target = spec.target
+    if spec.cloud != "local" or not isinstance(target, TargetSpec):
+        return
+    boot = target.boot
+    actions = {code: m.action for code, m in spec.milestones.items()}
+    stages = [
+        ("green_image", boot.green_image, actions.get(GREEN_IMAGE) == "ansible"),
+        ("before_publish", boot.before_publish, "seal" in actions.values()),
+    ]
+    for stage, firmware, runs in stages:
+        if firmware is False or not runs:
+            continue
+        who = f"{name} (target.boot.{stage}: {firmware})"
+        needs.tool("qemu-system-x86_64", who)
+        needs.tool("ssh", who)
+        if not target.ssh_public_key:
+            needs.tool("ssh-keygen", who)
+        if firmware == "uefi":
+            needs.on_host("ovmf", who)
+        if stage == "green_image":  # a disk is made of the build host's tree for the boot
+            _disk_needs(needs, who)
+        else:  # the verification playbook runs on the booted image
+            needs.package("ansible", who)
+            needs.tool("ansible-playbook", who)
 
 
 def _publish_needs(needs: Needs, destinations: Sequence[PublishSpec], name: str) -> None:
@@ -176,6 +216,7 @@ def needs_of(
         if actions & TARGET_ACTIONS:
             _cloud_needs(needs, spec, name)
         _action_needs(needs, spec, name, path.parent)
+        _boot_needs(needs, spec, name)
         _publish_needs(needs, spec.publish, name)
         _notify_needs(needs, spec, name)
         choice = choose_store(spec.store, spec.store_conn_id, cli_store, cli_store_from)

@@ -16,7 +16,14 @@ from typing import Any
 
 from airflow_provider_imagebuild.doctor.connections import examine_connections
 from airflow_provider_imagebuild.doctor.findings import MISSING, WARN, Finding
-from airflow_provider_imagebuild.doctor.host import examine_ansible, examine_root, examine_rootfs_cache, examine_tool
+from airflow_provider_imagebuild.doctor.host import (
+    examine_ansible,
+    examine_host_file,
+    examine_root,
+    examine_rootfs_cache,
+    examine_tool,
+    host_files,
+)
 from airflow_provider_imagebuild.doctor.needs import Needs, needs_of
 from airflow_provider_imagebuild.doctor.packages import GROUPS, examine_group
 from airflow_provider_imagebuild.doctor.packer import examine_packer
@@ -24,7 +31,8 @@ from airflow_provider_imagebuild.doctor.store import examine_store
 from airflow_provider_imagebuild.redact import Redactor, redact_patterns
 from airflow_provider_imagebuild.spec import PipelineSpec
 
-HOST_TOOLS = ("ssh", "ssh-keygen", "debootstrap", "truncate", "mkfs.ext4", "qemu-img")
+HOST_TOOLS = ("ssh", "ssh-keygen", "debootstrap", "truncate", "sfdisk", "mkfs.ext4", "mkfs.vfat", "mmd", "mcopy",
+              "grub-mkimage", "qemu-img", "qemu-system-x86_64")  # fmt: skip
 
 
 @dataclass
@@ -84,9 +92,14 @@ def _examine_rest(report: Report, needs: Needs, probe_store: bool, redact: Redac
     for name in HOST_TOOLS:
         tools[name], finding = examine_tool(name, needs.tools.get(name, []))
         report.findings.append(finding)
+    files: dict[str, str | None] = {}
+    for name in host_files():
+        files[name], finding = examine_host_file(name, needs.host.get(name, []))
+        report.findings.append(finding)
     cache, finding = examine_rootfs_cache(needs.host.get("rootfs-cache", []))
     report.findings.append(finding)
-    report.entries["host"] = {"root": os.geteuid() == 0, "uid": os.geteuid(), "tools": tools, "rootfs_cache": cache}
+    report.entries["host"] = {"root": os.geteuid() == 0, "uid": os.geteuid(), "tools": tools, "files": files,
+                              "rootfs_cache": cache}  # fmt: skip
     python = []
     for key in GROUPS:
         entry, finding = examine_group(key, needs.packages.get(key, []))

@@ -174,7 +174,7 @@ def test_json_has_the_same_keys_on_every_run(tmp_path: Path, monkeypatch: pytest
         assert all(set(s) == STORE_KEYS for s in report["stores"])
         assert all(set(c) == CONNECTION_KEYS for c in report["connections"])
         assert all(set(p) == PYTHON_KEYS for p in report["python"])
-        assert set(report["host"]) == {"root", "uid", "tools", "rootfs_cache"}
+        assert set(report["host"]) == {"root", "uid", "tools", "files", "rootfs_cache"}
         assert isinstance(report["packer"]["plugins"], list) and isinstance(report["packer"]["builders"], list)
     assert bare["specs"] == [] and bare["ok"] and bare["stores"][0]["needed_by"] == ["this worker's builds"]
     assert finding(bare, "store")["status"] == "ok" and bare["stores"][0]["exists"] is False  # not created here
@@ -381,3 +381,38 @@ def test_the_debian_base_looked_for_is_the_one_a_build_unpacks(tmp_path: Path, m
     assert finding(report, "debootstrap base cache")["status"] == "ok" and report["host"]["rootfs_cache"] == str(
         expected
     )
+
+
+def test_a_local_specs_boot_checks_need_qemu_and_only_while_they_are_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_imagebuild.doctor.report import HOST_TOOLS
+    from airflow_provider_imagebuild.toolchain.locate import find_tool
+
+    tools = tmp_path / "bin"  # every tool of this machine but qemu, as the only PATH
+    tools.mkdir()
+    for name in HOST_TOOLS:
+        found = find_tool(name)
+        if name != "qemu-system-x86_64" and found:
+            (tools / name).symlink_to(found)
+    monkeypatch.setenv("PATH", str(tools))
+    code, report = doctor_json("--no-store-probe", str(LOCAL_SPEC))
+    (missing,) = report["missing"]
+    assert code == 1 and missing["check"] == "tool qemu-system-x86_64"
+    assert missing["fix"] == "apt-get install qemu-system-x86"
+    assert missing["needed_by"] == [f"{LOCAL_SPEC} (target.boot.green_image: bios)",
+                                    f"{LOCAL_SPEC} (target.boot.before_publish: uefi)"]  # fmt: skip
+    assert finding(report, "UEFI firmware")["needed_by"] == [f"{LOCAL_SPEC} (target.boot.before_publish: uefi)"]
+    assert f"{LOCAL_SPEC} (milestones.95: seal)" in finding(report, "GRUB's BIOS modules")["needed_by"]
+
+    (tmp_path / "ansible").symlink_to(ROOT / "dags/ansible")  # the spec's playbooks, as ../ansible
+    (tmp_path / "pipelines").mkdir()
+    text = LOCAL_SPEC.read_text()
+    assert "boot: {green_image: bios, before_publish: uefi" in text
+    off = text.replace(
+        "boot: {green_image: bios, before_publish: uefi", "boot: {green_image: false, before_publish: false"
+    )
+    unbooted = write_spec(tmp_path / "pipelines", "unbooted.yaml", off)
+    code, report = doctor_json("--no-store-probe", str(unbooted))
+    assert code == 0 and finding(report, "tool qemu-system-x86_64")["status"] == "absent"
+    assert finding(report, "UEFI firmware")["needed_by"] == []
