@@ -102,7 +102,8 @@ def main() -> None:
         f"(load average before {before}, after {after}; 1 / 5 / 15 minutes): the shipped `local-debian-base` "
         "pipeline, cold (a new build id; the bootstrapped Debian cached as `make setup` leaves it), every "
         "milestone through the operators in plan order. qemu with "
-        f"{g.get('accel', '?').upper()} (the KVM probe found no working KVM here), 1 vCPU, 1 GiB.",
+        + ("KVM" if g.get("accel") == "kvm" else "TCG (emulation: the KVM probe found no working KVM here)")
+        + ", 1 vCPU, 1 GiB.",
         "",
         "| measure | figure |",
         "|---|---:|",

@@ -15,7 +15,7 @@ import hashlib
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +167,6 @@ class TargetMilestoneOperator(MilestoneOperator):
     def boot_check(self, build: BuildRecord, what: Host | str, request: BootRequest) -> dict[str, Any]:
         """Boot ``what`` through the target; the report's figures as outputs, or a
         :class:`TargetError` with what failed and the console's tail (the attempt's error)."""
-        from dataclasses import replace
-
         request = replace(request, log=self.log_output, cancelled=lambda: self._cancelled is not None)
         report = self.get_target().boot_check(build, what, request)
         if self._cancelled:

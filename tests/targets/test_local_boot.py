@@ -19,11 +19,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_imagebuild.build.record import parse_ts
 from airflow_provider_imagebuild.dag_factory import build_dag
-from airflow_provider_imagebuild.errors import TargetError
+from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets.base import file_hash
+from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, BootReport, BootRequest, SshEndpoint, check_guest
 from airflow_provider_imagebuild.targets.disk import MARKER
+from airflow_provider_imagebuild.targets.registry import TARGETS
 from airflow_provider_imagebuild.toolchain import qemu
 from airflow_provider_imagebuild.toolchain.process import marked_processes
 from tests.dags.conftest import ROOT, write
@@ -78,6 +81,18 @@ def test_the_verification_playbook_is_found_beside_the_spec(tmp_path: Path) -> N
     write(folder / "p.yaml", "pipeline: p\ncloud: local\nimage_type: base\ntarget: {boot: {playbook: gone.yml}}\n")
     with pytest.raises(SpecError, match=r"target\.boot\.playbook: file gone\.yml not found"):
         load_spec(folder / "p.yaml")
+
+
+def test_the_clouds_that_boot_check_are_those_whose_target_does() -> None:
+    """``target.boot`` is accepted for exactly the targets that implement the verb; the others
+    answer the contract's default, one line naming the setting."""
+    request = BootRequest(SEALED_IMAGE, "uefi", timeout_s=60, user="admin")
+    for cloud, entry in TARGETS.items():
+        target = entry.load()
+        assert target.boot_checks == (cloud in BOOT_CHECK_CLOUDS), cloud
+        if not target.boot_checks:
+            with pytest.raises(InvalidInput, match=f"target.boot: boot checks are not available on the {cloud} target"):
+                target.boot_check(object.__new__(target), None, "image", request)  # type: ignore[arg-type]
 
 
 # -- publish only what passed its boot check ------------------------------------------------------
@@ -152,6 +167,41 @@ def test_the_kvm_probe_guest_speaks_and_its_verdict_is_kept_for_this_host_boot(t
     verdict = qemu.accelerator("auto", tmp_path, print)
     kept = json.loads((tmp_path / "kvm-probe.json").read_text())
     assert kept["boot_id"] == key["boot_id"] and verdict == ("kvm" if kept["kvm"] else "tcg")
+
+
+def _silent_guest(tmp_path: Path, name: str) -> qemu.VmSettings:
+    """A VM whose disk boots into a halt: it never prints, never shows a login prompt."""
+    disk = tmp_path / f"{name}.raw"
+    sector = bytearray(512)
+    sector[:4] = b"\xfa\xf4\xeb\xfd"  # cli; hlt; jmp back to hlt
+    sector[510:] = b"\x55\xaa"
+    disk.write_bytes(bytes(sector))
+    work = tmp_path / name
+    work.mkdir()
+    return qemu.VmSettings(disk, "raw", "bios", "tcg", 128, 1, work / "console.log", work, f"test-{name}")
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "timed out"])
+def test_a_boot_check_that_ends_early_leaves_no_vm_behind(tmp_path: Path, ending: str) -> None:
+    """Cancelled (the task was killed) or out of time: the check ends with the reason and the
+    console's tail, and the VM, with everything it started, is gone when the block is left."""
+    settings = _silent_guest(tmp_path, ending.replace(" ", "-"))
+    started = time.monotonic()
+    request = BootRequest(
+        SEALED_IMAGE, "bios", timeout_s=3.0 if ending == "timed out" else 60.0, user="admin",
+        cancelled=lambda: ending == "cancelled" and time.monotonic() - started > 1.5,
+    )  # fmt: skip
+    report = BootReport(SEALED_IMAGE, "bios", accel="tcg")
+    with qemu.running_vm(settings) as vm:
+        assert marked_processes(qemu.VM_MARK_ENV, settings.marker)  # it runs, marked as the build's
+        check_guest(
+            settings.console, SshEndpoint(vm.ssh_port, "admin", tmp_path / "no-key"), request, report, vm.exited
+        )
+    assert marked_processes(qemu.VM_MARK_ENV, settings.marker) == []
+    assert not report.passed and report.checks == ({"login_prompt": "timed out"} if ending == "timed out" else {})
+    expected = "timed out after 3 s waiting for a login prompt" if ending == "timed out" else "stopped: the milestone"
+    assert report.failure.startswith(expected) and time.monotonic() - started < 30
+    assert report.error_text().startswith(f"boot check of the sealed image failed (bios, tcg, {report.total_s:.0f} s)")
 
 
 @pytest.mark.slow
