@@ -37,6 +37,9 @@ _USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{0,30}://([^/?#\s]*)@")
 _QUERY_VALUE = re.compile(r"[?&;]([A-Za-z_][A-Za-z0-9_.\-]{0,79})=([^&;#\s]*)")
 _ASSIGNED = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]{0,79})=(.+)", re.DOTALL)
 MIN_SECRET = 4  # shorter values are words, not secrets (redactor_for's own floor)
+# The shell's own state, whose names only look secret (``PWD`` is the working directory, not a
+# password): hiding them would turn every path under the working directory into ``***``.
+SHELL_STATE = frozenset({"PWD", "OLDPWD"})
 TOKEN_USER = 20  # a URL's user without a password this long is a token, not a name
 
 
@@ -110,7 +113,7 @@ def shell_redactor(
     """The redactor for what this process prints: the patterns, the secrets of its arguments and
     environment (read now: a Concourse resource adds its ``source.env`` as it goes), those of
     ``given`` (a request, a store URL, a command's parameters) and Airflow's masker when loaded."""
-    env = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in SHELL_STATE}
     args = list(sys.argv[1:] if argv is None else argv)
     secrets = secrets_in(env) | secrets_in(args)
     for item in given:

@@ -307,3 +307,13 @@ def test_user_password_at_host_holds_a_password_with_or_without_a_scheme(text: s
 )
 def test_an_address_without_a_password_stays(text: str) -> None:
     assert redact_patterns(text) == text
+
+
+def test_the_working_directory_is_not_a_secret() -> None:
+    """``PWD`` looks like a password's name but is the shell's working directory: the CLI's
+    redactor must not hide every path below it, while a real ``DB_PWD`` stays hidden."""
+    from airflow_provider_imagebuild.shell_redaction import shell_redactor
+
+    redact = shell_redactor(environ={"PWD": "/srv/golden", "OLDPWD": "/srv", "DB_PWD": "hunter2-db"}, argv=[])
+    text = "/srv/golden/dags/pipelines/web.yaml: milestones.45: unknown action (db password hunter2-db)"
+    assert redact(text) == "/srv/golden/dags/pipelines/web.yaml: milestones.45: unknown action (db password ***)"

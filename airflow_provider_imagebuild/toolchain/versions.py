@@ -6,11 +6,13 @@ regression can be traced to a tool upgrade."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 from importlib import metadata
 
 from airflow_provider_imagebuild.toolchain.locate import find_tool
+from airflow_provider_imagebuild.toolchain.packer import plugin_env
 
 
 def _package(name: str) -> str | None:
@@ -26,7 +28,10 @@ def packer_version() -> str | None:
     if packer is None:
         return None
     try:
-        out = subprocess.run([packer, "version"], capture_output=True, text=True, timeout=30, check=False).stdout
+        env = {**os.environ, **plugin_env(packer), "CHECKPOINT_DISABLE": "1"}  # no update check over the network
+        out = subprocess.run(
+            [packer, "version"], capture_output=True, text=True, timeout=30, check=False, env=env
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     found = re.search(r"Packer v?([0-9][0-9A-Za-z.+-]*)", out)
