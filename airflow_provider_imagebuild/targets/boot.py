@@ -37,7 +37,9 @@ from airflow_provider_imagebuild.targets.disk import MARKER
 
 GREEN_IMAGE, SEALED_IMAGE = "green_image", "sealed_image"
 STAGE_PREFIX = {GREEN_IMAGE: "boot_green", SEALED_IMAGE: "boot_sealed"}
-LOGIN_PROMPT = re.compile(rb"^\S+ login: ?$", re.MULTILINE)
+# getty's prompt, "<hostname> login: ", at the start of a line; a kernel message may follow it on
+# the same line, so nothing is asked of the line's end.
+LOGIN_PROMPT = re.compile(rb"^[^\s\[]\S* login:", re.MULTILINE)
 # What a boot says when it cannot get anywhere; any of them ends the check at once.
 DEAD_ENDS = (
     (MARKER.encode(), "GRUB found no kernel to boot"),

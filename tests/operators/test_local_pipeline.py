@@ -202,7 +202,7 @@ def boot_by_hand(image: Path, firmware: str, key: Path, command: str, timeout: f
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + timeout
     try:
-        while not re.search(r"(?m)^\S+ login: ?$", "".join(console).replace("\r", "")):
+        while not re.search(r"(?m)^[^\s\[]\S* login:", "".join(console).replace("\r", "")):
             assert proc.poll() is None and time.monotonic() < deadline, "".join(console)[-3000:]
             time.sleep(1)
         ssh = ["ssh", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
