@@ -24,7 +24,16 @@ from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets.base import file_hash
-from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, BootReport, BootRequest, SshEndpoint, check_guest
+from airflow_provider_imagebuild.targets.boot import (
+    LOGIN_PROMPT,
+    SEALED_IMAGE,
+    BootReport,
+    BootRequest,
+    SshEndpoint,
+    check_guest,
+    console_tail,
+    dead_end,
+)
 from airflow_provider_imagebuild.targets.disk import MARKER
 from airflow_provider_imagebuild.targets.registry import TARGETS
 from airflow_provider_imagebuild.toolchain import qemu
@@ -93,6 +102,21 @@ def test_the_clouds_that_boot_check_are_those_whose_target_does() -> None:
         if not target.boot_checks:
             with pytest.raises(InvalidInput, match=f"target.boot: boot checks are not available on the {cloud} target"):
                 target.boot_check(object.__new__(target), None, "image", request)  # type: ignore[arg-type]
+
+
+def test_the_serial_console_is_read_for_the_login_prompt_dead_ends_and_its_tail() -> None:
+    """getty's prompt counts even with a kernel message after it on its line; a kernel line that
+    mentions a login does not; what no boot gets past ends the check; the tail an error quotes is
+    plain text, without the firmware's terminal escapes."""
+    assert LOGIN_PROMPT.search(b"Debian GNU/Linux 12 web ttyS0\r\n\r\nweb login: ")
+    assert LOGIN_PROMPT.search(b"web login: [   35.120000] random: crng init done\r\n")
+    assert not LOGIN_PROMPT.search(b"[   12.5] systemd-logind[201]: New seat seat0. login: x\r\n")
+    assert dead_end(b"Welcome to GRUB!\r\nerror: file `/vmlinuz' not found.\r\n" + MARKER.encode())
+    assert dead_end(b"[    2.1] Kernel panic - not syncing: VFS: Unable to mount root fs") == "the kernel panicked"
+    assert dead_end(b"error: no suitable video mode found.\r\nBooting in blind mode\r\n") is None
+    raw = b"\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\n" + b"".join(b"line %d\r\n" % i for i in range(50))
+    tail = console_tail(raw, lines=3)
+    assert tail == "line 47\nline 48\nline 49" and "\x1b" not in console_tail(raw)
 
 
 # -- publish only what passed its boot check ------------------------------------------------------
