@@ -76,6 +76,7 @@ bench: setup packer-tools
 	$(PY) benchmarks/report_bench.py
 	$(PY) benchmarks/vsphere_bench.py
 	$(PY) benchmarks/recovery_bench.py
+	$(PY) benchmarks/boot_bench.py
 	$(PY) benchmarks/ui_bench.py
 	$(PY) benchmarks/scaleout_bench.py --short
 

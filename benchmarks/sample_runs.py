@@ -79,12 +79,13 @@ def four_runs(
     dag: Any, store: Any, root: Path, archive: Path, log: Path, fail_at: int, fresh: Callable[[Path], None]
 ) -> Figures:
     """Run the four builds; ``fresh`` prepares a restored build host tree (before each fresh host)."""
-    from airflow_provider_imagebuild.targets.rootfs import restore
+    from airflow_provider_imagebuild.targets.rootfs import chroot_name_servers, restore
 
     def build(build_id: str, fresh_host: bool, fail: str = "") -> tuple[float, str]:
         if fresh_host:
             shutil.rmtree(root, ignore_errors=True)
             restore(archive, root)
+            chroot_name_servers(root)
             fresh(root)
         os.environ["IMAGEBUILD_FAIL_AT"] = fail
         when = datetime.now(timezone.utc).replace(microsecond=0)

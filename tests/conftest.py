@@ -374,10 +374,12 @@ def rootfs_archive() -> Path:
 
 @pytest.fixture
 def build_host_root(rootfs_archive: Path, tmp_path: Path) -> Iterator[Path]:
-    """A fresh copy of that root filesystem: the build host Ansible reaches over chroot."""
-    from airflow_provider_imagebuild.targets.rootfs import restore
+    """A fresh copy of that root filesystem: the build host Ansible reaches over chroot (with the
+    worker's name servers, as a cloud's host has its own)."""
+    from airflow_provider_imagebuild.targets.rootfs import chroot_name_servers, restore
 
     root = tmp_path / "buildhost"
     restore(rootfs_archive, root)
+    chroot_name_servers(root)
     yield root
     shutil.rmtree(root, ignore_errors=True)

@@ -66,11 +66,6 @@ VERSIONS = "versions"  # <catalog>/<pipeline>/versions/<build_id>/; pointers suc
 CHECKPOINT_RE = re.compile(r"checkpoint-[0-9]{3}\.tar")
 COPY_CHUNK = 1 << 20
 
-# Where a Debian tree with systemd-resolved looks for name servers (/etc/resolv.conf links there).
-# A booted system has its own under /run; the build host, reached over chroot, gets a copy of the
-# worker's for its playbooks, which is left out of every disk made from the tree.
-CHROOT_RESOLV = Path("run/systemd/resolve")
-
 log = logging.getLogger(__name__)
 
 
@@ -101,32 +96,16 @@ class LocalTarget(Target):
     def _host(self, build: BuildRecord, image: str, checkpoint: int) -> Host:
         root = self.root_of(build.build_id)
         (root / HOST_MARK).write_text(build.build_id + "\n")
-        self._chroot_name_servers(root)
+        rootfs.chroot_name_servers(root)
         return Host(str(root), "", image, checkpoint, checkpoint)
-
-    @staticmethod
-    def _chroot_name_servers(root: Path) -> None:
-        """Name resolution for playbooks in the chroot: the worker's servers where the tree's
-        /etc/resolv.conf points (under /run, which a booted system mounts over)."""
-        folder = root / CHROOT_RESOLV
-        if any(p.is_symlink() for p in (root / "run", root / "run/systemd", folder)):
-            return  # never written through a link planted in the tree
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            servers = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            servers = ""
-        for name in ("stub-resolv.conf", "resolv.conf"):
-            (folder / name).unlink(missing_ok=True)
-            (folder / name).write_text(servers)
 
     def _disk_of(self, root: Path, disk: Path) -> DiskLayout:
         """A bootable disk of the tree, without the worker's name servers."""
-        shutil.rmtree(root / CHROOT_RESOLV, ignore_errors=True)
+        shutil.rmtree(root / rootfs.CHROOT_RESOLV, ignore_errors=True)
         try:
             return make_disk(root, disk)
         finally:
-            self._chroot_name_servers(root)  # the host goes on being used (a retry, a replay)
+            rootfs.chroot_name_servers(root)  # the host goes on being used (a retry, a replay)
 
     # -- proof of ownership ----------------------------------------------------------------------
     def owned_file(self, build: BuildRecord, value: str, what: str) -> Path:

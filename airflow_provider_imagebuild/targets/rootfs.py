@@ -33,8 +33,13 @@ SUITE = "bookworm"
 PACKAGES = (
     "python3", "sudo", "openssh-server", "chrony", "nginx", "ca-certificates", "curl", "less",
     "linux-image-cloud-amd64", "systemd-sysv", "udev", "dbus", "systemd-resolved", "iproute2",
+    "python3-apt",  # Ansible's apt module: without it the first package task fetches it from the network
 )  # fmt: skip
 CACHE_ENV = "IMAGEBUILD_CACHE"
+# Where a Debian tree with systemd-resolved looks for name servers (/etc/resolv.conf links there).
+# A booted system has its own under /run; a build host reached over chroot gets a copy of the
+# worker's for its playbooks, which the local target leaves out of every disk made from the tree.
+CHROOT_RESOLV = Path("run/systemd/resolve")
 
 
 def cache_dir() -> Path:
@@ -128,6 +133,22 @@ def bootstrapped_archive(packages: tuple[str, ...] = PACKAGES, suite: str = SUIT
             archive(work, tarball)
             shutil.rmtree(work, ignore_errors=True)
     return tarball
+
+
+def chroot_name_servers(root: Path) -> None:
+    """Name resolution for playbooks in the chroot: the worker's servers where the tree's
+    /etc/resolv.conf points (under /run, which a booted system mounts over)."""
+    folder = root / CHROOT_RESOLV
+    if any(p.is_symlink() for p in (root / "run", root / "run/systemd", folder)):
+        return  # never written through a link planted in the tree
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        servers = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        servers = ""
+    for name in ("stub-resolv.conf", "resolv.conf"):
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).write_text(servers)
 
 
 def run_tool(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> None:
