@@ -3,7 +3,16 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := python3 -m uv
+# uv runs from the machine's Python, never from an activated venv (this project's has no pip nor
+# uv: `source .venv/bin/activate` then `make demo` failed with "No module named pip"), so the
+# activated venv's bin folder is taken off PATH for the two commands that install and run uv.
+ifdef VIRTUAL_ENV
+HOST_PATH := $(subst $(VIRTUAL_ENV)/bin:,,$(PATH))
+else
+HOST_PATH := $(PATH)
+endif
+HOST_PY := env -u VIRTUAL_ENV PATH="$(HOST_PATH)" python3
+UV := $(HOST_PY) -m uv
 export UV_LINK_MODE := copy
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
@@ -15,7 +24,7 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 venv:
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || $(HOST_PY) -m pip install --quiet uv
 	@$(UV) sync --frozen --extra ansible --extra azure --extra gcp --extra celery --extra vsphere --extra openstack --extra notify --quiet
 
 node_modules/.package-lock.json: package-lock.json
