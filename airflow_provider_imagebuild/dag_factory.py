@@ -80,13 +80,14 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
 
 
 def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: Path, common: dict[str, Any]) -> Any:
-    """Packer, Ansible, seal and publish milestones: they share the target and the build host."""
+    """Packer, Ansible, seal, launch test and publish milestones: they share the target and the build host."""
     from airflow_provider_imagebuild.operators.target import AnsibleStep
 
     spec = plan.spec
     common.update(
         target=spec.target,
         checkpoints=spec.checkpoints,
+        launch_test=next((s.code for s in plan.steps if s.action == "launch_test"), None),
         ansible_steps=[
             AnsibleStep(s.code, s.key, str(base / s.milestone.playbook), s.milestone.extravars)
             for s in plan.steps
@@ -113,6 +114,10 @@ def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: P
         from airflow_provider_imagebuild.operators.ansible import AnsibleMilestoneOperator
 
         return AnsibleMilestoneOperator(playbook=str(base / ms.playbook), extravars=ms.extravars, **common)
+    if step.action == "launch_test":
+        from airflow_provider_imagebuild.operators.launch import LaunchTestMilestoneOperator
+
+        return LaunchTestMilestoneOperator(extravars=ms.extravars, **common)
     from airflow_provider_imagebuild.operators.image import PublishMilestoneOperator, SealMilestoneOperator, image_alias
 
     if step.action == "seal":

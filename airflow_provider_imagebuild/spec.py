@@ -68,7 +68,7 @@ class RetryPolicy(BaseModel):
 class MilestoneSpec(RetryPolicy):
     """One milestone of a pipeline: what reaches it and how it is retried."""
 
-    action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "publish"] = "noop"
+    action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "publish"] = "noop"
     key: str | None = None
     title: str | None = None
     command: str | list[str] | None = None
@@ -87,6 +87,15 @@ class MilestoneSpec(RetryPolicy):
     # Whether a person may step over this milestone (``imagebuild build skip``); seal and publish
     # may not unless this says true.
     skippable: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _launch_test_names(cls, raw: Any) -> Any:
+        """A launch test at a custom code (97, between the seal and publish) needs no key or title
+        of its own: ``launch_test``, "Launch test of the sealed image"."""
+        if isinstance(raw, dict) and raw.get("action") == "launch_test":
+            return {"key": "launch_test", "title": "Launch test of the sealed image", **raw}
+        return raw
 
     @field_validator("key")
     @classmethod
@@ -157,7 +166,7 @@ class TargetSpec(BaseModel):
     catalog: str | None = None
     catalog_keep: int | None = Field(default=None, ge=1, description="published versions kept per pipeline")
     ssh_public_key: str | None = None
-    # the boot checks of the green and the sealed image (spec_boot; local only so far)
+    # the boot checks of the green and the sealed image, and the launch test's settings (spec_boot)
     boot: BootSpec = BootSpec()
 
     @field_validator("region")
@@ -335,6 +344,7 @@ class PipelineSpec(BaseModel):
         boot = getattr(self.target, "boot", None)
         if boot is None:
             return
+        self._launch_test_consistent(boot)
         if self.cloud not in BOOT_CHECK_CLOUDS:
             if "boot" in self.target.model_fields_set:
                 raise ValueError(
@@ -348,6 +358,33 @@ class PipelineSpec(BaseModel):
             raise ValueError(
                 "target.ssh_private_key_file: the boot checks log in with the private half of target.ssh_public_key: "
                 "give its file, or leave ssh_public_key out (each build then makes a key of its own)"
+            )
+
+    def _launch_test_consistent(self, boot: BootSpec) -> None:
+        """A launch test boots the sealed image before it is published: one, after a seal and
+        before any publish, with the before-publish boot on, and a key to log in with on a cloud
+        (the action's cloud is checked with the other target actions)."""
+        tests = sorted(code for code, m in self.milestones.items() if m.action == "launch_test")
+        if not tests:
+            return
+        code = tests[0]
+        if len(tests) > 1:
+            raise ValueError(f"milestones.{tests[1]}: only one launch_test milestone (there is one at {code})")
+        seals = [c for c, m in self.milestones.items() if m.action == "seal"]
+        if not any(c < code for c in seals):
+            raise ValueError(f"milestones.{code}: a launch_test tests the sealed image: a seal must come first")
+        publish = [c for c, m in self.milestones.items() if m.action == "publish" and c < code]
+        if publish:
+            raise ValueError(f"milestones.{code}: a launch_test must come before publish (milestone {publish[0]})")
+        if boot.before_publish is False:
+            raise ValueError(
+                "target.boot.before_publish: is false, which turns off booting the sealed image before it is "
+                f"published, but milestone {code} is a launch_test that does exactly that"
+            )
+        if self.cloud != "local" and not getattr(self.target, "ssh_private_key_file", None):
+            raise ValueError(
+                f"target.ssh_private_key_file: milestone {code}'s launch test logs in to its test instance with it "
+                "(the private half of the key the instance accepts)"
             )
 
     @property

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_provider_imagebuild.clouds.gcp import PROJECT_RE, STORAGE_LOCATION_RE, ZONE_RE
+from airflow_provider_imagebuild.spec_boot import BootSpec
 from airflow_provider_imagebuild.spec_types import ConnId, LoginName
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)  # images, families, instances
@@ -80,6 +81,8 @@ class GcpTargetSpec(BaseModel):
     deprecate_previous: Deprecation | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
+    # the launch test's settings (spec_boot: timeout, verification playbook, user, ssh_address)
+    boot: BootSpec = BootSpec()
 
     @field_validator("project", "source_image_project")
     @classmethod

@@ -6,6 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from airflow_provider_imagebuild.spec_boot import BootSpec
 from airflow_provider_imagebuild.spec_types import ConnId, LoginName
 
 # Inventory names: vCenter allows up to 80 characters; '/' separates inventory paths, '%' escapes.
@@ -45,6 +46,8 @@ class VsphereTargetSpec(BaseModel):
     ssh_private_key_file: str | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
+    # the launch test's settings (spec_boot: timeout, verification playbook, user, ssh_address)
+    boot: BootSpec = BootSpec()
 
     @field_validator("datacenter", "cluster", "host", "datastore", "network", "template", "content_library")
     @classmethod

@@ -14,6 +14,7 @@ from airflow_provider_imagebuild.operators.command import CommandMilestoneOperat
 _LAZY = {
     "AnsibleMilestoneOperator": "airflow_provider_imagebuild.operators.ansible",
     "BootstrapMilestoneOperator": "airflow_provider_imagebuild.operators.bootstrap",
+    "LaunchTestMilestoneOperator": "airflow_provider_imagebuild.operators.launch",
     "PackerMilestoneOperator": "airflow_provider_imagebuild.operators.packer",
     "PublishMilestoneOperator": "airflow_provider_imagebuild.operators.image",
     "RegisterBuildOperator": "airflow_provider_imagebuild.operators.register",

@@ -36,7 +36,6 @@ from airflow_provider_imagebuild.targets.base import (
     checkpoint_images,
     discarded_checkpoints,
 )
-from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, boot_request
 
 
 def image_asset(cloud: str, pipeline: str) -> Asset:
@@ -89,16 +88,15 @@ class SealMilestoneOperator(TargetMilestoneOperator):
 
     def sealed_image_boot(self, build: BuildRecord, sealed: Mapping[str, Any]) -> dict[str, Any]:
         """Boot the image just captured (from an overlay) and run the verification playbook on it;
-        outputs that publish checks: passed, for this image id and SHA-256."""
+        outputs that publish checks: passed, for this image id and SHA-256. Not where the plan has a
+        launch_test milestone (it boots the image instead), nor on a target whose seal does not
+        boot (a cloud: its launch test is a milestone of its own)."""
         boot = self.boot_settings()
-        if boot is None or boot.before_publish is False:
+        if boot is None or boot.before_publish is False or self.launch_test is not None:
             return {}
-        playbook = Path(boot.playbook) if boot.playbook else default_verification_playbook()
-        image = str(sealed[IMAGE_OUTPUT])
-        variables = self.playbook_variables(build, self.state, self.extravars)
-        request = boot_request(boot, SEALED_IMAGE, boot.before_publish, playbook, variables)
-        outputs = self.boot_check(build, image, request)
-        return {**outputs, BOOT_CHECKED_IMAGE: image, BOOT_CHECKED_SHA256: str(sealed.get("image_sha256", ""))}
+        if not self.get_target().seal_boots:
+            return {}
+        return self.boot_sealed_image(build, boot, str(sealed[IMAGE_OUTPUT]), str(sealed.get("image_sha256", "")))
 
     def built_with(self, build: BuildRecord) -> dict[str, str]:
         """What made the image (toolchain versions on this worker, the source image), for the
@@ -158,23 +156,29 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
         return {"image_id": str(image), **outputs}
 
     def require_boot_check(self, build: BuildRecord, image: str) -> None:
-        """Nothing is published unless the seal booted this very image and it passed: the seal's
-        outputs name the image and the SHA-256 it checked (the local catalog then verifies the
-        copy against that SHA-256)."""
+        """Nothing is published unless this very image was booted and passed: by the seal itself or
+        by the plan's launch_test milestone, whichever checked it last (:func:`boot_checks_of`).
+        Their outputs name the image and the SHA-256 checked (the local catalog then verifies the
+        copy against that SHA-256). Asked where a check is expected: a launch_test in the plan, or
+        a seal that boots (``target.boot.before_publish`` on a target whose seal boots)."""
         boot = self.boot_settings()
         if boot is None or boot.before_publish is False:
             return
+        if self.launch_test is None and not self.get_target().seal_boots:
+            return
         code, sealed = sealed_outputs(build, image)
-        field = f"milestones.{code}.outputs.{BOOT_CHECKED_IMAGE}"
-        if not sealed.get("boot_sealed_passed") or sealed.get(BOOT_CHECKED_IMAGE) != image:
+        checks = boot_checks_of(build, code, image)
+        redo = self.launch_test if self.launch_test is not None else code
+        if not checks:
             raise InvalidInput(
-                field,
+                f"milestones.{redo}.outputs.{BOOT_CHECKED_IMAGE}",
                 f"the sealed image {image} has not passed its boot check (target.boot.before_publish): it is not "
-                f"published; reset the build to {code} to seal and boot it again",
+                f"published; reset the build to {redo} to boot it again",
             )
-        if sealed.get("image_sha256") and sealed.get(BOOT_CHECKED_SHA256) != sealed.get("image_sha256"):
+        checked_by, checked = checks[-1]
+        if sealed.get("image_sha256") and checked.get(BOOT_CHECKED_SHA256) != sealed.get("image_sha256"):
             raise InvalidInput(
-                f"milestones.{code}.outputs.{BOOT_CHECKED_SHA256}",
+                f"milestones.{checked_by}.outputs.{BOOT_CHECKED_SHA256}",
                 f"the boot check was of another image than the sealed {image} (SHA-256 differs): it is not published",
             )
 
@@ -244,6 +248,24 @@ def sealed_outputs(build: BuildRecord, image: str) -> tuple[int, dict[str, Any]]
         if build.milestones[code].outputs.get(IMAGE_OUTPUT) == image:
             return code, dict(build.milestones[code].outputs)
     return max(build.completed, default=0), {}
+
+
+def boot_checks_of(build: BuildRecord, seal: int, image: str) -> list[tuple[int, dict[str, Any]]]:
+    """The passed boot checks of the sealed ``image`` recorded by the seal (milestone ``seal``) or a
+    completed milestone after it (a launch test), oldest first by completion: only checks that name
+    this image and completed no earlier than the seal that made it count (a check of the image a
+    build had before it was sealed again does not)."""
+    sealed_at = build.milestones[seal].completed_at if seal in build.milestones else None
+    found: list[tuple[str, int, dict[str, Any]]] = []
+    for code in sorted(build.completed):
+        outputs = build.milestones[code].outputs
+        if code < seal or outputs.get(BOOT_CHECKED_IMAGE) != image or not outputs.get("boot_sealed_passed"):
+            continue
+        done = build.milestones[code].completed_at or ""
+        if sealed_at and done < sealed_at:
+            continue
+        found.append((done, code, dict(outputs)))
+    return [(code, outputs) for _, code, outputs in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
 def sealed_identity(build: BuildRecord, image: str) -> str:

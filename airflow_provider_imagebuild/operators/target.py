@@ -30,6 +30,7 @@ from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.spec_boot import BootSpec
 from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, resume_problem, synced_to
 from airflow_provider_imagebuild.targets.boot import GREEN_IMAGE as GREEN_IMAGE_STAGE
+from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE as SEALED_IMAGE_STAGE
 from airflow_provider_imagebuild.targets.boot import BootRequest, boot_request
 
 GREEN_IMAGE = 10  # the catalog's green image: the first image that must boot
@@ -68,12 +69,15 @@ class TargetMilestoneOperator(MilestoneOperator):
         target: TargetSpec | None = None,
         checkpoints: Sequence[int] = (),
         ansible_steps: Sequence[AnsibleStep] = (),
+        launch_test: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.target_settings = target or TargetSpec()
         self.checkpoints = tuple(checkpoints)
         self.ansible_steps = tuple(ansible_steps)
+        # The plan's launch_test milestone, if any: it boots the sealed image instead of the seal.
+        self.launch_test = launch_test
         self._target: Target | None = None
         self._cancelled: str | None = None
 
@@ -163,6 +167,33 @@ class TargetMilestoneOperator(MilestoneOperator):
         if self.state != GREEN_IMAGE or boot is None or boot.green_image is False:
             return {}
         return self.boot_check(build, host, boot_request(boot, GREEN_IMAGE_STAGE, boot.green_image))
+
+    def boot_sealed_image(self, build: BuildRecord, boot: BootSpec, image: str, sha256: str) -> dict[str, Any]:
+        """Boot the sealed ``image`` (the seal's own check, or a launch_test milestone's) and run the
+        verification playbook on it: the report's outputs plus which image (id and SHA-256) passed,
+        which is what publish's gate reads."""
+        from airflow_provider_imagebuild.operators.image import (
+            BOOT_CHECKED_IMAGE,
+            BOOT_CHECKED_SHA256,
+            default_verification_playbook,
+        )
+
+        playbook = Path(boot.playbook) if boot.playbook else default_verification_playbook()
+        variables = self.playbook_variables(build, self.state, getattr(self, "extravars", {}))
+        firmware = boot.before_publish or "uefi"
+        request = replace(
+            boot_request(boot, SEALED_IMAGE_STAGE, firmware, playbook, variables), user=self.boot_user(boot)
+        )
+        outputs = self.boot_check(build, image, request)
+        return {**outputs, BOOT_CHECKED_IMAGE: image, BOOT_CHECKED_SHA256: sha256}
+
+    def boot_user(self, boot: BootSpec) -> str:
+        """Who logs in to a booted image: ``target.boot.user`` when given; else, on a cloud, the
+        target's ``ssh_user`` (the user its images are logged in to with the spec's key), and on the
+        local target the default user its green image makes (``boot.user``'s default)."""
+        if "user" in boot.model_fields_set or self.cloud == "local":
+            return boot.user
+        return str(getattr(self.target_settings, "ssh_user", None) or boot.user)
 
     def boot_check(self, build: BuildRecord, what: Host | str, request: BootRequest) -> dict[str, Any]:
         """Boot ``what`` through the target; the report's figures as outputs, or a

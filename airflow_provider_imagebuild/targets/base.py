@@ -142,6 +142,10 @@ class Target(ABC):
 
     name: str
     boot_checks = False  # whether boot_check works here (spec_boot.BOOT_CHECK_CLOUDS lists the same)
+    # Whether the seal boots the sealed image itself when the plan has no launch_test milestone: a
+    # qemu boot from an overlay is cheap (local); a cloud's test instance is a milestone of its own
+    # (targets/launch.py), so that a failed boot never makes a cleared seal capture the image again.
+    seal_boots = False
 
     @classmethod
     @abstractmethod
@@ -214,7 +218,8 @@ class Target(ABC):
         """Boot ``what`` and prove it (:mod:`.boot`): the build host as it stands (the green image,
         milestone 10) or a recorded image of the build's (the sealed one, before it is published),
         without changing it. Local: qemu on this worker; a cloud: a test instance launched from the
-        image and always deleted. The report says which check failed, and the console's tail."""
+        image and always deleted (:class:`~.launch.LaunchTestTarget`, whose hooks a cloud writes).
+        The report says which check failed, and the console's tail."""
         from airflow_provider_imagebuild.errors import InvalidInput
 
         raise InvalidInput("target.boot", f"boot checks are not available on the {self.name} target")

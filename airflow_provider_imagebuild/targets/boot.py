@@ -24,6 +24,7 @@ than waiting for the timeout.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -94,6 +95,7 @@ class BootReport:
     checks: dict[str, str] = field(default_factory=dict)  # check -> "ok" or what went wrong
     console_tail: str = ""
     playbook: dict[str, Any] = field(default_factory=dict)  # the verification playbook's stats
+    instance: str = ""  # a cloud's test instance (launch test), deleted by the time the report is read
 
     def outputs(self) -> dict[str, Any]:
         """The report as milestone outputs (``boot_green_*`` or ``boot_sealed_*``)."""
@@ -108,6 +110,8 @@ class BootReport:
             found[f"{prefix}_login_prompt_s"] = round(self.login_prompt_s, 1)
         if self.ssh_s is not None:
             found[f"{prefix}_ssh_s"] = round(self.ssh_s, 1)
+        if self.instance:
+            found[f"{prefix}_instance"] = self.instance
         for name, value in self.playbook.items():
             found[f"{prefix}_{name}"] = value
         return found
@@ -160,18 +164,21 @@ def dead_end(console: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class SshEndpoint:
-    """The booted guest's SSH: ``user@127.0.0.1:port`` with the build's private key."""
+    """The booted guest's SSH: ``user@host:port`` with the build's private key. ``host`` is the
+    loopback address of a qemu guest's forwarded port (the local target), or a cloud test
+    instance's address (or what ``target.boot.ssh_address`` says to use instead)."""
 
     port: int
     user: str
     key: Path
+    host: str = "127.0.0.1"
 
     def argv(self, command: str) -> list[str]:
         return [
             "ssh", "-p", str(self.port), "-i", str(self.key),
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            f"{self.user}@127.0.0.1", command,
+            f"{self.user}@{self.host}", command,
         ]  # fmt: skip
 
     def run(self, command: str, timeout: float = SSH_TRY_S) -> tuple[int, str]:
@@ -187,7 +194,7 @@ class SshEndpoint:
         the connection is reused (its cache ends when the VM does) and modules are piped to
         Python rather than copied first (Debian's sudo needs no tty)."""
         return {
-            "ansible_host": "127.0.0.1",
+            "ansible_host": self.host,
             "ansible_port": self.port,
             "ansible_user": self.user,
             "ansible_ssh_private_key_file": str(self.key),
@@ -202,16 +209,38 @@ class SshEndpoint:
 NETWORK_CHECK = "awk '$2 == \"00000000\" {found = 1} END {exit !found}' /proc/net/route"
 
 
+ConsoleSource = Path | Callable[[], bytes | None]
+NO_CONSOLE = "not available (the target has no console output to read)"
+
+
+def read_console(console: ConsoleSource) -> bytes | None:
+    """What a console shows so far: a qemu guest's serial log file, or a cloud's console output
+    API through a callable (None: the target has no console to read)."""
+    if isinstance(console, Path):
+        return console.read_bytes() if console.exists() else b""
+    return console()
+
+
 def check_guest(
-    console: Path,
+    console: ConsoleSource,
     ssh: SshEndpoint,
     request: BootRequest,
     report: BootReport,
-    exited: Callable[[], int | None],
-    run_playbook: Callable[[SshEndpoint, Callable[[], bool]], tuple[bool, str, dict[str, Any]]] | None = None,
+    exited: Callable[[], int | str | None],
+    run_playbook: PlaybookRunner | None = None,
+    *,
+    prompt_first: bool = True,
 ) -> BootReport:
     """Watch a started guest through ``console`` and ``ssh`` until every check passed, one failed,
-    ``exited()`` says the VM is gone, or the request's time is up. Fills and returns ``report``.
+    ``exited()`` says the VM is gone (an exit status, or a cloud's word for the instance's state),
+    or the request's time is up. Fills and returns ``report``.
+
+    ``prompt_first`` (qemu): SSH is tried only once the serial console showed the login prompt,
+    which a local serial log shows the moment getty writes it. A cloud's console output is a
+    snapshot taken now and then (EC2 updates it at intervals, some clouds have none), so a cloud
+    test instance is tried over SSH from the start (``prompt_first=False``) and the console is read
+    alongside: a dead end there still ends the check at once, and the login prompt is recorded
+    when seen, else reported as not shown (not a failure: SSH and sudo answering prove more).
 
     ``run_playbook(ssh, stop)`` runs the verification playbook and stops it when ``stop()`` says
     so (the milestone was cancelled, or the boot's time is up); it answers (passed, why not, stats)."""
@@ -225,28 +254,33 @@ def check_guest(
     def elapsed() -> float:
         return time.monotonic() - started
 
+    def seen_prompt(raw: bytes | None) -> None:
+        if report.login_prompt_s is None and raw and LOGIN_PROMPT.search(raw.replace(b"\r", b"")):
+            report.login_prompt_s = elapsed()
+            report.checks["login_prompt"] = "ok"
+            request.log(f"{request.stage}: login prompt on the console after {report.login_prompt_s:.1f} s")
+
     refusals = 0
+    raw: bytes | None = b""
     try:
-        while report.login_prompt_s is None or report.ssh_s is None:
+        while report.ssh_s is None:
             if request.cancelled():
                 return fail("stopped: the milestone was cancelled")
-            raw = console.read_bytes() if console.exists() else b""
-            problem = dead_end(raw)
+            raw = read_console(console)
+            problem = dead_end(raw or b"")
             if problem:
                 report.checks["login_prompt"] = "never shown"
                 return fail(problem)
             status = exited()
             if status is not None:
-                return fail(f"the VM stopped (qemu exit status {status}) before the checks passed")
+                return fail(f"the VM stopped ({_stopped(status)}) before the checks passed")
             if time.monotonic() > deadline:
-                missing = "a login prompt on the serial console" if report.login_prompt_s is None else "SSH"
-                report.checks["login_prompt" if report.login_prompt_s is None else "ssh"] = "timed out"
+                waiting = prompt_first and report.login_prompt_s is None
+                missing = "a login prompt on the serial console" if waiting else "SSH"
+                report.checks["login_prompt" if waiting else "ssh"] = "timed out"
                 return fail(f"timed out after {request.timeout_s:.0f} s waiting for {missing}")
-            if report.login_prompt_s is None and LOGIN_PROMPT.search(raw.replace(b"\r", b"")):
-                report.login_prompt_s = elapsed()
-                report.checks["login_prompt"] = "ok"
-                request.log(f"{request.stage}: login prompt on the serial console after {report.login_prompt_s:.1f} s")
-            if report.login_prompt_s is not None:
+            seen_prompt(raw)
+            if report.login_prompt_s is not None or not prompt_first:
                 code, said = ssh.run("true", timeout=min(SSH_TRY_S, max(deadline - time.monotonic(), 1.0)))
                 if code == 0:
                     report.ssh_s = elapsed()
@@ -257,7 +291,12 @@ def check_guest(
                 refusals = refusals + 1 if "Permission denied" in said else 0
                 if refusals >= SSH_REFUSALS:  # sshd answers and says no: waiting changes nothing
                     return fail(f"SSH refused the build's key for user {ssh.user} ({report.checks['ssh']})")
-            time.sleep(SSH_PAUSE_S if report.login_prompt_s is not None else 0.5)
+            time.sleep(SSH_PAUSE_S if report.login_prompt_s is not None or not prompt_first else 0.5)
+        if report.login_prompt_s is None:  # SSH came first (a cloud): one more look at the console
+            raw = read_console(console)
+            seen_prompt(raw)
+            if report.login_prompt_s is None:
+                report.checks["login_prompt"] = NO_CONSOLE if raw is None else "not shown on the console output"
         for name, command, why in (
             ("sudo", "sudo -n true", f"{ssh.user} has no passwordless sudo"),
             ("network", NETWORK_CHECK, "the guest has no default route: DHCP did not configure its network"),
@@ -281,4 +320,38 @@ def check_guest(
     finally:
         report.total_s = elapsed()
         if not report.passed:
-            report.console_tail = console_tail(console.read_bytes() if console.exists() else b"")
+            with contextlib.suppress(Exception):  # once more: a cloud's console may have caught up
+                raw = read_console(console)
+            report.console_tail = console_tail(raw or b"")
+
+
+def _stopped(status: int | str) -> str:
+    return f"qemu exit status {status}" if isinstance(status, int) else status
+
+
+PlaybookRunner = Callable[[SshEndpoint, Callable[[], bool]], tuple[bool, str, dict[str, Any]]]
+
+
+def playbook_verifier(request: BootRequest, marker: str) -> PlaybookRunner:
+    """The verification playbook over a guest's SSH (ansible-runner), as :func:`check_guest` runs
+    it: the local target's qemu guests and the clouds' test instances alike. ``marker`` tags the
+    runner's processes so that a killed earlier try's are found and stopped."""
+
+    def verify(ssh: SshEndpoint, stop: Callable[[], bool]) -> tuple[bool, str, dict[str, Any]]:
+        from airflow_provider_imagebuild.toolchain.ansible import run_playbook
+
+        assert request.playbook is not None
+        result = run_playbook(
+            request.playbook,
+            host_vars=ssh.ansible_vars(),
+            extravars=dict(request.playbook_vars),
+            log=request.log,
+            cancelled=stop,
+            marker=marker,
+        )
+        ok = result.status == "successful" and not result.failed and not result.unreachable
+        detail = "; ".join(result.failures[-3:]) or f"ansible-runner status {result.status}, rc {result.rc}"
+        return ok, "" if ok else detail, {f"playbook_{k.removeprefix('ansible_')}": v
+                                           for k, v in result.outputs().items()}  # fmt: skip
+
+    return verify

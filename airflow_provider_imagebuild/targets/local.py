@@ -35,9 +35,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -52,12 +51,15 @@ from airflow_provider_imagebuild.targets.base import (
     Target,
     file_hash,
 )
-from airflow_provider_imagebuild.targets.boot import BootReport, BootRequest, SshEndpoint, check_guest
+from airflow_provider_imagebuild.targets.boot import (
+    BootReport,
+    BootRequest,
+    SshEndpoint,
+    check_guest,
+    playbook_verifier,
+)
 from airflow_provider_imagebuild.targets.disk import DiskLayout, make_disk
 from airflow_provider_imagebuild.targets.rootfs import run_tool
-
-if TYPE_CHECKING:
-    from airflow_provider_imagebuild.toolchain.qemu import Vm
 
 WORK_ENV = "IMAGEBUILD_WORK"
 CATALOG_ENV = "IMAGEBUILD_CATALOG"
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 class LocalTarget(Target):
     name = "local"
     boot_checks = True
+    seal_boots = True
 
     def __init__(self, settings: TargetSpec, *, pipeline: str, image_type: str) -> None:
         self.settings = settings
@@ -252,32 +255,11 @@ class LocalTarget(Target):
         request.log(f"{request.stage}: booting {disk.name} with {request.firmware.upper()} firmware ({report.accel})")
         with qemu.running_vm(settings) as vm:
             ssh = SshEndpoint(vm.ssh_port, request.user, key)
-            check_guest(settings.console, ssh, request, report, vm.exited, self._verifier(build, request, vm))
+            verifier = playbook_verifier(request, f"boot-{settings.marker}")
+            check_guest(settings.console, ssh, request, report, vm.exited, verifier)
             if not report.passed and vm.exited() is not None and vm.output:  # qemu's word on why it stopped
                 report.checks["qemu"] = " ".join(vm.output)[-300:]
         return report
-
-    def _verifier(self, build: BuildRecord, request: BootRequest, vm: Vm) -> Any:
-        """The verification playbook over the guest's SSH (ansible-runner), as ``check_guest`` runs it."""
-
-        def verify(ssh: SshEndpoint, stop: Callable[[], bool]) -> tuple[bool, str, dict[str, Any]]:
-            from airflow_provider_imagebuild.toolchain.ansible import run_playbook
-
-            assert request.playbook is not None
-            result = run_playbook(
-                request.playbook,
-                host_vars=ssh.ansible_vars(),
-                extravars=dict(request.playbook_vars),
-                log=request.log,
-                cancelled=stop,
-                marker=f"boot-{vm.settings.marker}",
-            )
-            ok = result.status == "successful" and not result.failed and not result.unreachable
-            detail = "; ".join(result.failures[-3:]) or f"ansible-runner status {result.status}, rc {result.rc}"
-            return ok, "" if ok else detail, {f"playbook_{k.removeprefix('ansible_')}": v
-                                               for k, v in result.outputs().items()}  # fmt: skip
-
-        return verify
 
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         if not self.owns_host(build, host):

@@ -48,11 +48,12 @@ TARGETS: dict[str, Registered] = {
     ),
     "local": Registered(
         "airflow_provider_imagebuild.targets.local:LocalTarget",
-        frozenset({"bootstrap", "ansible", "seal", "publish"}),
+        frozenset({"bootstrap", "ansible", "seal", "launch_test", "publish"}),
     ),
 }
-# Actions that need a build target (the others, command and noop, run on any cloud).
-TARGET_ACTIONS = frozenset({"packer", "bootstrap", "ansible", "seal", "publish"})
+# Actions that need a build target (the others, command and noop, run on any cloud). A target that
+# lists ``launch_test`` implements ``Target.boot_check`` (spec_boot.BOOT_CHECK_CLOUDS is read here).
+TARGET_ACTIONS = frozenset({"packer", "bootstrap", "ansible", "seal", "launch_test", "publish"})
 
 
 def clouds_for(action: str) -> tuple[str, ...]:

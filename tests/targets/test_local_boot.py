@@ -176,6 +176,97 @@ def test_a_sealed_image_that_passed_its_boot_check_is_published(tmp_path: Path) 
     assert file_hash(tmp_path / "catalog/gate/versions/gate-1/gate-gate-1.qcow2") == file_hash(image)
 
 
+# -- the launch test milestone ----------------------------------------------------------------------
+def _with_launch_test(cloud: str = "local", **milestones: Any) -> dict[str, Any]:
+    target: dict[str, Any] = {} if cloud == "local" else {"ssh_private_key_file": "/keys/id"}
+    plan = {95: {"action": "seal"}, 97: {"action": "launch_test"}, 100: {"action": "publish"}}
+    plan.update({int(code.lstrip("m")): value for code, value in milestones.items()})
+    return {"pipeline": "p", "cloud": cloud, "image_type": "base", "target": target,
+            "milestones": {code: value for code, value in plan.items() if value is not None}}  # fmt: skip
+
+
+def test_a_launch_test_is_one_milestone_after_the_seal_and_before_publish() -> None:
+    """The action exists on the targets that boot check, tests the sealed image (a seal first, no
+    publish before it), is not skipped by default and shows in the plan; the clouds log in to their
+    test instance with target.ssh_private_key_file."""
+    from airflow_provider_imagebuild.plan import plan_from_spec
+
+    plan = plan_from_spec(parse_spec(_with_launch_test()))
+    step = next(s for s in plan.steps if s.code == 97)
+    assert (step.action, step.task_id, step.title) == (
+        "launch_test",
+        "s097_launch_test",
+        "Launch test of the sealed image",
+    )
+    assert 97 in plan.unskippable
+    assert {"code": 97, "action": "launch_test"}.items() <= plan.to_public()["steps"][-2].items()
+    with pytest.raises(SpecError, match=r"milestones\.97: a launch_test tests the sealed image: a seal must come"):
+        parse_spec(_with_launch_test(m95=None))
+    with pytest.raises(SpecError, match=r"milestones\.97: a launch_test must come before publish \(milestone 96\)"):
+        parse_spec(_with_launch_test(m96={"action": "publish", "key": "early"}, m100={"action": "noop"}))
+    with pytest.raises(SpecError, match=r"milestones\.98: only one launch_test milestone \(there is one at 97\)"):
+        parse_spec(_with_launch_test(m98={"action": "launch_test", "key": "again"}))
+    with pytest.raises(SpecError, match=r"target\.boot\.before_publish: is false, .* milestone 97 is a launch_test"):
+        parse_spec({**_with_launch_test(), "target": {"boot": {"before_publish": False}}})
+    cloud = next((c for c in TARGETS if c not in BOOT_CHECK_CLOUDS), None)
+    if cloud is not None:  # until every cloud has its launch test
+        with pytest.raises(SpecError, match=r"milestones\.97: action 'launch_test' is not available for cloud"):
+            parse_spec(_with_launch_test(cloud))
+    for cloud in BOOT_CHECK_CLOUDS:
+        if cloud != "local":
+            spec = _with_launch_test(cloud)
+            spec["target"].pop("ssh_private_key_file")
+            with pytest.raises(SpecError, match=r"target\.ssh_private_key_file: milestone 97's launch test logs in"):
+                parse_spec(spec)
+
+
+def _launch_tested(tmp_path: Path, check: dict[str, Any]) -> tuple[Any, BuildStore]:
+    """Seal (95, without a boot of its own), launch test (97, recorded with ``check``), publish."""
+    folder = tmp_path / "pipelines"
+    text = f"""pipeline: gate
+cloud: local
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+target: {{work_dir: {tmp_path}/work, catalog: {tmp_path}/catalog}}
+milestones:
+  95: {{action: seal}}
+  97: {{action: launch_test}}
+  100: {{action: publish}}
+"""
+    spec = load_spec(write(folder / "gate.yaml", text))
+    dag = build_dag(spec, folder)
+    store = open_store(str(spec.store))
+    build = store.create_build("gate-1", pipeline="gate", cloud="local", image_type="base", plan=[0, 95, 97, 100])
+    image = tmp_path / "work/gate-1/gate-gate-1.qcow2"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"sealed image" * 1000)
+    stand_ins = {"IMAGE": str(image), "SHA256": file_hash(image)}
+    lease = store.begin(build.build_id, 95, owner="test")
+    store.complete(
+        build.build_id, 95, token=lease.token, outputs={"image_id": str(image), "image_sha256": file_hash(image)}
+    )
+    lease = store.begin(build.build_id, 97, owner="test")
+    store.complete(build.build_id, 97, token=lease.token,
+                   outputs={key: stand_ins.get(value, value) for key, value in check.items()})  # fmt: skip
+    return next(t for t in dag.tasks if t.state == 100), store  # type: ignore[attr-defined]
+
+
+def test_publish_takes_the_launch_tests_passed_check_of_this_sealed_image(tmp_path: Path) -> None:
+    """With a launch test in the plan the seal boots nothing; publish accepts the launch test's check
+    of this very image (id and SHA-256) and refuses one of another image, naming milestone 97."""
+    passed = {"boot_sealed_passed": True, "boot_sealed_image": "IMAGE", "boot_sealed_sha256": "SHA256"}
+    task, store = _launch_tested(tmp_path, passed)
+    task.execute(task_context("gate-1", task.task_id))
+    assert store.get("gate-1").delivered
+
+    other = tmp_path / "other"
+    other.mkdir()
+    task, store = _launch_tested(other, {**passed, "boot_sealed_sha256": "0" * 64})
+    with pytest.raises(AirflowFailException, match=r"milestones\.97\.outputs\.boot_sealed_sha256: .* not published"):
+        task.execute(task_context("gate-1", task.task_id))
+    assert not store.get("gate-1").delivered
+
+
 # -- qemu ---------------------------------------------------------------------------------------------
 def test_the_kvm_probe_guest_speaks_and_its_verdict_is_kept_for_this_host_boot(tmp_path: Path) -> None:
     """The probe's boot sector prints under emulation (so a silent KVM guest means KVM hangs); a
