@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SECTION = "## Recovery after a failure (the headline)"
 SCALE = 0.1  # seconds per real-world minute
-# Typical minutes per milestone (milestones.md): installs and green image long, configuration
-# 5-15, application work up to 45, tests and seal in between.
+# Typical minutes per milestone (the milestone catalog, docs/concepts/index.md): installs and green
+# image long, configuration 5-15, application work up to 45, tests and seal in between.
 MINUTES = {
     5: 30, 10: 20, 15: 10, 20: 8, 25: 10, 30: 6, 35: 8, 40: 5, 45: 6, 50: 5, 55: 15,
     60: 25, 65: 8, 70: 12, 75: 6, 80: 5, 85: 5, 90: 12, 95: 10, 100: 8,

@@ -118,7 +118,8 @@ PROBE_IMAGE_TYPE = "probe"
 
 
 class BuildStore(ABC):
-    """One durable record per build; see ``architecture.md`` for the rules every backend keeps."""
+    """One durable record per build; the rules every backend keeps are on the documentation site's
+    Architecture page (``docs/concepts/architecture.md``, "The state store and its rules")."""
 
     #: The URL this store was opened from (secrets never appear in store URLs).
     url: str = ""

@@ -204,3 +204,35 @@ def test_the_milestone_catalog_page_lists_every_milestone(site: Path) -> None:
 
     text = page_text(site, "concepts")
     assert [key for key in (f"s{code:03d}_{m.key}" for code, m in CATALOG.items()) if key not in text] == []
+
+
+# --- documents the code cites ---------------------------------------------------------------------
+
+CITED_DOCUMENT = re.compile(r"(?<![\w./-])([\w./-]+\.md)\b")
+CITING_FOLDERS = ("airflow_provider_imagebuild", "benchmarks", "scripts", "dags")
+
+
+def missing_documents(text: str, folder: Path = ROOT) -> list[str]:
+    """The ``.md`` documents a source file in ``folder`` cites that this repository does not hold:
+    a path is taken from the repository's root, a bare name from the root or the file's folder."""
+    return [
+        cited
+        for cited in CITED_DOCUMENT.findall(text)
+        if not ((ROOT / cited).is_file() or ("/" not in cited and (folder / cited).is_file()))
+    ]
+
+
+def test_the_code_cites_only_documents_this_repository_holds() -> None:
+    """Docstrings and comments once sent readers to ``milestones.md`` and ``architecture.md``,
+    design notes that were never in the repository; they now cite the site's pages."""
+    wrong = [
+        f"{path.relative_to(ROOT)}: {cited}"
+        for folder in CITING_FOLDERS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for cited in missing_documents(path.read_text(encoding="utf-8"), path.parent)
+    ]
+    assert wrong == []
+    assert missing_documents("see ``architecture.md`` and docs/concepts/nowhere.md") == [
+        "architecture.md",
+        "docs/concepts/nowhere.md",
+    ]
