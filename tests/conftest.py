@@ -383,3 +383,14 @@ def build_host_root(rootfs_archive: Path, tmp_path: Path) -> Iterator[Path]:
     chroot_name_servers(root)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def standin_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The clouds' launch tests' stand-in guest (tests/servers/guest.py): one local qemu VM of the
+    green image per session and xdist worker, reached at ``127.0.0.1:<port>`` with its test key;
+    a cloud spec points ``target.boot.ssh_address`` at it (``standin_guest.boot_settings()``)."""
+    from tests.servers.guest import running_guest
+
+    with running_guest(tmp_path_factory.mktemp("standin-guest")) as guest:
+        yield guest
