@@ -257,7 +257,11 @@ class BuildRecord:
 
         The live lease's token is what completes, fails and heartbeats a milestone, and a run
         attempt's ``lease_id`` is that same token: readers get :func:`lease_id_of` both instead, so
-        that only the holder (``build begin``, the milestone's own task) ever has the token."""
+        that only the holder (``build begin``, the milestone's own task) ever has the token.
+        ``status`` is the current milestone's; ``build_status`` the whole build's
+        (:mod:`.status`)."""
+        from airflow_provider_imagebuild.build.status import build_status  # status reads this module
+
         doc = self.to_doc()
         doc.pop("schema")
         if self.lease is not None:
@@ -266,6 +270,7 @@ class BuildRecord:
         doc["attempts"] = [{**a, "lease_id": lease_id_of(a["lease_id"])} for a in doc["attempts"]]
         doc["completed"] = self.completed
         doc["delivered"] = self.delivered
+        doc["build_status"] = build_status(self)
         doc["next_state"] = self.next_state
         doc["outputs"] = {str(k): v for k, v in self.outputs().items()}
         return doc

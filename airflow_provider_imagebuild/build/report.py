@@ -4,6 +4,7 @@ Pure functions of records (no store): the success rate, deliveries per day, each
 p50/p90 duration, the milestones that fail most with their commonest error lines, the retries
 spent, and the time resumes saved.
 
+- ``build_status``: how many builds have each build status (``registered``, ``running``, ...).
 - ``success_rate``: delivered / (delivered + failed); builds still in progress are left out.
 - ``retries_spent``: run attempts that ended failed or abandoned (each was tried again, or will be).
 - ``time_saved_by_resumes_s``: for every failed attempt that a later attempt of the same build
@@ -22,6 +23,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import ABANDONED, FAILED, IN_PROGRESS, BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.status import BUILD_STATUS_WORDS, build_status
 from airflow_provider_imagebuild.errors import InvalidInput
 
 SINCE_RE = re.compile(r"([0-9]{1,5})([dh])")
@@ -63,7 +65,11 @@ def time_saved(rec: BuildRecord) -> float:
     return round(saved, 3)
 
 
-def build_report(records: Iterable[BuildRecord], since: datetime | None = None) -> dict[str, Any]:
+def build_report(
+    records: Iterable[BuildRecord], since: datetime | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The report over the builds created since ``since``; ``build_status`` counts them by their
+    build status at ``now`` (:mod:`.status`)."""
     chosen = [r for r in records if since is None or parse_ts(r.created_at) >= since]
     delivered = [r for r in chosen if r.delivered]
     failed = [r for r in chosen if not r.delivered and r.status == FAILED]
@@ -97,8 +103,10 @@ def build_report(records: Iterable[BuildRecord], since: datetime | None = None) 
         }
         for code in sorted(set(durations) | set(failures))
     ]
+    words = Counter(build_status(r, now) for r in chosen)
     return {
         "builds": len(chosen),
+        "build_status": {word: words.get(word, 0) for word in BUILD_STATUS_WORDS},
         "delivered": len(delivered),
         "failed": len(failed),
         "in_progress": sum(1 for r in chosen if not r.delivered and r.status == IN_PROGRESS),

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import IN_PROGRESS, BuildRecord, format_ts, parse_ts
+from airflow_provider_imagebuild.build.status import build_status
 
 
 def milestone_medians(records: Iterable[BuildRecord]) -> dict[int, float]:
@@ -58,6 +59,7 @@ def summary(rec: BuildRecord, medians: dict[int, float] | None = None, now: date
         "current_state": rec.current_state,
         "current_title": title_of(rec.current_state),
         "status": rec.status,
+        "build_status": build_status(rec, now),
         "delivered": rec.delivered,
         "progress": {"done": len(rec.completed), "total": len(rec.plan), "skipped": len(rec.skipped)},
         "started_at": rec.created_at,

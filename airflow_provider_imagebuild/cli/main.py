@@ -377,7 +377,12 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
 
 
 @build.command("list")
-@click.option("--status", default=None, help="in_progress, completed or failed")
+@click.option(
+    "--status",
+    default=None,
+    metavar="BUILD_STATUS",
+    help="Builds whose build status is this: registered, running, waiting, failed, delivered or abandoned",
+)
 @click.option("--cloud", default=None)
 @click.option("--pipeline", default=None)
 @click.option("--updated-before", default=None, metavar="ISO8601")
@@ -406,10 +411,10 @@ def build_list(
 
     from airflow_provider_imagebuild.build.record import parse_ts
     from airflow_provider_imagebuild.build.report import parse_since
+    from airflow_provider_imagebuild.build.status import build_status, check_build_status
 
-    flt = ListFilter.checked(
-        status=status, cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after
-    )
+    wanted = check_build_status(status) if status is not None else None
+    flt = ListFilter.checked(cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after)
     code = _code(state, "--state") if state is not None else None
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     records, problems = _store(ctx).scan_builds(flt)
@@ -419,6 +424,7 @@ def build_list(
         if (code is None or r.current_state == code)
         and (image_type is None or r.image_type == image_type)
         and (start is None or parse_ts(r.created_at) >= start)
+        and (wanted is None or build_status(r) == wanted)
     ]
     emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
     for problem in problems:
@@ -441,10 +447,11 @@ def report(ctx: click.Context, pipeline: str | None, cloud: str | None, since: s
 
     from airflow_provider_imagebuild.build.report import build_report, parse_since
 
-    start = parse_since(since, datetime.now(timezone.utc))
+    now = datetime.now(timezone.utc)
+    start = parse_since(since, now)
     flt = ListFilter.checked(cloud=cloud, pipeline=pipeline)
     records, problems = _store(ctx).scan_builds(flt)
-    result = build_report(records, since=start)
+    result = build_report(records, since=start, now=now)
     emit(as_json, lambda: result, lambda render: render.report_table(result))
     for problem in problems:
         warn(f"{problem} (not counted)")
@@ -458,6 +465,7 @@ LIST_FIELDS = (
     "os",
     "current_state",
     "status",
+    "build_status",
     "delivered",
     "completed",
     "updated_at",

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.status import build_status
 from airflow_provider_imagebuild.plan import PipelinePlan
 
 STATUS_STYLE = {
@@ -19,6 +20,11 @@ STATUS_STYLE = {
     "failed": "red",
     "abandoned": "magenta",
     "skipped": "cyan",
+    # build statuses (build/status.py); "failed" and "abandoned" as above
+    "registered": "blue",
+    "running": "yellow",
+    "waiting": "cyan",
+    "delivered": "green",
 }
 
 
@@ -46,8 +52,10 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def build_table(rec: BuildRecord) -> Table:
     """One row per milestone of the plan: status, attempts, duration and outputs."""
-    state_line = f"state {rec.current_state} ({title_of(rec.current_state)}) · status [bold]{rec.status}[/]" + (
-        " · [green]delivered[/]" if rec.delivered else ""
+    word = build_status(rec)
+    state_line = (
+        f"build status [bold {STATUS_STYLE.get(word, '')}]{word}[/] · milestone {rec.current_state} "
+        f"({title_of(rec.current_state)}) {rec.status}"
     )
     table = Table(
         title=f"build {rec.build_id} · {rec.pipeline} · {rec.cloud}/{rec.image_type}"
@@ -128,17 +136,17 @@ def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
 
 def list_table(records: list[BuildRecord]) -> Table:
     table = Table(title=f"{len(records)} build(s)", title_justify="left")
-    for column in ("build", "pipeline", "cloud", "image type", "state", "status", "updated"):
+    for column in ("build", "pipeline", "cloud", "image type", "status", "milestone", "updated"):
         table.add_column(column)
     for rec in records:
-        style = STATUS_STYLE.get(rec.status, "")
+        word = build_status(rec)
         table.add_row(
             rec.build_id,
             rec.pipeline,
             rec.cloud,
             rec.image_type,
-            f"{rec.current_state} {title_of(rec.current_state)}",
-            f"[{style}]{rec.status}[/]" + (" (delivered)" if rec.delivered else ""),
+            f"[{STATUS_STYLE.get(word, '')}]{word}[/]",
+            f"{rec.current_state} {title_of(rec.current_state)} ({rec.status})",
             rec.updated_at,
         )
     return table

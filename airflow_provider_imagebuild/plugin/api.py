@@ -7,8 +7,10 @@ DAG; resetting, redoing or skipping needs what editing and triggering that DAG n
 comes from the store (the deployment-wide ``imagebuild_state`` connection or store URL), never
 from Airflow's metadata database.
 
-- ``GET /imagebuild/api/builds`` (``pipeline``, ``cloud``, ``status``, ``state``, ``limit``,
-  ``offset``): ``{"builds": [...], "total", "limit", "offset"}``, newest change first;
+- ``GET /imagebuild/api/builds`` (``pipeline``, ``cloud``, ``status``, ``build_status``, ``state``,
+  ``limit``, ``offset``): ``{"builds": [...], "total", "limit", "offset"}``, newest change first;
+  each build carries ``status`` (its current milestone's) and ``build_status`` (the build's:
+  registered, running, waiting, failed, delivered, abandoned);
 - ``GET /imagebuild/api/builds/{build_id}``: the record, as ``imagebuild build show --json``;
 - ``POST /imagebuild/api/builds/{build_id}/reset`` ``{"to": N, "reason": "..."}``;
 - ``POST /imagebuild/api/builds/{build_id}/redo`` ``{"from": N, "reason": "..."}``: reset, then a
@@ -73,11 +75,19 @@ def list_page(
     state: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    build_status: str | None = None,
 ) -> dict[str, Any]:
-    """A page of the builds the caller may read (the JSON list and the HTML list)."""
+    """A page of the builds the caller may read (the JSON list and the HTML list); ``status`` is the
+    current milestone's, ``build_status`` the build's (build/status.py)."""
+    from airflow_provider_imagebuild.build.status import build_status as status_of
+    from airflow_provider_imagebuild.build.status import check_build_status
+
     with store_errors():
+        wanted = check_build_status(build_status, "build_status") if build_status else None
         flt = ListFilter.checked(status=status, cloud=cloud, pipeline=pipeline)
         records, _problems = store().scan_builds(flt)
+    if wanted is not None:
+        records = [r for r in records if status_of(r) == wanted]
     return builds_page(records, lambda dag_id: may(user, dag_id, act=False), state=state, limit=limit, offset=offset)
 
 
@@ -206,8 +216,11 @@ def create_app() -> FastAPI:
         state: int | None = Query(default=None, ge=0, le=100),
         limit: int = Query(default=50, ge=1, le=MAX_PAGE),
         offset: int = Query(default=0, ge=0),
+        build_status: str | None = Query(
+            default=None, description="registered, running, waiting, failed, delivered or abandoned"
+        ),
     ) -> dict[str, Any]:
-        return list_page(user, pipeline, cloud, status, state, limit, offset)
+        return list_page(user, pipeline, cloud, status, state, limit, offset, build_status)
 
     @app.get("/api/builds/{build_id}")
     def show_build(build_id: str, user: User) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def test_walkthrough_with_exit_codes(sqlite_url: str) -> None:
     assert [r["kind"] for r in history if r["type"] == "event"] == ["create", "reset"]
     assert "reset" in run("build", "history", "web-1", store=sqlite_url).stdout
 
-    listed = json.loads(run("build", "list", "--status", "completed", "--json", store=sqlite_url).stdout)
+    listed = json.loads(run("build", "list", "--status", "registered", "--json", store=sqlite_url).stdout)
     assert [b["build_id"] for b in listed] == ["web-1"]
     assert json.loads(run("build", "list", "--cloud", "azure", "--json", store=sqlite_url).stdout) == []
     assert "web-1" in run("build", "list", "--pipeline", "rhel8-web", store=sqlite_url).stdout

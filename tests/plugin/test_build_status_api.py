@@ -1,0 +1,57 @@
+"""The API's build list and detail carry ``build_status`` and filter on it (the UI's badge and filter
+read it), on the plugin's own app with a real SQLite store; the caller is given, as in test_pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.store import BuildStore, open_store
+
+DAG = "imagebuild_web_demo"
+PLAN = [0, 5, 100]
+
+
+class User:
+    def get_name(self) -> str:
+        return "admin"
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, BuildStore]]:
+    url = f"sqlite:///{tmp_path}/state.db"
+    monkeypatch.setenv("IMAGEBUILD_STORE", url)
+    monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
+    monkeypatch.setattr(api, "may", lambda user, dag_id, act: dag_id == DAG)
+    api.store.cache_clear()
+    app = api.create_app()
+    app.dependency_overrides[api.current_user] = User
+    yield TestClient(app, root_path="/imagebuild"), open_store(url)
+    api.store.cache_clear()
+
+
+def test_the_api_answers_and_filters_with_the_build_status(client: tuple[TestClient, BuildStore]) -> None:
+    http, store = client
+    for build_id in ("reg-1", "run-1", "done-1"):
+        store.create_build(build_id, pipeline="web-demo", cloud="local", image_type="base", plan=PLAN)
+        store.set_metadata(build_id, {"dag_id": DAG})
+    store.begin("run-1", 5, owner="w/1")
+    for code in (5, 100):
+        store.complete("done-1", code, token=store.begin("done-1", code, owner="w/1").token)
+
+    listed: dict[str, Any] = http.get("/api/builds").json()
+    assert {b["build_id"]: b["build_status"] for b in listed["builds"]} == {
+        "reg-1": "registered",
+        "run-1": "running",
+        "done-1": "delivered",
+    }
+    assert http.get("/api/builds/reg-1").json()["build_status"] == "registered"
+    only = http.get("/api/builds", params={"build_status": "delivered"}).json()
+    assert [b["build_id"] for b in only["builds"]] == ["done-1"] and only["total"] == 1
+    refused = http.get("/api/builds", params={"build_status": "completed"})
+    assert refused.status_code == 400 and "registered, running, waiting" in refused.text
