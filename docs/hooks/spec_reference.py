@@ -254,6 +254,24 @@ NOTES = {
     "notify.on": "the events that are sent",
     "notify.to": "who hears of them: each entry one of slack, sns, email, webhook",
     "notify.stuck_after": "a build is stuck after this many times its milestone's p90 duration",
+    # target keys with one meaning wherever a cloud's model has them
+    "target.source_image": "what the first packer (or bootstrap) milestone starts from",
+    "target.ssh_user": "the user Ansible logs in to the build host as",
+    "target.ssh_public_key": "the public key the build host accepts; without it each build makes a key pair",
+    "target.ssh_private_key_file": "the private half of ssh_public_key, on the workers",
+    "target.keep_checkpoints": "checkpoint images kept after the seal (a redo needs one); the others are deleted",
+    "target.connection": "Ansible connection settings for the build host (a bastion; chroot in tests)",
+    "target.aws_conn_id": "the Amazon provider's connection: credentials, region, endpoint",
+    "target.region": "the EC2 region the build runs in (else the connection's)",
+    "target.instance_type": "the build host's and Packer's instance type",
+    "target.subnet_id": "the subnet build hosts are launched in",
+    "target.security_group_ids": "security groups of the build host",
+    "target.key_name": "an EC2 key pair for the build host",
+    "target.publish_regions": "regions the final AMI is copied to",
+    "target.share_accounts": "AWS accounts the final AMI and its copies are shared with",
+    "target.ssm_parameter": "an SSM parameter written with the new image id in each region",
+    "target.work_dir": "local: where build hosts (root filesystems) live ($IMAGEBUILD_WORK, /var/tmp/imagebuild)",
+    "target.catalog": "local: the image catalog publish writes to ($IMAGEBUILD_CATALOG, /var/lib/imagebuild/catalog)",
 }
 
 
@@ -262,12 +280,11 @@ def _cell(text: str) -> str:
 
 
 def table(found: list[Row]) -> str:
-    lines = ["| key | type | default | bounds | what it is |", "|---|---|---|---|---|"]
+    lines = ["| key | type | default | what it is |", "|---|---|---|---|"]
     for row in found:
         default = f"`{_cell(row.default)}`" if row.default not in ("required", "(keys below)") else row.default
-        lines.append(
-            f"| `{_cell(row.path)}` | {_cell(row.type)} | {default} | {_cell(row.bounds)} | {_cell(row.description)} |"
-        )
+        kind = f"{row.type}, {row.bounds}" if row.bounds else row.type
+        lines.append(f"| `{_cell(row.path)}` | {_cell(kind)} | {default} | {_cell(row.description)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -356,10 +373,10 @@ def milestone_catalog() -> str:
     """The catalog table of the concepts page, from ``build.catalog.CATALOG``."""
     from airflow_provider_imagebuild.build.catalog import CATALOG
 
-    lines = ["| code | key | task id | title | phase | usual tool | reached when |", "|---:|---|---|---|---|---|---|"]
+    lines = ["| code | task id | title | phase | usual tool | reached when |", "|---:|---|---|---|---|---|"]
     for code, m in CATALOG.items():
         lines.append(
-            f"| {code} | `{m.key}` | `s{code:03d}_{m.key}` | {m.title} | {m.phase.value} | {m.tool} | "
+            f"| {code} | `s{code:03d}_{m.key}` | {m.title} | {m.phase.value} | {m.tool} | "
             f"{REACHED_WHEN.get(code, '')} |"
         )
     return "\n".join(lines) + "\n"
