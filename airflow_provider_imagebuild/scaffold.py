@@ -15,30 +15,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from airflow_provider_imagebuild.build.ids import NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.scaffold_os import CLOUDS, os_choice, os_properties
+from airflow_provider_imagebuild.scaffold_text import set_value
 from airflow_provider_imagebuild.scaffold_writer import ProjectFile, WriteReport, write_project
+from airflow_provider_imagebuild.spec_yaml import load_yaml, placeholders
 
-# The sample spec each cloud's project starts from.
-SAMPLES = {
-    "local": "local-debian-base.yaml",
-    "aws": "aws-rhel8-webserver.yaml",
-    "azure": "azure-rhel8-webserver.yaml",
-    "gcp": "gcp-rhel8-webserver.yaml",
-    "vsphere": "vsphere-rhel8-webserver.yaml",
-    "openstack": "openstack-rhel8-webserver.yaml",
-}
-# What a team fills in before the first run, per cloud.
-TODO = {
-    "local": "nothing: it runs on the worker as root (debootstrap, chroot, qemu-img)",
-    "aws": "the `aws_default` connection, target.source_image (your vendor AMI), subnet and SSM parameter",
-    "azure": "the `azure_default` connection, target.resource_group, network, gallery and ssh_public_key",
-    "gcp": "the `google_cloud_default` connection, target.project, subnetwork and service_account",
-    "vsphere": "the `vsphere_default` connection, target.datacenter, cluster, datastore, template and content_library",
-    "openstack": "the `openstack_default` connection, target.flavor, network, source_image and key_name",
-}
+# The sample spec each cloud's project starts from (the tables of :mod:`.scaffold_os`).
+SAMPLES = {cloud: table.sample for cloud, table in CLOUDS.items()}
+
+
+def connection_todo(cloud: str) -> str:
+    """The Airflow connection a cloud's project needs, said once for the CLI and the README."""
+    table = CLOUDS[cloud]
+    if not table.connection:
+        return "no connection: the build runs on this worker as root (debootstrap, chroot, qemu)"
+    return f"the Airflow connection `{table.connection}` (airflow connections add {table.connection} ...)"
 
 
 def shipped_root() -> Path:
@@ -57,6 +50,7 @@ class Scaffold:
     os: str
     image_type: str
     name: str
+    os_key: str  # the table's OS the label names (rhel-9 for rhel-9.4): see scaffold_os
 
     @property
     def spec_path(self) -> Path:
@@ -78,6 +72,7 @@ def plan_scaffold(folder: Path, cloud: str, os_name: str, image_type: str, name:
     if cloud not in SAMPLES:
         raise InvalidInput("--cloud", f"must be one of {', '.join(SAMPLES)}, got {cloud!r}")
     _checked_name(os_name, "--os")
+    os_key, _ = os_choice(cloud, os_name)
     _checked_name(image_type, "--image-type")
     name = name or re.sub(r"[^a-z0-9-]+", "-", f"{cloud}-{os_name}-{image_type}".lower()).strip("-")
     _checked_name(name, "--name")
@@ -94,7 +89,7 @@ def plan_scaffold(folder: Path, cloud: str, os_name: str, image_type: str, name:
         raise InvalidInput(str(folder), f"cannot be read ({exc.strerror})") from exc
     if occupied and not force:
         raise InvalidInput("DIR", f"{folder} is not empty (give --force to write into it anyway)")
-    return Scaffold(folder, cloud, os_name, image_type, name)
+    return Scaffold(folder, cloud, os_name, image_type, name, os_key)
 
 
 def scaffold_files(plan: Scaffold) -> list[ProjectFile]:
@@ -114,25 +109,60 @@ def scaffold_files(plan: Scaffold) -> list[ProjectFile]:
         if source.is_file():
             copy(source, f"dags/ansible/{source.relative_to(root / 'ansible').as_posix()}")
     text("dags/ansible/group_vars/all.yml", GROUP_VARS.format(name=plan.name))
-    spec = yaml.safe_load((root / "pipelines" / SAMPLES[plan.cloud]).read_text())
-    spec.update(pipeline=plan.name, os=plan.os, image_type=plan.image_type, schedule=None,
-                description=f"{plan.image_type} image for {plan.os} on {plan.cloud} ({plan.name})")  # fmt: skip
-    spec.pop("dag_id", None)
+    sample = root / "pipelines" / SAMPLES[plan.cloud]
+    spec_text = render_spec(plan, sample.read_text(), root)
+    spec = load_yaml(spec_text)
     templates = {ms["template"] for ms in spec.get("milestones", {}).values() if "template" in ms}
     if templates:
         for template in sorted(templates):
             copy(root / "pipelines" / template, f"dags/packer/{Path(template).name}")
         for extra in sorted((root / "packer").glob("*.cloud-config")):
             copy(extra, f"dags/packer/{extra.name}")
-    header = (
-        f"# {plan.name}: made by `imagebuild init --cloud {plan.cloud}`. Before the first run: {TODO[plan.cloud]}.\n"
-    )
-    text(plan.spec_path.relative_to(plan.folder).as_posix(), header + yaml.safe_dump(spec, sort_keys=False, width=120))
+    text(plan.spec_path.relative_to(plan.folder).as_posix(), spec_text)
     copy(root / "imagebuild_pipelines.py", "dags/imagebuild_pipelines.py")
     text("Makefile", MAKEFILE.format(dag_id=plan.dag_id))
+    todo = "\n".join(f"- `{path}`: {what}" for path, what in placeholders(spec)) or "- nothing in the spec"
     text("README.md", README.format(name=plan.name, cloud=plan.cloud, os=plan.os, image_type=plan.image_type,
-                                    todo=TODO[plan.cloud], dag_id=plan.dag_id))  # fmt: skip
+                                    connection=connection_todo(plan.cloud), todo=todo, dag_id=plan.dag_id))  # fmt: skip
     return list(files.values())
+
+
+def render_spec(plan: Scaffold, sample: str, root: Path) -> str:
+    """The project's spec: the sample's text with the pipeline's own names, the OS's values from the
+    cloud's table and placeholders for what only the team knows, every comment of the sample kept
+    (a value that becomes a placeholder loses its trailing comment: the placeholder says what to
+    put there). The Packer milestones log in as the OS's SSH user where the template takes one."""
+    table = CLOUDS[plan.cloud]
+    image = table.systems[plan.os_key]
+    text = sample
+    top = {"pipeline": plan.name, "os": plan.os, "image_type": plan.image_type, "schedule": None,
+           "description": f"{plan.image_type} image for {plan.os} on {plan.cloud} ({plan.name})"}  # fmt: skip
+    for key, value in top.items():
+        text = set_value(text, key, value)
+    values = {k: v.format(name=plan.name) if isinstance(v, str) else v for k, v in table.fill.items()}
+    for key, value in {**values, **image.target}.items():
+        text = set_value(text, f"target.{key}", value, keep_comment=not placeholders(value))
+    spec = load_yaml(text)
+    target = spec.get("target") or {}
+    distro, version = os_properties(plan.os_key)
+    if isinstance(target.get("properties"), dict) and "os_distro" in target["properties"]:
+        text = set_value(
+            text, "target.properties", {**target["properties"], "os_distro": distro, "os_version": version}
+        )
+    if isinstance(target.get("publish_tags"), dict) and "os" in target["publish_tags"]:
+        text = set_value(text, "target.publish_tags", {**target["publish_tags"], "os": f"{distro}{version}"})
+    ssh_user = target.get("ssh_user")
+    for code, milestone in (spec.get("milestones") or {}).items():
+        template = milestone.get("template") if isinstance(milestone, dict) else None
+        if ssh_user and template and 'variable "ssh_username"' in (root / "pipelines" / template).read_text():
+            merged = {**milestone, "vars": {**(milestone.get("vars") or {}), "ssh_username": ssh_user}}
+            text = set_value(text, f"milestones.{code}", merged)
+    header = (
+        f"# {plan.name}: made by `imagebuild init --cloud {plan.cloud} --os {plan.os}`\n"
+        f"# from the sample {table.sample}, whose notes follow. Fill in every <REPLACE: ...> value:\n"
+        "# `make check` names the ones left, and the DAG does not load until none is.\n"
+    )
+    return header + text
 
 
 def write_scaffold(plan: Scaffold) -> WriteReport:
@@ -146,18 +176,30 @@ GROUP_VARS = """# Variables every playbook of {name} gets (Ansible reads group_v
 imagebuild_admin_user: admin
 """
 
-MAKEFILE = """# make check: the specs as the DAG file reads them. make run BUILD_ID=...: one build through
-# Airflow's `dags test` (no scheduler needed); the same BUILD_ID again resumes where it stopped.
+MAKEFILE = """# make check: the specs as the DAG file reads them (names every <REPLACE: ...> value left to fill in).
+# make run BUILD_ID=...: one build through Airflow's `dags test` (no scheduler needed) in this project's
+# own Airflow home, .airflow/ (its metadata DB, made by `airflow db migrate` on the first run, and the
+# builds' store); the same BUILD_ID again resumes where it stopped. make show BUILD_ID=...: the build.
+export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export IMAGEBUILD_PIPELINES_DIR := $(CURDIR)/dags/pipelines
 BUILD_ID ?= $(shell date -u +%Y%m%d)
 
-.PHONY: check run
+.PHONY: check run show
 check:
 \timagebuild spec check dags/pipelines
 
-run: check
+$(AIRFLOW_HOME)/.migrated:
+\tmkdir -p "$(AIRFLOW_HOME)"
+\tairflow db migrate
+\ttouch "$@"
+
+run: check $(AIRFLOW_HOME)/.migrated
 \tairflow dags test {dag_id} --conf '{{"build_id": "$(BUILD_ID)"}}'
+
+show:
+\timagebuild build show $(BUILD_ID)
 """
 
 README = """# {name}
@@ -172,9 +214,17 @@ cleared in the Airflow UI, resumes the build where it stopped.
 - `dags/packer/`: the template of the kickstart and green images, where the cloud uses Packer.
 - `dags/imagebuild_pipelines.py`: the DAG file (point Airflow's dags folder here, or copy it).
 
-Before the first run: {todo}.
+Before the first run, create {connection}, and fill in the spec's placeholders
+(`make check` names those left):
+
+{todo}
+
+Then:
 
     make check
     make run BUILD_ID=first-try         # again with the same id after a failure: it resumes
-    imagebuild build show first-try     # the milestones, attempts and outputs
+    make show BUILD_ID=first-try        # the milestones, attempts and outputs
+
+`make run` keeps Airflow's metadata DB and the builds' store in `.airflow/` (this project's own
+AIRFLOW_HOME, migrated on the first run).
 """

@@ -29,7 +29,7 @@ from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.spec_publish import PublishSpec, publish_problem
 from airflow_provider_imagebuild.spec_types import ConnId
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
-from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml
+from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml, unfilled
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
@@ -459,6 +459,8 @@ def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> Pipe
         raise SpecError(file, "", "must be a YAML mapping with at least 'pipeline', 'cloud', 'image_type'")
     _check_codes(raw, file)
     _check_nul(raw, file, "")
+    if (todo := unfilled(raw)) is not None:  # a value `imagebuild init` left for a person to fill in
+        raise SpecError(file, *todo)
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:

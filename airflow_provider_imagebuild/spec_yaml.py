@@ -164,3 +164,36 @@ def load_yaml(text: str) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+# -- Placeholders: values a person must fill in before the spec is used --------------------------
+# `imagebuild init` writes `<REPLACE: what to put here>` where the sample's value is one only the
+# team knows (the vendor image, the account's network, the build key). The rule is generic, so it
+# holds for every key of every cloud and for specs people copy by hand: any string value holding
+# a placeholder refuses the spec, naming the key path and what to fill in.
+PLACEHOLDER_RE = re.compile(r"<REPLACE:\s*(?P<what>[^<>]*?)\s*>")
+
+
+def placeholders(data: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every ``(key.path, what)`` still to fill in ``data`` (a loaded spec), in document order."""
+    found: list[tuple[str, str]] = []
+    if isinstance(data, str):
+        found.extend((path, m["what"] or "this value") for m in PLACEHOLDER_RE.finditer(data))
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            found.extend(placeholders(value, f"{path}.{key}" if path else str(key)))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found.extend(placeholders(item, f"{path}.{index}" if path else str(index)))
+    return found
+
+
+def unfilled(data: Any) -> tuple[str, str] | None:
+    """The first placeholder of ``data`` as ``(key.path, reason)``, the others named in the reason;
+    None when every value is filled in."""
+    found = placeholders(data)
+    if not found:
+        return None
+    (path, what), *more = found
+    also = f" (also to fill in: {', '.join(p for p, _ in more)})" if more else ""
+    return path, f"fill in {what}{also}"

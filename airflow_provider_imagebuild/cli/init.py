@@ -31,7 +31,8 @@ def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | No
 
     FOLDER must be empty or missing unless --force; with --force no file of yours is replaced
     (see --force)."""
-    from airflow_provider_imagebuild.scaffold import TODO, plan_scaffold, write_scaffold
+    from airflow_provider_imagebuild.scaffold import connection_todo, plan_scaffold, write_scaffold
+    from airflow_provider_imagebuild.spec_yaml import load_yaml, placeholders
 
     plan = plan_scaffold(folder, cloud, os_name, image_type, name, force)
     report = write_scaffold(plan)
@@ -42,7 +43,12 @@ def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | No
         click.echo("is beside each as .new, to compare and merge by hand:")
         for path in report.beside:
             click.echo(f"  {path}")
-    click.echo(f"before the first run: {TODO[cloud]}")
+    click.echo(f"before the first run: create {connection_todo(plan.cloud)}")
+    todo = placeholders(load_yaml(plan.spec_path.read_text()))
+    if todo:
+        click.echo(f"and fill in these values of {plan.spec_path} (`make check` names those left):")
+        for key_path, what in todo:
+            click.echo(f"  {key_path}: {what}")
     click.echo(f"then: cd {folder} && make check && make run BUILD_ID=first-try")
 
 
