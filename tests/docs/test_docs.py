@@ -236,3 +236,14 @@ def test_the_code_cites_only_documents_this_repository_holds() -> None:
         "architecture.md",
         "docs/concepts/nowhere.md",
     ]
+
+
+def test_hand_written_pages_write_no_placeholder_markdown_would_swallow() -> None:
+    """``<user>`` outside code is an HTML tag to Markdown: the reader sees nothing there (the
+    README's "redo from 70 by <user>" showed as "redo from 70 by"). Placeholders go in code or
+    capitals."""
+    swallowed: list[str] = []
+    for page in sorted(DOCS.rglob("*.md")):
+        prose = re.sub(r"```.*?```|`[^`\n]*`|<!--.*?-->", "", page.read_text(encoding="utf-8"), flags=re.S)
+        swallowed.extend(f"{page.relative_to(ROOT)}: {tag}" for tag in re.findall(r"<[A-Za-z/][^>\n]*>", prose))
+    assert swallowed == []
