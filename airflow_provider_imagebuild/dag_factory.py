@@ -15,7 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import DAG, Param, TaskGroup
 
 from airflow_provider_imagebuild.build.catalog import Phase
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
@@ -31,7 +31,7 @@ from airflow_provider_imagebuild.spec import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PIPELINES_ENV", "build_dag", "build_task_group", "load_pipelines"]
+__all__ = ["PIPELINES_ENV", "build_dag", "build_task_group", "load_pipelines", "trigger_params"]
 
 
 def _task_kwargs(step: Step) -> dict[str, Any]:
@@ -152,8 +152,58 @@ def _add_tasks(plan: PipelinePlan, spec_dir: Path | None, group: TaskGroup | Non
     return tasks
 
 
+def trigger_params(plan: PipelinePlan) -> dict[str, Param]:
+    """The "Trigger DAG" form: resume a build by its id, redo it from a milestone, say why.
+
+    Every param is optional (a schedule needs valid defaults): an empty form starts a new build.
+    ``redo_from`` offers only this plan's milestones, each shown with its title; what the form
+    cannot check (does the build exist, is it this pipeline's) the registration task checks
+    before anything is written (:mod:`.operators.trigger`)."""
+    codes = [step.code for step in plan.steps[1:]]
+    return {
+        "build_id": Param(
+            None,
+            type=["null", "string"],
+            title="Build id",
+            description="Leave empty for a new build. Give a failed build's id (its failed task's log shows it) "
+            "to resume that build: what it achieved already is skipped.",
+            maxLength=128,
+        ),
+        "redo_from": Param(
+            None,
+            type=["null", "integer"],
+            title="Redo from milestone",
+            description="Only with a build id: reset that build to this milestone first, so that it and every "
+            "later milestone run again (as the build page's Redo). Empty: resume where the build stands.",
+            enum=[None, *codes],
+            values_display={"null": "(resume where the build stands)"}
+            | {str(step.code): f"{step.code} · {step.title}" for step in plan.steps[1:]},
+        ),
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            title="Reason",
+            description="Why you redo it: recorded in the build's history with your name.",
+            maxLength=2000,
+        ),
+    }
+
+
+def _dag_docs(plan: PipelinePlan) -> str:
+    example = f"{plan.spec.pipeline}.manual__2026-11-27T05-37-02-00-00.3c1f0e9a2b"
+    return (
+        plan.markdown()
+        + "\n\n#### Resume or redo from the trigger form\n\n"
+        + "**Trigger DAG** opens a form. Leave it empty for a new build. To resume a failed build in a new run, "
+        + f"give its id (the failed task's last log line names it, like `{example}`): `build_id=<id>`, "
+        + 'or the conf `{"build_id": "<id>"}`. Completed milestones are skipped. To run milestones that passed '
+        + "again, also choose **Redo from milestone** and give a **Reason**: the build is reset to it first and "
+        + "the reset is recorded with your name. Clearing the failed task of the run itself resumes the same way."
+    )
+
+
 def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: Any) -> DAG:
-    """The whole pipeline as a DAG: one task per milestone, grouped by phase."""
+    """The whole pipeline as a DAG: one task per milestone, grouped by phase, with a trigger form."""
     plan = plan_from_spec(spec)
     params: dict[str, Any] = dict(
         dag_id=plan.dag_id,
@@ -162,8 +212,9 @@ def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: An
         catchup=spec.catchup,
         max_active_runs=spec.max_active_runs,
         tags=sorted({"imagebuild", spec.cloud, spec.image_type, *spec.tags}),
-        doc_md=plan.markdown(),
+        doc_md=_dag_docs(plan),
         description=spec.description or f"{spec.cloud} {spec.image_type} image pipeline {spec.pipeline}",
+        params=trigger_params(plan),
     )
     params.update(dag_kwargs)
     with DAG(**params) as dag:

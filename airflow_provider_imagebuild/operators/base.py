@@ -7,7 +7,7 @@ cloud's answer or an HTTP body, and Airflow prints it, causes and all, into the 
 
 :class:`MilestoneOperator` is the resume logic, and nothing else: ``execute`` of a milestone task
 
-1. resolves the build id (``dag_run.conf["build_id"]``, else derived from pipeline and run);
+1. resolves the build id (the trigger form's ``build_id``, else derived from pipeline and run);
 2. reads the build; a completed milestone is **skipped** in milliseconds with a log line saying
    when and by which attempt it was reached, and its recorded outputs are returned;
 3. otherwise takes the **lease** (owner = dag/run/task/try) and opens a milestone session that
@@ -35,7 +35,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.identity import BuildIdentity
-from airflow_provider_imagebuild.build.ids import check_build_id, derive_build_id
+from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
@@ -119,13 +119,11 @@ class BuildOperator(BaseOperator):
         return store_for(self.store_url, self.store_conn_id)
 
     def resolve_build_id(self, context: Any) -> str:
-        dag_run = context["dag_run"]
-        conf = getattr(dag_run, "conf", None) or {}
-        given = conf.get("build_id")
-        if given is not None:
-            self._build_id = check_build_id(given, "dag_run.conf.build_id")
-        else:
-            self._build_id = derive_build_id(self.pipeline, dag_run.run_id)
+        """The trigger form's ``build_id`` (an empty field: none), else one derived from the run."""
+        from airflow_provider_imagebuild.operators.trigger import conf_of, given_build_id
+
+        given = given_build_id(conf_of(context))
+        self._build_id = given or derive_build_id(self.pipeline, context["dag_run"].run_id)
         return self._build_id
 
     def owner_for(self, context: Any) -> str:
@@ -410,13 +408,17 @@ class MilestoneOperator(BuildOperator):
         """The last lines of a failed milestone's log: what clearing the task will do."""
         done = [c for c in rec.completed if c < self.state]
         kept = f"milestones {done[0]}..{done[-1]} stay done" if done else "nothing else is redone"
+        from airflow_provider_imagebuild.operators.trigger import resume_advice
+
         self.log.error(
-            "clear this task to resume build %s at milestone %s (%s; nothing already achieved is redone). "
+            "clear this task to resume build %s at milestone %s (%s; nothing already achieved is redone), "
+            "or resume it in a new run from the trigger form: %s. "
             "Build page: %s (a note written in the Clear dialog is recorded as the next attempt's reason); "
             "history: imagebuild build show %s",
             rec.build_id,
             self.state,
             kept,
+            resume_advice(rec.build_id),
             build_page(rec.build_id, airflow_root()),
             rec.build_id,
         )
