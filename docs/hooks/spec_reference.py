@@ -198,21 +198,26 @@ def _nested(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
     return []
 
 
-def rows(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozenset()) -> list[Row]:
-    """Every key of ``model`` and of the models below it, depth first, each with its full path."""
+def rows(
+    model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozenset(), examples: dict[str, str] | None = None
+) -> list[Row]:
+    """Every key of ``model`` and of the models below it, depth first, each with its full path;
+    ``examples``: notes from the guide's commented examples, for keys the model says nothing of."""
+    examples = examples or {}
     comments = _source_comments(model)
     found: list[Row] = []
     for name, info in model.model_fields.items():
         if name in skip:
             continue
         path = f"{prefix}.{name}" if prefix else name
-        text = " ".join(t for t in (info.description, comments.get(name)) if t) or NOTES.get(path, "")
+        text = " ".join(t for t in (info.description, comments.get(name)) if t)
+        text = text or examples.get(path) or NOTES.get(path, "")
         found.append(Row(path, type_text(info.annotation), default_text(info), bounds_text(info), text))
         seen: set[type[BaseModel]] = set()
         for suffix, nested in _nested(info.annotation):
             if nested not in seen:
                 seen.add(nested)
-                found.extend(rows(nested, path + suffix))
+                found.extend(rows(nested, path + suffix, examples=examples))
     return found
 
 
@@ -275,6 +280,47 @@ NOTES = {
 }
 
 
+_YAML_KEY = re.compile(r"^(?P<indent> *)(?:- )?(?P<key>[a-z_][a-z0-9_]*):(?P<rest>.*)$")
+
+
+def example_notes(markdown: str) -> dict[str, str]:
+    """``{key path: comment}`` from the commented YAML examples of a guide page: in
+    ``target:\n  vm_size: Standard_D2s_v5   # the build host's size`` the note of ``target.vm_size``
+    is the comment (comment lines right below it, aligned with it, continue it)."""
+    notes: dict[str, str] = {}
+    for block in re.findall(r"```yaml\n(.*?)```", markdown, flags=re.S):
+        stack: list[tuple[int, str]] = []
+        last = ""
+        for line in block.splitlines():
+            found = _YAML_KEY.match(line)
+            if found is None:
+                comment = line.strip()
+                commented_key = re.match(r"#\s*(- )?[a-z_]+:", comment)  # a key left out, not a note
+                if last and comment.startswith("#") and commented_key is None:
+                    notes[last] += " " + comment.lstrip("#").strip()
+                continue
+            indent = len(found["indent"])
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            path = ".".join([*(key for _, key in stack), found["key"]])
+            stack.append((indent, found["key"]))
+            text = _trailing_comment(found["rest"])
+            last = path if text else ""
+            if text:
+                notes.setdefault(path, text)
+    return notes
+
+
+def _guide_notes(config: Any, guide: str) -> dict[str, str]:
+    """The example notes of a hand-written guide page (``authors-guide/aws.md``), if it is there."""
+    if config is None:
+        return {}
+    from pathlib import Path
+
+    path = Path(config["docs_dir"]) / guide
+    return example_notes(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -306,7 +352,7 @@ CLOUD_GUIDES = {
 }
 
 
-def common_page() -> str:
+def common_page(config: Any = None) -> str:
     root, _, clouds = _models()
     links = ", ".join(f"[{CLOUD_TITLES.get(c, c)}]({c}.md)" for c in clouds)
     return (
@@ -316,11 +362,11 @@ def common_page() -> str:
         "in full: `milestones.<code>.action` is the `action` of any milestone, `publish[].glance` an entry "
         "of the `publish:` list. Durations are in seconds.\n\n"
         f"The `target:` keys depend on `cloud:` and have a page per cloud: {links}.\n\n"
-        + table(rows(root, skip=frozenset({PER_CLOUD})))
+        + table(rows(root, skip=frozenset({PER_CLOUD}), examples=_guide_notes(config, "authors-guide/index.md")))
     )
 
 
-def cloud_page(cloud: str) -> str:
+def cloud_page(cloud: str, config: Any = None) -> str:
     _, targets, _ = _models()
     model = targets[cloud]
     title = CLOUD_TITLES.get(cloud, cloud)
@@ -330,16 +376,17 @@ def cloud_page(cloud: str) -> str:
         f"# Spec reference: `target:` on {title} (`cloud: {cloud}`)\n\n"
         f"Generated from `{model.__name__}`, the model `spec check` validates a `cloud: {cloud}` spec's "
         "`target:` with; any other key there is refused. The keys every pipeline has are on "
-        f"[the common page](index.md).{how}" + table(rows(model, "target"))
+        f"[the common page](index.md).{how}"
+        + table(rows(model, "target", examples=_guide_notes(config, f"authors-guide/{cloud}.md")))
     )
 
 
-def pages() -> dict[str, str]:
+def pages(config: Any = None) -> dict[str, str]:
     """``{path below docs/: markdown}`` of every generated spec page."""
     _, _, clouds = _models()
-    generated = {f"{SPEC_DIR}/index.md": common_page()}
+    generated = {f"{SPEC_DIR}/index.md": common_page(config)}
     for cloud in clouds:
-        generated[f"{SPEC_DIR}/{cloud}.md"] = cloud_page(cloud)
+        generated[f"{SPEC_DIR}/{cloud}.md"] = cloud_page(cloud, config)
     return generated
 
 
@@ -393,6 +440,6 @@ def on_files(files: Any, config: Any) -> Any:
     """MkDocs event: add the generated pages to the build (they are never written into docs/)."""
     from mkdocs.structure.files import File
 
-    for path, content in pages().items():
+    for path, content in pages(config).items():
         files.append(File.generated(config, path, content=content))
     return files
