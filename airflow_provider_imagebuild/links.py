@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 
 URL_PREFIX = "/imagebuild"  # where the plugin's app is mounted on Airflow's API server
-UI_ROUTE = "imagebuild"  # the UI shows the pages inside its own frame at /plugin/<UI_ROUTE>/...
+# Airflow's UI shows a nav view at /plugin/<UI_ROUTE>/<the frame's own path>: a page of the app is
+# /plugin/image-builds/imagebuild/builds/... (a route named as the app is mounted read as a typo:
+# /plugin/imagebuild/imagebuild/...). The route is the view's name as Airflow would derive it.
+UI_ROUTE = "image-builds"
 
 _OWNER_RE = re.compile(r"^(?P<dag>[^/]+)/(?P<run>[^/]+)/(?P<task>[^/]+)/try-(?P<try>[0-9]+)$")
 
@@ -51,8 +54,16 @@ class TaskRef:
 
 
 def build_page(build_id: str, root: str = "") -> str:
-    """The build's page inside Airflow's UI frame (``root``: Airflow's base path, if any)."""
-    return f"{root}/plugin/{UI_ROUTE}{URL_PREFIX}/builds/{_q(build_id)}"
+    """The build's page inside Airflow's UI frame (``root``: Airflow's base path, or its full address
+    for a link read outside Airflow). The UI loads the frame at the part after ``/plugin/<route>``,
+    from the site's origin: so that part is the app page's own path, Airflow's base path included."""
+    base_path = urlsplit(root).path.rstrip("/") if "://" in root else root
+    return f"{root}/plugin/{UI_ROUTE}{app_page(build_id, base_path)}"
+
+
+def app_page(build_id: str, root: str = "") -> str:
+    """The build's page as the plugin's app serves it (what Airflow's frame loads)."""
+    return f"{root}{URL_PREFIX}/builds/{_q(build_id)}"
 
 
 def runs_of(rec: BuildRecord) -> list[TaskRef]:

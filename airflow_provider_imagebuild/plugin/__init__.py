@@ -1,7 +1,7 @@
 """The provider's Airflow plugin, registered through the ``airflow.plugins`` entry point:
 
 - the Image builds app on the API server at ``/imagebuild``: the JSON API and the HTML pages;
-- "Image builds" in the UI's navigation: the pages inside Airflow's frame (``/plugin/imagebuild``);
+- "Image builds" in the UI's navigation: the pages inside Airflow's frame (``/plugin/image-builds``);
 - a middleware that records the note of a Clear as the reason of the milestone's next attempt.
 """
 

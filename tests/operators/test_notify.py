@@ -276,11 +276,11 @@ def test_a_hostile_lease_owner_reaches_every_channel_escaped(
     assert "<!channel>" not in slack and "<https://evil.example" not in slack, slack
     escaped = HOSTILE.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     assert escaped in slack, slack
-    assert "<https://airflow.example/plugin/imagebuild/imagebuild/builds/held-1|build page>" in slack, slack
+    assert "<https://airflow.example/plugin/image-builds/imagebuild/builds/held-1|build page>" in slack, slack
     [hook] = [body for path, body in sink.received if path == "/hooks/imagebuild"]
     assert (
         HOSTILE in hook["error"]
-        and hook["build_page"] == "https://airflow.example/plugin/imagebuild/imagebuild/builds/held-1"
+        and hook["build_page"] == "https://airflow.example/plugin/image-builds/imagebuild/builds/held-1"
     )
     [envelope] = mail
     html = _html_of(envelope)

@@ -97,7 +97,7 @@ class Operator:
     def builds_frame(self, path: str = "") -> FrameLocator:
         """The Image builds view from the navigation (``path``: a page inside it, as a deep link)."""
         if path:
-            self.page.goto(f"{self.url}/plugin/imagebuild/imagebuild{path}")
+            self.page.goto(f"{self.url}/plugin/image-builds/imagebuild{path}")
         else:
             self.page.goto(f"{self.url}/")
             self.page.get_by_role("link", name="Image builds").click()

@@ -127,7 +127,7 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     frame.locator("#timeline").wait_for()
     # The address a person can share: Airflow follows the frame's navigation once the frame has
     # loaded, which may be after the timeline is on screen (CI read the list's address once).
-    expect(admin.page).to_have_url(re.compile(rf"/plugin/imagebuild/imagebuild/builds/{re.escape(BUILD)}$"))
+    expect(admin.page).to_have_url(re.compile(rf"/plugin/image-builds/imagebuild/builds/{re.escape(BUILD)}$"))
     timeline_85 = frame.locator("#timeline tr[data-state='85']")
     tries_85 = len(store.get(BUILD).attempts_at(85))
     assert re.search(rf"completed\s+{tries_85}\b", timeline_85.inner_text()), timeline_85.inner_text()
