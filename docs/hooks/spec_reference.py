@@ -42,11 +42,21 @@ class Row:
 
 def _models() -> tuple[type[BaseModel], dict[str, type[BaseModel]], tuple[str, ...]]:
     """The root model, each cloud's ``target:`` model, and the clouds (imported late: a hook
-    module is loaded by MkDocs before the build, and an import error should name the package)."""
+    module is loaded by MkDocs before the build, and an import error should name the package).
+    A cloud's model is the one validation picks for a bare ``target:`` of that cloud, else the
+    validator's table of models (where a bare target is refused)."""
+    from pydantic import ValidationError
+
     from airflow_provider_imagebuild import spec
     from airflow_provider_imagebuild.build.ids import CLOUDS
 
-    targets = {cloud: spec.TARGET_MODELS.get(cloud, spec.TargetSpec) for cloud in CLOUDS}
+    targets: dict[str, type[BaseModel]] = {}
+    for cloud in CLOUDS:
+        try:
+            parsed = spec.PipelineSpec.model_validate({"pipeline": "p", "cloud": cloud, "image_type": "t"})
+            targets[cloud] = type(parsed.target)
+        except ValidationError:
+            targets[cloud] = spec.TARGET_MODELS.get(cloud, spec.TargetSpec)
     return spec.PipelineSpec, targets, tuple(CLOUDS)
 
 
