@@ -202,9 +202,20 @@ def _dag_docs(plan: PipelinePlan) -> str:
     )
 
 
+def _shared_store(spec: PipelineSpec) -> None:
+    """Refuse, while parsing, a pipeline that would record its builds in each worker's own SQLite
+    file while a distributed executor runs its tasks on several machines (hooks/store_choice.py)."""
+    from airflow_provider_imagebuild.hooks.store_choice import worker_local_refusal
+
+    refusal = worker_local_refusal(spec.store, spec.store_conn_id)
+    if refusal:
+        raise SpecError(f"pipeline {spec.pipeline}", "store", refusal)
+
+
 def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: Any) -> DAG:
     """The whole pipeline as a DAG: one task per milestone, grouped by phase, with a trigger form."""
     plan = plan_from_spec(spec)
+    _shared_store(spec)
     params: dict[str, Any] = dict(
         dag_id=plan.dag_id,
         schedule=spec.schedule,
@@ -225,6 +236,7 @@ def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: An
 def build_task_group(spec: PipelineSpec, group_id: str | None = None, spec_dir: Path | None = None) -> TaskGroup:
     """The pipeline as a TaskGroup inside the DAG being defined (use within ``with DAG(...)``)."""
     plan = plan_from_spec(spec)
+    _shared_store(spec)
     with TaskGroup(group_id=group_id or spec.pipeline.replace("-", "_"), tooltip=spec.pipeline) as group:
         _add_tasks(plan, spec_dir, group)
     return group
@@ -275,7 +287,16 @@ def load_pipelines(
     specs, spec_errors = load_specs(spec_files(pipelines_folder(folder)))
     if strict and spec_errors:
         raise spec_errors[0]
-    dags = {spec.effective_dag_id: build_dag(spec, path.parent) for path, spec in specs}
+    dags: dict[str, DAG] = {}
+    for path, spec in specs:
+        try:
+            dags[spec.effective_dag_id] = build_dag(spec, path.parent)
+        except SpecError as exc:  # refused as a whole (no shared store): named by its file, the others load
+            refused = SpecError(str(path), exc.path, exc.reason)
+            if strict:
+                raise refused from None
+            spec_errors.append(refused)
+    specs = [(path, spec) for path, spec in specs if spec.effective_dag_id in dags]
     watched = [spec for _, spec in specs if spec.notify is not None]
     if watched:
         dags[WATCHDOG_DAG_ID] = build_watchdog_dag(watched)

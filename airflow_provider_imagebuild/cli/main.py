@@ -17,24 +17,33 @@ from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
 from airflow_provider_imagebuild.cli.doctor import doctor
 from airflow_provider_imagebuild.cli.init import ansible_callback_path, init
-from airflow_provider_imagebuild.cli.output import RedactingGroup, emit, handles_errors, print_json, warn
+from airflow_provider_imagebuild.cli.output import RedactingGroup, emit, fail, handles_errors, print_json, warn
 from airflow_provider_imagebuild.cli.spec import spec_group
-from airflow_provider_imagebuild.errors import Conflict
+from airflow_provider_imagebuild.errors import Conflict, InvalidInput
+from airflow_provider_imagebuild.hooks.store_choice import NAMED_URL, StoreChoice, choose_store, chosen_url, open_choice
 from airflow_provider_imagebuild.redact import redact_patterns
 from airflow_provider_imagebuild.store import (
     DEFAULT_LEASE_SECONDS,
     BuildStore,
     ListFilter,
-    default_store_url,
-    open_store,
     parse_store_url,
 )
+
+
+def _choice(ctx: click.Context) -> StoreChoice:
+    """The store this command uses: ``--store`` or ``--conn-id``, else the order a task follows
+    (:mod:`airflow_provider_imagebuild.hooks.store_choice`), chosen once per command."""
+    obj = ctx.find_root().obj
+    if obj.get("choice") is None:
+        obj["choice"] = choose_store(obj.get("url"), obj.get("conn_id"), url_from="--store", conn_from="--conn-id")
+    choice: StoreChoice = obj["choice"]
+    return choice
 
 
 def _store(ctx: click.Context) -> BuildStore:
     obj = ctx.find_root().obj
     if obj.get("store") is None:
-        obj["store"] = open_store(obj["url"])
+        obj["store"] = open_choice(_choice(ctx))
     store: BuildStore = obj["store"]
     return store
 
@@ -57,15 +66,25 @@ def _code(text: str, field: str = "STATE") -> int:
 @click.option(
     "--store",
     "store_url",
-    envvar="IMAGEBUILD_STORE",
     metavar="URL",
-    help="Store URL (env IMAGEBUILD_STORE); default: SQLite under $AIRFLOW_HOME/imagebuild.",
+    help="Store URL. Without --store or --conn-id, the order a task follows: $IMAGEBUILD_STORE_CONN_ID, "
+    "$IMAGEBUILD_STORE, the imagebuild_default connection, else SQLite under $AIRFLOW_HOME/imagebuild "
+    "(`imagebuild store url` says which one and why).",
+)
+@click.option(
+    "--conn-id",
+    "conn_id",
+    metavar="ID",
+    help="An imagebuild_state Airflow connection holding the store (from AIRFLOW_CONN_<ID> or a secrets "
+    "backend); not with --store.",
 )
 @click.version_option(package_name="airflow-provider-imagebuild")
 @click.pass_context
-def cli(ctx: click.Context, store_url: str | None) -> None:
+def cli(ctx: click.Context, store_url: str | None, conn_id: str | None) -> None:
     """Resumable image builds: inspect and drive the build state store, check pipeline specs."""
-    ctx.obj = {"url": store_url or default_store_url(), "store": None}
+    if store_url and conn_id:
+        fail("--store and --conn-id: give one store, not both (--store URL or --conn-id ID)", InvalidInput.exit_code)
+    ctx.obj = {"url": store_url, "conn_id": conn_id, "store": None, "choice": None}
 
 
 @cli.group()
@@ -162,13 +181,22 @@ def store_prune(
 
 
 @store.command("url")
+@click.option("--json", "as_json", is_flag=True, help="The URL, the connection and the rule that chose them as JSON")
 @click.pass_context
 @handles_errors
-def store_url_cmd(ctx: click.Context) -> None:
-    """Print the store URL in use (validated; anything secret-looking in it redacted)."""
-    url = ctx.find_root().obj["url"]
-    parse_store_url(url)
-    click.echo(redact_patterns(url))
+def store_url_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Print the store URL in use (validated; anything secret-looking in it redacted), then the rule
+    that chose it: --store, --conn-id, $IMAGEBUILD_STORE_CONN_ID, $IMAGEBUILD_STORE, the
+    imagebuild_default connection or this machine's SQLite file, in that order."""
+    choice = _choice(ctx)
+    url = chosen_url(choice)
+    parse_store_url(url, "--store" if choice.rule == NAMED_URL else "store")
+    shown = {"url": redact_patterns(url), "conn_id": choice.conn_id, "chosen_by": choice.chosen_by, "rule": choice.rule}
+    if as_json:
+        print_json(shown)
+    else:
+        click.echo(shown["url"])
+        click.echo(f"chosen by {choice.chosen_by}")
 
 
 @cli.group()

@@ -1,10 +1,8 @@
 """Which store a pipeline's builds are recorded in, why that one, and whether it takes a write.
 
-The choice follows :func:`airflow_provider_imagebuild.hooks.build_state.store_for`, the one place
-a task's store is chosen: the spec's ``store:`` URL, else its ``store_conn_id``, else the
-deployment's ``$IMAGEBUILD_STORE_CONN_ID``, else ``$IMAGEBUILD_STORE``, else the SQLite file of
-each worker. It is repeated here as data (with the reason) because that module imports Airflow,
-which a doctor run without connections does not need; a test holds the two to the same answers.
+The choice is :func:`airflow_provider_imagebuild.hooks.store_choice.choose_store`, the one order
+every part uses (the tasks, the watchdog, the UI, the CLI); only ``--store`` differs: for the doctor
+it stands in for ``$IMAGEBUILD_STORE`` as the tasks would read it.
 
 The check reads one record and writes and deletes a probe record through the store's own
 compare-and-swap (:meth:`BuildStore.probe`), so a read-only disk, a missing table or a policy that
@@ -15,54 +13,36 @@ created: its folder is checked instead (the first build creates it).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_imagebuild.doctor.findings import MISSING, OK, SKIPPED, Finding
 from airflow_provider_imagebuild.errors import ImageBuildError
+from airflow_provider_imagebuild.hooks import store_choice
+from airflow_provider_imagebuild.hooks.store_choice import ENV_URL, STORE_CONN_ENV, STORE_ENV, StoreChoice
 from airflow_provider_imagebuild.redact import Redactor, redact_patterns
-from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store, parse_store_url
+from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
 from airflow_provider_imagebuild.store.base import PROBE_BUILD_ID
 from airflow_provider_imagebuild.store.url import StoreURL
 
-STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"  # hooks.build_state.STORE_CONN_ENV
-STORE_ENV = "IMAGEBUILD_STORE"
+__all__ = ["STORE_CONN_ENV", "STORE_ENV", "StoreChoice", "choose_store", "examine_store"]
 INIT_FIX = "if it was never prepared: imagebuild --store URL store init (schema, folder, table or bucket)"
 WRITE_FIX = "give this worker write access to the store (its disk, or the policy of the credentials it uses)"
-
-
-@dataclass(frozen=True)
-class StoreChoice:
-    url: str | None  # a store URL, or None when a connection names it
-    conn_id: str | None  # an imagebuild_state connection
-    chosen_by: str  # why this one
-
-    @property
-    def label(self) -> str:
-        return f"connection {self.conn_id}" if self.conn_id else redact_patterns(self.url or "")
 
 
 def choose_store(
     spec_store: str | None, spec_conn_id: str | None, cli_url: str | None = None, cli_from: str = ""
 ) -> StoreChoice:
-    """The store a pipeline's tasks open, and why. ``cli_url`` is ``--store`` (or
-    ``$IMAGEBUILD_STORE`` as the CLI read it), in the place ``$IMAGEBUILD_STORE`` takes."""
-    if spec_store:
-        return StoreChoice(spec_store, None, "the spec's store:")
-    if spec_conn_id:
-        return StoreChoice(None, spec_conn_id, "the spec's store_conn_id:")
-    deployment = os.environ.get(STORE_CONN_ENV)
-    if deployment:
-        return StoreChoice(None, deployment, f"${STORE_CONN_ENV}, the deployment's store connection")
+    """The store a pipeline's tasks open, and why. ``cli_url`` is ``--store``, in the place
+    ``$IMAGEBUILD_STORE`` takes."""
+    env = dict(os.environ)
     if cli_url:
-        return StoreChoice(cli_url, None, cli_from or f"${STORE_ENV}")
-    where = "$AIRFLOW_HOME/imagebuild" if os.environ.get("AIRFLOW_HOME") else "~/.imagebuild"
-    return StoreChoice(
-        default_store_url(),
-        None,
-        f"the worker's own SQLite file under {where} (no store:, store_conn_id, ${STORE_CONN_ENV} or ${STORE_ENV})",
-    )
+        env[STORE_ENV] = cli_url
+    choice = store_choice.choose_store(spec_store, spec_conn_id, env=env)
+    if choice.rule == ENV_URL and cli_url and cli_from:
+        choice = replace(choice, chosen_by=cli_from)
+    return choice
 
 
 def _uncreated(parsed: StoreURL) -> Path | None:

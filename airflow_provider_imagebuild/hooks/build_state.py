@@ -1,5 +1,5 @@
 """Airflow hook for the ``imagebuild_state`` connection: connection -> :class:`BuildStore`, and
-:func:`store_for`, the one place a task's store is chosen.
+:func:`store_for`, a task's store in the one order of :mod:`.store_choice`.
 
 The connection holds the store URL (in ``extra.store_url`` or ``host``) and, for the AWS
 backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves;
@@ -10,27 +10,23 @@ Secrets Airflow masks are also redacted from what the store records.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_provider_imagebuild.clouds.aws import AwsClients
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.hooks.store_choice import STORE_CONN_ENV, choose_store, open_choice
 from airflow_provider_imagebuild.redact import Redactor, redactor_for
-from airflow_provider_imagebuild.store import BuildStore, default_store_url, open_store, parse_store_url
+from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
 
-STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"
+__all__ = ["STORE_CONN_ENV", "BuildStateHook", "airflow_redactor", "store_for"]
 
 
 def store_for(store_url: str | None = None, store_conn_id: str | None = None) -> BuildStore:
-    """A pipeline's store: its spec's ``store`` URL, else its ``store_conn_id``, else
-    ``$IMAGEBUILD_STORE_CONN_ID`` (a deployment-wide connection, as docker-compose.yaml sets),
-    else the default store (``$IMAGEBUILD_STORE`` or the SQLite file under ``$AIRFLOW_HOME``)."""
-    conn_id = store_conn_id or (None if store_url else os.environ.get(STORE_CONN_ENV))
-    if conn_id:
-        return BuildStateHook(conn_id).get_store()
-    return open_store(store_url or default_store_url(), redactor=airflow_redactor())
+    """A pipeline's store: its spec's ``store`` URL or ``store_conn_id``, else the deployment's, in
+    the one order every part uses (:mod:`.store_choice`)."""
+    return open_choice(choose_store(store_url, store_conn_id), redactor=airflow_redactor())
 
 
 def airflow_redactor() -> Redactor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,12 @@ from airflow_provider_imagebuild.store.base import BuildStore, ClientFactory, Cl
 from airflow_provider_imagebuild.store.url import StoreURL, parse_store_url
 
 
-def default_store_url() -> str:
-    """``$IMAGEBUILD_STORE``, else a SQLite file under ``$AIRFLOW_HOME/imagebuild`` or ``~/.imagebuild``."""
-    env = os.environ.get("IMAGEBUILD_STORE")
-    if env:
-        return env
-    home = os.environ.get("AIRFLOW_HOME")
+def worker_store_url(env: Mapping[str, str] | None = None) -> str:
+    """This machine's own SQLite file: under ``$AIRFLOW_HOME/imagebuild``, else ``~/.imagebuild``.
+    The last rule of the store order (:mod:`airflow_provider_imagebuild.hooks.store_choice`): the
+    store used when nothing names one, right for one machine only."""
+    env = os.environ if env is None else env
+    home = env.get("AIRFLOW_HOME")
     base = Path(home) / "imagebuild" if home else Path.home() / ".imagebuild"
     return f"sqlite:///{base.resolve() / 'state.db'}"  # /abs path -> sqlite:////abs (SQLAlchemy style)
 
@@ -102,7 +102,7 @@ __all__ = [
     "BuildStore",
     "ListFilter",
     "StoreURL",
-    "default_store_url",
     "open_store",
     "parse_store_url",
+    "worker_store_url",
 ]

@@ -5,7 +5,8 @@ temporary file, fsyncs it, renames it over the record and fsyncs the directory: 
 the old record or the new one, never half of one, even if the writer is killed. A record that
 does not parse is reported and never overwritten; the temporary file a killed writer left is
 removed by the next write of that build. A full or read-only disk is "store unusable" (exit 5)
-with the system's reason.
+with the system's reason. A folder that does not exist is created by the first write (or ``store
+init``); a listing of it is refused naming the path, never answered as "0 builds".
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.errors import CorruptRecord, StoreUnavailable
+from airflow_provider_imagebuild.errors import CorruptRecord, NotFound, StoreUnavailable
 from airflow_provider_imagebuild.store import codec, index
 from airflow_provider_imagebuild.store.base import DELETE, BuildStore, Doc, ListFilter, Mutation, T
 
@@ -67,6 +68,12 @@ class JsonFileStore(BuildStore):
                 raise StoreUnavailable(f"JSON store {self.root}: {folder} is not a directory")
         return self.builds.is_dir()
 
+    def _absent(self) -> str:
+        """Why a reader finds nothing: the store was never created here (a mistyped path, or
+        ``store init`` not run yet). Said rather than answered as "0 builds"."""
+        missing = self.builds if self.root.is_dir() else self.root
+        return f"JSON store {self.root}: the folder {missing} does not exist (imagebuild store init creates it)"
+
     def _prepare(self) -> None:
         self._check_root()
         with _os_errors(f"cannot prepare JSON store {self.root}"):
@@ -83,7 +90,8 @@ class JsonFileStore(BuildStore):
         return codec.loads(data, f"build {build_id}: {path} (left untouched for inspection)")
 
     def _read(self, build_id: str) -> tuple[Doc, Any] | None:
-        self._check_root()
+        if not self._check_root():  # still "not found": a task registers its build, which creates it
+            raise NotFound(f"build {build_id} not found: {self._absent()}")
         doc = self._load(self._path(build_id), build_id)
         return None if doc is None else (doc, doc.get("version"))
 
@@ -168,7 +176,7 @@ class JsonFileStore(BuildStore):
 
     def _scan(self, flt: ListFilter) -> Iterator[tuple[str, Doc | CorruptRecord]]:
         if not self._check_root():
-            return
+            raise StoreUnavailable(self._absent())
         known = self._index_read() if index.filtering(flt) else {}
         for path in sorted(self.builds.glob("*.json")):
             try:

@@ -169,7 +169,7 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(
 
 def test_store_urls_carry_no_credentials() -> None:
     shown = run("--store", "sqlite:////tmp/state.db", "store", "url")
-    assert shown.returncode == 0 and shown.stdout.strip() == "sqlite:////tmp/state.db"
+    assert shown.returncode == 0 and shown.stdout.splitlines() == ["sqlite:////tmp/state.db", "chosen by --store"]
     leaky = "dynamodb://builds?region=us-east-1&endpoint_url=http://admin:hunter2@127.0.0.1:9"
     refused = run("--store", leaky, "store", "url")
     assert refused.returncode == 2 and "must not contain credentials" in refused.stderr
@@ -236,7 +236,7 @@ def test_unknown_store_scheme_and_unreachable_store() -> None:
 def test_default_store_lives_under_airflow_home(tmp_path: Path) -> None:
     env = {"AIRFLOW_HOME": str(tmp_path / "ah")}
     os.environ.pop("IMAGEBUILD_STORE", None)
-    assert run("store", "url", env=env).stdout.strip() == f"sqlite:///{tmp_path}/ah/imagebuild/state.db"
+    assert run("store", "url", env=env).stdout.splitlines()[0] == f"sqlite:///{tmp_path}/ah/imagebuild/state.db"
     assert (
         run("build", "create", "d1", "--pipeline", "p", "--cloud", "local", "--image-type", "t", env=env).returncode
         == 0

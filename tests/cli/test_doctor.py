@@ -107,7 +107,7 @@ def test_a_healthy_local_spec_exits_0_and_the_probe_leaves_nothing(tmp_path: Pat
     assert finding(report, "ansible collection community.general")["status"] == "ok"
     assert report["ansible"]["ansible_core"] and report["ansible"]["ansible_playbook"]
     (store,) = report["stores"]
-    assert store["chosen_by"] == "$IMAGEBUILD_STORE" and store["exists"] is False  # not created by the doctor
+    assert store["chosen_by"].startswith("$IMAGEBUILD_STORE") and store["exists"] is False  # not created by it
     assert not (tmp_path / "worker").exists()
     open_store(store["url"]).init()
     code, report = doctor_json(str(LOCAL_SPEC))
