@@ -238,4 +238,7 @@ class AzureTargetSpec(BaseModel):
             needed.append("network")
         if "publish" in actions:
             needed += ["gallery", "gallery_image"]
+        if "launch_test" in actions:  # a test VM from the sealed (generalized) image, in the build's subnet
+            needed += ["resource_group", "location", "network", "ssh_public_key"]
+        needed = list(dict.fromkeys(needed))
         return [name for name in needed if getattr(self, name) in (None, "")]

@@ -167,7 +167,7 @@ class GcpTargetSpec(BaseModel):
     def missing_for(self, actions: set[str]) -> list[str]:
         """The settings the pipeline's target actions need and this spec does not give."""
         needed: list[str] = []
-        if actions & {"packer", "ansible", "seal", "publish"}:
+        if actions & {"packer", "ansible", "seal", "launch_test", "publish"}:
             needed.append("zone")
         if "packer" in actions and not self.source_image:
             needed.append("source_image_family")

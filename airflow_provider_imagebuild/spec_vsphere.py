@@ -75,7 +75,7 @@ class VsphereTargetSpec(BaseModel):
     def missing_for(self, actions: set[str]) -> list[str]:
         """The settings the pipeline's target actions need and this spec does not give."""
         needed: list[str] = []
-        if actions & {"packer", "ansible", "seal", "publish"}:
+        if actions & {"packer", "ansible", "seal", "launch_test", "publish"}:
             needed += ["datacenter", "datastore"]
             if not self.host:
                 needed.append("cluster")

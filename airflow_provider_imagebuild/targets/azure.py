@@ -25,6 +25,13 @@ Decisions, and why:
   Azure or Packer holds it to), and tagged with ``BuildId``, ``Pipeline`` and ``ManagedBy``; the full
   identity is in the tags.
   Nothing without this build's tags is launched from, captured, published, updated or deleted.
+- The **launch test** (:mod:`.launch`: the template; here its hooks) creates one VM
+  ``ib-<digest>-lt`` from the sealed managed image with a NIC of its own in the build's subnet,
+  boot diagnostics on (managed storage: its serial console log is the console the check reads,
+  through ``retrieveBootDiagnosticsData``'s short-lived SAS URI, never logged), and its OS disk,
+  NIC and public IP deleted with it (``deleteOption: Delete``). Everything of it is tagged
+  ``Role: launch-test``; a leftover (a lost worker's) is found by its names in the target's
+  resource group and those tags, so nothing else is ever deleted as one.
 """
 
 from __future__ import annotations
@@ -50,15 +57,18 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     DigestNames,
     Host,
-    Target,
     built_with_tags,
     checkpoint_images,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 
 log = logging.getLogger(__name__)
 
 LIVE_POWER_STATES = {"running", "starting"}
+STOPPED_POWER_STATES = {"stopping", "stopped", "deallocating", "deallocated"}
+BOOT_LOG_SAS_MINUTES = 10  # how long the serial console log's SAS URI may be used (read at once)
+BOOT_LOG_BYTES = 1024 * 1024  # the end of the serial console log that is kept (what a failure quotes)
 WAIT_S = 3600  # the longest a single long-running operation is waited for (gallery replication)
 
 
@@ -93,7 +103,7 @@ def parse_id(resource_id: str) -> dict[str, str] | None:
     return {key: str(value) for key, value in parse_resource_id(resource_id).items()}
 
 
-class AzureTarget(DigestNames, Target):
+class AzureTarget(DigestNames, LaunchTestTarget):
     name = "azure"
     wait_s: float = WAIT_S
     # Azure keeps a NIC for 180 s for the VM that held it when that VM is deleted (or its creation
@@ -751,3 +761,154 @@ class AzureTarget(DigestNames, Target):
             self._delete(build, self.compute.disks, names.os_disk(code), "disk")
             if self.settings.public_ip:
                 self._delete(build, self.network.public_ip_addresses, names.public_ip(code), "public IP address")
+
+    # -- the launch test (targets/launch.py's hooks) ---------------------------------------------------
+    def _test_parts(self, build: BuildRecord) -> list[tuple[str, Any, str]]:
+        """(name, operations, kind) of the launch test's resources, the VM first."""
+        names = self.names(build)
+        return [
+            (names.test_host(), self.compute.virtual_machines, "virtual machine"),
+            (names.test_part("network interface"), self.network.network_interfaces, "network interface"),
+            (names.test_part("disk"), self.compute.disks, "disk"),
+            (names.test_part("public IP address"), self.network.public_ip_addresses, "public IP address"),
+        ]
+
+    def _test_resource(self, build: BuildRecord, operations: Any, name: str, what: str, **options: Any) -> Any:
+        """A launch test resource of this build by name (its tags say build, pipeline and role), or None."""
+        with self.maybe_missing(f"GET {what} {name}") as found:
+            found.append(operations.get(self.group, name, **options))
+        if not found or not self.is_builds(build, found[0]):
+            return None
+        return found[0] if (_get(found[0], "tags") or {}).get("Role") == ROLE else None
+
+    def leftover_test_instances(self, build: BuildRecord) -> list[str]:
+        """The build's launch test VM, or what is left of one (a NIC whose VM was never made, an OS
+        disk or public IP whose VM is gone): each is found by its name in the target's resource
+        group and kept only with this build's tags and the launch-test role."""
+        for name, operations, what in self._test_parts(build):
+            found = self._test_resource(build, operations, name, what)
+            if found is not None:
+                return [str(_get(found, "id"))]
+        return []
+
+    def launch_test_instance(self, build: BuildRecord, image: str) -> str:
+        """The launch test VM from the sealed managed image: the spec's size, ``ssh_user`` with
+        ``ssh_public_key`` (the image is generalized), a NIC of its own in the build's subnet (and a
+        public IP with ``public_ip``), boot diagnostics on in managed storage, and its disk, NIC and
+        IP deleted with it. Waited for until Azure has made it (a refused creation says why here)."""
+        if not self.settings.ssh_public_key:
+            raise InvalidInput(
+                "target.ssh_public_key",
+                "is needed to launch the test VM from the sealed image (Azure sets the admin user's key)",
+            )
+        names = self.names(build)
+        vm_name = names.test_host()
+        tags = self.build_tags(build, build.current_state, ROLE)
+        nic = self._network_interface(names.test_part("network interface"), names.test_part("public IP address"), tags)
+        user = self.settings.ssh_user
+        body: dict[str, Any] = {
+            "location": self.location,
+            "tags": tags,
+            "properties": {
+                "hardwareProfile": {"vmSize": self.settings.vm_size},
+                "storageProfile": {
+                    "imageReference": {"id": image},
+                    "osDisk": {
+                        "name": names.test_part("disk"),
+                        "createOption": "FromImage",
+                        "deleteOption": "Delete",
+                        "managedDisk": {"storageAccountType": self.settings.os_disk_type},
+                    },
+                },
+                "osProfile": {
+                    "computerName": vm_name,
+                    "adminUsername": user,
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": True,
+                        "ssh": {
+                            "publicKeys": [
+                                {"path": f"/home/{user}/.ssh/authorized_keys", "keyData": self.settings.ssh_public_key}
+                            ]
+                        },
+                    },
+                },
+                "networkProfile": {
+                    "networkInterfaces": [
+                        {"id": _get(nic, "id"), "properties": {"primary": True, "deleteOption": "Delete"}}
+                    ]
+                },
+                # Managed storage (no storageUri): the serial console log the check reads.
+                "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+            },
+        }
+
+        def create() -> Any:
+            with self.api(f"PUT virtual machine {vm_name} from {image}"):
+                return self._wait(self.compute.virtual_machines.begin_create_or_update(self.group, vm_name, body))
+
+        vm = self._while_nic_reserved(create)
+        return str(_get(vm, "id") or self.resource_id("virtualMachines", vm_name))
+
+    def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:
+        parts = parse_id(instance_id) or {}
+        if parts.get("type", "").lower() != "virtualmachines" or parts.get("name") != self.names(build).test_host():
+            return None
+        vm = self._test_resource(build, self.compute.virtual_machines, parts["name"], "virtual machine",
+                                 expand="instanceView")  # fmt: skip
+        if vm is None:
+            return None
+        provisioning = str(_get(vm, "properties", "provisioningState") or "")
+        power = self.power_state(vm)
+        if provisioning in ("Failed", "Deleting") or power in STOPPED_POWER_STATES:
+            detail = f"provisioning {provisioning}, power {power}"
+            return TestInstance(instance_id, STOPPED, detail=detail)
+        if power != "running":
+            return TestInstance(instance_id, PENDING)
+        return TestInstance(instance_id, RUNNING, self._address(self.names(build).test_part("network interface")))
+
+    def test_instance_console(self, build: BuildRecord, instance_id: str) -> bytes | None:
+        """The serial console log of boot diagnostics: ``retrieveBootDiagnosticsData`` gives a SAS
+        URI of the blob (a secret for its minutes: never logged, never in an error), read without
+        the Resource Manager token, over https (or from a loopback emulator)."""
+        import httpx
+
+        from airflow_provider_imagebuild.clouds.endpoint import require_tls_or_loopback
+
+        name = self.names(build).test_host()
+        if self.test_instance(build, instance_id) is None:
+            return b""
+        with self.api(f"retrieveBootDiagnosticsData of {name}"):
+            found = self.compute.virtual_machines.retrieve_boot_diagnostics_data(
+                self.group, name, sas_uri_expiration_time_in_minutes=BOOT_LOG_SAS_MINUTES
+            )
+        uri = str(_get(found, "serialConsoleLogBlobUri") or "")
+        if not uri:
+            return b""
+        require_tls_or_loopback(uri.split("?", 1)[0], "serialConsoleLogBlobUri")
+        try:
+            answer = httpx.get(uri, timeout=30, headers={"x-ms-version": "2021-08-06"})
+        except httpx.HTTPError as exc:
+            raise TargetError(f"Azure serial console log of {name}: cannot read it ({type(exc).__name__})") from None
+        if answer.status_code == 404:  # nothing written yet
+            return b""
+        if answer.status_code != 200:
+            raise TargetError(f"Azure serial console log of {name}: HTTP {answer.status_code}")
+        return answer.content[-BOOT_LOG_BYTES:]
+
+    def delete_test_instance(self, build: BuildRecord, instance_id: str) -> None:
+        """Delete the launch test VM (its disk, NIC and public IP go with it) and any part of it
+        left without one, each only with this build's tags and the launch-test role. ``instance_id``
+        must be one of them (a leftover may be a part only); the VM's deletion is waited for, or its
+        NIC could not be deleted after it."""
+        parts = parse_id(instance_id) or {}
+        ours = {name.lower() for name, _, _ in self._test_parts(build)}
+        if (
+            parts.get("name", "").lower() not in ours
+            or parts.get("resource_group", "").lower() != self.group.lower()
+            or parts.get("subscription", "").lower() != self.clients.subscription_id.lower()
+        ):
+            log.warning("%s is not build %s's launch test VM; left alone", instance_id, build.build_id)
+            return
+        for name, operations, what in self._test_parts(build):
+            if self._test_resource(build, operations, name, what) is not None:
+                self._delete(build, operations, name, what)

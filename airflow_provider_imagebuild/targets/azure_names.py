@@ -114,6 +114,16 @@ class AzureNames:
     def public_ip(self, code: int) -> str:
         return checked("public IP address", f"{self.host(code)}-ip")
 
+    def test_host(self) -> str:
+        """The launch test's VM (one per build at a time; its OS disk, NIC and public IP take
+        :meth:`test_part`'s names)."""
+        return checked("virtual machine", f"{self.prefix}-lt")
+
+    def test_part(self, kind: str) -> str:
+        """The launch test VM's ``disk``, ``network interface`` or ``public IP address``."""
+        suffix = {"disk": "os", "network interface": "nic", "public IP address": "ip"}[kind]
+        return checked(kind, f"{self.test_host()}-{suffix}")
+
     def snapshot(self, code: int) -> str:
         return checked("snapshot", f"{self.prefix}-cp{code:03d}")
 

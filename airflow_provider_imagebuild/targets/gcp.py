@@ -16,6 +16,10 @@ connection or Application Default Credentials); the SDKs are imported only when 
 - Labels carry ``imagebuild-key`` (a digest of the pipeline and build id: labels cannot hold an id's
   capitals or dots), ``managed-by`` and readable copies of the identity; nothing without this
   build's key is launched from, captured, shared, deprecated or deleted.
+- The **launch test** (:mod:`.launch`'s hooks) inserts one instance ``ib-<digest>-lt`` from the
+  sealed image, as a build host is made (network, service account, the build's SSH key), labelled
+  ``imagebuild-role: launch-test``; its console is serial port 1 (``getSerialPortOutput``, the last
+  1 MB). A leftover is that name in the target's project and zone with this build's key and role.
 """
 
 from __future__ import annotations
@@ -37,17 +41,19 @@ from airflow_provider_imagebuild.targets.base import (
     MANAGED_BY,
     Checkpoint,
     Host,
-    Target,
     checkpoint_images,
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.gcp_names import GcpNames, build_labels, fit_labels, is_name, label_value
+from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 
 log = logging.getLogger(__name__)
 
 RETRIES = 4  # of one API call on 429/5xx, with googleapiclient's exponential back-off
 OPERATION_WAITS = 60  # operations.wait returns after at most 2 minutes each: up to 2 hours
 IMAGE_USER = "roles/compute.imageUser"
+# Instance states (compute.v1 Instance.status): what comes up, what runs, what will not come up.
+STARTING_STATES = {"PROVISIONING", "STAGING", "PENDING"}
 IMAGE_RE = re.compile(r"(?:.*/)?projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/global/images/([a-z][-a-z0-9]{0,62})")
 
 
@@ -57,7 +63,7 @@ def parse_image(image: str) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-class GcpTarget(Target):
+class GcpTarget(LaunchTestTarget):
     name = "gcp"
 
     def __init__(self, settings: GcpTargetSpec, *, pipeline: str, image_type: str, clients: GcpClients) -> None:
@@ -281,9 +287,30 @@ class GcpTarget(Target):
                 f"{checkpoint.image} is not build {build.build_id}'s image (missing, in another project, or "
                 "without this build's labels); a build host is launched only from the build's own checkpoints",
             )
-        s = self.settings
         name = self.names.host(build, checkpoint.code)
         self._delete_instance(build, name)  # a host launched from this checkpoint before, and lost
+        body = self._instance_body(name, source, self.build_labels(build, checkpoint.code, "buildhost"))
+        request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
+        self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
+        instance = self._instance(name)
+        if instance is None:
+            raise TargetError(f"Compute Engine instances.insert {name}: done, but the instance is not there")
+        address = self._instance_address(instance)
+        log.info("build host %s (%s) launched from %s", name, address, checkpoint.image)
+        return Host(str(instance["selfLink"]), str(address), checkpoint.image, checkpoint.code, checkpoint.code)
+
+    def _instance_address(self, instance: Mapping[str, Any]) -> str:
+        """The address SSH reaches: the external one with ``public_ip``, else the internal one."""
+        nic = (instance.get("networkInterfaces") or [{}])[0]
+        address = nic.get("networkIP", "")
+        if self.settings.public_ip:
+            address = ((nic.get("accessConfigs") or [{}])[0]).get("natIP") or address
+        return str(address)
+
+    def _instance_body(self, name: str, source: Mapping[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+        """A build host's (or the launch test's) instance: the spec's machine type and network, a
+        boot disk from ``source`` deleted with it, the service account and the build's SSH key."""
+        s = self.settings
         interface: dict[str, Any] = {"network": self._network_path(s.network, "networks")}
         if s.subnetwork:
             interface["subnetwork"] = self._network_path(s.subnetwork, "subnetworks")
@@ -292,7 +319,7 @@ class GcpTarget(Target):
         body: dict[str, Any] = {
             "name": name,
             "machineType": f"zones/{self.zone}/machineTypes/{s.machine_type}",
-            "labels": self.build_labels(build, checkpoint.code, "buildhost"),
+            "labels": labels,
             "disks": [
                 {
                     "boot": True,
@@ -308,17 +335,7 @@ class GcpTarget(Target):
             ]
         if s.ssh_public_key:
             body["metadata"] = {"items": [{"key": "ssh-keys", "value": f"{s.ssh_user}:{s.ssh_public_key}"}]}
-        request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
-        self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
-        instance = self._instance(name)
-        if instance is None:
-            raise TargetError(f"Compute Engine instances.insert {name}: done, but the instance is not there")
-        nic = (instance.get("networkInterfaces") or [{}])[0]
-        address = nic.get("networkIP", "")
-        if s.public_ip:
-            address = ((nic.get("accessConfigs") or [{}])[0]).get("natIP") or address
-        log.info("build host %s (%s) launched from %s", name, address, checkpoint.image)
-        return Host(str(instance["selfLink"]), str(address), checkpoint.image, checkpoint.code, checkpoint.code)
+        return body
 
     def _network_path(self, value: str, kind: str) -> str:
         if value.startswith("projects/"):
@@ -515,3 +532,65 @@ class GcpTarget(Target):
             self._delete_instance(build, instance["name"])
         for code in sorted(checkpoint_images(build)):
             self._delete_instance(build, self.names.host(build, code))
+
+    # -- the launch test (targets/launch.py's hooks) ---------------------------------------------------
+    def _test_instance(self, build: BuildRecord) -> dict[str, Any] | None:
+        """The build's launch test instance in the target's project and zone (labels: this build's
+        key, managed-by and the launch-test role), or None."""
+        found = self._instance(self.names.test_host(build))
+        if not self.is_builds(build, found) or ((found or {}).get("labels") or {}).get("imagebuild-role") != ROLE:
+            return None
+        return found
+
+    def _is_test_instance(self, build: BuildRecord, instance_id: str) -> bool:
+        name = self.names.test_host(build)
+        return instance_id.endswith(f"projects/{self.project}/zones/{self.zone}/instances/{name}")
+
+    def leftover_test_instances(self, build: BuildRecord) -> list[str]:
+        found = self._test_instance(build)
+        return [str(found["selfLink"])] if found else []
+
+    def launch_test_instance(self, build: BuildRecord, image: str) -> str:
+        """Insert the launch test instance from the sealed image (as a build host is made); the
+        insert operation is waited for, so that a refusal (quota, image) says why here."""
+        source = self._owned_image(build, image)
+        if source is None:
+            raise InvalidInput("image_id", f"{image} is not build {build.build_id}'s image; no test instance is made")
+        name = self.names.test_host(build)
+        body = self._instance_body(name, source, self.build_labels(build, build.current_state, ROLE))
+        request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
+        self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
+        found = self._test_instance(build)
+        if found is None:
+            raise TargetError(f"Compute Engine instances.insert {name}: done, but the instance is not there")
+        return str(found["selfLink"])
+
+    def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:
+        found = self._test_instance(build) if self._is_test_instance(build, instance_id) else None
+        if found is None:
+            return None
+        status = str(found.get("status") or "")
+        if status == "RUNNING":
+            return TestInstance(instance_id, RUNNING, self._instance_address(found))
+        if status in STARTING_STATES:
+            return TestInstance(instance_id, PENDING)
+        return TestInstance(instance_id, STOPPED, detail=f"status {status}: {found.get('statusMessage', '')}".strip())
+
+    def test_instance_console(self, build: BuildRecord, instance_id: str) -> bytes | None:
+        """Serial port 1, the last 1 MB Compute Engine keeps (``getSerialPortOutput``)."""
+        if not self._is_test_instance(build, instance_id) or self._test_instance(build) is None:
+            return b""
+        name = self.names.test_host(build)
+        request = self.compute.instances().getSerialPortOutput(project=self.project, zone=self.zone, instance=name,
+                                                               port=1)  # fmt: skip
+        with self.maybe_missing() as found:
+            found.append(self.call(f"instances.getSerialPortOutput {name}", request))
+        return str(found[0].get("contents") or "").encode() if found else b""
+
+    def delete_test_instance(self, build: BuildRecord, instance_id: str) -> None:
+        """Delete the launch test instance (its boot disk goes with it) if it is this build's."""
+        if not self._is_test_instance(build, instance_id):
+            log.warning("%s is not build %s's launch test instance; left alone", instance_id, build.build_id)
+            return
+        if self._test_instance(build) is not None:
+            self._delete_instance(build, self.names.test_host(build))

@@ -82,6 +82,10 @@ class GcpNames:
         """The build host launched from checkpoint ``checkpoint`` (and its boot disk)."""
         return f"{self.prefix(build)}-h{checkpoint:03d}"
 
+    def test_host(self, build: BuildRecord) -> str:
+        """The launch test's instance (and its boot disk): one per build at a time."""
+        return f"{self.prefix(build)}-lt"
+
     def checkpoint(self, build: BuildRecord, milestone: int) -> str:
         return f"{self.prefix(build)}-cp{milestone:03d}"
 

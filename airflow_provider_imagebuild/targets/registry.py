@@ -33,14 +33,16 @@ TARGETS: dict[str, Registered] = {
         "airflow_provider_imagebuild.targets.aws:AwsTarget", frozenset({"packer", "ansible", "seal", "publish"})
     ),
     "azure": Registered(
-        "airflow_provider_imagebuild.targets.azure:AzureTarget", frozenset({"packer", "ansible", "seal", "publish"})
+        "airflow_provider_imagebuild.targets.azure:AzureTarget",
+        frozenset({"packer", "ansible", "seal", "launch_test", "publish"}),
     ),
     "gcp": Registered(
-        "airflow_provider_imagebuild.targets.gcp:GcpTarget", frozenset({"packer", "ansible", "seal", "publish"})
+        "airflow_provider_imagebuild.targets.gcp:GcpTarget",
+        frozenset({"packer", "ansible", "seal", "launch_test", "publish"}),
     ),
     "vsphere": Registered(
         "airflow_provider_imagebuild.targets.vsphere:VsphereTarget",
-        frozenset({"packer", "ansible", "seal", "publish"}),
+        frozenset({"packer", "ansible", "seal", "launch_test", "publish"}),
     ),
     "openstack": Registered(
         "airflow_provider_imagebuild.targets.openstack:OpenstackTarget",

@@ -42,6 +42,12 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
   datacenter (an image name may be a path into a subfolder), so the folder is what the build's
   own rights make its own. Nothing else is launched from, captured, published or destroyed. The
   template Packer made gets them when it is claimed (converted to a VM for the change and back).
+- The **launch test** (:mod:`.launch`'s hooks) clones the sealed template to a VM ``ib-<digest>-lt``
+  in the target's folder (``imagebuild.role: launch-test``), powers it on and reaches it at the
+  address VMware Tools reports; it is found by instance UUID, and as a leftover by its name in the
+  folder with this build's marks and role. vSphere has no console output to read through its API
+  (a serial port's file on a datastore would need the guest to write there): the login prompt is
+  reported as not available, and SSH, sudo and the network prove the boot.
 """
 
 from __future__ import annotations
@@ -64,11 +70,11 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     DigestNames,
     Host,
-    Target,
     checkpoint_images,
     final_image_name,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 from airflow_provider_imagebuild.targets.library_items import find_library, item_description, reusable_item
 from airflow_provider_imagebuild.toolchain.versions import packer_version
 
@@ -81,10 +87,11 @@ PIPELINE_OPTION = "imagebuild.pipeline"
 SEAL_OPTION = "imagebuild.seal"  # on the final template: which seal made it (new at every seal)
 IP_WAIT_S = 600  # for VMware Tools to report the guest's address
 PACKER_SENDS_HOST = (1, 7)  # vsphere-clone sends the host of the clone (vsphere plugin 1.0.1, in Packer 1.7)
-Role = Literal["packer", "host", "checkpoint", "final"]
+ROLE_OPTION = "imagebuild.role"
+Role = Literal["packer", "host", "checkpoint", "final", "test"]
 
 
-class VsphereTarget(DigestNames, Target):
+class VsphereTarget(DigestNames, LaunchTestTarget):
     name = "vsphere"
 
     def __init__(self, settings: VsphereTargetSpec, *, pipeline: str, image_type: str, clients: VsphereClients) -> None:
@@ -192,6 +199,8 @@ class VsphereTarget(DigestNames, Target):
         if role == "final":
             name = final_image_name(self.pipeline[:40], build, self.key(build))
         else:
+            if role == "test":  # the launch test's VM: one per build at a time
+                return f"{self.prefix(build)}-lt"
             letter = {"packer": "m", "host": "h", "checkpoint": "cp"}[role]
             name = f"{self.prefix(build)}-{letter}{code:03d}"
         return name  # at most 40 + 1 + 15 + 1 + 6 characters
@@ -239,7 +248,7 @@ class VsphereTarget(DigestNames, Target):
         from pyVmomi import vim
 
         values = {KEY_OPTION: self.key(build), MANAGED_OPTION: MANAGED_BY, BUILD_OPTION: build.build_id,
-                  PIPELINE_OPTION: self.pipeline, "imagebuild.role": role}  # fmt: skip
+                  PIPELINE_OPTION: self.pipeline, ROLE_OPTION: role}  # fmt: skip
         if seal:
             values[SEAL_OPTION] = seal
         spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in values.items()])
@@ -550,6 +559,69 @@ class VsphereTarget(DigestNames, Target):
         self._destroy(build, self._host_vm(build, host))
         for code in sorted(checkpoint_images(build)):
             self._destroy(build, self._vm(self.vm_name(build, "host", code)))
+
+    # -- the launch test (targets/launch.py's hooks) ---------------------------------------------------
+    def _test_vm(self, build: BuildRecord) -> Any:
+        """The build's launch test VM in the target's folder (its marks: this build's key and the
+        launch-test role), or None."""
+        vm = self._vm(self.vm_name(build, "test"))
+        if not self.is_builds(build, vm):
+            return None
+        try:
+            return vm if self._options(vm).get(ROLE_OPTION) == ROLE else None
+        except NotFound:
+            return None
+
+    def _test_vm_by_uuid(self, build: BuildRecord, instance_id: str) -> Any:
+        vm = self._test_vm(build)
+        if vm is None:
+            return None
+        try:
+            with vsphere_errors(f"read {vm.name}"):
+                return vm if str(vm.config.instanceUuid) == instance_id else None
+        except NotFound:
+            return None
+
+    def leftover_test_instances(self, build: BuildRecord) -> list[str]:
+        vm = self._test_vm(build)
+        if vm is None:
+            return []
+        with vsphere_errors(f"read {vm.name}"):
+            return [str(vm.config.instanceUuid)]
+
+    def launch_test_instance(self, build: BuildRecord, image: str) -> str:
+        """Clone the sealed template to the launch test VM (placed as a build host is) and power it
+        on; its instance UUID is the id."""
+        source = self._owned(build, image, template=True)
+        if source is None:
+            raise InvalidInput("image_id", f"{image} is not build {build.build_id}'s template; no test VM is made")
+        vm = self._clone(build, source, self.vm_name(build, "test"), template=False, role=ROLE)
+        with vsphere_errors(f"read {vm.name}"):
+            uuid = str(vm.config.instanceUuid)
+        self._power(vm, on=True)
+        return uuid
+
+    def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:
+        vm = self._test_vm_by_uuid(build, instance_id)
+        if vm is None:
+            return None
+        try:
+            with vsphere_errors(f"read {vm.name}"):
+                power, address = str(vm.runtime.powerState), str(vm.guest.ipAddress or "")
+        except NotFound:
+            return None
+        if power != "poweredOn":
+            return TestInstance(instance_id, STOPPED, detail=f"power state {power}")
+        # Running, and reachable once VMware Tools reports the guest's address.
+        return TestInstance(instance_id, RUNNING if address else PENDING, address)
+
+    def delete_test_instance(self, build: BuildRecord, instance_id: str) -> None:
+        """Power off and destroy the launch test VM if it is this build's (gone already is fine)."""
+        vm = self._test_vm_by_uuid(build, instance_id)
+        if vm is None:
+            log.info("launch test VM %s is gone or not build %s's; nothing to delete", instance_id, build.build_id)
+            return
+        self._destroy(build, vm)
 
 
 def _free_memory(host: Any) -> int:

@@ -12,7 +12,12 @@ and azure-mgmt-network 33 send, ``API_VERSIONS``). The examples followed, by ope
   (``VirtualMachine_Get_WithInstanceView``: ``ProvisioningState/succeeded``, ``PowerState/running``,
   ``OSState/generalized`` after Generalize), PowerOff / Start / Deallocate (202 and an async
   operation), Generalize (200, no body), Delete (202; ``deleteOption: Delete`` takes the OS disk,
-  NIC and public IP along);
+  NIC and public IP along), RetrieveBootDiagnosticsData (``VirtualMachine_RetrieveBootDiagnosticsData``:
+  200 and SAS URIs of the screenshot and the serial console log, for a VM whose
+  ``diagnosticsProfile.bootDiagnostics`` is enabled; the fake serves the log blob itself, without
+  the bearer token, as Blob Storage takes a SAS: ``guest_console``, the stand-in guest's serial log,
+  or empty. The code a VM without boot diagnostics gets, ``OperationNotAllowed``, is the fake's guess:
+  no published example shows it);
 - Disks_CreateOrUpdate (``Disk_Create_ByCopyingASnapshot``), Snapshots_CreateOrUpdate
   (``Snapshot_Create_FromAnExistingSnapshot``, incremental), Images_CreateOrUpdate
   (``Image_CreateFromAVM``), Images_Update (PATCH tags);
@@ -50,6 +55,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -128,7 +134,8 @@ KINDS = {
     "microsoft.network/virtualnetworks": True,
     "microsoft.network/virtualnetworks/subnets": True,
 }
-VM_ACTIONS = {"poweroff", "start", "deallocate", "generalize", "restart"}
+VM_ACTIONS = {"poweroff", "start", "deallocate", "generalize", "restart", "retrievebootdiagnosticsdata"}
+BOOT_LOG_PATH = "/bootdiagnostics/"  # where the fake serves a VM's serial console log blob (SAS)
 
 
 @dataclass
@@ -168,6 +175,8 @@ class FakeArm:
     nic_reservation_s: float = NIC_RESERVATION_S
     reserved_nics: dict[str, tuple[float, str]] = field(default_factory=dict)  # nic id -> (until, VM id)
     tokens: int = 0
+    guest_console: Path | None = None  # what every VM's serial console log shows (the stand-in guest's)
+    sas_tokens: dict[str, str] = field(default_factory=dict)  # boot log SAS signature -> VM id
     token_resources: list[str] = field(default_factory=list)  # the audience each token was asked for
     url: str = ""
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(4))
@@ -471,6 +480,8 @@ class FakeArm:
                         "token_type": "Bearer",
                     },
                 )
+            if path.startswith(BOOT_LOG_PATH) and method == "GET":
+                return self._boot_log(query)
             if not headers.get("authorization", "").startswith("Bearer fake-token-"):
                 return (
                     401,
@@ -516,6 +527,38 @@ class FakeArm:
             self.bodies.append((method, resource_id, document))
             return check(model[0], model[1], document)
         return None
+
+    def _boot_diagnostics(
+        self, resource_id: str, vm: dict[str, Any], query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, str], Any]:
+        """VirtualMachines_RetrieveBootDiagnosticsData (``VirtualMachine_RetrieveBootDiagnosticsData``:
+        200, SAS URIs of the console screenshot and the serial console log). Only a VM with boot
+        diagnostics on has them; the fake keeps them in managed storage (no ``storageUri``), on itself."""
+        boot = ((vm["properties"].get("diagnosticsProfile") or {}).get("bootDiagnostics")) or {}
+        if boot.get("enabled") is not True:
+            return 409, {}, _error("OperationNotAllowed", "Boot diagnostics is not enabled for this virtual machine.")
+        minutes = query.get("sasUriExpirationTimeInMinutes", ["120"])[0]
+        if not re.fullmatch(r"[0-9]{1,9}", minutes) or not 1 <= int(minutes) <= 1440:
+            return 400, {}, _error("InvalidParameter", "sasUriExpirationTimeInMinutes must be 1 to 1440.")
+        signature = uuid.uuid4().hex
+        self.sas_tokens[signature] = resource_id.lower()
+        blob = f"{self.url}{BOOT_LOG_PATH}{vm['properties'].get('vmId', vm['name'])}"
+        return (
+            200,
+            {},
+            {
+                "consoleScreenshotBlobUri": f"{blob}.screenshot.bmp?sv=2026-01-01&sr=b&sp=r&sig={signature}",
+                "serialConsoleLogBlobUri": f"{blob}.serialconsole.log?sv=2026-01-01&sr=b&sp=r&sig={signature}",
+            },
+        )
+
+    def _boot_log(self, query: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        """A boot diagnostics blob read with its SAS URI (no bearer token, as Blob Storage takes
+        it): the stand-in guest's serial console, or empty (the fake runs no guest)."""
+        if query.get("sig", [""])[0] not in self.sas_tokens:
+            return 403, {}, _error("AuthenticationFailed", "Signature did not match.")
+        raw = self.guest_console.read_bytes() if self.guest_console and self.guest_console.exists() else b""
+        return 200, {"Content-Type": "text/plain"}, raw
 
     def _poll(self, op_id: str) -> tuple[int, dict[str, str], Any]:
         op = self.operations.get(op_id)
@@ -588,6 +631,8 @@ class FakeArm:
             op = self._operation(found.get("location", ""), method, path, lambda: self._delete(resource_id))
             return 202, self._async_headers(op), None
         if method == "POST" and action and found is not None:
+            if action == "retrievebootdiagnosticsdata":
+                return self._boot_diagnostics(resource_id, found, query)
             if action == "generalize":
                 statuses = found["properties"].setdefault("instanceView", {}).setdefault("statuses", [])
                 power = {s["code"] for s in statuses}

@@ -25,8 +25,15 @@ document: Instance, Image, Operation (zone and global, polled through ``operatio
 Policy, DeprecationStatus, and the error shape ``{"error": {"code", "message", "errors":
 [{"reason"}]}}``.
 
-What it does not do: run anything (the "instance" is a chroot tree the playbooks run in), bill,
-or enforce quotas. Operations finish at once; ``wait`` returns them done.
+``instances.getSerialPortOutput`` answers the last 1 MB of port 1 as documented (``start``,
+``next``, a negative ``start`` counting back from the end); what the port shows is
+``guest_console``, the serial console file of the stand-in guest (a local qemu VM of the same
+image), or nothing: the fake runs no guest of its own. Port 2 to 4 are empty (only port 1 is
+enabled by default; the others need ``serial-port-enable``).
+
+What it does not do: run anything (the "instance" is a chroot tree the playbooks run in, or a
+stand-in guest), bill, or enforce quotas. Operations finish at once;
+``wait`` returns them done.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ RFC1035 = "[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
 LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
+SERIAL_BUFFER = 1024 * 1024  # getSerialPortOutput: "the last 1 MB of serial port output"
 
 
 @cache
@@ -100,8 +108,12 @@ def check_parameters(method: dict[str, Any], path: dict[str, str], query: dict[s
                 return f"{name}: {value!r} is not an integer"
             if "minimum" in spec and int(value) < int(spec["minimum"]):
                 return f"{name}: {value} is below {spec['minimum']}"
+            if "maximum" in spec and int(value) > int(spec["maximum"]):
+                return f"{name}: {value} is above {spec['maximum']}"
             if name == "maxResults" and int(value) > MAX_RESULTS:
                 return f"maxResults: {value} is not 0 to {MAX_RESULTS}"
+        if spec.get("format") == "int64" and not re.fullmatch(r"-?[0-9]+", value):  # int64 travels as a string
+            return f"{name}: {value!r} is not an integer"
         if spec.get("type") == "boolean" and value not in ("true", "false"):
             return f"{name}: {value!r} is not a boolean"
         if "enum" in spec and value not in spec["enum"]:
@@ -212,6 +224,7 @@ class FakeGce:
     calls: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # requests the schema check refused
     pages: int = 0  # list pages served
+    guest_console: Path | None = None  # what every instance's serial port 1 shows (the stand-in guest's)
     url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -354,6 +367,23 @@ class FakeGce:
         if found is None:
             return 404, _error(404, "notFound", f"The resource 'instances/{segments[-1]}' was not found")
         return 200, found
+
+    def _instances_getSerialPortOutput(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        found = self.instances.get(segments[-2])
+        if found is None:
+            return 404, _error(404, "notFound", f"The resource 'instances/{segments[-2]}' was not found")
+        port = int((query.get("port") or ["1"])[0])
+        raw = b""
+        if port == 1 and self.guest_console is not None and self.guest_console.exists():
+            raw = self.guest_console.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        first = max(len(text) - SERIAL_BUFFER, 0)  # older output is discarded
+        start = int((query.get("start") or ["0"])[0])
+        start = max(len(text) + start, first) if start < 0 else max(start, first)
+        contents = text[start:]
+        link = f"{found['selfLink']}/serialPort?port={port}"
+        return 200, {"kind": "compute#serialPortOutput", "contents": contents, "start": str(start),
+                     "next": str(start + len(contents)), "selfLink": link}  # fmt: skip
 
     def _instances_delete(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
         found = self.instances.pop(segments[-1], None)

@@ -455,3 +455,75 @@ def test_an_admin_user_azure_refuses_is_refused_in_the_spec(user: str) -> None:
 
     with pytest.raises(SpecError, match=r"target\.ssh_user: .* admin user names Azure refuses"):
         parse_spec(_shipped_spec(ssh_user=user), "azure.yaml")
+
+
+def test_the_launch_test_vm_boots_with_diagnostics_reads_its_console_and_is_deleted_with_its_parts(
+    fake_arm: FakeArm, tmp_path: Any
+) -> None:
+    """The launch test's hooks (targets/launch.py runs them): one VM from the sealed image with a NIC
+    of its own and boot diagnostics on, its serial console log read through the SAS URI that
+    retrieveBootDiagnosticsData gives (never with the ARM token), and the VM, NIC and OS disk gone
+    after the delete; a leftover is found by name and tags, another build's never."""
+    target = _target()
+    build = _build(tmp_path, "az-launch-1")
+    sealed = _green_image(fake_arm, target, build, name="sealed")
+    console = tmp_path / "console.log"
+    console.write_bytes(b"Debian GNU/Linux 12 web ttyS0\r\n\r\nweb login: ")
+    fake_arm.guest_console = console
+
+    vm_id = target.launch_test_instance(build, sealed)
+    vm = fake_arm.get(vm_id)
+    assert vm is not None and vm["tags"]["Role"] == "launch-test" and vm["tags"]["BuildId"] == "az-launch-1"
+    assert vm["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}
+    assert vm["properties"]["storageProfile"]["imageReference"]["id"] == sealed
+    found = target.test_instance(build, vm_id)
+    assert found is not None and found.state == "running" and found.address.startswith("10.0.0.")
+    assert target.leftover_test_instances(build) == [vm_id]
+    assert target.test_instance_console(build, vm_id) == console.read_bytes()
+    blob_reads = [p for m, p in fake_arm.requests if p.startswith("/bootdiagnostics/")]
+    assert len(blob_reads) == 1
+
+    other = _build(tmp_path, "az-launch-2")
+    assert target.leftover_test_instances(other) == [] and target.test_instance(other, vm_id) is None
+    target.delete_test_instance(other, vm_id)  # not the other build's: left alone
+    assert fake_arm.get(vm_id) is not None
+
+    target.delete_test_instance(build, vm_id)
+    assert fake_arm.ids("Microsoft.Compute/virtualMachines") == []
+    assert fake_arm.ids("Microsoft.Network/networkInterfaces") == []
+    assert fake_arm.ids("Microsoft.Compute/disks") == []
+    assert target.test_instance(build, vm_id) is None and target.leftover_test_instances(build) == []
+    target.delete_test_instance(build, vm_id)  # again: harmless
+
+
+@pytest.mark.slow
+def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_deletes_its_vm(
+    fake_arm: FakeArm, standin_guest: Any, tmp_path: Any
+) -> None:
+    """The whole launch test (targets/launch.py's template with the Azure hooks): the VM is made in
+    the fake with boot diagnostics, SSH, sudo, the network and the shipped verification playbook run
+    on the stand-in guest (tests/servers/guest.py, reached through target.boot.ssh_address), its
+    serial log is the console read; a failing playbook fails the check with the console's tail, and
+    either way no VM, NIC or disk is left."""
+    from airflow_provider_imagebuild.operators.image import default_verification_playbook
+    from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, boot_request
+
+    target = _target(ssh_private_key_file=str(standin_guest.key), boot=standin_guest.boot_settings())
+    build = _build(tmp_path, "az-launch-e2e")
+    sealed = _green_image(fake_arm, target, build, name="sealed")
+    fake_arm.guest_console = standin_guest.console
+    boot = target.settings.boot
+    report = target.boot_check(build, sealed, boot_request(boot, SEALED_IMAGE, "uefi", default_verification_playbook()))
+    assert report.passed, report.error_text()
+    assert report.checks["launch"] == "ok" and report.checks["login_prompt"] == "ok" and report.checks["delete"] == "ok"
+    assert report.instance.endswith("/virtualMachines/" + target.names(build).test_host())
+    assert fake_arm.ids("Microsoft.Compute/virtualMachines") == [] and fake_arm.ids("Microsoft.Compute/disks") == []
+    assert fake_arm.ids("Microsoft.Network/networkInterfaces") == []
+
+    failing = tmp_path / "fails.yml"
+    failing.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                       "    - ansible.builtin.fail: {msg: the image is not what it should be}\n")  # fmt: skip
+    report = target.boot_check(build, sealed, boot_request(boot, SEALED_IMAGE, "uefi", failing))
+    assert not report.passed and "the image is not what it should be" in report.failure
+    assert "login:" in report.console_tail and report.checks["delete"] == "ok"
+    assert fake_arm.ids("Microsoft.Compute/virtualMachines") == [] and fake_arm.ids("Microsoft.Compute/disks") == []

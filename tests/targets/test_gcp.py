@@ -218,3 +218,96 @@ def test_deprecate_previous_reads_every_page_of_the_family(
     assert all("informational" in (Deprecation.model_fields[f].description or "") for f in
                ("obsolete_after_days", "delete_after_days"))  # fmt: skip
     assert fake_gce.refused == [], fake_gce.refused
+
+
+def test_the_launch_test_instance_runs_from_the_sealed_image_shows_its_serial_port_and_is_deleted(
+    fake_gce: FakeGce, tmp_path: Any
+) -> None:
+    """The launch test's hooks (targets/launch.py runs them): one instance from the sealed image,
+    labelled as the build's launch test, its serial port 1 read with getSerialPortOutput, found as a
+    leftover by name and labels (another build's never), and deleted with its boot disk."""
+    target = _target()
+    build = _build(tmp_path, "gcp-launch-1")
+    sealed = _green(fake_gce, target, build, name="sealed")
+    console = tmp_path / "console.log"
+    console.write_bytes(b"[    1.0] Linux version 6.1\r\nweb login: ")
+    fake_gce.guest_console = console
+
+    instance_id = target.launch_test_instance(build, sealed)
+    name = instance_id.rsplit("/", 1)[-1]
+    assert name.endswith("-lt") and fake_gce.instances[name]["labels"]["imagebuild-role"] == "launch-test"
+    assert fake_gce.instances[name]["disks"][0]["autoDelete"] is True
+    found = target.test_instance(build, instance_id)
+    assert found is not None and found.state == "running" and found.address.startswith("10.128.0.")
+    assert target.leftover_test_instances(build) == [instance_id]
+    assert target.test_instance_console(build, instance_id) == console.read_bytes()
+
+    other = _build(tmp_path, "gcp-launch-2")
+    assert target.leftover_test_instances(other) == [] and target.test_instance(other, instance_id) is None
+    target.delete_test_instance(other, instance_id)
+    assert name in fake_gce.instances
+
+    fake_gce.instances[name]["status"] = "TERMINATED"  # stopped by someone: it will not come up
+    found = target.test_instance(build, instance_id)
+    assert found is not None and found.state == "stopped" and "TERMINATED" in found.detail
+    target.delete_test_instance(build, instance_id)
+    assert name not in fake_gce.instances and name not in fake_gce.disks
+    assert target.test_instance(build, instance_id) is None and target.leftover_test_instances(build) == []
+    target.delete_test_instance(build, instance_id)  # again: harmless
+
+
+def test_serial_port_output_is_refused_beyond_the_published_ports_and_pages_by_start(
+    fake_gce: FakeGce, tmp_path: Any
+) -> None:
+    """getSerialPortOutput as compute.v1 publishes it: ``port`` 1 to 4 (5 is refused, as is a
+    ``start`` that is not an int64), ``start``/``next`` byte positions, a negative start from the end."""
+    target = _target()
+    build = _build(tmp_path, "gcp-serial-1")
+    instance_id = target.launch_test_instance(build, _green(fake_gce, target, build, name="sealed"))
+    name = instance_id.rsplit("/", 1)[-1]
+    console = tmp_path / "console.log"
+    console.write_bytes(b"0123456789")
+    fake_gce.guest_console = console
+    instances = target.compute.instances()
+    with pytest.raises(Exception, match="port: 5 is above 4"):
+        instances.getSerialPortOutput(project=PROJECT, zone=ZONE, instance=name, port=5).execute()
+    with pytest.raises(Exception, match="start: 'x' is not an integer"):
+        instances.getSerialPortOutput(project=PROJECT, zone=ZONE, instance=name, start="x").execute()
+    page = instances.getSerialPortOutput(project=PROJECT, zone=ZONE, instance=name, start=4).execute()
+    assert (page["contents"], page["start"], page["next"]) == ("456789", "4", "10")
+    tail = instances.getSerialPortOutput(project=PROJECT, zone=ZONE, instance=name, start=-3).execute()
+    assert (tail["contents"], tail["start"]) == ("789", "7")
+    assert instances.getSerialPortOutput(project=PROJECT, zone=ZONE, instance=name, port=2).execute()["contents"] == ""
+
+
+@pytest.mark.slow
+def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_deletes_its_instance(
+    fake_gce: FakeGce, standin_guest: Any, tmp_path: Any
+) -> None:
+    """The whole launch test (targets/launch.py's template with the Compute Engine hooks): the
+    instance is inserted in the fake, SSH, sudo, the network and the shipped verification playbook
+    run on the stand-in guest (tests/servers/guest.py, through target.boot.ssh_address), its serial
+    log is serial port 1; a failing playbook fails the check with the console's tail, and either way
+    the instance and its disk are deleted."""
+    from airflow_provider_imagebuild.operators.image import default_verification_playbook
+    from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, boot_request
+
+    target = _target(ssh_private_key_file=str(standin_guest.key), boot=standin_guest.boot_settings())
+    build = _build(tmp_path, "gcp-launch-e2e")
+    sealed = _green(fake_gce, target, build, name="sealed")
+    fake_gce.guest_console = standin_guest.console
+    boot = target.settings.boot
+    report = target.boot_check(build, sealed, boot_request(boot, SEALED_IMAGE, "uefi", default_verification_playbook()))
+    assert report.passed, report.error_text()
+    assert report.checks["launch"] == "ok" and report.checks["login_prompt"] == "ok" and report.checks["delete"] == "ok"
+    assert report.instance.endswith("/instances/" + target.names.test_host(build))
+    assert "instances.getSerialPortOutput" in fake_gce.calls
+    assert fake_gce.instances == {} and fake_gce.disks == {}
+
+    failing = tmp_path / "fails.yml"
+    failing.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                       "    - ansible.builtin.fail: {msg: the image is not what it should be}\n")  # fmt: skip
+    report = target.boot_check(build, sealed, boot_request(boot, SEALED_IMAGE, "uefi", failing))
+    assert not report.passed and "the image is not what it should be" in report.failure
+    assert "login:" in report.console_tail and report.checks["delete"] == "ok"
+    assert fake_gce.instances == {} and fake_gce.disks == {}

@@ -177,8 +177,19 @@ def test_a_sealed_image_that_passed_its_boot_check_is_published(tmp_path: Path) 
 
 
 # -- the launch test milestone ----------------------------------------------------------------------
+# What a cloud's seal, launch test and publish need besides the key (its spec names them missing first).
+CLOUD_SETTINGS: dict[str, dict[str, str]] = {
+    "azure": {"resource_group": "rg-imagebuild", "location": "westeurope", "network": "vnet-build/builders",
+              "ssh_public_key": "ssh-ed25519 AAAA test", "gallery": "golden", "gallery_image": "web"},
+    "gcp": {"zone": "europe-west1-b", "image_family": "web"},
+    "vsphere": {"datacenter": "DC0", "datastore": "LocalDS_0", "cluster": "DC0_C0", "content_library": "golden"},
+    "openstack": {"flavor": "m1.small", "network": "build-net"},
+}  # fmt: skip
+
+
 def _with_launch_test(cloud: str = "local", **milestones: Any) -> dict[str, Any]:
     target: dict[str, Any] = {} if cloud == "local" else {"ssh_private_key_file": "/keys/id"}
+    target.update(CLOUD_SETTINGS.get(cloud, {}))
     plan = {95: {"action": "seal"}, 97: {"action": "launch_test"}, 100: {"action": "publish"}}
     plan.update({int(code.lstrip("m")): value for code, value in milestones.items()})
     return {"pipeline": "p", "cloud": cloud, "image_type": "base", "target": target,

@@ -8,6 +8,7 @@ template named by the build) is done here with pyVmomi; the contract suite runs 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -479,3 +480,71 @@ def test_packer_on_a_cluster_without_drs_gets_the_host_the_target_chose(
     assert target.packer_vars()["vsphere_host"] == f"{NO_DRS_CLUSTER}/{chosen.name}"
     assert op.execute(task_context("nodrs-1", "s005_kickstart"))["image_id"] == name
     assert target.owns_image(store.get("nodrs-1"), name)
+
+
+def test_the_launch_test_vm_is_cloned_from_the_sealed_template_reports_its_address_and_is_destroyed(
+    build: Any, vsphere_conn: tuple[str, int]
+) -> None:
+    """The launch test's hooks (targets/launch.py runs them) on the simulator, whose VMware Tools
+    report a TEST-NET-2 address once a VM is powered on (tests/servers/vcsim/main.go): the test VM is
+    a clone of the sealed template in the target's folder, marked as the build's launch test, found
+    by instance UUID and as a leftover by name and marks (another build's never), and destroyed.
+    vSphere has no console output to read (None)."""
+    target = make_target("vs-pipe")
+    sealed = target.packer_image_name(build, "vs-pipe", 95)
+    packer_clone(target, sealed)
+    target.claim_images(build, {"": sealed}, 95)
+
+    uuid = target.launch_test_instance(build, sealed)
+    vm = target._by_uuid(uuid)
+    assert vm.name == f"{target.prefix(build)}-lt" and target._options(vm)["imagebuild.role"] == "launch-test"
+    found = target.test_instance(build, uuid)
+    assert found is not None and found.state == "running" and found.address.startswith("198.51.100.")
+    assert target.leftover_test_instances(build) == [uuid]
+    assert target.test_instance_console(build, uuid) is None
+    assert target._owned(build, sealed, template=True) is not None  # the image itself is untouched
+
+    other = dataclasses.replace(build, build_id=build.build_id + "-other")
+    assert target.leftover_test_instances(other) == [] and target.test_instance(other, uuid) is None
+    target.delete_test_instance(other, uuid)
+    assert target._by_uuid(uuid) is not None
+
+    target.clients.wait("power off", vm.PowerOffVM_Task())  # powered off by someone: it will not come up
+    found = target.test_instance(build, uuid)
+    assert found is not None and found.state == "stopped" and "poweredOff" in found.detail
+    target.delete_test_instance(build, uuid)
+    assert target._by_uuid(uuid) is None and target.leftover_test_instances(build) == []
+    target.delete_test_instance(build, uuid)  # again: harmless
+
+
+@pytest.mark.slow
+def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_destroys_its_vm(
+    build: Any, vsphere_conn: tuple[str, int], standin_guest: Any, tmp_path: Path
+) -> None:
+    """The whole launch test (targets/launch.py's template with the vSphere hooks): the sealed
+    template is cloned and powered on in the simulator, which reports the guest's address as VMware
+    Tools does; SSH, sudo, the network and the shipped verification playbook run on the stand-in
+    guest (tests/servers/guest.py, through target.boot.ssh_address). vSphere has no console output:
+    the login prompt is reported as not available. A failing playbook fails the check, and either
+    way the test VM is destroyed."""
+    from airflow_provider_imagebuild.operators.image import default_verification_playbook
+    from airflow_provider_imagebuild.targets.boot import NO_CONSOLE, SEALED_IMAGE, boot_request
+
+    target = make_target("vs-pipe", ssh_private_key_file=str(standin_guest.key), boot=standin_guest.boot_settings())
+    sealed = target.packer_image_name(build, "vs-pipe", 95)
+    packer_clone(target, sealed)
+    target.claim_images(build, {"": sealed}, 95)
+    boot = target.settings.boot
+    report = target.boot_check(build, sealed, boot_request(boot, SEALED_IMAGE, "uefi", default_verification_playbook()))
+    assert report.passed, report.error_text()
+    assert report.checks["launch"] == "ok" and report.checks["login_prompt"] == NO_CONSOLE
+    assert report.checks["delete"] == "ok" and target._by_uuid(report.instance) is None
+    assert target.leftover_test_instances(build) == []
+
+    failing = tmp_path / "fails.yml"
+    failing.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                       "    - ansible.builtin.fail: {msg: the image is not what it should be}\n")  # fmt: skip
+    report = target.boot_check(build, sealed, boot_request(boot, SEALED_IMAGE, "uefi", failing))
+    assert not report.passed and "the image is not what it should be" in report.failure
+    assert report.checks["delete"] == "ok" and target._by_uuid(report.instance) is None
+    assert target.owns_image(build, sealed)  # the sealed template itself is never touched

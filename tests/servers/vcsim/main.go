@@ -110,14 +110,63 @@ func strict(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if method, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil {
+		method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+		if err == nil {
 			if f := refusal(method.Body); f != nil {
 				f.write(w)
 				return
 			}
 		}
 		next.ServeHTTP(w, r)
+		if err == nil {
+			tools(method.Body)
+		}
 	})
+}
+
+// tools reports the guest as VMware Tools does once a powered-on VM's guest has booted: its IP
+// address (guest.ipAddress, what a launch waits for), Tools running and the guest state; and
+// none of it once the VM is off. The simulator runs no guest and reports no address by itself
+// (only its SET.guest.ipAddress extraConfig hook sets one). The address is one of TEST-NET-2
+// (RFC 5737, 198.51.100.0/24), which no host answers: a test that needs a guest behind it gives
+// the stand-in guest's address instead (target.boot.ssh_address).
+func tools(body types.AnyType) {
+	var ref types.ManagedObjectReference
+	switch req := body.(type) {
+	case *types.PowerOnVM_Task:
+		ref = req.This
+	case *types.PowerOffVM_Task:
+		ref = req.This
+	default:
+		return
+	}
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return
+	}
+	simulator.Map.WithLock(vm, func() {
+		ip, running, state := "", types.VirtualMachineToolsRunningStatusGuestToolsNotRunning, "notRunning"
+		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+			ip, running, state = guestAddress(ref), types.VirtualMachineToolsRunningStatusGuestToolsRunning, "running"
+		}
+		simulator.Map.Update(vm, []types.PropertyChange{
+			{Name: "guest.ipAddress", Val: ip},
+			{Name: "summary.guest.ipAddress", Val: ip},
+			{Name: "guest.toolsRunningStatus", Val: string(running)},
+			{Name: "guest.guestState", Val: state},
+		})
+	})
+}
+
+// guestAddress is a VM's TEST-NET-2 address, from the number of its managed object id (vm-42).
+func guestAddress(ref types.ManagedObjectReference) string {
+	n := 0
+	for _, c := range ref.Value {
+		if c >= '0' && c <= '9' {
+			n = n*10 + int(c-'0')
+		}
+	}
+	return fmt.Sprintf("198.51.100.%d", n%250+2)
 }
 
 // fault is one of vCenter's faults: InvalidArgument (invalidProperty) or InvalidName (name).
