@@ -67,6 +67,7 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
         notify=spec.notify,
         doc_md=f"Milestone **{step.code}**: {step.title} ({step.action})",
         **_task_kwargs(step),
+        **(step.milestone.placement() if step.milestone is not None else {}),
     )
     ms = step.milestone
     if step.action == "register":
@@ -212,6 +213,20 @@ def _shared_store(spec: PipelineSpec) -> None:
         raise SpecError(f"pipeline {spec.pipeline}", "store", refusal)
 
 
+def _airflow_settings(spec: PipelineSpec) -> dict[str, Any]:
+    """The spec's ``default_args`` and ``access_control`` as DAG arguments. A milestone's own
+    settings (retries, pool, queue...) are passed to its operator, so they win over default_args."""
+    settings: dict[str, Any] = {}
+    if spec.default_args is not None:
+        settings["default_args"] = spec.default_args.airflow_default_args()
+    if spec.access_control is not None:
+        settings["access_control"] = {
+            role: {resource: set(actions) for resource, actions in perms.items()}
+            for role, perms in spec.access_control.items()
+        }
+    return settings
+
+
 def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: Any) -> DAG:
     """The whole pipeline as a DAG: one task per milestone, grouped by phase, with a trigger form."""
     plan = plan_from_spec(spec)
@@ -226,6 +241,7 @@ def build_dag(spec: PipelineSpec, spec_dir: Path | None = None, **dag_kwargs: An
         doc_md=_dag_docs(plan),
         description=spec.description or f"{spec.cloud} {spec.image_type} image pipeline {spec.pipeline}",
         params=trigger_params(plan),
+        **_airflow_settings(spec),
     )
     params.update(dag_kwargs)
     with DAG(**params) as dag:
@@ -237,7 +253,9 @@ def build_task_group(spec: PipelineSpec, group_id: str | None = None, spec_dir: 
     """The pipeline as a TaskGroup inside the DAG being defined (use within ``with DAG(...)``)."""
     plan = plan_from_spec(spec)
     _shared_store(spec)
-    with TaskGroup(group_id=group_id or spec.pipeline.replace("-", "_"), tooltip=spec.pipeline) as group:
+    # the spec's default_args, over the enclosing DAG's, for the pipeline's tasks only
+    defaults: dict[str, Any] = {"default_args": spec.default_args.airflow_default_args()} if spec.default_args else {}
+    with TaskGroup(group_id=group_id or spec.pipeline.replace("-", "_"), tooltip=spec.pipeline, **defaults) as group:
         _add_tasks(plan, spec_dir, group)
     return group
 

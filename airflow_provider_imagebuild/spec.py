@@ -21,6 +21,13 @@ from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, chec
 from airflow_provider_imagebuild.build.ids import CLOUDS, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.spec_airflow import (
+    AccessControl,
+    DefaultArgs,
+    TaskPlacement,
+    checked_access_control,
+    checked_default_args,
+)
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS, BootSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
@@ -65,8 +72,9 @@ class RetryPolicy(BaseModel):
         return {name: getattr(self, name) for name in RetryPolicy.model_fields}
 
 
-class MilestoneSpec(RetryPolicy):
-    """One milestone of a pipeline: what reaches it and how it is retried."""
+class MilestoneSpec(RetryPolicy, TaskPlacement):
+    """One milestone of a pipeline: what reaches it, how it is retried, and where its task runs
+    (Airflow's ``pool``, ``pool_slots``, ``queue``, ``priority_weight``: spec_airflow)."""
 
     action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "publish"] = "noop"
     key: str | None = None
@@ -240,6 +248,9 @@ class PipelineSpec(BaseModel):
     store: str | None = None
     store_conn_id: ConnId | None = None
     defaults: RetryPolicy = RetryPolicy()
+    # Airflow's own settings (spec_airflow): every task's default_args, and who may do what on the DAG
+    default_args: DefaultArgs | None = None
+    access_control: AccessControl | None = None
     include_standard: bool = False
     tags: list[str] = Field(default_factory=list)
     target: AnyTargetSpec = TargetSpec()
@@ -303,10 +314,30 @@ class PipelineSpec(BaseModel):
         except ValidationError as exc:
             raise ValueError(_error_text(exc, "target")) from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _airflow_settings(cls, raw: Any) -> Any:
+        """``default_args:`` and ``access_control:`` checked by spec_airflow, which names the
+        nearest known setting, permission or resource for a typo."""
+        if not isinstance(raw, dict):
+            return raw
+        checked = dict(raw)
+        if raw.get("default_args") is not None:
+            checked["default_args"] = checked_default_args(raw["default_args"])
+        if raw.get("access_control") is not None:
+            checked["access_control"] = checked_access_control(raw["access_control"])
+        return checked
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         if self.store and self.store_conn_id:
             raise ValueError("give either 'store' or 'store_conn_id', not both")
+        if self.default_args is not None:
+            for name in sorted(set(RetryPolicy.model_fields) & self.default_args.model_fields_set):
+                if name in self.defaults.model_fields_set:
+                    raise ValueError(
+                        f"default_args.{name}: also given as defaults.{name}; keep one (both apply to every milestone)"
+                    )
         keys: dict[str, int] = {}
         for code, milestone in self.milestones.items():
             if code == FIRST_STATE:
@@ -471,7 +502,7 @@ def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> Pipe
             message = "unknown key"
         if first["type"] == "missing":
             message = "is required"
-        if path == "" and message.startswith(("milestones.", "target.", "publish")):
+        if path == "" and message.startswith(("milestones.", "target.", "publish", "default_args", "access_control")):
             path, _, message = message.partition(": ")
         raise SpecError(file, path, message) from None
     except InvalidInput as exc:

@@ -1,0 +1,219 @@
+"""Airflow's own settings in a spec: ``default_args``, ``access_control`` and a milestone's
+``pool``, ``queue``, ``priority_weight`` and ``pool_slots``.
+
+Spelt as Airflow spells them (as dag-factory does), so that a DAG author copies them from Airflow's
+documentation, but validated here, at parse time and without importing Airflow (``imagebuild spec
+check`` runs in a merge-request job): a typo such as ``retires`` would otherwise be dropped by
+Airflow or fail a task hours into a build. What the provider itself decides (a milestone runs after
+the one before it succeeds; the outputs go to XCom) is not settable, and says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from airflow_provider_imagebuild.build.ids import control_character
+
+# Names Airflow accepts in default_args that a spec may not set, and why.
+NOT_SETTABLE = {
+    "trigger_rule": "the milestones run in plan order, each once the one before it succeeded",
+    "start_date": "give the spec's top-level start_date",
+    "end_date": "a pipeline has no end date; pause its DAG instead",
+    "do_xcom_push": "every milestone pushes its build id and outputs; the extra links read them",
+    "params": "the DAG's params are its trigger form (build_id, redo_from, reason)",
+    "on_failure_callback": "use the spec's notify: block",
+    "on_retry_callback": "use the spec's notify: block",
+    "on_success_callback": "use the spec's notify: block",
+    "sla": "Airflow 3 has no SLAs; the spec's notify: block reports stuck builds",
+}
+
+# Airflow's DAG permissions (airflow.security.permissions.RESOURCE_DETAILS_MAP; a test keeps the two
+# equal): per resource, the actions a role may be given on one DAG.
+DAG_PERMISSIONS: dict[str, frozenset[str]] = {
+    "DAGs": frozenset({"can_read", "can_edit", "can_delete"}),
+    "DAG Runs": frozenset({"can_read", "can_create", "can_delete", "menu_access"}),
+}
+
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", re.ASCII)
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _duration(value: Any) -> Any:
+    """Seconds (a number), ``90s`` / ``5m`` / ``2h`` / ``1d`` / ``1h30m``, or what pydantic reads as
+    a timedelta (ISO 8601 ``PT5M``, ``HH:MM:SS``)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration (seconds, or like 5m, 2h, 1d, PT5M), not a boolean")
+    if isinstance(value, str):
+        text = value.strip()
+        found = _DURATION_RE.fullmatch(text)
+        if text and found and any(found.groups()):
+            days, hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if not re.fullmatch(r"P[0-9TDHMSW.]+|[0-9]+(:[0-9]{2}){1,2}(\.[0-9]+)?", text, re.ASCII):
+            raise ValueError(f"{text[:40]!r} is not a duration (seconds, or like 90s, 5m, 2h, 1d, 1h30m, PT5M)")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _name(value: str, what: str) -> str:
+    if not value.strip() or value != value.strip():
+        raise ValueError(f"must be a {what} name, not empty and without surrounding blanks")
+    bad = control_character(value)
+    if bad:
+        raise ValueError(f"must not contain control characters (found {bad})")
+    return value
+
+
+class TaskPlacement(BaseModel):
+    """Where a milestone's task runs and how the scheduler ranks it: Airflow's ``pool``,
+    ``pool_slots``, ``queue`` and ``priority_weight`` (per milestone, or for all in default_args)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pool: str | None = Field(default=None, max_length=256)
+    pool_slots: StrictInt | None = Field(default=None, ge=1)
+    queue: str | None = Field(default=None, max_length=256)
+    priority_weight: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+
+    @field_validator("pool", "queue")
+    @classmethod
+    def _names(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else _name(value, str(info.field_name))
+
+    def placement(self) -> dict[str, Any]:
+        """The settings given, as operator keyword arguments."""
+        return {name: getattr(self, name) for name in TaskPlacement.model_fields if getattr(self, name) is not None}
+
+
+class DefaultArgs(TaskPlacement):
+    """The spec's ``default_args:``: passed to the DAG (or the TaskGroup), so every task carries
+    them unless a milestone says otherwise."""
+
+    owner: str | None = Field(default=None, max_length=256)
+    email: str | list[str] | None = None
+    email_on_failure: bool | None = None
+    email_on_retry: bool | None = None
+    retries: StrictInt | None = Field(default=None, ge=0, le=100)
+    retry_delay: Duration | None = None
+    # true is Airflow's classic doubling (2.0), a number is Airflow 3's multiplier, 0 or false none
+    retry_exponential_backoff: bool | float | None = Field(default=None, ge=0)
+    max_retry_delay: Duration | None = None
+    execution_timeout: Duration | None = None
+    depends_on_past: bool | None = None
+    wait_for_downstream: bool | None = None
+    weight_rule: Literal["downstream", "upstream", "absolute"] | None = None
+    max_active_tis_per_dag: StrictInt | None = Field(default=None, ge=1)
+    run_as_user: str | None = None
+
+    @field_validator("owner", "run_as_user")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        return None if value is None else _name(value, "user")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for address in [value] if isinstance(value, str) else value or []:
+            if not _EMAIL_RE.fullmatch(address):
+                raise ValueError(f"{address[:60]!r} is not an e-mail address")
+        return value
+
+    @field_validator("retry_delay", "max_retry_delay", "execution_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta | None, info: Any) -> timedelta | None:
+        if value is not None and (value < timedelta(0) or (info.field_name != "retry_delay" and not value)):
+            raise ValueError(
+                "must be a positive duration" if info.field_name != "retry_delay" else "must not be negative"
+            )
+        return value
+
+    def airflow_default_args(self) -> dict[str, Any]:
+        """As Airflow's ``default_args``: only what the spec gives, durations as timedelta."""
+        given = {name: getattr(self, name) for name in self.model_fields_set if getattr(self, name) is not None}
+        backoff = given.get("retry_exponential_backoff")
+        if isinstance(backoff, bool):
+            given["retry_exponential_backoff"] = 2.0 if backoff else 0.0
+        return given
+
+
+def _setting_error(exc: ValidationError, prefix: str) -> str:
+    """``default_args.retry_delay: reason`` of the first error (parse_spec splits it again)."""
+    first = exc.errors()[0]
+    path = ".".join([prefix, *(str(p) for p in first["loc"])])
+    return f"{path}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def checked_default_args(raw: Any) -> DefaultArgs:
+    """The ``default_args:`` mapping validated; an unknown name is refused with the nearest one
+    (``retires`` -> ``retries``), a name Airflow knows but the provider decides with why."""
+    if not isinstance(raw, dict):
+        raise ValueError("default_args: must be a mapping of Airflow task settings (owner, retries, pool, ...)")
+    for name in raw:
+        if name in NOT_SETTABLE:
+            raise ValueError(f"default_args.{name}: cannot be set in a spec: {NOT_SETTABLE[name]}")
+        if name not in DefaultArgs.model_fields:
+            near = difflib.get_close_matches(str(name), [*DefaultArgs.model_fields, *NOT_SETTABLE], n=1, cutoff=0.6)
+            hint = (
+                f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(sorted(DefaultArgs.model_fields))})"
+            )
+            raise ValueError(f"default_args.{name}: unknown Airflow setting{hint}")
+    try:
+        return DefaultArgs.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(_setting_error(exc, "default_args")) from None
+
+
+AccessControl = dict[str, dict[str, frozenset[str]]]
+
+
+def checked_access_control(raw: Any) -> AccessControl:
+    """``access_control:``: role -> the actions on this DAG (``[can_read, can_edit]``), or role ->
+    resource -> actions (``{DAGs: [can_read], DAG Runs: [can_create]}``), as Airflow takes it; a
+    resource or action Airflow does not know is refused with the nearest one."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("access_control: must map role names to permissions, like {Op: [can_read, can_edit]}")
+    checked: AccessControl = {}
+    for role, perms in raw.items():
+        if not isinstance(role, str) or not role.strip():
+            raise ValueError(f"access_control: role names must be non-empty strings, got {role!r}")
+        where = f"access_control.{role}"
+        resources = {"DAGs": perms} if isinstance(perms, list) else perms
+        if not isinstance(resources, dict) or not resources:
+            raise ValueError(f"{where}: must be a list of actions or a mapping of resource to actions")
+        checked[role] = {}
+        for resource, actions in resources.items():
+            allowed = DAG_PERMISSIONS.get(resource)
+            if allowed is None:
+                near = difflib.get_close_matches(str(resource), list(DAG_PERMISSIONS), n=1, cutoff=0.5)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ValueError(f"{where}.{resource}: not a DAG resource (DAGs or DAG Runs){hint}")
+            if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+                raise ValueError(f"{where}.{resource}: must be a list of actions ({', '.join(sorted(allowed))})")
+            for action in actions:
+                if action not in allowed:
+                    near = difflib.get_close_matches(action, sorted(allowed), n=1, cutoff=0.5)
+                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    raise ValueError(
+                        f"{where}.{resource}: {action!r} is not a {resource} permission "
+                        f"({', '.join(sorted(allowed))}){hint}"
+                    )
+            checked[role][resource] = frozenset(actions)
+    return checked
+
+
+__all__ = [
+    "DAG_PERMISSIONS",
+    "NOT_SETTABLE",
+    "AccessControl",
+    "DefaultArgs",
+    "TaskPlacement",
+    "checked_access_control",
+    "checked_default_args",
+]
