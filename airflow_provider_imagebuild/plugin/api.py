@@ -30,7 +30,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -39,8 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from airflow_provider_imagebuild.links import dag_id_of
-from airflow_provider_imagebuild.plugin.views import builds_page
-from airflow_provider_imagebuild.store import BuildStore, ListFilter
+from airflow_provider_imagebuild.plugin.views import builds_page, moves_view
+from airflow_provider_imagebuild.store import ListFilter
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.hooks.deployment_stores import DeploymentStores
 
 MAX_PAGE = 500
 DOMAIN = "airflow_provider_imagebuild.build."  # the build domain: rules about builds, no storage
@@ -57,14 +60,21 @@ User = Annotated[Any, Depends(current_user)]
 
 
 @functools.cache
-def store() -> BuildStore:
-    """The deployment's store (``$IMAGEBUILD_STORE_CONN_ID``, ``$IMAGEBUILD_STORE`` or the default)."""
-    from airflow_provider_imagebuild.hooks.build_state import store_for
+def store() -> DeploymentStores:
+    """Every store of the deployment read as one (hooks/deployment_stores.py): the deployment's own
+    store and each spec's, chosen in the one order every part uses; a build is read from and changed
+    in the store it lives in."""
+    from airflow_provider_imagebuild.hooks.deployment_stores import DeploymentStores
 
-    try:
-        return store_for()
-    except InvalidInput as exc:  # the deployment's store URL or connection, not the client's input
-        raise StoreUnavailable(f"the deployment's build store is misconfigured: {exc}") from exc
+    return DeploymentStores()
+
+
+def with_stores(page: dict[str, Any]) -> dict[str, Any]:
+    """A page of builds with the store each lives in (``store``: a connection's name or the URL
+    without its parameters) and the stores that could not be read (``unreadable_stores``)."""
+    for row in page["builds"]:
+        row["store"] = store().where(row["build_id"])
+    return {**page, "unreadable_stores": list(store().unreadable)}
 
 
 def list_page(
@@ -85,10 +95,12 @@ def list_page(
     with store_errors():
         wanted = check_build_status(build_status, "build_status") if build_status else None
         flt = ListFilter.checked(status=status, cloud=cloud, pipeline=pipeline)
-        records, _problems = store().scan_builds(flt)
+        everything, _problems = store().scan_builds()  # the ETAs go by every build of a pipeline
+    records = [r for r in everything if flt.matches(vars(r))]
     if wanted is not None:
         records = [r for r in records if status_of(r) == wanted]
-    return builds_page(records, lambda dag_id: may(user, dag_id, act=False), state=state, limit=limit, offset=offset)
+    readable = lambda dag_id: may(user, dag_id, act=False)  # noqa: E731
+    return with_stores(builds_page(records, readable, state=state, limit=limit, offset=offset, history=everything))
 
 
 def may(user: Any, dag_id: str, act: bool) -> bool:
@@ -225,7 +237,13 @@ def create_app() -> FastAPI:
     @app.get("/api/builds/{build_id}")
     def show_build(build_id: str, user: User) -> dict[str, Any]:
         rec = readable(user, build_id)
-        return {**rec.to_public(), "dag_id": dag_id_of(rec), "may_act": may(user, dag_id_of(rec), act=True)}
+        return {
+            **rec.to_public(),
+            "dag_id": dag_id_of(rec),
+            "store": store().where(rec.build_id),
+            "may_act": may(user, dag_id_of(rec), act=True),
+            **next_moves(rec),
+        }
 
     def action(change: Callable[[Any, BuildRecord], BuildRecord]) -> Callable[..., dict[str, Any]]:
         """Authorize, apply, answer with the record."""
@@ -268,6 +286,25 @@ def create_app() -> FastAPI:
 
     add_pages(app)
     return app
+
+
+def next_moves(rec: BuildRecord) -> dict[str, Any]:
+    """What a build's page offers, for API clients too: ``moves`` (the milestones a reset or a redo
+    may go back to, each with what it does and the failed or current one as the default, the skip
+    the store would accept, what clearing the failed task does, and why nothing may move while a
+    milestone runs) and, for a running build, its ``eta`` from the pipeline's other builds."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.build.record import format_ts
+    from airflow_provider_imagebuild.build.stats import eta, milestone_medians
+    from airflow_provider_imagebuild.plugin.titles import titles_for
+
+    now = datetime.now(timezone.utc)
+    with store_errors():
+        same, _ = store().scan_builds(ListFilter(pipeline=rec.pipeline))
+    expected = eta(rec, milestone_medians(same), now)
+    titles = titles_for(dag_id_of(rec))
+    return {"moves": moves_view(rec, now, titles), "eta": format_ts(expected) if expected else None}
 
 
 def trigger(dag_id: str, build_id: str, user_name: str) -> str:

@@ -6,6 +6,7 @@ anyway). A browser without a session is sent to Airflow's login page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,15 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_imagebuild.build.ids import CLOUDS
-from airflow_provider_imagebuild.build.record import BUILD_STATUSES
+from airflow_provider_imagebuild.build.status import BUILD_STATUS_WORDS, build_status, check_build_status
 from airflow_provider_imagebuild.links import URL_PREFIX, TaskRef
 from airflow_provider_imagebuild.plugin import api
-from airflow_provider_imagebuild.plugin.views import build_view, builds_page
+from airflow_provider_imagebuild.plugin.titles import titles_for
+from airflow_provider_imagebuild.plugin.views import build_view, builds_page, short_text
 from airflow_provider_imagebuild.store import ListFilter
 
 HERE = Path(__file__).parent
@@ -29,9 +32,20 @@ STATIC = {"imagebuild.css": "text/css", "imagebuild.js": "text/javascript", "ico
 PAGE_SIZE = 50
 
 
-def _ts(value: str | None) -> str:
-    """``2026-11-27T07:03:12.123456Z`` as ``2026-11-27 07:03:12`` (UTC, as everywhere in Airflow)."""
-    return value[:19].replace("T", " ") if value else ""
+def _ts(value: str | None) -> Markup:
+    """``2026-11-27T07:03:12.123456Z`` as ``<time datetime="...">2026-11-27 07:03:12</time>``: written
+    in UTC, and shown by the page's script in the time zone chosen in Airflow's UI (its user menu),
+    as Airflow's own pages show times. Without the script the UTC time stays, marked as such."""
+    if not value:
+        return Markup("")
+    return Markup('<time datetime="{}" title="{} UTC">{} UTC</time>').format(
+        value, value[:19].replace("T", " "), value[:19].replace("T", " ")
+    )
+
+
+def _path(value: object) -> str:
+    """A long path or id by its last parts (the full value is the element's title)."""
+    return short_text(str(value))
 
 
 def _duration(seconds: float | None) -> str:
@@ -57,7 +71,7 @@ def _owner(owner: str) -> str:
 @cache
 def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
-    env.filters.update(ts=_ts, duration=_duration, short=_short, owner=_owner)
+    env.filters.update(ts=_ts, duration=_duration, short=_short, owner=_owner, path=_path)
     return env
 
 
@@ -107,7 +121,9 @@ def add_pages(app: FastAPI) -> None:
         filters = {"pipeline": pipeline or None, "cloud": cloud or None, "status": status or None}
         code = int(state) if state and state.isascii() and state.isdigit() and int(state) <= 100 else None
         with api.store_errors():
-            flt = ListFilter.checked(**filters)
+            # The page's status is the build's (registered, running, ...), as on its badges.
+            wanted = check_build_status(status, "status") if status else None
+            flt = ListFilter.checked(pipeline=filters["pipeline"], cloud=filters["cloud"])
             everything, _ = api.store().scan_builds()  # one read: the page and the pipeline choices
         allowed: dict[str, bool] = {}
 
@@ -115,8 +131,13 @@ def add_pages(app: FastAPI) -> None:
             return allowed.setdefault(dag_id, api.may(user, dag_id, act=False))
 
         pipelines = sorted({r.pipeline for r in everything if readable(api.dag_id_of(r))})
-        chosen = [r for r in everything if flt.matches(vars(r))]
-        page = builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset)
+        chosen = [r for r in everything if flt.matches(vars(r)) and (wanted is None or build_status(r) == wanted)]
+        page = api.with_stores(builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset,
+                                           history=everything))  # fmt: skip
+        named: dict[str, Callable[[int], str]] = {}
+        for row in page["builds"]:  # custom milestones by their pipeline's titles, one read per DAG
+            titles = named.setdefault(row["dag_id"], titles_for(row["dag_id"]))
+            row["current_title"] = titles(row["current_state"])
 
         def page_link(to: int) -> str:
             query = {k: v for k, v in {**filters, "state": code}.items() if v is not None}
@@ -130,7 +151,7 @@ def add_pages(app: FastAPI) -> None:
             filters={**filters, "state": code},
             pipelines=pipelines,
             clouds=CLOUDS,
-            statuses=BUILD_STATUSES,
+            statuses=BUILD_STATUS_WORDS,
             page_link=page_link,
         )
 
@@ -139,6 +160,7 @@ def add_pages(app: FastAPI) -> None:
         rec = api.readable(user, build_id)
         with api.store_errors():
             same, _ = api.store().scan_builds(ListFilter(pipeline=rec.pipeline))
-        view = build_view(rec, same)
+        view = build_view(rec, same, titles=titles_for(api.dag_id_of(rec)))
         may_act = api.may(user, api.dag_id_of(rec), act=True)
-        return _render(request, "build.html", user, v=view, s=view["summary"], may_act=may_act)
+        summary = {**view["summary"], "store": api.store().where(rec.build_id)}
+        return _render(request, "build.html", user, v=view, s=summary, may_act=may_act)

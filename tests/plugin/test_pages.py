@@ -145,9 +145,13 @@ def test_the_builds_list_filters_and_pages(store: BuildStore, may: dict) -> None
     assert "other-dag" not in first and "secret-demo" not in first  # a DAG the user may not read
     second = admin.get("/builds", params={"offset": 50}).text
     assert second.count('<tr data-build="') == 6 and "Newer" in second
-    delivered = admin.get("/builds", params={"status": "completed", "state": "100"}).text
+    delivered = admin.get("/builds", params={"status": "delivered", "state": "100"}).text
     assert delivered.count('<tr data-build="') == 1 and "delivered" in delivered
+    registered = admin.get("/builds", params={"status": "registered"}).text  # the build's status, as on the badge
+    assert registered.count('<tr data-build="') == 50 and "55 builds" in registered
+    assert '<span class="status registered"' in registered
     assert admin.get("/builds", params={"status": "bogus"}).status_code == 400
+    assert admin.get("/builds", params={"status": "completed"}).status_code == 400  # a milestone's status
     assert admin.get("/builds/nope").status_code == 404
 
 

@@ -1,8 +1,41 @@
-// The Image builds pages' only script: the action forms post JSON to the plugin's API (the
-// browser sends Airflow's session cookie), and links to Airflow's own pages open in Airflow's
-// window instead of inside this frame.
+// The Image builds pages' only script: times in the time zone chosen in Airflow's UI, the action
+// forms (JSON to the plugin's API, with Airflow's session cookie), a page that follows a running
+// build, and links to Airflow's own pages opened in Airflow's window instead of inside this frame.
 (function () {
   "use strict";
+
+  // Airflow 3's UI keeps the time zone chosen in its user menu in localStorage under "timezone"
+  // (JSON, as usehooks-ts writes it), defaulting to the browser's own zone. These pages share
+  // Airflow's origin, so they read the same choice and show every time in it.
+  function selectedZone() {
+    var fallback = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    try {
+      var stored = window.localStorage.getItem("timezone");
+      var zone = stored ? JSON.parse(stored) : fallback;
+      new Intl.DateTimeFormat("en-US", { timeZone: zone });  // throws for a zone the browser lacks
+      return zone;
+    } catch (e) {
+      return fallback;
+    }
+  }
+
+  function showTimes(zone) {
+    var format = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    });
+    document.querySelectorAll("time[datetime]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      var p = {};
+      format.formatToParts(when).forEach(function (part) { p[part.type] = part.value; });
+      el.textContent = p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
+    });
+    var label = document.getElementById("tz");
+    if (label) label.textContent = "Times in " + zone;
+  }
+  showTimes(selectedZone());
+  window.addEventListener("storage", function (ev) { if (ev.key === "timezone") showTimes(selectedZone()); });
 
   // Airflow shows these pages in a sandboxed frame of the same origin, which may not navigate
   // the top window; its router follows history changes, so push the path and tell it.
@@ -34,8 +67,18 @@
   }
 
   document.querySelectorAll("form[data-action]").forEach(function (form) {
+    // What the chosen milestone will do, under the form, as the person picks it.
+    var select = form.querySelector("select[name=milestone]");
+    var does = form.querySelector(".does");
+    if (select && does) {
+      select.addEventListener("change", function () {
+        var option = select.options[select.selectedIndex];
+        does.textContent = (option ? option.dataset.does || "" : "") + (form.dataset.suffix || "");
+      });
+    }
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      var out = result || form.parentNode.querySelector(".result");
       var data = new FormData(form);
       var body = { reason: String(data.get("reason") || "").trim() };
       body[form.dataset.field] = Number(data.get("milestone"));
@@ -50,8 +93,8 @@
         .then(function (resp) {
           return resp.json().catch(function () { return {}; }).then(function (answer) {
             if (!resp.ok) {
-              result.textContent = form.dataset.verb + " refused (HTTP " + resp.status + "): " + detail(answer);
-              result.className = "result error";
+              out.textContent = form.dataset.verb + " refused (HTTP " + resp.status + "): " + detail(answer);
+              out.className = "result error";
               button.disabled = false;
               return;
             }
@@ -61,10 +104,43 @@
           });
         })
         .catch(function (err) {
-          result.textContent = form.dataset.verb + " failed: " + err;
-          result.className = "result error";
+          out.textContent = form.dataset.verb + " failed: " + err;
+          out.className = "result error";
           button.disabled = false;
         });
     });
   });
+
+  // Follow a build that runs or waits for its next milestone: ask the API for its version every
+  // few seconds (5 s, slowing to 30 s), reload when it changed, stop once it failed or was
+  // delivered, and give up after two hours (a reload starts again). A reason being typed is
+  // never thrown away: the page then only says that the build changed.
+  var build = document.getElementById("build");
+  if (build && build.dataset.activity && build.dataset.activity !== "still") {
+    var delay = 5000, spent = 0, limit = 2 * 3600 * 1000;
+    var typing = function () {
+      return Array.prototype.some.call(document.querySelectorAll("input[name=reason]"), function (i) {
+        return i.value.trim() !== "" || i === document.activeElement;
+      });
+    };
+    var live = document.getElementById("live");
+    var poll = function () {
+      if (spent > limit) { if (live) live.textContent = "not following (reload to follow again)"; return; }
+      if (document.hidden) { spent += delay; window.setTimeout(poll, delay); return; }
+      fetch(build.dataset.poll, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (resp) { return resp.ok ? resp.json() : null; })
+        .then(function (rec) {
+          if (rec && String(rec.version) !== build.dataset.version) {
+            if (!typing()) { window.location.reload(); return; }
+            if (live) live.textContent = "the build changed: reload to see it";
+            return;
+          }
+          spent += delay;
+          delay = Math.min(delay * 1.5, 30000);
+          window.setTimeout(poll, delay);
+        })
+        .catch(function () { spent += delay; window.setTimeout(poll, delay); });
+    };
+    window.setTimeout(poll, delay);
+  }
 })();
