@@ -50,6 +50,8 @@ class RegisterBuildOperator(BuildOperator):
                 rec = self.redo(store, rec, request, context)
         except Conflict as exc:
             raise AirflowFailException(str(exc)) from exc
+        if request.reason and request.redo_from is None:
+            self.log.info("the trigger form's reason is recorded with a redo only (no redo_from given): not recorded")
         if rec.delivered and request.redo_from is None:
             self.log.info(
                 "build %s was delivered at %s: this run redoes nothing (choose redo_from in the trigger form "
