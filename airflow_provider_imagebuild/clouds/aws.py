@@ -81,6 +81,7 @@ class AwsClients:
         self.region = region
         self.endpoint_url = endpoint_url
         self._cache: dict[tuple[str, str | None], Any] = {}
+        self.conn_id: str | None = None  # the Airflow connection the credentials come from, if any
 
     @classmethod
     def from_environment(cls, region: str | None = None, endpoint_url: str | None = None) -> AwsClients:
@@ -102,11 +103,13 @@ class AwsClients:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts", region_name=region)
-        return cls(
+        clients = cls(
             lambda region_name: hook.get_session(region_name=region_name),
             region or hook.conn_region_name,
             endpoint_url or hook.conn_config.endpoint_url,
         )
+        clients.conn_id = aws_conn_id
+        return clients
 
     def client(self, service: str, region: str | None = None) -> Any:
         region = region or self.region
@@ -123,6 +126,12 @@ class AwsClients:
         command line, never logged."""
         found = self._session(self.region).get_credentials()
         if found is None:
+            # The Amazon hook falls back to the machine's credentials when the connection is missing:
+            # with none there either, the missing connection is the cause to name.
+            from airflow_provider_imagebuild.clouds.connections import ConnectionMissing, connection_exists
+
+            if self.conn_id and not connection_exists(self.conn_id):
+                raise ConnectionMissing(self.conn_id, "aws_conn_id")
             raise InvalidInput("credentials", "no AWS credentials found (connection, environment or profile)")
         frozen = found.get_frozen_credentials()
         env = {"AWS_ACCESS_KEY_ID": str(frozen.access_key), "AWS_SECRET_ACCESS_KEY": str(frozen.secret_key)}
