@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.scaffold import SAMPLES
+from airflow_provider_imagebuild.scaffold_os import CLOUDS
 
 ROOT = Path(__file__).resolve().parents[2]
 OS_OF = {"local": "debian-12"}  # every other cloud builds RHEL 9 here
@@ -190,6 +191,14 @@ def test_os_picks_the_clouds_values_for_it(cloud: str, os_name: str, expected: d
     title = {"rhel": "RHEL", "ubuntu": "Ubuntu", "debian": "Debian"}[os_name.split("-")[0]]
     if source.startswith("<REPLACE:"):  # a placeholder names the OS to look for
         assert f"{title} {os_name.split('-')[1].split('.')[0]}" in source, source
+
+
+@pytest.mark.parametrize(
+    ("cloud", "os_name"), [(cloud, os_name) for cloud, table in CLOUDS.items() for os_name in table.systems]
+)
+def test_every_os_of_every_cloud_passes_spec_check_once_filled(cloud: str, os_name: str, tmp_path: Path) -> None:
+    _init(tmp_path / "golden", cloud, os_name)
+    assert sorted(_fill_every_placeholder(_spec(tmp_path / "golden"), cloud)) == sorted(FILLED[cloud])
 
 
 @pytest.mark.parametrize(
