@@ -4,13 +4,16 @@ Airflow does not authenticate plugin apps: every route here resolves the caller 
 own ``get_user`` (the bearer token from ``POST /auth/token``, or the UI's session cookie) and asks
 Airflow's auth manager before it answers. Reading a build needs read access to its pipeline's
 DAG; resetting, redoing or skipping needs what editing and triggering that DAG needs. Build state
-comes from the store (the deployment-wide ``imagebuild_state`` connection or store URL), never
-from Airflow's metadata database.
+comes from the stores, never from Airflow's metadata database: the deployment's own and every one
+the deployment's specs name (hooks/deployment_stores.py), each chosen in the one order tasks use;
+a build is changed in the store it lives in.
 
 - ``GET /imagebuild/api/builds`` (``pipeline``, ``cloud``, ``status``, ``build_status``, ``state``,
   ``limit``, ``offset``): ``{"builds": [...], "total", "limit", "offset"}``, newest change first;
   each build carries ``status`` (its current milestone's) and ``build_status`` (the build's:
-  registered, running, waiting, failed, delivered, abandoned);
+  registered, running, waiting, failed, delivered, abandoned) and ``store`` (the store it lives
+  in: a connection's name, or the store URL without its parameters); ``unreadable_stores`` names
+  the stores that could not be read (their builds are missing from the page);
 - ``GET /imagebuild/api/builds/{build_id}``: the record, as ``imagebuild build show --json``;
 - ``POST /imagebuild/api/builds/{build_id}/reset`` ``{"to": N, "reason": "..."}``;
 - ``POST /imagebuild/api/builds/{build_id}/redo`` ``{"from": N, "reason": "..."}``: reset, then a
@@ -20,8 +23,9 @@ from Airflow's metadata database.
 Errors: 401 without a token; 404 for a build that does not exist and, with the same answer, for
 one whose DAG the caller may not read; 403 for an action on a build the caller can read but may
 not act on; 400 or 422 for bad input (a missing or empty reason); 409 when a rule of the build
-refuses (a live lease); 503 when the store cannot be used. No answer says where the store is:
-the store's own messages (which name its files, buckets and tables) go to the API server's log.
+refuses (a live lease); 503 when no store can be used. An error never says where a store is
+(a build's ``store`` label does, for those who may read the build): the store's own messages
+(which name its files, buckets and tables) go to the API server's log.
 """
 
 from __future__ import annotations

@@ -22,13 +22,16 @@ import json
 import logging
 import re
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_imagebuild.build.catalog import parse_code
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput
 from airflow_provider_imagebuild.links import dag_id_of
 from airflow_provider_imagebuild.store import BuildStore
+
+if TYPE_CHECKING:  # the API server's stores, read as one
+    from airflow_provider_imagebuild.hooks.deployment_stores import DeploymentStores
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def milestone_of(task_id: str) -> int | None:
         return None
 
 
-def build_of_run(store: BuildStore, dag_id: str, run_id: str) -> BuildRecord | None:
+def build_of_run(store: BuildStore | DeploymentStores, dag_id: str, run_id: str) -> BuildRecord | None:
     """The build an Airflow run works on: one of the DAG's builds with an attempt by that run."""
     prefix = f"{dag_id}/{run_id}/"
     records, _corrupt = store.scan_builds()
@@ -56,7 +59,9 @@ def build_of_run(store: BuildStore, dag_id: str, run_id: str) -> BuildRecord | N
     return None
 
 
-def record_clear(store: BuildStore, cleared: list[dict[str, Any]], note: str, actor: str) -> list[tuple[str, int]]:
+def record_clear(
+    store: BuildStore | DeploymentStores, cleared: list[dict[str, Any]], note: str, actor: str
+) -> list[tuple[str, int]]:
     """Record the clear on each build concerned; returns ``(build_id, milestone)`` recorded."""
     by_run: dict[tuple[str, str], list[int]] = defaultdict(list)
     for ti in cleared:
