@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
-from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity
+from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity, check_titles
 from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
 
 
@@ -49,7 +49,13 @@ class PipelinePlan:
         """What every build of this pipeline is (one value, shared by all the DAG's tasks)."""
         spec = self.spec
         return BuildIdentity(
-            spec.pipeline, spec.cloud, spec.image_type, spec.os, tuple(self.codes), unskippable=self.unskippable
+            spec.pipeline,
+            spec.cloud,
+            spec.image_type,
+            spec.os,
+            tuple(self.codes),
+            unskippable=self.unskippable,
+            titles=check_titles({s.code: s.title for s in self.steps}, self.codes),
         )
 
     @cached_property

@@ -8,7 +8,7 @@ codes in the gaps (say 42) without renumbering anything.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -123,10 +123,29 @@ def parse_plan(text: str, field: str = "states") -> tuple[int, ...]:
     return validate_plan((parse_code(p, f"{field}[{i}]") for i, p in enumerate(text.split(","))), field)
 
 
-def title_of(code: int) -> str:
-    """A display name for ``code``: the catalog's title, or ``custom <code>``."""
+MAX_TITLE = 120  # characters of a milestone title a record keeps
+
+
+def title_of(code: int, titles: Mapping[int, str] | None = None) -> str:
+    """A display name for ``code``: the pipeline's own title when ``titles`` (a build record's, a
+    plan's) has one, else the catalog's, else ``milestone <code>`` (a custom code nobody named)."""
+    named = titles.get(code) if titles else None
+    if named:
+        return named
     std = CATALOG.get(code)
-    return std.title if std else f"custom {code}"
+    return std.title if std else f"milestone {code}"
+
+
+def milestone_label(code: int, titles: Mapping[int, str] | None = None) -> str:
+    """How a person reads a milestone everywhere (CLI, errors, the UI, task names):
+    ``42 · License check``."""
+    return f"{code} · {title_of(code, titles)}"
+
+
+def own_titles(titles: Mapping[int, str]) -> dict[int, str]:
+    """The titles a pipeline gives that the catalog does not (custom codes, renamed standard ones):
+    what a build record keeps, so that every reader shows them without the spec."""
+    return {code: title for code, title in titles.items() if title and title != title_of(code)}
 
 
 def key_of(code: int) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from airflow_provider_imagebuild.build.catalog import validate_plan
-from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity
+from airflow_provider_imagebuild.build.catalog import milestone_label, title_of, validate_plan
+from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity, check_titles
 from airflow_provider_imagebuild.build.ids import CLOUDS, check_build_id, check_cloud, check_name
 from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput
 
@@ -176,11 +176,29 @@ class BuildRecord:
     trimmed: dict[str, int] = field(default_factory=dict)
     # Milestones nobody may skip (registration, seal, publish, and what the spec marks so).
     unskippable: list[int] = field(default_factory=list)
+    # The pipeline's own milestone titles, where the catalog's do not apply (custom codes).
+    titles: dict[int, str] = field(default_factory=dict)
 
     # -- derived views -------------------------------------------------------------------------
     @property
     def identity(self) -> BuildIdentity:
-        return BuildIdentity(self.pipeline, self.cloud, self.image_type, self.os, tuple(self.plan), dict(self.metadata))
+        return BuildIdentity(
+            self.pipeline,
+            self.cloud,
+            self.image_type,
+            self.os,
+            tuple(self.plan),
+            dict(self.metadata),
+            titles=dict(self.titles),
+        )
+
+    def title(self, code: int) -> str:
+        """The milestone's title as its pipeline names it (``License check`` for a custom 42)."""
+        return title_of(code, self.titles)
+
+    def label(self, code: int) -> str:
+        """``42 · License check``: how every reader names a milestone of this build."""
+        return milestone_label(code, self.titles)
 
     @property
     def skipped(self) -> list[int]:
@@ -249,6 +267,7 @@ class BuildRecord:
             "events": [dict(vars(e)) for e in self.events],
             "trimmed": dict(self.trimmed),
             "unskippable": list(self.unskippable),
+            "titles": {str(k): v for k, v in self.titles.items()},
         }
 
     def to_public(self) -> dict[str, Any]:
@@ -272,6 +291,7 @@ class BuildRecord:
         doc["delivered"] = self.delivered
         doc["build_status"] = build_status(self)
         doc["next_state"] = self.next_state
+        doc["milestone_titles"] = {str(c): self.title(c) for c in self.plan}
         doc["outputs"] = {str(k): v for k, v in self.outputs().items()}
         return doc
 
@@ -311,6 +331,7 @@ class BuildRecord:
                 unskippable=[int(c) for c in doc["unskippable"]]
                 if doc.get("unskippable") is not None
                 else [c for c in plan if c in DEFAULT_UNSKIPPABLE or c == plan[0]],
+                titles=check_titles(doc.get("titles"), plan),
             )
             if rec.status not in BUILD_STATUSES:
                 raise CorruptRecord(f"build record {stored_id} has unknown status {rec.status!r}")

@@ -89,12 +89,15 @@ def build_report(
             if attempt.status == FAILED:
                 failures[attempt.state] += 1
                 errors.setdefault(attempt.state, Counter())[_first_line(attempt.error)] += 1
+    titles: dict[int, str] = {}  # the pipelines' own names of custom milestones, newest build's first
+    for rec in sorted(chosen, key=lambda r: r.updated_at):
+        titles.update(rec.titles)
     per_day = Counter(str(r.delivered_at)[:10] for r in delivered if r.delivered_at)
     finished = len(delivered) + len(failed)
     milestones = [
         {
             "code": code,
-            "title": title_of(code),
+            "title": title_of(code, titles),
             "runs": len(durations.get(code, [])),
             "p50_s": round(percentile(durations[code], 0.5), 3) if durations.get(code) else None,
             "p90_s": round(percentile(durations[code], 0.9), 3) if durations.get(code) else None,

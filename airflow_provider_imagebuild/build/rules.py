@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_imagebuild.build.catalog import check_code, previous_in, title_of, validate_plan
+from airflow_provider_imagebuild.build.catalog import check_code, previous_in, validate_plan
 from airflow_provider_imagebuild.build.checkpoints import resume_problem
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.record import (
@@ -69,6 +69,7 @@ def new_record(build_id: str, identity: BuildIdentity, owner: str, now: datetime
         current_state=first,
         status=COMPLETED,
         unskippable=list(identity.not_skippable),
+        titles=dict(identity.titles),
     )
     lease_id = uuid.uuid4().hex
     rec.attempts.append(Attempt(first, 1, COMPLETED, owner, lease_id, ts, ts))
@@ -116,6 +117,7 @@ def change_plan(rec: BuildRecord, identity: BuildIdentity, actor: str, now: date
         _take_over_expired(rec, now, actor)
     rec.plan = new
     rec.unskippable = list(identity.not_skippable)
+    rec.titles = dict(identity.titles)
     if rec.current_state not in new:  # the failed milestone was taken out of the plan
         rec.current_state, rec.status = last, COMPLETED
     change = ", ".join([f"+{c}" for c in added] + [f"-{c}" for c in removed])
@@ -131,7 +133,17 @@ def _in_plan(rec: BuildRecord, state: object, field: str = "state") -> int:
 
 
 def _name(rec: BuildRecord, code: int) -> str:
-    return f"{code} ({title_of(code)})"
+    return f"{code} ({rec.title(code)})"
+
+
+def retitle(rec: BuildRecord, identity: BuildIdentity) -> bool:
+    """Take the pipeline's milestone titles (a DAG author renamed a custom milestone, or the build
+    was registered before records kept titles); True if they changed. Titles are labels: no event."""
+    titles = {code: title for code, title in identity.titles.items() if code in rec.plan}
+    if titles == rec.titles:
+        return False
+    rec.titles = titles
+    return True
 
 
 def _live(lease: Lease, now: datetime) -> bool:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import IN_PROGRESS, BuildRecord, format_ts, parse_ts
 from airflow_provider_imagebuild.build.status import build_status
 
@@ -57,7 +56,7 @@ def summary(rec: BuildRecord, medians: dict[int, float] | None = None, now: date
         "image_type": rec.image_type,
         "os": rec.os,
         "current_state": rec.current_state,
-        "current_title": title_of(rec.current_state),
+        "current_title": rec.title(rec.current_state),
         "status": rec.status,
         "build_status": build_status(rec, now),
         "delivered": rec.delivered,

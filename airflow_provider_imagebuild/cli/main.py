@@ -58,8 +58,19 @@ def _actor() -> str:
         return "cli:unknown"
 
 
-def _code(text: str, field: str = "STATE") -> int:
+def _code(text: str, field: str = "MILESTONE") -> int:
     return parse_code(text, field)
+
+
+def _titles(items: tuple[str, ...]) -> dict[int, str]:
+    """``--title 42='License check'`` pairs: milestone code to title."""
+    titles: dict[int, str] = {}
+    for item in items:
+        code, sep, title = item.partition("=")
+        if not sep:
+            raise InvalidInput("--title", f"expected MILESTONE=TITLE such as 42='License check', got {item[:40]!r}")
+        titles[_code(code, "--title")] = title
+    return titles
 
 
 @click.group(cls=RedactingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -212,7 +223,14 @@ def build() -> None:
 @click.option("--os", "os_name", default="", help="Operating system, e.g. rhel-8.10")
 @click.option("--states", default=None, help="Plan as comma-separated codes (default: 0,5,...,100)")
 @click.option("--meta", multiple=True, metavar="K=V", help="Build metadata (repeatable)")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--title",
+    "titles",
+    multiple=True,
+    metavar="MILESTONE=TITLE",
+    help="The title of a custom milestone of --states, shown everywhere (42='License check'; repeatable)",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the build's record as JSON")
 @click.pass_context
 @handles_errors
 def build_create(
@@ -224,6 +242,7 @@ def build_create(
     os_name: str,
     states: str | None,
     meta: tuple[str, ...],
+    titles: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Register a build (milestone 0). Repeating it with identical parameters is a no-op."""
@@ -237,6 +256,7 @@ def build_create(
         plan=plan,
         metadata=parse_pairs(meta, "meta"),
         owner=_actor(),
+        titles=_titles(titles),
     )
     if as_json:
         print_json(rec.to_public())

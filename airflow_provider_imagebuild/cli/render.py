@@ -9,7 +9,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import build_status
 from airflow_provider_imagebuild.plan import PipelinePlan
@@ -55,7 +54,7 @@ def build_table(rec: BuildRecord) -> Table:
     word = build_status(rec)
     state_line = (
         f"build status [bold {STATUS_STYLE.get(word, '')}]{word}[/] · milestone {rec.current_state} "
-        f"({title_of(rec.current_state)}) {rec.status}"
+        f"({rec.title(rec.current_state)}) {rec.status}"
     )
     table = Table(
         title=f"build {rec.build_id} · {rec.pipeline} · {rec.cloud}/{rec.image_type}"
@@ -99,7 +98,7 @@ def build_table(rec: BuildRecord) -> Table:
         count = f"{len(runs)}" + (f"+{replays}r" if replays else "")
         style = STATUS_STYLE.get(status, "dim")
         table.add_row(
-            str(code), title_of(code), f"[{style}]{status}[/]", count if runs else "", duration, finished, detail
+            str(code), rec.title(code), f"[{style}]{status}[/]", count if runs else "", duration, finished, detail
         )
     return table
 
@@ -146,7 +145,7 @@ def list_table(records: list[BuildRecord]) -> Table:
             rec.cloud,
             rec.image_type,
             f"[{STATUS_STYLE.get(word, '')}]{word}[/]",
-            f"{rec.current_state} {title_of(rec.current_state)} ({rec.status})",
+            f"{rec.label(rec.current_state)} ({rec.status})",
             rec.updated_at,
         )
     return table

@@ -38,7 +38,6 @@ from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
-from airflow_provider_imagebuild.clouds.connections import missing_connection
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
 from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
@@ -160,8 +159,8 @@ class BuildOperator(BaseOperator):
         try:
             try:
                 return self.run_task(context)
-            except InvalidInput as exc:  # names the field and the reason: its traceback adds nothing
-                raise AirflowFailException(f"invalid input: {exc}") from None
+            except InvalidInput as exc:
+                raise AirflowFailException(f"invalid input: {exc}") from exc
             except StoreUnavailable as exc:
                 raise AirflowException(f"store unreachable: {exc}") from exc
         except Exception as raised:
@@ -218,7 +217,7 @@ class MilestoneOperator(BuildOperator):
     def run_task(self, context: Any) -> dict[str, Any]:
         build_id = self.resolve_build_id(context)
         store = self.open_store()
-        name = f"milestone {self.state} ({title_of(self.state)})"
+        name = f"milestone {self.state} ({title_of(self.state, self.identity.titles)})"
         context["ti"].xcom_push(key="build_id", value=build_id)
         rec = self.read_build(store, build_id, context)
         done = rec.milestones.get(self.state)
@@ -268,16 +267,13 @@ class MilestoneOperator(BuildOperator):
             outputs = session.checked_outputs(outputs)
         except BaseException as raised:
             exc = self.redacted(raised)  # before its text is matched, logged, recorded or announced
-            missing = missing_connection(exc)  # a connection to create: one line, not retried
-            stopped = AirflowFailException(missing) if missing else self._persistent(exc)
+            stopped = self._persistent(exc)
             self._record_failure(session, stopped or exc)
-            cause = (str(stopped or exc).strip() or type(exc).__name__).splitlines()[0][:500]
-            self.log.error("%s of build %s failed: %s", name, build_id, cause)  # the cause first, then the advice
             self._log_resume_hint(rec)
             if isinstance(exc, Exception):
                 self._announce_failure(store, build_id, context, stopped or exc)
             if stopped is not None:
-                raise stopped from (None if missing else exc)
+                raise stopped from exc
             if exc is raised:
                 raise
             raise exc from exc.__cause__
@@ -380,7 +376,7 @@ class MilestoneOperator(BuildOperator):
             cloud=rec.cloud,
             image_type=rec.image_type,
             milestone=None if event == "delivered" else self.state,
-            milestone_name="" if event == "delivered" else title_of(self.state),
+            milestone_name="" if event == "delivered" else title_of(self.state, self.identity.titles),
             status=rec.status,
             attempt=attempts[-1].attempt if attempts and event != "delivered" else None,
             error=self.redactor(str(exc))[:1000] if exc is not None else None,

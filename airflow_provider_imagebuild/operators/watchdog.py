@@ -75,7 +75,6 @@ class WatchdogOperator(BaseOperator):
     def announce(self, item: Watched, store: BuildStore, stuck: Stuck, now: datetime) -> bool:
         """Mark ``stuck`` in its build's metadata and send it, once per milestone attempt; whether
         it was new."""
-        from airflow_provider_imagebuild.build.catalog import title_of
         from airflow_provider_imagebuild.links import build_page
         from airflow_provider_imagebuild.notify import Notice, send
         from airflow_provider_imagebuild.operators.links import airflow_address
@@ -87,7 +86,7 @@ class WatchdogOperator(BaseOperator):
         store.set_metadata(rec.build_id, {f"{STUCK_MARK}{stuck.state}": f"{stuck.key}: {stuck.why}"[:1000]},
                            actor="imagebuild_watchdog")  # fmt: skip
         notice = Notice(event="stuck", build_id=rec.build_id, pipeline=rec.pipeline, cloud=rec.cloud,
-                        image_type=rec.image_type, milestone=stuck.state, milestone_name=title_of(stuck.state),
+                        image_type=rec.image_type, milestone=stuck.state, milestone_name=rec.title(stuck.state),
                         status=rec.status, attempt=stuck.attempt, error=stuck.why,
                         build_page=build_page(rec.build_id, airflow_address()), at=now.isoformat())  # fmt: skip
         sent = send(item.notify, notice, warn=self.log.warning)

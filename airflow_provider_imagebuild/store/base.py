@@ -268,9 +268,11 @@ class BuildStore(ABC):
         plan: Iterable[int] | None = None,
         metadata: Mapping[str, str] | None = None,
         owner: str = "imagebuild",
+        titles: Mapping[int, str] | None = None,
     ) -> BuildRecord:
-        """Register a build (milestone 0). Idempotent for identical parameters, a conflict otherwise."""
-        identity = BuildIdentity.checked(pipeline, cloud, image_type, os, plan, metadata)
+        """Register a build (milestone 0). Idempotent for identical parameters, a conflict otherwise.
+        ``titles``: the pipeline's names of its custom milestones, kept for every reader."""
+        identity = BuildIdentity.checked(pipeline, cloud, image_type, os, plan, metadata, titles)
         return self.register(build_id, identity, owner=owner)
 
     def register(
@@ -300,6 +302,10 @@ class BuildStore(ABC):
                 raise Conflict(
                     f"build {build_id} already exists with different {', '.join(differ)}; use another build id"
                 )
+            if plan_changes and rules.retitle(rec, identity):  # the spec renamed a milestone
+                rec.version += 1
+                rec.updated_at = format_ts(self._clock())
+                return self._bounded(rec, "titles"), rec
             return None, rec
 
         return self._apply(build_id, fn)
