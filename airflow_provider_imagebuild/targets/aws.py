@@ -46,11 +46,11 @@ from airflow_provider_imagebuild.targets.base import (
     MANAGED_BY,
     Checkpoint,
     Host,
-    Target,
     build_digest,
     built_with_tags,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _tag_map(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
 
 
-class AwsTarget(Target):
+class AwsTarget(LaunchTestTarget):
     name = "aws"
 
     def __init__(
@@ -542,6 +542,83 @@ class AwsTarget(Target):
             "ssm_parameter": parameter,
             "shared_with": list(self.settings.share_accounts),
         }
+
+    # -- the launch test (targets/launch.py) ---------------------------------------------------------
+    def test_instance_tags(self, build: BuildRecord) -> dict[str, str]:
+        """A test instance's tags: the build's (no milestone: it tests the sealed image) and Role."""
+        tags = {k: v for k, v in self.build_tags(build, 0, ROLE).items() if k != "Milestone"}
+        return {"Name": f"imagebuild-{build.build_id}-launch-test"[:255], **tags}
+
+    def _is_test_instance(self, build: BuildRecord, instance: dict[str, Any]) -> bool:
+        return self.is_builds(build, instance) and _tag_map(instance).get("Role") == ROLE
+
+    def leftover_test_instances(self, build: BuildRecord) -> list[str]:
+        """DescribeInstances lists only the caller's account's instances: another account's with the
+        same tags is never seen, so never terminated."""
+        filters = [
+            {"Name": "tag:BuildId", "Values": [build.build_id]},
+            {"Name": "tag:Pipeline", "Values": [self.pipeline]},
+            {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
+            {"Name": "tag:Role", "Values": [ROLE]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        with self.api("DescribeInstances (leftover test instances)"):
+            pages = self.ec2().get_paginator("describe_instances").paginate(Filters=filters)
+            found = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        return [str(i["InstanceId"]) for i in found if self._is_test_instance(build, i)]
+
+    def launch_test_instance(self, build: BuildRecord, image: str) -> str:
+        s = self.settings
+        params: dict[str, Any] = {
+            "ImageId": image,
+            "InstanceType": s.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": _tags(self.test_instance_tags(build))}],
+        }
+        if s.key_name:
+            params["KeyName"] = s.key_name
+        if s.subnet_id:
+            params["SubnetId"] = s.subnet_id
+        if s.security_group_ids:
+            params["SecurityGroupIds"] = list(s.security_group_ids)
+        with self.api(f"RunInstances from {image} (launch test)"):
+            return str(self.ec2().run_instances(**params)["Instances"][0]["InstanceId"])
+
+    def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:
+        found = self._owned_instance(build, instance_id)
+        if found is None or not self._is_test_instance(build, found):
+            return None
+        state = str(found["State"]["Name"])
+        if state in ("terminated", "shutting-down", "stopping", "stopped"):
+            reason = (found.get("StateReason") or {}).get("Message") or state
+            return TestInstance(instance_id, STOPPED, detail=str(reason))
+        address = found.get("PrivateIpAddress") or found.get("PublicIpAddress") or ""
+        return TestInstance(instance_id, RUNNING if state == "running" else PENDING, str(address))
+
+    def test_instance_console(self, build: BuildRecord, instance_id: str) -> bytes | None:
+        """GetConsoleOutput: the serial console's last 64 KB as EC2 last captured it, base64 (an
+        answer that is not base64, as moto's canned text, is taken as the text it is)."""
+        import base64
+        import binascii
+
+        with self.api(f"GetConsoleOutput {instance_id}"):
+            output = str(self.ec2().get_console_output(InstanceId=instance_id).get("Output") or "")
+        try:
+            return base64.b64decode(output, validate=True)
+        except binascii.Error:
+            return output.encode()
+
+    def delete_test_instance(self, build: BuildRecord, instance_id: str) -> None:
+        """TerminateInstances, once the instance is proven this build's test instance (its tags, in
+        the caller's account); a terminated or vanished one is gone already. Not waited for:
+        EC2's terminate is final once accepted."""
+        found = self._owned_instance(build, instance_id)
+        if found is None or not self._is_test_instance(build, found) or found["State"]["Name"] == "terminated":
+            return
+        with self.api(f"TerminateInstances {instance_id} (launch test)"):
+            self.ec2().terminate_instances(InstanceIds=[instance_id])
+        log.info("terminated test instance %s", instance_id)
 
     def cleanup(self, build: BuildRecord, host: Host) -> None:
         from botocore.exceptions import ClientError

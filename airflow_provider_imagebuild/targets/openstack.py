@@ -54,11 +54,11 @@ from airflow_provider_imagebuild.targets.base import (
     Checkpoint,
     DigestNames,
     Host,
-    Target,
     built_with_tags,
     checkpoint_images,
     ssh_ansible_vars,
 )
+from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 from airflow_provider_imagebuild.targets.openstack_names import OpenstackNames
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ BOOT_REFUSED = "Nova refused the build server (target.key_name, security_groups,
 IMAGE_WAIT_S = 3600  # a snapshot of a large disk
 
 
-class OpenstackTarget(DigestNames, Target):
+class OpenstackTarget(DigestNames, LaunchTestTarget):
     name = "openstack"
     poll_s = 2.0  # between status reads while waiting (tests lower it)
 
@@ -415,6 +415,59 @@ class OpenstackTarget(DigestNames, Target):
             members.append(project)
         log.info("published image %s (%s), visibility %s", found.name, image, s.visibility)
         return {"image_name": found.name, "visibility": s.visibility, "members": members, "properties": properties}
+
+    # -- the launch test (targets/launch.py) ---------------------------------------------------------
+    def _is_test_server(self, build: BuildRecord, server: Any) -> bool:
+        return self._is_builds_server(build, server) and (server.metadata or {}).get("imagebuild_role") == ROLE
+
+    def leftover_test_instances(self, build: BuildRecord) -> list[str]:
+        """The build's test servers by name, kept only with the build's marks in the login's own
+        project (an admin login lists every project's: another project's are never taken)."""
+        found = self._named_servers(build, self.names(build).test_server())
+        return [str(s.id) for s in found if self._is_test_server(build, s) and s.status != "DELETED"]
+
+    def launch_test_instance(self, build: BuildRecord, image: str) -> str:
+        name = self.names(build).test_server()
+        attrs: dict[str, Any] = {
+            "name": name,
+            "image_id": image,
+            "flavor_id": self._flavor_id(),
+            "networks": [{"uuid": self._network_id()}],
+            "metadata": self.marks(build, ROLE),
+        }
+        if self.settings.key_name:
+            attrs["key_name"] = self.settings.key_name
+        if self.settings.security_groups:
+            attrs["security_groups"] = [{"name": group} for group in self.settings.security_groups]
+        with openstack_errors(f"boot {name} (launch test)", {400: ("target", BOOT_REFUSED)}):
+            return str(self.conn.compute.create_server(**attrs).id)
+
+    def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:
+        server = self._owned_server(build, instance_id)
+        if server is None or not self._is_test_server(build, server):
+            return None
+        if server.status == "ACTIVE":
+            return TestInstance(instance_id, RUNNING, self._address(server, required=False))
+        if server.status in ("BUILD", "REBUILD", "REBOOT", "HARD_REBOOT"):
+            return TestInstance(instance_id, PENDING)
+        fault = (getattr(server, "fault", None) or {}).get("message", "")
+        return TestInstance(instance_id, STOPPED, detail=f"{server.status} {fault}".strip())
+
+    def test_instance_console(self, build: BuildRecord, instance_id: str) -> bytes | None:
+        """Nova's os-getConsoleOutput: the server's console log (the last lines Nova keeps)."""
+        with openstack_errors(f"console output of {instance_id}"):
+            found = self.conn.compute.get_server_console_output(instance_id)
+        return str(found.get("output") or "").encode()
+
+    def delete_test_instance(self, build: BuildRecord, instance_id: str) -> None:
+        """Delete the server once it is proven this build's test server (project and marks); not
+        waited for (its deletion is Nova's from there on; a leftover is found by name next time)."""
+        server = self._owned_server(build, instance_id)
+        if server is None or not self._is_test_server(build, server):
+            return
+        with openstack_errors(f"delete server {server.name} (launch test)"):
+            self.conn.compute.delete_server(server, ignore_missing=True)
+        log.info("deleted test server %s (%s)", server.name, server.id)
 
     def cleanup(self, build: BuildRecord, host: Host) -> None:
         """Delete the build server, and what earlier, lost hosts of the build left."""

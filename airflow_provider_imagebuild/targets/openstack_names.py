@@ -56,6 +56,10 @@ class OpenstackNames:
         """A build server booted from the checkpoint after milestone ``checkpoint``."""
         return checked(f"{self.stem}-h{checkpoint:03d}")
 
+    def test_server(self) -> str:
+        """The launch test's server, booted from the sealed image."""
+        return checked(f"{self.stem}-lt")
+
     def packer_image(self, milestone: int) -> str:
         """The image Packer's ``openstack`` builder makes at milestone ``milestone`` (its ``image_name``)."""
         return checked(f"{self.stem}-m{milestone:03d}")

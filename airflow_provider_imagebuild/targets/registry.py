@@ -30,7 +30,8 @@ class Registered:
 
 TARGETS: dict[str, Registered] = {
     "aws": Registered(
-        "airflow_provider_imagebuild.targets.aws:AwsTarget", frozenset({"packer", "ansible", "seal", "publish"})
+        "airflow_provider_imagebuild.targets.aws:AwsTarget",
+        frozenset({"packer", "ansible", "seal", "launch_test", "publish"}),
     ),
     "azure": Registered(
         "airflow_provider_imagebuild.targets.azure:AzureTarget",
@@ -46,7 +47,7 @@ TARGETS: dict[str, Registered] = {
     ),
     "openstack": Registered(
         "airflow_provider_imagebuild.targets.openstack:OpenstackTarget",
-        frozenset({"packer", "ansible", "seal", "publish"}),
+        frozenset({"packer", "ansible", "seal", "launch_test", "publish"}),
     ),
     "local": Registered(
         "airflow_provider_imagebuild.targets.local:LocalTarget",

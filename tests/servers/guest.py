@@ -50,6 +50,7 @@ class StandInGuest:
     key: Path
     user: str
     console: Path
+    disk: Path | None = None  # its raw disk (cached, read-only: the VM writes to an overlay)
 
     @property
     def ssh_address(self) -> str:
@@ -92,7 +93,7 @@ def standin_disk() -> tuple[Path, Path]:
             host_vars=chroot_host_vars(tree),
             extravars={
                 "imagebuild_ssh_public_key": key.with_suffix(".pub").read_text().strip(),
-                "imagebuild_pipeline": "x",
+                "imagebuild_pipeline": "standin",
             },
             log=lambda _: None,
         )
@@ -118,4 +119,4 @@ def running_guest(work: Path) -> Iterator[StandInGuest]:
         report = check_guest(settings.console, SshEndpoint(vm.ssh_port, USER, key), request,
                              BootReport(GREEN_IMAGE, "bios", accel), vm.exited)  # fmt: skip
         assert report.passed, report.error_text()
-        yield StandInGuest(vm.ssh_port, key, USER, settings.console)
+        yield StandInGuest(vm.ssh_port, key, USER, settings.console, image)

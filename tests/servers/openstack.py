@@ -14,8 +14,9 @@ follows the OpenStack API references for the calls made:
   ``X-Subject-Token``, the catalog in the body); every other call must carry ``X-Auth-Token``.
 - Compute v2.1, microversions 2.1 to 2.100 (the ``OpenStack-API-Version: compute X`` header is
   echoed): flavors (show, list, detail), servers (create, show, list with the ``name`` regular
-  expression filter, delete), server actions ``os-stop``, ``os-start`` and ``createImage``
-  (from 2.45 the body is ``{"image_id"}``, before it the ``Location`` header). A snapshot
+  expression filter, delete), server actions ``os-stop``, ``os-start``, ``createImage``
+  (from 2.45 the body is ``{"image_id"}``, before it the ``Location`` header) and
+  ``os-getConsoleOutput`` (``console_log``: the launch tests' stand-in guest's serial log). A snapshot
   inherits the server's image properties and adds the action's ``metadata``, as Nova does. A
   server gets the security groups asked for, each one the project must have (Neutron's
   ``default`` exists in every project, ``add_security_group`` adds more), else ``default``; a key
@@ -162,6 +163,9 @@ class FakeOpenstack:
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # image -> its import tasks
     importing: dict[str, bytes] = field(default_factory=dict)  # image -> staged data an import is processing
     server_requests: list[dict[str, Any]] = field(default_factory=list)  # the bodies of POST /servers, as sent
+    # What os-getConsoleOutput answers for every server: this file (the launch tests' stand-in
+    # guest's serial log), else an empty console
+    console_log: Path | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
 
@@ -225,6 +229,19 @@ class FakeOpenstack:
         with self.lock:
             self.keypairs.setdefault(name, {"name": name, "user_id": "u-" + USER, "fingerprint": "fa:ke",
                                             "public_key": "ssh-ed25519 AAAAfake imagebuild"})  # fmt: skip
+
+    def add_server(self, name: str, metadata: dict[str, str], project: str = PROJECT_ID) -> str:
+        """An ACTIVE server of ``project`` with ``metadata`` (another tenant's look-alike, a lost
+        worker's leftover), as if booted there."""
+        server_id = str(uuid.uuid4())
+        with self.lock:
+            self.servers[server_id] = {
+                "id": server_id, "name": name, "status": "ACTIVE", "metadata": dict(metadata), "tenant_id": project,
+                "user_id": "u-" + USER, "image": {"id": ""}, "flavor": {}, "addresses": {}, "key_name": None,
+                "security_groups": [{"name": "default"}], "created": _now(), "updated": _now(), "accessIPv4": "",
+                "accessIPv6": "", "links": self._link(f"/compute/v2.1/servers/{server_id}"), "tags": [],
+            }  # fmt: skip
+        return server_id
 
     def remove_server(self, server_id: str) -> None:
         with self.lock:
@@ -733,6 +750,13 @@ class FakeOpenstack:
             if micro >= (2, 45):
                 return 202, echo, {"image_id": image_id}
             return 202, {**echo, **location}, None
+        if name == "os-getConsoleOutput":  # Nova: the console log, its last `length` lines if given
+            if server["status"] not in ("ACTIVE", "SHUTOFF"):
+                return 409, echo, conflict
+            text = self.console_log.read_text(errors="replace") if self.console_log is not None else ""
+            length = (action[name] or {}).get("length")
+            lines = text.splitlines(keepends=True)
+            return 200, echo, {"output": "".join(lines[-int(length) :] if length else lines)}
         return 400, echo, {"badRequest": {"code": 400, "message": f"fake: action {name} is not implemented"}}
 
     # Image v2 ----------------------------------------------------------------------------------

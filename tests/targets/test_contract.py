@@ -25,9 +25,11 @@ task context, as a DAG run does (the Airflow path itself is covered by the ``dag
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_imagebuild.errors import TargetError
 from airflow_provider_imagebuild.spec import load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_for
@@ -439,3 +442,261 @@ def test_target_contract(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyP
     target.cleanup(rec, relaunched)  # again: harmless
     runs = [a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"]
     assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
+
+
+# -- the launch test (targets/launch.py) ------------------------------------------------------------
+# Each cloud's launch test against its fake: the cloud calls are real (launch from the sealed image,
+# describe, console output, delete, the leftover search), the guest is the session's stand-in VM
+# (tests/servers/guest.py), reached through target.boot.ssh_address. The local target boots the
+# stand-in's disk itself in qemu, as its sealed image. A case is a row of LAUNCH_CASES: add a cloud
+# there once its target implements the launch test hooks.
+FAILING_VERIFICATION = """
+- name: A verification that fails
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Fail as planted
+      ansible.builtin.fail: {msg: "planted verification failure"}
+"""
+
+
+@dataclass
+class LaunchCase:
+    """One target's side of the launch test contract."""
+
+    name: str  # the cloud
+    target: dict[str, Any]  # the spec's target settings (the stand-in's key and boot settings are added)
+    sealed_image: Callable[[Any, Any], str]  # (target, build) -> an image of the build's, as its seal records
+    live: Callable[[Any, Any], list[str]]  # (target, build) -> the build's test instances that still exist
+    leftover: Callable[[Any, Any, str], str]  # (target, build, image) -> a lost worker's test instance
+    foreign: Callable[[Any, Any, str], Callable[[], bool]]  # the same marks, another owner: "still there?"
+    console: bool  # the fake serves the stand-in's serial log as console output (the login prompt is read)
+    timeout: int = 180  # target.boot.timeout: a cloud's instance is up at once, the stand-in runs already
+    boot: dict[str, Any] = field(default_factory=dict)  # more target.boot settings
+
+
+def local_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
+    """The local target boots the sealed image in qemu: here a qcow2 over the stand-in's disk at
+    the build's image path; the build's key is the stand-in's. A lost worker's VM is a process
+    marked with the build's VM marker (what qemu.Vm.start kills first); another build's is not."""
+    import subprocess
+
+    from airflow_provider_imagebuild.toolchain import qemu
+    from airflow_provider_imagebuild.toolchain.process import marked_processes
+
+    def marker(target: Any, build: Any) -> str:
+        return hashlib.sha256(f"{target.pipeline}/{build.build_id}".encode()).hexdigest()[:24]
+
+    def sealed(target: Any, build: Any) -> str:
+        image = target.image_path(build)
+        image.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(guest.disk), "-F", "raw", str(image)],
+                       check=True)  # fmt: skip
+        return str(image)
+
+    def process(value: str) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(["sleep", "600"], env={**os.environ, qemu.VM_MARK_ENV: value})
+        request.addfinalizer(lambda: (child.kill(), child.wait()))
+        return child
+
+    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
+        child = process("another-builds-marker-0123")
+        return lambda: child.poll() is None
+
+    return LaunchCase(
+        "local",
+        {
+            "work_dir": str(tmp_path / "work"),
+            "catalog": str(tmp_path / "catalog"),
+            "ssh_public_key": guest.key.with_suffix(".pub").read_text().strip(),
+        },
+        sealed_image=sealed,
+        live=lambda target, build: [str(pid) for pid in marked_processes(qemu.VM_MARK_ENV, marker(target, build))],
+        leftover=lambda target, build, image: str(process(marker(target, build)).pid),
+        foreign=foreign,
+        console=True,
+        timeout=900,  # a whole boot under TCG on a loaded worker
+        boot={"before_publish": "bios"},  # the quicker boot under emulation
+    )
+
+
+def aws_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
+    """moto: the sealed AMI is CreateImage of an instance with the build's tags; another account's
+    instance with the build's very tags (STS AssumeRole into it) is never seen, never terminated."""
+    import boto3
+
+    from tests.servers.aws_sample import CONN_ID, moto_connection
+
+    moto_url = request.getfixturevalue("moto_url")
+    ec2 = request.getfixturevalue("ec2")
+    base_ami = request.getfixturevalue("base_ami")
+    request.getfixturevalue("monkeypatch").setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", moto_connection(moto_url))
+
+    def sealed(target: Any, build: Any) -> str:
+        instance = ec2.run_instances(ImageId=base_ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        tags = [{"Key": k, "Value": v} for k, v in target.build_tags(build, 95, "final").items()]
+        image = ec2.create_image(InstanceId=instance, Name=target.image_name(build),
+                                 TagSpecifications=[{"ResourceType": "image", "Tags": tags}])["ImageId"]  # fmt: skip
+        ec2.terminate_instances(InstanceIds=[instance])
+        return str(image)
+
+    def live(target: Any, build: Any) -> list[str]:
+        states = ["pending", "running", "stopping", "stopped"]
+        filters = [{"Name": "tag:BuildId", "Values": [build.build_id]}, {"Name": "tag:Role", "Values": ["launch-test"]},
+                   {"Name": "instance-state-name", "Values": states}]  # fmt: skip
+        found = ec2.describe_instances(Filters=filters)["Reservations"]
+        return [i["InstanceId"] for r in found for i in r["Instances"]]
+
+    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
+        sts = boto3.client("sts", region_name="us-east-1", endpoint_url=moto_url)
+        role = "arn:aws:iam::210987654321:role/partner"
+        creds = sts.assume_role(RoleArn=role, RoleSessionName="partner")["Credentials"]
+        theirs = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_url,
+                              aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                              aws_session_token=creds["SessionToken"])  # fmt: skip
+        tags = [{"Key": k, "Value": v} for k, v in target.test_instance_tags(build).items()]
+        made = theirs.run_instances(ImageId=base_ami, MinCount=1, MaxCount=1,
+                                    TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])  # fmt: skip
+        instance = made["Instances"][0]["InstanceId"]
+        assert instance not in live(target, build)  # EC2 shows an account its own instances only
+
+        def running() -> bool:
+            found = theirs.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+            return bool(found["State"]["Name"] == "running")
+
+        return running
+
+    return LaunchCase(
+        "aws",
+        {"aws_conn_id": CONN_ID, "region": "us-east-1", "source_image": base_ami},
+        sealed_image=sealed,
+        live=live,
+        leftover=lambda target, build, image: target.launch_test_instance(build, image),
+        foreign=foreign,
+        console=False,  # moto's GetConsoleOutput is a canned text: read, without a login prompt
+    )
+
+
+def openstack_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
+    """The OpenStack fake serves the stand-in's serial log as every server's console output; a
+    server with the build's marks in another project is never deleted."""
+    from tests.conftest import OPENSTACK_CONN_ID
+    from tests.servers.openstack import OTHER_PROJECT_ID, PROJECT_ID
+
+    fake = request.getfixturevalue("fake_os")
+    request.getfixturevalue("monkeypatch").setattr(fake, "console_log", guest.console)
+
+    def sealed(target: Any, build: Any) -> str:
+        return str(fake.add_image(target.names(build).final(), b"sealed image", **target.marks(build, "final")))
+
+    def live(target: Any, build: Any) -> list[str]:
+        return [sid for sid, s in fake.servers.items() if s["tenant_id"] == PROJECT_ID
+                and s["metadata"].get("imagebuild_key") == target.key(build)
+                and s["metadata"].get("imagebuild_role") == "launch-test"]  # fmt: skip
+
+    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
+        theirs = fake.add_server(
+            target.names(build).test_server(), target.marks(build, "launch-test"), OTHER_PROJECT_ID
+        )
+        return lambda: theirs in fake.servers
+
+    return LaunchCase(
+        "openstack",
+        {
+            "openstack_conn_id": OPENSTACK_CONN_ID,
+            "flavor": "m1.small",
+            "network": "build-net",
+            "source_image": "rhel-8",
+        },
+        sealed_image=sealed,
+        live=live,
+        leftover=lambda target, build, image: target.launch_test_instance(build, image),
+        foreign=foreign,
+        console=True,
+    )
+
+
+LAUNCH_CASES: dict[str, Callable[[Path, pytest.FixtureRequest, Any], LaunchCase]] = {
+    "local": local_launch,
+    "aws": aws_launch,
+    "openstack": openstack_launch,
+}
+
+
+class LaunchRun:
+    """A pipeline of seal (95, recorded as the seal records it), launch test (97) and publish (100)."""
+
+    def __init__(self, case: LaunchCase, tmp_path: Path, guest: Any, playbook: str | None = None) -> None:
+        from airflow_provider_imagebuild.dag_factory import build_dag
+
+        folder = tmp_path / "pipelines"
+        write(folder / "failing.yml", FAILING_VERIFICATION)
+        boot = guest.boot_settings(case.timeout, **case.boot, **({"playbook": playbook} if playbook else {}))
+        if case.name == "local":
+            boot.pop("ssh_address")
+        spec_text = yaml.safe_dump({
+            "pipeline": f"launch-{case.name}-{tmp_path.name[-12:]}".replace("_", "-"),
+            "cloud": case.name,
+            "image_type": "base",
+            "store": f"sqlite:///{tmp_path}/state.db",
+            "target": {**case.target, "ssh_private_key_file": str(guest.key), "boot": boot},
+            "milestones": {95: {"action": "seal"}, 97: {"action": "launch_test"}, 100: {"action": "publish"}},
+        })  # fmt: skip
+        spec = load_spec(write(folder / "launch.yaml", spec_text))
+        self.tasks = {task.state: task for task in build_dag(spec, folder).tasks}  # type: ignore[attr-defined]
+        self.store: BuildStore = open_store(str(spec.store))
+        self.target = target_for(case.name, spec.target, pipeline=spec.pipeline, image_type="base")
+        self.build = self.store.create_build("launch-1", pipeline=spec.pipeline, cloud=case.name, image_type="base",
+                                             plan=[0, 95, 97, 100])  # fmt: skip
+        self.image = case.sealed_image(self.target, self.build)
+        lease = self.store.begin("launch-1", 95, owner="test")
+        self.store.complete("launch-1", 95, token=lease.token, outputs={"image_id": self.image})
+
+    def run(self, code: int) -> None:
+        self.tasks[code].execute(task_context("launch-1", self.tasks[code].task_id))
+
+
+SLOW_LAUNCH_CASES = {"local"}  # they boot a VM of their own (minutes under TCG): scheduled first
+
+
+@pytest.fixture(params=[pytest.param(n, marks=[pytest.mark.slow] * (n in SLOW_LAUNCH_CASES)) for n in LAUNCH_CASES])
+def launch_case(request: pytest.FixtureRequest, tmp_path: Path, standin_guest: Any) -> LaunchCase:
+    return LAUNCH_CASES[request.param](tmp_path, request, standin_guest)
+
+
+def test_the_launch_test_proves_the_sealed_image_and_cleans_up(
+    launch_case: LaunchCase, tmp_path: Path, standin_guest: Any
+) -> None:
+    """A lost worker's test instance of the build is removed first, one instance is launched from
+    the sealed image and checked over SSH (sudo, network, the shipped verification playbook), and
+    deleted; another owner's instance with the build's marks is untouched; publish takes the check."""
+    case, run = launch_case, LaunchRun(launch_case, tmp_path, standin_guest)
+    leftover = case.leftover(run.target, run.build, run.image)
+    theirs_exist = case.foreign(run.target, run.build, run.image)
+    assert case.live(run.target, run.build) == [leftover]
+    run.run(97)
+    outputs = run.store.get("launch-1").milestones[97].outputs
+    assert outputs["boot_sealed_passed"] is True and outputs["boot_sealed_image"] == run.image
+    assert outputs["boot_sealed_playbook_ok"] > 0 and outputs["boot_sealed_playbook_failed"] == 0
+    assert ("boot_sealed_login_prompt_s" in outputs) == case.console
+    if case.name != "local":
+        assert outputs["boot_sealed_instance"] not in ("", leftover)
+    assert case.live(run.target, run.build) == []  # the leftover and the test instance are gone
+    assert theirs_exist()
+    run.run(100)
+    assert run.store.get("launch-1").delivered
+
+
+def test_a_failed_launch_test_stops_the_build_and_deletes_its_instance(
+    launch_case: LaunchCase, tmp_path: Path, standin_guest: Any
+) -> None:
+    """The verification fails: the milestone fails naming the check, the test instance is deleted
+    all the same, and publish cannot start."""
+    run = LaunchRun(launch_case, tmp_path, standin_guest, playbook="failing.yml")
+    with pytest.raises(TargetError, match=r"the verification playbook failing\.yml failed: .*planted verification"):
+        run.run(97)
+    rec = run.store.get("launch-1")
+    assert rec.status == "failed" and "checks: " in str(rec.attempts_at(97)[-1].error)
+    assert launch_case.live(run.target, run.build) == []
+    with pytest.raises(AirflowFailException, match="cannot start milestone 100"):
+        run.run(100)
