@@ -14,6 +14,7 @@ connection created in Airflow is seen).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -32,6 +33,7 @@ from airflow_provider_imagebuild.hooks.store_choice import (
     StoreChoice,
     choose_store,
     chosen_url,
+    connection_exists,
     open_choice,
 )
 from airflow_provider_imagebuild.redact import redact_patterns
@@ -76,11 +78,12 @@ class PlacedStore:
 def deployment_choices(folder: Path) -> list[tuple[str | None, StoreChoice]]:
     """(pipeline, its store) for the deployment's own store first (no pipeline), then each loadable
     spec's, in the specs' order."""
-    choices: list[tuple[str | None, StoreChoice]] = [(None, choose_store())]
+    exists = functools.cache(connection_exists)  # imagebuild_default looked up once, not once per spec
+    choices: list[tuple[str | None, StoreChoice]] = [(None, choose_store(exists=exists))]
     loaded, errors = load_specs(spec_files(folder)) if folder.is_dir() else ([], [])
     for exc in errors:
         log.warning("Image builds: spec not read for its store: %s", exc)
-    choices.extend((spec.pipeline, choose_store(spec.store, spec.store_conn_id)) for _, spec in loaded)
+    choices.extend((spec.pipeline, choose_store(spec.store, spec.store_conn_id, exists=exists)) for _, spec in loaded)
     return choices
 
 
