@@ -236,3 +236,12 @@ def test_the_api_list_of_running_builds_has_their_eta(store: BuildStore, may: No
     store.begin("run-1", 5, owner=owner("s005_kickstart", 1), lease_seconds=600)
     listed = client_for("viewer").get("/api/builds", params={"build_status": "running"}).json()
     assert [(b["build_id"], b["eta"] is not None) for b in listed["builds"]] == [("run-1", True)]
+
+
+def test_the_builds_list_follows_only_while_a_build_runs(store: BuildStore, may: None) -> None:
+    store.create_build("reg-1", pipeline="web-demo", cloud="local", image_type="base", plan=PLAN)
+    store.set_metadata("reg-1", {"dag_id": DAG})
+    admin = client_for("admin")
+    assert 'id="builds" data-follow="0"' in admin.get("/builds").text
+    store.begin("reg-1", 5, owner=owner("s005_kickstart", 1), lease_seconds=600)
+    assert 'id="builds" data-follow="1"' in admin.get("/builds").text

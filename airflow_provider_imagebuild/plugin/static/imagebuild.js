@@ -111,6 +111,23 @@
     });
   });
 
+  // The builds list, while a build on it runs: reloaded every 30 s (its ETAs and progress), for an
+  // hour at most in a row, never while the filters are being changed.
+  var list = document.getElementById("builds");
+  if (list && list.dataset.follow === "1") {
+    var rounds = Number(window.sessionStorage.getItem("imagebuild-list-rounds") || "0");
+    if (rounds < 120) {
+      window.setTimeout(function () {
+        var filters = document.querySelector("form.filters");
+        if (filters && filters.contains(document.activeElement)) return;
+        window.sessionStorage.setItem("imagebuild-list-rounds", String(rounds + 1));
+        window.location.reload();
+      }, 30000);
+    }
+  } else if (list) {
+    window.sessionStorage.removeItem("imagebuild-list-rounds");
+  }
+
   // Follow a build that runs or waits for its next milestone: ask the API for its version every
   // few seconds (5 s, slowing to 30 s), reload when it changed, stop once it failed or was
   // delivered, and give up after two hours (a reload starts again). A reason being typed is
