@@ -5,13 +5,15 @@ reach a loopback Resource Manager), the Azure SDKs and ``DefaultAzureCredential`
 Airflow Azure connection, and the shipped playbooks through ansible-runner over chroot into a
 Debian root filesystem that stands in for the VM. Faked: Azure Resource Manager
 (tests/servers/azure_arm.py, following Azure's published example payloads) and the Azure agent
-in the tree (a script recording how seal called it).
+in the tree (a script recording how seal called it). The launch test (97) makes its VM in the fake
+and checks the stand-in guest (tests/servers/guest.py, a local qemu VM) over SSH instead.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,15 +28,21 @@ WHEN = datetime(2026, 11, 3, 2, 30, tzinfo=timezone.utc)
 
 @pytest.mark.slow
 def test_azure_sample_resumes_relaunches_from_a_snapshot_and_publishes_to_the_gallery(
-    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_arm: FakeArm, build_host_root: Path
+    airflow_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_arm: FakeArm,
+    build_host_root: Path,
+    standin_guest: Any,
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     store_url = f"sqlite:///{tmp_path}/state.db"
     write(
         tmp_path / "pipelines/azure.yaml",
-        sample_spec(store_url, build_host_root, fake_arm.url, AZURE_CONN_ID, AZURE_GROUP),
+        sample_spec(store_url, build_host_root, fake_arm.url, AZURE_CONN_ID, AZURE_GROUP, standin_guest),
     )
+    fake_arm.guest_console = standin_guest.console
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
     plant_waagent(build_host_root)
     bag = DagBag(dag_folder=str(ROOT / "dags"))
@@ -63,6 +71,13 @@ def test_azure_sample_resumes_relaunches_from_a_snapshot_and_publishes_to_the_ga
     assert replays == [], "55 had not completed: nothing after the checkpoint to replay"
     runs = [a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"]
     assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
+
+    # The launch test (97) booted a VM of the sealed image before publish, read its boot log, deleted it.
+    tested = rec.milestones[97].outputs
+    sealed = rec.milestones[95].outputs["image_id"]
+    assert tested["boot_sealed_passed"] is True and tested["boot_sealed_image"] == sealed
+    assert tested["boot_sealed_instance"].endswith("-lt") and "/virtualMachines/" in tested["boot_sealed_instance"]
+    assert any("retrieveBootDiagnosticsData" in path for _, path in fake_arm.requests)
 
     # Seal deprovisioned with the Azure agent; the image is a gallery version, tagged, in two regions.
     assert (build_host_root / WAAGENT_ARGS).read_text().split() == ["-force", "-deprovision+user"]

@@ -4,13 +4,16 @@ Real: Airflow, Packer (running the stand-in template for 5 and 10: its googlecom
 cannot reach a loopback Compute Engine), the Google API client and service account credentials
 through the Airflow Google connection, and the shipped playbooks through ansible-runner over
 chroot into a Debian root filesystem that stands in for the instance. Faked: Compute Engine
-(tests/servers/gce.py, every request body checked against the discovery document).
+(tests/servers/gce.py, every request body checked against the discovery document). The launch
+test (97) inserts its instance in the fake and checks the stand-in guest (tests/servers/guest.py,
+a local qemu VM) over SSH instead.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,12 +28,18 @@ WHEN = datetime(2026, 11, 3, 2, 45, tzinfo=timezone.utc)
 
 @pytest.mark.slow
 def test_gcp_sample_resumes_relaunches_from_a_checkpoint_image_and_publishes_to_the_family(
-    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_gce: FakeGce, build_host_root: Path
+    airflow_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_gce: FakeGce,
+    build_host_root: Path,
+    standin_guest: Any,
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     store_url = f"sqlite:///{tmp_path}/state.db"
-    spec = sample_spec(store_url, build_host_root, f"{fake_gce.url}/compute/v1/", GCP_CONN_ID, PROJECT)
+    spec = sample_spec(store_url, build_host_root, f"{fake_gce.url}/compute/v1/", GCP_CONN_ID, PROJECT, standin_guest)
+    fake_gce.guest_console = standin_guest.console
     write(tmp_path / "pipelines/gcp.yaml", spec)
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
     bag = DagBag(dag_folder=str(ROOT / "dags"))
@@ -54,6 +63,11 @@ def test_gcp_sample_resumes_relaunches_from_a_checkpoint_image_and_publishes_to_
     assert rec.delivered and rec.metadata["host_image"] == checkpoint_50
     runs = [a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"]
     assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
+
+    tested = rec.milestones[97].outputs  # the launch test booted an instance of the sealed image
+    sealed = rec.milestones[95].outputs["image_id"]
+    assert tested["boot_sealed_passed"] is True and tested["boot_sealed_image"] == sealed
+    assert tested["boot_sealed_instance"].endswith("-lt") and "instances.getSerialPortOutput" in fake_gce.calls
 
     published = rec.milestones[100].outputs
     final = fake_gce.images[published["image_self_link"].rsplit("/", 1)[-1]]

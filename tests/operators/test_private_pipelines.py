@@ -53,14 +53,22 @@ def _fail_lose_resume(dag: Any, store: Any, build_id: str, monkeypatch: pytest.M
 
 @pytest.mark.slow
 def test_vsphere_sample_resumes_from_a_checkpoint_template_and_publishes_to_the_library(
-    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vsphere_library: str, build_host_root: Path
+    airflow_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    vsphere_library: str,
+    build_host_root: Path,
+    standin_guest: Any,
 ) -> None:
+    """The launch test (97) clones and powers on its VM in the simulator (whose Tools report an
+    address) and checks the stand-in guest (tests/servers/guest.py) over SSH instead."""
     from airflow_provider_imagebuild.clouds.vsphere import VsphereClients
     from tests.conftest import VSPHERE_CONN_ID
     from tests.servers.private_samples import VSPHERE_DAG_ID, vsphere_spec
 
     store_url = f"sqlite:///{tmp_path}/state.db"
-    dag = _dag(tmp_path, monkeypatch, vsphere_spec(store_url, build_host_root, VSPHERE_CONN_ID), VSPHERE_DAG_ID)
+    spec = vsphere_spec(store_url, build_host_root, VSPHERE_CONN_ID, standin_guest)
+    dag = _dag(tmp_path, monkeypatch, spec, VSPHERE_DAG_ID)
     clients = VsphereClients.from_connection(VSPHERE_CONN_ID)
 
     def lose(uuid: str) -> None:
@@ -72,6 +80,11 @@ def test_vsphere_sample_resumes_from_a_checkpoint_template_and_publishes_to_the_
         clients.wait("destroy", vm.Destroy_Task())
 
     rec = _fail_lose_resume(dag, open_store(store_url), "vs-web-1", monkeypatch, lose)
+    tested = rec.milestones[97].outputs  # the launch test booted a VM of the sealed template, destroyed since
+    sealed = rec.milestones[95].outputs["image_id"]
+    assert tested["boot_sealed_passed"] is True and tested["boot_sealed_image"] == sealed
+    assert clients.content.searchIndex.FindByUuid(uuid=tested["boot_sealed_instance"], vmSearch=True,
+                                                  instanceUuid=True) is None  # fmt: skip
     published = rec.milestones[100].outputs
     assert published["content_library"] == "golden-images" and published["library_item_id"]
     assert published["tags"] == {"os": "rhel8", "image-tier": "golden"}

@@ -9,9 +9,10 @@ Packer's azure-arm builder cannot reach a loopback Resource Manager.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.servers.process import ROOT
-from tests.servers.samples import localised
+from tests.servers.samples import launch_tested, localised
 
 SHIPPED = ROOT / "dags/pipelines/azure-rhel8-webserver.yaml"
 STANDIN = ROOT / "tests/servers/azure_packer/standin.pkr.hcl"
@@ -27,8 +28,12 @@ def plant_waagent(root: Path) -> None:
     agent.chmod(0o755)
 
 
-def sample_spec(store_url: str, build_host_root: Path, arm_url: str, conn_id: str, group: str) -> str:
+def sample_spec(
+    store_url: str, build_host_root: Path, arm_url: str, conn_id: str, group: str, guest: Any | None = None
+) -> str:
     """The shipped spec with the store, the fake's connection, the stand-in Packer template and
-    the chroot build host; the fake's gallery image definition is ``golden/rhel8-web``."""
+    the chroot build host; the fake's gallery image definition is ``golden/rhel8-web``. The launch
+    test (97) reaches ``guest`` (tests/servers/guest.py), or is left out without one."""
     target = {"azure_conn_id": conn_id, "resource_group": group, "gallery_image": "rhel8-web"}
-    return localised(SHIPPED, store_url, build_host_root, target, {"vars": {"arm_endpoint": arm_url}}, STANDIN)
+    spec = localised(SHIPPED, store_url, build_host_root, target, {"vars": {"arm_endpoint": arm_url}}, STANDIN)
+    return launch_tested(spec, guest)

@@ -14,23 +14,26 @@ from pathlib import Path
 from typing import Any
 
 from tests.servers.process import ROOT
-from tests.servers.samples import localised
+from tests.servers.samples import launch_tested, localised
 
 SHIPPED = ROOT / "dags/pipelines/gcp-rhel8-webserver.yaml"
 STANDIN = ROOT / "tests/servers/gcp_packer/standin.pkr.hcl"
 DAG_ID = "imagebuild_gcp_rhel8_webserver"
 
 
-def sample_spec(store_url: str, build_host_root: Path, compute_endpoint: str, conn_id: str, project: str) -> str:
+def sample_spec(
+    store_url: str, build_host_root: Path, compute_endpoint: str, conn_id: str, project: str, guest: Any | None = None
+) -> str:
     """The shipped spec with the store, the fake's connection and project, the stand-in Packer
-    template and the chroot build host."""
+    template and the chroot build host. The launch test (97) reaches ``guest``
+    (tests/servers/guest.py), or is left out without one."""
     target = {
         "gcp_conn_id": conn_id,
         "project": project,
         "service_account": f"image-builder@{project}.iam.gserviceaccount.com",
     }
     packer = {"vars": {"compute_endpoint": compute_endpoint}}
-    return localised(SHIPPED, store_url, build_host_root, target, packer, STANDIN)
+    return launch_tested(localised(SHIPPED, store_url, build_host_root, target, packer, STANDIN), guest)
 
 
 def packer_operator(

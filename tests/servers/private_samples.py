@@ -11,9 +11,10 @@ as the instances run nothing.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.servers.process import ROOT
-from tests.servers.samples import localised
+from tests.servers.samples import launch_tested, localised
 
 VSPHERE = ROOT / "dags/pipelines/vsphere-rhel8-webserver.yaml"
 VSPHERE_DAG_ID = "imagebuild_vsphere_rhel8_webserver"
@@ -21,13 +22,14 @@ OPENSTACK = ROOT / "dags/pipelines/openstack-rhel8-webserver.yaml"
 OPENSTACK_DAG_ID = "imagebuild_openstack_rhel8_webserver"
 
 
-def vsphere_spec(store_url: str, build_host_root: Path, conn_id: str) -> str:
-    """The shipped vSphere spec on the simulator's default inventory (no ``golden`` folder there)."""
+def vsphere_spec(store_url: str, build_host_root: Path, conn_id: str, guest: Any | None = None) -> str:
+    """The shipped vSphere spec on the simulator's default inventory (no ``golden`` folder there).
+    The launch test (97) reaches ``guest`` (tests/servers/guest.py), or is left out without one."""
     from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, LIBRARY, NETWORK, SOURCE_TEMPLATE
 
     target = {"vsphere_conn_id": conn_id, "datacenter": DATACENTER, "cluster": CLUSTER, "datastore": DATASTORE,
               "folder": "", "network": NETWORK, "template": SOURCE_TEMPLATE, "content_library": LIBRARY}  # fmt: skip
-    return localised(VSPHERE, store_url, build_host_root, target, {})
+    return launch_tested(localised(VSPHERE, store_url, build_host_root, target, {}), guest)
 
 
 def openstack_spec(store_url: str, build_host_root: Path, conn_id: str, source_image: str) -> str:

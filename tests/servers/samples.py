@@ -38,3 +38,17 @@ def localised(
         ms.pop("retries", None)
         ms.pop("retry_delay", None)
     return yaml.safe_dump(spec)
+
+
+def launch_tested(spec_text: str, guest: Any | None) -> str:
+    """A localised sample whose launch test (``action: launch_test``) reaches the stand-in guest
+    (tests/servers/guest.py: ``target.boot.ssh_address``, its user and key), since the fakes'
+    instances run nothing; without a guest (the benchmarks, which time resuming, not booting), the
+    launch test is left out of the plan."""
+    spec: dict[str, Any] = yaml.safe_load(spec_text)
+    if guest is None:
+        spec["milestones"] = {code: ms for code, ms in spec["milestones"].items() if ms.get("action") != "launch_test"}
+    else:
+        spec["target"]["boot"] = {**spec["target"].get("boot", {}), **guest.boot_settings(timeout=300)}
+        spec["target"]["ssh_private_key_file"] = str(guest.key)
+    return yaml.safe_dump(spec)
