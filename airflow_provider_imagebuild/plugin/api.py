@@ -307,7 +307,7 @@ def next_moves(rec: BuildRecord) -> dict[str, Any]:
     with store_errors():
         same, _ = store().scan_builds(ListFilter(pipeline=rec.pipeline))
     expected = eta(rec, milestone_medians(same), now)
-    titles = titles_for(dag_id_of(rec))
+    titles = titles_for(rec)
     return {"moves": moves_view(rec, now, titles), "eta": format_ts(expected) if expected else None}
 
 

@@ -6,7 +6,6 @@ anyway). A browser without a session is sent to Airflow's login page."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -134,10 +133,9 @@ def add_pages(app: FastAPI) -> None:
         chosen = [r for r in everything if flt.matches(vars(r)) and (wanted is None or build_status(r) == wanted)]
         page = api.with_stores(builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset,
                                            history=everything))  # fmt: skip
-        named: dict[str, Callable[[int], str]] = {}
-        for row in page["builds"]:  # custom milestones by their pipeline's titles, one read per DAG
-            titles = named.setdefault(row["dag_id"], titles_for(row["dag_id"]))
-            row["current_title"] = titles(row["current_state"])
+        shown = {r.build_id: r for r in chosen}
+        for row in page["builds"]:  # custom milestones by their pipeline's titles
+            row["current_title"] = titles_for(shown[row["build_id"]])(row["current_state"])
 
         def page_link(to: int) -> str:
             query = {k: v for k, v in {**filters, "state": code}.items() if v is not None}
@@ -160,7 +158,7 @@ def add_pages(app: FastAPI) -> None:
         rec = api.readable(user, build_id)
         with api.store_errors():
             same, _ = api.store().scan_builds(ListFilter(pipeline=rec.pipeline))
-        view = build_view(rec, same, titles=titles_for(api.dag_id_of(rec)))
+        view = build_view(rec, same, titles=titles_for(rec))
         may_act = api.may(user, api.dag_id_of(rec), act=True)
         summary = {**view["summary"], "store": api.store().where(rec.build_id)}
         return _render(request, "build.html", user, v=view, s=summary, may_act=may_act)

@@ -1,11 +1,11 @@
 """Milestone titles as the pipeline names them: a custom milestone reads ``42 · License check`` on
-the pages, not ``custom 42``.
+the pages, not ``milestone 42``.
 
-A build's record holds milestone codes only; the titles are in the pipeline's spec, and the DAG
-factory gives each task its milestone's title as Airflow's display name (``42 · License check``).
-The API server has Airflow's serialized DAGs, so the pages read the titles of the build's own DAG
-there (one read per page), and fall back to the catalog's titles for a DAG Airflow does not know
-(deleted, not parsed yet).
+A build's record keeps its pipeline's own titles (``BuildRecord.titles``) since it is registered
+with them. Builds registered before that hold codes only: for those the pages read the titles of
+the build's own DAG, whose tasks the DAG factory names ``42 · License check`` and whose serialized
+form the API server has (one read per DAG, only when a record lacks a title), and fall back to the
+catalog's titles for a DAG Airflow does not know (deleted, not parsed yet).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import logging
 import re
 from collections.abc import Callable
 
-from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.catalog import CATALOG, title_of
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.links import dag_id_of
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,9 @@ def dag_titles(dag_id: str) -> dict[int, str]:
     return titles
 
 
-def titles_for(dag_id: str) -> Callable[[int], str]:
-    """The title of each milestone of a build of DAG ``dag_id``."""
-    named = dag_titles(dag_id)
-    return lambda code: named.get(code) or title_of(code)
+def titles_for(rec: BuildRecord) -> Callable[[int], str]:
+    """The title of each milestone of build ``rec``: its record's, else its DAG's, else the catalog's."""
+    own = rec.titles
+    unnamed = [c for c in rec.plan if c not in CATALOG and c not in own]
+    named = dag_titles(dag_id_of(rec)) if unnamed else {}
+    return lambda code: own.get(code) or named.get(code) or title_of(code)

@@ -245,3 +245,13 @@ def test_the_builds_list_follows_only_while_a_build_runs(store: BuildStore, may:
     assert 'id="builds" data-follow="0"' in admin.get("/builds").text
     store.begin("reg-1", 5, owner=owner("s005_kickstart", 1), lease_seconds=600)
     assert 'id="builds" data-follow="1"' in admin.get("/builds").text
+
+
+def test_a_records_own_titles_need_no_dag(store: BuildStore, may: None) -> None:
+    """A build registered with its pipeline's titles shows them though Airflow knows no such DAG."""
+    store.create_build("t-1", pipeline="web-demo", cloud="local", image_type="base", plan=[0, 42, 100],
+                       titles={42: "License check"})  # fmt: skip
+    store.set_metadata("t-1", {"dag_id": DAG})
+    page = html.unescape(client_for("admin").get("/builds/t-1").text)
+    assert '<option value="42" data-does="un-completes nothing; the next run starts at 42 · License check"' in page
+    assert "milestone 42" not in page
