@@ -129,14 +129,16 @@ class DeploymentStores:
                 if pipeline:
                     placed[key].pipelines.append(pipeline)
                 continue
-            entry = placed.get(url)
-            if entry is None:
-                entry = placed[url] = PlacedStore(url, store_label(choice, url), choice, [])
+            store, problem = self._open.get(url), None
+            if store is None:
                 try:
-                    entry.store = self._open.get(url) or open_choice(choice, airflow_redactor())
-                    self._open[url] = entry.store
+                    store = self._open[url] = open_choice(choice, airflow_redactor())
                 except Exception as exc:  # this store only: the others are still read
-                    entry.problem = f"{type(exc).__name__}: {exc}"
+                    problem = f"{type(exc).__name__}: {exc}"
+            key = store.url if store is not None else url  # as the backend names it: sqlite:/// and :////
+            entry = placed.get(key)
+            if entry is None:
+                entry = placed[key] = PlacedStore(key, store_label(choice, url), choice, [], store, problem)
             if pipeline:
                 entry.pipelines.append(pipeline)
         return list(placed.values())

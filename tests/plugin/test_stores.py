@@ -32,14 +32,15 @@ milestones:
 @pytest.fixture
 def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A deployment store (``$IMAGEBUILD_STORE``) and a specs folder: ``shared`` names no store,
-    ``own`` names its own, ``same`` names the deployment's store by its URL (read once)."""
+    ``own`` names its own, ``same`` names the deployment's store by its URL spelt with three slashes
+    (the same file: read once)."""
     shared_url = f"sqlite:///{tmp_path}/shared.db"
     own_url = f"sqlite:///{tmp_path}/own.db"
     folder = tmp_path / "pipelines"
     folder.mkdir()
     (folder / "shared.yaml").write_text(SPEC.format(name="shared"))
     (folder / "own.yaml").write_text(SPEC.format(name="own") + f"store: {own_url}\n")
-    (folder / "same.yaml").write_text(SPEC.format(name="same") + f"store: {shared_url}\n")
+    (folder / "same.yaml").write_text(SPEC.format(name="same") + f"store: sqlite://{tmp_path}/shared.db\n")
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(folder))
     monkeypatch.setenv("IMAGEBUILD_STORE", shared_url)
     monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
@@ -76,6 +77,8 @@ def test_the_api_lists_the_builds_of_every_store_and_says_where_each_lives(deplo
     where = {b["build_id"]: b["store"] for b in page["builds"]}
     assert where == {"shared-1": deployment["shared"].url, "own-1": deployment["own_url"]}  # the shared store once
     assert page["total"] == 2 and page["unreadable_stores"] == []
+    placed = {p.url: sorted(p.pipelines) for p in api.store().stores()}
+    assert placed == {deployment["shared"].url: ["same", "shared"], deployment["own"].url: ["own"]}  # read once each
     shown = client().get("/api/builds/own-1")
     assert shown.status_code == 200 and shown.json()["store"] == deployment["own_url"]
     html = client().get("/builds").text
