@@ -33,11 +33,12 @@ def pipeline(
     moto_url: str,
     base_ami: str,
     build_host_root: Path,
+    standin_guest: Any,
 ) -> dict[str, Any]:
     from airflow.dag_processing.dagbag import DagBag
 
     store_url = f"sqlite:///{tmp_path}/state.db"
-    write(tmp_path / "pipelines/aws.yaml", sample_spec(store_url, base_ami, build_host_root))
+    write(tmp_path / "pipelines/aws.yaml", sample_spec(store_url, base_ami, build_host_root, standin_guest))
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
     monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", moto_connection(moto_url))
     bag = DagBag(dag_folder=str(ROOT / "dags"))
@@ -93,8 +94,17 @@ def test_sample_pipeline_resumes_on_the_same_host_relaunches_a_lost_one_and_deli
     launched_from = ec2.describe_instances(InstanceIds=[second_host])["Reservations"][0]["Instances"][0]["ImageId"]
     assert launched_from == rec.milestones[50].outputs["checkpoint_image"]
 
-    # The image, its copies, sharing, tags, SSM, and the checkpoints that were not kept.
+    # The launch test (97) ran an instance of the sealed AMI, tagged as the build's test instance,
+    # checked the stand-in guest over SSH (tests/servers/guest.py) and terminated it.
     final = rec.milestones[95].outputs["image_id"]
+    tested = rec.milestones[97].outputs
+    assert tested["boot_sealed_passed"] is True and tested["boot_sealed_image"] == final
+    assert tested["boot_sealed_playbook_failed"] == 0 and tested["boot_sealed_playbook_ok"] >= 3
+    instance = ec2.describe_instances(InstanceIds=[tested["boot_sealed_instance"]])["Reservations"][0]["Instances"][0]
+    assert instance["ImageId"] == final and instance["State"]["Name"] == "terminated"
+    assert {t["Key"]: t["Value"] for t in instance["Tags"]}["Role"] == "launch-test"
+
+    # The image, its copies, sharing, tags, SSM, and the checkpoints that were not kept.
     published = rec.milestones[100].outputs["published_images"]
     assert published["us-east-1"] == final and published["eu-west-1"] != final
     for region, image_id in published.items():

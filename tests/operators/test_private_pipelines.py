@@ -92,19 +92,32 @@ def test_vsphere_sample_resumes_from_a_checkpoint_template_and_publishes_to_the_
 
 @pytest.mark.slow
 def test_openstack_sample_resumes_from_a_server_snapshot_and_shares_the_image(
-    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_os: Any, build_host_root: Path
+    airflow_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_os: Any,
+    build_host_root: Path,
+    standin_guest: Any,
 ) -> None:
+    """The launch test (97) boots its server from the sealed image in the fake, reads the stand-in
+    guest's serial log as the server's console output and checks the stand-in over SSH instead."""
     from tests.conftest import OPENSTACK_CONN_ID
     from tests.servers.private_samples import OPENSTACK_DAG_ID, openstack_spec
 
     source = fake_os.add_image(f"rhel-8.10-{tmp_path.name[-10:]}", b"rhel 8.10", os_distro="rhel")
     fake_os.add_security_group("imagebuild-ssh")  # what the shipped spec names: the cloud must have them
     fake_os.add_keypair("imagebuild")
+    monkeypatch.setattr(fake_os, "console_log", standin_guest.console)
     store_url = f"sqlite:///{tmp_path}/state.db"
-    spec = openstack_spec(store_url, build_host_root, OPENSTACK_CONN_ID, fake_os.images[source]["name"])
+    spec = openstack_spec(store_url, build_host_root, OPENSTACK_CONN_ID, fake_os.images[source]["name"], standin_guest)
     dag = _dag(tmp_path, monkeypatch, spec, OPENSTACK_DAG_ID)
 
     rec = _fail_lose_resume(dag, open_store(store_url), "os-web-1", monkeypatch, fake_os.remove_server)
+    tested = rec.milestones[97].outputs
+    assert (
+        tested["boot_sealed_passed"] is True and tested["boot_sealed_image"] == rec.milestones[95].outputs["image_id"]
+    )
+    assert "boot_sealed_login_prompt_s" in tested and tested["boot_sealed_instance"] not in fake_os.servers
     final = fake_os.images[rec.milestones[95].outputs["image_id"]]
     assert final["visibility"] == "shared" and final["os_version"] == "8.10" and final["status"] == "active"
     assert (

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.servers.process import ROOT
-from tests.servers.samples import localised
+from tests.servers.samples import launch_tested, localised
 
 SHIPPED = ROOT / "dags/pipelines/aws-rhel8-webserver.yaml"
 DAG_ID = "imagebuild_aws_rhel8_webserver"
@@ -29,8 +30,10 @@ def moto_connection(moto_url: str) -> str:
     )
 
 
-def sample_spec(store_url: str, base_ami: str, build_host_root: Path) -> str:
-    """The shipped spec with the store, the moto connection, a moto AMI and a chroot build host."""
+def sample_spec(store_url: str, base_ami: str, build_host_root: Path, guest: Any | None = None) -> str:
+    """The shipped spec with the store, the moto connection, a moto AMI and a chroot build host; the
+    launch test (97) reaches ``guest`` (tests/servers/guest.py), or is left out without one."""
     target = {"aws_conn_id": CONN_ID, "source_image": base_ami}
     # moto's instances run nothing to connect to
-    return localised(SHIPPED, store_url, build_host_root, target, {"vars": {"communicator": "none"}})
+    spec = localised(SHIPPED, store_url, build_host_root, target, {"vars": {"communicator": "none"}})
+    return launch_tested(spec, guest)

@@ -32,7 +32,11 @@ def vsphere_spec(store_url: str, build_host_root: Path, conn_id: str, guest: Any
     return launch_tested(localised(VSPHERE, store_url, build_host_root, target, {}), guest)
 
 
-def openstack_spec(store_url: str, build_host_root: Path, conn_id: str, source_image: str) -> str:
-    """The shipped OpenStack spec on the fake (its flavor ``m1.small`` and network ``build-net``)."""
+def openstack_spec(
+    store_url: str, build_host_root: Path, conn_id: str, source_image: str, guest: Any | None = None
+) -> str:
+    """The shipped OpenStack spec on the fake (its flavor ``m1.small`` and network ``build-net``).
+    The launch test (97) reaches ``guest`` (tests/servers/guest.py), or is left out without one."""
     target = {"openstack_conn_id": conn_id, "source_image": source_image}
-    return localised(OPENSTACK, store_url, build_host_root, target, {"vars": {"communicator": "none"}})
+    spec = localised(OPENSTACK, store_url, build_host_root, target, {"vars": {"communicator": "none"}})
+    return launch_tested(spec, guest)
