@@ -14,8 +14,13 @@ at 85 (``IMAGEBUILD_FAIL_AT=85@1``: the first attempt fails, as a mirror timeout
 3. a viewer sees the pages without the action forms, and the API refuses the action anyway (403);
    a browser without a session is sent to Airflow's login.
 
-Screenshots of the builds list and the build page go to ``docs/images/`` when
-``IMAGEBUILD_UPDATE_SCREENSHOTS=1`` (the README shows them), else to the test's temporary folder.
+Before the clear, the failed build's page is checked as the operator meets it (the error first,
+what clearing does, Skip, Reset and Redo set to 85, the custom milestone 42 by its title, times in
+the time zone chosen in Airflow's UI); after the redo, the page follows the run until delivery
+without being reloaded.
+
+Screenshots of the builds list, the failed build's page and the build page go to ``docs/images/``
+when ``IMAGEBUILD_UPDATE_SCREENSHOTS=1`` (the README shows them), else to the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 PIPELINE = "ui-local"
 DAG_ID = "imagebuild_ui_local"
 MILESTONES = (5, 10, 85, 95, 100)
+CUSTOM = 42  # a milestone of the pipeline's own, shown by its title (42 · License check)
 BUILD = "ui-local-1"
 NOTE = "apt mirror timed out (INC-4711); mirror is back"
 
@@ -52,6 +59,13 @@ def ui_pipeline(store_url: str) -> str:
     checkpoints are gone, not the configuration milestones ``test_local_pipeline`` builds."""
     spec = yaml.safe_load((ROOT / "dags/pipelines/local-debian-base.yaml").read_text())
     kept = {code: spec["milestones"][code] for code in MILESTONES}
+    kept[CUSTOM] = {
+        "action": "command",
+        "key": "license_check",
+        "title": "License check",
+        "command": "echo licenses ok",
+    }
+    kept = dict(sorted(kept.items()))
     for milestone in kept.values():
         if "playbook" in milestone:
             milestone["playbook"] = str((ROOT / "dags/pipelines" / milestone["playbook"]).resolve())
@@ -89,6 +103,7 @@ def test_clearing_the_failed_task_in_the_ui_resumes_the_build(deployment: dict[s
     assert (before.current_state, before.status) == (85, "failed")
 
     admin = Operator(deployment["browser"], airflow.url, "admin")
+    the_failed_builds_page_guides_the_next_move(admin, deployment["shots"])
     admin.open_failed_task(DAG_ID, run_id, "s085_metadata")
     admin.clear_with_note(NOTE)
     if airflow.wait_for_run(DAG_ID, run_id, {"failed", "success"}, timeout=600) == "failed":
@@ -113,6 +128,44 @@ def test_clearing_the_failed_task_in_the_ui_resumes_the_build(deployment: dict[s
     admin.close()
 
 
+def the_failed_builds_page_guides_the_next_move(admin: Operator, shots: Path) -> None:
+    """What the operator sees first, before clearing anything: the failing attempt's error, what a
+    clear of its task will do and the Skip, Reset and Redo set to the failed milestone; every time
+    in the time zone chosen in Airflow's user menu (kept in the browser's localStorage)."""
+    admin.page.evaluate("localStorage.setItem('timezone', JSON.stringify('Asia/Kolkata'))")
+    frame = admin.builds_frame(f"/builds/{BUILD}")
+    failure = frame.locator("#failure")
+    expect(failure.locator("#failure-error")).to_contain_text("failure injected at milestone 85")
+    expect(failure.locator("#clear-does")).to_contain_text(
+        "Clearing runs 85 · Image metadata again (attempt 2), then 95, 100; 5, 10, 42 stay done"
+    )
+    expect(failure.locator("#skip-form select[name=milestone]")).to_have_value("85")
+    for form in ("reset", "redo"):
+        expect(frame.locator(f"#{form}-form select[name=milestone]")).to_have_value("85")
+        expect(frame.locator(f"#{form}-form .does")).to_contain_text("the next run starts at 85 · Image metadata")
+    redo_choices = frame.locator("#redo-form select[name=milestone] option")
+    assert redo_choices.evaluate_all("os => os.map(o => Number(o.value))") == [5, 10, 42, 85]
+    frame.locator("#redo-form select[name=milestone]").select_option("10")  # what it does follows the choice
+    expect(frame.locator("#redo-form .does")).to_contain_text(
+        "un-completes 10 · Minimal bootable image and 42; the next run starts at 10"
+    )
+    frame.locator("#redo-form select[name=milestone]").select_option("85")
+    expect(frame.locator("#redo-form select[name=milestone] option[value='42']")).to_have_text("42 · License check")
+    expect(frame.locator("#timeline tr[data-state='42'] td").first).to_have_text("42 License check")
+
+    expect(frame.locator("#tz")).to_have_text("Times in Asia/Kolkata")
+    started = frame.locator("dl.facts time").first
+    utc = datetime.strptime(str(started.get_attribute("datetime")), "%Y-%m-%dT%H:%M:%S.%fZ")
+    expect(started).to_have_text((utc + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M:%S"))
+    run = frame.locator("#runs a").first
+    assert run.get_attribute("title", timeout=5_000) and "T" not in run.inner_text(), run.inner_text()
+
+    admin.page.set_viewport_size({"width": 1440, "height": 1250})
+    admin.page.screenshot(path=str(shots / "failed-build.png"))
+    admin.page.set_viewport_size({"width": 1440, "height": 900})
+    admin.page.evaluate("localStorage.removeItem('timezone')")
+
+
 def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[str, Any]) -> None:
     airflow: Airflow = deployment["airflow"]
     store: BuildStore = deployment["store"]
@@ -120,7 +173,7 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     admin = Operator(deployment["browser"], airflow.url, "admin")
     frame = admin.builds_frame()
     row = frame.locator(f"tr[data-build='{BUILD}']")
-    assert "delivered" in row.inner_text() and "6/6" in row.inner_text()
+    assert "delivered" in row.inner_text() and "7/7" in row.inner_text()
     admin.page.screenshot(path=str(deployment["shots"] / "builds-list.png"))
 
     row.locator("a.build-link").click()
@@ -145,19 +198,22 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     expect(admin.page.locator("iframe[title='Image builds']")).to_have_count(0)
     expect(admin.page.get_by_text("85 · Image metadata").first).to_be_visible()
 
-    # After delivery the build host is gone and the seal deleted the checkpoints: resetting to 85
-    # is refused before anything changes, with the way forward; a redo from 5 rebuilds.
+    # After delivery the build host is gone and the seal deleted the checkpoints: the forms offer
+    # only what the build can run from (not 85), and the API refuses 85 before anything changes,
+    # with the way forward; a redo from 5 rebuilds, and the page follows the run by itself.
     frame = admin.builds_frame(f"/builds/{BUILD}")
+    offered = frame.locator("#reset-form select[name=milestone] option").evaluate_all("os => os.map(o => o.value)")
+    assert "5" in offered and "85" not in offered, offered
     version = store.get(BUILD).version
-    message = admin.act(frame, "reset", 85, "the release record missed the new field")
-    assert message.startswith("Reset refused (HTTP 409)") and "Redo from 5 to rebuild" in message, message
-    assert store.get(BUILD).version == version
+    status = admin.post_from_page(f"/imagebuild/api/builds/{BUILD}/reset", {"to": 85, "reason": "missed a field"})
+    assert status == 409 and store.get(BUILD).version == version
     message = admin.act(frame, "redo", 5, "rebuild with the fixed sysctl check")
     match = re.fullmatch(r"Redo recorded; run (\S+) triggered\.", message)
     assert match, message
+    expect(frame.locator("#live")).to_be_visible()  # the reloaded page follows the build
     assert airflow.wait_for_run(DAG_ID, match.group(1), {"failed", "success"}, timeout=900) == "success"
-    frame = admin.builds_frame(f"/builds/{BUILD}")
-    assert frame.locator("#build-status").inner_text() == "delivered"
+    expect(frame.locator("#build-status")).to_have_text("delivered", timeout=90_000)  # no reload by the test
+    expect(frame.locator("#live")).to_have_count(0)
     events = frame.locator("#events tr[data-kind='reset']")
     assert events.count() == 1 and "admin" in events.first.inner_text()
 
