@@ -162,6 +162,8 @@ def test_times_are_marked_for_the_selected_time_zone_and_runs_labelled_by_date(s
     assert runs and f'title="{RUN}"' in runs.group(0)
     assert '<time datetime="2026-11-27T02:00:00.000000Z"' in runs.group(0) and "scheduled" in runs.group(0)
     assert f">{RUN}<" not in runs.group(0)
+    listed = client_for("admin").get("/builds").text  # the list's times too, and which zone they are in
+    assert f'<time datetime="{created}"' in listed and 'id="tz"' in listed
 
 
 def test_the_page_follows_a_running_build_and_gives_its_eta(store: BuildStore, may: None) -> None:

@@ -32,7 +32,7 @@
       el.textContent = p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
     });
     var label = document.getElementById("tz");
-    if (label) label.textContent = "Times in " + zone;
+    if (label) label.textContent = (label.classList.contains("muted") ? "" : "· ") + "Times in " + zone;
   }
   showTimes(selectedZone());
   window.addEventListener("storage", function (ev) { if (ev.key === "timezone") showTimes(selectedZone()); });
