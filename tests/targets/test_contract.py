@@ -473,6 +473,9 @@ class LaunchCase:
     foreign: Callable[[Any, Any, str], Callable[[], bool]]  # the same marks, another owner: "still there?"
     console: bool  # the fake serves the stand-in's serial log as console output (the login prompt is read)
     timeout: int = 180  # target.boot.timeout: a cloud's instance is up at once, the stand-in runs already
+    # The cloud's id of the one test instance is its name, derived from the build (an ARM id, a
+    # selfLink): the instance launched after the leftover was deleted has the leftover's id.
+    names_reused: bool = False
     boot: dict[str, Any] = field(default_factory=dict)  # more target.boot settings
 
 
@@ -617,9 +620,148 @@ def openstack_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any)
     )
 
 
+def azure_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
+    """The Resource Manager fake serves the stand-in's serial log as every VM's boot diagnostics log;
+    a VM of the same name and the build's very tags in another resource group is never deleted."""
+    from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+    from tests.servers.azure_arm import SUBSCRIPTION
+
+    fake = request.getfixturevalue("fake_arm")
+    request.getfixturevalue("monkeypatch").setattr(fake, "guest_console", guest.console)
+
+    def sealed(target: Any, build: Any) -> str:
+        image = target.resource_id("images", target.names(build).final_image())
+        fake.add(image, {"location": "westeurope", "tags": target.build_tags(build, 95, "final"),
+                         "properties": {"hyperVGeneration": "V2"}})  # fmt: skip
+        return image
+
+    def live(target: Any, build: Any) -> list[str]:
+        return [vm for vm in fake.ids("Microsoft.Compute/virtualMachines")
+                if f"/resourceGroups/{AZURE_GROUP}/" in vm and (fake.get(vm) or {})["tags"].get("Role") == "launch-test"
+                and fake.get(vm)["tags"].get("BuildId") == build.build_id]  # fmt: skip
+
+    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
+        theirs = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-partner/providers/Microsoft.Compute"
+                  f"/virtualMachines/{target.names(build).test_host()}")  # fmt: skip
+        fake.add(theirs, {"location": "westeurope", "tags": target.build_tags(build, 97, "launch-test")})
+        return lambda: fake.get(theirs) is not None
+
+    return LaunchCase(
+        "azure",
+        {
+            "azure_conn_id": AZURE_CONN_ID,
+            "resource_group": AZURE_GROUP,
+            "location": "westeurope",
+            "network": "vnet-build/builders",
+            "gallery": "golden",
+            "gallery_image": "rhel8-web",
+            "ssh_public_key": guest.key.with_suffix(".pub").read_text().strip(),
+        },
+        sealed_image=sealed,
+        live=live,
+        leftover=lambda target, build, image: target.launch_test_instance(build, image),
+        foreign=foreign,
+        console=True,
+        names_reused=True,
+    )
+
+
+def gcp_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
+    """The Compute Engine fake serves the stand-in's serial log as every instance's serial port 1.
+    The fake holds one project and zone, so the foreign instance carries the build's very labels
+    under another name (someone's copy): a leftover is only the build's own instance name."""
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import ZONE
+
+    fake = request.getfixturevalue("fake_gce")
+    request.getfixturevalue("monkeypatch").setattr(fake, "guest_console", guest.console)
+
+    def sealed(target: Any, build: Any) -> str:
+        name = target.names.final_image(build)
+        return str(fake.add_image(name, target.build_labels(build, 95, "final"), target.names.family())["selfLink"])
+
+    def live(target: Any, build: Any) -> list[str]:
+        return [i["selfLink"] for i in fake.instances.values()
+                if i["labels"].get("imagebuild-key") == target.key(build)
+                and i["labels"].get("imagebuild-role") == "launch-test" and i["name"].endswith("-lt")]  # fmt: skip
+
+    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
+        name = f"partner-copy-{target.key(build)[:10]}"
+        labels = target.build_labels(build, 97, "launch-test")
+        fake.instances[name] = {"name": name, "labels": labels, "status": "RUNNING", "disks": [{"autoDelete": True}],
+                                "selfLink": f"{fake.base}/zones/{ZONE}/instances/{name}"}  # fmt: skip
+        return lambda: name in fake.instances
+
+    return LaunchCase(
+        "gcp",
+        {
+            "gcp_conn_id": GCP_CONN_ID,
+            "zone": ZONE,
+            "image_family": "launch-contract",
+            "ssh_public_key": guest.key.with_suffix(".pub").read_text().strip(),
+        },
+        sealed_image=sealed,
+        live=live,
+        leftover=lambda target, build, image: target.launch_test_instance(build, image),
+        foreign=foreign,
+        console=True,
+        names_reused=True,
+    )
+
+
+def vsphere_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
+    """govmomi's simulator (which reports a guest address once a VM is powered on): the sealed
+    template is cloned from its source VM as the seal clones; a VM of the same name with the build's
+    marks in another folder is never destroyed. vSphere has no console output to read."""
+    from tests.conftest import VSPHERE_CONN_ID
+    from tests.servers.vcsim import CLUSTER, DATACENTER, DATASTORE, LIBRARY, SOURCE_TEMPLATE
+
+    request.getfixturevalue("vsphere_library")
+
+    def sealed(target: Any, build: Any) -> str:
+        name = target.vm_name(build, "final")
+        target._clone(build, target._vm(SOURCE_TEMPLATE), name, template=True, role="final", seal="contract")
+        return str(name)
+
+    def live(target: Any, build: Any) -> list[str]:
+        vm = target._vm(target.vm_name(build, "test"))
+        return [str(vm.config.instanceUuid)] if vm is not None else []
+
+    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
+        from pyVmomi import vim
+
+        folder = target.folder().CreateFolder(f"partner-{tmp_path.name[-12:]}")
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=target.pool(), datastore=target.datastore()))
+        task = target._vm(SOURCE_TEMPLATE).CloneVM_Task(folder=folder, name=target.vm_name(build, "test"), spec=spec)
+        theirs = target.clients.wait("clone", task)
+        target._mark(build, theirs, "launch-test")
+        uuid = str(theirs.config.instanceUuid)
+        return lambda: target._by_uuid(uuid) is not None
+
+    return LaunchCase(
+        "vsphere",
+        {
+            "vsphere_conn_id": VSPHERE_CONN_ID,
+            "datacenter": DATACENTER,
+            "cluster": CLUSTER,
+            "datastore": DATASTORE,
+            "content_library": LIBRARY,
+        },
+        sealed_image=sealed,
+        live=live,
+        leftover=lambda target, build, image: target.launch_test_instance(build, image),
+        foreign=foreign,
+        console=False,
+        names_reused=True,  # the simulator derives a VM's instance UUID from its name (vCenter does not)
+    )
+
+
 LAUNCH_CASES: dict[str, Callable[[Path, pytest.FixtureRequest, Any], LaunchCase]] = {
     "local": local_launch,
     "aws": aws_launch,
+    "azure": azure_launch,
+    "gcp": gcp_launch,
+    "vsphere": vsphere_launch,
     "openstack": openstack_launch,
 }
 
@@ -684,7 +826,8 @@ def test_the_launch_test_proves_the_sealed_image_and_cleans_up(
     assert outputs["boot_sealed_playbook_ok"] > 0 and outputs["boot_sealed_playbook_failed"] == 0
     assert ("boot_sealed_login_prompt_s" in outputs) == case.console
     if case.name != "local":
-        assert outputs["boot_sealed_instance"] not in ("", leftover)
+        instance = outputs["boot_sealed_instance"]
+        assert instance != "" and (case.names_reused or instance != leftover)
     assert case.live(run.target, run.build) == []  # the leftover and the test instance are gone
     assert theirs_exist()
     run.run(100)
