@@ -124,7 +124,7 @@ def main() -> None:
         + ", ".join(f"{a.attempt}:{a.status}" for a in rec.attempts_at(int(FAIL_AT)))
     )
     console.print(f"  boots      {boot_line(outputs, 'boot_green', 'green image (milestone 10)')}")
-    console.print(f"             {boot_line(outputs, 'boot_sealed', 'sealed image (milestone 95)')}")
+    console.print(f"             {boot_line(outputs, 'boot_sealed', 'sealed image (launch test, milestone 97)')}")
     console.print(f"  logs       {DEMO / 'logs'}   store: {os.environ['IMAGEBUILD_STORE']}")
     work = sum(ms.duration_s for ms in rec.milestones.values())
     redone = sum(ms.duration_s for code, ms in rec.milestones.items() if code >= int(FAIL_AT))

@@ -134,6 +134,10 @@ def _action_needs(needs: Needs, spec: PipelineSpec, name: str, base: Path) -> No
         if milestone.action == "seal" and local:  # a bootable disk, converted to qcow2
             _disk_needs(needs, who)
             needs.tool("qemu-img", who)
+        if milestone.action == "launch_test" and not local:  # SSH and the verification playbook
+            needs.tool("ssh", who)  # into a cloud's test instance (local: _boot_needs' qemu boot)
+            needs.package("ansible", who)
+            needs.tool("ansible-playbook", who)
 
 
 def _disk_needs(needs: Needs, who: str) -> None:

@@ -411,8 +411,17 @@ def test_a_local_specs_boot_checks_need_qemu_and_only_while_they_are_on(
     assert "boot: {green_image: bios, before_publish: uefi" in text
     off = text.replace(
         "boot: {green_image: bios, before_publish: uefi", "boot: {green_image: false, before_publish: false"
-    )
+    ).replace("  97: {action: launch_test}\n", "")  # the launch test is that boot
     unbooted = write_spec(tmp_path / "pipelines", "unbooted.yaml", off)
     code, report = doctor_json("--no-store-probe", str(unbooted))
     assert code == 0 and finding(report, "tool qemu-system-x86_64")["status"] == "absent"
     assert finding(report, "UEFI firmware")["needed_by"] == []
+
+
+def test_a_cloud_launch_test_needs_ssh_and_ansible_on_the_worker() -> None:
+    """The launch test logs in to its test instance over SSH and runs the verification playbook."""
+    spec = ROOT / "dags/pipelines/openstack-rhel8-webserver.yaml"
+    _, report = doctor_json("--no-store-probe", str(spec))
+    for check in ("tool ssh", "tool ansible-playbook"):
+        (found,) = [f for f in report["findings"] if f["check"] == check]
+        assert f"{spec} (milestones.97: launch_test)" in found["needed_by"], found
