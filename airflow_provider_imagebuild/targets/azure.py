@@ -846,7 +846,14 @@ class AzureTarget(DigestNames, LaunchTestTarget):
             with self.api(f"PUT virtual machine {vm_name} from {image}"):
                 return self._wait(self.compute.virtual_machines.begin_create_or_update(self.group, vm_name, body))
 
-        vm = self._while_nic_reserved(create)
+        try:
+            vm = self._while_nic_reserved(create)
+        except Exception:
+            # A creation that failed leaves the VM (Failed) behind: deleted now. Its NIC, which Azure
+            # keeps for that VM a while, is the next try's leftover.
+            with contextlib.suppress(Exception):
+                self._delete(build, self.compute.virtual_machines, vm_name, "virtual machine")
+            raise
         return str(_get(vm, "id") or self.resource_id("virtualMachines", vm_name))
 
     def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:

@@ -559,7 +559,13 @@ class GcpTarget(LaunchTestTarget):
         name = self.names.test_host(build)
         body = self._instance_body(name, source, self.build_labels(build, build.current_state, ROLE))
         request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
-        self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
+        try:
+            self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
+        except Exception:  # an insert that failed may leave the instance: deleted now
+            with contextlib.suppress(Exception):
+                if self._test_instance(build) is not None:
+                    self._delete_instance(build, name)
+            raise
         found = self._test_instance(build)
         if found is None:
             raise TargetError(f"Compute Engine instances.insert {name}: done, but the instance is not there")

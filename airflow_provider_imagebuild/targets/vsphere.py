@@ -52,6 +52,7 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -596,9 +597,14 @@ class VsphereTarget(DigestNames, LaunchTestTarget):
         if source is None:
             raise InvalidInput("image_id", f"{image} is not build {build.build_id}'s template; no test VM is made")
         vm = self._clone(build, source, self.vm_name(build, "test"), template=False, role=ROLE)
-        with vsphere_errors(f"read {vm.name}"):
-            uuid = str(vm.config.instanceUuid)
-        self._power(vm, on=True)
+        try:
+            with vsphere_errors(f"read {vm.name}"):
+                uuid = str(vm.config.instanceUuid)
+            self._power(vm, on=True)
+        except Exception:  # the clone is there: destroyed now rather than left for the next try
+            with contextlib.suppress(Exception):
+                self._destroy(build, vm)
+            raise
         return uuid
 
     def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:

@@ -527,3 +527,16 @@ def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_del
     assert not report.passed and "the image is not what it should be" in report.failure
     assert "login:" in report.console_tail and report.checks["delete"] == "ok"
     assert fake_arm.ids("Microsoft.Compute/virtualMachines") == [] and fake_arm.ids("Microsoft.Compute/disks") == []
+
+
+def test_a_launch_test_vm_whose_creation_fails_is_deleted_at_once(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """The VM's creation ends Failed (Azure keeps such a VM): the hook deletes it before it raises,
+    rather than leaving it running up costs until the next try."""
+    target = _target()
+    build = _build(tmp_path, "az-launch-fails")
+    sealed = _green_image(fake_arm, target, build, name="sealed")
+    fake_arm.fail_operation_once("PUT", r"/virtualMachines/ib-[0-9a-f]+-lt$")
+    with pytest.raises(TargetError, match="InternalOperationError"):
+        target.launch_test_instance(build, sealed)
+    assert fake_arm.ids("Microsoft.Compute/virtualMachines") == []
+    assert any(m == "DELETE" and p.endswith("-lt") for m, p in fake_arm.requests)
