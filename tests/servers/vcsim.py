@@ -3,7 +3,9 @@ simulator library Debian ships) on a free loopback port, over https with a self-
 certificate. It serves the SOAP SDK that pyVmomi and Packer's vsphere-clone use and the vAPI REST
 endpoints (sessions, content libraries); only the login below is accepted. It refuses what vCenter
 refuses and the simulator would take: a clone or a template made a VM again on a cluster without
-DRS and no host (or a host outside the cluster), and a name over 80 characters."""
+DRS and no host (or a host outside the cluster), and a name over 80 characters. It reports what
+VMware Tools would once a VM is powered on (``guest.ipAddress``, one of TEST-NET-2, Tools running),
+which the simulator itself never does: the launch test waits for that address."""
 
 from __future__ import annotations
 
