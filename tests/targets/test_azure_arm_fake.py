@@ -206,3 +206,30 @@ def test_throttling_answers_429_with_retry_after_and_the_sdk_waits(arm: FakeArm)
     assert compute.images.get(AZURE_GROUP, "base").name == "base"
     assert time.monotonic() - started >= 0.4, "the SDK waited as Retry-After said"
     assert [p for m, p in arm.requests if p.endswith("/images/base")] == [IMAGE, IMAGE]
+
+
+def test_boot_diagnostics_are_checked_and_their_log_is_read_with_its_sas_only(arm: FakeArm, tmp_path: Any) -> None:
+    """DiagnosticsProfile.bootDiagnostics (ComputeRP: ``enabled`` a boolean, ``storageUri`` a string,
+    no other member); RetrieveBootDiagnosticsData only for a VM with them on; the log blob is read
+    with the SAS URI it gave (a wrong signature: 403), without the Resource Manager token."""
+    vm = f"{BASE}/Microsoft.Compute/virtualMachines/vm1"
+    version = API_VERSIONS["microsoft.compute/virtualmachines"]
+    assert _request(arm, "PUT", vm, VM)[0] == 201
+    status, answer = _request(arm, "POST", f"{vm}/retrieveBootDiagnosticsData", version=version)
+    assert (status, answer["error"]["code"]) == (409, "OperationNotAllowed"), "boot diagnostics are off"
+    diagnostics = "properties.diagnosticsProfile"
+    assert "Error converting value 'yes'" in _refused(
+        arm, "PUT", vm, _changed(VM, diagnostics, {"bootDiagnostics": {"enabled": "yes"}})
+    )
+    assert "Could not find member 'enable'" in _refused(
+        arm, "PUT", vm, _changed(VM, diagnostics, {"bootDiagnostics": {"enable": True}})
+    )
+    assert _request(arm, "PUT", vm, _changed(VM, diagnostics, {"bootDiagnostics": {"enabled": True}}))[0] == 200
+    arm.guest_console = tmp_path / "console.log"
+    arm.guest_console.write_bytes(b"web login: ")
+    status, answer = _request(arm, "POST", f"{vm}/retrieveBootDiagnosticsData", version=version)
+    assert status == 200 and set(answer) == {"consoleScreenshotBlobUri", "serialConsoleLogBlobUri"}
+    blob = answer["serialConsoleLogBlobUri"].removeprefix(arm.url)
+    assert arm.handle("GET", blob, {}, b"")[2] == b"web login: "
+    forged = blob.rsplit("sig=", 1)[0] + "sig=forged"
+    assert arm.handle("GET", forged, {}, b"")[0] == 403
