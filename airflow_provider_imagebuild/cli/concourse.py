@@ -4,12 +4,14 @@ Concourse or any shell job (see :mod:`airflow_provider_imagebuild.concourse`).""
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
 
 from airflow_provider_imagebuild.build.catalog import parse_code
 from airflow_provider_imagebuild.cli.output import fail, handles_errors, print_json
+from airflow_provider_imagebuild.errors import Conflict
 
 
 @click.group("concourse")
@@ -55,36 +57,57 @@ def milestone_group() -> None:
 
 @milestone_group.command("run")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("state")
+@click.argument("milestone")
 @click.option("--build-id", required=True)
 @click.option("--engine", default="shell", show_default=True, help="Who runs it, in the lease owner's name")
-@click.option("--json", "as_json", is_flag=True, help="Print the outputs as JSON")
+@click.option("--json", "as_json", is_flag=True, help="Print the milestone's outputs as JSON")
 @handles_errors
-def run(spec: Path, state: str, build_id: str, engine: str, as_json: bool) -> None:
-    """Run milestone STATE of SPEC for build BUILD_ID as the Airflow task would (skip if reached,
-    lease, action, complete or fail). Exit 0 done, 2 a failure not worth retrying (bad input, an
-    injected failure, another run holds the build), 1 a failure worth retrying."""
+def run(spec: Path, milestone: str, build_id: str, engine: str, as_json: bool) -> None:
+    """Run MILESTONE of SPEC for build BUILD_ID as the Airflow task would (skip if reached, lease,
+    action, complete or fail). Exit 0 done (or already reached), 1 a failure worth retrying (run
+    the step again), 2 a failure not worth retrying (bad input, an injected failure), 3 a conflict
+    (another run holds the build's lease, an earlier milestone is not done), 4 no such build."""
     from airflow_provider_imagebuild.concourse.request import integer
 
-    code = parse_code(state, "STATE")  # checked before Airflow is imported (seconds)
+    code = parse_code(milestone, "MILESTONE")  # checked before Airflow is imported (seconds)
     tried = integer({"IMAGEBUILD_TRY": os.environ.get("IMAGEBUILD_TRY", "1")}, "IMAGEBUILD_TRY", "env", 1, 10_000)
 
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
     from airflow_provider_imagebuild.concourse.run import run_milestone
+    from airflow_provider_imagebuild.rerun import run_outside_airflow
 
+    again = ["imagebuild", "milestone", "run", str(spec), str(code), "--build-id", build_id]
+    run_outside_airflow(shlex.join(again + (["--engine", engine] if engine != "shell" else [])))
+    name = f"milestone {code} of build {build_id}"
     try:
         outputs = run_milestone(spec, code, build_id, engine=engine, try_number=tried)
     except AirflowSkipException as exc:
-        click.echo(f"milestone {code} of {build_id} skipped: {exc}")
+        click.echo(f"{name} skipped: {exc}")
         return
     except AirflowFailException as exc:
-        fail(f"milestone {code} of {build_id}: {exc}", 2)
+        fail(f"{name}: {exc}", EXIT_CONFLICT if _conflict(exc) else 2)
         return
     except AirflowException as exc:
-        fail(f"milestone {code} of {build_id}: {exc}", 1)
+        fail(f"{name}: {exc}", EXIT_CONFLICT if _conflict(exc) else 1)
         return
     if as_json:
         print_json(outputs)
     else:
-        click.echo(f"milestone {code} of {build_id} done")
+        click.echo(f"{name} done")
+
+
+EXIT_CONFLICT = Conflict.exit_code  # the CLI's contract: 3 for a lease held or a milestone out of order
+
+
+def _conflict(exc: BaseException) -> bool:
+    """Whether the store's refusal (a lease held by another run, a milestone out of order) is what
+    stopped the task: the operator reports it as a failure not worth retrying, with it as cause."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, Conflict):
+            return True
+        seen.add(id(link))
+        link = link.__cause__
+    return False

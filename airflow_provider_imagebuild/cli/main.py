@@ -17,7 +17,15 @@ from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
 from airflow_provider_imagebuild.cli.doctor import doctor
 from airflow_provider_imagebuild.cli.init import ansible_callback_path, init
-from airflow_provider_imagebuild.cli.output import RedactingGroup, emit, fail, handles_errors, print_json, warn
+from airflow_provider_imagebuild.cli.output import (
+    RedactingGroup,
+    emit,
+    fail,
+    handles_errors,
+    print_json,
+    shown_time,
+    warn,
+)
 from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 from airflow_provider_imagebuild.hooks.store_choice import NAMED_URL, StoreChoice, choose_store, chosen_url, open_choice
@@ -104,11 +112,16 @@ def store() -> None:
 
 
 @store.command("init")
+@click.option("--json", "as_json", is_flag=True, help='Print what was done as JSON ({"initialized": true, ...})')
 @click.pass_context
 @handles_errors
-def store_init(ctx: click.Context) -> None:
+def store_init(ctx: click.Context, as_json: bool) -> None:
     """Create what the store needs (schema, directory, table, bucket); safe to repeat."""
-    click.echo(_store(ctx).init())
+    done = _store(ctx).init()
+    if as_json:
+        print_json({"initialized": True, "detail": done})
+    else:
+        click.echo(done)
 
 
 @store.command("prune")
@@ -119,7 +132,7 @@ def store_init(ctx: click.Context) -> None:
 @click.option("--pipeline", default=None)
 @click.option("--archive", default=None, metavar="URL", help="file:///FOLDER or s3://BUCKET/PREFIX, written first")
 @click.option("--dry-run", is_flag=True, help="Say what would go; change nothing")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="What was (or would be) removed, kept and archived, as JSON")
 @click.pass_context
 @handles_errors
 def store_prune(
@@ -184,7 +197,7 @@ def store_prune(
         verb = "would remove" if dry_run else "removed"
         where = f", archived to {archive}" if keeper and not dry_run else ""
         meanwhile = f"; {len(changed)} changed meanwhile and kept" if changed else ""
-        click.echo(f"{verb} {len(removed)} build(s) not changed since {cutoff}{where}{meanwhile}")
+        click.echo(f"{verb} {len(removed)} build(s) not changed since {shown_time(cutoff)}{where}{meanwhile}")
         for build_id, verdict in holding:
             click.echo(f"kept {build_id}: {verdict.reason}")
     for problem in problems:
@@ -221,14 +234,20 @@ def build() -> None:
 @click.option("--cloud", required=True, help="aws, azure, gcp, openstack, vsphere or local")
 @click.option("--image-type", required=True)
 @click.option("--os", "os_name", default="", help="Operating system, e.g. rhel-8.10")
-@click.option("--states", default=None, help="Plan as comma-separated codes (default: 0,5,...,100)")
+@click.option(
+    "--milestones",
+    "--states",
+    "states",
+    default=None,
+    help="The plan: comma-separated milestone codes (default: 0,5,...,100)",
+)
 @click.option("--meta", multiple=True, metavar="K=V", help="Build metadata (repeatable)")
 @click.option(
     "--title",
     "titles",
     multiple=True,
     metavar="MILESTONE=TITLE",
-    help="The title of a custom milestone of --states, shown everywhere (42='License check'; repeatable)",
+    help="The title of a custom milestone of --milestones, shown everywhere (42='License check'; repeatable)",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the build's record as JSON")
 @click.pass_context
@@ -264,38 +283,56 @@ def build_create(
         click.echo(f"build {rec.build_id} registered: plan {','.join(map(str, rec.plan))}")
 
 
+MILESTONE_HELP = "the milestone's code (42)"
+
+
 @build.command("begin")
 @click.argument("build_id")
-@click.argument("state")
+@click.argument("milestone")
 @click.option("--owner", required=True, help="Who works on the milestone (shown to others)")
 @click.option("--lease-seconds", type=int, default=DEFAULT_LEASE_SECONDS, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the lease (token, id, owner, attempt, expiry) as JSON")
 @click.pass_context
 @handles_errors
-def build_begin(ctx: click.Context, build_id: str, state: str, owner: str, lease_seconds: int) -> None:
-    """Start a milestone; prints the lease token that heartbeat/complete/fail need."""
-    lease = _store(ctx).begin(build_id, _code(state), owner=owner, lease_seconds=lease_seconds)
-    click.echo(lease.token)
+def build_begin(
+    ctx: click.Context, build_id: str, milestone: str, owner: str, lease_seconds: int, as_json: bool
+) -> None:
+    """Start MILESTONE; prints the lease token that heartbeat, complete, fail and set-meta need."""
+    from airflow_provider_imagebuild.build.record import lease_id_of
+
+    code = _code(milestone)
+    lease = _store(ctx).begin(build_id, code, owner=owner, lease_seconds=lease_seconds)
+    if as_json:
+        print_json({"build_id": build_id, "milestone": code, "token": lease.token, "lease_id": lease_id_of(lease.token),
+                    "owner": lease.owner, "attempt": lease.attempt, "expires_at": lease.expires_at})  # fmt: skip
+    else:
+        click.echo(lease.token)
 
 
 @build.command("should-run")
 @click.argument("build_id")
-@click.argument("state")
+@click.argument("milestone")
 @click.option("--owner", default=None, help="The owner that would begin it (its own live lease resumes)")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict (run, done or held) and why as JSON")
 @click.pass_context
 @handles_errors
-def build_should_run(ctx: click.Context, build_id: str, state: str, owner: str | None) -> None:
-    """Whether a step should do milestone STATE's work now, for shell and Concourse steps: exit 0
-    run it, 10 already completed (or skipped: nothing to do), 3 another live lease holds the build
-    (or an earlier milestone is not done), 2 invalid input, 4 no such build."""
+def build_should_run(ctx: click.Context, build_id: str, milestone: str, owner: str | None, as_json: bool) -> None:
+    """Whether a step should do MILESTONE's work now, for shell and Concourse steps: exit 0 run it,
+    10 already completed (or skipped: nothing to do), 3 another live lease holds the build (or an
+    earlier milestone is not done), 2 invalid input, 4 no such build."""
     from datetime import datetime, timezone
 
     from airflow_provider_imagebuild.build.rules import DONE, readiness
 
+    code = _code(milestone)
     rec = _store(ctx).get(build_id)
-    verdict, why = readiness(rec, _code(state), datetime.now(timezone.utc), owner)
+    verdict, why = readiness(rec, code, datetime.now(timezone.utc), owner)
+    if as_json:
+        print_json({"build_id": build_id, "milestone": code, "verdict": verdict or "run", "why": why})
     if verdict not in (None, DONE):
         raise Conflict(why)
-    click.echo(why)
+    if not as_json:
+        click.echo(why)
     if verdict == DONE:
         raise SystemExit(ALREADY_DONE)
 
@@ -305,93 +342,145 @@ ALREADY_DONE = 10  # should-run: the milestone needs no work
 
 @build.command("heartbeat")
 @click.argument("build_id")
-@click.argument("state")
-@click.option("--token", required=True)
+@click.argument("milestone")
+@click.option("--token", required=True, help="The lease token `begin` printed for MILESTONE")
+@click.option("--json", "as_json", is_flag=True, help="Print the lease's id and new expiry as JSON")
 @click.pass_context
 @handles_errors
-def build_heartbeat(ctx: click.Context, build_id: str, state: str, token: str) -> None:
-    """Extend the lease of a running milestone."""
-    lease = _store(ctx).heartbeat(build_id, _code(state), token=token)
-    click.echo(f"lease extended until {lease.expires_at}")
+def build_heartbeat(ctx: click.Context, build_id: str, milestone: str, token: str, as_json: bool) -> None:
+    """Extend the lease of a running MILESTONE."""
+    from airflow_provider_imagebuild.build.record import lease_id_of
+
+    code = _code(milestone)
+    lease = _store(ctx).heartbeat(build_id, code, token=token)
+    if as_json:
+        print_json({"build_id": build_id, "milestone": code, "lease_id": lease_id_of(lease.token),
+                    "expires_at": lease.expires_at})  # fmt: skip
+    else:
+        click.echo(f"lease extended until {shown_time(lease.expires_at)}")
+
+
+def _changed(as_json: bool, rec: BuildRecord, line: str) -> None:
+    """The answer of a command that changed a build: its record (``--json``) or one line."""
+    if as_json:
+        print_json(rec.to_public())
+    else:
+        click.echo(line)
+
+
+JSON_RECORD = "Print the build's record after the change as JSON (as build show --json)"
 
 
 @build.command("complete")
 @click.argument("build_id")
-@click.argument("state")
-@click.option("--token", required=True)
+@click.argument("milestone")
+@click.option("--token", required=True, help="The lease token `begin` printed for MILESTONE")
 @click.option("--output", multiple=True, metavar="K=V", help="Milestone output (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
 @click.pass_context
 @handles_errors
-def build_complete(ctx: click.Context, build_id: str, state: str, token: str, output: tuple[str, ...]) -> None:
-    """Record a milestone as reached, with its outputs."""
-    code = _code(state)
+def build_complete(
+    ctx: click.Context, build_id: str, milestone: str, token: str, output: tuple[str, ...], as_json: bool
+) -> None:
+    """Record MILESTONE as reached, with its outputs."""
+    code = _code(milestone)
     rec = _store(ctx).complete(build_id, code, token=token, outputs=parse_pairs(output, "output"))
-    click.echo(f"milestone {code} of {build_id} completed" + (" - build delivered" if rec.delivered else ""))
+    delivered = " - build delivered" if rec.delivered else ""
+    _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} completed{delivered}")
 
 
 @build.command("set-meta")
 @click.argument("build_id")
-@click.argument("state")
+@click.argument("milestone")
 @click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
-@click.option("--token", required=True, help="The lease token `begin` printed for STATE")
+@click.option("--token", required=True, help="The lease token `begin` printed for MILESTONE")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
 @click.pass_context
 @handles_errors
-def build_set_meta(ctx: click.Context, build_id: str, state: str, items: tuple[str, ...], token: str) -> None:
-    """Record build metadata under the lease of milestone STATE (a shell or Concourse step that
-    launched its own build host records it here). Refused (exit 3) once the lease was taken over
-    or has ended."""
-    code = _code(state)
+def build_set_meta(
+    ctx: click.Context, build_id: str, milestone: str, items: tuple[str, ...], token: str, as_json: bool
+) -> None:
+    """Record build metadata under the lease of MILESTONE (a shell or Concourse step that launched
+    its own build host records it here). Refused (exit 3) once the lease was taken over or has
+    ended."""
+    code = _code(milestone)
     pairs = parse_pairs(items, "meta")
-    _store(ctx).set_metadata(build_id, pairs, actor=_actor(), token=token, state=code)
-    click.echo(f"metadata of {build_id} set: {', '.join(sorted(pairs))}")
+    rec = _store(ctx).set_metadata(build_id, pairs, actor=_actor(), token=token, state=code)
+    _changed(as_json, rec, f"metadata of {build_id} set: {', '.join(sorted(pairs))}")
 
 
 @build.command("fail")
 @click.argument("build_id")
-@click.argument("state")
-@click.option("--token", required=True)
-@click.option("--error", "message", required=True)
+@click.argument("milestone")
+@click.option("--token", required=True, help="The lease token `begin` printed for MILESTONE")
+@click.option("--error", "message", required=True, help="What failed (recorded, secrets redacted)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
 @click.pass_context
 @handles_errors
-def build_fail(ctx: click.Context, build_id: str, state: str, token: str, message: str) -> None:
-    """Record a failed attempt; the build stays at this milestone."""
-    code = _code(state)
-    _store(ctx).fail(build_id, code, token=token, error=message)
-    click.echo(f"milestone {code} of {build_id} failed; the build stays at {code}")
+def build_fail(ctx: click.Context, build_id: str, milestone: str, token: str, message: str, as_json: bool) -> None:
+    """Record a failed attempt at MILESTONE; the build stays at it."""
+    code = _code(milestone)
+    rec = _store(ctx).fail(build_id, code, token=token, error=message)
+    _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} failed; the build stays at {code}")
 
 
 @build.command("reset")
 @click.argument("build_id")
-@click.option("--to", "to", required=True, help="Milestone to run again (it and later ones are un-completed)")
-@click.option("--reason", required=True)
+@click.argument("milestone", required=False)
+@click.option("--to", "to", default=None, metavar="MILESTONE", help="The same as MILESTONE (the older form, kept)")
+@click.option("--reason", required=True, help="Why (recorded in the build's events)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
 @click.pass_context
 @handles_errors
-def build_reset(ctx: click.Context, build_id: str, to: str, reason: str) -> None:
-    """Send a build back so that milestone TO and everything after it run again."""
-    code = _code(to, "--to")
+def build_reset(
+    ctx: click.Context, build_id: str, milestone: str | None, to: str | None, reason: str, as_json: bool
+) -> None:
+    """Send a build back so that MILESTONE and everything after it run again:
+    `imagebuild build reset BUILD_ID 45 --reason TEXT` (`--to 45` is the same)."""
+    code = _milestone_or_to(milestone, to)
     # The store refuses a reset the build could not run from (host released, checkpoints deleted).
     rec = _store(ctx).reset(build_id, to=code, reason=reason, actor=_actor())
-    click.echo(f"build {build_id} reset: next milestone {rec.next_state}")
+    _changed(as_json, rec, f"build {build_id} reset: next milestone {_next(rec)}")
+
+
+def _milestone_or_to(milestone: str | None, to: str | None) -> int:
+    """MILESTONE, or ``--to``: one form like every command's, the older one still accepted."""
+    if milestone is None and to is None:
+        raise InvalidInput("MILESTONE", "give the milestone to run again: reset BUILD_ID MILESTONE --reason TEXT")
+    if milestone is not None and to is not None and _code(milestone) != _code(to, "--to"):
+        raise InvalidInput("--to", f"names milestone {to} but MILESTONE is {milestone}: give one of them")
+    return _code(milestone) if milestone is not None else _code(str(to), "--to")
+
+
+def _next(rec: BuildRecord) -> str:
+    return "none (delivered)" if rec.next_state is None else rec.label(rec.next_state)
 
 
 @build.command("skip")
 @click.argument("build_id")
-@click.argument("state")
+@click.argument("milestone")
 @click.option("--reason", required=True, help="Why the milestone is stepped over (recorded)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
 @click.pass_context
 @handles_errors
-def build_skip(ctx: click.Context, build_id: str, state: str, reason: str) -> None:
-    """Step over the build's next milestone on purpose: it counts as done for the plan's order and
-    is shown as skipped, with the reason and who decided. (Airflow's "Mark success" records nothing
-    in the build.) Seal and publish, and what the pipeline marks `skippable: false`, cannot be skipped."""
-    code = _code(state)
+def build_skip(ctx: click.Context, build_id: str, milestone: str, reason: str, as_json: bool) -> None:
+    """Step over MILESTONE, the build's next one, on purpose: it counts as done for the plan's
+    order and is shown as skipped, with the reason and who decided. (Airflow's "Mark success"
+    records nothing in the build.) Seal and publish, and what the pipeline marks `skippable:
+    false`, cannot be skipped."""
+    code = _code(milestone)
     rec = _store(ctx).skip(build_id, code, reason=reason, actor=_actor())
-    click.echo(f"milestone {code} of {build_id} skipped: next milestone {rec.next_state}")
+    _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} skipped: next milestone {_next(rec)}")
 
 
 @build.command("show")
 @click.argument("build_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The build's record as JSON (with its build_status and, while running, its eta)",
+)
 @click.pass_context
 @handles_errors
 def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
@@ -410,12 +499,14 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     shown = {**rec.to_public(), "eta": format_ts(expected) if expected else None}
     emit(as_json, lambda: shown, lambda render: render.build_table(rec))
     if expected is not None and not as_json:
-        click.echo(f"expected to be delivered at {format_ts(expected)} (from the pipeline's earlier builds)")
+        click.echo(
+            f"expected to be delivered at {shown_time(format_ts(expected))} (from the pipeline's earlier builds)"
+        )
 
 
 @build.command("history")
 @click.argument("build_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Every attempt and event as a JSON list")
 @click.pass_context
 @handles_errors
 def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
@@ -435,10 +526,13 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
 @click.option("--pipeline", default=None)
 @click.option("--updated-before", default=None, metavar="ISO8601")
 @click.option("--updated-after", default=None, metavar="ISO8601")
-@click.option("--state", default=None, help="Builds whose current milestone is STATE")
+@click.option("--milestone", default=None, metavar="MILESTONE", help="Builds whose current milestone is MILESTONE")
+@click.option("--state", "state_alias", default=None, hidden=True)  # the older name of --milestone
 @click.option("--image-type", default=None)
 @click.option("--since", default=None, help="Builds created in the last N days (30d) or hours (12h)")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="The builds as a JSON list (one summary each, with its build_status)"
+)
 @click.pass_context
 @handles_errors
 def build_list(
@@ -448,7 +542,8 @@ def build_list(
     pipeline: str | None,
     updated_before: str | None,
     updated_after: str | None,
-    state: str | None,
+    milestone: str | None,
+    state_alias: str | None,
     image_type: str | None,
     since: str | None,
     as_json: bool,
@@ -463,7 +558,8 @@ def build_list(
 
     wanted = check_build_status(status) if status is not None else None
     flt = ListFilter.checked(cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after)
-    code = _code(state, "--state") if state is not None else None
+    wanted_code = milestone if milestone is not None else state_alias
+    code = _code(wanted_code, "--milestone") if wanted_code is not None else None
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     records, problems = _store(ctx).scan_builds(flt)
     records = [
@@ -485,7 +581,9 @@ def build_list(
 @click.option(
     "--since", default="30d", show_default=True, help="Builds created in the last N days (30d) or hours (12h)"
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="The report as JSON (with build_status: how many builds have each)"
+)
 @click.pass_context
 @handles_errors
 def report(ctx: click.Context, pipeline: str | None, cloud: str | None, since: str, as_json: bool) -> None:

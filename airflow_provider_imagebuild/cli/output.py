@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timezone
 from typing import Any, TypeVar
 
 import click
@@ -106,10 +107,31 @@ def print_json(data: Any) -> None:
 
 
 def emit(as_json: bool, data: Callable[[], Any], table: Callable[[Any], Any]) -> None:
-    """``--json`` prints ``data()``; otherwise a rich table (rich costs 0.2 s, so it loads only here)."""
+    """``--json`` prints ``data()``; otherwise a table: drawn with boxes for a person at a terminal,
+    as tab-separated lines when the output goes to a pipe or a file (rich costs 0.2 s, so it loads
+    only here)."""
     if as_json:
         print_json(data())
         return
     from airflow_provider_imagebuild.cli import render
 
-    render.console().print(table(render))
+    made = table(render)
+    if sys.stdout.isatty():
+        render.console().print(made)
+    else:
+        click.echo(render.as_tsv(made), nl=False)
+
+
+def shown_time(stamp: str | None) -> str:
+    """A stored time (``2026-11-27T07:03:12.123456Z``) as the Image builds pages show times,
+    ``2026-11-27 08:03:12``, in this machine's time zone (``TZ``), its name after it: ``CET``,
+    ``UTC``. JSON answers keep the stored form."""
+    if not stamp:
+        return ""
+    from datetime import datetime
+
+    try:
+        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).astimezone()
+    except ValueError:
+        return stamp
+    return moment.strftime("%Y-%m-%d %H:%M:%S ") + (moment.tzname() or "")

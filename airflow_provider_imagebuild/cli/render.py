@@ -8,9 +8,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import build_status
+from airflow_provider_imagebuild.cli.output import shown_time
 from airflow_provider_imagebuild.plan import PipelinePlan
 
 STATUS_STYLE = {
@@ -28,10 +30,30 @@ STATUS_STYLE = {
 
 
 def console(stderr: bool = False) -> Console:
-    """A console that does not squeeze tables to 80 columns when output goes to a pipe or file."""
+    """A console that does not squeeze tables to 80 columns when output goes to a pipe or file, and
+    writes no escape sequence at all (no colour, no bold or italic) when ``NO_COLOR`` is set."""
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS", "140"))
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False, color_system=None if plain else "auto")
+
+
+def _plain(cell: object) -> str:
+    """A cell's text without markup, on one line (a tab or newline would split a TSV row)."""
+    text = Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
+    return " ".join(text.split("\t")).replace("\r", " ").replace("\n", " ")
+
+
+def as_tsv(table: Table) -> str:
+    """A table for a pipe or a file: the column names, then one tab-separated line per row (no
+    box drawing, no markup); the title and the caption, when there are, on lines starting ``# ``."""
+    lines = [f"# {_plain(table.title)}"] if table.title else []
+    lines.append("\t".join(_plain(column.header) for column in table.columns))
+    rows = zip(*(list(column.cells) for column in table.columns), strict=True)
+    lines.extend("\t".join(_plain(cell) for cell in row) for row in rows)
+    if table.caption:
+        lines.append(f"# {_plain(table.caption)}")
+    return "\n".join(lines) + "\n"
 
 
 def _duration(seconds: float | None) -> str:
@@ -98,21 +120,27 @@ def build_table(rec: BuildRecord) -> Table:
         count = f"{len(runs)}" + (f"+{replays}r" if replays else "")
         style = STATUS_STYLE.get(status, "dim")
         table.add_row(
-            str(code), rec.title(code), f"[{style}]{status}[/]", count if runs else "", duration, finished, detail
+            str(code),
+            rec.title(code),
+            f"[{style}]{status}[/]",
+            count if runs else "",
+            duration,
+            shown_time(finished),
+            detail,
         )
     return table
 
 
 def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"history of build {build_id}", title_justify="left")
-    for column in ("at", "what", "state", "attempt", "status", "owner/actor", "detail"):
+    for column in ("at", "what", "milestone", "attempt", "status", "owner/actor", "detail"):
         table.add_column(column)
     for row in rows:
         if row["type"] == "attempt":
             what = "attempt" if row["kind"] == "run" else row["kind"]
             style = STATUS_STYLE.get(row["status"], "")
             table.add_row(
-                row["at"],
+                shown_time(row["at"]),
                 what,
                 str(row["state"]),
                 str(row["attempt"]),
@@ -122,7 +150,7 @@ def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
             )
         else:
             table.add_row(
-                row["at"],
+                shown_time(row["at"]),
                 row["kind"],
                 "" if row["state"] is None else str(row["state"]),
                 "",
@@ -146,7 +174,7 @@ def list_table(records: list[BuildRecord]) -> Table:
             rec.image_type,
             f"[{STATUS_STYLE.get(word, '')}]{word}[/]",
             f"{rec.label(rec.current_state)} ({rec.status})",
-            rec.updated_at,
+            shown_time(rec.updated_at),
         )
     return table
 

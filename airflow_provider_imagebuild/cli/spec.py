@@ -43,7 +43,9 @@ def spec_group() -> None:
 
 @spec_group.command("check")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="The valid specs (file, DAG, milestones) and the invalid ones as JSON"
+)
 @handles_errors
 def spec_check(paths: tuple[Path, ...], as_json: bool) -> None:
     """Validate specs: files, or folders of *.yaml/*.yml (default: $IMAGEBUILD_PIPELINES_DIR, else
@@ -71,7 +73,7 @@ def spec_check(paths: tuple[Path, ...], as_json: bool) -> None:
 
 @spec_group.command("plan")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The plan (its steps, actions and retry policies) as JSON")
 @handles_errors
 def spec_plan(path: Path, as_json: bool) -> None:
     """The DAG a spec becomes: one row per milestone task, with its phase, action and retry policy."""

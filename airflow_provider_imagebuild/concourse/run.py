@@ -1,6 +1,6 @@
 """One milestone of a spec, run outside Airflow: what a Concourse step (or any shell job) calls.
 
-``imagebuild milestone run SPEC STATE --build-id ID`` builds the spec's DAG with the same factory
+``imagebuild milestone run SPEC MILESTONE --build-id ID`` builds the spec's DAG with the same factory
 the DAG file uses and executes that milestone's task in this process, so a step does exactly what
 the Airflow task does: the skip of a milestone already reached, the lease (begin, heartbeats,
 take-over of an expired one), the action through the same target code (build host launch or
@@ -61,7 +61,7 @@ def milestone_task(spec_path: Path, state: int) -> Any:
     for task in dag.tasks:
         if getattr(task, "state", None) == state:
             return task
-    raise InvalidInput("STATE", f"milestone {state} is not in the plan of {spec_path} ({spec.pipeline})")
+    raise InvalidInput("MILESTONE", f"milestone {state} is not in the plan of {spec_path} ({spec.pipeline})")
 
 
 def run_milestone(spec_path: Path, state: int, build_id: str, *, engine: str, try_number: int = 1) -> dict[str, Any]:
@@ -75,7 +75,9 @@ def run_milestone(spec_path: Path, state: int, build_id: str, *, engine: str, tr
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        outputs: dict[str, Any] = task.execute(context)
+        # The task's work without Airflow's guard against execute() outside its Task Runner (it
+        # would warn on every step): there is no Task Runner here, by design.
+        outputs: dict[str, Any] = task.execute_milestone(context)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return outputs

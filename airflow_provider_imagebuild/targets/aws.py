@@ -39,6 +39,7 @@ from typing import Any
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.aws import AwsClients, aws_errors, client_error_code
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
+from airflow_provider_imagebuild.rerun import rerun_advice
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
@@ -324,7 +325,7 @@ class AwsTarget(LaunchTestTarget):
                 f"an image named {name} ({image_id}) exists in {self.region} and is not build {build.build_id}'s "
                 f"milestone {milestone} (not this account's, or without the BuildId/Pipeline/ManagedBy/Milestone "
                 "tags the template writes): it is neither adopted nor deregistered; deregister it if it is a "
-                "leftover, then clear the task",
+                f"leftover, then {rerun_advice()}",
             )
         state = image.get("State", "available")
         if state == "pending":

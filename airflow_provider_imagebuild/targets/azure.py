@@ -47,6 +47,7 @@ from typing import Any
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.rerun import rerun_advice
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.targets.azure_names import AzureNames
 from airflow_provider_imagebuild.targets.azure_names import gallery_version as gallery_version
@@ -319,7 +320,7 @@ class AzureTarget(DigestNames, LaunchTestTarget):
                 "packer artifact",
                 f"managed image {name} in resource group {self.group} exists and is not build {build.build_id}'s "
                 f"milestone {milestone} image (its tags do not say so); it is left alone: remove or rename it, "
-                "then clear the milestone",
+                f"then {rerun_advice()}",
             )
         state = str(_get(image, "properties", "provisioningState") or "")
         if state != "Succeeded":

@@ -63,6 +63,7 @@ from typing import Any, Literal
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.rerun import rerun_advice
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
@@ -362,7 +363,7 @@ class VsphereTarget(DigestNames, LaunchTestTarget):
                 "packer artifact",
                 f"a VM or template named {name} exists in {self.folder_path()} and is not build {build.build_id}'s "
                 "(no imagebuild.build and imagebuild.pipeline of this build, which the template writes): it is "
-                "neither adopted nor destroyed; remove it if it is a leftover, then clear the task",
+                f"neither adopted nor destroyed; remove it if it is a leftover, then {rerun_advice()}",
             )
         if template:
             return {"": name}

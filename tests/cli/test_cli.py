@@ -121,8 +121,8 @@ def test_walkthrough_with_exit_codes(sqlite_url: str) -> None:
         (["build", "show", "x" * 200], 2, "build_id"),
         (["build", "show", "ünï"], 2, "build_id"),
         (["build", "show", "nope"], 4, "not found"),
-        (["build", "begin", "b", "True", "--owner", "o"], 2, "STATE"),
-        (["build", "begin", "b", "ten", "--owner", "o"], 2, "STATE"),
+        (["build", "begin", "b", "True", "--owner", "o"], 2, "MILESTONE"),
+        (["build", "begin", "b", "ten", "--owner", "o"], 2, "MILESTONE"),
         (["build", "begin", "b", "105", "--owner", "o"], 2, "between 0 and 100"),
         (["build", "begin", "b", "--owner", "o", "--", "-5"], 2, "between 0 and 100"),
         (["build", "begin", "b", "7", "--owner", "o"], 2, "not in the plan"),
@@ -135,7 +135,7 @@ def test_walkthrough_with_exit_codes(sqlite_url: str) -> None:
         (["build", "begin", "b", "5"], 2, "--owner"),
         (["build", "show", "b\n"], 2, "build_id"),
         ([*CREATE_C[:4], "p\nq", *CREATE_C[5:]], 2, "pipeline"),
-        (["build", "begin", "b", "\u0665", "--owner", "o"], 2, "STATE"),  # an Arabic-Indic five
+        (["build", "begin", "b", "\u0665", "--owner", "o"], 2, "MILESTONE"),  # an Arabic-Indic five
         ([*CREATE_C, "--meta", "host_id=/var/tmp/imagebuild/other/rootfs"], 2, "reserved for the build target"),
         ([*CREATE_C, "--meta", "db_password=x"], 2, "looks like a secret"),
         (["build", "reset", "b", "--to", "5", "--reason", "x\x1b[2Jy"], 2, "control characters"),
