@@ -38,7 +38,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec import TargetSpec
@@ -344,7 +343,7 @@ class LocalTarget(Target):
             "milestones": [
                 {
                     "code": code,
-                    "title": title_of(code),
+                    "title": build.title(code),
                     "completed_at": ms.completed_at,
                     "duration_s": ms.duration_s,
                     "attempt": ms.attempt,
