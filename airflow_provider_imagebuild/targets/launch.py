@@ -144,7 +144,9 @@ class LaunchTestTarget(Target):
                 "image_id", f"{what} is not build {build.build_id}'s image; a test instance is launched only from it"
             )
         key = self.launch_test_key()
-        report = BootReport(request.stage, request.firmware, accel=f"{self.name} test instance")
+        # The firmware is the image's and the cloud's choice (AMI boot mode, Hyper-V generation...),
+        # not the spec's: recorded as "cloud" rather than a qemu firmware name that was never used.
+        report = BootReport(request.stage, "cloud", accel=f"{self.name} test instance")
         started = time.monotonic()
         deadline = started + request.timeout_s
         for leftover in self.leftover_test_instances(build):

@@ -825,6 +825,7 @@ def test_the_launch_test_proves_the_sealed_image_and_cleans_up(
     assert outputs["boot_sealed_passed"] is True and outputs["boot_sealed_image"] == run.image
     assert outputs["boot_sealed_playbook_ok"] > 0 and outputs["boot_sealed_playbook_failed"] == 0
     assert ("boot_sealed_login_prompt_s" in outputs) == case.console
+    assert outputs["boot_sealed_firmware"] == case.boot.get("before_publish", "cloud")  # a cloud boots as it does
     if case.name != "local":
         instance = outputs["boot_sealed_instance"]
         assert instance != "" and (case.names_reused or instance != leftover)
