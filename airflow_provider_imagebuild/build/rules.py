@@ -110,7 +110,7 @@ def change_plan(rec: BuildRecord, identity: BuildIdentity, actor: str, now: date
     if conflicts:
         raise Conflict(
             f"the plan of build {rec.build_id} changed where the build is done: {'; '.join(conflicts)}. "
-            f"Reset the build to an earlier milestone (imagebuild build reset {rec.build_id} --to N) "
+            f"Reset the build to an earlier milestone (imagebuild build reset {rec.build_id} N) "
             "or start a new build id"
         )
     if rec.lease is not None and rec.lease.state in removed:

@@ -11,10 +11,10 @@ out-of-order milestones, so phases as jobs add wiring and no safety.
 Each milestone's step (a ``task`` on the provider's image, with the repository holding the spec
 as its ``source`` input):
 
-1. ``imagebuild build should-run BUILD_ID STATE``: 10 (already completed) ends the step green;
+1. ``imagebuild build should-run BUILD_ID MILESTONE``: 10 (already completed) ends the step green;
    3 (another live lease holds the build) and the other errors fail it; 4 (no such build) is
    fine only for milestone 0, which registers the build;
-2. ``imagebuild milestone run SPEC STATE --build-id BUILD_ID``: the very task the Airflow DAG runs
+2. ``imagebuild milestone run SPEC MILESTONE --build-id BUILD_ID``: the very task the Airflow DAG runs
    (:mod:`.run`): begin, heartbeats while the action runs, the action itself (Packer,
    ansible-playbook through the target, the command), complete with outputs, or fail with the
    error; SIGTERM from an abort or a timeout stops the tool and records the failure;
