@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from airflow_provider_imagebuild.cli.output import handles_errors
+from airflow_provider_imagebuild.cli.output import handles_errors, print_json
 
 
 @click.command("init")
@@ -23,8 +23,14 @@ from airflow_provider_imagebuild.cli.output import handles_errors
     "exit 0). A symbolic link, or a folder where a file goes (or the reverse), inside FOLDER is refused before "
     "anything is written: init never writes through a link.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="What was written, left alone and put beside, the connection to create and the values to fill in, as JSON",
+)
 @handles_errors
-def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | None, force: bool) -> None:
+def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | None, force: bool, as_json: bool) -> None:
     """A ready project in FOLDER: a pipeline spec for the cloud, the playbooks per milestone,
     group_vars, the Packer template where the cloud uses one, the DAG file, a README and a
     Makefile (make check, make run BUILD_ID=...).
@@ -36,6 +42,13 @@ def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | No
 
     plan = plan_scaffold(folder, cloud, os_name, image_type, name, force)
     report = write_scaffold(plan)
+    todo = placeholders(load_yaml(plan.spec_path.read_text()))
+    if as_json:
+        print_json({"folder": str(folder), "pipeline": plan.name, "dag_id": plan.dag_id,
+                    "written": [str(p) for p in report.written], "unchanged": [str(p) for p in report.unchanged],
+                    "beside": [str(p) for p in report.beside], "connection": connection_todo(plan.cloud),
+                    "fill_in": [{"key": key_path, "what": what} for key_path, what in todo]})  # fmt: skip
+        return
     same = f" ({_files(len(report.unchanged))} already as init writes them, left alone)" if report.unchanged else ""
     click.echo(f"wrote {_files(len(report.written))} into {folder}{same}: pipeline {plan.name}, DAG {plan.dag_id}")
     if report.beside:
@@ -44,7 +57,6 @@ def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | No
         for path in report.beside:
             click.echo(f"  {path}")
     click.echo(f"before the first run: create {connection_todo(plan.cloud)}")
-    todo = placeholders(load_yaml(plan.spec_path.read_text()))
     if todo:
         click.echo(f"and fill in these values of {plan.spec_path} (`make check` names those left):")
         for key_path, what in todo:

@@ -72,7 +72,19 @@ def test_reset_takes_the_milestone_as_skip_does_and_keeps_to(url: str) -> None:
     assert code == 2 and err.count("\n") == 1 and "MILESTONE" in err
 
 
-PRINTING = ("begin", "complete", "fail", "skip", "reset", "heartbeat", "set-meta", "should-run", "create", "show")
+PRINTING = (
+    "begin",
+    "complete",
+    "fail",
+    "skip",
+    "reset",
+    "heartbeat",
+    "set-meta",
+    "should-run",
+    "create",
+    "show",
+    "init",
+)
 
 
 def test_every_command_that_prints_takes_json_with_help(url: str) -> None:
@@ -101,6 +113,9 @@ def test_every_command_that_prints_takes_json_with_help(url: str) -> None:
     assert as_json("build", "should-run", "b-1", "10")["verdict"] == "run"
     assert as_json("build", "skip", "b-1", "10", "--reason", "not today")["next_state"] == 15
     assert as_json("build", "reset", "b-1", "5", "--reason", "again")["next_state"] == 5
+    project = Path(url.removeprefix("sqlite:///")).parent / "project"
+    made = as_json("init", str(project), "--cloud", "local", "--os", "debian-12", "--image-type", "base")
+    assert made["dag_id"] == "imagebuild_local_debian_12_base" and str(project / "Makefile") in made["written"]
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
