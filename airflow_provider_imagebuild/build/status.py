@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow_provider_imagebuild.build.record import FAILED, IN_PROGRESS, BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.record import COMPLETED, FAILED, IN_PROGRESS, BuildRecord, parse_ts
 from airflow_provider_imagebuild.errors import InvalidInput
 
 REGISTERED = "registered"
@@ -58,6 +58,17 @@ def build_status(rec: BuildRecord, now: datetime | None = None) -> str:
     if rec.current_state == rec.plan[0]:
         return REGISTERED
     return WAITING
+
+
+# The milestone status every build of a build status has, so that a listing by build status can
+# ask the store for that status first (DynamoDB's status index) and check the word on what it reads.
+# A failed build's milestone may read failed or in_progress (its worker died): no single one.
+_MILESTONE_STATUS = {REGISTERED: COMPLETED, WAITING: COMPLETED, DELIVERED: COMPLETED, RUNNING: IN_PROGRESS}
+
+
+def milestone_status_of(word: str) -> str | None:
+    """The milestone status every build whose build status is ``word`` has (None: several)."""
+    return _MILESTONE_STATUS.get(word)
 
 
 def check_build_status(value: object, field: str = "--status") -> str:

@@ -554,10 +554,16 @@ def build_list(
 
     from airflow_provider_imagebuild.build.record import parse_ts
     from airflow_provider_imagebuild.build.report import parse_since
-    from airflow_provider_imagebuild.build.status import build_status, check_build_status
+    from airflow_provider_imagebuild.build.status import build_status, check_build_status, milestone_status_of
 
     wanted = check_build_status(status) if status is not None else None
-    flt = ListFilter.checked(cloud=cloud, pipeline=pipeline, updated_before=updated_before, updated_after=updated_after)
+    flt = ListFilter.checked(
+        status=milestone_status_of(wanted) if wanted else None,  # the store's status index first
+        cloud=cloud,
+        pipeline=pipeline,
+        updated_before=updated_before,
+        updated_after=updated_after,
+    )
     wanted_code = milestone if milestone is not None else state_alias
     code = _code(wanted_code, "--milestone") if wanted_code is not None else None
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
