@@ -22,6 +22,7 @@ from airflow_provider_imagebuild.cli.output import (
     emit,
     fail,
     handles_errors,
+    note,
     print_json,
     shown_time,
     warn,
@@ -499,9 +500,7 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     shown = {**rec.to_public(), "eta": format_ts(expected) if expected else None}
     emit(as_json, lambda: shown, lambda render: render.build_table(rec))
     if expected is not None and not as_json:
-        click.echo(
-            f"expected to be delivered at {shown_time(format_ts(expected))} (from the pipeline's earlier builds)"
-        )
+        note(f"expected to be delivered at {shown_time(format_ts(expected))} (from the pipeline's earlier builds)")
 
 
 @build.command("history")

@@ -122,6 +122,12 @@ def emit(as_json: bool, data: Callable[[], Any], table: Callable[[Any], Any]) ->
         click.echo(render.as_tsv(made), nl=False)
 
 
+def note(text: str) -> None:
+    """A line said after a table: piped, it starts ``# `` like the table's title and caption, so
+    the tab-separated rows stay the only other lines."""
+    click.echo(text if sys.stdout.isatty() else f"# {text}")
+
+
 def shown_time(stamp: str | None) -> str:
     """A stored time (``2026-11-27T07:03:12.123456Z``) as the Image builds pages show times,
     ``2026-11-27 08:03:12``, in this machine's time zone (``TZ``), its name after it: ``CET``,

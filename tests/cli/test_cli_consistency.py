@@ -151,6 +151,16 @@ def test_piped_tables_are_tab_separated_and_a_terminal_gets_boxes_without_colour
     listed = run("build", "list", env=env).stdout.splitlines()
     assert listed[1].split("\t")[:2] == ["build", "pipeline"] and listed[2].startswith("b-1\tp\taws\tt\tregistered\t")
 
+    for build_id in ("d-1", "r-1"):  # a delivered build gives a running one of its pipeline an ETA
+        create = ["build", "create", build_id, "--pipeline", "q", "--cloud", "aws", "--image-type", "t"]
+        assert invoke(url, *create, "--milestones", "0,5,100")[0] == 0
+    for code in ("5", "100"):
+        token = invoke(url, "build", "begin", "d-1", code, "--owner", "w/1")[1].strip()
+        assert invoke(url, "build", "complete", "d-1", code, "--token", token)[0] == 0
+    assert invoke(url, "build", "begin", "r-1", "5", "--owner", "w/2")[0] == 0
+    running = run("build", "show", "r-1", env=env).stdout.splitlines()
+    assert running[-1].startswith("# expected to be delivered at "), running
+
     drawn = in_a_terminal("build", "list", env={**env, "NO_COLOR": ""})
     assert BOXES.search(drawn) and "\x1b[" in drawn  # a person's terminal: boxes and styles
     plain = in_a_terminal("build", "list", env={**env, "NO_COLOR": "1"})
