@@ -38,6 +38,7 @@ from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
+from airflow_provider_imagebuild.clouds.connections import missing_connection
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
 from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
@@ -165,8 +166,8 @@ class BuildOperator(BaseOperator):
         try:
             try:
                 return self.run_task(context)
-            except InvalidInput as exc:
-                raise AirflowFailException(f"invalid input: {exc}") from exc
+            except InvalidInput as exc:  # names the field and the reason: its traceback adds nothing
+                raise AirflowFailException(f"invalid input: {exc}") from None
             except StoreUnavailable as exc:
                 raise AirflowException(f"store unreachable: {exc}") from exc
         except Exception as raised:
@@ -273,13 +274,16 @@ class MilestoneOperator(BuildOperator):
             outputs = session.checked_outputs(outputs)
         except BaseException as raised:
             exc = self.redacted(raised)  # before its text is matched, logged, recorded or announced
-            stopped = self._persistent(exc)
+            missing = missing_connection(exc)  # a connection to create: one line, not retried
+            stopped = AirflowFailException(missing) if missing else self._persistent(exc)
             self._record_failure(session, stopped or exc)
+            cause = (str(stopped or exc).strip() or type(exc).__name__).splitlines()[0][:500]
+            self.log.error("%s of build %s failed: %s", name, build_id, cause)  # the cause first, then the advice
             self._log_resume_hint(rec)
             if isinstance(exc, Exception):
                 self._announce_failure(store, build_id, context, stopped or exc)
             if stopped is not None:
-                raise stopped from exc
+                raise stopped from (None if missing else exc)
             if exc is raised:
                 raise
             raise exc from exc.__cause__
