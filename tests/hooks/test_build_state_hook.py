@@ -140,7 +140,7 @@ def test_provider_metadata_is_one_valid_source_listing_every_module() -> None:
     shipped = {
         f"airflow_provider_imagebuild.operators.{m.name}"
         for m in pkgutil.iter_modules(operators.__path__)
-        if m.name not in ("session", "links", "trigger")  # the milestone session, extra links, trigger form: no operator
+        if m.name not in ("session", "links", "trigger")  # session, extra links, trigger form: no operator
     }
     assert set(listed) == shipped
     from airflow.sdk import BaseOperatorLink
