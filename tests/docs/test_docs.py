@@ -120,25 +120,46 @@ def test_the_check_names_a_command_or_option_the_site_lacks(site: Path) -> None:
     assert undocumented_commands(grown, sections) == ["imagebuild store url --since-epoch", "imagebuild store vacuum"]
 
 
-def cited_commands(text: str) -> Iterator[str]:
-    """``imagebuild WORD [WORD]`` as cited in code (spans and blocks) of a hand-written page."""
-    code = re.findall(r"```.*?```|`[^`\n]+`", text, flags=re.S)
-    for snippet in code:
-        for found in re.finditer(r"(?<![\w/-])imagebuild((?: [a-z][a-z-]*){1,2})", snippet):
-            yield found.group(1).strip()
+def cited_commands(text: str) -> Iterator[list[str]]:
+    """The words after ``imagebuild`` as cited in code (spans and blocks) of a hand-written page,
+    up to the end of the command (a pipe, ``;``, ``&&``, a comment, the line's end)."""
+    for snippet in re.findall(r"```.*?```|`[^`\n]+`", text, flags=re.S):
+        for line in snippet.replace("`", " ").splitlines():
+            for found in re.finditer(r"(?<![\w/-])imagebuild((?: [^\s|;&#]+)*)", line):
+                yield found.group(1).split()
 
 
-def test_hand_written_pages_cite_only_commands_that_exist() -> None:
-    wrong: list[str] = []
-    for page in sorted(DOCS.rglob("*.md")):
-        for words in cited_commands(page.read_text(encoding="utf-8")):
-            first, _, second = words.partition(" ")
-            command = cli.commands.get(first)
-            if command is None:
-                wrong.append(f"{page.relative_to(ROOT)}: imagebuild {first}")
-            elif isinstance(command, click.Group) and second and second not in command.commands:
-                wrong.append(f"{page.relative_to(ROOT)}: imagebuild {first} {second}")
+def citation_problem(words: list[str]) -> str | None:
+    """What is wrong with ``imagebuild WORDS...``: a command that does not exist, or an option
+    its command does not take; None when the CLI would recognise it."""
+    command: click.Command = cli
+    path = [PROG]
+    for word in words:
+        if not (isinstance(command, click.Group) and not word.startswith("-")):
+            break
+        if word not in command.commands:
+            return f"{' '.join(path)} has no command {word!r}" if word.isidentifier() or "-" in word else None
+        command = command.commands[word]
+        path.append(word)
+    flags = {flag for param in command.params for flag in (*param.opts, *param.secondary_opts)}
+    for word in words[len(path) - 1 :]:
+        flag = word.split("=")[0]
+        if flag.startswith("--") and flag not in flags:
+            return f"{' '.join(path)} has no option {flag}"
+    return None
+
+
+def test_hand_written_pages_cite_only_commands_and_options_that_exist() -> None:
+    wrong = [
+        f"{page.relative_to(ROOT)}: {problem}"
+        for page in sorted(DOCS.rglob("*.md"))
+        for words in cited_commands(page.read_text(encoding="utf-8"))
+        if (problem := citation_problem(words))
+    ]
     assert wrong == []
+    assert citation_problem(["history"]) == "imagebuild has no command 'history'"
+    assert citation_problem(["build", "list", "--stage", "55"]) == "imagebuild build list has no option --stage"
+    assert citation_problem(["build", "list", "--status", "failed"]) is None
 
 
 # --- the spec -------------------------------------------------------------------------------------
