@@ -67,6 +67,39 @@ def _actor() -> str:
         return "cli:unknown"
 
 
+SPECS_HELP = (
+    "Read every store the specs in this folder name, and the deployment's own, as the Image builds "
+    "pages do (each build says which store it lives in); not with --store or --conn-id."
+)
+
+
+def _scan(
+    ctx: click.Context, flt: ListFilter, specs: str | None
+) -> tuple[list[BuildRecord], list[str], dict[str, Any]]:
+    """The builds a listing reads: the one store of the command, or with ``--specs`` every store the
+    deployment's specs name (:class:`..hooks.deployment_stores.DeploymentStores`, what the UI reads).
+    Returns the records, the problems to warn of, and what to add to a JSON answer about stores."""
+    if specs is None:
+        records, corrupt = _store(ctx).scan_builds(flt)
+        return records, [str(problem) for problem in corrupt], {}
+    from pathlib import Path
+
+    from airflow_provider_imagebuild.hooks.deployment_stores import DeploymentStores
+
+    root = ctx.find_root().obj
+    if root.get("url") or root.get("conn_id"):
+        raise InvalidInput("--specs", "reads the stores the specs name: give it without --store or --conn-id")
+    folder = Path(specs)
+    if not folder.is_dir():
+        raise InvalidInput("--specs", f"{specs!r} is not a folder of pipeline specs")
+    stores = DeploymentStores(folder)
+    records, unreadable = stores.scan_builds(flt)
+    where = {rec.build_id: stores.where(rec.build_id) or "" for rec in records}
+    problems = [f"store {label} cannot be read" for label in unreadable]
+    read = [place.label for place in stores.stores() if place.label not in unreadable]
+    return records, problems, {"where": where, "stores": read, "unreadable_stores": unreadable}
+
+
 def _code(text: str, field: str = "MILESTONE") -> int:
     return parse_code(text, field)
 
@@ -529,6 +562,7 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
 @click.option("--state", "state_alias", default=None, hidden=True)  # the older name of --milestone
 @click.option("--image-type", default=None)
 @click.option("--since", default=None, help="Builds created in the last N days (30d) or hours (12h)")
+@click.option("--specs", default=None, metavar="FOLDER", help=SPECS_HELP)
 @click.option(
     "--json", "as_json", is_flag=True, help="The builds as a JSON list (one summary each, with its build_status)"
 )
@@ -545,6 +579,7 @@ def build_list(
     state_alias: str | None,
     image_type: str | None,
     since: str | None,
+    specs: str | None,
     as_json: bool,
 ) -> None:
     """List builds, newest change first. A record that cannot be read is reported on stderr and
@@ -566,7 +601,7 @@ def build_list(
     wanted_code = milestone if milestone is not None else state_alias
     code = _code(wanted_code, "--milestone") if wanted_code is not None else None
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
-    records, problems = _store(ctx).scan_builds(flt)
+    records, problems, stores = _scan(ctx, flt, specs)
     records = [
         r
         for r in records
@@ -575,7 +610,14 @@ def build_list(
         and (start is None or parse_ts(r.created_at) >= start)
         and (wanted is None or build_status(r) == wanted)
     ]
-    emit(as_json, lambda: [_summary(r) for r in records], lambda render: render.list_table(records))
+    where = stores.get("where")
+
+    def summaries() -> list[dict[str, Any]]:
+        return [_summary(r) | ({"store": where[r.build_id]} if where else {}) for r in records]
+
+    emit(as_json, summaries, lambda render: render.list_table(records))
+    if where and not as_json:
+        note(f"read: {', '.join(stores['stores']) or 'no store'} (`--json` says which store each build lives in)")
     for problem in problems:
         warn(f"{problem} (not listed)")
 
@@ -586,12 +628,15 @@ def build_list(
 @click.option(
     "--since", default="30d", show_default=True, help="Builds created in the last N days (30d) or hours (12h)"
 )
+@click.option("--specs", default=None, metavar="FOLDER", help=SPECS_HELP)
 @click.option(
     "--json", "as_json", is_flag=True, help="The report as JSON (with build_status: how many builds have each)"
 )
 @click.pass_context
 @handles_errors
-def report(ctx: click.Context, pipeline: str | None, cloud: str | None, since: str, as_json: bool) -> None:
+def report(
+    ctx: click.Context, pipeline: str | None, cloud: str | None, since: str, specs: str | None, as_json: bool
+) -> None:
     """Success rate, deliveries per day, p50/p90 per milestone, the milestones that fail most with
     their top error lines, retries spent and the time resumes saved."""
     from datetime import datetime, timezone
@@ -601,9 +646,13 @@ def report(ctx: click.Context, pipeline: str | None, cloud: str | None, since: s
     now = datetime.now(timezone.utc)
     start = parse_since(since, now)
     flt = ListFilter.checked(cloud=cloud, pipeline=pipeline)
-    records, problems = _store(ctx).scan_builds(flt)
+    records, problems, stores = _scan(ctx, flt, specs)
     result = build_report(records, since=start, now=now)
+    if stores:
+        result |= {"stores": stores["stores"], "unreadable_stores": stores["unreadable_stores"]}
     emit(as_json, lambda: result, lambda render: render.report_table(result))
+    if stores and not as_json:
+        note(f"read: {', '.join(stores['stores']) or 'no store'}")
     for problem in problems:
         warn(f"{problem} (not counted)")
 

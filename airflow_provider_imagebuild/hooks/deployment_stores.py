@@ -101,7 +101,8 @@ class DeploymentStores:
     changed in the store it lives in. Kept open between requests of the API server; what each build
     lives in is remembered from the last listing or look-up (:meth:`where`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
+        self._folder = folder  # the specs' folder; None: the deployment's (:func:`specs_folder`), looked up each time
         self._lock = threading.Lock()
         self._signature: tuple[Any, ...] | None = None
         self._placed: list[PlacedStore] = []
@@ -110,7 +111,7 @@ class DeploymentStores:
         self.unreadable: list[str] = []  # the labels of the stores the last listing could not read
 
     def stores(self) -> list[PlacedStore]:
-        folder = specs_folder()
+        folder = self._folder if self._folder is not None else specs_folder()
         signature = _signature(folder)
         with self._lock:
             if signature != self._signature:
