@@ -144,7 +144,7 @@ class ClearNotes:
             actor = await _user_name(scope)
             from anyio import to_thread
 
-            from airflow_provider_imagebuild.plugin.api import store
+            from airflow_provider_imagebuild.plugin.access import store
 
             recorded = await to_thread.run_sync(record_clear, store(), cleared, str(note), actor)
             for build_id, code in recorded:

@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_imagebuild.build.ids import CLOUDS
 from airflow_provider_imagebuild.build.status import BUILD_STATUS_WORDS, build_status, check_build_status
-from airflow_provider_imagebuild.links import URL_PREFIX, TaskRef
-from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.links import URL_PREFIX, TaskRef, dag_id_of
+from airflow_provider_imagebuild.plugin import access
 from airflow_provider_imagebuild.plugin.titles import titles_for
 from airflow_provider_imagebuild.plugin.views import build_view, builds_page, short_text
 from airflow_provider_imagebuild.store import ListFilter
@@ -110,7 +110,7 @@ def add_pages(app: FastAPI) -> None:
     @app.get("/builds", response_class=HTMLResponse, include_in_schema=False)
     def builds_html(
         request: Request,
-        user: api.User,
+        user: access.User,
         pipeline: str | None = None,
         cloud: str | None = None,
         status: str | None = None,
@@ -119,19 +119,19 @@ def add_pages(app: FastAPI) -> None:
     ) -> HTMLResponse:
         filters = {"pipeline": pipeline or None, "cloud": cloud or None, "status": status or None}
         code = int(state) if state and state.isascii() and state.isdigit() and int(state) <= 100 else None
-        with api.store_errors():
+        with access.store_errors():
             # The page's status is the build's (registered, running, ...), as on its badges.
             wanted = check_build_status(status, "status") if status else None
             flt = ListFilter.checked(pipeline=filters["pipeline"], cloud=filters["cloud"])
-            everything, _ = api.store().scan_builds()  # one read: the page and the pipeline choices
+            everything, _ = access.store().scan_builds()  # one read: the page and the pipeline choices
         allowed: dict[str, bool] = {}
 
         def readable(dag_id: str) -> bool:
-            return allowed.setdefault(dag_id, api.may(user, dag_id, act=False))
+            return allowed.setdefault(dag_id, access.may(user, dag_id, act=False))
 
-        pipelines = sorted({r.pipeline for r in everything if readable(api.dag_id_of(r))})
+        pipelines = sorted({r.pipeline for r in everything if readable(dag_id_of(r))})
         chosen = [r for r in everything if flt.matches(vars(r)) and (wanted is None or build_status(r) == wanted)]
-        page = api.with_stores(builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset,
+        page = access.with_stores(builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset,
                                            history=everything))  # fmt: skip
         shown = {r.build_id: r for r in chosen}
         for row in page["builds"]:  # custom milestones by their pipeline's titles
@@ -154,11 +154,11 @@ def add_pages(app: FastAPI) -> None:
         )
 
     @app.get("/builds/{build_id}", response_class=HTMLResponse, include_in_schema=False)
-    def build_html(request: Request, build_id: str, user: api.User) -> HTMLResponse:
-        rec = api.readable(user, build_id)
-        with api.store_errors():
-            same, _ = api.store().scan_builds(ListFilter(pipeline=rec.pipeline))
+    def build_html(request: Request, build_id: str, user: access.User) -> HTMLResponse:
+        rec = access.readable(user, build_id)
+        with access.store_errors():
+            same, _ = access.store().scan_builds(ListFilter(pipeline=rec.pipeline))
         view = build_view(rec, same, titles=titles_for(rec))
-        may_act = api.may(user, api.dag_id_of(rec), act=True)
-        summary = {**view["summary"], "store": api.store().where(rec.build_id)}
+        may_act = access.may(user, dag_id_of(rec), act=True)
+        summary = {**view["summary"], "store": access.store().where(rec.build_id)}
         return _render(request, "build.html", user, v=view, s=summary, may_act=may_act)

@@ -9,23 +9,18 @@ a milestone runs.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from airflow_provider_imagebuild.targets.base import Target
 
 
 @dataclass(frozen=True)
 class Registered:
+    """A cloud's target: where its class lives (``module:Class``, imported by
+    :func:`airflow_provider_imagebuild.targets.target_class` when a milestone runs) and the
+    actions it implements. Data only: this module sits below the spec and the targets, which both
+    read it, and imports neither."""
+
     path: str  # "module:Class"
     actions: frozenset[str]
-
-    def load(self) -> type[Target]:
-        module, _, name = self.path.partition(":")
-        target: type[Target] = getattr(importlib.import_module(module), name)
-        return target
 
 
 TARGETS: dict[str, Registered] = {

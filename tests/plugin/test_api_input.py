@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_provider_imagebuild.plugin.api import create_app, current_user
+from airflow_provider_imagebuild.plugin.access import current_user
+from airflow_provider_imagebuild.plugin.api import create_app
 
 
 @pytest.fixture
@@ -50,15 +51,15 @@ def test_a_reset_the_build_could_not_run_from_is_409_with_the_stores_reason(
 ) -> None:
     """The API asks nothing itself: the store's reset refuses (host released, checkpoints deleted)
     and the answer is 409 with its reason, nothing written."""
-    from airflow_provider_imagebuild.plugin import api
+    from airflow_provider_imagebuild.plugin import access
     from airflow_provider_imagebuild.store import open_store
     from tests.targets.test_resume_after_delivery import delivered
 
     url = f"sqlite:///{tmp_path}/state.db"
     monkeypatch.setenv("IMAGEBUILD_STORE", url)
     monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
-    monkeypatch.setattr(api, "may", lambda user, dag_id, act: True)  # the caller is given (see above)
-    api.store.cache_clear()
+    monkeypatch.setattr(access, "may", lambda user, dag_id, act: True)  # the caller is given (see above)
+    access.store.cache_clear()
     try:
         store = open_store(url)
         store.init()
@@ -71,4 +72,4 @@ def test_a_reset_the_build_could_not_run_from_is_409_with_the_stores_reason(
         assert "cannot run again from milestone 90" in answer.json()["detail"] and "Redo from 5" in answer.text
         assert store.get("d-1").version == version
     finally:
-        api.store.cache_clear()
+        access.store.cache_clear()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.plugin import access, api
 from airflow_provider_imagebuild.store import BuildStore, open_store
 
 DAG = "imagebuild_web_demo"
@@ -27,12 +27,12 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
     url = f"sqlite:///{tmp_path}/state.db"
     monkeypatch.setenv("IMAGEBUILD_STORE", url)
     monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
-    monkeypatch.setattr(api, "may", lambda user, dag_id, act: dag_id == DAG)
-    api.store.cache_clear()
+    monkeypatch.setattr(access, "may", lambda user, dag_id, act: dag_id == DAG)
+    access.store.cache_clear()
     app = api.create_app()
-    app.dependency_overrides[api.current_user] = User
+    app.dependency_overrides[access.current_user] = User
     yield TestClient(app, root_path="/imagebuild"), open_store(url)
-    api.store.cache_clear()
+    access.store.cache_clear()
 
 
 def test_the_api_answers_and_filters_with_the_build_status(client: tuple[TestClient, BuildStore]) -> None:

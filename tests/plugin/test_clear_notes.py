@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.plugin import access
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from tests.dags.conftest import ROOT, write
 
@@ -64,9 +64,9 @@ def failed_run(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         assert not bag.import_errors, bag.import_errors
         run = bag.dags[DAG_ID].test(run_conf={"build_id": "cn-1"})
         assert run.state == "failed"
-        api.store.cache_clear()
+        access.store.cache_clear()
         yield {"run_id": run.run_id, "store": open_store(store_url)}
-        api.store.cache_clear()
+        access.store.cache_clear()
 
 
 def airflow_app(monkeypatch: pytest.MonkeyPatch, base_path: str = "") -> TestClient:

@@ -19,7 +19,7 @@ import pytest
 
 from airflow_provider_imagebuild.build import rules
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
-from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.plugin import access
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from tests.plugin.test_pages import DAG, PLAN, client_for, owner
 from tests.targets.test_resume_after_delivery import delivered
@@ -33,15 +33,15 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BuildStor
     url = f"sqlite:///{tmp_path}/state.db"
     monkeypatch.setenv("IMAGEBUILD_STORE", url)
     monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
-    api.store.cache_clear()
+    access.store.cache_clear()
     yield open_store(url)
-    api.store.cache_clear()
+    access.store.cache_clear()
 
 
 @pytest.fixture
 def may(monkeypatch: pytest.MonkeyPatch) -> None:
     """admin may act on every DAG; viewer may read them."""
-    monkeypatch.setattr(api, "may", lambda user, dag_id, act: not act or user.get_name() == "admin")
+    monkeypatch.setattr(access, "may", lambda user, dag_id, act: not act or user.get_name() == "admin")
 
 
 def nightly_failed(store: BuildStore, build_id: str = "nightly-1", at: int = 45, tries: int = 2) -> None:

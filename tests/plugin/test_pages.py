@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_provider_imagebuild.errors import Conflict
-from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.plugin import access, api
 from airflow_provider_imagebuild.plugin.clear_notes import ClearNotes, milestone_of, record_clear
 from airflow_provider_imagebuild.store import BuildStore, open_store
 
@@ -42,9 +42,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BuildStor
     url = f"sqlite:///{tmp_path}/state.db"
     monkeypatch.setenv("IMAGEBUILD_STORE", url)
     monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
-    api.store.cache_clear()
+    access.store.cache_clear()
     yield open_store(url)
-    api.store.cache_clear()
+    access.store.cache_clear()
 
 
 def failed_and_cleared(store: BuildStore, build_id: str = "web-1") -> None:
@@ -74,7 +74,7 @@ def failed_and_cleared(store: BuildStore, build_id: str = "web-1") -> None:
 
 def client_for(user: str) -> TestClient:
     app = api.create_app()
-    app.dependency_overrides[api.current_user] = lambda: User(user)
+    app.dependency_overrides[access.current_user] = lambda: User(user)
     client = TestClient(app, root_path="/imagebuild")
     return client
 
@@ -87,7 +87,7 @@ def may(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     def decide(user: Any, dag_id: str, act: bool) -> bool:
         return dag_id == DAG and (not act or rights[user.get_name()])
 
-    monkeypatch.setattr(api, "may", decide)
+    monkeypatch.setattr(access, "may", decide)
     return rights
 
 
@@ -258,7 +258,7 @@ def test_an_unusable_store_is_not_described_to_api_clients(
     """A 503 says the store cannot be used now; where it is and why stays in the server's log."""
     (tmp_path / "gone.db").mkdir()  # a directory where the SQLite file should be
     monkeypatch.setenv("IMAGEBUILD_STORE", f"sqlite:///{tmp_path}/gone.db")
-    api.store.cache_clear()
+    access.store.cache_clear()
     client = client_for("admin")
     for method, path, body in [
         ("GET", "/api/builds", None),
@@ -281,7 +281,7 @@ def test_a_stores_own_refusal_is_not_passed_to_clients() -> None:
     def mirror_refuses() -> None:
         raise Conflict("the S3 mirror s3://state-bucket/builds.db was changed; move /var/lib/imagebuild/state.db away")
 
-    with pytest.raises(HTTPException) as caught, api.store_errors("b-1"):
+    with pytest.raises(HTTPException) as caught, access.store_errors("b-1"):
         mirror_refuses()
     assert caught.value.status_code == 409
     assert "s3://" not in caught.value.detail and "/var/lib" not in caught.value.detail

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from airflow_provider_imagebuild.dag_factory import build_dag
 from airflow_provider_imagebuild.links import URL_PREFIX
 from airflow_provider_imagebuild.operators.links import BuildPageLink
-from airflow_provider_imagebuild.plugin import api
+from airflow_provider_imagebuild.plugin import access, api
 from airflow_provider_imagebuild.spec import load_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from tests.helpers import task_context
@@ -44,15 +44,15 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(folder))
     monkeypatch.setenv("IMAGEBUILD_STORE", shared_url)
     monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
-    monkeypatch.setattr(api, "may", lambda user, dag_id, act: True)
-    api.store.cache_clear()
+    monkeypatch.setattr(access, "may", lambda user, dag_id, act: True)
+    access.store.cache_clear()
     yield {"folder": folder, "shared": open_store(shared_url), "own": open_store(own_url), "own_url": own_url}
-    api.store.cache_clear()
+    access.store.cache_clear()
 
 
 def client() -> TestClient:
     app = api.create_app()
-    app.dependency_overrides[api.current_user] = lambda: User("admin")
+    app.dependency_overrides[access.current_user] = lambda: User("admin")
     return TestClient(app, root_path=URL_PREFIX)
 
 
@@ -77,7 +77,7 @@ def test_the_api_lists_the_builds_of_every_store_and_says_where_each_lives(deplo
     where = {b["build_id"]: b["store"] for b in page["builds"]}
     assert where == {"shared-1": deployment["shared"].url, "own-1": deployment["own_url"]}  # the shared store once
     assert page["total"] == 2 and page["unreadable_stores"] == []
-    placed = {p.url: sorted(p.pipelines) for p in api.store().stores()}
+    placed = {p.url: sorted(p.pipelines) for p in access.store().stores()}
     assert placed == {deployment["shared"].url: ["same", "shared"], deployment["own"].url: ["own"]}  # read once each
     shown = client().get("/api/builds/own-1")
     assert shown.status_code == 200 and shown.json()["store"] == deployment["own_url"]
