@@ -56,7 +56,13 @@ class PipelinePlan:
             tuple(self.codes),
             unskippable=self.unskippable,
             titles=check_titles({s.code: s.title for s in self.steps}, self.codes),
+            max_attempts=self.max_attempts,
         )
+
+    @cached_property
+    def max_attempts(self) -> dict[int, int]:
+        """The milestones' own attempt caps (``max_attempts``); the others get the store's default."""
+        return {s.code: s.milestone.max_attempts for s in self.steps if s.milestone and s.milestone.max_attempts}
 
     @cached_property
     def unskippable(self) -> tuple[int, ...]:

@@ -31,6 +31,7 @@ from airflow_provider_imagebuild.spec_airflow import (
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS, BootSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec_lifecycle import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, OnFailureSpec
 from airflow_provider_imagebuild.spec_notify import NotifySpec
 from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.spec_publish import PublishSpec, publish_problem
@@ -95,6 +96,13 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
     # Whether a person may step over this milestone (``imagebuild build skip``); seal and publish
     # may not unless this says true.
     skippable: bool | None = None
+    # Attempts at this milestone across every run before the store refuses another (spec_lifecycle)
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_MAX_ATTEMPTS,
+        description=f"attempts across every run before the store refuses another (default {DEFAULT_MAX_ATTEMPTS})",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -260,6 +268,8 @@ class PipelineSpec(BaseModel):
     publish: list[PublishSpec] = Field(default_factory=list)
     # Who hears of failures, stuck builds and deliveries (spec_notify)
     notify: NotifySpec | None = None
+    # What becomes of a failed build nobody resumes: park its host, abandon it after a while (spec_lifecycle)
+    on_failure: OnFailureSpec = OnFailureSpec()
 
     @field_validator("pipeline", "image_type")
     @classmethod

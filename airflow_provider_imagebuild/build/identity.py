@@ -34,6 +34,10 @@ class BuildIdentity:
     # The pipeline's own milestone titles (custom codes, renamed standard ones), kept in the record
     # so that the CLI, errors and the UI read "42 · License check" without the spec.
     titles: Mapping[int, str] = field(default_factory=dict)
+    # Attempts per milestone across runs before the store refuses another (the spec's
+    # ``max_attempts``; a milestone not named gets the store's default). Kept in the record at
+    # registration; not part of what makes two builds different (a spec may change it).
+    max_attempts: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def not_skippable(self) -> tuple[int, ...]:

@@ -24,6 +24,10 @@ MAX_REASON = 2000
 MAX_VALUE = 4000
 MAX_OUTPUTS_BYTES = 16_000  # one milestone's outputs, as stored JSON
 MAX_METADATA_BYTES = 16_000  # a build's metadata, as stored JSON
+# Attempts at one milestone across every run before the store refuses another (a spec's
+# milestones.N.max_attempts, ``build create --max-attempts``); a reset or ``build allow`` grants more.
+DEFAULT_MAX_ATTEMPTS = 10
+MAX_MAX_ATTEMPTS = 1000
 
 # Metadata that targets rely on (the build host, what Packer kept): written only by a milestone
 # holding the build's lease, never by ``create --meta`` or an unleased ``set_metadata``.
@@ -36,6 +40,15 @@ def check_lease_seconds(value: object, field: str = "lease_seconds") -> int:
         raise InvalidInput(field, f"must be an integer number of seconds, got {value!r}")
     if not 1 <= value <= MAX_LEASE_SECONDS:
         raise InvalidInput(field, f"must be between 1 and {MAX_LEASE_SECONDS}, got {value}")
+    return value
+
+
+def check_attempts(value: object, field: str = "max_attempts") -> int:
+    """A number of attempts (a cap, or attempts granted): a whole number from 1 to :data:`MAX_MAX_ATTEMPTS`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, f"must be a whole number of attempts, got {value!r}")
+    if not 1 <= value <= MAX_MAX_ATTEMPTS:
+        raise InvalidInput(field, f"must be between 1 and {MAX_MAX_ATTEMPTS}, got {value}")
     return value
 
 
