@@ -89,6 +89,7 @@ def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: P
         target=spec.target,
         checkpoints=spec.checkpoints,
         launch_test=next((s.code for s in plan.steps if s.action == "launch_test"), None),
+        park=getattr(getattr(spec, "on_failure", None), "park", None),  # None: the target's default
         ansible_steps=[
             AnsibleStep(s.code, s.key, str(base / s.milestone.playbook), s.milestone.extravars)
             for s in plan.steps

@@ -276,6 +276,8 @@ class MilestoneOperator(BuildOperator):
             exc = self.redacted(raised)  # before its text is matched, logged, recorded or announced
             missing = missing_connection(exc)  # a connection to create: one line, not retried
             stopped = AirflowFailException(missing) if missing else self._persistent(exc)
+            if isinstance(exc, Exception) and self.fails_for_good(context, stopped or exc):
+                self.failed_for_good(session)  # under the lease still: the failure is not recorded yet
             self._record_failure(session, stopped or exc)
             cause = (str(stopped or exc).strip() or type(exc).__name__).splitlines()[0][:500]
             self.log.error("%s of build %s failed: %s", name, build_id, cause)  # the cause first, then the advice
@@ -354,6 +356,17 @@ class MilestoneOperator(BuildOperator):
                 )
                 time.sleep(min(2.0, max(self.lease_seconds / 10, 0.2)))
 
+    # -- failing for good ----------------------------------------------------------------------
+    def fails_for_good(self, context: Any, exc: BaseException) -> bool:
+        """Whether Airflow will not try this milestone again: a failure it does not retry (bad
+        input, a persistent class), or the last try (``try_number`` past the task's ``retries``)."""
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        return isinstance(exc, AirflowFailException) or try_number > (self.retries or 0)
+
+    def failed_for_good(self, session: MilestoneSession) -> None:
+        """What a milestone does when it failed for good, before the failure is recorded (the
+        target milestones park the build host); nothing here."""
+
     # -- notifications -------------------------------------------------------------------------
     def _announce_failure(self, store: BuildStore, build_id: str, context: Any, exc: BaseException) -> None:
         """``failed`` once per milestone and DAG run (not per retry), and ``retries_exhausted`` when
@@ -366,10 +379,8 @@ class MilestoneOperator(BuildOperator):
             self.log.warning("no notification: the store cannot be read: %s", problem)
             return
         key = f"{self.state}:{context['dag_run'].run_id}"
-        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-        final = isinstance(exc, AirflowFailException) or try_number > (self.retries or 0)
         self._announce(store, rec, "failed", key, exc)
-        if final:
+        if self.fails_for_good(context, exc):
             self._announce(store, rec, "retries_exhausted", key, exc)
 
     def _announce(self, store: BuildStore, rec: BuildRecord, event: str, key: str, exc: BaseException | None) -> None:

@@ -16,6 +16,7 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,16 @@ from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.spec import TargetSpec
 from airflow_provider_imagebuild.spec_boot import BootSpec
-from airflow_provider_imagebuild.targets.base import Host, Target, latest_checkpoint, resume_problem, synced_to
+from airflow_provider_imagebuild.targets.base import (
+    HOST_PARKED,
+    HOST_PARKED_AT,
+    Host,
+    Target,
+    latest_checkpoint,
+    parked,
+    resume_problem,
+    synced_to,
+)
 from airflow_provider_imagebuild.targets.boot import GREEN_IMAGE as GREEN_IMAGE_STAGE
 from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE as SEALED_IMAGE_STAGE
 from airflow_provider_imagebuild.targets.boot import BootRequest, boot_request
@@ -70,9 +80,12 @@ class TargetMilestoneOperator(MilestoneOperator):
         checkpoints: Sequence[int] = (),
         ansible_steps: Sequence[AnsibleStep] = (),
         launch_test: int | None = None,
+        park: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # The spec's on_failure.park: None is the target's default (clouds park, local keeps).
+        self.park = park
         self.target_settings = target or TargetSpec()
         self.checkpoints = tuple(checkpoints)
         self.ansible_steps = tuple(ansible_steps)
@@ -97,10 +110,54 @@ class TargetMilestoneOperator(MilestoneOperator):
     def record_host(self, session: MilestoneSession, build: BuildRecord, host: Host) -> None:
         session.set_metadata(host.to_metadata(), actor=f"milestone {self.state}")
 
+    def failed_for_good(self, session: MilestoneSession) -> None:
+        """Park the build host (:meth:`Target.park_host`: stopped, deallocated, shelved, powered
+        off) unless the spec's ``on_failure.park`` says false or the target keeps hosts by default,
+        and record how in the build's metadata. A park that fails is logged and never hides the
+        milestone's own failure."""
+        try:
+            build = session.store.get(session.build_id)  # this attempt may have launched the host
+            host = Host.from_metadata(build.metadata)
+            if host is None or parked(build.metadata):
+                return
+            target = self.get_target()
+            if not (target.parks_by_default if self.park is None else self.park):
+                self.log.info("build host %s is kept as it is (on_failure.park)", host.id)
+                return
+            how = target.park_host(build, host)
+            if not how:
+                self.log.info("build host %s is kept as it is: the %s target does not park it", host.id, target.name)
+                return
+            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            session.set_metadata({HOST_PARKED: how, HOST_PARKED_AT: now}, actor=f"milestone {self.state} (parked)")
+            self.log.warning(
+                "milestone %s failed for good: build host %s parked (%s); the next attempt starts it again",
+                self.state,
+                host.id,
+                how,
+            )
+        except Exception as exc:  # the failure being recorded matters more than the park
+            self.log.warning("the build host was not parked: %s", exc)
+
+    def unpark(self, build: BuildRecord, session: MilestoneSession, host: Host) -> Host:
+        """A parked host started again and recorded as running; a parked host that is gone is
+        returned as recorded, so that :meth:`ensure_host` relaunches it from the checkpoint."""
+        how = parked(build.metadata)
+        woken = self.get_target().unpark_host(build, host)
+        cleared = {HOST_PARKED: "", HOST_PARKED_AT: ""}
+        if woken is None:
+            session.set_metadata(cleared, actor=f"milestone {self.state}")
+            return host
+        self.log.info("started build host %s again (it was %s after a failure)", woken.id, how)
+        session.set_metadata({**woken.to_metadata(), **cleared}, actor=f"milestone {self.state} (unparked)")
+        return woken
+
     def ensure_host(self, build: BuildRecord, session: MilestoneSession) -> Host:
         """The build host, with every completed milestone before this one applied to it."""
         target = self.get_target()
         host = Host.from_metadata(build.metadata)
+        if host is not None and parked(build.metadata):
+            host = self.unpark(build, session, host)
         if host is not None and target.alive(build, host):
             self.log.info(
                 "reconnecting to build host %s (%s), synced through milestone %d", host.id, host.address, host.synced

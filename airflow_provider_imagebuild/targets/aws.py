@@ -34,6 +34,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -390,6 +391,36 @@ class AwsTarget(LaunchTestTarget):
 
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         return ssh_ansible_vars(self.settings, host)
+
+    def park_host(self, build: BuildRecord, host: Host) -> str:
+        """StopInstances on the build's host (its tags, in the caller's account: EC2 describes no
+        other's): an EBS-backed instance keeps its volumes and costs only them while stopped."""
+        instance = self._owned_instance(build, host.id)
+        if instance is None or instance["State"]["Name"] in ("terminated", "shutting-down"):
+            return ""
+        if instance["State"]["Name"] in LIVE_STATES:
+            with self.api(f"StopInstances {host.id}"):
+                self.ec2().stop_instances(InstanceIds=[host.id])
+            log.info("stopped build host %s (parked)", host.id)
+        return "stopped"
+
+    def unpark_host(self, build: BuildRecord, host: Host) -> Host | None:
+        """StartInstances on a parked host of the build's, waited for until it runs; its private
+        address stays, a public one may change, so the address is read again."""
+        instance = self._owned_instance(build, host.id)
+        if instance is None or instance["State"]["Name"] in ("terminated", "shutting-down"):
+            return None
+        ec2 = self.ec2()
+        with self.api(f"StartInstances {host.id}"):
+            if instance["State"]["Name"] == "stopping":
+                ec2.get_waiter("instance_stopped").wait(InstanceIds=[host.id], WaiterConfig=WAIT)
+            if instance["State"]["Name"] not in LIVE_STATES:
+                ec2.start_instances(InstanceIds=[host.id])
+            ec2.get_waiter("instance_running").wait(InstanceIds=[host.id], WaiterConfig=WAIT)
+            described = ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
+        address = described.get("PrivateIpAddress") or described.get("PublicIpAddress") or host.address
+        log.info("started parked build host %s (%s)", host.id, address)
+        return replace(host, address=str(address))
 
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         role = "final" if final else "checkpoint"

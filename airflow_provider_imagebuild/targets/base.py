@@ -46,6 +46,18 @@ if TYPE_CHECKING:
 # The tag (AWS, Azure) or label (Google Cloud) value that marks what this provider made.
 MANAGED_BY = "airflow-provider-imagebuild"
 
+# The build's metadata while its host is parked (a milestone failed for good): how it was parked
+# ("stopped", "deallocated", "shelved", "powered off"), and when. Written through the failing
+# milestone's session (``host_`` keys are the lease holder's), set to "" when a later milestone
+# starts the host again; ``imagebuild build show`` and the build page list them as any metadata.
+HOST_PARKED = "host_parked"
+HOST_PARKED_AT = "host_parked_at"
+
+
+def parked(meta: Mapping[str, str]) -> str:
+    """How the build's host is parked ("" when it is not)."""
+    return meta.get(HOST_PARKED, "")
+
 
 @dataclass(frozen=True)
 class Host:
@@ -185,6 +197,25 @@ class Target(ABC):
     def owns_image(self, build: BuildRecord, image: str) -> bool:
         """Whether ``image`` (a recorded output) is provably this build's."""
         return False
+
+    # -- parking (a milestone failed for good) ------------------------------------------------------
+    # Whether a failed build's host is parked when the spec's ``on_failure.park`` is not given: a
+    # cloud host costs while it runs and nobody resumes it tonight; the local tree costs nothing.
+    parks_by_default = True
+
+    def park_host(self, build: BuildRecord, host: Host) -> str:
+        """Stop paying for the build's host, keeping its disk so that a resume starts it again:
+        the word for what was done ("stopped", "deallocated", "shelved", "powered off"), or "" when
+        it was kept as is (the target cannot park, or the host is gone or not provably the
+        build's: nothing is done to what is not the build's). Idempotent: a host parked already
+        gives the same word."""
+        return ""
+
+    def unpark_host(self, build: BuildRecord, host: Host) -> Host | None:
+        """Start a parked host again (the next milestone's begin), once it is proven the build's,
+        and return it with its address now (a cloud may give a restarted host a new one); None when
+        it is gone, so that a new host is launched from the latest checkpoint."""
+        return host
 
     def image_file(self, build: BuildRecord, image: str) -> Path:
         """The sealed image as a file of this build's, for destinations that upload it (Glance, a

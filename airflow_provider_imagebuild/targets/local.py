@@ -75,6 +75,8 @@ class LocalTarget(Target):
     boot_checks = True
     seal_boots = True
 
+    parks_by_default = False  # a parked tree is the tree: a failed build keeps it as is
+
     def __init__(self, settings: TargetSpec, *, pipeline: str, image_type: str) -> None:
         self.settings = settings
         self.pipeline = pipeline
