@@ -33,6 +33,10 @@ ATTEMPT_STATUSES = (IN_PROGRESS, COMPLETED, FAILED, ABANDONED, SKIPPED)
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+# An attempt's usage: the build host's size and the hours it existed during the attempt, the size
+# of the checkpoint image it captured, the GB it copied between regions or accounts.
+USAGE_KEYS = ("host_size", "host_hours", "checkpoint_gb", "transfer_gb")
+
 
 def format_ts(moment: datetime) -> str:
     """UTC timestamps with a fixed width, so that string order is time order in every backend."""
@@ -121,6 +125,8 @@ class Attempt:
     # Why this attempt happened, when a person said so: the note of the Airflow clear that
     # started it ("flaky mirror, retrying"), with who cleared.
     reason: str | None = None
+    # What the attempt used, for pricing (build/cost.py): USAGE_KEYS, written when it ends.
+    usage: dict[str, Any] | None = None
 
 
 @dataclass

@@ -10,6 +10,12 @@ spent, and the time resumes saved.
 - ``time_saved_by_resumes_s``: for every failed attempt that a later attempt of the same build
   followed (a resume), the recorded time of the milestones completed before the failure: what a
   monolithic rerun would have done again and the resume did not.
+- ``cost``: the builds' cost (:mod:`.cost`, priced with each build's pipeline's prices,
+  :mod:`.prices`): ``total``, per build ``p50``/``p90`` and ``per_build``, which prices were used
+  (``example`` or ``spec``) and how many attempts recorded no usage (``unmetered_attempts``, not
+  priced); each milestone's ``cost_p50``/``cost_p90`` over the builds that ran it.
+- ``cost_of_failures``: the cost of the attempts that failed; ``cost_saved_by_resumes``: what
+  monolithic reruns would have repeated minus what the resumes cost (defined in :mod:`.cost`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.cost import BuildCost, build_cost
+from airflow_provider_imagebuild.build.prices import Prices, example_prices
 from airflow_provider_imagebuild.build.record import ABANDONED, FAILED, IN_PROGRESS, BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import BUILD_STATUS_WORDS, build_status
 from airflow_provider_imagebuild.errors import InvalidInput
@@ -65,12 +73,56 @@ def time_saved(rec: BuildRecord) -> float:
     return round(saved, 3)
 
 
+def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return round(percentile(values, 0.5), 4), round(percentile(values, 0.9), 4)
+
+
+def cost_report(
+    chosen: list[BuildRecord], prices_of: Callable[[BuildRecord], Prices], now: datetime | None
+) -> tuple[dict[str, Any], dict[int, tuple[float | None, float | None]]]:
+    """The report's cost fields, and each milestone's cost p50/p90 over the builds that ran it."""
+    costs: dict[str, BuildCost] = {}
+    sources: dict[str, str] = {}
+    currencies = set()
+    for rec in chosen:
+        prices = prices_of(rec)
+        costs[rec.build_id] = build_cost(rec, prices, now)
+        sources[rec.pipeline] = prices.source
+        currencies.add(prices.currency)
+    per_milestone: dict[int, list[float]] = {}
+    for one in costs.values():
+        for code, value in one.milestones.items():
+            per_milestone.setdefault(code, []).append(value)
+    p50, p90 = _percentiles([c.total for c in costs.values()])
+    fields = {
+        "cost": {
+            "currency": currencies.pop() if len(currencies) == 1 else ("mixed" if currencies else "USD"),
+            "total": round(sum(c.total for c in costs.values()), 4),
+            "p50": p50,
+            "p90": p90,
+            "per_build": {build_id: c.total for build_id, c in costs.items()},
+            "prices": dict(sorted(sources.items())),
+            "unmetered_attempts": sum(c.unmetered_attempts for c in costs.values()),
+        },
+        "cost_of_failures": round(sum(c.failures for c in costs.values()), 4),
+        "cost_saved_by_resumes": round(sum(c.saved_by_resumes for c in costs.values()), 4),
+    }
+    return fields, {code: _percentiles(values) for code, values in per_milestone.items()}
+
+
 def build_report(
-    records: Iterable[BuildRecord], since: datetime | None = None, now: datetime | None = None
+    records: Iterable[BuildRecord],
+    since: datetime | None = None,
+    now: datetime | None = None,
+    prices_of: Callable[[BuildRecord], Prices] | None = None,
 ) -> dict[str, Any]:
     """The report over the builds created since ``since``; ``build_status`` counts them by their
-    build status at ``now`` (:mod:`.status`)."""
+    build status at ``now`` (:mod:`.status`); costs with ``prices_of`` a build (default: its
+    cloud's example prices)."""
     chosen = [r for r in records if since is None or parse_ts(r.created_at) >= since]
+    costs, milestone_costs = cost_report(chosen, prices_of or (lambda rec: example_prices(rec.cloud)), now)
     delivered = [r for r in chosen if r.delivered]
     failed = [r for r in chosen if not r.delivered and r.status == FAILED]
     durations: dict[int, list[float]] = {}
@@ -103,6 +155,8 @@ def build_report(
             "p90_s": round(percentile(durations[code], 0.9), 3) if durations.get(code) else None,
             "failures": failures.get(code, 0),
             "top_errors": [{"error": e, "count": n} for e, n in errors.get(code, Counter()).most_common(3)],
+            "cost_p50": milestone_costs.get(code, (None, None))[0],
+            "cost_p90": milestone_costs.get(code, (None, None))[1],
         }
         for code in sorted(set(durations) | set(failures))
     ]
@@ -119,4 +173,5 @@ def build_report(
         "most_failing": [code for code, _ in failures.most_common(5)],
         "retries_spent": retries,
         "time_saved_by_resumes_s": round(sum(time_saved(r) for r in chosen), 3),
+        **costs,
     }

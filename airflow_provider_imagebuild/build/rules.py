@@ -341,7 +341,12 @@ def heartbeat(rec: BuildRecord, state: object, token: str, now: datetime) -> tup
 
 
 def complete(
-    rec: BuildRecord, state: object, token: str, outputs: dict[str, Any], now: datetime
+    rec: BuildRecord,
+    state: object,
+    token: str,
+    outputs: dict[str, Any],
+    now: datetime,
+    usage: dict[str, Any] | None = None,
 ) -> tuple[BuildRecord, bool]:
     code = _in_plan(rec, state)
     earlier = _attempt_for(rec, token)
@@ -366,6 +371,7 @@ def complete(
     ts = format_ts(now)
     attempt.status = COMPLETED
     attempt.finished_at = ts
+    attempt.usage = usage
     started = parse_ts(attempt.started_at)
     rec.milestones[code] = MilestoneResult(
         code,
@@ -384,7 +390,9 @@ def complete(
     return rec, True
 
 
-def fail(rec: BuildRecord, state: object, token: str, error: str, now: datetime) -> tuple[BuildRecord, bool]:
+def fail(
+    rec: BuildRecord, state: object, token: str, error: str, now: datetime, usage: dict[str, Any] | None = None
+) -> tuple[BuildRecord, bool]:
     code = _in_plan(rec, state)
     earlier = _attempt_for(rec, token)
     if earlier is not None and earlier.state == code and earlier.status == FAILED:
@@ -400,6 +408,7 @@ def fail(rec: BuildRecord, state: object, token: str, error: str, now: datetime)
     attempt.status = FAILED
     attempt.finished_at = format_ts(now)
     attempt.error = error
+    attempt.usage = usage
     rec.lease = None
     rec.current_state = code  # a failure never moves the state back
     rec.status = FAILED

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from airflow_provider_imagebuild.build import rules
+from airflow_provider_imagebuild.build.cost import check_usage
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import (
     check_build_id,
@@ -322,11 +323,19 @@ class BuildStore(ABC):
         return self._mutate(build_id, lambda rec, now: rules.heartbeat(rec, state, token, now))
 
     def complete(
-        self, build_id: str, state: int, *, token: str, outputs: Mapping[str, Any] | None = None
+        self,
+        build_id: str,
+        state: int,
+        *,
+        token: str,
+        outputs: Mapping[str, Any] | None = None,
+        usage: Mapping[str, Any] | None = None,
     ) -> BuildRecord:
+        """Complete the lease's attempt; ``usage``: what it used, for pricing (``build.cost``)."""
         check_token(token)
         clean = self.checked_outputs(outputs)
-        return self._mutate(build_id, lambda rec, now: rules.complete(rec, state, token, clean, now), "outputs")
+        used = check_usage(usage)
+        return self._mutate(build_id, lambda rec, now: rules.complete(rec, state, token, clean, now, used), "outputs")
 
     def checked_outputs(self, outputs: Mapping[str, Any] | None) -> dict[str, Any]:
         """Outputs as ``complete`` would store them (validated, values redacted), so that a caller
@@ -335,14 +344,17 @@ class BuildStore(ABC):
         assert isinstance(clean, dict)
         return clean
 
-    def fail(self, build_id: str, state: int, *, token: str, error: str) -> BuildRecord:
+    def fail(
+        self, build_id: str, state: int, *, token: str, error: str, usage: Mapping[str, Any] | None = None
+    ) -> BuildRecord:
         check_token(token)
+        used = check_usage(usage)
         if not isinstance(error, str) or not error.strip():
             raise InvalidInput("error", "must be a non-empty message saying what failed")
         # A tool's error output is never refused (the failure must be recorded): control
         # characters are shown as escapes, secrets redacted, the text bounded.
         message = truncated(self._redact(without_controls(error)), MAX_ERROR)
-        return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now))
+        return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now, used))
 
     def reset(self, build_id: str, *, to: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
         """Send the build back to milestone ``to``. :class:`Conflict` (nothing written) when the build

@@ -1,0 +1,188 @@
+"""What a build cost, from its record and its pipeline's prices: per attempt, per milestone, per build.
+
+Pure functions of a :class:`BuildRecord` and :class:`~.prices.Prices` (no store, no cloud). What an
+attempt used is in its ``usage`` (written by the milestone operator when the attempt ends, see
+:data:`~.record.USAGE_KEYS`):
+
+- **host time**: ``host_hours`` of a build host of ``host_size`` (the attempt's begin..end while the
+  build had a host), priced per hour of that size;
+- **transfer**: ``transfer_gb`` copied between regions or accounts (publish), priced per GB;
+- **checkpoint storage**: ``checkpoint_gb`` of the checkpoint image the attempt captured, priced per
+  GB-month over its lifetime: from the milestone's completion to the seal's recorded deletion of
+  it (the ``checkpoints_discarded`` metadata event), or to ``now`` while it is still kept. It is
+  counted on the milestone that captured it (a checkpoint's storage is part of what that milestone
+  cost), once, for the attempt whose result the record holds.
+
+Not counted: a host's idle time between attempts (a failed build left running is a leak, which
+``imagebuild gc`` estimates), and attempts without ``usage`` (older records, steps recorded from a
+shell with ``imagebuild build complete``): they are counted in ``unmetered_attempts`` instead of
+being priced at a guess.
+
+Definitions the report uses:
+
+- ``milestone_costs``: per milestone of the plan, the cost of every attempt at it (failed retries
+  and replays on a relaunched host included) plus the storage of its checkpoint.
+- ``cost_of_failures``: the cost of the attempts that ended ``failed``.
+- ``cost_saved_by_resumes``: for each resumed failure (a failed run attempt that a later attempt of
+  the same build followed), what a monolithic rerun from scratch would have repeated and the resume
+  did not: the cost of the attempts that completed the milestones reached before the failure
+  (registration excluded, as in ``time_saved_by_resumes_s``), minus what the resume itself paid to
+  get back there (the ``replay`` attempts after the failure and before the next run attempt, when
+  the host had to be relaunched). Never below zero for one failure. The failed milestone's own
+  retry is left out on both sides: a rerun and a resume both pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT, DISCARDED_METADATA, discarded_checkpoints
+from airflow_provider_imagebuild.build.prices import HOURS_PER_MONTH, Prices
+from airflow_provider_imagebuild.build.record import FAILED, SKIPPED, USAGE_KEYS, Attempt, BuildRecord, parse_ts
+from airflow_provider_imagebuild.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class BuildCost:
+    """A build's cost, rounded to cents' hundredths (4 places) as every reader shows it."""
+
+    total: float
+    milestones: dict[int, float]
+    failures: float
+    saved_by_resumes: float
+    unmetered_attempts: int
+    currency: str
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "currency": self.currency,
+            "milestones": {str(c): v for c, v in self.milestones.items()},
+            "cost_of_failures": self.failures,
+            "cost_saved_by_resumes": self.saved_by_resumes,
+            "unmetered_attempts": self.unmetered_attempts,
+        }
+
+
+MAX_HOST_SIZE = 64  # the longest host size word kept (Azure's sizes are the longest, ~25 characters)
+
+
+def check_usage(usage: Mapping[str, Any] | None, field: str = "usage") -> dict[str, Any] | None:
+    """An attempt's usage as the store keeps it: only :data:`~.record.USAGE_KEYS`, sizes and hours
+    as finite non-negative numbers, the host size a short word. The error names the key."""
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping):
+        raise InvalidInput(field, "must be a mapping of " + ", ".join(USAGE_KEYS))
+    clean: dict[str, Any] = {}
+    for key, value in usage.items():
+        if key not in USAGE_KEYS:
+            raise InvalidInput(f"{field}.{key}", "is not a usage key (" + ", ".join(USAGE_KEYS) + ")")
+        if value is None:
+            continue
+        if key == "host_size":
+            if not isinstance(value, str) or not 0 < len(value) <= MAX_HOST_SIZE or not value.isprintable():
+                raise InvalidInput(f"{field}.{key}", f"must be a host size name of 1-{MAX_HOST_SIZE} characters")
+            clean[key] = value
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
+            raise InvalidInput(f"{field}.{key}", "must be a non-negative number")
+        else:
+            clean[key] = round(float(value), 6)
+    return clean
+
+
+def _number(usage: Mapping[str, Any], key: str) -> float:
+    value = usage.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0.0
+
+
+def attempt_cost(attempt: Attempt, prices: Prices) -> float:
+    """Host time and transfer of one attempt (its checkpoint's storage is the milestone's)."""
+    usage = attempt.usage or {}
+    cost = 0.0
+    hours = _number(usage, "host_hours")
+    size = usage.get("host_size")
+    hourly = prices.host_hourly(size if isinstance(size, str) else None)
+    if hours and hourly:
+        cost += hours * hourly
+    transfer = _number(usage, "transfer_gb")
+    if transfer and prices.transfer_gb:
+        cost += transfer * prices.transfer_gb
+    return cost
+
+
+def _discarded_at(rec: BuildRecord) -> str | None:
+    """When the seal recorded the checkpoints it deleted (the last such metadata event)."""
+    found = [e.at for e in rec.events if e.kind == "metadata" and DISCARDED_METADATA in e.detail.split(", ")]
+    return max(found) if found else None
+
+
+def checkpoint_storage_cost(rec: BuildRecord, code: int, prices: Prices, now: datetime) -> float:
+    """The storage of the checkpoint milestone ``code`` captured, over its lifetime so far."""
+    done = rec.milestones.get(code)
+    if done is None or done.skipped or not done.outputs.get(CHECKPOINT_OUTPUT) or not prices.storage_gb_month:
+        return 0.0
+    by = next((a for a in rec.attempts if a.state == code and a.attempt == done.attempt and a.kind == "run"), None)
+    gb = _number(by.usage or {}, "checkpoint_gb") if by is not None else 0.0
+    if not gb:
+        return 0.0
+    created = parse_ts(done.completed_at)
+    deleted_at = _discarded_at(rec) if (code, done.attempt) in discarded_checkpoints(rec) else None
+    until = parse_ts(deleted_at) if deleted_at and deleted_at >= done.completed_at else now
+    hours = max((until - created).total_seconds(), 0.0) / 3600
+    return gb * prices.storage_gb_month * hours / HOURS_PER_MONTH
+
+
+def _saved(rec: BuildRecord, prices: Prices) -> float:
+    """``cost_saved_by_resumes`` of one build (see the module docstring)."""
+    saved = 0.0
+    for i, failed in enumerate(rec.attempts):
+        if failed.kind != "run" or failed.status != FAILED:
+            continue
+        later = rec.attempts[i + 1 :]
+        next_run = next((j for j, a in enumerate(later) if a.kind == "run"), None)
+        if next_run is None:
+            continue  # never resumed: nothing saved (yet)
+        done_before = [
+            code
+            for code, done in rec.milestones.items()
+            if not done.skipped and code != rec.plan[0] and done.completed_at <= failed.started_at
+        ]
+        repeated = sum(
+            attempt_cost(a, prices)
+            for a in rec.attempts
+            if a.kind == "run" and a.state in done_before and a.attempt == rec.milestones[a.state].attempt
+        )
+        replays = sum(attempt_cost(a, prices) for a in later[:next_run] if a.kind == "replay")
+        saved += max(repeated - replays, 0.0)
+    return saved
+
+
+def build_cost(rec: BuildRecord, prices: Prices, now: datetime | None = None) -> BuildCost:
+    """The cost of ``rec`` at ``now`` (checkpoints still kept are stored until then)."""
+    moment = now or datetime.now(timezone.utc)
+    per: dict[int, float] = {}
+    for attempt in rec.attempts:
+        if attempt.state != rec.plan[0]:  # registration writes a record, nothing else
+            per[attempt.state] = per.get(attempt.state, 0.0) + attempt_cost(attempt, prices)
+    for code in rec.plan:
+        storage = checkpoint_storage_cost(rec, code, prices, moment)
+        if storage or code in per:
+            per[code] = per.get(code, 0.0) + storage
+    failures = sum(attempt_cost(a, prices) for a in rec.attempts if a.status == FAILED)
+    unmetered = sum(
+        1
+        for a in rec.attempts
+        if a.finished_at is not None and a.usage is None and a.state != rec.plan[0] and a.status != SKIPPED
+    )
+    return BuildCost(
+        total=round(sum(per.values()), 4),
+        milestones={c: round(per[c], 4) for c in rec.plan if c in per},
+        failures=round(failures, 4),
+        saved_by_resumes=round(_saved(rec, prices), 4),
+        unmetered_attempts=unmetered,
+        currency=prices.currency,
+    )
