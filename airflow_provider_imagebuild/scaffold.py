@@ -20,10 +20,12 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.scaffold_os import CLOUDS, os_choice, os_properties
 from airflow_provider_imagebuild.scaffold_text import set_value
 from airflow_provider_imagebuild.scaffold_writer import ProjectFile, WriteReport, write_project
+from airflow_provider_imagebuild.spec_schema import SCHEMA_FILE, SCHEMA_LINE
 from airflow_provider_imagebuild.spec_yaml import load_yaml, placeholders
 
 # The sample spec each cloud's project starts from (the tables of :mod:`.scaffold_os`).
 SAMPLES = {cloud: table.sample for cloud, table in CLOUDS.items()}
+PROJECT_SCHEMA = "imagebuild-spec.schema.json"  # the spec's JSON Schema, for the project's editors
 
 
 def connection_todo(cloud: str) -> str:
@@ -120,6 +122,7 @@ def scaffold_files(plan: Scaffold) -> list[ProjectFile]:
             copy(extra, f"dags/packer/{extra.name}")
     text(plan.spec_path.relative_to(plan.folder).as_posix(), spec_text)
     copy(root / "imagebuild_pipelines.py", "dags/imagebuild_pipelines.py")
+    copy(SCHEMA_FILE, PROJECT_SCHEMA)
     text("Makefile", MAKEFILE.format(dag_id=plan.dag_id))
     todo = "\n".join(f"- `{path}`: {what}" for path, what in placeholders(spec)) or "- nothing in the spec"
     text("README.md", README.format(name=plan.name, cloud=plan.cloud, os=plan.os, image_type=plan.image_type,
@@ -134,7 +137,7 @@ def render_spec(plan: Scaffold, sample: str, root: Path) -> str:
     put there). The Packer milestones log in as the OS's SSH user where the template takes one."""
     table = CLOUDS[plan.cloud]
     image = table.systems[plan.os_key]
-    text = sample
+    text = sample.partition("\n")[2] if sample.startswith(SCHEMA_LINE) else sample  # the checkout's own line
     top = {"pipeline": plan.name, "os": plan.os, "image_type": plan.image_type, "schedule": None,
            "description": f"{plan.image_type} image for {plan.os} on {plan.cloud} ({plan.name})"}  # fmt: skip
     for key, value in top.items():
@@ -158,6 +161,7 @@ def render_spec(plan: Scaffold, sample: str, root: Path) -> str:
             merged = {**milestone, "vars": {**(milestone.get("vars") or {}), "ssh_username": ssh_user}}
             text = set_value(text, f"milestones.{code}", merged)
     header = (
+        f"{SCHEMA_LINE}../../{PROJECT_SCHEMA}\n"  # the editor's schema, written beside the project's Makefile
         f"# {plan.name}: made by `imagebuild init --cloud {plan.cloud} --os {plan.os}`\n"
         f"# from the sample {table.sample}, whose notes follow. Fill in every <REPLACE: ...> value:\n"
         "# `make check` names the ones left, and the DAG does not load until none is.\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,15 +30,24 @@ from airflow_provider_imagebuild.spec_airflow import (
 )
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS, BootSpec
-from airflow_provider_imagebuild.spec_cost import CostSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
 from airflow_provider_imagebuild.spec_lifecycle import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, OnFailureSpec
 from airflow_provider_imagebuild.spec_notify import NotifySpec
 from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.spec_problems import (
+    Refused,
+    SpecProblem,
+    located,
+    models_at,
+    problems_error,
+    pydantic_problems,
+    raise_refused,
+    split_problem,
+)
 from airflow_provider_imagebuild.spec_publish import PublishSpec, publish_problem
-from airflow_provider_imagebuild.spec_types import ConnId
+from airflow_provider_imagebuild.spec_types import ConnId, Seconds, WholeSeconds
 from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
-from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, load_yaml, unfilled
+from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, Positions, load_yaml_with_positions, placeholders
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
@@ -46,12 +55,23 @@ SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearl
 
 
 class SpecError(InvalidInput):
-    """A spec that cannot be loaded: file, key path and reason."""
+    """A spec that cannot be loaded: file, key path and reason of its first error, and every error
+    in ``problems`` (each with its line and column when the file was read: ``spec check``)."""
 
-    def __init__(self, file: str, path: str, reason: str) -> None:
+    def __init__(self, file: str, path: str, reason: str, problems: list[SpecProblem] | None = None) -> None:
         self.file = file
         self.path = path
+        self.problems = problems or [SpecProblem(path, reason)]
+        more = [p.path or f"line {p.line}" for p in self.problems[1:]]
+        if more:
+            placeholders = all(p.reason.startswith("fill in ") for p in self.problems)
+            reason = f"{reason} ({'also to fill in' if placeholders else 'also'}: {', '.join(more)})"
         super().__init__(f"{file}: {path}" if path else file, reason)
+
+    @classmethod
+    def of(cls, file: str, problems: list[SpecProblem]) -> SpecError:
+        """The error of a spec with these problems (the first one named in its message)."""
+        return cls(file, problems[0].path, problems[0].reason, problems)
 
 
 class RetryPolicy(BaseModel):
@@ -60,11 +80,13 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     retries: int | None = Field(default=None, ge=0, le=100)
-    retry_delay: float | None = Field(default=None, ge=0, description="seconds")
+    retry_delay: Seconds | None = Field(default=None, ge=0, description="seconds, or a duration like 5m")
     retry_exponential_backoff: bool | None = None
-    max_retry_delay: float | None = Field(default=None, gt=0, description="seconds")
-    execution_timeout: float | None = Field(default=None, gt=0, description="seconds")
-    lease_seconds: int | None = Field(default=None, ge=5, le=86400)
+    max_retry_delay: Seconds | None = Field(default=None, gt=0, description="seconds, or a duration like 1h")
+    execution_timeout: Seconds | None = Field(default=None, gt=0, description="seconds, or a duration like 1h30m")
+    lease_seconds: WholeSeconds | None = Field(
+        default=None, ge=5, le=86400, description="how long a milestone's lease lasts without a heartbeat (or 10m)"
+    )
 
     def merged(self, defaults: RetryPolicy) -> RetryPolicy:
         values = {k: v if v is not None else getattr(defaults, k) for k, v in self.retry_settings().items()}
@@ -226,17 +248,12 @@ TARGET_MODELS: dict[str, type[BaseModel]] = {
     "vsphere": VsphereTargetSpec,
     "openstack": OpenstackTargetSpec,
 }
+# The settings of TargetSpec the local target reads (the others are AWS's, refused on cloud: local).
+LOCAL_TARGET_KEYS = frozenset(
+    {"connection", "work_dir", "catalog", "catalog_keep", "ssh_public_key", "ssh_private_key_file", "boot"}
+    | {"keep_checkpoints"}
+)
 AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec | VsphereTargetSpec | OpenstackTargetSpec
-
-
-def _error_text(exc: ValidationError, prefix: str) -> str:
-    """``prefix.key.path: reason`` of a nested model's first error (parse_spec splits it again)."""
-    first = exc.errors()[0]
-    path = ".".join([prefix, *(str(p) for p in first["loc"])])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    return f"{path}: {message}"
 
 
 class PipelineSpec(BaseModel):
@@ -271,8 +288,6 @@ class PipelineSpec(BaseModel):
     notify: NotifySpec | None = None
     # What becomes of a failed build nobody resumes: park its host, abandon it after a while (spec_lifecycle)
     on_failure: OnFailureSpec = OnFailureSpec()
-    # What its resources cost, over the cloud's example prices (spec_cost; build/prices.py)
-    cost: CostSpec | None = None
 
     @field_validator("pipeline", "image_type")
     @classmethod
@@ -321,11 +336,23 @@ class PipelineSpec(BaseModel):
         """Validate ``target:`` with its cloud's model (an AWS key in an Azure spec is unknown)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("target", {}), dict):
             return raw
-        model = TARGET_MODELS.get(str(raw.get("cloud")), TargetSpec)
+        cloud = str(raw.get("cloud"))
+        model = TARGET_MODELS.get(cloud, TargetSpec)
+        target = raw.get("target") or {}
+        problems = []
+        if cloud == "local":  # TargetSpec holds AWS's settings too: the local target takes none of them
+            problems = [
+                (str(key), "unknown key for cloud local (an aws setting; the local target builds on the worker)")
+                for key in target
+                if key in TargetSpec.model_fields and key not in LOCAL_TARGET_KEYS
+            ]
         try:
-            return {**raw, "target": model.model_validate(raw.get("target") or {})}
+            validated: Any = model.model_validate(target)
         except ValidationError as exc:
-            raise ValueError(_error_text(exc, "target")) from None
+            problems += [(p.path, p.reason) for p in pydantic_problems(exc, target, model, models_at, cloud)]
+        return {**raw, "target": Refused(problems) if problems else validated}
+
+    _refused_target = field_validator("target", "default_args", "access_control", mode="before")(raise_refused)
 
     @model_validator(mode="before")
     @classmethod
@@ -335,54 +362,66 @@ class PipelineSpec(BaseModel):
         if not isinstance(raw, dict):
             return raw
         checked = dict(raw)
-        if raw.get("default_args") is not None:
-            checked["default_args"] = checked_default_args(raw["default_args"])
-        if raw.get("access_control") is not None:
-            checked["access_control"] = checked_access_control(raw["access_control"])
+        for name, check in (("default_args", checked_default_args), ("access_control", checked_access_control)):
+            if raw.get(name) is not None:
+                try:
+                    checked[name] = check(raw[name])
+                except ValueError as exc:  # "default_args.retires: unknown Airflow setting; did you mean..."
+                    path, reason = split_problem(str(exc), [name])
+                    checked[name] = Refused([(path.removeprefix(name).lstrip("."), reason)])
         return checked
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
+        """The checks across keys; every inconsistency is reported, not only the first."""
+        problems = [split_problem(text, PipelineSpec.model_fields) for text in self._inconsistencies()]
+        if problems:
+            raise problems_error(problems)
+        return self
+
+    def _inconsistencies(self) -> Iterator[str]:
+        """``key.path: reason`` of each check across keys the spec fails."""
         if self.store and self.store_conn_id:
-            raise ValueError("give either 'store' or 'store_conn_id', not both")
+            yield "give either 'store' or 'store_conn_id', not both"
         if self.default_args is not None:
             for name in sorted(set(RetryPolicy.model_fields) & self.default_args.model_fields_set):
                 if name in self.defaults.model_fields_set:
-                    raise ValueError(
+                    yield (
                         f"default_args.{name}: also given as defaults.{name}; keep one (both apply to every milestone)"
                     )
         keys: dict[str, int] = {}
         for code, milestone in self.milestones.items():
             if code == FIRST_STATE:
-                raise ValueError("milestones.0: milestone 0 registers the build and takes no action")
+                yield "milestones.0: milestone 0 registers the build and takes no action"
+                continue
             if code not in CATALOG and not milestone.key:
-                raise ValueError(f"milestones.{code}: custom code {code} needs a 'key'")
+                yield f"milestones.{code}: custom code {code} needs a 'key'"
+                continue
             key = milestone.key or CATALOG[code].key
             if key in keys:
-                raise ValueError(f"milestones.{code}: key {key!r} is also used by milestone {keys[key]}")
+                yield f"milestones.{code}: key {key!r} is also used by milestone {keys[key]}"
             keys[key] = code
             clouds = clouds_for(milestone.action) if milestone.action in TARGET_ACTIONS else ()
             if milestone.action in TARGET_ACTIONS and self.cloud not in clouds:
-                raise ValueError(
+                yield (
                     f"milestones.{code}: action {milestone.action!r} is not available for cloud {self.cloud!r} "
                     f"(only {', '.join(clouds)})"
                 )
         if isinstance(self.target, (AzureTargetSpec, GcpTargetSpec, VsphereTargetSpec, OpenstackTargetSpec)):
             actions: set[str] = {m.action for m in self.milestones.values()}
-            missing = self.target.missing_for(actions)
-            if missing:
-                raise ValueError(
-                    f"target.{missing[0]}: is required by this pipeline's {sorted(actions & TARGET_ACTIONS)} milestones"
-                )
-        self._boot_consistent()
+            for missing in self.target.missing_for(actions):
+                yield f"target.{missing}: is required by this pipeline's {sorted(actions & TARGET_ACTIONS)} milestones"
+        try:
+            self._boot_consistent()
+        except ValueError as exc:
+            yield str(exc)
         has_publish = any(m.action == "publish" for m in self.milestones.values())
         problem = publish_problem(self.publish, self.cloud, has_publish)
         if problem:
-            raise ValueError(f"{problem[0]}: {problem[1]}")
+            yield f"{problem[0]}: {problem[1]}"
         for code in [*self.checkpoints, *self.target.keep_checkpoints]:
             if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
-                raise ValueError(f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec")
-        return self
+                yield f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec"
 
     def _boot_consistent(self) -> None:
         boot = getattr(self.target, "boot", None)
@@ -436,98 +475,111 @@ class PipelineSpec(BaseModel):
         return self.dag_id or f"imagebuild_{self.pipeline.replace('-', '_')}"
 
 
-def _check_codes(raw: Any, file: str) -> None:
-    milestones = raw.get("milestones") if isinstance(raw, dict) else None
+def _code_problems(raw: dict[Any, Any]) -> Iterator[SpecProblem]:
+    milestones = raw.get("milestones")
     if milestones is None:
         return
     if not isinstance(milestones, dict):
-        raise SpecError(file, "milestones", "must be a mapping of milestone code to settings")
+        yield SpecProblem("milestones", "must be a mapping of milestone code to settings")
+        return
     for code in milestones:
         try:
             check_code(code, "code")
         except InvalidInput as exc:
-            raise SpecError(file, f"milestones.{code}", exc.reason) from None
+            yield SpecProblem(f"milestones.{code}", exc.reason)
+            continue
+        if code == FIRST_STATE:  # here as well as in the checks across keys, which run only on valid fields
+            yield SpecProblem("milestones.0", "milestone 0 registers the build and takes no action")
 
 
-def _check_nul(value: Any, file: str, path: str) -> None:
+def _nul_problems(value: Any, path: str) -> Iterator[SpecProblem]:
     """A NUL (``"\\0"`` in a quoted YAML string) can reach no command line, environment or file
     name: refused where it stands rather than failing the milestone that runs it."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise SpecError(file, path or "(document)", "must not contain a NUL character")
+            yield SpecProblem(path or "(document)", "must not contain a NUL character")
     elif isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            _check_nul(key, file, where)
-            _check_nul(item, file, where)
+            yield from _nul_problems(key, where)
+            yield from _nul_problems(item, where)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_nul(item, file, f"{path}[{i}]")
+            yield from _nul_problems(item, f"{path}[{i}]")
 
 
-def _check_files(spec: PipelineSpec, base: Path, file: str) -> None:
+def _file_problems(spec: PipelineSpec, base: Path) -> Iterator[SpecProblem]:
     for code, milestone in spec.milestones.items():
         for name in ("template", "playbook"):
             value = getattr(milestone, name)
             if value is not None and not (base / value).is_file():
-                raise SpecError(file, f"milestones.{code}.{name}", f"file {value} not found (in {base})")
+                yield SpecProblem(f"milestones.{code}.{name}", f"file {value} not found (in {base})")
         for i, var_file in enumerate(milestone.var_files):
             if not (base / var_file).is_file():
-                raise SpecError(file, f"milestones.{code}.var_files[{i}]", f"file {var_file} not found (in {base})")
+                yield SpecProblem(f"milestones.{code}.var_files[{i}]", f"file {var_file} not found (in {base})")
         if isinstance(milestone.command, list):
             exe = milestone.command[0]
             if "/" in exe and not Path(exe).is_absolute():
                 cwd = base / (milestone.cwd or ".")
                 if not (cwd / exe).exists():
-                    raise SpecError(file, f"milestones.{code}.command[0]", f"file {exe} not found (in {cwd})")
+                    yield SpecProblem(f"milestones.{code}.command[0]", f"file {exe} not found (in {cwd})")
         if milestone.cwd and not (base / milestone.cwd).is_dir():
-            raise SpecError(file, f"milestones.{code}.cwd", f"directory {milestone.cwd} not found")
+            yield SpecProblem(f"milestones.{code}.cwd", f"directory {milestone.cwd} not found")
+    boot = getattr(spec.target, "boot", None)
+    if boot is not None and boot.playbook is not None and not (base / boot.playbook).is_file():
+        yield SpecProblem("target.boot.playbook", f"file {boot.playbook} not found (in {base})")
 
 
-def _check_boot_playbook(spec: PipelineSpec, base: Path, file: str) -> PipelineSpec:
+def _with_boot_playbook(spec: PipelineSpec, base: Path) -> PipelineSpec:
     """The verification playbook of ``target.boot``, relative to the spec's folder like every
     playbook; returned with its path made absolute, which is what the operators get."""
     boot = getattr(spec.target, "boot", None)
     if boot is None or boot.playbook is None:
         return spec
-    path = base / boot.playbook
-    if not path.is_file():
-        raise SpecError(file, "target.boot.playbook", f"file {boot.playbook} not found (in {base})")
-    resolved = boot.model_copy(update={"playbook": str(path.absolute())})
+    resolved = boot.model_copy(update={"playbook": str((base / boot.playbook).absolute())})
     return spec.model_copy(update={"target": spec.target.model_copy(update={"boot": resolved})})
 
 
-def parse_spec(raw: Any, file: str = "<spec>", base: Path | None = None) -> PipelineSpec:
-    """Validate a spec already loaded from YAML (``base``: directory for relative files)."""
+def _under(path: str, found: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``found`` or below one (one error per value, not two)."""
+    return any(path == p or path.startswith((f"{p}.", f"{p}[")) for p in found)
+
+
+def parse_spec(
+    raw: Any, file: str = "<spec>", base: Path | None = None, positions: Positions | None = None
+) -> PipelineSpec:
+    """Validate a spec already loaded from YAML (``base``: directory for relative files;
+    ``positions``: where its keys stand, for the line and column of each error). Raises a
+    ``SpecError`` holding every problem of the spec, not only the first."""
     if not isinstance(raw, dict):
-        raise SpecError(file, "", "must be a YAML mapping with at least 'pipeline', 'cloud', 'image_type'")
-    _check_codes(raw, file)
-    _check_nul(raw, file, "")
-    if (todo := unfilled(raw)) is not None:  # a value `imagebuild init` left for a person to fill in
-        raise SpecError(file, *todo)
+        raise SpecError.of(
+            file,
+            located(
+                [SpecProblem("", "must be a YAML mapping with at least 'pipeline', 'cloud', 'image_type'")], positions
+            ),
+        )
+    problems = [*_code_problems(raw), *_nul_problems(raw, "")]
+    # a value `imagebuild init` left for a person to fill in
+    problems += [SpecProblem(path, f"fill in {what}") for path, what in placeholders(raw)]
+    spec: PipelineSpec | None = None
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
-        if first["type"] == "missing":
-            message = "is required"
-        if path == "" and message.startswith(("milestones.", "target.", "publish", "default_args", "access_control")):
-            path, _, message = message.partition(": ")
-        raise SpecError(file, path, message) from None
+        cloud = str(raw.get("cloud"))
+        found = pydantic_problems(exc, raw, PipelineSpec, models_at, cloud)
+        problems += [p for p in found if not _under(p.path, [q.path for q in problems])]
     except InvalidInput as exc:
-        raise SpecError(file, exc.field, exc.reason) from None
-    if base is not None:
-        _check_files(spec, base, file)
-        spec = _check_boot_playbook(spec, base, file)
-    return spec
+        problems.append(SpecProblem(exc.field, exc.reason))
+    if spec is not None and base is not None:
+        problems += _file_problems(spec, base)
+    if problems:
+        raise SpecError.of(file, located(problems, positions))
+    assert spec is not None
+    return _with_boot_playbook(spec, base) if base is not None else spec
 
 
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Read and validate one YAML spec file."""
+def _read_spec(path: str | Path) -> tuple[PipelineSpec, Positions]:
+    """One YAML spec file validated, and where its keys stand."""
     spec_path = Path(path)
     name = str(spec_path)
     try:
@@ -544,12 +596,20 @@ def load_spec(path: str | Path) -> PipelineSpec:
             name, "", f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
     try:
-        raw = load_yaml(text)
+        raw, positions = load_yaml_with_positions(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(name, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_spec(raw, name, spec_path.parent)
+        reason = f"is not valid YAML: {getattr(exc, 'problem', exc)}"
+        if mark is None:
+            raise SpecError(name, "", reason) from None
+        where = SpecProblem("", reason, mark.line + 1, mark.column + 1)
+        raise SpecError(name, f"line {mark.line + 1}", reason, [where]) from None
+    return parse_spec(raw, name, spec_path.parent, positions), positions
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate one YAML spec file."""
+    return _read_spec(path)[0]
 
 
 PIPELINES_ENV = "IMAGEBUILD_PIPELINES_DIR"
@@ -574,10 +634,12 @@ def load_specs(paths: Iterable[Path]) -> tuple[list[tuple[Path, PipelineSpec]], 
     used: dict[str, Path] = {}
     for path in paths:
         try:
-            spec = load_spec(path)
+            spec, positions = _read_spec(path)
             dag_id = spec.effective_dag_id
             if dag_id in used:
-                raise SpecError(str(path), "pipeline", f"DAG id {dag_id} is already used by {used[dag_id]}")
+                key = "dag_id" if spec.dag_id else "pipeline"
+                reason = f"DAG id {dag_id} is already used by {used[dag_id]}"
+                raise SpecError(str(path), key, reason, located([SpecProblem(key, reason)], positions))
         except SpecError as exc:
             errors.append(exc)
             continue

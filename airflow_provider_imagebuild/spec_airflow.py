@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from airflow_provider_imagebuild.build.ids import control_character
+from airflow_provider_imagebuild.spec_types import parse_duration
 
 # Names Airflow accepts in default_args that a spec may not set, and why.
 NOT_SETTABLE = {
@@ -39,27 +40,10 @@ DAG_PERMISSIONS: dict[str, frozenset[str]] = {
     "DAG Runs": frozenset({"can_read", "can_create", "can_delete", "menu_access"}),
 }
 
-_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", re.ASCII)
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-def _duration(value: Any) -> Any:
-    """Seconds (a number), ``90s`` / ``5m`` / ``2h`` / ``1d`` / ``1h30m``, or what pydantic reads as
-    a timedelta (ISO 8601 ``PT5M``, ``HH:MM:SS``)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration (seconds, or like 5m, 2h, 1d, PT5M), not a boolean")
-    if isinstance(value, str):
-        text = value.strip()
-        found = _DURATION_RE.fullmatch(text)
-        if text and found and any(found.groups()):
-            days, hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-        if not re.fullmatch(r"P[0-9TDHMSW.]+|[0-9]+(:[0-9]{2}){1,2}(\.[0-9]+)?", text, re.ASCII):
-            raise ValueError(f"{text[:40]!r} is not a duration (seconds, or like 90s, 5m, 2h, 1d, 1h30m, PT5M)")
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]  # spec_types: one grammar for every duration
 
 
 def _name(value: str, what: str) -> str:

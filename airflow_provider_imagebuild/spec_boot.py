@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_provider_imagebuild.spec_types import LoginName
+from airflow_provider_imagebuild.spec_types import LoginName, WholeSeconds
 from airflow_provider_imagebuild.targets.registry import clouds_for
 
 # The targets that implement ``Target.boot_check``: those whose registry entry lists the
@@ -56,7 +56,9 @@ class BootSpec(BaseModel):
     before_publish: Firmware | Literal[False] = Field(
         default="uefi", description="firmware of the sealed image's boot before it is published, or false: not booted"
     )
-    timeout: int = Field(default=600, ge=30, le=7200, description="seconds one boot may take, checks included")
+    timeout: WholeSeconds = Field(
+        default=600, ge=30, le=7200, description="seconds (or 10m) one boot may take, checks included"
+    )
     playbook: str | None = Field(
         default=None,
         description="verification playbook run over SSH on the booted sealed image (default: the shipped one)",

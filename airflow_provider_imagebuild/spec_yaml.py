@@ -153,17 +153,80 @@ else:  # pragma: no cover - PyYAML without libyaml
             SpecResolver.__init__(self)
 
 
-def load_yaml(text: str) -> Any:
-    """The document in ``text`` (raises ``yaml.YAMLError`` with a mark on bad input)."""
+# -- Positions: where each key and value stands, so every error names its line and column ------
+Position = tuple[int, int]  # 1-based line and column, as editors and compilers print them
+
+
+class Positions:
+    """The line and column of every key and value of a loaded spec, by key path (``("milestones",
+    "45", "action")``; list items by their index), so that an error pydantic finds in the data is
+    printed where it stands in the file (``web.yaml:12:7: milestones.45.action: ...``)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, ...], Position] = {}
+        self.values: dict[tuple[str, ...], Position] = {(): (1, 1)}
+
+    def add(self, node: Node, path: tuple[str, ...], seen: set[tuple[int, tuple[str, ...]]]) -> None:
+        if (id(node), path) in seen:  # an alias met again at the same path
+            return
+        seen.add((id(node), path))
+        self.values.setdefault(path, _position(node))
+        if isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                self.keys.setdefault((*path, str(index)), _position(item))
+                self.add(item, (*path, str(index)), seen)
+        elif isinstance(node, MappingNode):
+            merged: list[Node] = []
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *defaults``: its keys stand here
+                    merged.extend(value_node.value if isinstance(value_node, SequenceNode) else [value_node])
+                    continue
+                child = (*path, str(key_node.value))
+                self.keys.setdefault(child, _position(key_node))
+                self.add(value_node, child, seen)
+            for source in merged:  # the mapping's own keys win, as they do in the data
+                if isinstance(source, MappingNode):
+                    for key_node, value_node in source.value:
+                        child = (*path, str(key_node.value))
+                        if child not in self.keys:
+                            self.keys[child] = _position(key_node)
+                            self.add(value_node, child, seen)
+
+    def of(self, parts: tuple[str, ...], *, key: bool = False) -> Position:
+        """Where ``parts`` stands: its key (an unknown key) or its value; a path the file does not
+        hold (a missing key) stands at the nearest mapping that does."""
+        for end in range(len(parts), -1, -1):
+            prefix = parts[:end]
+            if key and end == len(parts) and prefix in self.keys:
+                return self.keys[prefix]
+            if prefix in self.values:
+                return self.values[prefix]
+        return (1, 1)
+
+
+def _position(node: Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def load_yaml_with_positions(text: str) -> tuple[Any, Positions]:
+    """The document in ``text`` and where each of its keys and values stands (raises
+    ``yaml.YAMLError`` with a mark on bad input)."""
     loader = _Loader(text)
+    positions = Positions()
     try:
         node = loader.get_single_node()
         if node is None:
-            return None
+            return None, positions
         _expanded_size(node, {}, set(), 0)
-        return loader.construct_document(node)
+        positions.add(node, (), set())
+        return loader.construct_document(node), positions
     finally:
         loader.dispose()
+
+
+def load_yaml(text: str) -> Any:
+    """The document in ``text`` (raises ``yaml.YAMLError`` with a mark on bad input)."""
+    return load_yaml_with_positions(text)[0]
 
 
 # -- Placeholders: values a person must fill in before the spec is used --------------------------

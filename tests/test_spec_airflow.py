@@ -127,12 +127,16 @@ def test_spec_check_refuses_bad_airflow_settings_with_the_field_path(tmp_path: P
     write(folder / "c.yaml", good.format(name="gamma") + "milestones:\n  15: {action: noop, pool_slots: 0}\n")
     checked = run("spec", "check", str(folder))
     assert checked.returncode == 2
-    assert checked.stdout.splitlines() == [f"ok {folder / 'a.yaml'}: DAG imagebuild_alpha, 2 milestones"]
+    assert checked.stdout.splitlines() == [
+        f"ok {folder / 'a.yaml'}: DAG imagebuild_alpha, 2 milestones",
+        "1 ok, 2 invalid",
+    ]
     errors = checked.stderr.splitlines()
     assert len(errors) == 2, errors
-    assert (
-        f"{folder / 'b.yaml'}: default_args.retry_dealy: unknown Airflow setting; did you mean 'retry_delay'?"
-        in errors[0]
+    assert errors[0] == (
+        f"{folder / 'b.yaml'}:4:16: default_args.retry_dealy: unknown Airflow setting; did you mean 'retry_delay'?"
     )
-    assert f"{folder / 'c.yaml'}: milestones.15.pool_slots: Input should be greater than or equal to 1" in errors[1]
+    assert (
+        errors[1] == f"{folder / 'c.yaml'}:5:34: milestones.15.pool_slots: Input should be greater than or equal to 1"
+    )
     assert "Traceback" not in checked.stderr
