@@ -18,7 +18,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import timezone
 from typing import Any, TypeVar
 
 import click
@@ -126,18 +125,3 @@ def note(text: str) -> None:
     """A line said after a table: piped, it starts ``# `` like the table's title and caption, so
     the tab-separated rows stay the only other lines."""
     click.echo(text if sys.stdout.isatty() else f"# {text}")
-
-
-def shown_time(stamp: str | None) -> str:
-    """A stored time (``2026-11-27T07:03:12.123456Z``) as the Image builds pages show times,
-    ``2026-11-27 08:03:12``, in this machine's time zone (``TZ``), its name after it: ``CET``,
-    ``UTC``. JSON answers keep the stored form."""
-    if not stamp:
-        return ""
-    from datetime import datetime
-
-    try:
-        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).astimezone()
-    except ValueError:
-        return stamp
-    return moment.strftime("%Y-%m-%d %H:%M:%S ") + (moment.tzname() or "")

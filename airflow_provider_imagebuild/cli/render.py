@@ -12,7 +12,7 @@ from rich.text import Text
 
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import build_status
-from airflow_provider_imagebuild.cli.output import shown_time
+from airflow_provider_imagebuild.cli.times import shown_time
 from airflow_provider_imagebuild.plan import PipelinePlan
 
 STATUS_STYLE = {

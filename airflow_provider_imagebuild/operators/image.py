@@ -27,7 +27,11 @@ from airflow.sdk import Asset, AssetAlias
 from airflow_provider_imagebuild.build.record import BuildRecord, format_ts
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, TargetError
 from airflow_provider_imagebuild.operators.session import MilestoneSession
-from airflow_provider_imagebuild.operators.target import TargetMilestoneOperator
+from airflow_provider_imagebuild.operators.target import (
+    BOOT_CHECKED_IMAGE,
+    BOOT_CHECKED_SHA256,
+    TargetMilestoneOperator,
+)
 from airflow_provider_imagebuild.spec_publish import PublishSpec
 from airflow_provider_imagebuild.targets.base import (
     DISCARDED_METADATA,
@@ -228,18 +232,6 @@ class PublishMilestoneOperator(TargetMilestoneOperator):
 
 
 PUBLISHED = "published."  # metadata key prefix of each destination's record
-BOOT_CHECKED_IMAGE = "boot_sealed_image"  # the seal's outputs: which image its boot check passed
-BOOT_CHECKED_SHA256 = "boot_sealed_sha256"
-
-
-def default_verification_playbook() -> Path:
-    """The shipped verification playbook (``dags/ansible/verify-boot.yml``, in the package as
-    ``project/ansible``): the system is up with no failed unit, enabled services run, sshd's
-    configuration is valid."""
-    from airflow_provider_imagebuild.scaffold import shipped_root
-    from airflow_provider_imagebuild.spec_boot import DEFAULT_PLAYBOOK
-
-    return shipped_root() / "ansible" / DEFAULT_PLAYBOOK
 
 
 def sealed_outputs(build: BuildRecord, image: str) -> tuple[int, dict[str, Any]]:

@@ -43,6 +43,20 @@ from airflow_provider_imagebuild.targets.boot import GREEN_IMAGE as GREEN_IMAGE_
 from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE as SEALED_IMAGE_STAGE
 from airflow_provider_imagebuild.targets.boot import BootRequest, boot_request
 
+BOOT_CHECKED_IMAGE = "boot_sealed_image"  # the seal's outputs: which image its boot check passed
+BOOT_CHECKED_SHA256 = "boot_sealed_sha256"
+
+
+def default_verification_playbook() -> Path:
+    """The shipped verification playbook (``dags/ansible/verify-boot.yml``, in the package as
+    ``project/ansible``): the system is up with no failed unit, enabled services run, sshd's
+    configuration is valid."""
+    from airflow_provider_imagebuild.scaffold import shipped_root
+    from airflow_provider_imagebuild.spec_boot import DEFAULT_PLAYBOOK
+
+    return shipped_root() / "ansible" / DEFAULT_PLAYBOOK
+
+
 GREEN_IMAGE = 10  # the catalog's green image: the first image that must boot
 
 
@@ -229,12 +243,6 @@ class TargetMilestoneOperator(MilestoneOperator):
         """Boot the sealed ``image`` (the seal's own check, or a launch_test milestone's) and run the
         verification playbook on it: the report's outputs plus which image (id and SHA-256) passed,
         which is what publish's gate reads."""
-        from airflow_provider_imagebuild.operators.image import (
-            BOOT_CHECKED_IMAGE,
-            BOOT_CHECKED_SHA256,
-            default_verification_playbook,
-        )
-
         playbook = Path(boot.playbook) if boot.playbook else default_verification_playbook()
         variables = self.playbook_variables(build, self.state, getattr(self, "extravars", {}))
         firmware = boot.before_publish or "uefi"

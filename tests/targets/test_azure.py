@@ -505,7 +505,7 @@ def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_del
     on the stand-in guest (tests/servers/guest.py, reached through target.boot.ssh_address), its
     serial log is the console read; a failing playbook fails the check with the console's tail, and
     either way no VM, NIC or disk is left."""
-    from airflow_provider_imagebuild.operators.image import default_verification_playbook
+    from airflow_provider_imagebuild.operators.target import default_verification_playbook
     from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, boot_request
 
     target = _target(ssh_private_key_file=str(standin_guest.key), boot=standin_guest.boot_settings())

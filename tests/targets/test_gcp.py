@@ -289,7 +289,7 @@ def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_del
     run on the stand-in guest (tests/servers/guest.py, through target.boot.ssh_address), its serial
     log is serial port 1; a failing playbook fails the check with the console's tail, and either way
     the instance and its disk are deleted."""
-    from airflow_provider_imagebuild.operators.image import default_verification_playbook
+    from airflow_provider_imagebuild.operators.target import default_verification_playbook
     from airflow_provider_imagebuild.targets.boot import SEALED_IMAGE, boot_request
 
     target = _target(ssh_private_key_file=str(standin_guest.key), boot=standin_guest.boot_settings())

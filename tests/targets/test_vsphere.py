@@ -527,7 +527,7 @@ def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_des
     guest (tests/servers/guest.py, through target.boot.ssh_address). vSphere has no console output:
     the login prompt is reported as not available. A failing playbook fails the check, and either
     way the test VM is destroyed."""
-    from airflow_provider_imagebuild.operators.image import default_verification_playbook
+    from airflow_provider_imagebuild.operators.target import default_verification_playbook
     from airflow_provider_imagebuild.targets.boot import NO_CONSOLE, SEALED_IMAGE, boot_request
 
     target = make_target("vs-pipe", ssh_private_key_file=str(standin_guest.key), boot=standin_guest.boot_settings())
