@@ -30,6 +30,7 @@ from airflow_provider_imagebuild.spec_airflow import (
 )
 from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS, BootSpec
+from airflow_provider_imagebuild.spec_cost import CostSpec
 from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
 from airflow_provider_imagebuild.spec_lifecycle import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, OnFailureSpec
 from airflow_provider_imagebuild.spec_notify import NotifySpec
@@ -288,6 +289,8 @@ class PipelineSpec(BaseModel):
     notify: NotifySpec | None = None
     # What becomes of a failed build nobody resumes: park its host, abandon it after a while (spec_lifecycle)
     on_failure: OnFailureSpec = OnFailureSpec()
+    # What its resources cost, over the cloud's example prices (spec_cost; build/prices.py)
+    cost: CostSpec | None = None
 
     @field_validator("pipeline", "image_type")
     @classmethod
