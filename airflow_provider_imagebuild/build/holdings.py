@@ -22,6 +22,8 @@ Precisely, a record holds:
   the middle of publishing still holds its sealed image. Once the plan's last milestone (100,
   publish) is completed, those images are the delivered product, owned where they were published.
 
+What an abandon deleted, or found gone, is listed in the record's ``released`` and held no more.
+
 What was never recorded (an image a failed attempt made before it could record it) cannot be
 known here; the targets tag what they make with the build id for that.
 """
@@ -78,7 +80,13 @@ def checkpoint_images(build: BuildRecord) -> dict[int, str]:
 
 def holdings(build: BuildRecord) -> list[Holding]:
     """What ``build`` still holds (see the module's docstring): the host first, then checkpoint
-    images and staged images in plan order, each id once."""
+    images and staged images in plan order, each id once (none an abandon released)."""
+    released = set(build.released)
+    return [h for h in _recorded(build) if h.id not in released]
+
+
+def _recorded(build: BuildRecord) -> list[Holding]:
+    """What the record says the build made and did not remove in the course of the build."""
     meta = build.metadata
     found: list[Holding] = []
     host = meta.get(HOST_ID, "")

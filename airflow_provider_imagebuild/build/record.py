@@ -18,6 +18,7 @@ from typing import Any
 from airflow_provider_imagebuild.build.catalog import milestone_label, title_of, validate_plan
 from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity, check_titles
 from airflow_provider_imagebuild.build.ids import CLOUDS, check_build_id, check_cloud, check_name
+from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS
 from airflow_provider_imagebuild.errors import CorruptRecord, InvalidInput
 
 SCHEMA_VERSION = 1
@@ -184,6 +185,15 @@ class BuildRecord:
     unskippable: list[int] = field(default_factory=list)
     # The pipeline's own milestone titles, where the catalog's do not apply (custom codes).
     titles: dict[int, str] = field(default_factory=dict)
+    # Attempts per milestone across runs before ``begin`` is refused (the spec's max_attempts,
+    # ``build create --max-attempts``; a milestone not named: DEFAULT_MAX_ATTEMPTS), and the attempt
+    # number up to which each milestone may now begin where a reset or ``build allow`` moved it.
+    max_attempts: dict[int, int] = field(default_factory=dict)
+    attempt_limits: dict[int, int] = field(default_factory=dict)
+    # When a person (or the watchdog) gave the build up for good: no milestone begins again.
+    abandoned_at: str | None = None
+    # What an abandon deleted (or found gone) of what the build held: ids no longer held.
+    released: list[str] = field(default_factory=list)
 
     # -- derived views -------------------------------------------------------------------------
     @property
@@ -232,6 +242,20 @@ class BuildRecord:
     def delivered(self) -> bool:
         return self.plan[-1] in self.milestones
 
+    @property
+    def abandoned(self) -> bool:
+        """Given up for good (``imagebuild build abandon``, the watchdog's abandon_after)."""
+        return self.abandoned_at is not None
+
+    def attempt_cap(self, code: int) -> int:
+        """How many attempts milestone ``code`` gets across runs (before a reset or a grant)."""
+        return self.max_attempts.get(code, DEFAULT_MAX_ATTEMPTS)
+
+    def attempt_limit(self, code: int) -> int:
+        """The highest attempt number milestone ``code`` may begin now (its cap, or what a reset or
+        ``build allow`` granted since)."""
+        return self.attempt_limits.get(code, self.attempt_cap(code))
+
     def outputs(self) -> dict[int, dict[str, Any]]:
         return {c: dict(self.milestones[c].outputs) for c in self.completed}
 
@@ -274,6 +298,10 @@ class BuildRecord:
             "trimmed": dict(self.trimmed),
             "unskippable": list(self.unskippable),
             "titles": {str(k): v for k, v in self.titles.items()},
+            "max_attempts": {str(k): v for k, v in self.max_attempts.items()},
+            "attempt_limits": {str(k): v for k, v in self.attempt_limits.items()},
+            "abandoned_at": self.abandoned_at,
+            "released": list(self.released),
         }
 
     def to_public(self) -> dict[str, Any]:
@@ -338,6 +366,10 @@ class BuildRecord:
                 if doc.get("unskippable") is not None
                 else [c for c in plan if c in DEFAULT_UNSKIPPABLE or c == plan[0]],
                 titles=check_titles(doc.get("titles"), plan),
+                max_attempts=_attempt_counts(doc.get("max_attempts"), plan, "max_attempts"),
+                attempt_limits=_attempt_counts(doc.get("attempt_limits"), plan, "attempt_limits"),
+                abandoned_at=doc.get("abandoned_at"),
+                released=[str(r) for r in doc.get("released") or []],
             )
             if rec.status not in BUILD_STATUSES:
                 raise CorruptRecord(f"build record {stored_id} has unknown status {rec.status!r}")
@@ -352,6 +384,17 @@ class BuildRecord:
             raise CorruptRecord(f"build record is malformed ({exc})") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptRecord(f"build record is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def _attempt_counts(raw: object, plan: list[int], field: str) -> dict[int, int]:
+    """A stored ``{code: attempts}`` (caps or limits): codes of the plan, whole numbers."""
+    found: dict[int, int] = {}
+    for key, value in dict(raw or {}).items():  # type: ignore[call-overload]  # checked below
+        code = int(key)
+        if code not in plan or isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"{field}.{key}", "must be a whole number of attempts for a milestone of the plan")
+        found[code] = value
+    return found
 
 
 _NAME_RULE = "must be 1-128 ASCII letters, digits, '.', '_' or '-' without '..', as the store writes it"
@@ -392,6 +435,8 @@ def _timestamps(rec: BuildRecord, named: bool = False) -> Iterator[tuple[str, ob
     yield "updated_at", rec.updated_at
     if rec.delivered_at is not None:
         yield "delivered_at", rec.delivered_at
+    if rec.abandoned_at is not None:
+        yield "abandoned_at", rec.abandoned_at
     if rec.lease is not None:
         yield "lease.acquired_at", rec.lease.acquired_at
         yield "lease.expires_at", rec.lease.expires_at

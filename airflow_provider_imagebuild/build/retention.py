@@ -10,7 +10,11 @@ A record may be removed when its build is
   (:func:`.holdings.holdings`: no build host, no Packer instance, no checkpoint or staged image
   recorded as existing). Removing the record of a failed build that still holds something would
   leave those resources running with nothing pointing at them: it is kept, saying what it holds,
-  until a person abandons it (releases what it holds).
+  until a person abandons it (releases what it holds);
+- or abandoned (``imagebuild build abandon``, the watchdog's ``abandon_after``), with no lease and
+  holding nothing: the abandon deleted what it held. One whose abandon could not delete
+  everything (no spec to reach the target, a cloud error) is kept, saying what it still holds,
+  until an abandon again (with ``--spec``) releases it.
 
 Never removed: a build with a lease (live, or expired with nobody taking over: the watchdog's
 business), one in progress, and one completed up to a milestone before the last (it waits for its
@@ -28,17 +32,23 @@ from airflow_provider_imagebuild.build.record import FAILED, IN_PROGRESS, BuildR
 @dataclass(frozen=True)
 class Verdict:
     removable: bool
-    reason: str  # "delivered", "failed, holds nothing", "not finished: ...", "still holds ...: abandon it first"
+    reason: str  # "delivered", "abandoned", "failed, holds nothing", "not finished: ...", "still holds ...: abandon it"
     holds: tuple[Holding, ...] = ()
 
 
 def finished(build: BuildRecord) -> bool:
-    """Delivered, or failed with nobody working on it: the builds ``--keep-last`` counts."""
-    return build.lease is None and (build.delivered or build.status == FAILED)
+    """Delivered, abandoned, or failed with nobody working on it: the builds ``--keep-last`` counts."""
+    return build.lease is None and (build.delivered or build.abandoned or build.status == FAILED)
 
 
 def retention_verdict(build: BuildRecord) -> Verdict:
     """Whether ``build``'s record may be removed, and why (see the module's docstring)."""
+    if build.abandoned and build.lease is None:
+        held = tuple(holdings(build))
+        if held:
+            shown = ", ".join(map(str, held))
+            return Verdict(False, f"abandoned, still holds {shown}: abandon it again with --spec", held)
+        return Verdict(True, "abandoned")
     if build.status == IN_PROGRESS:
         return Verdict(False, f"not finished: in progress at milestone {build.current_state}")
     if build.lease is not None:

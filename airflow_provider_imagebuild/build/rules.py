@@ -30,6 +30,7 @@ from airflow_provider_imagebuild.build.record import (
     lease_id_of,
     parse_ts,
 )
+from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 
 # History kept in the record (a DynamoDB item holds at most 400 KB): the newest attempts keep
@@ -70,6 +71,7 @@ def new_record(build_id: str, identity: BuildIdentity, owner: str, now: datetime
         status=COMPLETED,
         unskippable=list(identity.not_skippable),
         titles=dict(identity.titles),
+        max_attempts=dict(identity.max_attempts),
     )
     lease_id = uuid.uuid4().hex
     rec.attempts.append(Attempt(first, 1, COMPLETED, owner, lease_id, ts, ts))
@@ -144,6 +146,46 @@ def retitle(rec: BuildRecord, identity: BuildIdentity) -> bool:
         return False
     rec.titles = titles
     return True
+
+
+def recap(rec: BuildRecord, identity: BuildIdentity, actor: str, now: datetime) -> bool:
+    """Take the pipeline's attempt caps (a spec changed ``max_attempts``, ``build create
+    --max-attempts`` again); True if they changed, recorded as an event. Caps are not part of what
+    makes two builds different: the record follows the spec."""
+    caps = {code: n for code, n in identity.max_attempts.items() if code in rec.plan}
+    if caps == rec.max_attempts:
+        return False
+    rec.max_attempts = caps
+    shown = ", ".join(f"{c}: {n}" for c, n in sorted(caps.items())) or f"the default ({DEFAULT_MAX_ATTEMPTS})"
+    _add_event(rec, Event(format_ts(now), "caps", f"attempt caps set by {actor}: {shown}", actor))
+    return True
+
+
+def _refuse_abandoned(rec: BuildRecord, doing: str) -> None:
+    """An abandoned build is over: what it held was deleted, nothing of it runs again."""
+    if rec.abandoned:
+        why = next((e.detail for e in reversed(rec.events) if e.kind == "abandon"), "abandoned")
+        raise Conflict(
+            f"build {rec.build_id} was abandoned at {rec.abandoned_at} ({why}); it cannot {doing}: start a new build id"
+        )
+
+
+def _last_attempt(rec: BuildRecord, code: int) -> int:
+    return _next_attempt(rec, code) - 1
+
+
+def _capped(rec: BuildRecord, code: int, number: int) -> Conflict | None:
+    """The refusal of attempt ``number`` at ``code`` past the build's attempt limit, else None."""
+    limit = rec.attempt_limit(code)
+    if number <= limit:
+        return None
+    cap = rec.attempt_cap(code)
+    granted = f" (its cap is {cap}; more were granted since)" if limit != cap else ""
+    return Conflict(
+        f"milestone {_name(rec, code)} of build {rec.build_id} reached its attempt cap: {number - 1} attempts "
+        f"of max_attempts {limit}{granted}. Grant more: imagebuild build allow {rec.build_id} {code} "
+        f'--attempts N --reason "...", or reset the build (a reset counts afresh)'
+    )
 
 
 def _live(lease: Lease, now: datetime) -> bool:
@@ -244,6 +286,8 @@ def readiness(rec: BuildRecord, state: object, now: datetime, owner: str | None 
     if done is not None:
         how = "skipped" if done.skipped else "completed"
         return DONE, f"milestone {_name(rec, code)} of build {rec.build_id} is already {how} (attempt {done.attempt})"
+    if rec.abandoned:
+        return HELD, f"build {rec.build_id} was abandoned at {rec.abandoned_at}; nothing of it runs again"
     lease = rec.lease
     if lease is not None and _live(lease, now):
         if lease.owner == owner and lease.state == code:
@@ -251,6 +295,9 @@ def readiness(rec: BuildRecord, state: object, now: datetime, owner: str | None 
         return HELD, str(_holder_conflict(rec, lease))
     if code != rec.next_state:
         return HELD, f"milestone {_name(rec, code)} cannot start before {_name(rec, rec.next_state or 0)} is done"
+    capped = _capped(rec, code, _next_attempt(rec, code))
+    if capped is not None:
+        return HELD, str(capped)
     return None, f"milestone {_name(rec, code)} of build {rec.build_id} is next"
 
 
@@ -262,6 +309,7 @@ def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: 
             f"milestone {_name(rec, code)} of build {rec.build_id} is already completed "
             f"(at {done.completed_at} by attempt {done.attempt}, owner {done.owner!r})"
         )
+    _refuse_abandoned(rec, f"begin milestone {_name(rec, code)}")
     lease = rec.lease
     if lease is not None and _live(lease, now) and lease.owner == owner and lease.state == code:
         return lease, False  # a repeated begin by the same owner: same lease
@@ -276,6 +324,9 @@ def begin(rec: BuildRecord, state: object, owner: str, lease_seconds: int, now: 
         )
     ts = format_ts(now)
     number = _next_attempt(rec, code)
+    capped = _capped(rec, code, number)
+    if capped is not None:
+        raise capped
     lease = Lease(
         token=uuid.uuid4().hex,
         owner=owner,
@@ -423,6 +474,7 @@ def reset(rec: BuildRecord, to: object, reason: str, actor: str, now: datetime) 
     previous = previous_in(rec.plan, code)
     if previous is None:
         raise InvalidInput("to", "milestone 0 is the build's registration; create a new build instead")
+    _refuse_abandoned(rec, "be reset")
     problem = resume_problem(rec, code)
     if problem:
         raise Conflict(problem)
@@ -430,6 +482,9 @@ def reset(rec: BuildRecord, to: object, reason: str, actor: str, now: datetime) 
     dropped = [c for c in rec.plan if c >= code and c in rec.milestones]
     for c in dropped:
         del rec.milestones[c]
+    for c in rec.plan:  # a person sent the build back: each milestone from there counts afresh
+        if c >= code:
+            rec.attempt_limits[c] = _last_attempt(rec, c) + rec.attempt_cap(c)
     rec.current_state = previous
     rec.status = COMPLETED
     rec.delivered_at = None
@@ -448,6 +503,7 @@ def skip(rec: BuildRecord, state: object, reason: str, actor: str, now: datetime
         raise Conflict(f"milestone {_name(rec, code)} of build {rec.build_id} is already {how} ({done.completed_at})")
     if code in rec.unskippable:
         raise InvalidInput("state", f"milestone {_name(rec, code)} cannot be skipped (the pipeline marks it so)")
+    _refuse_abandoned(rec, f"skip milestone {_name(rec, code)}")
     _take_over_expired(rec, now, actor)
     expected = rec.next_state
     if code != expected:
@@ -461,6 +517,63 @@ def skip(rec: BuildRecord, state: object, reason: str, actor: str, now: datetime
     rec.milestones[code] = MilestoneResult(code, number, actor, ts, ts, 0.0, {}, reason)
     rec.current_state, rec.status = code, COMPLETED
     _add_event(rec, Event(ts, "skip", f"skipped {code}: {reason}", actor, code))
+    return rec, True
+
+
+def allow(
+    rec: BuildRecord, state: object, attempts: int, reason: str, actor: str, now: datetime
+) -> tuple[BuildRecord, bool]:
+    """A person grants milestone ``state`` ``attempts`` more attempts than it may have now (its cap,
+    or what an earlier grant or reset left): recorded as an event with the reason."""
+    code = _in_plan(rec, state)
+    if code == rec.plan[0]:
+        raise InvalidInput("milestone", "milestone 0 is the build's registration; it takes no attempts")
+    done = rec.milestones.get(code)
+    if done is not None:
+        raise Conflict(
+            f"milestone {_name(rec, code)} of build {rec.build_id} is already completed; "
+            f"reset the build to it to run it again (a reset counts afresh)"
+        )
+    _refuse_abandoned(rec, f"be granted attempts at milestone {_name(rec, code)}")
+    last = _last_attempt(rec, code)
+    limit = max(rec.attempt_limit(code), last) + attempts
+    rec.attempt_limits[code] = limit
+    detail = f"allowed {attempts} more attempts at {code} (up to attempt {limit}, {last} so far): {reason}"
+    _add_event(rec, Event(format_ts(now), "allow", detail, actor, code))
+    return rec, True
+
+
+def abandon(rec: BuildRecord, reason: str, actor: str, now: datetime) -> tuple[BuildRecord, bool]:
+    """Give the build up for good: no milestone of it begins again (``begin``, ``skip``, ``reset``,
+    ``allow`` refuse it), and its build status reads ``abandoned``. A delivered build is not
+    abandoned (its images are the product); a live lease refuses it (a worker is at it), an
+    expired one is taken over. Abandoning it again changes nothing (``changed=False``) so that a
+    caller may retry deleting what it holds."""
+    if rec.abandoned:
+        return rec, False
+    if rec.delivered:
+        raise Conflict(f"build {rec.build_id} is delivered ({rec.delivered_at}); a delivered build is not abandoned")
+    _take_over_expired(rec, now, actor)
+    ts = format_ts(now)
+    rec.abandoned_at = ts
+    _add_event(rec, Event(ts, "abandon", f"abandoned by {actor}: {reason}", actor, rec.current_state))
+    return rec, True
+
+
+def record_release(
+    rec: BuildRecord, released: list[str], still_held: list[str], actor: str, now: datetime
+) -> tuple[BuildRecord, bool]:
+    """What an abandon deleted (``released``: ids the build no longer holds, found gone included)
+    and what it could not (``still_held``: sentences saying why), as an event; the released ids
+    leave :func:`~.holdings.holdings` for good."""
+    if not rec.abandoned:
+        raise Conflict(f"build {rec.build_id} is not abandoned; only an abandon releases what a build holds")
+    new = [r for r in released if r not in rec.released]
+    rec.released.extend(new)
+    parts = [f"deleted {', '.join(released)}" if released else "deleted nothing"]
+    if still_held:
+        parts.append(f"still held: {'; '.join(still_held)}")
+    _add_event(rec, Event(format_ts(now), "release", "; ".join(parts), actor))
     return rec, True
 
 

@@ -12,7 +12,8 @@ the build's own word, so it is derived here, in one place, and every reader show
 - ``failed``: the attempt at the current milestone failed, or its lease expired without the
   milestone ending (the worker is gone): the milestone needs to run again;
 - ``delivered``: the plan's last milestone (100) is completed;
-- ``abandoned``: a build given up for good (the lifecycle work sets it; nothing does yet).
+- ``abandoned``: a build given up for good (``imagebuild build abandon``, the watchdog's
+  ``on_failure.abandon_after``): what it held is deleted and no milestone of it begins again.
 
 Derived rather than stored: the record stays the one truth, a lease expiring needs no write, and
 records written by older releases get the word too.
@@ -30,7 +31,7 @@ RUNNING = "running"
 WAITING = "waiting"
 BUILD_FAILED = "failed"
 DELIVERED = "delivered"
-ABANDONED_BUILD = "abandoned"  # reserved for the lifecycle work (parking, TTL): nothing sets it yet
+ABANDONED_BUILD = "abandoned"  # the record's abandoned_at (rules.abandon): kept in the store, on every backend
 
 BUILD_STATUS_WORDS = (REGISTERED, RUNNING, WAITING, BUILD_FAILED, DELIVERED, ABANDONED_BUILD)
 
@@ -47,6 +48,8 @@ MEANINGS = {
 
 def build_status(rec: BuildRecord, now: datetime | None = None) -> str:
     """The build's status word at ``now`` (default: the current time)."""
+    if rec.abandoned:
+        return ABANDONED_BUILD
     if rec.delivered:
         return DELIVERED
     moment = now or datetime.now(timezone.utc)

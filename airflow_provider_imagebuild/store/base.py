@@ -13,7 +13,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from airflow_provider_imagebuild.build.values import (
     DEFAULT_LEASE_SECONDS,
     MAX_ERROR,
     MAX_REASON,
+    check_attempts,
     check_lease_seconds,
     check_metadata,
     check_outputs,
@@ -270,10 +271,15 @@ class BuildStore(ABC):
         metadata: Mapping[str, str] | None = None,
         owner: str = "imagebuild",
         titles: Mapping[int, str] | None = None,
+        max_attempts: int | None = None,
     ) -> BuildRecord:
         """Register a build (milestone 0). Idempotent for identical parameters, a conflict otherwise.
-        ``titles``: the pipeline's names of its custom milestones, kept for every reader."""
+        ``titles``: the pipeline's names of its custom milestones, kept for every reader;
+        ``max_attempts``: every milestone's attempt cap across runs (default: the store's, 10)."""
         identity = BuildIdentity.checked(pipeline, cloud, image_type, os, plan, metadata, titles)
+        if max_attempts is not None:
+            cap = check_attempts(max_attempts, "max_attempts")
+            identity = replace(identity, max_attempts={code: cap for code in identity.plan[1:]})
         return self.register(build_id, identity, owner=owner)
 
     def register(
@@ -303,9 +309,14 @@ class BuildStore(ABC):
                 raise Conflict(
                     f"build {build_id} already exists with different {', '.join(differ)}; use another build id"
                 )
-            if plan_changes and rules.retitle(rec, identity):  # the spec renamed a milestone
+            now = self._clock()
+            retitled = plan_changes and rules.retitle(rec, identity)  # the spec renamed a milestone
+            # The spec's max_attempts (or create --max-attempts) changed: the record follows. A DAG
+            # run always says its caps; a create without --max-attempts keeps the recorded ones.
+            recapped = (plan_changes or bool(identity.max_attempts)) and rules.recap(rec, identity, actor, now)
+            if retitled or recapped:
                 rec.version += 1
-                rec.updated_at = format_ts(self._clock())
+                rec.updated_at = format_ts(now)
                 return self._bounded(rec, "titles"), rec
             return None, rec
 
@@ -378,6 +389,41 @@ class BuildStore(ABC):
         text = self._redact(check_text(without_controls(flat), "note", MAX_REASON)) if flat else ""
         who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.note_clear(rec, state, text, who, now))
+
+    def allow(self, build_id: str, state: int, *, attempts: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
+        """Grant milestone ``state`` ``attempts`` more attempts past its cap (a person's decision,
+        with a reason, recorded as an event)."""
+        more = check_attempts(attempts, "attempts")
+        text = self._redact(check_text(reason, "reason", MAX_REASON))
+        who = self._redact_ids(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.allow(rec, state, more, text, who, now))
+
+    def abandon(self, build_id: str, *, reason: str, actor: str = "imagebuild") -> tuple[BuildRecord, bool]:
+        """Give the build up for good (``rules.abandon``): its build status reads ``abandoned`` and
+        every later ``begin`` is refused, on every backend. The record after the change, and
+        whether it changed (False: abandoned already). Deleting what it holds is the caller's
+        (:mod:`airflow_provider_imagebuild.lifecycle`), after this write, so that no milestone
+        begins again while its host and checkpoints go."""
+        text = self._redact(check_text(reason, "reason", MAX_REASON))
+        who = self._redact_ids(check_owner(actor, "actor"))
+        changed: list[bool] = []
+
+        def change(rec: BuildRecord, now: datetime) -> tuple[BuildRecord, bool]:
+            result, did = rules.abandon(rec, text, who, now)
+            changed.append(did)
+            return result, did
+
+        rec = self._mutate(build_id, change)
+        return rec, changed[-1]
+
+    def record_release(
+        self, build_id: str, *, released: Iterable[str], still_held: Iterable[str], actor: str = "imagebuild"
+    ) -> BuildRecord:
+        """Record what an abandon deleted (ids, no longer held) and what it could not (sentences)."""
+        ids = [self._redact_ids(check_text(r, "released", MAX_REASON)) for r in released]
+        held = [self._redact(without_controls(h))[:MAX_REASON] for h in still_held]
+        who = self._redact_ids(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.record_release(rec, ids, held, who, now))
 
     def record_replay(
         self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None

@@ -48,7 +48,7 @@ def test_two_hundred_long_failures_keep_the_record_bounded(backend: str, make_st
     build stays writable, the newest errors are whole, older ones trimmed with a marker, and
     attempt numbers go on counting."""
     store = make_store(backend)
-    _create(store)
+    store.create_build("b-1", pipeline="p", cloud="aws", image_type="t", plan=PLAN, max_attempts=201)  # not capped
     error = "Traceback (most recent call last):\n" + "x" * 7900
     for _ in range(200):
         lease = store.begin("b-1", 5, owner="worker/run/s005/try")
