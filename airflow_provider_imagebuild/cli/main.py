@@ -16,6 +16,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
 from airflow_provider_imagebuild.cli.doctor import doctor
+from airflow_provider_imagebuild.cli.gc import gc
 from airflow_provider_imagebuild.cli.init import ansible_callback_path, init
 from airflow_provider_imagebuild.cli.output import (
     RedactingGroup,
@@ -683,6 +684,7 @@ cli.add_command(milestone_group)
 cli.add_command(init)
 cli.add_command(ansible_callback_path)
 cli.add_command(doctor)
+cli.add_command(gc)
 
 
 def main() -> None:

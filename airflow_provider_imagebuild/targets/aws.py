@@ -35,6 +35,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -53,6 +54,7 @@ from airflow_provider_imagebuild.targets.base import (
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
+from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def _tag_map(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
 
 
-class AwsTarget(LaunchTestTarget):
+class AwsTarget(LaunchTestTarget, LeakCollecting):
     name = "aws"
 
     def __init__(
@@ -441,10 +443,13 @@ class AwsTarget(LaunchTestTarget):
                 )["ImageId"]
         self._wait_image(image_id)
         log.info("captured %s image %s (%s) from %s", role, image_id, name, host.id)
+        described = self._described_image(image_id) or {}  # its snapshots' size, for the cost (build/cost.py)
+        gb = sum(int(m.get("Ebs", {}).get("VolumeSize") or 0) for m in described.get("BlockDeviceMappings", []))
         return {
             IMAGE_OUTPUT if final else CHECKPOINT_OUTPUT: image_id,
             f"{role}_image_name": name,
             "image_region": self.region,
+            **({f"{role}_gb": gb} if gb else {}),
         }
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
@@ -663,3 +668,121 @@ class AwsTarget(LaunchTestTarget):
         except ClientError as exc:
             if "NotFound" not in client_error_code(exc):
                 raise TargetError(f"EC2 TerminateInstances {host.id}: {exc}") from exc
+
+    # -- the leak collector (targets/leaks.py) -------------------------------------------------------
+    def _pipeline_filters(self) -> list[dict[str, Any]]:
+        return [
+            {"Name": "tag:ManagedBy", "Values": [MANAGED_BY]},
+            {"Name": "tag:Pipeline", "Values": [self.pipeline]},
+        ]
+
+    def _resource(
+        self, kind: str, rid: str, region: str, tagged: dict[str, Any], created: Any, **more: Any
+    ) -> Resource:
+        tags = _tag_map(tagged)
+        milestone = tags.get("Milestone", "")
+        when = created if isinstance(created, datetime) or created is None else parse_aws_time(str(created))
+        return Resource(kind, rid, region, tags.get("Pipeline", ""), tags.get("BuildId", ""), when,
+                        role=tags.get("Role", ""), milestone=int(milestone) if milestone.isdigit() else None,
+                        **more)  # fmt: skip
+
+    def owned_resources(self) -> list[Resource]:
+        """Instances (not terminated), AMIs, EBS snapshots and volumes carrying ``ManagedBy`` and
+        this pipeline's tags, in the target's region and publish regions. EC2 describes only the
+        caller's account's instances and volumes, and images and snapshots are asked ``self``-owned:
+        another account's with the same tags is never listed."""
+        found: list[Resource] = []
+        for region in dict.fromkeys([self.region, *self.publish_regions]):
+            ec2 = self.ec2(region)
+            filters = self._pipeline_filters()
+            with self.api(f"DescribeInstances in {region} (gc)"):
+                pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
+                for i in (i for page in pages for r in page["Reservations"] for i in r["Instances"]):
+                    if i["State"]["Name"] not in ("terminated", "shutting-down"):
+                        found.append(self._resource("instance", i["InstanceId"], region, i, i.get("LaunchTime"),
+                                                    size=str(i.get("InstanceType", ""))))  # fmt: skip
+            with self.api(f"DescribeImages in {region} (gc)"):
+                for image in ec2.describe_images(Owners=["self"], Filters=filters).get("Images", []):
+                    mappings = image.get("BlockDeviceMappings") or []
+                    gb = sum(float((m.get("Ebs") or {}).get("VolumeSize") or 0) for m in mappings)
+                    found.append(self._resource("image", image["ImageId"], region, image, image.get("CreationDate"),
+                                                gb=gb or None))  # fmt: skip
+            with self.api(f"DescribeSnapshots in {region} (gc)"):
+                for snap in ec2.describe_snapshots(OwnerIds=["self"], Filters=filters).get("Snapshots", []):
+                    found.append(self._resource("snapshot", snap["SnapshotId"], region, snap, snap.get("StartTime"),
+                                                gb=float(snap.get("VolumeSize") or 0) or None))  # fmt: skip
+            with self.api(f"DescribeVolumes in {region} (gc)"):
+                for vol in ec2.describe_volumes(Filters=filters).get("Volumes", []):
+                    found.append(self._resource("volume", vol["VolumeId"], region, vol, vol.get("CreateTime"),
+                                                gb=float(vol.get("Size") or 0) or None))  # fmt: skip
+        return [r for r in found if r.pipeline == self.pipeline]
+
+    def _still_ours(self, resource: Resource, described: dict[str, Any] | None) -> bool:
+        if described is None:
+            return False
+        tags = _tag_map(described)
+        return (
+            tags.get("ManagedBy") == MANAGED_BY
+            and tags.get("Pipeline") == self.pipeline
+            and tags.get("BuildId", "") == resource.build_id
+        )
+
+    def delete_resource(self, resource: Resource) -> bool:
+        """Described again by id in its region, its tags checked again (ManagedBy, the pipeline, the
+        same build), images and snapshots as this account's, then: TerminateInstances, DeregisterImage
+        with its snapshots, DeleteSnapshot or DeleteVolume. Gone already, or no longer ours: False."""
+        from botocore.exceptions import ClientError
+
+        ec2 = self.ec2(resource.region)
+        what = f"{resource.kind} {resource.id} in {resource.region}"
+        try:
+            with self.api(f"describe {what} (gc)"):
+                if resource.kind == "instance":
+                    reservations = ec2.describe_instances(InstanceIds=[resource.id])["Reservations"]
+                    described = next((i for r in reservations for i in r["Instances"]), None)
+                    if described is not None and described["State"]["Name"] == "terminated":
+                        described = None
+                elif resource.kind == "image":
+                    described = self._described_image(resource.id, resource.region)
+                    if described is not None and str(described.get("OwnerId", "")) != self.account:
+                        described = None
+                elif resource.kind == "snapshot":
+                    snaps = ec2.describe_snapshots(OwnerIds=["self"], SnapshotIds=[resource.id]).get("Snapshots", [])
+                    described = snaps[0] if snaps else None
+                elif resource.kind == "volume":
+                    described = next(iter(ec2.describe_volumes(VolumeIds=[resource.id]).get("Volumes", [])), None)
+                else:
+                    raise InvalidInput("resource", f"the aws target does not collect {resource.kind}s")
+        except TargetError as exc:
+            if "NotFound" in str(exc) or "Malformed" in str(exc):
+                return False
+            raise
+        if not self._still_ours(resource, described):
+            log.info("%s is gone or no longer this pipeline's; left alone", what)
+            return False
+        assert described is not None
+        try:
+            with self.api(f"delete {what} (gc)"):
+                if resource.kind == "instance":
+                    ec2.terminate_instances(InstanceIds=[resource.id])
+                elif resource.kind == "image":
+                    return self._deregister(described, resource.region)
+                elif resource.kind == "snapshot":
+                    ec2.delete_snapshot(SnapshotId=resource.id)
+                else:
+                    ec2.delete_volume(VolumeId=resource.id)
+        except ClientError as exc:  # pragma: no cover - api() translates; kept for a raw client
+            if "NotFound" in client_error_code(exc):
+                return False
+            raise
+        log.info("deleted leaked %s", what)
+        return True
+
+
+def parse_aws_time(text: str) -> datetime | None:
+    """An EC2 time as it comes in a response that is not parsed (an image's CreationDate string)."""
+    try:
+        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=timezone.utc)

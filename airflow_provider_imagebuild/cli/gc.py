@@ -1,0 +1,137 @@
+"""``imagebuild gc``: the leak collector, over the pipelines of one cloud.
+
+Lists every resource a pipeline's target can prove is this provider's and the pipeline's (the
+``ManagedBy`` tag or label, the pipeline, the build: :meth:`..targets.leaks.LeakCollecting.owned_resources`)
+whose build is delivered, abandoned, unknown to the pipeline's store, or not leased for longer
+than ``--older-than`` (:func:`..targets.leaks.leak_reason` says which exactly), with its age and an
+estimated cost; ``--apply`` deletes them, each proven the pipeline's again just before.
+
+Where the connection comes from: the pipelines' specs (``--spec FILE``, repeatable; without it the
+specs of the pipelines folder, ``$IMAGEBUILD_PIPELINES_DIR`` else ``dags/pipelines``), of the cloud
+``--cloud`` names. A spec gives all three things a verdict needs and a bare connection id does not:
+the target's settings (its connection, region, account, project or folder, so the collector looks
+exactly where the builds made things), the pipeline (whose tags it may touch) and the store that
+knows the pipeline's builds (unknown there means unknown, not "another deployment's").
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from airflow_provider_imagebuild.cli.output import emit, handles_errors, note
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.targets.registry import TARGETS
+
+
+def _older_than(text: str) -> timedelta:
+    from airflow_provider_imagebuild.spec_types import parse_duration
+
+    try:
+        parsed = parse_duration(text)
+    except ValueError as exc:
+        raise InvalidInput("--older-than", str(exc)) from exc
+    if not isinstance(parsed, timedelta):
+        raise InvalidInput("--older-than", f"{text!r} is not a duration such as 2h, 90m or 1d")
+    return parsed
+
+
+def _specs(paths: tuple[str, ...], cloud: str) -> list[Any]:
+    from airflow_provider_imagebuild.spec import load_specs, pipelines_folder, spec_files
+
+    folder = pipelines_folder()
+    files = [Path(p) for p in paths] if paths else (spec_files(folder) if folder.is_dir() else [])
+    for f in files:
+        if not f.is_file():
+            raise InvalidInput("--spec", f"{f} is not a file")
+    loaded, errors = load_specs(files)
+    if errors:
+        raise errors[0]
+    found = [spec for _, spec in loaded if spec.cloud == cloud]
+    if not found:
+        raise InvalidInput("--cloud", f"no spec of a {cloud} pipeline given (--spec FILE, or the pipelines folder)")
+    return found
+
+
+def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, Any]:
+    """The leaks of each spec's pipeline, deleted with ``apply``: the command's JSON answer."""
+    from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
+    from airflow_provider_imagebuild.targets import target_for
+    from airflow_provider_imagebuild.targets.leaks import LeakCollecting, estimated_cost, leak_reason, utc_now
+
+    now = utc_now()
+    leaks: list[dict[str, Any]] = []
+    kept = 0
+    for spec in specs:
+        target = target_for(spec.cloud, spec.target, pipeline=spec.pipeline, image_type=spec.image_type)
+        if not isinstance(target, LeakCollecting):
+            raise InvalidInput("--cloud", f"the {spec.cloud} target has no leak collector yet")
+        store = open_choice(choose_store(spec.store, spec.store_conn_id))
+        keep = tuple(getattr(spec.target, "keep_checkpoints", ()) or ())
+        records: dict[str, Any] = {}
+        for resource in target.owned_resources():
+            if resource.build_id not in records:
+                records[resource.build_id] = store.find(resource.build_id) if resource.build_id else None
+            reason = leak_reason(resource, records[resource.build_id], now, older_than, keep)
+            if reason is None:
+                kept += 1
+                continue
+            age = resource.age(now)
+            deleted = target.delete_resource(resource) if apply else False
+            leaks.append({
+                "pipeline": spec.pipeline, "kind": resource.kind, "id": resource.id, "region": resource.region,
+                "build_id": resource.build_id, "role": resource.role, "reason": reason,
+                "age_s": None if age == timedelta.max else round(age.total_seconds()),
+                "estimated_cost": estimated_cost(spec.cloud, resource, age), "deleted": deleted,
+            })  # fmt: skip
+    return {"cloud": specs[0].cloud, "older_than_s": older_than.total_seconds(), "applied": apply,
+            "pipelines": [s.pipeline for s in specs], "leaks": leaks, "kept": kept}  # fmt: skip
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "?"
+    hours = seconds / 3600
+    return f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h"
+
+
+@click.command("gc")
+@click.option("--cloud", required=True, type=click.Choice(list(TARGETS)), help="The cloud to collect on")
+@click.option("--spec", "spec_paths", multiple=True, metavar="FILE",
+              help="A pipeline spec of that cloud (repeatable; default: the pipelines folder's)")  # fmt: skip
+@click.option("--older-than", default="2h", show_default=True, help="Age and idleness past which a resource is a leak")
+@click.option("--apply", is_flag=True, help="Delete the leaks (without it, only list them)")
+@click.option("--json", "as_json", is_flag=True, help="The leaks, their reasons, ages and costs, as JSON")
+@handles_errors
+def gc(cloud: str, spec_paths: tuple[str, ...], older_than: str, apply: bool, as_json: bool) -> None:
+    """List (or with --apply delete) the cloud resources of CLOUD's pipelines that no build will use
+    again: of builds delivered, abandoned, unknown to the store, or not leased for longer than
+    --older-than (then only what the record does not hold). Published images are retention's, never
+    gc's; another account's, project's or pipeline's resources are never listed."""
+    from airflow_provider_imagebuild.cli.doctor import _stdout_to_stderr
+
+    threshold = _older_than(older_than)
+    with _stdout_to_stderr():  # a hook reading a connection logs to stdout, which carries the answer
+        result = collect(_specs(spec_paths, cloud), threshold, apply)
+    rows = result["leaks"]
+
+    def table(render: Any) -> Any:
+        from rich.table import Table
+
+        made = Table(title=f"Leaks on {cloud} (older than {older_than})")
+        for column in ("PIPELINE", "KIND", "ID", "REGION", "BUILD", "REASON", "AGE", "COST", "DELETED"):
+            made.add_column(column)
+        for r in rows:
+            cost = "?" if r["estimated_cost"] is None else f"{r['estimated_cost']:.2f}"
+            made.add_row(r["pipeline"], r["kind"], r["id"], r["region"], r["build_id"] or "-", r["reason"],
+                         _age(r["age_s"]), cost, "yes" if r["deleted"] else "no")  # fmt: skip
+        return made
+
+    emit(as_json, lambda: result, table)
+    if not as_json:
+        done = sum(1 for r in rows if r["deleted"])
+        verb = f"deleted {done} of" if apply else "found"
+        note(f"{verb} {len(rows)} leaked resource(s); {result['kept']} of the pipelines' own kept")

@@ -1,0 +1,139 @@
+"""The leak collector's rules: which of a pipeline's tagged cloud resources nobody will use again.
+
+A target lists what it can prove is this provider's and this pipeline's in its own account /
+subscription and group / project / folder (:meth:`LeakCollecting.owned_resources`: the
+``ManagedBy`` tag or label, the pipeline, the build id or the build key the target writes), and
+deletes one of them after proving it again (:meth:`LeakCollecting.delete_resource`). Which of them
+are leaks is decided here, from the build's record in the pipeline's store, the same for every
+cloud (:func:`leak_reason`):
+
+- the build is **unknown to the store** (its record was pruned, or never written there);
+- the build is **delivered** or **abandoned**: nothing of it is needed any more, except its
+  published and final images (retention's business, never the collector's) and the checkpoints
+  the spec keeps (``target.keep_checkpoints``);
+- the build is neither, and **not leased for longer than the threshold** (nobody works on it): only
+  what its record does not hold is a leak (an instance that is not the recorded host, a test
+  instance, a checkpoint image no milestone recorded), because the recorded host and checkpoints
+  are what a resume starts from; a failed build is given up by ``build abandon``, not by gc.
+
+Every resource must also be older than the threshold itself: a resource a worker has just made may
+not be in the record yet. Resources of another pipeline are never listed (their builds are in
+another store, so nothing here can judge them), nor of another account or project (never seen).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.status import ABANDONED_BUILD, DELIVERED, build_status
+
+# Roles of what is kept whatever the build's state: the published image is retention's to delete.
+KEPT_ROLES = frozenset({"final", "published"})
+UNKNOWN, GONE_DELIVERED, GONE_ABANDONED, IDLE = "unknown to the store", "delivered", "abandoned", "not leased"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One tagged resource as the cloud describes it now."""
+
+    kind: str  # instance, volume, snapshot, image, nic, disk, server, template
+    id: str
+    region: str
+    pipeline: str
+    build_id: str  # the build it is tagged with ("" where only the build key is written)
+    created_at: datetime | None  # None: the cloud does not say (judged as old)
+    role: str = ""  # buildhost, checkpoint, final, published, launch-test (the Role tag / label)
+    milestone: int | None = None  # the Milestone tag: which checkpoint an image is
+    size: str = ""  # an instance's type or size, for its price
+    gb: float | None = None  # a disk's, snapshot's or image's size, for its price
+    build_key: str = ""  # the digest some clouds carry instead of the build id
+    detail: dict[str, str] = field(default_factory=dict)  # what the target needs to delete it again
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.created_at if self.created_at is not None else timedelta.max
+
+
+@dataclass(frozen=True)
+class Leak:
+    resource: Resource
+    reason: str  # one of UNKNOWN, GONE_DELIVERED, GONE_ABANDONED, IDLE (with how long)
+    age: timedelta
+    cost: float | None  # an estimate of what it cost so far; None: no price known
+
+
+def held_by(rec: BuildRecord, resource: Resource) -> bool:
+    """Whether the record holds the resource: the recorded host, or an image a milestone recorded."""
+    if resource.id and resource.id == rec.metadata.get("host_id"):
+        return True
+    return any(resource.id == v for m in rec.milestones.values() for v in m.outputs.values() if isinstance(v, str))
+
+
+def idle_since(rec: BuildRecord) -> datetime:
+    """When the build was last worked on: its live or expired lease's expiry, else its last change."""
+    if rec.lease is not None:
+        return max(parse_ts(rec.lease.expires_at), parse_ts(rec.updated_at))
+    return parse_ts(rec.updated_at)
+
+
+def leak_reason(
+    resource: Resource,
+    rec: BuildRecord | None,
+    now: datetime,
+    older_than: timedelta,
+    keep_checkpoints: Iterable[int] = (),
+) -> str | None:
+    """Why ``resource`` is a leak (see the module's docstring), or None when it is not one."""
+    if resource.role in KEPT_ROLES or resource.age(now) < older_than:
+        return None
+    if rec is None:
+        return UNKNOWN
+    status = build_status(rec, now)
+    if status in (DELIVERED, ABANDONED_BUILD):
+        if resource.role == "checkpoint" and resource.milestone in set(keep_checkpoints):
+            return None
+        return GONE_DELIVERED if status == DELIVERED else GONE_ABANDONED
+    idle = now - idle_since(rec)
+    if idle < older_than or held_by(rec, resource):
+        return None
+    hours = idle.total_seconds() / 3600
+    return f"{IDLE} for {hours:.1f} h"
+
+
+PriceOf = Callable[[str, Resource], "float | None"]  # (cloud, resource) -> price per hour
+
+
+def no_price(cloud: str, resource: Resource) -> float | None:
+    """The price hook's default: no price known (the cost helper's prices plug in here)."""
+    return None
+
+
+def estimated_cost(cloud: str, resource: Resource, age: timedelta, price_of: PriceOf = no_price) -> float | None:
+    """What the resource cost over its age at ``price_of``'s hourly price; None without a price."""
+    hourly = price_of(cloud, resource)
+    if hourly is None or age == timedelta.max:
+        return None
+    return round(hourly * age.total_seconds() / 3600, 4)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class LeakCollecting:
+    """The two hooks a cloud target writes for ``imagebuild gc`` (as targets/launch.py's for the
+    launch test): list what is provably this pipeline's, and delete one of them once proven again."""
+
+    @abstractmethod
+    def owned_resources(self) -> list[Resource]:
+        """Every resource in the target's own account/project carrying ``ManagedBy`` and this
+        pipeline's tags or labels (instances, volumes, snapshots, images, NICs, disks...)."""
+
+    @abstractmethod
+    def delete_resource(self, resource: Resource) -> bool:
+        """Delete ``resource`` after proving again that it is still this pipeline's and that
+        build's (its tags now, in the target's own account); False when it is gone or no longer
+        provably ours (left alone)."""

@@ -1,0 +1,177 @@
+"""``imagebuild gc``: the leak collector on AWS (the loopback moto server) with planted leaks.
+
+A pipeline's store knows a delivered build, a failed one and not a third; the resources planted
+carry the tags the AWS target writes. The collector must find exactly the leaks (the delivered
+build's discarded-too-late checkpoint, the failed build's unrecorded instance, everything of the
+unknown build) and leave alone the published image, the checkpoint the spec keeps, the failed
+build's recorded host, another pipeline's instance, an instance without ``ManagedBy``, and the same
+tags in another account; ``--apply`` deletes the leaks and nothing else, and a second run finds none.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from airflow_provider_imagebuild.cli.main import cli
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.base import MANAGED_BY
+from tests.servers.aws_sample import CONN_ID, moto_connection
+
+
+def _tags(pipeline: str, build_id: str, role: str, milestone: int = 0, managed: bool = True) -> list[dict[str, str]]:
+    tags = {"BuildId": build_id, "Pipeline": pipeline, "Role": role, "Milestone": str(milestone)}
+    if managed:
+        tags["ManagedBy"] = MANAGED_BY
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+class Planted:
+    """Resources planted on moto for one test's pipeline, named by what the test expects of them."""
+
+    def __init__(self, ec2: Any, base_ami: str) -> None:
+        self.ec2, self.base_ami = ec2, base_ami
+        self.ids: dict[str, str] = {}
+
+    def instance(self, name: str, tags: list[dict[str, str]], ec2: Any = None) -> str:
+        made = (ec2 or self.ec2).run_instances(
+            ImageId=self.base_ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"][0]["InstanceId"]  # fmt: skip
+        self.ids[name] = str(made)
+        return self.ids[name]
+
+    def image(self, name: str, tags: list[dict[str, str]]) -> str:
+        made = str(self.ec2.copy_image(SourceImageId=self.base_ami, SourceRegion="us-east-1", Name=name)["ImageId"])
+        self.ec2.create_tags(Resources=[made], Tags=tags)
+        self.ids[name] = made
+        return made
+
+    def volume(self, name: str, tags: list[dict[str, str]]) -> str:
+        made = self.ec2.create_volume(AvailabilityZone="us-east-1a", Size=8,
+                                      TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])  # fmt: skip
+        self.ids[name] = str(made["VolumeId"])
+        return self.ids[name]
+
+
+def _state(ec2: Any, instance_id: str) -> str:
+    return str(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def _image_exists(ec2: Any, image_id: str) -> bool:
+    return bool(ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image_id]}])["Images"])
+
+
+def _other_account_ec2(aws_clients: Callable[[str, str], Any], moto_url: str) -> Any:
+    """EC2 as account 222233334444 (moto gives an assumed role's credentials that account)."""
+    role = "arn:aws:iam::222233334444:role/imagebuild-gc-test"
+    creds = aws_clients("sts", "us-east-1").assume_role(RoleArn=role, RoleSessionName="gc")["Credentials"]
+    return boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_url,
+                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])  # fmt: skip
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path, str]:
+    """(pipeline name, its spec file, its store URL): a unique pipeline, as moto is shared."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", moto_connection(moto_url))
+    name = f"gc-{uuid.uuid4().hex[:8]}"
+    store = f"sqlite:///{tmp_path}/state.db"
+    spec = tmp_path / "gc.yaml"
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    spec.write_text(f"""pipeline: {name}
+cloud: aws
+image_type: base
+store: {store}
+target:
+  aws_conn_id: {CONN_ID}
+  region: us-east-1
+  keep_checkpoints: [10]
+milestones:
+  10: {{action: ansible, playbook: site.yml}}
+  95: {{action: seal}}
+  100: {{action: publish}}
+""")
+    return name, spec, store
+
+
+def _gc(spec: Path, *args: str) -> dict[str, Any]:
+    got = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--json", *args])
+    assert got.exit_code == 0, got.output
+    return dict(json.loads(got.stdout))  # the connection's log lines go to stderr
+
+
+def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
+    pipeline: tuple[str, Path, str], ec2: Any, base_ami: str, aws_clients: Callable[[str, str], Any], moto_url: str
+) -> None:
+    name, spec, url = pipeline
+    store = open_store(url)
+    store.create_build("done-1", pipeline=name, cloud="aws", image_type="base", plan=[0, 10, 95, 100])
+    for code in (10, 95, 100):
+        store.complete("done-1", code, token=store.begin("done-1", code, owner="w").token)
+    store.create_build("failed-1", pipeline=name, cloud="aws", image_type="base", plan=[0, 10, 95, 100])
+    plant = Planted(ec2, base_ami)
+    host = plant.instance("failed host", _tags(name, "failed-1", "buildhost", 10))
+    lease = store.begin("failed-1", 10, owner="w")
+    store.set_metadata("failed-1", {"host_id": host}, token=lease.token, state=10)
+    store.fail("failed-1", 10, token=lease.token, error="boom")
+
+    leaks = {
+        plant.image(f"{name}-done-m15", _tags(name, "done-1", "checkpoint", 15)),
+        plant.instance("failed orphan", _tags(name, "failed-1", "buildhost", 10)),
+        plant.instance("unknown host", _tags(name, "gone-1", "buildhost", 10)),
+        plant.instance("unknown test instance", _tags(name, "gone-1", "launch-test")),
+        plant.volume("unknown volume", _tags(name, "gone-1", "buildhost")),
+        plant.image(f"{name}-gone-m10", _tags(name, "gone-1", "checkpoint", 10)),
+    }
+    kept = [
+        plant.image(f"{name}-done-m10", _tags(name, "done-1", "checkpoint", 10)),  # keep_checkpoints: [10]
+        plant.image(f"{name}-done", _tags(name, "done-1", "published", 100)),  # retention's, not gc's
+        host,  # the failed build's recorded host: what a resume starts
+    ]
+    foreign = [
+        plant.instance("other pipeline", _tags(f"{name}-other", "gone-1", "buildhost")),
+        plant.instance("not managed", _tags(name, "gone-1", "buildhost", managed=False)),
+    ]
+    theirs = _other_account_ec2(aws_clients, moto_url)
+    foreign_account = plant.instance("other account", _tags(name, "gone-1", "buildhost"), theirs)
+    assert not ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": [foreign_account]}])["Reservations"]
+
+    assert _gc(spec, "--older-than", "2h")["leaks"] == []  # everything is younger than two hours
+    listed = _gc(spec, "--older-than", "0s")
+    assert {row["id"] for row in listed["leaks"]} == leaks, listed
+    reasons = {row["id"]: row["reason"] for row in listed["leaks"]}
+    assert reasons[plant.ids["unknown host"]] == "unknown to the store"
+    assert reasons[plant.ids[f"{name}-done-m15"]] == "delivered"
+    assert reasons[plant.ids["failed orphan"]].startswith("not leased for ")
+    assert all(row["age_s"] is not None and row["estimated_cost"] is None for row in listed["leaks"])
+    assert not any(row["deleted"] for row in listed["leaks"]) and _state(ec2, plant.ids["unknown host"]) == "running"
+
+    applied = _gc(spec, "--older-than", "0s", "--apply")
+    assert {row["id"] for row in applied["leaks"] if row["deleted"]} == leaks
+    for key in ("failed orphan", "unknown host", "unknown test instance"):
+        assert _state(ec2, plant.ids[key]) in ("shutting-down", "terminated")
+    assert not _image_exists(ec2, plant.ids[f"{name}-done-m15"])
+    assert not ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [plant.ids["unknown volume"]]}])["Volumes"]
+    assert _state(ec2, host) == "running" and all(_image_exists(ec2, i) for i in kept[:2])
+    assert all(_state(ec2, i) == "running" for i in foreign)
+    assert _state(theirs, foreign_account) == "running"
+    assert _gc(spec, "--older-than", "0s")["leaks"] == []
+
+
+def test_gc_says_what_is_wrong_in_one_line(pipeline: tuple[str, Path, str], tmp_path: Path) -> None:
+    _, spec, _ = pipeline
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "soon"])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "--older-than" in bad.output, bad.output
+    none = runner.invoke(cli, ["gc", "--cloud", "gcp", "--spec", str(spec)])
+    assert none.exit_code == 2 and "no spec of a gcp pipeline" in none.output, none.output
+    missing = runner.invoke(cli, ["gc", "--cloud", "aws", "--spec", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "nope.yaml is not a file" in missing.output, missing.output
