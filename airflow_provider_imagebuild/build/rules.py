@@ -561,16 +561,23 @@ def abandon(rec: BuildRecord, reason: str, actor: str, now: datetime) -> tuple[B
 
 
 def record_release(
-    rec: BuildRecord, released: list[str], still_held: list[str], actor: str, now: datetime
+    rec: BuildRecord,
+    released: list[str],
+    still_held: list[str],
+    actor: str,
+    now: datetime,
+    not_found: list[str] | None = None,
 ) -> tuple[BuildRecord, bool]:
-    """What an abandon deleted (``released``: ids the build no longer holds, found gone included)
-    and what it could not (``still_held``: sentences saying why), as an event; the released ids
-    leave :func:`~.holdings.holdings` for good."""
+    """What an abandon deleted (``released``), found gone or not provably the build's
+    (``not_found``: left alone) and could not delete (``still_held``: sentences saying why), as an
+    event; the ids deleted or not found leave :func:`~.holdings.holdings` for good."""
     if not rec.abandoned:
         raise Conflict(f"build {rec.build_id} is not abandoned; only an abandon releases what a build holds")
-    new = [r for r in released if r not in rec.released]
-    rec.released.extend(new)
+    gone = list(not_found or [])
+    rec.released.extend(r for r in [*released, *gone] if r not in rec.released)
     parts = [f"deleted {', '.join(released)}" if released else "deleted nothing"]
+    if gone:
+        parts.append(f"not found as the build's (left alone): {', '.join(gone)}")
     if still_held:
         parts.append(f"still held: {'; '.join(still_held)}")
     _add_event(rec, Event(format_ts(now), "release", "; ".join(parts), actor))

@@ -7,6 +7,7 @@ stderr naming the field and the reason; set ``IMAGEBUILD_DEBUG=1`` for a traceba
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -179,7 +180,8 @@ def store_prune(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Remove the records of delivered builds, and of failed builds that hold nothing any more (no
+    """Remove the records of delivered builds, of abandoned builds whose abandon deleted what they
+    held, and of failed builds that hold nothing any more (no
     build host, Packer instance, checkpoint or staged image recorded as existing), after writing
     each to the archive if given (<pipeline>/<build id>/v<version>-<updated_at>.json, never
     overwriting). A failed build still holding something is kept and listed ("still holds ...:
@@ -284,6 +286,12 @@ def build() -> None:
     metavar="MILESTONE=TITLE",
     help="The title of a custom milestone of --milestones, shown everywhere (42='License check'; repeatable)",
 )
+@click.option(
+    "--max-attempts",
+    type=int,
+    default=None,
+    help="Attempts each milestone gets across every run before begin is refused (default 10)",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build's record as JSON")
 @click.pass_context
 @handles_errors
@@ -297,6 +305,7 @@ def build_create(
     states: str | None,
     meta: tuple[str, ...],
     titles: tuple[str, ...],
+    max_attempts: int | None,
     as_json: bool,
 ) -> None:
     """Register a build (milestone 0). Repeating it with identical parameters is a no-op."""
@@ -311,6 +320,7 @@ def build_create(
         metadata=parse_pairs(meta, "meta"),
         owner=_actor(),
         titles=_titles(titles),
+        max_attempts=max_attempts,
     )
     if as_json:
         print_json(rec.to_public())
@@ -506,6 +516,70 @@ def build_skip(ctx: click.Context, build_id: str, milestone: str, reason: str, a
     code = _code(milestone)
     rec = _store(ctx).skip(build_id, code, reason=reason, actor=_actor())
     _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} skipped: next milestone {_next(rec)}")
+
+
+@build.command("allow")
+@click.argument("build_id")
+@click.argument("milestone")
+@click.option("--attempts", type=int, required=True, help="How many more attempts MILESTONE gets")
+@click.option("--reason", required=True, help="Why (recorded in the build's events)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
+@click.pass_context
+@handles_errors
+def build_allow(ctx: click.Context, build_id: str, milestone: str, attempts: int, reason: str, as_json: bool) -> None:
+    """Grant MILESTONE more attempts past its cap (max_attempts across every run): `imagebuild build
+    allow BUILD_ID 45 --attempts 3 --reason TEXT`. A reset counts afresh too."""
+    code = _code(milestone)
+    rec = _store(ctx).allow(build_id, code, attempts=attempts, reason=reason, actor=_actor())
+    limit = rec.attempt_limit(code)
+    _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} may now begin up to attempt {limit}")
+
+
+@build.command("abandon")
+@click.argument("build_id")
+@click.option("--reason", required=True, help="Why the build is given up (recorded in the build's events)")
+@click.option(
+    "--spec",
+    "spec_file",
+    default=None,
+    metavar="FILE",
+    help="The build's pipeline spec, to reach its target (default: its pipeline's spec in the specs folder)",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="What was deleted and what is still held, with the build_status, as JSON"
+)
+@click.pass_context
+@handles_errors
+def build_abandon(ctx: click.Context, build_id: str, reason: str, spec_file: str | None, as_json: bool) -> None:
+    """Give a build up for good: delete what it holds (build host, checkpoint and staged images the
+    target proves are its own), record the abandon with who and why, and refuse every later begin
+    (exit 3). Without a spec nothing is deleted: the abandon is recorded and what is still held is
+    listed. Abandoning again (with --spec) retries what is left."""
+    from airflow_provider_imagebuild.lifecycle import abandon_build, target_finder
+
+    store = _store(ctx)
+    rec = store.get(build_id)
+    target, why = target_finder(spec_file, _specs_folder() if spec_file is None else None)(rec)
+    done = abandon_build(store, build_id, reason=reason, actor=_actor(), target=target, no_target_why=why)
+    if as_json:
+        print_json(done.to_public())
+        return
+    state = "abandoned" if done.changed else "already abandoned"
+    click.echo(f"build {build_id} {state}; no milestone of it begins again")
+    for holding in done.released:
+        click.echo(f"deleted {holding}")
+    for holding, reason_held in done.still_held:
+        click.echo(f"still held: {holding}: {reason_held}")
+
+
+def _specs_folder() -> Path | None:
+    """The deployment's specs folder (where the DAG files load specs from), if it can be told."""
+    from airflow_provider_imagebuild.hooks.deployment_stores import specs_folder
+
+    try:
+        return specs_folder()
+    except Exception:  # no Airflow configuration here: abandon without a spec
+        return None
 
 
 @build.command("show")

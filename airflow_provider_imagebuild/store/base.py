@@ -417,13 +417,21 @@ class BuildStore(ABC):
         return rec, changed[-1]
 
     def record_release(
-        self, build_id: str, *, released: Iterable[str], still_held: Iterable[str], actor: str = "imagebuild"
+        self,
+        build_id: str,
+        *,
+        released: Iterable[str],
+        still_held: Iterable[str],
+        actor: str = "imagebuild",
+        not_found: Iterable[str] = (),
     ) -> BuildRecord:
-        """Record what an abandon deleted (ids, no longer held) and what it could not (sentences)."""
+        """Record what an abandon deleted and found gone (ids, no longer held) and what it could not
+        delete (sentences)."""
         ids = [self._redact_ids(check_text(r, "released", MAX_REASON)) for r in released]
+        gone = [self._redact_ids(check_text(r, "not_found", MAX_REASON)) for r in not_found]
         held = [self._redact(without_controls(h))[:MAX_REASON] for h in still_held]
         who = self._redact_ids(check_owner(actor, "actor"))
-        return self._mutate(build_id, lambda rec, now: rules.record_release(rec, ids, held, who, now))
+        return self._mutate(build_id, lambda rec, now: rules.record_release(rec, ids, held, who, now, gone))
 
     def record_replay(
         self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None

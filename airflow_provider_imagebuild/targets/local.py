@@ -304,8 +304,9 @@ class LocalTarget(Target):
         }
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
-        """Checkpoint archives of this build only (never the shared debootstrap cache, never
-        another build's checkpoint or any other file a hand-written output might name)."""
+        """Checkpoint archives of this build only, and its own sealed image (staged: an abandoned
+        build's), never the shared debootstrap cache, another build's file or any other file a
+        hand-written output might name."""
         removed = []
         for image in images:
             try:
@@ -315,7 +316,7 @@ class LocalTarget(Target):
             except InvalidInput as exc:
                 log.warning("not discarded: %s", exc)
                 continue
-            if CHECKPOINT_RE.fullmatch(path.name):
+            if CHECKPOINT_RE.fullmatch(path.name) or path == self.image_path(build).resolve():
                 path.unlink(missing_ok=True)
                 removed.append(str(path))
         return removed
