@@ -35,7 +35,6 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -54,7 +53,7 @@ from airflow_provider_imagebuild.targets.base import (
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
-from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource
+from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -681,7 +680,7 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
     ) -> Resource:
         tags = _tag_map(tagged)
         milestone = tags.get("Milestone", "")
-        when = created if isinstance(created, datetime) or created is None else parse_aws_time(str(created))
+        when = parse_time(created)
         return Resource(kind, rid, region, tags.get("Pipeline", ""), tags.get("BuildId", ""), when,
                         role=tags.get("Role", ""), milestone=int(milestone) if milestone.isdigit() else None,
                         **more)  # fmt: skip
@@ -777,12 +776,3 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
             raise
         log.info("deleted leaked %s", what)
         return True
-
-
-def parse_aws_time(text: str) -> datetime | None:
-    """An EC2 time as it comes in a response that is not parsed (an image's CreationDate string)."""
-    try:
-        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return found if found.tzinfo else found.replace(tzinfo=timezone.utc)

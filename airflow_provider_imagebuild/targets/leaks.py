@@ -9,8 +9,8 @@ cloud (:func:`leak_reason`):
 
 - the build is **unknown to the store** (its record was pruned, or never written there);
 - the build is **delivered** or **abandoned**: nothing of it is needed any more, except its
-  published and final images (retention's business, never the collector's) and the checkpoints
-  the spec keeps (``target.keep_checkpoints``);
+  published and final images (retention's business, never the collector's) and, of a delivered
+  build, the checkpoints the spec keeps (``target.keep_checkpoints``: recorded and not discarded);
 - the build is neither, and **not leased for longer than the threshold** (nobody works on it): only
   what its record does not hold is a leak (an instance that is not the recorded host, a test
   instance, a checkpoint image no milestone recorded), because the recorded host and checkpoints
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from airflow_provider_imagebuild.build.holdings import holdings
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import ABANDONED_BUILD, DELIVERED, build_status
 
@@ -66,10 +67,9 @@ class Leak:
 
 
 def held_by(rec: BuildRecord, resource: Resource) -> bool:
-    """Whether the record holds the resource: the recorded host, or an image a milestone recorded."""
-    if resource.id and resource.id == rec.metadata.get("host_id"):
-        return True
-    return any(resource.id == v for m in rec.milestones.values() for v in m.outputs.values() if isinstance(v, str))
+    """Whether the record holds the resource (:func:`..build.holdings.holdings`: the recorded host,
+    a checkpoint not discarded, a staged image), which is what a resume or a later reuse needs."""
+    return bool(resource.id) and any(h.id == resource.id for h in holdings(rec))
 
 
 def idle_since(rec: BuildRecord) -> datetime:
@@ -93,7 +93,8 @@ def leak_reason(
         return UNKNOWN
     status = build_status(rec, now)
     if status in (DELIVERED, ABANDONED_BUILD):
-        if resource.role == "checkpoint" and resource.milestone in set(keep_checkpoints):
+        kept = resource.role == "checkpoint" and resource.milestone in set(keep_checkpoints)
+        if status == DELIVERED and (kept or held_by(rec, resource)):  # target.keep_checkpoints
             return None
         return GONE_DELIVERED if status == DELIVERED else GONE_ABANDONED
     idle = now - idle_since(rec)
@@ -117,6 +118,19 @@ def estimated_cost(cloud: str, resource: Resource, age: timedelta, price_of: Pri
     if hourly is None or age == timedelta.max:
         return None
     return round(hourly * age.total_seconds() / 3600, 4)
+
+
+def parse_time(value: object) -> datetime | None:
+    """A cloud's creation time (a datetime, or ISO 8601 text with or without its zone: UTC then);
+    None when there is none to read."""
+    if isinstance(value, datetime):
+        found = value
+    else:
+        try:
+            found = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return found if found.tzinfo else found.replace(tzinfo=timezone.utc)
 
 
 def utc_now() -> datetime:

@@ -41,6 +41,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -59,6 +60,7 @@ from airflow_provider_imagebuild.targets.base import (
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
+from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
 from airflow_provider_imagebuild.targets.openstack_names import OpenstackNames
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ BOOT_REFUSED = "Nova refused the build server (target.key_name, security_groups,
 IMAGE_WAIT_S = 3600  # a snapshot of a large disk
 
 
-class OpenstackTarget(DigestNames, LaunchTestTarget):
+class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
     name = "openstack"
     poll_s = 2.0  # between status reads while waiting (tests lower it)
 
@@ -351,6 +353,39 @@ class OpenstackTarget(DigestNames, LaunchTestTarget):
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         return ssh_ansible_vars(self.settings, host)
 
+    def park_host(self, build: BuildRecord, host: Host) -> str:
+        """Shelve the build server (the project's and the build's, by its marks): Nova offloads it,
+        so it holds no compute host and costs only its kept disk; where the cloud's policy does not
+        let the login shelve (403), stop it instead."""
+        server = self._owned_server(build, host.id)
+        if server is None or server.status in ("ERROR", "SOFT_DELETED"):
+            return ""
+        if server.status in ("SHELVED", "SHELVED_OFFLOADED"):
+            return "shelved"
+        try:
+            with openstack_errors(f"shelve {server.name}"):
+                self.conn.compute.shelve_server(server)
+        except InvalidInput as exc:  # 401/403: the policy refuses shelving to this login
+            log.info("server %s not shelved (%s); stopped instead", server.name, exc)
+            self._power(server, on=False)
+            return "stopped"
+        log.info("shelved build server %s (%s)", server.name, server.id)
+        return "shelved"
+
+    def unpark_host(self, build: BuildRecord, host: Host) -> Host | None:
+        """Unshelve (or start) the build server and wait until it is active; a server unshelved may
+        land on another compute host with another address, so the address is read again."""
+        server = self._owned_server(build, host.id)
+        if server is None or server.status in ("ERROR", "SOFT_DELETED"):
+            return None
+        if server.status in ("SHELVED", "SHELVED_OFFLOADED"):
+            with openstack_errors(f"unshelve {server.name}"):
+                self.conn.compute.unshelve_server(server)
+            server = self._wait_server(server, "ACTIVE")
+        else:
+            server = self._power(server, on=True)
+        return replace(host, address=self._address(server, required=True))
+
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         server = self._owned_server(build, host.id)
         if server is None:
@@ -477,3 +512,61 @@ class OpenstackTarget(DigestNames, LaunchTestTarget):
         for code in sorted(checkpoint_images(build)):
             for orphan in self._named_servers(build, self.names(build).server(code)):
                 self._delete_server(orphan)
+
+    # -- the leak collector (targets/leaks.py) -------------------------------------------------------
+    def _pipelines(self, marks: Mapping[str, Any] | None) -> bool:
+        marks = marks or {}
+        return marks.get(MANAGED) == MANAGED_BY and marks.get("imagebuild_pipeline") == self.pipeline
+
+    def _resource(self, kind: str, found: Any, marks: Mapping[str, Any], created: Any, size: str = "") -> Resource:
+        return Resource(kind, str(found.id), "", self.pipeline, str(marks.get("imagebuild_build") or ""),
+                        parse_time(created), role=str(marks.get("imagebuild_role") or ""), size=size,
+                        build_key=str(marks.get(KEY) or ""))  # fmt: skip
+
+    def owned_resources(self) -> list[Resource]:
+        """Servers and images of the login's project with ``imagebuild_managed_by`` and this
+        pipeline in their metadata or properties (an admin login that lists other projects' too
+        never gets them: the project is checked on each)."""
+        found: list[Resource] = []
+        with openstack_errors("list servers (gc)"):
+            servers = list(self.conn.compute.servers(details=True))
+        for server in servers:
+            ours = self.clients.in_project(server.project_id) and self._pipelines(server.metadata)
+            if ours and server.status not in ("DELETED", "SOFT_DELETED"):
+                flavor = getattr(server.flavor, "original_name", None) or ""
+                found.append(self._resource("server", server, server.metadata, server.created_at, str(flavor)))
+        with openstack_errors("list images (gc)"):
+            images = list(self.conn.image.images())
+        for image in images:
+            if self.clients.in_project(image.owner) and self._pipelines(image.properties):
+                found.append(self._resource("image", image, image.properties or {}, image.created_at))
+        return found
+
+    def delete_resource(self, resource: Resource) -> bool:
+        """Read again by id; deleted only while still in the login's project with the same marks
+        (managed by, pipeline, build, build key)."""
+        if resource.kind == "server":
+            server = self._server(resource.id)
+            marks = server.metadata if server is not None and self.clients.in_project(server.project_id) else None
+            if not self._same(resource, marks):
+                return False
+            with openstack_errors(f"delete server {server.name} (gc)"):
+                self.conn.compute.delete_server(server, ignore_missing=True)
+        elif resource.kind == "image":
+            image = self._image(resource.id)
+            marks = image.properties if image is not None and self.clients.in_project(image.owner) else None
+            if not self._same(resource, marks):
+                return False
+            self._delete_image(image)
+        else:
+            raise InvalidInput("resource", f"the openstack target does not collect {resource.kind}s")
+        log.info("deleted leaked %s %s", resource.kind, resource.id)
+        return True
+
+    def _same(self, resource: Resource, marks: Mapping[str, Any] | None) -> bool:
+        marks = marks or {}
+        return (
+            self._pipelines(marks)
+            and str(marks.get("imagebuild_build") or "") == resource.build_id
+            and str(marks.get(KEY) or "") == resource.build_key
+        )

@@ -175,3 +175,58 @@ def test_gc_says_what_is_wrong_in_one_line(pipeline: tuple[str, Path, str], tmp_
     assert none.exit_code == 2 and "no spec of a gcp pipeline" in none.output, none.output
     missing = runner.invoke(cli, ["gc", "--cloud", "aws", "--spec", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "nope.yaml is not a file" in missing.output, missing.output
+
+
+def test_gc_on_openstack_finds_the_pipelines_leaks_in_its_project_only(tmp_path: Path, fake_os: Any) -> None:
+    """Nova servers and Glance images with the target's marks; another project's look-alikes (an
+    admin login would list them) and another pipeline's are never listed or deleted."""
+    from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
+    from tests.conftest import OPENSTACK_CONN_ID
+    from tests.servers.openstack import OTHER_PROJECT_ID
+
+    name = f"gc-os-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    spec = tmp_path / "os.yaml"
+    spec.write_text(f"""pipeline: {name}
+cloud: openstack
+image_type: base
+store: {url}
+target: {{openstack_conn_id: {OPENSTACK_CONN_ID}, flavor: m1.small, network: build-net, source_image: rhel-8}}
+milestones:
+  10: {{action: ansible, playbook: site.yml}}
+  95: {{action: seal}}
+  100: {{action: publish}}
+""")
+    store = open_store(url)
+    store.create_build("done-1", pipeline=name, cloud="openstack", image_type="base", plan=[0, 10, 95, 100])
+    for code in (10, 95, 100):
+        store.complete("done-1", code, token=store.begin("done-1", code, owner="w").token)
+
+    def marks(build_id: str, role: str, pipeline: str = name) -> dict[str, str]:
+        return {KEY: f"key-{build_id}", MANAGED: MANAGED_BY, "imagebuild_build": build_id,
+                "imagebuild_pipeline": pipeline, "imagebuild_role": role}  # fmt: skip
+
+    leaks = {
+        fake_os.add_server(f"{name}-lost", marks("gone-1", "buildhost")),
+        fake_os.add_server(f"{name}-test", marks("done-1", "launch-test")),
+        fake_os.add_image(f"{name}-m15", b"x", **marks("done-1", "checkpoint")),
+    }
+    kept = fake_os.add_image(f"{name}-final", b"x", **marks("done-1", "published"))
+    foreign = [
+        fake_os.add_server(f"{name}-theirs", marks("gone-1", "buildhost"), project=OTHER_PROJECT_ID),
+        fake_os.add_image(f"{name}-theirs", b"x", owner=OTHER_PROJECT_ID, **marks("gone-1", "checkpoint")),
+        fake_os.add_server(f"{name}-other", marks("gone-1", "buildhost", pipeline=f"{name}-other")),
+    ]
+
+    def gc(*args: str) -> dict[str, Any]:
+        got = CliRunner().invoke(cli, ["gc", "--cloud", "openstack", "--spec", str(spec), "--json", *args])
+        assert got.exit_code == 0, got.output
+        return dict(json.loads(got.stdout))
+
+    assert {row["id"] for row in gc("--older-than", "0s")["leaks"]} == leaks
+    applied = gc("--older-than", "0s", "--apply")
+    assert {row["id"] for row in applied["leaks"] if row["deleted"]} == leaks
+    assert not leaks & (set(fake_os.servers) | set(fake_os.images)) and kept in fake_os.images
+    assert all(i in fake_os.servers or i in fake_os.images for i in foreign)
+    assert gc("--older-than", "0s")["leaks"] == []

@@ -166,6 +166,9 @@ class FakeOpenstack:
     # What os-getConsoleOutput answers for every server: this file (the launch tests' stand-in
     # guest's serial log), else an empty console
     console_log: Path | None = None
+    # Nova's os_compute_api:os-shelve:shelve policy refuses this login (a cloud that does not let
+    # projects shelve): the shelve action answers 403 as Nova's policy enforcement does
+    shelve_forbidden: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
 
@@ -711,6 +714,29 @@ class FakeOpenstack:
             return 202, echo, None
         if name == "os-start":
             if server["status"] != "SHUTOFF":
+                return 409, echo, conflict
+            server["status"] = "ACTIVE"
+            return 202, echo, None
+        # Shelve (os-shelve): from ACTIVE, SHUTOFF, PAUSED or SUSPENDED, body null; with the default
+        # shelved_offload_time of 0 the server is offloaded at once (SHELVED_OFFLOADED: no host, no
+        # compute charge, its disk kept as an image). Unshelve: from SHELVED(_OFFLOADED) to ACTIVE,
+        # body null or (2.77+) {"availability_zone": ...}.
+        if name == "shelve":
+            if self.shelve_forbidden:
+                message = "Policy doesn't allow os_compute_api:os-shelve:shelve to be performed."
+                return 403, echo, {"forbidden": {"code": 403, "message": message}}
+            if action[name] is not None:
+                return 400, echo, {"badRequest": {"code": 400, "message": "Invalid input for field/attribute shelve."}}
+            if server["status"] not in ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"):
+                return 409, echo, conflict
+            server["status"] = "SHELVED_OFFLOADED"
+            return 202, echo, None
+        if name == "unshelve":
+            body = action[name]
+            if body is not None and (not isinstance(body, dict) or set(body) - {"availability_zone", "host"}):
+                message = "Invalid input for field/attribute unshelve."
+                return 400, echo, {"badRequest": {"code": 400, "message": message}}
+            if server["status"] not in ("SHELVED", "SHELVED_OFFLOADED"):
                 return 409, echo, conflict
             server["status"] = "ACTIVE"
             return 202, echo, None

@@ -176,3 +176,35 @@ def test_the_local_target_keeps_a_failed_builds_tree_as_it_is(tmp_path: Path) ->
     host = Host(str(tmp_path / "work/park-local/rootfs"), "", "", 10, 10)
     assert not target.parks_by_default and target.park_host(build, host) == ""
     assert target.unpark_host(build, host) == host
+
+
+def test_openstack_shelves_the_builds_server_or_stops_it_where_shelving_is_refused(
+    tmp_path: Path, fake_os: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the Nova fake's shelve/unshelve (os-shelve: from ACTIVE or SHUTOFF, offloaded at
+    once; unshelve back to ACTIVE; 403 where the policy refuses the login)."""
+    from airflow_provider_imagebuild.build.identity import BuildIdentity
+    from tests.conftest import unique
+    from tests.targets.test_openstack import make_target, packer_image
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    identity = BuildIdentity("os-pipe", "openstack", "base", plan=(0, 5, 10, 15, 95, 100))
+    build, other = store.register(unique("os"), identity), store.register(unique("os"), identity)
+    target = make_target("os-pipe")
+    green = packer_image(fake_os, target, build)
+    target.claim_images(build, {"": green}, 10)
+    host = target.launch(build, Checkpoint(10, green))
+    assert target.park_host(other, host) == "" and fake_os.servers[host.id]["status"] == "ACTIVE"
+    assert target.park_host(build, host) == "shelved" == target.park_host(build, host)
+    assert fake_os.servers[host.id]["status"] == "SHELVED_OFFLOADED" and not target.alive(build, host)
+    assert target.unpark_host(other, host) is None
+    woken = target.unpark_host(build, host)
+    assert woken is not None and woken.id == host.id and fake_os.servers[host.id]["status"] == "ACTIVE"
+    assert woken.address and target.alive(build, woken)
+
+    monkeypatch.setattr(fake_os, "shelve_forbidden", True)
+    assert target.park_host(build, host) == "stopped" and fake_os.servers[host.id]["status"] == "SHUTOFF"
+    woken = target.unpark_host(build, host)
+    assert woken is not None and fake_os.servers[host.id]["status"] == "ACTIVE"
+    fake_os.remove_server(host.id)
+    assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
