@@ -1,6 +1,6 @@
 """The next moves a person can make on a build, answered the way the store's rules would answer
 them: the milestones a reset or a redo may go back to (and what each does), whether the next
-milestone may be skipped, and what clearing the failed task resumes.
+milestone may be skipped, what clearing the failed task resumes, and what abandoning it deletes.
 
 Pure reads of a :class:`BuildRecord` (no store, no Airflow), next to :mod:`.rules` and
 :mod:`.checkpoints` whose refusals they mirror, so that the API, the pages and the CLI offer
@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.checkpoints import latest_checkpoint, resume_problem
+from airflow_provider_imagebuild.build.holdings import holdings
 from airflow_provider_imagebuild.build.record import FAILED, Attempt, BuildRecord, parse_ts
 
 Titles = Callable[[int], str]
@@ -83,7 +84,7 @@ def reset_moves(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> l
     could run again from (:func:`.checkpoints.resume_problem`, which the store's reset enforces).
     None while a live lease holds the build (the store refuses every reset then). The newest one
     is the default: the failed milestone, or the one to run next."""
-    if live_holder(rec, now) is not None:
+    if live_holder(rec, now) is not None or rec.abandoned:  # the store refuses every reset of an abandoned build
         return []
     last = anchor(rec)
     codes = [c for c in rec.plan[1:] if c <= last and resume_problem(rec, c) is None]
@@ -100,16 +101,27 @@ def refused_resets(rec: BuildRecord) -> dict[int, str]:
 def skip_move(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> Move | None:
     """The next milestone, when the store would let a person step over it now."""
     nxt = rec.next_state
-    if nxt is None or nxt in rec.unskippable or live_holder(rec, now) is not None:
+    if nxt is None or nxt in rec.unskippable or live_holder(rec, now) is not None or rec.abandoned:
         return None
     after = [c for c in rec.plan if c > nxt]
     then = f"the next run or clear continues at {_name(after[0], titles)}" if after else "the build is delivered"
     return Move(nxt, titles(nxt), f"counts {_name(nxt, titles)} as done without running it; {then}", default=True)
 
 
+def abandon_move(rec: BuildRecord, now: datetime) -> str | None:
+    """What abandoning the build now does, when the store would accept it (not delivered, not
+    abandoned already, no live lease): the holdings it deletes and the end of the build."""
+    if rec.delivered or rec.abandoned or live_holder(rec, now) is not None:
+        return None
+    held = holdings(rec)
+    deletes = f"deletes {', '.join(map(str, held))} (what the target proves is its own)" if held else "holds nothing"
+    return f"{deletes}; no milestone of build {rec.build_id} begins again (a new build id starts over)"
+
+
 def failing_attempt(rec: BuildRecord) -> Attempt | None:
-    """The attempt whose failure the build is stopped at (None unless the build failed)."""
-    if rec.status != FAILED:
+    """The attempt whose failure the build is stopped at (None unless the build failed and was not
+    abandoned: clearing its task would be refused)."""
+    if rec.status != FAILED or rec.abandoned:
         return None
     runs = [a for a in rec.attempts_at(rec.current_state) if a.kind == "run"]
     return runs[-1] if runs else None

@@ -18,7 +18,11 @@ a build is changed in the store it lives in.
 - ``POST /imagebuild/api/builds/{build_id}/reset`` ``{"to": N, "reason": "..."}``;
 - ``POST /imagebuild/api/builds/{build_id}/redo`` ``{"from": N, "reason": "..."}``: reset, then a
   run of the pipeline's DAG with the same ``build_id``;
-- ``POST /imagebuild/api/builds/{build_id}/skip`` ``{"state": N, "reason": "..."}``.
+- ``POST /imagebuild/api/builds/{build_id}/skip`` ``{"state": N, "reason": "..."}``;
+- ``POST /imagebuild/api/builds/{build_id}/abandon`` ``{"reason": "..."}``: give the build up for
+  good (its build_status reads abandoned, every later begin is refused) and delete what it holds
+  through its target, reached with its pipeline's spec in the deployment's specs folder; the
+  record, with ``abandon``: what was deleted, not found, and is still held (with why).
 
 Errors: 401 without a token; 404 for a build that does not exist and, with the same answer, for
 one whose DAG the caller may not read; 403 for an action on a build the caller can read but may
@@ -170,6 +174,24 @@ def create_app() -> FastAPI:
         return action(lambda u, r: store().skip(r.build_id, body.state, reason=body.reason, actor=actor_of(u)))(
             build_id, user
         )
+
+    @app.post("/api/builds/{build_id}/abandon", dependencies=JSON_ONLY)
+    def abandon_build(build_id: str, body: Reason, user: User) -> dict[str, Any]:
+        from airflow_provider_imagebuild.hooks.deployment_stores import specs_folder
+        from airflow_provider_imagebuild.lifecycle import abandon_build, target_finder
+
+        rec = actionable(user, build_id)  # authorized like reset: edit and trigger rights on its DAG
+        with store_errors(build_id):
+            target, why = target_finder(None, specs_folder())(rec)
+            done = abandon_build(
+                store().store_of(rec.build_id),
+                rec.build_id,
+                reason=body.reason,
+                actor=actor_of(user),
+                target=target,
+                no_target_why=why,
+            )
+        return {**done.build.to_public(), "abandon": done.to_public()}
 
     @app.post("/api/builds/{build_id}/redo", dependencies=JSON_ONLY)
     def redo_build(build_id: str, body: RedoBody, user: User) -> dict[str, Any]:

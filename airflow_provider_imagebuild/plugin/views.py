@@ -14,6 +14,7 @@ from typing import Any
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.moves import (
     Titles,
+    abandon_move,
     clear_does,
     failing_attempt,
     live_holder,
@@ -231,6 +232,7 @@ def moves_view(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> di
         "skip": skip.to_public() if skip else None,
         "refused": {str(c): why for c, why in refused_resets(rec).items()},
         "clear": clear_does(rec, titles),
+        "abandon": abandon_move(rec, now),
     }
 
 
@@ -302,6 +304,7 @@ def build_view(
         # milestone first; skip only the next milestone, when the store would let it be skipped.
         "reset_moves": moves,
         "skip_move": skip_move(rec, now, titles),
+        "abandon_move": abandon_move(rec, now),
     }
 
 

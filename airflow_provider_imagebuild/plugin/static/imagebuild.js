@@ -81,7 +81,7 @@
       var out = result || form.parentNode.querySelector(".result");
       var data = new FormData(form);
       var body = { reason: String(data.get("reason") || "").trim() };
-      body[form.dataset.field] = Number(data.get("milestone"));
+      if (form.dataset.field) body[form.dataset.field] = Number(data.get("milestone"));  // abandon takes a reason only
       var button = form.querySelector("button");
       button.disabled = true;
       fetch(form.dataset.action, {

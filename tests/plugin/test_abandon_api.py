@@ -1,0 +1,60 @@
+"""Abandon from the build page and the API (issue 31), authorized like a reset: a person with edit
+and trigger rights on the pipeline's DAG gives the build up; what it holds is deleted through its
+target (reached with the pipeline's spec in the deployment's specs folder), the record reads
+``abandoned`` and the store refuses any later move. A reader sees no Abandon and may not post it."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_imagebuild.store import BuildStore
+from tests.cli.test_lifecycle_cli import _holding_build
+from tests.plugin.test_pages import DAG, client_for, may, store
+
+__all__ = ["may", "store"]
+
+
+@pytest.fixture
+def held(store: BuildStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A failed local build holding real files, and the deployment's specs folder with its spec."""
+    work = tmp_path / "work"
+    foreign = work / "other" / "checkpoint-010.tar"
+    files = _holding_build(store.url, work, "b-1", foreign)
+    store.set_metadata("b-1", {"dag_id": DAG})
+    specs = tmp_path / "pipelines"
+    specs.mkdir()
+    (specs / "p.yaml").write_text(
+        f"pipeline: p\ndag_id: {DAG}\ncloud: local\nimage_type: base\n"
+        f"target: {{work_dir: {work}, catalog: {tmp_path / 'cat'}}}\n"
+    )
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
+    return files
+
+
+@pytest.mark.usefixtures("may")
+def test_abandon_from_the_page_deletes_what_the_build_holds(held: dict[str, Path], store: BuildStore) -> None:
+    admin, viewer = client_for("admin"), client_for("viewer")
+    page = html.unescape(admin.get("/builds/b-1").text)
+    assert 'id="abandon-form"' in page
+    assert f"deletes build host {held['host']}" in page  # what it does, said before the person confirms
+    assert 'id="abandon-form"' not in viewer.get("/builds/b-1").text
+    assert viewer.post("/api/builds/b-1/abandon", json={"reason": "x"}).status_code == 403
+    assert admin.post("/api/builds/b-1/abandon", json={"reason": ""}).status_code == 422
+    assert admin.post("/api/builds/b-1/abandon", content="reason=x").status_code == 415
+    assert all(path.exists() for path in held.values())  # nothing happened on a refused request
+    answer = admin.post("/api/builds/b-1/abandon", json={"reason": "base image withdrawn"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["build_status"] == "abandoned"
+    assert {d["kind"] for d in body["abandon"]["deleted"]} == {"host", "checkpoint", "image"}
+    assert body["abandon"]["still_held"] == []
+    assert not any(path.exists() for path in held.values())
+    rec = store.get("b-1")
+    assert rec.abandoned and next(e for e in rec.events if e.kind == "abandon").actor == "admin (ui)"
+    assert admin.post("/api/builds/b-1/reset", json={"to": 15, "reason": "x"}).status_code == 409
+    after = admin.get("/builds/b-1").text
+    assert 'id="abandon-form"' not in after and 'id="reset-form"' not in after
+    assert admin.get("/api/builds/b-1").json()["moves"]["abandon"] is None
