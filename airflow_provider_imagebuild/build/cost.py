@@ -28,7 +28,8 @@ Definitions the report uses:
   did not: the cost of the attempts that completed the milestones reached before the failure
   (registration excluded, as in ``time_saved_by_resumes_s``), minus what the resume itself paid to
   get back there (the ``replay`` attempts after the failure and before the next run attempt, when
-  the host had to be relaunched). Never below zero for one failure. The failed milestone's own
+  the host had to be relaunched; a replay carries the host time of its playbook, which the attempt
+  that did it leaves out of its own). Never below zero for one failure. The failed milestone's own
   retry is left out on both sides: a rerun and a resume both pay for it.
 """
 
@@ -45,6 +46,14 @@ from airflow_provider_imagebuild.build.record import FAILED, SKIPPED, USAGE_KEYS
 from airflow_provider_imagebuild.errors import InvalidInput
 
 
+def money(amount: float | None, currency: str = "") -> str:
+    """``12.34 USD``; four places under one unit (minutes of a small host cost fractions of a cent)."""
+    if amount is None:
+        return "-"
+    shown = f"{amount:.2f}" if amount >= 1 or amount == 0 else f"{amount:.4f}"
+    return f"{shown} {currency}".strip()
+
+
 @dataclass(frozen=True)
 class BuildCost:
     """A build's cost, rounded to cents' hundredths (4 places) as every reader shows it."""
@@ -57,7 +66,9 @@ class BuildCost:
     currency: str
 
     def to_public(self) -> dict[str, Any]:
+        """As the report, the API and the pages show it (``text``: the total with its currency)."""
         return {
+            "text": money(self.total, self.currency),
             "total": self.total,
             "currency": self.currency,
             "milestones": {str(c): v for c, v in self.milestones.items()},
@@ -176,7 +187,11 @@ def build_cost(rec: BuildRecord, prices: Prices, now: datetime | None = None) ->
     unmetered = sum(
         1
         for a in rec.attempts
-        if a.finished_at is not None and a.usage is None and a.state != rec.plan[0] and a.status != SKIPPED
+        if a.finished_at is not None
+        and a.usage is None
+        and a.state != rec.plan[0]
+        and a.status != SKIPPED
+        and not (a.kind == "replay" and a.started_at == a.finished_at)  # before replays had usage: inside their run
     )
     return BuildCost(
         total=round(sum(per.values()), 4),

@@ -713,16 +713,23 @@ def report(
     ctx: click.Context, pipeline: str | None, cloud: str | None, since: str, specs: str | None, as_json: bool
 ) -> None:
     """Success rate, deliveries per day, p50/p90 per milestone, the milestones that fail most with
-    their top error lines, retries spent and the time resumes saved."""
+    their top error lines, retries spent and the time resumes saved; what the builds cost, what
+    failures cost and what resumes saved, priced with each pipeline's spec's cost: block (in --specs
+    FOLDER, else $IMAGEBUILD_PIPELINES_DIR) over its cloud's example prices."""
+    import os
     from datetime import datetime, timezone
+    from pathlib import Path
 
     from airflow_provider_imagebuild.build.report import build_report, parse_since
+    from airflow_provider_imagebuild.hooks.prices import prices_of
+    from airflow_provider_imagebuild.spec import PIPELINES_ENV
 
     now = datetime.now(timezone.utc)
     start = parse_since(since, now)
     flt = ListFilter.checked(cloud=cloud, pipeline=pipeline)
     records, problems, stores = _scan(ctx, flt, specs)
-    result = build_report(records, since=start, now=now)
+    folder = specs or os.environ.get(PIPELINES_ENV)
+    result = build_report(records, since=start, now=now, prices_of=prices_of(Path(folder) if folder else None))
     if stores:
         result |= {"stores": stores["stores"], "unreadable_stores": stores["unreadable_stores"]}
     emit(as_json, lambda: result, lambda render: render.report_table(result))

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from airflow_provider_imagebuild.build.cost import money
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import build_status
 from airflow_provider_imagebuild.cli.times import shown_time
@@ -221,9 +222,18 @@ def report_table(report: dict[str, Any]) -> Table:
         f"{report['in_progress']} in progress; success rate {'-' if rate is None else f'{rate:.0%}'}; "
         f"{report['retries_spent']} retries spent; resumes saved {_duration(report['time_saved_by_resumes_s'])}"
     )
+    cost = report.get("cost")
+    if cost:
+        unit = cost["currency"]
+        saved = money(report["cost_saved_by_resumes"], unit)
+        title += (
+            f"\ncost {money(cost['total'], unit)} (p50 {money(cost['p50'], unit)} a build); failures cost "
+            f"{money(report['cost_of_failures'], unit)}; resumes saved {saved}"
+        )
     table = Table(title=title, title_justify="left")
-    for column in ("milestone", "runs", "p50", "p90", "failures", "top error"):
-        table.add_column(column, justify="right" if column in ("runs", "p50", "p90", "failures") else "left")
+    numeric = ("runs", "p50", "p90", "failures", "cost p50", "cost p90")
+    for column in ("milestone", "runs", "p50", "p90", "failures", "cost p50", "cost p90", "top error"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for row in report["milestones"]:
         top = row["top_errors"][0] if row["top_errors"] else None
         table.add_row(
@@ -232,6 +242,8 @@ def report_table(report: dict[str, Any]) -> Table:
             _duration(row["p50_s"]),
             _duration(row["p90_s"]),
             str(row["failures"]),
+            money(row.get("cost_p50")),
+            money(row.get("cost_p90")),
             _short(f"{top['count']}x {top['error']}") if top else "",
         )
     return table

@@ -8,6 +8,7 @@ over the cloud's example figures, or the examples alone when the spec has none o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,4 +34,24 @@ def pipeline_prices(folder: Path | None) -> dict[str, Prices]:
 def prices_of(folder: Path | None) -> PricesOf:
     """A build -> its prices: its pipeline's spec's, else its cloud's examples."""
     known = pipeline_prices(folder)
+    return lambda rec: known.get(rec.pipeline) or example_prices(rec.cloud)
+
+
+_known: dict[tuple[object, ...], dict[str, Prices]] = {}
+_lock = threading.Lock()
+
+
+def deployment_prices() -> PricesOf:
+    """:func:`prices_of` over the deployment's specs folder (what the Image builds pages and API
+    read), loaded again only when a spec file changes."""
+    from airflow_provider_imagebuild.hooks.deployment_stores import specs_folder
+
+    folder = specs_folder()
+    files = tuple((p.name, p.stat().st_mtime_ns) for p in spec_files(folder)) if folder.is_dir() else ()
+    key = (str(folder), files)
+    with _lock:
+        if key not in _known:
+            _known.clear()
+            _known[key] = pipeline_prices(folder)
+        known = _known[key]
     return lambda rec: known.get(rec.pipeline) or example_prices(rec.cloud)

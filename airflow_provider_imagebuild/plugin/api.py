@@ -41,6 +41,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.hooks.prices import deployment_prices
 from airflow_provider_imagebuild.links import dag_id_of
 from airflow_provider_imagebuild.plugin import access
 from airflow_provider_imagebuild.plugin.access import (
@@ -81,7 +82,10 @@ def list_page(
     if wanted is not None:
         records = [r for r in records if status_of(r) == wanted]
     readable = lambda dag_id: access.may(user, dag_id, act=False)  # noqa: E731
-    return with_stores(builds_page(records, readable, state=state, limit=limit, offset=offset, history=everything))
+    page = builds_page(
+        records, readable, state=state, limit=limit, offset=offset, history=everything, prices_of=deployment_prices()
+    )
+    return with_stores(page)
 
 
 def json_only(request: Request) -> None:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_imagebuild.build.ids import CLOUDS
 from airflow_provider_imagebuild.build.status import BUILD_STATUS_WORDS, build_status, check_build_status
+from airflow_provider_imagebuild.hooks.prices import deployment_prices
 from airflow_provider_imagebuild.links import URL_PREFIX, TaskRef, dag_id_of
 from airflow_provider_imagebuild.plugin import access
 from airflow_provider_imagebuild.plugin.titles import titles_for
@@ -132,7 +133,7 @@ def add_pages(app: FastAPI) -> None:
         pipelines = sorted({r.pipeline for r in everything if readable(dag_id_of(r))})
         chosen = [r for r in everything if flt.matches(vars(r)) and (wanted is None or build_status(r) == wanted)]
         page = access.with_stores(builds_page(chosen, readable, state=code, limit=PAGE_SIZE, offset=offset,
-                                           history=everything))  # fmt: skip
+                                           history=everything, prices_of=deployment_prices()))  # fmt: skip
         shown = {r.build_id: r for r in chosen}
         for row in page["builds"]:  # custom milestones by their pipeline's titles
             row["current_title"] = titles_for(shown[row["build_id"]])(row["current_state"])
@@ -158,7 +159,7 @@ def add_pages(app: FastAPI) -> None:
         rec = access.readable(user, build_id)
         with access.store_errors():
             same, _ = access.store().scan_builds(ListFilter(pipeline=rec.pipeline))
-        view = build_view(rec, same, titles=titles_for(rec))
+        view = build_view(rec, same, titles=titles_for(rec), prices_of=deployment_prices())
         may_act = access.may(user, dag_id_of(rec), act=True)
         summary = {**view["summary"], "store": access.store().where(rec.build_id)}
         return _render(request, "build.html", user, v=view, s=summary, may_act=may_act)

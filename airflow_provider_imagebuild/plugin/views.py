@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.cost import build_cost
 from airflow_provider_imagebuild.build.moves import (
     Titles,
     abandon_move,
@@ -22,6 +23,7 @@ from airflow_provider_imagebuild.build.moves import (
     reset_moves,
     skip_move,
 )
+from airflow_provider_imagebuild.build.prices import Prices, example_prices
 from airflow_provider_imagebuild.build.record import (
     ABANDONED,
     COMPLETED,
@@ -47,6 +49,20 @@ SHORT_TEXT = 48
 RUN_DATE_RE = re.compile(r"^(?P<kind>[a-z_]+?)__(?P<at>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:[+-][0-9:]+|Z)?)")
 
 
+PricesOf = Callable[[BuildRecord], Prices]
+
+
+def by_cloud(rec: BuildRecord) -> Prices:
+    """A build's prices when the deployment's specs are not at hand: its cloud's examples."""
+    return example_prices(rec.cloud)
+
+
+def cost_view(rec: BuildRecord, prices_of: PricesOf, now: datetime) -> dict[str, Any]:
+    """What the build cost so far (build/cost.py), with which prices (``example`` or ``spec``)."""
+    prices = prices_of(rec)
+    return {**build_cost(rec, prices, now).to_public(), "prices": prices.source}
+
+
 def builds_page(
     records: list[BuildRecord],
     readable: Callable[[str], bool],
@@ -56,11 +72,13 @@ def builds_page(
     offset: int = 0,
     now: datetime | None = None,
     history: list[BuildRecord] | None = None,
+    prices_of: PricesOf = by_cloud,
 ) -> dict[str, Any]:
     """A page of the builds list, newest change first: only builds whose DAG the caller may read
     (``readable(dag_id)``, asked once per DAG); an ETA for running builds from the medians of the
     same pipeline's builds in ``history`` (every build, not only those the filters chose: a list
-    of running builds alone has no finished milestone to go by)."""
+    of running builds alone has no finished milestone to go by); each build's cost with
+    ``prices_of`` it."""
     now = now or datetime.now(timezone.utc)
     if state is not None:
         records = [r for r in records if r.current_state == state]
@@ -72,7 +90,13 @@ def builds_page(
     for rec in visible[offset : offset + limit]:
         if rec.pipeline not in medians:
             medians[rec.pipeline] = milestone_medians(r for r in past if r.pipeline == rec.pipeline)
-        rows.append({**summary(rec, medians[rec.pipeline], now), "dag_id": dag_id_of(rec)})
+        rows.append(
+            {
+                **summary(rec, medians[rec.pipeline], now),
+                "dag_id": dag_id_of(rec),
+                "cost": cost_view(rec, prices_of, now),
+            }
+        )
     return {"builds": rows, "total": len(visible), "limit": limit, "offset": offset}
 
 
@@ -241,9 +265,12 @@ def build_view(
     pipeline_builds: list[BuildRecord],
     now: datetime | None = None,
     titles: Titles = title_of,
+    prices_of: PricesOf = by_cloud,
 ) -> dict[str, Any]:
-    """One build for its page: ``pipeline_builds`` (the same pipeline's builds) give the ETA."""
+    """One build for its page: ``pipeline_builds`` (the same pipeline's builds) give the ETA,
+    ``prices_of`` the build its prices for what it cost."""
     now = now or datetime.now(timezone.utc)
+    cost = cost_view(rec, prices_of, now)
     timeline = []
     for code in rec.plan:
         attempts = rec.attempts_at(code)
@@ -270,6 +297,7 @@ def build_view(
                 "error": last.error if last is not None and status in (FAILED, ABANDONED) else None,
                 "skip_reason": done.skip_reason if done else None,
                 "skippable": code not in rec.unskippable,
+                "cost": cost["milestones"].get(str(code)),
             }
         )
     host = Host.from_metadata(rec.metadata)
@@ -277,7 +305,12 @@ def build_view(
     expected = eta(rec, medians, now)
     moves = reset_moves(rec, now, titles)
     return {
-        "summary": {**summary(rec, medians, now), "dag_id": dag_id_of(rec), "current_title": titles(rec.current_state)},
+        "summary": {
+            **summary(rec, medians, now),
+            "dag_id": dag_id_of(rec),
+            "current_title": titles(rec.current_state),
+            "cost": cost,
+        },
         "record": rec,
         "timeline": timeline,
         "attempts": [attempt_row(a, now, titles) for a in reversed(rec.attempts)],

@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from airflow_provider_imagebuild.cli.main import cli
@@ -86,3 +87,53 @@ def test_report_figures(tmp_path: Path) -> None:
     assert shown["eta"] is not None  # from the delivered builds' medians of 5, 10 and 100
     done = json.loads(CliRunner().invoke(cli, ["--store", url, "build", "show", "ok-1", "--json"]).output)
     assert done["eta"] is None
+
+
+def test_report_costs_builds_milestones_failures_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 31: priced with the pipeline's spec's cost: block where it has one (web), the cloud's
+    example prices where not (db); every figure worked out by hand."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    clock = Clock()
+    store = open_store(url, clock=clock)
+    specs = tmp_path / "pipelines"
+    specs.mkdir()
+    (specs / "web.yaml").write_text(
+        "pipeline: web\ncloud: aws\nimage_type: base\n"
+        "cost: {host_per_hour: {t3.micro: 1.0}, storage_gb_month: 0, transfer_gb: 0.5}\n"
+    )
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
+
+    def used(build_id: str, code: int, hours: float, error: str | None = None, **more: float) -> None:
+        lease = store.begin(build_id, code, owner="w/1")
+        clock.tick(hours * 3600)
+        usage = {"host_size": "t3.micro", "host_hours": hours, **more}
+        if error:
+            store.fail(build_id, code, token=lease.token, error=error, usage=usage)
+        else:
+            store.complete(build_id, code, token=lease.token, usage=usage)
+
+    plan = [0, 5, 10, 100]
+    store.create_build("c-1", pipeline="web", cloud="aws", image_type="base", plan=plan)
+    used("c-1", 5, 0.5)
+    used("c-1", 10, 0.25, error="connection reset by peer")
+    used("c-1", 10, 1.0)  # the resume: 5 is not run again
+    used("c-1", 100, 0.0, transfer_gb=2)
+    store.create_build("c-2", pipeline="db", cloud="aws", image_type="base", plan=plan)
+    used("c-2", 5, 1.0)  # no cost: block: aws's example t3.micro price
+
+    got = CliRunner().invoke(cli, ["--store", url, "report", "--json"])
+    assert got.exit_code == 0, got.output
+    report = json.loads(got.output)
+    cost = report["cost"]
+    assert cost["per_build"] == {"c-1": 2.75, "c-2": 0.0104} and cost["total"] == 2.7604
+    assert cost["prices"] == {"db": "example", "web": "spec"} and cost["currency"] == "USD"
+    assert cost["unmetered_attempts"] == 0
+    assert report["cost_of_failures"] == 0.25  # c-1's failed attempt at 10
+    assert report["cost_saved_by_resumes"] == 0.5  # c-1's milestone 5, which a rerun would repeat
+    by_code = {m["code"]: m for m in report["milestones"]}
+    assert (by_code[10]["cost_p50"], by_code[100]["cost_p50"]) == (1.25, 1.0)
+    assert (by_code[5]["cost_p50"], by_code[5]["cost_p90"]) == (0.2552, 0.451)  # 0.0104 and 0.5
+
+    table = CliRunner().invoke(cli, ["--store", url, "report"])
+    assert table.exit_code == 0, table.output
+    assert "cost 2.76 USD" in table.output and "failures cost 0.2500 USD; resumes saved 0.5000 USD" in table.output

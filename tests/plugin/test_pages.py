@@ -285,3 +285,31 @@ def test_a_stores_own_refusal_is_not_passed_to_clients() -> None:
         mirror_refuses()
     assert caught.value.status_code == 409
     assert "s3://" not in caught.value.detail and "/var/lib" not in caught.value.detail
+
+
+def test_the_build_page_and_the_list_show_what_the_build_cost(
+    store: BuildStore, may: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 31: priced with the pipeline's spec's cost: block (the deployment's specs folder)."""
+    specs = tmp_path / "pipelines"
+    specs.mkdir()
+    (specs / "web.yaml").write_text(
+        "pipeline: web-demo\ncloud: aws\nimage_type: base\ncost: {host_per_hour: {t3.micro: 1.5}}\n"
+    )
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
+    store.create_build("cost-1", pipeline="web-demo", cloud="aws", image_type="base", plan=PLAN)
+    store.set_metadata("cost-1", {"dag_id": DAG})
+    lease = store.begin("cost-1", 5, owner=owner("s005_kickstart", 1))
+    store.complete("cost-1", 5, token=lease.token, usage={"host_size": "t3.micro", "host_hours": 2})
+    lease = store.begin("cost-1", 45, owner=owner("s045_storage", 1))
+    store.fail("cost-1", 45, token=lease.token, error="boom", usage={"host_size": "t3.micro", "host_hours": 0.5})
+    admin = client_for("admin")
+    listed = admin.get("/builds").text
+    row = re.search(r'<tr data-build="cost-1">.*?</tr>', listed, re.S)
+    assert row and re.search(r'<td class="cost" title="spec prices">3\.75 USD</td>', row.group(0)), row
+    page = admin.get("/builds/cost-1").text
+    shown = re.search(r'<dd id="cost"[^>]*>(.*?)</dd>', page, re.S)
+    assert shown and shown.group(1).startswith("3.75 USD") and "0.75 on failed attempts" in shown.group(1)
+    assert "priced with spec prices" in page
+    api_rows = admin.get("/api/builds").json()["builds"]
+    assert [r["cost"]["total"] for r in api_rows if r["build_id"] == "cost-1"] == [3.75]
