@@ -31,13 +31,17 @@ from airflow_provider_imagebuild.spec_notify import NotifySpec, NotifyTo
 
 log = logging.getLogger(__name__)
 
-ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅"}
+ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅", "abandoned": "🗑️"}
 WORDS = {
     "failed": "failed (Airflow retries it)",
     "retries_exhausted": "failed for good (no retry left)",
     "stuck": "looks stuck",
     "delivered": "was delivered",
+    "abandoned": "was abandoned (what it held is deleted)",
 }
+# Events sent to every recipient whatever ``notify.on`` lists: the watchdog abandoning a build
+# (on_failure.abandon_after) deletes its host and checkpoints, which nobody may learn by chance.
+ALWAYS_SENT = frozenset({"abandoned"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def notifier_for(target: NotifyTo, notice: Notice) -> Any:
 
 def send(spec: NotifySpec, notice: Notice, warn: Callable[[str], None] | None = None) -> list[str]:
     """Send ``notice`` to every recipient; the kinds that took it. Failures are reported, not raised."""
-    if notice.event not in spec.on:
+    if notice.event not in spec.on and notice.event not in ALWAYS_SENT:
         return []
     sent = []
     for target in spec.to:

@@ -11,6 +11,13 @@ A build is *stuck* when it is in progress and either
 
 Each stuck milestone attempt is marked once in the build's metadata (``stuck.<milestone>`` = the
 attempt and why), which also records an event in its history, and announced once as ``stuck``.
+
+A build is *due for abandon* when its spec says ``on_failure.abandon_after`` and it has been
+failed (its milestone failed, or its worker's lease expired) with no attempt begun or ended for
+that long: nobody resumed it, and its host and checkpoints cost money every hour. The watchdog
+abandons it (:mod:`.lifecycle`: what it holds is deleted, ``begin`` refused from then on) and
+announces ``abandoned``.
+
 Pure functions here; :mod:`.operators.watchdog` runs them every 10 minutes.
 """
 
@@ -18,10 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow_provider_imagebuild.build.record import IN_PROGRESS, BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.report import percentile
+from airflow_provider_imagebuild.build.status import BUILD_FAILED, build_status
 
 STUCK_MARK = "stuck."
 
@@ -69,3 +77,32 @@ def stuck_in(rec: BuildRecord, p90: dict[int, float], now: datetime, factor: flo
                "in the pipeline's delivered builds")  # fmt: skip
         return Stuck(rec, rec.current_state, attempt.attempt, why)
     return None
+
+
+def last_activity(rec: BuildRecord) -> str:
+    """When an attempt of the build last began or ended (its registration if none did)."""
+    stamps = [a.finished_at or a.started_at for a in rec.attempts]
+    return max([rec.created_at, *stamps])
+
+
+def abandon_due(rec: BuildRecord, after: timedelta, now: datetime) -> str | None:
+    """Why ``rec`` is due for abandon after ``after`` without a resume (see the module's
+    docstring), or None. A delivered, abandoned, running or waiting build never is."""
+    if rec.abandoned or rec.delivered or build_status(rec, now) != BUILD_FAILED:
+        return None
+    idle = now - parse_ts(last_activity(rec))
+    if idle < after:
+        return None
+    return (
+        f"failed at milestone {rec.label(rec.current_state)} and not resumed for {_span(idle)} "
+        f"(on_failure.abandon_after: {_span(after)})"
+    )
+
+
+def _span(delta: timedelta) -> str:
+    """``7d``, ``36h``, ``90m``: a duration as the spec writes it, to the unit that fits."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,16 +1,19 @@
-"""The ``imagebuild_watchdog`` DAG's task: stuck builds marked and announced (see :mod:`..watchdog`).
+"""The ``imagebuild_watchdog`` DAG's task: stuck builds marked and announced, failed builds past
+their ``on_failure.abandon_after`` abandoned and announced (see :mod:`..watchdog`).
 
-One task per deployment, every 10 minutes, over every pipeline whose spec has a ``notify`` block:
-their stores are read (never Airflow's metadata database), the pipeline's delivered builds give
-each milestone's p90, and a stuck milestone attempt is marked in the build's metadata (an event
-in its history) and sent as ``stuck`` once.
+One task per deployment, every 10 minutes, over every pipeline whose spec has a ``notify`` block
+or an ``abandon_after``: their stores are read (never Airflow's metadata database), the pipeline's
+delivered builds give each milestone's p90, and a stuck milestone attempt is marked in the build's
+metadata (an event in its history) and sent as ``stuck`` once. A build due for abandon is abandoned
+through :mod:`..lifecycle` (what it holds deleted through the pipeline's target) and sent as
+``abandoned`` to every recipient of its ``notify``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -18,16 +21,29 @@ from airflow.sdk import BaseOperator
 from airflow_provider_imagebuild.spec_notify import NotifySpec
 
 if TYPE_CHECKING:
+    from airflow_provider_imagebuild.build.record import BuildRecord
+    from airflow_provider_imagebuild.spec import PipelineSpec
     from airflow_provider_imagebuild.store import BuildStore
     from airflow_provider_imagebuild.watchdog import Stuck
+
+WATCHDOG = "imagebuild_watchdog"  # the actor of what the watchdog records
 
 
 @dataclass(frozen=True)
 class Watched:
+    """A pipeline the watchdog looks after: its store, who hears of it (``notify``, None: nobody:
+    stuck builds are not looked for) and its spec, whose ``on_failure.abandon_after`` (None:
+    never) and target settings the abandon uses."""
+
     pipeline: str
     store: str | None
     store_conn_id: str | None
-    notify: NotifySpec
+    notify: NotifySpec | None
+    spec: PipelineSpec | None = None
+
+    @property
+    def abandon_after(self) -> timedelta | None:
+        return self.spec.on_failure.abandon_after if self.spec is not None else None
 
 
 class WatchdogOperator(BaseOperator):
@@ -40,12 +56,13 @@ class WatchdogOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, list[str]]:
         """Watch every pipeline, each build on its own: a record that cannot be read or judged is
         reported by build id (never with its content) and the others are still watched; a
-        pipeline whose store cannot be read fails the task, but only after the other pipelines."""
+        pipeline whose store cannot be read fails the task, but only after the other pipelines.
+        Returns the builds marked stuck per pipeline, and those abandoned under ``abandoned``."""
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_imagebuild.hooks.build_state import store_for
         from airflow_provider_imagebuild.store import ListFilter
-        from airflow_provider_imagebuild.watchdog import milestone_p90, stuck_in
+        from airflow_provider_imagebuild.watchdog import abandon_due, milestone_p90, stuck_in
 
         now = datetime.now(timezone.utc)
         marked: dict[str, list[str]] = {}
@@ -63,7 +80,13 @@ class WatchdogOperator(BaseOperator):
             p90 = milestone_p90(records)
             for rec in records:
                 try:
-                    stuck = stuck_in(rec, p90, now, item.notify.stuck_after)
+                    after = item.abandon_after
+                    why = abandon_due(rec, after, now) if after is not None else None
+                    if why is not None:
+                        self.abandon(item, store, rec, why, now)
+                        marked.setdefault("abandoned", []).append(rec.build_id)
+                        continue
+                    stuck = stuck_in(rec, p90, now, item.notify.stuck_after) if item.notify is not None else None
                     if stuck is not None and self.announce(item, store, stuck, now):
                         marked.setdefault(item.pipeline, []).append(rec.build_id)
                 except Exception as exc:  # one build never stops the watch of the others
@@ -72,24 +95,57 @@ class WatchdogOperator(BaseOperator):
             raise AirflowException(f"stuck builds not looked for in {'; '.join(unwatched)}")
         return marked
 
-    def announce(self, item: Watched, store: BuildStore, stuck: Stuck, now: datetime) -> bool:
-        """Mark ``stuck`` in its build's metadata and send it, once per milestone attempt; whether
-        it was new."""
+    def abandon(self, item: Watched, store: BuildStore, rec: BuildRecord, why: str, now: datetime) -> None:
+        """Abandon ``rec`` (its holdings deleted through the pipeline's target) and say so."""
+        from airflow_provider_imagebuild.lifecycle import abandon_build, target_of
+
+        target, no_target = None, ""
+        if item.spec is not None:
+            try:
+                target = target_of(item.spec)
+            except Exception as exc:  # a connection missing: abandoned all the same, nothing deleted
+                no_target = f"the {item.spec.cloud} target could not be reached: {type(exc).__name__}: {exc}"[:500]
+        done = abandon_build(store, rec.build_id, reason=why, actor=WATCHDOG, target=target, no_target_why=no_target)
+        deleted = ", ".join(str(h) for h in done.released) or "nothing"
+        held = "; ".join(f"{h}: {reason}" for h, reason in done.still_held)
+        summary = f"{why}; deleted {deleted}" + (f"; still held: {held}" if held else "")
+        self.log.warning("build %s abandoned: %s", rec.build_id, summary)
+        if item.notify is not None:
+            self.tell(item.notify, "abandoned", done.build, done.build.current_state, None, summary, now)
+
+    def tell(
+        self,
+        notify: NotifySpec,
+        event: str,
+        rec: BuildRecord,
+        state: int,
+        attempt: int | None,
+        error: str,
+        now: datetime,
+    ) -> list[str]:
+        """Send ``event`` about ``rec`` to the pipeline's recipients; the kinds that took it."""
         from airflow_provider_imagebuild.links import build_page
         from airflow_provider_imagebuild.notify import Notice, send
         from airflow_provider_imagebuild.operators.links import airflow_address
+
+        notice = Notice(event=event, build_id=rec.build_id, pipeline=rec.pipeline, cloud=rec.cloud,
+                        image_type=rec.image_type, milestone=state, milestone_name=rec.title(state),
+                        status=rec.status, attempt=attempt, error=error,
+                        build_page=build_page(rec.build_id, airflow_address()), at=now.isoformat())  # fmt: skip
+        return send(notify, notice, warn=self.log.warning)
+
+    def announce(self, item: Watched, store: BuildStore, stuck: Stuck, now: datetime) -> bool:
+        """Mark ``stuck`` in its build's metadata and send it, once per milestone attempt; whether
+        it was new."""
         from airflow_provider_imagebuild.watchdog import STUCK_MARK
 
+        assert item.notify is not None  # stuck builds are looked for where someone hears of them
         rec = stuck.build
         if rec.metadata.get(f"{STUCK_MARK}{stuck.state}", "").startswith(stuck.key):
             return False  # marked and announced already
         store.set_metadata(rec.build_id, {f"{STUCK_MARK}{stuck.state}": f"{stuck.key}: {stuck.why}"[:1000]},
-                           actor="imagebuild_watchdog")  # fmt: skip
-        notice = Notice(event="stuck", build_id=rec.build_id, pipeline=rec.pipeline, cloud=rec.cloud,
-                        image_type=rec.image_type, milestone=stuck.state, milestone_name=rec.title(stuck.state),
-                        status=rec.status, attempt=stuck.attempt, error=stuck.why,
-                        build_page=build_page(rec.build_id, airflow_address()), at=now.isoformat())  # fmt: skip
-        sent = send(item.notify, notice, warn=self.log.warning)
+                           actor=WATCHDOG)  # fmt: skip
+        sent = self.tell(item.notify, "stuck", rec, stuck.state, stuck.attempt, stuck.why, now)
         self.log.warning("build %s is stuck: %s (told: %s)", rec.build_id, stuck.why, ", ".join(sent) or "nobody")
         return True
 

@@ -12,6 +12,8 @@ naming the cap) and ``build allow`` grants more.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from airflow_provider_imagebuild.store import open_store
@@ -19,10 +21,12 @@ from airflow_provider_imagebuild.targets.local import HOST_MARK
 from tests.cli.test_cli import run
 
 
-def _holding_build(url: str, work: Path, build_id: str, foreign: Path) -> dict[str, Path]:
+def _holding_build(
+    url: str, work: Path, build_id: str, foreign: Path, clock: Callable[[], datetime] | None = None
+) -> dict[str, Path]:
     """A failed local build holding a host tree, a checkpoint and a sealed image, all real files,
-    whose milestone 15 also names another build's checkpoint (not its own)."""
-    store = open_store(url)
+    whose milestone 15 also names another build's checkpoint (not its own); ``clock``: when."""
+    store = open_store(url, clock=clock)
     store.init()
     store.create_build(build_id, pipeline="p", cloud="local", image_type="base", plan=[0, 10, 15, 95, 100])
     folder = work / build_id
