@@ -56,6 +56,35 @@ def _specs(paths: tuple[str, ...], cloud: str) -> list[Any]:
     return found
 
 
+class BuildsOf:
+    """The records of one pipeline's builds, found by the build id a resource is tagged with, else
+    by the build key its labels carry (read once, from the pipeline's builds in the store)."""
+
+    def __init__(self, store: Any, pipeline: str, target: Any) -> None:
+        self.store, self.pipeline, self.target = store, pipeline, target
+        self.by_id: dict[str, Any] = {}
+        self.by_key: dict[str, Any] | None = None
+
+    def of(self, resource: Any) -> Any:
+        if resource.build_id:
+            if resource.build_id not in self.by_id:
+                self.by_id[resource.build_id] = self.store.find(resource.build_id)
+            if self.by_id[resource.build_id] is not None or not resource.build_key:
+                return self.by_id[resource.build_id]
+        if not resource.build_key:
+            return None
+        if self.by_key is None:
+            from airflow_provider_imagebuild.store.base import ListFilter
+
+            records, problems = self.store.scan_builds(ListFilter.checked(pipeline=self.pipeline))
+            if problems:  # a record that cannot be read might be the one: judge nothing by key
+                raise InvalidInput(
+                    "store", f"{len(problems)} build record(s) of {self.pipeline} unreadable: {problems[0]}"
+                )
+            self.by_key = {self.target.build_key(r): r for r in records}
+        return self.by_key.get(resource.build_key)
+
+
 def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, Any]:
     """The leaks of each spec's pipeline, deleted with ``apply``: the command's JSON answer."""
     from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
@@ -71,11 +100,9 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
             raise InvalidInput("--cloud", f"the {spec.cloud} target has no leak collector yet")
         store = open_choice(choose_store(spec.store, spec.store_conn_id))
         keep = tuple(getattr(spec.target, "keep_checkpoints", ()) or ())
-        records: dict[str, Any] = {}
+        records = BuildsOf(store, spec.pipeline, target)
         for resource in target.owned_resources():
-            if resource.build_id not in records:
-                records[resource.build_id] = store.find(resource.build_id) if resource.build_id else None
-            reason = leak_reason(resource, records[resource.build_id], now, older_than, keep)
+            reason = leak_reason(resource, records.of(resource), now, older_than, keep)
             if reason is None:
                 kept += 1
                 continue

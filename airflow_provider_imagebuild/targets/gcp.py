@@ -28,6 +28,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -46,6 +47,7 @@ from airflow_provider_imagebuild.targets.base import (
 )
 from airflow_provider_imagebuild.targets.gcp_names import GcpNames, build_labels, fit_labels, is_name, label_value
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
+from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def parse_image(image: str) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-class GcpTarget(LaunchTestTarget):
+class GcpTarget(LaunchTestTarget, LeakCollecting):
     name = "gcp"
 
     def __init__(self, settings: GcpTargetSpec, *, pipeline: str, image_type: str, clients: GcpClients) -> None:
@@ -358,6 +360,29 @@ class GcpTarget(LaunchTestTarget):
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         return ssh_ansible_vars(self.settings, host)
 
+    def park_host(self, build: BuildRecord, host: Host) -> str:
+        """instances.stop on the build's host (in the target's project and zone, with the build's
+        labels): a stopped (TERMINATED) instance is not charged for its machine, only its disk."""
+        instance = self._host_instance(build, host)
+        if instance is None:
+            return ""
+        if instance.get("status") in ("PROVISIONING", "STAGING", "RUNNING"):
+            self._power(str(instance["name"]), "stop")
+            log.info("stopped build host %s (parked)", instance["name"])
+        return "stopped"
+
+    def unpark_host(self, build: BuildRecord, host: Host) -> Host | None:
+        """instances.start on a parked host of the build's, waited for; an ephemeral external
+        address changes on a start, so the address is read again."""
+        instance = self._host_instance(build, host)
+        if instance is None:
+            return None
+        name = str(instance["name"])
+        if instance.get("status") != "RUNNING":
+            self._power(name, "start")
+            instance = self._instance(name) or instance
+        return replace(host, address=self._instance_address(instance) or host.address)
+
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         instance = self._host_instance(build, host)
         if instance is None:
@@ -600,3 +625,62 @@ class GcpTarget(LaunchTestTarget):
             return
         if self._test_instance(build) is not None:
             self._delete_instance(build, self.names.test_host(build))
+
+    # -- the leak collector (targets/leaks.py) -------------------------------------------------------
+    def build_key(self, rec: BuildRecord) -> str:
+        return self.key(rec)
+
+    def _pipeline_filter(self) -> str:
+        return f'(labels.managed-by = "{MANAGED_BY}") (labels.imagebuild-pipeline = "{label_value(self.pipeline)}")'
+
+    def _listed(self, what: str, collection: Any, **params: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request = collection.list(filter=self._pipeline_filter(), **params)
+        while request is not None:
+            page = self.call(f"{what}.list (gc)", request)
+            items.extend(page.get("items") or [])
+            request = collection.list_next(request, page)
+        return items
+
+    def _resource(self, kind: str, found: Mapping[str, Any], **more: Any) -> Resource:
+        labels = found.get("labels") or {}
+        milestone = str(labels.get("imagebuild-milestone", "")).removeprefix("m")
+        where = self.zone if kind == "instance" else "global"
+        return Resource(kind, str(found.get("selfLink") or found["name"]), where, self.pipeline, "",
+                        parse_time(found.get("creationTimestamp")), role=str(labels.get("imagebuild-role", "")),
+                        milestone=int(milestone) if milestone.isdigit() else None,
+                        build_key=str(labels.get("imagebuild-key", "")), **more)  # fmt: skip
+
+    def owned_resources(self) -> list[Resource]:
+        """Instances of the target's zone and images of its project labelled ``managed-by`` and
+        with this pipeline's ``imagebuild-pipeline`` (asked of the target's project only: another
+        project's are never listed). Labels cannot hold a build id, so each carries its build's key."""
+        instances = self._listed("instances", self.compute.instances(), project=self.project, zone=self.zone)
+        images = self._listed("images", self.compute.images(), project=self.project)
+        found = [
+            self._resource("instance", i, size=str(i.get("machineType", "")).rsplit("/", 1)[-1]) for i in instances
+        ]
+        found += [self._resource("image", i, gb=float(i.get("diskSizeGb") or 0) or None) for i in images]
+        return [r for r in found if r.build_key]
+
+    def delete_resource(self, resource: Resource) -> bool:
+        """Read again by name in the target's project (and zone); deleted only while its labels
+        still say managed-by, this pipeline and the same build key."""
+        name = resource.id.rstrip("/").rsplit("/", 1)[-1]  # the selfLink the record keeps too
+        found = self._instance(name) if resource.kind == "instance" else self._image(name)
+        labels = (found or {}).get("labels") or {}
+        if (
+            found is None
+            or labels.get("managed-by") != MANAGED_BY
+            or labels.get("imagebuild-pipeline") != label_value(self.pipeline)
+            or labels.get("imagebuild-key") != resource.build_key
+        ):
+            return False
+        if resource.kind == "instance":
+            request = self.compute.instances().delete(project=self.project, zone=self.zone, instance=name)
+        else:
+            request = self.compute.images().delete(project=self.project, image=name)
+        with self.maybe_missing() as done:
+            done.append(self.wait(f"delete {resource.kind} {resource.id} (gc)", self.call("delete (gc)", request)))
+        log.info("deleted leaked %s %s", resource.kind, resource.id)
+        return True

@@ -33,7 +33,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import ABANDONED_BUILD, DELIVERED, build_status
 
 # Roles of what is kept whatever the build's state: the published image is retention's to delete.
-KEPT_ROLES = frozenset({"final", "published"})
+KEPT_ROLES = frozenset({"final", "published", "copy"})
 UNKNOWN, GONE_DELIVERED, GONE_ABANDONED, IDLE = "unknown to the store", "delivered", "abandoned", "not leased"
 
 
@@ -145,6 +145,12 @@ class LeakCollecting:
     def owned_resources(self) -> list[Resource]:
         """Every resource in the target's own account/project carrying ``ManagedBy`` and this
         pipeline's tags or labels (instances, volumes, snapshots, images, NICs, disks...)."""
+
+    def build_key(self, rec: BuildRecord) -> str:
+        """The key this target tags a build's resources with where their labels cannot carry the
+        build id (Google Cloud's label values, OpenStack's digest); "" where the id itself is
+        written. The collector finds a resource's build by it when no id is written."""
+        return ""
 
     @abstractmethod
     def delete_resource(self, resource: Resource) -> bool:

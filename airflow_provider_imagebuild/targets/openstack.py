@@ -514,6 +514,9 @@ class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
                 self._delete_server(orphan)
 
     # -- the leak collector (targets/leaks.py) -------------------------------------------------------
+    def build_key(self, rec: BuildRecord) -> str:
+        return self.key(rec)
+
     def _pipelines(self, marks: Mapping[str, Any] | None) -> bool:
         marks = marks or {}
         return marks.get(MANAGED) == MANAGED_BY and marks.get("imagebuild_pipeline") == self.pipeline

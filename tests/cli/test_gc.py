@@ -230,3 +230,67 @@ milestones:
     assert not leaks & (set(fake_os.servers) | set(fake_os.images)) and kept in fake_os.images
     assert all(i in fake_os.servers or i in fake_os.images for i in foreign)
     assert gc("--older-than", "0s")["leaks"] == []
+
+
+def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any) -> None:
+    """Labels cannot carry a build id, so each resource's build is found by its imagebuild-key
+    label among the pipeline's builds in the store: the recorded host and checkpoint of a failed
+    build stay, the unknown build's instance and image and the delivered build's leftover checkpoint
+    go, the final image and another pipeline's or an unlabelled look-alike image stay."""
+    from airflow_provider_imagebuild.spec import GcpTargetSpec
+    from airflow_provider_imagebuild.targets.base import Checkpoint
+    from airflow_provider_imagebuild.targets.gcp import GcpTarget
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import ZONE
+
+    name = f"gc-gcp-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    settings: dict[str, Any] = {
+        "gcp_conn_id": GCP_CONN_ID,
+        "zone": ZONE,
+        "image_family": "rhel8-web",
+        "ssh_public_key": "ssh-ed25519 AAAA k",
+    }
+    spec = tmp_path / "gcp.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: gcp\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "milestones:\n  10: {action: ansible, playbook: site.yml}\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name, image_type="base")
+    other_target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=f"{name}-x", image_type="base")
+    store, elsewhere = open_store(url), open_store(f"sqlite:///{tmp_path}/elsewhere.db")
+
+    def build(where: Any, build_id: str) -> Any:
+        return where.create_build(build_id, pipeline=name, cloud="gcp", image_type="base", plan=[0, 10, 95, 100])
+
+    def image(label: str, owner: Any, role: str, code: int, by: GcpTarget = target) -> str:
+        return str(
+            fake_gce.add_image(f"{label}-{uuid.uuid4().hex[:6]}", by.build_labels(owner, code, role))["selfLink"]
+        )
+
+    done, failed, gone = build(store, "done-1"), build(store, "failed-1"), build(elsewhere, "gone-1")
+    for code in (10, 95, 100):
+        done = store.complete("done-1", code, token=store.begin("done-1", code, owner="w").token)
+    green = image("green", failed, "checkpoint", 10)
+    store.complete("failed-1", 10, token=store.begin("failed-1", 10, owner="w").token,
+                   outputs={"checkpoint_image": green})  # fmt: skip
+    host = target.launch(store.get("failed-1"), Checkpoint(10, green))
+    lease = store.begin("failed-1", 95, owner="w")
+    store.set_metadata("failed-1", {"host_id": host.id}, token=lease.token, state=95)
+    store.fail("failed-1", 95, token=lease.token, error="boom")
+    gone_green = image("gone", gone, "checkpoint", 10)
+    leaks = {gone_green, image("leftover", done, "checkpoint", 30),
+             target.launch(gone, Checkpoint(10, gone_green)).id}  # fmt: skip
+    kept = [green, host.id, image("final", done, "final", 95), image("theirs", gone, "checkpoint", 10, other_target)]
+    unlabelled = str(fake_gce.add_image(f"bare-{uuid.uuid4().hex[:6]}", {"managed-by": MANAGED_BY})["selfLink"])
+
+    def gc(*args: str) -> dict[str, Any]:
+        got = CliRunner().invoke(cli, ["gc", "--cloud", "gcp", "--spec", str(spec), "--json", *args])
+        assert got.exit_code == 0, got.output
+        return dict(json.loads(got.stdout))
+
+    assert {row["id"] for row in gc("--older-than", "0s")["leaks"]} == leaks
+    assert {row["id"] for row in gc("--older-than", "0s", "--apply")["leaks"] if row["deleted"]} == leaks
+    present = {i["selfLink"] for i in [*fake_gce.images.values(), *fake_gce.instances.values()]}
+    assert not leaks & present and set(kept) | {unlabelled} <= present
+    assert gc("--older-than", "0s")["leaks"] == []

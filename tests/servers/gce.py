@@ -451,11 +451,27 @@ class FakeGce:
         items = list(self.images.values())
         flt = (query.get("filter") or [""])[0]
         family = re.fullmatch(r'family = "([^"]+)"', flt)
-        if flt and not family:
-            return 400, _error(400, "invalid", f"the fake understands only family filters, not {flt!r}")
         if family:
             items = [i for i in items if i.get("family") == family.group(1)]
-        return self._page("compute#imageList", items, query)
+            return self._page("compute#imageList", items, query)
+        return self._labelled("compute#imageList", items, query)
+
+    def _instances_list(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        zone = segments[-2]
+        items = [i for i in self.instances.values() if str(i.get("zone", "")).endswith(f"/zones/{zone}")]
+        return self._labelled("compute#instanceList", items, query)
+
+    def _labelled(self, kind: str, items: list[dict[str, Any]], query: Any) -> tuple[int, Any]:
+        """A list filtered as Compute Engine filters by labels: ``labels.KEY = "VALUE"`` terms, each
+        in parentheses and joined by spaces or AND (all must hold); the fake understands no other
+        filter."""
+        flt = (query.get("filter") or [""])[0].strip()
+        term = r'\(?labels\.([a-z][a-z0-9_-]*) = "([^"]*)"\)?'
+        if flt and not re.fullmatch(rf"{term}(?:\s+(?:AND\s+)?{term})*", flt):
+            return 400, _error(400, "invalid", f"the fake understands only family or label filters, not {flt!r}")
+        wanted = re.findall(term, flt)
+        items = [i for i in items if all((i.get("labels") or {}).get(k) == v for k, v in wanted)]
+        return self._page(kind, items, query)
 
     def _page(self, kind: str, items: list[dict[str, Any]], query: Any) -> tuple[int, Any]:
         """One page of a list: ``maxResults`` items (default 500) from ``pageToken`` on, and a

@@ -208,3 +208,21 @@ def test_openstack_shelves_the_builds_server_or_stops_it_where_shelving_is_refus
     assert woken is not None and fake_os.servers[host.id]["status"] == "ACTIVE"
     fake_os.remove_server(host.id)
     assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
+
+
+def test_gcp_stops_the_builds_instance_and_starts_it_again(tmp_path: Path, fake_gce: Any) -> None:
+    """Against the Compute Engine fake's instances.stop/start (status TERMINATED / RUNNING)."""
+    from tests.targets.test_gcp import _build, _green, _target
+
+    target = _target()
+    build, other = _build(tmp_path, "gcp-park-1"), _build(tmp_path / "o", "gcp-park-2")
+    host = target.launch(build, Checkpoint(10, _green(fake_gce, target, build)))
+    instance = fake_gce.instances[host.id.rsplit("/", 1)[-1]]
+    assert target.park_host(other, host) == "" and instance["status"] == "RUNNING"
+    assert target.park_host(build, host) == "stopped" == target.park_host(build, host)
+    assert instance["status"] == "TERMINATED" and not target.alive(build, host)
+    assert target.unpark_host(other, host) is None and instance["status"] == "TERMINATED"
+    woken = target.unpark_host(build, host)
+    assert woken is not None and woken.id == host.id and woken.address and target.alive(build, woken)
+    fake_gce.remove_instance(instance["name"])
+    assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
