@@ -58,6 +58,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -77,6 +78,7 @@ from airflow_provider_imagebuild.targets.base import (
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
+from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
 from airflow_provider_imagebuild.targets.library_items import find_library, item_description, reusable_item
 from airflow_provider_imagebuild.toolchain.versions import packer_version
 
@@ -93,7 +95,7 @@ ROLE_OPTION = "imagebuild.role"
 Role = Literal["packer", "host", "checkpoint", "final", "test"]
 
 
-class VsphereTarget(DigestNames, LaunchTestTarget):
+class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
     name = "vsphere"
 
     def __init__(self, settings: VsphereTargetSpec, *, pipeline: str, image_type: str, clients: VsphereClients) -> None:
@@ -451,6 +453,34 @@ class VsphereTarget(DigestNames, LaunchTestTarget):
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         return ssh_ansible_vars(self.settings, host)
 
+    def park_host(self, build: BuildRecord, host: Host) -> str:
+        """Power off the build's VM (in the target's folder, with the build's key): it holds no
+        CPU or memory reservation while off, and keeps its disks for the resume."""
+        vm = self._host_vm(build, host)
+        if vm is None:
+            return ""
+        try:
+            self._power(vm, on=False)
+        except NotFound:  # destroyed meanwhile
+            return ""
+        log.info("powered off build host %s (parked)", vm.name)
+        return "powered off"
+
+    def unpark_host(self, build: BuildRecord, host: Host) -> Host | None:
+        """Power the build's VM on again and read its address (DHCP may give another)."""
+        vm = self._host_vm(build, host)
+        if vm is None:
+            return None
+        try:
+            with vsphere_errors(f"template flag of {vm.name}"):
+                if vm.config.template:
+                    return None
+            self._power(vm, on=True)
+        except NotFound:
+            return None
+        address = host.address if self.settings.connection else self._address(vm)
+        return replace(host, address=address)
+
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         vm = self._host_vm(build, host)
         if vm is None:
@@ -629,6 +659,64 @@ class VsphereTarget(DigestNames, LaunchTestTarget):
             log.info("launch test VM %s is gone or not build %s's; nothing to delete", instance_id, build.build_id)
             return
         self._destroy(build, vm)
+
+    # -- the leak collector (targets/leaks.py) -------------------------------------------------------
+    def build_key(self, rec: BuildRecord) -> str:
+        return self.key(rec)
+
+    def _pipelines(self, options: Mapping[str, str]) -> bool:
+        return options.get(MANAGED_OPTION) == MANAGED_BY and options.get(PIPELINE_OPTION) == self.pipeline
+
+    def owned_resources(self) -> list[Resource]:
+        """VMs and templates directly in the target's folder (where the build clones everything)
+        whose ``imagebuild.*`` options say managed by this provider and this pipeline. A VM is named
+        by its instance UUID and a template by its name: what the record keeps of each."""
+        from pyVmomi import vim
+
+        found: list[Resource] = []
+        with vsphere_errors(f"list {self.folder_path()}"):
+            children: list[Any] = [c for c in self.folder().childEntity if isinstance(c, vim.VirtualMachine)]
+        for vm in children:
+            try:
+                options = self._options(vm)
+                with vsphere_errors(f"read {vm.name}"):
+                    template, uuid, name = bool(vm.config.template), str(vm.config.instanceUuid), str(vm.name)
+                    created = vm.config.createDate
+            except NotFound:  # destroyed while listed
+                continue
+            if not self._pipelines(options):
+                continue
+            found.append(Resource("template" if template else "vm", name if template else uuid, self.folder_path(),
+                                  self.pipeline, options.get(BUILD_OPTION, ""), parse_time(created),
+                                  role=options.get(ROLE_OPTION, ""), build_key=options.get(KEY_OPTION, ""),
+                                  detail={"name": name}))  # fmt: skip
+        return found
+
+    def delete_resource(self, resource: Resource) -> bool:
+        """Found again (a VM by instance UUID, a template by name in the folder); destroyed only
+        while still in the target's folder with the same managed-by, pipeline, build and key."""
+        vm = self._by_uuid(resource.id) if resource.kind == "vm" else self._vm(resource.id)
+        if vm is None:
+            return False
+        try:
+            options, in_folder = self._options(vm), self._in_folder(vm)
+            same = (
+                in_folder
+                and self._pipelines(options)
+                and options.get(BUILD_OPTION, "") == resource.build_id
+                and options.get(KEY_OPTION, "") == resource.build_key
+            )
+            if not same:
+                return False
+            with vsphere_errors(f"read {vm.name}"):
+                template = bool(vm.config.template)
+            if not template:
+                self._power(vm, on=False)
+            self.clients.wait(f"destroy {vm.name} (gc)", vm.Destroy_Task())
+        except NotFound:
+            return False
+        log.info("destroyed leaked %s %s", resource.kind, resource.detail.get("name", resource.id))
+        return True
 
 
 def _free_memory(host: Any) -> int:

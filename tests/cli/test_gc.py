@@ -294,3 +294,55 @@ def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any
     present = {i["selfLink"] for i in [*fake_gce.images.values(), *fake_gce.instances.values()]}
     assert not leaks & present and set(kept) | {unlabelled} <= present
     assert gc("--older-than", "0s")["leaks"] == []
+
+
+def test_gc_on_vsphere_destroys_the_pipelines_leaked_vms_and_templates(tmp_path: Path, vsphere_library: str) -> None:
+    """govmomi's vCenter simulator: VMs and templates in the target's folder with the build's
+    imagebuild.* options; the failed build's recorded host and checkpoint stay, another pipeline's
+    template stays, the unknown build's VM and template and the delivered build's leftover go."""
+    from airflow_provider_imagebuild.targets.base import Checkpoint
+    from tests.targets.test_vsphere import make_target, packer_clone, settings
+
+    name = f"gc-vs-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    spec = tmp_path / "vs.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: vsphere\nimage_type: base\nstore: {url}\n"
+                    f"target: {json.dumps(settings())}\nmilestones:\n  10: {{action: ansible, playbook: site.yml}}\n"
+                    "  95: {action: seal}\n  100: {action: publish}\n")  # fmt: skip
+    target, other_target = make_target(name), make_target(f"{name}-x")
+    store, elsewhere = open_store(url), open_store(f"sqlite:///{tmp_path}/elsewhere.db")
+
+    def build(where: Any, build_id: str) -> Any:
+        return where.create_build(build_id, pipeline=name, cloud="vsphere", image_type="base", plan=[0, 10, 95, 100])
+
+    def template(owner: Any, code: int, by: Any = target) -> str:
+        made = by.packer_image_name(owner, by.pipeline, code)
+        packer_clone(by, made)
+        by.claim_images(owner, {"": made}, code)
+        return str(made)
+
+    done, failed, gone = build(store, "done-1"), build(store, "failed-1"), build(elsewhere, "gone-1")
+    for code in (10, 95, 100):
+        done = store.complete("done-1", code, token=store.begin("done-1", code, owner="w").token)
+    green = template(failed, 10)
+    store.complete("failed-1", 10, token=store.begin("failed-1", 10, owner="w").token,
+                   outputs={"checkpoint_image": green})  # fmt: skip
+    host = target.launch(store.get("failed-1"), Checkpoint(10, green))
+    lease = store.begin("failed-1", 95, owner="w")
+    store.set_metadata("failed-1", {"host_id": host.id}, token=lease.token, state=95)
+    store.fail("failed-1", 95, token=lease.token, error="boom")
+    gone_green = template(gone, 10)
+    leaks = {gone_green, template(done, 30), target.launch(gone, Checkpoint(10, gone_green)).id}
+    theirs = template(gone, 10, other_target)
+
+    def gc(*args: str) -> dict[str, Any]:
+        got = CliRunner().invoke(cli, ["gc", "--cloud", "vsphere", "--spec", str(spec), "--json", *args])
+        assert got.exit_code == 0, got.output
+        return dict(json.loads(got.stdout))
+
+    assert {row["id"] for row in gc("--older-than", "0s")["leaks"]} == leaks
+    assert {row["id"] for row in gc("--older-than", "0s", "--apply")["leaks"] if row["deleted"]} == leaks
+    assert gc("--older-than", "0s")["leaks"] == []
+    assert target._vm(green) is not None and target._by_uuid(host.id) is not None and other_target._vm(theirs)
+    assert target._vm(gone_green) is None

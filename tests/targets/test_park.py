@@ -226,3 +226,28 @@ def test_gcp_stops_the_builds_instance_and_starts_it_again(tmp_path: Path, fake_
     assert woken is not None and woken.id == host.id and woken.address and target.alive(build, woken)
     fake_gce.remove_instance(instance["name"])
     assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
+
+
+def test_vsphere_powers_the_builds_vm_off_and_on_again(tmp_path: Path, vsphere_library: str) -> None:
+    """Against govmomi's vCenter simulator (PowerOffVM_Task / PowerOnVM_Task)."""
+    from airflow_provider_imagebuild.build.identity import BuildIdentity
+    from tests.conftest import unique
+    from tests.targets.test_vsphere import make_target, packer_clone
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    identity = BuildIdentity("vs-pipe", "vsphere", "base", plan=(0, 5, 10, 15, 95, 100))
+    build, other = store.register(unique("vs"), identity), store.register(unique("vs"), identity)
+    target = make_target("vs-pipe")
+    green = target.packer_image_name(build, "vs-pipe", 10)
+    packer_clone(target, green)
+    target.claim_images(build, {"": green}, 10)
+    host = target.launch(build, Checkpoint(10, green))
+    vm = target._by_uuid(host.id)
+    assert target.park_host(other, host) == "" and vm.runtime.powerState == "poweredOn"
+    assert target.park_host(build, host) == "powered off" == target.park_host(build, host)
+    assert vm.runtime.powerState == "poweredOff" and not target.alive(build, host)
+    assert target.unpark_host(other, host) is None and vm.runtime.powerState == "poweredOff"
+    woken = target.unpark_host(build, host)
+    assert woken is not None and woken.id == host.id and target.alive(build, woken)
+    target.cleanup(build, host)
+    assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
