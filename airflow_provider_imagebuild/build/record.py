@@ -387,13 +387,15 @@ class BuildRecord:
 
 
 def _attempt_counts(raw: object, plan: list[int], field: str) -> dict[int, int]:
-    """A stored ``{code: attempts}`` (caps or limits): codes of the plan, whole numbers."""
+    """A stored ``{code: attempts}`` (caps or limits): whole numbers; a code no longer in the plan
+    (a record written before its plan changed) is left out rather than making the record unreadable."""
     found: dict[int, int] = {}
     for key, value in dict(raw or {}).items():  # type: ignore[call-overload]  # checked below
         code = int(key)
-        if code not in plan or isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInput(f"{field}.{key}", "must be a whole number of attempts for a milestone of the plan")
-        found[code] = value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"{field}.{key}", "must be a whole number of attempts")
+        if code in plan:
+            found[code] = value
     return found
 
 

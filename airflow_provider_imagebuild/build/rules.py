@@ -120,6 +120,9 @@ def change_plan(rec: BuildRecord, identity: BuildIdentity, actor: str, now: date
     rec.plan = new
     rec.unskippable = list(identity.not_skippable)
     rec.titles = dict(identity.titles)
+    # The caps follow the spec; a grant or reset's limit of a milestone taken out goes with it.
+    rec.max_attempts = {code: n for code, n in identity.max_attempts.items() if code in new}
+    rec.attempt_limits = {code: n for code, n in rec.attempt_limits.items() if code in new}
     if rec.current_state not in new:  # the failed milestone was taken out of the plan
         rec.current_state, rec.status = last, COMPLETED
     change = ", ".join([f"+{c}" for c in added] + [f"-{c}" for c in removed])

@@ -34,7 +34,7 @@ def test_an_abandoned_build_reads_abandoned_and_refuses_every_later_begin(store:
     lease = store.begin("a-1", 5, owner="w")
     store.complete("a-1", 5, token=lease.token, outputs={"checkpoint_image": "ami-1"})
     _fail(store, "a-1", 10)
-    rec, changed = store.abandon("a-1", reason="base image withdrawn", actor="alice")
+    _, changed = store.abandon("a-1", reason="base image withdrawn", actor="alice")
     assert changed
     stored = store.get("a-1")  # read back: the state is the store's, not the caller's
     assert build_status(stored) == "abandoned"
@@ -148,3 +148,15 @@ def test_bad_grants_are_refused_naming_the_field(store: BuildStore) -> None:
     with pytest.raises(InvalidInput, match="max_attempts"):
         store.create_build("c-5", pipeline="p", cloud="aws", image_type="t", plan=PLAN, max_attempts=True)
     assert store.find("c-5") is None
+
+
+def test_a_plan_change_takes_the_new_caps_and_keeps_the_record_readable(store: BuildStore) -> None:
+    """A DAG author removes a capped milestone and caps another after a failure: the record follows
+    the spec and stays readable (a cap of a milestone no longer planned would make it corrupt)."""
+    store.register("c-6", BuildIdentity("p", "aws", "t", plan=(0, 5, 10, 15, 100), max_attempts={15: 2}))
+    _fail(store, "c-6", 5)
+    store.allow("c-6", 5, attempts=1, reason="x", actor="a")
+    changed = BuildIdentity("p", "aws", "t", plan=(0, 5, 10, 100), max_attempts={10: 3})
+    store.register("c-6", changed, plan_changes=True)
+    rec = store.get("c-6")
+    assert rec.plan == [0, 5, 10, 100] and rec.max_attempts == {10: 3} and rec.attempt_limits == {5: 11}
