@@ -370,8 +370,8 @@ class PipelineSpec(BaseModel):
                 try:
                     checked[name] = check(raw[name])
                 except ValueError as exc:  # "default_args.retires: unknown Airflow setting; did you mean..."
-                    path, reason = split_problem(str(exc), [name])
-                    checked[name] = Refused([(path.removeprefix(name).lstrip("."), reason)])
+                    found = [split_problem(text, [name]) for text in getattr(exc, "problems", [str(exc)])]
+                    checked[name] = Refused([(path.removeprefix(name).lstrip("."), reason) for path, reason in found])
         return checked
 
     @model_validator(mode="after")

@@ -127,11 +127,13 @@ class DefaultArgs(TaskPlacement):
         return given
 
 
-def _setting_error(exc: ValidationError, prefix: str) -> str:
-    """``default_args.retry_delay: reason`` of the first error (parse_spec splits it again)."""
-    first = exc.errors()[0]
-    path = ".".join([prefix, *(str(p) for p in first["loc"])])
-    return f"{path}: {first['msg'].removeprefix('Value error, ')}"
+class SettingErrors(ValueError):
+    """Every problem of ``default_args:`` (``default_args.key: reason`` each), so that spec check
+    reports them all; its message is the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(problems[0])
 
 
 def checked_default_args(raw: Any) -> DefaultArgs:
@@ -139,19 +141,26 @@ def checked_default_args(raw: Any) -> DefaultArgs:
     (``retires`` -> ``retries``), a name Airflow knows but the provider decides with why."""
     if not isinstance(raw, dict):
         raise ValueError("default_args: must be a mapping of Airflow task settings (owner, retries, pool, ...)")
+    problems: list[str] = []
     for name in raw:
         if name in NOT_SETTABLE:
-            raise ValueError(f"default_args.{name}: cannot be set in a spec: {NOT_SETTABLE[name]}")
-        if name not in DefaultArgs.model_fields:
+            problems.append(f"default_args.{name}: cannot be set in a spec: {NOT_SETTABLE[name]}")
+        elif name not in DefaultArgs.model_fields:
             near = difflib.get_close_matches(str(name), [*DefaultArgs.model_fields, *NOT_SETTABLE], n=1, cutoff=0.6)
             hint = (
                 f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(sorted(DefaultArgs.model_fields))})"
             )
-            raise ValueError(f"default_args.{name}: unknown Airflow setting{hint}")
+            problems.append(f"default_args.{name}: unknown Airflow setting{hint}")
+    known = {name: value for name, value in raw.items() if name in DefaultArgs.model_fields}
     try:
-        return DefaultArgs.model_validate(raw)
+        checked = DefaultArgs.model_validate(known)
     except ValidationError as exc:
-        raise ValueError(_setting_error(exc, "default_args")) from None
+        for error in exc.errors():
+            path = ".".join(["default_args", *(str(p) for p in error["loc"])])
+            problems.append(f"{path}: {error['msg'].removeprefix('Value error, ')}")
+    if problems:
+        raise SettingErrors(problems)
+    return checked
 
 
 AccessControl = dict[str, dict[str, frozenset[str]]]

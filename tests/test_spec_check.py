@@ -143,3 +143,12 @@ def test_durations_as_people_write_them_wherever_seconds_are_taken(written: Any,
 def test_a_bad_duration_names_its_key(extra: dict[str, Any], where: str, reason: str) -> None:
     problems = dict(_problems({**BASE, **extra}))
     assert reason in problems[where], problems
+
+
+def test_every_problem_of_default_args_is_reported() -> None:
+    raw = {**BASE, "default_args": {"retires": 2, "trigger_rule": "all_done", "retry_delay": "soon", "pool": ""}}
+    problems = dict(_problems(raw))
+    assert problems["default_args.retires"] == "unknown Airflow setting; did you mean 'retries'?"
+    assert problems["default_args.trigger_rule"].startswith("cannot be set in a spec")
+    assert "'soon' is not a duration" in problems["default_args.retry_delay"]
+    assert "must be a pool name" in problems["default_args.pool"]
