@@ -124,3 +124,25 @@ def test_create_max_attempts_caps_begin_across_runs_and_allow_grants_more(tmp_pa
     assert allowed.returncode == 0 and "up to attempt 3" in allowed.stdout
     assert run("build", "begin", "c", "5", "--owner", "run-3", store=url).returncode == 0
     assert run(*create, "--milestones", "0,5,100", "--max-attempts", "0", store=url).returncode == 2
+
+
+def test_a_shell_or_concourse_step_of_a_capped_or_abandoned_build_exits_3(tmp_path: Path) -> None:
+    """``imagebuild milestone run`` (a shell step, Concourse's task) meets the store's refusals too:
+    the spec's max_attempts reached, then the build abandoned, each exit 3 and one line naming it."""
+    from tests.cli.test_milestone_run import SPEC, milestone_run
+
+    spec = tmp_path / "shellrun.yaml"
+    text = SPEC.format(tmp=tmp_path)
+    assert 'exit 1"}' in text
+    spec.write_text(text.replace('exit 1"}', 'exit 1", max_attempts: 1}'))
+    assert milestone_run(spec, 0).returncode == 0
+    assert milestone_run(spec, 5).returncode == 0
+    assert milestone_run(spec, 42).returncode == 1  # its one attempt fails
+    capped = milestone_run(spec, 42)
+    assert capped.returncode == 3, capped.stderr
+    assert "max_attempts 1" in capped.stderr.splitlines()[-1]
+    url = f"sqlite:///{tmp_path}/state.db"
+    assert run("build", "abandon", "sh-1", "--reason", "licence", "--spec", str(spec), store=url).returncode == 0
+    abandoned = milestone_run(spec, 42)
+    assert abandoned.returncode == 3, abandoned.stderr
+    assert "abandoned" in abandoned.stderr.splitlines()[-1]
