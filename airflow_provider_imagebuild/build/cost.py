@@ -50,13 +50,14 @@ def money(amount: float | None, currency: str = "") -> str:
     """``12.34 USD``; four places under one unit (minutes of a small host cost fractions of a cent)."""
     if amount is None:
         return "-"
-    shown = f"{amount:.2f}" if amount >= 1 or amount == 0 else f"{amount:.4f}"
+    shown = f"{amount:.2f}" if amount >= 1 or amount == 0 else f"{amount:.4f}" if amount >= 0.0001 else f"{amount:.6f}"
     return f"{shown} {currency}".strip()
 
 
 @dataclass(frozen=True)
 class BuildCost:
-    """A build's cost, rounded to cents' hundredths (4 places) as every reader shows it."""
+    """A build's cost, rounded to 6 places (seconds of a small host are millionths); :func:`money`
+    shows it."""
 
     total: float
     milestones: dict[int, float]
@@ -194,10 +195,10 @@ def build_cost(rec: BuildRecord, prices: Prices, now: datetime | None = None) ->
         and not (a.kind == "replay" and a.started_at == a.finished_at)  # before replays had usage: inside their run
     )
     return BuildCost(
-        total=round(sum(per.values()), 4),
-        milestones={c: round(per[c], 4) for c in rec.plan if c in per},
-        failures=round(failures, 4),
-        saved_by_resumes=round(_saved(rec, prices), 4),
+        total=round(sum(per.values()), 6),
+        milestones={c: round(per[c], 6) for c in rec.plan if c in per},
+        failures=round(failures, 6),
+        saved_by_resumes=round(_saved(rec, prices), 6),
         unmetered_attempts=unmetered,
         currency=prices.currency,
     )

@@ -76,7 +76,7 @@ def time_saved(rec: BuildRecord) -> float:
 def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
-    return round(percentile(values, 0.5), 4), round(percentile(values, 0.9), 4)
+    return round(percentile(values, 0.5), 6), round(percentile(values, 0.9), 6)
 
 
 def cost_report(
@@ -99,15 +99,15 @@ def cost_report(
     fields = {
         "cost": {
             "currency": currencies.pop() if len(currencies) == 1 else ("mixed" if currencies else "USD"),
-            "total": round(sum(c.total for c in costs.values()), 4),
+            "total": round(sum(c.total for c in costs.values()), 6),
             "p50": p50,
             "p90": p90,
             "per_build": {build_id: c.total for build_id, c in costs.items()},
             "prices": dict(sorted(sources.items())),
             "unmetered_attempts": sum(c.unmetered_attempts for c in costs.values()),
         },
-        "cost_of_failures": round(sum(c.failures for c in costs.values()), 4),
-        "cost_saved_by_resumes": round(sum(c.saved_by_resumes for c in costs.values()), 4),
+        "cost_of_failures": round(sum(c.failures for c in costs.values()), 6),
+        "cost_saved_by_resumes": round(sum(c.saved_by_resumes for c in costs.values()), 6),
     }
     return fields, {code: _percentiles(values) for code, values in per_milestone.items()}
 

@@ -588,7 +588,13 @@ def record_release(
 
 
 def record_replay(
-    rec: BuildRecord, state: object, token: str, replayed: int, outputs: dict[str, Any], now: datetime
+    rec: BuildRecord,
+    state: object,
+    token: str,
+    replayed: int,
+    outputs: dict[str, Any],
+    now: datetime,
+    usage: dict[str, Any] | None = None,
 ) -> tuple[BuildRecord, bool]:
     """Record that completed milestone ``replayed`` was applied again on a relaunched build host."""
     code = _in_plan(rec, state)
@@ -598,7 +604,9 @@ def record_replay(
         raise InvalidInput("replayed", f"milestone {replayed} is not completed, so it cannot be replayed")
     ts = format_ts(now)
     number = _next_attempt(rec, replayed)
-    rec.attempts.append(Attempt(replayed, number, COMPLETED, lease.owner, lease.token, ts, ts, None, "replay"))
+    rec.attempts.append(
+        Attempt(replayed, number, COMPLETED, lease.owner, lease.token, ts, ts, None, "replay", usage=usage)
+    )
     done.outputs.update(outputs)
     return rec, True
 

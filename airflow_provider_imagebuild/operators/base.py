@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
-from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of
+from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of, parse_ts
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.clouds.connections import missing_connection
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
@@ -278,7 +280,7 @@ class MilestoneOperator(BuildOperator):
             stopped = AirflowFailException(missing) if missing else self._persistent(exc)
             if isinstance(exc, Exception) and self.fails_for_good(context, stopped or exc):
                 self.failed_for_good(session)  # under the lease still: the failure is not recorded yet
-            self._record_failure(session, stopped or exc)
+            self._record_failure(session, stopped or exc, self.attempt_usage(store, rec, lease, None))
             cause = (str(stopped or exc).strip() or type(exc).__name__).splitlines()[0][:500]
             self.log.error("%s of build %s failed: %s", name, build_id, cause)  # the cause first, then the advice
             self._log_resume_hint(rec)
@@ -290,7 +292,7 @@ class MilestoneOperator(BuildOperator):
                 raise
             raise exc from exc.__cause__
         try:
-            rec = session.complete(outputs)
+            rec = session.complete(outputs, self.attempt_usage(store, rec, lease, outputs))
         except InvalidInput as exc:  # the record would outgrow its size limit
             self._record_failure(session, exc)
             self._log_resume_hint(rec)
@@ -366,6 +368,47 @@ class MilestoneOperator(BuildOperator):
     def failed_for_good(self, session: MilestoneSession) -> None:
         """What a milestone does when it failed for good, before the failure is recorded (the
         target milestones park the build host); nothing here."""
+
+    # -- usage, for pricing (build/cost.py) ------------------------------------------------------
+    builds_on_a_host = False  # Packer's milestones: its own build VM runs whatever the record says
+
+    def host_size(self) -> str | None:
+        """The build host's size as the target settings name it (the cloud's own word for it)."""
+        settings = getattr(self, "target_settings", None)
+        for key in ("instance_type", "vm_size", "machine_type", "flavor"):
+            value = getattr(settings, key, None)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    def attempt_usage(
+        self, store: BuildStore, before: BuildRecord, lease: Lease, outputs: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """What this attempt used, recorded on it when it ends: the host's size and the hours of the
+        attempt (begin..now) when the build had a host at its start or has one now (the launch's own
+        attempt counts whole), less the replays it recorded with their own host time, and the size of
+        the checkpoint it captured where known (a target's ``checkpoint_gb`` output; the local
+        target's archive file). Never fails the attempt: a usage that cannot be read is left out (the
+        report counts the attempt as unmetered)."""
+        try:
+            now = store.find(before.build_id)
+            hosted = self.builds_on_a_host or bool(before.metadata.get("host_id"))
+            hosted = hosted or bool(now is not None and now.metadata.get("host_id"))
+            hours = (datetime.now(timezone.utc) - parse_ts(lease.acquired_at)).total_seconds() / 3600 if hosted else 0.0
+            # Replays this attempt did on a relaunched host carry their own host time: not counted twice.
+            mine = [a for a in (now.attempts if now else []) if a.kind == "replay" and a.lease_id == lease.token]
+            replays = [a.usage for a in mine]
+            hours -= sum(float(u.get("host_hours") or 0) for u in replays if u)
+            usage: dict[str, Any] = {"host_size": self.host_size(), "host_hours": round(max(hours, 0.0), 6)}
+            checkpoint = (outputs or {}).get(CHECKPOINT_OUTPUT)
+            if isinstance((outputs or {}).get("checkpoint_gb"), (int, float)):
+                usage["checkpoint_gb"] = (outputs or {})["checkpoint_gb"]
+            elif checkpoint and before.cloud == "local" and Path(str(checkpoint)).is_file():
+                usage["checkpoint_gb"] = round(Path(str(checkpoint)).stat().st_size / 1e9, 6)
+            return usage
+        except Exception as exc:  # pricing must never fail a milestone
+            self.log.warning("could not measure what attempt %d used: %s", lease.attempt, exc)
+            return None
 
     # -- notifications -------------------------------------------------------------------------
     def _announce_failure(self, store: BuildStore, build_id: str, context: Any, exc: BaseException) -> None:
@@ -457,12 +500,14 @@ class MilestoneOperator(BuildOperator):
             rec.build_id,
         )
 
-    def _record_failure(self, session: MilestoneSession, exc: BaseException) -> None:
+    def _record_failure(
+        self, session: MilestoneSession, exc: BaseException, usage: dict[str, Any] | None = None
+    ) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if not isinstance(exc, (AirflowException, ImageBuildError)):
             message += "\n" + "".join(traceback.format_exception(exc, limit=-3))
         try:
-            session.fail(message)
+            session.fail(message, usage)
         except ImageBuildError as store_exc:  # the lease is gone or the store is down: report, keep exc
             self.log.error("could not record the failure of milestone %s: %s", self.state, store_exc)
 

@@ -51,6 +51,7 @@ def earlier_image(build: BuildRecord, before: int) -> tuple[int, str] | None:
 class PackerMilestoneOperator(TargetMilestoneOperator):
     template_fields: Sequence[str] = ("variables",)
     ui_color = "#e6f6ee"
+    builds_on_a_host = True  # Packer's own build VM, for the attempt's usage (cost)
 
     def __init__(
         self,

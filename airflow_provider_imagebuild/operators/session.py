@@ -54,19 +54,23 @@ class MilestoneSession:
         """Build metadata, the keys targets rely on (the build host) included."""
         return self.store.set_metadata(self.build_id, items, actor=actor, token=self.token, state=self.state)
 
-    def record_replay(self, replayed: int, outputs: Mapping[str, Any]) -> BuildRecord:
-        """A completed milestone applied again on a relaunched build host."""
-        return self.store.record_replay(self.build_id, self.state, token=self.token, replayed=replayed, outputs=outputs)
+    def record_replay(
+        self, replayed: int, outputs: Mapping[str, Any], usage: Mapping[str, Any] | None = None
+    ) -> BuildRecord:
+        """A completed milestone applied again on a relaunched build host (``usage``: its host time)."""
+        return self.store.record_replay(
+            self.build_id, self.state, token=self.token, replayed=replayed, outputs=outputs, usage=usage
+        )
 
     def checked_outputs(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """Outputs as ``complete`` would store them; refused here, before anything is committed."""
         return self.store.checked_outputs(outputs)
 
-    def complete(self, outputs: Mapping[str, Any]) -> BuildRecord:
-        return self.store.complete(self.build_id, self.state, token=self.token, outputs=outputs)
+    def complete(self, outputs: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> BuildRecord:
+        return self.store.complete(self.build_id, self.state, token=self.token, outputs=outputs, usage=usage)
 
-    def fail(self, error: str) -> BuildRecord:
-        return self.store.fail(self.build_id, self.state, token=self.token, error=error)
+    def fail(self, error: str, usage: Mapping[str, Any] | None = None) -> BuildRecord:
+        return self.store.fail(self.build_id, self.state, token=self.token, error=error, usage=usage)
 
     # -- the lease ---------------------------------------------------------------------------------
     def beat(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -203,8 +204,10 @@ class TargetMilestoneOperator(MilestoneOperator):
         for step in self.ansible_steps:
             if host.synced < step.code < self.state and build.reached(step.code):  # not what was skipped
                 self.log.info("replaying milestone %d (%s) on build host %s", step.code, step.key, host.id)
+                started = time.monotonic()
                 result = self.run_playbook(Path(step.playbook), step.code, step.extravars, host, build, session)
-                session.record_replay(step.code, result)
+                hours = round((time.monotonic() - started) / 3600, 6)  # the replay's own host time (cost)
+                session.record_replay(step.code, result, {"host_size": self.host_size(), "host_hours": hours})
                 host = synced_to(host, step.code)
                 self.record_host(session, build, host)
         return host

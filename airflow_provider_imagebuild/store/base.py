@@ -434,12 +434,20 @@ class BuildStore(ABC):
         return self._mutate(build_id, lambda rec, now: rules.record_release(rec, ids, held, who, now, gone))
 
     def record_replay(
-        self, build_id: str, state: int, *, token: str, replayed: int, outputs: Mapping[str, Any] | None = None
+        self,
+        build_id: str,
+        state: int,
+        *,
+        token: str,
+        replayed: int,
+        outputs: Mapping[str, Any] | None = None,
+        usage: Mapping[str, Any] | None = None,
     ) -> BuildRecord:
         check_token(token)
         clean = self.checked_outputs(outputs)
+        used = check_usage(usage)
         return self._mutate(
-            build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now), "outputs"
+            build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now, used), "outputs"
         )
 
     def set_metadata(

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_imagebuild.build.cost import build_cost
+from airflow_provider_imagebuild.build.prices import Prices
 from airflow_provider_imagebuild.store import open_store
 from tests.dags.conftest import ROOT, write
 from tests.helpers import task_context
@@ -66,10 +68,19 @@ def test_sample_pipeline_resumes_on_the_same_host_relaunches_a_lost_one_and_deli
     rec = store.get("rhel8-web-1")
     assert rec.completed == [0, 5, 10, 15, 20, 25, 30, 45, 50] and (rec.current_state, rec.status) == (55, "failed")
     first_host = rec.metadata["host_id"]
-    assert _state(ec2, first_host) == "running"
+    assert _state(ec2, first_host) == "stopped"  # parked: the injected failure is not retried (#31's park)
     assert rec.milestones[10].outputs["images"]["us-east-1"] == rec.milestones[10].outputs["image_id"]
     assert rec.milestones[15].outputs["ansible_changed"] > 0
     assert rec.milestones[30].outputs["checkpoint_image"].startswith("ami-")
+    # Each attempt recorded what it used (issue 31's cost): the spec's host size for Packer's build VM
+    # (10) and the build host (15..55, the failed 55 too), the checkpoint's EBS size (VolumeSize).
+    used = {a.state: a.usage or {} for a in rec.attempts if a.state in (10, 15, 30, 55)}
+    size = dag.get_task("s015_base_config").target_settings.instance_type
+    assert {code: u.get("host_size") for code, u in used.items()} == dict.fromkeys((10, 15, 30, 55), size)
+    assert all(0 < u["host_hours"] < 1 for u in used.values()), used
+    volume = ec2.describe_images(ImageIds=[rec.milestones[30].outputs["checkpoint_image"]])["Images"][0]
+    assert used[30]["checkpoint_gb"] == volume["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] > 0
+    assert rec.attempts[0].usage is None  # registration uses nothing
 
     # Run 2 (the clear): 55 resumes on the same instance; 70 fails.
     assert _run(dag, monkeypatch, "70") == "failed"
@@ -93,6 +104,9 @@ def test_sample_pipeline_resumes_on_the_same_host_relaunches_a_lost_one_and_deli
     assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
     launched_from = ec2.describe_instances(InstanceIds=[second_host])["Reservations"][0]["Instances"][0]["ImageId"]
     assert launched_from == rec.milestones[50].outputs["checkpoint_image"]
+    assert replays[0].usage and replays[0].usage["host_hours"] > 0  # the replay's host time is priced too
+    cost = build_cost(rec, Prices(default_host_per_hour=3600.0))  # 1 a second of host: moto's seconds show
+    assert cost.total > cost.failures > 0 and cost.saved_by_resumes > 0 and cost.unmetered_attempts == 0
 
     # The launch test (97) ran an instance of the sealed AMI, tagged as the build's test instance,
     # checked the stand-in guest over SSH (tests/servers/guest.py) and terminated it.

@@ -33,3 +33,14 @@ def test_complete_and_fail_record_the_attempts_usage(store: BuildStore) -> None:
         (10, 2, "completed", None),
     ]
     assert rec.to_public()["attempts"][1]["usage"]["host_hours"] == 0.5
+
+
+def test_a_replay_records_its_own_host_time(store: BuildStore) -> None:
+    store.create_build("u-2", pipeline="p", cloud="aws", image_type="t", plan=PLAN)
+    lease = store.begin("u-2", 5, owner="w")
+    store.complete("u-2", 5, token=lease.token)
+    lease = store.begin("u-2", 10, owner="w")
+    with pytest.raises(InvalidInput, match=r"usage\.host_size"):
+        store.record_replay("u-2", 10, token=lease.token, replayed=5, usage={"host_size": 3})
+    rec = store.record_replay("u-2", 10, token=lease.token, replayed=5, usage={"host_hours": 0.1})
+    assert [(a.kind, a.usage) for a in rec.attempts if a.state == 5] == [("run", None), ("replay", {"host_hours": 0.1})]
