@@ -41,6 +41,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -63,6 +64,7 @@ from airflow_provider_imagebuild.targets.base import (
     ssh_ansible_vars,
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
+from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def parse_id(resource_id: str) -> dict[str, str] | None:
     return {key: str(value) for key, value in parse_resource_id(resource_id).items()}
 
 
-class AzureTarget(DigestNames, LaunchTestTarget):
+class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
     name = "azure"
     wait_s: float = WAIT_S
     # Azure keeps a NIC for 180 s for the VM that held it when that VM is deleted (or its creation
@@ -561,6 +563,32 @@ class AzureTarget(DigestNames, LaunchTestTarget):
     def ansible_vars(self, host: Host) -> dict[str, Any]:
         return ssh_ansible_vars(self.settings, host)
 
+    def park_host(self, build: BuildRecord, host: Host) -> str:
+        """Deallocate the build's VM (in the target's subscription and group, with the build's
+        tags): a deallocated VM is not billed for compute, only its disks, which the resume keeps."""
+        vm = self._vm(build, host)
+        if vm is None:
+            return ""
+        name = str(_get(vm, "name"))
+        if self.power_state(vm) != "deallocated":
+            with self.api(f"deallocate {name}"):
+                self._wait(self.compute.virtual_machines.begin_deallocate(self.group, name))
+            log.info("deallocated build host %s (parked)", name)
+        return "deallocated"
+
+    def unpark_host(self, build: BuildRecord, host: Host) -> Host | None:
+        """Start the deallocated VM of the build's and read its address again (a dynamic public IP
+        is released on deallocation and a new one given on start)."""
+        vm = self._vm(build, host)
+        if vm is None:
+            return None
+        name = str(_get(vm, "name"))
+        if self.power_state(vm) not in LIVE_POWER_STATES:
+            with self.api(f"start {name}"):
+                self._wait(self.compute.virtual_machines.begin_start(self.group, name))
+        nic = str(_get(vm, "properties", "networkProfile", "networkInterfaces", 0, "id") or "").rsplit("/", 1)[-1]
+        return replace(host, address=(self._address(nic) if nic else "") or host.address)
+
     def capture(self, build: BuildRecord, host: Host, milestone: int, final: bool) -> dict[str, Any]:
         vm = self._vm(build, host)
         if vm is None:
@@ -920,3 +948,76 @@ class AzureTarget(DigestNames, LaunchTestTarget):
         for name, operations, what in self._test_parts(build):
             if self._test_resource(build, operations, name, what) is not None:
                 self._delete(build, operations, name, what)
+
+    # -- the leak collector (targets/leaks.py) -------------------------------------------------------
+    def _collected(self) -> list[tuple[str, Any]]:
+        """(kind, operations) of what a build makes in the group: VMs, their disks and NICs, public
+        IPs, checkpoint snapshots and managed images (gallery versions are retention's)."""
+        return [("virtualMachines", self.compute.virtual_machines), ("disks", self.compute.disks),
+                ("snapshots", self.compute.snapshots), ("images", self.compute.images),
+                ("networkInterfaces", self.network.network_interfaces),
+                ("publicIPAddresses", self.network.public_ip_addresses)]  # fmt: skip
+
+    def _pipelines(self, resource: Any) -> bool:
+        tags = _get(resource, "tags") or {}
+        return tags.get("ManagedBy") == MANAGED_BY and tags.get("Pipeline") == self.pipeline
+
+    def owned_resources(self) -> list[Resource]:
+        """The group's resources of :meth:`_collected` tagged ``ManagedBy`` and this pipeline, listed
+        in the target's own subscription and resource group only."""
+        found: list[Resource] = []
+        attached: dict[str, str] = {}  # a NIC's or disk's id (lower case) -> the VM it is part of
+        for kind, operations in self._collected():
+            lister = (
+                operations.list if kind == "virtualMachines" else getattr(operations, "list_by_resource_group", None)
+            )
+            if lister is None:
+                lister = operations.list
+            with self.api(f"list {kind} of {self.group} (gc)"):
+                listed = list(lister(self.group))
+            for item in listed:
+                if kind == "virtualMachines":
+                    parts = [_get(item, "properties", "storageProfile", "osDisk", "managedDisk", "id")]
+                    nics = _get(item, "properties", "networkProfile", "networkInterfaces") or []
+                    parts += [_get(n, "id") for n in nics]
+                    attached.update({str(p).lower(): str(_get(item, "id")) for p in parts if p})
+                if not self._pipelines(item):
+                    continue
+                tags = _get(item, "tags") or {}
+                milestone = str(tags.get("Milestone", ""))
+                created = parse_time(_get(item, "properties", "timeCreated"))
+                found.append(Resource(kind, str(_get(item, "id")), self.group, self.pipeline,
+                                      str(tags.get("BuildId", "")), created, role=str(tags.get("Role", "")),
+                                      milestone=int(milestone) if milestone.isdigit() else None,
+                                      size=str(_get(item, "properties", "hardwareProfile", "vmSize") or ""),
+                                      gb=_get(item, "properties", "diskSizeGB"),
+                                      parent=str(_get(item, "properties", "virtualMachine", "id")
+                                                 or _get(item, "managedBy")
+                                                 or attached.get(str(_get(item, "id")).lower(), ""))))  # fmt: skip
+        return found
+
+    def delete_resource(self, resource: Resource) -> bool:
+        """Read again by name in the target's group; deleted only while its id is in the target's
+        subscription and group and its tags still say managed by, this pipeline and the same build."""
+        operations = dict(self._collected()).get(resource.kind)
+        parts = parse_id(resource.id) or {}
+        if (
+            operations is None
+            or parts.get("subscription", "").lower() != self.clients.subscription_id.lower()
+            or parts.get("resource_group", "").lower() != self.group.lower()
+        ):
+            return False
+        name = parts["name"]
+        with self.maybe_missing(f"GET {resource.kind} {name} (gc)") as found:
+            found.append(operations.get(self.group, name))
+        tags = (_get(found[0], "tags") or {}) if found else {}
+        if not found or not self._pipelines(found[0]) or tags.get("BuildId", "") != resource.build_id:
+            return False
+
+        def delete() -> None:
+            with self.maybe_missing(f"DELETE {resource.kind} {name} (gc)") as done:
+                done.append(self._wait(operations.begin_delete(self.group, name)))
+
+        self._while_nic_reserved(delete)
+        log.info("deleted leaked %s %s", resource.kind, name)
+        return True

@@ -52,6 +52,7 @@ class Resource:
     size: str = ""  # an instance's type or size, for its price
     gb: float | None = None  # a disk's, snapshot's or image's size, for its price
     build_key: str = ""  # the digest some clouds carry instead of the build id
+    parent: str = ""  # what it is part of (an Azure NIC's or disk's VM): held while that is held
     detail: dict[str, str] = field(default_factory=dict)  # what the target needs to delete it again
 
     def age(self, now: datetime) -> timedelta:
@@ -69,7 +70,8 @@ class Leak:
 def held_by(rec: BuildRecord, resource: Resource) -> bool:
     """Whether the record holds the resource (:func:`..build.holdings.holdings`: the recorded host,
     a checkpoint not discarded, a staged image), which is what a resume or a later reuse needs."""
-    return bool(resource.id) and any(h.id == resource.id for h in holdings(rec))
+    held = {h.id.lower() for h in holdings(rec)}  # Azure's ids are case-insensitive
+    return bool(resource.id) and (resource.id.lower() in held or resource.parent.lower() in held - {""})
 
 
 def idle_since(rec: BuildRecord) -> datetime:

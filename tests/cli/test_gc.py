@@ -346,3 +346,66 @@ def test_gc_on_vsphere_destroys_the_pipelines_leaked_vms_and_templates(tmp_path:
     assert gc("--older-than", "0s")["leaks"] == []
     assert target._vm(green) is not None and target._by_uuid(host.id) is not None and other_target._vm(theirs)
     assert target._vm(gone_green) is None
+
+
+def test_gc_on_azure_keeps_the_recorded_hosts_parts_and_deletes_the_rest(tmp_path: Path, fake_arm: Any) -> None:
+    """Resource Manager fake: VMs, NICs, disks, snapshots and images of the target's group listed
+    by their tags; the failed build's recorded VM and the NIC attached to it stay, the unknown build's
+    VM with its NIC and image go, as does the delivered build's leftover snapshot; another pipeline's
+    image stays."""
+    from airflow_provider_imagebuild.targets.base import Checkpoint
+    from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+    from tests.targets.test_azure import KEY, _green_image, _target
+
+    name = f"gc-az-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    settings = {"azure_conn_id": AZURE_CONN_ID, "resource_group": AZURE_GROUP, "location": "westeurope",
+                "network": "vnet-build/builders", "ssh_public_key": KEY, "gallery": "golden",
+                "gallery_image": "web"}  # fmt: skip
+    spec = tmp_path / "az.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: azure\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "milestones:\n  10: {action: ansible, playbook: site.yml}\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    target, other_target = _target(name), _target(f"{name}-x")
+    store, elsewhere = open_store(url), open_store(f"sqlite:///{tmp_path}/elsewhere.db")
+
+    def build(where: Any, build_id: str) -> Any:
+        return where.create_build(build_id, pipeline=name, cloud="azure", image_type="base", plan=[0, 10, 95, 100])
+
+    done, failed, gone = build(store, "done-1"), build(store, "failed-1"), build(elsewhere, "gone-1")
+    for code in (10, 95, 100):
+        done = store.complete("done-1", code, token=store.begin("done-1", code, owner="w").token)
+    green = _green_image(fake_arm, target, failed, f"{name}-green")
+    store.complete("failed-1", 10, token=store.begin("failed-1", 10, owner="w").token,
+                   outputs={"checkpoint_image": green})  # fmt: skip
+    host = target.launch(store.get("failed-1"), Checkpoint(10, green))
+    lease = store.begin("failed-1", 95, owner="w")
+    store.set_metadata("failed-1", {"host_id": host.id}, token=lease.token, state=95)
+    store.fail("failed-1", 95, token=lease.token, error="boom")
+    gone_green = _green_image(fake_arm, target, gone, f"{name}-gone")
+    target.launch(gone, Checkpoint(10, gone_green))
+    snapshot = f"{host.id.split('/providers/')[0]}/providers/Microsoft.Compute/snapshots/{name}-left"
+    fake_arm.add(snapshot, {"location": "westeurope", "tags": target.build_tags(done, 30, "checkpoint"),
+                            "properties": {"incremental": True}})  # fmt: skip
+    theirs = _green_image(fake_arm, other_target, gone, f"{name}-theirs")
+
+    def tagged(build_id: str) -> set[str]:
+        return {str(r["id"]) for r in fake_arm.resources.values()
+                if (r.get("tags") or {}).get("BuildId") == build_id and (r.get("tags") or {}).get("Pipeline") == name
+                and "/galleries/" not in str(r["id"]).lower()}  # fmt: skip
+
+    kept = tagged("failed-1")
+    assert host.id in kept and len(kept) >= 3  # the VM, its NIC, the green image
+    leaks = tagged("gone-1") | {snapshot}
+
+    def gc(*args: str) -> dict[str, Any]:
+        got = CliRunner().invoke(cli, ["gc", "--cloud", "azure", "--spec", str(spec), "--json", *args])
+        assert got.exit_code == 0, got.output
+        return dict(json.loads(got.stdout))
+
+    assert {row["id"].lower() for row in gc("--older-than", "0s")["leaks"]} == {i.lower() for i in leaks}
+    gc("--older-than", "0s", "--apply")
+    assert gc("--older-than", "0s")["leaks"] == []
+    assert all(fake_arm.get(i) is None for i in leaks)
+    assert all(fake_arm.get(i) is not None for i in kept) and fake_arm.get(theirs) is not None

@@ -497,7 +497,24 @@ class FakeArm:
                     return fault.status, extra, _error(fault.code, "Injected by the test.")
             if "/operations/" in path and method == "GET":
                 return self._poll(path.rsplit("/", 1)[-1])
+            listed = RESOURCE_RE.match(path.rstrip("/"))
+            if method == "GET" and listed and "/" not in listed["rest"]:
+                return self._list(path.rstrip("/"))
             return self._resource_request(method, path, query, body)
+
+    def _list(self, collection: str) -> tuple[int, dict[str, str], Any]:
+        """List by resource group (``VirtualMachines_List``, ``Disks_ListByResourceGroup``, ...): the
+        group's resources of that type, as GET shows each (a VM without its instance view), in one
+        page (no ``nextLink``); a type the fake does not keep is refused as ARM refuses it."""
+        kind = self._kind(collection + "/x")
+        if kind not in KINDS:
+            return 400, {}, _error("InvalidResourceType", f"The resource type could not be found: {kind}")
+        prefix = collection.lower() + "/"
+        found = [json.loads(json.dumps(r)) for rid, r in self.resources.items()
+                 if rid.startswith(prefix) and "/" not in rid[len(prefix):]]  # fmt: skip
+        for resource in found:
+            resource.get("properties", {}).pop("instanceView", None)
+        return 200, {}, {"value": found}
 
     def _refused(
         self, method: str, resource_id: str, kind: str, query: dict[str, list[str]], body: bytes, action: str | None

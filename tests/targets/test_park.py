@@ -251,3 +251,27 @@ def test_vsphere_powers_the_builds_vm_off_and_on_again(tmp_path: Path, vsphere_l
     assert woken is not None and woken.id == host.id and target.alive(build, woken)
     target.cleanup(build, host)
     assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
+
+
+def test_azure_deallocates_the_builds_vm_and_starts_it_again(tmp_path: Path, fake_arm: Any) -> None:
+    """Against the Resource Manager fake's virtualMachines deallocate/start (PowerState/deallocated,
+    PowerState/running in the instance view)."""
+    from tests.targets.test_azure import _build, _green_image, _target
+
+    target = _target()
+    build, other = _build(tmp_path, "az-park-1"), _build(tmp_path / "o", "az-park-2")
+    host = target.launch(build, Checkpoint(10, _green_image(fake_arm, target, build)))
+
+    def power() -> str:
+        vm = fake_arm.get(host.id)
+        return next(s["code"] for s in vm["properties"]["instanceView"]["statuses"] if "PowerState" in s["code"])
+
+    assert target.park_host(other, host) == "" and power() == "PowerState/running"
+    assert target.park_host(build, host) == "deallocated" == target.park_host(build, host)
+    assert power() == "PowerState/deallocated" and not target.alive(build, host)
+    assert target.unpark_host(other, host) is None and power() == "PowerState/deallocated"
+    woken = target.unpark_host(build, host)
+    assert woken is not None and woken.id == host.id and woken.address.startswith("10.0.0.")
+    assert power() == "PowerState/running" and target.alive(build, woken)
+    target.cleanup(build, host)
+    assert target.park_host(build, host) == "" and target.unpark_host(build, host) is None
