@@ -72,7 +72,11 @@ def make_machine(stores: list[BuildStore], clock: FakeClock) -> type[RuleBasedSt
         @initialize()
         def create(self) -> None:
             for store in stores:
-                store.create_build(self.build_id, pipeline="model", cloud="local", image_type="t", plan=PLAN)
+                # The model has no attempt cap (tests/store/test_lifecycle.py proves it): 30 steps
+                # could otherwise begin one milestone more than the default 10 times.
+                store.create_build(
+                    self.build_id, pipeline="model", cloud="local", image_type="t", plan=PLAN, max_attempts=1000
+                )
 
         def _all(self, call: Callable[[BuildStore, int], object]) -> list[tuple[str, object]]:
             outcomes = [_outcome(lambda s=store, i=i: call(s, i)) for i, store in enumerate(stores)]
