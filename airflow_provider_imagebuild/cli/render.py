@@ -79,6 +79,10 @@ def build_table(rec: BuildRecord) -> Table:
         f"build status [bold {STATUS_STYLE.get(word, '')}]{word}[/] · milestone {rec.current_state} "
         f"({rec.title(rec.current_state)}) {rec.status}"
     )
+    if rec.metadata.get("host_parked") and rec.metadata.get("host_id"):  # targets/base.py HOST_PARKED
+        meta = rec.metadata
+        state_line += f" · build host {meta['host_id']} parked ({meta['host_parked']}) since "
+        state_line += shown_time(meta.get("host_parked_at", ""))
     table = Table(
         title=f"build {rec.build_id} · {rec.pipeline} · {rec.cloud}/{rec.image_type}"
         + (f"/{rec.os}" if rec.os else ""),

@@ -72,7 +72,8 @@ target:
 """
         spec = load_spec(write(folder / "park.yaml", text))
         self.tasks: dict[int, Any] = {t.state: t for t in build_dag(spec, folder).tasks}  # type: ignore[union-attr]
-        self.store = open_store(str(spec.store))
+        self.url = str(spec.store)
+        self.store = open_store(self.url)
         self.build_id = build_id
         self.tasks[0].execute(task_context(build_id, self.tasks[0].task_id))
         ec2, base_ami = request.getfixturevalue("ec2"), request.getfixturevalue("base_ami")
@@ -100,6 +101,35 @@ target:
         return found
 
 
+def _shows_parked(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, host_id: str) -> None:
+    """``imagebuild build show`` and the build page say the host is parked, and how."""
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_imagebuild.cli.main import cli
+    from airflow_provider_imagebuild.plugin import access, api
+
+    url = pipeline.url
+    shown = CliRunner().invoke(cli, ["--store", url, "build", "show", pipeline.build_id])
+    assert shown.exit_code == 0 and f"build host {host_id} parked (stopped) since" in shown.stdout, shown.output
+
+    class User:
+        def get_name(self) -> str:
+            return "admin"
+
+    monkeypatch.setenv("IMAGEBUILD_STORE", url)
+    monkeypatch.delenv("IMAGEBUILD_STORE_CONN_ID", raising=False)
+    monkeypatch.setattr(access, "may", lambda user, dag_id, act: True)
+    access.store.cache_clear()
+    try:
+        app = api.create_app()
+        app.dependency_overrides[access.current_user] = User
+        page = TestClient(app, root_path="/imagebuild").get(f"/builds/{pipeline.build_id}")
+    finally:
+        access.store.cache_clear()
+    assert page.status_code == 200 and '<dd id="parked">stopped since' in page.text, page.text[-2000:]
+
+
 def test_a_milestone_failed_for_good_parks_the_host_and_the_next_attempt_starts_it(
     tmp_path: Path, request: pytest.FixtureRequest, ec2: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +149,7 @@ def test_a_milestone_failed_for_good_parks_the_host_and_the_next_attempt_starts_
     assert rec.metadata[HOST_PARKED] == "stopped" and rec.metadata["host_parked_at"]
     assert any(e.kind == "metadata" and "host_parked" in e.detail for e in rec.events)
     assert (rec.current_state, rec.status) == (20, "failed")  # the failure itself is recorded as ever
+    _shows_parked(pipeline, monkeypatch, host.id)
 
     planted.unlink()
     pipeline.run(20, 3)  # a person clears the task: the same host is started again, not relaunched
