@@ -85,11 +85,18 @@ def test_sqlite_mirror_restores_a_lost_local_file(tmp_path: Path, moto_url: str)
 
 
 def test_local_stores_are_not_created_by_reads(tmp_path: Path) -> None:
+    """A read creates nothing. Listing a JSON store whose folder does not exist is an error naming
+    the folder (a mistyped file:// URL would otherwise read as "0 builds"); a SQLite file not made
+    yet reads as empty (a fresh install's default store)."""
     for url, path in ((f"sqlite:///{tmp_path}/a/s.db", tmp_path / "a"), (f"file://{tmp_path}/j", tmp_path / "j")):
         store = open_store(url)
         with pytest.raises(NotFound):
             store.get("b-1")
-        assert store.list_builds() == []
+        if url.startswith("file:"):
+            with pytest.raises(StoreUnavailable, match=f"the folder {path} does not exist"):
+                store.list_builds()
+        else:
+            assert store.list_builds() == []
         assert not path.exists()
         _create(store)  # the first write prepares it
         assert store.get("b-1").completed == [0]
