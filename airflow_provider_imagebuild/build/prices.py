@@ -118,3 +118,10 @@ def price_of(resource: Mapping[str, Any], prices: Prices | None = None) -> float
     if kind in STORAGE_KINDS and chosen.storage_gb_month is not None and isinstance(gb, (int, float)):
         return float(gb) * chosen.storage_gb_month / HOURS_PER_MONTH
     return None
+
+
+def leak_price(cloud: str, resource: Any) -> float | None:
+    """:func:`price_of` in the shape ``imagebuild gc``'s price hook takes (``targets.leaks.PriceOf``:
+    cloud and a leaked ``Resource`` with ``kind``, ``size`` and ``gb``), at the cloud's example prices."""
+    kind, size, gb = getattr(resource, "kind", ""), getattr(resource, "size", ""), getattr(resource, "gb", None)
+    return price_of({"cloud": cloud, "kind": kind, "size": size, "gb": gb})

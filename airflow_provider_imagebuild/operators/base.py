@@ -388,8 +388,10 @@ class MilestoneOperator(BuildOperator):
         attempt (begin..now) when the build had a host at its start or has one now (the launch's own
         attempt counts whole), less the replays it recorded with their own host time, and the size of
         the checkpoint it captured where known (a target's ``checkpoint_gb`` output; the local
-        target's archive file). Never fails the attempt: a usage that cannot be read is left out (the
-        report counts the attempt as unmetered)."""
+        target's archive file), and the GB a publish copied to other regions (the sealed image's
+        ``final_gb`` for each copy in ``published_images`` beyond the first). Never fails the
+        attempt: a usage that cannot be read is left out (the report counts the attempt as
+        unmetered)."""
         try:
             now = store.find(before.build_id)
             hosted = self.builds_on_a_host or bool(before.metadata.get("host_id"))
@@ -405,6 +407,10 @@ class MilestoneOperator(BuildOperator):
                 usage["checkpoint_gb"] = (outputs or {})["checkpoint_gb"]
             elif checkpoint and before.cloud == "local" and Path(str(checkpoint)).is_file():
                 usage["checkpoint_gb"] = round(Path(str(checkpoint)).stat().st_size / 1e9, 6)
+            copies = (outputs or {}).get("published_images")  # region -> image, the source region's included
+            final_gb = now.merged_outputs().get("final_gb") if now is not None else None
+            if isinstance(copies, dict) and isinstance(final_gb, (int, float)) and len(copies) > 1:
+                usage["transfer_gb"] = float(final_gb) * (len(copies) - 1)  # each copy to another region
             return usage
         except Exception as exc:  # pricing must never fail a milestone
             self.log.warning("could not measure what attempt %d used: %s", lease.attempt, exc)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_imagebuild.build.cost import build_cost, check_usage
-from airflow_provider_imagebuild.build.prices import EXAMPLE, SPEC, Prices, example_prices, price_of
+from airflow_provider_imagebuild.build.prices import EXAMPLE, SPEC, Prices, example_prices, leak_price, price_of
 from airflow_provider_imagebuild.build.record import Attempt, BuildRecord, Event, MilestoneResult, format_ts
 from airflow_provider_imagebuild.build.report import build_report
 from airflow_provider_imagebuild.errors import InvalidInput
@@ -161,6 +161,12 @@ def test_price_of_estimates_what_a_leaked_resource_costs_an_hour() -> None:
     assert price_of({"cloud": "azure", "kind": "nic"}) is None  # no price known: None, not zero
     assert price_of({"cloud": "vsphere", "kind": "vm", "size": "4cpu"}) is None
     assert price_of({"cloud": "aws", "kind": "volume"}) is None  # size unknown
+    from airflow_provider_imagebuild.targets.leaks import Resource  # what gc's hook is given
+
+    leaked = Resource("instance", "i-1", "us-east-1", "web", "b-1", None, size="m5.large")
+    assert leak_price("aws", leaked) == 0.096
+    image = Resource("image", "img", "us", "web", "b-1", None, gb=10)
+    assert leak_price("gcp", image) == pytest.approx(10 * 0.05 / 730)
 
 
 def test_usage_is_checked_before_it_is_stored() -> None:

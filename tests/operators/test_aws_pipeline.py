@@ -121,6 +121,9 @@ def test_sample_pipeline_resumes_on_the_same_host_relaunches_a_lost_one_and_deli
     # The image, its copies, sharing, tags, SSM, and the checkpoints that were not kept.
     published = rec.milestones[100].outputs["published_images"]
     assert published["us-east-1"] == final and published["eu-west-1"] != final
+    publish = next(a for a in rec.attempts if a.state == 100 and a.status == "completed")
+    copied = rec.milestones[95].outputs["final_gb"] * (len(published) - 1)  # the sealed AMI's EBS size per copy
+    assert publish.usage and publish.usage["transfer_gb"] == copied
     for region, image_id in published.items():
         client = aws_clients("ec2", region)
         tags = {t["Key"]: t["Value"] for t in client.describe_images(ImageIds=[image_id])["Images"][0]["Tags"]}
