@@ -4,7 +4,8 @@ Lists every resource a pipeline's target can prove is this provider's and the pi
 ``ManagedBy`` tag or label, the pipeline, the build: :meth:`..targets.leaks.LeakCollecting.owned_resources`)
 whose build is delivered, abandoned, unknown to the pipeline's store, or not leased for longer
 than ``--older-than`` (:func:`..targets.leaks.leak_reason` says which exactly), with its age and an
-estimated cost; ``--apply`` deletes them, each proven the pipeline's again just before.
+estimated cost (its hourly price from the spec's ``cost:`` block over the cloud's example prices,
+times its age; none where no price is known); ``--apply`` deletes them, each proven the pipeline's again just before.
 
 Where the connection comes from: the pipelines' specs (``--spec FILE``, repeatable; without it the
 specs of the pipelines folder, ``$IMAGEBUILD_PIPELINES_DIR`` else ``dags/pipelines``), of the cloud
@@ -85,8 +86,17 @@ class BuildsOf:
         return self.by_key.get(resource.build_key)
 
 
+def _priced(prices: Any) -> Any:
+    """The price hook (targets.leaks.PriceOf) at a pipeline's prices (its spec's ``cost:`` block
+    over the cloud's examples, build/prices.py): per hour, None where no price is known."""
+    from airflow_provider_imagebuild.build.prices import price_of
+
+    return lambda cloud, r: price_of({"kind": r.kind, "size": r.size, "gb": r.gb}, prices)
+
+
 def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, Any]:
     """The leaks of each spec's pipeline, deleted with ``apply``: the command's JSON answer."""
+    from airflow_provider_imagebuild.build.prices import example_prices
     from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
     from airflow_provider_imagebuild.targets import target_for
     from airflow_provider_imagebuild.targets.leaks import LeakCollecting, estimated_cost, leak_reason, utc_now
@@ -99,6 +109,7 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
         if not isinstance(target, LeakCollecting):
             raise InvalidInput("--cloud", f"the {spec.cloud} target has no leak collector yet")
         store = open_choice(choose_store(spec.store, spec.store_conn_id))
+        prices = spec.cost.prices(spec.cloud) if spec.cost is not None else example_prices(spec.cloud)
         keep = tuple(getattr(spec.target, "keep_checkpoints", ()) or ())
         records = BuildsOf(store, spec.pipeline, target)
         for resource in target.owned_resources():
@@ -112,7 +123,8 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
                 "pipeline": spec.pipeline, "kind": resource.kind, "id": resource.id, "region": resource.region,
                 "build_id": resource.build_id, "role": resource.role, "reason": reason,
                 "age_s": None if age == timedelta.max else round(age.total_seconds()),
-                "estimated_cost": estimated_cost(spec.cloud, resource, age), "deleted": deleted,
+                "estimated_cost": estimated_cost(spec.cloud, resource, age, _priced(prices)),
+                "currency": prices.currency, "deleted": deleted,
             })  # fmt: skip
     return {"cloud": specs[0].cloud, "older_than_s": older_than.total_seconds(), "applied": apply,
             "pipelines": [s.pipeline for s in specs], "leaks": leaks, "kept": kept}  # fmt: skip
@@ -152,7 +164,7 @@ def gc(cloud: str, spec_paths: tuple[str, ...], older_than: str, apply: bool, as
         for column in ("PIPELINE", "KIND", "ID", "REGION", "BUILD", "REASON", "AGE", "COST", "DELETED"):
             made.add_column(column)
         for r in rows:
-            cost = "?" if r["estimated_cost"] is None else f"{r['estimated_cost']:.2f}"
+            cost = "?" if r["estimated_cost"] is None else f"{r['estimated_cost']:.4f} {r['currency']}"
             made.add_row(r["pipeline"], r["kind"], r["id"], r["region"], r["build_id"] or "-", r["reason"],
                          _age(r["age_s"]), cost, "yes" if r["deleted"] else "no")  # fmt: skip
         return made

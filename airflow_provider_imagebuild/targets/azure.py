@@ -952,11 +952,12 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
     # -- the leak collector (targets/leaks.py) -------------------------------------------------------
     def _collected(self) -> list[tuple[str, Any]]:
         """(kind, operations) of what a build makes in the group: VMs, their disks and NICs, public
-        IPs, checkpoint snapshots and managed images (gallery versions are retention's)."""
-        return [("virtualMachines", self.compute.virtual_machines), ("disks", self.compute.disks),
-                ("snapshots", self.compute.snapshots), ("images", self.compute.images),
-                ("networkInterfaces", self.network.network_interfaces),
-                ("publicIPAddresses", self.network.public_ip_addresses)]  # fmt: skip
+        IPs, checkpoint snapshots and managed images (gallery versions are retention's). The kinds
+        are the collector's words (priced by build/prices.py), not ARM's types."""
+        return [("vm", self.compute.virtual_machines), ("disk", self.compute.disks),
+                ("snapshot", self.compute.snapshots), ("image", self.compute.images),
+                ("nic", self.network.network_interfaces),
+                ("public_ip", self.network.public_ip_addresses)]  # fmt: skip
 
     def _pipelines(self, resource: Any) -> bool:
         tags = _get(resource, "tags") or {}
@@ -968,15 +969,13 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         found: list[Resource] = []
         attached: dict[str, str] = {}  # a NIC's or disk's id (lower case) -> the VM it is part of
         for kind, operations in self._collected():
-            lister = (
-                operations.list if kind == "virtualMachines" else getattr(operations, "list_by_resource_group", None)
-            )
+            lister = operations.list if kind == "vm" else getattr(operations, "list_by_resource_group", None)
             if lister is None:
                 lister = operations.list
             with self.api(f"list {kind} of {self.group} (gc)"):
                 listed = list(lister(self.group))
             for item in listed:
-                if kind == "virtualMachines":
+                if kind == "vm":
                     parts = [_get(item, "properties", "storageProfile", "osDisk", "managedDisk", "id")]
                     nics = _get(item, "properties", "networkProfile", "networkInterfaces") or []
                     parts += [_get(n, "id") for n in nics]

@@ -151,7 +151,9 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
     assert reasons[plant.ids["unknown host"]] == "unknown to the store"
     assert reasons[plant.ids[f"{name}-done-m15"]] == "delivered"
     assert reasons[plant.ids["failed orphan"]].startswith("not leased for ")
-    assert all(row["age_s"] is not None and row["estimated_cost"] is None for row in listed["leaks"])
+    assert all(row["age_s"] is not None for row in listed["leaks"])
+    costs = {row["id"]: row["estimated_cost"] for row in listed["leaks"]}  # the example prices, over a few seconds
+    assert all(costs[i] is not None and 0 <= costs[i] < 0.01 for i in leaks if i.startswith(("i-", "vol-")))
     assert not any(row["deleted"] for row in listed["leaks"]) and _state(ec2, plant.ids["unknown host"]) == "running"
 
     applied = _gc(spec, "--older-than", "0s", "--apply")
