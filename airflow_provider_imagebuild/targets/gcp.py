@@ -410,6 +410,7 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
                 "final_image_name": image_name,
                 "image_family": family,
                 "image_project": self.project,
+                **_size(image, "final_gb"),
             }
         image_name = self.names.checkpoint(build, milestone)
         try:
@@ -430,6 +431,7 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
             CHECKPOINT_OUTPUT: image["selfLink"],
             "checkpoint_image_name": image_name,
             "image_project": self.project,
+            **_size(image, "checkpoint_gb"),
         }
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
@@ -684,3 +686,9 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
             done.append(self.wait(f"delete {resource.kind} {resource.id} (gc)", self.call("delete (gc)", request)))
         log.info("deleted leaked %s %s", resource.kind, resource.id)
         return True
+
+
+def _size(image: Mapping[str, Any], key: str) -> dict[str, int]:
+    """The image's ``diskSizeGb`` (an int64 written as a string) under ``key``, for the cost."""
+    size = str(image.get("diskSizeGb") or "")
+    return {key: int(size)} if size.isdigit() and int(size) > 0 else {}

@@ -74,8 +74,10 @@ def test_host_checkpoint_seal_publish_and_cleanup(fake_gce: FakeGce, tmp_path: A
     assert instance["metadata"]["items"] == [{"key": "ssh-keys", "value": f"imagebuild:{KEY}"}]
     assert "accessConfigs" not in instance["networkInterfaces"][0]
 
-    checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]
+    captured = target.capture(build, host, 30, final=False)
+    checkpoint = captured["checkpoint_image"]
     assert fake_gce.images[checkpoint.rsplit("/", 1)[-1]]["family"] == "rhel8-web-staging"
+    assert captured["checkpoint_gb"] == int(fake_gce.images[checkpoint.rsplit("/", 1)[-1]]["diskSizeGb"])  # cost
     assert target.alive(build, host), "the host runs again after its checkpoint"
 
     fake_gce.remove_instance(host.id.rsplit("/", 1)[-1])
