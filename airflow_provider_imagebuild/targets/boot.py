@@ -350,7 +350,8 @@ def playbook_verifier(request: BootRequest, marker: str) -> PlaybookRunner:
             marker=marker,
         )
         ok = result.status == "successful" and not result.failed and not result.unreachable
-        detail = "; ".join(result.failures[-3:]) or f"ansible-runner status {result.status}, rc {result.rc}"
+        killed = " (ansible-playbook was killed by a signal)" if result.rc == -1 else ""
+        detail = "; ".join(result.failures[-3:]) or f"ansible-runner status {result.status}, rc {result.rc}{killed}"
         return ok, "" if ok else detail, {f"playbook_{k.removeprefix('ansible_')}": v
                                            for k, v in result.outputs().items()}  # fmt: skip
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -164,7 +165,11 @@ class LaunchTestTarget(Target):
             request.log(f"{request.stage}: {instance_id} runs at {running.address}; checking it over SSH at {ssh.host}")
             remaining = max(deadline - time.monotonic(), 1.0)
             check = replace(request, timeout_s=remaining)
-            marker = hashlib.sha256(f"launch/{instance_id}".encode()).hexdigest()[:24]
+            # One marker per run: each try launches an instance of its own (the leftovers of an
+            # earlier try are deleted above, which ends their SSH sessions), and two runs naming
+            # the same instance (tests sharing a build id, a lease taken over) must not kill each
+            # other's ansible-playbook, as a marker derived from the instance alone would.
+            marker = hashlib.sha256(f"launch/{instance_id}/{uuid.uuid4()}".encode()).hexdigest()[:24]
             stopped = Throttled(lambda: self._stopped(build, instance_id), STATE_POLL_S)
             check_guest(console, ssh, check, report, stopped, playbook_verifier(check, f"launch-{marker}"),
                         prompt_first=False)  # fmt: skip
