@@ -79,7 +79,7 @@ docs: venv
 # ansible-playbook, debootstrap, airflow standalone), so two run side by side. Slow tests start
 # first; tests/standalone/ shares one airflow standalone on one worker (tests/conftest.py).
 test: setup packer-tools lint docs
-	$(PY) -m pytest -q -n 2 --dist loadscope
+	$(PY) -m pytest -q -n 2 --dist loadscope --durations=30
 
 bench: setup packer-tools
 	$(PY) benchmarks/store_bench.py
