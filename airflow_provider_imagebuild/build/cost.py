@@ -9,7 +9,8 @@ attempt used is in its ``usage`` (written by the milestone operator when the att
 - **transfer**: ``transfer_gb`` copied between regions or accounts (publish), priced per GB;
 - **checkpoint storage**: ``checkpoint_gb`` of the checkpoint image the attempt captured, priced per
   GB-month over its lifetime: from the milestone's completion to the seal's recorded deletion of
-  it (the ``checkpoints_discarded`` metadata event), or to ``now`` while it is still kept. It is
+  it (the ``checkpoints_discarded`` metadata event) or to the build's abandon that released it,
+  or to ``now`` while it is still kept. It is
   counted on the milestone that captured it (a checkpoint's storage is part of what that milestone
   cost), once, for the attempt whose result the record holds.
 
@@ -143,6 +144,8 @@ def checkpoint_storage_cost(rec: BuildRecord, code: int, prices: Prices, now: da
         return 0.0
     created = parse_ts(done.completed_at)
     deleted_at = _discarded_at(rec) if (code, done.attempt) in discarded_checkpoints(rec) else None
+    if deleted_at is None and rec.abandoned_at and str(done.outputs[CHECKPOINT_OUTPUT]) in rec.released:
+        deleted_at = rec.abandoned_at  # the abandon deleted it (what it released is recorded on its way)
     until = parse_ts(deleted_at) if deleted_at and deleted_at >= done.completed_at else now
     hours = max((until - created).total_seconds(), 0.0) / 3600
     return gb * prices.storage_gb_month * hours / HOURS_PER_MONTH

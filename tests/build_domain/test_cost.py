@@ -96,6 +96,14 @@ def test_a_kept_checkpoint_costs_until_now_and_an_unresumed_failure_saves_nothin
     assert cost.saved_by_resumes == 0.0 and cost.failures == 0.05
 
 
+def test_an_abandon_ends_the_storage_of_the_checkpoints_it_released() -> None:
+    rec = resumed_build()
+    rec.metadata = {}  # the seal never ran: the abandon deleted the checkpoint at hour 11
+    rec.abandoned_at, rec.released = at(11), ["ami-10"]
+    cost = build_cost(rec, PRICES, now=T0 + timedelta(days=30))
+    assert cost.milestones[10] == round(0.1 + 10 * 0.001 * 10, 6)  # hour 1 to hour 11
+
+
 def test_attempts_without_usage_are_counted_not_guessed() -> None:
     rec = resumed_build()
     rec.attempts[2].usage = None  # recorded from a shell with `imagebuild build complete`
