@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
-from airflow_provider_imagebuild.build.cost import build_cost
+from airflow_provider_imagebuild.build.cost import build_cost, money
 from airflow_provider_imagebuild.build.moves import (
     Titles,
     abandon_move,
@@ -298,6 +298,9 @@ def build_view(
                 "skip_reason": done.skip_reason if done else None,
                 "skippable": code not in rec.unskippable,
                 "cost": cost["milestones"].get(str(code)),
+                "cost_text": money(cost["milestones"][str(code)], cost["currency"])
+                if str(code) in cost["milestones"]
+                else "",
             }
         )
     host = Host.from_metadata(rec.metadata)

@@ -311,5 +311,7 @@ def test_the_build_page_and_the_list_show_what_the_build_cost(
     shown = re.search(r'<dd id="cost"[^>]*>(.*?)</dd>', page, re.S)
     assert shown and shown.group(1).startswith("3.75 USD") and "0.75 on failed attempts" in shown.group(1)
     assert "priced with spec prices" in page
+    timeline = re.search(r'<tr data-state="45".*?</tr>', page, re.S)
+    assert timeline and '<td class="cost"' in timeline.group(0) and ">0.7500 USD</td>" in timeline.group(0)
     api_rows = admin.get("/api/builds").json()["builds"]
     assert [r["cost"]["total"] for r in api_rows if r["build_id"] == "cost-1"] == [3.75]
