@@ -122,8 +122,15 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
     lease = store.begin("failed-1", 10, owner="w")
     store.set_metadata("failed-1", {"host_id": host}, token=lease.token, state=10)
     store.fail("failed-1", 10, token=lease.token, error="boom")
+    store.create_build("given-up-1", pipeline=name, cloud="aws", image_type="base", plan=[0, 10, 95, 100])
+    given_up_host = plant.instance("abandoned host", _tags(name, "given-up-1", "buildhost", 10))
+    lease = store.begin("given-up-1", 10, owner="w")
+    store.set_metadata("given-up-1", {"host_id": given_up_host}, token=lease.token, state=10)
+    store.fail("given-up-1", 10, token=lease.token, error="boom")
+    store.abandon("given-up-1", reason="its terminate failed")  # what the abandon could not delete
 
     leaks = {
+        given_up_host,
         plant.image(f"{name}-done-m15", _tags(name, "done-1", "checkpoint", 15)),
         plant.instance("failed orphan", _tags(name, "failed-1", "buildhost", 10)),
         plant.instance("unknown host", _tags(name, "gone-1", "buildhost", 10)),
@@ -151,6 +158,7 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
     assert reasons[plant.ids["unknown host"]] == "unknown to the store"
     assert reasons[plant.ids[f"{name}-done-m15"]] == "delivered"
     assert reasons[plant.ids["failed orphan"]].startswith("not leased for ")
+    assert reasons[given_up_host] == "abandoned"  # even the host its record still holds
     assert all(row["age_s"] is not None for row in listed["leaks"])
     costs = {row["id"]: row["estimated_cost"] for row in listed["leaks"]}  # the example prices, over a few seconds
     assert all(costs[i] is not None and 0 <= costs[i] < 0.01 for i in leaks if i.startswith(("i-", "vol-")))
@@ -158,7 +166,7 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
 
     applied = _gc(spec, "--older-than", "0s", "--apply")
     assert {row["id"] for row in applied["leaks"] if row["deleted"]} == leaks
-    for key in ("failed orphan", "unknown host", "unknown test instance"):
+    for key in ("failed orphan", "unknown host", "unknown test instance", "abandoned host"):
         assert _state(ec2, plant.ids[key]) in ("shutting-down", "terminated")
     assert not _image_exists(ec2, plant.ids[f"{name}-done-m15"])
     assert not ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [plant.ids["unknown volume"]]}])["Volumes"]
