@@ -1,14 +1,16 @@
-"""The leak collector over two clouds: 20 planted leaks found, nothing else, and deleted.
+"""The leak collector over three clouds: 20 planted leaks found, nothing else, and deleted.
 
-EC2 on a loopback moto server and Nova/Glance on the loopback OpenStack fake (the set-up of
-tests/cli/test_gc.py). Each cloud's pipeline has a store that knows a delivered build and a failed
-one; planted are 12 leaks on AWS (instances and volumes of a build the store does not know, the
-delivered build's checkpoints, instances of the failed build nobody leases that its record does not
-hold) and 8 on OpenStack (servers and images of an unknown build, a delivered build's test servers
-and checkpoints), beside decoys gc must leave alone: another pipeline's, an unmanaged look-alike,
-another account's and another project's, the published image and the failed
-build's recorded host. ``imagebuild gc --json`` lists, ``--apply`` deletes, a third run finds none;
-prints the counts and timings, and fails (exit 1) unless gc found exactly the planted leaks.
+EC2 on a loopback moto server, Nova/Glance on the loopback OpenStack fake and Compute Engine on its
+fake (the set-up of tests/cli/test_gc.py). Each cloud's pipeline has a store that knows a delivered
+build and a failed one; planted are 9 leaks on AWS (instances and volumes of a build the store does
+not know, the delivered build's checkpoints, an instance of the failed build nobody leases that its
+record does not hold), 6 on OpenStack (servers and images of an unknown build, a delivered build's
+test server and checkpoints) and 5 on Google Cloud (an unknown build's instance and images, found by
+their label key, the delivered build's leftover checkpoints), beside decoys gc must leave alone:
+another pipeline's, an unmanaged look-alike, another account's and another project's, the published
+image and the failed build's recorded host and checkpoint. ``imagebuild gc --json`` lists,
+``--apply`` deletes, a third run finds none; prints the counts and timings, and fails (exit 1)
+unless gc found exactly the planted leaks and left every decoy.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-AWS_LEAKS, OPENSTACK_LEAKS = 12, 8
 
 
 def _aws_tags(pipeline: str, build_id: str, role: str, milestone: int = 0, managed: bool = True) -> list[Any]:
@@ -53,7 +54,7 @@ def _builds(store: Any, pipeline: str, cloud: str) -> None:
 
 
 def plant_aws(work: Path, moto_url: str) -> tuple[Path, set[str], dict[str, Any]]:
-    """The AWS pipeline's spec, its 12 leaks, and its decoys (id -> the client that sees it)."""
+    """The AWS pipeline's spec, its 9 leaks, and its decoys (id -> the client that sees it)."""
     import boto3
 
     from airflow_provider_imagebuild.store import open_store
@@ -85,9 +86,9 @@ def plant_aws(work: Path, moto_url: str) -> tuple[Path, set[str], dict[str, Any]
     store.set_metadata("failed-1", {"host_id": host}, token=lease.token, state=10)
     store.fail("failed-1", 10, token=lease.token, error="bench")
     leaks = {instance(_aws_tags(name, f"gone-{i}", "buildhost", 10)) for i in range(4)}
-    leaks |= {volume(_aws_tags(name, f"gone-{i}", "buildhost")) for i in range(3)}
-    leaks |= {image(f"m{code}", _aws_tags(name, "done-1", "checkpoint", code)) for code in (15, 20, 25)}
-    leaks |= {instance(_aws_tags(name, "failed-1", "buildhost", 10)) for _ in range(2)}
+    leaks |= {volume(_aws_tags(name, f"gone-{i}", "buildhost")) for i in range(2)}
+    leaks |= {image(f"m{code}", _aws_tags(name, "done-1", "checkpoint", code)) for code in (15, 20)}
+    leaks.add(instance(_aws_tags(name, "failed-1", "buildhost", 10)))
     creds = boto3.client("sts", region_name="us-east-1", endpoint_url=moto_url).assume_role(
         RoleArn="arn:aws:iam::222233334444:role/gc-bench", RoleSessionName="gc"
     )["Credentials"]
@@ -119,10 +120,10 @@ def plant_openstack(work: Path, fake: Any) -> tuple[Path, set[str], list[str]]:
         return {KEY: f"k-{build_id}", MANAGED: MANAGED_BY, "imagebuild_build": build_id,
                 "imagebuild_pipeline": pipeline, "imagebuild_role": role}  # fmt: skip
 
-    leaks = {fake.add_server(f"{name}-lost-{i}", marks(f"gone-{i}", "buildhost")) for i in range(3)}
+    leaks = {fake.add_server(f"{name}-lost-{i}", marks(f"gone-{i}", "buildhost")) for i in range(2)}
     leaks.add(fake.add_server(f"{name}-test", marks("done-1", "launch-test")))
     leaks |= {fake.add_image(f"{name}-m{c}", b"x", **marks("done-1", "checkpoint")) for c in (15, 20)}
-    leaks |= {fake.add_image(f"{name}-gone-{i}", b"x", **marks(f"gone-{i}", "checkpoint")) for i in range(2)}
+    leaks.add(fake.add_image(f"{name}-gone-0", b"x", **marks("gone-0", "checkpoint")))
     decoys = [
         fake.add_image(f"{name}-final", b"x", **marks("done-1", "published")),
         fake.add_server(f"{name}-theirs", marks("gone-0", "buildhost"), project=OTHER_PROJECT_ID),
@@ -131,6 +132,46 @@ def plant_openstack(work: Path, fake: Any) -> tuple[Path, set[str], list[str]]:
     ]
     target = "{openstack_conn_id: os_bench, flavor: m1.small, network: build-net, source_image: rhel-8}"
     return _spec(work, name, "openstack", store_url, target), leaks, decoys
+
+
+def plant_gcp(work: Path, fake: Any) -> tuple[Path, set[str], list[str]]:
+    """The Google Cloud pipeline: 5 leaks (an unknown build's instances and images, the delivered
+    build's leftover checkpoint); decoys: the failed build's recorded host and checkpoint, the
+    final image, another pipeline's image. Labels carry only a key: gc finds builds by it."""
+    from airflow_provider_imagebuild.spec import GcpTargetSpec
+    from airflow_provider_imagebuild.store import open_store
+    from airflow_provider_imagebuild.targets.base import Checkpoint
+    from airflow_provider_imagebuild.targets.gcp import GcpTarget
+    from tests.servers.gce import ZONE
+
+    name = f"gcbench-gcp-{uuid.uuid4().hex[:6]}"
+    store_url = f"sqlite:///{work}/gcp.db"
+    store, elsewhere = open_store(store_url), open_store(f"sqlite:///{work}/gcp-elsewhere.db")
+    _builds(store, name, "gcp")
+    settings: dict[str, Any] = {"gcp_conn_id": "gcp_bench", "zone": ZONE, "image_family": "bench",
+                                "ssh_public_key": "ssh-ed25519 AAAA bench"}  # fmt: skip
+    target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name, image_type="base")
+    other = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=f"{name}-x", image_type="base")
+    gone = elsewhere.create_build("gone-1", pipeline=name, cloud="gcp", image_type="base", plan=[0, 10, 95, 100])
+    done, failed = store.get("done-1"), store.get("failed-1")
+
+    def image(owner: Any, role: str, code: int, by: Any = target) -> str:
+        made = fake.add_image(f"img-{uuid.uuid4().hex[:8]}", by.build_labels(owner, code, role))
+        return str(made["selfLink"])
+
+    green = image(failed, "checkpoint", 10)
+    store.complete("failed-1", 10, token=store.begin("failed-1", 10, owner="b").token,
+                   outputs={"checkpoint_image": green})  # fmt: skip
+    host = target.launch(store.get("failed-1"), Checkpoint(10, green))
+    lease = store.begin("failed-1", 95, owner="b")
+    store.set_metadata("failed-1", {"host_id": host.id}, token=lease.token, state=95)
+    store.fail("failed-1", 95, token=lease.token, error="bench")
+    gone_images = [image(gone, "checkpoint", 10), image(gone, "checkpoint", 15)]
+    leaks = {*gone_images, image(done, "checkpoint", 30), image(done, "checkpoint", 40)}
+    leaks.add(target.launch(gone, Checkpoint(10, gone_images[0])).id)
+    decoys = [green, host.id, image(done, "final", 95), image(gone, "checkpoint", 10, other)]
+    spec_target = json.dumps(settings)
+    return _spec(work, name, "gcp", store_url, spec_target), leaks, decoys
 
 
 def gc(cloud: str, spec: Path, *args: str) -> tuple[dict[str, Any], float]:
@@ -148,6 +189,7 @@ def gc(cloud: str, spec: Path, *args: str) -> tuple[dict[str, Any], float]:
 
 def main() -> int:
     from tests.servers.aws_sample import moto_connection
+    from tests.servers.gce import PROJECT, FakeGce, service_account_key, serving
     from tests.servers.openstack import connection_uri, fake_openstack
     from tests.servers.process import free_port, running
 
@@ -157,17 +199,27 @@ def main() -> int:
                       AWS_EC2_METADATA_DISABLED="true")  # fmt: skip
     port = free_port()
     moto = [sys.executable, str(ROOT / "tests/servers/moto_serial.py"), str(port)]
-    with running(moto, port, work / "moto.log") as moto_url, fake_openstack() as fake:
+    with (
+        running(moto, port, work / "moto.log") as moto_url,
+        fake_openstack() as fake,
+        serving(FakeGce()) as gce,
+    ):
         os.environ["AIRFLOW_CONN_AWS_MOTO"] = moto_connection(moto_url)
         os.environ["AIRFLOW_CONN_OS_BENCH"] = connection_uri(fake)
+        key = work / "gcp-key.json"
+        key.write_text(json.dumps(service_account_key(f"{gce.url}/token")))
+        key.chmod(0o600)
+        extra = {"key_path": str(key), "project": PROJECT, "compute_endpoint": f"{gce.url}/compute/v1/"}
+        os.environ["AIRFLOW_CONN_GCP_BENCH"] = json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
         aws_spec, aws_leaks, aws_decoys = plant_aws(work, moto_url)
         os_spec, os_leaks, os_decoys = plant_openstack(work, fake)
-        planted = {"aws": aws_leaks, "openstack": os_leaks}
-        specs = {"aws": aws_spec, "openstack": os_spec}
+        gcp_spec, gcp_leaks, gcp_decoys = plant_gcp(work, gce)
+        planted = {"aws": aws_leaks, "openstack": os_leaks, "gcp": gcp_leaks}
+        specs = {"aws": aws_spec, "openstack": os_spec, "gcp": gcp_spec}
         ok = True
-        print(f"planted {len(aws_leaks)} leaks on aws and {len(os_leaks)} on openstack, "
-              f"{len(aws_decoys) + len(os_decoys)} decoys")  # fmt: skip
-        for cloud in ("aws", "openstack"):
+        counts = ", ".join(f"{len(found)} on {cloud}" for cloud, found in planted.items())
+        print(f"planted {counts}; {len(aws_decoys) + len(os_decoys) + len(gcp_decoys)} decoys")
+        for cloud in planted:
             listed, list_s = gc(cloud, specs[cloud])
             found = {row["id"] for row in listed["leaks"]}
             applied, apply_s = gc(cloud, specs[cloud], "--apply")
@@ -184,7 +236,9 @@ def main() -> int:
             for i, client in aws_decoys.items()
         )
         os_alive = all(i in fake.servers or i in fake.images for i in os_decoys)
-        total = len(aws_leaks) + len(os_leaks)
+        present = {i["selfLink"] for i in [*gce.images.values(), *gce.instances.values()]}
+        os_alive = os_alive and set(gcp_decoys) <= present
+        total = sum(len(found) for found in planted.values())
         print(f"gc found all {total} planted leaks and nothing else: {'yes' if ok else 'NO'}; "
               f"decoys left alone: {'yes' if ec2_alive and os_alive else 'NO'}")  # fmt: skip
         return 0 if ok and ec2_alive and os_alive else 1
