@@ -39,7 +39,6 @@ os.environ.update(
 os.environ.pop("IMAGEBUILD_PIPELINES_DIR", None)
 os.environ.pop("IMAGEBUILD_FAIL_AT", None)
 
-from airflow_provider_imagebuild.build.catalog import title_of  # noqa: E402
 from airflow_provider_imagebuild.cli import render  # noqa: E402
 from airflow_provider_imagebuild.store import open_store  # noqa: E402
 from airflow_provider_imagebuild.toolchain.qemu import boot_command  # noqa: E402
@@ -73,7 +72,7 @@ def run_pipeline(build_id: str, logical_date: str, log: Path, fail_at: str | Non
                 seen.add(key)
                 style = {"completed": "green", "failed": "red"}.get(attempt.status, "magenta")
                 console.print(
-                    f"  {attempt.state:>3} {title_of(attempt.state):<28} [{style}]{attempt.status}[/]"
+                    f"  {attempt.state:>3} {rec.title(attempt.state) if rec else '':<32} [{style}]{attempt.status}[/]"
                     + (f"  ({attempt.error.splitlines()[0][:70]})" if attempt.error else "")
                 )
             if done:
