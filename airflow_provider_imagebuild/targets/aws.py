@@ -355,29 +355,9 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
                 "BuildId/Pipeline/ManagedBy tags of this build); a build host is launched only from the build's "
                 "own checkpoints",
             )
-        s = self.settings
-        params: dict[str, Any] = {
-            "ImageId": checkpoint.image,
-            "InstanceType": s.instance_type,
-            "MinCount": 1,
-            "MaxCount": 1,
-            "TagSpecifications": [
-                {
-                    "ResourceType": "instance",
-                    "Tags": _tags(
-                        {"Name": f"imagebuild-{build.build_id}", **self.build_tags(build, checkpoint.code, "buildhost")}
-                    ),
-                }
-            ],
-        }
-        if s.key_name:
-            params["KeyName"] = s.key_name
-        if s.subnet_id:
-            params["SubnetId"] = s.subnet_id
-        if s.security_group_ids:
-            params["SecurityGroupIds"] = list(s.security_group_ids)
+        tags = {"Name": f"imagebuild-{build.build_id}", **self.build_tags(build, checkpoint.code, "buildhost")}
         with self.api(f"RunInstances from {checkpoint.image}"):
-            instance = self.ec2().run_instances(**params)["Instances"][0]
+            instance = self.ec2().run_instances(**self._run_params(checkpoint.image, tags))["Instances"][0]
         instance_id = instance["InstanceId"]
         with self.api(f"wait for instance {instance_id}"):
             self.ec2().get_waiter("instance_running").wait(InstanceIds=[instance_id], WaiterConfig=WAIT)
@@ -604,13 +584,21 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
         return [str(i["InstanceId"]) for i in found if self._is_test_instance(build, i)]
 
     def launch_test_instance(self, build: BuildRecord, image: str) -> str:
+        with self.api(f"RunInstances from {image} (launch test)"):
+            params = self._run_params(image, self.test_instance_tags(build))
+            return str(self.ec2().run_instances(**params)["Instances"][0]["InstanceId"])
+
+    def _run_params(self, image: str, tags: dict[str, str]) -> dict[str, Any]:
+        """RunInstances of one instance of the target's type from ``image``, tagged at creation, in the
+        spec's key pair, subnet and security groups: the build host and the launch test's instance
+        alike, so that a test instance boots where the build host does."""
         s = self.settings
         params: dict[str, Any] = {
             "ImageId": image,
             "InstanceType": s.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": _tags(self.test_instance_tags(build))}],
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": _tags(tags)}],
         }
         if s.key_name:
             params["KeyName"] = s.key_name
@@ -618,8 +606,7 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
             params["SubnetId"] = s.subnet_id
         if s.security_group_ids:
             params["SecurityGroupIds"] = list(s.security_group_ids)
-        with self.api(f"RunInstances from {image} (launch test)"):
-            return str(self.ec2().run_instances(**params)["Instances"][0]["InstanceId"])
+        return params
 
     def test_instance(self, build: BuildRecord, instance_id: str) -> TestInstance | None:
         found = self._owned_instance(build, instance_id)

@@ -444,28 +444,8 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
                     "target.ssh_public_key",
                     "is needed to launch a build host from a generalized image (Azure sets the admin user's key)",
                 )
-            storage = {
-                "imageReference": {"id": checkpoint.image},
-                "osDisk": {
-                    "name": disk_name,
-                    "createOption": "FromImage",
-                    "deleteOption": "Delete",
-                    "managedDisk": {"storageAccountType": self.settings.os_disk_type},
-                },
-            }
-            user = self.settings.ssh_user
-            body["properties"]["osProfile"] = {
-                "computerName": vm_name,
-                "adminUsername": user,
-                "linuxConfiguration": {
-                    "disablePasswordAuthentication": True,
-                    "ssh": {
-                        "publicKeys": [
-                            {"path": f"/home/{user}/.ssh/authorized_keys", "keyData": self.settings.ssh_public_key}
-                        ]
-                    },
-                },
-            }
+            storage = self._from_image(checkpoint.image, disk_name)
+            body["properties"]["osProfile"] = self._os_profile(vm_name)
         body["properties"].update(
             {
                 "hardwareProfile": {"vmSize": self.settings.vm_size},
@@ -820,6 +800,29 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
                 return [str(_get(found, "id"))]
         return []
 
+    def _from_image(self, image: str, disk_name: str) -> dict[str, Any]:
+        """A VM's storage made from a generalized image (a checkpoint or the sealed image): its OS
+        disk of the spec's SKU, deleted with the VM."""
+        return {
+            "imageReference": {"id": image},
+            "osDisk": {
+                "name": disk_name,
+                "createOption": "FromImage",
+                "deleteOption": "Delete",
+                "managedDisk": {"storageAccountType": self.settings.os_disk_type},
+            },
+        }
+
+    def _os_profile(self, vm_name: str) -> dict[str, Any]:
+        """The admin user of a VM made from a generalized image: SSH with the spec's public key only."""
+        user = self.settings.ssh_user
+        key = {"path": f"/home/{user}/.ssh/authorized_keys", "keyData": self.settings.ssh_public_key}
+        return {
+            "computerName": vm_name,
+            "adminUsername": user,
+            "linuxConfiguration": {"disablePasswordAuthentication": True, "ssh": {"publicKeys": [key]}},
+        }
+
     def launch_test_instance(self, build: BuildRecord, image: str) -> str:
         """The launch test VM from the sealed managed image: the spec's size, ``ssh_user`` with
         ``ssh_public_key`` (the image is generalized), a NIC of its own in the build's subnet (and a
@@ -834,33 +837,13 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         vm_name = names.test_host()
         tags = self.build_tags(build, build.current_state, ROLE)
         nic = self._network_interface(names.test_part("network interface"), names.test_part("public IP address"), tags)
-        user = self.settings.ssh_user
         body: dict[str, Any] = {
             "location": self.location,
             "tags": tags,
             "properties": {
                 "hardwareProfile": {"vmSize": self.settings.vm_size},
-                "storageProfile": {
-                    "imageReference": {"id": image},
-                    "osDisk": {
-                        "name": names.test_part("disk"),
-                        "createOption": "FromImage",
-                        "deleteOption": "Delete",
-                        "managedDisk": {"storageAccountType": self.settings.os_disk_type},
-                    },
-                },
-                "osProfile": {
-                    "computerName": vm_name,
-                    "adminUsername": user,
-                    "linuxConfiguration": {
-                        "disablePasswordAuthentication": True,
-                        "ssh": {
-                            "publicKeys": [
-                                {"path": f"/home/{user}/.ssh/authorized_keys", "keyData": self.settings.ssh_public_key}
-                            ]
-                        },
-                    },
-                },
+                "storageProfile": self._from_image(image, names.test_part("disk")),
+                "osProfile": self._os_profile(vm_name),
                 "networkProfile": {
                     "networkInterfaces": [
                         {"id": _get(nic, "id"), "properties": {"primary": True, "deleteOption": "Delete"}}
