@@ -63,7 +63,7 @@ walkthrough: setup
 	@bash scripts/walkthrough.sh
 
 lint: venv packer-tools
-	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts
+	$(VENV)/bin/ruff check airflow_provider_imagebuild tests benchmarks dags scripts docs/hooks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/imagebuild spec check dags/pipelines
 	cd dags/ansible && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --profile production --offline --nocolor -q .
