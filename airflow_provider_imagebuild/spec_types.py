@@ -46,7 +46,10 @@ def parse_duration(value: Any) -> Any:
         found = DURATION_RE.fullmatch(text)
         if text and found and any(found.groups()):
             days, hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+            try:
+                return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+            except OverflowError:  # not a ValueError: pydantic would let it escape as a traceback
+                raise ValueError(f"{text[:40]!r} is too long a duration (at most {timedelta.max.days} days)") from None
         if not re.fullmatch(r"P[0-9TDHMSW.]+|[0-9]+(:[0-9]{2}){1,2}(\.[0-9]+)?", text, re.ASCII):
             raise ValueError(f"{text[:40]!r} is not a duration ({DURATION_HINT})")
     return value
@@ -55,8 +58,13 @@ def parse_duration(value: Any) -> Any:
 def _seconds(value: Any) -> Any:
     """A duration as a number of seconds (what the models that take seconds store)."""
     parsed = parse_duration(value)
-    if isinstance(parsed, str):
-        parsed = TypeAdapter(timedelta).validate_python(parsed)
+    try:
+        if isinstance(parsed, str):
+            parsed = TypeAdapter(timedelta).validate_python(parsed)
+        elif isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+            timedelta(seconds=parsed)  # the range a duration has (1e300 seconds has none)
+    except OverflowError:
+        raise ValueError(f"{str(value)[:40]!r} is too long a duration (at most {timedelta.max.days} days)") from None
     return parsed.total_seconds() if isinstance(parsed, timedelta) else parsed
 
 

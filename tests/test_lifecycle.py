@@ -58,3 +58,29 @@ def test_abandon_on_aws_terminates_the_host_and_deregisters_its_own_images_only(
     rec = store.get("aws-ab-1")
     assert build_status(rec) == "abandoned" and holdings(rec) == []
     assert "not found as the build's (left alone)" in rec.events[-1].detail
+
+
+def test_abandon_leaves_an_image_a_halfway_publish_tagged_published(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Path
+) -> None:
+    """Publish tags the sealed image Role=published before it shares it region by region and points
+    the SSM parameter at it; when a later region fails, the build is not delivered and still lists
+    the image as staged. Abandoning it (by hand, or the watchdog's abandon_after) must not delete
+    an image people may already launch: that is retention's to decide."""
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    store.init()
+    target = _target(aws_clients)
+    build = store.create_build("aws-ab-2", pipeline="web", cloud="aws", image_type="webserver", plan=[0, 10, 95, 100])
+    green = _green_image(ec2, target, build, base_ami)
+    store.complete("aws-ab-2", 10, token=store.begin("aws-ab-2", 10, owner="w").token)
+    sealed = str(ec2.copy_image(SourceImageId=green, SourceRegion="us-east-1", Name="web/aws-ab-2")["ImageId"])
+    published = target.build_tags(build, 100, "published")
+    ec2.create_tags(Resources=[sealed], Tags=[{"Key": k, "Value": v} for k, v in published.items()])
+    store.complete("aws-ab-2", 95, token=store.begin("aws-ab-2", 95, owner="w").token, outputs={"image_id": sealed})
+    lease = store.begin("aws-ab-2", 100, owner="w")
+    store.fail("aws-ab-2", 100, token=lease.token, error="eu-west-1: CopyImage throttled")
+
+    done = abandon_build(store, "aws-ab-2", reason="given up", actor="alice", target=target)
+
+    assert sealed not in {h.id for h in done.released}
+    assert _exists(ec2, sealed)

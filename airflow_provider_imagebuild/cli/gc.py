@@ -86,6 +86,14 @@ class BuildsOf:
         return self.by_key.get(resource.build_key)
 
 
+def _knows_pipeline(store: Any, pipeline: str) -> bool:
+    """Whether the store holds any build of ``pipeline`` (is it the pipeline's store at all)."""
+    from airflow_provider_imagebuild.store.base import ListFilter
+
+    records, problems = store.scan_builds(ListFilter.checked(pipeline=pipeline))
+    return bool(records or problems)
+
+
 def _priced(prices: Any) -> Any:
     """The price hook (targets.leaks.PriceOf) at a pipeline's prices (its spec's ``cost:`` block
     over the cloud's examples, build/prices.py): per hour, None where no price is known."""
@@ -99,7 +107,7 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
     from airflow_provider_imagebuild.build.prices import example_prices
     from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
     from airflow_provider_imagebuild.targets import target_for
-    from airflow_provider_imagebuild.targets.leaks import LeakCollecting, estimated_cost, leak_reason, utc_now
+    from airflow_provider_imagebuild.targets.leaks import UNKNOWN, LeakCollecting, estimated_cost, leak_reason, utc_now
 
     now = utc_now()
     leaks: list[dict[str, Any]] = []
@@ -108,15 +116,30 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
         target = target_for(spec.cloud, spec.target, pipeline=spec.pipeline, image_type=spec.image_type)
         if not isinstance(target, LeakCollecting):
             raise InvalidInput("--cloud", f"the {spec.cloud} target has no leak collector yet")
-        store = open_choice(choose_store(spec.store, spec.store_conn_id))
+        choice = choose_store(spec.store, spec.store_conn_id)
+        store = open_choice(choice)
         prices = spec.cost.prices(spec.cloud) if spec.cost is not None else example_prices(spec.cloud)
         keep = tuple(getattr(spec.target, "keep_checkpoints", ()) or ())
         records = BuildsOf(store, spec.pipeline, target)
+        verdicts = []  # every resource judged before anything is deleted
         for resource in target.owned_resources():
             reason = leak_reason(resource, records.of(resource), now, older_than, keep)
             if reason is None:
                 kept += 1
-                continue
+            else:
+                verdicts.append((resource, reason))
+        unknown = sum(1 for _, reason in verdicts if reason == UNKNOWN)
+        if unknown and not _knows_pipeline(store, spec.pipeline):
+            # A wrong, empty or missing store (a mistyped path, this machine's fallback file, a new
+            # store after a move) would make every build unknown: gc would delete the host and
+            # checkpoints of each failed build waiting to be resumed.
+            raise InvalidInput(
+                "store",
+                f"the store {spec.pipeline} uses ({choice.chosen_by}) knows no build of it, yet {unknown} of its "
+                "resources carry build tags: refusing to take them all for leaks; name the pipeline's store "
+                "(the spec's store: or store_conn_id, $IMAGEBUILD_STORE_CONN_ID or $IMAGEBUILD_STORE)",
+            )
+        for resource, reason in verdicts:
             age = resource.age(now)
             deleted = target.delete_resource(resource) if apply else False
             leaks.append({

@@ -438,6 +438,12 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
             if image is None:
                 log.info("checkpoint image %s is gone or not build %s's; left alone", image_id, build.build_id)
                 continue
+            if _tag_map(image).get("Role") == "published":
+                # Publish tags the sealed image before it shares it region by region and points the
+                # SSM parameter at it: a publish that failed halfway leaves a published image that
+                # only retention may remove, never an abandon or a discard.
+                log.warning("image %s is published (Role=published); left to retention", image_id)
+                continue
             if self._deregister(image):
                 log.info("deregistered checkpoint image %s", image_id)
                 removed.append(image_id)

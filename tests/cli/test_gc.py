@@ -187,6 +187,19 @@ def test_gc_says_what_is_wrong_in_one_line(pipeline: tuple[str, Path, str], tmp_
     assert missing.exit_code == 2 and "nope.yaml is not a file" in missing.output, missing.output
 
 
+def test_gc_refuses_a_store_that_knows_no_build_of_the_pipeline(
+    pipeline: tuple[str, Path, str], ec2: Any, base_ami: str
+) -> None:
+    """A wrong or empty store (a mistyped path, this machine's fallback file, a store after a move)
+    would make every build unknown, and gc would delete the host and checkpoints of each failed
+    build waiting to be resumed: it refuses in one line and deletes nothing."""
+    name, spec, _ = pipeline
+    host = Planted(ec2, base_ami).instance("a running build's host", _tags(name, "running-1", "buildhost", 10))
+    refused = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "0s", "--apply"])
+    assert refused.exit_code == 2 and "knows no build of it" in refused.output, refused.output
+    assert _state(ec2, host) == "running"
+
+
 def test_gc_on_openstack_finds_the_pipelines_leaks_in_its_project_only(tmp_path: Path, fake_os: Any) -> None:
     """Nova servers and Glance images with the target's marks; another project's look-alikes (an
     admin login would list them) and another pipeline's are never listed or deleted."""
