@@ -41,6 +41,11 @@ SLEEPS = {5: 1, SLOW: 15, 15: 1, 100: 0}
 DETECTION = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    # A task the killed worker had taken from the queue but not started (Celery's prefetch, acked
+    # late) stays queued until Redis redelivers it, hours later: the scheduler requeues a task queued
+    # this long instead (default 600 s, as long as the test's wait).
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
 }
 
 
