@@ -19,7 +19,7 @@ from airflow.sdk import DAG, Param, TaskGroup
 
 from airflow_provider_imagebuild.build.catalog import Phase
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
-from airflow_provider_imagebuild.spec import (
+from airflow_provider_imagebuild.spec.pipeline import (
     PIPELINES_ENV,
     MilestoneSpec,
     PipelineSpec,

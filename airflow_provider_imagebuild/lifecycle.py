@@ -34,7 +34,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from airflow_provider_imagebuild.spec import PipelineSpec
+    from airflow_provider_imagebuild.spec.pipeline import PipelineSpec
     from airflow_provider_imagebuild.store.base import BuildStore
     from airflow_provider_imagebuild.targets.base import Target
 
@@ -133,7 +133,7 @@ def spec_for(build: BuildRecord, spec_file: str | None, folder: Path | None) -> 
     """The spec that reaches ``build``'s target: ``spec_file`` (``--spec``), else the spec of the
     build's pipeline in ``folder`` (the deployment's specs). ``(None, why)`` when there is none; a
     given spec of another pipeline or cloud is refused (:class:`InvalidInput`)."""
-    from airflow_provider_imagebuild.spec import load_spec, load_specs, spec_files
+    from airflow_provider_imagebuild.spec.pipeline import load_spec, load_specs, spec_files
 
     if spec_file is not None:
         spec = load_spec(spec_file)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from html import escape
 from typing import Any
 
-from airflow_provider_imagebuild.spec_notify import NotifySpec, NotifyTo
+from airflow_provider_imagebuild.spec.notify import NotifySpec, NotifyTo
 
 log = logging.getLogger(__name__)
 

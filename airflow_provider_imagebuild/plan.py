@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, LAST_STATE, Phase, milestone_for
 from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity, check_titles
-from airflow_provider_imagebuild.spec import MilestoneSpec, PipelineSpec, RetryPolicy
+from airflow_provider_imagebuild.spec.pipeline import MilestoneSpec, PipelineSpec, RetryPolicy
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.scaffold_os import CLOUDS, os_choice, os_properties
 from airflow_provider_imagebuild.scaffold_text import set_value
 from airflow_provider_imagebuild.scaffold_writer import ProjectFile, WriteReport, write_project
-from airflow_provider_imagebuild.spec_schema import SCHEMA_FILE, SCHEMA_LINE
-from airflow_provider_imagebuild.spec_yaml import load_yaml, placeholders
+from airflow_provider_imagebuild.spec.schema import SCHEMA_FILE, SCHEMA_LINE
+from airflow_provider_imagebuild.spec.yaml_reader import load_yaml, placeholders
 
 # The sample spec each cloud's project starts from (the tables of :mod:`.scaffold_os`).
 SAMPLES = {cloud: table.sample for cloud, table in CLOUDS.items()}

@@ -7,7 +7,7 @@ the SSH user the image's cloud-init makes, and the OS properties a registry keep
 manager follows the OS family in the playbooks themselves (``dags/ansible/vars/<family>.yml``,
 loaded by ``family.yml``), so no OS needs a playbook of its own. Values only the team knows (its
 network, account, build key) are placeholders for every OS: ``spec check`` refuses them by name
-until they are filled in (:func:`airflow_provider_imagebuild.spec_yaml.placeholders`).
+until they are filled in (:func:`airflow_provider_imagebuild.spec.yaml_reader.placeholders`).
 
 An OS a cloud's sample cannot build is refused, listing what each cloud supports: the local target
 debootstraps Debian on the worker, so it builds Debian 12 only.

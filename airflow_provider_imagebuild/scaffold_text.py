@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.spec_yaml import load_yaml
+from airflow_provider_imagebuild.spec.yaml_reader import load_yaml
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?P<rest>(?: .*)?)$")
 _PLAIN = re.compile(r"^[A-Za-z0-9_./@+~-][A-Za-z0-9_./@+~ -]*$")

@@ -47,7 +47,7 @@ def cold_build(work: Path) -> tuple[float, Any]:
         IMAGEBUILD_CATALOG=str(work / "catalog"),
     )
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
     from airflow_provider_imagebuild.store import open_store
     from tests.helpers import task_context
 

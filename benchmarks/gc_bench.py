@@ -138,7 +138,7 @@ def plant_gcp(work: Path, fake: Any) -> tuple[Path, set[str], list[str]]:
     """The Google Cloud pipeline: 5 leaks (an unknown build's instances and images, the delivered
     build's leftover checkpoint); decoys: the failed build's recorded host and checkpoint, the
     final image, another pipeline's image. Labels carry only a key: gc finds builds by it."""
-    from airflow_provider_imagebuild.spec import GcpTargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
     from airflow_provider_imagebuild.store import open_store
     from airflow_provider_imagebuild.targets.base import Checkpoint
     from airflow_provider_imagebuild.targets.gcp import GcpTarget

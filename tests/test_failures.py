@@ -280,7 +280,7 @@ def test_a_persistent_failure_is_not_retried_and_a_transient_one_is(said: str, s
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
     from airflow_provider_imagebuild.store import open_store
     from tests.helpers import task_context
 

@@ -1,7 +1,7 @@
 """The package's layout: no module imports itself back through another, where it matters most.
 
-Two circles made the parts hard to read and to load alone: ``spec.py`` -> ``targets/registry.py``
--> ``targets/base.py`` -> ``spec.py`` (the registry of target actions now sits below both, as data,
+Two circles made the parts hard to read and to load alone: ``spec/pipeline.py`` -> ``targets/registry.py``
+-> ``targets/base.py`` -> ``spec/pipeline.py`` (the registry of target actions now sits below both, as data,
 and reading the spec no longer loads the target contract), and ``plugin/api.py`` <->
 ``plugin/pages.py`` (what both need is ``plugin/access.py``). Every import counts, those under
 ``TYPE_CHECKING`` and those inside functions too: each is a dependency a reader must follow.
@@ -101,7 +101,7 @@ def test_reading_a_spec_loads_no_target() -> None:
     """The spec reads the registry at DAG parse time; the target contract and the clouds' code
     (their SDKs) load only when a milestone runs."""
     code = (
-        "import sys, airflow_provider_imagebuild.spec as s; "
+        "import sys, airflow_provider_imagebuild.spec.pipeline as s; "
         "print(sorted(m for m in sys.modules if m.startswith('airflow_provider_imagebuild.targets.')))"
     )
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

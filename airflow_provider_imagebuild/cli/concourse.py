@@ -35,7 +35,7 @@ def render(spec: Path, output: Path | None, repo_root: Path) -> None:
     from airflow_provider_imagebuild.build.ids import without_controls
     from airflow_provider_imagebuild.concourse.render import render_yaml
     from airflow_provider_imagebuild.errors import InvalidInput
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     loaded = load_spec(spec)
     try:

@@ -22,7 +22,7 @@ from airflow_provider_imagebuild.cli.output import handles_errors, print_json, r
 from airflow_provider_imagebuild.cli.spec import _spec_paths
 from airflow_provider_imagebuild.doctor.findings import ABSENT, MISSING, OK, SKIPPED, WARN
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.spec import load_specs, pipelines_folder, spec_files
+from airflow_provider_imagebuild.spec.pipeline import load_specs, pipelines_folder, spec_files
 
 STATUS_STYLE = {OK: "green", MISSING: "bold red", WARN: "yellow", ABSENT: "dim", SKIPPED: "dim"}
 

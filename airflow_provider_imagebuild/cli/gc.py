@@ -29,7 +29,7 @@ from airflow_provider_imagebuild.targets.registry import TARGETS
 
 
 def _older_than(text: str) -> timedelta:
-    from airflow_provider_imagebuild.spec_types import parse_duration
+    from airflow_provider_imagebuild.spec.fields import parse_duration
 
     try:
         parsed = parse_duration(text)
@@ -41,7 +41,7 @@ def _older_than(text: str) -> timedelta:
 
 
 def _specs(paths: tuple[str, ...], cloud: str) -> list[Any]:
-    from airflow_provider_imagebuild.spec import load_specs, pipelines_folder, spec_files
+    from airflow_provider_imagebuild.spec.pipeline import load_specs, pipelines_folder, spec_files
 
     folder = pipelines_folder()
     files = [Path(p) for p in paths] if paths else (spec_files(folder) if folder.is_dir() else [])

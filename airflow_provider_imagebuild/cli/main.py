@@ -722,7 +722,7 @@ def report(
 
     from airflow_provider_imagebuild.build.report import build_report, parse_since
     from airflow_provider_imagebuild.hooks.prices import prices_of
-    from airflow_provider_imagebuild.spec import PIPELINES_ENV
+    from airflow_provider_imagebuild.spec.pipeline import PIPELINES_ENV
 
     now = datetime.now(timezone.utc)
     start = parse_since(since, now)

@@ -15,8 +15,8 @@ import click
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, print_json, redactor
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.spec import CLOUDS, SpecError, load_spec, load_specs, pipelines_folder
-from airflow_provider_imagebuild.spec_schema import schema_json
+from airflow_provider_imagebuild.spec.pipeline import CLOUDS, SpecError, load_spec, load_specs, pipelines_folder
+from airflow_provider_imagebuild.spec.schema import schema_json
 
 
 def spec_files_below(folder: Path) -> list[Path]:

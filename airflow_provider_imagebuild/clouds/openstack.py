@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, TargetError
-from airflow_provider_imagebuild.spec_openstack import OpenstackLogin
+from airflow_provider_imagebuild.spec.openstack import OpenstackLogin
 
 log = logging.getLogger(__name__)
 

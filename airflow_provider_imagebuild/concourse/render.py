@@ -52,7 +52,7 @@ import yaml
 from airflow_provider_imagebuild.build.ids import control_character
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
-from airflow_provider_imagebuild.spec import PipelineSpec
+from airflow_provider_imagebuild.spec.pipeline import PipelineSpec
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS
 
 RESOURCE_TYPE = "imagebuild-state"

@@ -270,9 +270,7 @@ def log(message: str, given: object = None) -> None:
     print(shell_redactor(given)(" ".join(message.splitlines())), file=sys.stderr)
 
 
-def main(
-    argv: list[str] | None = None, stdin: TextIO | BinaryIO | None = None, stdout: TextIO | None = None
-) -> int:
+def main(argv: list[str] | None = None, stdin: TextIO | BinaryIO | None = None, stdout: TextIO | None = None) -> int:
     """``python -m airflow_provider_imagebuild.concourse.resource {check|in|out} [DIR]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     commands: dict[str, Callable[[Mapping[str, Any], list[str]], Any]] = {

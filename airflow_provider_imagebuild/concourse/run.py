@@ -54,7 +54,7 @@ def standalone_context(engine: str, build_id: str, task_id: str, try_number: int
 def milestone_task(spec_path: Path, state: int) -> Any:
     """The task of milestone ``state`` in the spec's DAG (as the DAG file builds it)."""
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     spec = load_spec(spec_path)
     dag = build_dag(spec, spec_path.parent)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from airflow_provider_imagebuild.build.record import BuildRecord
-    from airflow_provider_imagebuild.spec_publish import PublishSpec
+    from airflow_provider_imagebuild.spec.publish import PublishSpec
 
 
 Settings = TypeVar("Settings")

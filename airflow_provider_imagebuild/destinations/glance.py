@@ -33,7 +33,7 @@ from airflow_provider_imagebuild.clouds.openstack import PUBLICIZE_NEEDS, Openst
 from airflow_provider_imagebuild.destinations import Upload
 from airflow_provider_imagebuild.destinations.glance_data import SENT_FORMAT, SentImage, stored_mismatch
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec_publish import GlanceDestination
+from airflow_provider_imagebuild.spec.publish import GlanceDestination
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, file_hash
 from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
 from airflow_provider_imagebuild.targets.openstack_names import OpenstackNames

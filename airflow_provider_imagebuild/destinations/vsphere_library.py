@@ -33,7 +33,7 @@ from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answ
 from airflow_provider_imagebuild.destinations import Upload
 from airflow_provider_imagebuild.destinations.ovf import OvfPackage, ovf_package
 from airflow_provider_imagebuild.errors import TargetError
-from airflow_provider_imagebuild.spec_publish import VsphereLibraryDestination
+from airflow_provider_imagebuild.spec.publish import VsphereLibraryDestination
 from airflow_provider_imagebuild.targets.base import build_digest, file_hash
 from airflow_provider_imagebuild.targets.library_items import (
     ITEMS,

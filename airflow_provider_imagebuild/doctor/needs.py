@@ -16,12 +16,12 @@ from typing import Any
 
 from airflow_provider_imagebuild.doctor.packages import STORE_GROUPS
 from airflow_provider_imagebuild.doctor.store import StoreChoice, choose_store
-from airflow_provider_imagebuild.spec import PipelineSpec, TargetSpec
-from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
-from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
-from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
-from airflow_provider_imagebuild.spec_publish import PublishSpec
-from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
+from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
+from airflow_provider_imagebuild.spec.gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec.openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.spec.pipeline import PipelineSpec, TargetSpec
+from airflow_provider_imagebuild.spec.publish import PublishSpec
+from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS
 
 # What targets.disk.make_disk runs to make the local target's bootable disk (GRUB's modules aside).

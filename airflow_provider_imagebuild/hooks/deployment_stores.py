@@ -37,7 +37,7 @@ from airflow_provider_imagebuild.hooks.store_choice import (
     open_choice,
 )
 from airflow_provider_imagebuild.redact import redact_patterns
-from airflow_provider_imagebuild.spec import PIPELINES_ENV, load_specs, spec_files
+from airflow_provider_imagebuild.spec.pipeline import PIPELINES_ENV, load_specs, spec_files
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
 
 RECHECK_S = 60.0

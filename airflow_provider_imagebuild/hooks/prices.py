@@ -14,7 +14,7 @@ from pathlib import Path
 
 from airflow_provider_imagebuild.build.prices import Prices, example_prices
 from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.spec import load_specs, spec_files
+from airflow_provider_imagebuild.spec.pipeline import load_specs, spec_files
 
 log = logging.getLogger(__name__)
 

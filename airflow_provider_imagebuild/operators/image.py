@@ -32,7 +32,7 @@ from airflow_provider_imagebuild.operators.target import (
     BOOT_CHECKED_SHA256,
     TargetMilestoneOperator,
 )
-from airflow_provider_imagebuild.spec_publish import PublishSpec
+from airflow_provider_imagebuild.spec.publish import PublishSpec
 from airflow_provider_imagebuild.targets.base import (
     DISCARDED_METADATA,
     IMAGE_OUTPUT,

@@ -28,8 +28,8 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.session import MilestoneSession
-from airflow_provider_imagebuild.spec import TargetSpec
-from airflow_provider_imagebuild.spec_boot import BootSpec
+from airflow_provider_imagebuild.spec.boot import BootSpec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.targets.base import (
     HOST_PARKED,
     HOST_PARKED_AT,
@@ -53,7 +53,7 @@ def default_verification_playbook() -> Path:
     ``project/ansible``): the system is up with no failed unit, enabled services run, sshd's
     configuration is valid."""
     from airflow_provider_imagebuild.scaffold import shipped_root
-    from airflow_provider_imagebuild.spec_boot import DEFAULT_PLAYBOOK
+    from airflow_provider_imagebuild.spec.boot import DEFAULT_PLAYBOOK
 
     return shipped_root() / "ansible" / DEFAULT_PLAYBOOK
 

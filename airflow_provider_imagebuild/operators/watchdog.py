@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_imagebuild.spec_notify import NotifySpec
+from airflow_provider_imagebuild.spec.notify import NotifySpec
 
 if TYPE_CHECKING:
     from airflow_provider_imagebuild.build.record import BuildRecord
-    from airflow_provider_imagebuild.spec import PipelineSpec
+    from airflow_provider_imagebuild.spec.pipeline import PipelineSpec
     from airflow_provider_imagebuild.store import BuildStore
     from airflow_provider_imagebuild.watchdog import Stuck
 

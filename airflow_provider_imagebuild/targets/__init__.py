@@ -15,7 +15,7 @@ from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.targets.registry import TARGETS
 
 if TYPE_CHECKING:
-    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
     from airflow_provider_imagebuild.targets.base import Target
 
 

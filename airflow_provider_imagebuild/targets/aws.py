@@ -41,7 +41,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.aws import AwsClients, aws_errors, client_error_code
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.rerun import rerun_advice
-from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,

@@ -49,7 +49,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.rerun import rerun_advice
-from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
+from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
 from airflow_provider_imagebuild.targets.azure_names import AzureNames
 from airflow_provider_imagebuild.targets.azure_names import gallery_version as gallery_version
 from airflow_provider_imagebuild.targets.base import (

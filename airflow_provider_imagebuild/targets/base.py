@@ -40,7 +40,7 @@ from airflow_provider_imagebuild.build.holdings import checkpoint_images as chec
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 
 if TYPE_CHECKING:
-    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
     from airflow_provider_imagebuild.targets.boot import BootReport, BootRequest
 
 # The tag (AWS, Azure) or label (Google Cloud) value that marks what this provider made.
@@ -153,7 +153,7 @@ class Target(ABC):
     """One cloud (or this machine) as seen by the milestone operators."""
 
     name: str
-    boot_checks = False  # whether boot_check works here (spec_boot.BOOT_CHECK_CLOUDS lists the same)
+    boot_checks = False  # whether boot_check works here (spec/boot.py BOOT_CHECK_CLOUDS lists the same)
     # Whether the seal boots the sealed image itself when the plan has no launch_test milestone: a
     # qemu boot from an overlay is cheap (local); a cloud's test instance is a milestone of its own
     # (targets/launch.py), so that a failed boot never makes a cleared seal capture the image again.

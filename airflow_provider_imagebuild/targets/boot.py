@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_imagebuild.spec_boot import BootSpec
+from airflow_provider_imagebuild.spec.boot import BootSpec
 from airflow_provider_imagebuild.targets.disk import MARKER
 
 GREEN_IMAGE, SEALED_IMAGE = "green_image", "sealed_image"

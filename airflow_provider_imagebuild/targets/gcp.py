@@ -35,7 +35,7 @@ from typing import Any
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.gcp import GcpClients, gcp_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
-from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec.gcp import GcpTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,

@@ -40,7 +40,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.targets import rootfs
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,

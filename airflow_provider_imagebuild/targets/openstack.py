@@ -47,7 +47,7 @@ from typing import Any
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.openstack import PUBLICIZE_NEEDS, OpenstackClients, openstack_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
-from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.spec.openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,

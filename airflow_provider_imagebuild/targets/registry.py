@@ -50,7 +50,7 @@ TARGETS: dict[str, Registered] = {
     ),
 }
 # Actions that need a build target (the others, command and noop, run on any cloud). A target that
-# lists ``launch_test`` implements ``Target.boot_check`` (spec_boot.BOOT_CHECK_CLOUDS is read here).
+# lists ``launch_test`` implements ``Target.boot_check`` (spec/boot.py BOOT_CHECK_CLOUDS is read here).
 TARGET_ACTIONS = frozenset({"packer", "bootstrap", "ansible", "seal", "launch_test", "publish"})
 
 

@@ -65,7 +65,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.vsphere import VsphereClients, rest_answer, vsphere_errors
 from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.rerun import rerun_advice
-from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
+from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
     IMAGE_OUTPUT,

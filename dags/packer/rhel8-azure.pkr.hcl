@@ -99,7 +99,7 @@ variable "ssh_username" {
 }
 
 locals {
-  # source_image is one of the three forms the spec accepts (spec_azure.py): a marketplace URN
+  # source_image is one of the three forms the spec accepts (spec/azure.py): a marketplace URN
   # (Publisher:Offer:Sku:Version), a managed image id (.../providers/Microsoft.Compute/images/NAME,
   # of the build's subscription) or a gallery image version id (.../galleries/G/images/I/versions/V).
   # Each source sets the fields of its form and leaves the others empty: azure-arm takes exactly one.

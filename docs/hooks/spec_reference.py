@@ -47,8 +47,8 @@ def _models() -> tuple[type[BaseModel], dict[str, type[BaseModel]], tuple[str, .
     validator's table of models (where a bare target is refused)."""
     from pydantic import ValidationError
 
-    from airflow_provider_imagebuild import spec
     from airflow_provider_imagebuild.build.ids import CLOUDS
+    from airflow_provider_imagebuild.spec import pipeline as spec
 
     targets: dict[str, type[BaseModel]] = {}
     for cloud in CLOUDS:

@@ -14,7 +14,7 @@ from airflow_provider_imagebuild.build.prices import EXAMPLE, SPEC, Prices, exam
 from airflow_provider_imagebuild.build.record import Attempt, BuildRecord, Event, MilestoneResult, format_ts
 from airflow_provider_imagebuild.build.report import build_report
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.spec import parse_spec
+from airflow_provider_imagebuild.spec.pipeline import parse_spec
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)
 # Round figures: 0.1 an hour of t3.micro, 0.001 a GB-hour stored (0.73 x 730 h), 0.05 a GB copied.

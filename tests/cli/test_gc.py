@@ -260,7 +260,7 @@ def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any
     label among the pipeline's builds in the store: the recorded host and checkpoint of a failed
     build stay, the unknown build's instance and image and the delivered build's leftover checkpoint
     go, the final image and another pipeline's or an unlabelled look-alike image stay."""
-    from airflow_provider_imagebuild.spec import GcpTargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
     from airflow_provider_imagebuild.targets.base import Checkpoint
     from airflow_provider_imagebuild.targets.gcp import GcpTarget
     from tests.conftest import GCP_CONN_ID

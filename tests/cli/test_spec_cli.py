@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from airflow_provider_imagebuild.dag_factory import build_dag, load_pipelines
-from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.spec.pipeline import load_spec
 from tests.cli.test_cli import run
 from tests.dags.conftest import ROOT, write
 
@@ -184,7 +184,7 @@ def test_check_and_plan_take_folders_below_and_end_with_a_summary(tmp_path: Path
 
 
 def test_schema_prints_the_shipped_schema_and_one_clouds_variant() -> None:
-    from airflow_provider_imagebuild.spec_schema import SCHEMA_FILE
+    from airflow_provider_imagebuild.spec.schema import SCHEMA_FILE
 
     printed = run("spec", "schema")
     assert printed.returncode == 0 and printed.stdout == SCHEMA_FILE.read_text()

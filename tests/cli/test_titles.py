@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.spec import parse_spec
+from airflow_provider_imagebuild.spec.pipeline import parse_spec
 from airflow_provider_imagebuild.store import open_store
 
 SPEC = {

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from airflow_provider_imagebuild.concourse.render import render_pipeline, render_yaml
-from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.spec.pipeline import load_spec
 from airflow_provider_imagebuild.store import open_store
 from tests.concourse.runner import RESOURCE, Runner, search_path
 from tests.dags.conftest import ROOT, write

@@ -17,7 +17,7 @@ import yaml
 
 from airflow_provider_imagebuild.concourse.render import check_interpolation, render_pipeline, render_yaml
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.spec.pipeline import load_spec
 from tests.concourse.runner import search_path
 from tests.dags.conftest import write
 

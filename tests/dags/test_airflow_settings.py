@@ -11,7 +11,7 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from airflow_provider_imagebuild.dag_factory import build_task_group, load_pipelines
-from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.spec.pipeline import load_spec
 from tests.dags.conftest import write
 
 SPEC = """\

@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_imagebuild.build.catalog import STANDARD_PLAN
 from airflow_provider_imagebuild.dag_factory import build_dag, build_task_group, load_pipelines
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 from tests.dags.conftest import write
 
 BASE = {"pipeline": "rhel8-webserver", "cloud": "aws", "image_type": "webserver", "os": "rhel-8.10"}
@@ -252,7 +252,7 @@ def test_parsing_imports_no_cloud_sdk(tmp_path: Path) -> None:
 
 
 def test_tasks_show_code_and_title() -> None:
-    from airflow_provider_imagebuild.spec import parse_spec
+    from airflow_provider_imagebuild.spec.pipeline import parse_spec
 
     spec = parse_spec({"pipeline": "names", "cloud": "local", "image_type": "t", "include_standard": True})
     dag = build_dag(spec)

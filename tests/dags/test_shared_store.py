@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_imagebuild.dag_factory import build_dag
 from airflow_provider_imagebuild.hooks.store_choice import distributed_executor
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 from tests.dags.conftest import ROOT, write
 from tests.dags.test_factory import BASE, GOOD
 

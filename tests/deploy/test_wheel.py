@@ -58,7 +58,7 @@ def test_an_installed_provider_scaffolds_a_project_whose_dag_loads(tmp_path: Pat
     out = [line[2:] for line in said.splitlines() if line.startswith("= ")]  # Airflow logs to stdout too
     assert out[0].startswith(str(venv)) and str(ROOT) not in out[0]  # the installed package, not the checkout
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     sample = build_dag(load_spec(ROOT / "dags/pipelines/local-debian-base.yaml"), ROOT / "dags/pipelines")
     assert out[1] == "['imagebuild_local_debian_12_base']" and int(out[2]) == len(sample.tasks)  # the sample's tasks

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from airflow_provider_imagebuild.build.ids import CLOUDS
 from airflow_provider_imagebuild.cli.main import cli
-from airflow_provider_imagebuild.spec import PipelineSpec
+from airflow_provider_imagebuild.spec.pipeline import PipelineSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -195,7 +195,7 @@ def target_model(cloud: str) -> type[BaseModel]:
     try:
         spec = PipelineSpec.model_validate({"pipeline": "p", "cloud": cloud, "image_type": "t"})
     except ValidationError:
-        from airflow_provider_imagebuild import spec as spec_module
+        from airflow_provider_imagebuild.spec import pipeline as spec_module
 
         return spec_module.TARGET_MODELS.get(cloud, spec_module.TargetSpec)
     return type(spec.target)

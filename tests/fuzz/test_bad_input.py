@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput
-from airflow_provider_imagebuild.spec import PipelineSpec, SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import PipelineSpec, SpecError, parse_spec
 from airflow_provider_imagebuild.store import open_store, parse_store_url
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -113,7 +113,7 @@ def test_specs_load_or_name_file_and_key(raw: Any) -> None:
 @FUZZ
 @given(st.text(max_size=200))
 def test_spec_text_loads_or_names_the_file(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     path = tmp_path_factory.mktemp("spec") / "p.yaml"
     path.write_text(text)
@@ -205,7 +205,7 @@ def test_cli_never_shows_a_traceback(tmp_path_factory: pytest.TempPathFactory, a
 
 
 def test_yaml_is_parsed_safely(tmp_path: Path) -> None:
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     path = tmp_path / "evil.yaml"
     path.write_text("pipeline: !!python/object/apply:os.system ['echo pwned']\ncloud: aws\nimage_type: t\n")
@@ -278,7 +278,7 @@ yaml_traps = st.sampled_from(["050", "0x32", "1:30", "yes", "no", "on", "~", "1_
 def test_yaml_traps_and_aliases_load_as_written_or_name_the_file(
     tmp_path_factory: pytest.TempPathFactory, code: str, value: str, alias_levels: int, duplicate: bool
 ) -> None:
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     anchors = "\n".join(
         ["    a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -313,7 +313,7 @@ reserved_like = st.one_of(
 def test_no_build_id_can_corrupt_the_local_catalog(tmp_path_factory: pytest.TempPathFactory, build_id: str) -> None:
     """Whatever a build is called (``latest``, ``versions``, a file name of the work directory),
     publishing it leaves every other version whole and ``latest`` pointing at a version."""
-    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
     from airflow_provider_imagebuild.targets.local import LocalTarget
 
     tmp = tmp_path_factory.mktemp("cat")

@@ -179,7 +179,7 @@ def _packer_milestone(store_url: str, pipeline: str, base_ami: str, code: int = 
     """Milestone ``code`` (5: kickstart, 10: green) of the shipped RHEL 8 template, on moto."""
     from airflow_provider_imagebuild.build.identity import BuildIdentity
     from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
-    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
     from tests.servers.aws_sample import CONN_ID
 
     source = {5: "kickstart", 10: "green"}[code]

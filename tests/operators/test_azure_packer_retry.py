@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.errors import TargetError
-from airflow_provider_imagebuild.spec import AzureTargetSpec
+from airflow_provider_imagebuild.spec.pipeline import AzureTargetSpec
 from airflow_provider_imagebuild.store import open_store
 from tests.conftest import AZURE_CONN_ID, AZURE_GROUP, task_context
 from tests.servers.azure_arm import FakeArm, Fault

@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_imagebuild.build.identity import BuildIdentity
-from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.store import open_store
 from tests.conftest import task_context
 from tests.dags.conftest import ROOT

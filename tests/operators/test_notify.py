@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 from tests.dags.conftest import write
 from tests.helpers import task_context
 
@@ -133,7 +133,7 @@ def test_failures_and_deliveries_are_announced_once_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
 
     arn, sqs, queue = topic
     port, mail = mailbox
@@ -175,7 +175,7 @@ def test_a_persistent_failure_is_announced_as_final_and_a_dead_notifier_fails_no
     from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import load_spec
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
     from tests.servers.process import free_port
 
     monkeypatch.setenv("AIRFLOW_CONN_BUILDS_HOOK", json.dumps({"conn_type": "http", "host": "127.0.0.1",
@@ -222,7 +222,7 @@ HOSTILE = "<!channel> images broken: sign in again at <https://evil.example|http
 
 
 def _every_channel(arn: str) -> Any:
-    from airflow_provider_imagebuild.spec_notify import NotifySpec
+    from airflow_provider_imagebuild.spec.notify import NotifySpec
 
     return NotifySpec.model_validate(
         {

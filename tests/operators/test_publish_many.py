@@ -22,7 +22,7 @@ from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.destinations import destination_for
 from airflow_provider_imagebuild.destinations.glance import GlanceUpload
-from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, build_digest, file_hash
 from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED

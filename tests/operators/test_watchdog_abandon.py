@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_imagebuild.build.status import build_status
 from airflow_provider_imagebuild.errors import Conflict
-from airflow_provider_imagebuild.spec import parse_spec
+from airflow_provider_imagebuild.spec.pipeline import parse_spec
 from airflow_provider_imagebuild.store import open_store
 from tests.cli.test_lifecycle_cli import _holding_build
 from tests.helpers import task_context

@@ -202,7 +202,7 @@ def test_custom_milestones_keep_their_titles(store: BuildStore, may: None, airfl
     from airflow.utils.session import create_session
 
     from airflow_provider_imagebuild.dag_factory import build_dag
-    from airflow_provider_imagebuild.spec import parse_spec
+    from airflow_provider_imagebuild.spec.pipeline import parse_spec
 
     custom = {"action": "command", "key": "license_check", "title": "License check", "command": "true"}
     spec = parse_spec({"pipeline": "lic-demo", "cloud": "local", "image_type": "base", "milestones": {42: custom}})

@@ -16,7 +16,7 @@ from airflow_provider_imagebuild.dag_factory import build_dag
 from airflow_provider_imagebuild.links import URL_PREFIX
 from airflow_provider_imagebuild.operators.links import BuildPageLink
 from airflow_provider_imagebuild.plugin import access, api
-from airflow_provider_imagebuild.spec import load_spec
+from airflow_provider_imagebuild.spec.pipeline import load_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from tests.helpers import task_context
 from tests.plugin.test_pages import User

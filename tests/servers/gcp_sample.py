@@ -48,7 +48,7 @@ def packer_operator(
     stand-in's ``null`` sources for :data:`STANDIN`, with ``variables`` as the spec's ``vars``)."""
     from airflow_provider_imagebuild.build.identity import BuildIdentity
     from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
-    from airflow_provider_imagebuild.spec import GcpTargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
 
     return PackerMilestoneOperator(
         task_id=f"s{milestone:03d}",

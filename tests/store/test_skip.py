@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.spec import parse_spec
+from airflow_provider_imagebuild.spec.pipeline import parse_spec
 from airflow_provider_imagebuild.store import BuildStore
 
 PLAN = [0, 5, 10, 15, 95, 100]

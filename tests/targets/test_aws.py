@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.aws import AwsTarget
 from airflow_provider_imagebuild.targets.base import Checkpoint

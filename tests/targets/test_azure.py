@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import AzureTargetSpec
+from airflow_provider_imagebuild.spec.pipeline import AzureTargetSpec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.azure import AzureTarget, gallery_version
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, Checkpoint
@@ -324,7 +324,7 @@ def _shipped_spec(**target: Any) -> Any:
 def test_os_disk_and_gallery_replica_storage_are_two_settings_each_checked_against_its_own_enum(
     settings: dict[str, str], field: str, reason: str
 ) -> None:
-    from airflow_provider_imagebuild.spec import SpecError, parse_spec
+    from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 
     with pytest.raises(SpecError) as info:
         parse_spec(_shipped_spec(**settings), "azure.yaml")
@@ -355,7 +355,7 @@ def test_the_os_disk_gets_its_sku_and_the_gallery_its_replica_type(fake_arm: Fak
 
 
 def test_the_spec_takes_each_source_form_the_template_handles() -> None:
-    from airflow_provider_imagebuild.spec import SpecError, parse_spec
+    from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 
     gallery = f"{GROUP_ID}/Microsoft.Compute/galleries/corp/images/rhel8-cis/versions/1.2.3"
     for source in ("RedHat:RHEL:8-lvm-gen2:latest", f"{GROUP_ID}/Microsoft.Compute/images/base", gallery):
@@ -451,7 +451,7 @@ def test_a_nic_kept_for_a_vm_deleted_moments_ago_is_waited_for(fake_arm: FakeArm
 
 @pytest.mark.parametrize("user", ["user", "test", "guest", "owner", "sql", "admin1"])
 def test_an_admin_user_azure_refuses_is_refused_in_the_spec(user: str) -> None:
-    from airflow_provider_imagebuild.spec import SpecError, parse_spec
+    from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 
     with pytest.raises(SpecError, match=r"target\.ssh_user: .* admin user names Azure refuses"):
         parse_spec(_shipped_spec(ssh_user=user), "azure.yaml")

@@ -184,7 +184,7 @@ def test_the_token_audience_and_packers_cloud_follow_the_resource_manager(
     Packer is told which cloud it builds in; a Resource Manager of no known cloud (Azure Stack Hub)
     needs its audience, and Packer's azure-arm cannot build there."""
     from airflow_provider_imagebuild.clouds.azure_cloud import cloud_of
-    from airflow_provider_imagebuild.spec import AzureTargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import AzureTargetSpec
     from airflow_provider_imagebuild.targets.azure import AzureTarget
 
     china = cloud_of("https://management.chinacloudapi.cn/")

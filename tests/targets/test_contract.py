@@ -38,7 +38,7 @@ import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_imagebuild.errors import TargetError
-from airflow_provider_imagebuild.spec import load_spec, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_for
 from airflow_provider_imagebuild.targets.base import Host

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import GcpTargetSpec
+from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import Checkpoint
 from airflow_provider_imagebuild.targets.gcp import GcpTarget
@@ -198,7 +198,7 @@ def test_deprecate_previous_reads_every_page_of_the_family(
 ) -> None:
     """A family holds more than one page of images (500): the pipeline's previous image is on the
     second page. The dates the policy records are informational, and the log and help say so."""
-    from airflow_provider_imagebuild.spec_gcp import Deprecation
+    from airflow_provider_imagebuild.spec.gcp import Deprecation
     from airflow_provider_imagebuild.targets import gcp
     from airflow_provider_imagebuild.targets.base import MANAGED_BY
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.clouds.gcp import GcpClients
-from airflow_provider_imagebuild.spec import GcpTargetSpec
+from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import Checkpoint
 from airflow_provider_imagebuild.targets.gcp import GcpTarget

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 from airflow_provider_imagebuild.store import open_store
 from tests.conftest import GCP_CONN_ID
 from tests.servers.gce import PROJECT, ZONE, FakeGce

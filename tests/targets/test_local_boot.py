@@ -20,8 +20,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_imagebuild.build.record import parse_ts
 from airflow_provider_imagebuild.dag_factory import build_dag
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
-from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS
+from airflow_provider_imagebuild.spec.boot import BOOT_CHECK_CLOUDS
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_class
 from airflow_provider_imagebuild.targets.base import file_hash

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.spec import TargetSpec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets.aws import AwsTarget
 from airflow_provider_imagebuild.targets.base import Checkpoint, Host

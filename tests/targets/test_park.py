@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_imagebuild.spec import TargetSpec, load_spec
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec, load_spec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.aws import AwsTarget
 from airflow_provider_imagebuild.targets.base import HOST_PARKED, Checkpoint, Host

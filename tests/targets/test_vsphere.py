@@ -18,7 +18,7 @@ import pytest
 
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets import target_for
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, Checkpoint, Host

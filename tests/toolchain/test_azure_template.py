@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_imagebuild.clouds.azure_login import MODERN_PACKER, version_tuple
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.operators.packer import declared_variables
-from airflow_provider_imagebuild.spec import AzureTargetSpec
+from airflow_provider_imagebuild.spec.pipeline import AzureTargetSpec
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.azure import AzureTarget
 from tests.conftest import AZURE_CONN_ID, AZURE_GROUP

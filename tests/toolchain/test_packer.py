@@ -131,7 +131,7 @@ def test_a_packer_milestone_runs_a_template_that_requires_a_plugin(
     ``required_plugins``, as a worker runs it: no ``packer init``, no plugins in the worker's home
     (a throwaway one here); the milestone passes Packer the plugins installed beside it."""
     from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
-    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
     from airflow_provider_imagebuild.store import open_store
     from tests.servers.aws_sample import moto_connection
 
@@ -190,7 +190,7 @@ VAR_SENTINEL = "pkr-var-" + "5e1f7a9c"  # a spec variable that must never be on 
 def hanging(tmp_path: Path, moto_url: str, base_ami: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """A Packer milestone (5) whose instance never answers SSH, in a fresh build."""
     from airflow_provider_imagebuild.operators.packer import PackerMilestoneOperator
-    from airflow_provider_imagebuild.spec import TargetSpec
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
     from airflow_provider_imagebuild.store import open_store
     from tests.servers.aws_sample import moto_connection
 

@@ -40,6 +40,7 @@ DOCUMENTATION = """
       - the imagebuild CLI (pip install airflow-provider-imagebuild)
 """
 
+
 def _beside_python(name: str) -> str:
     """A venv's scripts are beside its Python, which is on PATH only when the venv is activated
     (the provider's own lookup order, without importing the provider into Ansible's Python)."""

@@ -13,8 +13,8 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_provider_imagebuild.clouds.azure import AZURE_LOCATION_RE, RESOURCE_GROUP_RE, SUBSCRIPTION_RE
-from airflow_provider_imagebuild.spec_boot import BootSpec
-from airflow_provider_imagebuild.spec_types import ConnId
+from airflow_provider_imagebuild.spec.boot import BootSpec
+from airflow_provider_imagebuild.spec.fields import ConnId
 
 # Marketplace image URN: Publisher:Offer:Sku:Version (RedHat:RHEL:8-lvm-gen2:latest).
 URN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9.]+")
@@ -93,7 +93,7 @@ class AzureTargetSpec(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-    # the launch test's settings (spec_boot: timeout, verification playbook, user, ssh_address)
+    # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
     boot: BootSpec = BootSpec()
 
     @field_validator("subscription_id")

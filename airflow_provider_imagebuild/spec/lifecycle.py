@@ -25,7 +25,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS
-from airflow_provider_imagebuild.spec_airflow import Duration
+from airflow_provider_imagebuild.spec.airflow_options import Duration
 
 # The shortest abandon_after taken: a build is abandoned for good (its host and checkpoints are
 # deleted), so an hour is the least a person gets to notice a failure and clear the task.

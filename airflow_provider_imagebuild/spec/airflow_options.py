@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from airflow_provider_imagebuild.build.ids import control_character
-from airflow_provider_imagebuild.spec_types import parse_duration
+from airflow_provider_imagebuild.spec.fields import parse_duration
 
 # Names Airflow accepts in default_args that a spec may not set, and why.
 NOT_SETTABLE = {
@@ -43,7 +43,7 @@ DAG_PERMISSIONS: dict[str, frozenset[str]] = {
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]  # spec_types: one grammar for every duration
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]  # spec/fields: one grammar for every duration
 
 
 def _name(value: str, what: str) -> str:

@@ -1,4 +1,4 @@
-"""Airflow's own settings in a spec (spec_airflow): ``default_args`` with Airflow's names,
+"""Airflow's own settings in a spec (spec/airflow_options): ``default_args`` with Airflow's names,
 ``access_control`` with Airflow's DAG permissions, and a milestone's ``pool``, ``queue``,
 ``priority_weight`` and ``pool_slots``; validated at parse time, errors naming the key path, the
 nearest known name for a typo, and ``imagebuild spec check`` refusing them the same way."""
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
-from airflow_provider_imagebuild.spec_airflow import DAG_PERMISSIONS
+from airflow_provider_imagebuild.spec.airflow_options import DAG_PERMISSIONS
+from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 from tests.cli.test_cli import run
 from tests.dags.conftest import write
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.spec import SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 
 BASE: dict[str, Any] = {"pipeline": "p", "cloud": "local", "image_type": "base"}
 

@@ -21,21 +21,22 @@ from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, chec
 from airflow_provider_imagebuild.build.ids import CLOUDS, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.spec_airflow import (
+from airflow_provider_imagebuild.spec.airflow_options import (
     AccessControl,
     DefaultArgs,
     TaskPlacement,
     checked_access_control,
     checked_default_args,
 )
-from airflow_provider_imagebuild.spec_azure import AzureTargetSpec
-from airflow_provider_imagebuild.spec_boot import BOOT_CHECK_CLOUDS, BootSpec
-from airflow_provider_imagebuild.spec_cost import CostSpec
-from airflow_provider_imagebuild.spec_gcp import GcpTargetSpec
-from airflow_provider_imagebuild.spec_lifecycle import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, OnFailureSpec
-from airflow_provider_imagebuild.spec_notify import NotifySpec
-from airflow_provider_imagebuild.spec_openstack import OpenstackTargetSpec
-from airflow_provider_imagebuild.spec_problems import (
+from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
+from airflow_provider_imagebuild.spec.boot import BOOT_CHECK_CLOUDS, BootSpec
+from airflow_provider_imagebuild.spec.cost import CostSpec
+from airflow_provider_imagebuild.spec.fields import ConnId, Seconds, WholeSeconds
+from airflow_provider_imagebuild.spec.gcp import GcpTargetSpec
+from airflow_provider_imagebuild.spec.lifecycle import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, OnFailureSpec
+from airflow_provider_imagebuild.spec.notify import NotifySpec
+from airflow_provider_imagebuild.spec.openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.spec.problems import (
     Refused,
     SpecProblem,
     located,
@@ -45,10 +46,14 @@ from airflow_provider_imagebuild.spec_problems import (
     raise_refused,
     split_problem,
 )
-from airflow_provider_imagebuild.spec_publish import PublishSpec, publish_problem
-from airflow_provider_imagebuild.spec_types import ConnId, Seconds, WholeSeconds
-from airflow_provider_imagebuild.spec_vsphere import VsphereTargetSpec
-from airflow_provider_imagebuild.spec_yaml import MAX_SPEC_BYTES, Positions, load_yaml_with_positions, placeholders
+from airflow_provider_imagebuild.spec.publish import PublishSpec, publish_problem
+from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
+from airflow_provider_imagebuild.spec.yaml_reader import (
+    MAX_SPEC_BYTES,
+    Positions,
+    load_yaml_with_positions,
+    placeholders,
+)
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
@@ -99,7 +104,7 @@ class RetryPolicy(BaseModel):
 
 class MilestoneSpec(RetryPolicy, TaskPlacement):
     """One milestone of a pipeline: what reaches it, how it is retried, and where its task runs
-    (Airflow's ``pool``, ``pool_slots``, ``queue``, ``priority_weight``: spec_airflow)."""
+    (Airflow's ``pool``, ``pool_slots``, ``queue``, ``priority_weight``: spec/airflow_options)."""
 
     action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "publish"] = "noop"
     key: str | None = None
@@ -120,7 +125,7 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
     # Whether a person may step over this milestone (``imagebuild build skip``); seal and publish
     # may not unless this says true.
     skippable: bool | None = None
-    # Attempts at this milestone across every run before the store refuses another (spec_lifecycle)
+    # Attempts at this milestone across every run before the store refuses another (spec/lifecycle)
     max_attempts: int | None = Field(
         default=None,
         ge=1,
@@ -206,7 +211,7 @@ class TargetSpec(BaseModel):
     catalog: str | None = None
     catalog_keep: int | None = Field(default=None, ge=1, description="published versions kept per pipeline")
     ssh_public_key: str | None = None
-    # the boot checks of the green and the sealed image, and the launch test's settings (spec_boot)
+    # the boot checks of the green and the sealed image, and the launch test's settings (spec/boot)
     boot: BootSpec = BootSpec()
 
     @field_validator("region")
@@ -275,7 +280,7 @@ class PipelineSpec(BaseModel):
     store: str | None = None
     store_conn_id: ConnId | None = None
     defaults: RetryPolicy = RetryPolicy()
-    # Airflow's own settings (spec_airflow): every task's default_args, and who may do what on the DAG
+    # Airflow's own settings (spec/airflow_options): every task's default_args, and who may do what on the DAG
     default_args: DefaultArgs | None = None
     access_control: AccessControl | None = None
     include_standard: bool = False
@@ -283,13 +288,13 @@ class PipelineSpec(BaseModel):
     target: AnyTargetSpec = TargetSpec()
     checkpoints: list[int] = Field(default_factory=list)
     milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
-    # Where the sealed image goes (spec_publish); empty: through the target alone
+    # Where the sealed image goes (spec/publish); empty: through the target alone
     publish: list[PublishSpec] = Field(default_factory=list)
-    # Who hears of failures, stuck builds and deliveries (spec_notify)
+    # Who hears of failures, stuck builds and deliveries (spec/notify)
     notify: NotifySpec | None = None
-    # What becomes of a failed build nobody resumes: park its host, abandon it after a while (spec_lifecycle)
+    # What becomes of a failed build nobody resumes: park its host, abandon it after a while (spec/lifecycle)
     on_failure: OnFailureSpec = OnFailureSpec()
-    # What its resources cost, over the cloud's example prices (spec_cost; build/prices.py)
+    # What its resources cost, over the cloud's example prices (spec/cost.py; build/prices.py)
     cost: CostSpec | None = None
 
     @field_validator("pipeline", "image_type")
@@ -360,7 +365,7 @@ class PipelineSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _airflow_settings(cls, raw: Any) -> Any:
-        """``default_args:`` and ``access_control:`` checked by spec_airflow, which names the
+        """``default_args:`` and ``access_control:`` checked by spec/airflow_options, which names the
         nearest known setting, permission or resource for a typo."""
         if not isinstance(raw, dict):
             return raw

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_provider_imagebuild.spec_boot import BootSpec
-from airflow_provider_imagebuild.spec_types import ConnId, LoginName
+from airflow_provider_imagebuild.spec.boot import BootSpec
+from airflow_provider_imagebuild.spec.fields import ConnId, LoginName
 
 # Names and ids of flavors, networks, images and key pairs: Nova and Glance allow up to 255
 # characters; control characters are refused.
@@ -89,7 +89,7 @@ class OpenstackTargetSpec(OpenstackLogin):
     properties: dict[str, str] = Field(default_factory=dict)
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-    # the launch test's settings (spec_boot: timeout, verification playbook, user, ssh_address)
+    # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
     boot: BootSpec = BootSpec()
 
     @field_validator("flavor", "network", "source_image", "key_name")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_imagebuild.spec import load_specs, spec_files
+from airflow_provider_imagebuild.spec.pipeline import load_specs, spec_files
 
 BASE = 'pipeline: {name}\ncloud: local\nimage_type: base\nmilestones:\n  15: {{action: command, command: "true"}}\n'
 

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
-from airflow_provider_imagebuild.spec_yaml import Positions
+from airflow_provider_imagebuild.spec.yaml_reader import Positions
 
 # The error type a validator raises to report several problems at once (see ``problems_error``).
 PROBLEMS = "imagebuild_spec_problems"

@@ -1,4 +1,4 @@
-"""The ``target:`` settings of a vSphere pipeline, checked at parse time (as ``spec_azure``)."""
+"""The ``target:`` settings of a vSphere pipeline, checked at parse time (as ``spec/azure``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_provider_imagebuild.spec_boot import BootSpec
-from airflow_provider_imagebuild.spec_types import ConnId, LoginName
+from airflow_provider_imagebuild.spec.boot import BootSpec
+from airflow_provider_imagebuild.spec.fields import ConnId, LoginName
 
 # Inventory names: vCenter allows up to 80 characters; '/' separates inventory paths, '%' escapes.
 INVENTORY_RE = re.compile(r"[^/%\\\x00-\x1f]{1,80}")
@@ -46,7 +46,7 @@ class VsphereTargetSpec(BaseModel):
     ssh_private_key_file: str | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-    # the launch test's settings (spec_boot: timeout, verification playbook, user, ssh_address)
+    # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
     boot: BootSpec = BootSpec()
 
     @field_validator("datacenter", "cluster", "host", "datastore", "network", "template", "content_library")

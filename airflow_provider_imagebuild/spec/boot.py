@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from airflow_provider_imagebuild.spec_types import LoginName, WholeSeconds
+from airflow_provider_imagebuild.spec.fields import LoginName, WholeSeconds
 from airflow_provider_imagebuild.targets.registry import clouds_for
 
 # The targets that implement ``Target.boot_check``: those whose registry entry lists the

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_imagebuild.spec import SpecError, load_spec, load_specs
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, load_specs
 
 SPEC = """\
 pipeline: web

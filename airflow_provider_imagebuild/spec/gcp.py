@@ -1,4 +1,4 @@
-"""The ``target:`` settings of a Google Cloud pipeline, checked at parse time (as ``spec_azure``)."""
+"""The ``target:`` settings of a Google Cloud pipeline, checked at parse time (as ``spec/azure``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_provider_imagebuild.clouds.gcp import PROJECT_RE, STORAGE_LOCATION_RE, ZONE_RE
-from airflow_provider_imagebuild.spec_boot import BootSpec
-from airflow_provider_imagebuild.spec_types import ConnId, LoginName
+from airflow_provider_imagebuild.spec.boot import BootSpec
+from airflow_provider_imagebuild.spec.fields import ConnId, LoginName
 
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)  # images, families, instances
 MACHINE_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}", re.ASCII)
@@ -81,7 +81,7 @@ class GcpTargetSpec(BaseModel):
     deprecate_previous: Deprecation | None = None
     keep_checkpoints: list[int] = Field(default_factory=list)
     connection: dict[str, str] = Field(default_factory=dict)
-    # the launch test's settings (spec_boot: timeout, verification playbook, user, ssh_address)
+    # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
     boot: BootSpec = BootSpec()
 
     @field_validator("project", "source_image_project")

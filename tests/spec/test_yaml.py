@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from airflow_provider_imagebuild.dag_factory import load_pipelines
-from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
-from airflow_provider_imagebuild.spec_yaml import MAX_NODES, load_yaml
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.spec.yaml_reader import MAX_NODES, load_yaml
 from tests.cli.test_cli import run
 from tests.dags.conftest import write
 
@@ -141,6 +141,6 @@ def test_unsafe_tags_stay_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(path)
     assert yaml.__with_libyaml__
-    from airflow_provider_imagebuild.spec_yaml import _Loader
+    from airflow_provider_imagebuild.spec.yaml_reader import _Loader
 
     assert _Loader.__mro__[1].__module__ == "yaml._yaml"  # libyaml's parser, not the 10x slower Python one

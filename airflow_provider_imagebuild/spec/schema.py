@@ -22,10 +22,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from airflow_provider_imagebuild.build.ids import CLOUDS
-from airflow_provider_imagebuild.spec import LOCAL_TARGET_KEYS, TARGET_MODELS, PipelineSpec, TargetSpec
+from airflow_provider_imagebuild.spec.pipeline import LOCAL_TARGET_KEYS, TARGET_MODELS, PipelineSpec, TargetSpec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_FILE = Path(__file__).parent / "schema" / "imagebuild-spec.schema.json"
+SCHEMA_FILE = Path(__file__).parents[1] / "schema" / "imagebuild-spec.schema.json"
 SCHEMA_LINE = "# yaml-language-server: $schema="  # the first line of a spec, for editors using the YAML server
 
 # Descriptions of the top-level keys (the models' own field descriptions cover the nested ones).

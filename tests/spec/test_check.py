@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_imagebuild.plan import plan_from_spec
-from airflow_provider_imagebuild.spec import SpecError, load_spec, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 
 BASE: dict[str, Any] = {"pipeline": "web", "cloud": "local", "image_type": "base"}
 

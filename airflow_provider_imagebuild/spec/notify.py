@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_provider_imagebuild.spec_types import ConnId
+from airflow_provider_imagebuild.spec.fields import ConnId
 
 EVENTS = ("failed", "retries_exhausted", "stuck", "delivered")
 Event = Literal["failed", "retries_exhausted", "stuck", "delivered"]

@@ -78,7 +78,7 @@ def _whole_seconds(value: Any) -> Any:
 
 
 class _DurationJsonSchema:
-    """In the JSON Schema (spec_schema), a duration field takes its number (with its bounds) or a
+    """In the JSON Schema (spec/schema), a duration field takes its number (with its bounds) or a
     duration string, as the validator does."""
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:

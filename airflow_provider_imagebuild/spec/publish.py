@@ -20,9 +20,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_provider_imagebuild.build.ids import KEY_RE
-from airflow_provider_imagebuild.spec_openstack import OpenstackLogin, _resource, check_properties
-from airflow_provider_imagebuild.spec_types import ConnId
-from airflow_provider_imagebuild.spec_vsphere import _names
+from airflow_provider_imagebuild.spec.fields import ConnId
+from airflow_provider_imagebuild.spec.openstack import OpenstackLogin, _resource, check_properties
+from airflow_provider_imagebuild.spec.vsphere import _names
 
 FILE_KINDS = ("glance", "vsphere_library")  # destinations that upload the sealed image file
 KINDS = ("target", "catalog", *FILE_KINDS)
