@@ -2,7 +2,7 @@
 
 A value refused here is refused before anything is written, with the field named: control
 characters (a NUL would poison every later command's environment), secret-looking keys (outputs
-and metadata are stored in clear; :func:`~airflow_provider_imagebuild.redact.is_secret_key` is the
+and metadata are stored in clear; :func:`~airflow_provider_imagebuild.redact.patterns.is_secret_key` is the
 one rule), keys reserved for targets, and sizes that would outgrow a record.
 """
 
@@ -15,7 +15,7 @@ import orjson
 
 from airflow_provider_imagebuild.build.ids import KEY_RE, check_key, control_character, shown
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.redact import is_secret_key
+from airflow_provider_imagebuild.redact.patterns import is_secret_key
 
 DEFAULT_LEASE_SECONDS = 300
 MAX_LEASE_SECONDS = 7 * 24 * 3600

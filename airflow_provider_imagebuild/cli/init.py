@@ -37,7 +37,7 @@ def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | No
 
     FOLDER must be empty or missing unless --force; with --force no file of yours is replaced
     (see --force)."""
-    from airflow_provider_imagebuild.scaffold import connection_todo, plan_scaffold, write_scaffold
+    from airflow_provider_imagebuild.scaffold.project import connection_todo, plan_scaffold, write_scaffold
     from airflow_provider_imagebuild.spec.yaml_reader import load_yaml, placeholders
 
     plan = plan_scaffold(folder, cloud, os_name, image_type, name, force)

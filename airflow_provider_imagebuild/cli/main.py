@@ -32,7 +32,7 @@ from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.cli.times import shown_time
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 from airflow_provider_imagebuild.hooks.store_choice import NAMED_URL, StoreChoice, choose_store, chosen_url, open_choice
-from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.redact.patterns import redact_patterns
 from airflow_provider_imagebuild.store import (
     DEFAULT_LEASE_SECONDS,
     BuildStore,

@@ -5,7 +5,7 @@ Every error the CLI prints goes through :func:`redact`: the typed ones and the u
 (:func:`handles_errors`), warnings, the traceback ``IMAGEBUILD_DEBUG=1`` asks for (the exception
 and its causes, as tasks redact theirs), and click's own usage errors, which quote what was typed
 (:class:`RedactingGroup`). The redaction is the patterns every task and the store use plus what the
-command was given as a secret (:mod:`airflow_provider_imagebuild.shell_redaction`): an error can
+command was given as a secret (:mod:`airflow_provider_imagebuild.redact.shell`): an error can
 quote a secret with nothing around it that says so, such as the session token boto could not send
 or the password of a store URL inside the bucket name it refused.
 """
@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import click
 
 from airflow_provider_imagebuild.errors import ImageBuildError
-from airflow_provider_imagebuild.redact import Redactor, redact_exception
-from airflow_provider_imagebuild.shell_redaction import shell_redactor
+from airflow_provider_imagebuild.redact.patterns import Redactor, redact_exception
+from airflow_provider_imagebuild.redact.shell import shell_redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -54,7 +54,7 @@ from airflow_provider_imagebuild.concourse.request import (
     write_own_file,
 )
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput
-from airflow_provider_imagebuild.shell_redaction import shell_redactor
+from airflow_provider_imagebuild.redact.shell import shell_redactor
 from airflow_provider_imagebuild.store import BuildStore, ListFilter, open_store, parse_store_url
 
 SOURCE_KEYS = {"store", "pipeline", "cloud", "build_id", "env"}

@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.doctor.findings import OK, Finding, judged
 from airflow_provider_imagebuild.doctor.host import TOOL_FIXES
-from airflow_provider_imagebuild.redact import Redactor, redact_patterns
+from airflow_provider_imagebuild.redact.patterns import Redactor, redact_patterns
 from airflow_provider_imagebuild.toolchain.locate import find_tool
 from airflow_provider_imagebuild.toolchain.packer import plugin_env
 

@@ -28,7 +28,7 @@ from airflow_provider_imagebuild.doctor.needs import Needs, needs_of
 from airflow_provider_imagebuild.doctor.packages import GROUPS, examine_group
 from airflow_provider_imagebuild.doctor.packer import examine_packer
 from airflow_provider_imagebuild.doctor.store import examine_store
-from airflow_provider_imagebuild.redact import Redactor, redact_patterns
+from airflow_provider_imagebuild.redact.patterns import Redactor, redact_patterns
 from airflow_provider_imagebuild.spec.pipeline import PipelineSpec
 
 HOST_TOOLS = ("ssh", "ssh-keygen", "debootstrap", "truncate", "sfdisk", "mkfs.ext4", "mkfs.vfat", "mmd", "mcopy",

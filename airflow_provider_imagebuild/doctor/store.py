@@ -21,7 +21,7 @@ from airflow_provider_imagebuild.doctor.findings import MISSING, OK, SKIPPED, Fi
 from airflow_provider_imagebuild.errors import ImageBuildError
 from airflow_provider_imagebuild.hooks import store_choice
 from airflow_provider_imagebuild.hooks.store_choice import ENV_URL, STORE_CONN_ENV, STORE_ENV, StoreChoice
-from airflow_provider_imagebuild.redact import Redactor, redact_patterns
+from airflow_provider_imagebuild.redact.patterns import Redactor, redact_patterns
 from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
 from airflow_provider_imagebuild.store.base import PROBE_BUILD_ID
 from airflow_provider_imagebuild.store.url import StoreURL

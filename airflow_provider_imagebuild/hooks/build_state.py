@@ -17,7 +17,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_imagebuild.clouds.aws import AwsClients
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.hooks.store_choice import STORE_CONN_ENV, choose_store, open_choice
-from airflow_provider_imagebuild.redact import Redactor, redactor_for
+from airflow_provider_imagebuild.redact.patterns import Redactor, redactor_for
 from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
 
 __all__ = ["STORE_CONN_ENV", "BuildStateHook", "airflow_redactor", "store_for"]

@@ -36,7 +36,7 @@ from airflow_provider_imagebuild.hooks.store_choice import (
     connection_exists,
     open_choice,
 )
-from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.redact.patterns import redact_patterns
 from airflow_provider_imagebuild.spec.pipeline import PIPELINES_ENV, load_specs, spec_files
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
 

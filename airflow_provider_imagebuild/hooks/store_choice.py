@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.redact import Redactor, redact_patterns
+from airflow_provider_imagebuild.redact.patterns import Redactor, redact_patterns
 from airflow_provider_imagebuild.store import BuildStore, open_store, worker_store_url
 
 STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"

@@ -46,7 +46,7 @@ from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
 from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_address, airflow_root
 from airflow_provider_imagebuild.operators.session import MilestoneSession
-from airflow_provider_imagebuild.redact import redact_exception
+from airflow_provider_imagebuild.redact.patterns import redact_exception
 from airflow_provider_imagebuild.spec.notify import NotifySpec
 from airflow_provider_imagebuild.store import BuildStore
 

@@ -52,7 +52,7 @@ def default_verification_playbook() -> Path:
     """The shipped verification playbook (``dags/ansible/verify-boot.yml``, in the package as
     ``project/ansible``): the system is up with no failed unit, enabled services run, sshd's
     configuration is valid."""
-    from airflow_provider_imagebuild.scaffold import shipped_root
+    from airflow_provider_imagebuild.scaffold.project import shipped_root
     from airflow_provider_imagebuild.spec.boot import DEFAULT_PLAYBOOK
 
     return shipped_root() / "ansible" / DEFAULT_PLAYBOOK

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.clouds.aws import AwsClients
-from airflow_provider_imagebuild.redact import Redactor
+from airflow_provider_imagebuild.redact.patterns import Redactor
 from airflow_provider_imagebuild.store.base import BuildStore, ClientFactory, Clock, ListFilter
 from airflow_provider_imagebuild.store.url import StoreURL, parse_store_url
 

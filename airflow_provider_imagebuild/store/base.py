@@ -42,7 +42,7 @@ from airflow_provider_imagebuild.build.values import (
     truncated,
 )
 from airflow_provider_imagebuild.errors import Conflict, CorruptRecord, InvalidInput, NotFound, StoreUnavailable
-from airflow_provider_imagebuild.redact import Redactor, redact_value, redactor_for
+from airflow_provider_imagebuild.redact.patterns import Redactor, redact_value, redactor_for
 from airflow_provider_imagebuild.store import codec
 
 log = logging.getLogger(__name__)

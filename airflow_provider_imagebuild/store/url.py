@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from airflow_provider_imagebuild.build.ids import control_character
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.redact import quoted_input
+from airflow_provider_imagebuild.redact.patterns import quoted_input
 
 SCHEMES = ("sqlite", "file", "dynamodb", "s3", "sqlite+s3", "azblob", "gs")
 _TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")

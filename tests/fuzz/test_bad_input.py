@@ -245,7 +245,7 @@ def test_outputs_are_stored_as_checked_or_refused_without_a_write(
         return
     stored = json.dumps(rec.milestones[5].outputs)
     assert not any(c in stored for c in ("\\u0000", "\\u001b", "\\u202e"))
-    from airflow_provider_imagebuild.redact import is_secret_key
+    from airflow_provider_imagebuild.redact.patterns import is_secret_key
 
     assert not any(is_secret_key(k) for k in rec.milestones[5].outputs)
 
@@ -256,7 +256,7 @@ def test_outputs_are_stored_as_checked_or_refused_without_a_write(
     min_size=6, max_size=30,
 ), st.sampled_from(["", "error: ", "[ERROR] db: ", "WARN x=y ", '{"msg": "failed", "', "--flag=1 "]))  # fmt: skip
 def test_a_secret_is_hidden_whatever_precedes_it(key: str, sep: str, value: str, prefix: str) -> None:
-    from airflow_provider_imagebuild.redact import _MESSAGE_WORDS, redact_patterns
+    from airflow_provider_imagebuild.redact.patterns import _MESSAGE_WORDS, redact_patterns
 
     quoted = sep == '": "'
     line = f"{prefix}{'' if not quoted else chr(34)}{key}{sep}{value}{chr(34) if quoted else ''} done"

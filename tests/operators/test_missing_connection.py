@@ -1,6 +1,6 @@
 """A connection the spec names that nobody has created: the milestone fails at once (not retried)
 with one line naming the connection to create, recorded as the attempt's error, and no chained
-traceback (the first ``make run`` end to end is tests/cli/test_init_first_run.py). The operator is
+traceback (the first ``make run`` end to end is tests/scaffold/test_first_run.py). The operator is
 executed directly; the Amazon provider's hook, Airflow's connection lookup and the store are real."""
 
 from __future__ import annotations

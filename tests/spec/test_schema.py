@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from airflow_provider_imagebuild.build.ids import CLOUDS
-from airflow_provider_imagebuild.scaffold import PROJECT_SCHEMA, plan_scaffold, scaffold_files
+from airflow_provider_imagebuild.scaffold.project import PROJECT_SCHEMA, plan_scaffold, scaffold_files
 from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
 from airflow_provider_imagebuild.spec.schema import SCHEMA_FILE, SCHEMA_LINE, schema_json, schema_line, spec_schema
 from airflow_provider_imagebuild.spec.yaml_reader import load_yaml

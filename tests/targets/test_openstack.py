@@ -21,7 +21,7 @@ import yaml
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
-from airflow_provider_imagebuild.redact import redact_patterns
+from airflow_provider_imagebuild.redact.patterns import redact_patterns
 from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
 from airflow_provider_imagebuild.targets import target_for

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from airflow_provider_imagebuild.build.ids import NAME_RE
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.scaffold_os import CLOUDS, os_choice, os_properties
-from airflow_provider_imagebuild.scaffold_text import set_value
-from airflow_provider_imagebuild.scaffold_writer import ProjectFile, WriteReport, write_project
+from airflow_provider_imagebuild.scaffold.os_table import CLOUDS, os_choice, os_properties
+from airflow_provider_imagebuild.scaffold.writer import ProjectFile, WriteReport, write_project
+from airflow_provider_imagebuild.scaffold.yaml_edit import set_value
 from airflow_provider_imagebuild.spec.schema import SCHEMA_FILE, SCHEMA_LINE
 from airflow_provider_imagebuild.spec.yaml_reader import load_yaml, placeholders
 
-# The sample spec each cloud's project starts from (the tables of :mod:`.scaffold_os`).
+# The sample spec each cloud's project starts from (the tables of :mod:`.os_table`).
 SAMPLES = {cloud: table.sample for cloud, table in CLOUDS.items()}
 PROJECT_SCHEMA = "imagebuild-spec.schema.json"  # the spec's JSON Schema, for the project's editors
 
@@ -38,7 +38,7 @@ def connection_todo(cloud: str) -> str:
 
 def shipped_root() -> Path:
     """Where the shipped playbooks, templates and samples are (installed package, or checkout)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for candidate in (package / "project", package.parent / "dags"):
         if (candidate / "pipelines").is_dir() and (candidate / "ansible").is_dir():
             return candidate
@@ -52,7 +52,7 @@ class Scaffold:
     os: str
     image_type: str
     name: str
-    os_key: str  # the table's OS the label names (rhel-9 for rhel-9.4): see scaffold_os
+    os_key: str  # the table's OS the label names (rhel-9 for rhel-9.4): see os_table
 
     @property
     def spec_path(self) -> Path:
@@ -170,7 +170,7 @@ def render_spec(plan: Scaffold, sample: str, root: Path) -> str:
 
 
 def write_scaffold(plan: Scaffold) -> WriteReport:
-    """Write the project without losing a file of the user's (see :mod:`.scaffold_writer`)."""
+    """Write the project without losing a file of the user's (see :mod:`.writer`)."""
     return write_project(plan.folder, scaffold_files(plan))
 
 

@@ -4,10 +4,10 @@ The ``imagebuild`` CLI and the Concourse resource print errors on stderr: a term
 log, a Concourse build log a whole team reads. An error's text can quote a secret with nothing
 around it that says so: a boto error quoting the session token it could not send (``Invalid header
 value b'...'``), a store URL's password inside the bucket name it refused (``got
-'admin:pw@bucket'``). The patterns of :mod:`.redact` (the rules every task, the store and the CLI
+'admin:pw@bucket'``). The patterns of :mod:`.patterns` (the rules every task, the store and the CLI
 share) find what *looks* like a secret; this adds what the process was *given* as one:
 
-- the values of environment variables with secret-looking names (:func:`~.redact.is_secret_key`,
+- the values of environment variables with secret-looking names (:func:`~.patterns.is_secret_key`,
   the one rule), such as ``AWS_SECRET_ACCESS_KEY`` or a Concourse ``source.env`` credential;
 - in any argument or environment value: the password (userinfo) of a URL and query values under
   secret-looking names (``?aws_secret_access_key=...``); ``--secret-flag value`` arguments; the
@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from airflow_provider_imagebuild.redact import Redactor, is_secret_key, redactor_for
+from airflow_provider_imagebuild.redact.patterns import Redactor, is_secret_key, redactor_for
 
 # scheme://userinfo@ (the userinfo ends at the last '@' before the path, as urllib reads it)
 _USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{0,30}://([^/?#\s]*)@")

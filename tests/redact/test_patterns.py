@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.redact import is_secret_key, redact_patterns, redactor_for
+from airflow_provider_imagebuild.redact.patterns import is_secret_key, redact_patterns, redactor_for
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 
 SECRETS = {
     "packer.log": [
@@ -158,7 +158,7 @@ def test_an_exception_and_its_causes_are_redacted_in_place() -> None:
     from botocore.exceptions import ClientError
 
     from airflow_provider_imagebuild.errors import Conflict, TargetError
-    from airflow_provider_imagebuild.redact import redact_exception
+    from airflow_provider_imagebuild.redact.patterns import redact_exception
 
     body = {"Error": {"Code": "AuthFailure", "Message": "bad aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCY"}}
     cloud = _raised(ClientError(body, "RunInstances"))  # type: ignore[arg-type]
@@ -180,7 +180,7 @@ def test_an_exception_whose_text_ignores_its_args_is_stood_in_for() -> None:
     from google.api_core.exceptions import Forbidden
 
     from airflow_provider_imagebuild.errors import TargetError
-    from airflow_provider_imagebuild.redact import RedactedError, redact_exception
+    from airflow_provider_imagebuild.redact.patterns import RedactedError, redact_exception
 
     api = _raised(Forbidden("image not readable; token=ya29.PLANTEDaccess"))
     outer = _raised(TargetError("capture failed"), api)
@@ -312,7 +312,7 @@ def test_an_address_without_a_password_stays(text: str) -> None:
 def test_the_working_directory_is_not_a_secret() -> None:
     """``PWD`` looks like a password's name but is the shell's working directory: the CLI's
     redactor must not hide every path below it, while a real ``DB_PWD`` stays hidden."""
-    from airflow_provider_imagebuild.shell_redaction import shell_redactor
+    from airflow_provider_imagebuild.redact.shell import shell_redactor
 
     redact = shell_redactor(environ={"PWD": "/srv/golden", "OLDPWD": "/srv", "DB_PWD": "hunter2-db"}, argv=[])
     text = "/srv/golden/dags/pipelines/web.yaml: milestones.45: unknown action (db password hunter2-db)"

@@ -14,8 +14,8 @@ import yaml
 from click.testing import CliRunner
 
 from airflow_provider_imagebuild.cli.main import cli
-from airflow_provider_imagebuild.scaffold import SAMPLES
-from airflow_provider_imagebuild.scaffold_os import CLOUDS
+from airflow_provider_imagebuild.scaffold.os_table import CLOUDS
+from airflow_provider_imagebuild.scaffold.project import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 OS_OF = {"local": "debian-12"}  # every other cloud builds RHEL 9 here
