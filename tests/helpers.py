@@ -31,3 +31,15 @@ def packer_env(home: str, **extra: str) -> dict[str, str]:
     from airflow_provider_imagebuild.toolchain.packer import plugin_env
 
     return {"PATH": "/usr/bin:/bin", "CHECKPOINT_DISABLE": "1", "HOME": home, **plugin_env(packer(), {}), **extra}
+
+
+def gc_minutes_later(monkeypatch: Any, minutes: float = 11) -> None:
+    """``imagebuild gc`` judging as if ``minutes`` from now: its threshold is at least 10 minutes
+    (``targets.leaks.MIN_OLDER_THAN``) and what a test plants is seconds old. Only the collector's
+    clock moves; the store and the clouds keep theirs, so resources and records age together."""
+    from datetime import timedelta
+
+    from airflow_provider_imagebuild.targets import leaks
+
+    real = leaks.utc_now
+    monkeypatch.setattr(leaks, "utc_now", lambda: real() + timedelta(minutes=minutes))

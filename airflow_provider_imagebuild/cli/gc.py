@@ -17,14 +17,15 @@ knows the pipeline's builds (unknown there means unknown, not "another deploymen
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from airflow_provider_imagebuild.cli.output import emit, handles_errors, note
-from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.cli.output import emit, handles_errors, note, warn
+from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput
 from airflow_provider_imagebuild.targets.registry import TARGETS
 
 
@@ -37,7 +38,9 @@ def _older_than(text: str) -> timedelta:
         raise InvalidInput("--older-than", str(exc)) from exc
     if not isinstance(parsed, timedelta):
         raise InvalidInput("--older-than", f"{text!r} is not a duration such as 2h, 90m or 1d")
-    return parsed
+    from airflow_provider_imagebuild.targets.leaks import check_older_than
+
+    return check_older_than(parsed, "--older-than")
 
 
 def _specs(paths: tuple[str, ...], cloud: str) -> list[Any]:
@@ -102,15 +105,44 @@ def _priced(prices: Any) -> Any:
     return lambda cloud, r: price_of({"kind": r.kind, "size": r.size, "gb": r.gb}, prices)
 
 
+def _row(spec: Any, resource: Any) -> dict[str, Any]:
+    return {"pipeline": spec.pipeline, "kind": resource.kind, "id": resource.id, "region": resource.region,
+            "build_id": resource.build_id, "role": resource.role}  # fmt: skip
+
+
+def _failure(exc: Exception) -> str:
+    """What went wrong with one resource, as the answer shows it: one redacted line (a cloud's
+    error can quote a request; a tag's value anything)."""
+    from airflow_provider_imagebuild.build.ids import without_controls
+    from airflow_provider_imagebuild.redact.patterns import redact_patterns
+
+    text = str(exc) if isinstance(exc, ImageBuildError) else f"{type(exc).__name__}: {exc}"
+    return redact_patterns(without_controls(" ".join(text.split())))[:1000]
+
+
 def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, Any]:
-    """The leaks of each spec's pipeline, deleted with ``apply``: the command's JSON answer."""
+    """The leaks of each spec's pipeline, deleted with ``apply``: the command's JSON answer.
+
+    One resource that cannot be judged (a ``BuildId`` tag that is no build id, an unreadable record)
+    is left alone and listed in ``unjudged``; one whose delete fails keeps its row with the error:
+    neither stops the judgement or the deletion of the others (anyone who can tag a resource could
+    otherwise keep gc from collecting anything)."""
     from airflow_provider_imagebuild.build.prices import example_prices
     from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
     from airflow_provider_imagebuild.targets import target_for
-    from airflow_provider_imagebuild.targets.leaks import UNKNOWN, LeakCollecting, estimated_cost, leak_reason, utc_now
+    from airflow_provider_imagebuild.targets.leaks import (
+        UNKNOWN,
+        LeakCollecting,
+        check_older_than,
+        estimated_cost,
+        leak_reason,
+        utc_now,
+    )
 
+    check_older_than(older_than)
     now = utc_now()
     leaks: list[dict[str, Any]] = []
+    unjudged: list[dict[str, Any]] = []
     kept = 0
     for spec in specs:
         target = target_for(spec.cloud, spec.target, pipeline=spec.pipeline, image_type=spec.image_type)
@@ -123,7 +155,11 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
         records = BuildsOf(store, spec.pipeline, target)
         verdicts = []  # every resource judged before anything is deleted
         for resource in target.owned_resources():
-            reason = leak_reason(resource, records.of(resource), now, older_than, keep)
+            try:
+                reason = leak_reason(resource, records.of(resource), now, older_than, keep)
+            except Exception as exc:  # this resource's tags or record: the others are still judged
+                unjudged.append({**_row(spec, resource), "error": _failure(exc)})
+                continue
             if reason is None:
                 kept += 1
             else:
@@ -141,16 +177,30 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
             )
         for resource, reason in verdicts:
             age = resource.age(now)
-            deleted = target.delete_resource(resource) if apply else False
+            deleted, error, code = False, None, None
+            if apply:
+                try:
+                    deleted = target.delete_resource(resource)
+                except Exception as exc:  # the cloud refused this one: the next ones are still deleted
+                    error, code = _failure(exc), exc.exit_code if isinstance(exc, ImageBuildError) else 1
             leaks.append({
-                "pipeline": spec.pipeline, "kind": resource.kind, "id": resource.id, "region": resource.region,
-                "build_id": resource.build_id, "role": resource.role, "reason": reason,
+                **_row(spec, resource), "reason": reason,
                 "age_s": None if age == timedelta.max else round(age.total_seconds()),
                 "estimated_cost": estimated_cost(spec.cloud, resource, age, _priced(prices)),
-                "currency": prices.currency, "deleted": deleted,
+                "currency": prices.currency, "deleted": deleted, "error": error, "exit_code": code,
             })  # fmt: skip
     return {"cloud": specs[0].cloud, "older_than_s": older_than.total_seconds(), "applied": apply,
-            "pipelines": [s.pipeline for s in specs], "leaks": leaks, "kept": kept}  # fmt: skip
+            "pipelines": [s.pipeline for s in specs], "leaks": leaks, "kept": kept, "unjudged": unjudged,
+            "failed": sum(1 for r in leaks if r["error"]) + len(unjudged)}  # fmt: skip
+
+
+def exit_code(result: dict[str, Any]) -> int:
+    """0, or why the run is not clean: a failed delete's own code (the cloud's: 6), else 1 when a
+    resource could not be judged (left alone: someone should look at its tags or record)."""
+    failed = [r["exit_code"] for r in result["leaks"] if r["error"]]
+    if failed:
+        return int(failed[0])
+    return 1 if result["unjudged"] else 0
 
 
 def _age(seconds: int | None) -> str:
@@ -171,8 +221,11 @@ def _age(seconds: int | None) -> str:
 def gc(cloud: str, spec_paths: tuple[str, ...], older_than: str, apply: bool, as_json: bool) -> None:
     """List (or with --apply delete) the cloud resources of CLOUD's pipelines that no build will use
     again: of builds delivered, abandoned, unknown to the store, or not leased for longer than
-    --older-than (then only what the record does not hold). Published images are retention's, never
-    gc's; another account's, project's or pipeline's resources are never listed."""
+    --older-than (at least 10m; then only what the record does not hold). Published images are
+    retention's, never gc's; another account's, project's or pipeline's resources are never listed.
+    A resource that cannot be judged (a BuildId tag that is no build id) is left alone, and a delete
+    the cloud refuses is reported; the others are still collected, and the exit code is then 6 (a
+    delete failed) or 1 (something could not be judged)."""
     from airflow_provider_imagebuild.cli.doctor import _stdout_to_stderr
 
     threshold = _older_than(older_than)
@@ -197,3 +250,11 @@ def gc(cloud: str, spec_paths: tuple[str, ...], older_than: str, apply: bool, as
         done = sum(1 for r in rows if r["deleted"])
         verb = f"deleted {done} of" if apply else "found"
         note(f"{verb} {len(rows)} leaked resource(s); {result['kept']} of the pipelines' own kept")
+        for r in rows:
+            if r["error"]:
+                warn(f"{r['kind']} {r['id']} ({r['region']}) not deleted: {r['error']}")
+        for r in result["unjudged"]:
+            warn(f"{r['kind']} {r['id']} ({r['region']}) left alone, not judged: {r['error']}")
+    code = exit_code(result)
+    if code:
+        sys.exit(code)

@@ -17,8 +17,9 @@ cloud (:func:`leak_reason`):
   are what a resume starts from; a failed build is given up by ``build abandon``, not by gc.
 
 Every resource must also be older than the threshold itself: a resource a worker has just made may
-not be in the record yet. Resources of another pipeline are never listed (their builds are in
-another store, so nothing here can judge them), nor of another account or project (never seen).
+not be in the record yet; the threshold is never below :data:`MIN_OLDER_THAN`. Resources of another
+pipeline are never listed (their builds are in another store, so nothing here can judge them), nor
+of another account or project (never seen).
 """
 
 from __future__ import annotations
@@ -31,10 +32,32 @@ from datetime import datetime, timedelta, timezone
 from airflow_provider_imagebuild.build.holdings import holdings
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import ABANDONED_BUILD, DELIVERED, build_status
+from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
+from airflow_provider_imagebuild.errors import InvalidInput
 
 # Roles of what is kept whatever the build's state: the published image is retention's to delete.
 KEPT_ROLES = frozenset({"final", "published", "copy"})
 UNKNOWN, GONE_DELIVERED, GONE_ABANDONED, IDLE = "unknown to the store", "delivered", "abandoned", "not leased"
+
+# The least threshold gc takes: twice the default lease. While its worker lives, what a milestone
+# makes before its record says so is covered by the build's lease (a leased build is never idle); a
+# lease not renewed for this long has no living holder (Airflow itself declares a task whose
+# heartbeat stopped for 5 minutes a zombie), and a resource younger than this may still be on its
+# way into the record (launched, not yet written). Below it, ``--older-than 0s`` took a running
+# build's host, launched a second ago by a worker whose heartbeat was late, for a leak.
+MIN_OLDER_THAN = timedelta(seconds=2 * DEFAULT_LEASE_SECONDS)
+
+
+def check_older_than(value: timedelta, field: str = "older_than") -> timedelta:
+    """``value`` if gc may use it as its threshold (at least :data:`MIN_OLDER_THAN`)."""
+    if value < MIN_OLDER_THAN:
+        floor = round(MIN_OLDER_THAN.total_seconds() / 60)
+        raise InvalidInput(
+            field,
+            f"must be at least {floor}m: a younger resource may be one a running build made and has not "
+            "recorded yet, and a build whose lease lapsed less long ago may still have a live worker",
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ build's discarded-too-late checkpoint, the failed build's unrecorded instance, e
 unknown build) and leave alone the published image, the checkpoint the spec keeps, the failed
 build's recorded host, another pipeline's instance, an instance without ``ManagedBy``, and the same
 tags in another account; ``--apply`` deletes the leaks and nothing else, and a second run finds none.
+gc's threshold is at least 10 minutes, so each test runs the collector 11 minutes ahead
+(:func:`tests.helpers.gc_minutes_later`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from click.testing import CliRunner
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import MANAGED_BY
+from tests.helpers import gc_minutes_later
 from tests.servers.aws_sample import CONN_ID, moto_connection
+
+
+@pytest.fixture(autouse=True)
+def _later(monkeypatch: pytest.MonkeyPatch) -> None:
+    gc_minutes_later(monkeypatch)
 
 
 def _tags(pipeline: str, build_id: str, role: str, milestone: int = 0, managed: bool = True) -> list[dict[str, str]]:
@@ -152,7 +160,7 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
     assert not ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": [foreign_account]}])["Reservations"]
 
     assert _gc(spec, "--older-than", "2h")["leaks"] == []  # everything is younger than two hours
-    listed = _gc(spec, "--older-than", "0s")
+    listed = _gc(spec, "--older-than", "10m")
     assert {row["id"] for row in listed["leaks"]} == leaks, listed
     reasons = {row["id"]: row["reason"] for row in listed["leaks"]}
     assert reasons[plant.ids["unknown host"]] == "unknown to the store"
@@ -164,7 +172,7 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
     assert all(costs[i] is not None and 0 <= costs[i] < 0.01 for i in leaks if i.startswith(("i-", "vol-")))
     assert not any(row["deleted"] for row in listed["leaks"]) and _state(ec2, plant.ids["unknown host"]) == "running"
 
-    applied = _gc(spec, "--older-than", "0s", "--apply")
+    applied = _gc(spec, "--older-than", "10m", "--apply")
     assert {row["id"] for row in applied["leaks"] if row["deleted"]} == leaks
     for key in ("failed orphan", "unknown host", "unknown test instance", "abandoned host"):
         assert _state(ec2, plant.ids[key]) in ("shutting-down", "terminated")
@@ -173,7 +181,7 @@ def test_gc_finds_every_planted_leak_and_nothing_else_then_deletes_them(
     assert _state(ec2, host) == "running" and all(_image_exists(ec2, i) for i in kept[:2])
     assert all(_state(ec2, i) == "running" for i in foreign)
     assert _state(theirs, foreign_account) == "running"
-    assert _gc(spec, "--older-than", "0s")["leaks"] == []
+    assert _gc(spec, "--older-than", "10m")["leaks"] == []
 
 
 def test_gc_says_what_is_wrong_in_one_line(pipeline: tuple[str, Path, str], tmp_path: Path) -> None:
@@ -185,6 +193,44 @@ def test_gc_says_what_is_wrong_in_one_line(pipeline: tuple[str, Path, str], tmp_
     assert none.exit_code == 2 and "no spec of a gcp pipeline" in none.output, none.output
     missing = runner.invoke(cli, ["gc", "--cloud", "aws", "--spec", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "nope.yaml is not a file" in missing.output, missing.output
+    for young in ("0s", "9m59s"):  # a running build's host, launched but not recorded yet, is that young
+        floor = runner.invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", young, "--apply"])
+        assert floor.exit_code == 2 and floor.output.count("\n") == 1, floor.output
+        assert "--older-than: must be at least 10m" in floor.output, floor.output
+
+
+def test_gc_goes_past_a_bad_tag_and_a_failed_delete_and_reports_each(
+    pipeline: tuple[str, Path, str], ec2: Any, base_ami: str
+) -> None:
+    """A resource whose BuildId tag is no build id (anyone who can tag can write one) is left alone
+    and reported, and a delete the cloud refuses (a leaked volume someone attached to their own
+    instance) is reported too: neither stops the judgement or deletion of the other leaks, and the
+    run exits non-zero (the JSON answer still printed) so that a cron job notices."""
+    name, spec, url = pipeline
+    open_store(url).create_build("done-1", pipeline=name, cloud="aws", image_type="base", plan=[0, 10, 95, 100])
+    plant = Planted(ec2, base_ami)
+    bad_tag = plant.instance("bad tag", _tags(name, "not a build id!", "buildhost"))
+    attached = plant.volume("attached volume", _tags(name, "gone-1", "buildhost"))
+    theirs = ec2.run_instances(ImageId=base_ami, MinCount=1, MaxCount=1,
+                               Placement={"AvailabilityZone": "us-east-1a"})["Instances"][0]["InstanceId"]  # fmt: skip
+    ec2.attach_volume(VolumeId=attached, InstanceId=theirs, Device="/dev/sdf")
+    leaks = {plant.instance("unknown host", _tags(name, "gone-1", "buildhost")),
+             plant.volume("unknown volume", _tags(name, "gone-1", "buildhost"))}  # fmt: skip
+
+    got = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--json", "--older-than", "10m",
+                                   "--apply"])  # fmt: skip
+    assert got.exit_code == 6, got.output  # the cloud's refusal (TargetError)
+    answer = json.loads(got.stdout)
+    assert {r["id"] for r in answer["leaks"] if r["deleted"]} == leaks
+    failed = [r for r in answer["leaks"] if r["error"]]
+    assert [r["id"] for r in failed] == [attached] and "VolumeInUse" in failed[0]["error"], failed
+    assert [(r["id"], r["error"]) for r in answer["unjudged"]] == [(bad_tag, "build_id: must be 1-128 ASCII letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit (got 'not a build id!')")]  # fmt: skip
+    assert answer["failed"] == 2 and _state(ec2, bad_tag) == "running"
+    assert ec2.describe_volumes(VolumeIds=[attached])["Volumes"]
+    text = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "10m"])
+    assert text.exit_code == 1, text.output  # listing: the bad tag still cannot be judged
+    assert f"instance {bad_tag} (us-east-1) left alone, not judged: build_id" in text.stderr, text.stderr
 
 
 def test_gc_refuses_a_store_that_knows_no_build_of_the_pipeline(
@@ -195,7 +241,7 @@ def test_gc_refuses_a_store_that_knows_no_build_of_the_pipeline(
     build waiting to be resumed: it refuses in one line and deletes nothing."""
     name, spec, _ = pipeline
     host = Planted(ec2, base_ami).instance("a running build's host", _tags(name, "running-1", "buildhost", 10))
-    refused = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "0s", "--apply"])
+    refused = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "10m", "--apply"])
     assert refused.exit_code == 2 and "knows no build of it" in refused.output, refused.output
     assert _state(ec2, host) == "running"
 
@@ -247,12 +293,12 @@ milestones:
         assert got.exit_code == 0, got.output
         return dict(json.loads(got.stdout))
 
-    assert {row["id"] for row in gc("--older-than", "0s")["leaks"]} == leaks
-    applied = gc("--older-than", "0s", "--apply")
+    assert {row["id"] for row in gc("--older-than", "10m")["leaks"]} == leaks
+    applied = gc("--older-than", "10m", "--apply")
     assert {row["id"] for row in applied["leaks"] if row["deleted"]} == leaks
     assert not leaks & (set(fake_os.servers) | set(fake_os.images)) and kept in fake_os.images
     assert all(i in fake_os.servers or i in fake_os.images for i in foreign)
-    assert gc("--older-than", "0s")["leaks"] == []
+    assert gc("--older-than", "10m")["leaks"] == []
 
 
 def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any) -> None:
@@ -312,11 +358,11 @@ def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any
         assert got.exit_code == 0, got.output
         return dict(json.loads(got.stdout))
 
-    assert {row["id"] for row in gc("--older-than", "0s")["leaks"]} == leaks
-    assert {row["id"] for row in gc("--older-than", "0s", "--apply")["leaks"] if row["deleted"]} == leaks
+    assert {row["id"] for row in gc("--older-than", "10m")["leaks"]} == leaks
+    assert {row["id"] for row in gc("--older-than", "10m", "--apply")["leaks"] if row["deleted"]} == leaks
     present = {i["selfLink"] for i in [*fake_gce.images.values(), *fake_gce.instances.values()]}
     assert not leaks & present and set(kept) | {unlabelled} <= present
-    assert gc("--older-than", "0s")["leaks"] == []
+    assert gc("--older-than", "10m")["leaks"] == []
 
 
 def test_gc_on_vsphere_destroys_the_pipelines_leaked_vms_and_templates(tmp_path: Path, vsphere_library: str) -> None:
@@ -364,9 +410,9 @@ def test_gc_on_vsphere_destroys_the_pipelines_leaked_vms_and_templates(tmp_path:
         assert got.exit_code == 0, got.output
         return dict(json.loads(got.stdout))
 
-    assert {row["id"] for row in gc("--older-than", "0s")["leaks"]} == leaks
-    assert {row["id"] for row in gc("--older-than", "0s", "--apply")["leaks"] if row["deleted"]} == leaks
-    assert gc("--older-than", "0s")["leaks"] == []
+    assert {row["id"] for row in gc("--older-than", "10m")["leaks"]} == leaks
+    assert {row["id"] for row in gc("--older-than", "10m", "--apply")["leaks"] if row["deleted"]} == leaks
+    assert gc("--older-than", "10m")["leaks"] == []
     assert target._vm(green) is not None and target._by_uuid(host.id) is not None and other_target._vm(theirs)
     assert target._vm(gone_green) is None
 
@@ -427,8 +473,8 @@ def test_gc_on_azure_keeps_the_recorded_hosts_parts_and_deletes_the_rest(tmp_pat
         assert got.exit_code == 0, got.output
         return dict(json.loads(got.stdout))
 
-    assert {row["id"].lower() for row in gc("--older-than", "0s")["leaks"]} == {i.lower() for i in leaks}
-    gc("--older-than", "0s", "--apply")
-    assert gc("--older-than", "0s")["leaks"] == []
+    assert {row["id"].lower() for row in gc("--older-than", "10m")["leaks"]} == {i.lower() for i in leaks}
+    gc("--older-than", "10m", "--apply")
+    assert gc("--older-than", "10m")["leaks"] == []
     assert all(fake_arm.get(i) is None for i in leaks)
     assert all(fake_arm.get(i) is not None for i in kept) and fake_arm.get(theirs) is not None
