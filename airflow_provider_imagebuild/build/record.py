@@ -32,6 +32,14 @@ SKIPPED = "skipped"  # a person stepped over the milestone on purpose, with a re
 BUILD_STATUSES = (IN_PROGRESS, COMPLETED, FAILED)
 ATTEMPT_STATUSES = (IN_PROGRESS, COMPLETED, FAILED, ABANDONED, SKIPPED)
 
+# The whole build's status word, derived from the record (what each means: :mod:`.status`).
+REGISTERED = "registered"
+RUNNING = "running"
+WAITING = "waiting"
+BUILD_FAILED = "failed"
+DELIVERED = "delivered"
+ABANDONED_BUILD = "abandoned"  # the record's abandoned_at (rules.abandon): kept in the store, on every backend
+
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 # An attempt's usage: the build host's size and the hours it existed during the attempt, the size
@@ -313,8 +321,6 @@ class BuildRecord:
         that only the holder (``build begin``, the milestone's own task) ever has the token.
         ``status`` is the current milestone's; ``build_status`` the whole build's
         (:mod:`.status`)."""
-        from airflow_provider_imagebuild.build.status import build_status  # status reads this module
-
         doc = self.to_doc()
         doc.pop("schema")
         if self.lease is not None:
@@ -384,6 +390,25 @@ class BuildRecord:
             raise CorruptRecord(f"build record is malformed ({exc})") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptRecord(f"build record is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def build_status(rec: BuildRecord, now: datetime | None = None) -> str:
+    """The build's status word at ``now`` (default: the current time). Derived here, beside the
+    record it reads, so that :meth:`BuildRecord.to_public` shows it; :mod:`.status` says what
+    each word means and checks the words people type."""
+    if rec.abandoned:
+        return ABANDONED_BUILD
+    if rec.delivered:
+        return DELIVERED
+    moment = now or datetime.now(timezone.utc)
+    lease = rec.lease
+    if lease is not None and parse_ts(lease.expires_at) > moment:
+        return RUNNING
+    if rec.status in (FAILED, IN_PROGRESS):  # in progress without a live lease: its worker is gone
+        return BUILD_FAILED
+    if rec.current_state == rec.plan[0]:
+        return REGISTERED
+    return WAITING
 
 
 def _attempt_counts(raw: object, plan: list[int], field: str) -> dict[int, int]:

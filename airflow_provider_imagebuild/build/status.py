@@ -3,7 +3,8 @@
 The record keeps the *milestone* status (``in_progress``, ``completed``, ``failed``): whether the
 attempt at the current milestone worked. That word alone misleads a reader: a build only
 registered, or just reset, reads ``completed``, and a delivered one too. People and filters need
-the build's own word, so it is derived here, in one place, and every reader shows it
+the build's own word, so it is derived in one place (:func:`.record.build_status`, beside the record it reads: the
+record's own ``to_public`` shows it; this module says what each word means) and every reader shows it
 (``build_status`` in ``imagebuild build show/list --json``, ``report --json``, the API, the UI):
 
 - ``registered``: nothing begun yet, or reset back to the first milestone after registration;
@@ -21,17 +22,33 @@ records written by older releases get the word too.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-from airflow_provider_imagebuild.build.record import COMPLETED, FAILED, IN_PROGRESS, BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.record import (
+    ABANDONED_BUILD,
+    BUILD_FAILED,
+    COMPLETED,
+    DELIVERED,
+    IN_PROGRESS,
+    REGISTERED,
+    RUNNING,
+    WAITING,
+    build_status,
+)
 from airflow_provider_imagebuild.errors import InvalidInput
 
-REGISTERED = "registered"
-RUNNING = "running"
-WAITING = "waiting"
-BUILD_FAILED = "failed"
-DELIVERED = "delivered"
-ABANDONED_BUILD = "abandoned"  # the record's abandoned_at (rules.abandon): kept in the store, on every backend
+# The words and build_status are the record's (its to_public shows the word); they are read from here.
+__all__ = [
+    "ABANDONED_BUILD",
+    "BUILD_FAILED",
+    "BUILD_STATUS_WORDS",
+    "DELIVERED",
+    "MEANINGS",
+    "REGISTERED",
+    "RUNNING",
+    "WAITING",
+    "build_status",
+    "check_build_status",
+    "milestone_status_of",
+]
 
 BUILD_STATUS_WORDS = (REGISTERED, RUNNING, WAITING, BUILD_FAILED, DELIVERED, ABANDONED_BUILD)
 
@@ -44,23 +61,6 @@ MEANINGS = {
     DELIVERED: "milestone 100 completed",
     ABANDONED_BUILD: "given up for good",
 }
-
-
-def build_status(rec: BuildRecord, now: datetime | None = None) -> str:
-    """The build's status word at ``now`` (default: the current time)."""
-    if rec.abandoned:
-        return ABANDONED_BUILD
-    if rec.delivered:
-        return DELIVERED
-    moment = now or datetime.now(timezone.utc)
-    lease = rec.lease
-    if lease is not None and parse_ts(lease.expires_at) > moment:
-        return RUNNING
-    if rec.status in (FAILED, IN_PROGRESS):  # in progress without a live lease: its worker is gone
-        return BUILD_FAILED
-    if rec.current_state == rec.plan[0]:
-        return REGISTERED
-    return WAITING
 
 
 # The milestone status every build of a build status has, so that a listing by build status can

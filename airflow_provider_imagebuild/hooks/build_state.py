@@ -1,5 +1,8 @@
-"""Airflow hook for the ``imagebuild_state`` connection: connection -> :class:`BuildStore`, and
-:func:`store_for`, a task's store in the one order of :mod:`.store_choice`.
+"""Airflow hook for the ``imagebuild_state`` connection: connection -> :class:`BuildStore`.
+
+Which store a task opens (the spec's, the deployment's, the default) is :mod:`.store_choice`'s one
+order (its ``store_for``): it opens a chosen connection through this hook, so this module knows
+nothing of the order.
 
 The connection holds the store URL (in ``extra.store_url`` or ``host``) and, for the AWS
 backends, an ``aws_conn_id`` whose credentials the Amazon provider's ``AwsBaseHook`` resolves;
@@ -16,17 +19,10 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_imagebuild.clouds.aws import AwsClients
 from airflow_provider_imagebuild.errors import InvalidInput
-from airflow_provider_imagebuild.hooks.store_choice import STORE_CONN_ENV, choose_store, open_choice
 from airflow_provider_imagebuild.redact.patterns import Redactor, redactor_for
 from airflow_provider_imagebuild.store import BuildStore, open_store, parse_store_url
 
-__all__ = ["STORE_CONN_ENV", "BuildStateHook", "airflow_redactor", "store_for"]
-
-
-def store_for(store_url: str | None = None, store_conn_id: str | None = None) -> BuildStore:
-    """A pipeline's store: its spec's ``store`` URL or ``store_conn_id``, else the deployment's, in
-    the one order every part uses (:mod:`.store_choice`)."""
-    return open_choice(choose_store(store_url, store_conn_id), redactor=airflow_redactor())
+__all__ = ["BuildStateHook", "airflow_redactor"]
 
 
 def airflow_redactor() -> Redactor:

@@ -207,3 +207,11 @@ def open_choice(choice: StoreChoice, redactor: Redactor | None = None) -> BuildS
         except AirflowNotFoundException:
             raise _undefined(choice) from None
     return open_store(str(choice.url), redactor=redactor)
+
+
+def store_for(store_url: str | None = None, store_conn_id: str | None = None) -> BuildStore:
+    """A task's store: its spec's ``store`` URL or ``store_conn_id``, else the deployment's, in the
+    one order, redacting what Airflow's secrets masker knows besides the patterns."""
+    from airflow_provider_imagebuild.hooks.build_state import airflow_redactor
+
+    return open_choice(choose_store(store_url, store_conn_id), redactor=airflow_redactor())

@@ -117,7 +117,7 @@ class BuildOperator(BaseOperator):
         return list(self.identity.plan)
 
     def open_store(self) -> BuildStore:
-        from airflow_provider_imagebuild.hooks.build_state import store_for
+        from airflow_provider_imagebuild.hooks.store_choice import store_for
 
         return store_for(self.store_url, self.store_conn_id)
 

@@ -60,7 +60,7 @@ class WatchdogOperator(BaseOperator):
         Returns the builds marked stuck per pipeline, and those abandoned under ``abandoned``."""
         from airflow.sdk.exceptions import AirflowException
 
-        from airflow_provider_imagebuild.hooks.build_state import store_for
+        from airflow_provider_imagebuild.hooks.store_choice import store_for
         from airflow_provider_imagebuild.store import ListFilter
         from airflow_provider_imagebuild.watchdog import abandon_due, milestone_p90, stuck_in
 

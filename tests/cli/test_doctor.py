@@ -304,8 +304,8 @@ def test_a_store_connection_that_fails_never_shows_its_credentials(
 
 
 def test_the_store_chosen_is_the_one_tasks_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The doctor's choice, case by case, against hooks.build_state.store_for (what a task opens)."""
-    from airflow_provider_imagebuild.hooks.build_state import store_for
+    """The doctor's choice, case by case, against hooks.store_choice.store_for (what a task opens)."""
+    from airflow_provider_imagebuild.hooks.store_choice import store_for
 
     monkeypatch.setenv("AIRFLOW_CONN_STATE_DB", json.dumps(
         {"conn_type": "imagebuild_state", "extra": {"store_url": f"sqlite:///{tmp_path}/conn.db"}}))  # fmt: skip

@@ -33,7 +33,7 @@ def test_every_rule_of_the_order_in_turn_and_a_task_opens_what_it_names(
 ) -> None:
     """Rules are switched on from the last to the first; each time the first one wins, and the
     store a task opens (store_for) and the choice's own opening are that store."""
-    from airflow_provider_imagebuild.hooks.build_state import store_for
+    from airflow_provider_imagebuild.hooks.store_choice import store_for
 
     for name in ORDER_VARS:
         monkeypatch.delenv(name, raising=False)
@@ -62,7 +62,7 @@ def test_every_rule_of_the_order_in_turn_and_a_task_opens_what_it_names(
 def test_a_connection_airflow_does_not_know_is_named_with_the_rule_that_chose_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_imagebuild.hooks.build_state import store_for
+    from airflow_provider_imagebuild.hooks.store_choice import store_for
 
     monkeypatch.setenv("IMAGEBUILD_STORE_CONN_ID", "nowhere")
     monkeypatch.delenv("AIRFLOW_CONN_NOWHERE", raising=False)
