@@ -21,7 +21,9 @@
 Everything a build owns is under ``<work_dir>/<build_id>/``: a recorded host, checkpoint or image
 is used, copied or deleted only if it resolves to a regular file or tree there, so a value
 written into the store by hand (``--output image_id=/etc/shadow``, ``--meta host_id=<another
-build's tree>``) is refused instead of acted on.
+build's tree>``) is refused instead of acted on. The folder carries a mark naming the pipeline and
+the build (:mod:`.local_leaks`), which is how ``imagebuild gc --cloud local`` proves a leftover
+folder the pipeline's; a build never takes a folder another pipeline's build of its id marked.
 
 Runs as root (debootstrap, chroot and mkfs need it); without root it says so.
 """
@@ -58,6 +60,7 @@ from airflow_provider_imagebuild.targets.boot import (
     playbook_verifier,
 )
 from airflow_provider_imagebuild.targets.disk import DiskLayout, make_disk
+from airflow_provider_imagebuild.targets.local_leaks import LocalLeaks, mark_build_folder, vm_marker
 from airflow_provider_imagebuild.targets.rootfs import run_tool
 
 WORK_ENV = "IMAGEBUILD_WORK"
@@ -70,7 +73,7 @@ COPY_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
-class LocalTarget(Target):
+class LocalTarget(LocalLeaks, Target):
     name = "local"
     boot_checks = True
     seal_boots = True
@@ -152,6 +155,7 @@ class LocalTarget(Target):
             raise InvalidInput(
                 "target", "the local target needs root (debootstrap, chroot, mkfs); run the worker as root"
             )
+        mark_build_folder(self.build_dir(build.build_id), self.pipeline, build.build_id)  # for imagebuild gc
         root = self.root_of(build.build_id)
         shutil.rmtree(root, ignore_errors=True)  # a half-made tree of an earlier attempt
         # The freshly bootstrapped tree, cached once per package list (debootstrap's configure
@@ -172,6 +176,7 @@ class LocalTarget(Target):
             raise InvalidInput(
                 f"milestones.{checkpoint.code}.outputs.checkpoint_image", f"{archive} is not a checkpoint archive"
             )
+        mark_build_folder(self.build_dir(build.build_id), self.pipeline, build.build_id)  # for imagebuild gc
         root = self.root_of(build.build_id)
         shutil.rmtree(root, ignore_errors=True)
         rootfs.restore(archive, root)
@@ -251,7 +256,7 @@ class LocalTarget(Target):
             cpus=request.cpus,
             console=work / "console.log",
             work=work,
-            marker=hashlib.sha256(f"{self.pipeline}/{build.build_id}".encode()).hexdigest()[:24],
+            marker=vm_marker(self.pipeline, build.build_id),
         )
         request.log(f"{request.stage}: booting {disk.name} with {request.firmware.upper()} firmware ({report.accel})")
         with qemu.running_vm(settings) as vm:
