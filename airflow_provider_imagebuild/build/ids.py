@@ -21,9 +21,12 @@ Cloud = Literal["aws", "azure", "gcp", "openstack", "vsphere", "local"]
 CLOUDS: tuple[str, ...] = get_args(Cloud)
 MAX_OWNER = 256
 
-# C0 controls but tab and newline, DEL, C1 controls, line/paragraph separators and the bidi
-# overrides that make text display differently from what it is ("trojan source").
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab and newline, DEL, C1 controls, line/paragraph separators, the bidi
+# overrides that make text display differently from what it is ("trojan source"), and lone
+# surrogates (category Cs: half of a UTF-16 pair, which no UTF-8 encoder writes; a shell hands
+# invalid UTF-8 bytes of an argument over as \udc80-\udcff, a JSON body may say \ud800): the store's
+# JSON encoder refused them with a TypeError after every check had passed.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def control_character(text: str) -> str | None:

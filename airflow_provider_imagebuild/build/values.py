@@ -53,14 +53,15 @@ def check_attempts(value: object, field: str = "max_attempts") -> int:
 
 
 def check_text(value: object, field: str, limit: int, required: bool = True) -> str:
-    """Free text typed by a person (a reason): refused with control characters in it."""
+    """Free text typed by a person (a reason, a title): refused with control characters or lone
+    surrogates in it (:func:`~.ids.control_character`)."""
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, got {type(value).__name__}")
     if required and not value.strip():
         raise InvalidInput(field, "must not be empty")
     bad = control_character(value)
     if bad:
-        raise InvalidInput(field, f"must not contain control characters (found {bad})")
+        raise InvalidInput(field, f"must not contain control characters or lone surrogates (found {bad})")
     return truncated(value, limit)
 
 

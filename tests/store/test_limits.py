@@ -6,6 +6,7 @@ on dynalite too, which enforces the real 400 KB item limit (moto does not).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -136,3 +137,61 @@ def test_an_item_dynamodb_refuses_for_size_is_not_an_outage(make_store: Callable
     doc = {**doc, "metadata": {"pad": "x" * 420_000}, "version": version + 1}
     with pytest.raises(InvalidInput, match="too large for a DynamoDB item"):
         store._write("b-1", doc, version)  # type: ignore[attr-defined]
+
+
+def test_lone_surrogates_in_any_text_are_one_line_refusals(
+    make_store: Callable[..., BuildStore], tmp_path: Any
+) -> None:
+    """A lone surrogate (category Cs: what a shell makes of an argument's invalid UTF-8 bytes, or a
+    JSON body's ``\\ud800``) in a reason, a title, metadata or an output is refused naming the field,
+    nothing written; a tool's error text keeps it escaped. It was a TypeError from the store's JSON
+    encoder once every check had passed. The rule is the build domain's, so one backend shows it."""
+    store = make_store("sqlite")
+    _create(store)
+    lone = "x\ud800y"
+    refused = {
+        "titles[42]": lambda: store.create_build(
+            "t-1", pipeline="p", cloud="aws", image_type="t", plan=[0, 42, 100], titles={42: lone}
+        ),
+        "metadata.k": lambda: store.create_build(
+            "m-1", pipeline="p", cloud="aws", image_type="t", metadata={"k": lone}
+        ),
+        "reason": lambda: store.abandon("b-1", reason=lone),
+    }
+    for field, attempt in refused.items():
+        with pytest.raises(InvalidInput, match=rf"^{re.escape(field)}: must not contain control characters"):
+            attempt()
+    lease = store.begin("b-1", 5, owner="w")
+    for call in (
+        lambda: store.complete("b-1", 5, token=lease.token, outputs={"k": lone}),
+        lambda: store.allow("b-1", 10, attempts=1, reason="\udcff"),
+        lambda: store.skip("b-1", 10, reason="\udcff"),
+    ):
+        with pytest.raises(InvalidInput):
+            call()
+    assert store.find("t-1") is None and store.find("m-1") is None and not store.get("b-1").abandoned
+    assert (
+        store.fail("b-1", 5, token=lease.token, error=f"tool said {lone}").attempts[-1].error == "tool said x\\ud800y"
+    )
+    url = f"sqlite:///{tmp_path}/cli.db"
+    got = CliRunner().invoke(
+        cli,
+        [
+            "--store",
+            url,
+            "build",
+            "create",
+            "c-1",
+            "--pipeline",
+            "p",
+            "--cloud",
+            "aws",
+            "--image-type",
+            "t",
+            "--milestones",
+            "0,42,100",
+            "--title",
+            "42=bad \udcff",
+        ],
+    )
+    assert got.exit_code == 2 and got.output.count("\n") == 1 and "titles[42]" in got.output, got.output
