@@ -128,8 +128,8 @@ class DefaultArgs(TaskPlacement):
 
 
 class SettingErrors(ValueError):
-    """Every problem of ``default_args:`` (``default_args.key: reason`` each), so that spec check
-    reports them all; its message is the first."""
+    """Every problem of ``default_args:`` or ``access_control:`` (``key.path: reason`` each), so that
+    spec check reports them all; its message is the first."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -169,36 +169,52 @@ AccessControl = dict[str, dict[str, frozenset[str]]]
 def checked_access_control(raw: Any) -> AccessControl:
     """``access_control:``: role -> the actions on this DAG (``[can_read, can_edit]``), or role ->
     resource -> actions (``{DAGs: [can_read], DAG Runs: [can_create]}``), as Airflow takes it; a
-    resource or action Airflow does not know is refused with the nearest one."""
+    resource or action Airflow does not know is refused with the nearest one. Every problem is
+    reported, each at its key path (``access_control.Op.DAGs: ...``), as spec check reports the
+    rest of a spec: a team fixing its roles sees all of them at once."""
     if not isinstance(raw, dict) or not raw:
         raise ValueError("access_control: must map role names to permissions, like {Op: [can_read, can_edit]}")
     checked: AccessControl = {}
+    problems: list[str] = []
     for role, perms in raw.items():
         if not isinstance(role, str) or not role.strip():
-            raise ValueError(f"access_control: role names must be non-empty strings, got {role!r}")
+            problems.append(f"access_control: role names must be non-empty strings, got {role!r}")
+            continue
         where = f"access_control.{role}"
         resources = {"DAGs": perms} if isinstance(perms, list) else perms
         if not isinstance(resources, dict) or not resources:
-            raise ValueError(f"{where}: must be a list of actions or a mapping of resource to actions")
+            problems.append(f"{where}: must be a list of actions or a mapping of resource to actions")
+            continue
         checked[role] = {}
         for resource, actions in resources.items():
-            allowed = DAG_PERMISSIONS.get(resource)
-            if allowed is None:
-                near = difflib.get_close_matches(str(resource), list(DAG_PERMISSIONS), n=1, cutoff=0.5)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
-                raise ValueError(f"{where}.{resource}: not a DAG resource (DAGs or DAG Runs){hint}")
-            if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
-                raise ValueError(f"{where}.{resource}: must be a list of actions ({', '.join(sorted(allowed))})")
-            for action in actions:
-                if action not in allowed:
-                    near = difflib.get_close_matches(action, sorted(allowed), n=1, cutoff=0.5)
-                    hint = f"; did you mean {near[0]!r}?" if near else ""
-                    raise ValueError(
-                        f"{where}.{resource}: {action!r} is not a {resource} permission "
-                        f"({', '.join(sorted(allowed))}){hint}"
-                    )
-            checked[role][resource] = frozenset(actions)
+            found = _resource_problems(str(resource), actions)
+            problems += [f"{where}.{resource}: {reason}" for reason in found]
+            if not found:
+                checked[role][resource] = frozenset(actions)
+    if problems:
+        raise SettingErrors(problems)
     return checked
+
+
+def _resource_problems(resource: str, actions: Any) -> list[str]:
+    """What is wrong with one resource's actions of a role (nothing: they are Airflow's): one
+    problem, naming every unknown action (spec check shows one problem per key path)."""
+    allowed = DAG_PERMISSIONS.get(resource)
+    if allowed is None:
+        near = difflib.get_close_matches(resource, list(DAG_PERMISSIONS), n=1, cutoff=0.5)
+        return [f"not a DAG resource (DAGs or DAG Runs){f'; did you mean {near[0]!r}?' if near else ''}"]
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        return [f"must be a list of actions ({', '.join(sorted(allowed))})"]
+    unknown = []
+    for action in actions:
+        if action not in allowed:
+            near = difflib.get_close_matches(action, sorted(allowed), n=1, cutoff=0.5)
+            unknown.append(f"{action!r} (did you mean {near[0]!r}?)" if near else repr(action))
+    if not unknown:
+        return []
+    verb = "is not a" if len(unknown) == 1 else "are not"
+    noun = f"{resource} permission" + ("" if len(unknown) == 1 else "s")
+    return [f"{', '.join(unknown)} {verb} {noun} ({', '.join(sorted(allowed))})"]
 
 
 __all__ = [

@@ -140,3 +140,29 @@ def test_spec_check_refuses_bad_airflow_settings_with_the_field_path(tmp_path: P
         errors[1] == f"{folder / 'c.yaml'}:5:34: milestones.15.pool_slots: Input should be greater than or equal to 1"
     )
     assert "Traceback" not in checked.stderr
+
+
+def test_spec_check_reports_every_access_control_problem_at_its_line(tmp_path: Path) -> None:
+    """A team fixing its roles sees every wrong role, resource and action at once, each as
+    ``FILE:LINE:COLUMN: key.path: message`` (the first alone made it fix, rerun, fix again)."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    spec = tmp_path / "web.yaml"
+    spec.write_text(
+        "pipeline: web\ncloud: local\nimage_type: base\n"
+        "access_control:\n"
+        "  Op: [can_raed, can_edit, can_fly]\n"
+        "  Viewer: {DAG Run: [can_create], DAGs: [can_read]}\n"
+        "  Auditor: can_read\n"
+    )
+    got = CliRunner().invoke(cli, ["spec", "check", str(spec)])
+    assert got.exit_code == 2, got.output
+    errors = [line for line in got.stderr.splitlines() if line.startswith(str(spec))]
+    assert errors == [
+        f"{spec}:5:7: access_control.Op.DAGs: 'can_raed' (did you mean 'can_read'?), 'can_fly' (did you mean "
+        "'can_delete'?) are not DAGs permissions (can_delete, can_edit, can_read)",
+        f"{spec}:6:21: access_control.Viewer.DAG Run: not a DAG resource (DAGs or DAG Runs); did you mean 'DAG Runs'?",
+        f"{spec}:7:12: access_control.Auditor: must be a list of actions or a mapping of resource to actions",
+    ]
