@@ -587,6 +587,18 @@ def record_release(
     return rec, True
 
 
+def record_retirement(
+    rec: BuildRecord, retired: list[str], reason: str, actor: str, now: datetime
+) -> tuple[BuildRecord, bool]:
+    """That published images of the build were deleted by retention (``imagebuild retention
+    --apply``), and why, as an event: whatever the build's state, its record says where its product
+    went. Nothing else of the record changes (a delivered build stays delivered)."""
+    if not retired:
+        raise InvalidInput("retired", "name at least one image that was deleted")
+    _add_event(rec, Event(format_ts(now), "retire", f"retired {', '.join(retired)}: {reason}", actor))
+    return rec, True
+
+
 def record_replay(
     rec: BuildRecord,
     state: object,

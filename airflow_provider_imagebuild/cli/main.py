@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.cli.output import (
     print_json,
     warn,
 )
+from airflow_provider_imagebuild.cli.retention import retention
 from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.cli.times import shown_time
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
@@ -766,6 +767,7 @@ cli.add_command(init)
 cli.add_command(ansible_callback_path)
 cli.add_command(doctor)
 cli.add_command(gc)
+cli.add_command(retention)
 
 
 def main() -> None:

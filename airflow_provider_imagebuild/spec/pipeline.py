@@ -47,6 +47,7 @@ from airflow_provider_imagebuild.spec.problems import (
     split_problem,
 )
 from airflow_provider_imagebuild.spec.publish import PublishSpec, publish_problem
+from airflow_provider_imagebuild.spec.retention import RetentionSpec
 from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec.yaml_reader import (
     MAX_SPEC_BYTES,
@@ -296,6 +297,12 @@ class PipelineSpec(BaseModel):
     on_failure: OnFailureSpec = OnFailureSpec()
     # What its resources cost, over the cloud's example prices (spec/cost.py; build/prices.py)
     cost: CostSpec | None = None
+    # How many published images stay, and how long (spec/retention; imagebuild retention); per destination too
+    retention: RetentionSpec | None = Field(
+        default=None,
+        description="published images kept: keep_last N delivered builds', keep_days D; absent: all kept "
+        "(a publish destination's own retention replaces it)",
+    )
 
     @field_validator("pipeline", "image_type")
     @classmethod

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from airflow_provider_imagebuild.build.ids import KEY_RE
 from airflow_provider_imagebuild.spec.fields import ConnId
 from airflow_provider_imagebuild.spec.openstack import OpenstackLogin, _resource, check_properties
+from airflow_provider_imagebuild.spec.retention import RetentionSpec
 from airflow_provider_imagebuild.spec.vsphere import _names
 
 FILE_KINDS = ("glance", "vsphere_library")  # destinations that upload the sealed image file
@@ -83,6 +84,9 @@ class PublishSpec(BaseModel):
     catalog: Nothing | None = None
     glance: GlanceDestination | None = None
     vsphere_library: VsphereLibraryDestination | None = None
+    retention: RetentionSpec | None = Field(
+        default=None, description="this destination's published images kept, replacing the pipeline's retention"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -433,6 +433,16 @@ class BuildStore(ABC):
         who = self._redact_ids(check_owner(actor, "actor"))
         return self._mutate(build_id, lambda rec, now: rules.record_release(rec, ids, held, who, now, gone))
 
+    def record_retirement(
+        self, build_id: str, *, retired: Iterable[str], reason: str, actor: str = "imagebuild"
+    ) -> BuildRecord:
+        """Record that retention deleted these published images of the build (ids, with where
+        they were), and why: an event ``build history`` shows, on any build status."""
+        ids = [self._redact_ids(check_text(r, "retired", MAX_REASON)) for r in retired]
+        text = self._redact(check_text(reason, "reason", MAX_REASON))
+        who = self._redact_ids(check_owner(actor, "actor"))
+        return self._mutate(build_id, lambda rec, now: rules.record_retirement(rec, ids, text, who, now))
+
     def record_replay(
         self,
         build_id: str,
