@@ -30,8 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from airflow_provider_imagebuild.build.ids import check_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import ABANDONED_BUILD, DELIVERED, build_status
+from airflow_provider_imagebuild.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,14 @@ def judge(
     ``references``: image id -> what still refers to it."""
     refs = references or {}
     grouped: dict[str, tuple[BuildRecord | None, list[PublishedImage]]] = {}
+    odd: list[Verdict] = []
     for image, record in found:
+        if record is None and image.build_id and not _is_build_id(image.build_id):
+            # A tag no build of ours writes: its deletion could not be recorded on any build's
+            # history under that name, and nothing proves whose it is.
+            why = f"its build tag {image.build_id[:80]!r} is not a build id"
+            odd.append(Verdict(image, image.build_id, False, why))
+            continue
         key = record.build_id if record is not None else (image.build_id or image.build_key or image.id)
         grouped.setdefault(key, (record, []))[1].append(image)
     releases = [_release(key, record, images, now) for key, (record, images) in grouped.items()]
@@ -123,7 +132,15 @@ def judge(
                 verdicts.append(Verdict(image, release.build_id, False, f"still referenced by {refs[image.id]}"))
             else:
                 verdicts.append(Verdict(image, release.build_id, retire, why))
-    return verdicts
+    return verdicts + odd
+
+
+def _is_build_id(value: str) -> bool:
+    try:
+        check_build_id(value)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _release_verdict(

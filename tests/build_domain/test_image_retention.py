@@ -91,6 +91,11 @@ def test_an_unknown_builds_images_count_as_delivered_and_an_abandoned_builds_do_
     assert got["ami-b8-us-east-1"] == "retire: build b8 was abandoned"
     assert got["ami-b7-us-east-1"] == "keep: one of the 2 newest delivered builds' (keep_last)"
     assert got["ami-b6-us-east-1"] == "retire: build b6 is unknown to the store; beyond the 2 newest delivered builds"
+    # a build tag no build of ours could write (a hand-made tag, a control character) is left alone
+    odd = PublishedImage("ami-odd", "us-east-1", "b\n1", T0)
+    assert verdicts([(odd, None), *found], 20, keep_last=1, keep_days=None)["ami-odd"] == (
+        "keep: its build tag 'b\\n1' is not a build id"
+    )
     # an image of an unknown build newer than any delivered one is the newest published one: kept
     assert verdicts([(image("b10", 10), None), (image("b9", 9), newest)], 20, keep_last=1, keep_days=None)[
         "ami-b10-us-east-1"
