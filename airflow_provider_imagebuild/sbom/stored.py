@@ -1,0 +1,68 @@
+"""A build's bill of materials as its record points at it: found, read and proven.
+
+The record holds the seal's outputs (``sbom_file``, ``sbom_sha256``, ``sbom_packages``), never the
+document: the document is a file beside the image (and its copies in the catalog). Anyone who can
+write the store can write those outputs, so a reader (``imagebuild build sbom``, the build page)
+shows a file only when its name is a bill of materials' (``*.cdx.json``), its SHA-256 is the one
+recorded and it is a CycloneDX document: a hand-written path (``/etc/shadow``) is never printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.errors import InvalidInput, NotFound
+
+MAX_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class SbomRef:
+    milestone: int
+    path: str
+    sha256: str
+    packages: int | None
+
+
+def sbom_of(build: BuildRecord) -> SbomRef | None:
+    """The latest completed milestone's bill of materials (the seal's), None when there is none."""
+    for code in sorted(build.completed, reverse=True):
+        outputs = build.milestones[code].outputs
+        if outputs.get("sbom_file"):
+            count = outputs.get("sbom_packages")
+            return SbomRef(
+                code,
+                str(outputs["sbom_file"]),
+                str(outputs.get("sbom_sha256") or ""),
+                count if isinstance(count, int) and not isinstance(count, bool) else None,
+            )
+    return None
+
+
+def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
+    """The reference and the document's text, proven as the module says."""
+    ref = sbom_of(build)
+    if ref is None:
+        raise NotFound(f"build {build.build_id} has no bill of materials (it is written by the seal, milestone 95)")
+    field = f"milestones.{ref.milestone}.outputs.sbom_file"
+    path = Path(ref.path)
+    if not path.is_absolute() or not path.name.endswith(".cdx.json") or ".." in path.parts:
+        raise InvalidInput(field, f"{ref.path!r} is not a bill of materials file (*.cdx.json)")
+    if not path.is_file():
+        raise NotFound(f"{ref.path} is not on this machine (it is kept on the worker that sealed the build)")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES or hashlib.sha256(raw).hexdigest() != ref.sha256:
+        raise InvalidInput(field, f"{ref.path} is not the document the seal recorded (its SHA-256 differs)")
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
+        raise InvalidInput(field, f"{ref.path} is not a CycloneDX document")
+    return ref, text
