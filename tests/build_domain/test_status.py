@@ -48,7 +48,6 @@ def test_each_word_follows_the_build_through_its_day(tmp_path: Path) -> None:
 
 def test_the_words_are_the_documented_ones() -> None:
     assert BUILD_STATUS_WORDS == ("registered", "running", "waiting", "failed", "delivered", "abandoned")
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    concepts = readme.split("## Concepts", 1)[1].split("\n## ", 1)[0]
+    concepts = (Path(__file__).parents[2] / "docs" / "concepts" / "index.md").read_text()
     for word in (*BUILD_STATUS_WORDS, "in_progress", "completed"):
         assert f"`{word}`" in concepts, word
