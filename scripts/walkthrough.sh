@@ -42,4 +42,4 @@ echo "== second run: resumes at $FAIL_AT"
 run_pipeline resume
 ib build show "$BUILD"
 ib build history "$BUILD" | tail -n 8
-echo "Full pipeline demo with Airflow, Packer and Ansible: see README (the toolchain issues extend this)."
+echo "Full pipeline demo with Airflow, Packer and Ansible: make demo (README.md)."

@@ -6,7 +6,7 @@ GRUB) + qemu-img, boot checks in qemu (the green image under BIOS, the sealed im
 the verification playbook over SSH), the catalog; its Glance is the loopback OpenStack fake
 (driven by openstacksdk) and its content library is govmomi's vCenter simulator (pyVmomi and the
 vAPI), both reached through Airflow connections. Last, the catalog's copy boots by itself with the
-README's plain qemu command and lets the build's key in.
+plain qemu command of docs/authors-guide/local.md and lets the build's key in.
 
 A failure injected at 85 stops the first run. Then the build host (the root filesystem tree) is
 removed behind the build's back. The second run (what clearing the task does) resumes at 85: it
@@ -174,7 +174,7 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert sealed["boot_sealed_sha256"] == meta["sha256"] and sealed["boot_sealed_image"] == str(image)
     assert green["boot_green_login_prompt_s"] <= green["boot_green_ssh_s"] <= green["boot_green_total_s"]
 
-    # The catalog's copy, copied elsewhere, boots by itself under BIOS with the README's one line,
+    # The catalog's copy, copied elsewhere, boots by itself under BIOS with the local target page's one line,
     # shows a login prompt and lets the build's key in (sudo works, the release record is there).
     elsewhere = tmp / "elsewhere.qcow2"
     shutil.copyfile(entry / meta["image"], elsewhere)
@@ -185,7 +185,7 @@ def test_local_image_is_built_resumed_sealed_and_published(
 
 
 def boot_by_hand(image: Path, firmware: str, key: Path, command: str, timeout: float = 600) -> str:
-    """Boot ``image`` with :func:`boot_command` (what the README and ``make demo`` print, its
+    """Boot ``image`` with :func:`boot_command` (what docs/authors-guide/local.md and ``make demo`` print, its
     console on stdout), wait for the login prompt, run ``command`` over SSH as admin; its output."""
     from airflow_provider_imagebuild.toolchain.qemu import boot_command, free_loopback_port
 

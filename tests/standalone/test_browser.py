@@ -20,7 +20,7 @@ the time zone chosen in Airflow's UI); after the redo, the page follows the run 
 without being reloaded.
 
 Screenshots of the builds list, the failed build's page and the build page go to ``docs/images/``
-when ``IMAGEBUILD_UPDATE_SCREENSHOTS=1`` (the README shows them), else to the test's temporary folder.
+when ``IMAGEBUILD_UPDATE_SCREENSHOTS=1`` (the operator's guide shows them), else to the test's temporary folder.
 """
 
 from __future__ import annotations

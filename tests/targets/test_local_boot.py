@@ -2,7 +2,7 @@
 sealed image that cannot boot, booted for real in qemu (TCG) and never published.
 
 The image that boots (green image under BIOS, sealed image under UEFI, then the delivered catalog
-copy with the README's plain qemu command) is the one ``tests/operators/test_local_pipeline.py``
+copy with the local target page's plain qemu command) is the one ``tests/operators/test_local_pipeline.py``
 builds through ``dag.test()``.
 """
 
