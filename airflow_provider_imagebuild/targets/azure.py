@@ -653,13 +653,36 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         removed = []
         for image in images:
             parts = parse_id(image)
-            if parts is None or self._owned(build, image) is None:
+            found = self._owned(build, image) if parts is not None else None
+            if parts is None or found is None:
                 log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
+                continue
+            published = self._published(build, image, found)
+            if published:
+                log.warning("image %s is published (%s); left to retention", image, published)
                 continue
             operations = self.compute.snapshots if parts["type"].lower() == "snapshots" else self.compute.images
             if self._delete(build, operations, parts["name"], parts["type"]):
                 removed.append(image)
         return removed
+
+    def _published(self, build: BuildRecord, image: str, found: Any) -> str:
+        """How a publish has begun on the build's managed ``image`` ("" when it has not): tagged
+        published, or the source of the build's gallery image version (made before its replication
+        ends and ``excludeFromLatest`` is lifted: a publish that failed halfway leaves a version
+        people may already use, whose source only retention removes). Snapshots are checkpoints."""
+        if (_get(found, "tags") or {}).get("Role") == "published":
+            return "Role=published"
+        s = self.settings
+        if (parse_id(image) or {}).get("type", "").lower() != "images" or not s.gallery or not s.gallery_image:
+            return ""
+        version = self.names(build).gallery_version()
+        with self.maybe_missing(f"GET gallery image version {version}") as existing:
+            existing.append(self.compute.gallery_image_versions.get(self.group, s.gallery, s.gallery_image, version))
+        if not existing or not self.is_builds(build, existing[0]):
+            return ""
+        source = str(_get(existing[0], "properties", "storageProfile", "source", "id") or "")
+        return f"source of gallery version {version}" if source.lower() == image.lower() else ""
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         s = self.settings

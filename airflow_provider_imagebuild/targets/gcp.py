@@ -438,12 +438,42 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
         removed = []
         for image in images:
             parsed = self._parse(image)
-            if parsed is None or self._owned_image(build, image) is None:
+            found = self._owned_image(build, image) if parsed is not None else None
+            if parsed is None or found is None:
                 log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
+                continue
+            published = self._published(build, found)
+            if published:
+                log.warning("image %s is published (%s); left to retention", image, published)
                 continue
             if self._delete_image(build, parsed[1]):
                 removed.append(image)
         return removed
+
+    def _published(self, build: BuildRecord, image: Mapping[str, Any]) -> str:
+        """How a publish has begun on the build's final ``image`` ("" when it has not): a copy of
+        the build's in a copy location, a share (an ``imageUser`` binding), or a family image it
+        replaced by deprecation. A publish that failed halfway leaves an image people may already
+        use: retention's to remove, never an abandon's. Checkpoints are never published."""
+        role = (image.get("labels") or {}).get("imagebuild-role")
+        if role in ("published", "copy"):
+            return f"role {role}"
+        if role != "final":
+            return ""
+        for location in self.settings.copy_locations:
+            copy = self._image(self.names.copy(build, str(image["name"]), location))
+            if copy is not None and self.is_builds(build, copy):
+                return f"copied to {location}"
+        images = self.compute.images()
+        policy = self.call(f"images.getIamPolicy {image['name']}",
+                           images.getIamPolicy(project=self.project, resource=image["name"]))  # fmt: skip
+        if any(b.get("role") == IMAGE_USER and b.get("members") for b in policy.get("bindings") or []):
+            return "shared"
+        family = image.get("family")
+        for other in self._family_images(str(family)) if family else []:
+            if (other.get("deprecated") or {}).get("replacement") == image.get("selfLink"):
+                return f"it replaced {other.get('name')} in family {family}"
+        return ""
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         s = self.settings

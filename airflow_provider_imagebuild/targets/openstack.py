@@ -423,6 +423,11 @@ class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             if image is None:
                 log.info("checkpoint %s is gone or not build %s's; left alone", image_id, build.build_id)
                 continue
+            if (image.properties or {}).get("imagebuild_published") == "true":
+                # Publish marks the sealed image first, then shares it: a publish that failed
+                # halfway leaves an image people may already boot, which only retention removes.
+                log.warning("image %s is published (imagebuild_published); left to retention", image_id)
+                continue
             self._delete_image(image)
             removed.append(image_id)
         return removed

@@ -79,7 +79,13 @@ from airflow_provider_imagebuild.targets.base import (
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
-from airflow_provider_imagebuild.targets.library_items import find_library, item_description, reusable_item
+from airflow_provider_imagebuild.targets.library_items import (
+    find_item,
+    find_library,
+    item_description,
+    item_records,
+    reusable_item,
+)
 from airflow_provider_imagebuild.toolchain.versions import packer_version
 
 log = logging.getLogger(__name__)
@@ -503,11 +509,31 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         removed = []
         for image in images:
-            if self._destroy(build, self._owned(build, image, template=True)):
+            template = self._owned(build, image, template=True)
+            published = self._published(build, image, template) if template is not None else ""
+            if published:
+                log.warning("template %s is published (%s); left to retention", image, published)
+                continue
+            if self._destroy(build, template):
                 removed.append(image)
             else:
                 log.info("checkpoint %s is gone or not build %s's; left alone", image, build.build_id)
         return removed
+
+    def _published(self, build: BuildRecord, image: str, template: Any) -> str:
+        """How a publish has begun on the build's final ``template`` ("" when it has not): the
+        content library holds the build's item made of it (the same seal). A publish that failed
+        after the capture (tagging it) leaves an item people may already deploy: retention's to
+        remove, with its template, never an abandon's. Checkpoint templates are never published."""
+        library_name = self.settings.content_library
+        if not library_name or image != self.vm_name(build, "final"):
+            return ""
+        rest = self.clients.rest()
+        item = find_item(rest, find_library(rest, library_name, "target.content_library"), image)
+        recorded = item_records(str((item or {}).get("description", "")))
+        if item is None or recorded.get("key") != self.key(build) or recorded.get("seal") != self._seal_of(template):
+            return ""
+        return f"content library {library_name} item {item.get('id')}"
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         s = self.settings
