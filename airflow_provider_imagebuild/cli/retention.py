@@ -79,15 +79,18 @@ class _Records:
 
 
 def _record_deletions(
-    store: Any, deleted: dict[str, list[Any]], builds: _Records, newest: Any, label: str, actor: str
+    store: Any, done: dict[tuple[str, str], list[Any]], builds: _Records, newest: Any, label: str, actor: str
 ) -> None:
-    """One ``retire`` event per build on its record (the newest delivered build's, naming the
-    build, when its record is gone)."""
+    """One ``retire`` event per build and action on its record (the newest delivered build's,
+    naming the build, when its record is gone)."""
     from airflow_provider_imagebuild.errors import NotFound
+    from airflow_provider_imagebuild.targets.retire import DEPRECATED
 
-    for build_id, rows in deleted.items():
+    for (build_id, action), rows in done.items():
         where = [v.image.where for v in rows]
         why = f"{rows[0].why} (retention of {label})"
+        if action == DEPRECATED:
+            why = f"deprecated, to be deleted by a later run: {why}"
         try:
             if build_id not in builds.by_id:
                 raise NotFound(build_id)
@@ -105,7 +108,7 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
     from airflow_provider_imagebuild.store.base import ListFilter
     from airflow_provider_imagebuild.targets import target_for
     from airflow_provider_imagebuild.targets.leaks import utc_now
-    from airflow_provider_imagebuild.targets.retire import retirer_for
+    from airflow_provider_imagebuild.targets.retire import DELETED, retirer_for
 
     now = utc_now()
     answer: dict[str, Any] = {"pipeline": spec.pipeline, "cloud": spec.cloud, "destinations": []}
@@ -138,22 +141,27 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
             )
         verdicts = judge([(i, builds.of(i)) for i in images], now, keep_last=policy.keep_last,
                          keep_days=policy.keep_days, references=retirer.image_references(images))  # fmt: skip
-        deleted: dict[str, list[Any]] = {}
+        done: dict[tuple[str, str], list[Any]] = {}
         for v in verdicts:
             row = {"id": v.image.id, "region": v.image.region, "name": v.image.name, "build_id": v.build_id,
                    "retire": v.retire, "why": v.why, "deleted": False}  # fmt: skip
             shown["images"].append(row)
-            if not (apply and v.retire):
+            if not v.retire:
+                continue
+            row["step"] = retirer.next_step(v.image)
+            if not apply:
                 continue
             try:
-                row["deleted"] = bool(retirer.retire_image(v.image))
+                action = retirer.retire_image(v.image)
             except ImageBuildError as exc:
                 row["error"] = str(exc)
                 failures.append(f"{v.image.where}: {exc}")
-            if row["deleted"]:
-                deleted.setdefault(v.build_id, []).append(v)
-        if deleted:
-            _record_deletions(store, deleted, builds, delivered[-1], label, actor)
+                continue
+            row.update(done=action, deleted=action == DELETED)
+            if action:
+                done.setdefault((v.build_id, action), []).append(v)
+        if done:
+            _record_deletions(store, done, builds, delivered[-1], label, actor)
     if failures:
         answer["failures"] = failures
     return answer
@@ -162,7 +170,11 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
 def _verdict_word(row: dict[str, Any]) -> str:
     if not row["retire"]:
         return "kept"
-    return "deleted" if row["deleted"] else "failed" if "error" in row else "to delete"
+    if "error" in row:
+        return "failed"
+    if "done" in row:
+        return row["done"] or f"not done ({row['step']})"
+    return f"to {row['step']}"
 
 
 @click.command("retention")

@@ -29,7 +29,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE, aws_errors
 from airflow_provider_imagebuild.targets.base import MANAGED_BY
 from airflow_provider_imagebuild.targets.leaks import parse_time
-from airflow_provider_imagebuild.targets.retire import ImageRetiring
+from airflow_provider_imagebuild.targets.retire import DELETED, ImageRetiring
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +129,12 @@ class AwsPublishedImages(ImageRetiring):
                             found.append((str(image_id), what))
         return found
 
-    def retire_image(self, image: PublishedImage) -> bool:
+    def retire_image(self, image: PublishedImage) -> str:
         described = self.target._described_image(image.id, image.region)
         if described is None or not self._ours(described, image.build_id):
             log.info("AMI %s is gone or no longer this pipeline's published image; left alone", image.where)
-            return False
-        deleted = bool(self.target._deregister(described, image.region))  # gone meanwhile: False
-        if deleted:
-            log.info("retired published AMI %s of build %s", image.where, image.build_id)
-        return deleted
+            return ""
+        if not self.target._deregister(described, image.region):  # gone meanwhile
+            return ""
+        log.info("retired published AMI %s of build %s", image.where, image.build_id)
+        return DELETED

@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.image_retention import PublishedImage
 from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.targets.retire import ImageRetiring
+from airflow_provider_imagebuild.targets.retire import DELETED, ImageRetiring
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ class CatalogVersions(ImageRetiring):
         latest = self._latest()
         return {i.id: f"the catalog's {self.folder / LATEST}" for i in images if latest and i.id == latest}
 
-    def retire_image(self, image: PublishedImage) -> bool:
+    def retire_image(self, image: PublishedImage) -> str:
         version = self._version(image.build_id)
         if version is None or str(version) != image.id or str(version) == self._latest():
             log.info("catalog version %s is gone, not this pipeline's, or latest; left alone", image.id)
-            return False
+            return ""
         shutil.rmtree(version)
         log.info("retired catalog version %s", version)
-        return True
+        return DELETED

@@ -19,6 +19,8 @@ from typing import Any
 from airflow_provider_imagebuild.build.image_retention import PublishedImage
 from airflow_provider_imagebuild.build.record import BuildRecord
 
+DELETED, DEPRECATED = "deleted", "deprecated"  # what retire_image did
+
 
 class ImageRetiring:
     """A destination whose published images retention can list and delete."""
@@ -35,10 +37,15 @@ class ImageRetiring:
         return {}
 
     @abstractmethod
-    def retire_image(self, image: PublishedImage) -> bool:
-        """Delete ``image`` (with what it is made of: an AMI's snapshots) after proving again that it
-        is this pipeline's published image of that build; False when it is gone already or no
-        longer provably ours (left alone)."""
+    def retire_image(self, image: PublishedImage) -> str:
+        """Retire ``image`` after proving again that it is this pipeline's published image of that
+        build: :data:`DELETED` (with what it is made of: an AMI's snapshots), :data:`DEPRECATED`
+        (a cloud that deprecates before it deletes: Compute Engine), or "" when nothing was done
+        (gone already, no longer provably ours, or deprecated and not yet due)."""
+
+    def next_step(self, image: PublishedImage) -> str:
+        """What :meth:`retire_image` would do to ``image`` now, for the dry run's answer."""
+        return "delete"
 
 
 def retirer_for(cloud: str, kind: str, target: Any) -> ImageRetiring | None:
@@ -55,4 +62,8 @@ def retirer_for(cloud: str, kind: str, target: Any) -> ImageRetiring | None:
         from airflow_provider_imagebuild.targets.aws_retire import AwsPublishedImages
 
         return AwsPublishedImages(target)
+    if cloud == "gcp" and kind == "target":
+        from airflow_provider_imagebuild.targets.gcp_retire import GcpPublishedImages
+
+        return GcpPublishedImages(target)
     return None

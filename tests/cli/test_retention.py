@@ -224,3 +224,81 @@ milestones:
         "is unknown to the store; beyond the 1 newest delivered builds (retention of target)"
     ]
     assert not any(r["retire"] for r in _rows(_retention("--spec", str(spec))).values())
+
+
+# -- Google Cloud ----------------------------------------------------------------------------------
+
+
+def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_current_image(
+    tmp_path: Path, fake_gce: Any
+) -> None:
+    """The fake Compute Engine: the family's images of delivered builds found by their key label;
+    one past the policy is deprecated (replaced by the family's current image, a deletion date a
+    week ahead), one deprecated earlier whose date has passed is deleted; the newest delivered,
+    a failed build's copy and another pipeline's image stay; a second run changes nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
+    from airflow_provider_imagebuild.targets.gcp import GcpTarget
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import ZONE
+
+    name = f"ret-gcp-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    settings: dict[str, Any] = {"gcp_conn_id": GCP_CONN_ID, "zone": ZONE, "image_family": f"{name}-fam",
+                                "ssh_public_key": "ssh-ed25519 AAAA k"}  # fmt: skip
+    spec = tmp_path / "gcp.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: gcp\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name, image_type="base")
+    other = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=f"{name}-x", image_type="base")
+    store = open_store(url)
+    now = datetime.now(timezone.utc)
+
+    def build(build_id: str, deliver: bool = True) -> Any:
+        store.create_build(build_id, pipeline=name, cloud="gcp", image_type="base", plan=[0, 95, 100])
+        store.complete(build_id, 95, token=store.begin(build_id, 95, owner="w").token)
+        lease = store.begin(build_id, 100, owner="w")
+        if deliver:
+            return store.complete(build_id, 100, token=lease.token)
+        return store.fail(build_id, 100, token=lease.token, error="copy failed")
+
+    def image(label: str, rec: Any, role: str, age_days: int, by: GcpTarget = target, family: bool = True) -> str:
+        made = fake_gce.add_image(f"{label}-{uuid.uuid4().hex[:6]}", by.build_labels(rec, 95, role),
+                                  settings["image_family"] if family else None)  # fmt: skip
+        made["creationTimestamp"] = (now - timedelta(days=age_days)).isoformat()
+        return str(made["selfLink"])
+
+    b1, b2, b3, b4 = build("b1"), build("b2"), build("b3"), build("b4", deliver=False)
+    due = image("g1", b1, "final", 30)
+    fake_gce.images[due.rsplit("/", 1)[1]]["deprecated"] = {"state": "DEPRECATED", "deleted": "2026-01-01T00:00:00Z"}
+    b1_copy = image("g1-eu", b1, "copy", 30, family=False)
+    past = image("g2", b2, "final", 20)
+    newest = image("g3", b3, "final", 10)
+    halfway = image("g4-eu", b4, "copy", 5, family=False)
+    theirs = image("x", b1, "final", 40, by=other, family=False)
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {due, b1_copy, past, newest, halfway}, planned
+    assert planned[newest]["why"] == "the newest delivered image (build b3)"
+    assert planned[halfway]["why"].startswith("build b4 is failed, not delivered")
+    assert planned[due]["step"] == "delete"
+    assert planned[past]["step"] == f"deprecate (deleted from {(now + timedelta(days=7)).date()})"
+
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert {i: r["done"] for i, r in applied.items() if r.get("done")} == {
+        due: "deleted", past: "deprecated", b1_copy: "deprecated"}  # fmt: skip
+    images = {i["selfLink"]: i for i in fake_gce.images.values()}
+    assert due not in images and {past, b1_copy, newest, halfway, theirs} <= set(images)
+    deprecation = images[past]["deprecated"]
+    assert deprecation["state"] == "DEPRECATED" and deprecation["replacement"] == newest
+    assert deprecation["deleted"].startswith(str((now + timedelta(days=7)).date()))
+    events = [e["detail"] for e in _history(url, "b1") if e["type"] == "event" and e["kind"] == "retire"]
+    assert sorted(events) == sorted([
+        f"retired {due}: beyond the 1 newest delivered builds (retention of target)",
+        f"retired {b1_copy}: deprecated, to be deleted by a later run: beyond the 1 newest delivered builds "
+        "(retention of target)"])  # fmt: skip
+    again = _rows(_retention("--spec", str(spec), "--apply"))
+    assert not any(r.get("done") for r in again.values()) and again[past]["step"].startswith("wait: deprecated")
+    assert len([e for e in _history(url, "b2") if e["type"] == "event" and e["kind"] == "retire"]) == 1
