@@ -43,8 +43,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT, DISCARDED_METADATA, discarded_checkpoints
 from airflow_provider_imagebuild.build.prices import HOURS_PER_MONTH, Prices
-from airflow_provider_imagebuild.build.record import FAILED, SKIPPED, USAGE_KEYS, Attempt, BuildRecord, parse_ts
-from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.build.record import FAILED, SKIPPED, Attempt, BuildRecord, parse_ts
 
 
 def money(amount: float | None, currency: str = "") -> str:
@@ -78,33 +77,6 @@ class BuildCost:
             "cost_saved_by_resumes": self.saved_by_resumes,
             "unmetered_attempts": self.unmetered_attempts,
         }
-
-
-MAX_HOST_SIZE = 64  # the longest host size word kept (Azure's sizes are the longest, ~25 characters)
-
-
-def check_usage(usage: Mapping[str, Any] | None, field: str = "usage") -> dict[str, Any] | None:
-    """An attempt's usage as the store keeps it: only :data:`~.record.USAGE_KEYS`, sizes and hours
-    as finite non-negative numbers, the host size a short word. The error names the key."""
-    if usage is None:
-        return None
-    if not isinstance(usage, Mapping):
-        raise InvalidInput(field, "must be a mapping of " + ", ".join(USAGE_KEYS))
-    clean: dict[str, Any] = {}
-    for key, value in usage.items():
-        if key not in USAGE_KEYS:
-            raise InvalidInput(f"{field}.{key}", "is not a usage key (" + ", ".join(USAGE_KEYS) + ")")
-        if value is None:
-            continue
-        if key == "host_size":
-            if not isinstance(value, str) or not 0 < len(value) <= MAX_HOST_SIZE or not value.isprintable():
-                raise InvalidInput(f"{field}.{key}", f"must be a host size name of 1-{MAX_HOST_SIZE} characters")
-            clean[key] = value
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
-            raise InvalidInput(f"{field}.{key}", "must be a non-negative number")
-        else:
-            clean[key] = round(float(value), 6)
-    return clean
 
 
 def _number(usage: Mapping[str, Any], key: str) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -45,6 +45,37 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # An attempt's usage: the build host's size and the hours it existed during the attempt, the size
 # of the checkpoint image it captured, the GB it copied between regions or accounts.
 USAGE_KEYS = ("host_size", "host_hours", "checkpoint_gb", "transfer_gb")
+MAX_HOST_SIZE = 64  # the longest host size word kept (Azure's sizes are the longest, ~25 characters)
+MAX_USAGE = 1e9  # hours or GB of one attempt: any real figure is far below, and every cost stays finite
+
+
+def check_usage(usage: object, field: str = "usage") -> dict[str, Any] | None:
+    """An attempt's usage as the store keeps it: only :data:`USAGE_KEYS`, sizes and hours as finite
+    non-negative numbers under :data:`MAX_USAGE`, the host size a short word. Checked when it is
+    written and again when a record is read (a record written by hand or by anyone who can write the
+    store: a list, ``1e308`` or NaN hours broke the build list, its API and the report). The error
+    names the key, never the value."""
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping):
+        raise InvalidInput(field, "must be a mapping of " + ", ".join(USAGE_KEYS))
+    clean: dict[str, Any] = {}
+    for key, value in usage.items():
+        if key not in USAGE_KEYS:
+            named = isinstance(key, str) and key.isidentifier() and len(key) <= 32
+            raise InvalidInput(f"{field}.{key}" if named else field, "holds a key that is not a usage key ("
+                               + ", ".join(USAGE_KEYS) + ")")  # fmt: skip
+        if value is None:
+            continue
+        if key == "host_size":
+            if not isinstance(value, str) or not 0 < len(value) <= MAX_HOST_SIZE or not value.isprintable():
+                raise InvalidInput(f"{field}.{key}", f"must be a host size name of 1-{MAX_HOST_SIZE} characters")
+            clean[key] = value
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_USAGE:
+            raise InvalidInput(f"{field}.{key}", f"must be a non-negative number below {MAX_USAGE:.0e}")
+        else:
+            clean[key] = round(float(value), 6)
+    return clean
 
 
 def format_ts(moment: datetime) -> str:
@@ -453,6 +484,9 @@ def _check_stored(rec: BuildRecord, version: object) -> None:
     if not all_ts([value for _, value in _timestamps(rec)]):
         for field_name, stamp in _timestamps(rec, named=True):  # the slow way, only to name the field
             check_ts(stamp, field_name)
+    for i, attempt in enumerate(rec.attempts):
+        if attempt.usage is not None:
+            check_usage(attempt.usage, f"attempts[{i}].usage")
 
 
 def _timestamps(rec: BuildRecord, named: bool = False) -> Iterator[tuple[str, object]]:

@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from airflow_provider_imagebuild.build import rules
-from airflow_provider_imagebuild.build.cost import check_usage
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import (
     check_build_id,
@@ -28,7 +27,7 @@ from airflow_provider_imagebuild.build.ids import (
     check_token,
     without_controls,
 )
-from airflow_provider_imagebuild.build.record import BuildRecord, Lease, format_ts, parse_ts
+from airflow_provider_imagebuild.build.record import BuildRecord, Lease, check_usage, format_ts, parse_ts
 from airflow_provider_imagebuild.build.retention import retention_verdict
 from airflow_provider_imagebuild.build.values import (
     DEFAULT_LEASE_SECONDS,

@@ -9,9 +9,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_imagebuild.build.cost import build_cost, check_usage
+from airflow_provider_imagebuild.build.cost import build_cost
 from airflow_provider_imagebuild.build.prices import EXAMPLE, SPEC, Prices, example_prices, leak_price, price_of
-from airflow_provider_imagebuild.build.record import Attempt, BuildRecord, Event, MilestoneResult, format_ts
+from airflow_provider_imagebuild.build.record import (
+    Attempt,
+    BuildRecord,
+    Event,
+    MilestoneResult,
+    check_usage,
+    format_ts,
+)
 from airflow_provider_imagebuild.build.report import build_report
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.spec.pipeline import parse_spec

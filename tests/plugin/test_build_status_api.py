@@ -55,3 +55,28 @@ def test_the_api_answers_and_filters_with_the_build_status(client: tuple[TestCli
     assert [b["build_id"] for b in only["builds"]] == ["done-1"] and only["total"] == 1
     refused = http.get("/api/builds", params={"build_status": "completed"})
     assert refused.status_code == 400 and "registered, running, waiting" in refused.text
+
+
+def test_a_record_with_a_crafted_usage_does_not_take_the_list_down(client: tuple[TestClient, BuildStore]) -> None:
+    """A usage that is a list, or of ``1e308`` hours (anyone who can write the store can put one
+    there), is refused when the record is read: the list answers with the other builds (it was a 500)."""
+    import json
+    import sqlite3
+
+    http, store = client
+    crafted = {"list-1": ["host_hours", 1], "huge-1": {"host_size": "t3.micro", "host_hours": 1e308}}
+    for build_id in ("fine-1", *crafted):
+        store.create_build(build_id, pipeline="web-demo", cloud="aws", image_type="base", plan=PLAN)
+        store.set_metadata(build_id, {"dag_id": DAG})
+        lease = store.begin(build_id, 5, owner="w/1")
+        store.fail(build_id, 5, token=lease.token, error="x", usage={"host_size": "t3.micro", "host_hours": 1})
+    with sqlite3.connect(str(store.url).removeprefix("sqlite:///")) as conn:
+        for build_id, usage in crafted.items():
+            [(text,)] = conn.execute("SELECT doc FROM builds WHERE build_id = ?", (build_id,))
+            doc = json.loads(text)
+            doc["attempts"][-1]["usage"] = usage
+            conn.execute("UPDATE builds SET doc = ? WHERE build_id = ?", (json.dumps(doc), build_id))
+    listed = http.get("/api/builds")
+    assert listed.status_code == 200, listed.text
+    assert [b["build_id"] for b in listed.json()["builds"]] == ["fine-1"]
+    assert http.get("/api/builds/fine-1").status_code == 200

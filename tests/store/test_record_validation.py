@@ -88,3 +88,52 @@ def test_a_field_the_store_would_never_write_is_a_corrupt_record(
     if isinstance(value, str) and len(value) > 2 and path != ("build_id",):
         words = [w for w in value.split("/") if len(w) > 2 and w not in field]
         assert value not in message and not any(w in message for w in words), message  # the field, never the value
+
+
+CRAFTED_USAGE = [
+    ["host_hours", 1],
+    {"host_hours": 1e308},
+    {"transfer_gb": float("nan")},
+    {"checkpoint_gb": -3},
+    {"host_size": "m5." + "x" * 100_000},
+    {"<img src=x onerror=alert(1)>": 1},
+]
+
+
+@pytest.mark.parametrize("usage", CRAFTED_USAGE, ids=[str(u)[:30] for u in CRAFTED_USAGE])
+def test_a_crafted_usage_is_a_corrupt_record_naming_the_field(doc: dict[str, Any], usage: object) -> None:
+    """An attempt's usage is what every cost is computed from: a list broke the report and the
+    API (500), and huge, negative or non-finite figures made costs absurd or non-finite."""
+    doc["attempts"][1]["usage"] = usage
+    with pytest.raises(CorruptRecord, match=r"attempts\[1\]\.usage") as caught:
+        BuildRecord.from_doc(doc)
+    assert "xxxx" not in str(caught.value) and "onerror" not in str(caught.value), caught.value
+
+
+def test_a_crafted_usage_leaves_the_report_and_the_list_working(tmp_path: Path) -> None:
+    """The record with a crafted usage is reported as unreadable (naming the field), the others are
+    reported and priced; the report was an AttributeError for every build before."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    store = open_store(url)
+    for build_id in ("fine-1", "crafted-1"):
+        store.create_build(build_id, pipeline="web", cloud="aws", image_type="base", plan=[0, 5, 100])
+        lease = store.begin(build_id, 5, owner="w")
+        store.complete(build_id, 5, token=lease.token, usage={"host_size": "t3.micro", "host_hours": 1})
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        [(text,)] = conn.execute("SELECT doc FROM builds WHERE build_id = 'crafted-1'")
+        import json
+
+        crafted = json.loads(text)
+        crafted["attempts"][-1]["usage"] = ["host_hours", 1e308]
+        conn.execute("UPDATE builds SET doc = ? WHERE build_id = 'crafted-1'", (json.dumps(crafted),))
+    got = CliRunner().invoke(cli, ["--store", url, "report", "--json"])
+    assert got.exit_code == 0, got.output
+    answer = json.loads(got.stdout, parse_constant=lambda bad: pytest.fail(f"non-finite JSON: {bad}"))
+    assert answer["cost"]["per_build"] == {"fine-1": pytest.approx(0.0104)}, answer["cost"]
+    assert "crafted-1" in got.stderr and "].usage: must be a mapping" in got.stderr, got.stderr
+    listed = CliRunner().invoke(cli, ["--store", url, "build", "list", "--json"])
+    assert listed.exit_code == 0 and [b["build_id"] for b in json.loads(listed.stdout)] == ["fine-1"], listed.output
