@@ -19,6 +19,11 @@ instance Packer kept for debugging (not one the target launched: a person delete
 the target still owns after its clean-up. An image the target neither deleted nor still proves its
 own is gone (or was never the build's): released, and said so. Abandoning again (with ``--spec``)
 retries what is left.
+
+Whoever abandons, the pipeline's ``notify`` recipients hear ``abandoned`` (sent whatever its ``on``
+lists: what the build held is deleted, which nobody may learn by chance), once, when the build is
+newly abandoned: with who and why (the abandon's event as the store recorded it, redacted), what was
+deleted and what is still held (:func:`tell_abandoned`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from airflow_provider_imagebuild.spec.notify import NotifySpec
     from airflow_provider_imagebuild.spec.pipeline import PipelineSpec
     from airflow_provider_imagebuild.store.base import BuildStore
     from airflow_provider_imagebuild.targets.base import Target
@@ -52,6 +58,13 @@ class Abandoned:
     released: list[Holding] = field(default_factory=list)
     still_held: list[tuple[Holding, str]] = field(default_factory=list)
     not_found: list[Holding] = field(default_factory=list)
+    notified: list[str] = field(default_factory=list)  # the kinds of recipient told (tell_abandoned)
+
+    def summary(self, why: str) -> str:
+        """``why``, what was deleted and what is still held, in one line (a notification's text)."""
+        deleted = ", ".join(str(h) for h in self.released) or "nothing"
+        held = "; ".join(f"{h}: {reason}" for h, reason in self.still_held)
+        return f"{why}; deleted {deleted}" + (f"; still held: {held}" if held else "")
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -62,6 +75,7 @@ class Abandoned:
             "deleted": [h.to_public() for h in self.released],
             "not_found": [h.to_public() for h in self.not_found],
             "still_held": [{**h.to_public(), "why": why} for h, why in self.still_held],
+            "notified": list(self.notified),
         }
 
 
@@ -159,6 +173,59 @@ def target_of(spec: PipelineSpec) -> Target:
 
     settings: Any = spec.target  # each cloud's target takes its own model of the spec's target:
     return target_for(spec.cloud, settings, pipeline=spec.pipeline, image_type=spec.image_type)
+
+
+def tell_abandoned(
+    notify: NotifySpec | None, done: Abandoned, why: str = "", warn: Callable[[str], None] | None = None
+) -> list[str]:
+    """Send ``abandoned`` about ``done``'s build to ``notify``'s recipients when this abandon made
+    it abandoned (a retry of what was left is not news); the kinds told, also kept in ``done``.
+    ``why``: the watchdog's reason; by default the abandon's event (who and why, as recorded)."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_imagebuild.links import build_page
+    from airflow_provider_imagebuild.notify import Notice, send
+
+    if notify is None or not done.changed:
+        return []
+    rec = done.build
+    if not why:
+        why = next((e.detail for e in reversed(rec.events) if e.kind == "abandon"), "abandoned")
+    notice = Notice(event="abandoned", build_id=rec.build_id, pipeline=rec.pipeline, cloud=rec.cloud,
+                    image_type=rec.image_type, milestone=rec.current_state,
+                    milestone_name=rec.title(rec.current_state), status=rec.status, attempt=None,
+                    error=done.summary(why), build_page=build_page(rec.build_id, _airflow_address()),
+                    at=datetime.now(timezone.utc).isoformat())  # fmt: skip
+    done.notified = send(notify, notice, warn=warn)
+    return done.notified
+
+
+def _airflow_address() -> str:
+    """Airflow's address for the build page's link; none where no Airflow is configured (a shell)."""
+    try:
+        from airflow_provider_imagebuild.operators.links import airflow_address
+
+        return airflow_address()
+    except Exception:  # no Airflow configuration here: the link is the page's path
+        return ""
+
+
+def abandon_and_tell(
+    store: BuildStore, rec: BuildRecord, *, reason: str, actor: str, spec_file: str | None, folder: Path | None
+) -> Abandoned:
+    """A person's abandon (the CLI's, the API's and the build page's): the build's spec found as
+    :func:`spec_for` finds it, its target reached, the build abandoned and the spec's ``notify``
+    recipients told."""
+    spec, why = spec_for(rec, spec_file, folder)
+    target: Target | None = None
+    if spec is not None:
+        try:
+            target = target_of(spec)
+        except Exception as exc:  # a connection missing: abandoned all the same, nothing deleted
+            why = f"the {spec.cloud} target could not be reached: {type(exc).__name__}: {exc}"[:500]
+    done = abandon_build(store, rec.build_id, reason=reason, actor=actor, target=target, no_target_why=why)
+    tell_abandoned(spec.notify if spec is not None else None, done, warn=log.warning)
+    return done
 
 
 TargetFinder = Callable[[BuildRecord], tuple["Target | None", str]]

@@ -555,13 +555,14 @@ def build_abandon(ctx: click.Context, build_id: str, reason: str, spec_file: str
     """Give a build up for good: delete what it holds (build host, checkpoint and staged images the
     target proves are its own), record the abandon with who and why, and refuse every later begin
     (exit 3). Without a spec nothing is deleted: the abandon is recorded and what is still held is
-    listed. Abandoning again (with --spec) retries what is left."""
-    from airflow_provider_imagebuild.lifecycle import abandon_build, target_finder
+    listed. Abandoning again (with --spec) retries what is left. The spec's notify recipients hear
+    of it (abandoned), once."""
+    from airflow_provider_imagebuild.lifecycle import abandon_and_tell
 
     store = _store(ctx)
     rec = store.get(build_id)
-    target, why = target_finder(spec_file, _specs_folder() if spec_file is None else None)(rec)
-    done = abandon_build(store, build_id, reason=reason, actor=_actor(), target=target, no_target_why=why)
+    folder = _specs_folder() if spec_file is None else None
+    done = abandon_and_tell(store, rec, reason=reason, actor=_actor(), spec_file=spec_file, folder=folder)
     if as_json:
         print_json(done.to_public())
         return
@@ -571,6 +572,8 @@ def build_abandon(ctx: click.Context, build_id: str, reason: str, spec_file: str
         click.echo(f"deleted {holding}")
     for holding, reason_held in done.still_held:
         click.echo(f"still held: {holding}: {reason_held}")
+    if done.notified:
+        click.echo(f"told: {', '.join(done.notified)}")
 
 
 def _specs_folder() -> Path | None:

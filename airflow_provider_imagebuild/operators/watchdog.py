@@ -97,7 +97,7 @@ class WatchdogOperator(BaseOperator):
 
     def abandon(self, item: Watched, store: BuildStore, rec: BuildRecord, why: str, now: datetime) -> None:
         """Abandon ``rec`` (its holdings deleted through the pipeline's target) and say so."""
-        from airflow_provider_imagebuild.lifecycle import abandon_build, target_of
+        from airflow_provider_imagebuild.lifecycle import abandon_build, target_of, tell_abandoned
 
         target, no_target = None, ""
         if item.spec is not None:
@@ -106,12 +106,8 @@ class WatchdogOperator(BaseOperator):
             except Exception as exc:  # a connection missing: abandoned all the same, nothing deleted
                 no_target = f"the {item.spec.cloud} target could not be reached: {type(exc).__name__}: {exc}"[:500]
         done = abandon_build(store, rec.build_id, reason=why, actor=WATCHDOG, target=target, no_target_why=no_target)
-        deleted = ", ".join(str(h) for h in done.released) or "nothing"
-        held = "; ".join(f"{h}: {reason}" for h, reason in done.still_held)
-        summary = f"{why}; deleted {deleted}" + (f"; still held: {held}" if held else "")
-        self.log.warning("build %s abandoned: %s", rec.build_id, summary)
-        if item.notify is not None:
-            self.tell(item.notify, "abandoned", done.build, done.build.current_state, None, summary, now)
+        self.log.warning("build %s abandoned: %s", rec.build_id, done.summary(why))
+        tell_abandoned(item.notify, done, why, warn=self.log.warning)
 
     def tell(
         self,

@@ -182,19 +182,12 @@ def create_app() -> FastAPI:
     @app.post("/api/builds/{build_id}/abandon", dependencies=JSON_ONLY)
     def abandon_build(build_id: str, body: Reason, user: User) -> dict[str, Any]:
         from airflow_provider_imagebuild.hooks.deployment_stores import specs_folder
-        from airflow_provider_imagebuild.lifecycle import abandon_build, target_finder
+        from airflow_provider_imagebuild.lifecycle import abandon_and_tell
 
         rec = actionable(user, build_id)  # authorized like reset: edit and trigger rights on its DAG
-        with store_errors(build_id):
-            target, why = target_finder(None, specs_folder())(rec)
-            done = abandon_build(
-                store().store_of(rec.build_id),
-                rec.build_id,
-                reason=body.reason,
-                actor=actor_of(user),
-                target=target,
-                no_target_why=why,
-            )
+        with store_errors(build_id):  # the spec's notify recipients hear of it, as of the watchdog's
+            done = abandon_and_tell(store().store_of(rec.build_id), rec, reason=body.reason, actor=actor_of(user),
+                                    spec_file=None, folder=specs_folder())  # fmt: skip
         return {**done.build.to_public(), "abandon": done.to_public()}
 
     @app.post("/api/builds/{build_id}/redo", dependencies=JSON_ONLY)

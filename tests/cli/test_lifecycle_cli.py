@@ -19,6 +19,9 @@ from pathlib import Path
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.local import HOST_MARK
 from tests.cli.test_cli import run
+from tests.operators.test_notify import Sink, sink
+
+__all__ = ["sink"]
 
 
 def _holding_build(
@@ -51,7 +54,7 @@ def _holding_build(
     return {"host": root, "checkpoint": checkpoint, "sealed": sealed}
 
 
-def test_abandon_deletes_what_the_build_holds_and_refuses_every_later_begin(tmp_path: Path) -> None:
+def test_abandon_deletes_what_the_build_holds_and_refuses_every_later_begin(tmp_path: Path, sink: Sink) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     work = tmp_path / "work"
     foreign = work / "other-build" / "checkpoint-010.tar"  # another build's: never deleted
@@ -61,10 +64,17 @@ def test_abandon_deletes_what_the_build_holds_and_refuses_every_later_begin(tmp_
     spec = tmp_path / "p.yaml"
     spec.write_text(
         f"pipeline: p\ncloud: local\nimage_type: base\ntarget: {{work_dir: {work}, catalog: {tmp_path / 'cat'}}}\n"
+        "notify: {on: [delivered], to: [{webhook: {http_conn_id: builds_hook, endpoint: /hook}}]}\n"
     )
-    done = run("build", "abandon", "b-1", "--reason", "base image withdrawn", "--spec", str(spec), "--json", store=url)
+    hook = {"AIRFLOW_CONN_BUILDS_HOOK": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": sink.port})}
+    done = run("build", "abandon", "b-1", "--reason", "base image withdrawn", "--spec", str(spec), "--json",
+               store=url, env=hook)  # fmt: skip
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
+    [(path, notice)] = sink.received  # a person's abandon is told as the watchdog's is, whatever notify.on lists
+    assert path == "/hook" and notice["event"] == "abandoned" and notice["build_id"] == "b-1"
+    assert "base image withdrawn" in notice["error"] and f"deleted build host {files['host']}" in notice["error"]
+    assert notice["error"].startswith("abandoned by cli:") and answer["notified"] == ["webhook"]
     assert answer["build_status"] == "abandoned" and answer["newly_abandoned"] is True
     assert {(d["kind"], d["id"]) for d in answer["deleted"]} == {
         ("host", str(files["host"])),

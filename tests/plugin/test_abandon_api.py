@@ -6,20 +6,23 @@ target (reached with the pipeline's spec in the deployment's specs folder), the 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_imagebuild.store import BuildStore
 from tests.cli.test_lifecycle_cli import _holding_build
+from tests.operators.test_notify import Sink, sink
 from tests.plugin.test_pages import DAG, client_for, may, store
 
-__all__ = ["may", "store"]
+__all__ = ["may", "sink", "store"]
 
 
 @pytest.fixture
-def held(store: BuildStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """A failed local build holding real files, and the deployment's specs folder with its spec."""
+def held(store: BuildStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sink: Sink) -> dict[str, Path]:
+    """A failed local build holding real files, and the deployment's specs folder with its spec
+    (whose notify posts to ``sink``)."""
     work = tmp_path / "work"
     foreign = work / "other" / "checkpoint-010.tar"
     files = _holding_build(store.url, work, "b-1", foreign)
@@ -29,13 +32,18 @@ def held(store: BuildStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (specs / "p.yaml").write_text(
         f"pipeline: p\ndag_id: {DAG}\ncloud: local\nimage_type: base\n"
         f"target: {{work_dir: {work}, catalog: {tmp_path / 'cat'}}}\n"
+        "notify: {on: [failed], to: [{webhook: {http_conn_id: builds_hook, endpoint: /hook}}]}\n"
     )
     monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
+    hook = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": sink.port})
+    monkeypatch.setenv("AIRFLOW_CONN_BUILDS_HOOK", hook)
     return files
 
 
 @pytest.mark.usefixtures("may")
-def test_abandon_from_the_page_deletes_what_the_build_holds(held: dict[str, Path], store: BuildStore) -> None:
+def test_abandon_from_the_page_deletes_what_the_build_holds(
+    held: dict[str, Path], store: BuildStore, sink: Sink
+) -> None:
     admin, viewer = client_for("admin"), client_for("viewer")
     page = html.unescape(admin.get("/builds/b-1").text)
     assert 'id="abandon-form"' in page
@@ -52,6 +60,11 @@ def test_abandon_from_the_page_deletes_what_the_build_holds(held: dict[str, Path
     assert {d["kind"] for d in body["abandon"]["deleted"]} == {"host", "checkpoint", "image"}
     assert body["abandon"]["still_held"] == []
     assert not any(path.exists() for path in held.values())
+    [(_, notice)] = sink.received  # told, as the watchdog's abandon is
+    assert notice["event"] == "abandoned" and notice["error"].startswith(
+        "abandoned by admin (ui): base image withdrawn"
+    )
+    assert body["abandon"]["notified"] == ["webhook"] and "/builds/b-1" in notice["build_page"]
     rec = store.get("b-1")
     assert rec.abandoned and next(e for e in rec.events if e.kind == "abandon").actor == "admin (ui)"
     assert admin.post("/api/builds/b-1/reset", json={"to": 15, "reason": "x"}).status_code == 409
