@@ -66,4 +66,8 @@ def retirer_for(cloud: str, kind: str, target: Any) -> ImageRetiring | None:
         from airflow_provider_imagebuild.targets.gcp_retire import GcpPublishedImages
 
         return GcpPublishedImages(target)
+    if cloud == "azure" and kind == "target":
+        from airflow_provider_imagebuild.targets.azure_retire import AzurePublishedImages
+
+        return AzurePublishedImages(target)
     return None

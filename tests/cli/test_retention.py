@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.store import open_store
-from airflow_provider_imagebuild.targets.base import file_hash
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, file_hash
 from airflow_provider_imagebuild.targets.local import LocalTarget
 from tests.cli.test_gc import Planted, _image_exists, _other_account_ec2, _tags
 from tests.servers.aws_sample import CONN_ID, moto_connection
@@ -302,3 +302,66 @@ def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_curren
     again = _rows(_retention("--spec", str(spec), "--apply"))
     assert not any(r.get("done") for r in again.values()) and again[past]["step"].startswith("wait: deprecated")
     assert len([e for e in _history(url, "b2") if e["type"] == "event" and e["kind"] == "retire"]) == 1
+
+
+# -- Azure -----------------------------------------------------------------------------------------
+
+
+def test_azure_deletes_old_gallery_versions_with_their_source_and_keeps_latest(tmp_path: Path, fake_arm: Any) -> None:
+    """The Resource Manager fake: versions of the gallery image tagged for the pipeline; the newest
+    delivered build's stays though excluded from latest, the version ``latest`` resolves to stays,
+    a failed build's stays; the oldest goes with its source managed image; another pipeline's
+    version (the highest number) and its source stay."""
+    from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+    from tests.targets.test_azure import GROUP_ID, KEY
+
+    name = f"ret-az-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    settings = {"azure_conn_id": AZURE_CONN_ID, "resource_group": AZURE_GROUP, "location": "westeurope",
+                "network": "vnet-build/builders", "ssh_public_key": KEY, "gallery": "golden",
+                "gallery_image": "rhel8-web"}  # fmt: skip
+    spec = tmp_path / "az.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: azure\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    store = open_store(url)
+    gallery = f"{GROUP_ID}/Microsoft.Compute/galleries/golden/images/rhel8-web/versions"
+    major = int(uuid.uuid4().int % 1_000_000)  # versions of this test only: the fake's gallery is shared
+
+    def tags(pipeline: str, build_id: str, role: str) -> dict[str, str]:
+        return {"BuildId": build_id, "Pipeline": pipeline, "Role": role, "ManagedBy": MANAGED_BY}
+
+    def version(build_id: str, minor: int, pipeline: str = name, exclude: bool = False) -> tuple[str, str]:
+        source = f"{GROUP_ID}/Microsoft.Compute/images/{pipeline}-{build_id}-final"
+        fake_arm.add(source, {"location": "westeurope", "tags": tags(pipeline, build_id, "final")})
+        made = fake_arm.add(f"{gallery}/{major}.{minor}.0", {
+            "location": "westeurope", "tags": tags(pipeline, build_id, "published"),
+            "properties": {"storageProfile": {"source": {"id": source}},
+                           "publishingProfile": {"excludeFromLatest": exclude,
+                                                 "publishedDate": f"2026-11-0{minor}T00:00:00Z"}}})  # fmt: skip
+        return str(made["id"]), source
+
+    for build_id in ("b1", "b2", "b3"):
+        store.create_build(build_id, pipeline=name, cloud="azure", image_type="base", plan=[0, 95, 100])
+        store.complete(build_id, 95, token=store.begin(build_id, 95, owner="w").token)
+        store.complete(build_id, 100, token=store.begin(build_id, 100, owner="w").token)
+    store.create_build("b4", pipeline=name, cloud="azure", image_type="base", plan=[0, 95, 100])
+    store.complete("b4", 95, token=store.begin("b4", 95, owner="w").token)
+    store.fail("b4", 100, token=store.begin("b4", 100, owner="w").token, error="replication failed")
+    (old, old_source), (latest, _) = version("b1", 1), version("b2", 2)
+    (newest, _), (halfway, _) = version("b3", 3, exclude=True), version("b4", 4, exclude=True)
+    theirs, their_source = version("t1", 9, pipeline=f"{name}-x", exclude=True)
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {old, latest, newest, halfway}, planned
+    assert planned[latest]["why"] == "still referenced by the latest of gallery image golden/rhel8-web"
+    assert planned[newest]["why"] == "the newest delivered image (build b3)"
+    assert planned[halfway]["why"].startswith("build b4 is failed")
+    assert [i for i, r in planned.items() if r["retire"]] == [old]
+
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == [old]
+    assert fake_arm.get(old) is None and fake_arm.get(old_source) is None
+    assert all(fake_arm.get(i) for i in (latest, newest, halfway, theirs, their_source))
+    events = [e["detail"] for e in _history(url, "b1") if e["type"] == "event" and e["kind"] == "retire"]
+    assert events == [f"retired {old}: beyond the 1 newest delivered builds (retention of target)"]
