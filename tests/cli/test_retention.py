@@ -365,3 +365,97 @@ def test_azure_deletes_old_gallery_versions_with_their_source_and_keeps_latest(t
     assert all(fake_arm.get(i) for i in (latest, newest, halfway, theirs, their_source))
     events = [e["detail"] for e in _history(url, "b1") if e["type"] == "event" and e["kind"] == "retire"]
     assert events == [f"retired {old}: beyond the 1 newest delivered builds (retention of target)"]
+
+
+# -- OpenStack -------------------------------------------------------------------------------------
+
+
+def _os_marks(name: str, build_id: str, role: str | None, published: bool = True) -> dict[str, str]:
+    from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
+
+    marks = {KEY: f"key-{build_id}", MANAGED: MANAGED_BY, "imagebuild_build": build_id, "imagebuild_pipeline": name}
+    if role:
+        marks["imagebuild_role"] = role
+    if published:
+        marks["imagebuild_published"] = "true"
+    return marks
+
+
+def _delivered(url: str, name: str, cloud: str, *builds: str) -> None:
+    store = open_store(url)
+    for build_id in builds:
+        store.create_build(build_id, pipeline=name, cloud=cloud, image_type="base", plan=[0, 95, 100])
+        store.complete(build_id, 95, token=store.begin(build_id, 95, owner="w").token)
+        store.complete(build_id, 100, token=store.begin(build_id, 100, owner="w").token)
+
+
+def test_openstack_deletes_old_published_images_of_its_project_only(tmp_path: Path, fake_os: Any) -> None:
+    """Glance images the openstack target published (role final, imagebuild_published); an image a
+    server was booted from stays, as do the newest, a checkpoint, a sealed image never published,
+    another project's look-alike and another pipeline's."""
+    from tests.conftest import OPENSTACK_CONN_ID
+    from tests.servers.openstack import OTHER_PROJECT_ID
+
+    name = f"ret-os-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = tmp_path / "os.yaml"
+    spec.write_text(f"""pipeline: {name}
+cloud: openstack
+image_type: base
+store: {url}
+target: {{openstack_conn_id: {OPENSTACK_CONN_ID}, flavor: m1.small, network: build-net, source_image: rhel-8}}
+retention: {{keep_last: 1}}
+milestones:
+  95: {{action: seal}}
+  100: {{action: publish}}
+""")
+    old, booted, newest = (fake_os.add_image(f"{name}-{b}", b"x", **_os_marks(name, b, "final")) for b in "123")
+    kept = [
+        fake_os.add_image(f"{name}-1-cp", b"x", **_os_marks(name, "1", "checkpoint", published=False)),
+        fake_os.add_image(f"{name}-0", b"x", **_os_marks(name, "0", "final", published=False)),
+        fake_os.add_image(f"{name}-theirs", b"x", owner=OTHER_PROJECT_ID, **_os_marks(name, "0", "final")),
+        fake_os.add_image(f"{name}-other", b"x", **_os_marks(f"{name}-x", "0", "final")),
+    ]
+    server = fake_os.add_server(f"{name}-web", {})
+    fake_os.servers[server]["image"] = {"id": booted}
+    _delivered(url, name, "openstack", "1", "2", "3")
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {old, booted, newest}, planned
+    assert planned[booted]["why"] == f"still referenced by server {name}-web ({server}) booted from it"
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == [old]
+    assert old not in fake_os.images and {booted, newest, *kept} <= set(fake_os.images)
+
+
+def test_a_local_pipelines_glance_destination_keeps_its_own_count(tmp_path: Path, fake_os: Any) -> None:
+    """A destination's retention: replaces the pipeline's: the catalog keeps one version, the
+    glance destination two; each destination's deletions are recorded with its label."""
+    from tests.conftest import OPENSTACK_CONN_ID
+
+    name = f"ret-lg-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = _local_spec(tmp_path, name, url, "{keep_last: 1}")
+    spec.write_text(
+        spec.read_text()
+        + f"""publish:
+  - catalog
+  - name: lab
+    glance: {{openstack_conn_id: {OPENSTACK_CONN_ID}}}
+    retention: {{keep_last: 2}}
+"""
+    )
+    target = LocalTarget(TargetSpec(work_dir=str(tmp_path / "work"), catalog=str(tmp_path / "catalog")),
+                         pipeline=name, image_type="base")  # fmt: skip
+    versions = [_deliver(url, target, f"n{i}") for i in (1, 2, 3)]
+    uploads = [fake_os.add_image(f"{name}-n{i}", b"x", **_os_marks(name, f"n{i}", None, published=False))
+               for i in (1, 2, 3)]  # fmt: skip
+
+    applied = _retention("--spec", str(spec), "--apply")
+    by_label = {d["destination"]: d for d in applied["pipelines"][0]["destinations"]}
+    assert by_label["lab"]["policy"] == "keep_last 2" and by_label["catalog"]["policy"] == "keep_last 1"
+    assert [r["id"] for r in by_label["catalog"]["images"] if r["deleted"]] == [str(v) for v in versions[1::-1]]
+    assert [r["id"] for r in by_label["lab"]["images"] if r["deleted"]] == [uploads[0]]
+    assert versions[2].is_dir() and uploads[0] not in fake_os.images and set(uploads[1:]) <= set(fake_os.images)
+    details = [e["detail"] for e in _history(url, "n1") if e["type"] == "event" and e["kind"] == "retire"]
+    assert sorted(d.rsplit("(", 1)[1] for d in details) == ["retention of catalog)", "retention of lab)"]
