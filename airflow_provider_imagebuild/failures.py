@@ -28,7 +28,8 @@ THROTTLED, TIMEOUT, NETWORK, SERVER, SPOT, UNREACHABLE = (
     "spot",
     "unreachable",
 )
-PERSISTENT = frozenset({AUTH, CONFIG, QUOTA, MISSING_IMAGE})
+REJECTED = "rejected"  # a person rejected an approval milestone, or nobody decided in time
+PERSISTENT = frozenset({AUTH, CONFIG, QUOTA, MISSING_IMAGE, REJECTED})
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ def _row(tool: str, kind: str, pattern: str, why: str) -> Row:
 
 
 ROWS: tuple[Row, ...] = (
+    # -- a person's decision: first, whatever words the comment holds ---------------------------
+    _row("approval", REJECTED, r"^(AirflowFailException: )?approval (rejected by |not given within )",
+         "the approval milestone was rejected (or not decided in time): clearing it asks again"),
     # -- transient first where their words overlap persistent ones ----------------------------
     _row("ansible", UNREACHABLE, r"\bUNREACHABLE!|unreachable in playbook|Failed to connect to the host via ssh",
          "the build host did not answer (booting, or the network): retried"),

@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.spec.airflow_options import (
     checked_access_control,
     checked_default_args,
 )
+from airflow_provider_imagebuild.spec.approval import Approver, OnTimeout, approval_problems
 from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec.boot import BOOT_CHECK_CLOUDS, BootSpec
 from airflow_provider_imagebuild.spec.cost import CostSpec
@@ -107,7 +108,9 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
     """One milestone of a pipeline: what reaches it, how it is retried, and where its task runs
     (Airflow's ``pool``, ``pool_slots``, ``queue``, ``priority_weight``: spec/airflow_options)."""
 
-    action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "publish"] = "noop"
+    action: Literal[
+        "command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "approval", "publish"
+    ] = "noop"
     key: str | None = None
     title: str | None = None
     command: str | list[str] | None = None
@@ -132,6 +135,20 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
         ge=1,
         le=MAX_MAX_ATTEMPTS,
         description=f"attempts across every run before the store refuses another (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    # approval: who may approve, how long to wait, what a wait without a decision does (spec/approval)
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        description="action approval: who may approve or reject: user names (alice) and roles (role:Op)",
+    )
+    timeout: Seconds | None = Field(
+        default=None,
+        gt=0,
+        description="action approval: how long to wait for a decision (seconds, or a duration like 8h); none: forever",
+    )
+    on_timeout: OnTimeout | None = Field(
+        default=None,
+        description="action approval: what a timeout does: fail (the default; a clear asks again) or reject",
     )
 
     @model_validator(mode="before")
@@ -180,6 +197,9 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
             raise ValueError("action 'command' needs 'command' (an argv list or a shell string)")
         if self.action == "noop" and self.command is not None:
             raise ValueError("'command' needs action: command")
+        problems = approval_problems(self.action, self.approvers, self.timeout, self.on_timeout)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
