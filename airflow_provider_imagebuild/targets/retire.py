@@ -65,6 +65,14 @@ def retirer_for(cloud: str, kind: str, target: Any, destination: Any = None) -> 
 
         clients = OpenstackClients.from_settings(destination.glance, field_prefix=f"publish.{destination.label}")
         return GlanceImages(clients, target.pipeline, DESTINATION)
+    if kind == "vsphere_library" and destination is not None and destination.vsphere_library is not None:
+        from airflow_provider_imagebuild.clouds.vsphere import VsphereClients
+        from airflow_provider_imagebuild.targets.vsphere_retire import LibraryItems
+
+        where = f"publish.{destination.label}"
+        settings = destination.vsphere_library
+        session = VsphereClients.from_connection(settings.vsphere_conn_id, where=f"{where}.vsphere_conn_id")
+        return LibraryItems(session, settings.library, f"{where}.library", target.pipeline)
     if kind != "target":
         return None
     if cloud == "aws":
@@ -83,4 +91,9 @@ def retirer_for(cloud: str, kind: str, target: Any, destination: Any = None) -> 
         from airflow_provider_imagebuild.targets.glance_retire import TARGET, GlanceImages
 
         return GlanceImages(target.clients, target.pipeline, TARGET)
+    if cloud == "vsphere" and target.settings.content_library:
+        from airflow_provider_imagebuild.targets.vsphere_retire import LibraryItems
+
+        library = target.settings.content_library
+        return LibraryItems(target.clients, library, "target.content_library", target.pipeline, target)
     return None

@@ -459,3 +459,60 @@ def test_a_local_pipelines_glance_destination_keeps_its_own_count(tmp_path: Path
     assert versions[2].is_dir() and uploads[0] not in fake_os.images and set(uploads[1:]) <= set(fake_os.images)
     details = [e["detail"] for e in _history(url, "n1") if e["type"] == "event" and e["kind"] == "retire"]
     assert sorted(d.rsplit("(", 1)[1] for d in details) == ["retention of catalog)", "retention of lab)"]
+
+
+# -- vSphere ---------------------------------------------------------------------------------------
+
+
+def test_vsphere_deletes_old_library_items_with_their_final_template(tmp_path: Path, vsphere_library: str) -> None:
+    """govmomi's vCenter simulator: the content library's items whose description names this
+    pipeline and a build with that build's key; the oldest goes with the final template it was
+    captured from, the newest stays, another pipeline's item and a forged one are never listed."""
+    from airflow_provider_imagebuild.targets.base import build_digest
+    from airflow_provider_imagebuild.targets.library_items import ITEMS, item_description
+    from tests.conftest import VSPHERE_CONN_ID
+    from tests.servers.vcsim import LIBRARY, SOURCE_TEMPLATE
+    from tests.targets.test_vsphere import make_target, settings
+
+    name = f"ret-vs-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = tmp_path / "vs.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: vsphere\nimage_type: base\nstore: {url}\n"
+                    f"target: {json.dumps(settings())}\nretention: {{keep_last: 1}}\n"
+                    "milestones:\n  95: {action: seal}\n  100: {action: publish}\n")  # fmt: skip
+    _delivered(url, name, "vsphere", "b1", "b2")
+    target = make_target(name)
+    rest = target.clients.rest()
+
+    def item(pipeline: str, build_id: str, item_name: str, key: str = "", seal: str = "") -> str:
+        records = {"key": key or build_digest(pipeline, build_id, 20), **({"seal": seal} if seal else {})}
+        spec = {"library_id": vsphere_library, "name": item_name, "type": "ovf",
+                "description": item_description(f"{pipeline} build {build_id}", records)}  # fmt: skip
+        return str(rest.post(ITEMS, json={"create_spec": spec}).json()["value"])
+
+    template = f"{name}-b1-final"  # the seal's clone of the build VM, marked final with its seal
+    target._clone(open_store(url).get("b1"), target._vm(SOURCE_TEMPLATE), template, template=True, role="final",
+                  seal="seal-1")  # fmt: skip
+    old = item(name, "b1", template, seal="seal-1")
+    newest = item(name, "b2", f"{name}-b2-final", seal="seal-2")
+    others = [item(f"{name}-x", "b0", f"{name}-x-b0"), item(name, "b9", f"{name}-b9", key="0" * 20)]
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {old, newest}, planned
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == [old]
+    assert rest.get(f"{ITEMS}/id:{old}").status_code == 404 and target._vm(template) is None
+    assert all(rest.get(f"{ITEMS}/id:{i}").status_code == 200 for i in (newest, *others))
+
+    # A local pipeline's vsphere_library destination: its uploads, retired by its own settings.
+    local = f"{name}-local"
+    local_spec = _local_spec(tmp_path, local, url, "{keep_last: 1}")
+    local_spec.write_text(local_spec.read_text() + f"publish:\n  - name: lab\n    vsphere_library: "
+                          f"{{vsphere_conn_id: {VSPHERE_CONN_ID}, library: {LIBRARY}}}\n")  # fmt: skip
+    _delivered(url, local, "local", "n1", "n2")
+    uploads = [item(local, b, f"{local}-{b}") for b in ("n1", "n2")]
+    applied = _rows(_retention("--spec", str(local_spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == uploads[:1]
+    assert rest.get(f"{ITEMS}/id:{uploads[0]}").status_code == 404
+    for i in (newest, *others, uploads[1]):
+        rest.delete(f"{ITEMS}/id:{i}")  # the simulator's library is shared by the session
