@@ -112,7 +112,8 @@ def test_retention_says_what_is_wrong_in_one_line_and_deletes_nothing(tmp_path: 
                          pipeline="nightly", image_type="base")  # fmt: skip
     versions = [_deliver(url, target, f"n{i}") for i in (1, 2)]
     for bad, field in (("{keep_last: 0}", "retention.keep_last"), ("{keep_days: 10m}", "retention.keep_days"),
-                       ("{}", "retention"), ("{keep_last: true}", "retention.keep_last")):  # fmt: skip
+                       ("{}", "retention"), ("{keep_last: true}", "retention.keep_last"),
+                       ("{keep_days: 30}", "retention.keep_days: write a duration like 30d")):  # fmt: skip
         spec = _local_spec(tmp_path, "nightly", url, bad)
         out = _retention("--spec", str(spec), "--apply", code=2)["output"]
         assert field in out and out.count("\n") == 1, out
