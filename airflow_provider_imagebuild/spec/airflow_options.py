@@ -61,10 +61,21 @@ class TaskPlacement(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pool: str | None = Field(default=None, max_length=256)
-    pool_slots: StrictInt | None = Field(default=None, ge=1)
-    queue: str | None = Field(default=None, max_length=256)
-    priority_weight: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    pool: str | None = Field(
+        default=None, max_length=256, description="the Airflow pool the milestone's task takes slots of"
+    )
+    pool_slots: StrictInt | None = Field(default=None, ge=1, description="how many slots of the pool the task takes")
+    queue: str | None = Field(
+        default=None,
+        max_length=256,
+        description="the executor queue the task goes to (Celery: the workers listening on it)",
+    )
+    priority_weight: StrictInt | None = Field(
+        default=None,
+        ge=-(2**31),
+        le=2**31 - 1,
+        description="how the scheduler ranks the task against others waiting for a slot",
+    )
 
     @field_validator("pool", "queue")
     @classmethod
@@ -80,21 +91,44 @@ class DefaultArgs(TaskPlacement):
     """The spec's ``default_args:``: passed to the DAG (or the TaskGroup), so every task carries
     them unless a milestone says otherwise."""
 
-    owner: str | None = Field(default=None, max_length=256)
-    email: str | list[str] | None = None
-    email_on_failure: bool | None = None
-    email_on_retry: bool | None = None
-    retries: StrictInt | None = Field(default=None, ge=0, le=100)
-    retry_delay: Duration | None = None
+    owner: str | None = Field(default=None, max_length=256, description="the tasks' owner, as Airflow's UI shows it")
+    email: str | list[str] | None = Field(
+        default=None, description="address (or list) Airflow mails on a task's failure or retry"
+    )
+    email_on_failure: bool | None = Field(default=None, description="whether Airflow mails email when a task fails")
+    email_on_retry: bool | None = Field(default=None, description="whether Airflow mails email when a task is retried")
+    retries: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Airflow's retries of every task (the spec's defaults.retries is the same)",
+    )
+    retry_delay: Duration | None = Field(
+        default=None, description="the wait before a retry: seconds, or a duration like 5m"
+    )
     # true is Airflow's classic doubling (2.0), a number is Airflow 3's multiplier, 0 or false none
-    retry_exponential_backoff: bool | float | None = Field(default=None, ge=0)
-    max_retry_delay: Duration | None = None
-    execution_timeout: Duration | None = None
-    depends_on_past: bool | None = None
-    wait_for_downstream: bool | None = None
-    weight_rule: Literal["downstream", "upstream", "absolute"] | None = None
-    max_active_tis_per_dag: StrictInt | None = Field(default=None, ge=1)
-    run_as_user: str | None = None
+    retry_exponential_backoff: bool | float | None = Field(
+        default=None, ge=0, description="true: Airflow's doubling (2.0); a number: the multiplier; 0 or false: none"
+    )
+    max_retry_delay: Duration | None = Field(
+        default=None, description="the longest wait between retries: seconds, or a duration like 1h"
+    )
+    execution_timeout: Duration | None = Field(
+        default=None, description="how long a task may run before Airflow fails it: seconds, or like 1h30m"
+    )
+    depends_on_past: bool | None = Field(
+        default=None, description="Airflow's depends_on_past: a task waits for its previous run's success"
+    )
+    wait_for_downstream: bool | None = Field(
+        default=None, description="Airflow's wait_for_downstream (implies depends_on_past)"
+    )
+    weight_rule: Literal["downstream", "upstream", "absolute"] | None = Field(
+        default=None, description="how priority_weight adds up along the DAG: downstream, upstream or absolute"
+    )
+    max_active_tis_per_dag: StrictInt | None = Field(
+        default=None, ge=1, description="how many runs of the same task may run at once"
+    )
+    run_as_user: str | None = Field(default=None, description="the Unix user the worker runs the task as (sudo)")
 
     @field_validator("owner", "run_as_user")
     @classmethod

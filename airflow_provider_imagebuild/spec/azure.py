@@ -70,31 +70,66 @@ class AzureTargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    azure_conn_id: ConnId = "azure_default"
-    subscription_id: str | None = None
-    resource_group: str | None = None
-    location: str | None = None
-    vm_size: str = "Standard_D2s_v5"
-    source_image: str | None = None
+    azure_conn_id: ConnId = Field(
+        default="azure_default", description="the Azure provider's connection: the service principal, its tenant"
+    )
+    subscription_id: str | None = Field(
+        default=None, description="the subscription to build in; else the connection's subscriptionId"
+    )
+    resource_group: str | None = Field(
+        default=None, description="where the build's VMs, disks, snapshots and images live"
+    )
+    location: str | None = Field(default=None, description="the region, by its API name (westeurope, not West Europe)")
+    vm_size: str = Field(default="Standard_D2s_v5", description="the build host's and Packer's VM size")
+    source_image: str | None = Field(
+        default=None,
+        description="a marketplace URN, a gallery image version id, or a managed image of the subscription",
+    )
     network: str | None = Field(default=None, description="vnet/subnet in the resource group, or a subnet id")
-    public_ip: bool = False
+    public_ip: bool = Field(
+        default=False, description="give the build host a public address (else it is reached on its private one)"
+    )
     network_security_group: str | None = Field(default=None, description="NSG name in the resource group, or its id")
-    ssh_user: str = "azureuser"
-    ssh_public_key: str | None = None
-    ssh_private_key_file: str | None = None
-    gallery: str | None = None
-    gallery_image: str | None = None
-    replication_regions: list[str] = Field(default_factory=list)
-    replica_count: int = Field(default=1, ge=1, le=100)
+    ssh_user: str = Field(
+        default="azureuser", description="the admin user the build host is made with; Ansible logs in as it"
+    )
+    ssh_public_key: str | None = Field(
+        default=None, description="the public key the build host accepts; without it each build makes a key pair"
+    )
+    ssh_private_key_file: str | None = Field(
+        default=None, description="the private half of ssh_public_key, on the workers"
+    )
+    gallery: str | None = Field(
+        default=None, description="the Compute Gallery publish adds the image version to (it must exist)"
+    )
+    gallery_image: str | None = Field(
+        default=None, description="the gallery's image definition (it must exist, of the image's Hyper-V generation)"
+    )
+    replication_regions: list[str] = Field(
+        default_factory=list, description="regions the gallery version is replicated to, besides location"
+    )
+    replica_count: int = Field(default=1, ge=1, le=100, description="replicas of the gallery version per region")
     os_disk_type: str = Field(default="Standard_LRS", description="the build host's OS disk SKU")
     replica_storage_type: str = Field(default="Standard_LRS", description="how gallery replicas are stored")
     storage_account_type: str | None = Field(default=None, description="replaced by the two settings above")
-    end_of_life_days: int | None = Field(default=None, ge=1, le=3650)
-    tags: dict[str, str] = Field(default_factory=dict)
-    keep_checkpoints: list[int] = Field(default_factory=list)
-    connection: dict[str, str] = Field(default_factory=dict)
+    end_of_life_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="the gallery version's endOfLifeDate, counted from the build's creation",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="tags added to everything the build makes")
+    keep_checkpoints: list[int] = Field(
+        default_factory=list,
+        description="checkpoint images kept after the seal (a redo needs one); the others are deleted",
+    )
+    connection: dict[str, str] = Field(
+        default_factory=dict, description="Ansible connection settings for the build host (a bastion's SSH settings)"
+    )
     # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
-    boot: BootSpec = BootSpec()
+    boot: BootSpec = Field(
+        default=BootSpec(), description="the launch test's settings (timeout, verification playbook, user, ssh_address)"
+    )
 
     @field_validator("subscription_id")
     @classmethod

@@ -69,8 +69,8 @@ class BootSpec(BaseModel):
     accel: Literal["auto", "tcg", "kvm"] = Field(
         default="auto", description="auto: KVM when a short probe shows it works, else TCG (emulation)"
     )
-    memory_mb: int = Field(default=1024, ge=256, le=65536)
-    cpus: int = Field(default=1, ge=1, le=64)
+    memory_mb: int = Field(default=1024, ge=256, le=65536, description="the boot check VM's memory in MB")
+    cpus: int = Field(default=1, ge=1, le=64, description="the boot check VM's virtual CPUs")
     ssh_address: str | None = Field(
         default=None,
         description="host:port the launch test reaches its test instance's SSH at, instead of the instance's "

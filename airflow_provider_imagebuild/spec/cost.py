@@ -31,11 +31,20 @@ class CostSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
-    host_per_hour: dict[HostSize, Price] = Field(default_factory=dict)
-    default_host_per_hour: Price | None = None
-    storage_gb_month: Price | None = None
-    transfer_gb: Price | None = None
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+        default="USD", description="the prices' currency, an ISO 4217 code (USD, EUR)"
+    )
+    host_per_hour: dict[HostSize, Price] = Field(
+        default_factory=dict,
+        description="price per hour per build host size (instance_type, vm_size, machine_type, flavor)",
+    )
+    default_host_per_hour: Price | None = Field(
+        default=None, description="price per hour of a host size host_per_hour does not list"
+    )
+    storage_gb_month: Price | None = Field(
+        default=None, description="price per GB-month of checkpoints and images, from capture to deletion"
+    )
+    transfer_gb: Price | None = Field(default=None, description="price per GB copied to other regions and accounts")
 
     def prices(self, cloud: str) -> Prices:
         """This block over ``cloud``'s example prices."""

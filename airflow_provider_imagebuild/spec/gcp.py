@@ -52,10 +52,12 @@ class GcpTargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gcp_conn_id: ConnId = "google_cloud_default"
-    project: str | None = None
-    zone: str | None = None
-    machine_type: str = "e2-standard-2"
+    gcp_conn_id: ConnId = Field(
+        default="google_cloud_default", description="the Google provider's connection: its key, its project"
+    )
+    project: str | None = Field(default=None, description="the project to build in; else the connection's project")
+    zone: str | None = Field(default=None, description="the zone the build host and Packer's instance run in")
+    machine_type: str = Field(default="e2-standard-2", description="the build host's and Packer's machine type")
     source_image: str | None = Field(
         default=None, description="the image milestone 5 starts from, by name, in source_image_project"
     )
@@ -66,23 +68,56 @@ class GcpTargetSpec(BaseModel):
     source_image_project: str | None = Field(
         default=None, description="where the source is (the template's default when unset: rhel-cloud)"
     )
-    network: str = "default"
-    subnetwork: str | None = None
-    public_ip: bool = False
-    service_account: str | None = None
-    ssh_user: LoginName = "imagebuild"
-    ssh_public_key: str | None = None
-    ssh_private_key_file: str | None = None
-    image_family: str | None = None
-    storage_locations: list[str] = Field(default_factory=list)
-    copy_locations: list[str] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
-    share_with: list[str] = Field(default_factory=list)
-    deprecate_previous: Deprecation | None = None
-    keep_checkpoints: list[int] = Field(default_factory=list)
-    connection: dict[str, str] = Field(default_factory=dict)
+    network: str = Field(
+        default="default", description="the VPC network of the build host (name, or a projects/... path)"
+    )
+    subnetwork: str | None = Field(
+        default=None, description="its subnetwork, in the zone's region (name, or a projects/... path)"
+    )
+    public_ip: bool = Field(
+        default=False, description="give the build host an external address (else it is reached on its private one)"
+    )
+    service_account: str | None = Field(
+        default=None, description="the service account the build host runs as (none: the instance has no account)"
+    )
+    ssh_user: LoginName = Field(
+        default="imagebuild", description="the user Ansible logs in to the build host as (its key goes in the metadata)"
+    )
+    ssh_public_key: str | None = Field(
+        default=None, description="the public key the build host accepts; without it each build makes a key pair"
+    )
+    ssh_private_key_file: str | None = Field(
+        default=None, description="the private half of ssh_public_key, on the workers"
+    )
+    image_family: str | None = Field(
+        default=None, description="the final image's family; checkpoints go to <family>-staging"
+    )
+    storage_locations: list[str] = Field(
+        default_factory=list,
+        description="where the final image is stored (a region or multi-region); default Google's choice",
+    )
+    copy_locations: list[str] = Field(
+        default_factory=list, description="storage locations publish copies the image to as well"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="labels added to everything the build makes")
+    share_with: list[str] = Field(
+        default_factory=list,
+        description="members granted roles/compute.imageUser on the final image (user:, group:...)",
+    )
+    deprecate_previous: Deprecation | None = Field(
+        default=None, description="what publish does to the family's previous image (deprecate, obsolete...)"
+    )
+    keep_checkpoints: list[int] = Field(
+        default_factory=list,
+        description="checkpoint images kept after the seal (a redo needs one); the others are deleted",
+    )
+    connection: dict[str, str] = Field(
+        default_factory=dict, description="Ansible connection settings for the build host (a bastion's SSH settings)"
+    )
     # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
-    boot: BootSpec = BootSpec()
+    boot: BootSpec = Field(
+        default=BootSpec(), description="the launch test's settings (timeout, verification playbook, user, ssh_address)"
+    )
 
     @field_validator("project", "source_image_project")
     @classmethod

@@ -37,13 +37,17 @@ class _Target(BaseModel):
 
 
 class SlackTarget(_Target):
-    slack_webhook_conn_id: ConnId = "slack_default"
+    slack_webhook_conn_id: ConnId = Field(
+        default="slack_default", description="the Slack provider's webhook connection"
+    )
 
 
 class SnsTarget(_Target):
-    aws_conn_id: ConnId = "aws_default"
-    target_arn: str
-    region: str | None = None
+    aws_conn_id: ConnId = Field(
+        default="aws_default", description="the Amazon provider's connection that publishes to the topic"
+    )
+    target_arn: str = Field(description="the SNS topic's ARN")
+    region: str | None = Field(default=None, description="the topic's region; else the connection's")
 
     @field_validator("target_arn")
     @classmethod
@@ -54,9 +58,9 @@ class SnsTarget(_Target):
 
 
 class EmailTarget(_Target):
-    to: list[str] = Field(min_length=1)
-    smtp_conn_id: ConnId = "smtp_default"
-    from_email: str | None = None
+    to: list[str] = Field(min_length=1, description="the addresses mailed")
+    smtp_conn_id: ConnId = Field(default="smtp_default", description="the SMTP provider's connection")
+    from_email: str | None = Field(default=None, description="the sender; else the connection's")
 
     @field_validator("to")
     @classmethod
@@ -68,8 +72,8 @@ class EmailTarget(_Target):
 
 
 class WebhookTarget(_Target):
-    http_conn_id: ConnId
-    endpoint: str = ""
+    http_conn_id: ConnId = Field(description="the HTTP provider's connection: the base URL and its credentials")
+    endpoint: str = Field(default="", description="the path POSTed to, below the connection's URL")
 
     @field_validator("endpoint")
     @classmethod
@@ -84,10 +88,10 @@ class NotifyTo(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    slack: SlackTarget | None = None
-    sns: SnsTarget | None = None
-    email: EmailTarget | None = None
-    webhook: WebhookTarget | None = None
+    slack: SlackTarget | None = Field(default=None, description="a Slack channel, through an incoming webhook")
+    sns: SnsTarget | None = Field(default=None, description="an Amazon SNS topic")
+    email: EmailTarget | None = Field(default=None, description="e-mail through SMTP")
+    webhook: WebhookTarget | None = Field(default=None, description="a JSON POST to an HTTP endpoint")
 
     @model_validator(mode="after")
     def _one(self) -> NotifyTo:
@@ -104,9 +108,16 @@ class NotifyTo(BaseModel):
 class NotifySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    on: list[Event] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
-    to: list[NotifyTo] = Field(min_length=1)
-    stuck_after: float = Field(3.0, ge=1.0, le=100.0)
+    on: list[Event] = Field(
+        default_factory=lambda: list(DEFAULT_EVENTS),
+        description="the events sent, by name (failed, retries_exhausted, stuck, delivered...)",
+    )
+    to: list[NotifyTo] = Field(
+        min_length=1, description="who hears of them: each entry one of slack, sns, email, webhook"
+    )
+    stuck_after: float = Field(
+        3.0, ge=1.0, le=100.0, description="a build is stuck after this many times its milestone's p90 duration"
+    )
 
     @field_validator("on")
     @classmethod

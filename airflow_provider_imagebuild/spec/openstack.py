@@ -56,9 +56,14 @@ class OpenstackLogin(BaseModel):
 
     # login, password; ``extra``: auth_url (required), project_name or project_id,
     # user_domain_name, project_domain_name, region_name, interface, cacert, insecure
-    openstack_conn_id: ConnId = "openstack_default"
-    cloud: str | None = None  # a cloud of the worker's clouds.yaml instead of the connection
-    region: str | None = None
+    openstack_conn_id: ConnId = Field(
+        default="openstack_default",
+        description="an Airflow connection: login, password, extra auth_url, project, domains",
+    )
+    cloud: str | None = Field(
+        default=None, description="a cloud of the worker's clouds.yaml, instead of the connection"
+    )
+    region: str | None = Field(default=None, description="the region; else the connection's or the cloud's")
 
     @field_validator("cloud", "region")
     @classmethod
@@ -71,26 +76,44 @@ class OpenstackLogin(BaseModel):
 class OpenstackTargetSpec(OpenstackLogin):
     """Where an OpenStack build server runs and how the final image is published (Glance)."""
 
-    flavor: str | None = None
-    network: str | None = None  # name or id; the server's one NIC
-    source_image: str | None = None  # what the Packer template starts from
-    key_name: str | None = None  # a Nova key pair for SSH to the build server
-    security_groups: list[str] = Field(default_factory=list)
-    ssh_user: LoginName = "cloud-user"
-    ssh_private_key_file: str | None = None
+    flavor: str | None = Field(default=None, description="the build server's and Packer's flavor")
+    network: str | None = Field(default=None, description="the network of the build server's one NIC (name or id)")
+    source_image: str | None = Field(
+        default=None, description="the Glance image (name or id) the Packer template starts from"
+    )
+    key_name: str | None = Field(default=None, description="a Nova key pair for SSH to the build server")
+    security_groups: list[str] = Field(
+        default_factory=list, description="the project's security groups Packer's server and build servers get"
+    )
+    ssh_user: LoginName = Field(default="cloud-user", description="the user Ansible logs in to the build server as")
+    ssh_private_key_file: str | None = Field(
+        default=None, description="the private half of key_name's key pair, on the workers"
+    )
     # public needs Glance's publicize_image policy, which is the admin role's by default: a member
     # login is refused (an error naming target.visibility); shared or community need no admin
     visibility: Literal["private", "shared", "community", "public"] = Field(
         default="private",
         description="Glance visibility of the published image; public needs the admin role (publicize_image policy)",
     )
-    share_with_projects: list[str] = Field(default_factory=list)
+    share_with_projects: list[str] = Field(
+        default_factory=list, description="projects the published image is shared with (visibility shared)"
+    )
     # Glance image properties of the published image: os_distro, os_version, hw_disk_bus...
-    properties: dict[str, str] = Field(default_factory=dict)
-    keep_checkpoints: list[int] = Field(default_factory=list)
-    connection: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Glance properties of the published image: os_distro, os_version, hw_disk_bus...",
+    )
+    keep_checkpoints: list[int] = Field(
+        default_factory=list,
+        description="checkpoint images kept after the seal (a redo needs one); the others are deleted",
+    )
+    connection: dict[str, str] = Field(
+        default_factory=dict, description="Ansible connection settings for the build server (a bastion's SSH settings)"
+    )
     # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
-    boot: BootSpec = BootSpec()
+    boot: BootSpec = Field(
+        default=BootSpec(), description="the launch test's settings (timeout, verification playbook, user, ssh_address)"
+    )
 
     @field_validator("flavor", "network", "source_image", "key_name")
     @classmethod

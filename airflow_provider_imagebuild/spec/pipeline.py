@@ -87,9 +87,16 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    retries: int | None = Field(default=None, ge=0, le=100)
+    retries: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="how many times Airflow retries a failed attempt before the milestone waits for a person",
+    )
     retry_delay: Seconds | None = Field(default=None, ge=0, description="seconds, or a duration like 5m")
-    retry_exponential_backoff: bool | None = None
+    retry_exponential_backoff: bool | None = Field(
+        default=None, description="whether the wait doubles after each retry, up to max_retry_delay"
+    )
     max_retry_delay: Seconds | None = Field(default=None, gt=0, description="seconds, or a duration like 1h")
     execution_timeout: Seconds | None = Field(default=None, gt=0, description="seconds, or a duration like 1h30m")
     lease_seconds: WholeSeconds | None = Field(
@@ -110,25 +117,49 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
 
     action: Literal[
         "command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "approval", "publish"
-    ] = "noop"
-    key: str | None = None
-    title: str | None = None
-    command: str | list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
+    ] = Field(
+        default="noop",
+        description="what reaches the milestone; packer, ansible, seal, publish work on the target",
+    )
+    key: str | None = Field(
+        default=None, description="the task id's key (s042_<key>); required for a code outside the catalog"
+    )
+    title: str | None = Field(
+        default=None, description="the task's display name, and the milestone's everywhere the build is shown"
+    )
+    command: str | list[str] | None = Field(default=None, description="action command: an argv list, or a shell string")
+    env: dict[str, str] = Field(default_factory=dict, description="action command: extra environment of the command")
+    cwd: str | None = Field(
+        default=None, description="action command: its working directory, relative to the spec's folder"
+    )
     # packer: the template, its var files and variables, -only, -on-error, a manifest to read
-    template: str | None = None
-    var_files: list[str] = Field(default_factory=list)
-    vars: dict[str, str] = Field(default_factory=dict)
-    only: list[str] = Field(default_factory=list)
-    on_error: Literal["cleanup", "abort"] | None = None
-    manifest: str | None = None
+    template: str | None = Field(default=None, description="action packer: the template, relative to the spec's folder")
+    var_files: list[str] = Field(
+        default_factory=list, description="action packer: var files given after the provider's own"
+    )
+    vars: dict[str, str] = Field(
+        default_factory=dict, description="action packer: variables, passed in a var file only the worker can read"
+    )
+    only: list[str] = Field(default_factory=list, description="action packer: -only (the template's builds to run)")
+    on_error: Literal["cleanup", "abort"] | None = Field(
+        default=None, description="action packer: -on-error; abort keeps the instance and records it"
+    )
+    manifest: str | None = Field(
+        default=None, description="action packer: the manifest the template writes, read for the image ids"
+    )
     # ansible (and seal, which may run a clean-up playbook before capturing the image)
-    playbook: str | None = None
-    extravars: dict[str, Any] = Field(default_factory=dict)
+    playbook: str | None = Field(
+        default=None, description="action ansible (or seal: a clean-up before the capture): the playbook"
+    )
+    extravars: dict[str, Any] = Field(
+        default_factory=dict, description="action ansible: extra variables (passed in a file only the worker can read)"
+    )
     # Whether a person may step over this milestone (``imagebuild build skip``); seal and publish
     # may not unless this says true.
-    skippable: bool | None = None
+    skippable: bool | None = Field(
+        default=None,
+        description="whether a person may skip it (build skip); seal, launch test and publish: only if true",
+    )
     # Attempts at this milestone across every run before the store refuses another (spec/lifecycle)
     max_attempts: int | None = Field(
         default=None,
@@ -213,27 +244,52 @@ class TargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    aws_conn_id: ConnId = "aws_default"
-    region: str | None = None
-    source_image: str | None = None
-    instance_type: str = "t3.micro"
-    subnet_id: str | None = None
-    security_group_ids: list[str] = Field(default_factory=list)
-    key_name: str | None = None
-    ssh_user: str = "ec2-user"
-    ssh_private_key_file: str | None = None
-    publish_regions: list[str] = Field(default_factory=list)
-    share_accounts: list[str] = Field(default_factory=list)
-    ssm_parameter: str | None = None
-    keep_checkpoints: list[int] = Field(default_factory=list)
-    connection: dict[str, str] = Field(default_factory=dict)
+    aws_conn_id: ConnId = Field(
+        default="aws_default", description="the Amazon provider's connection: credentials, region, endpoint"
+    )
+    region: str | None = Field(default=None, description="the EC2 region the build runs in; else the connection's")
+    source_image: str | None = Field(
+        default=None, description="what the first packer (or bootstrap) milestone starts from (an AMI id)"
+    )
+    instance_type: str = Field(default="t3.micro", description="the build host's and Packer's instance type")
+    subnet_id: str | None = Field(default=None, description="the subnet build hosts are launched in")
+    security_group_ids: list[str] = Field(default_factory=list, description="security groups of the build host")
+    key_name: str | None = Field(default=None, description="an EC2 key pair for the build host")
+    ssh_user: str = Field(default="ec2-user", description="the user Ansible logs in to the build host as")
+    ssh_private_key_file: str | None = Field(
+        default=None, description="the private half of the key pair, on the workers"
+    )
+    publish_regions: list[str] = Field(default_factory=list, description="regions the final AMI is copied to")
+    share_accounts: list[str] = Field(
+        default_factory=list, description="AWS accounts the final AMI and its copies are shared with"
+    )
+    ssm_parameter: str | None = Field(
+        default=None, description="an SSM parameter written with the new image id in each region"
+    )
+    keep_checkpoints: list[int] = Field(
+        default_factory=list,
+        description="checkpoint images kept after the seal (a redo needs one); the others are deleted",
+    )
+    connection: dict[str, str] = Field(
+        default_factory=dict, description="Ansible connection settings for the build host (a bastion; chroot in tests)"
+    )
     # local: where build hosts (root filesystems) live and where images are published
-    work_dir: str | None = None
-    catalog: str | None = None
+    work_dir: str | None = Field(
+        default=None, description="local: where build hosts live ($IMAGEBUILD_WORK, else /var/tmp/imagebuild)"
+    )
+    catalog: str | None = Field(
+        default=None,
+        description="local: the catalog publish writes to ($IMAGEBUILD_CATALOG, /var/lib/imagebuild/catalog)",
+    )
     catalog_keep: int | None = Field(default=None, ge=1, description="published versions kept per pipeline")
-    ssh_public_key: str | None = None
+    ssh_public_key: str | None = Field(
+        default=None, description="the public key the build host accepts; without it each build makes a key pair"
+    )
     # the boot checks of the green and the sealed image, and the launch test's settings (spec/boot)
-    boot: BootSpec = BootSpec()
+    boot: BootSpec = Field(
+        default=BootSpec(),
+        description="the boot checks of the green and the sealed image, and the launch test's settings",
+    )
 
     @field_validator("region")
     @classmethod
@@ -286,37 +342,66 @@ AnyTargetSpec = TargetSpec | AzureTargetSpec | GcpTargetSpec | VsphereTargetSpec
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pipeline: str
-    dag_id: str | None = None
-    cloud: Cloud
-    image_type: str
-    os: str = ""
-    description: str = ""
-    schedule: str | None = None
-    start_date: datetime = datetime(2026, 1, 1)
-    catchup: bool = False
+    pipeline: str = Field(description="the pipeline's name: the DAG id is imagebuild_<pipeline> unless dag_id is given")
+    dag_id: str | None = Field(default=None, description="the DAG's id, instead of imagebuild_<pipeline>")
+    cloud: Cloud = Field(description="where the image is built: the target, and which target: settings apply")
+    image_type: str = Field(description="what the image is for (base, webserver...): recorded on every build")
+    os: str = Field(default="", description="the image's OS, a label recorded on every build (debian-12, rhel-8.10)")
+    description: str = Field(default="", description="the DAG's description")
+    schedule: str | None = Field(
+        default=None, description="a cron expression or a preset (@daily, @weekly...); null: triggered by hand"
+    )
+    start_date: datetime = Field(default=datetime(2026, 1, 1), description="the DAG's start date (YYYY-MM-DD)")
+    catchup: bool = Field(default=False, description="whether Airflow runs the schedule's missed intervals")
     # Builds of this pipeline that run at once (Airflow's max_active_runs). One by default: a
     # nightly pipeline should not overlap itself; raise it for a pipeline triggered per variant.
-    max_active_runs: int = Field(1, ge=1, le=64)
-    store: str | None = None
-    store_conn_id: ConnId | None = None
-    defaults: RetryPolicy = RetryPolicy()
+    max_active_runs: int = Field(1, ge=1, le=64, description="builds of this pipeline that run at once")
+    store: str | None = Field(
+        default=None, description="the state store's URL (sqlite:///abs/path.db, s3://..., dynamodb://...)"
+    )
+    store_conn_id: ConnId | None = Field(
+        default=None, description="an imagebuild_state connection holding the store; neither: the deployment's"
+    )
+    defaults: RetryPolicy = Field(
+        default=RetryPolicy(),
+        description="retry policy of every milestone (each may override it); durations in seconds or like 5m",
+    )
     # Airflow's own settings (spec/airflow_options): every task's default_args, and who may do what on the DAG
-    default_args: DefaultArgs | None = None
-    access_control: AccessControl | None = None
-    include_standard: bool = False
-    tags: list[str] = Field(default_factory=list)
-    target: AnyTargetSpec = TargetSpec()
-    checkpoints: list[int] = Field(default_factory=list)
-    milestones: dict[int, MilestoneSpec] = Field(default_factory=dict)
+    default_args: DefaultArgs | None = Field(
+        default=None, description="Airflow's default_args of every task (owner, retries, pool...)"
+    )
+    access_control: AccessControl | None = Field(
+        default=None, description="who may do what on the DAG: role -> actions, or role -> resource -> actions"
+    )
+    include_standard: bool = Field(
+        default=False, description="add the catalog's standard milestones the spec does not list (as no-ops)"
+    )
+    tags: list[str] = Field(default_factory=list, description="the DAG's tags")
+    target: AnyTargetSpec = Field(
+        default=TargetSpec(),
+        description="where the build host runs and where the image is published (this cloud's settings)",
+    )
+    checkpoints: list[int] = Field(
+        default_factory=list, description="milestones after which a checkpoint image is taken (10 always is)"
+    )
+    milestones: dict[int, MilestoneSpec] = Field(
+        default_factory=dict, description="milestone code (1-100) -> its action, settings and retry policy"
+    )
     # Where the sealed image goes (spec/publish); empty: through the target alone
-    publish: list[PublishSpec] = Field(default_factory=list)
+    publish: list[PublishSpec] = Field(
+        default_factory=list, description="where the sealed image goes; empty: through the target alone"
+    )
     # Who hears of failures, stuck builds and deliveries (spec/notify)
-    notify: NotifySpec | None = None
+    notify: NotifySpec | None = Field(default=None, description="who hears of failures, stuck builds and deliveries")
     # What becomes of a failed build nobody resumes: park its host, abandon it after a while (spec/lifecycle)
-    on_failure: OnFailureSpec = OnFailureSpec()
+    on_failure: OnFailureSpec = Field(
+        default=OnFailureSpec(),
+        description="what becomes of a failed build nobody resumes: its host parked, then abandoned",
+    )
     # What its resources cost, over the cloud's example prices (spec/cost.py; build/prices.py)
-    cost: CostSpec | None = None
+    cost: CostSpec | None = Field(
+        default=None, description="what the build's resources cost (prices; else the cloud's example prices)"
+    )
     # How many published images stay, and how long (spec/retention; imagebuild retention); per destination too
     retention: RetentionSpec | None = Field(
         default=None,

@@ -38,11 +38,19 @@ class Nothing(BaseModel):
 class GlanceDestination(OpenstackLogin):
     """An OpenStack Image service: the image file uploaded (or imported), checksums verified."""
 
-    image_name: str | None = None  # default <pipeline>-<build id>
-    visibility: Literal["private", "shared", "community", "public"] = "private"
-    properties: dict[str, str] = Field(default_factory=dict)  # os_distro, os_version, hw_disk_bus...
+    image_name: str | None = Field(
+        default=None, description="the image's name in Glance; default <pipeline>-<build id>"
+    )
+    visibility: Literal["private", "shared", "community", "public"] = Field(
+        default="private", description="Glance visibility of the uploaded image (public needs the admin role)"
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict, description="Glance image properties: os_distro, os_version, hw_disk_bus..."
+    )
     # auto: Glance's interoperable import (glance-direct) where the cloud offers it, else upload
-    method: Literal["auto", "upload", "glance-direct"] = "auto"
+    method: Literal["auto", "upload", "glance-direct"] = Field(
+        default="auto", description="auto: Glance's interoperable import (glance-direct) where offered, else upload"
+    )
 
     @field_validator("image_name")
     @classmethod
@@ -61,12 +69,14 @@ class VsphereLibraryDestination(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vsphere_conn_id: ConnId = "vsphere_default"
-    library: str
-    item_name: str | None = None  # default <pipeline>-<build id>
-    cpus: int = Field(2, ge=1, le=128)
-    memory_mb: int = Field(2048, ge=256, le=1_048_576)
-    network: str = "VM Network"
+    vsphere_conn_id: ConnId = Field(
+        default="vsphere_default", description="the vCenter's connection: host, login, password, TLS settings"
+    )
+    library: str = Field(description="the content library the OVF template item goes to")
+    item_name: str | None = Field(default=None, description="the library item's name; default <pipeline>-<build id>")
+    cpus: int = Field(2, ge=1, le=128, description="virtual CPUs of the VM the OVF template describes")
+    memory_mb: int = Field(2048, ge=256, le=1_048_576, description="memory in MB of the VM the OVF template describes")
+    network: str = Field(default="VM Network", description="the network the OVF template's NIC is on")
 
     @field_validator("library", "item_name", "network")
     @classmethod
@@ -79,11 +89,19 @@ class PublishSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = None
-    target: Nothing | None = None
-    catalog: Nothing | None = None
-    glance: GlanceDestination | None = None
-    vsphere_library: VsphereLibraryDestination | None = None
+    name: str | None = Field(
+        default=None, description="the destination's name in the outputs, when a kind appears twice"
+    )
+    target: Nothing | None = Field(
+        default=None, description="the target's own publish (a cloud's regions, gallery, family...)"
+    )
+    catalog: Nothing | None = Field(default=None, description="the local target's image catalog")
+    glance: GlanceDestination | None = Field(
+        default=None, description="an OpenStack Glance the image file is uploaded to (local target)"
+    )
+    vsphere_library: VsphereLibraryDestination | None = Field(
+        default=None, description="a vSphere content library the image file is uploaded to (local target)"
+    )
     retention: RetentionSpec | None = Field(
         default=None, description="this destination's published images kept, replacing the pipeline's retention"
     )

@@ -28,31 +28,9 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILE = Path(__file__).parents[1] / "schema" / "imagebuild-spec.schema.json"
 SCHEMA_LINE = "# yaml-language-server: $schema="  # the first line of a spec, for editors using the YAML server
 
-# Descriptions of the top-level keys (the models' own field descriptions cover the nested ones).
-TOP_LEVEL: dict[str, str] = {
-    "pipeline": "The pipeline's name: the DAG id is imagebuild_<pipeline> unless dag_id is given",
-    "dag_id": "The DAG's id, instead of imagebuild_<pipeline>",
-    "cloud": "Where the image is built: the target, and which target: settings apply",
-    "image_type": "What the image is for (base, webserver, ...): recorded on every build",
-    "os": "The image's OS, a label recorded on every build (debian-12, rhel-8.10)",
-    "description": "The DAG's description",
-    "schedule": "A cron expression or a preset (@daily, @weekly, ...); null: triggered by hand",
-    "start_date": "The DAG's start date (YYYY-MM-DD)",
-    "catchup": "Whether Airflow runs the schedule's missed intervals",
-    "max_active_runs": "Builds of this pipeline that run at once",
-    "store": "The state store's URL (sqlite:///abs/path.db, s3://..., dynamodb://...); or store_conn_id",
-    "store_conn_id": "An Airflow connection of type imagebuild_state naming the state store",
-    "defaults": "Retry policy of every milestone (each may override it); durations in seconds or like 5m, 1h30m",
-    "default_args": "Airflow's default_args of every task (owner, retries, pool, ...)",
-    "access_control": "Who may do what on the DAG: role -> resource -> actions",
-    "include_standard": "Add the standard milestones of the catalog that the spec does not list",
-    "tags": "The DAG's tags",
-    "target": "Where the build host runs and where the image is published (this cloud's settings)",
-    "checkpoints": "Milestones after which a checkpoint image is taken (10 always is)",
-    "milestones": "Milestone code (1-100) -> its action, settings and retry policy",
-    "publish": "Where the sealed image goes (default: through the target alone)",
-    "notify": "Who hears of failures, stuck builds and deliveries",
-}
+# The top-level keys' descriptions, for the per-cloud variants that restate cloud: and target:
+# (every field of every spec model has its description=: tests/spec/test_schema.py).
+TOP_LEVEL: dict[str, str] = {name: str(field.description) for name, field in PipelineSpec.model_fields.items()}
 _BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
 
 

@@ -27,27 +27,47 @@ class VsphereTargetSpec(BaseModel):
 
     # host, port, login, password; ``extra``: {"insecure": true} for a self-signed vCenter, or
     # {"ca_file": "/path/ca.pem"}
-    vsphere_conn_id: ConnId = "vsphere_default"
-    datacenter: str | None = None
-    cluster: str | None = None
+    vsphere_conn_id: ConnId = Field(
+        default="vsphere_default",
+        description="the vCenter's connection: host, port, login, password; extra insecure or ca_file",
+    )
+    datacenter: str | None = Field(default=None, description="the datacenter to build in")
+    cluster: str | None = Field(
+        default=None, description="the cluster the build VMs run on (or host: a stand-alone ESXi host)"
+    )
     # An ESXi host: a stand-alone one instead of a cluster, or one of the cluster's to place the
     # build's VMs on. A cluster without DRS needs a host for every clone; without this setting the
     # target chooses one (connected, not in maintenance mode, mounting the datastore).
-    host: str | None = None
-    resource_pool: str | None = None  # below the cluster or host; default its root pool
-    datastore: str | None = None
-    folder: str = ""  # VM folder below the datacenter's, for build VMs and templates
-    network: str | None = None
-    template: str | None = None  # the source VM template the green image is cloned from
-    content_library: str | None = None
+    host: str | None = Field(
+        default=None, description="an ESXi host: a stand-alone one, or the cluster's to place VMs on (no DRS)"
+    )
+    resource_pool: str | None = Field(
+        default=None, description="the resource pool below the cluster or host; default its root pool"
+    )
+    datastore: str | None = Field(default=None, description="the datastore of the build VMs and templates")
+    folder: str = Field(default="", description="VM folder below the datacenter's, for build VMs and templates")
+    network: str | None = Field(default=None, description="the network of the build VMs' NIC")
+    template: str | None = Field(default=None, description="the source VM template the green image is cloned from")
+    content_library: str | None = Field(default=None, description="the content library publish adds the template to")
     # vSphere tags (category: tag) attached to the published template; made when missing
-    publish_tags: dict[str, str] = Field(default_factory=dict)
-    ssh_user: LoginName = "imagebuild"
-    ssh_private_key_file: str | None = None
-    keep_checkpoints: list[int] = Field(default_factory=list)
-    connection: dict[str, str] = Field(default_factory=dict)
+    publish_tags: dict[str, str] = Field(
+        default_factory=dict, description="vSphere tags on the published template (category: tag)"
+    )
+    ssh_user: LoginName = Field(default="imagebuild", description="the user Ansible logs in to the build VM as")
+    ssh_private_key_file: str | None = Field(
+        default=None, description="the private key the template accepts for ssh_user, on the workers"
+    )
+    keep_checkpoints: list[int] = Field(
+        default_factory=list,
+        description="checkpoint images kept after the seal (a redo needs one); the others are deleted",
+    )
+    connection: dict[str, str] = Field(
+        default_factory=dict, description="Ansible connection settings for the build VM (a bastion's SSH settings)"
+    )
     # the launch test's settings (spec/boot: timeout, verification playbook, user, ssh_address)
-    boot: BootSpec = BootSpec()
+    boot: BootSpec = Field(
+        default=BootSpec(), description="the launch test's settings (timeout, verification playbook, user, ssh_address)"
+    )
 
     @field_validator("datacenter", "cluster", "host", "datastore", "network", "template", "content_library")
     @classmethod

@@ -6,8 +6,9 @@ models, a key cannot exist without its row. One page holds the keys every pipeli
 (``reference/spec/index.md``) and one page per cloud holds that cloud's ``target:`` keys
 (``reference/spec/<cloud>.md``), each key as its full path (``target.boot.timeout``,
 ``milestones.<code>.action``, ``publish[].glance.visibility``) with its type, default, bounds and
-description. A description is the field's ``description=``, else the comment written beside or
-above the field in the model's source, so the reasons kept in the code reach the page.
+description. A description is the field's ``description=`` (every spec field has one, checked by
+``tests/spec/test_schema.py``; the JSON Schema carries the same text to editors); the comment beside
+or above a field in the model's source, a guide's commented example and ``NOTES`` are fallbacks.
 ``tests/docs/test_docs.py`` walks the models on its own and checks the built pages name every key.
 """
 
@@ -220,8 +221,7 @@ def rows(
         if name in skip:
             continue
         path = f"{prefix}.{name}" if prefix else name
-        text = " ".join(t for t in (info.description, comments.get(name)) if t)
-        text = text or examples.get(path) or NOTES.get(path, "")
+        text = info.description or comments.get(name) or examples.get(path) or NOTES.get(path, "")
         found.append(Row(path, type_text(info.annotation), default_text(info), bounds_text(info), text))
         seen: set[type[BaseModel]] = set()
         for suffix, nested in _nested(info.annotation):

@@ -6,13 +6,17 @@ broken specs."""
 from __future__ import annotations
 
 import copy
+import importlib
 import json
+import pkgutil
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import BaseModel
 
+import airflow_provider_imagebuild.spec as spec_package
 from airflow_provider_imagebuild.build.ids import CLOUDS
 from airflow_provider_imagebuild.scaffold.project import PROJECT_SCHEMA, plan_scaffold, scaffold_files
 from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
@@ -39,6 +43,30 @@ def test_the_shipped_schema_is_the_one_the_models_make() -> None:
         "the shipped schema is stale: imagebuild spec schema > airflow_provider_imagebuild/schema/"
         "imagebuild-spec.schema.json"
     )
+
+
+def spec_models() -> list[type[BaseModel]]:
+    """Every pydantic model the spec package defines (its modules found on disk, so a new block's
+    module is walked without being listed here)."""
+    found = []
+    for module in pkgutil.iter_modules(spec_package.__path__):
+        loaded = importlib.import_module(f"{spec_package.__name__}.{module.name}")
+        found += [v for v in vars(loaded).values() if isinstance(v, type) and issubclass(v, BaseModel)
+                  and v.__module__ == loaded.__name__]  # fmt: skip
+    return found
+
+
+def test_every_key_of_every_spec_model_has_a_description() -> None:
+    """What an editor shows on hover, the schema's description and the spec reference's row all
+    come from the field's ``description=``: a key without one reaches people unexplained."""
+    models = spec_models()
+    assert {"PipelineSpec", "TargetSpec", "AzureTargetSpec", "BootSpec", "NotifyTo"} <= {m.__name__ for m in models}
+    bare = [f"{m.__module__}.{m.__name__}.{name}" for m in models for name, f in m.model_fields.items()
+            if not (f.description or "").strip()]  # fmt: skip
+    assert bare == []
+    described = spec_schema()["$defs"]
+    assert [(d, k) for d, defn in described.items() for k, prop in defn.get("properties", {}).items()
+            if not prop.get("description")] == []  # fmt: skip
 
 
 def test_one_variant_per_cloud_with_descriptions_defaults_and_no_unknown_keys() -> None:
