@@ -31,6 +31,8 @@ from airflow_provider_imagebuild.spec.pipeline import (
 
 log = logging.getLogger(__name__)
 
+POLICY_MILESTONE = 90  # final validation checks the spec's policy: (spec/policy.py)
+
 __all__ = ["PIPELINES_ENV", "build_dag", "build_task_group", "load_pipelines", "trigger_params"]
 
 
@@ -77,12 +79,6 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
     if step.action == "command" and ms.command is not None:
         cwd = str(base / (ms.cwd or "."))
         return CommandMilestoneOperator(command=ms.command, env=ms.env, cwd=cwd, state_key=step.key, **common)
-    if step.action == "approval":
-        from airflow_provider_imagebuild.operators.approval import ApprovalMilestoneOperator
-
-        # A person's wait is the spec's timeout, not an execution timeout that would kill it.
-        common.pop("execution_timeout", None)
-        return ApprovalMilestoneOperator(approvers=ms.approvers, timeout=ms.timeout, on_timeout=ms.on_timeout, **common)
     return _make_target_task(plan, step, ms, base, common)
 
 
@@ -121,7 +117,10 @@ def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: P
     if step.action == "ansible" and ms.playbook:
         from airflow_provider_imagebuild.operators.ansible import AnsibleMilestoneOperator
 
-        return AnsibleMilestoneOperator(playbook=str(base / ms.playbook), extravars=ms.extravars, **common)
+        gate = spec.policy if step.code == POLICY_MILESTONE else None  # the policy gate (spec/policy)
+        return AnsibleMilestoneOperator(
+            playbook=str(base / ms.playbook), extravars=ms.extravars, policy=gate, policy_base=str(base), **common
+        )
     if step.action == "launch_test":
         from airflow_provider_imagebuild.operators.launch import LaunchTestMilestoneOperator
 
@@ -133,6 +132,8 @@ def _make_target_task(plan: PipelinePlan, step: Step, ms: MilestoneSpec, base: P
             playbook=str(base / ms.playbook) if ms.playbook else None,
             extravars=ms.extravars,
             keep_checkpoints=spec.target.keep_checkpoints,
+            policy=spec.policy,
+            policy_base=str(base),
             **common,
         )
     return PublishMilestoneOperator(

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 AUTH, CONFIG, QUOTA, MISSING_IMAGE = "auth", "config", "quota", "missing_image"
+POLICY = "policy"  # the image breaks the spec's policy: (operators/packages.py says "policy violation (N): ...")
 THROTTLED, TIMEOUT, NETWORK, SERVER, SPOT, UNREACHABLE = (
     "throttled",
     "timeout",
@@ -28,8 +29,7 @@ THROTTLED, TIMEOUT, NETWORK, SERVER, SPOT, UNREACHABLE = (
     "spot",
     "unreachable",
 )
-REJECTED = "rejected"  # a person rejected an approval milestone, or nobody decided in time
-PERSISTENT = frozenset({AUTH, CONFIG, QUOTA, MISSING_IMAGE, REJECTED})
+PERSISTENT = frozenset({AUTH, CONFIG, QUOTA, MISSING_IMAGE, POLICY})
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def _row(tool: str, kind: str, pattern: str, why: str) -> Row:
 
 
 ROWS: tuple[Row, ...] = (
-    # -- a person's decision: first, whatever words the comment holds ---------------------------
-    _row("approval", REJECTED, r"^(AirflowFailException: )?approval (rejected by |not given within )",
-         "the approval milestone was rejected (or not decided in time): clearing it asks again"),
+    # -- the provider's policy gate: first, its list quotes package names and advisories -------
+    _row("imagebuild", POLICY, r"^(AirflowException: )?policy violation \(\d+\):",
+         "the image breaks the spec's policy: fix the image or the policy, then clear the task"),
     # -- transient first where their words overlap persistent ones ----------------------------
     _row("ansible", UNREACHABLE, r"\bUNREACHABLE!|unreachable in playbook|Failed to connect to the host via ssh",
          "the build host did not answer (booting, or the network): retried"),

@@ -31,15 +31,13 @@ from airflow_provider_imagebuild.spec.notify import NotifySpec, NotifyTo
 
 log = logging.getLogger(__name__)
 
-ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅", "abandoned": "🗑️",
-         "awaiting_approval": "✋"}  # fmt: skip
+ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅", "abandoned": "🗑️"}
 WORDS = {
     "failed": "failed (Airflow retries it)",
     "retries_exhausted": "failed for good (no retry left)",
     "stuck": "looks stuck",
     "delivered": "was delivered",
     "abandoned": "was abandoned (what it held is deleted)",
-    "awaiting_approval": "waits for an approval",
 }
 # Events sent to every recipient whatever ``notify.on`` lists: the watchdog abandoning a build
 # (on_failure.abandon_after) deletes its host and checkpoints, which nobody may learn by chance.
@@ -60,7 +58,6 @@ class Notice:
     error: str | None
     build_page: str
     at: str
-    detail: str | None = None  # a line of the event's own (awaiting_approval: who may respond, until when)
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,8 +74,6 @@ class Notice:
         first = (self.error or "").strip().splitlines()[:1]
         if first:
             lines.append(shown(first[0][:300]))  # cut before escaping: an entity is never cut in half
-        if self.detail:
-            lines.append(shown(one_line(self.detail)[:300]))
         return lines
 
     def text(self) -> str:

@@ -55,13 +55,12 @@ def _specs(names: tuple[str, ...], paths: tuple[str, ...]) -> list[Any]:
     return specs
 
 
-def destinations(spec: Any) -> list[tuple[str, str, Any, Any]]:
-    """(label, kind, policy, entry) of each publish destination: the ``publish:`` list's, else the
-    target alone (entry None); the policy is the destination's ``retention:``, else the
-    pipeline's (None: keep all)."""
+def destinations(spec: Any) -> list[tuple[str, str, Any]]:
+    """(label, kind, policy) of each publish destination: the ``publish:`` list's, else the target
+    alone; the policy is the destination's ``retention:``, else the pipeline's (None: keep all)."""
     if not spec.publish:
-        return [("target", "target", spec.retention, None)]
-    return [(d.label, d.kind, d.retention or spec.retention, d) for d in spec.publish]
+        return [("target", "target", spec.retention)]
+    return [(d.label, d.kind, d.retention or spec.retention) for d in spec.publish]
 
 
 class _Records:
@@ -125,10 +124,10 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
     delivered = sorted((r for r in records if build_status(r, now) == DELIVERED), key=lambda r: r.delivered_at or "")
     builds = _Records(records, target)
     failures: list[str] = []
-    for label, kind, policy, entry in chosen:
+    for label, kind, policy in chosen:
         shown: dict[str, Any] = {"destination": label, "kind": kind, "policy": policy.describe(), "images": []}
         answer["destinations"].append(shown)
-        retirer = retirer_for(spec.cloud, kind, target, entry)
+        retirer = retirer_for(spec.cloud, kind, target)
         if retirer is None:
             shown["unavailable"] = f"retention of {kind} destinations on {spec.cloud} is not available yet"
             continue

@@ -18,11 +18,6 @@ as its ``source`` input):
    (:mod:`.run`): begin, heartbeats while the action runs, the action itself (Packer,
    ansible-playbook through the target, the command), complete with outputs, or fail with the
    error; SIGTERM from an abort or a timeout stops the tool and records the failure;
-   An approval milestone's step (``action: approval``) records the request and waits, polling the
-   store, until a person runs ``imagebuild build approve BUILD_ID MILESTONE --reason TEXT`` (the step
-   goes green and the job goes on) or ``imagebuild build reject`` (the step fails with the reason),
-   or until the spec's ``timeout``; meanwhile ``should-run`` answers 11 (waiting for approval), which
-   the gate lets through to the same wait. Re-running the job after a rejection asks again;
 3. ``on_failure``, ``on_error`` and ``on_abort``: a ``put`` to the ``build-state`` resource with
    ``action: fail`` and the lease token the step left in its ``lease`` output. If the step already
    recorded its failure the lease is over and the put says so and succeeds; if the container died
@@ -143,8 +138,6 @@ def step_script(spec: PipelineSpec, step: Step, spec_file: str) -> str:
     code, pipeline = step.code, spec.pipeline
     run_spec, engine = shlex.quote(spec_file), shlex.quote(f"concourse/{pipeline}")
     register_ok = "0|4) ;;  # 4: no such build yet; this step registers it" if code == 0 else "0) ;;"
-    if step.action == "approval":  # 11: it waits for a decision already; the step waits with it
-        register_ok = "0|11) ;;  # 11: waiting for imagebuild build approve|reject; the step waits for it"
     gate = f"""set +e
 imagebuild build should-run "$build_id" {code}
 rc=$?

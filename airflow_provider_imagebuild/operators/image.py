@@ -6,7 +6,10 @@ and runs the verification playbook on it (``target.boot.before_publish``: the se
 not boot, naming the check that failed and quoting the serial console, and keeps the checkpoints
 for the fix), and deletes the checkpoint images the spec does not keep. The boot check belongs to
 the seal, not to publish: a seal is only complete with an image that boots, so the build stops
-before 100 and a cleared seal makes and checks a new image; publish, in turn, refuses a sealed
+before 100 and a cleared seal makes and checks a new image. Right before the capture, the seal
+writes the image's bill of materials (CycloneDX, :mod:`.packages`) from the host's package
+database, and checks the spec's ``policy:`` again if the packages are not the ones milestone 90
+checked; publish, in turn, refuses a sealed
 image without a passed check of that very image (its id and SHA-256), so no destination ever gets
 one (a seal recorded by hand, or by a version without boot checks). Publish copies the image to the target
 regions, shares and tags it, records it where consumers look (an SSM parameter per pipeline on
@@ -20,7 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 
@@ -40,6 +43,9 @@ from airflow_provider_imagebuild.targets.base import (
     checkpoint_images,
     discarded_checkpoints,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.spec.policy import PolicySpec
 
 
 def image_asset(cloud: str, pipeline: str) -> Asset:
@@ -63,12 +69,16 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         playbook: str | None = None,
         extravars: Mapping[str, Any] | None = None,
         keep_checkpoints: Sequence[int] = (),
+        policy: PolicySpec | None = None,
+        policy_base: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.playbook = playbook
         self.extravars = dict(extravars or {})
         self.keep_checkpoints = tuple(keep_checkpoints)
+        self.policy = policy
+        self.policy_base = policy_base
 
     def run_milestone(self, context: Any, build: BuildRecord, session: MilestoneSession) -> dict[str, Any]:
         host = self.ensure_host(build, session)
@@ -78,6 +88,7 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         target = self.get_target()
         # Recorded first, so that the final image's own tags or labels can carry it.
         build = session.set_metadata(self.built_with(build), actor=f"milestone {self.state}")
+        outputs.update(self.bill_of_materials(build, host, session))
         self.log_output("capturing the final image")
         outputs.update(target.capture(build, host, self.state, final=True))
         outputs.update(self.sealed_image_boot(build, outputs))  # before any checkpoint is discarded
@@ -88,6 +99,25 @@ class SealMilestoneOperator(TargetMilestoneOperator):
             listed = ",".join(f"{c}@{a}" for c, a in sorted(gone))
             session.set_metadata({DISCARDED_METADATA: listed}, actor=f"milestone {self.state}")
         outputs["discarded_checkpoints"] = target.discard(build, list(discard.values()))
+        return outputs
+
+    def bill_of_materials(self, build: BuildRecord, host: Host, session: MilestoneSession) -> dict[str, Any]:
+        """The image's packages as CycloneDX beside it, read from the host as it is captured; the
+        policy checked again when they are not what milestone 90 passed (or nothing passed it)."""
+        from airflow_provider_imagebuild.operators.packages import (
+            checked_packages,
+            policy_gate,
+            read_inventory,
+            write_sbom,
+        )
+
+        inventory = read_inventory(self, build, host, session)
+        outputs: dict[str, Any] = {}
+        if self.policy is not None and checked_packages(build) != inventory.digest():
+            self.log_output("the packages changed since the policy was checked: checking it again on what is sealed")
+            outputs.update(policy_gate(self, self.policy, Path(self.policy_base or "."), inventory))
+        built_with = {k: v for k, v in build.metadata.items() if k.startswith("built_with.")}
+        outputs.update(write_sbom(self, build, inventory, built_with))
         return outputs
 
     def sealed_image_boot(self, build: BuildRecord, sealed: Mapping[str, Any]) -> dict[str, Any]:

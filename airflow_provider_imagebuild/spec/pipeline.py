@@ -28,7 +28,6 @@ from airflow_provider_imagebuild.spec.airflow_options import (
     checked_access_control,
     checked_default_args,
 )
-from airflow_provider_imagebuild.spec.approval import Approver, OnTimeout, approval_problems
 from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec.boot import BOOT_CHECK_CLOUDS, BootSpec
 from airflow_provider_imagebuild.spec.cost import CostSpec
@@ -37,6 +36,7 @@ from airflow_provider_imagebuild.spec.gcp import GcpTargetSpec
 from airflow_provider_imagebuild.spec.lifecycle import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, OnFailureSpec
 from airflow_provider_imagebuild.spec.notify import NotifySpec
 from airflow_provider_imagebuild.spec.openstack import OpenstackTargetSpec
+from airflow_provider_imagebuild.spec.policy import PolicySpec
 from airflow_provider_imagebuild.spec.problems import (
     Refused,
     SpecProblem,
@@ -115,11 +115,8 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
     """One milestone of a pipeline: what reaches it, how it is retried, and where its task runs
     (Airflow's ``pool``, ``pool_slots``, ``queue``, ``priority_weight``: spec/airflow_options)."""
 
-    action: Literal[
-        "command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "approval", "publish"
-    ] = Field(
-        default="noop",
-        description="what reaches the milestone; packer, ansible, seal, publish work on the target",
+    action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "publish"] = Field(
+        default="noop", description="what reaches the milestone; packer, ansible, seal, publish work on the target"
     )
     key: str | None = Field(
         default=None, description="the task id's key (s042_<key>); required for a code outside the catalog"
@@ -166,20 +163,6 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
         ge=1,
         le=MAX_MAX_ATTEMPTS,
         description=f"attempts across every run before the store refuses another (default {DEFAULT_MAX_ATTEMPTS})",
-    )
-    # approval: who may approve, how long to wait, what a wait without a decision does (spec/approval)
-    approvers: list[Approver] = Field(
-        default_factory=list,
-        description="action approval: who may approve or reject: user names (alice) and roles (role:Op)",
-    )
-    timeout: Seconds | None = Field(
-        default=None,
-        gt=0,
-        description="action approval: how long to wait for a decision (seconds, or a duration like 8h); none: forever",
-    )
-    on_timeout: OnTimeout | None = Field(
-        default=None,
-        description="action approval: what a timeout does: fail (the default; a clear asks again) or reject",
     )
 
     @model_validator(mode="before")
@@ -228,9 +211,6 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
             raise ValueError("action 'command' needs 'command' (an argv list or a shell string)")
         if self.action == "noop" and self.command is not None:
             raise ValueError("'command' needs action: command")
-        problems = approval_problems(self.action, self.approvers, self.timeout, self.on_timeout)
-        if problems:
-            raise ValueError("; ".join(problems))
         return self
 
 
@@ -408,6 +388,12 @@ class PipelineSpec(BaseModel):
         description="published images kept: keep_last N delivered builds', keep_days D; absent: all kept "
         "(a publish destination's own retention replaces it)",
     )
+    # The team's rules for the image's packages, checked at final validation (90) (spec/policy; sbom/policy)
+    policy: PolicySpec | None = Field(
+        default=None,
+        description="packages required and forbidden, version floors, a license allow-list and advisory files, "
+        "checked at milestone 90 against the build host's package database; a violation fails it (not retried)",
+    )
 
     @field_validator("pipeline", "image_type")
     @classmethod
@@ -542,6 +528,11 @@ class PipelineSpec(BaseModel):
         for code in [*self.checkpoints, *self.target.keep_checkpoints]:
             if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
                 yield f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec"
+        if self.policy is not None and (90 not in self.milestones or self.milestones[90].action != "ansible"):
+            yield (
+                "policy: is checked at milestone 90 (final validation) on the build host, after its playbook: "
+                "give milestone 90 an ansible action"
+            )
 
     def _boot_consistent(self) -> None:
         boot = getattr(self.target, "boot", None)

@@ -259,6 +259,23 @@ class Target(ABC):
         """Extra variables every playbook on this target gets (the build's SSH public key...)."""
         return {}
 
+    # -- what is inside the image (#33: the policy gate and the bill of materials) ----------------
+    def package_root(self, build: BuildRecord, host: Host) -> Path | None:
+        """The build host's root filesystem as a tree on this worker, proven the build's, where
+        the host is one (local): its package database is read there directly. None (the clouds):
+        it is read over Ansible (:mod:`..operators.packages`)."""
+        return None
+
+    def sbom_file(self, build: BuildRecord) -> Path:
+        """Where the seal writes the build's bill of materials on this worker: beside the image
+        where the image is a file here (local); else under the worker's work folder
+        (``$IMAGEBUILD_WORK``, default /var/tmp/imagebuild), per pipeline and build id, both
+        validated names."""
+        import os
+
+        work = Path(os.environ.get("IMAGEBUILD_WORK") or "/var/tmp/imagebuild")
+        return work / "sbom" / build.pipeline / f"{build.build_id}.cdx.json"
+
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
         """The ``image_name`` a Packer template gets (a cloud with stricter names overrides it)."""
         return f"{pipeline}-{build.build_id}-m{milestone:03d}"

@@ -197,6 +197,17 @@ class LocalTarget(LocalLeaks, Target):
     def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
         return {"imagebuild_ssh_public_key": self.ssh_public_key(build)}
 
+    def package_root(self, build: BuildRecord, host: Host) -> Path | None:
+        """The build host is a tree here: its package database is read in place, once it is
+        proven the build's (a recorded host_id of another tree is refused, not read)."""
+        if not self.owns_host(build, host):
+            raise InvalidInput("host_id", f"{host.id!r} is not the build host of build {build.build_id}")
+        return Path(host.id)
+
+    def sbom_file(self, build: BuildRecord) -> Path:
+        """Beside the sealed image, named like it: ``<pipeline>-<build id>.cdx.json``."""
+        return self.image_path(build).with_suffix(".cdx.json")
+
     def ssh_public_key(self, build: BuildRecord) -> str:
         """The default user's key: the spec's, else a key pair made for this build (kept in its
         work directory, printed by nobody, removed with the work directory)."""
@@ -363,6 +374,9 @@ class LocalTarget(LocalLeaks, Target):
                 k.removeprefix("built_with."): v for k, v in build.metadata.items() if k.startswith("built_with.")
             },
         }
+        sbom = self._catalog_sbom(build, version, target)
+        if sbom:
+            metadata["sbom"] = sbom
         (version / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
         latest = folder / "latest"
         tmp = latest.with_name(".latest.tmp")
@@ -370,14 +384,35 @@ class LocalTarget(LocalLeaks, Target):
         tmp.symlink_to(Path(VERSIONS) / build.build_id)
         tmp.replace(latest)  # atomic: readers see the old or the new version, never none
         outputs = {"catalog_entry": str(version), "catalog_image": str(target), "latest": str(latest)}
+        if sbom:
+            outputs["catalog_sbom"] = str(version / sbom["file"])
         pruned = self._prune(build.build_id)
         if pruned:
             outputs["catalog_pruned"] = pruned
         return outputs
 
+    def _catalog_sbom(self, build: BuildRecord, version: Path, image: Path) -> dict[str, Any]:
+        """The seal's bill of materials beside the image in the catalog, as ``IMAGE.cdx.json``
+        (the image's name, ``.cdx.json`` for its extension), with what ``metadata.json`` says of
+        it; {} for a build sealed without one (an older version). Only the build's own file, with
+        the SHA-256 the seal recorded, is copied: a path or digest written into the store by hand
+        is refused, as for the image."""
+        sealed = build.merged_outputs()
+        recorded = str(sealed.get("sbom_sha256") or "")
+        if not sealed.get("sbom_file"):
+            return {}
+        field = "milestones.95.outputs.sbom_file"
+        source = self.owned_file(build, str(sealed["sbom_file"]), field)
+        if source != self.sbom_file(build).resolve():
+            raise InvalidInput(field, f"{source} is not the bill of materials of this build")
+        target = version / image.with_suffix(".cdx.json").name
+        sha256 = self._catalog_copy(source, target, recorded, "sbom")
+        return {"file": target.name, "sha256": sha256, "format": "CycloneDX", "packages": sealed.get("sbom_packages")}
+
     @staticmethod
-    def _catalog_copy(source: Path, target: Path, recorded: str) -> str:
-        """Make ``target`` a copy of the sealed image ``source`` and return its SHA-256.
+    def _catalog_copy(source: Path, target: Path, recorded: str, key: str = "image") -> str:
+        """Make ``target`` a copy of the sealed image ``source`` (or its bill of materials: ``key``
+        "sbom") and return its SHA-256.
 
         A copy already there is kept only if its checksum is the one the seal recorded (the
         image's, ``recorded``): a build sealed again keeps its image path and can keep its size
@@ -398,8 +433,8 @@ class LocalTarget(LocalLeaks, Target):
                     dst.write(chunk)
             if digest.hexdigest() != expected:
                 raise InvalidInput(
-                    "milestones.95.outputs.image_sha256",
-                    f"the sealed image {source.name} (sha256 {digest.hexdigest()}) does not match the checksum the "
+                    f"milestones.95.outputs.{key}_sha256",
+                    f"the sealed {key} {source.name} (sha256 {digest.hexdigest()}) does not match the checksum the "
                     f"seal recorded ({expected}); it is not published (seal it again: reset the build to 95)",
                 )
         except BaseException:

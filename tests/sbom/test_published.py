@@ -1,0 +1,125 @@
+"""A sealed build's bill of materials after the seal: copied beside the image in the local catalog
+as ``IMAGE.cdx.json`` (named in ``metadata.json``), printed by ``imagebuild build sbom``; a path or
+digest written into the store by hand is refused by both, never copied or printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.cli.main import cli
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.sbom.cyclonedx import sbom_document
+from airflow_provider_imagebuild.sbom.inventory import inventory_of_root
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
+from airflow_provider_imagebuild.store import BuildStore, open_store
+from airflow_provider_imagebuild.targets.base import file_hash
+from airflow_provider_imagebuild.targets.local import LocalTarget
+
+IMAGE = Path(__file__).parent / "data" / "bookworm"
+
+
+def _sealed(tmp_path: Path, build_id: str, **override: Any) -> tuple[BuildStore, LocalTarget, BuildRecord]:
+    """A build sealed as the seal leaves it: the image and its bill of materials side by side."""
+    settings = TargetSpec(catalog=str(tmp_path / "catalog"), work_dir=str(tmp_path / "work"))
+    target = LocalTarget(settings, pipeline="nightly", image_type="base")
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    build = store.create_build(build_id, pipeline="nightly", cloud="local", image_type="base", plan=[0, 95, 100])
+    image = target.image_path(build)
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"qcow2" * 1000)
+    sbom = target.sbom_file(build)
+    sbom.write_text(
+        sbom_document(inventory_of_root(IMAGE), image_name="nightly", image_version=build_id, built_with={})
+    )
+    outputs = {
+        "image_id": str(image),
+        "image_sha256": file_hash(image),
+        "sbom_file": str(sbom),
+        "sbom_sha256": file_hash(sbom),
+        "sbom_packages": 9,
+        **override,
+    }
+    lease = store.begin(build_id, 95, owner="test")
+    store.complete(build_id, 95, token=lease.token, outputs=outputs)
+    return store, target, store.get(build_id)
+
+
+def test_the_catalog_keeps_the_bill_of_materials_beside_the_image(tmp_path: Path) -> None:
+    _, target, build = _sealed(tmp_path, "night-1")
+    outputs = target.publish(build, build.milestones[95].outputs["image_id"])
+    version = tmp_path / "catalog/nightly/versions/night-1"
+    copy = version / "nightly-night-1.cdx.json"
+    assert outputs["catalog_sbom"] == str(copy) and copy.read_text() == target.sbom_file(build).read_text()
+    meta = json.loads((version / "metadata.json").read_text())
+    assert meta["image"] == "nightly-night-1.qcow2"
+    assert meta["sbom"] == {"file": copy.name, "sha256": file_hash(copy), "format": "CycloneDX", "packages": 9}
+    assert json.loads((tmp_path / "catalog/nightly/latest" / meta["sbom"]["file"]).read_text())["bomFormat"] == (
+        "CycloneDX"
+    )
+
+
+@pytest.mark.parametrize(
+    ("foreign", "reason"),
+    [
+        ("/etc/passwd", "is not a file of build night-2"),
+        ("image", "is not the bill of materials of this build"),  # the build's own image, as its SBOM
+        ("changed", r"the sealed sbom .* does not match"),
+    ],
+)
+def test_a_hand_written_bill_of_materials_is_not_published(tmp_path: Path, foreign: str, reason: str) -> None:
+    store, target, build = _sealed(tmp_path, "night-2")
+    sealed = dict(build.milestones[95].outputs)
+    if foreign == "image":
+        sealed.update(sbom_file=sealed["image_id"], sbom_sha256=sealed["image_sha256"])
+    elif foreign == "changed":
+        target.sbom_file(build).write_text('{"bomFormat": "CycloneDX", "components": []}')
+    else:
+        sealed.update(sbom_file=foreign)
+    store.reset("night-2", to=95, reason="written by hand")
+    lease = store.begin("night-2", 95, owner="test")
+    store.complete("night-2", 95, token=lease.token, outputs=sealed)
+    with pytest.raises(InvalidInput, match=rf"^milestones\.95\.outputs\.sbom_(file|sha256): .*{reason}"):
+        target.publish(store.get("night-2"), sealed["image_id"])
+    assert not (tmp_path / "catalog/nightly/latest").exists()
+
+
+def test_imagebuild_build_sbom_prints_the_packages_or_the_document(tmp_path: Path) -> None:
+    _, target, build = _sealed(tmp_path, "night-3")
+    url = f"sqlite:///{tmp_path}/state.db"
+    shown = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-3"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "openssl\t3.0.20-1~deb12u2\tamd64\tApache-2.0, Artistic, Artistic or GPL-1+, GPL-1+" in lines
+    assert lines[-1].startswith("# CycloneDX 1.6: 9 packages (3 with a license), kernel linux-image-6.1.0-50-cloud")
+    document = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-3", "--json"])
+    assert document.exit_code == 0 and document.output == target.sbom_file(build).read_text() + "\n"
+
+    none = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "nope"])
+    assert none.exit_code == 4
+    target.sbom_file(build).unlink()
+    gone = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-3"])
+    assert (
+        gone.exit_code == 4 and "is not on this machine (it is kept on the worker that sealed the build)" in gone.output
+    )
+
+
+def test_imagebuild_build_sbom_never_prints_a_file_the_seal_did_not_write(tmp_path: Path) -> None:
+    """``sbom_file`` set by hand to a file of the worker's, even with its right digest."""
+    secret = tmp_path / "secret.cdx.json"
+    secret.write_text('{"password": "hunter2"}')
+    _sealed(tmp_path, "night-4", sbom_file=str(secret), sbom_sha256=file_hash(secret))
+    url = f"sqlite:///{tmp_path}/state.db"
+    for args in (["build", "sbom", "night-4"], ["build", "sbom", "night-4", "--json"]):
+        refused = CliRunner().invoke(cli, ["--store", url, *args])
+        assert refused.exit_code == 2 and "hunter2" not in refused.output
+        assert "sbom_file: " in refused.output and "is not a CycloneDX document" in refused.output
+    _sealed(tmp_path / "b", "night-5", sbom_file="/etc/passwd", sbom_sha256="0" * 64)
+    refused = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/b/state.db", "build", "sbom", "night-5"])
+    assert refused.exit_code == 2 and "is not a bill of materials file (*.cdx.json)" in refused.output
+    assert "root:" not in refused.output
