@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from airflow_provider_imagebuild.cli.main import cli
 from airflow_provider_imagebuild.spec.pipeline import TargetSpec
 from airflow_provider_imagebuild.store import open_store
-from airflow_provider_imagebuild.targets.base import file_hash
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, file_hash
 from airflow_provider_imagebuild.targets.local import LocalTarget
 from tests.cli.test_gc import Planted, _image_exists, _other_account_ec2, _tags
 from tests.servers.aws_sample import CONN_ID, moto_connection
@@ -28,7 +28,7 @@ from tests.servers.aws_sample import CONN_ID, moto_connection
 def _retention(*args: str, code: int = 0) -> dict[str, Any]:
     got = CliRunner().invoke(cli, ["retention", "--json", *args])
     assert got.exit_code == code, got.output
-    return dict(json.loads(got.stdout)) if code == 0 else {"output": got.output}
+    return dict(json.loads(got.stdout)) if code == 0 else {"output": got.stderr, "stdout": got.stdout}
 
 
 def _rows(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -112,7 +112,8 @@ def test_retention_says_what_is_wrong_in_one_line_and_deletes_nothing(tmp_path: 
                          pipeline="nightly", image_type="base")  # fmt: skip
     versions = [_deliver(url, target, f"n{i}") for i in (1, 2)]
     for bad, field in (("{keep_last: 0}", "retention.keep_last"), ("{keep_days: 10m}", "retention.keep_days"),
-                       ("{}", "retention"), ("{keep_last: true}", "retention.keep_last")):  # fmt: skip
+                       ("{}", "retention"), ("{keep_last: true}", "retention.keep_last"),
+                       ("{keep_days: 30}", "retention.keep_days: write a duration like 30d")):  # fmt: skip
         spec = _local_spec(tmp_path, "nightly", url, bad)
         out = _retention("--spec", str(spec), "--apply", code=2)["output"]
         assert field in out and out.count("\n") == 1, out
@@ -241,7 +242,7 @@ def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_curren
     from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
     from airflow_provider_imagebuild.targets.gcp import GcpTarget
     from tests.conftest import GCP_CONN_ID
-    from tests.servers.gce import ZONE
+    from tests.servers.gce import ZONE, Fault
 
     name = f"ret-gcp-{uuid.uuid4().hex[:8]}"
     url = f"sqlite:///{tmp_path}/state.db"
@@ -286,9 +287,15 @@ def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_curren
     assert planned[due]["step"] == "delete"
     assert planned[past]["step"] == f"deprecate (deleted from {(now + timedelta(days=7)).date()})"
 
-    applied = _rows(_retention("--spec", str(spec), "--apply"))
-    assert {i: r["done"] for i, r in applied.items() if r.get("done")} == {
-        due: "deleted", past: "deprecated", b1_copy: "deprecated"}  # fmt: skip
+    # A delete Compute Engine refuses fails that image only: the others are done and recorded, the
+    # command ends with exit 6 naming it, and the next run deletes it.
+    fake_gce.fail_next(Fault("images.delete", status=403, reason="forbidden"))
+    refused = _retention("--spec", str(spec), "--apply", code=6)
+    assert "1 image(s) not deleted" in refused["output"] and due in refused["output"]
+    halfway_run = _rows(json.loads(refused["stdout"]))
+    assert "error" in halfway_run[due] and halfway_run[past]["done"] == "deprecated"
+    assert {i: r["done"] for i, r in _rows(_retention("--spec", str(spec), "--apply")).items() if r.get("done")} == {
+        due: "deleted"}  # fmt: skip
     images = {i["selfLink"]: i for i in fake_gce.images.values()}
     assert due not in images and {past, b1_copy, newest, halfway, theirs} <= set(images)
     deprecation = images[past]["deprecated"]
@@ -302,3 +309,217 @@ def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_curren
     again = _rows(_retention("--spec", str(spec), "--apply"))
     assert not any(r.get("done") for r in again.values()) and again[past]["step"].startswith("wait: deprecated")
     assert len([e for e in _history(url, "b2") if e["type"] == "event" and e["kind"] == "retire"]) == 1
+
+
+# -- Azure -----------------------------------------------------------------------------------------
+
+
+def test_azure_deletes_old_gallery_versions_with_their_source_and_keeps_latest(tmp_path: Path, fake_arm: Any) -> None:
+    """The Resource Manager fake: versions of the gallery image tagged for the pipeline; the newest
+    delivered build's stays though excluded from latest, the version ``latest`` resolves to stays,
+    a failed build's stays; the oldest goes with its source managed image; another pipeline's
+    version (the highest number) and its source stay."""
+    from tests.conftest import AZURE_CONN_ID, AZURE_GROUP
+    from tests.targets.test_azure import GROUP_ID, KEY
+
+    name = f"ret-az-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    settings = {"azure_conn_id": AZURE_CONN_ID, "resource_group": AZURE_GROUP, "location": "westeurope",
+                "network": "vnet-build/builders", "ssh_public_key": KEY, "gallery": "golden",
+                "gallery_image": "rhel8-web"}  # fmt: skip
+    spec = tmp_path / "az.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: azure\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    store = open_store(url)
+    gallery = f"{GROUP_ID}/Microsoft.Compute/galleries/golden/images/rhel8-web/versions"
+    major = int(uuid.uuid4().int % 1_000_000)  # versions of this test only: the fake's gallery is shared
+
+    def tags(pipeline: str, build_id: str, role: str) -> dict[str, str]:
+        return {"BuildId": build_id, "Pipeline": pipeline, "Role": role, "ManagedBy": MANAGED_BY}
+
+    def version(build_id: str, minor: int, pipeline: str = name, exclude: bool = False) -> tuple[str, str]:
+        source = f"{GROUP_ID}/Microsoft.Compute/images/{pipeline}-{build_id}-final"
+        fake_arm.add(source, {"location": "westeurope", "tags": tags(pipeline, build_id, "final")})
+        made = fake_arm.add(f"{gallery}/{major}.{minor}.0", {
+            "location": "westeurope", "tags": tags(pipeline, build_id, "published"),
+            "properties": {"storageProfile": {"source": {"id": source}},
+                           "publishingProfile": {"excludeFromLatest": exclude,
+                                                 "publishedDate": f"2026-11-0{minor}T00:00:00Z"}}})  # fmt: skip
+        return str(made["id"]), source
+
+    for build_id in ("b1", "b2", "b3"):
+        store.create_build(build_id, pipeline=name, cloud="azure", image_type="base", plan=[0, 95, 100])
+        store.complete(build_id, 95, token=store.begin(build_id, 95, owner="w").token)
+        store.complete(build_id, 100, token=store.begin(build_id, 100, owner="w").token)
+    store.create_build("b4", pipeline=name, cloud="azure", image_type="base", plan=[0, 95, 100])
+    store.complete("b4", 95, token=store.begin("b4", 95, owner="w").token)
+    store.fail("b4", 100, token=store.begin("b4", 100, owner="w").token, error="replication failed")
+    (old, old_source), (latest, _) = version("b1", 1), version("b2", 2)
+    (newest, _), (halfway, _) = version("b3", 3, exclude=True), version("b4", 4, exclude=True)
+    theirs, their_source = version("t1", 9, pipeline=f"{name}-x", exclude=True)
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {old, latest, newest, halfway}, planned
+    assert planned[latest]["why"] == "still referenced by the latest of gallery image golden/rhel8-web"
+    assert planned[newest]["why"] == "the newest delivered image (build b3)"
+    assert planned[halfway]["why"].startswith("build b4 is failed")
+    assert [i for i, r in planned.items() if r["retire"]] == [old]
+
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == [old]
+    assert fake_arm.get(old) is None and fake_arm.get(old_source) is None
+    assert all(fake_arm.get(i) for i in (latest, newest, halfway, theirs, their_source))
+    events = [e["detail"] for e in _history(url, "b1") if e["type"] == "event" and e["kind"] == "retire"]
+    assert events == [f"retired {old}: beyond the 1 newest delivered builds (retention of target)"]
+
+
+# -- OpenStack -------------------------------------------------------------------------------------
+
+
+def _os_marks(name: str, build_id: str, role: str | None, published: bool = True) -> dict[str, str]:
+    from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
+
+    marks = {KEY: f"key-{build_id}", MANAGED: MANAGED_BY, "imagebuild_build": build_id, "imagebuild_pipeline": name}
+    if role:
+        marks["imagebuild_role"] = role
+    if published:
+        marks["imagebuild_published"] = "true"
+    return marks
+
+
+def _delivered(url: str, name: str, cloud: str, *builds: str) -> None:
+    store = open_store(url)
+    for build_id in builds:
+        store.create_build(build_id, pipeline=name, cloud=cloud, image_type="base", plan=[0, 95, 100])
+        store.complete(build_id, 95, token=store.begin(build_id, 95, owner="w").token)
+        store.complete(build_id, 100, token=store.begin(build_id, 100, owner="w").token)
+
+
+def test_openstack_deletes_old_published_images_of_its_project_only(tmp_path: Path, fake_os: Any) -> None:
+    """Glance images the openstack target published (role final, imagebuild_published); an image a
+    server was booted from stays, as do the newest, a checkpoint, a sealed image never published,
+    another project's look-alike and another pipeline's."""
+    from tests.conftest import OPENSTACK_CONN_ID
+    from tests.servers.openstack import OTHER_PROJECT_ID
+
+    name = f"ret-os-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = tmp_path / "os.yaml"
+    spec.write_text(f"""pipeline: {name}
+cloud: openstack
+image_type: base
+store: {url}
+target: {{openstack_conn_id: {OPENSTACK_CONN_ID}, flavor: m1.small, network: build-net, source_image: rhel-8}}
+retention: {{keep_last: 1}}
+milestones:
+  95: {{action: seal}}
+  100: {{action: publish}}
+""")
+    old, booted, newest = (fake_os.add_image(f"{name}-{b}", b"x", **_os_marks(name, b, "final")) for b in "123")
+    kept = [
+        fake_os.add_image(f"{name}-1-cp", b"x", **_os_marks(name, "1", "checkpoint", published=False)),
+        fake_os.add_image(f"{name}-0", b"x", **_os_marks(name, "0", "final", published=False)),
+        fake_os.add_image(f"{name}-theirs", b"x", owner=OTHER_PROJECT_ID, **_os_marks(name, "0", "final")),
+        fake_os.add_image(f"{name}-other", b"x", **_os_marks(f"{name}-x", "0", "final")),
+    ]
+    server = fake_os.add_server(f"{name}-web", {})
+    fake_os.servers[server]["image"] = {"id": booted}
+    _delivered(url, name, "openstack", "1", "2", "3")
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {old, booted, newest}, planned
+    assert planned[booted]["why"] == f"still referenced by server {name}-web ({server}) booted from it"
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == [old]
+    assert old not in fake_os.images and {booted, newest, *kept} <= set(fake_os.images)
+
+
+def test_a_local_pipelines_glance_destination_keeps_its_own_count(tmp_path: Path, fake_os: Any) -> None:
+    """A destination's retention: replaces the pipeline's: the catalog keeps one version, the
+    glance destination two; each destination's deletions are recorded with its label."""
+    from tests.conftest import OPENSTACK_CONN_ID
+
+    name = f"ret-lg-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = _local_spec(tmp_path, name, url, "{keep_last: 1}")
+    spec.write_text(
+        spec.read_text()
+        + f"""publish:
+  - catalog
+  - name: lab
+    glance: {{openstack_conn_id: {OPENSTACK_CONN_ID}}}
+    retention: {{keep_last: 2}}
+"""
+    )
+    target = LocalTarget(TargetSpec(work_dir=str(tmp_path / "work"), catalog=str(tmp_path / "catalog")),
+                         pipeline=name, image_type="base")  # fmt: skip
+    versions = [_deliver(url, target, f"n{i}") for i in (1, 2, 3)]
+    uploads = [fake_os.add_image(f"{name}-n{i}", b"x", **_os_marks(name, f"n{i}", None, published=False))
+               for i in (1, 2, 3)]  # fmt: skip
+
+    applied = _retention("--spec", str(spec), "--apply")
+    by_label = {d["destination"]: d for d in applied["pipelines"][0]["destinations"]}
+    assert by_label["lab"]["policy"] == "keep_last 2" and by_label["catalog"]["policy"] == "keep_last 1"
+    assert [r["id"] for r in by_label["catalog"]["images"] if r["deleted"]] == [str(v) for v in versions[1::-1]]
+    assert [r["id"] for r in by_label["lab"]["images"] if r["deleted"]] == [uploads[0]]
+    assert versions[2].is_dir() and uploads[0] not in fake_os.images and set(uploads[1:]) <= set(fake_os.images)
+    details = [e["detail"] for e in _history(url, "n1") if e["type"] == "event" and e["kind"] == "retire"]
+    assert sorted(d.rsplit("(", 1)[1] for d in details) == ["retention of catalog)", "retention of lab)"]
+
+
+# -- vSphere ---------------------------------------------------------------------------------------
+
+
+def test_vsphere_deletes_old_library_items_with_their_final_template(tmp_path: Path, vsphere_library: str) -> None:
+    """govmomi's vCenter simulator: the content library's items whose description names this
+    pipeline and a build with that build's key; the oldest goes with the final template it was
+    captured from, the newest stays, another pipeline's item and a forged one are never listed."""
+    from airflow_provider_imagebuild.targets.base import build_digest
+    from airflow_provider_imagebuild.targets.library_items import ITEMS, item_description
+    from tests.conftest import VSPHERE_CONN_ID
+    from tests.servers.vcsim import LIBRARY, SOURCE_TEMPLATE
+    from tests.targets.test_vsphere import make_target, settings
+
+    name = f"ret-vs-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = tmp_path / "vs.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: vsphere\nimage_type: base\nstore: {url}\n"
+                    f"target: {json.dumps(settings())}\nretention: {{keep_last: 1}}\n"
+                    "milestones:\n  95: {action: seal}\n  100: {action: publish}\n")  # fmt: skip
+    _delivered(url, name, "vsphere", "b1", "b2")
+    target = make_target(name)
+    rest = target.clients.rest()
+
+    def item(pipeline: str, build_id: str, item_name: str, key: str = "", seal: str = "") -> str:
+        records = {"key": key or build_digest(pipeline, build_id, 20), **({"seal": seal} if seal else {})}
+        spec = {"library_id": vsphere_library, "name": item_name, "type": "ovf",
+                "description": item_description(f"{pipeline} build {build_id}", records)}  # fmt: skip
+        return str(rest.post(ITEMS, json={"create_spec": spec}).json()["value"])
+
+    template = f"{name}-b1-final"  # the seal's clone of the build VM, marked final with its seal
+    target._clone(open_store(url).get("b1"), target._vm(SOURCE_TEMPLATE), template, template=True, role="final",
+                  seal="seal-1")  # fmt: skip
+    old = item(name, "b1", template, seal="seal-1")
+    newest = item(name, "b2", f"{name}-b2-final", seal="seal-2")
+    others = [item(f"{name}-x", "b0", f"{name}-x-b0"), item(name, "b9", f"{name}-b9", key="0" * 20)]
+
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == {old, newest}, planned
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == [old]
+    assert rest.get(f"{ITEMS}/id:{old}").status_code == 404 and target._vm(template) is None
+    assert all(rest.get(f"{ITEMS}/id:{i}").status_code == 200 for i in (newest, *others))
+
+    # A local pipeline's vsphere_library destination: its uploads, retired by its own settings.
+    local = f"{name}-local"
+    local_spec = _local_spec(tmp_path, local, url, "{keep_last: 1}")
+    local_spec.write_text(local_spec.read_text() + f"publish:\n  - name: lab\n    vsphere_library: "
+                          f"{{vsphere_conn_id: {VSPHERE_CONN_ID}, library: {LIBRARY}}}\n")  # fmt: skip
+    _delivered(url, local, "local", "n1", "n2")
+    uploads = [item(local, b, f"{local}-{b}") for b in ("n1", "n2")]
+    applied = _rows(_retention("--spec", str(local_spec), "--apply"))
+    assert [i for i, r in applied.items() if r["deleted"]] == uploads[:1]
+    assert rest.get(f"{ITEMS}/id:{uploads[0]}").status_code == 404
+    for i in (newest, *others, uploads[1]):
+        rest.delete(f"{ITEMS}/id:{i}")  # the simulator's library is shared by the session
