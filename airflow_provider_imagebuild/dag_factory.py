@@ -284,15 +284,16 @@ WATCHDOG_DAG_ID = "imagebuild_watchdog"
 
 
 def build_watchdog_dag(specs: list[PipelineSpec]) -> DAG:
-    """The deployment's watchdog over the pipelines that have a ``notify`` block (stuck builds) or
-    an ``on_failure.abandon_after`` (failed builds nobody resumed, abandoned), every 10 minutes; it
-    reads the pipelines' stores only, and reaches a target only to delete what an abandon deletes."""
+    """The deployment's watchdog over the pipelines that have a ``notify`` block (stuck builds), an
+    ``on_failure.abandon_after`` (failed builds nobody resumed, abandoned) or an ``on_failure.gc``
+    (the leak collector on a schedule), every 10 minutes; it reads the pipelines' stores, and
+    reaches a target only to delete what an abandon deletes, or to look for and delete leaks."""
     from airflow_provider_imagebuild.operators.watchdog import WatchdogOperator, Watched
 
     watched = [
         Watched(s.pipeline, s.store, s.store_conn_id, s.notify, s)
         for s in specs
-        if s.notify is not None or s.on_failure.abandon_after is not None
+        if s.notify is not None or s.on_failure.abandon_after is not None or s.on_failure.gc is not None
     ]
     with DAG(
         dag_id=WATCHDOG_DAG_ID,
@@ -328,7 +329,11 @@ def load_pipelines(
                 raise refused from None
             spec_errors.append(refused)
     specs = [(path, spec) for path, spec in specs if spec.effective_dag_id in dags]
-    watched = [spec for _, spec in specs if spec.notify is not None or spec.on_failure.abandon_after is not None]
+    watched = [
+        spec
+        for _, spec in specs
+        if spec.notify is not None or spec.on_failure.abandon_after is not None or spec.on_failure.gc is not None
+    ]
     if watched:
         dags[WATCHDOG_DAG_ID] = build_watchdog_dag(watched)
     errors = [str(exc) for exc in spec_errors]

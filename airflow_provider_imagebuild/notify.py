@@ -38,10 +38,13 @@ WORDS = {
     "stuck": "looks stuck",
     "delivered": "was delivered",
     "abandoned": "was abandoned (what it held is deleted)",
+    "leaks": "has leaked resources (imagebuild gc)",
 }
 # Events sent to every recipient whatever ``notify.on`` lists: the watchdog abandoning a build
 # (on_failure.abandon_after) deletes its host and checkpoints, which nobody may learn by chance.
-ALWAYS_SENT = frozenset({"abandoned"})
+# So is the leak collector's report (``on_failure.gc``, a pipeline's event: no build id): the spec asked for it.
+ALWAYS_SENT = frozenset({"abandoned", "leaks"})
+ICONS.setdefault("leaks", "🧹")
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class Notice:
 
     def subject(self) -> str:
         where = f" at milestone {self.milestone} ({self.milestone_name})" if self.milestone is not None else ""
-        return f"imagebuild: {self.pipeline} build {self.build_id} {WORDS[self.event]}{where}"
+        build = f" build {self.build_id}" if self.build_id else ""  # a pipeline's event (leaks) names no build
+        return f"imagebuild: {self.pipeline}{build} {WORDS[self.event]}{where}"
 
     def _lines(self, shown: Callable[[str], str]) -> list[str]:
         """The message's lines above the build page; ``shown`` makes the build's values safe for the channel."""

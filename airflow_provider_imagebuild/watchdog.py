@@ -23,9 +23,10 @@ Pure functions here; :mod:`.operators.watchdog` runs them every 10 minutes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow_provider_imagebuild.build.record import IN_PROGRESS, BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.report import percentile
@@ -106,3 +107,45 @@ def _span(delta: timedelta) -> str:
         if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def gc_due(every: timedelta, start: datetime, end: datetime) -> bool:
+    """Whether the leak collector's turn (``on_failure.gc.every``, counted from the Unix epoch in
+    UTC, so every watchdog agrees without keeping state) falls in the watchdog run's interval
+    ``[start, end)``: each period's first run collects."""
+    period = every.total_seconds()
+    return int(end.timestamp() // period) > int(start.timestamp() // period) or (
+        start.timestamp() % period == 0 and end > start
+    )
+
+
+LISTED_LEAKS = 20  # a report names this many leaks; the rest are counted
+
+
+def leak_report(result: Mapping[str, Any], applied: bool) -> str:
+    """What ``imagebuild gc`` found for a pipeline (its ``collect`` answer), as a notification's
+    text: the count, the estimated cost, what was deleted (or that it was a dry run), then each
+    leak with its reason and age."""
+    rows: list[dict[str, Any]] = [r for r in result.get("leaks") or [] if isinstance(r, dict)]
+    unjudged = result.get("unjudged") or []
+    costs = [r["estimated_cost"] for r in rows if isinstance(r.get("estimated_cost"), (int, float))]
+    currency = next((str(r.get("currency")) for r in rows if r.get("currency")), "")
+    older = _span(timedelta(seconds=float(result.get("older_than_s") or 0)))
+    head = f"{len(rows)} leaked resource(s) older than {older}"
+    if costs:
+        head += f", about {sum(costs):.2f} {currency} so far"
+    if applied:
+        deleted = sum(1 for r in rows if r.get("deleted"))
+        failed = [r for r in rows if r.get("error")]
+        head += f"; deleted {deleted}" + (f", {len(failed)} refused" if failed else "")
+    else:
+        head += "; dry run, nothing deleted (on_failure.gc.apply: false; imagebuild gc --apply deletes them)"
+    if unjudged:
+        head += f"; {len(unjudged)} left alone, not judged"
+    named = [f"{r.get('kind')} {r.get('id')} ({r.get('reason')}, {_age(r.get('age_s'))})" for r in rows[:LISTED_LEAKS]]
+    more = f"; and {len(rows) - LISTED_LEAKS} more" if len(rows) > LISTED_LEAKS else ""
+    return head + (": " + "; ".join(named) + more if named else "")
+
+
+def _age(seconds: object) -> str:
+    return _span(timedelta(seconds=float(seconds))) if isinstance(seconds, (int, float)) else "age unknown"

@@ -1,5 +1,6 @@
 """The ``imagebuild_watchdog`` DAG's task: stuck builds marked and announced, failed builds past
-their ``on_failure.abandon_after`` abandoned and announced (see :mod:`..watchdog`).
+their ``on_failure.abandon_after`` abandoned and announced (see :mod:`..watchdog`), and the leak
+collector run for the pipelines whose ``on_failure.gc`` asks, its report announced as ``leaks``.
 
 One task per deployment, every 10 minutes, over every pipeline whose spec has a ``notify`` block
 or an ``abandon_after``: their stores are read (never Airflow's metadata database), the pipeline's
@@ -62,11 +63,12 @@ class WatchdogOperator(BaseOperator):
 
         from airflow_provider_imagebuild.hooks.store_choice import store_for
         from airflow_provider_imagebuild.store import ListFilter
-        from airflow_provider_imagebuild.watchdog import abandon_due, milestone_p90, stuck_in
+        from airflow_provider_imagebuild.watchdog import abandon_due, gc_due, milestone_p90, stuck_in
 
         now = datetime.now(timezone.utc)
         marked: dict[str, list[str]] = {}
         unwatched: list[str] = []
+        uncollected: list[str] = []
         for item in self.watched:
             try:
                 store = store_for(item.store, item.store_conn_id)
@@ -91,9 +93,46 @@ class WatchdogOperator(BaseOperator):
                         marked.setdefault(item.pipeline, []).append(rec.build_id)
                 except Exception as exc:  # one build never stops the watch of the others
                     self.log.error("%s: build %s not watched this time (%s)", item.pipeline, rec.build_id, _what(exc))
+            gc = item.spec.on_failure.gc if item.spec is not None else None
+            if gc is not None and gc_due(gc.every, *_interval(context, now)):
+                try:
+                    marked.setdefault("leaks", []).append(f"{item.pipeline}: {self.collect_leaks(item, now)}")
+                except Exception as exc:  # one pipeline's collector never stops the others'
+                    self.log.error("%s: leaks not collected this time: %s", item.pipeline, exc)
+                    uncollected.append(f"{item.pipeline} ({type(exc).__name__}: {exc})")
         if unwatched:
             raise AirflowException(f"stuck builds not looked for in {'; '.join(unwatched)}")
+        if uncollected:
+            raise AirflowException(f"leaks not collected in {'; '.join(uncollected)}")
         return marked
+
+    def collect_leaks(self, item: Watched, now: datetime) -> int:
+        """Run the leak collector (``imagebuild gc``) for the pipeline as its ``on_failure.gc`` says
+        (deleting only with ``apply``) and tell the pipeline's notify recipients what it found
+        (``leaks``, a pipeline's event); the number of leaks found."""
+        from urllib.parse import quote
+
+        from airflow_provider_imagebuild.cli.gc import collect
+        from airflow_provider_imagebuild.links import UI_ROUTE, URL_PREFIX
+        from airflow_provider_imagebuild.notify import Notice, send
+        from airflow_provider_imagebuild.operators.links import airflow_address
+        from airflow_provider_imagebuild.watchdog import leak_report
+
+        assert item.spec is not None and item.spec.on_failure.gc is not None
+        spec, gc = item.spec, item.spec.on_failure.gc
+        result = collect([spec], gc.older_than, gc.apply)
+        if not result["leaks"] and not result.get("unjudged"):
+            self.log.info("%s: no leaked resources (%d of its own kept)", item.pipeline, result["kept"])
+            return 0
+        report = leak_report(result, gc.apply)
+        self.log.warning("%s: %s", item.pipeline, report)
+        if item.notify is not None:
+            page = f"{airflow_address()}/plugin/{UI_ROUTE}{URL_PREFIX}/builds?pipeline={quote(item.pipeline)}"
+            notice = Notice(event="leaks", build_id="", pipeline=spec.pipeline, cloud=spec.cloud,
+                            image_type=spec.image_type, milestone=None, milestone_name="", status="", attempt=None,
+                            error=report, build_page=page, at=now.isoformat())  # fmt: skip
+            send(item.notify, notice, warn=self.log.warning)
+        return len(result["leaks"])
 
     def abandon(self, item: Watched, store: BuildStore, rec: BuildRecord, why: str, now: datetime) -> None:
         """Abandon ``rec`` (its holdings deleted through the pipeline's target) and say so."""
@@ -144,6 +183,18 @@ class WatchdogOperator(BaseOperator):
         sent = self.tell(item.notify, "stuck", rec, stuck.state, stuck.attempt, stuck.why, now)
         self.log.warning("build %s is stuck: %s (told: %s)", rec.build_id, stuck.why, ", ".join(sent) or "nobody")
         return True
+
+
+WATCHDOG_PERIOD = timedelta(minutes=10)  # the watchdog DAG's schedule (dag_factory.build_watchdog_dag)
+
+
+def _interval(context: Any, now: datetime) -> tuple[datetime, datetime]:
+    """The run's data interval (a scheduled run covers the 10 minutes before it), else the last 10
+    minutes (a run triggered by hand)."""
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if isinstance(start, datetime) and isinstance(end, datetime) and end > start:
+        return start, end
+    return now - WATCHDOG_PERIOD, now
 
 
 def _what(exc: Exception) -> str:

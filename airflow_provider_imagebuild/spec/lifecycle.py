@@ -8,6 +8,10 @@ that fails and is not resumed.
                            # fails for good; default: the target's own (clouds park, local keeps)
       abandon_after: 7d    # the watchdog abandons a failed build not resumed for this long
                            # (deletes what it holds, build_status ``abandoned``); default: never
+      gc:                  # the watchdog runs the leak collector (imagebuild gc) for the pipeline
+        every: 1d          # how often (at least 10m; the watchdog runs every 10 minutes)
+        older_than: 2h     # imagebuild gc --older-than (at least 10m)
+        apply: false       # delete the leaks; default: only report them to notify's recipients
     milestones:
       45: {action: ansible, playbook: storage.yml, max_attempts: 5}   # default 10, across runs
 
@@ -16,6 +20,12 @@ reads ``spec.on_failure.park`` and decides. ``abandon_after`` takes durations as
 duration of a spec (``7d``, ``36h``, seconds). ``max_attempts`` is kept in each build's record at
 registration and enforced by the store's ``begin`` (:mod:`.build.rules`), so that clears and
 re-triggers, from Airflow, Concourse or a shell, cannot retry one milestone without end.
+
+``gc`` sits here because leaks are what failed builds leave: a killed worker's host, an image a
+failed attempt made before it could record it, the resources of an abandon whose delete failed. Its
+report (what was found, why, for how long, at what estimated cost, and whether it was deleted) goes
+to every recipient of the spec's ``notify`` as ``leaks``, whatever ``notify.on`` lists, when gc
+found something; without ``apply`` nothing is deleted.
 """
 
 from __future__ import annotations
@@ -31,7 +41,45 @@ from airflow_provider_imagebuild.spec.airflow_options import Duration
 # deleted), so an hour is the least a person gets to notice a failure and clear the task.
 MIN_ABANDON_AFTER = timedelta(hours=1)
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "MAX_MAX_ATTEMPTS", "MIN_ABANDON_AFTER", "OnFailureSpec"]
+# The watchdog's period: a shorter ``gc.every`` could not be kept.
+MIN_GC_EVERY = timedelta(minutes=10)
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "MAX_MAX_ATTEMPTS", "MIN_ABANDON_AFTER", "GcSpec", "OnFailureSpec"]
+
+
+class GcSpec(BaseModel):
+    """The leak collector the watchdog runs for the pipeline (``imagebuild gc``), on a schedule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every: Duration = Field(
+        default=timedelta(days=1),
+        description="how often the watchdog runs imagebuild gc for the pipeline (like 6h, 1d; at least 10m)",
+    )
+    older_than: Duration = Field(
+        default=timedelta(hours=2),
+        description="imagebuild gc --older-than: the age and idleness past which a resource is a leak (at least 10m)",
+    )
+    apply: bool = Field(
+        default=False,
+        description="delete the leaks (imagebuild gc --apply); default: only report them to notify's recipients",
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: timedelta) -> timedelta:
+        if value < MIN_GC_EVERY:
+            raise ValueError("must be at least 10m (the watchdog runs every 10 minutes)")
+        return value
+
+    @field_validator("older_than")
+    @classmethod
+    def _older_than(cls, value: timedelta) -> timedelta:
+        from airflow_provider_imagebuild.targets.leaks import MIN_OLDER_THAN
+
+        if value < MIN_OLDER_THAN:
+            raise ValueError(f"must be at least {round(MIN_OLDER_THAN.total_seconds() / 60)}m (as imagebuild gc's)")
+        return value
 
 
 class OnFailureSpec(BaseModel):
@@ -47,6 +95,11 @@ class OnFailureSpec(BaseModel):
     abandon_after: Duration | None = Field(
         default=None,
         description="the watchdog abandons a failed build not resumed for this long (like 7d; default: never)",
+    )
+    gc: GcSpec | None = Field(
+        default=None,
+        description="the watchdog runs the leak collector (imagebuild gc) for the pipeline on a schedule and "
+        "reports what it finds to notify's recipients (default: never)",
     )
 
     @field_validator("abandon_after")
