@@ -55,12 +55,13 @@ def _specs(names: tuple[str, ...], paths: tuple[str, ...]) -> list[Any]:
     return specs
 
 
-def destinations(spec: Any) -> list[tuple[str, str, Any]]:
-    """(label, kind, policy) of each publish destination: the ``publish:`` list's, else the target
-    alone; the policy is the destination's ``retention:``, else the pipeline's (None: keep all)."""
+def destinations(spec: Any) -> list[tuple[str, str, Any, Any]]:
+    """(label, kind, policy, entry) of each publish destination: the ``publish:`` list's, else the
+    target alone (entry None); the policy is the destination's ``retention:``, else the
+    pipeline's (None: keep all)."""
     if not spec.publish:
-        return [("target", "target", spec.retention)]
-    return [(d.label, d.kind, d.retention or spec.retention) for d in spec.publish]
+        return [("target", "target", spec.retention, None)]
+    return [(d.label, d.kind, d.retention or spec.retention, d) for d in spec.publish]
 
 
 class _Records:
@@ -80,24 +81,30 @@ class _Records:
 
 def _record_deletions(
     store: Any, done: dict[tuple[str, str], list[Any]], builds: _Records, newest: Any, label: str, actor: str
-) -> None:
+) -> list[str]:
     """One ``retire`` event per build and action on its record (the newest delivered build's,
-    naming the build, when its record is gone)."""
+    naming the build, when its record is gone). Returns what could not be recorded: the images
+    are gone by then, so a store that refuses the write must not hide what was deleted."""
     from airflow_provider_imagebuild.errors import NotFound
     from airflow_provider_imagebuild.targets.retire import DEPRECATED
 
+    unrecorded: list[str] = []
     for (build_id, action), rows in done.items():
         where = [v.image.where for v in rows]
         why = f"{rows[0].why} (retention of {label})"
         if action == DEPRECATED:
             why = f"deprecated, to be deleted by a later run: {why}"
         try:
-            if build_id not in builds.by_id:
-                raise NotFound(build_id)
-            store.record_retirement(build_id, retired=where, reason=why, actor=actor)
-        except NotFound:
-            store.record_retirement(newest.build_id, retired=where, actor=actor,
-                                    reason=f"of build {build_id}, whose record is gone: {why}")  # fmt: skip
+            try:
+                if build_id not in builds.by_id:
+                    raise NotFound(build_id)
+                store.record_retirement(build_id, retired=where, reason=why, actor=actor)
+            except NotFound:
+                store.record_retirement(newest.build_id, retired=where, actor=actor,
+                                        reason=f"of build {build_id}, whose record is gone: {why}")  # fmt: skip
+        except ImageBuildError as exc:
+            unrecorded.append(f"{', '.join(where)} {action}, not recorded on build {build_id}: {exc}")
+    return unrecorded
 
 
 def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
@@ -124,10 +131,10 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
     delivered = sorted((r for r in records if build_status(r, now) == DELIVERED), key=lambda r: r.delivered_at or "")
     builds = _Records(records, target)
     failures: list[str] = []
-    for label, kind, policy in chosen:
+    for label, kind, policy, entry in chosen:
         shown: dict[str, Any] = {"destination": label, "kind": kind, "policy": policy.describe(), "images": []}
         answer["destinations"].append(shown)
-        retirer = retirer_for(spec.cloud, kind, target)
+        retirer = retirer_for(spec.cloud, kind, target, entry)
         if retirer is None:
             shown["unavailable"] = f"retention of {kind} destinations on {spec.cloud} is not available yet"
             continue
@@ -161,7 +168,7 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
             if action:
                 done.setdefault((v.build_id, action), []).append(v)
         if done:
-            _record_deletions(store, done, builds, delivered[-1], label, actor)
+            failures.extend(_record_deletions(store, done, builds, delivered[-1], label, actor))
     if failures:
         answer["failures"] = failures
     return answer
@@ -221,4 +228,4 @@ def retention(pipelines: tuple[str, ...], spec_paths: tuple[str, ...], apply: bo
         unset = [p["pipeline"] for p in result["pipelines"] if p.get("no_policy")]
         note(f"{verb}; {len(rows) - going} kept" + (f"; no retention policy: {', '.join(unset)}" if unset else ""))
     if failures:
-        raise TargetError(f"{len(failures)} image(s) not deleted: {failures[0]}")
+        raise TargetError(f"{len(failures)} image(s) not deleted or not recorded: {failures[0]}")

@@ -291,7 +291,7 @@ def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_curren
     # command ends with exit 6 naming it, and the next run deletes it.
     fake_gce.fail_next(Fault("images.delete", status=403, reason="forbidden"))
     refused = _retention("--spec", str(spec), "--apply", code=6)
-    assert "1 image(s) not deleted" in refused["output"] and due in refused["output"]
+    assert "1 image(s) not deleted or not recorded" in refused["output"] and due in refused["output"]
     halfway_run = _rows(json.loads(refused["stdout"]))
     assert "error" in halfway_run[due] and halfway_run[past]["done"] == "deprecated"
     assert {i: r["done"] for i, r in _rows(_retention("--spec", str(spec), "--apply")).items() if r.get("done")} == {
