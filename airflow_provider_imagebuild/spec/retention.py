@@ -51,6 +51,15 @@ class RetentionSpec(BaseModel):
         description="images published less than this long ago stay (a duration like 30d; at least 1h)",
     )
 
+    @field_validator("keep_days", mode="before")
+    @classmethod
+    def _not_a_bare_number(cls, value: object) -> object:
+        """``keep_days: 30`` means thirty days to whoever writes it, and 30 seconds to the duration
+        type: refused, naming the form that says it."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"write a duration like {value:g}d: a bare number would be read as {value:g} seconds")
+        return value
+
     @field_validator("keep_days")
     @classmethod
     def _keep_days(cls, value: timedelta | None) -> timedelta | None:

@@ -22,7 +22,8 @@ and azure-mgmt-network 33 send, ``API_VERSIONS``). The examples followed, by ope
   (``Snapshot_Create_FromAnExistingSnapshot``, incremental), Images_CreateOrUpdate
   (``Image_CreateFromAVM``), Images_Update (PATCH tags);
 - GalleryImages_Get, GalleryImageVersions_CreateOrUpdate (``CreateOrUpdateASimpleGalleryImageVersion``,
-  managed image as ``storageProfile.source.id``), GalleryImageVersions_Update (PATCH);
+  managed image as ``storageProfile.source.id``), GalleryImageVersions_Update (PATCH),
+  GalleryImageVersions_ListByGalleryImage and _Delete;
 - NetworkInterfaces_CreateOrUpdate (``NetworkInterfaceCreate``: the subnet must exist, the
   private IP is allocated), PublicIPAddresses_CreateOrUpdate;
 - async operation status (``{"status": "InProgress" | "Succeeded" | "Failed", "error": {...}}``),
@@ -498,9 +499,17 @@ class FakeArm:
             if "/operations/" in path and method == "GET":
                 return self._poll(path.rsplit("/", 1)[-1])
             listed = RESOURCE_RE.match(path.rstrip("/"))
-            if method == "GET" and listed and "/" not in listed["rest"]:
+            if method == "GET" and listed and self._is_collection(path.rstrip("/"), listed["rest"]):
                 return self._list(path.rstrip("/"))
             return self._resource_request(method, path, query, body)
+
+    def _is_collection(self, path: str, rest: str) -> bool:
+        """Whether a GET names a collection: a top-level type (``.../images``), or a child type the
+        fake keeps under its parent (``.../galleries/G/images/I/versions``:
+        GalleryImageVersions_ListByGalleryImage), not an action (``.../virtualMachines/V/instanceView``)."""
+        if "/" not in rest:
+            return True
+        return len(rest.split("/")) % 2 == 1 and self._kind(path + "/x") in KINDS
 
     def _list(self, collection: str) -> tuple[int, dict[str, str], Any]:
         """List by resource group (``VirtualMachines_List``, ``Disks_ListByResourceGroup``, ...): the
