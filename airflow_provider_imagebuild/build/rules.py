@@ -30,7 +30,7 @@ from airflow_provider_imagebuild.build.record import (
     lease_id_of,
     parse_ts,
 )
-from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS
+from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS, MAX_GRANTED_AHEAD
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
 
 # History kept in the record (a DynamoDB item holds at most 400 KB): the newest attempts keep
@@ -540,6 +540,12 @@ def allow(
     _refuse_abandoned(rec, f"be granted attempts at milestone {_name(rec, code)}")
     last = _last_attempt(rec, code)
     limit = max(rec.attempt_limit(code), last) + attempts
+    if limit - last > MAX_GRANTED_AHEAD:  # grants stacked without bound would undo the cap
+        raise Conflict(
+            f"milestone {_name(rec, code)} of build {rec.build_id} may begin up to attempt "
+            f"{max(rec.attempt_limit(code), last)} ({last} so far): at most {MAX_GRANTED_AHEAD} attempts may be "
+            f"granted ahead of use (MAX_GRANTED_AHEAD); grant more once those are used, or reset the build to it"
+        )
     rec.attempt_limits[code] = limit
     detail = f"allowed {attempts} more attempts at {code} (up to attempt {limit}, {last} so far): {reason}"
     _add_event(rec, Event(format_ts(now), "allow", detail, actor, code))

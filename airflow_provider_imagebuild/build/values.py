@@ -28,6 +28,10 @@ MAX_METADATA_BYTES = 16_000  # a build's metadata, as stored JSON
 # milestones.N.max_attempts, ``build create --max-attempts``); a reset or ``build allow`` grants more.
 DEFAULT_MAX_ATTEMPTS = 10
 MAX_MAX_ATTEMPTS = 1000
+# Attempts a milestone may have granted ahead of use (``build allow``, from the CLI, the API or the
+# UI): one grant, or several stacked, leave at most this many unused; more once those are spent. A
+# person unblocks a build with it; it is no way around the cap (a reset counts afresh, recorded too).
+MAX_GRANTED_AHEAD = DEFAULT_MAX_ATTEMPTS
 
 # Metadata that targets rely on (the build host, what Packer kept): written only by a milestone
 # holding the build's lease, never by ``create --meta`` or an unleased ``set_metadata``.

@@ -292,7 +292,8 @@ def build() -> None:
     "--max-attempts",
     type=int,
     default=None,
-    help="Attempts each milestone gets across every run before begin is refused (default 10)",
+    help="Attempts each milestone gets across every run before begin is refused (default 10); set when the "
+    "build is registered: creating it again with another number is refused (grant more with build allow)",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the build's record as JSON")
 @click.pass_context
@@ -523,7 +524,7 @@ def build_skip(ctx: click.Context, build_id: str, milestone: str, reason: str, a
 @build.command("allow")
 @click.argument("build_id")
 @click.argument("milestone")
-@click.option("--attempts", type=int, required=True, help="How many more attempts MILESTONE gets")
+@click.option("--attempts", type=int, required=True, help="How many more attempts MILESTONE gets (10 unused at most)")
 @click.option("--reason", required=True, help="Why (recorded in the build's events)")
 @click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
 @click.pass_context

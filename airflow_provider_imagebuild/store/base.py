@@ -31,6 +31,7 @@ from airflow_provider_imagebuild.build.record import BuildRecord, Lease, check_u
 from airflow_provider_imagebuild.build.retention import retention_verdict
 from airflow_provider_imagebuild.build.values import (
     DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
     MAX_ERROR,
     MAX_REASON,
     check_attempts,
@@ -310,9 +311,18 @@ class BuildStore(ABC):
                 )
             now = self._clock()
             retitled = plan_changes and rules.retitle(rec, identity)  # the spec renamed a milestone
-            # The spec's max_attempts (or create --max-attempts) changed: the record follows. A DAG
-            # run always says its caps; a create without --max-attempts keeps the recorded ones.
-            recapped = (plan_changes or bool(identity.max_attempts)) and rules.recap(rec, identity, actor, now)
+            # The spec's max_attempts changed: the record follows (a DAG run always says its caps). A
+            # create without --max-attempts keeps the recorded ones; one with other caps is refused: it
+            # would raise the cap without a reason, which ``build allow --reason`` records.
+            caps = {code: n for code, n in identity.max_attempts.items() if code in rec.plan}
+            if not plan_changes and caps and caps != rec.max_attempts:
+                recorded = sorted(set(rec.max_attempts.values())) or [DEFAULT_MAX_ATTEMPTS]
+                raise Conflict(
+                    f"build {build_id} already exists with max_attempts {'/'.join(map(str, recorded))}; creating it "
+                    f"again does not change its attempt caps: grant more with `imagebuild build allow {build_id} "
+                    "MILESTONE --attempts N --reason TEXT` (a spec's max_attempts applies at its next DAG run)"
+                )
+            recapped = plan_changes and rules.recap(rec, identity, actor, now)
             if retitled or recapped:
                 rec.version += 1
                 rec.updated_at = format_ts(now)

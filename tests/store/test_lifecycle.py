@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_imagebuild.build.holdings import holdings
 from airflow_provider_imagebuild.build.identity import BuildIdentity
-from airflow_provider_imagebuild.build.record import format_ts
+from airflow_provider_imagebuild.build.record import BuildRecord, format_ts
 from airflow_provider_imagebuild.build.retention import retention_verdict
 from airflow_provider_imagebuild.build.status import build_status
 from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS
@@ -148,6 +148,30 @@ def test_bad_grants_are_refused_naming_the_field(store: BuildStore) -> None:
     with pytest.raises(InvalidInput, match="max_attempts"):
         store.create_build("c-5", pipeline="p", cloud="aws", image_type="t", plan=PLAN, max_attempts=True)
     assert store.find("c-5") is None
+
+
+def test_no_cap_is_raised_without_a_reason_nor_granted_without_bound(store: BuildStore) -> None:
+    """Creating a build again with another --max-attempts was a silent, unrecorded raise of its cap:
+    refused (same caps: a no-op); the way to more attempts is ``build allow --reason``. Grants
+    stacked without bound undid the cap: at most MAX_GRANTED_AHEAD (10) attempts unused at a time."""
+
+    def create(cap: int) -> BuildRecord:
+        return store.create_build("g-1", pipeline="p", cloud="aws", image_type="t", plan=PLAN, max_attempts=cap)
+
+    create(2)
+    create(2)  # the same caps again: nothing changes
+    with pytest.raises(Conflict, match=r"max_attempts 2; creating it again does not .*build allow g-1 MILESTONE"):
+        create(50)
+    assert store.get("g-1").max_attempts == {5: 2, 10: 2, 15: 2, 100: 2}
+    _fail(store, "g-1", 5)
+    _fail(store, "g-1", 5)
+    assert store.allow("g-1", 5, attempts=4, reason="mirror fixed", actor="a").attempt_limit(5) == 6
+    assert store.allow("g-1", 5, attempts=6, reason="still flaky", actor="b").attempt_limit(5) == 12
+    with pytest.raises(Conflict, match=r"up to attempt 12 \(2 so far\): at most 10 .*MAX_GRANTED_AHEAD"):
+        store.allow("g-1", 5, attempts=1, reason="more", actor="c")
+    with pytest.raises(Conflict, match="MAX_GRANTED_AHEAD"):
+        store.allow("g-1", 10, attempts=9, reason="ahead", actor="a")  # its cap of 2 plus 9, none used
+    assert store.get("g-1").attempt_limits == {5: 12}
 
 
 def test_a_plan_change_takes_the_new_caps_and_keeps_the_record_readable(store: BuildStore) -> None:
