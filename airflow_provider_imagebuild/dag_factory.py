@@ -293,7 +293,10 @@ def build_watchdog_dag(specs: list[PipelineSpec]) -> DAG:
     watched = [
         Watched(s.pipeline, s.store, s.store_conn_id, s.notify, s)
         for s in specs
-        if s.notify is not None or s.on_failure.abandon_after is not None or s.on_failure.gc is not None
+        if s.notify is not None
+        or s.on_failure.abandon_after is not None
+        or s.on_failure.gc is not None
+        or (s.retention is not None and s.retention.every is not None)
     ]
     with DAG(
         dag_id=WATCHDOG_DAG_ID,
@@ -332,7 +335,10 @@ def load_pipelines(
     watched = [
         spec
         for _, spec in specs
-        if spec.notify is not None or spec.on_failure.abandon_after is not None or spec.on_failure.gc is not None
+        if spec.notify is not None
+        or spec.on_failure.abandon_after is not None
+        or spec.on_failure.gc is not None
+        or (spec.retention is not None and spec.retention.every is not None)
     ]
     if watched:
         dags[WATCHDOG_DAG_ID] = build_watchdog_dag(watched)

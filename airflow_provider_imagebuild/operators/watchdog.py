@@ -104,7 +104,35 @@ class WatchdogOperator(BaseOperator):
             raise AirflowException(f"stuck builds not looked for in {'; '.join(unwatched)}")
         if uncollected:
             raise AirflowException(f"leaks not collected in {'; '.join(uncollected)}")
+        unretained = [self.retain_due(item, context, now, marked) for item in self.watched]
+        if any(unretained):
+            raise AirflowException(f"retention not applied in {'; '.join(u for u in unretained if u)}")
         return marked
+
+    def retain_due(self, item: Watched, context: Any, now: datetime, marked: dict[str, list[str]]) -> str:
+        """Apply the pipeline's ``retention`` when its ``every`` falls in this run (each period's
+        first run, as ``on_failure.gc``), as ``imagebuild retention --apply`` does: deletions proven
+        and recorded on each build's history by the watchdog. Its count goes under ``retired``; ""
+        when done or not due, else what went wrong (the other pipelines are still looked after)."""
+        from airflow_provider_imagebuild.watchdog import gc_due
+
+        retention = item.spec.retention if item.spec is not None else None
+        if retention is None or retention.every is None or not gc_due(retention.every, *_interval(context, now)):
+            return ""
+        from airflow_provider_imagebuild.cli.retention import retain
+
+        try:
+            result = retain(item.spec, True, WATCHDOG)
+        except Exception as exc:  # one pipeline's retention never stops the others'
+            self.log.error("%s: retention not applied this time: %s", item.pipeline, exc)
+            return f"{item.pipeline} ({type(exc).__name__}: {exc})"
+        rows = [r for d in result["destinations"] for r in d["images"]]
+        done = [f"{r['name'] or r['id']} {r['done']}" for r in rows if r.get("done")]
+        self.log.info("%s: retention: %s; %d kept", item.pipeline, ", ".join(done) or "nothing past it",
+                      sum(1 for r in rows if not r["retire"]))  # fmt: skip
+        marked.setdefault("retired", []).append(f"{item.pipeline}: {len(done)}")
+        failures = result.get("failures") or []
+        return f"{item.pipeline} ({len(failures)} not retired: {failures[0]})" if failures else ""
 
     def collect_leaks(self, item: Watched, now: datetime) -> int:
         """Run the leak collector (``imagebuild gc``) for the pipeline as its ``on_failure.gc`` says

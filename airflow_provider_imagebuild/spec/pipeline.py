@@ -48,7 +48,7 @@ from airflow_provider_imagebuild.spec.problems import (
     split_problem,
 )
 from airflow_provider_imagebuild.spec.publish import PublishSpec, publish_problem
-from airflow_provider_imagebuild.spec.retention import RetentionSpec
+from airflow_provider_imagebuild.spec.retention import PipelineRetentionSpec
 from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec.yaml_reader import (
     MAX_SPEC_BYTES,
@@ -383,7 +383,7 @@ class PipelineSpec(BaseModel):
         default=None, description="what the build's resources cost (prices; else the cloud's example prices)"
     )
     # How many published images stay, and how long (spec/retention; imagebuild retention); per destination too
-    retention: RetentionSpec | None = Field(
+    retention: PipelineRetentionSpec | None = Field(
         default=None,
         description="published images kept: keep_last N delivered builds', keep_days D; absent: all kept "
         "(a publish destination's own retention replaces it)",

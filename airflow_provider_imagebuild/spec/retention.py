@@ -17,6 +17,11 @@ the block nothing is ever retired, as before. A destination's block replaces the
 (a destination that wants to keep everything while the pipeline retires says so with a block of
 its own: ``retention: {keep_days: 36500d}``). Whatever the policy, the newest delivered image and
 an image still referenced (:mod:`..build.image_retention`) stay.
+
+The pipeline's block may add ``every: 1d``: the watchdog then applies the retention once per that
+period (each period's first watchdog run, as ``on_failure.gc``), deleting and recording as
+``imagebuild retention --apply`` does. Without it, nothing is deleted unless a person or a job of
+one's own runs the command. A destination's block has no ``every``: the run is the pipeline's.
 """
 
 from __future__ import annotations
@@ -88,3 +93,25 @@ def _days(value: timedelta) -> str:
     if hours >= 24 and hours % 24 == 0:
         return f"{int(hours // 24)}d"
     return f"{hours:g}h"
+
+
+# The shortest period the watchdog applies retention at: each run lists every published image of the
+# pipeline (every region, every launch template on AWS), which a daily run does as well as a quick one.
+MIN_EVERY = timedelta(hours=1)
+
+
+class PipelineRetentionSpec(RetentionSpec):
+    """The pipeline's retention, which may also say how often the watchdog applies it."""
+
+    every: Duration | None = Field(
+        default=None,
+        description="the watchdog applies this retention (deletes, records) once per this period, like 1d "
+        "(at least 1h); without it only imagebuild retention --apply does",
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < MIN_EVERY:
+            raise ValueError("must be at least 1h (each run lists every published image of the pipeline)")
+        return value
