@@ -79,6 +79,12 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
     if step.action == "command" and ms.command is not None:
         cwd = str(base / (ms.cwd or "."))
         return CommandMilestoneOperator(command=ms.command, env=ms.env, cwd=cwd, state_key=step.key, **common)
+    if step.action == "approval":
+        from airflow_provider_imagebuild.operators.approval import ApprovalMilestoneOperator
+
+        # A person's wait is the spec's timeout, not an execution timeout that would kill it.
+        common.pop("execution_timeout", None)
+        return ApprovalMilestoneOperator(approvers=ms.approvers, timeout=ms.timeout, on_timeout=ms.on_timeout, **common)
     return _make_target_task(plan, step, ms, base, common)
 
 

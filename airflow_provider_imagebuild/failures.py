@@ -29,7 +29,8 @@ THROTTLED, TIMEOUT, NETWORK, SERVER, SPOT, UNREACHABLE = (
     "spot",
     "unreachable",
 )
-PERSISTENT = frozenset({AUTH, CONFIG, QUOTA, MISSING_IMAGE, POLICY})
+REJECTED = "rejected"  # a person rejected an approval milestone, or nobody decided in time
+PERSISTENT = frozenset({AUTH, CONFIG, QUOTA, MISSING_IMAGE, REJECTED, POLICY})
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ def _row(tool: str, kind: str, pattern: str, why: str) -> Row:
 
 
 ROWS: tuple[Row, ...] = (
+    # -- a person's decision: first, whatever words the comment holds ---------------------------
+    _row("approval", REJECTED, r"^(AirflowFailException: )?approval (rejected by |not given within )",
+         "the approval milestone was rejected (or not decided in time): clearing it asks again"),
     # -- the provider's policy gate: first, its list quotes package names and advisories -------
     _row("imagebuild", POLICY, r"^(AirflowException: )?policy violation \(\d+\):",
          "the image breaks the spec's policy: fix the image or the policy, then clear the task"),

@@ -31,7 +31,8 @@ from airflow_provider_imagebuild.spec.notify import NotifySpec, NotifyTo
 
 log = logging.getLogger(__name__)
 
-ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅", "abandoned": "🗑️"}
+ICONS = {"failed": "⚠️", "retries_exhausted": "❌", "stuck": "⏳", "delivered": "✅", "abandoned": "🗑️",
+         "awaiting_approval": "✋"}  # fmt: skip
 WORDS = {
     "failed": "failed (Airflow retries it)",
     "retries_exhausted": "failed for good (no retry left)",
@@ -39,6 +40,7 @@ WORDS = {
     "delivered": "was delivered",
     "abandoned": "was abandoned (what it held is deleted)",
     "leaks": "has leaked resources (imagebuild gc)",
+    "awaiting_approval": "waits for an approval",
 }
 # Events sent to every recipient whatever ``notify.on`` lists: the watchdog abandoning a build
 # (on_failure.abandon_after) deletes its host and checkpoints, which nobody may learn by chance.
@@ -61,6 +63,7 @@ class Notice:
     error: str | None
     build_page: str
     at: str
+    detail: str | None = None  # a line of the event's own (awaiting_approval: who may respond, until when)
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +81,8 @@ class Notice:
         first = (self.error or "").strip().splitlines()[:1]
         if first:
             lines.append(shown(first[0][:300]))  # cut before escaping: an entity is never cut in half
+        if self.detail:
+            lines.append(shown(one_line(self.detail)[:300]))
         return lines
 
     def text(self) -> str:

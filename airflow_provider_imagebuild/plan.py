@@ -67,13 +67,16 @@ class PipelinePlan:
     @cached_property
     def unskippable(self) -> tuple[int, ...]:
         """Registration, and what the spec marks ``skippable: false``; seal, the launch test (the
-        sealed image's proof that it boots), publish and the catalog's 95 and 100 unless the spec
-        says ``skippable: true``."""
+        sealed image's proof that it boots), an approval (a skip would step around the person who
+        must decide), publish and the catalog's 95 and 100 unless the spec says ``skippable: true``."""
         found = []
         for step in self.steps:
             ms = step.milestone
             explicit = ms.skippable if ms is not None else None
-            default = step.action in ("register", "seal", "launch_test", "publish") or step.code in DEFAULT_UNSKIPPABLE
+            default = (
+                step.action in ("register", "seal", "launch_test", "approval", "publish")
+                or step.code in DEFAULT_UNSKIPPABLE
+            )
             if explicit is False or (explicit is None and default) or step.action == "register":
                 found.append(step.code)
         return tuple(found)

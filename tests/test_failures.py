@@ -266,7 +266,7 @@ def test_every_row_is_exercised() -> None:
               ("any", failures.SERVER), ("http", failures.THROTTLED), ("any", failures.NETWORK),
               ("any", failures.TIMEOUT)}  # fmt: skip
     tested |= {("aws", failures.SPOT), ("aws", failures.THROTTLED), ("aws", failures.QUOTA),
-               ("any", failures.MISSING_IMAGE)}  # fmt: skip
+               ("any", failures.MISSING_IMAGE), ("approval", failures.REJECTED)}  # fmt: skip
     tested |= {("imagebuild", failures.POLICY)}  # the policy gate's own words: tests/operators/test_policy_gate.py
     assert {(r.tool, r.kind) for r in failures.ROWS} == tested
 

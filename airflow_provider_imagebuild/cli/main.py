@@ -1,8 +1,11 @@
 """``imagebuild``: the state store and its builds from a shell, a Concourse task or a cron job.
 
 Exit codes are a contract: 0 ok, 2 invalid input, 3 conflict (lease held, out of order, already
-completed, stale token), 4 not found, 5 store unreachable or unusable. Errors are one line on
-stderr naming the field and the reason; set ``IMAGEBUILD_DEBUG=1`` for a traceback.
+completed, stale token), 4 not found, 5 store unreachable or unusable. ``build should-run`` adds
+two answers of its own: 10 the milestone needs no work (completed or skipped), 11 the milestone is
+an approval waiting for a person's decision (``build approve`` / ``build reject``, or Airflow's
+respond page). Errors are one line on stderr naming the field and the reason; set
+``IMAGEBUILD_DEBUG=1`` for a traceback.
 """
 
 from __future__ import annotations
@@ -366,26 +369,52 @@ def build_begin(
 @handles_errors
 def build_should_run(ctx: click.Context, build_id: str, milestone: str, owner: str | None, as_json: bool) -> None:
     """Whether a step should do MILESTONE's work now, for shell and Concourse steps: exit 0 run it,
-    10 already completed (or skipped: nothing to do), 3 another live lease holds the build (or an
+    10 already completed (or skipped: nothing to do), 11 an approval waiting for a person's
+    decision (`imagebuild build approve|reject`), 3 another live lease holds the build (or an
     earlier milestone is not done), 2 invalid input, 4 no such build."""
     from datetime import datetime, timezone
 
+    from airflow_provider_imagebuild.build.approval import awaiting_approval
     from airflow_provider_imagebuild.build.rules import DONE, readiness
 
     code = _code(milestone)
     rec = _store(ctx).get(build_id)
     verdict, why = readiness(rec, code, datetime.now(timezone.utc), owner)
+    asked = awaiting_approval(rec, code) if verdict is None else None
+    if asked is not None:
+        verdict = AWAITING_APPROVAL
+        why = (f"milestone {rec.label(code)} of build {build_id} waits for an approval since {shown_time(asked)}: "
+               f"imagebuild build approve|reject {build_id} {code} --reason TEXT")  # fmt: skip
     if as_json:
         print_json({"build_id": build_id, "milestone": code, "verdict": verdict or "run", "why": why})
-    if verdict not in (None, DONE):
+    if verdict not in (None, DONE, AWAITING_APPROVAL):
         raise Conflict(why)
     if not as_json:
         click.echo(why)
     if verdict == DONE:
         raise SystemExit(ALREADY_DONE)
+    if verdict == AWAITING_APPROVAL:
+        raise SystemExit(WAITING_FOR_APPROVAL)
 
 
 ALREADY_DONE = 10  # should-run: the milestone needs no work
+WAITING_FOR_APPROVAL = 11  # should-run: an approval milestone waits for a person's decision
+AWAITING_APPROVAL = "awaiting_approval"
+
+
+def _decide(ctx: click.Context, build_id: str, milestone: str, reason: str, as_json: bool, approve: bool) -> None:
+    """``build approve`` and ``build reject``: the decision recorded as the milestone's attempt in the
+    name of whoever runs the command (store access authorizes it, as for ``build reset``)."""
+    from airflow_provider_imagebuild.approvals import decide
+
+    code = _code(milestone)
+    if not reason.strip():
+        raise InvalidInput("--reason", "must say why (it is recorded with the decision)")
+    rec = decide(_store(ctx), build_id, code, approve=approve, decided_by=_actor(), comment=reason)
+    if approve:
+        _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} approved: next milestone {_next(rec)}")
+    else:
+        _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} rejected; the build stopped at {code}")
 
 
 @build.command("heartbeat")
@@ -536,6 +565,33 @@ def build_allow(ctx: click.Context, build_id: str, milestone: str, attempts: int
     rec = _store(ctx).allow(build_id, code, attempts=attempts, reason=reason, actor=_actor())
     limit = rec.attempt_limit(code)
     _changed(as_json, rec, f"milestone {rec.label(code)} of {build_id} may now begin up to attempt {limit}")
+
+
+@build.command("approve")
+@click.argument("build_id")
+@click.argument("milestone")
+@click.option("--reason", required=True, help="Why you approve (recorded with the decision)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
+@click.pass_context
+@handles_errors
+def build_approve(ctx: click.Context, build_id: str, milestone: str, reason: str, as_json: bool) -> None:
+    """Approve the approval MILESTONE the build waits at (`build should-run` exits 11 there): the
+    build goes on. Refused (exit 3) when it does not wait for that approval."""
+    _decide(ctx, build_id, milestone, reason, as_json, approve=True)
+
+
+@build.command("reject")
+@click.argument("build_id")
+@click.argument("milestone")
+@click.option("--reason", required=True, help="Why you reject (the build's reason: shown on its page)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_RECORD)
+@click.pass_context
+@handles_errors
+def build_reject(ctx: click.Context, build_id: str, milestone: str, reason: str, as_json: bool) -> None:
+    """Reject the approval MILESTONE the build waits at: the build fails there with the reason (not
+    retried; clearing its task or re-running its step asks again). Refused (exit 3) when it does
+    not wait for that approval."""
+    _decide(ctx, build_id, milestone, reason, as_json, approve=False)
 
 
 @build.command("abandon")

@@ -18,6 +18,11 @@ as its ``source`` input):
    (:mod:`.run`): begin, heartbeats while the action runs, the action itself (Packer,
    ansible-playbook through the target, the command), complete with outputs, or fail with the
    error; SIGTERM from an abort or a timeout stops the tool and records the failure;
+   An approval milestone's step (``action: approval``) records the request and waits, polling the
+   store, until a person runs ``imagebuild build approve BUILD_ID MILESTONE --reason TEXT`` (the step
+   goes green and the job goes on) or ``imagebuild build reject`` (the step fails with the reason),
+   or until the spec's ``timeout``; meanwhile ``should-run`` answers 11 (waiting for approval), which
+   the gate lets through to the same wait. Re-running the job after a rejection asks again;
 3. ``on_failure``, ``on_error`` and ``on_abort``: a ``put`` to the ``build-state`` resource with
    ``action: fail`` and the lease token the step left in its ``lease`` output. If the step already
    recorded its failure the lease is over and the put says so and succeeds; if the container died
@@ -138,6 +143,8 @@ def step_script(spec: PipelineSpec, step: Step, spec_file: str) -> str:
     code, pipeline = step.code, spec.pipeline
     run_spec, engine = shlex.quote(spec_file), shlex.quote(f"concourse/{pipeline}")
     register_ok = "0|4) ;;  # 4: no such build yet; this step registers it" if code == 0 else "0) ;;"
+    if step.action == "approval":  # 11: it waits for a decision already; the step waits with it
+        register_ok = "0|11) ;;  # 11: waiting for imagebuild build approve|reject; the step waits for it"
     gate = f"""set +e
 imagebuild build should-run "$build_id" {code}
 rc=$?
@@ -195,7 +202,11 @@ def milestone_step(spec: PipelineSpec, step: Step, spec_dir: str, spec_file: str
     retries = step.policy.retries or 0
     if retries:
         task["attempts"] = retries + 1
-    if step.policy.execution_timeout:
+    if step.action == "approval":  # a person's wait: the approval's own timeout, and a minute to record it
+        waits = step.milestone.timeout if step.milestone is not None else None
+        if waits:
+            task["timeout"] = f"{int(waits) + 60}s"
+    elif step.policy.execution_timeout:
         task["timeout"] = f"{int(step.policy.execution_timeout)}s"
     return task
 

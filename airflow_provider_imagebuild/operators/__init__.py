@@ -13,6 +13,7 @@ from airflow_provider_imagebuild.operators.command import CommandMilestoneOperat
 
 _LAZY = {
     "AnsibleMilestoneOperator": "airflow_provider_imagebuild.operators.ansible",
+    "ApprovalMilestoneOperator": "airflow_provider_imagebuild.operators.approval",
     "BootstrapMilestoneOperator": "airflow_provider_imagebuild.operators.bootstrap",
     "LaunchTestMilestoneOperator": "airflow_provider_imagebuild.operators.launch",
     "PackerMilestoneOperator": "airflow_provider_imagebuild.operators.packer",

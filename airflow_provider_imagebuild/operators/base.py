@@ -432,7 +432,15 @@ class MilestoneOperator(BuildOperator):
         if self.fails_for_good(context, exc):
             self._announce(store, rec, "retries_exhausted", key, exc)
 
-    def _announce(self, store: BuildStore, rec: BuildRecord, event: str, key: str, exc: BaseException | None) -> None:
+    def _announce(
+        self,
+        store: BuildStore,
+        rec: BuildRecord,
+        event: str,
+        key: str,
+        exc: BaseException | None,
+        detail: str | None = None,
+    ) -> None:
         from airflow_provider_imagebuild.notify import MARK, Notice, already_sent, send
 
         spec = self.notify
@@ -448,10 +456,11 @@ class MilestoneOperator(BuildOperator):
             milestone=None if event == "delivered" else self.state,
             milestone_name="" if event == "delivered" else title_of(self.state, self.identity.titles),
             status=rec.status,
-            attempt=attempts[-1].attempt if attempts and event != "delivered" else None,
+            attempt=attempts[-1].attempt if attempts and event not in ("delivered", "awaiting_approval") else None,
             error=self.redactor(str(exc))[:1000] if exc is not None else None,
             build_page=build_page(rec.build_id, airflow_address()),
             at=rec.updated_at,
+            detail=detail,
         )
         sent = send(spec, notice, warn=self.log.warning)
         self.log.info("notified %s of %s (build %s): %s", event, key, rec.build_id, ", ".join(sent) or "nobody")

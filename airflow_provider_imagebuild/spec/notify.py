@@ -24,9 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from airflow_provider_imagebuild.spec.fields import ConnId
 
-EVENTS = ("failed", "retries_exhausted", "stuck", "delivered")
-Event = Literal["failed", "retries_exhausted", "stuck", "delivered"]
-DEFAULT_EVENTS: tuple[Event, ...] = ("retries_exhausted", "stuck")
+EVENTS = ("failed", "retries_exhausted", "stuck", "delivered", "awaiting_approval")
+Event = Literal["failed", "retries_exhausted", "stuck", "delivered", "awaiting_approval"]
+# awaiting_approval by default: an approval nobody hears of waits until its timeout.
+DEFAULT_EVENTS: tuple[Event, ...] = ("retries_exhausted", "stuck", "awaiting_approval")
 ARN_RE = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 EMAIL_RE = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[A-Za-z]{2,}")
 

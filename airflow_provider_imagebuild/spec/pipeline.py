@@ -28,6 +28,7 @@ from airflow_provider_imagebuild.spec.airflow_options import (
     checked_access_control,
     checked_default_args,
 )
+from airflow_provider_imagebuild.spec.approval import Approver, OnTimeout, approval_problems
 from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
 from airflow_provider_imagebuild.spec.boot import BOOT_CHECK_CLOUDS, BootSpec
 from airflow_provider_imagebuild.spec.cost import CostSpec
@@ -115,8 +116,11 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
     """One milestone of a pipeline: what reaches it, how it is retried, and where its task runs
     (Airflow's ``pool``, ``pool_slots``, ``queue``, ``priority_weight``: spec/airflow_options)."""
 
-    action: Literal["command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "publish"] = Field(
-        default="noop", description="what reaches the milestone; packer, ansible, seal, publish work on the target"
+    action: Literal[
+        "command", "noop", "packer", "bootstrap", "ansible", "seal", "launch_test", "approval", "publish"
+    ] = Field(
+        default="noop",
+        description="what reaches the milestone; packer, ansible, seal, publish work on the target",
     )
     key: str | None = Field(
         default=None, description="the task id's key (s042_<key>); required for a code outside the catalog"
@@ -163,6 +167,20 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
         ge=1,
         le=MAX_MAX_ATTEMPTS,
         description=f"attempts across every run before the store refuses another (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    # approval: who may approve, how long to wait, what a wait without a decision does (spec/approval)
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        description="action approval: who may approve or reject: user names (alice) and roles (role:Op)",
+    )
+    timeout: Seconds | None = Field(
+        default=None,
+        gt=0,
+        description="action approval: how long to wait for a decision (seconds, or a duration like 8h); none: forever",
+    )
+    on_timeout: OnTimeout | None = Field(
+        default=None,
+        description="action approval: what a timeout does: fail (the default; a clear asks again) or reject",
     )
 
     @model_validator(mode="before")
@@ -211,6 +229,9 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
             raise ValueError("action 'command' needs 'command' (an argv list or a shell string)")
         if self.action == "noop" and self.command is not None:
             raise ValueError("'command' needs action: command")
+        problems = approval_problems(self.action, self.approvers, self.timeout, self.on_timeout)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -147,7 +147,7 @@ def test_check_reports_every_error_of_a_file_where_it_stands(tmp_path: Path) -> 
         "'vm_size'",
         f"{spec}:{_at(BROKEN, 8, 'locaton')}: target.locaton: unknown key; did you mean 'location'?",
         f"{spec}:{_at(BROKEN, 10, 'ansble')}: milestones.15.action: Input should be 'command', 'noop', 'packer', "
-        "'bootstrap', 'ansible', 'seal', 'launch_test' or 'publish'; did you mean 'ansible'?",
+        "'bootstrap', 'ansible', 'seal', 'launch_test', 'approval' or 'publish'; did you mean 'ansible'?",
     ]
     assert checked.stdout == "0 ok, 1 invalid\n"
 

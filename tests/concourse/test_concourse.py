@@ -71,7 +71,10 @@ def test_rendered_pipelines_follow_concourse_schema(shipped: Path) -> None:
         code = int(task["task"][1:4])
         policy = spec.milestones[code].merged(spec.defaults) if code in spec.milestones else spec.defaults
         assert task.get("attempts", 1) == (policy.retries or 0) + 1
-        if policy.execution_timeout:
+        if code in spec.milestones and spec.milestones[code].action == "approval":  # a person's wait
+            approval = spec.milestones[code].timeout
+            assert task.get("timeout") == (f"{int(approval) + 60}s" if approval else None)
+        elif policy.execution_timeout:
             assert task["timeout"] == f"{int(policy.execution_timeout)}s"
         assert {h["params"]["action"] for h in (task["on_failure"], task["on_error"], task["on_abort"])} == {"fail"}
 
