@@ -18,6 +18,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup
 
 from airflow_provider_imagebuild.build.catalog import Phase
+from airflow_provider_imagebuild.fingerprints import FingerprintSource
 from airflow_provider_imagebuild.plan import PipelinePlan, Step, plan_from_spec
 from airflow_provider_imagebuild.spec.pipeline import (
     PIPELINES_ENV,
@@ -67,6 +68,7 @@ def _make_task(plan: PipelinePlan, step: Step, spec_dir: Path | None) -> Any:
         store_conn_id=spec.store_conn_id,
         lease_seconds=step.policy.lease_seconds,
         notify=spec.notify,
+        made_from=FingerprintSource(spec, str(base)),  # the milestone fingerprints itself when it starts
         doc_md=f"Milestone **{step.code}**: {step.title} ({step.action})",
         **_task_kwargs(step),
         **(step.milestone.placement() if step.milestone is not None else {}),

@@ -16,6 +16,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import milestone_label, title_of, validate_plan
+from airflow_provider_imagebuild.build.fingerprint import check_fingerprint, check_inputs
 from airflow_provider_imagebuild.build.identity import DEFAULT_UNSKIPPABLE, BuildIdentity, check_titles
 from airflow_provider_imagebuild.build.ids import CLOUDS, check_build_id, check_cloud, check_name
 from airflow_provider_imagebuild.build.values import DEFAULT_MAX_ATTEMPTS
@@ -167,6 +168,10 @@ class Attempt:
     reason: str | None = None
     # What the attempt used, for pricing (build/cost.py): USAGE_KEYS, written when it ends.
     usage: dict[str, Any] | None = None
+    # What a completed run was made from (build/fingerprint.py): the SHA-256 fingerprint chained on
+    # the previous milestone's, and each input's display digest by name (what ``build diff`` compares).
+    fingerprint: str | None = None
+    inputs: dict[str, str] | None = None
 
 
 @dataclass
@@ -307,6 +312,22 @@ class BuildRecord:
 
     def attempts_at(self, state: int) -> list[Attempt]:
         return [a for a in self.attempts if a.state == state]
+
+    def completed_attempt(self, code: int) -> Attempt | None:
+        """The attempt whose result milestone ``code`` holds (None: not reached, skipped, or its
+        attempt trimmed from the history)."""
+        done = self.milestones.get(code)
+        if done is None or done.skipped:
+            return None
+        return next(
+            (a for a in self.attempts if a.state == code and a.attempt == done.attempt and a.status == COMPLETED),
+            None,
+        )
+
+    def fingerprint_of(self, code: int) -> str | None:
+        """The fingerprint milestone ``code`` was reached with (None: unknown; nothing matches it)."""
+        attempt = self.completed_attempt(code)
+        return attempt.fingerprint if attempt is not None else None
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
@@ -477,6 +498,11 @@ def _check_stored(rec: BuildRecord, version: object) -> None:
         raise InvalidInput("cloud", f"must be one of {', '.join(CLOUDS)}") from None
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise InvalidInput("version", "must be a non-negative integer")
+    for i, attempt in enumerate(rec.attempts):
+        if attempt.fingerprint is not None:
+            check_fingerprint(attempt.fingerprint, f"attempts[{i}].fingerprint")
+        if attempt.inputs is not None:
+            attempt.inputs = check_inputs(attempt.inputs, f"attempts[{i}].inputs")
     for code, done in rec.milestones.items():
         duration = done.duration_s
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):

@@ -401,7 +401,9 @@ def complete(
     outputs: dict[str, Any],
     now: datetime,
     usage: dict[str, Any] | None = None,
+    fingerprint: tuple[str, dict[str, str]] | None = None,
 ) -> tuple[BuildRecord, bool]:
+    """``fingerprint``: what the run was made from (its fingerprint and inputs), kept on the attempt."""
     code = _in_plan(rec, state)
     earlier = _attempt_for(rec, token)
     if earlier is not None and earlier.state == code and earlier.status == COMPLETED:
@@ -426,6 +428,8 @@ def complete(
     attempt.status = COMPLETED
     attempt.finished_at = ts
     attempt.usage = usage
+    if fingerprint is not None:
+        attempt.fingerprint, attempt.inputs = fingerprint[0], dict(fingerprint[1])
     started = parse_ts(attempt.started_at)
     rec.milestones[code] = MilestoneResult(
         code,
@@ -445,7 +449,13 @@ def complete(
 
 
 def fail(
-    rec: BuildRecord, state: object, token: str, error: str, now: datetime, usage: dict[str, Any] | None = None
+    rec: BuildRecord,
+    state: object,
+    token: str,
+    error: str,
+    now: datetime,
+    usage: dict[str, Any] | None = None,
+    fingerprint: tuple[str, dict[str, str]] | None = None,
 ) -> tuple[BuildRecord, bool]:
     code = _in_plan(rec, state)
     earlier = _attempt_for(rec, token)
@@ -463,6 +473,8 @@ def fail(
     attempt.finished_at = format_ts(now)
     attempt.error = error
     attempt.usage = usage
+    if fingerprint is not None:  # what the failed run started from: "what changed" compares it
+        attempt.fingerprint, attempt.inputs = fingerprint[0], dict(fingerprint[1])
     rec.lease = None
     rec.current_state = code  # a failure never moves the state back
     rec.status = FAILED

@@ -684,6 +684,36 @@ def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
     emit(as_json, lambda: rows, lambda render: render.history_table(build_id, rows))
 
 
+@build.command("diff")
+@click.argument("before")
+@click.argument("after")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The git checkout whose history holds the playbooks and templates (default: the current folder's), "
+    "to count the lines a changed file gained and lost",
+)
+@click.option("--json", "as_json", is_flag=True, help="Per milestone, its fingerprints and each changed input")
+@click.pass_context
+@handles_errors
+def build_diff(ctx: click.Context, before: str, after: str, repo: Path | None, as_json: bool) -> None:
+    """What changed from build BEFORE to build AFTER, milestone by milestone: the files (with the
+    lines added and removed where git has both versions), variables, source image, tool versions
+    and watched values each milestone was made from."""
+    from airflow_provider_imagebuild.build.changes import build_diff as diff_builds
+    from airflow_provider_imagebuild.cli.diff import diff_public, diff_table
+
+    store = _store(ctx)
+    old, new = store.get(before), store.get(after)
+    if old.pipeline != new.pipeline:
+        raise InvalidInput("AFTER", f"build {after} is of pipeline {new.pipeline}, build {before} of {old.pipeline}")
+    diffs = diff_builds(old, new)
+    where = repo or Path.cwd()
+    shown = (before, after, diffs, where)
+    emit(as_json, lambda: diff_public(*shown), lambda render: diff_table(*shown))
+
+
 @build.command("list")
 @click.option(
     "--status",

@@ -26,16 +26,18 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT
+from airflow_provider_imagebuild.build.fingerprint import MilestoneFingerprint
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of, parse_ts
@@ -49,6 +51,9 @@ from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.redact.patterns import redact_exception
 from airflow_provider_imagebuild.spec.notify import NotifySpec
 from airflow_provider_imagebuild.store import BuildStore
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.fingerprints import FingerprintSource
 
 FAIL_AT_ENV = "IMAGEBUILD_FAIL_AT"
 
@@ -85,10 +90,12 @@ class BuildOperator(BaseOperator):
         store_conn_id: str | None = None,
         lease_seconds: int | None = None,
         notify: NotifySpec | None = None,
+        made_from: FingerprintSource | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.notify = notify
+        self.made_from = made_from  # the spec and its folder, for the milestone's fingerprint
         self.identity = identity
         self.state = state
         self.store_url = store
@@ -222,6 +229,31 @@ class MilestoneOperator(BuildOperator):
     def stop_action(self, reason: str) -> None:
         """Stop the running action (child process); called on kill and on a lost lease."""
 
+    def source_image_resolver(self) -> Callable[[], str | None] | None:
+        """The target's verb for a watch ``image: source`` (None: this milestone has no target)."""
+        return None
+
+    def fingerprint_now(self, rec: BuildRecord) -> MilestoneFingerprint | None:
+        """This milestone's fingerprint as it starts (build/fingerprint.py), chained on the previous
+        milestone's recorded one; an unknown previous one (skipped, trimmed, recorded before
+        fingerprints) is unique to this attempt, so nothing is reused across it. None without a spec
+        (a task made outside the DAG factory) or when it cannot be computed: the milestone runs
+        anyway and simply records no fingerprint."""
+        if self.made_from is None:
+            return None
+        try:
+            plan = list(rec.plan)
+            before = plan[plan.index(self.state) - 1] if self.state in plan and plan.index(self.state) > 0 else None
+            previous = None if before is None or before == plan[0] else rec.fingerprint_of(before)
+            if before is not None and before != plan[0] and previous is None:
+                previous = f"unknown:{uuid.uuid4().hex}"
+            found = self.made_from.fingerprint(self.state, previous, self.source_image_resolver(), self.log.info)
+        except Exception as exc:  # a fingerprint must never fail a milestone
+            self.log.warning("no fingerprint for milestone %s: %s", self.state, str(exc).splitlines()[0][:300])
+            return None
+        self.log.info("fingerprint of milestone %s: %s (%d inputs)", self.state, found.fingerprint, len(found.inputs))
+        return found
+
     # -- skip / lease / run / record -------------------------------------------------------------
     def run_task(self, context: Any) -> dict[str, Any]:
         build_id = self.resolve_build_id(context)
@@ -263,11 +295,13 @@ class MilestoneOperator(BuildOperator):
             self.lease_seconds,
         )
         session = MilestoneSession(store, build_id, lease, self.stop_action)
+        made_from: MilestoneFingerprint | None = None
         try:
             with session, self.progress(name, build_id):
                 if injected_failure(self.state, lease.attempt):
                     # Not retried: the drill stops where it was asked to, like a persistent error.
                     raise AirflowFailException(f"failure injected at milestone {self.state} ({FAIL_AT_ENV})")
+                made_from = self.fingerprint_now(rec)  # what it starts from, before it runs
                 outputs = self.run_milestone(context, rec, session)
             if session.lost:
                 raise AirflowFailException(f"lease lost while running {name}: {session.lost}")
@@ -280,7 +314,7 @@ class MilestoneOperator(BuildOperator):
             stopped = AirflowFailException(missing) if missing else self._persistent(exc)
             if isinstance(exc, Exception) and self.fails_for_good(context, stopped or exc):
                 self.failed_for_good(session)  # under the lease still: the failure is not recorded yet
-            self._record_failure(session, stopped or exc, self.attempt_usage(store, rec, lease, None))
+            self._record_failure(session, stopped or exc, self.attempt_usage(store, rec, lease, None), made_from)
             cause = (str(stopped or exc).strip() or type(exc).__name__).splitlines()[0][:500]
             self.log.error("%s of build %s failed: %s", name, build_id, cause)  # the cause first, then the advice
             self._log_resume_hint(rec)
@@ -292,9 +326,9 @@ class MilestoneOperator(BuildOperator):
                 raise
             raise exc from exc.__cause__
         try:
-            rec = session.complete(outputs, self.attempt_usage(store, rec, lease, outputs))
+            rec = session.complete(outputs, self.attempt_usage(store, rec, lease, outputs), made_from)
         except InvalidInput as exc:  # the record would outgrow its size limit
-            self._record_failure(session, exc)
+            self._record_failure(session, exc, None, made_from)
             self._log_resume_hint(rec)
             raise
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
@@ -516,13 +550,17 @@ class MilestoneOperator(BuildOperator):
         )
 
     def _record_failure(
-        self, session: MilestoneSession, exc: BaseException, usage: dict[str, Any] | None = None
+        self,
+        session: MilestoneSession,
+        exc: BaseException,
+        usage: dict[str, Any] | None = None,
+        made_from: MilestoneFingerprint | None = None,
     ) -> None:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if not isinstance(exc, (AirflowException, ImageBuildError)):
             message += "\n" + "".join(traceback.format_exception(exc, limit=-3))
         try:
-            session.fail(message, usage)
+            session.fail(message, usage, made_from)
         except ImageBuildError as store_exc:  # the lease is gone or the store is down: report, keep exc
             self.log.error("could not record the failure of milestone %s: %s", self.state, store_exc)
 

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow_provider_imagebuild.build.fingerprint import MilestoneFingerprint
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease
 from airflow_provider_imagebuild.errors import Conflict, ImageBuildError
 from airflow_provider_imagebuild.store import BuildStore
@@ -66,11 +67,34 @@ class MilestoneSession:
         """Outputs as ``complete`` would store them; refused here, before anything is committed."""
         return self.store.checked_outputs(outputs)
 
-    def complete(self, outputs: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> BuildRecord:
-        return self.store.complete(self.build_id, self.state, token=self.token, outputs=outputs, usage=usage)
+    def complete(
+        self,
+        outputs: Mapping[str, Any],
+        usage: Mapping[str, Any] | None = None,
+        fingerprint: MilestoneFingerprint | None = None,
+    ) -> BuildRecord:
+        return self.store.complete(
+            self.build_id,
+            self.state,
+            token=self.token,
+            outputs=outputs,
+            usage=usage,
+            fingerprint=fingerprint.fingerprint if fingerprint else None,
+            inputs=fingerprint.inputs if fingerprint else None,
+        )
 
-    def fail(self, error: str, usage: Mapping[str, Any] | None = None) -> BuildRecord:
-        return self.store.fail(self.build_id, self.state, token=self.token, error=error, usage=usage)
+    def fail(
+        self, error: str, usage: Mapping[str, Any] | None = None, fingerprint: MilestoneFingerprint | None = None
+    ) -> BuildRecord:
+        return self.store.fail(
+            self.build_id,
+            self.state,
+            token=self.token,
+            error=error,
+            usage=usage,
+            fingerprint=fingerprint.fingerprint if fingerprint else None,
+            inputs=fingerprint.inputs if fingerprint else None,
+        )
 
     # -- the lease ---------------------------------------------------------------------------------
     def beat(self) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -108,6 +108,12 @@ class TargetMilestoneOperator(MilestoneOperator):
         self.launch_test = launch_test
         self._target: Target | None = None
         self._cancelled: str | None = None
+
+    def source_image_resolver(self) -> Callable[[], str | None] | None:
+        """A watch ``image: source`` asks the target what its source image resolves to now."""
+        from airflow_provider_imagebuild.targets.source_images import source_image_id
+
+        return lambda: source_image_id(self.get_target())
 
     def get_target(self) -> Target:
         if self._target is None:

@@ -51,6 +51,7 @@ from airflow_provider_imagebuild.spec.problems import (
 from airflow_provider_imagebuild.spec.publish import PublishSpec, publish_problem
 from airflow_provider_imagebuild.spec.retention import PipelineRetentionSpec
 from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
+from airflow_provider_imagebuild.spec.watch import WatchSpec, watch_problem
 from airflow_provider_imagebuild.spec.yaml_reader import (
     MAX_SPEC_BYTES,
     Positions,
@@ -58,6 +59,7 @@ from airflow_provider_imagebuild.spec.yaml_reader import (
     placeholders,
 )
 from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
+from airflow_provider_imagebuild.targets.source_images import IMAGE_WATCH_CLOUDS
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
@@ -168,6 +170,12 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
         le=MAX_MAX_ATTEMPTS,
         description=f"attempts across every run before the store refuses another (default {DEFAULT_MAX_ATTEMPTS})",
     )
+    # External inputs whose current value enters the milestone's fingerprint (spec/watch)
+    watch: list[WatchSpec] = Field(
+        default_factory=list,
+        description="inputs that change without a file changing (a repository, an image family, a command's "
+        "output): their current values enter the milestone's fingerprint",
+    )
     # approval: who may approve, how long to wait, what a wait without a decision does (spec/approval)
     approvers: list[Approver] = Field(
         default_factory=list,
@@ -229,6 +237,9 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
             raise ValueError("action 'command' needs 'command' (an argv list or a shell string)")
         if self.action == "noop" and self.command is not None:
             raise ValueError("'command' needs action: command")
+        twice = watch_problem(self.watch)
+        if twice:
+            raise ValueError(twice)
         problems = approval_problems(self.action, self.approvers, self.timeout, self.on_timeout)
         if problems:
             raise ValueError("; ".join(problems))
@@ -546,6 +557,12 @@ class PipelineSpec(BaseModel):
         problem = publish_problem(self.publish, self.cloud, has_publish)
         if problem:
             yield f"{problem[0]}: {problem[1]}"
+        for code, milestone in self.milestones.items():
+            if any(w.image for w in milestone.watch) and self.cloud not in IMAGE_WATCH_CLOUDS:
+                yield (
+                    f"milestones.{code}.watch: 'image: source' is not available for cloud {self.cloud!r} yet "
+                    f"(only {', '.join(IMAGE_WATCH_CLOUDS)})"
+                )
         for code in [*self.checkpoints, *self.target.keep_checkpoints]:
             if code not in self.milestones or self.milestones[code].action not in ("packer", "bootstrap", "ansible"):
                 yield f"checkpoints: {code} is not a packer, bootstrap or ansible milestone of this spec"

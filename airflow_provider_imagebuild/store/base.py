@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from airflow_provider_imagebuild.build import rules
+from airflow_provider_imagebuild.build.fingerprint import check_fingerprint, check_inputs
 from airflow_provider_imagebuild.build.identity import BuildIdentity
 from airflow_provider_imagebuild.build.ids import (
     check_build_id,
@@ -63,6 +64,13 @@ MAX_RECORD_BYTES = 350_000
 
 class CasFailed(Exception):
     """Internal: another writer changed the record between read and write; read again."""
+
+
+def _made_from(fingerprint: str | None, inputs: Mapping[str, str] | None) -> tuple[str, dict[str, str]] | None:
+    """What an attempt was made from (``build.fingerprint``), checked: both given, or neither."""
+    if fingerprint is None and inputs is None:
+        return None
+    return check_fingerprint(fingerprint, "fingerprint"), check_inputs(inputs, "inputs")
 
 
 def utcnow() -> datetime:
@@ -350,12 +358,18 @@ class BuildStore(ABC):
         token: str,
         outputs: Mapping[str, Any] | None = None,
         usage: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> BuildRecord:
-        """Complete the lease's attempt; ``usage``: what it used, for pricing (``build.cost``)."""
+        """Complete the lease's attempt; ``usage``: what it used, for pricing (``build.cost``);
+        ``fingerprint`` and ``inputs``: what it was made from (``build.fingerprint``), both or none."""
         check_token(token)
         clean = self.checked_outputs(outputs)
         used = check_usage(usage)
-        return self._mutate(build_id, lambda rec, now: rules.complete(rec, state, token, clean, now, used), "outputs")
+        made_from = _made_from(fingerprint, inputs)
+        return self._mutate(
+            build_id, lambda rec, now: rules.complete(rec, state, token, clean, now, used, made_from), "outputs"
+        )
 
     def checked_outputs(self, outputs: Mapping[str, Any] | None) -> dict[str, Any]:
         """Outputs as ``complete`` would store them (validated, values redacted), so that a caller
@@ -365,16 +379,25 @@ class BuildStore(ABC):
         return clean
 
     def fail(
-        self, build_id: str, state: int, *, token: str, error: str, usage: Mapping[str, Any] | None = None
+        self,
+        build_id: str,
+        state: int,
+        *,
+        token: str,
+        error: str,
+        usage: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> BuildRecord:
         check_token(token)
         used = check_usage(usage)
+        made_from = _made_from(fingerprint, inputs)
         if not isinstance(error, str) or not error.strip():
             raise InvalidInput("error", "must be a non-empty message saying what failed")
         # A tool's error output is never refused (the failure must be recorded): control
         # characters are shown as escapes, secrets redacted, the text bounded.
         message = truncated(self._redact(without_controls(error)), MAX_ERROR)
-        return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now, used))
+        return self._mutate(build_id, lambda rec, now: rules.fail(rec, state, token, message, now, used, made_from))
 
     def reset(self, build_id: str, *, to: int, reason: str, actor: str = "imagebuild") -> BuildRecord:
         """Send the build back to milestone ``to``. :class:`Conflict` (nothing written) when the build

@@ -55,16 +55,27 @@ def _debootstrap() -> str:
     return exe
 
 
+def _tarball_path(packages: tuple[str, ...], suite: str, folder: Path) -> Path:
+    digest = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
+    return folder / f"debootstrap-{suite}-minbase-{digest}.tgz"
+
+
+def cached_base(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE) -> Path | None:
+    """The cached debootstrap tarball if it was made already (never downloads): what a watch
+    ``image: source`` of the local target reads."""
+    tarball = _tarball_path(packages, suite, cache_dir())
+    return tarball if tarball.is_file() else None
+
+
 def base_tarball(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE, folder: Path | None = None) -> Path:
     """The cached debootstrap tarball for ``suite`` + ``packages``, downloaded on first use."""
     folder = folder or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
-    tarball = folder / f"debootstrap-{suite}-minbase-{digest}.tgz"
+    tarball = _tarball_path(packages, suite, folder)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two builds never download the same base at once
         if not tarball.exists():
-            work = folder / f".make-{digest}"
+            work = folder / f".make-{tarball.name.removesuffix('.tgz').rsplit('-', 1)[1]}"
             shutil.rmtree(work, ignore_errors=True)
             partial = tarball.with_suffix(".partial")
             run_tool(

@@ -36,6 +36,7 @@ import yaml
 from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import file_hash
 from tests.dags.conftest import ROOT
+from tests.servers.samples import offline_watches
 
 WHEN = datetime(2026, 11, 5, 2, 0, tzinfo=timezone.utc)
 
@@ -77,8 +78,9 @@ def scaffolded(folder: Path) -> Path:
     assert got.exit_code == 0, got.output
     spec_path = folder / f"dags/pipelines/{PIPELINE}.yaml"
     spec = yaml.safe_load(spec_path.read_text())
-    spec["publish"] = yaml.safe_load((ROOT / f"dags/pipelines/{PIPELINE}.yaml").read_text())["publish"]
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    shipped = yaml.safe_load((ROOT / f"dags/pipelines/{PIPELINE}.yaml").read_text())
+    spec["publish"], spec["policy"] = shipped["publish"], shipped["policy"]  # and its policy gate (#33)
+    spec_path.write_text(yaml.safe_dump(offline_watches(spec), sort_keys=False))  # no mirror on the internet
     return folder
 
 
@@ -146,6 +148,19 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert meta["sha256"] == rec.milestones[95].outputs["image_sha256"]
     assert [m["code"] for m in meta["milestones"]] == rec.plan[:-1]
     assert (tmp / f"catalog/{PIPELINE}/latest").resolve() == entry.resolve()
+    # The spec's policy passed at 90 on the build host's packages; the seal's bill of materials
+    # (CycloneDX, from the image's own dpkg database) is beside the image in the catalog (#33).
+    gate, sealed_out = rec.milestones[90].outputs, rec.milestones[95].outputs
+    assert gate["policy_passed"] is True and gate["packages_sha256"] == sealed_out["packages_sha256"]
+    assert meta["sbom"] == {
+        "file": f"{PIPELINE}-local-1.cdx.json", "sha256": sealed_out["sbom_sha256"], "format": "CycloneDX",
+        "packages": sealed_out["sbom_packages"],
+    }  # fmt: skip
+    sbom = json.loads((entry / meta["sbom"]["file"]).read_text())
+    versions = {c["name"]: c["version"] for c in sbom["components"]}
+    assert len(sbom["components"]) == sealed_out["sbom_packages"] > 100 and versions["openssh-server"].startswith("1:9")
+    assert sealed_out["sbom_kernel"] and versions[sbom_kernel_package(sbom)] == sealed_out["sbom_kernel"]
+    assert {t["name"] for t in sbom["metadata"]["tools"]["components"]} >= {"ansible-core", "provider"}
     # What built it: the toolchain's versions, in the record and in the catalog entry.
     from importlib.metadata import version
 
@@ -182,6 +197,13 @@ def test_local_image_is_built_resumed_sealed_and_published(
     login = boot_by_hand(elsewhere, "bios", key, "sudo -n cat /etc/imagebuild/release.json")
     assert json.loads(login)["build_id"] == "local-1"
     assert file_hash(elsewhere) == meta["sha256"]  # -snapshot: the image is as delivered
+
+
+def sbom_kernel_package(sbom: dict[str, Any]) -> str:
+    """The component the bill of materials marks as the image's kernel."""
+    (kernel,) = [c["name"] for c in sbom["components"] if {"name": "imagebuild:kernel", "value": "true"} in
+                 c.get("properties", [])]  # fmt: skip
+    return str(kernel)
 
 
 def boot_by_hand(image: Path, firmware: str, key: Path, command: str, timeout: float = 600) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,17 @@ def test_failed_milestone_resumes_and_nothing_achieved_is_redone(pipeline: dict[
     assert [(a.attempt, a.status) for a in rec.attempts_at(45)] == [(1, "failed"), (2, "completed")]
     assert all(len(rec.attempts_at(c)) == 1 for c in STANDARD_PLAN if c != 45)
     assert rec.milestones[45].outputs == {"seen_storage": "45"}
+    # Each attempt records what it was made from (#32), chained on the milestone before it; the
+    # failed try at 45 started from the same inputs as the one that completed it.
+    plan = rec.plan
+    for before, code in pairwise(plan[1:]):
+        done = rec.completed_attempt(code)
+        assert done is not None and done.inputs is not None and done.fingerprint
+        assert done.inputs["previous"] == rec.fingerprint_of(before), code
+        assert {"spec", "pipeline", "env:COUNTER", "env:FAIL_MARK"} <= set(done.inputs)
+    failed, redone = rec.attempts_at(45)
+    assert failed.fingerprint == redone.fingerprint and failed.inputs == redone.inputs
+    assert rec.attempts_at(5)[0].inputs["previous"] == ""  # the first milestone after registration
 
 
 @pytest.mark.slow

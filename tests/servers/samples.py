@@ -37,7 +37,23 @@ def localised(
                 ms["only"] = ["null." + o.partition(".")[2] for o in ms["only"]]
         ms.pop("retries", None)
         ms.pop("retry_delay", None)
-    return yaml.safe_dump(spec)
+    return yaml.safe_dump(offline_watches(spec))
+
+
+# A closed loopback port: a watched repository there is refused at once (its value unavailable).
+OFFLINE_REPOSITORY = "http://127.0.0.1:9"
+
+
+def offline_watches(spec: dict[str, Any]) -> dict[str, Any]:
+    """The sample's watched repositories (``watch:`` ``apt``/``yum``) moved to a closed loopback port:
+    a test reaches no mirror on the internet, and each value reads as unavailable (#32)."""
+    for ms in spec.get("milestones", {}).values():
+        ms["watch"] = [
+            {**w, kind: f"{OFFLINE_REPOSITORY}/{kind}/{w['name']}"} if kind in w else w
+            for w in ms.get("watch", [])
+            for kind in [next((k for k in ("apt", "yum") if k in w), "")]
+        ]
+    return spec
 
 
 def launch_tested(spec_text: str, guest: Any | None) -> str:

@@ -69,6 +69,9 @@ BAD = [
     (("milestones", "5", "completed_at"), "then"),
     (("milestones", "5", "started_at"), "x"),
     (("milestones", "5", "duration_s"), "long"),
+    (("attempts", 1, "fingerprint"), "not-a-sha256"),  # what a milestone was made from (#32)
+    (("attempts", 1, "inputs"), ["file:a"]),
+    (("attempts", 1, "inputs"), {"file:<img src=x onerror=alert(1)>": "x"}),
 ]
 
 

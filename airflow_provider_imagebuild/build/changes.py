@@ -1,0 +1,148 @@
+"""What changed between two builds, milestone by milestone, from the inputs their attempts recorded.
+
+``imagebuild build diff A B`` shows every milestone; a failure notice and the failed build's page
+show what changed since the pipeline's last delivered build at and before the failing milestone
+(:func:`changes_since`), the first thing an operator wants at 7 a.m. The failing milestone's own
+inputs come from its failed attempt (a failed attempt records what it started from too).
+
+Other parts of the provider may add changes of their own (the packages of an SBOM that differ,
+say) through :func:`add_change_source`: each source gets the two records and a milestone and
+returns more :class:`InputChange` rows, shown with the recorded ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_imagebuild.build.fingerprint import PREVIOUS, InputChange, changed_inputs, kind_of
+from airflow_provider_imagebuild.build.record import Attempt, BuildRecord
+
+# (before, after, milestone code) -> more changes at that milestone.
+ChangeSource = Callable[[BuildRecord, BuildRecord, int], list[InputChange]]
+_SOURCES: list[ChangeSource] = []
+
+
+def add_change_source(source: ChangeSource) -> None:
+    """Let ``source`` add its own changes to every diff (registered once, at import)."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
+
+
+@dataclass(frozen=True)
+class MilestoneDiff:
+    """One milestone of two builds: their fingerprints and the inputs that differ. ``known`` is
+    False when either side recorded no inputs (not reached, skipped, or recorded before
+    fingerprints existed): then nothing can be said of it."""
+
+    code: int
+    label: str
+    before: str | None
+    after: str | None
+    changes: list[InputChange] = field(default_factory=list)
+
+    @property
+    def known(self) -> bool:
+        return self.before is not None and self.after is not None
+
+    @property
+    def same(self) -> bool:
+        return self.known and self.before == self.after
+
+    @property
+    def own_changes(self) -> list[InputChange]:
+        """What changed at this milestone itself (not only an earlier one, through ``previous``)."""
+        return [c for c in self.changes if c.name != PREVIOUS]
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "milestone": self.label,
+            "known": self.known,
+            "same": self.same,
+            "fingerprint_before": self.before,
+            "fingerprint_after": self.after,
+            "changes": [c.to_public() for c in self.changes],
+        }
+
+
+def made_from(rec: BuildRecord, code: int) -> Attempt | None:
+    """The attempt whose inputs describe milestone ``code`` of ``rec``: the completed one, else the
+    newest that recorded inputs (a failed attempt records what it started from)."""
+    done = rec.completed_attempt(code)
+    if done is not None and done.inputs is not None:
+        return done
+    tried = [a for a in rec.attempts_at(code) if a.inputs is not None]
+    return tried[-1] if tried else None
+
+
+def milestone_diff(before: BuildRecord, after: BuildRecord, code: int) -> MilestoneDiff:
+    old, new = made_from(before, code), made_from(after, code)
+    changes = changed_inputs(old.inputs, new.inputs) if old is not None and new is not None else []
+    for source in _SOURCES:
+        changes += source(before, after, code)
+    return MilestoneDiff(
+        code,
+        after.label(code) if code in after.plan else before.label(code),
+        old.fingerprint if old is not None else None,
+        new.fingerprint if new is not None else None,
+        changes,
+    )
+
+
+def build_diff(before: BuildRecord, after: BuildRecord) -> list[MilestoneDiff]:
+    """Every milestone of either plan (registration aside), in code order."""
+    codes = sorted((set(before.plan) | set(after.plan)) - {before.plan[0], after.plan[0]})
+    return [milestone_diff(before, after, code) for code in codes]
+
+
+def last_delivered(builds: Iterable[BuildRecord], rec: BuildRecord) -> BuildRecord | None:
+    """The newest build of ``rec``'s pipeline delivered before ``rec`` was created (same cloud and
+    image type: another pipeline's build says nothing of this one)."""
+    found = [
+        b
+        for b in builds
+        if b.build_id != rec.build_id
+        and (b.pipeline, b.cloud, b.image_type) == (rec.pipeline, rec.cloud, rec.image_type)
+        and b.delivered
+        and b.delivered_at is not None
+        and b.delivered_at <= rec.created_at
+    ]
+    return max(found, key=lambda b: str(b.delivered_at), default=None)
+
+
+def changes_since(last: BuildRecord, rec: BuildRecord, upto: int) -> list[MilestoneDiff]:
+    """The milestones at and before ``upto`` whose own inputs changed since ``last`` (a milestone
+    that differs only because an earlier one did is left out: that one is listed)."""
+    return [d for d in build_diff(last, rec) if d.code <= upto and d.own_changes]
+
+
+def describe(change: InputChange) -> str:
+    """``file ../ansible/30-monitoring.yml changed``, ``tool ansible-core 2.18.1 -> 2.19.0``."""
+    kind = kind_of(change.name)
+    name = change.name.split(":", 1)[1] if ":" in change.name and kind != change.name else change.name
+    label = kind if kind == name else f"{kind} {name}"
+    if change.before is None:
+        return f"{label} added"
+    if change.after is None:
+        return f"{label} removed"
+    if kind in ("tool", "source_image", "watch") and len(change.before) <= 64 and len(change.after) <= 64:
+        return f"{label} {change.before} -> {change.after}"
+    return f"{label} changed"
+
+
+def change_lines(diffs: Iterable[MilestoneDiff], limit: int = 12) -> list[str]:
+    """One line per changed milestone (``30 · Monitoring: file ../ansible/30.yml changed; ...``),
+    at most ``limit`` lines, the last saying how many more."""
+    lines = []
+    for diff in diffs:
+        own = diff.own_changes
+        if not own:
+            continue
+        shown = "; ".join(describe(c) for c in own[:6])
+        more = f"; and {len(own) - 6} more" if len(own) > 6 else ""
+        lines.append(f"{diff.label}: {shown}{more}")
+    if len(lines) > limit:
+        return [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more milestones"]
+    return lines
