@@ -39,6 +39,7 @@ from airflow_provider_imagebuild.hooks.store_choice import (
 from airflow_provider_imagebuild.redact.patterns import redact_patterns
 from airflow_provider_imagebuild.spec.pipeline import PIPELINES_ENV, load_specs, spec_files
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
+from airflow_provider_imagebuild.store.url import shown_url
 
 RECHECK_S = 60.0
 log = logging.getLogger(__name__)
@@ -55,11 +56,11 @@ def specs_folder() -> Path:
 
 
 def store_label(choice: StoreChoice, url: str) -> str:
-    """How a build's store is shown: the connection that names it, else its URL without the query
-    (region, endpoint) and with anything secret-looking redacted."""
+    """How a build's store is shown: the connection that names it, else its URL without userinfo
+    and query (region, endpoint: :func:`..store.url.shown_url`), anything secret-looking redacted."""
     if choice.conn_id:
         return f"connection {choice.conn_id}"
-    return redact_patterns(url.partition("?")[0])
+    return redact_patterns(shown_url(url))
 
 
 @dataclass

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from airflow_provider_imagebuild.errors import InvalidInput
 from airflow_provider_imagebuild.redact.patterns import Redactor, redact_patterns
 from airflow_provider_imagebuild.store import BuildStore, open_store, worker_store_url
+from airflow_provider_imagebuild.store.url import shown_url
 
 STORE_CONN_ENV = "IMAGEBUILD_STORE_CONN_ID"
 STORE_ENV = "IMAGEBUILD_STORE"
@@ -64,7 +65,10 @@ class StoreChoice:
 
     @property
     def label(self) -> str:
-        return f"connection {self.conn_id}" if self.conn_id else redact_patterns(self.url or "")
+        """How the store is named to a person (the doctor, banners, logs): the connection, or the URL
+        without userinfo, query or fragment (:func:`..store.url.shown_url`), secret-looking parts
+        redacted."""
+        return f"connection {self.conn_id}" if self.conn_id else redact_patterns(shown_url(self.url or ""))
 
     @property
     def worker_local(self) -> bool:

@@ -57,6 +57,19 @@ class StoreURL:
     raw: str = ""
 
 
+def shown_url(url: str) -> str:
+    """A store URL as a label, a log line or a banner shows it: scheme, host and path, without the
+    userinfo, query or fragment, which may carry credentials or tokens (a URL not parsed yet, or one
+    that will be refused, is shown too: the doctor names the store it could not open). Text only, no
+    parsing: it never fails."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url.partition("?")[0].partition("#")[0]
+    rest = rest.partition("#")[0].partition("?")[0]
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+
+
 def parse_store_url(url: object, field: str = "store") -> StoreURL:
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput(field, "must be a store URL such as sqlite:///abs/path.db")

@@ -16,6 +16,7 @@ from airflow_provider_imagebuild.hooks.store_choice import (
     NAMED_CONN,
     NAMED_URL,
     WORKER_FILE,
+    StoreChoice,
     choose_store,
     open_choice,
 )
@@ -85,3 +86,23 @@ def test_a_file_store_that_does_not_exist_is_an_error_naming_its_path_until_init
         store.list_builds()
     store.create_build("b-1", pipeline="p", cloud="local", image_type="t")  # a first write creates it, as SQLite's
     assert [r.build_id for r in store.list_builds()] == ["b-1"]
+
+
+def test_a_store_is_shown_without_userinfo_query_or_fragment() -> None:
+    """A store URL's query, userinfo and fragment can carry credentials or tokens (pasted from a
+    console, or refused later by the parser): the label the doctor, the banners and the logs show
+    keeps scheme, host and path only, before the URL is parsed and whether or not it parses."""
+    from airflow_provider_imagebuild.doctor.store import examine_store
+    from airflow_provider_imagebuild.hooks.deployment_stores import store_label
+
+    shown = {
+        "s3://bucket/pre?region=eu-west-1&token=tok3n&X-Amz-Signature=s1gn": "s3://bucket/pre",
+        "dynamodb://admin:pa55w0rd@builds?region=us-east-1#tok3n": "dynamodb://builds",
+        "sqlite:////srv/u@host/state.db?synchronous=full": "sqlite:////srv/u@host/state.db",
+        "gs://b/p?project=proj-1&access_token=tok3n": "gs://b/p",
+    }
+    for url, label in shown.items():
+        choice = StoreChoice(url, None, "--store")
+        assert choice.label == label == store_label(choice, url)
+    entry, finding = examine_store(StoreChoice("s3://bucket/pre?token=tok3n", None, "--store"), ["p"], probe=False)
+    assert entry["store"] == "s3://bucket/pre" and "tok3n" not in repr(entry) + repr(finding), (entry, finding)
