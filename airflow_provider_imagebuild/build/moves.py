@@ -108,6 +108,25 @@ def skip_move(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> Mov
     return Move(nxt, titles(nxt), f"counts {_name(nxt, titles)} as done without running it; {then}", default=True)
 
 
+def allow_move(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> Move | None:
+    """The failed (or next) milestone when it has used every attempt its cap across runs allows,
+    so that the store refuses its next ``begin`` (a clear, a run): what granting more attempts
+    (``build allow``) changes. None when it may still begin, is done, or the build is abandoned,
+    delivered or held by a live lease."""
+    if rec.delivered or rec.abandoned or live_holder(rec, now) is not None:
+        return None
+    code = anchor(rec)
+    if code == rec.plan[0] or code in rec.milestones:
+        return None
+    used = max((a.attempt for a in rec.attempts_at(code)), default=0)
+    limit = rec.attempt_limit(code)
+    if used < limit:
+        return None
+    does = (f"{_name(code, titles)} has used {used} of the {limit} attempts it may have across runs: no clear or "
+            f"run may begin it again until more are granted; the next then begins attempt {used + 1}")  # fmt: skip
+    return Move(code, titles(code), does, default=True)
+
+
 def abandon_move(rec: BuildRecord, now: datetime) -> str | None:
     """What abandoning the build now does, when the store would accept it (not delivered, not
     abandoned already, no live lease): the holdings it deletes and the end of the build."""

@@ -19,6 +19,9 @@ a build is changed in the store it lives in.
 - ``POST /imagebuild/api/builds/{build_id}/redo`` ``{"from": N, "reason": "..."}``: reset, then a
   run of the pipeline's DAG with the same ``build_id``;
 - ``POST /imagebuild/api/builds/{build_id}/skip`` ``{"state": N, "reason": "..."}``;
+- ``POST /imagebuild/api/builds/{build_id}/allow`` ``{"milestone": N, "attempts": K, "reason": "..."}``:
+  grant milestone N K more attempts past its cap across runs (``imagebuild build allow``; the
+  build's ``moves.allow`` says when the next begin would be refused for it);
 - ``POST /imagebuild/api/builds/{build_id}/abandon`` ``{"reason": "..."}``: give the build up for
   good (its build_status reads abandoned, every later begin is refused) and delete what it holds
   through its target, reached with its pipeline's spec in the deployment's specs folder; the
@@ -41,6 +44,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.values import MAX_MAX_ATTEMPTS
 from airflow_provider_imagebuild.hooks.prices import deployment_prices
 from airflow_provider_imagebuild.links import dag_id_of
 from airflow_provider_imagebuild.plugin import access
@@ -122,6 +126,13 @@ class SkipBody(Reason):
     state: Code = Field(ge=1, le=100, description="The build's next milestone, stepped over on purpose")
 
 
+class AllowBody(Reason):
+    milestone: Code = Field(ge=1, le=100, description="The milestone granted more attempts")
+    attempts: Annotated[int, Field(strict=True)] = Field(
+        ge=1, le=MAX_MAX_ATTEMPTS, description="How many more attempts it may begin, across runs"
+    )
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Image builds",
@@ -178,6 +189,14 @@ def create_app() -> FastAPI:
         return action(lambda u, r: store().skip(r.build_id, body.state, reason=body.reason, actor=actor_of(u)))(
             build_id, user
         )
+
+    @app.post("/api/builds/{build_id}/allow", dependencies=JSON_ONLY)
+    def allow_attempts(build_id: str, body: AllowBody, user: User) -> dict[str, Any]:
+        def allow(u: Any, r: BuildRecord) -> BuildRecord:  # authorized like reset: a person's decision
+            return store().store_of(r.build_id).allow(r.build_id, body.milestone, attempts=body.attempts,
+                                                      reason=body.reason, actor=actor_of(u))  # fmt: skip
+
+        return action(allow)(build_id, user)
 
     @app.post("/api/builds/{build_id}/abandon", dependencies=JSON_ONLY)
     def abandon_build(build_id: str, body: Reason, user: User) -> dict[str, Any]:

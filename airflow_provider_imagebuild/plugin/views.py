@@ -16,6 +16,7 @@ from airflow_provider_imagebuild.build.cost import build_cost, money
 from airflow_provider_imagebuild.build.moves import (
     Titles,
     abandon_move,
+    allow_move,
     clear_does,
     failing_attempt,
     live_holder,
@@ -257,6 +258,7 @@ def moves_view(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> di
         "refused": {str(c): why for c, why in refused_resets(rec).items()},
         "clear": clear_does(rec, titles),
         "abandon": abandon_move(rec, now),
+        "allow": allow.to_public() if (allow := allow_move(rec, now, titles)) else None,
     }
 
 
@@ -341,6 +343,7 @@ def build_view(
         "reset_moves": moves,
         "skip_move": skip_move(rec, now, titles),
         "abandon_move": abandon_move(rec, now),
+        "allow_move": allow_move(rec, now, titles),
     }
 
 

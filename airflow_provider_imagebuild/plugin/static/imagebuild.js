@@ -82,6 +82,7 @@
       var data = new FormData(form);
       var body = { reason: String(data.get("reason") || "").trim() };
       if (form.dataset.field) body[form.dataset.field] = Number(data.get("milestone"));  // abandon takes a reason only
+      form.querySelectorAll("input[data-number]").forEach(function (input) { body[input.name] = Number(input.value); });
       var button = form.querySelector("button");
       button.disabled = true;
       fetch(form.dataset.action, {
