@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, check_code
+from airflow_provider_imagebuild.build.catalog import CATALOG, FIRST_STATE, MAX_TITLE, check_code
 from airflow_provider_imagebuild.build.ids import CLOUDS, NAME_RE, Cloud
 from airflow_provider_imagebuild.clouds.aws import AWS_REGION_RE
 from airflow_provider_imagebuild.errors import InvalidInput
@@ -128,7 +128,10 @@ class MilestoneSpec(RetryPolicy, TaskPlacement):
         default=None, description="the task id's key (s042_<key>); required for a code outside the catalog"
     )
     title: str | None = Field(
-        default=None, description="the task's display name, and the milestone's everywhere the build is shown"
+        default=None,
+        max_length=MAX_TITLE,
+        description="the task's display name, and the milestone's everywhere the build is shown "
+        f"(at most {MAX_TITLE} characters)",
     )
     command: str | list[str] | None = Field(default=None, description="action command: an argv list, or a shell string")
     env: dict[str, str] = Field(default_factory=dict, description="action command: extra environment of the command")

@@ -136,6 +136,16 @@ def test_a_nul_in_any_value_is_refused_where_it_stands(tmp_path: Path) -> None:
         load_spec(write(tmp_path / "nul.yaml", text))
 
 
+def test_a_milestone_title_is_bounded_like_the_records_titles(tmp_path: Path) -> None:
+    """A title becomes the task's display name and every reader's label: at most 120 characters
+    (MAX_TITLE, what a record keeps), refused by spec check naming the key rather than cut later."""
+    fits = parse_spec(load_yaml(GOOD.replace("key: k,", "key: k, title: '" + "t" * 120 + "',")))
+    assert fits.milestones[42].title == "t" * 120
+    text = GOOD.replace("key: k,", "key: k, title: '" + "t" * 100_000 + "',")
+    with pytest.raises(SpecError, match=r"long\.yaml: milestones\.42\.title: .*at most 120 characters"):
+        load_spec(write(tmp_path / "long.yaml", text))
+
+
 def test_unsafe_tags_stay_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "evil.yaml", "pipeline: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(SpecError, match="not valid YAML"):
