@@ -7,6 +7,12 @@ process and never corrupts the file; only an OS crash or power loss can drop the
 which at worst re-runs a milestone. ``?synchronous=full`` fsyncs every commit for that case too,
 at roughly half the write rate (see docs/benchmarks). The file is created on the first write,
 never by a read.
+
+A read never writes: it opens the file without setting the journal mode or creating the tables, so
+a database without the store's table reads as "no builds" and stays byte-identical. A database
+that holds other tables and not the store's (a spec or ``--store`` naming Airflow's own
+``airflow.db``) is refused, naming the path, by reads and writes alike: the store's table is never
+created among another application's.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ CREATE INDEX IF NOT EXISTS builds_pipeline ON builds (pipeline, status);
 """
 BUSY_TIMEOUT_S = 30.0
 SQLITE_HEADER_BYTES = 100  # every SQLite database file starts with a header this long
+OUR_COLUMNS = frozenset({"build_id", "version", "pipeline", "cloud", "status", "updated_at", "doc"})
 
 
 def _decode(build_id: str, text: str) -> Doc:
@@ -55,6 +62,8 @@ class SQLiteStore(BuildStore):
 
     # -- connections ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        """This thread's connection for writing: WAL mode and the store's table made (in a new or
+        empty database, or one that has the table: never among another application's tables)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             return conn
@@ -62,6 +71,11 @@ class SQLiteStore(BuildStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                self._ours(conn)
+            except StoreUnavailable:
+                conn.close()
+                raise
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.executescript(SCHEMA)
@@ -70,6 +84,24 @@ class SQLiteStore(BuildStore):
         self._local.conn = conn
         self._local.pid = os.getpid()
         return conn
+
+    def _ours(self, conn: sqlite3.Connection) -> bool:
+        """Whether the database holds the store's table (False: it holds no table at all, a new or
+        empty file). One that holds other tables and not ours, or a ``builds`` table of another
+        shape, is refused naming the path: it is some other application's database."""
+        tables = [str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if "builds" in tables:
+            columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(builds)")}
+            if columns >= OUR_COLUMNS:
+                return True
+        elif not tables:
+            return False
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise StoreUnavailable(
+            f"SQLite store {self.path} is not an imagebuild state store: it holds other tables ({shown}) and "
+            "not the store's builds table; left untouched (name the store's own file, not another application's "
+            "database)"
+        )
 
     def _disk_hint(self) -> str:
         """Why SQLite's terse error happened, when the disk says so (SQLite's own message for a
@@ -108,15 +140,39 @@ class SQLiteStore(BuildStore):
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: file is not a database")
 
     def _reader(self) -> sqlite3.Connection | None:
-        """A connection for reading, or None when the database does not exist (reads never create)."""
+        """A connection for reading, or None when there is nothing to read: no database file, or
+        one without the store's table. Reads never create: no file, no table, no journal mode
+        (this thread's writing connection serves when it has one)."""
         if not self.path.exists():
             return None
-        return self._connect()
+        pid = os.getpid()
+        if getattr(self._local, "pid", None) == pid and getattr(self._local, "conn", None) is not None:
+            return self._local.conn
+        conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if conn is not None and getattr(self._local, "reader_pid", None) == pid:
+            return conn
+        self._check_file()
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                found = self._ours(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        if not found:  # an empty database: no builds (asked again next time: a writer may make the table)
+            conn.close()
+            return None
+        self._local.reader, self._local.reader_pid = conn, pid
+        return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
+        pid = os.getpid()
+        for name, owner in (("conn", "pid"), ("reader", "reader_pid")):
+            conn = getattr(self._local, name, None)
+            if conn is not None and getattr(self._local, owner, None) == pid:
+                conn.close()
         self._local = threading.local()
 
     # -- primitives ----------------------------------------------------------------------------

@@ -102,6 +102,42 @@ def test_local_stores_are_not_created_by_reads(tmp_path: Path) -> None:
         assert store.get("b-1").completed == [0]
 
 
+def test_a_sqlite_database_of_another_application_is_refused_and_left_byte_identical(tmp_path: Path) -> None:
+    """A spec or ``--store`` naming Airflow's own ``airflow.db``: reads (the UI, the API, report,
+    build list, gc) and writes are refused in one line naming the path, and the file is not touched
+    (reads created the store's table in it, with WAL mode). A database without any table reads as
+    no builds, and stays as it was too."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    airflow_db = tmp_path / "airflow.db"
+    with sqlite3.connect(airflow_db) as conn:
+        conn.execute("CREATE TABLE dag (dag_id TEXT PRIMARY KEY)")
+        conn.execute("INSERT INTO dag VALUES ('nightly')")
+    conn.close()
+    empty_db = tmp_path / "empty.db"
+    with sqlite3.connect(empty_db) as conn:
+        conn.execute("PRAGMA user_version = 7")  # a database file with a header and no table
+    conn.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    store = open_store(f"sqlite:///{airflow_db}")
+    for read in (lambda: store.find("b-1"), store.list_builds, lambda: _create(store)):
+        with pytest.raises(
+            StoreUnavailable, match=f"{airflow_db} is not an imagebuild state store.*other tables \\(dag\\)"
+        ):
+            read()
+    got = CliRunner().invoke(cli, ["--store", f"sqlite:///{airflow_db}", "report", "--json"])
+    assert got.exit_code == 5 and got.output.count("\n") == 1 and str(airflow_db) in got.output, got.output
+    empty = open_store(f"sqlite:///{empty_db}")
+    assert empty.list_builds() == [] and empty.find("b-1") is None
+    store.close()
+    empty.close()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_corrupt_json_record_is_reported_and_never_overwritten(tmp_path: Path) -> None:
     store = open_store(f"file://{tmp_path}/j")
     _create(store)
