@@ -33,7 +33,7 @@ from airflow_provider_imagebuild.cli.output import handles_errors, print_json
 def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | None, force: bool, as_json: bool) -> None:
     """A ready project in FOLDER: a pipeline spec for the cloud, the playbooks per milestone,
     group_vars, the Packer template where the cloud uses one, the DAG file, a README and a
-    Makefile (make check, make run BUILD_ID=...).
+    Makefile (make doctor, make check, make run BUILD_ID=...).
 
     FOLDER must be empty or missing unless --force; with --force no file of yours is replaced
     (see --force)."""
@@ -56,12 +56,12 @@ def init(folder: Path, cloud: str, os_name: str, image_type: str, name: str | No
         click.echo("is beside each as .new, to compare and merge by hand:")
         for path in report.beside:
             click.echo(f"  {path}")
-    click.echo(f"before the first run: create {connection_todo(plan.cloud)}")
+    click.echo(f"before the first run: {connection_todo(plan.cloud)}")
     if todo:
         click.echo(f"and fill in these values of {plan.spec_path} (`make check` names those left):")
         for key_path, what in todo:
             click.echo(f"  {key_path}: {what}")
-    click.echo(f"then: cd {folder} && make check && make run BUILD_ID=first-try")
+    click.echo(f"then: cd {folder} && make doctor && make check && make run BUILD_ID=first-try")
 
 
 def _files(count: int) -> str:

@@ -29,11 +29,11 @@ PROJECT_SCHEMA = "imagebuild-spec.schema.json"  # the spec's JSON Schema, for th
 
 
 def connection_todo(cloud: str) -> str:
-    """The Airflow connection a cloud's project needs, said once for the CLI and the README."""
+    """What to create before a cloud's project first runs, said once for the CLI and the README."""
     table = CLOUDS[cloud]
     if not table.connection:
-        return "no connection: the build runs on this worker as root (debootstrap, chroot, qemu)"
-    return f"the Airflow connection `{table.connection}` (airflow connections add {table.connection} ...)"
+        return "no connection to create: the build runs on this worker as root (debootstrap, chroot, qemu)"
+    return f"create the Airflow connection `{table.connection}` (airflow connections add {table.connection} ...)"
 
 
 def shipped_root() -> Path:
@@ -124,7 +124,12 @@ def scaffold_files(plan: Scaffold) -> list[ProjectFile]:
     copy(root / "imagebuild_pipelines.py", "dags/imagebuild_pipelines.py")
     copy(SCHEMA_FILE, PROJECT_SCHEMA)
     text("Makefile", MAKEFILE.format(dag_id=plan.dag_id))
-    todo = "\n".join(f"- `{path}`: {what}" for path, what in placeholders(spec)) or "- nothing in the spec"
+    todo = "\n".join(f"- `{path}`: {what}" for path, what in placeholders(spec))
+    todo = (
+        f"Fill in the spec's placeholders (`make check` names those left):\n\n{todo}"
+        if todo
+        else "No value to fill in."
+    )
     text("README.md", README.format(name=plan.name, cloud=plan.cloud, os=plan.os, image_type=plan.image_type,
                                     connection=connection_todo(plan.cloud), todo=todo, dag_id=plan.dag_id))  # fmt: skip
     return list(files.values())
@@ -184,15 +189,19 @@ MAKEFILE = """# make check: the specs as the DAG file reads them (names every <R
 # make run BUILD_ID=...: one build through Airflow's `dags test` (no scheduler needed) in this project's
 # own Airflow home, .airflow/ (its metadata DB, made by `airflow db migrate` on the first run, and the
 # builds' store); the same BUILD_ID again resumes where it stopped. make show BUILD_ID=...: the build.
+# make doctor: whether this machine has what the specs need, and the store make run uses.
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export IMAGEBUILD_PIPELINES_DIR := $(CURDIR)/dags/pipelines
 BUILD_ID ?= $(shell date -u +%Y%m%d)
 
-.PHONY: check run show
+.PHONY: check doctor run show
 check:
 \timagebuild spec check dags/pipelines
+
+doctor:
+\timagebuild doctor
 
 $(AIRFLOW_HOME)/.migrated:
 \tmkdir -p "$(AIRFLOW_HOME)"
@@ -218,13 +227,11 @@ cleared in the Airflow UI, resumes the build where it stopped.
 - `dags/packer/`: the template of the kickstart and green images, where the cloud uses Packer.
 - `dags/imagebuild_pipelines.py`: the DAG file (point Airflow's dags folder here, or copy it).
 
-Before the first run, create {connection}, and fill in the spec's placeholders
-(`make check` names those left):
-
-{todo}
+Before the first run: {connection}. {todo}
 
 Then:
 
+    make doctor                         # what this machine lacks for the spec, and the store it uses
     make check
     make run BUILD_ID=first-try         # again with the same id after a failure: it resumes
     make show BUILD_ID=first-try        # the milestones, attempts and outputs

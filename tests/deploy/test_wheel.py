@@ -2,7 +2,8 @@
 
 Real: the wheel built by uv from this repository, a fresh virtual environment holding it and its
 locked dependencies (versions from uv.lock, nothing from the checkout), ``imagebuild init`` run
-there outside the repository, ``imagebuild spec check`` and Airflow's DagBag loading the new
+there outside the repository, the project's ``make check`` (``imagebuild spec check``) and ``make
+doctor`` as docs/getting-started.md has a new user run them, and Airflow's DagBag loading the new
 project's DAG file with the installed package.
 """
 
@@ -46,7 +47,10 @@ def test_an_installed_provider_scaffolds_a_project_whose_dag_loads(tmp_path: Pat
         ["imagebuild", "init", "golden", "--cloud", "local", "--os", "debian-12", "--image-type", "base"], work, env
     )
     assert "pipeline local-debian-12-base" in said
-    _run(["imagebuild", "spec", "check", "golden/dags/pipelines"], work, env)
+    # As the getting-started page goes on: the project's Makefile with the installed command (make
+    # run's build itself is tests/operators/test_local_pipeline.py's, its first run test_first_run's).
+    assert "1 ok, 0 invalid" in _run(["make", "-s", "-C", "golden", "check"], work, env)
+    assert _run(["make", "-s", "-n", "-C", "golden", "doctor"], work, env).strip() == "imagebuild doctor"
     probe = (
         "import airflow_provider_imagebuild as p; from airflow.dag_processing.dagbag import DagBag\n"
         "bag = DagBag(dag_folder='golden/dags')\n"
