@@ -107,8 +107,10 @@ def _record_deletions(
     return unrecorded
 
 
-def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
-    """Retention of one pipeline: the command's JSON answer for it (see the module's docstring)."""
+def retain(spec: Any, apply: bool, actor: str, target: Any = None) -> dict[str, Any]:
+    """Retention of one pipeline: the command's JSON answer for it (see the module's docstring).
+    ``target``: the pipeline's target where the caller has one already (its clients made), else
+    one is made from the spec's settings and connection."""
     from airflow_provider_imagebuild.build.image_retention import judge
     from airflow_provider_imagebuild.build.status import DELIVERED, build_status
     from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
@@ -122,7 +124,8 @@ def retain(spec: Any, apply: bool, actor: str) -> dict[str, Any]:
     chosen = [d for d in destinations(spec) if d[2] is not None]
     if not chosen:
         return {**answer, "no_policy": True}
-    target = target_for(spec.cloud, spec.target, pipeline=spec.pipeline, image_type=spec.image_type)
+    if target is None:
+        target = target_for(spec.cloud, spec.target, pipeline=spec.pipeline, image_type=spec.image_type)
     choice = choose_store(spec.store, spec.store_conn_id)
     store = open_choice(choice)
     records, problems = store.scan_builds(ListFilter.checked(pipeline=spec.pipeline))

