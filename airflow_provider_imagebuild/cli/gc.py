@@ -68,6 +68,7 @@ class BuildsOf:
         self.store, self.pipeline, self.target = store, pipeline, target
         self.by_id: dict[str, Any] = {}
         self.by_key: dict[str, Any] | None = None
+        self.key_problem: InvalidInput | None = None  # why no resource can be judged by its key
 
     def of(self, resource: Any) -> Any:
         if resource.build_id:
@@ -77,14 +78,17 @@ class BuildsOf:
                 return self.by_id[resource.build_id]
         if not resource.build_key:
             return None
+        if self.key_problem is not None:  # said once per resource, the store read once
+            raise self.key_problem
         if self.by_key is None:
             from airflow_provider_imagebuild.store.base import ListFilter
 
             records, problems = self.store.scan_builds(ListFilter.checked(pipeline=self.pipeline))
             if problems:  # a record that cannot be read might be the one: judge nothing by key
-                raise InvalidInput(
+                self.key_problem = InvalidInput(
                     "store", f"{len(problems)} build record(s) of {self.pipeline} unreadable: {problems[0]}"
                 )
+                raise self.key_problem
             self.by_key = {self.target.build_key(r): r for r in records}
         return self.by_key.get(resource.build_key)
 
