@@ -167,6 +167,25 @@ def create_app() -> FastAPI:
             **next_moves(rec),
         }
 
+    @app.get("/api/builds/{build_id}/sbom", response_model=None)
+    def build_sbom(build_id: str, user: User) -> Any:
+        """The build image's bill of materials (CycloneDX JSON) as the seal wrote it, proven first
+        (sbom/stored.py: its name, the recorded SHA-256, CycloneDX); 404 when it has none or the file
+        is on another worker's disk, 409 when the record points at a file that is not it."""
+        from fastapi import Response
+
+        from airflow_provider_imagebuild.errors import InvalidInput, NotFound
+        from airflow_provider_imagebuild.sbom.stored import read_sbom
+
+        rec = readable(user, build_id)
+        try:
+            _, text = read_sbom(rec)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        except InvalidInput as exc:
+            raise HTTPException(409, str(exc)) from None
+        return Response(text, media_type="application/vnd.cyclonedx+json", headers={"Cache-Control": "no-store"})
+
     def action(change: Callable[[Any, BuildRecord], BuildRecord]) -> Callable[..., dict[str, Any]]:
         """Authorize, apply, answer with the record."""
 

@@ -38,6 +38,7 @@ from airflow_provider_imagebuild.build.record import (
 from airflow_provider_imagebuild.build.stats import eta, milestone_medians, summary
 from airflow_provider_imagebuild.build.status import REGISTERED, RUNNING, WAITING, build_status
 from airflow_provider_imagebuild.links import TaskRef, dag_id_of, runs_of
+from airflow_provider_imagebuild.sbom.stored import sbom_summary
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Host, checkpoint_images
 from airflow_provider_imagebuild.targets.links import image_links
 
@@ -332,6 +333,7 @@ def build_view(
         ],
         "events": list(reversed(rec.events)),
         "runs": [{"run_id": r.run_id, "path": r.run_path(), **run_label(r.run_id)} for r in runs_of(rec)],
+        "sbom": sbom_summary(rec),  # the seal's bill of materials (#33): counts; the page links the document
         "metadata": {k: v for k, v in sorted(rec.metadata.items()) if not k.startswith("host_")},
         "eta": format_ts(expected) if expected is not None else None,
         "eta_missing": eta_missing(rec, medians) if expected is None and activity(rec, now) == "running" else [],

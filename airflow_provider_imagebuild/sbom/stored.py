@@ -66,3 +66,21 @@ def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
     if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
         raise InvalidInput(field, f"{ref.path} is not a CycloneDX document")
     return ref, text
+
+
+def sbom_summary(build: BuildRecord) -> dict[str, object] | None:
+    """What the build page shows of the bill of materials, from the record alone (the document may
+    be on another worker's disk): the seal's package count, kernel and digest; the page links to
+    ``/api/builds/<id>/sbom``, which serves the document once proven."""
+    ref = sbom_of(build)
+    if ref is None:
+        return None
+    outputs = build.milestones[ref.milestone].outputs
+    return {
+        "milestone": ref.milestone,
+        "packages": ref.packages,
+        "kernel": str(outputs.get("sbom_kernel") or ""),
+        "format": str(outputs.get("sbom_format") or "CycloneDX"),
+        "sha256": ref.sha256,
+        "file": ref.path,
+    }
