@@ -24,6 +24,7 @@ of another account or project (never seen).
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -138,11 +139,14 @@ def no_price(cloud: str, resource: Resource) -> float | None:
 
 
 def estimated_cost(cloud: str, resource: Resource, age: timedelta, price_of: PriceOf = no_price) -> float | None:
-    """What the resource cost over its age at ``price_of``'s hourly price; None without a price."""
+    """What the resource cost over its age at ``price_of``'s hourly price; None without a price, or
+    when the figures are no real cost (a size the cloud reports as 1e308 GB, negative or NaN: the
+    answer must stay valid JSON, which has no Infinity)."""
     hourly = price_of(cloud, resource)
     if hourly is None or age == timedelta.max:
         return None
-    return round(hourly * age.total_seconds() / 3600, 4)
+    cost = hourly * age.total_seconds() / 3600
+    return round(cost, 4) if math.isfinite(cost) and cost >= 0 else None
 
 
 def parse_time(value: object) -> datetime | None:

@@ -182,6 +182,12 @@ def test_price_of_estimates_what_a_leaked_resource_costs_an_hour() -> None:
     assert leak_price("aws", leaked) == 0.096
     image = Resource("image", "img", "us", "web", "b-1", None, gb=10)
     assert leak_price("gcp", image) == pytest.approx(10 * 0.05 / 730)
+    from airflow_provider_imagebuild.targets.leaks import estimated_cost
+
+    for gb in (1e308, float("nan"), -5.0):  # what a cloud (or a fake) may report as an image's size
+        odd = Resource("image", "img", "us", "web", "b-1", None, gb=gb)
+        assert estimated_cost("aws", odd, timedelta(days=3000), leak_price) is None  # not Infinity in the JSON
+    assert estimated_cost("gcp", image, timedelta(hours=730), leak_price) == pytest.approx(0.5)
 
 
 def test_usage_is_checked_before_it_is_stored() -> None:
