@@ -64,6 +64,8 @@ class Notice:
     build_page: str
     at: str
     detail: str | None = None  # a line of the event's own (awaiting_approval: who may respond, until when)
+    # A failure's "what changed since the last delivered build" (build/changes.py): headline, then per milestone
+    changed: tuple[str, ...] = ()
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +85,7 @@ class Notice:
             lines.append(shown(first[0][:300]))  # cut before escaping: an entity is never cut in half
         if self.detail:
             lines.append(shown(one_line(self.detail)[:300]))
+        lines.extend(shown(one_line(line)[:300]) for line in self.changed[:14])
         return lines
 
     def text(self) -> str:

@@ -146,3 +146,50 @@ def change_lines(diffs: Iterable[MilestoneDiff], limit: int = 12) -> list[str]:
     if len(lines) > limit:
         return [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more milestones"]
     return lines
+
+
+@dataclass(frozen=True)
+class ChangesSince:
+    """What changed at and before a failing milestone since the pipeline's last delivered build:
+    for a failure notice and the failed build's page."""
+
+    since: str  # the last delivered build's id
+    delivered_at: str
+    upto: int
+    lines: list[str]
+    unknown: bool = False  # neither build recorded what the milestones were made from
+
+    def headline(self) -> str:
+        if self.unknown:
+            return f"what changed since build {self.since} (the last delivered) is unknown: it recorded no fingerprints"
+        if not self.lines:
+            return (
+                f"no recorded input of milestones up to {self.upto} changed since build {self.since} (the last "
+                "delivered): look beyond the spec, files, tools and watched values"
+            )
+        return f"what changed since build {self.since} (the last delivered, {self.delivered_at}):"
+
+    def text_lines(self) -> list[str]:
+        return [self.headline(), *self.lines]
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "delivered_at": self.delivered_at,
+            "upto": self.upto,
+            "unknown": self.unknown,
+            "headline": self.headline(),
+            "lines": list(self.lines),
+        }
+
+
+def what_changed(rec: BuildRecord, builds: Iterable[BuildRecord], upto: int) -> ChangesSince | None:
+    """What changed at and before milestone ``upto`` of ``rec`` since its pipeline's last delivered
+    build (None: the pipeline has delivered nothing before it)."""
+    last = last_delivered(builds, rec)
+    if last is None or last.delivered_at is None:
+        return None
+    diffs = [d for d in build_diff(last, rec) if d.code <= upto]
+    if not any(d.known for d in diffs):
+        return ChangesSince(last.build_id, last.delivered_at, upto, [], unknown=True)
+    return ChangesSince(last.build_id, last.delivered_at, upto, change_lines(diffs))

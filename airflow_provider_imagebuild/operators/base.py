@@ -495,6 +495,7 @@ class MilestoneOperator(BuildOperator):
             build_page=build_page(rec.build_id, airflow_address()),
             at=rec.updated_at,
             detail=detail,
+            changed=self._what_changed(store, rec) if event in ("failed", "retries_exhausted") else (),
         )
         sent = send(spec, notice, warn=self.log.warning)
         self.log.info("notified %s of %s (build %s): %s", event, key, rec.build_id, ", ".join(sent) or "nobody")
@@ -502,6 +503,20 @@ class MilestoneOperator(BuildOperator):
             store.set_metadata(rec.build_id, {f"{MARK}{event}": key}, actor=f"milestone {self.state}")
         except ImageBuildError as problem:  # the notice went out; a repeat is the worst case
             self.log.warning("could not record the %s notification: %s", event, problem)
+
+    def _what_changed(self, store: BuildStore, rec: BuildRecord) -> tuple[str, ...]:
+        """What changed at and before this milestone since the pipeline's last delivered build, for
+        a failure notice (build/changes.py); nothing when it cannot be said (never fails the notice)."""
+        from airflow_provider_imagebuild.build.changes import what_changed
+        from airflow_provider_imagebuild.store import ListFilter
+
+        try:
+            builds, _ = store.scan_builds(ListFilter(pipeline=rec.pipeline, status="completed"))
+            found = what_changed(rec, builds, self.state)
+        except Exception as exc:  # a notice goes out without it
+            self.log.warning("what changed since the last delivered build is unknown: %s", exc)
+            return ()
+        return tuple(found.text_lines()) if found is not None else ()
 
     def _persistent(self, exc: BaseException) -> AirflowFailException | None:
         """A failure of a persistent class (:mod:`..failures`: refused credentials, an invalid

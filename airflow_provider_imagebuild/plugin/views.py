@@ -7,11 +7,12 @@ pages show the same thing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
+from airflow_provider_imagebuild.build.changes import what_changed
 from airflow_provider_imagebuild.build.cost import build_cost, money
 from airflow_provider_imagebuild.build.moves import (
     Titles,
@@ -225,12 +226,16 @@ def activity(rec: BuildRecord, now: datetime) -> str:
     return "waiting" if word in (REGISTERED, WAITING) else "still"
 
 
-def failure_view(rec: BuildRecord, now: datetime, titles: Titles) -> dict[str, Any] | None:
-    """A failed build's first panel: the failing attempt (error, time, Airflow task), what clearing
+def failure_view(
+    rec: BuildRecord, now: datetime, titles: Titles, pipeline_builds: Iterable[BuildRecord] = ()
+) -> dict[str, Any] | None:
+    """A failed build's first panel: the failing attempt (error, time, Airflow task), what changed
+    at and before it since the pipeline's last delivered build (``pipeline_builds``), what clearing
     its task does, and the skip the store would accept."""
     failed = failing_attempt(rec)
     if failed is None:
         return None
+    changed = what_changed(rec, pipeline_builds, failed.state)
     ref = TaskRef.parse(failed.owner)
     return {
         "state": failed.state,
@@ -238,6 +243,7 @@ def failure_view(rec: BuildRecord, now: datetime, titles: Titles) -> dict[str, A
         "attempt": failed.attempt,
         "at": failed.finished_at or failed.started_at,
         "error": failed.error or "(no error text was recorded)",
+        "changed": changed.to_public() if changed is not None else None,
         "airflow": ref.log_path() if ref else None,
         "task_id": ref.task_id if ref else None,
         "run": {"run_id": ref.run_id, "path": ref.run_path(), **run_label(ref.run_id)} if ref else None,
@@ -338,7 +344,7 @@ def build_view(
         "eta": format_ts(expected) if expected is not None else None,
         "eta_missing": eta_missing(rec, medians) if expected is None and activity(rec, now) == "running" else [],
         "activity": activity(rec, now),
-        "failure": failure_view(rec, now, titles),
+        "failure": failure_view(rec, now, titles, pipeline_builds),
         "blocked": live_holder(rec, now),
         # What the action forms offer: what the store's reset would accept, the failed or current
         # milestone first; skip only the next milestone, when the store would let it be skipped.

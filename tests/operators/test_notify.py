@@ -309,3 +309,54 @@ def test_an_sns_subject_stays_one_ascii_line_under_100_characters(
     subject = json.loads(got["Body"])["Subject"]
     assert subject.startswith("imagebuild: nightly Bcc: all@example.com"), subject
     assert subject.isascii() and subject.isprintable() and len(subject) < 100, subject
+
+
+def test_a_failure_says_what_changed_since_the_last_delivered_build(
+    tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#32: the failed milestone's notice names what changed at and before it since the pipeline's
+    last delivered build (a variable of 5 and the script of 10), from what the attempts recorded."""
+    from airflow_provider_imagebuild.dag_factory import build_dag
+    from airflow_provider_imagebuild.spec.pipeline import load_spec
+
+    monkeypatch.setenv("AIRFLOW_CONN_BUILDS_HOOK", json.dumps({"conn_type": "http", "host": "127.0.0.1",
+                                                               "port": sink.port, "schema": "http"}))  # fmt: skip
+    text = f"""pipeline: changing
+cloud: local
+image_type: base
+store: sqlite:///{tmp_path}/state.db
+defaults: {{retries: 0}}
+notify:
+  on: [failed]
+  to: [{{webhook: {{http_conn_id: builds_hook}}}}]
+milestones:
+  5: {{action: command, command: "true", env: {{RELEASE: "{{release}}"}}}}
+  10: {{action: command, command: [./step.sh]}}
+  100: {{action: command, command: "true"}}
+"""
+    folder = tmp_path / "p"
+    step = write(folder / "step.sh", "#!/bin/sh\nexit 0\n")
+    step.chmod(0o755)
+
+    def tasks(release: str) -> dict[int, Any]:
+        spec = load_spec(write(folder / "c.yaml", text.replace("{release}", release)))
+        return {t.state: t for t in build_dag(spec, folder).tasks}  # type: ignore[attr-defined]
+
+    night1 = tasks("1")
+    for code in (0, 5, 10, 100):
+        night1[code].execute(task_context("c-1", night1[code].task_id))
+    step.write_text("#!/bin/sh\necho 'the new step broke'\nexit 1\n")
+    night2 = tasks("2")
+    for code in (0, 5):
+        night2[code].execute(task_context("c-2", night2[code].task_id))
+    with pytest.raises(Exception, match="exited with status 1"):
+        night2[10].execute(task_context("c-2", night2[10].task_id))
+
+    [notice] = [body for _, body in sink.received]
+    headline, *lines = notice["changed"]
+    assert headline.startswith("what changed since build c-1 (the last delivered, ")
+    assert lines == [
+        "5 · OS installation started: environment RELEASE changed",
+        "10 · Minimal bootable image: file step.sh changed",
+    ]
+    assert "the new step broke" in notice["error"] and "RELEASE" not in notice["error"]
