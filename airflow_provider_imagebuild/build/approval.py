@@ -108,9 +108,16 @@ def decision_of(outputs: Mapping[str, Any]) -> str | None:
 MAX_FACT = 200  # characters of one value in the request
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
 def _short(value: Any) -> str:
+    """A recorded value as the request shows it: one line, cut, and its Markdown characters escaped
+    (a milestone's output is text a command printed: it must not become a link or a button-like
+    heading on the page where a person decides)."""
     text = " ".join(str(value).split())
-    return text if len(text) <= MAX_FACT else text[: MAX_FACT - 1] + "…"
+    text = text if len(text) <= MAX_FACT else text[: MAX_FACT - 1] + "…"
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def _prefixed(outputs: Mapping[str, Any], prefixes: tuple[str, ...]) -> list[str]:
@@ -154,7 +161,7 @@ def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str) -
         "| | |",
         "|---|---|",
     ]
-    lines += [f"| {label} | {text.replace('|', '/')} |" for label, text in request_facts(rec, code)]
+    lines += [f"| {label} | {text} |" for label, text in request_facts(rec, code)]
     lines += [
         "",
         f"Who may respond: {who}. {waits}",

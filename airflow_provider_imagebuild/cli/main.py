@@ -658,6 +658,7 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Show a build's milestones, status, attempts and outputs."""
     from datetime import datetime, timezone
 
+    from airflow_provider_imagebuild.build.approval import waiting_at
     from airflow_provider_imagebuild.build.record import format_ts
     from airflow_provider_imagebuild.build.stats import eta, milestone_medians
 
@@ -667,10 +668,20 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     if rec.lease is not None:  # running: estimate from the pipeline's delivered builds
         history, _ = store.scan_builds(ListFilter.checked(pipeline=rec.pipeline, status="completed"))
         expected = eta(rec, milestone_medians(history), datetime.now(timezone.utc))
-    shown = {**rec.to_public(), "eta": format_ts(expected) if expected else None}
+    waiting = waiting_at(rec)  # an approval milestone that asked and was not decided yet
+    shown = {
+        **rec.to_public(),
+        "eta": format_ts(expected) if expected else None,
+        "awaiting_approval": {"milestone": waiting[0], "since": waiting[1]} if waiting else None,
+    }
     emit(as_json, lambda: shown, lambda render: render.build_table(rec))
     if expected is not None and not as_json:
         note(f"expected to be delivered at {shown_time(format_ts(expected))} (from the pipeline's earlier builds)")
+    if waiting is not None and not as_json:
+        note(
+            f"waits for an approval at {rec.label(waiting[0])} since {shown_time(waiting[1])}: respond on its task's "
+            f"Required Action tab in Airflow, or imagebuild build approve|reject {build_id} {waiting[0]} --reason TEXT"
+        )
 
 
 @build.command("history")

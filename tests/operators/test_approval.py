@@ -13,7 +13,6 @@ Airflow resumes it with.
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from airflow_provider_imagebuild.build.approval import awaiting_approval
 from airflow_provider_imagebuild.failures import REJECTED, classify
 from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.store import BuildStore, open_store
-from tests.concourse.runner import search_path
 from tests.dags.conftest import write
 from tests.helpers import task_context
 from tests.operators.test_notify import Sink, sink  # noqa: F401 - the fixture
@@ -39,6 +37,7 @@ notify:
   to: [{{webhook: {{http_conn_id: builds_hook, endpoint: /hooks/imagebuild}}}}]
 milestones:
   10: {{action: command, command: "echo ::output:: boot_green_passed=true"}}
+  90: {{action: command, command: "echo '::output:: sbom_summary=412 packages [details](http://evil.example)'"}}
   95: {{action: command, command: "echo ::output:: image_id=/catalog/gated/3/gated.qcow2"}}
   98: {{action: approval, key: production_approval, title: Production approval, approvers: [admin, role:op]}}
   100: {{action: command, command: "true"}}
@@ -80,7 +79,7 @@ def test_a_rejection_stops_the_build_for_good_and_a_clear_asks_again(tmp_path: P
     def ask() -> None:
         assert tasks[98].execute_milestone(task_context("g-1", tasks[98].task_id)) is ASK
 
-    for code in (0, 10, 95):
+    for code in (0, 10, 90, 95):
         tasks[code].execute(task_context("g-1", tasks[code].task_id))
     approval = tasks[98]
     assert approval.execution_timeout is None  # a person's wait is not killed by the spec's defaults
@@ -91,7 +90,9 @@ def test_a_rejection_stops_the_build_for_good_and_a_clear_asks_again(tmp_path: P
     assert approval.subject == "Approve build g-1 at 98 · Production approval?"
     body = str(approval.body)
     assert "/plugin/image-builds/imagebuild/builds/g-1" in body and "/catalog/gated/3/gated.qcow2" in body
-    assert "10: boot_green_passed=true" in body and "| SBOM | not recorded |" in body
+    assert "10: boot_green_passed=true" in body and "| Policy | not recorded |" in body
+    # What a command printed is shown as text, never as a link on the page where a person decides.
+    assert r"| SBOM | sbom_summary=412 packages \[details\]\(http://evil.example\) |" in body
     assert "Who may respond: admin, role op." in body
     announced = [b for p, b in hook.received if p == "/hooks/imagebuild"]
     assert [b["event"] for b in announced] == ["awaiting_approval"]
@@ -133,7 +134,7 @@ def test_a_timeout_fails_or_rejects_as_the_spec_says(tmp_path: Path, on_timeout:
     text = SPEC.replace("approvers: [admin, role:op]", f"approvers: [admin], timeout: 1h, on_timeout: {on_timeout}")
     tasks = _tasks(tmp_path, text.replace("notify:\n  to: [{{webhook: {{http_conn_id: builds_hook, "
                                           "endpoint: /hooks/imagebuild}}}}]\n", ""))  # fmt: skip
-    for code in (0, 10, 95):
+    for code in (0, 10, 90, 95):
         tasks[code].execute(task_context("t-1", tasks[code].task_id))
     approval = tasks[98]
     approval.execute_milestone(task_context("t-1", approval.task_id))
@@ -177,9 +178,14 @@ def test_an_approval_cannot_be_skipped_around() -> None:
 
 # -- outside Airflow ------------------------------------------------------------------------------
 def _cli(url: str, home: Path, *args: str) -> tuple[int, str]:
-    got = subprocess.run(["imagebuild", "--store", url, "build", *args], capture_output=True, text=True,
-                         env={"PATH": search_path(), "HOME": str(home)})  # fmt: skip
-    return got.returncode, (got.stdout + got.stderr).strip()
+    """``imagebuild --store URL build ARGS``: the CLI's own code, in process (a subprocess per call
+    would cost a second of imports each)."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    got = CliRunner().invoke(cli, ["--store", url, "build", *args], env={"HOME": str(home)})
+    return got.exit_code, got.output.strip()
 
 
 def _waiting_build(tmp_path: Path) -> tuple[str, BuildStore]:
@@ -201,6 +207,10 @@ def test_approve_and_reject_from_the_cli_and_should_run_says_it_waits(tmp_path: 
     assert code == 11 and "waits for an approval" in text and "imagebuild build approve|reject c-1 98" in text
     code, text = _cli(url, tmp_path, "should-run", "c-1", "98", "--json")
     assert code == 11 and json.loads(text)["verdict"] == "awaiting_approval"
+    code, text = _cli(url, tmp_path, "show", "c-1")
+    assert code == 0 and "# waits for an approval at 98" in text and "build approve|reject c-1 98" in text
+    waiting = json.loads(_cli(url, tmp_path, "show", "c-1", "--json")[1])["awaiting_approval"]
+    assert waiting["milestone"] == 98 and waiting["since"].endswith("Z")
     before = store.get("c-1").version
     assert _cli(url, tmp_path, "approve", "c-1", "98", "--reason", " ")[0] == 2
     code, text = _cli(url, tmp_path, "approve", "c-1", "5", "--reason", "looks fine")
@@ -216,6 +226,7 @@ def test_approve_and_reject_from_the_cli_and_should_run_says_it_waits(tmp_path: 
         and attempt.error == f"approval rejected by {attempt.owner}: CVE-2026-1234 unpatched"
     )
     assert _cli(url, tmp_path, "should-run", "c-1", "98")[0] == 0  # no longer waiting: the step asks again
+    assert json.loads(_cli(url, tmp_path, "show", "c-1", "--json")[1])["awaiting_approval"] is None
     code, text = _cli(url, tmp_path, "approve", "c-1", "98", "--reason", "late")
     assert code == 3 and "was decided since it asked" in text
 

@@ -33,6 +33,7 @@ SPEC = """pipeline: approval-demo
 cloud: local
 image_type: base
 schedule: null
+max_active_runs: 2  # the approved and the rejected build wait side by side
 store: {store}
 defaults: {{retries: 0, lease_seconds: 10}}
 milestones:
@@ -69,6 +70,7 @@ def test_an_approver_decides_in_airflows_ui_and_a_viewer_cannot(shared_standalon
     store = open_store(shared_standalone.store_url)
     airflow.wait_for_dag(DAG_ID)
     approved_run = airflow.trigger(DAG_ID, {"build_id": "gate-1"})
+    rejected_run = airflow.trigger(DAG_ID, {"build_id": "gate-2"})
     wait_for_task(airflow, approved_run, "awaiting_input")
     assert not (folder / "published").exists()
 
@@ -83,22 +85,20 @@ def test_an_approver_decides_in_airflows_ui_and_a_viewer_cannot(shared_standalon
     with chromium() as browser:
         admin = Operator(browser, airflow.url, "admin")
         respond(admin, approved_run, "Approve", "image checked by hand")
+        wait_for_task(airflow, rejected_run, "awaiting_input")
+        respond(admin, rejected_run, "Reject", "kernel 6.1.0-9 has CVE-2026-0001")
         state = airflow.wait_for_run(DAG_ID, approved_run, {"failed", "success"}, timeout=120)
         assert state == "success", airflow.task_log(DAG_ID, approved_run, TASK, 1)[-6000:]
-        assert (folder / "published").read_text() == "published\n"
+        assert (folder / "published").read_text() == "published\n"  # by gate-1 only
         rec = store.get("gate-1")
         (decision,) = rec.attempts_at(50)
         assert rec.delivered and decision.status == "completed" and decision.owner == "admin (airflow)"
         assert rec.milestones[50].outputs["comment"] == "image checked by hand"
 
-        rejected_run = airflow.trigger(DAG_ID, {"build_id": "gate-2"})
-        wait_for_task(airflow, rejected_run, "awaiting_input")
-        respond(admin, rejected_run, "Reject", "kernel 6.1.0-9 has CVE-2026-0001")
         assert airflow.wait_for_run(DAG_ID, rejected_run, {"failed", "success"}, timeout=120) == "failed"
         rec = store.get("gate-2")
         assert (rec.current_state, rec.status) == (50, "failed")
         assert rec.attempts_at(50)[-1].error == "approval rejected by admin (airflow): kernel 6.1.0-9 has CVE-2026-0001"
-        assert (folder / "published").read_text() == "published\n"  # 60 never ran for gate-2
         frame = admin.builds_frame("/builds/gate-2")
         expect(frame.locator("#failure-error")).to_contain_text(
             re.compile(r"approval rejected by admin \(airflow\): kernel 6\.1\.0-9 has CVE-2026-0001")
