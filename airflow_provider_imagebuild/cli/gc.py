@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, note, warn
-from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput
+from airflow_provider_imagebuild.errors import CorruptRecord, ImageBuildError, InvalidInput, StoreUnavailable
 from airflow_provider_imagebuild.targets.registry import TARGETS
 
 
@@ -162,6 +162,8 @@ def collect(specs: list[Any], older_than: timedelta, apply: bool) -> dict[str, A
             try:
                 reason = leak_reason(resource, records.of(resource), now, older_than, keep)
             except Exception as exc:  # this resource's tags or record: the others are still judged
+                if isinstance(exc, StoreUnavailable) and not isinstance(exc, CorruptRecord):
+                    raise  # the store itself (unreachable, not a store): nothing can be judged, one line
                 unjudged.append({**_row(spec, resource), "error": _failure(exc)})
                 continue
             if reason is None:

@@ -244,6 +244,15 @@ def test_gc_refuses_a_store_that_knows_no_build_of_the_pipeline(
     refused = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "10m", "--apply"])
     assert refused.exit_code == 2 and "knows no build of it" in refused.output, refused.output
     assert _state(ec2, host) == "running"
+    import sqlite3
+
+    foreign = spec.parent / "state.db"  # the spec's store names another application's database
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE dag (dag_id TEXT)")
+    conn.close()
+    unusable = CliRunner().invoke(cli, ["gc", "--cloud", "aws", "--spec", str(spec), "--older-than", "10m", "--apply"])
+    assert unusable.exit_code == 5 and f"{foreign} is not an imagebuild state store" in unusable.output, unusable.output
+    assert _state(ec2, host) == "running"
 
 
 def test_gc_on_openstack_finds_the_pipelines_leaks_in_its_project_only(tmp_path: Path, fake_os: Any) -> None:
