@@ -224,6 +224,19 @@ def test_the_builds_pages_show_the_build_and_reset_and_redo_it(deployment: dict[
     assert all(done[c] == ["completed", "completed"] for c in rec.plan if c not in (0, 85)), done
     (reset,) = [e for e in rec.events if e.kind == "reset"]
     assert reset.actor == "admin (ui)" and "redo from 5: rebuild with the fixed sysctl check" in reset.detail
+
+    # A milestone that used every attempt its cap across runs allows: the page grants it more.
+    capped = f"{BUILD}-capped"
+    store.create_build(capped, pipeline="ui-capped", cloud="local", image_type="base", plan=[0, 5, 100], max_attempts=1)
+    store.set_metadata(capped, {"dag_id": DAG_ID})
+    store.fail(capped, 5, token=store.begin(capped, 5, owner="w").token, error="mirror down")
+    frame = admin.builds_frame(f"/builds/{capped}")
+    form = frame.locator("#allow-form")
+    form.locator("input[name=attempts]").fill("2")
+    form.locator("input[name=reason]").fill("mirror back")
+    form.locator("button[type=submit]").click()
+    expect(frame.locator("#action-result")).to_have_text("Allow recorded.", timeout=60_000)
+    assert store.get(capped).attempt_limit(5) == 3 and store.get(capped).events[-1].actor == "admin (ui)"
     admin.close()
 
 
