@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_imagebuild.build.fingerprint import PREVIOUS, InputChange, changed_inputs, kind_of
+from airflow_provider_imagebuild.build.fingerprint import PREVIOUS, SECRET, InputChange, changed_inputs, kind_of
 from airflow_provider_imagebuild.build.record import Attempt, BuildRecord
 
 # (before, after, milestone code) -> more changes at that milestone.
@@ -80,6 +80,10 @@ def made_from(rec: BuildRecord, code: int) -> Attempt | None:
 def milestone_diff(before: BuildRecord, after: BuildRecord, code: int) -> MilestoneDiff:
     old, new = made_from(before, code), made_from(after, code)
     changes = changed_inputs(old.inputs, new.inputs) if old is not None and new is not None else []
+    if old is not None and new is not None and old.fingerprint != new.fingerprint and not changes:
+        # Only what is recorded without a digest can differ unseen: a secret-named variable.
+        secrets = sorted(name for name, shown in (new.inputs or {}).items() if shown == SECRET)
+        changes = [InputChange(name, kind_of(name), SECRET, SECRET) for name in secrets]
     for source in _SOURCES:
         changes += source(before, after, code)
     return MilestoneDiff(
@@ -127,6 +131,8 @@ def describe(change: InputChange) -> str:
         return f"{label} added"
     if change.after is None:
         return f"{label} removed"
+    if change.before == change.after == SECRET:
+        return f"{label} may have changed (a secret: recorded without its digest)"
     if kind in ("tool", "source_image", "watch") and len(change.before) <= 64 and len(change.after) <= 64:
         return f"{label} {change.before} -> {change.after}"
     return f"{label} changed"

@@ -250,6 +250,8 @@ _AnsibleLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_
 def _files_under(folder: Path) -> Iterator[Path]:
     count = 0
     for path in sorted(folder.rglob("*")):
+        if path.is_symlink() and not _inside(path, folder):
+            continue  # a link out of the folder (to a key, to /etc) is not the folder's content
         if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith((".retry", ".pyc")):
             count += 1
             if count > MAX_FILES:

@@ -47,6 +47,7 @@ ENV = "env:"
 TOOL = "tool:"
 WATCH = "watch:"
 PREVIOUS = "previous"
+SECRET = "secret"  # what is recorded for a secret-named variable: no digest at all
 SOURCE_IMAGE = "source_image"
 
 
@@ -90,9 +91,14 @@ def file_component(name: str, data: bytes) -> Component:
 
 
 def value_component(name: str, value: Any) -> Component:
-    """A JSON-able value recorded by digest only (variables, spec entries: they may hold secrets)."""
+    """A JSON-able value recorded by digest only (variables, spec entries). A variable whose name
+    says it is a secret (``db_password``: redact's ``is_secret_key``) is not even recorded by digest:
+    a short digest of a short password can be looked up; it enters the fingerprint only."""
+    from airflow_provider_imagebuild.redact.patterns import is_secret_key
+
     digest = value_digest(value)
-    return Component(name, digest, digest[:16])
+    secret = name.startswith((VAR, ENV)) and is_secret_key(name.split(":", 1)[1])
+    return Component(name, digest, SECRET if secret else digest[:16])
 
 
 def plain_component(name: str, value: str) -> Component:

@@ -24,10 +24,16 @@ _BLOB_RE = re.compile(r"[0-9a-f]{40}")
 MAX_BLOB_BYTES = 4 * 1024 * 1024  # a playbook is kilobytes; a diff of a binary blob says nothing
 
 
+MAX_LOOKUPS = 200  # git reads per diff: a role of hundreds of changed files is named, not measured, past it
+_lookups = [0]
+
+
 def _blob(repo: Path, blob_id: str) -> bytes | None:
-    """A blob of ``repo``'s git objects, or None (no repository, no such object, too large)."""
-    if not _BLOB_RE.fullmatch(blob_id):
+    """A blob of ``repo``'s git objects, or None (no repository, no such object, too large, or
+    :data:`MAX_LOOKUPS` reads made already)."""
+    if not _BLOB_RE.fullmatch(blob_id) or _lookups[0] >= MAX_LOOKUPS:
         return None
+    _lookups[0] += 1
     try:
         size = subprocess.run(
             ["git", "-C", str(repo), "cat-file", "-s", blob_id], capture_output=True, text=True, timeout=30, check=False

@@ -172,11 +172,27 @@ def test_how_a_milestone_runs_is_not_what_it_makes(tmp_path: Path) -> None:
     assert chain(spec_file)[20].fingerprint == before[20].fingerprint
 
 
-def test_a_variable_is_recorded_by_digest_only(tmp_path: Path) -> None:
+def test_a_variable_is_recorded_by_digest_and_a_secret_one_not_even_so(tmp_path: Path) -> None:
+    from airflow_provider_imagebuild.build.changes import build_diff, describe
+    from airflow_provider_imagebuild.store import open_store
+
     spec_file = checkout(tmp_path)
-    spec_file.write_text(spec_file.read_text().replace("http_port: 8080", "db_password: hunter2-s3cret"))
-    inputs = chain(spec_file)[15].inputs
-    assert "var:db_password" in inputs and "hunter2" not in str(inputs)
+    spec_file.write_text(spec_file.read_text().replace("http_port: 8080", "http_port: 8080, db_password: hunter2"))
+    before = chain(spec_file)[15]
+    assert len(before.inputs["var:http_port"]) == 16 and before.inputs["var:db_password"] == "secret"
+    spec_file.write_text(spec_file.read_text().replace("hunter2", "hunter3"))
+    after = chain(spec_file)[15]
+    assert after.fingerprint != before.fingerprint and after.inputs == {**before.inputs}
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    for build_id, fp in (("a", before), ("b", after)):
+        store.create_build(build_id, pipeline="fp-web", cloud="aws", image_type="web", plan=[0, 15, 100])
+        lease = store.begin(build_id, 15, owner="w")
+        store.complete(build_id, 15, token=lease.token, fingerprint=fp.fingerprint, inputs=fp.inputs)
+    [diff] = [d for d in build_diff(store.get("a"), store.get("b")) if d.code == 15]
+    assert [describe(c) for c in diff.own_changes] == [
+        "variable db_password may have changed (a secret: recorded without its digest)"
+    ]
+    assert "hunter" not in str(store.get("b").to_public())
 
 
 def test_what_a_playbook_uses_is_followed_and_what_is_not_is_said(tmp_path: Path) -> None:
@@ -192,6 +208,8 @@ def test_what_a_playbook_uses_is_followed_and_what_is_not_is_said(tmp_path: Path
         "vars/RedHat.yml",
     ]
     assert uncovered == ["include_vars 'vars/{{ ansible_os_family }}.yml': every file under vars/ counts"]
+    (tmp_path / "ansible" / "vars" / "stolen.yml").symlink_to("/etc/hostname")  # a link out of vars/
+    assert [p.name for p in playbook_files(tmp_path / "ansible" / "15-base.yml")[0]] == [p.name for p in files]
 
 
 def test_a_role_tree_past_the_record_limit_is_folded_into_folders(tmp_path: Path) -> None:
