@@ -19,6 +19,9 @@ from airflow_provider_imagebuild.build.catalog import parse_code, parse_plan
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import parse_pairs
 from airflow_provider_imagebuild.cli.concourse import concourse_group, milestone_group
+from airflow_provider_imagebuild.cli.context import actor as _actor
+from airflow_provider_imagebuild.cli.context import command_choice as _choice
+from airflow_provider_imagebuild.cli.context import command_store as _store
 from airflow_provider_imagebuild.cli.doctor import doctor
 from airflow_provider_imagebuild.cli.gc import gc
 from airflow_provider_imagebuild.cli.init import ansible_callback_path, init
@@ -36,43 +39,13 @@ from airflow_provider_imagebuild.cli.sbom import build_sbom
 from airflow_provider_imagebuild.cli.spec import spec_group
 from airflow_provider_imagebuild.cli.times import shown_time
 from airflow_provider_imagebuild.errors import Conflict, InvalidInput
-from airflow_provider_imagebuild.hooks.store_choice import NAMED_URL, StoreChoice, choose_store, chosen_url, open_choice
+from airflow_provider_imagebuild.hooks.store_choice import NAMED_URL, chosen_url
 from airflow_provider_imagebuild.redact.patterns import redact_patterns
 from airflow_provider_imagebuild.store import (
     DEFAULT_LEASE_SECONDS,
-    BuildStore,
     ListFilter,
     parse_store_url,
 )
-
-
-def _choice(ctx: click.Context) -> StoreChoice:
-    """The store this command uses: ``--store`` or ``--conn-id``, else the order a task follows
-    (:mod:`airflow_provider_imagebuild.hooks.store_choice`), chosen once per command."""
-    obj = ctx.find_root().obj
-    if obj.get("choice") is None:
-        obj["choice"] = choose_store(obj.get("url"), obj.get("conn_id"), url_from="--store", conn_from="--conn-id")
-    choice: StoreChoice = obj["choice"]
-    return choice
-
-
-def _store(ctx: click.Context) -> BuildStore:
-    obj = ctx.find_root().obj
-    if obj.get("store") is None:
-        obj["store"] = open_choice(_choice(ctx))
-    store: BuildStore = obj["store"]
-    return store
-
-
-def _actor() -> str:
-    """Who is at the keyboard, for the build's history."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
-
 
 SPECS_HELP = (
     "Read every store the specs in this folder name, and the deployment's own, as the Image builds "

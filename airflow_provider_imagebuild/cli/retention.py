@@ -117,7 +117,8 @@ def retain(spec: Any, apply: bool, actor: str, target: Any = None) -> dict[str, 
     from airflow_provider_imagebuild.store.base import ListFilter
     from airflow_provider_imagebuild.targets import target_for
     from airflow_provider_imagebuild.targets.leaks import utc_now
-    from airflow_provider_imagebuild.targets.retire import DELETED, retirer_for
+    from airflow_provider_imagebuild.targets.retire import DELETED
+    from airflow_provider_imagebuild.targets.retirers import retirer_for
 
     now = utc_now()
     answer: dict[str, Any] = {"pipeline": spec.pipeline, "cloud": spec.cloud, "destinations": []}
@@ -199,12 +200,12 @@ def retention(pipelines: tuple[str, ...], spec_paths: tuple[str, ...], apply: bo
     publish destination or for the pipeline). A dry run unless --apply: each image is listed with
     whether it goes and why the others stay. Never the newest delivered image, one still referenced,
     or another pipeline's or account's; every deletion is recorded on its build's history."""
+    from airflow_provider_imagebuild.cli.context import actor
     from airflow_provider_imagebuild.cli.doctor import _stdout_to_stderr
-    from airflow_provider_imagebuild.cli.main import _actor
 
     specs = _specs(pipelines, spec_paths)
     with _stdout_to_stderr():  # a hook reading a connection logs to stdout, which carries the answer
-        result: dict[str, Any] = {"applied": apply, "pipelines": [retain(spec, apply, _actor()) for spec in specs]}
+        result: dict[str, Any] = {"applied": apply, "pipelines": [retain(spec, apply, actor()) for spec in specs]}
     failures = [f for p in result["pipelines"] for f in p.get("failures", [])]
 
     def table(render: Any) -> Any:

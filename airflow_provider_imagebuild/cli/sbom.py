@@ -26,11 +26,11 @@ from airflow_provider_imagebuild.cli.output import emit, handles_errors, note
 @handles_errors
 def build_sbom(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Show the software bill of materials of a build's image: its packages, versions and licenses."""
-    from airflow_provider_imagebuild.cli.main import _store
+    from airflow_provider_imagebuild.cli.context import command_store
     from airflow_provider_imagebuild.sbom.cyclonedx import summary
     from airflow_provider_imagebuild.sbom.stored import read_sbom
 
-    ref, text = read_sbom(_store(ctx).get(build_id))
+    ref, text = read_sbom(command_store(ctx).get(build_id))
     if as_json:
         click.echo(text)
         return

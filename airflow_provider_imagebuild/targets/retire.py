@@ -8,13 +8,15 @@ project / folder / catalog, carries the provider's mark and this pipeline's (and
 tags or labels, and is a *published* image (never a checkpoint, a staged or a sealed image not yet
 published: those are the build's and gc's). An image of another pipeline or account is never
 listed, so never deleted; one whose tags changed since it was listed is left alone.
+
+Which hooks a destination has is :func:`.retirers.retirer_for`'s (it imports every cloud's, which
+import this contract).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
 
 from airflow_provider_imagebuild.build.image_retention import PublishedImage
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -46,54 +48,3 @@ class ImageRetiring:
     def next_step(self, image: PublishedImage) -> str:
         """What :meth:`retire_image` would do to ``image`` now, for the dry run's answer."""
         return "delete"
-
-
-def retirer_for(cloud: str, kind: str, target: Any, destination: Any = None) -> ImageRetiring | None:
-    """The retention hooks of a publish destination of ``kind`` (``target``, ``catalog``,
-    ``glance``...) on ``cloud``: over the pipeline's target, or over the destination's own settings
-    (``destination``, a ``publish:`` entry); None where retention of it is not available yet. Each
-    cloud's hooks live beside its target (imported here, when a retention runs)."""
-    if isinstance(target, ImageRetiring) and kind == "target":
-        return target
-    if cloud == "local" and kind in ("target", "catalog"):
-        from airflow_provider_imagebuild.targets.catalog_versions import CatalogVersions
-
-        return CatalogVersions.of(target)
-    if kind == "glance" and destination is not None and destination.glance is not None:
-        from airflow_provider_imagebuild.clouds.openstack import OpenstackClients
-        from airflow_provider_imagebuild.targets.glance_retire import DESTINATION, GlanceImages
-
-        clients = OpenstackClients.from_settings(destination.glance, field_prefix=f"publish.{destination.label}")
-        return GlanceImages(clients, target.pipeline, DESTINATION)
-    if kind == "vsphere_library" and destination is not None and destination.vsphere_library is not None:
-        from airflow_provider_imagebuild.clouds.vsphere import VsphereClients
-        from airflow_provider_imagebuild.targets.vsphere_retire import LibraryItems
-
-        where = f"publish.{destination.label}"
-        settings = destination.vsphere_library
-        session = VsphereClients.from_connection(settings.vsphere_conn_id, where=f"{where}.vsphere_conn_id")
-        return LibraryItems(session, settings.library, f"{where}.library", target.pipeline)
-    if kind != "target":
-        return None
-    if cloud == "aws":
-        from airflow_provider_imagebuild.targets.aws_retire import AwsPublishedImages
-
-        return AwsPublishedImages(target)
-    if cloud == "gcp":
-        from airflow_provider_imagebuild.targets.gcp_retire import GcpPublishedImages
-
-        return GcpPublishedImages(target)
-    if cloud == "azure":
-        from airflow_provider_imagebuild.targets.azure_retire import AzurePublishedImages
-
-        return AzurePublishedImages(target)
-    if cloud == "openstack":
-        from airflow_provider_imagebuild.targets.glance_retire import TARGET, GlanceImages
-
-        return GlanceImages(target.clients, target.pipeline, TARGET)
-    if cloud == "vsphere" and target.settings.content_library:
-        from airflow_provider_imagebuild.targets.vsphere_retire import LibraryItems
-
-        library = target.settings.content_library
-        return LibraryItems(target.clients, library, "target.content_library", target.pipeline, target)
-    return None
