@@ -58,8 +58,7 @@ from airflow_provider_imagebuild.spec.yaml_reader import (
     load_yaml_with_positions,
     placeholders,
 )
-from airflow_provider_imagebuild.targets.registry import TARGET_ACTIONS, clouds_for
-from airflow_provider_imagebuild.targets.source_images import IMAGE_WATCH_CLOUDS
+from airflow_provider_imagebuild.targets.registry import IMAGE_WATCH_CLOUDS, TARGET_ACTIONS, clouds_for
 
 FILE_ACTIONS = {"packer": "template", "ansible": "playbook"}
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}

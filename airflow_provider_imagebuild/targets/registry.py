@@ -52,6 +52,9 @@ TARGETS: dict[str, Registered] = {
 # Actions that need a build target (the others, command and noop, run on any cloud). A target that
 # lists ``launch_test`` implements ``Target.boot_check`` (spec/boot.py BOOT_CHECK_CLOUDS is read here).
 TARGET_ACTIONS = frozenset({"packer", "bootstrap", "ansible", "seal", "launch_test", "publish"})
+# The clouds whose target resolves a watch ``image: source`` to an image id (targets/source_images.py);
+# data here so that the spec refuses the others without loading a target.
+IMAGE_WATCH_CLOUDS = ("local", "aws")
 
 
 def clouds_for(action: str) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 A spec names its source image the way people do (an AMI name pattern, the local Debian base);
 what a build really starts from is one image id, and that is what a fingerprint must carry: a
-newer image behind the same name is a change. Clouds not listed in :data:`IMAGE_WATCH_CLOUDS` cannot
+newer image behind the same name is a change. Clouds not listed in :data:`.registry.IMAGE_WATCH_CLOUDS` cannot
 resolve one yet, and a spec that asks is refused when it is loaded.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
-
-IMAGE_WATCH_CLOUDS = ("local", "aws")
 
 
 def local_base_id() -> str | None:
