@@ -40,7 +40,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -140,6 +141,17 @@ def create_app() -> FastAPI:
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
+        """422 naming each bad field and why, without echoing what was sent (FastAPI's own answer
+        quotes every input: a lone surrogate in a reason cannot be encoded, which made it a 500)."""
+        import json
+
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return Response(json.dumps({"detail": errors}), status_code=422, media_type="application/json")
 
     @app.get("/api/builds")
     def list_builds(

@@ -41,6 +41,14 @@ def test_bad_bodies_are_refused_before_the_store_is_read(client: TestClient, act
     assert answer.status_code == 422, answer.text
 
 
+@pytest.mark.parametrize("raw", ['{"to": 45, "reason": "x\\ud800"}', '{"to": 45, "reason": "x", "\\udcff": 1}'])
+def test_a_lone_surrogate_in_a_body_is_422_not_500(client: TestClient, raw: str) -> None:
+    """What a client sends is never echoed back: FastAPI's own 422 quoted it, and a lone surrogate
+    cannot be encoded in an answer (it was a 500)."""
+    answer = client.post("/api/builds/b-1/reset", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][0] == "body", answer.text
+
+
 class Alice:
     def get_name(self) -> str:
         return "alice"
