@@ -169,3 +169,13 @@ def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str) -
         "(not retried; clearing the task asks again).",
     ]
     return "\n".join(lines)
+
+
+def requested_by(rec: BuildRecord, code: int) -> str | None:
+    """Who recorded the latest request at ``code`` (its metadata event's actor): an Airflow task
+    (``dag/run/task/try-N``) whose Required Action tab is where a person responds, or a step."""
+    key = request_key(code)
+    for event in reversed(rec.events):
+        if event.kind == "metadata" and key in event.detail.split(", "):
+            return event.actor or None
+    return None

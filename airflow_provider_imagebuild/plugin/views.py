@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.changes import what_changed
@@ -253,6 +254,20 @@ def failure_view(
     }
 
 
+def approval_view(rec: BuildRecord, titles: Titles) -> dict[str, Any] | None:
+    """A build waiting for a person's approval (#33): at which milestone, since when, and the
+    Airflow task whose Required Action tab takes the decision (None outside Airflow)."""
+    from airflow_provider_imagebuild.build.approval import requested_by, waiting_at
+
+    waiting = waiting_at(rec)
+    if waiting is None:
+        return None
+    code, since = waiting
+    ref = TaskRef.parse(requested_by(rec, code) or "")
+    respond = f"{ref.run_path()}/tasks/{quote(ref.task_id, safe='')}/required_actions" if ref else None
+    return {"state": code, "title": titles(code), "since": since, "respond": respond}
+
+
 def moves_view(rec: BuildRecord, now: datetime, titles: Titles = title_of) -> dict[str, Any]:
     """The moves a person may make now, as the store would accept them (the API's ``moves``)."""
     resets = reset_moves(rec, now, titles)
@@ -345,6 +360,7 @@ def build_view(
         "eta_missing": eta_missing(rec, medians) if expected is None and activity(rec, now) == "running" else [],
         "activity": activity(rec, now),
         "failure": failure_view(rec, now, titles, pipeline_builds),
+        "approval": approval_view(rec, titles),
         "blocked": live_holder(rec, now),
         # What the action forms offer: what the store's reset would accept, the failed or current
         # milestone first; skip only the next milestone, when the store would let it be skipped.

@@ -8,6 +8,7 @@ A pipeline of three quick ``command`` milestones around an approval (50, approve
 2. the admin opens the task's Required Actions page, writes a comment and clicks Approve: the run
    goes on to 60 and succeeds, and the store records the decision as 50's attempt (the admin's
    name, the comment);
+   The build page says the build waits and links to that page;
 3. a second build is rejected on the same page: the run fails at 50, the store records the
    rejection with the comment, and the build page shows the comment as the reason.
 """
@@ -54,9 +55,11 @@ def wait_for_task(airflow: Airflow, run_id: str, state: str, timeout: float = 12
     raise AssertionError(f"{TASK} of {run_id} never reached {state}: {states}")
 
 
-def respond(person: Operator, run_id: str, option: str, comment: str) -> None:
-    """What an approver does: the task's Required Actions page, a comment, the option's button."""
-    person.page.goto(f"{person.url}/dags/{DAG_ID}/runs/{run_id}/tasks/{TASK}/required_actions")
+def respond(person: Operator, option: str, comment: str, run_id: str | None = None) -> None:
+    """What an approver does on the task's Required Action tab (opened here when ``run_id`` is
+    given): a comment, then the option's button."""
+    if run_id is not None:
+        person.page.goto(f"{person.url}/dags/{DAG_ID}/runs/{run_id}/tasks/{TASK}/required_actions")
     field = person.page.locator("input[name=element_comment]")  # the task's "comment" param (its label's
     field.fill(comment)  # for= does not name the input, so the label cannot find it)
     person.page.get_by_role("button", name=option, exact=True).click()
@@ -84,9 +87,14 @@ def test_an_approver_decides_in_airflows_ui_and_a_viewer_cannot(shared_standalon
 
     with chromium() as browser:
         admin = Operator(browser, airflow.url, "admin")
-        respond(admin, approved_run, "Approve", "image checked by hand")
+        # The build page says the build waits, and links to where the approver responds.
+        frame = admin.builds_frame("/builds/gate-1")
+        expect(frame.locator("#approval")).to_contain_text("Waits for an approval at 50 Release approval")
+        frame.locator("#approval-respond").click()
+        admin.page.wait_for_url(re.compile(rf"/runs/[^/]+/tasks/{TASK}/required_actions"))
+        respond(admin, "Approve", "image checked by hand")
         wait_for_task(airflow, rejected_run, "awaiting_input")
-        respond(admin, rejected_run, "Reject", "kernel 6.1.0-9 has CVE-2026-0001")
+        respond(admin, "Reject", "kernel 6.1.0-9 has CVE-2026-0001", run_id=rejected_run)
         state = airflow.wait_for_run(DAG_ID, approved_run, {"failed", "success"}, timeout=120)
         assert state == "success", airflow.task_log(DAG_ID, approved_run, TASK, 1)[-6000:]
         assert (folder / "published").read_text() == "published\n"  # by gate-1 only
