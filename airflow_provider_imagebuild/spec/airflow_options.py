@@ -210,9 +210,14 @@ def checked_access_control(raw: Any) -> AccessControl:
         raise ValueError("access_control: must map role names to permissions, like {Op: [can_read, can_edit]}")
     checked: AccessControl = {}
     problems: list[str] = []
+    bad_roles = [repr(role) for role in raw if not _role_name(role)]
+    if bad_roles:  # one problem: they share the key path, and a role's own text may not be printable
+        problems.append(
+            "access_control: role names must be non-empty strings without surrounding blanks or control "
+            f"characters, got {', '.join(bad_roles)}"
+        )
     for role, perms in raw.items():
-        if not isinstance(role, str) or not role.strip():
-            problems.append(f"access_control: role names must be non-empty strings, got {role!r}")
+        if not _role_name(role):
             continue
         where = f"access_control.{role}"
         resources = {"DAGs": perms} if isinstance(perms, list) else perms
@@ -222,12 +227,28 @@ def checked_access_control(raw: Any) -> AccessControl:
         checked[role] = {}
         for resource, actions in resources.items():
             found = _resource_problems(str(resource), actions)
-            problems += [f"{where}.{resource}: {reason}" for reason in found]
+            if not _one_line(str(resource)):  # its key path would not print on one line
+                problems += [f"{where}: resource {str(resource)!r}: {reason}" for reason in found]
+            else:
+                problems += [f"{where}.{resource}: {reason}" for reason in found]
             if not found:
                 checked[role][resource] = frozenset(actions)
     if problems:
         raise SettingErrors(problems)
     return checked
+
+
+def _role_name(role: object) -> bool:
+    """Whether ``role`` can be an Airflow role name here (and be printed in a key path on one line)."""
+    try:
+        return isinstance(role, str) and _name(role, "role") == role and _one_line(role)
+    except ValueError:
+        return False
+
+
+def _one_line(text: str) -> bool:
+    """Whether ``text`` prints on one line as it is (no control character, newline or tab)."""
+    return not control_character(text) and "\n" not in text and "\t" not in text
 
 
 def _resource_problems(resource: str, actions: Any) -> list[str]:

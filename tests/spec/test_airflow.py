@@ -166,3 +166,31 @@ def test_spec_check_reports_every_access_control_problem_at_its_line(tmp_path: P
         f"{spec}:6:21: access_control.Viewer.DAG Run: not a DAG resource (DAGs or DAG Runs); did you mean 'DAG Runs'?",
         f"{spec}:7:12: access_control.Auditor: must be a list of actions or a mapping of resource to actions",
     ]
+
+
+def test_unprintable_role_and_resource_names_are_named_on_one_line(tmp_path: Path) -> None:
+    """A role or resource holding a newline or an escape would print its key path over several
+    lines (or recolour the terminal): such names are shown quoted, every bad role in one problem."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.cli.main import cli
+
+    spec = tmp_path / "web.yaml"
+    spec.write_text(
+        "pipeline: web\ncloud: local\nimage_type: base\n"
+        "access_control:\n"
+        '  "Op\\nX\\u001b[31m": [can_read]\n'
+        '  "": [can_read]\n'
+        "  7: [can_read]\n"
+        '  Viewer: {"DAG\\nRuns": [can_read]}\n'
+    )
+    got = CliRunner().invoke(cli, ["spec", "check", str(spec)])
+    assert got.exit_code == 2, got.output
+    errors = [line for line in got.stderr.splitlines() if line.startswith(str(spec))]
+    assert errors == [
+        f"{spec}:5:3: access_control: role names must be non-empty strings without surrounding blanks or control "
+        "characters, got 'Op\\nX\\x1b[31m', '', 7",
+        f"{spec}:8:11: access_control.Viewer: resource 'DAG\\nRuns': not a DAG resource (DAGs or DAG Runs); "
+        "did you mean 'DAG Runs'?",
+    ]
+    assert "\x1b" not in got.stderr
