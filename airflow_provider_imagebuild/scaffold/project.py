@@ -219,7 +219,7 @@ README = """# {name}
 
 A {image_type} image for {os} on {cloud}, built as a resumable Airflow pipeline by
 airflow-provider-imagebuild. Each milestone (5 kickstart, 10 green image, 15..90 configuration,
-hardening and tests, 95 seal, 100 delivered) is a task of the DAG `{dag_id}`; a failed task,
+hardening and tests, 95 seal, 97 launch test, 100 delivered) is a task of the DAG `{dag_id}`; a failed task,
 cleared in the Airflow UI, resumes the build where it stopped.
 
 - `dags/pipelines/{name}.yaml`: the pipeline (check it with `make check`).
