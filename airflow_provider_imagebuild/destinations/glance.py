@@ -34,7 +34,7 @@ from airflow_provider_imagebuild.destinations import Upload
 from airflow_provider_imagebuild.destinations.glance_data import SENT_FORMAT, SentImage, stored_mismatch
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.spec.publish import GlanceDestination
-from airflow_provider_imagebuild.targets.base import MANAGED_BY, file_hash
+from airflow_provider_imagebuild.targets.base import MANAGED_BY, file_hash, sbom_tags
 from airflow_provider_imagebuild.targets.openstack import KEY, MANAGED
 from airflow_provider_imagebuild.targets.openstack_names import OpenstackNames
 
@@ -81,6 +81,7 @@ class GlanceUpload(Upload[GlanceDestination]):
             "imagebuild_image_type": self.image_type,
             **{f"imagebuild_{k.removeprefix('built_with.')}_version": v
                for k, v in build.metadata.items() if k.startswith("built_with.")},
+            **{f"imagebuild_{k.lower()}": v for k, v in sbom_tags(build).items()},  # the SBOM's digest (#33)
         }  # fmt: skip
         log.info("uploading %s to Glance as %s (%s, %d bytes)", path.name, name, method, path.stat().st_size)
         refused = {403: (f"{where}.visibility", PUBLICIZE_NEEDS)} if s.visibility == "public" else None

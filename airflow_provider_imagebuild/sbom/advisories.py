@@ -53,9 +53,16 @@ class Finding:
         return f"{self.advisory}: {self.package} {self.installed} is affected ({fix}; {self.source})"
 
 
+def shown(source: str) -> str:
+    """A source as messages name it: a URL without its userinfo, query or fragment (a token)."""
+    from airflow_provider_imagebuild.store.url import shown_url
+
+    return shown_url(source) if source.startswith(("http://", "https://")) else source
+
+
 def read_source(source: str, base: Path) -> Any:
     """The JSON of an advisory source (a path under ``base`` unless absolute, or a URL)."""
-    field = f"policy.advisories ({source})"
+    field = f"policy.advisories ({shown(source)})"
     try:
         if source.startswith(("http://", "https://")):
             with urllib.request.urlopen(source, timeout=URL_TIMEOUT_S) as answer:  # the team's URL
@@ -65,17 +72,18 @@ def read_source(source: str, base: Path) -> Any:
             with open(path, "rb") as f:
                 raw = f.read(MAX_BYTES + 1)
     except OSError as exc:  # URLError, HTTPError and timeouts are OSErrors too
-        raise InvalidInput(field, f"cannot be read: {exc}") from None
+        raise InvalidInput(field, f"cannot be read: {str(exc).replace(source, shown(source))}") from None
     if len(raw) > MAX_BYTES:
         raise InvalidInput(field, f"is larger than {MAX_BYTES >> 20} MB")
     try:
         return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(field, f"is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # nested past Python's limit: not an advisory file either
+        raise InvalidInput(field, f"is not JSON: {str(exc)[:200]}") from None
 
 
 def findings(inventory: Inventory, data: Any, source: str, release: str = "") -> list[Finding]:
     """The installed packages ``data`` (one source's JSON) says are vulnerable."""
+    source = shown(source)
     if isinstance(data, dict) and isinstance(data.get("vulns"), list):
         data = data["vulns"]
     if isinstance(data, dict) and ("affected" in data or "schema_version" in data):
@@ -117,7 +125,10 @@ def _osv(inventory: Inventory, advisory: dict[str, Any], source: str) -> Iterato
         if ecosystem not in families:
             continue
         for candidate in installed.get(str(package.get("name", "")), []):
-            hit, fixed = _osv_affects(inventory.kind, candidate.version, affected)
+            try:
+                hit, fixed = _osv_affects(inventory.kind, candidate.version, affected)
+            except ValueError as exc:  # a version no package manager writes: the file is wrong, not the image
+                raise InvalidInput(f"policy.advisories ({source})", f"{ident}: {str(exc)[:200]}") from None
             if hit and (candidate.name, candidate.arch) not in seen:
                 seen.add((candidate.name, candidate.arch))
                 yield Finding(ident, candidate.name, candidate.version, fixed, source)
@@ -167,8 +178,15 @@ def _debian_tracker(inventory: Inventory, data: dict[str, Any], source: str, rel
             for package in _distinct(installed[name]):
                 if status in ("open", "undetermined") and not fixed:
                     yield Finding(str(ident)[:100], package.name, package.version, "", source)
-                elif fixed and compare(package.version, fixed, DPKG) < 0:
+                elif fixed and _older(package.version, fixed, f"{str(ident)[:100]} of {name}", source):
                     yield Finding(str(ident)[:100], package.name, package.version, fixed, source)
+
+
+def _older(installed: str, fixed: str, what: str, source: str) -> bool:
+    try:
+        return compare(installed, fixed, DPKG) < 0
+    except ValueError as exc:  # a fixed_version no package manager writes: the file is wrong
+        raise InvalidInput(f"policy.advisories ({source})", f"{what}: {str(exc)[:200]}") from None
 
 
 def _distinct(packages: Iterable[Package]) -> list[Package]:

@@ -43,29 +43,47 @@ def sbom_of(build: BuildRecord) -> SbomRef | None:
     return None
 
 
+def copies_of(build: BuildRecord) -> list[str]:
+    """Where publish copied the document (the local catalog's ``catalog_sbom``, as the target's
+    own output or a ``catalog`` destination's): read when the seal's file is gone (the work folder
+    cleaned after delivery)."""
+    found: list[str] = []
+    for code in sorted(build.completed, reverse=True):
+        outputs = build.milestones[code].outputs
+        places = [outputs, *(d for d in (outputs.get("destinations") or {}).values() if isinstance(d, dict))]
+        found += [str(p["catalog_sbom"]) for p in places if isinstance(p, dict) and p.get("catalog_sbom")]
+    return found
+
+
 def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
-    """The reference and the document's text, proven as the module says."""
+    """The reference and the document's text (the seal's file, else a published copy), proven as
+    the module says."""
     ref = sbom_of(build)
     if ref is None:
         raise NotFound(f"build {build.build_id} has no bill of materials (it is written by the seal, milestone 95)")
     field = f"milestones.{ref.milestone}.outputs.sbom_file"
-    path = Path(ref.path)
-    if not path.is_absolute() or not path.name.endswith(".cdx.json") or ".." in path.parts:
-        raise InvalidInput(field, f"{ref.path!r} is not a bill of materials file (*.cdx.json)")
-    if not path.is_file():
-        raise NotFound(f"{ref.path} is not on this machine (it is kept on the worker that sealed the build)")
+    for candidate in [ref.path, *copies_of(build)]:
+        path = Path(candidate)
+        if not path.is_absolute() or not path.name.endswith(".cdx.json") or ".." in path.parts:
+            raise InvalidInput(field, f"{candidate!r} is not a bill of materials file (*.cdx.json)")
+        if path.is_file():
+            return SbomRef(ref.milestone, candidate, ref.sha256, ref.packages), _proven(path, ref, field)
+    raise NotFound(f"{ref.path} is not on this machine (it is kept on the worker that sealed the build)")
+
+
+def _proven(path: Path, ref: SbomRef, field: str) -> str:
     with open(path, "rb") as f:
         raw = f.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES or hashlib.sha256(raw).hexdigest() != ref.sha256:
-        raise InvalidInput(field, f"{ref.path} is not the document the seal recorded (its SHA-256 differs)")
+        raise InvalidInput(field, f"{path} is not the document the seal recorded (its SHA-256 differs)")
     text = raw.decode("utf-8", errors="replace")
     try:
         doc = json.loads(text)
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
-        raise InvalidInput(field, f"{ref.path} is not a CycloneDX document")
-    return ref, text
+        raise InvalidInput(field, f"{path} is not a CycloneDX document")
+    return text
 
 
 def sbom_summary(build: BuildRecord) -> dict[str, object] | None:

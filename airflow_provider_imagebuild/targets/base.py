@@ -20,6 +20,7 @@ carrying the build id and the pipeline (clouds). What it cannot prove is refused
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -110,7 +111,19 @@ def built_with_tags(build: BuildRecord) -> dict[str, str]:
     found = {"BuiltWith": ", ".join(tools)[:256]} if tools else {}
     if build.metadata.get("built_from"):
         found["BuiltFrom"] = build.metadata["built_from"][:256]
-    return found
+    return {**found, **sbom_tags(build)}
+
+
+def sbom_tags(build: BuildRecord) -> dict[str, str]:
+    """The sealed image's bill of materials as a tag its cloud image carries (#33): ``Sbom`` =
+    ``cyclonedx sha256:<digest> packages:<n>``, the document's content address, so whoever finds
+    the image can fetch its SBOM (``imagebuild build sbom``, the catalog) and check it is this one."""
+    outputs = build.merged_outputs()
+    digest, count = str(outputs.get("sbom_sha256") or ""), outputs.get("sbom_packages")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        return {}
+    packages = f" packages:{count}" if isinstance(count, int) and not isinstance(count, bool) else ""
+    return {"Sbom": f"cyclonedx sha256:{digest}{packages}"}
 
 
 def final_image_name(prefix: str, build: BuildRecord, key: str) -> str:

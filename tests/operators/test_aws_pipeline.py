@@ -130,6 +130,8 @@ def test_sample_pipeline_resumes_on_the_same_host_relaunches_a_lost_one_and_deli
         assert tags["BuildId"] == "rhel8-web-1" and tags["Pipeline"] == "aws-rhel8-webserver"
         built_with = f"packer {rec.metadata['built_with.packer']}"  # the Packer that ran, as the seal recorded
         assert built_with in tags["BuiltWith"] and tags["BuiltFrom"].startswith("ami-")  # what built it
+        sealed = rec.milestones[95].outputs  # its bill of materials, read over Ansible from the host (#33)
+        assert tags["Sbom"] == f"cyclonedx sha256:{sealed['sbom_sha256']} packages:{sealed['sbom_packages']}"
         ssm = aws_clients("ssm", region).get_parameter(Name="/imagebuild/aws-rhel8-webserver/image_id")
         assert ssm["Parameter"]["Value"] == image_id
     discarded = set(rec.milestones[95].outputs["discarded_checkpoints"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -97,12 +98,29 @@ def advisory_server(tmp_path: Path) -> Iterator[str]:
 def test_an_advisory_url_is_read_and_a_bad_source_is_one_line(
     image: Inventory, advisory_server: str, tmp_path: Path
 ) -> None:
-    by_url = check(PolicySpec(advisories=[f"{advisory_server}/osv.json"]), image, DATA)
+    by_url = check(PolicySpec(advisories=[f"{advisory_server}/osv.json?token=s3cret"]), image, DATA)
     assert [v.split(":")[0] for v in by_url.violations] == ["TEST-2026-0001"] * 2 + ["TEST-2026-0004", "TEST-2026-0006"]
+    assert by_url.violations[-1].endswith(f"(no fix known; {advisory_server}/osv.json)")  # the token is not shown
+    for secret in (f"{advisory_server}/missing.json?token=s3cret", advisory_server.replace("//", "//me:s3cret@")):
+        with pytest.raises(InvalidInput) as hidden:
+            check(PolicySpec(advisories=[secret]), image, DATA)
+        assert "s3cret" not in str(hidden.value) and "cannot be read" in str(hidden.value)
 
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "other.json").write_text('"a string"')
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    events = [{"introduced": "0"}, {"fixed": "not a version"}]
+    affected = [
+        {"package": {"ecosystem": "Debian", "name": "sudo"}, "ranges": [{"type": "ECOSYSTEM", "events": events}]}
+    ]
+    bad_fix = {"id": "BAD-1", "affected": affected}
+    (tmp_path / "bad-fix.json").write_text(json.dumps(bad_fix))
+    tracker = {"sudo": {"CVE-1": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "?"}}}}}
+    (tmp_path / "bad-tracker.json").write_text(json.dumps(tracker))
     for source, reason in [
+        ("deep.json", "is not JSON"),
+        ("bad-fix.json", "BAD-1: Invalid version string 'not a version'"),
+        ("bad-tracker.json", "CVE-1 of sudo: Invalid version string '?'"),
         (f"{advisory_server}/missing.json", "cannot be read: HTTP Error 404"),
         ("broken.json", "is not JSON"),
         ("other.json", "is neither OSV JSON nor Debian's security tracker export"),

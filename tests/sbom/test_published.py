@@ -90,7 +90,7 @@ def test_a_hand_written_bill_of_materials_is_not_published(tmp_path: Path, forei
 
 
 def test_imagebuild_build_sbom_prints_the_packages_or_the_document(tmp_path: Path) -> None:
-    _, target, build = _sealed(tmp_path, "night-3")
+    store, target, build = _sealed(tmp_path, "night-3")
     url = f"sqlite:///{tmp_path}/state.db"
     shown = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-3"])
     assert shown.exit_code == 0, shown.output
@@ -102,7 +102,15 @@ def test_imagebuild_build_sbom_prints_the_packages_or_the_document(tmp_path: Pat
 
     none = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "nope"])
     assert none.exit_code == 4
-    target.sbom_file(build).unlink()
+    published = target.publish(build, build.milestones[95].outputs["image_id"])  # the catalog's copy
+    lease = store.begin("night-3", 100, owner="test")
+    store.complete("night-3", 100, token=lease.token, outputs={"destinations": {"catalog": published}})
+    target.sbom_file(build).unlink()  # the work folder cleaned after delivery: the catalog's copy is read
+    copied = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-3"])
+    assert copied.exit_code == 0 and copied.output.splitlines()[-1].endswith(
+        f"; {published['catalog_sbom']} (sha256 {build.milestones[95].outputs['sbom_sha256'][:12]}...)"
+    )
+    Path(published["catalog_sbom"]).unlink()
     gone = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-3"])
     assert (
         gone.exit_code == 4 and "is not on this machine (it is kept on the worker that sealed the build)" in gone.output
@@ -123,3 +131,35 @@ def test_imagebuild_build_sbom_never_prints_a_file_the_seal_did_not_write(tmp_pa
     refused = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/b/state.db", "build", "sbom", "night-5"])
     assert refused.exit_code == 2 and "is not a bill of materials file (*.cdx.json)" in refused.output
     assert "root:" not in refused.output
+
+
+def test_published_images_carry_the_sbom_digest(tmp_path: Path, fake_os: Any) -> None:
+    """AWS and Azure tag the published image ``Sbom`` (the OpenStack target and a Glance
+    destination: the ``imagebuild_sbom`` property) with the document's SHA-256 and package count,
+    so whoever finds the image can fetch its bill of materials and check it is this one."""
+    import subprocess
+
+    from airflow_provider_imagebuild.destinations import destination_for
+    from airflow_provider_imagebuild.spec.pipeline import parse_spec
+    from airflow_provider_imagebuild.targets.base import built_with_tags
+    from tests.conftest import OPENSTACK_CONN_ID
+
+    store, target, build = _sealed(tmp_path, "night-6")
+    tag = f"cyclonedx sha256:{build.milestones[95].outputs['sbom_sha256']} packages:9"
+    assert built_with_tags(build)["Sbom"] == tag
+    image = target.image_path(build)
+    raw = image.with_name("disk.raw")
+    raw.write_bytes(b"golden" * 100_000)
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True)
+    glance = {"glance": {"openstack_conn_id": OPENSTACK_CONN_ID, "visibility": "private"}}
+    spec = parse_spec(
+        {"pipeline": "nightly", "cloud": "local", "image_type": "base", "publish": [glance],
+         "milestones": {95: {"action": "seal"}, 100: {"action": "publish"}}}
+    ).publish[0]  # fmt: skip
+    published = destination_for(spec, pipeline="nightly", image_type="base").publish(build, image)
+    assert fake_os.images[published["image_id"]]["imagebuild_sbom"] == tag
+
+    store.reset("night-6", to=95, reason="a digest written by hand")
+    lease = store.begin("night-6", 95, owner="test")
+    store.complete("night-6", 95, token=lease.token, outputs={"image_id": str(image), "sbom_sha256": "not a digest"})
+    assert "Sbom" not in built_with_tags(store.get("night-6"))
