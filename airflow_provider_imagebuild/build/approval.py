@@ -15,7 +15,7 @@ agree on the same answers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
@@ -124,11 +124,12 @@ def _prefixed(outputs: Mapping[str, Any], prefixes: tuple[str, ...]) -> list[str
     return [f"{k}={_short(v)}" for k, v in sorted(outputs.items()) if k.startswith(prefixes)]
 
 
-def request_facts(rec: BuildRecord, code: int) -> list[tuple[str, str]]:
+def request_facts(rec: BuildRecord, code: int, changed: Sequence[str] = ()) -> list[tuple[str, str]]:
     """What a person needs to decide, as (label, text) rows, from the build's record only: the image,
     the boot checks and the launch test that ran before ``code``, the SBOM and policy results and
     what changed since the last delivered build where milestones recorded them (``sbom*``,
-    ``policy*``, ``changed*`` outputs), and "not recorded" where nothing did, so the gap shows."""
+    ``policy*`` outputs; ``changed``: the lines build/changes.py says, from the fingerprints), and
+    "not recorded" where nothing did, so the gap shows."""
     done = {c: m for c, m in sorted(rec.milestones.items()) if c < code and not m.skipped}
     merged: dict[str, Any] = {}
     for result in done.values():
@@ -144,13 +145,14 @@ def request_facts(rec: BuildRecord, code: int) -> list[tuple[str, str]]:
         ("Launch test", "; ".join(f"{c}: passed ({', '.join(_prefixed(done[c].outputs, ('',))[:6])})" for c in launch)
          if launch else "none before this milestone")
     )  # fmt: skip
-    for label, prefix in (("SBOM", "sbom"), ("Policy", "policy"), ("What changed", "changed")):
+    for label, prefix in (("SBOM", "sbom"), ("Policy", "policy")):
         found = _prefixed(merged, (prefix,))
         facts.append((label, ", ".join(found) if found else "not recorded"))
+    facts.append(("What changed", "; ".join(_short(line) for line in changed) if changed else "not recorded"))
     return facts
 
 
-def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str) -> str:
+def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str, changed: Sequence[str] = ()) -> str:
     """The request's text (Markdown) on Airflow's respond page and in notifications."""
     lines = [
         f"Build **{rec.build_id}** of pipeline `{rec.pipeline}` ({rec.cloud}, {rec.image_type}) waits for an "
@@ -161,7 +163,7 @@ def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str) -
         "| | |",
         "|---|---|",
     ]
-    lines += [f"| {label} | {text} |" for label, text in request_facts(rec, code)]
+    lines += [f"| {label} | {text} |" for label, text in request_facts(rec, code, changed)]
     lines += [
         "",
         f"Who may respond: {who}. {waits}",

@@ -162,7 +162,8 @@ class ApprovalMilestoneOperator(MilestoneOperator, ApprovalOperator):
             else "It waits until somebody decides."
         )
         self.subject = f"Approve build {build_id} at {rec.label(self.state)}?"
-        self.body = request_body(rec, self.state, page, who.describe(), until)
+        changed = self._what_changed(store, rec)  # since the pipeline's last delivered build (fingerprints)
+        self.body = request_body(rec, self.state, page, who.describe(), until, changed)
         self.assigned_users = assigned
         asked = awaiting_approval(rec, self.state) or ""
         self.log.info("%s of build %s asks %s for an approval (%s)", rec.label(self.state), build_id,

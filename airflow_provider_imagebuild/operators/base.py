@@ -495,7 +495,9 @@ class MilestoneOperator(BuildOperator):
             build_page=build_page(rec.build_id, airflow_address()),
             at=rec.updated_at,
             detail=detail,
-            changed=self._what_changed(store, rec) if event in ("failed", "retries_exhausted") else (),
+            changed=self._what_changed(store, rec)
+            if event in ("failed", "retries_exhausted", "awaiting_approval")
+            else (),
         )
         sent = send(spec, notice, warn=self.log.warning)
         self.log.info("notified %s of %s (build %s): %s", event, key, rec.build_id, ", ".join(sent) or "nobody")

@@ -122,8 +122,13 @@ def test_a_rejection_stops_the_build_for_good_and_a_clear_asks_again(tmp_path: P
     assert tasks[98].execute_milestone(task_context("g-1", approval.task_id)) == outputs  # skipped once decided
     tasks[100].execute(task_context("g-1", tasks[100].task_id))
     assert store.get("g-1").delivered
+    # The next build's request says what changed since that delivered build (its fingerprints).
+    for code in (0, 10, 90, 95):
+        tasks[code].execute(task_context("g-2", tasks[code].task_id))
+    tasks[98].execute_milestone(task_context("g-2", tasks[98].task_id))
+    assert "| What changed | no recorded input of milestones up to 98 changed since build g-1" in str(tasks[98].body)
     assert [b["event"] for p, b in hook.received if p == "/hooks/imagebuild"] == [
-        "awaiting_approval", "retries_exhausted", "awaiting_approval"]  # fmt: skip
+        "awaiting_approval", "retries_exhausted", "awaiting_approval", "awaiting_approval"]  # fmt: skip
 
 
 @pytest.mark.parametrize(("on_timeout", "error"), [
