@@ -306,3 +306,39 @@ def test_a_concourse_step_waits_for_the_cli_decision(tmp_path: Path) -> None:
     decide(store, "cg-2", 50, approve=False, decided_by="cli:bob", comment="wrong kernel")
     with pytest.raises(AirflowFailException, match="approval rejected by cli:bob: wrong kernel"):
         tasks[50]._wait_in_store(store, "cg-2")
+
+
+def test_roles_are_expanded_only_where_the_auth_manager_lists_its_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_imagebuild.errors import InvalidInput
+    from airflow_provider_imagebuild.operators.approval import assigned_users
+    from airflow_provider_imagebuild.spec.approval import Approvers
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,olga:op,oscar:OP,vic:viewer")
+    who = Approvers.of(["olga", "user:admin", "role:op", "admin"])
+    assert [u["id"] for u in assigned_users(who)] == ["olga", "admin", "oscar"]  # once each, the role's case ignored
+    with pytest.raises(InvalidInput, match="approvers: nobody holds the roles auditor"):
+        assigned_users(Approvers.of(["role:auditor"]))
+    base = "airflow.api_fastapi.auth.managers.base_auth_manager.BaseAuthManager"
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", base)  # an auth manager that does not list its users
+    with pytest.raises(InvalidInput, match=r"roles \(op\) need an auth manager that lists its users"):
+        assigned_users(Approvers.of(["bob", "role:op"]))
+    assert assigned_users(Approvers.of(["bob"])) == [{"id": "bob", "name": "bob"}]
+
+
+def test_a_waiting_step_rejects_on_its_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside Airflow the step keeps the spec's timeout itself (``on_timeout: reject`` here)."""
+    from airflow_provider_imagebuild.approvals import request_approval
+
+    monkeypatch.setenv("IMAGEBUILD_APPROVAL_POLL_SECONDS", "0.1")
+    text = GATED_JOB.replace("timeout: 1h}", "timeout: 0.3, on_timeout: reject}")
+    from airflow_provider_imagebuild.dag_factory import build_dag
+
+    tasks = {t.state: t for t in build_dag(load_spec(write(tmp_path / "p/g.yaml", text.format(tmp=tmp_path)))).tasks}  # type: ignore[attr-defined]
+    for code in (0, 5):
+        tasks[code].execute(task_context("w-1", tasks[code].task_id))
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    request_approval(store, "w-1", 50, actor="concourse/gated/m050/try-1")
+    with pytest.raises(AirflowFailException, match=r"approval rejected by timeout \(on_timeout: reject\)"):
+        tasks[50]._wait_in_store(store, "w-1")
+    last = store.get("w-1").attempts_at(50)[-1]
+    assert last.status == "failed" and last.owner == "timeout (on_timeout: reject)"
