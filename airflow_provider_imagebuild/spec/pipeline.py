@@ -679,6 +679,9 @@ def _file_problems(spec: PipelineSpec, base: Path) -> Iterator[SpecProblem]:
     boot = getattr(spec.target, "boot", None)
     if boot is not None and boot.playbook is not None and not (base / boot.playbook).is_file():
         yield SpecProblem("target.boot.playbook", f"file {boot.playbook} not found (in {base})")
+    for i, source in enumerate(spec.policy.advisories if spec.policy is not None else []):
+        if not source.startswith(("http://", "https://")) and not (base / source).is_file():  # a URL is read at 90
+            yield SpecProblem(f"policy.advisories[{i}]", f"file {source} not found (in {base})")
 
 
 def _with_boot_playbook(spec: PipelineSpec, base: Path) -> PipelineSpec:

@@ -3,11 +3,13 @@ path, and checked only where milestone 90 runs a playbook on the build host."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from airflow_provider_imagebuild.spec.pipeline import SpecError, parse_spec
+from airflow_provider_imagebuild.spec.pipeline import SpecError, load_spec, parse_spec
 from airflow_provider_imagebuild.spec.policy import parse_floor
 
 BASE: dict[str, Any] = {
@@ -46,6 +48,18 @@ def test_bad_policy_values_name_the_key_path(policy: dict[str, Any], where: str,
     assert caught.value.path == where, str(caught.value)
     assert reason in caught.value.reason, str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_an_advisory_file_that_is_not_there_is_named_when_the_spec_loads(tmp_path: Path) -> None:
+    """Not at milestone 90 an hour later: the spec check finds it, as it finds a missing playbook."""
+    (tmp_path / "90.yml").write_text("- hosts: all\n  tasks: []\n")
+    (tmp_path / "osv.json").write_text("[]")
+    policy = {"advisories": ["osv.json", "https://advisories.example.internal/osv.json", "missing.json"]}
+    (tmp_path / "web.yaml").write_text(yaml.safe_dump({**BASE, "policy": policy}))
+    with pytest.raises(SpecError) as caught:
+        load_spec(tmp_path / "web.yaml")
+    assert caught.value.path == "policy.advisories[2]" and caught.value.reason.startswith("file missing.json not found")
+    assert [p.path for p in caught.value.problems] == ["policy.advisories[2]"]  # the file and the URL pass
 
 
 @pytest.mark.parametrize("ninety", [None, {"action": "command", "command": ["true"]}])
