@@ -78,11 +78,13 @@ def waiting_at(rec: BuildRecord) -> tuple[int, str] | None:
 
 
 def clean_comment(comment: object) -> str:
-    """A decision's comment as recorded: text on one line, at most :data:`MAX_COMMENT` characters
-    (a form field may hold anything; the record keeps what a person reads)."""
+    """A decision's comment as recorded: printable text on one line, at most :data:`MAX_COMMENT`
+    characters (a form field may hold anything; the record keeps what a person reads)."""
     text = comment if isinstance(comment, str) else "" if comment is None else str(comment)
     text = " ".join(text.split())
-    return text[:MAX_COMMENT]
+    # A control character (a terminal escape pasted into the form) would make the store refuse the
+    # decision after its lease was taken: it is dropped here instead.
+    return "".join(c for c in text if c.isprintable())[:MAX_COMMENT]
 
 
 def decision_outputs(decided_by: str, decided_at: str, comment: str) -> dict[str, Any]:

@@ -222,13 +222,13 @@ def test_approve_and_reject_from_the_cli_and_should_run_says_it_waits(tmp_path: 
     assert code == 3 and "already completed" in text and "\n" not in text  # approve is no back door to a milestone
     assert store.get("c-1").version == before
 
-    code, text = _cli(url, tmp_path, "reject", "c-1", "98", "--reason", "CVE-2026-1234 unpatched")
+    code, text = _cli(url, tmp_path, "reject", "c-1", "98", "--reason", "CVE-2026-1234\x1b[31m unpatched\x00")
     assert code == 0 and text == "milestone 98 · milestone 98 of c-1 rejected; the build stopped at 98"
     rec = store.get("c-1")
     (attempt,) = rec.attempts_at(98)
     assert (
         attempt.owner.startswith("cli:")
-        and attempt.error == f"approval rejected by {attempt.owner}: CVE-2026-1234 unpatched"
+        and attempt.error == f"approval rejected by {attempt.owner}: CVE-2026-1234[31m unpatched"  # no escape, no NUL
     )
     assert _cli(url, tmp_path, "should-run", "c-1", "98")[0] == 0  # no longer waiting: the step asks again
     assert json.loads(_cli(url, tmp_path, "show", "c-1", "--json")[1])["awaiting_approval"] is None
