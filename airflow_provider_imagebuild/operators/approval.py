@@ -39,6 +39,7 @@ from airflow_provider_imagebuild.build.approval import (
     NO_REASON,
     REJECTED,
     awaiting_approval,
+    clean_comment,
     request_body,
     timeout_error,
 )
@@ -218,7 +219,9 @@ class ApprovalMilestoneOperator(MilestoneOperator, ApprovalOperator):
             decided_by = "timeout (on_timeout: reject)"
             comment = comment or f"no decision within {_waited(self.approval_timeout)}"
         else:
-            decided_by = f"{responder.get('name') or responder.get('id')} (airflow)"
+            # The auth manager's name for the user, kept to what the record takes as an owner.
+            name = clean_comment(responder.get("name") or responder.get("id"))[:200] or "unknown user"
+            decided_by = f"{name} (airflow)"
         rec = self._settle(
             store,
             rec,

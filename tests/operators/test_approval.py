@@ -342,3 +342,20 @@ def test_a_waiting_step_rejects_on_its_timeout(tmp_path: Path, monkeypatch: pyte
         tasks[50]._wait_in_store(store, "w-1")
     last = store.get("w-1").attempts_at(50)[-1]
     assert last.status == "failed" and last.owner == "timeout (on_timeout: reject)"
+
+
+def test_a_responders_name_is_kept_to_what_the_record_takes(tmp_path: Path) -> None:
+    """An auth manager's user name with a terminal escape, or longer than an owner may be: the
+    decision is recorded (in a name cut to size), not lost to the store's refusal."""
+    text = SPEC.replace(
+        "notify:\n  to: [{{webhook: {{http_conn_id: builds_hook, endpoint: /hooks/imagebuild}}}}]\n", ""
+    )
+    tasks = _tasks(tmp_path, text)
+    for code in (0, 10, 90, 95):
+        tasks[code].execute(task_context("n-1", tasks[code].task_id))
+    tasks[98].execute_milestone(task_context("n-1", tasks[98].task_id))
+    outputs = tasks[98].execute_complete(
+        task_context("n-1", tasks[98].task_id), _response("Approve", "ok", user="eve\x1b[2J" + "x" * 400)
+    )
+    assert outputs["decided_by"] == "eve[2J" + "x" * 194 + " (airflow)"
+    assert open_store(f"sqlite:///{tmp_path}/state.db").get("n-1").next_state == 100
