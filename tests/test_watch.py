@@ -145,6 +145,7 @@ def test_watch_entries_are_checked_when_the_spec_is_loaded() -> None:
         ([{"name": "m", "command": ["a"]}, {"name": "m", "command": ["b"]}], "'m' is named twice"),
         ([{"name": "m", "image": "source"}], "'image: source' is not available for cloud 'gcp' yet"),
         ([{"name": "m", "command": ["a"], "timeout": 3600}], "milestones.15.watch.0.timeout"),
+        ([{"name": f"m{i}", "command": ["a"]} for i in range(21)], "a milestone watches at most 20"),
     ]
     for watch, expected in cases:
         with pytest.raises(SpecError) as caught:

@@ -84,8 +84,13 @@ class WatchSpec(BaseModel):
         return next(kind for kind in WATCH_KINDS if getattr(self, kind) is not None)
 
 
+MAX_WATCHES = 20  # per milestone: each is read when it starts, for up to its timeout
+
+
 def watch_problem(entries: list[WatchSpec]) -> str | None:
-    """A milestone's watch list names each entry once."""
+    """A milestone's watch list names each entry once, and holds at most :data:`MAX_WATCHES`."""
+    if len(entries) > MAX_WATCHES:
+        return f"watch: lists {len(entries)} entries; a milestone watches at most {MAX_WATCHES}"
     seen: set[str] = set()
     for entry in entries:
         if entry.name in seen:

@@ -36,7 +36,9 @@ def aws_source_id(target: Any) -> str | None:
         return str(name)
     with target.api("DescribeImages"):
         images = target.ec2().describe_images(Filters=[{"Name": "name", "Values": [name]}]).get("Images", [])
-    newest = max(images, key=lambda image: str(image.get("CreationDate", "")), default=None)
+    newest = max(
+        images, key=lambda image: (str(image.get("CreationDate", "")), str(image.get("Name", ""))), default=None
+    )
     return str(newest["ImageId"]) if newest else None
 
 
