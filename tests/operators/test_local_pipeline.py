@@ -161,6 +161,17 @@ def test_local_image_is_built_resumed_sealed_and_published(
     assert len(sbom["components"]) == sealed_out["sbom_packages"] > 100 and versions["openssh-server"].startswith("1:9")
     assert sealed_out["sbom_kernel"] and versions[sbom_kernel_package(sbom)] == sealed_out["sbom_kernel"]
     assert {t["name"] for t in sbom["metadata"]["tools"]["components"]} >= {"ansible-core", "provider"}
+    # What each milestone was made from (#32): 5 from the cached Debian base (its checksum, what the
+    # sample's image: source watch resolves to), 15 from its playbook and the files it includes, its
+    # watched mirror (offline here: unavailable, so nothing is ever reused on it), the Ansible it ran.
+    bootstrap, base_config = rec.completed_attempt(5), rec.completed_attempt(15)
+    assert bootstrap is not None and bootstrap.inputs is not None and base_config is not None and base_config.inputs
+    assert bootstrap.inputs["source_image"].startswith("sha256:") and bootstrap.inputs["tool:provider"]
+    assert {"file:../ansible/15-base-config.yml", "file:../ansible/family.yml", "tool:ansible-core"} <= set(
+        base_config.inputs
+    )
+    assert base_config.inputs["watch:debian_mirror"].startswith("unavailable:")
+    assert all(rec.fingerprint_of(code) for code in rec.plan[1:])
     # What built it: the toolchain's versions, in the record and in the catalog entry.
     from importlib.metadata import version
 
