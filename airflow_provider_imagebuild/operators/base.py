@@ -422,8 +422,9 @@ class MilestoneOperator(BuildOperator):
         attempt (begin..now) when the build had a host at its start or has one now (the launch's own
         attempt counts whole), less the replays it recorded with their own host time, and the size of
         the checkpoint it captured where known (a target's ``checkpoint_gb`` output; the local
-        target's archive file), and the GB a publish copied to other regions (the sealed image's
-        ``final_gb`` for each copy in ``published_images`` beyond the first). Never fails the
+        target's archive file), and the GB a publish copied to other regions (its ``transfer_gb``
+        output, else the sealed image's ``final_gb`` for each copy in ``published_images`` beyond
+        the first). Never fails the
         attempt: a usage that cannot be read is left out (the report counts the attempt as
         unmetered)."""
         try:
@@ -443,7 +444,10 @@ class MilestoneOperator(BuildOperator):
                 usage["checkpoint_gb"] = round(Path(str(checkpoint)).stat().st_size / 1e9, 6)
             copies = (outputs or {}).get("published_images")  # region -> image, the source region's included
             final_gb = now.merged_outputs().get("final_gb") if now is not None else None
-            if isinstance(copies, dict) and isinstance(final_gb, (int, float)) and len(copies) > 1:
+            transfer = (outputs or {}).get("transfer_gb")  # a target's own count (Azure's replicas, GCP's copies)
+            if isinstance(transfer, (int, float)) and not isinstance(transfer, bool):
+                usage["transfer_gb"] = float(transfer)
+            elif isinstance(copies, dict) and isinstance(final_gb, (int, float)) and len(copies) > 1:
                 usage["transfer_gb"] = float(final_gb) * (len(copies) - 1)  # each copy to another region
             return usage
         except Exception as exc:  # pricing must never fail a milestone

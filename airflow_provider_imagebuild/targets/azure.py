@@ -75,6 +75,11 @@ BOOT_LOG_BYTES = 1024 * 1024  # the end of the serial console log that is kept (
 WAIT_S = 3600  # the longest a single long-running operation is waited for (gallery replication)
 
 
+def _disk_gb(size: Any, key: str) -> dict[str, int]:
+    """A disk's, snapshot's or image's ``diskSizeGB`` under ``key``, for the cost; {} when unknown."""
+    return {key: int(size)} if isinstance(size, int) and not isinstance(size, bool) and size > 0 else {}
+
+
 def _get(resource: Any, *path: str | int) -> Any:
     """A value deep in a REST-shaped resource (SDK models are mappings of the REST names)."""
     value = resource
@@ -609,6 +614,7 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             CHECKPOINT_OUTPUT: str(_get(snapshot, "id")),
             "checkpoint_image_name": name,
             "image_region": self.location,
+            **_disk_gb(_get(snapshot, "properties", "diskSizeGB"), "checkpoint_gb"),
         }
 
     def _capture_image(self, build: BuildRecord, vm: Any, vm_name: str, milestone: int) -> dict[str, Any]:
@@ -637,7 +643,9 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
                 )
             )
         log.info("captured final image %s from %s", name, vm_name)
-        return {IMAGE_OUTPUT: str(_get(image, "id")), "final_image_name": name, "image_region": self.location}
+        size = _get(image, "properties", "storageProfile", "osDisk", "diskSizeGB")
+        return {IMAGE_OUTPUT: str(_get(image, "id")), "final_image_name": name, "image_region": self.location,
+                **_disk_gb(size, "final_gb")}  # fmt: skip
 
     def _generation(self, vm: Any) -> str:
         """The Hyper-V generation of the VM's OS disk (what its source image was), or "" when Azure
@@ -773,10 +781,15 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             )
         version_id = str(_get(created, "id"))
         log.info("published %s as %s in %s", image, version_id, ", ".join(regions))
+        # Replication copies the image to each region beyond its own (replicas within a region are
+        # copies made there): what a publish transfers, priced per GB (build/cost.py).
+        final_gb = build.merged_outputs().get("final_gb")
+        transfer = {"transfer_gb": float(final_gb) * (len(regions) - 1)} if isinstance(final_gb, (int, float)) else {}
         return {
             "gallery_image_version_id": version_id,
             "gallery_image_version": version,
             "published_regions": regions,
+            **transfer,
         }
 
     def cleanup(self, build: BuildRecord, host: Host) -> None:

@@ -506,7 +506,9 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
             copies[location] = existing["selfLink"]
         deprecated = self._deprecate_previous(build, found) if s.deprecate_previous else None
         log.info("published %s (family %s)", name, found.get("family"))
+        size = _size(found, "gb").get("gb")  # each copy to another location transfers the image: priced per GB
         return {
+            **({"transfer_gb": float(size * len(copies))} if size and copies else {}),
             "image_self_link": found["selfLink"],
             "image_family": found.get("family", ""),
             "image_project": self.project,

@@ -413,8 +413,8 @@ class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             "captured %s %s (%s) after milestone %d", "image" if final else "checkpoint", name, image.id, milestone
         )
         if final:
-            return {IMAGE_OUTPUT: str(image.id), "image_name": name}
-        return {CHECKPOINT_OUTPUT: str(image.id), "image_name": name}
+            return {IMAGE_OUTPUT: str(image.id), "image_name": name, **_stored_gb(image, "final_gb")}
+        return {CHECKPOINT_OUTPUT: str(image.id), "image_name": name, **_stored_gb(image, "checkpoint_gb")}
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         removed = []
@@ -578,3 +578,10 @@ class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             and str(marks.get("imagebuild_build") or "") == resource.build_id
             and str(marks.get(KEY) or "") == resource.build_key
         )
+
+
+def _stored_gb(image: Any, key: str) -> dict[str, float]:
+    """What Glance stores of the image (its ``size``, bytes), in GB under ``key``, for the cost
+    (build/cost.py); {} when Glance does not say."""
+    size = getattr(image, "size", None)
+    return {key: round(int(size) / 1e9, 9)} if isinstance(size, int) and size > 0 else {}  # to the byte

@@ -495,16 +495,17 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         if final:
             name = self.vm_name(build, "final")
             seal = uuid.uuid4().hex
-            self._clone(build, vm, name, template=True, role="final", seal=seal)
+            made = self._clone(build, vm, name, template=True, role="final", seal=seal)
             log.info("captured final template %s (seal %s)", name, seal)
-            return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path(), "seal": seal}
+            return {IMAGE_OUTPUT: name, "template": name, "folder": self.folder_path(), "seal": seal,
+                    **_stored_gb(made, "final_gb")}  # fmt: skip
         name = self.vm_name(build, "checkpoint", milestone)
         try:
-            self._clone(build, vm, name, template=True, role="checkpoint")
+            made = self._clone(build, vm, name, template=True, role="checkpoint")
         finally:
             self._power(vm, on=True)
         log.info("captured checkpoint template %s after milestone %d", name, milestone)
-        return {CHECKPOINT_OUTPUT: name, "folder": self.folder_path()}
+        return {CHECKPOINT_OUTPUT: name, "folder": self.folder_path(), **_stored_gb(made, "checkpoint_gb")}
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         removed = []
@@ -529,7 +530,11 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         if not library_name or image != self.vm_name(build, "final"):
             return ""
         rest = self.clients.rest()
-        item = find_item(rest, find_library(rest, library_name, "target.content_library"), image)
+        try:
+            library = find_library(rest, library_name, "target.content_library")
+        except InvalidInput:  # no such library: nothing was ever published into it
+            return ""
+        item = find_item(rest, library, image)
         recorded = item_records(str((item or {}).get("description", "")))
         if item is None or recorded.get("key") != self.key(build) or recorded.get("seal") != self._seal_of(template):
             return ""
@@ -756,3 +761,18 @@ def _free_memory(host: Any) -> int:
 def _version(text: str) -> tuple[int, ...]:
     """``1.6.6`` -> (1, 6, 6); what is not a number ends it (``1.10.0-dev`` -> (1, 10, 0))."""
     return tuple(int(part) for part in re.findall(r"[0-9]+", text.split("-")[0])[:3])
+
+
+def _stored_gb(template: Any, key: str) -> dict[str, float]:
+    """What the template stores on its datastore, in GB, under ``key``, for the cost (build/cost.py):
+    vCenter's committed bytes, else its disks' provisioned capacity; {} when vCenter says neither."""
+    from pyVmomi import vim
+
+    try:
+        committed = int(getattr(getattr(template.summary, "storage", None), "committed", 0) or 0)
+        if committed <= 0:
+            disks = [d for d in template.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+            committed = sum(int(d.capacityInKB or 0) for d in disks) * 1024
+    except Exception:  # a metering gap, never a failed capture
+        return {}
+    return {key: round(committed / 1e9, 3)} if committed > 0 else {}

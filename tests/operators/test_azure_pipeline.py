@@ -88,6 +88,9 @@ def test_azure_sample_resumes_relaunches_from_a_snapshot_and_publishes_to_the_ga
     assert version["tags"]["Pipeline"] == "azure-rhel8-webserver" and version["tags"]["owner"] == "platform-team"
     assert version["properties"]["publishingProfile"]["excludeFromLatest"] is False
     assert published["published_regions"] == ["westeurope", "northeurope"]
+    used = {a.state: a.usage or {} for a in rec.attempts if a.kind == "run" and a.status == "completed"}
+    assert used[50]["checkpoint_gb"] == rec.milestones[50].outputs["checkpoint_gb"] > 0  # the snapshot's size (#31)
+    assert used[100]["transfer_gb"] == published["transfer_gb"] == rec.milestones[95].outputs["final_gb"]  # 1 region
     assert fake_arm.ids("Microsoft.Compute/virtualMachines") == []
     kept = rec.milestones[10].outputs["checkpoint_image"]
     assert fake_arm.get(kept) is not None and fake_arm.get(rec.milestones[30].outputs["checkpoint_image"]) is None

@@ -78,6 +78,9 @@ def test_gcp_sample_resumes_relaunches_from_a_checkpoint_image_and_publishes_to_
     policy = fake_gce.policies[final["name"]]
     assert policy["bindings"] == [{"role": "roles/compute.imageUser", "members": ["group:image-users@example.com"]}]
     assert fake_gce.images[published["copies"]["asia"].rsplit("/", 1)[-1]]["storageLocations"] == ["asia"]
+    used = {a.state: a.usage or {} for a in rec.attempts if a.kind == "run" and a.status == "completed"}
+    copied = rec.milestones[95].outputs["final_gb"] * len(published["copies"])  # each copy transfers the image (#31)
+    assert used[100]["transfer_gb"] == published["transfer_gb"] == copied > 0
     assert fake_gce.instances == {}
     assert checkpoint_50.rsplit("/", 1)[-1] not in fake_gce.images, "checkpoints not kept are deleted"
     assert fake_gce.refused == [], fake_gce.refused

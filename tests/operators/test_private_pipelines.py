@@ -89,6 +89,9 @@ def test_vsphere_sample_resumes_from_a_checkpoint_template_and_publishes_to_the_
     published = rec.milestones[100].outputs
     assert published["content_library"] == "golden-images" and published["library_item_id"]
     assert published["tags"] == {"os": "rhel8", "image-tier": "golden"}
+    used = {a.state: a.usage or {} for a in rec.attempts if a.kind == "run" and a.status == "completed"}
+    assert used[50]["checkpoint_gb"] == rec.milestones[50].outputs["checkpoint_gb"] > 0  # the template's storage (#31)
+    assert rec.milestones[95].outputs["final_gb"] > 0
 
 
 @pytest.mark.slow
@@ -126,6 +129,10 @@ def test_openstack_sample_resumes_from_a_server_snapshot_and_shares_the_image(
         and len(rec.milestones[100].outputs["members"]) == 2
     )
     assert rec.metadata["host_id"] == "" and rec.metadata["host_released"] not in fake_os.servers
+    used = {a.state: a.usage or {} for a in rec.attempts if a.kind == "run" and a.status == "completed"}
+    assert rec.milestones[50].outputs["checkpoint_gb"] > 0  # the snapshot's size in Glance (#31): bytes here
+    assert used[50]["checkpoint_gb"] == pytest.approx(rec.milestones[50].outputs["checkpoint_gb"], abs=1e-6)
+    assert final["size"] / 1e9 == pytest.approx(rec.milestones[95].outputs["final_gb"], abs=1e-9)
     booted = [
         r["server"] for r in fake_os.server_requests if r["server"]["name"].startswith("openstack-rhel8-webserver-")
     ]

@@ -297,6 +297,9 @@ class FakeArm:
             generation = source.get("properties", {}).get("hyperVGeneration")
             if generation and "hyperVGeneration" not in props:  # a copy keeps its source's generation
                 body.setdefault("properties", {})["hyperVGeneration"] = generation
+            size = source.get("properties", {}).get("diskSizeGB")
+            if size and "diskSizeGB" not in props:  # ... and its size
+                body.setdefault("properties", {})["diskSizeGB"] = size
         if kind == "microsoft.network/networkinterfaces":
             for config in props.get("ipConfigurations") or []:
                 subnet = (config.get("properties") or {}).get("subnet", {}).get("id")
@@ -317,6 +320,12 @@ class FakeArm:
             os_disk = source["properties"].get("storageProfile", {}).get("osDisk", {})
             disk = self._reference((os_disk.get("managedDisk") or {}).get("id")) or {}
             props.setdefault("hyperVGeneration", disk.get("properties", {}).get("hyperVGeneration") or "V1")
+            captured = {
+                "osType": "Linux",
+                "osState": "Generalized",
+                "diskSizeGB": disk.get("properties", {}).get("diskSizeGB", LINUX_IMAGE_GB),
+            }  # what ARM fills in: the VM's OS disk, as captured
+            props.setdefault("storageProfile", {}).setdefault("osDisk", captured)
         if kind == "microsoft.compute/galleries/images/versions":
             source = self._reference(((props.get("storageProfile") or {}).get("source") or {}).get("id"))
             if source is None:
@@ -392,6 +401,10 @@ class FakeArm:
                     "osType": "Linux",
                     "hyperVGeneration": generation,
                     "creationData": {"createOption": "FromImage"},
+                    # the VM's osDisk.diskSizeGB, else its image's size (a platform image's: 30 GB)
+                    "diskSizeGB": os_disk.get("diskSizeGB")
+                    or ((image.get("properties", {}).get("storageProfile") or {}).get("osDisk") or {}).get("diskSizeGB")
+                    or LINUX_IMAGE_GB,
                 }
                 self.add(
                     disk_id,
@@ -700,6 +713,9 @@ def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+LINUX_IMAGE_GB = 30  # the OS disk size of Azure's Linux marketplace images, when nothing else says one
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
