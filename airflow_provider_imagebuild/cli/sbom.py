@@ -46,6 +46,7 @@ def build_sbom(ctx: click.Context, build_id: str, as_json: bool) -> None:
 
 def _table(render: Any, build_id: str, doc: dict[str, Any]) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"packages in the image of build {build_id}", title_justify="left")
     for column in ("package", "version", "arch", "licenses"):
@@ -57,7 +58,11 @@ def _table(render: Any, build_id: str, doc: dict[str, Any]) -> Any:
             str((entry.get("license") or {}).get("id") or (entry.get("license") or {}).get("name") or "")
             for entry in component.get("licenses") or []
         ]
-        table.add_row(
-            str(component.get("name", "")), str(component.get("version", "")), arch, ", ".join(filter(None, licenses))
+        cells = (
+            str(component.get("name", "")),
+            str(component.get("version", "")),
+            arch,
+            ", ".join(filter(None, licenses)),
         )
+        table.add_row(*(Text(cell) for cell in cells))  # the image's words, never rich markup
     return table

@@ -41,6 +41,7 @@ MAX_FIELD = 200  # characters of any name, version or license kept
 KERNEL_RPMS = frozenset({"kernel", "kernel-core", "kernel-default", "kernel-uek", "kernel-rt"})
 KERNEL_DEB = re.compile(r"linux-image-[0-9].*")
 PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._~:-]*")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ class Inventory:
 
 
 def _clip(value: str) -> str:
-    return value.strip()[:MAX_FIELD]
+    """A field as kept: control characters dropped (a terminal escape in an image's database is
+    not printed by ``imagebuild build sbom``), stripped, at most :data:`MAX_FIELD` characters."""
+    return CONTROL.sub("", value).strip()[:MAX_FIELD]
 
 
 def inside(root: Path, relative: Path) -> Path | None:
@@ -159,7 +162,8 @@ def dep5_licenses(text: str) -> tuple[str, ...]:
     if not text.startswith("Format:"):
         return ()
     lines = text.splitlines()[:MAX_COPYRIGHT_LINES]
-    seen = {_clip(" ".join(line[8:].split())) for line in lines if line.startswith("License:") and line[8:].strip()}
+    found = (_clip(" ".join(line[8:].split())) for line in lines if line.startswith("License:"))
+    seen = {name for name in found if name}
     return tuple(sorted(seen)[:MAX_LICENSES])
 
 

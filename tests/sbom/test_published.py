@@ -117,6 +117,27 @@ def test_imagebuild_build_sbom_prints_the_packages_or_the_document(tmp_path: Pat
     )
 
 
+def test_the_images_words_are_printed_as_they_are_without_terminal_escapes(tmp_path: Path) -> None:
+    """A license name that looks like rich markup is printed as written; a terminal escape in an
+    image's copyright file never reaches the terminal."""
+    import shutil
+
+    image = tmp_path / "image"
+    shutil.copytree(IMAGE, image, symlinks=True)
+    (image / "usr/share/doc/sudo/copyright").write_text("Format: x\n\nLicense: [bold]ISC[/bold] \x1b[31mred\n")
+    _, target, build = _sealed(tmp_path, "night-7")
+    text = sbom_document(inventory_of_root(image), image_name="nightly", image_version="night-7", built_with={})
+    target.sbom_file(build).write_text(text)
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    store.reset("night-7", to=95, reason="the document of the image above")
+    lease = store.begin("night-7", 95, owner="test")
+    outputs = {**build.milestones[95].outputs, "sbom_sha256": file_hash(target.sbom_file(build))}
+    store.complete("night-7", 95, token=lease.token, outputs=outputs)
+    shown = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/state.db", "build", "sbom", "night-7"])
+    assert "sudo\t1.9.13p3-1+deb12u4\tamd64\t[bold]ISC[/bold] [31mred" in shown.output.splitlines()
+    assert "\x1b" not in shown.output
+
+
 def test_imagebuild_build_sbom_never_prints_a_file_the_seal_did_not_write(tmp_path: Path) -> None:
     """``sbom_file`` set by hand to a file of the worker's, even with its right digest."""
     secret = tmp_path / "secret.cdx.json"
