@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import select
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 
 from airflow_provider_imagebuild.spec.watch import WatchSpec
 from airflow_provider_imagebuild.toolchain.locate import tool_path
@@ -46,16 +49,39 @@ class WatchedValue:
 def repository_checksum(url: str, timeout: float) -> str:
     """The SHA-256 of an ``InRelease`` or ``repomd.xml``: both are rewritten whenever the repository
     publishes, so a new package anywhere in it changes the checksum."""
+    deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"User-Agent": "airflow-provider-imagebuild watch"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         digest = hashlib.sha256()
         read = 0
-        while chunk := response.read(65536):
+        # read1: one socket read each, so the deadline is checked between them. The socket's own
+        # timeout bounds a single read only: a mirror dripping a byte at a time would never trip it.
+        while chunk := response.read1(65536):
             read += len(chunk)
             if read > MAX_REPOSITORY_BYTES:
                 raise ValueError(f"is larger than {MAX_REPOSITORY_BYTES // (1024 * 1024)} MiB")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"did not finish within {timeout:g}s")
             digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
+
+
+def _read_until(stream: IO[bytes], limit: int, deadline: float) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of ``stream`` until its end or ``deadline`` (True: the deadline came
+    first). Killing the command's group at its timeout is not enough: a child that escaped into a
+    session of its own (``setsid``) keeps the pipe open after the command exits, and a plain read
+    would wait for that child however long it runs."""
+    data = bytearray()
+    fd = stream.fileno()
+    while len(data) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return bytes(data), True
+        chunk = os.read(fd, min(65536, limit - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data), False
 
 
 def command_output(argv: list[str], timeout: float) -> str:
@@ -81,8 +107,8 @@ def command_output(argv: list[str], timeout: float) -> str:
     timer.start()
     try:
         assert proc.stdout is not None
-        data = proc.stdout.read(MAX_COMMAND_OUTPUT + 1)
-        if len(data) > MAX_COMMAND_OUTPUT:
+        data, late = _read_until(proc.stdout, MAX_COMMAND_OUTPUT + 1, time.monotonic() + timeout)
+        if late or len(data) > MAX_COMMAND_OUTPUT:
             stop()
         rc = proc.wait()
     finally:

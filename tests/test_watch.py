@@ -152,3 +152,43 @@ def test_watch_entries_are_checked_when_the_spec_is_loaded() -> None:
             parse_spec({**base, "milestones": {15: {"action": "noop", "watch": watch}}})
         assert expected in str(caught.value), (watch, str(caught.value))
         assert "pw" not in str(caught.value)
+
+
+def test_a_watch_timeout_bounds_the_whole_reading_not_each_read(repo: Repository) -> None:
+    """A command whose child escapes into its own session keeps stdout open after the command exits,
+    and a mirror dripping a byte at a time never lets one read time out: each is cut off at the
+    entry's timeout all the same (the milestone waits at most that long for a value)."""
+    import time
+
+    dripped = threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "200")
+            self.end_headers()
+            for _ in range(200):
+                if dripped.is_set():
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        started = time.monotonic()
+        slow = watched_value(WatchSpec(name="slow", apt=f"http://127.0.0.1:{server.server_address[1]}/x", timeout=1))
+        assert time.monotonic() - started < 4
+        assert slow.problem == "did not finish within 1s" and slow.value.startswith("unavailable:")
+        started = time.monotonic()
+        escaped = watched_value(WatchSpec(name="escaped", command=["setsid", "sleep", "12"], timeout=0.5))
+        assert time.monotonic() - started < 4
+        assert escaped.problem == "did not finish within 0.5s" and escaped.value.startswith("unavailable:")
+    finally:
+        dripped.set()
+        server.shutdown()
+        server.server_close()
