@@ -123,17 +123,22 @@ def changes_since(last: BuildRecord, rec: BuildRecord, upto: int) -> list[Milest
 
 
 def describe(change: InputChange) -> str:
-    """``file ../ansible/30-monitoring.yml changed``, ``tool ansible-core 2.18.1 -> 2.19.0``."""
-    kind = kind_of(change.name)
+    """``file ../ansible/30-monitoring.yml changed``, ``tool ansible-core 2.18.1 -> 2.19.0``,
+    ``package openssl 3.0.15-1 -> 3.0.20-1`` (from :mod:`sbom.changes`' source)."""
+    kind = change.kind if change.kind in ("package", "packages") else kind_of(change.name)
     name = change.name.split(":", 1)[1] if ":" in change.name and kind != change.name else change.name
     label = kind if kind == name else f"{kind} {name}"
+    if kind == "packages":  # a change source could not compare two bills of materials: it says why
+        return f"packages unknown: {change.after}"
+    if kind == "package" and (change.before is None or change.after is None):
+        return f"{label} {change.before or change.after} {'added' if change.before is None else 'removed'}"
     if change.before is None:
         return f"{label} added"
     if change.after is None:
         return f"{label} removed"
     if change.before == change.after == SECRET:
         return f"{label} may have changed (a secret: recorded without its digest)"
-    if kind in ("tool", "source_image", "watch") and len(change.before) <= 64 and len(change.after) <= 64:
+    if kind in ("tool", "source_image", "watch", "package") and len(change.before) <= 64 and len(change.after) <= 64:
         return f"{label} {change.before} -> {change.after}"
     return f"{label} changed"
 

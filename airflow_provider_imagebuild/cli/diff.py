@@ -24,6 +24,7 @@ _BLOB_RE = re.compile(r"[0-9a-f]{40}")
 MAX_BLOB_BYTES = 4 * 1024 * 1024  # a playbook is kilobytes; a diff of a binary blob says nothing
 
 
+MAX_ROWS = 40  # changes shown per milestone in the table
 MAX_LOOKUPS = 200  # git reads per diff: a role of hundreds of changed files is named, not measured, past it
 _lookups = [0]
 
@@ -94,10 +95,10 @@ def diff_table(before: str, after: str, diffs: list[MilestoneDiff], repo: Path |
                 Text(diff.label), "unknown", "not recorded on both builds (not reached, or run before fingerprints)"
             )
             continue
-        if diff.same:
+        own = diff.own_changes
+        if diff.same and not own:  # equal fingerprints, yet the packages may differ (a mirror moved on)
             table.add_row(Text(diff.label), "same", "")
             continue
-        own = diff.own_changes
         if not own:
             table.add_row(Text(diff.label), "changed", "an earlier milestone changed")
             continue
@@ -110,5 +111,7 @@ def diff_table(before: str, after: str, diffs: list[MilestoneDiff], repo: Path |
             elif change.kind in ("file", "folder") and change.before and change.after:
                 text = f"{text} ({change.before[:12]} -> {change.after[:12]})"
             lines.append(text)
+        if len(lines) > MAX_ROWS:  # a release upgrade changes hundreds of packages: --json lists them all
+            lines = [*lines[: MAX_ROWS - 1], f"... and {len(lines) - MAX_ROWS + 1} more (--json lists them all)"]
         table.add_row(Text(diff.label), "changed", Text("\n".join(lines)))
     return table

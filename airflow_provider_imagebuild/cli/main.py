@@ -687,6 +687,7 @@ def build_diff(ctx: click.Context, before: str, after: str, repo: Path | None, a
     and watched values each milestone was made from."""
     from airflow_provider_imagebuild.build.changes import build_diff as diff_builds
     from airflow_provider_imagebuild.cli.diff import diff_public, diff_table
+    from airflow_provider_imagebuild.sbom import changes as _packages  # noqa: F401 - adds the package changes
 
     store = _store(ctx)
     old, new = store.get(before), store.get(after)

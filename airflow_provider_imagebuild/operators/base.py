@@ -514,6 +514,7 @@ class MilestoneOperator(BuildOperator):
         """What changed at and before this milestone since the pipeline's last delivered build, for
         a failure notice (build/changes.py); nothing when it cannot be said (never fails the notice)."""
         from airflow_provider_imagebuild.build.changes import what_changed
+        from airflow_provider_imagebuild.sbom import changes as _packages  # noqa: F401 - adds the package changes
         from airflow_provider_imagebuild.store import ListFilter
 
         try:

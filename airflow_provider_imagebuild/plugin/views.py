@@ -40,6 +40,7 @@ from airflow_provider_imagebuild.build.record import (
 from airflow_provider_imagebuild.build.stats import eta, milestone_medians, summary
 from airflow_provider_imagebuild.build.status import REGISTERED, RUNNING, WAITING, build_status
 from airflow_provider_imagebuild.links import TaskRef, dag_id_of, runs_of
+from airflow_provider_imagebuild.sbom import changes as _packages  # noqa: F401 - adds the package changes
 from airflow_provider_imagebuild.sbom.stored import sbom_summary
 from airflow_provider_imagebuild.targets.base import CHECKPOINT_OUTPUT, IMAGE_OUTPUT, Host, checkpoint_images
 from airflow_provider_imagebuild.targets.links import image_links
