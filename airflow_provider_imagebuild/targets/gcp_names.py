@@ -73,7 +73,11 @@ class GcpNames:
 
     def key(self, build: BuildRecord) -> str:
         """The digest of the pipeline and build id: the ``imagebuild-key`` label and names' core."""
-        return build_digest(self.pipeline, build.build_id, 20)
+        return self.key_of(build.build_id)
+
+    def key_of(self, build_id: str) -> str:
+        """:meth:`key` of a build known by its id only (its record pruned)."""
+        return build_digest(self.pipeline, build_id, 20)
 
     def prefix(self, build: BuildRecord) -> str:
         return f"ib-{self.key(build)[:10]}"

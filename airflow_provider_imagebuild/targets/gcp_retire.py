@@ -4,8 +4,11 @@ Published images are the sealed image in the pipeline's family (label ``imagebui
 publish shares it and copies it, it does not relabel it) and its copies in ``copy_locations``
 (``copy``), in the target's project only (another project's are never listed), labelled
 ``managed-by`` and this pipeline's ``imagebuild-pipeline``, each found back to its build by its
-``imagebuild-key`` label. A ``final`` image of a build not delivered is that build's staged image:
-the rules keep it (:func:`..build.image_retention.judge`).
+``imagebuild-key`` label: only an image whose key is one of the pipeline's builds' (or a pruned
+build's its description names) is listed, since the pipeline label alone is a lossy copy of the name
+another pipeline's may share (:meth:`GcpPublishedImages.published_images`). A ``final`` image of a
+build not delivered is that build's staged image: the rules keep it
+(:func:`..build.image_retention.judge`).
 
 Compute Engine deprecates before it deletes, and so does retention: an image past the policy is
 first deprecated (state ``DEPRECATED``, the family's current image as its replacement, and
@@ -19,6 +22,7 @@ is referenced, so it stays.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -37,6 +41,7 @@ DEPRECATED_STATES = ("DEPRECATED", "OBSOLETE", "DELETED")
 # How long an image stays deprecated before a retention run deletes it: people launching it are
 # warned (and see the date) for a week first.
 DEPRECATED_FOR = timedelta(days=7)
+_DESCRIPTION_RE = re.compile(r"(?P<pipeline>\S+) (?P<build>\S+) after milestone [0-9]{1,3}")
 
 
 class GcpPublishedImages(ImageRetiring):
@@ -68,15 +73,35 @@ class GcpPublishedImages(ImageRetiring):
             request = images.list_next(request, page)
         return found
 
+    def _pruned_build(self, image: Mapping[str, Any], key: str) -> str:
+        """The build id of a sealed image whose build the store no longer has, proven by its
+        description (``<pipeline> <build id> after milestone N``, as capture writes it): the whole
+        pipeline and a build id whose key its label is; "" when nothing proves it."""
+        found = _DESCRIPTION_RE.fullmatch(str(image.get("description") or ""))
+        if found is None or found["pipeline"] != self.target.pipeline:
+            return ""
+        return found["build"] if self.target.names.key_of(found["build"]) == key else ""
+
     def published_images(self, builds: Sequence[BuildRecord]) -> list[PublishedImage]:
+        """The labelled images whose build key is one of the pipeline's builds' (or a pruned build's,
+        :meth:`_pruned_build`). The pipeline label alone proves nothing: it is the name lowercased,
+        other characters as ``_``, cut at 63, so ``Web.App``'s and ``web_app``'s images carry the same;
+        the key, a digest of the whole pipeline name and the build id, tells them apart."""
+        keys = {self.target.names.key_of(r.build_id): r.build_id for r in builds}
         found = []
         for image in self._listed():
             if not self._labels_ours(image):
                 continue
             labels = image.get("labels") or {}
+            key = str(labels["imagebuild-key"])
+            build_id = keys.get(key) or self._pruned_build(image, key)
+            if not build_id:
+                log.info("image %s: its key is no build's of %s; left alone", image.get("name"), self.target.pipeline)
+                continue
             where = ",".join(image.get("storageLocations") or [])  # "" : the project's default
-            found.append(PublishedImage(str(image["selfLink"]), where, "", parse_time(image.get("creationTimestamp")),
-                                        build_key=str(labels["imagebuild-key"]), name=str(image["name"]),
+            found.append(PublishedImage(str(image["selfLink"]), where, build_id,
+                                        parse_time(image.get("creationTimestamp")),
+                                        build_key=key, name=str(image["name"]),
                                         detail={"family": str(image.get("family") or "")}))  # fmt: skip
         return found
 

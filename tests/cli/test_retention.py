@@ -533,3 +533,46 @@ def test_vsphere_deletes_old_library_items_with_their_final_template(tmp_path: P
     assert rest.get(f"{ITEMS}/id:{uploads[0]}").status_code == 404
     for i in (newest, *others, uploads[1]):
         rest.delete(f"{ITEMS}/id:{i}")  # the simulator's library is shared by the session
+
+
+def test_gcp_never_lists_another_pipelines_images_whose_labels_read_the_same(tmp_path: Path, fake_gce: Any) -> None:
+    """A label holds a lowercased, cut name: pipeline RET-GCP-X's images carry ret-gcp-x's
+    ``imagebuild-pipeline`` label. Their build keys match none of ret-gcp-x's builds, so they are not
+    listed (nothing proves them ret-gcp-x's), while a pruned build's final image of ret-gcp-x, whose
+    description names the whole pipeline and a build id its key is the digest of, still is."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
+    from airflow_provider_imagebuild.targets.gcp import GcpTarget
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import ZONE
+
+    name = f"ret-gcp-{uuid.uuid4().hex[:8]}"
+    url, scratch = f"sqlite:///{tmp_path}/state.db", open_store(f"sqlite:///{tmp_path}/scratch.db")
+    settings: dict[str, Any] = {"gcp_conn_id": GCP_CONN_ID, "zone": ZONE, "image_family": f"{name}-fam",
+                                "ssh_public_key": "ssh-ed25519 AAAA k"}  # fmt: skip
+    spec = tmp_path / "gcp.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: gcp\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name, image_type="base")
+    twin = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name.upper(), image_type="base")
+    store, old = open_store(url), datetime.now(timezone.utc) - timedelta(days=40)
+    for build_id in ("b1", "b2"):
+        store.create_build(build_id, pipeline=name, cloud="gcp", image_type="base", plan=[0, 100])
+        store.complete(build_id, 100, token=store.begin(build_id, 100, owner="w").token)
+
+    def image(by: GcpTarget, build_id: str, pipeline: str) -> str:
+        rec = store.find(build_id) or scratch.create_build(build_id, pipeline=pipeline, cloud="gcp",
+                                                           image_type="base", plan=[0, 100])  # fmt: skip
+        made = fake_gce.add_image(f"i-{uuid.uuid4().hex[:8]}", by.build_labels(rec, 95, "final"))
+        made.update(creationTimestamp=old.isoformat(), description=f"{pipeline} {build_id} after milestone 95")
+        return str(made["selfLink"])
+
+    ours = {image(target, "b1", name), image(target, "b2", name)}
+    pruned = image(target, "b0", name)
+    theirs = {image(twin, "t1", name.upper()), image(twin, "t2", name.upper())}
+    assert twin.build_labels(scratch.get("t1"), 95, "final")["imagebuild-pipeline"] == name  # the same label
+    planned = _rows(_retention("--spec", str(spec)))
+    assert set(planned) == ours | {pruned} and not theirs & set(planned)
+    assert planned[pruned]["build_id"] == "b0" and planned[pruned]["retire"]
