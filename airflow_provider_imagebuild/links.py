@@ -66,6 +66,11 @@ def app_page(build_id: str, root: str = "") -> str:
     return f"{root}{URL_PREFIX}/builds/{_q(build_id)}"
 
 
+def sbom_api(build_id: str, root: str = "") -> str:
+    """The build's bill of materials as the plugin's API serves it (proven; ``imagebuild build sbom``)."""
+    return f"{root}{URL_PREFIX}/api/builds/{_q(build_id)}/sbom"
+
+
 def runs_of(rec: BuildRecord) -> list[TaskRef]:
     """The Airflow task instances that worked on the build, oldest first, one per run."""
     seen: dict[tuple[str, str], TaskRef] = {}

@@ -108,17 +108,18 @@ def decision_of(outputs: Mapping[str, Any]) -> str | None:
 
 # -- what the request shows a person -------------------------------------------------------------
 MAX_FACT = 200  # characters of one value in the request
+MAX_CHANGE_LINE = 600  # one milestone's changes (up to 6 named, packages among them) below the table
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, limit: int = MAX_FACT) -> str:
     """A recorded value as the request shows it: one line, cut, and its Markdown characters escaped
     (a milestone's output is text a command printed: it must not become a link or a button-like
     heading on the page where a person decides)."""
-    text = " ".join(str(value).split())
-    text = text if len(text) <= MAX_FACT else text[: MAX_FACT - 1] + "…"
+    text = "".join(c for c in " ".join(str(value).split()) if c.isprintable())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
     return _MARKDOWN.sub(r"\\\1", text)
 
 
@@ -126,12 +127,41 @@ def _prefixed(outputs: Mapping[str, Any], prefixes: tuple[str, ...]) -> list[str
     return [f"{k}={_short(v)}" for k, v in sorted(outputs.items()) if k.startswith(prefixes)]
 
 
-def request_facts(rec: BuildRecord, code: int, changed: Sequence[str] = ()) -> list[tuple[str, str]]:
+def sbom_fact(sbom: Mapping[str, Any] | None, code: int, link: str) -> str:
+    """The SBOM row: the seal's package count, kernel and format, and a link to the document
+    (``sbom``: sbom.stored.sbom_summary, written by a milestone before ``code``, else none)."""
+    if not sbom or not isinstance(sbom.get("milestone"), int) or sbom["milestone"] >= code:
+        return "none before this milestone (the seal, 95, writes it)"
+    count = sbom.get("packages")
+    kernel = f", kernel {_short(sbom['kernel'], 80)}" if sbom.get("kernel") else ""
+    shown = f"{count if isinstance(count, int) else 'an unrecorded number of'} packages{kernel}"
+    written = f"{_short(sbom.get('format') or 'CycloneDX', 40)}, milestone {sbom['milestone']}"
+    return f"{shown} ({written}): [the document]({link})"
+
+
+def policy_fact(outputs: Mapping[str, Any]) -> str:
+    """The policy row: passed (milestone 90's gate: a violation fails it, so an approval after it
+    only ever sees a pass) or no policy (the spec has no ``policy:`` block)."""
+    if "policy_passed" not in outputs:
+        return "no policy (the spec has no policy: block)"
+    if outputs["policy_passed"] is not True:
+        return f"not passed (policy_passed={_short(outputs['policy_passed'], 40)})"
+    count = outputs.get("policy_packages")
+    return f"passed ({count} packages checked)" if isinstance(count, int) and not isinstance(count, bool) else "passed"
+
+
+def request_facts(
+    rec: BuildRecord,
+    code: int,
+    changed: Sequence[str] = (),
+    sbom: Mapping[str, Any] | None = None,
+    sbom_link: str = "",
+) -> list[tuple[str, str]]:
     """What a person needs to decide, as (label, text) rows, from the build's record only: the image,
-    the boot checks and the launch test that ran before ``code``, the SBOM and policy results and
-    what changed since the last delivered build where milestones recorded them (``sbom*``,
-    ``policy*`` outputs; ``changed``: the lines build/changes.py says, from the fingerprints), and
-    "not recorded" where nothing did, so the gap shows."""
+    the boot checks and the launch test that ran before ``code``, the SBOM (``sbom``: its summary,
+    ``sbom_link``: the document) and the policy result, what changed since the last delivered build
+    (``changed``: the lines build/changes.py says, from the fingerprints and the packages: the
+    headline here, the lines below the table), and "not recorded" where nothing did, so the gap shows."""
     done = {c: m for c, m in sorted(rec.milestones.items()) if c < code and not m.skipped}
     merged: dict[str, Any] = {}
     for result in done.values():
@@ -147,14 +177,22 @@ def request_facts(rec: BuildRecord, code: int, changed: Sequence[str] = ()) -> l
         ("Launch test", "; ".join(f"{c}: passed ({', '.join(_prefixed(done[c].outputs, ('',))[:6])})" for c in launch)
          if launch else "none before this milestone")
     )  # fmt: skip
-    for label, prefix in (("SBOM", "sbom"), ("Policy", "policy")):
-        found = _prefixed(merged, (prefix,))
-        facts.append((label, ", ".join(found) if found else "not recorded"))
-    facts.append(("What changed", "; ".join(_short(line) for line in changed) if changed else "not recorded"))
+    facts.append(("SBOM", sbom_fact(sbom, code, sbom_link)))
+    facts.append(("Policy", policy_fact(merged)))
+    facts.append(("What changed", _short(changed[0]) if changed else "not recorded"))
     return facts
 
 
-def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str, changed: Sequence[str] = ()) -> str:
+def request_body(
+    rec: BuildRecord,
+    code: int,
+    page: str,
+    who: str,
+    waits: str,
+    changed: Sequence[str] = (),
+    sbom: Mapping[str, Any] | None = None,
+    sbom_link: str = "",
+) -> str:
     """The request's text (Markdown) on Airflow's respond page and in notifications."""
     lines = [
         f"Build **{rec.build_id}** of pipeline `{rec.pipeline}` ({rec.cloud}, {rec.image_type}) waits for an "
@@ -165,7 +203,8 @@ def request_body(rec: BuildRecord, code: int, page: str, who: str, waits: str, c
         "| | |",
         "|---|---|",
     ]
-    lines += [f"| {label} | {text} |" for label, text in request_facts(rec, code, changed)]
+    lines += [f"| {label} | {text} |" for label, text in request_facts(rec, code, changed, sbom, sbom_link)]
+    lines += ["", *(f"- {_short(line, MAX_CHANGE_LINE)}" for line in changed[1:])] if changed[1:] else []
     lines += [
         "",
         f"Who may respond: {who}. {waits}",

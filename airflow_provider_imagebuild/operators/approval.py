@@ -46,9 +46,10 @@ from airflow_provider_imagebuild.build.approval import (
 from airflow_provider_imagebuild.build.record import FAILED, BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.rules import HELD, readiness
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput
-from airflow_provider_imagebuild.links import build_page
+from airflow_provider_imagebuild.links import build_page, sbom_api
 from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.links import airflow_address
+from airflow_provider_imagebuild.sbom.stored import sbom_summary
 from airflow_provider_imagebuild.spec.approval import Approvers
 from airflow_provider_imagebuild.store import BuildStore
 
@@ -164,7 +165,9 @@ class ApprovalMilestoneOperator(MilestoneOperator, ApprovalOperator):
         )
         self.subject = f"Approve build {build_id} at {rec.label(self.state)}?"
         changed = self._what_changed(store, rec)  # since the pipeline's last delivered build (fingerprints)
-        self.body = request_body(rec, self.state, page, who.describe(), until, changed)
+        # The seal's bill of materials from the record alone (its file may be on another worker).
+        sbom, sbom_link = sbom_summary(rec), sbom_api(build_id, airflow_address())
+        self.body = request_body(rec, self.state, page, who.describe(), until, changed, sbom, sbom_link)
         self.assigned_users = assigned
         asked = awaiting_approval(rec, self.state) or ""
         self.log.info("%s of build %s asks %s for an approval (%s)", rec.label(self.state), build_id,

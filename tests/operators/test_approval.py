@@ -38,7 +38,9 @@ notify:
 milestones:
   10: {{action: command, command: "echo ::output:: boot_green_passed=true"}}
   90: {{action: command, command: "echo '::output:: sbom_summary=412 packages [details](http://evil.example)'"}}
-  95: {{action: command, command: "echo ::output:: image_id=/catalog/gated/3/gated.qcow2"}}
+  95: {{action: command, command: "echo ::output:: image_id=/catalog/gated/3/gated.qcow2; \\
+    echo ::output:: sbom_file=/catalog/gated/3/gated.cdx.json; \\
+    echo '::output:: sbom_kernel=6.1.0 [x](http://evil.example)'"}}
   98: {{action: approval, key: production_approval, title: Production approval, approvers: [admin, role:op]}}
   100: {{action: command, command: "true"}}
 """
@@ -90,9 +92,14 @@ def test_a_rejection_stops_the_build_for_good_and_a_clear_asks_again(tmp_path: P
     assert approval.subject == "Approve build g-1 at 98 · Production approval?"
     body = str(approval.body)
     assert "/plugin/image-builds/imagebuild/builds/g-1" in body and "/catalog/gated/3/gated.qcow2" in body
-    assert "10: boot_green_passed=true" in body and "| Policy | not recorded |" in body
-    # What a command printed is shown as text, never as a link on the page where a person decides.
-    assert r"| SBOM | sbom_summary=412 packages \[details\]\(http://evil.example\) |" in body
+    assert "10: boot_green_passed=true" in body and "| Policy | no policy (the spec has no policy: block) |" in body
+    # The seal's bill of materials, formatted with a link to the document; what a command printed
+    # is shown as text, never as a link on the page where a person decides (nor 90's raw outputs).
+    assert (
+        r"| SBOM | an unrecorded number of packages, kernel 6.1.0 \[x\]\(http://evil.example\) (CycloneDX, "
+        "milestone 95): [the document](" in body
+    )
+    assert "/imagebuild/api/builds/g-1/sbom) |" in body and "412" not in body
     assert "Who may respond: admin, role op." in body
     announced = [b for p, b in hook.received if p == "/hooks/imagebuild"]
     assert [b["event"] for b in announced] == ["awaiting_approval"]
@@ -126,7 +133,10 @@ def test_a_rejection_stops_the_build_for_good_and_a_clear_asks_again(tmp_path: P
     for code in (0, 10, 90, 95):
         tasks[code].execute(task_context("g-2", tasks[code].task_id))
     tasks[98].execute_milestone(task_context("g-2", tasks[98].task_id))
-    assert "| What changed | no recorded input of milestones up to 98 changed since build g-1" in str(tasks[98].body)
+    body = str(tasks[98].body)
+    assert r"| What changed | what changed since build g-1 \(the last delivered, " in body, body
+    # The seal's documents are not on this machine: the package changes are unknown, not a failure.
+    assert "\n- 95 · Image sealed and captured: packages unknown: a bill of materials is on another worker" in body
     assert [b["event"] for p, b in hook.received if p == "/hooks/imagebuild"] == [
         "awaiting_approval", "retries_exhausted", "awaiting_approval", "awaiting_approval"]  # fmt: skip
 
@@ -359,3 +369,38 @@ def test_a_responders_name_is_kept_to_what_the_record_takes(tmp_path: Path) -> N
     )
     assert outputs["decided_by"] == "eve[2J" + "x" * 194 + " (airflow)"
     assert open_store(f"sqlite:///{tmp_path}/state.db").get("n-1").next_state == 100
+
+
+def test_the_request_shows_the_sbom_summary_and_the_policy_result(tmp_path: Path) -> None:
+    """#33: what milestone 90's policy gate and the seal recorded, formatted for the person who
+    decides (the package count, the kernel, a link to the document; passed or no policy), and the
+    package changes since the last delivered build below the table, each on its own line."""
+    from airflow_provider_imagebuild.build.approval import request_body
+    from airflow_provider_imagebuild.links import sbom_api
+    from airflow_provider_imagebuild.sbom.stored import sbom_summary
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    store.create_build("g-1", pipeline="gated", cloud="local", image_type="base", plan=[0, 90, 95, 98, 100])
+    gate = {"policy_passed": True, "policy_packages": 412, "packages_sha256": "b" * 64}
+    seal = {"sbom_file": "/w/g-1.cdx.json", "sbom_sha256": "a" * 64, "sbom_packages": 412, "sbom_kernel": "6.1.0-28"}
+    for code, outputs in ((90, gate), (95, seal)):
+        store.complete("g-1", code, token=store.begin("g-1", code, owner="w").token, outputs=outputs)
+    rec = store.get("g-1")
+    package = "95 · Seal: package openssl 3.0.20-1~deb12u2 -> 3.0.21-1~deb12u1; package nginx 1.22.1 removed"
+    changed = ["what changed since build g-0 (the last delivered, 2026-12-01T02:00:00Z):", package]
+    link = sbom_api("g-1", "https://airflow.example")
+
+    def body(code: int) -> str:
+        return request_body(rec, code, "/b/g-1", "admin", "", changed, sbom_summary(rec), link)
+
+    text = body(98)
+    assert (
+        "| SBOM | 412 packages, kernel 6.1.0-28 (CycloneDX, milestone 95): "
+        "[the document](https://airflow.example/imagebuild/api/builds/g-1/sbom) |"
+    ) in text
+    assert "| Policy | passed (412 packages checked) |" in text and "packages_sha256" not in text
+    assert r"| What changed | what changed since build g-0 \(the last delivered, 2026-12-01T02:00:00Z\): |" in text
+    # One line per milestone below the table, Markdown-escaped as every recorded value is.
+    assert "\n- " + package.replace("~", r"\~").replace(">", r"\>") + "\n" in text
+    # Asked at the seal itself (or before it): the document is not written yet.
+    assert "| SBOM | none before this milestone (the seal, 95, writes it) |" in body(95)
