@@ -90,7 +90,14 @@ class BuildsOf:
                 )
                 raise self.key_problem
             self.by_key = {self.target.build_key(r): r for r in records}
-        return self.by_key.get(resource.build_key)
+        found = self.by_key.get(resource.build_key)
+        if found is None and not resource.build_id and not getattr(self.target, "marks_prove_pipeline", True):
+            raise InvalidInput(
+                "build key",
+                f"{resource.build_key[:40]} is no build's of {self.pipeline} in its store, and nothing else "
+                f"proves the resource {self.pipeline}'s (another pipeline's name may read the same as a label)",
+            )
+        return found
 
 
 def _knows_pipeline(store: Any, pipeline: str) -> bool:

@@ -45,7 +45,14 @@ from airflow_provider_imagebuild.targets.base import (
     checkpoint_images,
     ssh_ansible_vars,
 )
-from airflow_provider_imagebuild.targets.gcp_names import GcpNames, build_labels, fit_labels, is_name, label_value
+from airflow_provider_imagebuild.targets.gcp_names import (
+    GcpNames,
+    build_labels,
+    fit_labels,
+    host_description,
+    is_name,
+    label_value,
+)
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
 
@@ -67,6 +74,7 @@ def parse_image(image: str) -> tuple[str, str] | None:
 
 class GcpTarget(LaunchTestTarget, LeakCollecting):
     name = "gcp"
+    marks_prove_pipeline = False  # labels: see LeakCollecting; descriptions and keys prove it
 
     def __init__(self, settings: GcpTargetSpec, *, pipeline: str, image_type: str, clients: GcpClients) -> None:
         self.settings = settings
@@ -291,7 +299,7 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
             )
         name = self.names.host(build, checkpoint.code)
         self._delete_instance(build, name)  # a host launched from this checkpoint before, and lost
-        body = self._instance_body(name, source, self.build_labels(build, checkpoint.code, "buildhost"))
+        body = self._instance_body(name, source, self.build_labels(build, checkpoint.code, "buildhost"), build)
         request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
         self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
         instance = self._instance(name)
@@ -309,9 +317,13 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
             address = ((nic.get("accessConfigs") or [{}])[0]).get("natIP") or address
         return str(address)
 
-    def _instance_body(self, name: str, source: Mapping[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    def _instance_body(
+        self, name: str, source: Mapping[str, Any], labels: dict[str, str], build: BuildRecord
+    ) -> dict[str, Any]:
         """A build host's (or the launch test's) instance: the spec's machine type and network, a
-        boot disk from ``source`` deleted with it, the service account and the build's SSH key."""
+        boot disk from ``source`` deleted with it, the service account and the build's SSH key; its
+        description names the whole pipeline and the build (what proves it ours once the store no
+        longer has the build: :meth:`.gcp_names.GcpNames.described_build`)."""
         s = self.settings
         interface: dict[str, Any] = {"network": self._network_path(s.network, "networks")}
         if s.subnetwork:
@@ -322,6 +334,7 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
             "name": name,
             "machineType": f"zones/{self.zone}/machineTypes/{s.machine_type}",
             "labels": labels,
+            "description": host_description(self.pipeline, build.build_id),
             "disks": [
                 {
                     "boot": True,
@@ -616,7 +629,7 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
         if source is None:
             raise InvalidInput("image_id", f"{image} is not build {build.build_id}'s image; no test instance is made")
         name = self.names.test_host(build)
-        body = self._instance_body(name, source, self.build_labels(build, build.current_state, ROLE))
+        body = self._instance_body(name, source, self.build_labels(build, build.current_state, ROLE), build)
         request = self.compute.instances().insert(project=self.project, zone=self.zone, body=body)
         try:
             self.wait(f"instances.insert {name}", self.call(f"instances.insert {name}", request))
@@ -680,10 +693,11 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
         labels = found.get("labels") or {}
         milestone = str(labels.get("imagebuild-milestone", "")).removeprefix("m")
         where = self.zone if kind == "instance" else "global"
-        return Resource(kind, str(found.get("selfLink") or found["name"]), where, self.pipeline, "",
-                        parse_time(found.get("creationTimestamp")), role=str(labels.get("imagebuild-role", "")),
-                        milestone=int(milestone) if milestone.isdigit() else None,
-                        build_key=str(labels.get("imagebuild-key", "")), **more)  # fmt: skip
+        key = str(labels.get("imagebuild-key", ""))
+        return Resource(kind, str(found.get("selfLink") or found["name"]), where, self.pipeline,
+                        self.names.described_build(found, key), parse_time(found.get("creationTimestamp")),
+                        role=str(labels.get("imagebuild-role", "")),
+                        milestone=int(milestone) if milestone.isdigit() else None, build_key=key, **more)  # fmt: skip
 
     def owned_resources(self) -> list[Resource]:
         """Instances of the target's zone and images of its project labelled ``managed-by`` and

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.targets.base import MANAGED_BY, build_digest, final_image_name
@@ -64,6 +65,15 @@ def is_name(text: str) -> bool:
     return bool(NAME_RE.fullmatch(text))
 
 
+# A description names the whole pipeline and the build, which labels cannot (lowercased, cut at 63):
+# ``<pipeline> <build id> after milestone N`` (an image capture made), ``... build host`` (an instance).
+_DESCRIPTION_RE = re.compile(r"(?P<pipeline>\S+) (?P<build>\S+) (?:after milestone [0-9]{1,3}|build host)")
+
+
+def host_description(pipeline: str, build_id: str) -> str:
+    return f"{pipeline} {build_id} build host"
+
+
 class GcpNames:
     """The names of one pipeline's resources on Compute Engine (see the module's docstring)."""
 
@@ -78,6 +88,16 @@ class GcpNames:
     def key_of(self, build_id: str) -> str:
         """:meth:`key` of a build known by its id only (its record pruned)."""
         return build_digest(self.pipeline, build_id, 20)
+
+    def described_build(self, resource: Mapping[str, Any], key: str) -> str:
+        """The build id a resource's description names, when it names this whole pipeline and a
+        build whose key ``key`` (its label) is; "" otherwise. What proves a resource of a build the
+        store no longer has this pipeline's: its ``imagebuild-pipeline`` label is a lossy copy of
+        the name (``Web.App`` and ``web_app`` read the same), the key a digest of the whole name."""
+        found = _DESCRIPTION_RE.fullmatch(str(resource.get("description") or ""))
+        if found is None or found["pipeline"] != self.pipeline or self.key_of(found["build"]) != key:
+            return ""
+        return found["build"]
 
     def prefix(self, build: BuildRecord) -> str:
         return f"ib-{self.key(build)[:10]}"

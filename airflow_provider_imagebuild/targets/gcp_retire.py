@@ -22,7 +22,6 @@ is referenced, so it stays.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,7 +40,6 @@ DEPRECATED_STATES = ("DEPRECATED", "OBSOLETE", "DELETED")
 # How long an image stays deprecated before a retention run deletes it: people launching it are
 # warned (and see the date) for a week first.
 DEPRECATED_FOR = timedelta(days=7)
-_DESCRIPTION_RE = re.compile(r"(?P<pipeline>\S+) (?P<build>\S+) after milestone [0-9]{1,3}")
 
 
 class GcpPublishedImages(ImageRetiring):
@@ -73,15 +71,6 @@ class GcpPublishedImages(ImageRetiring):
             request = images.list_next(request, page)
         return found
 
-    def _pruned_build(self, image: Mapping[str, Any], key: str) -> str:
-        """The build id of a sealed image whose build the store no longer has, proven by its
-        description (``<pipeline> <build id> after milestone N``, as capture writes it): the whole
-        pipeline and a build id whose key its label is; "" when nothing proves it."""
-        found = _DESCRIPTION_RE.fullmatch(str(image.get("description") or ""))
-        if found is None or found["pipeline"] != self.target.pipeline:
-            return ""
-        return found["build"] if self.target.names.key_of(found["build"]) == key else ""
-
     def published_images(self, builds: Sequence[BuildRecord]) -> list[PublishedImage]:
         """The labelled images whose build key is one of the pipeline's builds' (or a pruned build's,
         :meth:`_pruned_build`). The pipeline label alone proves nothing: it is the name lowercased,
@@ -94,7 +83,7 @@ class GcpPublishedImages(ImageRetiring):
                 continue
             labels = image.get("labels") or {}
             key = str(labels["imagebuild-key"])
-            build_id = keys.get(key) or self._pruned_build(image, key)
+            build_id = keys.get(key) or self.target.names.described_build(image, key)
             if not build_id:
                 log.info("image %s: its key is no build's of %s; left alone", image.get("name"), self.target.pipeline)
                 continue

@@ -170,6 +170,12 @@ class LeakCollecting:
     """The two hooks a cloud target writes for ``imagebuild gc`` (as targets/launch.py's for the
     launch test): list what is provably this pipeline's, and delete one of them once proven again."""
 
+    # Whether a resource's marks prove it this pipeline's even when its build key is no build's in
+    # the store: true where the pipeline's whole name is written; Google Cloud's label is a lossy
+    # copy of it (lowercased, cut), so there only a build id the target proved (``Resource.build_id``)
+    # does, and a resource with neither is left unjudged (cli/gc.py's ``BuildsOf``).
+    marks_prove_pipeline: bool = True
+
     @abstractmethod
     def owned_resources(self) -> list[Resource]:
         """Every resource in the target's own account/project carrying ``ManagedBy`` and this

@@ -342,9 +342,9 @@ def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any
         return where.create_build(build_id, pipeline=name, cloud="gcp", image_type="base", plan=[0, 10, 95, 100])
 
     def image(label: str, owner: Any, role: str, code: int, by: GcpTarget = target) -> str:
-        return str(
-            fake_gce.add_image(f"{label}-{uuid.uuid4().hex[:6]}", by.build_labels(owner, code, role))["selfLink"]
-        )
+        made = fake_gce.add_image(f"{label}-{uuid.uuid4().hex[:6]}", by.build_labels(owner, code, role))
+        made["description"] = f"{by.pipeline} {owner.build_id} after milestone {code}"  # as capture writes
+        return str(made["selfLink"])
 
     done, failed, gone = build(store, "done-1"), build(store, "failed-1"), build(elsewhere, "gone-1")
     for code in (10, 95, 100):
@@ -361,16 +361,24 @@ def test_gc_on_gcp_finds_builds_by_their_label_key(tmp_path: Path, fake_gce: Any
              target.launch(gone, Checkpoint(10, gone_green)).id}  # fmt: skip
     kept = [green, host.id, image("final", done, "final", 95), image("theirs", gone, "checkpoint", 10, other_target)]
     unlabelled = str(fake_gce.add_image(f"bare-{uuid.uuid4().hex[:6]}", {"managed-by": MANAGED_BY})["selfLink"])
+    # Pipeline GC-GCP-...'s labels read as this pipeline's (a label is the name lowercased): its failed
+    # build's checkpoint, whose key is no build's here, is left unjudged, never taken for a leak.
+    twin = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name.upper(), image_type="base")
+    theirs = image("twin", elsewhere.create_build("twin-1", pipeline=name.upper(), cloud="gcp", image_type="base",
+                                                  plan=[0, 10, 100]), "checkpoint", 10, twin)  # fmt: skip
+    assert fake_gce.images[theirs.rsplit("/", 1)[1]]["labels"]["imagebuild-pipeline"] == name
 
     def gc(*args: str) -> dict[str, Any]:
         got = CliRunner().invoke(cli, ["gc", "--cloud", "gcp", "--spec", str(spec), "--json", *args])
-        assert got.exit_code == 0, got.output
+        assert got.exit_code == 1, got.output  # the twin's image cannot be judged
         return dict(json.loads(got.stdout))
 
-    assert {row["id"] for row in gc("--older-than", "10m")["leaks"]} == leaks
+    planned = gc("--older-than", "10m")
+    assert {row["id"] for row in planned["leaks"]} == leaks
+    assert [row["id"] for row in planned["unjudged"]] == [theirs] and "no build's of" in planned["unjudged"][0]["error"]
     assert {row["id"] for row in gc("--older-than", "10m", "--apply")["leaks"] if row["deleted"]} == leaks
     present = {i["selfLink"] for i in [*fake_gce.images.values(), *fake_gce.instances.values()]}
-    assert not leaks & present and set(kept) | {unlabelled} <= present
+    assert not leaks & present and set(kept) | {unlabelled, theirs} <= present
     assert gc("--older-than", "10m")["leaks"] == []
 
 
