@@ -73,7 +73,7 @@ def package_rows(before: BuildRecord, after: BuildRecord, code: int) -> list[Inp
         return [InputChange("packages", "packages", UNKNOWN, "a bill of materials is on another worker's disk")]
     except InvalidInput as e:
         return [InputChange("packages", "packages", UNKNOWN, f"{e.field}: {e.reason}")]
-    except (ValueError, AttributeError, TypeError) as e:  # a document proven by digest, yet not one the seal writes
+    except (ValueError, AttributeError, TypeError, RecursionError) as e:  # proven by digest, yet not the seal's
         return [
             InputChange(
                 "packages",

@@ -91,6 +91,16 @@ def test_build_diff_names_the_packages_changed_between_two_builds(tmp_path: Path
     same = run("build", "diff", "night-1", "night-3", "--json", store=url)  # no file read: the digests agree
     assert same.returncode == 0 and all(not m["changes"] for m in json.loads(same.stdout)["milestones"])
 
+    # A hand-made document the record's digest proves, nested past Python's limit: unknown, one row.
+    deep = tmp_path / "deep.cdx.json"
+    deep.write_text('{"bomFormat": "CycloneDX", "components": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    _sealed(where, tmp_path, "night-5", IMAGE, sbom_file=str(deep), sbom_sha256=file_hash(deep))
+    nested = run("build", "diff", "night-1", "night-5", store=url)
+    assert nested.returncode == 0 and "packages unknown: " in nested.stdout, nested.stderr
+    assert "is not a CycloneDX document" in nested.stdout
+    refused = run("build", "sbom", "night-5", store=url)
+    assert refused.returncode == 2 and "is not a CycloneDX document" in refused.stderr, refused.stderr
+
 
 def test_the_failed_page_names_the_packages_changed_since_the_last_delivered_build(
     store: BuildStore,  # noqa: F811
