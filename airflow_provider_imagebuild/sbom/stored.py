@@ -3,7 +3,7 @@
 The record holds the seal's outputs (``sbom_file``, ``sbom_sha256``, ``sbom_packages``), never the
 document: the document is a file beside the image (and its copies in the catalog). Anyone who can
 write the store can write those outputs, so a reader (``imagebuild build sbom``, the build page)
-shows a file only when its name is a bill of materials' (``*.cdx.json``), its SHA-256 is the one
+shows a file only when its name is this build's bill of materials' (:func:`own_names`), its SHA-256 is the one
 recorded and it is a CycloneDX document: a hand-written path (``/etc/shadow``) is never printed.
 """
 
@@ -55,6 +55,15 @@ def copies_of(build: BuildRecord) -> list[str]:
     return found
 
 
+def own_names(build: BuildRecord) -> tuple[str, str]:
+    """The names a build's document has wherever the provider writes it: ``<build id>.cdx.json``
+    (a cloud target's work folder) and ``<pipeline>-<build id>.cdx.json`` (beside the local image,
+    and its catalog copy). Another build's document, even with its right digest (published images
+    are tagged with it), is not this build's: whoever writes one build's record cannot have the
+    page or the API serve another pipeline's under it."""
+    return f"{build.build_id}.cdx.json", f"{build.pipeline}-{build.build_id}.cdx.json"
+
+
 def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
     """The reference and the document's text (the seal's file, else a published copy), proven as
     the module says."""
@@ -67,6 +76,8 @@ def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
         if not path.is_absolute() or not path.name.endswith(".cdx.json") or ".." in path.parts:
             raise InvalidInput(field, f"{candidate!r} is not a bill of materials file (*.cdx.json)")
         if path.is_file():
+            if path.name not in own_names(build):
+                raise InvalidInput(field, f"{candidate!r} is not build {build.build_id}'s bill of materials")
             return SbomRef(ref.milestone, candidate, ref.sha256, ref.packages), _proven(path, ref, field)
     raise NotFound(f"{ref.path} is not on this machine (it is kept on the worker that sealed the build)")
 

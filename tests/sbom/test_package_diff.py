@@ -92,12 +92,13 @@ def test_build_diff_names_the_packages_changed_between_two_builds(tmp_path: Path
     assert same.returncode == 0 and all(not m["changes"] for m in json.loads(same.stdout)["milestones"])
 
     # A hand-made document the record's digest proves, nested past Python's limit: unknown, one row.
-    deep = tmp_path / "deep.cdx.json"
+    deep = tmp_path / "deep" / "night-5.cdx.json"  # named as night-5's (another name is refused before it is read)
+    deep.parent.mkdir()
     deep.write_text('{"bomFormat": "CycloneDX", "components": ' + "[" * 100_000 + "]" * 100_000 + "}")
     _sealed(where, tmp_path, "night-5", IMAGE, sbom_file=str(deep), sbom_sha256=file_hash(deep))
     nested = run("build", "diff", "night-1", "night-5", store=url)
     assert nested.returncode == 0 and "packages unknown: " in nested.stdout, nested.stderr
-    assert "is not a CycloneDX document" in nested.stdout
+    assert "is not a CycloneDX document" in nested.stdout, nested.stdout
     refused = run("build", "sbom", "night-5", store=url)
     assert refused.returncode == 2 and "is not a CycloneDX document" in refused.stderr, refused.stderr
 

@@ -140,7 +140,8 @@ def test_the_images_words_are_printed_as_they_are_without_terminal_escapes(tmp_p
 
 def test_imagebuild_build_sbom_never_prints_a_file_the_seal_did_not_write(tmp_path: Path) -> None:
     """``sbom_file`` set by hand to a file of the worker's, even with its right digest."""
-    secret = tmp_path / "secret.cdx.json"
+    secret = tmp_path / "elsewhere" / "nightly-night-4.cdx.json"  # named as the build's, to reach the content check
+    secret.parent.mkdir()
     secret.write_text('{"password": "hunter2"}')
     _sealed(tmp_path, "night-4", sbom_file=str(secret), sbom_sha256=file_hash(secret))
     url = f"sqlite:///{tmp_path}/state.db"
@@ -184,3 +185,16 @@ def test_published_images_carry_the_sbom_digest(tmp_path: Path, fake_os: Any) ->
     lease = store.begin("night-6", 95, owner="test")
     store.complete("night-6", 95, token=lease.token, outputs={"image_id": str(image), "sbom_sha256": "not a digest"})
     assert "Sbom" not in built_with_tags(store.get("night-6"))
+
+
+def test_a_build_never_shows_another_builds_bill_of_materials(tmp_path: Path) -> None:
+    """Whoever can write one build's record can name another build's document (another team's
+    pipeline on the same worker) with the digest its published image is tagged with: it is still
+    not this build's file, so it is refused, never served under this build's name."""
+    _, _, theirs = _sealed(tmp_path, "night-6")
+    elsewhere = str(theirs.milestones[95].outputs["sbom_file"])
+    _sealed(tmp_path / "b", "night-7", sbom_file=elsewhere, sbom_sha256=theirs.milestones[95].outputs["sbom_sha256"])
+    refused = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/b/state.db", "build", "sbom", "night-7"])
+    assert refused.exit_code == 2 and "is not build night-7's bill of materials" in refused.output, refused.output
+    shown = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/state.db", "build", "sbom", "night-6"])
+    assert shown.exit_code == 0, shown.output
