@@ -21,6 +21,7 @@ count.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ import yaml
 
 # Bounds: a playbook tree is small; a runaway (a symlink loop, a folder of ISOs) must not hang a task.
 MAX_FILES = 5000
+MAX_ENTRIES = 10 * MAX_FILES  # files and folders walked, counted as they are
 MAX_DEPTH = 40
 
 _TASK_LISTS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
@@ -248,15 +250,24 @@ _AnsibleLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_
 
 
 def _files_under(folder: Path) -> Iterator[Path]:
-    count = 0
-    for path in sorted(folder.rglob("*")):
-        if path.is_symlink() and not _inside(path, folder):
-            continue  # a link out of the folder (to a key, to /etc) is not the folder's content
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith((".retry", ".pyc")):
-            count += 1
-            if count > MAX_FILES:
-                raise ValueError(f"{folder} holds more than {MAX_FILES} files")
-            yield path
+    """The files of ``folder``, stopping at :data:`MAX_FILES` while it walks: a templated name
+    whose fixed part is ``/usr`` (``include_vars: /usr/{{ x }}.yml``) must not list all of it
+    first (sorting the whole walk did, for seconds, before the bound was even checked)."""
+    count = seen = 0
+    for root, dirs, names in os.walk(folder):  # symlinked folders are not entered
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        seen += len(dirs) + len(names)
+        if seen > MAX_ENTRIES:
+            raise ValueError(f"{folder} holds more than {MAX_ENTRIES} entries")
+        for name in sorted(names):
+            path = Path(root) / name
+            if path.is_symlink() and not _inside(path, folder):
+                continue  # a link out of the folder (to a key, to /etc) is not the folder's content
+            if path.is_file() and not name.endswith((".retry", ".pyc")):
+                count += 1
+                if count > MAX_FILES:
+                    raise ValueError(f"{folder} holds more than {MAX_FILES} files")
+                yield path
 
 
 def playbook_files(playbook: Path) -> tuple[list[Path], list[str]]:
