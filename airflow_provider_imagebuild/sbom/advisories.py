@@ -22,6 +22,7 @@ fails the check rather than passing it silently.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from airflow_provider_imagebuild.sbom.inventory import DPKG, Inventory, Package
 from airflow_provider_imagebuild.sbom.versions import compare
 
 MAX_BYTES = 256 << 20  # the whole Debian tracker export is ~60 MB
-URL_TIMEOUT_S = 60
+URL_TIMEOUT_S = 60  # one read
+URL_DEADLINE_S = 900  # the whole download (the tracker's ~60 MB on a slow link), then milestone 90 fails
 ECOSYSTEMS = {
     DPKG: ("debian", "ubuntu"),
     "rpm": ("red hat", "redhat", "almalinux", "rocky linux", "suse", "opensuse"),
@@ -60,13 +62,28 @@ def shown(source: str) -> str:
     return shown_url(source) if source.startswith(("http://", "https://")) else source
 
 
-def read_source(source: str, base: Path) -> Any:
-    """The JSON of an advisory source (a path under ``base`` unless absolute, or a URL)."""
+def _download(url: str, deadline_s: float) -> bytes:
+    """At most ``MAX_BYTES + 1`` bytes of ``url`` within ``deadline_s`` in all: the socket's timeout
+    bounds one read only, and a server dripping a byte at a time never trips it."""
+    deadline = time.monotonic() + deadline_s
+    parts: list[bytes] = []
+    size = 0
+    with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as answer:  # the team's URL
+        while size <= MAX_BYTES and (chunk := answer.read1(min(1 << 20, MAX_BYTES + 1 - size))):
+            parts.append(chunk)
+            size += len(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"did not finish within {deadline_s:g}s")
+    return b"".join(parts)
+
+
+def read_source(source: str, base: Path, deadline_s: float = URL_DEADLINE_S) -> Any:
+    """The JSON of an advisory source (a path under ``base`` unless absolute, or a URL, read within
+    ``deadline_s``)."""
     field = f"policy.advisories ({shown(source)})"
     try:
         if source.startswith(("http://", "https://")):
-            with urllib.request.urlopen(source, timeout=URL_TIMEOUT_S) as answer:  # the team's URL
-                raw = answer.read(MAX_BYTES + 1)
+            raw = _download(source, deadline_s)
         else:
             path = (base / source).resolve()
             with open(path, "rb") as f:

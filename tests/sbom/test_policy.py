@@ -134,3 +134,41 @@ def test_an_advisory_url_is_read_and_a_bad_source_is_one_line(
     no_release = Inventory(image.kind, image.packages, {})
     with pytest.raises(InvalidInput, match=r"^policy.release: .* say which release the image is"):
         check(PolicySpec(advisories=["debian-tracker.json"]), no_release, DATA)
+
+
+def test_an_advisory_url_dripping_its_answer_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    """Every read of a server sending a byte at a time is within the socket's timeout: the whole
+    download still ends at its deadline, one line naming the source (milestone 90 does not hang)."""
+    import time
+
+    from airflow_provider_imagebuild.sbom.advisories import read_source
+
+    stop = threading.Event()
+
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "400")
+            self.end_headers()
+            for _ in range(400):
+                if stop.is_set():
+                    return
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        started = time.monotonic()
+        url = f"http://127.0.0.1:{server.server_address[1]}/osv.json?token=s3cret"
+        with pytest.raises(InvalidInput, match="did not finish within 1s") as refused:
+            read_source(url, tmp_path, deadline_s=1)
+        assert time.monotonic() - started < 4 and "s3cret" not in str(refused.value)
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
