@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.image_retention import PublishedImage
 from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.errors import TargetError
 from airflow_provider_imagebuild.targets.retire import DELETED, ImageRetiring
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,13 @@ class CatalogVersions(ImageRetiring):
         if version is None or str(version) != image.id or str(version) == self._latest():
             log.info("catalog version %s is gone, not this pipeline's, or latest; left alone", image.id)
             return ""
-        shutil.rmtree(version)
+        from airflow_provider_imagebuild.targets.local_leaks import has_mount_inside
+
+        if has_mount_inside(version):  # a share mounted to serve the image: rmtree would empty it
+            raise TargetError(f"{version} has a file system mounted inside; left alone (unmount it first)")
+        try:
+            shutil.rmtree(version)
+        except OSError as exc:  # part of it may be gone: said, and the next run finishes it
+            raise TargetError(f"{version} could not be deleted whole: {exc.strerror or exc}") from None
         log.info("retired catalog version %s", version)
         return DELETED

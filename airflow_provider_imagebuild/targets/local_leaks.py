@@ -120,7 +120,8 @@ def _mount_points() -> list[str]:
     return [decode.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in lines if len(line.split()) > 4]
 
 
-def _has_mount_inside(path: Path) -> bool:
+def has_mount_inside(path: Path) -> bool:
+    """Whether a file system is mounted at or under ``path``: removing the tree would cross into it."""
     inside = str(path.resolve())
     return any(p == inside or p.startswith(inside + "/") for p in _mount_points())
 
@@ -208,7 +209,7 @@ class LocalLeaks(LeakCollecting):
         if what is None or what[:2] != (resource.kind, resource.role) or resource.role == "final":
             return False
         if path.is_dir():
-            if _has_mount_inside(path):
+            if has_mount_inside(path):
                 log.warning("%s has a file system mounted inside; left alone", path)
                 return False
             shutil.rmtree(path)

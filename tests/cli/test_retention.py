@@ -576,3 +576,26 @@ def test_gcp_never_lists_another_pipelines_images_whose_labels_read_the_same(tmp
     planned = _rows(_retention("--spec", str(spec)))
     assert set(planned) == ours | {pruned} and not theirs & set(planned)
     assert planned[pruned]["build_id"] == "b0" and planned[pruned]["retire"]
+
+
+def test_a_catalog_version_with_a_file_system_mounted_inside_is_left_alone(tmp_path: Path) -> None:
+    """A version past the policy with a mount inside (a share bind-mounted to serve the image) is
+    not deleted: removing the tree would cross the mount and delete what it holds. Its row says
+    why and the command ends with exit 6; once unmounted, the next run deletes it."""
+    import subprocess
+
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = _local_spec(tmp_path, "nightly", url, "{keep_last: 1}")
+    target = LocalTarget(TargetSpec(work_dir=str(tmp_path / "work"), catalog=str(tmp_path / "catalog")),
+                         pipeline="nightly", image_type="base")  # fmt: skip
+    old, _ = (_deliver(url, target, f"n{i}") for i in (1, 2))
+    (old / "served").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(old / "served")], check=True)
+    try:
+        (old / "served" / "data").write_text("on the mounted file system")
+        refused = _retention("--spec", str(spec), "--apply", code=6)
+        assert "has a file system mounted inside" in refused["output"], refused["output"]
+        assert (old / "served" / "data").is_file() and (old / "metadata.json").is_file()
+    finally:
+        subprocess.run(["umount", "-l", str(old / "served")], check=True)
+    assert _rows(_retention("--spec", str(spec), "--apply"))[str(old)]["deleted"] and not old.exists()
