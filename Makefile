@@ -94,6 +94,7 @@ bench: setup packer-tools
 	$(PY) benchmarks/boot_bench.py
 	$(PY) benchmarks/ui_bench.py
 	$(PY) benchmarks/gc_bench.py
+	$(PY) benchmarks/fingerprint_bench.py
 	$(PY) benchmarks/scaleout_bench.py --short
 
 # The CeleryExecutor scenario: ten builds on two workers through a worker kill, a scheduler
