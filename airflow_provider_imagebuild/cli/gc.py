@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import click
 
+from airflow_provider_imagebuild.cli.context import given_specs
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, note, warn
 from airflow_provider_imagebuild.errors import CorruptRecord, ImageBuildError, InvalidInput, StoreUnavailable
 from airflow_provider_imagebuild.targets.registry import TARGETS
@@ -44,17 +44,8 @@ def _older_than(text: str) -> timedelta:
 
 
 def _specs(paths: tuple[str, ...], cloud: str) -> list[Any]:
-    from airflow_provider_imagebuild.spec.pipeline import load_specs, pipelines_folder, spec_files
-
-    folder = pipelines_folder()
-    files = [Path(p) for p in paths] if paths else (spec_files(folder) if folder.is_dir() else [])
-    for f in files:
-        if not f.is_file():
-            raise InvalidInput("--spec", f"{f} is not a file")
-    loaded, errors = load_specs(files)
-    if errors:
-        raise errors[0]
-    found = [spec for _, spec in loaded if spec.cloud == cloud]
+    specs, _ = given_specs(paths)
+    found = [spec for spec in specs if spec.cloud == cloud]
     if not found:
         raise InvalidInput("--cloud", f"no spec of a {cloud} pipeline given (--spec FILE, or the pipelines folder)")
     return found

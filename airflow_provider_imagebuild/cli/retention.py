@@ -20,11 +20,11 @@ store would make every image look like an unknown build's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
+from airflow_provider_imagebuild.cli.context import given_specs
 from airflow_provider_imagebuild.cli.output import emit, handles_errors, note
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, TargetError
 
@@ -32,17 +32,7 @@ from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, Ta
 def _specs(names: tuple[str, ...], paths: tuple[str, ...]) -> list[Any]:
     """The specs to apply retention to: ``--spec`` files, else the pipelines folder's, narrowed to
     the pipelines ``names`` gives."""
-    from airflow_provider_imagebuild.spec.pipeline import load_specs, pipelines_folder, spec_files
-
-    folder = pipelines_folder()
-    files = [Path(p) for p in paths] if paths else (spec_files(folder) if folder.is_dir() else [])
-    for f in files:
-        if not f.is_file():
-            raise InvalidInput("--spec", f"{f} is not a file")
-    loaded, errors = load_specs(files)
-    if errors:
-        raise errors[0]
-    specs = [spec for _, spec in loaded]
+    specs, folder = given_specs(paths)
     if names:
         known = {s.pipeline for s in specs}
         missing = [n for n in names if n not in known]

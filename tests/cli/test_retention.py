@@ -240,6 +240,20 @@ milestones:
 # -- Google Cloud ----------------------------------------------------------------------------------
 
 
+def gcp_pipeline(tmp_path: Path, name: str, url: str) -> tuple[dict[str, Any], Path]:
+    """A Google Cloud pipeline's target settings and its spec file, keeping one published image."""
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import ZONE
+
+    settings: dict[str, Any] = {"gcp_conn_id": GCP_CONN_ID, "zone": ZONE, "image_family": f"{name}-fam",
+                                "ssh_public_key": "ssh-ed25519 AAAA k"}  # fmt: skip
+    spec = tmp_path / "gcp.yaml"
+    spec.write_text(f"pipeline: {name}\ncloud: gcp\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
+                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
+                    "  100: {action: publish}\n")  # fmt: skip
+    return settings, spec
+
+
 def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_current_image(
     tmp_path: Path, fake_gce: Any
 ) -> None:
@@ -251,17 +265,11 @@ def test_gcp_deprecates_first_then_deletes_when_due_and_keeps_the_familys_curren
 
     from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
     from airflow_provider_imagebuild.targets.gcp import GcpTarget
-    from tests.conftest import GCP_CONN_ID
-    from tests.servers.gce import ZONE, Fault
+    from tests.servers.gce import Fault
 
     name = f"ret-gcp-{uuid.uuid4().hex[:8]}"
     url = f"sqlite:///{tmp_path}/state.db"
-    settings: dict[str, Any] = {"gcp_conn_id": GCP_CONN_ID, "zone": ZONE, "image_family": f"{name}-fam",
-                                "ssh_public_key": "ssh-ed25519 AAAA k"}  # fmt: skip
-    spec = tmp_path / "gcp.yaml"
-    spec.write_text(f"pipeline: {name}\ncloud: gcp\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
-                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
-                    "  100: {action: publish}\n")  # fmt: skip
+    settings, spec = gcp_pipeline(tmp_path, name, url)
     target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name, image_type="base")
     other = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=f"{name}-x", image_type="base")
     store = open_store(url)
@@ -544,17 +552,10 @@ def test_gcp_never_lists_another_pipelines_images_whose_labels_read_the_same(tmp
 
     from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
     from airflow_provider_imagebuild.targets.gcp import GcpTarget
-    from tests.conftest import GCP_CONN_ID
-    from tests.servers.gce import ZONE
 
     name = f"ret-gcp-{uuid.uuid4().hex[:8]}"
     url, scratch = f"sqlite:///{tmp_path}/state.db", open_store(f"sqlite:///{tmp_path}/scratch.db")
-    settings: dict[str, Any] = {"gcp_conn_id": GCP_CONN_ID, "zone": ZONE, "image_family": f"{name}-fam",
-                                "ssh_public_key": "ssh-ed25519 AAAA k"}  # fmt: skip
-    spec = tmp_path / "gcp.yaml"
-    spec.write_text(f"pipeline: {name}\ncloud: gcp\nimage_type: base\nstore: {url}\ntarget: {json.dumps(settings)}\n"
-                    "retention: {keep_last: 1}\nmilestones:\n  95: {action: seal}\n"
-                    "  100: {action: publish}\n")  # fmt: skip
+    settings, spec = gcp_pipeline(tmp_path, name, url)
     target = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name, image_type="base")
     twin = GcpTarget.from_settings(GcpTargetSpec(**settings), pipeline=name.upper(), image_type="base")
     store, old = open_store(url), datetime.now(timezone.utc) - timedelta(days=40)
