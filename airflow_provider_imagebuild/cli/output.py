@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
+from airflow_provider_imagebuild.build.ids import without_controls
 from airflow_provider_imagebuild.errors import ImageBuildError
 from airflow_provider_imagebuild.redact.patterns import Redactor, redact_exception
 from airflow_provider_imagebuild.redact.shell import shell_redactor
@@ -47,12 +48,13 @@ def redact(text: str) -> str:
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"imagebuild: error: {redact(message)}", err=True)
+    # What an error quotes (a path, a name, a tool's words) never drives the terminal: escaped
+    click.echo(f"imagebuild: error: {without_controls(redact(message))}", err=True)
     sys.exit(code)
 
 
 def warn(message: str) -> None:
-    click.echo(f"imagebuild: warning: {redact(message)}", err=True)
+    click.echo(f"imagebuild: warning: {without_controls(redact(message))}", err=True)
 
 
 def handles_errors(func: F) -> F:

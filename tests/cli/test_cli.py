@@ -361,3 +361,14 @@ def test_no_error_prints_a_secret_the_command_was_given(tmp_path: Path) -> None:
 
     for result in (bad_bucket, no_header, usage, debug, checked):
         assert secret not in result.stdout + result.stderr, result.stderr
+
+
+def test_an_error_naming_what_was_given_never_carries_a_terminal_escape(tmp_path: Path) -> None:
+    """An error message quotes what it was given (a path, a name): an OSC or CSI sequence in it
+    (a file name in a shared pipelines folder, a pasted argument) reached the terminal as is,
+    setting its title or colours; it is shown escaped, the rest of the line as it was."""
+    given = f"{tmp_path}/spec\x1b]0;owned\x07\x1b[31m.yaml"
+    got = run("retention", "--spec", given)
+    assert got.returncode == 2
+    assert "\x1b" not in got.stderr and "\x07" not in got.stderr
+    assert got.stderr.startswith("imagebuild: error: --spec: ") and "spec\\x1b]0;owned\\x07\\x1b[31m.yaml" in got.stderr
