@@ -300,3 +300,30 @@ class FingerprintSource:
         for line in uncovered:
             log(f"fingerprint: {line}")
         return fp
+
+    def chain(
+        self,
+        codes: Sequence[int],
+        resolve_image: Callable[[], str | None] | None = None,
+        log: Callable[[str], None] = lambda line: None,
+    ) -> dict[int, MilestoneFingerprint]:
+        """What every milestone of ``codes`` would record if the whole build ran now: each watch
+        entry read once (an entry several milestones share, the same repository, is one read, so
+        they agree), the worker's tools asked once. Reuse (build/reuse.py) compares it with what
+        earlier builds recorded; each milestone that then runs computes its own again."""
+        from airflow_provider_imagebuild.watch import watched_value
+
+        read: dict[str, str] = {}
+        watched: dict[int, dict[str, str]] = {}
+        for code in codes:
+            milestone = self.spec.milestones.get(code)
+            for entry in milestone.watch if milestone else []:
+                key = entry.model_dump_json()
+                if key not in read:
+                    value = watched_value(entry, resolve_image)
+                    if value.problem:
+                        log(f"watch {value.name} ({value.kind}) could not be read: {value.problem}; "
+                            "nothing is reused past it")  # fmt: skip
+                    read[key] = value.value
+                watched.setdefault(code, {})[entry.name] = read[key]
+        return pipeline_fingerprints(self.spec, Path(self.base), codes, watched=watched, tools=tool_versions())

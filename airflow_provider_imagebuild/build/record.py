@@ -79,6 +79,25 @@ def check_usage(usage: object, field: str = "usage") -> dict[str, Any] | None:
     return clean
 
 
+REUSED = "reused"  # an attempt's kind when it took an earlier build's result (build/reuse.py)
+
+
+def check_reused_from(value: object, field: str = "reused_from") -> dict[str, Any]:
+    """A reused attempt's source as the store keeps it: the earlier build's id and its milestone.
+    Checked on write and read (anyone who can write the store can write a record by hand): a
+    reader follows it to another record, so it must name one the way a build id does."""
+    if not isinstance(value, Mapping) or set(value) != {"build_id", "state"}:
+        raise InvalidInput(field, "must be {build_id, state}: the build and milestone the result was taken from")
+    state = value["state"]
+    if isinstance(state, bool) or not isinstance(state, int) or not 0 < state <= 100:
+        raise InvalidInput(f"{field}.state", "must be a milestone code 1-100")
+    try:
+        check_build_id(value["build_id"])
+    except InvalidInput:
+        raise InvalidInput(f"{field}.build_id", "must be a build id") from None
+    return {"build_id": value["build_id"], "state": state}
+
+
 def format_ts(moment: datetime) -> str:
     """UTC timestamps with a fixed width, so that string order is time order in every backend."""
     return moment.astimezone(timezone.utc).strftime(_TS_FORMAT)
@@ -162,7 +181,9 @@ class Attempt:
     started_at: str
     finished_at: str | None = None
     error: str | None = None
-    kind: str = "run"  # "run", or "replay" when a milestone is re-applied on a relaunched host
+    # "run"; "replay" when a milestone is re-applied on a relaunched host; "skip" (a person's);
+    # "reused" when a new build took an earlier build's result whose fingerprint chain matched (#32)
+    kind: str = "run"
     # Why this attempt happened, when a person said so: the note of the Airflow clear that
     # started it ("flaky mirror, retrying"), with who cleared.
     reason: str | None = None
@@ -172,6 +193,8 @@ class Attempt:
     # the previous milestone's, and each input's display digest by name (what ``build diff`` compares).
     fingerprint: str | None = None
     inputs: dict[str, str] | None = None
+    # A reused attempt's source: {"build_id": the earlier build, "state": its milestone} (build/reuse.py)
+    reused_from: dict[str, Any] | None = None
 
 
 @dataclass
@@ -503,6 +526,8 @@ def _check_stored(rec: BuildRecord, version: object) -> None:
             check_fingerprint(attempt.fingerprint, f"attempts[{i}].fingerprint")
         if attempt.inputs is not None:
             attempt.inputs = check_inputs(attempt.inputs, f"attempts[{i}].inputs")
+        if attempt.reused_from is not None:
+            attempt.reused_from = check_reused_from(attempt.reused_from, f"attempts[{i}].reused_from")
     for code, done in rec.milestones.items():
         duration = done.duration_s
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):

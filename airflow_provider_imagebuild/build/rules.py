@@ -20,6 +20,7 @@ from airflow_provider_imagebuild.build.record import (
     COMPLETED,
     FAILED,
     IN_PROGRESS,
+    REUSED,
     SKIPPED,
     Attempt,
     BuildRecord,
@@ -638,6 +639,57 @@ def record_replay(
         Attempt(replayed, number, COMPLETED, lease.owner, lease.token, ts, ts, None, "replay", usage=usage)
     )
     done.outputs.update(outputs)
+    return rec, True
+
+
+def reuse(
+    rec: BuildRecord,
+    state: object,
+    token: str,
+    source: str,
+    taken: list[tuple[int, dict[str, Any], tuple[str, dict[str, str]]]],
+    now: datetime,
+) -> tuple[BuildRecord, bool]:
+    """The lease's milestone and the ones after it, in plan order, reached by taking build
+    ``source``'s results (build/reuse.py decided their fingerprint chain matches): each is a
+    completed attempt of kind ``reused`` with ``reused_from`` naming the source's milestone, its
+    fingerprint and inputs, and the outputs given (the source's, with what the new build made of
+    them: its own copy of the checkpoint). The lease's own attempt is the first; the lease ends.
+    ``taken``: (code, outputs, (fingerprint, inputs)) from the lease's milestone on."""
+    code = _in_plan(rec, state)
+    lease = _held_lease(rec, code, token)
+    if source == rec.build_id:
+        raise InvalidInput("source", "a build cannot reuse its own results")
+    codes = [c for c, _, _ in taken]
+    start = rec.plan.index(code)
+    if not codes or codes != rec.plan[start : start + len(codes)]:
+        raise InvalidInput("reused", f"must be consecutive milestones of the plan from {code}")
+    done = [c for c in codes if c in rec.milestones]
+    if done:
+        raise Conflict(f"milestones {done} of build {rec.build_id} are already done; nothing is reused over them")
+    ts = format_ts(now)
+    for c, outputs, (fingerprint, inputs) in taken:
+        origin = {"build_id": source, "state": c}
+        if c == code:
+            attempt = _attempt_for(rec, token)
+            assert attempt is not None  # a held lease always has its attempt
+            attempt.status, attempt.finished_at, attempt.kind = COMPLETED, ts, REUSED
+        else:
+            attempt = Attempt(c, _next_attempt(rec, c), COMPLETED, lease.owner, lease.token, ts, ts, kind=REUSED)
+            rec.attempts.append(attempt)
+        attempt.reused_from, attempt.fingerprint, attempt.inputs = origin, fingerprint, dict(inputs)
+        started = parse_ts(attempt.started_at)
+        rec.milestones[c] = MilestoneResult(
+            c, attempt.attempt, lease.owner, attempt.started_at, ts, round((now - started).total_seconds(), 3),
+            dict(outputs),
+        )  # fmt: skip
+    last = codes[-1]
+    _add_event(rec, Event(ts, "reuse", f"reused {codes[0]}..{last} from build {source}", lease.owner, last))
+    rec.lease = None
+    rec.current_state = last
+    rec.status = COMPLETED
+    if last == rec.plan[-1]:
+        rec.delivered_at = ts
     return rec, True
 
 

@@ -254,6 +254,39 @@ class MilestoneOperator(BuildOperator):
         self.log.info("fingerprint of milestone %s: %s (%d inputs)", self.state, found.fingerprint, len(found.inputs))
         return found
 
+    def reuse_earlier_work(self, store: BuildStore, rec: BuildRecord, session: MilestoneSession) -> BuildRecord | None:
+        """A new build's first milestone: take an earlier build's matching work (:mod:`.reuse`)
+        instead of running; the record after it, or None to run. Never fails the milestone: what
+        goes wrong before anything is recorded makes a cold build, said in the log."""
+        from airflow_provider_imagebuild.operators.reuse import reuse_earlier_work
+
+        if self.made_from is None or self.made_from.spec.reuse is None:
+            return None
+        try:
+            return reuse_earlier_work(self, store, rec, session)
+        except (ImageBuildError, OSError, ValueError) as exc:
+            if session.lost or session.stopped:  # the reuse was (or may have been) recorded: not a cold run
+                raise
+            self.log.warning("reuse: %s; this build runs every milestone", str(exc).splitlines()[0][:300])
+            return None
+
+    def after_delivery(self, store: BuildStore, rec: BuildRecord) -> None:
+        """What the milestone that delivered the build does after recording it (the target
+        milestones delete what earlier builds kept for reuse); nothing here."""
+
+    def _reused(self, store: BuildStore, rec: BuildRecord, context: Any) -> dict[str, Any]:
+        """What a milestone whose work was taken from an earlier build returns, as if it had run."""
+        outputs = dict(rec.milestones[self.state].outputs)
+        if rec.delivered:
+            from airflow_provider_imagebuild.build.reuse import delivered_unchanged
+
+            source = delivered_unchanged(rec)
+            detail = f"nothing changed since build {source}: its image is delivered again" if source else None
+            self._announce(store, rec, "delivered", str(rec.delivered_at), None, detail)
+        context["ti"].xcom_push(key="outputs", value=outputs)
+        self._outputs = outputs
+        return outputs
+
     # -- skip / lease / run / record -------------------------------------------------------------
     def run_task(self, context: Any) -> dict[str, Any]:
         build_id = self.resolve_build_id(context)
@@ -296,13 +329,18 @@ class MilestoneOperator(BuildOperator):
         )
         session = MilestoneSession(store, build_id, lease, self.stop_action)
         made_from: MilestoneFingerprint | None = None
+        reused: BuildRecord | None = None
         try:
             with session, self.progress(name, build_id):
                 if injected_failure(self.state, lease.attempt):
                     # Not retried: the drill stops where it was asked to, like a persistent error.
                     raise AirflowFailException(f"failure injected at milestone {self.state} ({FAIL_AT_ENV})")
-                made_from = self.fingerprint_now(rec)  # what it starts from, before it runs
-                outputs = self.run_milestone(context, rec, session)
+                reused = self.reuse_earlier_work(store, rec, session)  # a new build: an earlier one's work
+                if reused is None:
+                    made_from = self.fingerprint_now(rec)  # what it starts from, before it runs
+                    outputs = self.run_milestone(context, rec, session)
+            if reused is not None:
+                return self._reused(store, reused, context)
             if session.lost:
                 raise AirflowFailException(f"lease lost while running {name}: {session.lost}")
             # Outputs the store would refuse (a secret-looking key, a NUL, too large) fail the
@@ -334,6 +372,7 @@ class MilestoneOperator(BuildOperator):
         self.log.info("%s of build %s completed%s", name, build_id, " - build delivered" if rec.delivered else "")
         if rec.delivered:
             self._announce(store, rec, "delivered", str(rec.delivered_at), None)
+            self.after_delivery(store, rec)
         context["ti"].xcom_push(key="outputs", value=outputs)
         self._outputs = dict(outputs)
         return outputs

@@ -93,6 +93,9 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         outputs.update(target.capture(build, host, self.state, final=True))
         outputs.update(self.sealed_image_boot(build, outputs))  # before any checkpoint is discarded
         discard = {code: image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints}
+        if self.keeps_for_reuse():
+            self.log_output(f"checkpoints kept for the next build to start from (reuse): {sorted(discard) or 'none'}")
+            discard = {}
         if discard:
             gone = discarded_checkpoints(build) | {(c, build.milestones[c].attempt) for c in discard}
             # Recorded before the images go: a reset later must not launch a host from them.
@@ -100,6 +103,12 @@ class SealMilestoneOperator(TargetMilestoneOperator):
             session.set_metadata({DISCARDED_METADATA: listed}, actor=f"milestone {self.state}")
         outputs["discarded_checkpoints"] = target.discard(build, list(discard.values()))
         return outputs
+
+    def keeps_for_reuse(self) -> bool:
+        """Whether the spec's ``reuse.keep_checkpoints`` keeps every checkpoint past the seal (until
+        the next delivered build: :func:`.reuse.release_earlier_checkpoints`)."""
+        reuse = self.made_from.spec.reuse if self.made_from is not None else None
+        return reuse is not None and reuse.keep_checkpoints
 
     def bill_of_materials(self, build: BuildRecord, host: Host, session: MilestoneSession) -> dict[str, Any]:
         """The image's packages as CycloneDX beside it, read from the host as it is captured; the

@@ -50,6 +50,11 @@ class MilestoneSession:
         self._stop.set()
         self._thread.join(self.interval + 5)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the heartbeat was stopped because the lease was given up (a reuse ended it)."""
+        return self._stop.is_set()
+
     # -- writes under the lease ------------------------------------------------------------------
     def set_metadata(self, items: Mapping[str, str], actor: str) -> BuildRecord:
         """Build metadata, the keys targets rely on (the build host) included."""
@@ -62,6 +67,12 @@ class MilestoneSession:
         return self.store.record_replay(
             self.build_id, self.state, token=self.token, replayed=replayed, outputs=outputs, usage=usage
         )
+
+    def reuse(self, source: str, taken: list[tuple[int, dict[str, Any], str, dict[str, str]]]) -> BuildRecord:
+        """The lease's milestone and the ones after it reached by taking build ``source``'s results
+        (:mod:`.reuse`); the lease ends with it, so the heartbeat stops first."""
+        self._stop.set()
+        return self.store.reuse(self.build_id, self.state, token=self.token, source=source, taken=taken)
 
     def checked_outputs(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """Outputs as ``complete`` would store them; refused here, before anything is committed."""

@@ -30,6 +30,7 @@ from airflow_provider_imagebuild.operators.base import MilestoneOperator
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.spec.boot import BootSpec
 from airflow_provider_imagebuild.spec.pipeline import TargetSpec
+from airflow_provider_imagebuild.store import BuildStore
 from airflow_provider_imagebuild.targets.base import (
     HOST_PARKED,
     HOST_PARKED_AT,
@@ -126,6 +127,19 @@ class TargetMilestoneOperator(MilestoneOperator):
 
     def stop_action(self, reason: str) -> None:
         self._cancelled = reason
+
+    def after_delivery(self, store: BuildStore, rec: BuildRecord) -> None:
+        """With ``reuse.keep_checkpoints``, the checkpoints earlier delivered builds kept for reuse
+        go once this build is delivered (:func:`.reuse.release_earlier_checkpoints`)."""
+        reuse = self.made_from.spec.reuse if self.made_from is not None else None
+        if reuse is None or not reuse.keep_checkpoints:
+            return
+        from airflow_provider_imagebuild.operators.reuse import release_earlier_checkpoints
+
+        try:
+            release_earlier_checkpoints(self, store, rec, self.get_target())
+        except Exception as exc:  # the build is delivered; what it could not delete, gc finds
+            self.log.warning("earlier builds' checkpoints kept for reuse were not deleted: %s", exc)
 
     # -- the build host ------------------------------------------------------------------------
     def record_host(self, session: MilestoneSession, build: BuildRecord, host: Host) -> None:

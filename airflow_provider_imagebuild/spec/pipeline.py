@@ -50,6 +50,7 @@ from airflow_provider_imagebuild.spec.problems import (
 )
 from airflow_provider_imagebuild.spec.publish import PublishSpec, publish_problem
 from airflow_provider_imagebuild.spec.retention import PipelineRetentionSpec
+from airflow_provider_imagebuild.spec.reuse import ReuseSpec
 from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec.watch import WatchSpec, watch_problem
 from airflow_provider_imagebuild.spec.yaml_reader import (
@@ -421,6 +422,12 @@ class PipelineSpec(BaseModel):
         default=None,
         description="published images kept: keep_last N delivered builds', keep_days D; absent: all kept "
         "(a publish destination's own retention replaces it)",
+    )
+    # Start from an earlier build's matching work (spec/reuse; build/reuse.py); absent: every build is cold
+    reuse: ReuseSpec | None = Field(
+        default=None,
+        description="a new build starts from the newest earlier checkpoint whose fingerprint chain matches, and "
+        "reuses the last delivered image when nothing changed; absent: every build runs every milestone",
     )
     # The team's rules for the image's packages, checked at final validation (90) (spec/policy; sbom/policy)
     policy: PolicySpec | None = Field(

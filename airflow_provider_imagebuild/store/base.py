@@ -492,6 +492,26 @@ class BuildStore(ABC):
             build_id, lambda rec, now: rules.record_replay(rec, state, token, replayed, clean, now, used), "outputs"
         )
 
+    def reuse(
+        self,
+        build_id: str,
+        state: int,
+        *,
+        token: str,
+        source: str,
+        taken: Iterable[tuple[int, Mapping[str, Any], str, Mapping[str, str]]],
+    ) -> BuildRecord:
+        """Reach the lease's milestone ``state`` and the ones after it by taking build ``source``'s
+        results (``rules.reuse``): ``taken`` is (code, outputs, fingerprint, inputs) per milestone."""
+        check_token(token)
+        check_build_id(source)
+        clean = []
+        for code, outputs, fingerprint, inputs in taken:
+            made_from = _made_from(fingerprint, inputs)
+            assert made_from is not None  # both given: a reused result always has what it was made from
+            clean.append((code, self.checked_outputs(outputs), made_from))
+        return self._mutate(build_id, lambda rec, now: rules.reuse(rec, state, token, source, clean, now), "outputs")
+
     def set_metadata(
         self,
         build_id: str,

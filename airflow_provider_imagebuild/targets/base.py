@@ -211,6 +211,19 @@ class Target(ABC):
         """Whether ``image`` (a recorded output) is provably this build's."""
         return False
 
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """Make an earlier build's checkpoint image ``build``'s own, so that ``build`` starts from it
+        (#32, build/reuse.py): prove the image is ``source``'s (as :meth:`owns_image` proves any
+        image: path or tags, never the record's word alone), copy it (or share and claim it where
+        the cloud can) under ``build``'s ownership, and return the outputs ``build`` records for it
+        (``checkpoint_image``: the copy, and ``checkpoint_sha256``/``checkpoint_gb`` where known).
+        Idempotent: a retry finds the copy an earlier attempt made. A copy that fails half-way is
+        deleted before the error is raised, so nothing is left that no record names. Raises
+        :class:`TargetError` (or :class:`InvalidInput`): the build then runs cold."""
+        from airflow_provider_imagebuild.errors import InvalidInput
+
+        raise InvalidInput("reuse", f"the {self.name} target cannot start a build from another build's checkpoint")
+
     # -- parking (a milestone failed for good) ------------------------------------------------------
     # Whether a failed build's host is parked when the spec's ``on_failure.park`` is not given: a
     # cloud host costs while it runs and nobody resumes it tonight; the local tree costs nothing.

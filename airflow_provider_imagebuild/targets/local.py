@@ -182,6 +182,40 @@ class LocalTarget(LocalLeaks, Target):
         rootfs.restore(archive, root)
         return self._host(build, str(archive), checkpoint.code)
 
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """The source build's checkpoint archive, proven its own (a file directly in its work
+        directory, named as a checkpoint), linked into this build's work directory under this
+        build's name for it (a copy across file systems), checked against the SHA-256 the source
+        recorded; written under a temporary name and renamed, so that a half-made copy is never
+        taken for one."""
+        where = f"milestones.{checkpoint.code}.outputs.checkpoint_image"
+        archive = self.owned_file(source, checkpoint.image, where)
+        if not CHECKPOINT_RE.fullmatch(archive.name):
+            raise InvalidInput(where, f"{archive} is not a checkpoint archive")
+        folder = self.build_dir(build.build_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        mark_build_folder(folder, self.pipeline, build.build_id)  # for imagebuild gc
+        copy = folder / f"checkpoint-{checkpoint.code:03d}.tar"
+        recorded = str(source.milestones[checkpoint.code].outputs.get("checkpoint_sha256") or "")
+        if copy.is_file() and not copy.is_symlink() and (not recorded or file_hash(copy) == recorded):
+            return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": file_hash(copy)}  # an earlier attempt's
+        partial = folder / f".{copy.name}.{os.getpid()}.part"
+        try:
+            try:
+                os.link(archive, partial)  # an archive is never written again: sharing its blocks is safe
+            except OSError:
+                shutil.copyfile(archive, partial)
+            digest = file_hash(partial)
+            if recorded and digest != recorded:
+                raise TargetError(
+                    f"{where}: {archive} of build {source.build_id} is not the archive it recorded "
+                    f"(sha256 {digest[:12]}..., recorded {recorded[:12]}...)"
+                )
+            os.replace(partial, copy)
+        finally:
+            partial.unlink(missing_ok=True)
+        return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": digest}
+
     def alive(self, build: BuildRecord, host: Host) -> bool:
         if not self.owns_host(build, host):
             if Path(host.id).exists():

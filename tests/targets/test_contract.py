@@ -19,8 +19,12 @@ task context, as a DAG run does (the Airflow path itself is covered by the ``dag
   playbook failure at 20 included);
 - the host is lost; the next milestone relaunches it from the latest checkpoint and replays the
   later Ansible milestones, each replay recorded;
-- seal captures the image and discards the checkpoints not kept; publish publishes and removes
-  the host; cleanup again is harmless; outputs are recorded throughout.
+- seal captures the image and keeps the checkpoints for the next build (``reuse:``); publish
+  publishes and removes the host; cleanup again is harmless; outputs are recorded throughout;
+- reuse (#32): a second build of the unchanged pipeline is delivered without building, reusing
+  the first's image; a third, whose milestone 20 changed, starts from its own copy of the first
+  build's checkpoint after 15 (``Target.adopt_checkpoint``: proven the first build's, made the
+  third's), runs 20 on from there, and its delivery deletes the checkpoint the first build kept.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def local_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
 cloud: local
 image_type: base
 store: sqlite:///{tmp_path}/state.db
+reuse: {{}}
 checkpoints: [10, 15]
 target:
   work_dir: {tmp_path}/work
@@ -131,6 +136,7 @@ def aws_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
 cloud: aws
 image_type: base
 store: sqlite:///{tmp_path}/state.db
+reuse: {{}}
 checkpoints: [15]
 target:
   aws_conn_id: {CONN_ID}
@@ -173,6 +179,7 @@ def azure_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
 cloud: azure
 image_type: base
 store: sqlite:///{tmp_path}/state.db
+reuse: {{}}
 checkpoints: [15]
 target:
   azure_conn_id: {AZURE_CONN_ID}
@@ -220,6 +227,7 @@ def gcp_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
 cloud: gcp
 image_type: base
 store: sqlite:///{tmp_path}/state.db
+reuse: {{}}
 checkpoints: [15]
 target:
   gcp_conn_id: {GCP_CONN_ID}
@@ -262,6 +270,7 @@ def vsphere_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
 cloud: vsphere
 image_type: base
 store: sqlite:///{tmp_path}/state.db
+reuse: {{}}
 checkpoints: [15]
 target:
   vsphere_conn_id: {VSPHERE_CONN_ID}
@@ -319,6 +328,7 @@ def openstack_case(tmp_path: Path, request: pytest.FixtureRequest) -> Case:
 cloud: openstack
 image_type: base
 store: sqlite:///{tmp_path}/state.db
+reuse: {{}}
 checkpoints: [15]
 target:
   openstack_conn_id: {OPENSTACK_CONN_ID}
@@ -346,12 +356,13 @@ milestones:
 class Pipeline:
     """The pipeline's tasks from the DAG factory, run in plan order with a task context."""
 
-    def __init__(self, case: Case, tmp_path: Path) -> None:
+    def __init__(self, case: Case, tmp_path: Path, build_id: str = "contract-1", spec_text: str = "") -> None:
         from airflow_provider_imagebuild.dag_factory import build_dag
 
         folder = tmp_path / "pipelines"
         write(folder / "mark.yml", MARK)
-        spec = load_spec(write(folder / "contract.yaml", case.spec_text))
+        spec = load_spec(write(folder / f"{build_id}.yaml", spec_text or case.spec_text))
+        self.build_id = build_id
         self.dag = build_dag(spec, folder)
         self.tasks = {task.state: task for task in self.dag.tasks}  # type: ignore[attr-defined]
         assert sorted(self.tasks) == PLAN
@@ -364,10 +375,10 @@ class Pipeline:
         monkeypatch.setenv("IMAGEBUILD_FAIL_AT", str(code) if fail else "")
         self.tries[code] = self.tries.get(code, 0) + 1
         task = self.tasks[code]
-        task.execute(task_context("contract-1", task.task_id, self.tries[code]))
+        task.execute(task_context(self.build_id, task.task_id, self.tries[code]))
 
     def host(self) -> Host:
-        host = Host.from_metadata(self.store.get("contract-1").metadata)
+        host = Host.from_metadata(self.store.get(self.build_id).metadata)
         assert host is not None, "no build host recorded"
         return host
 
@@ -430,9 +441,9 @@ def test_target_contract(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert (case.host_root(relaunched) / f"etc/imagebuild-contract/{code}").is_file()
     final = str(rec.milestones[95].outputs["image_id"])
     assert case.image_exists(final)
-    discarded = rec.milestones[95].outputs["discarded_checkpoints"]
-    assert discarded == [rec.milestones[15].outputs["checkpoint_image"]]
-    assert not case.image_exists(str(discarded[0]))
+    assert rec.milestones[95].outputs["discarded_checkpoints"] == []  # kept for the next build (reuse:)
+    kept = str(rec.milestones[15].outputs["checkpoint_image"])
+    assert case.image_exists(kept)
 
     resumable(100)
     rec = store.get("contract-1")
@@ -442,6 +453,56 @@ def test_target_contract(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyP
     target.cleanup(rec, relaunched)  # again: harmless
     runs = [a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"]
     assert sorted(runs) == sorted(set(runs)), "a completed milestone ran twice"
+    reuse_scenario(case, tmp_path, monkeypatch, pipeline)
+
+
+def reuse_scenario(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: Pipeline) -> None:
+    """Two more builds of the pipeline after the first was delivered (#32)."""
+    store = first.store
+    rec1 = store.get("contract-1")
+    kept = str(rec1.milestones[15].outputs["checkpoint_image"])
+    green = str(rec1.milestones[10].outputs["checkpoint_image"])
+
+    # Nothing changed: delivered at once, the first build's image, no host, nothing run.
+    second = Pipeline(case, tmp_path, "contract-2")
+    for code in PLAN:
+        second.run(code, monkeypatch)
+    rec2 = store.get("contract-2")
+    assert rec2.delivered and rec2.milestones[100].outputs["image_id"] == rec1.milestones[100].outputs["image_id"]
+    assert [(a.state, a.kind, a.reused_from) for a in rec2.attempts if a.state] == [
+        (c, "reused", {"build_id": "contract-1", "state": c}) for c in PLAN[1:]
+    ]
+    assert "host_id" not in rec2.metadata and "checkpoint_image" not in rec2.merged_outputs()
+
+    # Milestone 20 changed: 5, 10 and 15 are taken, the host starts from the third build's own copy
+    # of the checkpoint after 15, and 20, 25, 95 and 100 run.
+    changed = case.spec_text.replace("  20: {action: ansible, playbook: mark.yml}",
+                                     "  20: {action: ansible, playbook: mark.yml, extravars: {night: 3}}")  # fmt: skip
+    assert changed != case.spec_text
+    third = Pipeline(case, tmp_path, "contract-3", changed)
+    for code in (0, 5, 10, 15):
+        third.run(code, monkeypatch)
+    rec3 = store.get("contract-3")
+    assert [(a.state, a.kind, a.reused_from) for a in rec3.attempts if a.state] == [
+        (c, "reused", {"build_id": "contract-1", "state": c}) for c in (5, 10, 15)
+    ]
+    copy = str(rec3.milestones[15].outputs["checkpoint_image"])
+    target = target_for(case.name, third.spec.target, pipeline=third.spec.pipeline, image_type="base")
+    assert case.image_exists(copy) and target.owns_image(rec3, copy) and not target.owns_image(rec1, copy)
+    assert "checkpoint_image" not in rec3.milestones[10].outputs  # the first build's green image is not the third's
+    third.run(20, monkeypatch)
+    host = third.host()
+    assert (host.image, host.checkpoint) == (copy, 15)
+    assert (case.host_root(host) / "etc/imagebuild-contract/15").is_file()  # the checkpoint's work is there
+    for code in (25, 95, 100):
+        third.run(code, monkeypatch)
+    rec3 = store.get("contract-3")
+    assert rec3.delivered and [a.kind for a in rec3.attempts if a.state >= 20] == ["run"] * 4
+    # The third's delivery deleted the checkpoint the first kept for reuse (not the ones kept for a redo).
+    rec1 = store.get("contract-1")
+    assert f"15@{rec1.milestones[15].attempt}" in rec1.metadata["checkpoints_discarded"].split(",")
+    assert copy == kept or not case.image_exists(kept)
+    assert case.image_exists(green) and case.image_exists(copy)
 
 
 # -- the launch test (targets/launch.py) ------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""Which earlier build's work a new build can take instead of doing it again (#32).
+
+Plain reads of build records (no target, no store, no Airflow): a new build knows the fingerprint
+chain its milestones would record now (:meth:`..fingerprints.FingerprintSource.chain`); an earlier
+build of the same pipeline recorded one per milestone it reached. Where the two agree at milestone
+``m``, they agree on everything up to ``m`` (each fingerprint is chained on the previous one): the
+same spec entries, files, variables, source image, tools and watched values, and the same target
+settings, so the same account, project and region. The new build can then start from that
+build's newest checkpoint at or before ``m`` (:func:`checkpoint_sources`), or, when the whole chain
+agrees with a delivered build's, deliver that build's image without building
+(:func:`unchanged_source`).
+
+What is taken is recorded as attempts of kind ``reused`` (``rules.reuse``) with the source's
+fingerprint and inputs and its outputs, less what would make the new build look as if it held the
+source's images (:func:`taken_outputs`): the checkpoint the new build starts from is its own copy,
+made by the target (``Target.adopt_checkpoint``), never the source's image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT, Checkpoint, latest_checkpoint
+from airflow_provider_imagebuild.build.fingerprint import MilestoneFingerprint
+from airflow_provider_imagebuild.build.holdings import IMAGE_OUTPUT, PACKER_IMAGES_OUTPUT
+from airflow_provider_imagebuild.build.record import BuildRecord
+
+# Outputs naming a checkpoint image: the source's, never taken (the new build records its copy's).
+CHECKPOINT_OUTPUTS = frozenset({CHECKPOINT_OUTPUT, "checkpoint_sha256", "checkpoint_gb"})
+# Outputs naming an image a milestone staged on the way (the green image, Packer's per-region
+# artifacts, the sealed image): a build not delivered holds them (build/holdings.py), so a partial
+# reuse leaves them out; a whole reuse keeps the sealed image, the delivered product it reuses.
+STAGED_OUTPUTS = frozenset({IMAGE_OUTPUT, PACKER_IMAGES_OUTPUT})
+
+
+@dataclass(frozen=True)
+class ReuseChoice:
+    """Start ``build`` from ``source``: its milestones up to ``upto`` are taken; ``checkpoint`` is
+    the source's image the new build copies and launches its host from (None: the whole build is
+    taken, nothing changed)."""
+
+    source: BuildRecord
+    upto: int
+    checkpoint: Checkpoint | None
+
+    def describe(self) -> str:
+        if self.checkpoint is None:
+            return f"build {self.source.build_id} (nothing changed since)"
+        return f"build {self.source.build_id}'s checkpoint after milestone {self.upto} ({self.checkpoint.image})"
+
+
+def _candidates(builds: Iterable[BuildRecord], build: BuildRecord) -> list[BuildRecord]:
+    """Earlier builds that may be reused from: the same pipeline and cloud, not this one, not given
+    up (an abandoned build's images are deleted), newest first."""
+    found = [
+        b
+        for b in builds
+        if b.build_id != build.build_id
+        and b.pipeline == build.pipeline
+        and b.cloud == build.cloud
+        and not b.abandoned
+        and b.created_at <= build.created_at
+    ]
+    return sorted(found, key=lambda b: (b.created_at, b.build_id), reverse=True)
+
+
+def _matches(source: BuildRecord, plan: list[int], chain: Mapping[int, MilestoneFingerprint], upto: int) -> bool:
+    """Whether ``source`` reached every milestone of ``plan`` up to ``upto`` with the fingerprint the
+    chain gives it now, in the same plan order, and recorded what each was made from."""
+    codes = [c for c in plan[1:] if c <= upto]
+    if not codes or source.plan[: len(codes) + 1] != plan[: len(codes) + 1]:
+        return False
+    for code in codes:
+        attempt = source.completed_attempt(code)
+        if attempt is None or attempt.fingerprint is None or attempt.inputs is None:
+            return False
+        if code in chain and attempt.fingerprint != chain[code].fingerprint:
+            return False
+    return all(code in chain for code in codes)
+
+
+def unchanged_source(
+    builds: Iterable[BuildRecord], build: BuildRecord, chain: Mapping[int, MilestoneFingerprint]
+) -> ReuseChoice | None:
+    """The newest delivered build whose whole chain is the one ``build`` would record now."""
+    last = build.plan[-1]
+    for source in _candidates(builds, build):
+        if source.delivered and source.plan == build.plan and _matches(source, build.plan, chain, last):
+            return ReuseChoice(source, last, None)
+    return None
+
+
+def checkpoint_sources(
+    builds: Iterable[BuildRecord], build: BuildRecord, chain: Mapping[int, MilestoneFingerprint]
+) -> list[ReuseChoice]:
+    """Each earlier build's newest checkpoint whose milestones up to it match the chain, the
+    furthest first (the newest build first among equals). A checkpoint the seal deleted is not one."""
+    found = []
+    for source in _candidates(builds, build):
+        matched = [c for c in build.plan[1:] if _matches(source, build.plan, chain, c)]
+        if not matched:
+            continue
+        checkpoint = latest_checkpoint(source, matched[-1] + 1)
+        if checkpoint is not None and checkpoint.code in matched:
+            found.append(ReuseChoice(source, checkpoint.code, checkpoint))
+    return sorted(found, key=lambda c: c.upto, reverse=True)  # stable: newest build first among equals
+
+
+def taken_outputs(choice: ReuseChoice, code: int, adopted: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Milestone ``code``'s outputs as the new build records them: the source's, without its
+    checkpoint image (and, in a partial reuse, without the images it staged); the milestone the
+    new build starts from gets ``adopted``, the target's outputs for its own copy."""
+    dropped = CHECKPOINT_OUTPUTS if choice.checkpoint is None else CHECKPOINT_OUTPUTS | STAGED_OUTPUTS
+    outputs = {k: v for k, v in choice.source.milestones[code].outputs.items() if k not in dropped}
+    if choice.checkpoint is not None and code == choice.upto:
+        outputs.update(adopted or {})
+    return outputs
+
+
+def taken(
+    choice: ReuseChoice, plan: list[int], start: int, adopted: Mapping[str, Any] | None = None
+) -> list[tuple[int, dict[str, Any], str, dict[str, str]]]:
+    """What ``store.reuse`` records, from milestone ``start`` (the lease's) to ``choice.upto``:
+    (code, outputs, fingerprint, inputs) per milestone, the source's fingerprint and inputs."""
+    found = []
+    for code in plan[plan.index(start) :]:
+        if code > choice.upto:
+            break
+        attempt = choice.source.completed_attempt(code)
+        assert attempt is not None and attempt.fingerprint is not None and attempt.inputs is not None  # _matches
+        found.append((code, taken_outputs(choice, code, adopted), attempt.fingerprint, dict(attempt.inputs)))
+    return found
+
+
+def reused_from(build: BuildRecord) -> str | None:
+    """The build whose results ``build`` took (its first reused attempt's source), or None."""
+    for attempt in build.attempts:
+        if attempt.kind == "reused" and attempt.reused_from:
+            return str(attempt.reused_from["build_id"])
+    return None
+
+
+def delivered_unchanged(build: BuildRecord) -> str | None:
+    """The build whose image ``build`` delivered again because nothing changed (its last
+    milestone was reused), or None: what the build page and retention follow."""
+    attempt = build.completed_attempt(build.plan[-1])
+    if attempt is not None and attempt.kind == "reused" and attempt.reused_from:
+        return str(attempt.reused_from["build_id"])
+    return None

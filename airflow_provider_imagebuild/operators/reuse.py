@@ -1,0 +1,175 @@
+"""A new build taking an earlier build's work instead of doing it again (#32).
+
+The first milestone after registration of a new build, holding its lease, asks here before it
+runs (the spec's ``reuse:`` block, :mod:`..spec.reuse`): the chain its milestones would record now
+(:meth:`..fingerprints.FingerprintSource.chain`) is compared with what earlier builds of the
+pipeline recorded (:mod:`..build.reuse`). Nothing changed since the newest delivered build (and
+``unchanged: reuse``): the whole build is recorded as reusing it and is delivered, its image being
+that build's. Else, from the furthest matching checkpoint: the target copies the checkpoint image
+into the new build's ownership (``Target.adopt_checkpoint``), and the milestones up to it are
+recorded as reused, the copy as the last one's checkpoint; the next milestone launches the build
+host from it. A copy that fails is the target's to clean up; the next candidate is tried, and
+after the last one the milestone runs as any cold build's.
+
+Only a build that has done nothing yet reuses: a resumed, reset or redone build runs what it is
+told to run for real (a reset to a reused milestone runs it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.reuse import ReuseChoice, checkpoint_sources, taken, unchanged_source
+from airflow_provider_imagebuild.errors import ImageBuildError
+from airflow_provider_imagebuild.operators.session import MilestoneSession
+from airflow_provider_imagebuild.store import BuildStore, ListFilter
+
+if TYPE_CHECKING:
+    from airflow_provider_imagebuild.fingerprints import FingerprintSource
+    from airflow_provider_imagebuild.targets.base import Target
+
+
+class MilestoneOperator(Protocol):
+    """What of a milestone task reuse reads (operators/base.py's, named here without importing it)."""
+
+    state: int
+    made_from: FingerprintSource | None
+
+    @property
+    def log(self) -> Any: ...  # Airflow's task logger
+
+REUSE_METADATA = "reused_from"  # the build the new one started from, and how far: "build-id@30"
+
+
+def fresh(rec: BuildRecord, state: int) -> bool:
+    """Whether ``rec`` has done nothing yet but begin milestone ``state`` (its first after
+    registration): no other milestone was attempted, nothing was reset, skipped or completed."""
+    plan = list(rec.plan)
+    if len(plan) < 2 or state != plan[1]:
+        return False
+    if any(a.state not in (plan[0], state) or (a.status == "completed" and a.state == state) for a in rec.attempts):
+        return False
+    return not any(e.kind in ("reset", "skip", "reuse") for e in rec.events)
+
+
+def reuse_earlier_work(
+    op: MilestoneOperator, store: BuildStore, rec: BuildRecord, session: MilestoneSession
+) -> BuildRecord | None:
+    """Take what an earlier build did, if anything matches; the record after it, or None (run cold)."""
+    source = op.made_from
+    settings = source.spec.reuse if source is not None else None
+    if source is None or settings is None or not fresh(rec, op.state):
+        return None
+    target = _target(op)
+    resolve = None
+    if target is not None:
+        from airflow_provider_imagebuild.targets.source_images import source_image_id
+
+        resolve = lambda: source_image_id(target)  # noqa: E731
+    chain = source.chain(list(rec.plan[1:]), resolve, op.log.info)
+    builds, _ = store.scan_builds(ListFilter(pipeline=rec.pipeline))
+    if settings.unchanged == "reuse":
+        whole = unchanged_source(builds, rec, chain)
+        if whole is not None:
+            op.log.info("nothing changed since build %s (delivered %s): its image is delivered again, nothing is "
+                        "built", whole.source.build_id, whole.source.delivered_at)  # fmt: skip
+            return _record(op, session, rec, whole, None)
+    choices = checkpoint_sources(builds, rec, chain)
+    if not choices:
+        op.log.info("reuse: no earlier build of %s matches up to a checkpoint; this build runs every milestone",
+                    rec.pipeline)  # fmt: skip
+        return None
+    if target is None:
+        return None
+    for choice in choices[: settings.candidates]:
+        op.log.info("reuse: starting from %s", choice.describe())
+        try:
+            assert choice.checkpoint is not None
+            adopted = target.adopt_checkpoint(rec, choice.source, choice.checkpoint)
+        except (ImageBuildError, OSError) as exc:  # gone, not provably the source's, a copy refused
+            op.log.warning("reuse: %s cannot be used: %s", choice.describe(), str(exc).splitlines()[0][:300])
+            continue
+        try:
+            return _record(op, session, rec, choice, adopted)
+        except BaseException:
+            _forget(op, target, rec, adopted)  # not recorded: nothing would ever name the copy
+            raise
+    op.log.info("reuse: no matching checkpoint could be used; this build runs every milestone")
+    return None
+
+
+def _target(op: MilestoneOperator) -> Target | None:
+    """The build's target (the first milestone may be a command one, without a target of its own)."""
+    getter = getattr(op, "get_target", None)
+    if getter is not None:
+        found: Target = getter()
+        return found
+    if op.made_from is None:
+        return None
+    from airflow_provider_imagebuild.lifecycle import target_of
+
+    return target_of(op.made_from.spec)
+
+
+def _record(
+    op: MilestoneOperator,
+    session: MilestoneSession,
+    rec: BuildRecord,
+    choice: ReuseChoice,
+    adopted: dict[str, Any] | None,
+) -> BuildRecord:
+    items = taken(choice, list(rec.plan), op.state, adopted)
+    session.set_metadata({REUSE_METADATA: f"{choice.source.build_id}@{choice.upto}"}, actor=f"milestone {op.state}")
+    done = session.reuse(choice.source.build_id, items)
+    codes = [code for code, *_ in items]
+    op.log.info("milestones %s of build %s reused from build %s (%d of %d milestones)", ", ".join(map(str, codes)),
+                rec.build_id, choice.source.build_id, len(codes), len(rec.plan) - 1)  # fmt: skip
+    return done
+
+
+def _forget(op: MilestoneOperator, target: Target, rec: BuildRecord, adopted: dict[str, Any]) -> None:
+    image = adopted.get("checkpoint_image")
+    if not image:
+        return
+    try:
+        target.discard(rec, [str(image)])
+    except Exception as exc:  # the error being raised matters more
+        op.log.warning("reuse: the copied checkpoint %s was not deleted: %s", image, exc)
+
+
+def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: BuildRecord, target: Target) -> None:
+    """Once ``rec`` is delivered, the checkpoints earlier delivered builds of the pipeline kept for
+    reuse (``reuse.keep_checkpoints``) are not needed any more: ``rec``'s own are newer, and a
+    build matching an older one matches ``rec``'s as well, or it changed at or before them. Each
+    is recorded as deleted in its build's metadata before the target deletes it (a reset of that
+    build must not launch from it), and only what the target proves that build's is deleted. The
+    checkpoints ``target.keep_checkpoints`` lists stay (kept for a redo). Never fails the delivery."""
+    from airflow_provider_imagebuild.build.checkpoints import DISCARDED_METADATA, discarded_checkpoints
+    from airflow_provider_imagebuild.build.holdings import checkpoint_images
+
+    kept = set(getattr(getattr(op.made_from.spec, "target", None), "keep_checkpoints", []) if op.made_from else [])
+    try:
+        builds, _ = store.scan_builds(ListFilter(pipeline=rec.pipeline, status="completed"))
+    except ImageBuildError as exc:
+        op.log.warning("earlier builds' checkpoints are kept: the store could not list them: %s", exc)
+        return
+    for earlier in builds:
+        if earlier.build_id == rec.build_id or not earlier.delivered or earlier.cloud != rec.cloud:
+            continue
+        if earlier.delivered_at is None or rec.delivered_at is None or earlier.delivered_at >= rec.delivered_at:
+            continue
+        gone = discarded_checkpoints(earlier)
+        images = {c: i for c, i in checkpoint_images(earlier).items()
+                  if c not in kept and (c, earlier.milestones[c].attempt) not in gone}  # fmt: skip
+        if not images:
+            continue
+        listed = ",".join(f"{c}@{a}" for c, a in sorted(gone | {(c, earlier.milestones[c].attempt) for c in images}))
+        try:
+            store.set_metadata(earlier.build_id, {DISCARDED_METADATA: listed}, actor=f"build {rec.build_id}")
+            deleted = target.discard(earlier, list(images.values()))
+        except Exception as exc:  # the delivery stands; gc or the next delivery tries again
+            op.log.warning("build %s's checkpoints kept for reuse were not deleted: %s", earlier.build_id, exc)
+            continue
+        op.log.info("deleted build %s's checkpoints kept for reuse (build %s is newer): %s", earlier.build_id,
+                    rec.build_id, ", ".join(deleted) or "none found")  # fmt: skip
