@@ -63,6 +63,9 @@ def resume_problem(build: BuildRecord, code: int) -> str | None:
     after the host's first image then has nothing to start from. Said before a reset or a redo
     changes anything, rather than by a run that fails at the relaunch."""
     meta = build.metadata
+    reused = None if meta.get("host_id") else _reused_before(build, code)  # no live host to go on with
+    if reused is not None:
+        return reused
     if not meta.get("host_released") or meta.get("host_id"):
         return None  # a live host, or a build without one (shell pipelines)
     recorded = str(meta.get("host_checkpoint") or "0")
@@ -79,4 +82,25 @@ def resume_problem(build: BuildRecord, code: int) -> str | None:
         f"build {build.build_id} cannot run again from milestone {code}: its build host was released at "
         f"delivery and {deleted}. Redo from {first or 'the first milestone'} to rebuild, or list the "
         "checkpoints to keep in the pipeline's target.keep_checkpoints"
+    )
+
+
+def _reused_before(build: BuildRecord, code: int) -> str | None:
+    """Why the released build cannot run again from ``code`` when the milestones before it were
+    taken from another build (#32, build/reuse.py): their work is on no image of this build but the
+    checkpoint it copied after them, so a host for ``code`` has nothing to start from. Redone from
+    the first milestone, every reused milestone runs for real."""
+    plan = list(build.plan)
+    first = plan[1] if len(plan) > 1 else code
+    if code <= first or latest_checkpoint(build, code) is not None:
+        return None
+    before = [c for c in plan if first <= c < code]
+    taken = [c for c in before if (a := build.completed_attempt(c)) is not None and a.kind == "reused"]
+    if not taken:
+        return None
+    source = next(a.reused_from for a in build.attempts if a.kind == "reused" and a.reused_from)
+    return (
+        f"build {build.build_id} cannot run again from milestone {code}: milestones "
+        f"{', '.join(map(str, taken))} were reused from build {(source or {}).get('build_id')} and no checkpoint "
+        f"of this build comes before {code}. Redo from {first} to run them for real"
     )

@@ -87,6 +87,8 @@ def unchanged_source(
     """The newest delivered build whose whole chain is the one ``build`` would record now."""
     last = build.plan[-1]
     for source in _candidates(builds, build):
+        if any(e.kind == "retire" for e in source.events):
+            continue  # retention deleted (some of) what it published: it is not delivered again
         if source.delivered and source.plan == build.plan and _matches(source, build.plan, chain, last):
             return ReuseChoice(source, last, None)
     return None
