@@ -79,13 +79,15 @@ class MilestoneInputs:
 
 def tool_versions() -> dict[str, str]:
     """The versions of the tools that change what a milestone makes, as installed on this worker:
-    ``ansible-core``, ``ansible``, ``packer``, each Packer plugin (``packer-plugin:<source>``, from
+    ``ansible-core``, ``ansible``, ``packer``, ``debootstrap`` (the local target's milestone 5), each
+    Packer plugin (``packer-plugin:<source>``, from
     the plugin binaries' names beside Packer), and this provider."""
-    from airflow_provider_imagebuild.toolchain.versions import packer_version
+    from airflow_provider_imagebuild.toolchain.versions import debootstrap_version, packer_version
 
     found: dict[str, str | None] = {name: _package(name) for name in PLAYBOOK_TOOLS}
     found["provider"] = _package("airflow-provider-imagebuild")
     found["packer"] = packer_version()
+    found["debootstrap"] = debootstrap_version()
     found.update(packer_plugins())
     return {name: version for name, version in found.items() if version}
 
@@ -232,6 +234,8 @@ def _tool_matters(tool: str, action: str) -> bool:
         return action == "packer"
     if tool == "provider":
         return action in PROVIDER_ACTIONS
+    if tool == "debootstrap":
+        return action == "bootstrap"  # the local target's base tree
     return False
 
 

@@ -38,6 +38,24 @@ def packer_version() -> str | None:
     return found[1] if found else None
 
 
+@functools.cache
+def debootstrap_version() -> str | None:
+    """The installed debootstrap's Debian package version (what the local target's milestone 5 runs
+    to make its base tree; a new one may make another tree); None where it is not installed."""
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "debootstrap"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = out.stdout.strip()
+    return version if out.returncode == 0 and re.fullmatch(r"[0-9A-Za-z.+~:-]{1,64}", version) else None
+
+
 def tool_versions() -> dict[str, str]:
     """``built_with.<tool>`` metadata: only what is installed here."""
     found = {

@@ -244,3 +244,15 @@ def test_a_templated_name_under_a_huge_folder_stops_at_the_bound(tmp_path: Path)
     with pytest.raises(ValueError, match="/usr holds more than 5000 files"):
         playbook_files(tmp_path / "site.yml")
     assert time.monotonic() - started < 1.5
+
+
+def test_the_debootstrap_version_enters_the_local_bootstrap_only(tmp_path: Path) -> None:
+    """The local target's milestone 5 runs debootstrap: another version may make another base tree."""
+    spec_file = write(tmp_path / "local.yaml", "pipeline: p\ncloud: local\nimage_type: base\n"
+                      "milestones:\n  5: {action: bootstrap}\n  10: {action: noop}\n")  # fmt: skip
+    spec = load_spec(spec_file)
+    before = pipeline_fingerprints(spec, tmp_path, [5, 10], tools={**TOOLS, "debootstrap": "1.0.128"})
+    after = pipeline_fingerprints(spec, tmp_path, [5, 10], tools={**TOOLS, "debootstrap": "1.0.134"})
+    change = changed_inputs(before[5].inputs, after[5].inputs)
+    assert [(c.name, c.before, c.after) for c in change] == [("tool:debootstrap", "1.0.128", "1.0.134")]
+    assert [c.name for c in changed_inputs(before[10].inputs, after[10].inputs)] == ["previous"]
