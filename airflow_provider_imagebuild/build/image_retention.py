@@ -22,6 +22,13 @@ in this order, an image **stays**:
 
 Every other image is retired. A policy key left out protects nothing on its own; without a
 policy nothing is judged at all (the caller keeps everything).
+
+A build that found nothing changed delivers an earlier build's image again instead of building
+(#32, :func:`..build.reuse.delivered_unchanged`): it publishes nothing of its own, and its record
+names the build whose images it delivered. Those images are in use as long as that newer build's
+are: they rank, and count for ``keep_last`` and ``keep_days``, as delivered when the newest build
+that delivered them again was (:func:`delivered_again`), so the newest delivered build's image
+is never retired, whoever built it (also once the earlier build's record is pruned).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from datetime import datetime, timedelta
 
 from airflow_provider_imagebuild.build.ids import check_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.reuse import delivered_unchanged
 from airflow_provider_imagebuild.build.status import ABANDONED_BUILD, DELIVERED, build_status
 from airflow_provider_imagebuild.errors import InvalidInput
 
@@ -62,6 +70,40 @@ class Verdict:
     why: str  # why it stays, or why it goes
 
 
+@dataclass(frozen=True)
+class DeliveredAgain:
+    """The newest delivered build that delivered an earlier build's image again, and when."""
+
+    by: str
+    at: datetime
+
+
+def delivered_again(records: Sequence[BuildRecord]) -> dict[str, DeliveredAgain]:
+    """For each build whose images a delivered build of ``records`` delivered again (nothing
+    changed, #32), the newest such delivery. Followed to the build that made the images: a build
+    reusing one that itself reused delivers the first one's images (its outputs are copies). A
+    chain that loops or names a build not in ``records`` (pruned) ends at the last build named."""
+    by_id = {r.build_id: r for r in records}
+    found: dict[str, DeliveredAgain] = {}
+    for rec in records:
+        if not rec.delivered or not rec.delivered_at:
+            continue
+        source = delivered_unchanged(rec)
+        seen = {rec.build_id}
+        while source is not None and source not in seen and source in by_id:
+            seen.add(source)
+            further = delivered_unchanged(by_id[source])
+            if further is None:
+                break
+            source = further
+        if source is None or source == rec.build_id:
+            continue
+        at = parse_ts(rec.delivered_at)
+        if source not in found or found[source].at < at:
+            found[source] = DeliveredAgain(rec.build_id, at)
+    return found
+
+
 @dataclass
 class _Release:
     """One build's images at one destination."""
@@ -70,15 +112,27 @@ class _Release:
     record: BuildRecord | None
     images: list[PublishedImage]
     status: str | None  # the build status; None: unknown to the store
-    published_at: datetime | None
+    published_at: datetime | None  # when delivered: its own delivery, or a newer one of its images (again)
+    again: DeliveredAgain | None = None  # the newest build that delivered its images again
 
     @property
     def counted(self) -> bool:
         """Whether it counts among the delivered builds ``keep_last`` keeps."""
-        return self.status in (DELIVERED, None)
+        return self.status in (DELIVERED, None) or self.again is not None
+
+    @property
+    def delivered(self) -> bool:
+        """Whether its images are what a delivered build of the store delivered."""
+        return self.status == DELIVERED or self.again is not None
 
 
-def _release(build_id: str, record: BuildRecord | None, images: list[PublishedImage], now: datetime) -> _Release:
+def _release(
+    build_id: str,
+    record: BuildRecord | None,
+    images: list[PublishedImage],
+    now: datetime,
+    again: DeliveredAgain | None = None,
+) -> _Release:
     status = build_status(record, now) if record is not None else None
     when: datetime | None = None
     if record is not None and record.delivered_at:
@@ -86,7 +140,11 @@ def _release(build_id: str, record: BuildRecord | None, images: list[PublishedIm
     else:
         known = [i.created_at for i in images if i.created_at is not None]
         when = min(known) if known else None
-    return _Release(build_id, record, images, status, when)
+    if again is not None and status in (DELIVERED, None):  # in use since the newer build's delivery
+        when = max(when, again.at) if when is not None else again.at
+    else:
+        again = None  # a build reset or not finished keeps its own rule (a resume may still publish it)
+    return _Release(build_id, record, images, status, when, again)
 
 
 def _age(value: timedelta) -> str:
@@ -101,11 +159,14 @@ def judge(
     keep_last: int | None,
     keep_days: timedelta | None,
     references: Mapping[str, str] | None = None,
+    again: Mapping[str, DeliveredAgain] | None = None,
 ) -> list[Verdict]:
     """A verdict for every image of one destination (see the module's docstring), newest build
     first. ``found``: each image with its build's record (None: unknown to the store);
-    ``references``: image id -> what still refers to it."""
+    ``references``: image id -> what still refers to it; ``again``: :func:`delivered_again` of the
+    pipeline's records (build id -> the newest build that delivered its images again)."""
     refs = references or {}
+    reused = again or {}
     grouped: dict[str, tuple[BuildRecord | None, list[PublishedImage]]] = {}
     odd: list[Verdict] = []
     for image, record in found:
@@ -117,10 +178,10 @@ def judge(
             continue
         key = record.build_id if record is not None else (image.build_id or image.build_key or image.id)
         grouped.setdefault(key, (record, []))[1].append(image)
-    releases = [_release(key, record, images, now) for key, (record, images) in grouped.items()]
+    releases = [_release(key, record, images, now, reused.get(key)) for key, (record, images) in grouped.items()]
     oldest = datetime.min.replace(tzinfo=now.tzinfo)
     releases.sort(key=lambda r: (r.published_at or oldest, r.build_id), reverse=True)
-    newest_delivered = next((r for r in releases if r.status == DELIVERED), None)
+    newest_delivered = next((r for r in releases if r.delivered), None)
     verdicts: list[Verdict] = []
     rank = 0
     for release in releases:
@@ -155,18 +216,20 @@ def _release_verdict(
     build = release.build_id
     if release.status not in (DELIVERED, ABANDONED_BUILD, None):
         return f"build {build} is {release.status}, not delivered: a resume may still publish it", False
+    published = f"delivered again by build {release.again.by}" if release.again is not None else "published"
+    again = f"; {published}" if release.again is not None else ""
     if newest:
-        return f"the newest delivered image (build {build})", False
+        return f"the newest delivered image (build {build}{again})", False
     if release.counted and rank == 0:
         return f"the newest published image (build {build}, unknown to the store)", False
     if keep_last is not None and release.counted and rank < keep_last:
-        return f"one of the {keep_last} newest delivered builds' (keep_last)", False
+        return f"one of the {keep_last} newest delivered builds' (keep_last{again})", False
     age = now - release.published_at if release.published_at is not None else None
     if keep_days is not None:
         if age is None:
             return "when it was published is unknown: not provably older than keep_days", False
         if age < keep_days:
-            return f"published {_age(age)} ago, within keep_days ({_age(keep_days)})", False
+            return f"{published} {_age(age)} ago, within keep_days ({_age(keep_days)})", False
     reasons = []
     if release.status == ABANDONED_BUILD:
         reasons.append(f"build {build} was abandoned")
@@ -175,5 +238,5 @@ def _release_verdict(
     if keep_last is not None and release.counted:
         reasons.append(f"beyond the {keep_last} newest delivered builds")
     if keep_days is not None and age is not None:
-        reasons.append(f"published {_age(age)} ago, past keep_days ({_age(keep_days)})")
+        reasons.append(f"{published} {_age(age)} ago, past keep_days ({_age(keep_days)})")
     return "; ".join(reasons) or "past the retention policy", True

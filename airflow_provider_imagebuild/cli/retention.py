@@ -101,7 +101,7 @@ def retain(spec: Any, apply: bool, actor: str, target: Any = None) -> dict[str, 
     """Retention of one pipeline: the command's JSON answer for it (see the module's docstring).
     ``target``: the pipeline's target where the caller has one already (its clients made), else
     one is made from the spec's settings and connection."""
-    from airflow_provider_imagebuild.build.image_retention import judge
+    from airflow_provider_imagebuild.build.image_retention import delivered_again, judge
     from airflow_provider_imagebuild.build.status import DELIVERED, build_status
     from airflow_provider_imagebuild.hooks.store_choice import choose_store, open_choice
     from airflow_provider_imagebuild.store.base import ListFilter
@@ -124,6 +124,7 @@ def retain(spec: Any, apply: bool, actor: str, target: Any = None) -> dict[str, 
         raise InvalidInput("store", f"{len(problems)} build record(s) of {spec.pipeline} unreadable: {problems[0]}")
     delivered = sorted((r for r in records if build_status(r, now) == DELIVERED), key=lambda r: r.delivered_at or "")
     builds = _Records(records, target)
+    again = delivered_again(records)  # images a newer build delivered again, nothing having changed (#32)
     failures: list[str] = []
     for label, kind, policy, entry in chosen:
         shown: dict[str, Any] = {"destination": label, "kind": kind, "policy": policy.describe(), "images": []}
@@ -141,7 +142,8 @@ def retain(spec: Any, apply: bool, actor: str, target: Any = None) -> dict[str, 
                 "pipeline's store (the spec's store: or store_conn_id, $IMAGEBUILD_STORE_CONN_ID or $IMAGEBUILD_STORE)",
             )
         verdicts = judge([(i, builds.of(i)) for i in images], now, keep_last=policy.keep_last,
-                         keep_days=policy.keep_days, references=retirer.image_references(images))  # fmt: skip
+                         keep_days=policy.keep_days, references=retirer.image_references(images),
+                         again=again)  # fmt: skip
         done: dict[tuple[str, str], list[Any]] = {}
         for v in verdicts:
             row = {"id": v.image.id, "region": v.image.region, "name": v.image.name, "build_id": v.build_id,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow_provider_imagebuild.build import rules
 from airflow_provider_imagebuild.build.identity import BuildIdentity
-from airflow_provider_imagebuild.build.image_retention import PublishedImage, judge
+from airflow_provider_imagebuild.build.image_retention import DeliveredAgain, PublishedImage, delivered_again, judge
 from airflow_provider_imagebuild.build.record import BuildRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -100,3 +100,57 @@ def test_an_unknown_builds_images_count_as_delivered_and_an_abandoned_builds_do_
     assert verdicts([(image("b10", 10), None), (image("b9", 9), newest)], 20, keep_last=1, keep_days=None)[
         "ami-b10-us-east-1"
     ].startswith("keep: the newest published image")
+
+
+def delivered_again_by(build_id: str, source: BuildRecord, day: int) -> BuildRecord:
+    """A build that found nothing changed on day ``day``: every milestone reused from ``source``
+    (rules.reuse, as operators/reuse.py records it), delivering ``source``'s images again."""
+    at = T0 + timedelta(days=day)
+    rec = rules.new_record(build_id, BuildIdentity.checked("web", "aws", "base", "", PLAN), "test", at)
+    lease, _ = rules.begin(rec, 95, "w", 300, at)
+    taken = [(c, dict(source.milestones[c].outputs), ("0" * 64, {"previous": ""})) for c in (95, 100)]
+    rules.reuse(rec, 95, lease.token, source.build_id, taken, at)
+    return rec
+
+
+def test_an_image_a_newer_build_delivered_again_counts_as_delivered_then() -> None:
+    """b1's image was delivered again on day 20 by b20 (nothing changed since b1, #32), after b5
+    and b15 built their own: b1's image is what the newest delivered build delivers, and for
+    keep_last and keep_days it counts as delivered on day 20. Also through a build that reused b20
+    (its outputs name b1's images) and once b1's record is pruned (its images then unknown)."""
+    b1, b5, b15 = delivered("b1", 1), delivered("b5", 5), delivered("b15", 15)
+    b20 = delivered_again_by("b20", b1, 20)
+    records = [b1, b5, b15, b20]
+    again = delivered_again(records)
+    assert again == {"b1": DeliveredAgain("b20", T0 + timedelta(days=20))}
+    found = [(image("b1", 1), b1), (image("b5", 5), b5), (image("b15", 15), b15)]
+    got = verdicts(found, 25, keep_last=1, keep_days=None, again=again)
+    assert got["ami-b1-us-east-1"] == "keep: the newest delivered image (build b1; delivered again by build b20)"
+    assert got["ami-b15-us-east-1"].startswith("retire: beyond the 1 newest delivered builds")
+    two = verdicts(found, 25, keep_last=2, keep_days=None, again=again)
+    assert two["ami-b15-us-east-1"] == "keep: one of the 2 newest delivered builds' (keep_last)"
+    assert two["ami-b5-us-east-1"].startswith("retire:")
+    # b22 built for real after: b1's image is no longer the newest, but was in use 5 days ago
+    b22 = delivered("b22", 22)
+    again = delivered_again([*records, b22])
+    found.append((image("b22", 22), b22))
+    days = verdicts(found, 25, keep_last=None, keep_days=timedelta(days=10), again=again)
+    assert days["ami-b1-us-east-1"] == "keep: delivered again by build b20 5.0 days ago, within keep_days (10.0 days)"
+    assert days["ami-b5-us-east-1"].startswith("retire: published 20.0 days ago")
+    later = verdicts(found, 40, keep_last=None, keep_days=timedelta(days=10), again=again)
+    assert later["ami-b1-us-east-1"] == "retire: delivered again by build b20 20.0 days ago, past keep_days (10.0 days)"
+    # b30 reused b20, which reused b1: b1's images again, b1's record pruned meanwhile
+    b30 = delivered_again_by("b30", b20, 30)
+    again = delivered_again([b5, b15, b20, b22, b30])
+    assert again == {"b1": DeliveredAgain("b30", T0 + timedelta(days=30))}
+    pruned = [(image("b1", 1), None), (image("b22", 22), b22)]
+    assert verdicts(pruned, 31, keep_last=1, keep_days=None, again=again)["ami-b1-us-east-1"] == (
+        "keep: the newest delivered image (build b1; delivered again by build b30)"
+    )
+    # a chain that loops (records written by hand) ends, naming no build
+    x, y = delivered_again_by("x", b1, 3), delivered_again_by("y", b1, 4)
+    x.attempts[-1].reused_from, y.attempts[-1].reused_from = (
+        {"build_id": "y", "state": 100},
+        {"build_id": "x", "state": 100},
+    )
+    assert delivered_again([x, y]) == {}

@@ -600,3 +600,25 @@ def test_a_catalog_version_with_a_file_system_mounted_inside_is_left_alone(tmp_p
     finally:
         subprocess.run(["umount", "-l", str(old / "served")], check=True)
     assert _rows(_retention("--spec", str(spec), "--apply"))[str(old)]["deleted"] and not old.exists()
+
+
+def test_the_image_a_newer_build_delivered_again_is_kept_as_the_newest(tmp_path: Path) -> None:
+    """n3 found nothing changed since n1 (#32, the playbook change of n2 reverted) and delivered n1's
+    version again without publishing one of its own: n1's version is the newest delivered image,
+    not a build beyond keep_last 1. The catalog's latest still names n2 (kept by that reference)."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    spec = _local_spec(tmp_path, "nightly", url, "{keep_last: 1}")
+    target = LocalTarget(TargetSpec(work_dir=str(tmp_path / "work"), catalog=str(tmp_path / "catalog")),
+                         pipeline="nightly", image_type="base")  # fmt: skip
+    n0, n1, n2 = (_deliver(url, target, f"n{i}") for i in range(3))
+    store = open_store(url)
+    store.create_build("n3", pipeline="nightly", cloud="local", image_type="base", plan=[0, 95, 100])
+    lease = store.begin("n3", 95, owner="test")
+    source = store.get("n1")
+    taken = [(c, source.milestones[c].outputs, "0" * 64, {"previous": ""}) for c in (95, 100)]
+    store.reuse("n3", 95, token=lease.token, source="n1", taken=taken)
+
+    applied = _rows(_retention("--spec", str(spec), "--apply"))
+    assert applied[str(n1)]["why"] == "the newest delivered image (build n1; delivered again by build n3)"
+    assert not applied[str(n1)]["retire"] and n1.is_dir() and n2.is_dir()
+    assert [i for i, r in applied.items() if r["deleted"]] == [str(n0)] and not n0.exists()
