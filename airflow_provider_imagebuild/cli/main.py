@@ -163,14 +163,16 @@ def store_prune(
     build host, Packer instance, checkpoint or staged image recorded as existing), after writing
     each to the archive if given (<pipeline>/<build id>/v<version>-<updated_at>.json, never
     overwriting). A failed build still holding something is kept and listed ("still holds ...:
-    abandon it first"). Never removed: a build in progress, leased, or completed but not delivered,
-    and a record that cannot be read (reported). Each delete is conditional on the version read:
-    a build a concurrent writer resumed or changed meanwhile stays."""
+    abandon it first"), and so is a pipeline's newest delivered build that built while it holds
+    checkpoint images (the next build may start from them: reuse). Never removed: a build in
+    progress, leased, or completed but not delivered, and a record that cannot be read (reported).
+    Each delete is conditional on the version read: a build a concurrent writer resumed or changed
+    meanwhile stays."""
     from datetime import datetime, timezone
 
     from airflow_provider_imagebuild.build.record import format_ts
     from airflow_provider_imagebuild.build.report import parse_since
-    from airflow_provider_imagebuild.build.retention import finished, retention_verdict
+    from airflow_provider_imagebuild.build.retention import finished, kept_for_reuse, retention_verdict
     from airflow_provider_imagebuild.store.archive import open_archive
 
     cutoff = format_ts(parse_since(older_than, datetime.now(timezone.utc)))
@@ -181,11 +183,12 @@ def store_prune(
     for rec in sorted((r for r in records if finished(r)), key=lambda r: r.updated_at, reverse=True):
         newest.setdefault(rec.pipeline, []).append(rec.build_id)
     kept = {b for ids in newest.values() for b in ids[:keep_last]}
+    for_reuse = kept_for_reuse(records)  # the checkpoints a pipeline's next build may start from (#32)
     candidates, holding = [], []
     for rec in sorted(records, key=lambda r: r.updated_at):
         if not rec.updated_at < cutoff or rec.build_id in kept:
             continue
-        verdict = retention_verdict(rec)
+        verdict = for_reuse.get(rec.build_id) or retention_verdict(rec)
         if verdict.removable:
             candidates.append(rec)
         elif verdict.holds:

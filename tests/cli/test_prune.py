@@ -250,3 +250,68 @@ def test_archived_generations_never_overwrite_one_another(
 
 
 FORGED = b'{"not": "this record"}'
+
+
+def test_prune_keeps_the_checkpoints_the_next_build_reuses_and_gc_finds_those_a_pruned_record_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#32 with ``reuse: {keep_checkpoints: true}``: n2, the newest delivered build that built, holds
+    the checkpoint the next build starts from, so its record stays (said why) while n3, which found
+    nothing changed and delivered n2's image again, does not move that role; n1's checkpoint was
+    not deleted by n2's delivery (reuse was off then): n1's record goes, and gc then finds the
+    checkpoint as a leak of a build unknown to the store, and n2's as held."""
+    from airflow_provider_imagebuild.targets.local_leaks import mark_build_folder
+    from tests.helpers import gc_minutes_later
+
+    url, work, name = f"sqlite:///{tmp_path}/s.db", tmp_path / "work", "reuse-prune"
+    store = open_store(url)
+    plan = [0, 10, 95, 100]
+    checkpoints = {}
+    for build_id in ("n1", "n2"):
+        mark_build_folder(work / build_id, name, build_id)
+        checkpoints[build_id] = work / build_id / "checkpoint-010.tar"
+        checkpoints[build_id].write_bytes(b"x" * 100)
+        store.create_build(build_id, pipeline=name, cloud="local", image_type="base", plan=plan)
+        run(store, build_id, 10, {"checkpoint_image": str(checkpoints[build_id])})
+        run(store, build_id, 95, {"image_id": f"{build_id}.qcow2"})
+        run(store, build_id, 100)
+    store.create_build("n3", pipeline=name, cloud="local", image_type="base", plan=plan)
+    lease = store.begin("n3", 10, owner="w")
+    source = store.get("n2")
+    taken = [(c, {}, "0" * 64, {"previous": ""}) for c in (10, 95)] + [
+        (100, source.milestones[100].outputs, "0" * 64, {})
+    ]
+    store.reuse("n3", 10, token=lease.token, source="n2", taken=taken)
+
+    done = prune_json(url)
+    assert sorted(done["removed"]) == ["n1", "n3"]
+    [kept] = done["kept_holding"]
+    assert kept["build_id"] == "n2" and kept["holds"] == [
+        {"kind": "checkpoint", "id": str(checkpoints["n2"]), "milestone": 10}
+    ]
+    assert kept["reason"].startswith("delivered, the newest to build, and still holds checkpoint image")
+    assert [r.build_id for r in store.scan_builds()[0]] == ["n2"]
+    text = CliRunner().invoke(cli, ["--store", url, "store", "prune", "--older-than", "0h"])
+    assert (
+        f"kept n2: delivered, the newest to build, and still holds checkpoint image {checkpoints['n2']}" in text.stdout
+    )
+
+    spec = tmp_path / "local.yaml"
+    spec.write_text(f"""pipeline: {name}
+cloud: local
+image_type: base
+store: {url}
+target: {{work_dir: {work}, catalog: {tmp_path / "catalog"}}}
+milestones:
+  10: {{action: command, command: "true"}}
+  95: {{action: seal}}
+  100: {{action: publish}}
+""")
+    gc_minutes_later(monkeypatch, 60)
+    got = CliRunner().invoke(
+        cli, ["gc", "--cloud", "local", "--spec", str(spec), "--older-than", "30m", "--json", "--apply"]
+    )
+    assert got.exit_code == 0, got.output
+    leaks = {row["id"]: row["reason"] for row in json.loads(got.stdout)["leaks"]}
+    assert leaks == {str(checkpoints["n1"]): "unknown to the store"}
+    assert not checkpoints["n1"].exists() and checkpoints["n2"].is_file()
