@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_imagebuild.build.fingerprint import PREVIOUS, SECRET, InputChange, changed_inputs, kind_of
-from airflow_provider_imagebuild.build.record import Attempt, BuildRecord
+from airflow_provider_imagebuild.build.record import COMPLETED, REUSED, Attempt, BuildRecord
 
 # (before, after, milestone code) -> more changes at that milestone.
 ChangeSource = Callable[[BuildRecord, BuildRecord, int], list[InputChange]]
@@ -31,16 +31,35 @@ def add_change_source(source: ChangeSource) -> None:
 
 
 @dataclass(frozen=True)
+class ReusedAt:
+    """Build ``build_id`` did not run the milestone: it took build ``source``'s milestone ``state``
+    (its attempt of kind ``reused``), fingerprint and inputs included."""
+
+    build_id: str
+    source: str
+    state: int
+
+    def text(self) -> str:
+        return f"build {self.build_id} reused it from build {self.source} (milestone {self.state})"
+
+    def to_public(self) -> dict[str, Any]:
+        return {"build_id": self.build_id, "from": self.source, "state": self.state}
+
+
+@dataclass(frozen=True)
 class MilestoneDiff:
     """One milestone of two builds: their fingerprints and the inputs that differ. ``known`` is
     False when either side recorded no inputs (not reached, skipped, or recorded before
-    fingerprints existed): then nothing can be said of it."""
+    fingerprints existed): then nothing can be said of it. ``reused``: the sides whose result
+    was taken from another build; their fingerprints are equal because one was copied, not
+    because the milestone ran twice on the same inputs."""
 
     code: int
     label: str
     before: str | None
     after: str | None
     changes: list[InputChange] = field(default_factory=list)
+    reused: list[ReusedAt] = field(default_factory=list)
 
     @property
     def known(self) -> bool:
@@ -64,6 +83,7 @@ class MilestoneDiff:
             "fingerprint_before": self.before,
             "fingerprint_after": self.after,
             "changes": [c.to_public() for c in self.changes],
+            "reused": [r.to_public() for r in self.reused],
         }
 
 
@@ -92,7 +112,15 @@ def milestone_diff(before: BuildRecord, after: BuildRecord, code: int) -> Milest
         old.fingerprint if old is not None else None,
         new.fingerprint if new is not None else None,
         changes,
+        [r for r in (_reused_at(before, old), _reused_at(after, new)) if r is not None],
     )
+
+
+def _reused_at(rec: BuildRecord, attempt: Attempt | None) -> ReusedAt | None:
+    """Whose result ``attempt`` holds when it took it from another build (a completed reused one)."""
+    if attempt is None or attempt.kind != REUSED or attempt.status != COMPLETED or not attempt.reused_from:
+        return None
+    return ReusedAt(rec.build_id, str(attempt.reused_from["build_id"]), int(attempt.reused_from["state"]))
 
 
 def build_diff(before: BuildRecord, after: BuildRecord) -> list[MilestoneDiff]:

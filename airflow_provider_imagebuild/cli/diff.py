@@ -96,6 +96,9 @@ def diff_table(before: str, after: str, diffs: list[MilestoneDiff], repo: Path |
             )
             continue
         own = diff.own_changes
+        if diff.same and not own and diff.reused:  # equal because one build copied the other's result
+            table.add_row(Text(diff.label), "reused", "; ".join(r.text() for r in diff.reused))
+            continue
         if diff.same and not own:  # equal fingerprints, yet the packages may differ (a mirror moved on)
             table.add_row(Text(diff.label), "same", "")
             continue

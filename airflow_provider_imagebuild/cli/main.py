@@ -635,6 +635,7 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     from datetime import datetime, timezone
 
     from airflow_provider_imagebuild.build.approval import waiting_at
+    from airflow_provider_imagebuild.build.provenance import reuse_view
     from airflow_provider_imagebuild.build.record import format_ts
     from airflow_provider_imagebuild.build.stats import eta, milestone_medians
 
@@ -647,6 +648,7 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
     waiting = waiting_at(rec)  # an approval milestone that asked and was not decided yet
     shown = {
         **rec.to_public(),
+        "reuse": reuse_view(rec),  # what it took from an earlier build (#32), None: nothing
         "eta": format_ts(expected) if expected else None,
         "awaiting_approval": {"milestone": waiting[0], "since": waiting[1]} if waiting else None,
     }
@@ -667,8 +669,13 @@ def build_show(ctx: click.Context, build_id: str, as_json: bool) -> None:
 @handles_errors
 def build_history(ctx: click.Context, build_id: str, as_json: bool) -> None:
     """Every attempt and event of a build, oldest first."""
-    rows = _store(ctx).history(build_id)
-    emit(as_json, lambda: rows, lambda render: render.history_table(build_id, rows))
+    from airflow_provider_imagebuild.build.provenance import reuse_headline
+
+    store = _store(ctx)
+    rows = store.history(build_id)
+    reused = any(row.get("kind") == "reused" for row in rows)  # then what it reused heads the table
+    headline = reuse_headline(store.get(build_id)) if reused and not as_json else None
+    emit(as_json, lambda: rows, lambda render: render.history_table(build_id, rows, headline))
 
 
 @build.command("diff")

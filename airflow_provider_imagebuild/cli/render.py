@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from airflow_provider_imagebuild.build.cost import money
-from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.provenance import Taken, reuse_headline, reused_milestones
+from airflow_provider_imagebuild.build.record import REUSED, BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import build_status
 from airflow_provider_imagebuild.cli.times import shown_time
 from airflow_provider_imagebuild.plan import PipelinePlan
@@ -22,6 +23,7 @@ STATUS_STYLE = {
     "failed": "red",
     "abandoned": "magenta",
     "skipped": "cyan",
+    "reused": "cyan",
     # build statuses (build/status.py); "failed" and "abandoned" as above
     "registered": "blue",
     "running": "yellow",
@@ -83,6 +85,10 @@ def build_table(rec: BuildRecord) -> Table:
         meta = rec.metadata
         state_line += f" · build host {meta['host_id']} parked ({meta['host_parked']}) since "
         state_line += shown_time(meta.get("host_parked_at", ""))
+    taken = reused_milestones(rec)
+    headline = reuse_headline(rec, taken)
+    if headline:
+        state_line += f" · {headline}"
     table = Table(
         title=f"build {rec.build_id} · {rec.pipeline} · {rec.cloud}/{rec.image_type}"
         + (f"/{rec.os}" if rec.os else ""),
@@ -107,6 +113,9 @@ def build_table(rec: BuildRecord) -> Table:
         last = runs[-1] if runs else None
         if done is not None and done.skipped:
             status, finished, detail, duration = "skipped", done.completed_at, _short(done.skip_reason or "", 80), ""
+        elif done is not None and code in taken:  # no work done here: say whose result it holds
+            status, finished, duration = "reused", done.completed_at, ""
+            detail = "; ".join([taken[code].text(), *(f"{k}={_short(v, 40)}" for k, v in done.outputs.items())])
         elif done is not None:
             status, finished, detail = (
                 "completed",
@@ -136,14 +145,19 @@ def build_table(rec: BuildRecord) -> Table:
     return table
 
 
-def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"history of build {build_id}", title_justify="left")
+def history_table(build_id: str, rows: list[dict[str, Any]], headline: str | None = None) -> Table:
+    """Every attempt and event; ``headline`` (the caption): what the build reused, if anything."""
+    table = Table(title=f"history of build {build_id}", title_justify="left", caption=headline, caption_justify="left")
     for column in ("at", "what", "milestone", "attempt", "status", "owner/actor", "detail"):
         table.add_column(column)
     for row in rows:
         if row["type"] == "attempt":
             what = "attempt" if row["kind"] == "run" else row["kind"]
             style = STATUS_STYLE.get(row["status"], "")
+            origin = row.get("reused_from")
+            detail = row.get("error") or ""
+            if row["kind"] == REUSED and origin:  # validated on read: a build id and a milestone code
+                detail = Taken(row["state"], origin["build_id"], origin["state"]).text()
             table.add_row(
                 shown_time(row["at"]),
                 what,
@@ -151,7 +165,7 @@ def history_table(build_id: str, rows: list[dict[str, Any]]) -> Table:
                 str(row["attempt"]),
                 f"[{style}]{row['status']}[/]",
                 row["owner"],
-                _short(row.get("error") or "", 80),
+                _short(detail, 80),
             )
         else:
             table.add_row(

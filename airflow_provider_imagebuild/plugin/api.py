@@ -44,6 +44,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_imagebuild.build.provenance import reuse_view
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.build.values import MAX_MAX_ATTEMPTS
 from airflow_provider_imagebuild.hooks.prices import deployment_prices
@@ -173,6 +174,7 @@ def create_app() -> FastAPI:
         rec = readable(user, build_id)
         return {
             **rec.to_public(),
+            "reuse": reuse_view(rec),  # what it took from an earlier build (#32); attempts carry reused_from
             "dag_id": dag_id_of(rec),
             "store": store().where(rec.build_id),
             "may_act": access.may(user, dag_id_of(rec), act=True),

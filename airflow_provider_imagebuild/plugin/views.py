@@ -27,6 +27,7 @@ from airflow_provider_imagebuild.build.moves import (
     skip_move,
 )
 from airflow_provider_imagebuild.build.prices import Prices, example_prices
+from airflow_provider_imagebuild.build.provenance import Taken, reuse_of, reused_milestones
 from airflow_provider_imagebuild.build.record import (
     ABANDONED,
     COMPLETED,
@@ -126,6 +127,7 @@ def attempt_row(attempt: Attempt, now: datetime, titles: Titles = title_of) -> d
         "try_number": ref.try_number if ref else None,
         "reason": attempt.reason,
         "error": attempt.error if attempt.kind != "skip" else None,
+        "reused_from": dict(attempt.reused_from) if attempt.reused_from else None,
     }
 
 
@@ -296,6 +298,8 @@ def build_view(
     ``prices_of`` the build its prices for what it cost."""
     now = now or datetime.now(timezone.utc)
     cost = cost_view(rec, prices_of, now)
+    taken = reused_milestones(rec)
+    known = {b.build_id for b in pipeline_builds}  # a source pruned since (or forged) is named, not linked
     timeline = []
     for code in rec.plan:
         attempts = rec.attempts_at(code)
@@ -321,6 +325,7 @@ def build_view(
                 "errors": errors_of(attempts),
                 "error": last.error if last is not None and status in (FAILED, ABANDONED) else None,
                 "skip_reason": done.skip_reason if done else None,
+                "reused": _reused_cell(taken.get(code), known),
                 "skippable": code not in rec.unskippable,
                 "cost": cost["milestones"].get(str(code)),
                 "cost_text": money(cost["milestones"][str(code)], cost["currency"])
@@ -340,6 +345,7 @@ def build_view(
             "cost": cost,
         },
         "record": rec,
+        "reuse": reuse_panel(rec, taken, known),
         "timeline": timeline,
         "attempts": [attempt_row(a, now, titles) for a in reversed(rec.attempts)],
         "replays": [attempt_row(a, now, titles) for a in rec.attempts if a.kind == "replay"],
@@ -369,6 +375,25 @@ def build_view(
         "skip_move": skip_move(rec, now, titles),
         "abandon_move": abandon_move(rec, now),
         "allow_move": allow_move(rec, now, titles),
+    }
+
+
+def _reused_cell(taken: Taken | None, known: set[str]) -> dict[str, Any] | None:
+    """A reused milestone's source, linked on the page while the store holds it."""
+    return {**taken.to_public(), "known": taken.build_id in known} if taken is not None else None
+
+
+def reuse_panel(rec: BuildRecord, taken: dict[int, Taken], known: set[str]) -> dict[str, Any] | None:
+    """What the build took from earlier builds (#32), for the page's head: the headline's parts, so
+    that each source build is a link to its own page (when the store still holds it)."""
+    found = reuse_of(rec, taken)
+    if found is None:
+        return None
+    return {
+        **found.to_public(),
+        "span": found.span,
+        "sources": [{"build_id": b, "known": b in known} for b in found.sources],
+        "unchanged": {"build_id": found.unchanged, "known": found.unchanged in known} if found.unchanged else None,
     }
 
 
