@@ -40,13 +40,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.clouds.openstack import PUBLICIZE_NEEDS, OpenstackClients, openstack_errors
-from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.spec.openstack import OpenstackTargetSpec
 from airflow_provider_imagebuild.targets.base import (
     CHECKPOINT_OUTPUT,
@@ -61,6 +62,13 @@ from airflow_provider_imagebuild.targets.base import (
 )
 from airflow_provider_imagebuild.targets.launch import PENDING, ROLE, RUNNING, STOPPED, LaunchTestTarget, TestInstance
 from airflow_provider_imagebuild.targets.leaks import LeakCollecting, Resource, parse_time
+from airflow_provider_imagebuild.targets.openstack_copy import (
+    copied_properties,
+    create_image,
+    glance_json,
+    same_data,
+    stream_data,
+)
 from airflow_provider_imagebuild.targets.openstack_names import OpenstackNames
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,8 @@ SERVER_WAIT_S = 1800  # boot, stop, start
 # refuses): the spec's settings, which a retry does not change
 BOOT_REFUSED = "Nova refused the build server (target.key_name, security_groups, flavor, network)"
 IMAGE_WAIT_S = 3600  # a snapshot of a large disk
+COPY_WAIT_S = 3600  # a checkpoint copied into a new build's image: the transfer, then until it is active
+COPIED_FROM = "imagebuild_copied_from"  # on a copied checkpoint: the source image's id (#32)
 
 
 class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
@@ -415,6 +425,110 @@ class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         if final:
             return {IMAGE_OUTPUT: str(image.id), "image_name": name, **_stored_gb(image, "final_gb")}
         return {CHECKPOINT_OUTPUT: str(image.id), "image_name": name, **_stored_gb(image, "checkpoint_gb")}
+
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """A copy of ``source``'s checkpoint image as ``build``'s own: ``<stem>-cp<ms>`` of ``build``,
+        with its marks and ``imagebuild_copied_from`` (the source image's id), made by streaming the
+        data through the worker (:mod:`.openstack_copy`: Glance has no server-side copy into a new
+        image) and kept only once Glance's size and digests of it equal the source's.
+
+        The source is proven first, as everything is here: an active image of the login's project
+        with ``source``'s key, this pipeline, ``source``'s build id and the checkpoint role; the
+        record naming it proves nothing (nothing is copied otherwise). The checkpoint is a Nova
+        server snapshot, an image of its own whose data Glance holds (the build servers boot from
+        images, not volumes): one without data (a volume-backed server's snapshot points at a
+        Cinder snapshot instead) cannot be copied and is refused.
+
+        Why a copy rather than claiming the source image (re-marking it as ``build``'s): the
+        checkpoint stays the source build's, which may still need it (its ``keep_checkpoints``
+        for a redo, a reset of it to a later milestone), and other builds of the pipeline may
+        start from it too (two builds the same night, the next night when this one fails); a
+        claim would leave the source's record naming an image it no longer owns. The cost is the
+        transfer of the image's bytes, in exchange for the milestones not run again.
+
+        Idempotent: a retry finds the copy an earlier attempt made by its name, ``build``'s marks
+        and ``imagebuild_copied_from``, kept if it holds the source's data; any other image of
+        ``build``'s under that name (a copy cut short) is deleted first. A copy that fails
+        (refused, cut short, not active within COPY_WAIT_S, data that differs) is deleted before
+        the :class:`TargetError` is raised, so nothing is left that no record names."""
+        where = f"milestones.{checkpoint.code}.outputs.{CHECKPOINT_OUTPUT}"
+        image = self._owned_image(source, checkpoint.image)
+        props = (image.properties or {}) if image is not None else {}
+        if (
+            image is None
+            or props.get("imagebuild_pipeline") != self.pipeline
+            or props.get("imagebuild_build") != source.build_id[:255]
+            or props.get("imagebuild_role") != "checkpoint"
+        ):
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is not build {source.build_id}'s checkpoint image (missing, of another project, "
+                f"pipeline or build, or not a checkpoint); nothing is copied",
+            )
+        if image.status != "active" or not isinstance(image.size, int) or image.size <= 0:
+            raise InvalidInput(
+                where, f"{checkpoint.image} of build {source.build_id} is {image.status} without data to copy "
+                "(a volume-backed server's snapshot holds none); nothing is copied",
+            )  # fmt: skip
+        name = self.names(build).checkpoint(checkpoint.code)
+        for earlier in self._named_images(build, name):  # an earlier attempt's
+            props = earlier.properties or {}
+            if (
+                earlier.status == "active"
+                and props.get(COPIED_FROM) == str(image.id)
+                and same_data(image, earlier) is None
+            ):
+                log.info("checkpoint %s (%s) of build %s is the copy an earlier attempt made of %s", name, earlier.id,
+                         build.build_id, image.id)  # fmt: skip
+                return {CHECKPOINT_OUTPUT: str(earlier.id), "image_name": name, **_stored_gb(earlier, "checkpoint_gb")}
+            log.info("deleting image %s (%s, %s): a copy an earlier attempt did not finish", name, earlier.id,
+                     earlier.status)  # fmt: skip
+            self._delete_image(earlier)
+        body = {
+            **copied_properties(glance_json(self.conn, str(image.id))),
+            "name": name,
+            "disk_format": image.disk_format,
+            "container_format": image.container_format,
+            "min_disk": int(image.min_disk or 0),
+            "min_ram": int(image.min_ram or 0),
+            "visibility": "private",
+            **self.marks(build, "checkpoint"),
+            COPIED_FROM: str(image.id),
+        }
+        log.info("copying checkpoint %s (%s, %d bytes) of build %s into %s of build %s", image.name, image.id,
+                 image.size, source.build_id, name, build.build_id)  # fmt: skip
+        copy_id = ""
+        try:
+            copy_id = create_image(self.conn, body)
+            stream_data(self.conn, image, copy_id, time.monotonic() + COPY_WAIT_S)
+            with openstack_errors(f"image {name} to be active"):
+                copy = self.conn.image.wait_for_status(
+                    self.conn.image.get_image(copy_id), status="active", interval=self.poll_s, wait=COPY_WAIT_S,
+                    failures=["queued", "killed", "deleted", "deactivated"],  # queued: Glance gave the upload up
+                )  # fmt: skip
+            why = same_data(image, copy)
+            if why is not None:
+                raise TargetError(f"OpenStack: the copy {name} of image {image.id} is not its data: {why}")
+        except ImageBuildError as exc:
+            self._forget_copy(build, name, copy_id)
+            raise TargetError(f"OpenStack: checkpoint {image.id} of build {source.build_id} was not copied "
+                              f"(the half-made copy is deleted): {exc}") from None  # fmt: skip
+        except BaseException:
+            self._forget_copy(build, name, copy_id)
+            raise
+        log.info("checkpoint %s (%s) of build %s copied from %s", name, copy.id, build.build_id, image.id)
+        return {CHECKPOINT_OUTPUT: str(copy.id), "image_name": name, **_stored_gb(copy, "checkpoint_gb")}
+
+    def _forget_copy(self, build: BuildRecord, name: str, copy_id: str) -> None:
+        """Delete what a failed copy made: the image it created, and any other of ``build``'s under
+        its name (a create whose answer was lost). A failure here is logged: the error being raised
+        says more, and the leak collector finds the image by its marks."""
+        try:
+            made = [i for i in [self._owned_image(build, copy_id)] if i is not None]
+            for image in {i.id: i for i in made + self._named_images(build, name)}.values():
+                self._delete_image(image)
+        except ImageBuildError as exc:
+            log.warning("the half-made copy %s (%s) was not deleted: %s", name, copy_id or "-", exc)
 
     def discard(self, build: BuildRecord, images: list[str]) -> list[str]:
         removed = []
