@@ -14,6 +14,13 @@ attempt used is in its ``usage`` (written by the milestone operator when the att
   counted on the milestone that captured it (a checkpoint's storage is part of what that milestone
   cost), once, for the attempt whose result the record holds.
 
+A milestone a build took from an earlier build (an attempt of kind ``reused``, #32: nothing changed
+up to it, build/reuse.py) cost nothing: no host ran. It is neither priced nor unmetered, but listed
+in ``reused_milestones``; ``saved_by_reuse`` is what those milestones cost the build that did them
+(the attempt whose result it holds, followed to the build that ran it when that one reused it in
+turn), when every such build's record is at hand (None otherwise: a sum missing some would
+understate it).
+
 Not counted: a host's idle time between attempts (a failed build left running is a leak, which
 ``imagebuild gc`` estimates), and attempts without ``usage`` (older records, steps recorded from a
 shell with ``imagebuild build complete``): they are counted in ``unmetered_attempts`` instead of
@@ -43,7 +50,8 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT, DISCARDED_METADATA, discarded_checkpoints
 from airflow_provider_imagebuild.build.prices import HOURS_PER_MONTH, Prices
-from airflow_provider_imagebuild.build.record import FAILED, SKIPPED, Attempt, BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.provenance import reused_milestones
+from airflow_provider_imagebuild.build.record import FAILED, REUSED, SKIPPED, Attempt, BuildRecord, parse_ts
 
 
 def money(amount: float | None, currency: str = "") -> str:
@@ -65,6 +73,8 @@ class BuildCost:
     saved_by_resumes: float
     unmetered_attempts: int
     currency: str
+    reused_milestones: tuple[int, ...] = ()  # taken from an earlier build: cost nothing here
+    saved_by_reuse: float | None = 0.0  # what they cost the build that ran them; None: not known
 
     def to_public(self) -> dict[str, Any]:
         """As the report, the API and the pages show it (``text``: the total with its currency)."""
@@ -76,6 +86,8 @@ class BuildCost:
             "cost_of_failures": self.failures,
             "cost_saved_by_resumes": self.saved_by_resumes,
             "unmetered_attempts": self.unmetered_attempts,
+            "reused_milestones": list(self.reused_milestones),
+            "cost_saved_by_reuse": self.saved_by_reuse,
         }
 
 
@@ -148,12 +160,43 @@ def _saved(rec: BuildRecord, prices: Prices) -> float:
     return saved
 
 
-def build_cost(rec: BuildRecord, prices: Prices, now: datetime | None = None) -> BuildCost:
-    """The cost of ``rec`` at ``now`` (checkpoints still kept are stored until then)."""
+def _saved_by_reuse(
+    rec: BuildRecord, codes: tuple[int, ...], prices: Prices, records: Mapping[str, BuildRecord] | None
+) -> float | None:
+    """What the milestones ``codes`` cost the builds that ran them (see the module docstring)."""
+    if not codes:
+        return 0.0
+    if records is None:
+        return None
+    saved = 0.0
+    for code in codes:
+        seen: set[str] = set()
+        attempt = rec.completed_attempt(code)
+        while attempt is not None and attempt.kind == REUSED and attempt.reused_from:
+            name, state = str(attempt.reused_from["build_id"]), int(attempt.reused_from["state"])
+            if name in seen:
+                return None  # a loop a hand-written record made: no build ran it
+            seen.add(name)
+            source = records.get(name)
+            attempt = source.completed_attempt(state) if source is not None else None
+        if attempt is None:
+            return None  # the build that ran it is pruned, or never recorded it
+        saved += attempt_cost(attempt, prices)
+    return saved
+
+
+def build_cost(
+    rec: BuildRecord,
+    prices: Prices,
+    now: datetime | None = None,
+    records: Mapping[str, BuildRecord] | None = None,
+) -> BuildCost:
+    """The cost of ``rec`` at ``now`` (checkpoints still kept are stored until then); ``records``:
+    the pipeline's builds by id, where at hand, for what reuse saved (None without them)."""
     moment = now or datetime.now(timezone.utc)
     per: dict[int, float] = {}
     for attempt in rec.attempts:
-        if attempt.state != rec.plan[0]:  # registration writes a record, nothing else
+        if attempt.state != rec.plan[0] and attempt.kind != REUSED:  # registration and reuse ran nothing
             per[attempt.state] = per.get(attempt.state, 0.0) + attempt_cost(attempt, prices)
     for code in rec.plan:
         storage = checkpoint_storage_cost(rec, code, prices, moment)
@@ -167,8 +210,11 @@ def build_cost(rec: BuildRecord, prices: Prices, now: datetime | None = None) ->
         and a.usage is None
         and a.state != rec.plan[0]
         and a.status != SKIPPED
+        and a.kind != REUSED  # nothing ran: nothing to meter
         and not (a.kind == "replay" and a.started_at == a.finished_at)  # before replays had usage: inside their run
     )
+    reused = tuple(reused_milestones(rec))
+    saved_by_reuse = _saved_by_reuse(rec, reused, prices, records)
     return BuildCost(
         total=round(sum(per.values()), 6),
         milestones={c: round(per[c], 6) for c in rec.plan if c in per},
@@ -176,4 +222,6 @@ def build_cost(rec: BuildRecord, prices: Prices, now: datetime | None = None) ->
         saved_by_resumes=round(_saved(rec, prices), 6),
         unmetered_attempts=unmetered,
         currency=prices.currency,
+        reused_milestones=reused,
+        saved_by_reuse=round(saved_by_reuse, 6) if saved_by_reuse is not None else None,
     )

@@ -16,6 +16,11 @@ spent, and the time resumes saved.
   priced); each milestone's ``cost_p50``/``cost_p90`` over the builds that ran it.
 - ``cost_of_failures``: the cost of the attempts that failed; ``cost_saved_by_resumes``: what
   monolithic reruns would have repeated minus what the resumes cost (defined in :mod:`.cost`).
+- ``cost_saved_by_reuse``: what the milestones builds took from earlier builds (#32, attempts of
+  kind ``reused``, counted in ``cost.reused_milestones``) cost the builds that ran them, over the
+  builds whose sources' records the store still has (``cost.reuse_saving_unknown`` counts the
+  others). A reused milestone ran nothing: it has no duration or cost among the milestones'
+  p50/p90, which are over the builds that ran it.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_imagebuild.build.catalog import title_of
 from airflow_provider_imagebuild.build.cost import BuildCost, build_cost
 from airflow_provider_imagebuild.build.prices import Prices, example_prices
+from airflow_provider_imagebuild.build.provenance import reused_milestones
 from airflow_provider_imagebuild.build.record import ABANDONED, FAILED, IN_PROGRESS, BuildRecord, parse_ts
 from airflow_provider_imagebuild.build.status import BUILD_STATUS_WORDS, build_status
 from airflow_provider_imagebuild.errors import InvalidInput
@@ -80,15 +86,20 @@ def _percentiles(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def cost_report(
-    chosen: list[BuildRecord], prices_of: Callable[[BuildRecord], Prices], now: datetime | None
+    chosen: list[BuildRecord],
+    prices_of: Callable[[BuildRecord], Prices],
+    now: datetime | None,
+    records: Mapping[str, BuildRecord] | None = None,
 ) -> tuple[dict[str, Any], dict[int, tuple[float | None, float | None]]]:
-    """The report's cost fields, and each milestone's cost p50/p90 over the builds that ran it."""
+    """The report's cost fields, and each milestone's cost p50/p90 over the builds that ran it;
+    ``records``: every build read by id (a reused milestone's source may predate ``chosen``)."""
     costs: dict[str, BuildCost] = {}
     sources: dict[str, str] = {}
     currencies = set()
+    known = records if records is not None else {r.build_id: r for r in chosen}
     for rec in chosen:
         prices = prices_of(rec)
-        costs[rec.build_id] = build_cost(rec, prices, now)
+        costs[rec.build_id] = build_cost(rec, prices, now, known)
         sources[rec.pipeline] = prices.source
         currencies.add(prices.currency)
     per_milestone: dict[int, list[float]] = {}
@@ -105,9 +116,12 @@ def cost_report(
             "per_build": {build_id: c.total for build_id, c in costs.items()},
             "prices": dict(sorted(sources.items())),
             "unmetered_attempts": sum(c.unmetered_attempts for c in costs.values()),
+            "reused_milestones": sum(len(c.reused_milestones) for c in costs.values()),
+            "reuse_saving_unknown": sum(1 for c in costs.values() if c.saved_by_reuse is None),
         },
         "cost_of_failures": round(sum(c.failures for c in costs.values()), 6),
         "cost_saved_by_resumes": round(sum(c.saved_by_resumes for c in costs.values()), 6),
+        "cost_saved_by_reuse": round(sum(c.saved_by_reuse or 0.0 for c in costs.values()), 6),
     }
     return fields, {code: _percentiles(values) for code, values in per_milestone.items()}
 
@@ -121,8 +135,10 @@ def build_report(
     """The report over the builds created since ``since``; ``build_status`` counts them by their
     build status at ``now`` (:mod:`.status`); costs with ``prices_of`` a build (default: its
     cloud's example prices)."""
-    chosen = [r for r in records if since is None or parse_ts(r.created_at) >= since]
-    costs, milestone_costs = cost_report(chosen, prices_of or (lambda rec: example_prices(rec.cloud)), now)
+    everything = list(records)
+    chosen = [r for r in everything if since is None or parse_ts(r.created_at) >= since]
+    by_id = {r.build_id: r for r in everything}
+    costs, milestone_costs = cost_report(chosen, prices_of or (lambda rec: example_prices(rec.cloud)), now, by_id)
     delivered = [r for r in chosen if r.delivered]
     failed = [r for r in chosen if not r.delivered and r.status == FAILED]
     durations: dict[int, list[float]] = {}
@@ -130,8 +146,9 @@ def build_report(
     errors: dict[int, Counter[str]] = {}
     retries = 0
     for rec in chosen:
+        taken = set(reused_milestones(rec))  # ran nothing: no duration to count
         for code, done in rec.milestones.items():
-            if not done.skipped and code != rec.plan[0]:
+            if not done.skipped and code != rec.plan[0] and code not in taken:
                 durations.setdefault(code, []).append(done.duration_s)
         for attempt in rec.attempts:
             if attempt.kind != "run":

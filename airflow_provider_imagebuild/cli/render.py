@@ -248,6 +248,8 @@ def report_table(report: dict[str, Any]) -> Table:
             f"\ncost {money(cost['total'], unit)} (p50 {money(cost['p50'], unit)} a build); failures cost "
             f"{money(report['cost_of_failures'], unit)}; resumes saved {saved}"
         )
+        if cost.get("reused_milestones"):  # #32: milestones taken from earlier builds ran nothing
+            title += f"; reuse saved {money(report['cost_saved_by_reuse'], unit)} ({cost['reused_milestones']} reused)"
     table = Table(title=title, title_justify="left")
     numeric = ("runs", "p50", "p90", "failures", "cost p50", "cost p90")
     for column in ("milestone", "runs", "p50", "p90", "failures", "cost p50", "cost p90", "top error"):

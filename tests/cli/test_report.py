@@ -137,3 +137,54 @@ def test_report_costs_builds_milestones_failures_and_resumes(tmp_path: Path, mon
     table = CliRunner().invoke(cli, ["--store", url, "report"])
     assert table.exit_code == 0, table.output
     assert "cost 2.76 USD" in table.output and "failures cost 0.2500 USD; resumes saved 0.5000 USD" in table.output
+
+
+def test_a_reused_milestone_costs_nothing_and_says_what_reuse_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#32: r-2 took milestones 5 and 10 from r-1 (their fingerprint chain matched) and ran only 100:
+    it costs 100's quarter hour, its reused attempts are not unmetered ones, the 1.5 hours r-1 paid
+    for 5 and 10 are what reuse saved, and the milestones' durations and costs are over the builds
+    that ran them (r-1 alone for 5 and 10)."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    clock = Clock()
+    store = open_store(url, clock=clock)
+    specs = tmp_path / "pipelines"
+    specs.mkdir()
+    (specs / "web.yaml").write_text(
+        "pipeline: web\ncloud: aws\nimage_type: base\ncost: {host_per_hour: {t3.micro: 1.0}, storage_gb_month: 0}\n"
+    )
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
+
+    def used(build_id: str, code: int, hours: float) -> None:
+        lease = store.begin(build_id, code, owner="w/1")
+        clock.tick(hours * 3600)
+        store.complete(build_id, code, token=lease.token, usage={"host_size": "t3.micro", "host_hours": hours},
+                       outputs={"checkpoint_image": f"ami-{build_id}"} if code == 10 else None)  # fmt: skip
+
+    plan = [0, 5, 10, 100]
+    store.create_build("r-1", pipeline="web", cloud="aws", image_type="base", plan=plan)
+    used("r-1", 5, 0.5)
+    used("r-1", 10, 1.0)
+    used("r-1", 100, 0.25)
+    store.create_build("r-2", pipeline="web", cloud="aws", image_type="base", plan=plan)
+    lease = store.begin("r-2", 5, owner="w/1")
+    taken = [(5, {}, "0" * 64, {"previous": ""}), (10, {"checkpoint_image": "ami-r-2-copy"}, "1" * 64, {})]
+    store.reuse("r-2", 5, token=lease.token, source="r-1", taken=taken)
+    used("r-2", 100, 0.25)
+
+    got = CliRunner().invoke(cli, ["--store", url, "report", "--json"])
+    assert got.exit_code == 0, got.output
+    report = json.loads(got.output)
+    cost = report["cost"]
+    assert cost["per_build"] == {"r-1": 1.75, "r-2": 0.25}
+    assert cost["unmetered_attempts"] == 0 and cost["reused_milestones"] == 2 and cost["reuse_saving_unknown"] == 0
+    assert report["cost_saved_by_reuse"] == 1.5
+    by_code = {m["code"]: m for m in report["milestones"]}
+    assert (by_code[5]["runs"], by_code[5]["p50_s"], by_code[10]["cost_p50"]) == (1, 1800.0, 1.0)
+    table = CliRunner().invoke(cli, ["--store", url, "report"])
+    assert "reuse saved 1.50 USD (2 reused)" in table.output, table.output
+    # the build that ran them pruned: what r-2 saved is not known, and not guessed
+    store.prune("r-1", updated_before="9999")
+    report = json.loads(CliRunner().invoke(cli, ["--store", url, "report", "--json"]).output)
+    assert report["cost_saved_by_reuse"] == 0 and report["cost"]["reuse_saving_unknown"] == 1
