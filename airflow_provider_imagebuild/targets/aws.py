@@ -21,7 +21,7 @@ from :meth:`AwsTarget.image_name` and :meth:`AwsTarget.image_description`, withi
 255). A name is ``<pipeline>/<build id>[/mNNN]`` where that fits (neither part can contain ``/``,
 so two builds never share one), else ``<pipeline, cut>@<digest of both>[/mNNN]`` (``@`` is in no
 pipeline or build id, so a shortened name never equals a readable one); the tags carry the whole
-identity either way.
+identity either way. A checkpoint copied from an earlier build (reuse, #32) is ``.../rNNN``.
 
 A Packer milestone retried after Packer made its AMI (amazon-ebs stops with "is used by an existing
 AMI") adopts that AMI if it is provably the build's (:meth:`AwsTarget.packer_artifacts`). An AMI
@@ -79,6 +79,9 @@ def _tag_map(resource: dict[str, Any]) -> dict[str, str]:
 
 class AwsTarget(LaunchTestTarget, LeakCollecting):
     name = "aws"
+    # How long a copy of an earlier build's checkpoint (adopt_checkpoint) may take to become
+    # available: as long as a capture; a copy still pending then is cancelled, the build runs cold.
+    copy_wait: Mapping[str, int] = WAIT
 
     def __init__(
         self,
@@ -170,11 +173,12 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
         """Whether an image is this account's and carries this build's tags."""
         return str(image.get("OwnerId", "")) == self.account and self.is_builds(build, image)
 
-    def image_name(self, build: BuildRecord, milestone: int | None = None) -> str:
+    def image_name(self, build: BuildRecord, milestone: int | None = None, *, copied: bool = False) -> str:
         """The name of the build's final image (``milestone`` None) or of the image made after
-        ``milestone`` (Packer's, a checkpoint): the one place AMI names come from (see the module's
+        ``milestone`` (Packer's, a checkpoint; ``copied``: the build's copy of an earlier build's
+        checkpoint, :meth:`adopt_checkpoint`): the one place AMI names come from (see the module's
         docstring)."""
-        suffix = "" if milestone is None else f"/m{milestone:03d}"
+        suffix = "" if milestone is None else f"/{'r' if copied else 'm'}{milestone:03d}"
         name = f"{self.pipeline}/{build.build_id}{suffix}"
         if len(name) > MAX_IMAGE_NAME:
             digest = build_digest(self.pipeline, build.build_id, 32)
@@ -287,9 +291,9 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
                 raise
         return dict(found[0]) if found else None
 
-    def _wait_image(self, image_id: str, region: str | None = None) -> None:
+    def _wait_image(self, image_id: str, region: str | None = None, waiter: Mapping[str, int] = WAIT) -> None:
         with self.api(f"wait for image {image_id}"):
-            self.ec2(region).get_waiter("image_available").wait(ImageIds=[image_id], WaiterConfig=WAIT)
+            self.ec2(region).get_waiter("image_available").wait(ImageIds=[image_id], WaiterConfig=dict(waiter))
 
     # -- the target interface --------------------------------------------------------------------
     def packer_vars(self) -> dict[str, str]:
@@ -506,6 +510,113 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
                 log.info("snapshot %s of image %s is used by another image; left alone", snapshot_id, image_id)
             elif "NotFound" not in code:
                 raise TargetError(f"EC2 DeleteSnapshot {snapshot_id}: {code}: {exc}") from exc
+
+    # -- reuse (#32): a build starting from an earlier build's checkpoint ----------------------------
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """CopyImage of ``source``'s checkpoint AMI within the target's region, made ``build``'s own.
+
+        The AMI is proven ``source``'s as any image is (this account's, with its BuildId, Pipeline
+        and ManagedBy tags) and its checkpoint after that milestone (its Milestone tag and
+        Role=checkpoint): the record only names it. It is copied, not claimed: EC2 copies an AMI
+        with its snapshots, and the source keeps its own for its redo (``target.keep_checkpoints``)
+        until the next delivery deletes it. The copy is tagged at creation (TagSpecifications on the
+        AMI and on its new snapshots: EC2 applies them with the copy or refuses the request, so no
+        untagged copy ever exists) with ``build``'s tags and where it came from, and named
+        ``<pipeline>/<build id>/rNNN``: not a checkpoint's ``mNNN``, which a reset milestone that
+        really runs would find by name and take as its own capture (or Packer's AMI).
+
+        A retried adopt finds the copy by that name, waiting for it if still pending; a copy of
+        another image (an earlier attempt from another source) or one that failed is deregistered
+        and made again. A copy not available within :attr:`copy_wait` (or failed) is deregistered
+        with its snapshots (which cancels a pending copy) before the :class:`TargetError` is raised.
+        No ClientToken: after such a clean-up a retry must make a new copy, and EC2 would answer a
+        token it saw with the deregistered one."""
+        self.check_regions()
+        where = f"milestones.{checkpoint.code}.outputs.checkpoint_image"
+        image = self._described_image(checkpoint.image)
+        marks = _tag_map(image or {})
+        if (
+            image is None
+            or not self.is_builds_image(source, image)
+            or marks.get("Milestone") != str(checkpoint.code)
+            or marks.get("Role") != "checkpoint"
+        ):
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is not build {source.build_id}'s checkpoint after milestone {checkpoint.code} "
+                f"in {self.region} (gone, another account's, or without that build's BuildId/Pipeline/ManagedBy/"
+                "Milestone/Role=checkpoint tags); it is not copied",
+            )
+        if image.get("State", "available") != "available":
+            raise TargetError(f"{where}: {checkpoint.image} of build {source.build_id} is {image.get('State')}; "
+                              "it is not copied")  # fmt: skip
+        name = self.image_name(build, checkpoint.code, copied=True)
+        earlier = self._image_by_name(build, name)  # a foreign image under the name is refused here
+        if earlier is not None:
+            origin = earlier.get("SourceImageId") or _tag_map(earlier).get("ReusedFromImage")
+            if origin != checkpoint.image or earlier.get("State") not in ("available", "pending"):
+                log.info("copy %s of an earlier attempt (of %s, %s) is not this one's; made again",
+                         earlier["ImageId"], origin, earlier.get("State"))  # fmt: skip
+                self._deregister(earlier)
+                earlier = None
+        try:
+            image_id = str(earlier["ImageId"]) if earlier is not None else self._copy(build, source, checkpoint, name)
+            try:
+                self._wait_image(image_id, waiter=self.copy_wait)
+            except TargetError as exc:
+                waited = int(self.copy_wait["Delay"]) * int(self.copy_wait["MaxAttempts"])
+                raise TargetError(f"EC2 CopyImage {checkpoint.image} to {image_id} ({name}): not available within "
+                                  f"{waited} s ({exc}); the copy is deregistered") from exc  # fmt: skip
+            copy = self._owned_image(build, image_id)
+            if copy is None:  # pragma: no cover - tagged at creation; gone or retagged meanwhile
+                raise TargetError(f"EC2 CopyImage {checkpoint.image} to {image_id}: the copy is not build "
+                                  f"{build.build_id}'s any more")  # fmt: skip
+        except BaseException:
+            self._remove_copies(build, name)
+            raise
+        gb = sum(int((m.get("Ebs") or {}).get("VolumeSize") or 0) for m in copy.get("BlockDeviceMappings") or [])
+        log.info("copied checkpoint %s of build %s (after milestone %d) to %s (%s)", checkpoint.image,
+                 source.build_id, checkpoint.code, image_id, name)  # fmt: skip
+        return {
+            CHECKPOINT_OUTPUT: image_id,
+            "checkpoint_image_name": name,
+            "image_region": self.region,
+            **({"checkpoint_gb": gb} if gb else {}),
+        }
+
+    def _copy(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint, name: str) -> str:
+        """CopyImage within the region, tagged at creation (the AMI and its new snapshots) as the
+        build's checkpoint after ``checkpoint.code``, with where it came from."""
+        marks = {
+            **self.build_tags(build, checkpoint.code, "checkpoint"),
+            "ReusedFromBuild": source.build_id,
+            "ReusedFromImage": checkpoint.image,
+        }
+        description = self.image_description(build, checkpoint.code)
+        longer = f"{description}, copied from build {source.build_id}"
+        with self.api(f"CopyImage {checkpoint.image} ({name})"):
+            return str(
+                self.ec2().copy_image(
+                    SourceRegion=self.region,
+                    SourceImageId=checkpoint.image,
+                    Name=name,
+                    Description=longer if len(longer) <= MAX_DESCRIPTION else description,
+                    TagSpecifications=[{"ResourceType": kind, "Tags": _tags(marks)} for kind in ("image", "snapshot")],
+                )["ImageId"]
+            )
+
+    def _remove_copies(self, build: BuildRecord, name: str) -> None:
+        """Deregister, with its snapshots, every AMI of this account named ``name`` that carries
+        ``build``'s tags: what a copy that failed half-way made (its id may never have reached us,
+        its response lost). Never raises: the copy's own failure is the error to report."""
+        try:
+            with self.api(f"DescribeImages {name}"):
+                found = self.ec2().describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])
+            for image in found.get("Images", []):
+                if self.is_builds_image(build, image) and self._deregister(image):
+                    log.info("deregistered the half-made copy %s (%s)", image["ImageId"], name)
+        except Exception as exc:  # the copy's own failure is what is raised
+            log.warning("the half-made copy %s was not deregistered (gc finds it by its tags): %s", name, exc)
 
     def publish(self, build: BuildRecord, image: str) -> dict[str, Any]:
         self.check_regions()
