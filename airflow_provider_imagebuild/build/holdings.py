@@ -21,6 +21,9 @@ Precisely, a record holds:
   final image, Packer's copies in other regions): staged, not published. A build that failed in
   the middle of publishing still holds its sealed image. Once the plan's last milestone (100,
   publish) is completed, those images are the delivered product, owned where they were published.
+  A milestone taken from an earlier build (an attempt of kind ``reused``, #32) made nothing: an
+  image its outputs name is the earlier build's, never held here; only the checkpoint it records
+  is, the build's own copy of the earlier one's (``Target.adopt_checkpoint``).
 
 What an abandon deleted, or found gone, is listed in the record's ``released`` and held no more.
 
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT, discarded_checkpoints
-from airflow_provider_imagebuild.build.record import BuildRecord
+from airflow_provider_imagebuild.build.record import REUSED, BuildRecord
 
 IMAGE_OUTPUT = "image_id"
 PACKER_IMAGES_OUTPUT = "images"  # Packer's artifact per region: {"us-east-1": "ami-...", ...}
@@ -104,6 +107,9 @@ def _recorded(build: BuildRecord) -> list[Holding]:
     if not build.delivered:
         seen = {h.id for h in found} | deleted
         for code in build.completed:
+            attempt = build.completed_attempt(code)
+            if attempt is not None and attempt.kind == REUSED:
+                continue  # the source's images: it made them, and holds or published them
             for image in _images(build.milestones[code].outputs):
                 if image not in seen:
                     seen.add(image)

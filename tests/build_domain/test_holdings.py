@@ -125,3 +125,21 @@ def test_only_delivered_builds_and_failed_ones_holding_nothing_may_be_removed() 
     run(leased, 5, fail=True)
     rules.begin(leased, 5, "w", 300, NOW)  # a retry took the lease
     assert not retention_verdict(leased).removable
+
+
+def test_a_reused_milestone_holds_only_its_own_copy_of_the_checkpoint() -> None:
+    """#32: milestones 5 and 10 taken from build b-0 (rules.reuse) made nothing: the images their
+    outputs name are b-0's (a record written before reuse left them out, or by hand), never held
+    here, so an abandon never asks the target to delete them and prune does not wait on them; the
+    checkpoint the build recorded at 10 is its own copy, held. Its own 15's staged image is held."""
+    rec = record()
+    lease, _ = rules.begin(rec, 5, "w", 300, NOW)
+    made_from = ("0" * 64, {"previous": ""})
+    rules.reuse(rec, 5, lease.token, "b-0", [
+        (5, {"image_id": "ami-green-of-b0"}, made_from),
+        (10, {"image_id": "ami-b0-10", "images": {"eu-west-1": "ami-b0-eu"}, "checkpoint_image": "ami-b1-copy"},
+         made_from),
+    ], NOW)  # fmt: skip
+    run(rec, 15, {"image_id": "ami-b1-15"})
+    run(rec, 95, fail=True)
+    assert shown(rec) == ["checkpoint image ami-b1-copy (milestone 10)", "staged image ami-b1-15 (milestone 15)"]

@@ -156,3 +156,68 @@ def test_a_shell_or_concourse_step_of_a_capped_or_abandoned_build_exits_3(tmp_pa
     abandoned = milestone_run(spec, 42)
     assert abandoned.returncode == 3, abandoned.stderr
     assert "abandoned" in abandoned.stderr.splitlines()[-1]
+
+
+def test_abandon_of_a_build_that_reused_deletes_its_copy_never_the_source(tmp_path: Path) -> None:
+    """#32: n2 started from its own copy of n1's checkpoint after 10 (the local target's real
+    adopt_checkpoint, a hard link) and failed at 15; abandoning it deletes the copy and nothing of
+    n1 (its checkpoint kept for reuse and its sealed image). n1, whose image n3 delivered again
+    (nothing changed), and n3 are delivered: their abandon is refused (exit 3), nothing deleted."""
+    from click.testing import CliRunner
+
+    from airflow_provider_imagebuild.build.checkpoints import Checkpoint
+    from airflow_provider_imagebuild.build.reuse import ReuseChoice, taken
+    from airflow_provider_imagebuild.cli.main import cli
+    from airflow_provider_imagebuild.spec.pipeline import TargetSpec
+    from airflow_provider_imagebuild.targets.base import file_hash
+    from airflow_provider_imagebuild.targets.local import LocalTarget
+    from airflow_provider_imagebuild.targets.local_leaks import mark_build_folder
+
+    url, work, plan = f"sqlite:///{tmp_path}/s.db", tmp_path / "work", [0, 5, 10, 15, 95, 100]
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        f"pipeline: p\ncloud: local\nimage_type: base\ntarget: {{work_dir: {work}, catalog: {tmp_path}/c}}\n"
+    )
+    target = LocalTarget(TargetSpec(work_dir=str(work), catalog=str(tmp_path / "c")), pipeline="p", image_type="base")
+    store = open_store(url)
+    mark_build_folder(work / "n1", "p", "n1")
+    checkpoint, sealed = work / "n1/checkpoint-010.tar", work / "n1/p-n1.qcow2"
+    checkpoint.write_bytes(b"the tree after 10")
+    sealed.write_bytes(b"qcow2")
+    made = {10: {"checkpoint_image": str(checkpoint), "checkpoint_sha256": file_hash(checkpoint)},
+            95: {"image_id": str(sealed)}}  # fmt: skip
+    store.create_build("n1", pipeline="p", cloud="local", image_type="base", plan=plan)
+    for code in plan[1:]:
+        lease = store.begin("n1", code, owner="w")
+        store.complete("n1", code, token=lease.token, outputs=made.get(code), fingerprint=f"{code:064d}",
+                       inputs={"previous": ""})  # fmt: skip
+
+    store.create_build("n2", pipeline="p", cloud="local", image_type="base", plan=plan)
+    lease = store.begin("n2", 5, owner="w")
+    choice = ReuseChoice(store.get("n1"), 10, Checkpoint(10, str(checkpoint)))
+    adopted = target.adopt_checkpoint(store.get("n2"), choice.source, choice.checkpoint)  # type: ignore[arg-type]
+    store.reuse("n2", 5, token=lease.token, source="n1", taken=taken(choice, plan, 5, adopted))
+    store.fail("n2", 15, token=store.begin("n2", 15, owner="w").token, error="mirror down")
+    copy = Path(adopted["checkpoint_image"])
+    assert copy.parent == work / "n2" and copy.samefile(checkpoint)  # a hard link: the same blocks
+
+    store.create_build("n3", pipeline="p", cloud="local", image_type="base", plan=plan)
+    lease = store.begin("n3", 5, owner="w")
+    store.reuse("n3", 5, token=lease.token, source="n1", taken=taken(ReuseChoice(store.get("n1"), 100, None), plan, 5))
+
+    def abandon(build_id: str) -> tuple[int, str]:
+        got = CliRunner().invoke(cli, ["--store", url, "build", "abandon", build_id, "--reason", "r", "--spec",
+                                       str(spec), "--json"])  # fmt: skip
+        return got.exit_code, got.output
+
+    code, out = abandon("n2")
+    assert code == 0, out
+    answer = json.loads(out)
+    assert [(d["kind"], d["id"]) for d in answer["deleted"]] == [("checkpoint", str(copy))]
+    assert answer["not_found"] == [] and answer["still_held"] == []
+    assert not copy.exists() and checkpoint.read_bytes() == b"the tree after 10" and sealed.is_file()
+    for delivered in ("n1", "n3"):
+        code, out = abandon(delivered)
+        assert code == 3 and "a delivered build is not abandoned" in out, out
+    assert checkpoint.is_file() and sealed.is_file()
+    assert store.get("n1").abandoned_at is None and store.get("n3").delivered
