@@ -49,7 +49,8 @@ standing in for it), schedule, bill or enforce quotas. Status changes that take 
 cloud (``BUILD`` to ``ACTIVE``, ``queued``/``saving`` to ``active``) happen at the next read, so
 the clients' waits are exercised. ``fail(method, path_pattern, status, times, body=...)`` plants
 errors (``body``: only for requests whose body matches); ``corrupt_uploads`` stores the next uploads
-cut in half (a transfer that went wrong); ``server_requests`` keeps the bodies of server creates.
+cut in half (a transfer that went wrong); ``dying_uploads`` leaves the next uploads' images ``saving``
+without data (the Glance API process died); ``server_requests`` keeps the bodies of server creates.
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ READ_ONLY = {
     "schema",
     "direct_url",
     "locations",
+    "stores",  # glance/api/v2/images.py _disallowed_properties
 }
+RESERVED = {"location", "deleted", "deleted_at"}  # glance/api/v2/images.py _reserved_properties: 403
 
 
 def _now() -> str:
@@ -159,6 +162,8 @@ class FakeOpenstack:
     # (glance/async_/flows/plugins/image_conversion.py); None: the plugin is not enabled
     image_conversion: str | None = None
     failing_imports: list[str] = field(default_factory=list)  # the next import tasks fail with these messages
+    dying_uploads: int = 0  # the next N data uploads leave their image saving with no data, answered 502
+    stuck: set[str] = field(default_factory=set)  # images a dying upload left saving for good
     security_groups: dict[str, set[str]] = field(default_factory=dict)  # project -> Neutron group names
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # image -> its import tasks
     importing: dict[str, bytes] = field(default_factory=dict)  # image -> staged data an import is processing
@@ -303,7 +308,7 @@ class FakeOpenstack:
 
     def _image_view(self, image: dict[str, Any]) -> dict[str, Any]:
         shown = dict(image)
-        if image["status"] == "saving":
+        if image["status"] == "saving" and image["id"] not in self.stuck:
             image["status"] = "active"  # finished by the next read
         elif image["status"] == "importing":
             self._finish_import(image)  # the import task runs between two reads
@@ -830,6 +835,9 @@ class FakeOpenstack:
             bad = set(spec) & READ_ONLY
             if bad:
                 return 403, {}, {"error": {"code": 403, "message": f"Attribute '{sorted(bad)[0]}' is read-only."}}
+            if set(spec) & RESERVED:
+                return 403, {}, {"error": {"code": 403, "message": f"Attribute '{sorted(set(spec) & RESERVED)[0]}' "
+                                           "is reserved."}}  # fmt: skip
             refused = self._image_refusal(scope, spec)
             if refused:
                 return refused
@@ -863,6 +871,8 @@ class FakeOpenstack:
                 key = op["path"].lstrip("/")
                 if key in READ_ONLY:
                     return 403, {}, {"error": {"code": 403, "message": f"Attribute '{key}' is read-only."}}
+                if key in RESERVED:
+                    return 403, {}, {"error": {"code": 403, "message": f"Attribute '{key}' is reserved."}}
                 refused = self._image_refusal(scope, {key: op.get("value")}) if op["op"] != "remove" else None
                 if refused:
                     return refused
@@ -892,8 +902,7 @@ class FakeOpenstack:
                         }
                     },
                 )
-            self._store(image_id, self._received(body))
-            return 204, {}, None
+            return self._upload(image, headers, body)
         if sub == "/stage" and method == "PUT":
             if image["status"] != "queued":
                 return 409, {}, {"error": {"code": 409, "message": "Image is not in queued state"}}
@@ -924,6 +933,34 @@ class FakeOpenstack:
                 tags.remove(arg)
             return 204, {}, None
         return 404, {}, {"error": {"code": 404, "message": f"fake image: no route {method} {route}"}}
+
+    def _upload(self, image: dict[str, Any], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        """``PUT /v2/images/{id}/file`` of a queued image as glance/api/v2/image_data.py takes it:
+        415 for another content type than ``application/octet-stream`` (its RequestDeserializer);
+        400 while ``disk_format`` or ``container_format`` is unset (glance/domain Image.status
+        refuses queued -> saving without them); a body shorter than its ``Content-Length`` (the
+        client gave up half-way) stores nothing and the image goes back to ``queued`` (``_restore``).
+        ``dying_uploads``: the API process handling the upload dies, leaving the image ``saving``
+        with no data (Glance's images stuck in saving), and the client gets its proxy's 502."""
+
+        def error(status: int, message: str) -> tuple[int, dict[str, str], Any]:
+            return status, {}, {"error": {"code": status, "message": message}}
+
+        if headers.get("content-type", "").split(";")[0].strip() != "application/octet-stream":
+            return error(415, f"Invalid content type {headers.get('content-type')}")
+        missing = [k for k in ("disk_format", "container_format") if not image.get(k)]
+        if missing:
+            word = "Property" if len(missing) == 1 else "Properties"
+            return error(400, f"{word} {', '.join(missing)} must be set prior to saving data.")
+        if self.dying_uploads > 0:
+            self.dying_uploads -= 1
+            self.stuck.add(image["id"])
+            image.update(status="saving", updated_at=_now())
+            return error(502, "Bad Gateway")
+        if len(body) < int(headers.get("content-length") or 0):
+            return error(400, "Unable to read the image data: the request body ended early")
+        self._store(image["id"], self._received(body))
+        return 204, {}, None
 
     def _members(self, method: str, image: dict[str, Any], member: str, body: bytes) -> tuple[int, dict[str, str], Any]:
         found = self.members.setdefault(image["id"], {})

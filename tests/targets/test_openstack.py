@@ -550,10 +550,20 @@ def test_the_fake_refuses_what_nova_and_glance_refuse(
         "reserved": ({"name": "x", "os_glance_x": "t"}, 403, "Attribute 'os_glance_x' is reserved."),
         "public": ({"name": "x", "visibility": "public"}, 403, "You are not authorized to complete publicize_image"),
         "min_disk": ({"name": "x", "min_disk": "ten"}, 400, "does not match schema 'image'"),
+        "stores": ({"name": "x", "stores": "ceph"}, 403, "Attribute 'stores' is read-only."),
+        "deleted": ({"name": "x", "deleted": "False"}, 403, "Attribute 'deleted' is reserved."),
     }  # fmt: skip
     for case, (body, status, message) in bad_images.items():
         answer = _post(conn, "image", "/images", body)
         assert answer[0] == status and message in answer[1], (case, answer)
+    # Data goes up as application/octet-stream, once the image has its disk and container formats.
+    queued = json.loads(_post(conn, "image", "/images", {"name": unique("no-formats")})[1])["id"]
+    octets = {"Content-Type": "application/octet-stream"}
+    answer = conn.image.put(f"/images/{queued}/file", data=b"data", headers=octets, raise_exc=False)
+    assert answer.status_code == 400 and "Properties disk_format, container_format must be set prior" in answer.text
+    as_json = {"Content-Type": "application/json"}
+    assert conn.image.put(f"/images/{queued}/file", data=b"{}", headers=as_json, raise_exc=False).status_code == 415
+    assert fake_os.images.pop(queued)["status"] == "queued"
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{OPENSTACK_CONN_ID.upper()}", connection_uri(fake_os, ADMIN_PASSWORD, user=ADMIN_USER)
     )
@@ -564,3 +574,128 @@ def test_the_fake_refuses_what_nova_and_glance_refuse(
     patch_type = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
     patch = conn.image.patch(f"/images/{image}", data=change, headers=patch_type, raise_exc=False)
     assert patch.status_code == 400 and fake_os.images[image]["disk_format"] == "qcow2"
+
+
+# -- reuse: a build starts from its own copy of an earlier build's checkpoint (#32) -----------------
+def reuse_builds(tmp_path: Path, pipeline: str) -> tuple[Any, Any]:
+    """An earlier build of ``pipeline`` (the source) and a new one, in one store."""
+    store = open_store(f"sqlite:///{tmp_path}/reuse.db")
+    plan = (0, 5, 10, 15, 20, 95, 100)
+    return tuple(store.register(unique(f"{pipeline}-{n}"), BuildIdentity(pipeline, "openstack", "base", plan=plan))
+                 for n in ("night1", "night3"))  # type: ignore[return-value]  # fmt: skip
+
+
+def source_checkpoint(fake: Any, target: OpenstackTarget, source: Any, data: bytes = b"") -> str:
+    """What capture leaves after milestone 15 of ``source``: a server snapshot of its project with
+    its marks, Nova's snapshot properties and what it inherited from the image it booted."""
+    props = {**target.marks(source, "checkpoint"), "image_type": "snapshot", "instance_uuid": "3f1e6c1a-0000-4000",
+             "hw_disk_bus": "scsi", "os_glance_import_task": "t-1", "imagebuild_milestone": "10"}  # fmt: skip
+    return str(fake.add_image(target.names(source).checkpoint(15), data or b"cp15" * 300_000, **props))
+
+
+def copies_of(fake: Any, target: OpenstackTarget, build: Any) -> list[dict[str, Any]]:
+    return images_named(fake, target.names(build).checkpoint(15))
+
+
+def test_a_build_starts_from_its_own_copy_of_an_earlier_builds_checkpoint(tmp_path: Path, fake_os: Any) -> None:
+    """The copy is the new build's (its name, marks, the source's data, checksums and boot
+    properties, not Glance's reserved ones nor the source's marks), launch takes it and discard
+    deletes it; the source's image is untouched; a retry returns the same copy, and one after an
+    attempt cut short deletes the half-made image and copies again."""
+    pipeline = unique("os-reuse")
+    target = make_target(pipeline)
+    source, build = reuse_builds(tmp_path, pipeline)
+    image = source_checkpoint(fake_os, target, source)  # 1.2 MB: relayed in two chunks
+    before = dict(fake_os.images[image])
+
+    adopted = target.adopt_checkpoint(build, source, Checkpoint(15, image))
+    copy = adopted["checkpoint_image"]
+    made = fake_os.images[copy]
+    assert copy != image and adopted["image_name"] == made["name"] == target.names(build).checkpoint(15)
+    assert adopted["checkpoint_gb"] == 0.0012 and fake_os.data[copy] == fake_os.data[image]
+    assert (made["os_hash_value"], made["size"]) == (before["os_hash_value"], before["size"])
+    assert target.owns_image(build, copy) and not target.owns_image(source, copy)
+    assert (made["imagebuild_copied_from"], made["visibility"], made["owner"]) == (image, "private", PROJECT_ID)
+    assert (made["hw_disk_bus"], made["image_type"], made["disk_format"]) == ("scsi", "snapshot", "qcow2")
+    assert "os_glance_import_task" not in made and "imagebuild_milestone" not in made
+    assert fake_os.images[image] == before  # the source's checkpoint stays the source's
+
+    creates = fake_os.calls.count(("POST", "/image/v2/images"))
+    assert target.adopt_checkpoint(build, source, Checkpoint(15, image)) == adopted  # a retry: the same copy
+    assert fake_os.calls.count(("POST", "/image/v2/images")) == creates and len(copies_of(fake_os, target, build)) == 1
+
+    host = target.launch(build, Checkpoint(15, copy))
+    assert fake_os.servers[host.id]["image"]["id"] == copy
+    target.cleanup(build, host)
+    assert target.discard(build, [copy]) == [copy] and copy not in fake_os.images
+
+    # An attempt killed half-way left a queued image of the build under the copy's name.
+    fake_os.add_image(target.names(build).checkpoint(15), b"cut", **target.marks(build, "checkpoint"))
+    half = copies_of(fake_os, target, build)[0]
+    half.update(status="queued", imagebuild_copied_from=image)
+    again = target.adopt_checkpoint(build, source, Checkpoint(15, image))["checkpoint_image"]
+    assert [i["id"] for i in copies_of(fake_os, target, build)] == [again] and half["id"] not in fake_os.images
+    assert target.discard(build, [again, image]) == [again] and image in fake_os.images
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["a refused upload (quota)", "the API process died mid-upload", "the stored data differs"],
+)
+def test_a_copy_that_fails_half_way_leaves_nothing_behind(tmp_path: Path, fake_os: Any, failure: str) -> None:
+    """Glance refuses the data once the image exists (413: the project's storage quota), leaves it
+    saving without data (its API process died; the client gets a 502), or stores something other
+    than what was sent: the image made is deleted and the error says the checkpoint was not
+    copied; the next try copies it."""
+    pipeline = unique("os-reuse")
+    target = make_target(pipeline)
+    source, build = reuse_builds(tmp_path, pipeline)
+    image = source_checkpoint(fake_os, target, source, b"cp15 data")
+    if failure.startswith("a refused"):
+        fake_os.fail("PUT", r"^/image/v2/images/[^/]+/file$", 413, message="Image exceeds the storage quota: 1 GiB")
+    elif failure.startswith("the API"):
+        fake_os.dying_uploads = 1
+    else:
+        fake_os.corrupt_uploads = 1
+    creates = fake_os.calls.count(("POST", "/image/v2/images"))
+    with pytest.raises(TargetError, match=rf"checkpoint {image} of build {source.build_id} was not copied \(the half"):
+        target.adopt_checkpoint(build, source, Checkpoint(15, image))
+    assert fake_os.calls.count(("POST", "/image/v2/images")) == creates + 1  # made, then deleted
+    assert copies_of(fake_os, target, build) == [] and fake_os.images[image]["status"] == "active"
+    copy = target.adopt_checkpoint(build, source, Checkpoint(15, image))["checkpoint_image"]
+    assert fake_os.data[copy] == b"cp15 data"
+    assert target.discard(build, [copy]) == [copy]
+
+
+def test_only_the_source_builds_own_checkpoint_is_copied(tmp_path: Path, fake_os: Any) -> None:
+    """The record naming an image proves nothing: another pipeline's image of a build of the same
+    id, another build's of this pipeline, another project's public look-alike with the source's
+    marks, the source's sealed image or a checkpoint without data is refused, naming the output,
+    and nothing is created; the source's own checkpoint is then copied."""
+    pipeline = unique("os-reuse")
+    target = make_target(pipeline)
+    source, build = reuse_builds(tmp_path, pipeline)
+    other_pipeline = make_target(unique("os-other"))
+    marks = target.marks(source, "checkpoint")
+    name = target.names(source).checkpoint(15)
+    refused = {
+        "another pipeline's": fake_os.add_image(name, b"x", **other_pipeline.marks(source, "checkpoint")),
+        "another build's": fake_os.add_image(name, b"x", **target.marks(build, "checkpoint")),
+        "another project's": fake_os.add_image(name, b"x", owner=OTHER_PROJECT_ID, visibility="public", **marks),
+        "the sealed image": fake_os.add_image(name, b"x", **target.marks(source, "final")),
+        "without data": fake_os.add_image(name, b"", **marks),
+        "missing": "0b7a3c1e-5d2f-4e6a-9b8c-7d6e5f4a3b2c",
+    }
+    fake_os.images[refused["another pipeline's"]]["imagebuild_pipeline"] = pipeline  # only the key differs
+    creates = fake_os.calls.count(("POST", "/image/v2/images"))
+    for case, image in refused.items():
+        with pytest.raises(InvalidInput, match=rf"^milestones\.15\.outputs\.checkpoint_image: {image} .*nothing is co"):
+            target.adopt_checkpoint(build, source, Checkpoint(15, image))
+        assert copies_of(fake_os, target, build) == [], case
+    assert fake_os.calls.count(("POST", "/image/v2/images")) == creates
+    own = source_checkpoint(fake_os, target, source, b"the source's own")
+    copy = target.adopt_checkpoint(build, source, Checkpoint(15, own))["checkpoint_image"]
+    assert fake_os.data[copy] == b"the source's own"
+    assert target.discard(build, [copy]) == [copy]
+    for image in [own, *list(refused.values())[:-1]]:
+        fake_os.images.pop(image, None)
