@@ -10,7 +10,11 @@ cloud (:func:`leak_reason`):
 - the build is **unknown to the store** (its record was pruned, or never written there);
 - the build is **delivered** or **abandoned**: nothing of it is needed any more, except its
   published and final images (retention's business, never the collector's) and, of a delivered
-  build, the checkpoints the spec keeps (``target.keep_checkpoints``: recorded and not discarded);
+  build, the checkpoints its record still holds (recorded and not discarded: those
+  ``target.keep_checkpoints`` keeps for a redo, and those ``reuse.keep_checkpoints`` keeps for the
+  next build to start from until the next delivered build deletes them, #32; ``store prune``
+  keeps such a record while the next build may need them, and once a record is gone what it held
+  is a leak of a build unknown to the store);
 - the build is neither, and **not leased for longer than the threshold** (nobody works on it): only
   what its record does not hold is a leak (an instance that is not the recorded host, a test
   instance, a checkpoint image no milestone recorded), because the recorded host and checkpoints
