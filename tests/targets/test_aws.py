@@ -232,3 +232,135 @@ def test_every_ami_name_of_a_build_fits_ec2_however_long_its_pipeline_and_build_
             assert len(target.image_description(build, milestone)) <= 255
             names.add(name)
     assert "web/b1/m010" in names
+
+
+# -- reuse (#32): a new build's own copy of an earlier build's checkpoint ---------------------------
+def _images_named(ec2: Any, name: str) -> list[dict[str, Any]]:
+    return list(ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])["Images"])
+
+
+def _snapshots_tagged(ec2: Any, build_id: str) -> list[str]:
+    found = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:BuildId", "Values": [build_id]}])
+    return [s["SnapshotId"] for s in found["Snapshots"]]
+
+
+def test_a_checkpoint_copy_that_never_becomes_available_leaves_nothing_behind(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, moto_url: str, tmp_path: Any
+) -> None:
+    """EC2 copies an AMI's snapshots in the background: a copy still pending after the target's
+    bound (or failed) is deregistered with its snapshots before the error, and a later adopt makes
+    a fresh one."""
+    from tests.servers.moto_serial import set_copy_outcome
+
+    target = _target(aws_clients)
+    target.copy_wait = {"Delay": 1, "MaxAttempts": 2}
+    source, build = _build(tmp_path, "aws-reuse-src-1"), _build(tmp_path / "new", "aws-reuse-new-1")
+    green = _green_image(ec2, target, source, base_ami)
+    name = target.image_name(build, 10, copied=True)
+    set_copy_outcome(moto_url, green, "pending")
+    try:
+        with pytest.raises(TargetError, match=rf"CopyImage {green} to ami-\w+ \({name}\): not available within 2 s"):
+            target.adopt_checkpoint(build, source, Checkpoint(10, green))
+    finally:
+        set_copy_outcome(moto_url, green, "")
+    assert _images_named(ec2, name) == [] and _snapshots_tagged(ec2, build.build_id) == []
+    assert target.owns_image(source, green)  # the source's checkpoint is untouched
+
+    copy = target.adopt_checkpoint(build, source, Checkpoint(10, green))["checkpoint_image"]
+    assert [i["ImageId"] for i in _images_named(ec2, name)] == [copy] and target.owns_image(build, copy)
+
+
+def test_a_checkpoint_not_the_named_source_builds_is_never_copied(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
+) -> None:
+    """The record names the checkpoint; the image's account and tags must say it is that build's
+    checkpoint after that milestone: another pipeline's, another build's, a vendor's image or the
+    source's image of another milestone is refused and nothing is copied; nor is an image someone
+    made under the copy's name taken or deregistered."""
+    target = _target(aws_clients)
+    source, build = _build(tmp_path, "aws-reuse-src-2"), _build(tmp_path / "new", "aws-reuse-new-2")
+    other_pipeline = AwsTarget(TargetSpec(region="us-east-1"), pipeline="api", image_type="webserver",
+                               clients=aws_clients, region="us-east-1")  # fmt: skip
+    theirs = str(ec2.copy_image(SourceImageId=base_ami, SourceRegion="us-east-1", Name="api/aws-reuse-src-2/m010")
+                 ["ImageId"])  # fmt: skip
+    other_pipeline.claim_images(_build(tmp_path / "api", "aws-reuse-src-2"), {"us-east-1": theirs}, 10)  # same id
+    sibling = _green_image(ec2, target, _build(tmp_path / "sibling", "aws-reuse-sibling-2"), base_ami)
+    vendor = ec2.describe_images(Owners=["amazon"])["Images"][-2]["ImageId"]
+    green = _green_image(ec2, target, source, base_ami)
+    before = {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
+    for image, code in ((theirs, 10), (sibling, 10), (vendor, 10), (green, 30), ("ami-0000000000000dead", 10)):
+        with pytest.raises(InvalidInput, match=rf"{image} is not build aws-reuse-src-2's checkpoint after milestone "
+                           rf"{code} .*it is not copied"):  # fmt: skip
+            target.adopt_checkpoint(build, source, Checkpoint(code, image))
+    assert {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]} == before
+    assert _snapshots_tagged(ec2, build.build_id) == []
+
+    name = target.image_name(build, 10, copied=True)
+    squatter = str(ec2.copy_image(SourceImageId=base_ami, SourceRegion="us-east-1", Name=name)["ImageId"])
+    with pytest.raises(InvalidInput, match=rf"an image named {name} \({squatter}\) exists and is not build "):
+        target.adopt_checkpoint(build, source, Checkpoint(10, green))
+    assert [i["ImageId"] for i in _images_named(ec2, name)] == [squatter]
+
+
+def test_a_retried_adopt_returns_the_copy_it_made_which_is_the_new_builds(
+    aws_clients: Callable[[str, str], Any], ec2: Any, base_ami: str, tmp_path: Any
+) -> None:
+    """The copy is named after the new build and milestone, so a retry finds it instead of making a
+    second; it is tagged the new build's (with its snapshots, for gc), launched from, and deleted
+    with its snapshots by the new build's discard, the source's checkpoint untouched."""
+    target = _target(aws_clients)
+    source, build = _build(tmp_path, "aws-reuse-src-3"), _build(tmp_path / "new", "aws-reuse-new-3")
+    green = _green_image(ec2, target, source, base_ami)
+    adopted = target.adopt_checkpoint(build, source, Checkpoint(10, green))
+    assert target.adopt_checkpoint(build, source, Checkpoint(10, green)) == adopted
+    copy = adopted["checkpoint_image"]
+    name = target.image_name(build, 10, copied=True)
+    assert adopted == {"checkpoint_image": copy, "checkpoint_image_name": name, "image_region": "us-east-1",
+                       "checkpoint_gb": 15}  # fmt: skip
+    assert [i["ImageId"] for i in _images_named(ec2, name)] == [copy] and copy != green
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_images(ImageIds=[copy])["Images"][0]["Tags"]}
+    assert tags.items() >= {"BuildId": "aws-reuse-new-3", "Pipeline": "web", "Milestone": "10", "Role": "checkpoint",
+                            "ReusedFromBuild": "aws-reuse-src-3"}.items()  # fmt: skip
+    assert target.owns_image(build, copy) and not target.owns_image(source, copy)
+    snapshots = _snapshots_of(ec2, copy)
+    assert _snapshots_tagged(ec2, build.build_id) == snapshots and not set(snapshots) & set(_snapshots_of(ec2, green))
+
+    host = target.launch(build, Checkpoint(10, copy))
+    assert host.image == copy
+    target.cleanup(build, host)
+    assert target.discard(source, [copy]) == []  # not the source's to delete
+    assert target.discard(build, [copy]) == [copy]
+    assert not [s for s in snapshots if _snapshot_exists(ec2, s)] and target.owns_image(source, green)
+
+
+def test_the_ec2_fake_copies_an_image_as_ec2_does(ec2: Any, base_ami: str) -> None:
+    """moto drops CopyImage's TagSpecifications and takes a copy without a name; the fake
+    (tests/servers/moto_serial.py) tags the copy and its new snapshots, names the source, and refuses
+    what the EC2 API reference refuses, before anything is made."""
+    from botocore.exceptions import ClientError
+
+    from tests.conftest import unique
+
+    def copy(name: str, *specs: tuple[str, dict[str, str]]) -> str:
+        tagging = [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+                   for kind, tags in specs]  # fmt: skip
+        return str(ec2.copy_image(SourceImageId=base_ami, SourceRegion="us-east-1", Name=name,
+                                  TagSpecifications=tagging)["ImageId"])  # fmt: skip
+
+    refused = unique("refused-copy")
+    for specs, error in (
+        ((("volume", {"a": "b"}),), "InvalidParameterValue"),  # only image and snapshot
+        ((("image", {"aws:owner": "me"}),), "InvalidParameterValue"),
+        ((("image", {"k" * 128: "v"}),), "InvalidParameterValue"),
+        ((("snapshot", {"k": "v" * 257}),), "InvalidParameterValue"),
+        ((("image", {f"k{i}": "v" for i in range(51)}),), "TagLimitExceeded"),
+    ):
+        with pytest.raises(ClientError, match=error):
+            copy(refused, *specs)
+    assert _images_named(ec2, refused) == []
+    image_id = copy(unique("tagged-copy"), ("image", {"Role": "x"}), ("snapshot", {"Role": "y"}))
+    image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+    assert (image["SourceImageId"], image["SourceImageRegion"], image["Tags"]) == (
+        base_ami, "us-east-1", [{"Key": "Role", "Value": "x"}])  # fmt: skip
+    snapshot = ec2.describe_snapshots(SnapshotIds=_snapshots_of(ec2, image_id))["Snapshots"][0]
+    assert snapshot["Tags"] == [{"Key": "Role", "Value": "y"}]
