@@ -20,6 +20,11 @@ within Nova's and Glance's 255 characters).
 - **Checkpoints are server snapshots** (Nova ``createImage``, an image ``<pipeline>-<digest>-cp<ms>``),
   taken after stopping the server so that the disk is consistent, which is then started again. An
   image outlives its server, which is what a relaunch needs.
+- **Reuse** (#32): a new build starts from an earlier build's checkpoint by copying it into an image
+  of its own (:meth:`OpenstackTarget.adopt_checkpoint`, ``<pipeline>-<digest>-cp<ms>`` of the new
+  build with ``imagebuild_copied_from``): the data is streamed through the worker
+  (:mod:`.openstack_copy`; Glance has no server-side copy into a new image) and checked against
+  the source's size and digests; the source's image stays the source build's.
 - Seal runs the seal playbook, stops the server and snapshots it into the final image, named from
   the pipeline and the build's creation time (stable on retry).
 - Publish sets the image's visibility, adds the ``share_with_projects`` as members (accepting is
@@ -465,27 +470,32 @@ class OpenstackTarget(DigestNames, LaunchTestTarget, LeakCollecting):
                 f"{checkpoint.image} is not build {source.build_id}'s checkpoint image (missing, of another project, "
                 f"pipeline or build, or not a checkpoint); nothing is copied",
             )
-        if image.status != "active" or not isinstance(image.size, int) or image.size <= 0:
+        if image.status != "active":
+            raise InvalidInput(where, f"{checkpoint.image} of build {source.build_id} is {image.status}, not active; "
+                               "nothing is copied")  # fmt: skip
+        shown = glance_json(self.conn, str(image.id))
+        if not isinstance(image.size, int) or image.size <= 0 or "block_device_mapping" in shown:
             raise InvalidInput(
-                where, f"{checkpoint.image} of build {source.build_id} is {image.status} without data to copy "
-                "(a volume-backed server's snapshot holds none); nothing is copied",
+                where, f"{checkpoint.image} of build {source.build_id} holds its disk outside Glance (a volume-backed "
+                "server's snapshot: block_device_mapping, no data); nothing is copied",
             )  # fmt: skip
         name = self.names(build).checkpoint(checkpoint.code)
+        kept = None
         for earlier in self._named_images(build, name):  # an earlier attempt's
             props = earlier.properties or {}
-            if (
-                earlier.status == "active"
-                and props.get(COPIED_FROM) == str(image.id)
-                and same_data(image, earlier) is None
-            ):
-                log.info("checkpoint %s (%s) of build %s is the copy an earlier attempt made of %s", name, earlier.id,
-                         build.build_id, image.id)  # fmt: skip
-                return {CHECKPOINT_OUTPUT: str(earlier.id), "image_name": name, **_stored_gb(earlier, "checkpoint_gb")}
+            done = earlier.status == "active" and props.get(COPIED_FROM) == str(image.id)
+            if kept is None and done and same_data(image, earlier) is None:
+                kept = earlier
+                continue
             log.info("deleting image %s (%s, %s): a copy an earlier attempt did not finish", name, earlier.id,
                      earlier.status)  # fmt: skip
             self._delete_image(earlier)
+        if kept is not None:
+            log.info("checkpoint %s (%s) of build %s is the copy an earlier attempt made of %s", name, kept.id,
+                     build.build_id, image.id)  # fmt: skip
+            return {CHECKPOINT_OUTPUT: str(kept.id), "image_name": name, **_stored_gb(kept, "checkpoint_gb")}
         body = {
-            **copied_properties(glance_json(self.conn, str(image.id))),
+            **copied_properties(shown),
             "name": name,
             "disk_format": image.disk_format,
             "container_format": image.container_format,

@@ -36,6 +36,8 @@ GLANCE_BASE = frozenset({
     "owner", "size", "virtual_size", "container_format", "disk_format", "created_at", "updated_at", "tags",
     "direct_url", "min_ram", "min_disk", "self", "file", "stores", "schema", "locations",
 })  # fmt: skip
+# A cloud that lets projects import images only (Glance's upload_image policy) refuses a data upload
+UPLOAD_REFUSED = "Glance's upload_image policy refuses this login an image's data; the build runs every milestone"
 RESERVED_PREFIX = "os_glance_"  # Glance's own properties: 403 in a create body
 MARK_PREFIX = "imagebuild_"  # the source build's marks: the copy gets the new build's instead
 
@@ -124,7 +126,7 @@ def stream_data(conn: Any, source: Any, image_id: str, deadline: float) -> None:
         if announced is not None and announced != str(source.size):
             raise TargetError(f"{what}: Glance sends {announced} bytes, the image holds {source.size}")
         relay = Relay(download.iter_content(CHUNK), int(source.size), deadline, what)
-        with openstack_errors(f"upload the {what}"):
+        with openstack_errors(f"upload the {what}", {403: ("reuse", UPLOAD_REFUSED)}):
             answer = conn.image.put(
                 f"/images/{image_id}/file", data=relay, headers={"Content-Type": "application/octet-stream"}
             )

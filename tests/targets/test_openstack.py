@@ -670,7 +670,8 @@ def test_a_copy_that_fails_half_way_leaves_nothing_behind(tmp_path: Path, fake_o
 def test_only_the_source_builds_own_checkpoint_is_copied(tmp_path: Path, fake_os: Any) -> None:
     """The record naming an image proves nothing: another pipeline's image of a build of the same
     id, another build's of this pipeline, another project's public look-alike with the source's
-    marks, the source's sealed image or a checkpoint without data is refused, naming the output,
+    marks, the source's sealed image or a volume-backed server's snapshot (its disk is a Cinder
+    snapshot, Glance holds no data) is refused, naming the output,
     and nothing is created; the source's own checkpoint is then copied."""
     pipeline = unique("os-reuse")
     target = make_target(pipeline)
@@ -683,7 +684,9 @@ def test_only_the_source_builds_own_checkpoint_is_copied(tmp_path: Path, fake_os
         "another build's": fake_os.add_image(name, b"x", **target.marks(build, "checkpoint")),
         "another project's": fake_os.add_image(name, b"x", owner=OTHER_PROJECT_ID, visibility="public", **marks),
         "the sealed image": fake_os.add_image(name, b"x", **target.marks(source, "final")),
-        "without data": fake_os.add_image(name, b"", **marks),
+        "a volume-backed server's snapshot": fake_os.add_image(
+            name, b"", **marks, block_device_mapping='[{"source_type": "snapshot"}]', bdm_v2="True"
+        ),
         "missing": "0b7a3c1e-5d2f-4e6a-9b8c-7d6e5f4a3b2c",
     }
     fake_os.images[refused["another pipeline's"]]["imagebuild_pipeline"] = pipeline  # only the key differs
