@@ -20,6 +20,8 @@ connection or Application Default Credentials); the SDKs are imported only when 
   sealed image, as a build host is made (network, service account, the build's SSH key), labelled
   ``imagebuild-role: launch-test``; its console is serial port 1 (``getSerialPortOutput``, the last
   1 MB). A leftover is that name in the target's project and zone with this build's key and role.
+- **Reuse** (#32): an earlier build's checkpoint image, proven that build's, is copied
+  (``images.insert`` from it) into the new build's own checkpoint image (:mod:`.gcp_adopt`).
 """
 
 from __future__ import annotations
@@ -288,6 +290,21 @@ class GcpTarget(LaunchTestTarget, LeakCollecting):
 
     def playbook_vars(self, build: BuildRecord) -> dict[str, Any]:
         return {"imagebuild_ssh_public_key": self.settings.ssh_public_key or ""}
+
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """``build``'s own copy of ``source``'s checkpoint image (a copy, not a claim: the source
+        keeps its checkpoint; see :mod:`.gcp_adopt`), recorded as a capture's outputs are, with
+        the image it was copied from."""
+        from airflow_provider_imagebuild.targets.gcp_adopt import CheckpointCopy
+
+        copy = CheckpointCopy(self).adopt(build, source, checkpoint)
+        return {
+            CHECKPOINT_OUTPUT: copy["selfLink"],
+            "checkpoint_image_name": copy["name"],
+            "image_project": self.project,
+            "copied_from": copy.get("sourceImage", ""),
+            **_size(copy, "checkpoint_gb"),
+        }
 
     def launch(self, build: BuildRecord, checkpoint: Checkpoint) -> Host:
         source = self._owned_image(build, checkpoint.image)

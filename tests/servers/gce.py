@@ -25,6 +25,17 @@ document: Instance, Image, Operation (zone and global, polled through ``operatio
 Policy, DeprecationStatus, and the error shape ``{"error": {"code", "message", "errors":
 [{"reason"}]}}``.
 
+``images.insert`` takes exactly one source (the ``Image.sourceImage`` description: "you must
+provide the full or partial URL of one of the following: rawDisk.source, sourceDisk, sourceImage,
+sourceSnapshot"), a ``sourceImage`` in one of the two formats it lists (a full URL or
+``projects/P/global/images/N``) naming an image that exists and is READY ("An image can be used to
+create other resources ... only after ... the status is set to READY"); the new image takes the
+source's ``diskSizeGb`` and says where it came from in ``sourceImage`` and ``sourceImageId``. Fields
+the schema marks ``readOnly`` (``status``, ``id``, ``sourceImageId``...) are output only: a request
+cannot set them. ``requestId`` (any mutating method) must be a UUID other than the zero UUID, and a
+request repeated with the same one gets the first one's answer and does nothing again ("the server
+will know to ignore the request if it has already been completed").
+
 ``instances.getSerialPortOutput`` answers the last 1 MB of port 1 as documented (``start``,
 ``next``, a negative ``start`` counting back from the end); what the port shows is
 ``guest_console``, the serial console file of the stand-in guest (a local qemu VM of the same
@@ -32,8 +43,11 @@ image), or nothing: the fake runs no guest of its own. Port 2 to 4 are empty (on
 enabled by default; the others need ``serial-port-enable``).
 
 What it does not do: run anything (the "instance" is a chroot tree the playbooks run in, or a
-stand-in guest), bill, or enforce quotas. Operations finish at once;
-``wait`` returns them done.
+stand-in guest), bill, or enforce quotas. Operations finish at once; ``wait`` returns them done,
+except what a test makes fail: ``failing`` (the operation ends in an error, the image FAILED),
+``stalled`` (the operation never finishes: ``wait`` returns it RUNNING, as Compute Engine's does
+after two minutes, and the image stays PENDING), and :class:`Fault` (an HTTP error instead of the
+answer, or after the request was carried out: an answer lost on the way).
 """
 
 from __future__ import annotations
@@ -62,6 +76,13 @@ LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
 SERIAL_BUFFER = 1024 * 1024  # getSerialPortOutput: "the last 1 MB of serial port output"
+# requestId: "must be a valid UUID with the exception that zero UUID is not supported"
+REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+# Image.sourceImage: "https://www.googleapis.com/compute/v1/projects/project_id/global/images/image_name"
+# or "projects/project_id/global/images/image_name" (any host: the fake's own links are its URL's)
+SOURCE_IMAGE = re.compile(r"(?:https?://[^/]+/compute/v1/)?projects/(?P<project>[^/]+)/global/images/(?P<name>[^/]+)")
+IMAGE_SOURCES = ("rawDisk", "sourceDisk", "sourceImage", "sourceSnapshot")
 
 
 @cache
@@ -118,7 +139,16 @@ def check_parameters(method: dict[str, Any], path: dict[str, str], query: dict[s
             return f"{name}: {value!r} is not a boolean"
         if "enum" in spec and value not in spec["enum"]:
             return f"{name}: {value!r} is not one of {spec['enum']}"
+        if name == "requestId" and (not REQUEST_ID.fullmatch(value) or value == ZERO_UUID):
+            return f"requestId: {value!r} is not a valid UUID (the zero UUID is not supported)"
     return None
+
+
+@cache
+def output_only(schema: str) -> frozenset[str]:
+    """The properties of ``schema`` the discovery document marks ``readOnly`` (output only)."""
+    properties = discovery()["schemas"][schema].get("properties") or {}
+    return frozenset(k for k, v in properties.items() if v.get("readOnly"))
 
 
 def check_labels(labels: dict[str, Any], where: str) -> str | None:
@@ -208,6 +238,7 @@ class Fault:
     status: int = 429
     reason: str = "rateLimitExceeded"
     times: int = 1
+    processed: bool = False  # the request is carried out first, its answer lost: the client sees ``status``
 
 
 @dataclass
@@ -221,6 +252,8 @@ class FakeGce:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     failing: list[str] = field(default_factory=list)  # methods whose next operation ends in an error
+    stalled: list[str] = field(default_factory=list)  # methods whose next operation never finishes
+    answered: dict[str, tuple[int, Any]] = field(default_factory=dict)  # requestId -> the first answer
     calls: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # requests the schema check refused
     pages: int = 0  # list pages served
@@ -230,6 +263,7 @@ class FakeGce:
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
+        self._stalled_ops: set[str] = set()
 
     # -- test controls -----------------------------------------------------------------------
     @property
@@ -289,17 +323,27 @@ class FakeGce:
             if problem:
                 self.refused.append(f"{name}: {problem}")
                 return 400, _error(400, "invalid", f"Invalid value: {problem}")
-            for fault in self.faults:
-                if fault.method == name:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self.faults.remove(fault)
+            fault = next((f for f in self.faults if f.method == name), None)
+            if fault is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                if not fault.processed:
                     return fault.status, _error(fault.status, fault.reason, "Injected by the test.")
+            request_id = (query.get("requestId") or [""])[-1]
+            if request_id in self.answered:  # done already: the first answer, nothing done again
+                status, answer = self.answered[request_id]
+                return status, self.operations.get(str(answer.get("name")), answer) if status == 200 else answer
             handler = getattr(self, "_" + name.replace(".", "_"), None)
             if handler is None:
                 return 501, _error(501, "notImplemented", f"the fake does not implement {name}")
             segments = relative.split("/")
-            return handler(segments, query, payload)
+            status, answer = handler(segments, query, payload)
+            if request_id and status == 200:
+                self.answered[request_id] = (status, answer)
+            if fault is not None:  # carried out, the answer lost
+                return fault.status, _error(fault.status, fault.reason, "Injected by the test (after the request).")
+            return status, answer
 
     # operations
     def _operation(self, kind: str, target: str, zone: bool, error: str | None = None) -> tuple[int, Any]:
@@ -321,6 +365,8 @@ class FakeGce:
         op = self.operations.get(segments[-2] if segments[-1] == "wait" else segments[-1])
         if op is None:
             return 404, _error(404, "notFound", "operation not found")
+        if op["name"] in self._stalled_ops:
+            return 200, op  # wait's two minutes are up: still RUNNING
         op.update(status="DONE", progress=100, endTime=_now())
         return 200, op
 
@@ -331,6 +377,12 @@ class FakeGce:
             self.failing.remove(name)
             return "INTERNAL_ERROR"
         return None
+
+    def _stalls(self, name: str) -> bool:
+        if name in self.stalled:
+            self.stalled.remove(name)
+            return True
+        return False
 
     # instances
     def _instances_insert(self, segments: list[str], query: Any, body: dict[str, Any]) -> tuple[int, Any]:
@@ -413,8 +465,11 @@ class FakeGce:
             return 409, _error(
                 409, "alreadyExists", f"The resource 'projects/{self.project}/global/images/{name}' already exists"
             )
+        sources = [k for k in IMAGE_SOURCES if body.get(k)]
+        if len(sources) != 1:
+            return 400, _error(400, "invalid", f"exactly one of {', '.join(IMAGE_SOURCES)} is required, not {sources}")
         source_disk = str(body.get("sourceDisk", "")).rsplit("/", 1)[-1]
-        source_image = str(body.get("sourceImage", "")).rsplit("/", 1)[-1]
+        source: dict[str, Any] = {}
         if body.get("sourceDisk"):
             if source_disk not in self.disks:
                 return 400, _error(400, "invalid", f"The resource 'disks/{source_disk}' was not found")
@@ -424,14 +479,37 @@ class FakeGce:
                     "resourceInUseByAnotherResource",
                     f"The disk resource '{source_disk}' is already being used by a running instance",
                 )
-        elif source_image not in self.images:
-            return 400, _error(400, "invalid", "a source (sourceDisk or sourceImage) is required")
+        elif body.get("sourceImage"):
+            link = SOURCE_IMAGE.fullmatch(str(body["sourceImage"]))
+            if link is None:
+                return 400, _error(
+                    400, "invalid", f"Invalid value for field 'resource.sourceImage': {body['sourceImage']!r}"
+                )
+            found = self.images.get(link["name"]) if link["project"] == self.project else None
+            if found is None:
+                return 400, _error(
+                    400,
+                    "invalid",
+                    f"The resource 'projects/{link['project']}/global/images/{link['name']}' was not found",
+                )
+            if found.get("status") != "READY":
+                return 400, _error(400, "resourceNotReady", f"The resource '{found['selfLink']}' is not ready")
+            source = {"sourceImage": found["selfLink"], "sourceImageId": found["id"], "diskSizeGb": found["diskSizeGb"]}
+        else:
+            return 400, _error(400, "invalid", f"the fake does not implement an image from {sources[0]}")
         image = self.add_image(name, body.get("labels"), body.get("family"))
-        image.update({k: v for k, v in body.items() if k not in ("labels",)})
+        ignored = output_only("Image") | {"labels"}
+        image.update({k: v for k, v in body.items() if k not in ignored}, **source)
         error = self._failure("images.insert")
         if error:
             image["status"] = "FAILED"
-        return self._operation("insert", image["selfLink"], False, error)
+        stalled = not error and self._stalls("images.insert")
+        if stalled:
+            image["status"] = "PENDING"
+        status, op = self._operation("insert", image["selfLink"], False, error)
+        if stalled:
+            self._stalled_ops.add(op["name"])
+        return status, op
 
     def _images_get(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
         found = self.images.get(segments[-1])

@@ -9,6 +9,7 @@ every request body against the discovery document's schemas. Nothing runs on the
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -313,3 +314,158 @@ def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_del
     assert not report.passed and "the image is not what it should be" in report.failure
     assert "login:" in report.console_tail and report.checks["delete"] == "ok"
     assert fake_gce.instances == {} and fake_gce.disks == {}
+
+
+# -- reuse: a new build's own copy of an earlier build's checkpoint (#32, targets/gcp_adopt.py) -------------
+def test_adopting_a_checkpoint_copies_it_once_into_the_new_builds_ownership(fake_gce: FakeGce, tmp_path: Any) -> None:
+    """The copy is the new build's (labels, name, description, staging family), launchable and
+    discardable by it, never by the source; a retried adoption returns the same copy without an
+    insert, and the client's own retry of an insert whose answer was lost (requestId) makes one."""
+    target = _target()
+    source = _build(tmp_path, "Web-Src.1")
+    green = _green(fake_gce, target, source)
+    new = _build(tmp_path, "web-new-2")
+
+    fake_gce.fail_next(Fault("images.insert", status=503, reason="backendError", processed=True))
+    adopted = target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    copy = adopted["checkpoint_image"]
+    name = copy.rsplit("/", 1)[-1]
+    assert fake_gce.calls.count("images.insert") == 2  # the client retried the insert whose answer was lost
+    assert sorted(fake_gce.images) == sorted(["rhel-8-v20261101", "green", name]), "one copy, not two"
+    made = fake_gce.images[name]
+    assert made["sourceImageId"] == fake_gce.images["green"]["id"] and made["family"] == "rhel8-web-staging"
+    assert made["labels"]["imagebuild-role"] == "checkpoint" and made["labels"]["imagebuild-milestone"] == "m010"
+    assert target.names.described_build(made, target.key(new)) == "web-new-2"
+    assert adopted == {
+        "checkpoint_image": copy,
+        "checkpoint_image_name": name,
+        "image_project": PROJECT,
+        "copied_from": green,
+        "checkpoint_gb": 20,
+    }
+    assert target.owns_image(new, copy) and not target.owns_image(source, copy)
+    assert target.owns_image(source, green) and fake_gce.images["green"]["labels"]["imagebuild-key"] == target.key(
+        source
+    )
+
+    assert target.adopt_checkpoint(new, source, Checkpoint(10, green)) == adopted  # retried: the same copy
+    assert fake_gce.calls.count("images.insert") == 2 and len(fake_gce.images) == 3
+
+    host = target.launch(new, Checkpoint(10, copy))
+    assert fake_gce.disks[host.id.rsplit("/", 1)[-1]]["sourceImage"] == copy
+    target.cleanup(new, host)
+    assert target.discard(source, [copy]) == [] and name in fake_gce.images  # not the source's to delete
+    assert target.discard(new, [copy]) == [copy] and name not in fake_gce.images and "green" in fake_gce.images
+
+    fake_gce.failing.append("images.insert")  # an earlier attempt's copy that FAILED: deleted, copied again
+    with pytest.raises(TargetError, match="INTERNAL_ERROR"):
+        target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    fake_gce.add_image(name, target.build_labels(new, 10, "checkpoint"))["status"] = "FAILED"
+    again = target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    assert again["checkpoint_image"] == copy and fake_gce.images[name]["status"] == "READY"
+    assert fake_gce.refused == [], fake_gce.refused
+
+
+def test_a_copy_that_fails_half_way_leaves_nothing_behind(
+    fake_gce: FakeGce, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy's operation ends in an error (a FAILED image), or never finishes within the bounded
+    wait (a PENDING image): either is deleted before TargetError is raised, the source untouched."""
+    from airflow_provider_imagebuild.targets import gcp
+
+    monkeypatch.setattr(gcp, "OPERATION_WAITS", 3)  # the bound (2 hours of waits) made seconds
+    target = _target()
+    source = _build(tmp_path, "web-src-3")
+    green = _green(fake_gce, target, source)
+    new = _build(tmp_path, "web-new-4")
+    before = dict(fake_gce.images)
+
+    fake_gce.failing.append("images.insert")
+    with pytest.raises(TargetError, match="INTERNAL_ERROR"):
+        target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    assert fake_gce.images == before and fake_gce.calls.count("images.delete") == 1
+
+    fake_gce.stalled.append("images.insert")
+    with pytest.raises(TargetError, match=f"not done after {gcp.OPERATION_WAITS} waits"):
+        target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    assert fake_gce.images == before and fake_gce.calls.count("images.delete") == 2
+    assert fake_gce.images["green"]["status"] == "READY" and target.owns_image(source, green)
+    assert fake_gce.refused == [], fake_gce.refused
+
+
+def test_only_the_named_source_builds_checkpoint_is_copied(fake_gce: FakeGce, tmp_path: Any) -> None:
+    """Another build's image, another pipeline's (whose labels read the same), the source's final
+    image or its checkpoint of another milestone, one in another project, one not READY, a record
+    of another pipeline, or an image of the copy's name that is not the new build's: refused with
+    one line naming it, and nothing is copied or deleted."""
+    target = _target()
+    source = _build(tmp_path, "web-src-5")
+    green = _green(fake_gce, target, source)
+    new = _build(tmp_path, "web-new-6")
+    other_build = _green(fake_gce, target, _build(tmp_path, "web-other-7"), name="other-build")
+    lookalike = GcpTarget.from_settings(target.settings, pipeline="Web", image_type="webserver")  # labels: "web"
+    other_pipeline = _green(fake_gce, lookalike, source, name="other-pipeline")
+    assert fake_gce.images["other-pipeline"]["labels"]["imagebuild-pipeline"] == "web"
+    final = fake_gce.add_image("sealed", target.build_labels(source, 95, "final"))["selfLink"]
+    pending = fake_gce.add_image("pending", target.build_labels(source, 10, "checkpoint"))
+    pending["status"] = "PENDING"
+    before = dict(fake_gce.images)
+    refused = {
+        other_build: "not a checkpoint image of build web-src-5",
+        other_pipeline: "not a checkpoint image of build web-src-5",
+        final: "not a checkpoint image of build web-src-5",
+        "projects/other-project/global/images/green": "not a checkpoint image of build web-src-5",
+    }
+    for image, why in refused.items():
+        with pytest.raises(InvalidInput, match=why) as info:
+            target.adopt_checkpoint(new, source, Checkpoint(10, image))
+        assert info.value.field == "milestones.10.outputs.checkpoint_image"
+    with pytest.raises(InvalidInput, match="checkpoint after milestone 10, not after 30"):
+        target.adopt_checkpoint(new, source, Checkpoint(30, green))
+    with pytest.raises(TargetError, match="pending is PENDING, not READY"):
+        target.adopt_checkpoint(new, source, Checkpoint(10, pending["selfLink"]))
+    foreign = dataclasses.replace(_build(tmp_path, "web-src-8"), pipeline="other")
+    with pytest.raises(InvalidInput, match="of pipeline 'other', not 'web'"):
+        target.adopt_checkpoint(new, foreign, Checkpoint(10, green))
+    with pytest.raises(InvalidInput, match="its own checkpoint"):
+        target.adopt_checkpoint(source, source, Checkpoint(10, green))
+    squatter = fake_gce.add_image(target.names.checkpoint(new, 10), {"team": "web"})
+    with pytest.raises(InvalidInput, match="is not build web-new-6's"):
+        target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    assert fake_gce.images == {**before, squatter["name"]: squatter} and "images.insert" not in fake_gce.calls
+    assert "images.delete" not in fake_gce.calls and "images.setLabels" in fake_gce.calls  # _green's claims only
+    assert fake_gce.refused == [], fake_gce.refused
+
+
+def test_an_image_copy_is_refused_as_compute_engine_refuses_it(fake_gce: FakeGce) -> None:
+    """images.insert as compute.v1 publishes it (tests/servers/gce.py): exactly one source, a
+    sourceImage URL in a listed format naming a READY image, a requestId that is a non-zero UUID;
+    output-only fields are not taken from the request."""
+    from googleapiclient.errors import HttpError
+
+    from airflow_provider_imagebuild.clouds.gcp import GcpClients
+
+    images = GcpClients.from_connection(GCP_CONN_ID).compute.images()
+    vendor = fake_gce.images["rhel-8-v20261101"]
+    link = f"projects/{PROJECT}/global/images/rhel-8-v20261101"
+    fake_gce.add_image("pending")["status"] = "PENDING"
+    refused = {
+        "no source": ({"name": "c1"}, {}),
+        "two sources": ({"name": "c1", "sourceImage": link, "sourceDisk": f"zones/{ZONE}/disks/d"}, {}),
+        "a bare name": ({"name": "c1", "sourceImage": "rhel-8-v20261101"}, {}),
+        "another project": ({"name": "c1", "sourceImage": "projects/other-project/global/images/rhel-8-v20261101"}, {}),
+        "not READY": ({"name": "c1", "sourceImage": f"projects/{PROJECT}/global/images/pending"}, {}),
+        "a zero requestId": (
+            {"name": "c1", "sourceImage": link},
+            {"requestId": "00000000-0000-0000-0000-000000000000"},
+        ),
+        "a requestId not a UUID": ({"name": "c1", "sourceImage": link}, {"requestId": "retry-1"}),
+    }
+    for case, (body, params) in refused.items():
+        with pytest.raises(HttpError) as info:
+            images.insert(project=PROJECT, body=body, **params).execute()
+        assert info.value.resp.status == 400, case
+    assert "c1" not in fake_gce.images
+    made = images.insert(project=PROJECT, body={"name": "c1", "sourceImage": vendor["selfLink"], "status": "READY",
+                                                "sourceImageId": "1"}).execute()  # fmt: skip
+    assert made["status"] == "RUNNING" and fake_gce.images["c1"]["sourceImageId"] == vendor["id"]

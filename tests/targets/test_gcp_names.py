@@ -70,7 +70,7 @@ def test_every_name_of_a_long_pipelines_scheduled_build_fits(fake_gce: FakeGce, 
     build = store.complete(
         build_id, 5, token=lease.token, outputs={"image_id": kickstart, "checkpoint_image": kickstart}
     )
-    green = _packer_image(target, build, 10, kickstart)
+    green = _packer_image(target, build, 10, target.image_path(kickstart))  # sourceImage takes a URL, not a name
     target.claim_images(build, {"": green}, 10)
     host = target.launch(build, Checkpoint(10, green))
     checkpoint = target.capture(build, host, 30, final=False)["checkpoint_image"]

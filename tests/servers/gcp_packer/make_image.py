@@ -38,6 +38,8 @@ def main() -> None:
         query = urllib.parse.quote(f'family = "{env["STANDIN_FAMILY"]}"')
         items = call("GET", f"{base}/images?filter={query}", token).get("items") or []
         source = max(items, key=lambda i: i["creationTimestamp"])["selfLink"]
+    elif "/" not in source:  # googlecompute's source_image is a name; Image.sourceImage takes a URL
+        source = f"projects/{env['STANDIN_PROJECT']}/global/images/{source}"
     try:  # googlecompute's first step (StepCheckExistingImage): an image of that name stops the build
         call("GET", f"{base}/images/{env['STANDIN_IMAGE']}", token)
     except urllib.error.HTTPError as exc:
