@@ -32,6 +32,10 @@ Decisions, and why:
   NIC and public IP deleted with it (``deleteOption: Delete``). Everything of it is tagged
   ``Role: launch-test``; a leftover (a lost worker's) is found by its names in the target's
   resource group and those tags, so nothing else is ever deleted as one.
+- **Reuse** (#32, :meth:`AzureTarget.adopt_checkpoint`): a new build starts from an earlier build's
+  checkpoint by *copying* a snapshot (Snapshots_CreateOrUpdate, ``createOption: Copy``: one call,
+  a full snapshot, since an incremental one is only ever taken of a disk) or by *claiming* a managed
+  image (re-tagged as the new build's), because Compute has no call that copies a managed image.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
 from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
-from airflow_provider_imagebuild.errors import InvalidInput, NotFound, TargetError
+from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.rerun import rerun_advice
 from airflow_provider_imagebuild.spec.azure import AzureTargetSpec
 from airflow_provider_imagebuild.targets.azure_names import AzureNames
@@ -806,6 +810,189 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             self._delete(build, self.compute.disks, names.os_disk(code), "disk")
             if self.settings.public_ip:
                 self._delete(build, self.network.public_ip_addresses, names.public_ip(code), "public IP address")
+
+    # -- reuse (#32): an earlier build's checkpoint made this build's --------------------------------------
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """``source``'s checkpoint after ``checkpoint.code``, proven ``source``'s (in the target's
+        subscription and resource group, tagged with its build, this pipeline, ``ManagedBy``, the
+        checkpoint role and that milestone: never the record's word alone), made ``build``'s:
+
+        - a **snapshot** (milestones 15..90) is copied to ``build``'s own snapshot name for that
+          milestone (Snapshots_CreateOrUpdate, ``createOption: Copy``, ``sourceResourceId``: the one
+          published call that copies it, within the region), tagged as everything the build makes plus
+          ``ReusedFrom``, and waited for until it has succeeded (at most ``wait_s``). A copy that
+          failed or never became available is deleted before the error is raised; a retry finds the
+          copy an earlier attempt made (the same name, source and tags) and returns it.
+        - a **managed image** (the green or kickstart image Packer made) is *claimed*: re-tagged as
+          ``build``'s, so ``source`` no longer owns it. Compute has no image-to-image copy, a managed
+          disk cannot be made from a managed image (``imageReference`` takes platform and gallery
+          images only), and the image's own source disk is gone (Packer deletes its VM): a copy would
+          need a VM or a gallery version, minutes and money for what a tag does at once. Taking an
+          image away from its build is only done when that build is delivered and the spec does not
+          keep that checkpoint for a redo (``target.keep_checkpoints``); a claim that fails half-way
+          gives the tags back."""
+        where = f"milestones.{checkpoint.code}.outputs.checkpoint_image"
+        if source.build_id == build.build_id or source.pipeline != self.pipeline or build.pipeline != self.pipeline:
+            raise InvalidInput(
+                where,
+                f"build {source.build_id} of pipeline {source.pipeline} is not an earlier build of {self.pipeline}",
+            )
+        kind = ((parse_id(checkpoint.image) or {}).get("type") or "").lower()
+        if kind == "snapshots":
+            return self._copy_snapshot(build, source, checkpoint, where)
+        if kind == "images":
+            return self._claim_image(build, source, checkpoint, where)
+        raise InvalidInput(where, f"{checkpoint.image} is not a checkpoint snapshot or managed image; it is not reused")
+
+    def _source_checkpoint(self, source: BuildRecord, checkpoint: Checkpoint, where: str) -> Any:
+        """The checkpoint's snapshot or image, read again and proven ``source``'s by its tags."""
+        found = self._owned(source, checkpoint.image)
+        tags = (_get(found, "tags") or {}) if found is not None else {}
+        if found is None or tags.get("Role") != "checkpoint" or tags.get("Milestone") != str(checkpoint.code):
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is not build {source.build_id}'s checkpoint after milestone {checkpoint.code} "
+                f"(missing, outside resource group {self.group}, or without that build's checkpoint tags); it is not "
+                "reused",
+            )
+        state = str(_get(found, "properties", "provisioningState") or "")
+        if state != "Succeeded":
+            raise TargetError(f"{where}: {checkpoint.image} of build {source.build_id} is {state or 'not ready'}")
+        return found
+
+    def _reused_from(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint, resource: Any) -> bool:
+        """Whether ``resource`` is ``build``'s copy or claim of ``source``'s checkpoint (its tags)."""
+        tags = _get(resource, "tags") or {}
+        return bool(
+            self.is_builds(build, resource)
+            and tags.get("Role") == "checkpoint"
+            and tags.get("Milestone") == str(checkpoint.code)
+            and tags.get("ReusedFrom") == source.build_id
+        )
+
+    def _adopted(self, resource: Any, name: str, *size: str) -> dict[str, Any]:
+        return {
+            CHECKPOINT_OUTPUT: str(_get(resource, "id")),
+            "checkpoint_image_name": name,  # replaces the source's, which reuse would carry over
+            "image_region": self.location,
+            **_disk_gb(_get(resource, "properties", *size), "checkpoint_gb"),
+        }
+
+    def _copy_snapshot(
+        self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint, where: str
+    ) -> dict[str, Any]:
+        name = self.names(build).snapshot(checkpoint.code)
+        with self.maybe_missing(f"GET snapshot {name}") as found:
+            found.append(self.compute.snapshots.get(self.group, name))
+        if found and not self.is_builds(build, found[0]):
+            raise InvalidInput(
+                where,
+                f"snapshot {name} in resource group {self.group} exists and is not build {build.build_id}'s (its tags "
+                "do not say so); it is left alone and the checkpoint is not copied over it",
+            )
+        if found:
+            earlier = found[0]
+            same = str(_get(earlier, "properties", "creationData", "sourceResourceId") or "").lower()
+            state = str(_get(earlier, "properties", "provisioningState") or "")
+            ours = self._reused_from(build, source, checkpoint, earlier) and same == checkpoint.image.lower()
+            if ours and state == "Succeeded":
+                log.info("checkpoint %s: the copy %s an earlier attempt made is used", checkpoint.image, name)
+                return self._adopted(earlier, name, "diskSizeGB")
+            # Half-made (a worker lost while waiting) or of another source: made again.
+            log.info("snapshot %s of an earlier attempt (%s) is deleted and made again", name, state or "unknown")
+            self._delete(build, self.compute.snapshots, name, "snapshot")
+        original = self._source_checkpoint(source, checkpoint, where)
+        there = str(_get(original, "location") or "").replace(" ", "").lower()
+        if there and there != self.location.replace(" ", "").lower():
+            raise InvalidInput(where, f"{checkpoint.image} is in {there}, not in the target's location {self.location}")
+        body = {
+            "location": self.location,
+            "tags": {**self.build_tags(build, checkpoint.code, "checkpoint"), "ReusedFrom": source.build_id},
+            # A full snapshot: an incremental one is taken of a disk, and a copy of an incremental
+            # snapshot in its own region is a full one (Azure's incremental snapshot docs).
+            "properties": {
+                "incremental": False,
+                "creationData": {"createOption": "Copy", "sourceResourceId": str(_get(original, "id"))},
+            },
+        }
+        try:
+            with self.api(f"PUT snapshot {name} copying {checkpoint.image}"):
+                copy = self._wait(self.compute.snapshots.begin_create_or_update(self.group, name, body))
+            state = str(_get(copy, "properties", "provisioningState") or "")
+            if state != "Succeeded":
+                raise TargetError(f"Azure snapshot {name} is {state or 'not ready'} once its copy ended")
+        except BaseException as exc:
+            self._drop_partial_copy(build, name)
+            if isinstance(exc, ImageBuildError):
+                raise TargetError(
+                    f"{where}: copying build {source.build_id}'s checkpoint {checkpoint.image} to {name} failed; what "
+                    f"was made of the copy is deleted: {str(exc).splitlines()[0][:400]}"
+                ) from exc
+            raise
+        log.info("copied build %s's checkpoint %s to %s for build %s", source.build_id, checkpoint.image, name,
+                 build.build_id)  # fmt: skip
+        return self._adopted(copy, name, "diskSizeGB")
+
+    def _drop_partial_copy(self, build: BuildRecord, name: str) -> None:
+        """Delete the snapshot a failed copy made (nothing would ever name it); a failed deletion is
+        left to ``imagebuild gc`` (the snapshot carries the build's tags), never raised over the
+        copy's own error."""
+        try:
+            self._delete(build, self.compute.snapshots, name, "snapshot")
+        except Exception as exc:
+            log.warning("snapshot %s of a failed copy was not deleted (imagebuild gc finds it): %s", name, exc)
+
+    def _claim_image(
+        self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint, where: str
+    ) -> dict[str, Any]:
+        name = (parse_id(checkpoint.image) or {})["name"]
+        mine = self._owned(build, checkpoint.image)
+        if mine is not None and self._reused_from(build, source, checkpoint, mine):
+            log.info("checkpoint image %s was claimed by an earlier attempt", checkpoint.image)
+            return self._adopted(mine, name, "storageProfile", "osDisk", "diskSizeGB")
+        original = self._source_checkpoint(source, checkpoint, where)
+        if not source.delivered:
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is a managed image (Azure copies none) and build {source.build_id} is not "
+                "delivered: it may still resume from it, so it is not taken from it",
+            )
+        if checkpoint.code in self.settings.keep_checkpoints:
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is a managed image (Azure copies none) that target.keep_checkpoints keeps for a "
+                f"redo of build {source.build_id}, so it is not taken from it",
+            )
+        before = dict(_get(original, "tags") or {})
+        claimed = {**before, **self.build_tags(build, checkpoint.code, "checkpoint"), "ReusedFrom": source.build_id}
+        try:
+            with self.api(f"PATCH image {name} (claimed by build {build.build_id})"):
+                self._wait(self.compute.images.begin_update(self.group, name, {"tags": claimed}))
+            mine = self._owned(build, checkpoint.image)
+            if mine is None or not self._reused_from(build, source, checkpoint, mine):
+                raise TargetError(f"Azure image {name} does not carry build {build.build_id}'s tags after the claim")
+        except BaseException as exc:
+            self._unclaim(build, name, before)
+            if isinstance(exc, ImageBuildError):
+                raise TargetError(
+                    f"{where}: claiming build {source.build_id}'s checkpoint image {checkpoint.image} failed; it is "
+                    f"left as it was: {str(exc).splitlines()[0][:400]}"
+                ) from exc
+            raise
+        log.info("claimed build %s's checkpoint image %s for build %s (Azure copies no managed image)",
+                 source.build_id, checkpoint.image, build.build_id)  # fmt: skip
+        return self._adopted(mine, name, "storageProfile", "osDisk", "diskSizeGB")
+
+    def _unclaim(self, build: BuildRecord, name: str, tags: dict[str, str]) -> None:
+        """Give a half-claimed image its tags back (only while it says ``build``'s, the claim's)."""
+        try:
+            with self.maybe_missing(f"GET image {name}") as found:
+                found.append(self.compute.images.get(self.group, name))
+            if found and self.is_builds(build, found[0]):
+                with self.api(f"PATCH image {name} (claim undone)"):
+                    self._wait(self.compute.images.begin_update(self.group, name, {"tags": tags}))
+        except Exception as exc:
+            log.warning("image %s keeps build %s's tags of a failed claim: %s", name, build.build_id, exc)
 
     # -- the launch test (targets/launch.py's hooks) ---------------------------------------------------
     def _test_parts(self, build: BuildRecord) -> list[tuple[str, Any, str]]:

@@ -20,7 +20,14 @@ and azure-mgmt-network 33 send, ``API_VERSIONS``). The examples followed, by ope
   no published example shows it);
 - Disks_CreateOrUpdate (``Disk_Create_ByCopyingASnapshot``), Snapshots_CreateOrUpdate
   (``Snapshot_Create_FromAnExistingSnapshot``, incremental), Images_CreateOrUpdate
-  (``Image_CreateFromAVM``), Images_Update (PATCH tags);
+  (``Image_CreateFromAVM``), Images_Update (PATCH tags). ``creationData`` is held to what DiskRP.json
+  says of it: with ``createOption: Copy`` the ``sourceResourceId`` is "the ARM id of the source
+  snapshot or disk" (a managed image is refused), within the region (another region is
+  ``CopyStart``'s, ``Snapshot_Create_FromAnExistingSnapshotInDifferentRegion``; the refusal's code is
+  the fake's guess); a disk ``FromImage`` of a managed image is refused ``InvalidParameter`` on
+  ``imageReference`` as Azure answers it (Azure/azure-powershell#14000; "creating a disk from an
+  image is not supported", Azure/azure-cli#6081). A resource whose creation's operation failed is
+  left ``provisioningState: Failed``, as ARM leaves it;
 - GalleryImages_Get, GalleryImageVersions_CreateOrUpdate (``CreateOrUpdateASimpleGalleryImageVersion``,
   managed image as ``storageProfile.source.id``), GalleryImageVersions_Update (PATCH),
   GalleryImageVersions_ListByGalleryImage and _Delete;
@@ -158,6 +165,7 @@ class Operation:
     polls: int = 0
     error: dict[str, str] | None = None
     on_success: Any = None  # callable run when the operation succeeds
+    on_failure: Any = None  # callable run when the operation fails
     in_progress: int = 2  # polls answered InProgress before the outcome
 
 
@@ -289,6 +297,9 @@ class FakeArm:
             return 404, _error("ParentResourceNotFound", f"Parent resource {missing} not found.")
         if kind in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
             data = props.get("creationData") or {}
+            refused = self._creation_refused(body, data)
+            if refused:
+                return refused
             source = self._reference(data.get("sourceResourceId"))
             if source is None:
                 return 404, _error("NotFound", f"Resource {data.get('sourceResourceId')} not found.")
@@ -345,6 +356,30 @@ class FakeArm:
         if kind in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
             return 202, resource  # DiskRP's CreateOrUpdate answers 200 or 202, never 201
         return (200 if existing else 201), resource
+
+    def _creation_refused(self, body: dict[str, Any], data: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """A disk's or snapshot's ``creationData`` Azure refuses (the module's docstring says where from)."""
+        option = data.get("createOption")
+        image = str((data.get("imageReference") or {}).get("id") or "")
+        if option == "FromImage" and self._kind(image) == "microsoft.compute/images":
+            return 400, _error("InvalidParameter", "The value of parameter imageReference is invalid.")
+        if option not in ("Copy", "CopyStart"):
+            return None
+        reference = str(data.get("sourceResourceId") or "")
+        source = self._reference(reference)
+        if source is None:
+            return 404, _error("NotFound", f"Resource {reference} not found.")
+        if self._kind(reference) not in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
+            return 400, _error(
+                "InvalidParameter",
+                f"The value of parameter sourceResourceId is invalid: {reference} is not a snapshot or a disk.",
+            )
+        here, there = (str(r.get("location", "")).replace(" ", "").lower() for r in (body, source))
+        if option == "Copy" and here != there:
+            return 400, _error(
+                "InvalidParameter", f"A copy from {there} to {here} must use createOption CopyStart, not Copy."
+            )
+        return None
 
     def _check_vm(self, resource_id: str, props: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         storage = props.get("storageProfile") or {}
@@ -417,6 +452,13 @@ class FakeArm:
         if kind == "microsoft.compute/galleries/images/versions":
             resource["properties"].setdefault("publishingProfile", {})["publishedDate"] = _now()
             resource["properties"]["replicationStatus"] = {"aggregatedState": "Completed"}
+
+    def _failed(self, resource_id: str) -> None:
+        """What ARM leaves when a PUT's operation fails: the resource, ``Failed`` (deleted by whoever
+        made it, or made again by the next PUT)."""
+        resource = self.resources.get(resource_id.lower())
+        if resource is not None:
+            resource["properties"]["provisioningState"] = "Failed"
 
     def _set_power(self, resource_id: str, state: str) -> None:
         vm = self.resources.get(resource_id.lower())
@@ -607,6 +649,9 @@ class FakeArm:
         if op.polls <= op.in_progress:
             return 200, {"Retry-After": self.poll_after}, {"name": op.id, "status": "InProgress", "startTime": _now()}
         if op.error:
+            if op.on_failure is not None:
+                op.on_failure()
+                op.on_failure = None
             return 200, {}, {"name": op.id, "status": "Failed", "error": op.error, "endTime": _now()}
         if op.on_success is not None:
             op.on_success()
@@ -649,6 +694,7 @@ class FakeArm:
             if status >= 300:
                 return status, {}, answer
             op = self._operation(answer.get("location", ""), method, path, lambda: self._provisioned(resource_id))
+            op.on_failure = lambda: self._failed(resource_id)
             if op.error:
                 answer["properties"]["provisioningState"] = "Creating"
             return status, self._async_headers(op), answer

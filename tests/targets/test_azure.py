@@ -540,3 +540,138 @@ def test_a_launch_test_vm_whose_creation_fails_is_deleted_at_once(fake_arm: Fake
         target.launch_test_instance(build, sealed)
     assert fake_arm.ids("Microsoft.Compute/virtualMachines") == []
     assert any(m == "DELETE" and p.endswith("-lt") for m, p in fake_arm.requests)
+
+
+# -- reuse (#32): an earlier build's checkpoint made a new build's ------------------------------------
+def _done(tmp_path: Any, build: Any, images: dict[int, str], through: int) -> Any:
+    """The build with every milestone of its plan up to ``through`` completed, ``images`` recorded."""
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    for code in [c for c in build.plan[1:] if c <= through]:
+        lease = store.begin(build.build_id, code, owner="test")
+        outputs = {"checkpoint_image": images[code]} if code in images else {}
+        build = store.complete(build.build_id, code, token=lease.token, outputs=outputs)
+    return build
+
+
+def _checkpoint_snapshot(fake: FakeArm, target: AzureTarget, build: Any, name: str = "") -> str:
+    """The incremental snapshot the build's capture after milestone 30 made (as ``_snapshot`` tags it)."""
+    snapshot_id = f"{GROUP_ID}/Microsoft.Compute/snapshots/{name or target.names(build).snapshot(30)}"
+    disk = f"{GROUP_ID}/Microsoft.Compute/disks/{target.names(build).os_disk(10)}"
+    properties = {"incremental": True, "diskSizeGB": 64, "hyperVGeneration": "V2",
+                  "creationData": {"createOption": "Copy", "sourceResourceId": disk}}  # fmt: skip
+    fake.add(snapshot_id, {"location": "westeurope", "tags": target.build_tags(build, 30, "checkpoint"),
+                           "properties": properties})  # fmt: skip
+    return snapshot_id
+
+
+def _writes(fake: FakeArm, kind: str) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in fake.requests if m in ("PUT", "PATCH", "DELETE") and f"/{kind}/" in p]
+
+
+def test_a_reused_checkpoint_snapshot_is_copied_as_the_new_builds_once(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """The copy is the new build's (its snapshot name for the milestone, its tags, and where it came
+    from); the source keeps its own; a retried adopt finds the copy instead of making another; the
+    new build's discard deletes the copy only."""
+    target = _target()
+    first, night2 = _build(tmp_path, "az-reuse-1"), _build(tmp_path, "az-reuse-2")
+    source = _checkpoint_snapshot(fake_arm, target, first)
+    first = _done(tmp_path, first, {30: source}, through=30)  # not delivered: a snapshot is copied all the same
+
+    adopted = target.adopt_checkpoint(night2, first, Checkpoint(30, source))
+    copy = adopted["checkpoint_image"]
+    name = target.names(night2).snapshot(30)
+    assert adopted == {"checkpoint_image": f"{GROUP_ID}/Microsoft.Compute/snapshots/{name}",
+                       "checkpoint_image_name": name, "image_region": "westeurope", "checkpoint_gb": 64}  # fmt: skip
+    made = fake_arm.get(copy) or {}
+    assert made["properties"]["creationData"] == {"createOption": "Copy", "sourceResourceId": source}
+    assert made["properties"]["provisioningState"] == "Succeeded" and made["properties"]["incremental"] is False
+    assert {k: made["tags"][k] for k in ("BuildId", "Pipeline", "Milestone", "Role", "ReusedFrom")} == {
+        "BuildId": "az-reuse-2", "Pipeline": "web", "Milestone": "30", "Role": "checkpoint", "ReusedFrom": "az-reuse-1"
+    }  # fmt: skip
+    assert target.owns_image(night2, copy) and not target.owns_image(first, copy) and target.owns_image(first, source)
+
+    puts = _writes(fake_arm, "snapshots")
+    assert target.adopt_checkpoint(night2, first, Checkpoint(30, source)) == adopted  # retried: the same copy
+    assert _writes(fake_arm, "snapshots") == puts, "a retry made a second copy"
+
+    assert target.discard(night2, [copy, source]) == [copy]  # the source's is not the new build's to delete
+    assert fake_arm.get(copy) is None and fake_arm.get(source) is not None
+
+
+def test_a_copy_that_never_becomes_available_is_deleted_before_the_error(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """The copy's operation outlasts the wait: the half-made snapshot is deleted and the error says
+    so (nothing is left that no record names); the next try copies it whole."""
+    target = _target()
+    target.wait_s = 0.3
+    first, night2 = _build(tmp_path, "az-reuse-slow-1"), _build(tmp_path, "az-reuse-slow-2")
+    source = _checkpoint_snapshot(fake_arm, target, first)
+    fake_arm.slow_operation_once("PUT", r"/snapshots/ib-", polls=200)  # still copying when the wait ends
+    with pytest.raises(TargetError, match=r"failed; what was made of the copy is deleted: .*still running after 0\.3"):
+        target.adopt_checkpoint(night2, first, Checkpoint(30, source))
+    name = target.names(night2).snapshot(30)
+    assert fake_arm.ids("Microsoft.Compute/snapshots") == [source]
+    assert [m for m, p in _writes(fake_arm, "snapshots") if p.endswith(name)] == ["PUT", "DELETE"]
+
+    target.wait_s = 30
+    copy = target.adopt_checkpoint(night2, first, Checkpoint(30, source))["checkpoint_image"]
+    assert (fake_arm.get(copy) or {})["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_a_checkpoint_not_the_named_source_builds_is_refused_and_nothing_copied(
+    fake_arm: FakeArm, tmp_path: Any
+) -> None:
+    """Whoever could write the source's record could name any snapshot as its checkpoint: another
+    build's of the pipeline, another pipeline's tagged with the source's build id, the source's of
+    another milestone, one outside the target's resource group. Each is refused by its tags."""
+    target = _target()
+    first, night2 = _build(tmp_path, "az-reuse-src"), _build(tmp_path, "az-reuse-new")
+    (tmp_path / "o").mkdir()
+    theirs = _checkpoint_snapshot(fake_arm, target, _build(tmp_path / "o", "az-reuse-other"))
+    foreign = _checkpoint_snapshot(fake_arm, _target("db"), first, name="ib-db-cp030")
+    own = _checkpoint_snapshot(fake_arm, target, first)
+    for image, code in ((theirs, 30), (foreign, 30), (own, 25), (own.replace(AZURE_GROUP, "rg-other"), 30)):
+        with pytest.raises(
+            InvalidInput, match=f"is not build az-reuse-src's checkpoint after milestone {code}"
+        ) as info:
+            target.adopt_checkpoint(night2, first, Checkpoint(code, image))
+        assert info.value.field == f"milestones.{code}.outputs.checkpoint_image"
+    assert _writes(fake_arm, "snapshots") == [] and _writes(fake_arm, "images") == []
+    assert sorted(fake_arm.ids("Microsoft.Compute/snapshots")) == sorted([theirs, foreign, own])
+
+
+def test_a_reused_managed_image_is_claimed_only_from_a_delivered_build_and_a_refused_claim_changes_nothing(
+    fake_arm: FakeArm, tmp_path: Any
+) -> None:
+    """Azure copies no managed image (a snapshot of one is refused as Azure refuses it), so the green
+    image is claimed: re-tagged as the new build's. Not from a build that may still resume from it,
+    nor one the spec keeps for a redo; a claim Azure refuses leaves the image its build's."""
+    from azure.core.exceptions import HttpResponseError
+
+    target = _target()
+    first, night2 = _build(tmp_path, "az-claim-1"), _build(tmp_path, "az-claim-2")
+    green = _green_image(fake_arm, target, first)
+    copy = {
+        "location": "westeurope",
+        "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": green}},
+    }
+    with pytest.raises(HttpResponseError, match="sourceResourceId is invalid"):
+        target.compute.snapshots.begin_create_or_update(AZURE_GROUP, "copy-of-green", copy)
+
+    with pytest.raises(InvalidInput, match="build az-claim-1 is not delivered"):
+        target.adopt_checkpoint(night2, first, Checkpoint(10, green))
+    first = _done(tmp_path, first, {10: green}, through=100)
+    with pytest.raises(InvalidInput, match="keep_checkpoints keeps for a redo of build az-claim-1"):
+        _target(keep_checkpoints=[10]).adopt_checkpoint(night2, first, Checkpoint(10, green))
+    fake_arm.fail_next(Fault("PATCH", r"/images/green$", status=409, code="Conflict", retry_after=None))
+    with pytest.raises(TargetError, match=r"claiming build az-claim-1's checkpoint image .* left as it was"):
+        target.adopt_checkpoint(night2, first, Checkpoint(10, green))
+    assert target.owns_image(first, green) and not target.owns_image(night2, green)
+
+    adopted = target.adopt_checkpoint(night2, first, Checkpoint(10, green))
+    assert adopted["checkpoint_image"] == green and adopted["checkpoint_image_name"] == "green"
+    assert target.owns_image(night2, green) and not target.owns_image(first, green)
+    assert (fake_arm.get(green) or {})["tags"]["ReusedFrom"] == "az-claim-1"
+    patches = _writes(fake_arm, "images")
+    assert target.adopt_checkpoint(night2, first, Checkpoint(10, green)) == adopted  # retried: claimed already
+    assert _writes(fake_arm, "images") == patches
+    assert target.discard(night2, [green]) == [green] and fake_arm.get(green) is None
