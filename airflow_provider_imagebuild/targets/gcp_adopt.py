@@ -24,7 +24,8 @@ adoption. The insert carries a ``requestId``, so the client's own retry of an in
 was lost does not make a second image (Compute Engine answers it with the first one's operation).
 A copy that fails half-way (the operation ends in an error, never finishes within the bounded
 wait, or the image never becomes READY) is deleted before the error is raised: no image is left
-that no record names.
+that no record names. (Should Compute Engine refuse that delete too, the image keeps the new
+build's labels and description: the leak collector finds it as that build's.)
 """
 
 from __future__ import annotations

@@ -369,9 +369,10 @@ def test_adopting_a_checkpoint_copies_it_once_into_the_new_builds_ownership(fake
 def test_a_copy_that_fails_half_way_leaves_nothing_behind(
     fake_gce: FakeGce, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The copy's operation ends in an error (a FAILED image), or never finishes within the bounded
-    wait (a PENDING image): either is deleted before TargetError is raised, the source untouched."""
-    from airflow_provider_imagebuild.targets import gcp
+    """The copy's operation ends in an error (a FAILED image), never finishes within the bounded
+    wait, or an earlier attempt's copy stays PENDING past it: each is deleted before TargetError
+    is raised, the source untouched."""
+    from airflow_provider_imagebuild.targets import gcp, gcp_adopt
 
     monkeypatch.setattr(gcp, "OPERATION_WAITS", 3)  # the bound (2 hours of waits) made seconds
     target = _target()
@@ -389,6 +390,14 @@ def test_a_copy_that_fails_half_way_leaves_nothing_behind(
     with pytest.raises(TargetError, match=f"not done after {gcp.OPERATION_WAITS} waits"):
         target.adopt_checkpoint(new, source, Checkpoint(10, green))
     assert fake_gce.images == before and fake_gce.calls.count("images.delete") == 2
+
+    # An earlier attempt's copy, still PENDING when the bounded wait for it is over: deleted too.
+    monkeypatch.setattr(gcp_adopt, "READY_WAIT_S", 0.0)
+    stuck = fake_gce.add_image(target.names.checkpoint(new, 10), target.build_labels(new, 10, "checkpoint"))
+    stuck.update(status="PENDING", sourceImageId=fake_gce.images["green"]["id"])
+    with pytest.raises(TargetError, match="the copy is not READY after 0 s"):
+        target.adopt_checkpoint(new, source, Checkpoint(10, green))
+    assert fake_gce.images == before and fake_gce.calls.count("images.delete") == 3
     assert fake_gce.images["green"]["status"] == "READY" and target.owns_image(source, green)
     assert fake_gce.refused == [], fake_gce.refused
 
