@@ -842,7 +842,8 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
             return self._copy_snapshot(build, source, checkpoint, where)
         if kind == "images":
             return self._claim_image(build, source, checkpoint, where)
-        raise InvalidInput(where, f"{checkpoint.image} is not a checkpoint snapshot or managed image; it is not reused")
+        shown = checkpoint.image if len(checkpoint.image) <= 300 else f"{checkpoint.image[:300]}..."
+        raise InvalidInput(where, f"{shown} is not a checkpoint snapshot or managed image; it is not reused")
 
     def _source_checkpoint(self, source: BuildRecord, checkpoint: Checkpoint, where: str) -> Any:
         """The checkpoint's snapshot or image, read again and proven ``source``'s by its tags."""

@@ -635,6 +635,10 @@ def test_a_checkpoint_not_the_named_source_builds_is_refused_and_nothing_copied(
         ) as info:
             target.adopt_checkpoint(night2, first, Checkpoint(code, image))
         assert info.value.field == f"milestones.{code}.outputs.checkpoint_image"
+    for junk in ("not-an-id", f"{GROUP_ID}/Microsoft.Compute/disks/{'d' * 5000}"):  # a record written by hand
+        with pytest.raises(InvalidInput, match="is not a checkpoint snapshot or managed image") as info:
+            target.adopt_checkpoint(night2, first, Checkpoint(30, junk))
+        assert len(str(info.value)) < 500
     assert _writes(fake_arm, "snapshots") == [] and _writes(fake_arm, "images") == []
     assert sorted(fake_arm.ids("Microsoft.Compute/snapshots")) == sorted([theirs, foreign, own])
 
