@@ -178,6 +178,8 @@ def _saved_by_reuse(
                 return None  # a loop a hand-written record made: no build ran it
             seen.add(name)
             source = records.get(name)
+            if source is not None and (source.pipeline, source.cloud) != (rec.pipeline, rec.cloud):
+                source = None  # the same id in another pipeline's store (the report reads several)
             attempt = source.completed_attempt(state) if source is not None else None
         if attempt is None:
             return None  # the build that ran it is pruned, or never recorded it

@@ -184,7 +184,11 @@ def test_a_reused_milestone_costs_nothing_and_says_what_reuse_saved(
     assert (by_code[5]["runs"], by_code[5]["p50_s"], by_code[10]["cost_p50"]) == (1, 1800.0, 1.0)
     table = CliRunner().invoke(cli, ["--store", url, "report"])
     assert "reuse saved 1.50 USD (2 reused)" in table.output, table.output
-    # the build that ran them pruned: what r-2 saved is not known, and not guessed
+    # the build that ran them pruned: what r-2 saved is not known, and not guessed (nor taken from
+    # another pipeline's build of the same id)
     store.prune("r-1", updated_before="9999")
+    store.create_build("r-1", pipeline="db", cloud="aws", image_type="base", plan=plan)
+    used("r-1", 5, 3.0)
+    used("r-1", 10, 1.0)
     report = json.loads(CliRunner().invoke(cli, ["--store", url, "report", "--json"]).output)
     assert report["cost_saved_by_reuse"] == 0 and report["cost"]["reuse_saving_unknown"] == 1
