@@ -42,6 +42,11 @@ Airflow connection); pyVmomi is imported only when a milestone runs.
   datacenter (an image name may be a path into a subfolder), so the folder is what the build's
   own rights make its own. Nothing else is launched from, captured, published or destroyed. The
   template Packer made gets them when it is claimed (converted to a VM for the change and back).
+- **Reuse** (#32, :meth:`VsphereTarget.adopt_checkpoint`): a new build starting from an earlier
+  build's checkpoint template copies it (``CloneVM_Task``, template to template) into its own
+  checkpoint's name, marked as the new build's from the start (the clone spec's ``extraConfig``,
+  so that no copy of the new build's name ever carries the source's marks or none) and recording
+  what it was copied from (``imagebuild.copied_from``): the source's template stays the source's.
 - The **launch test** (:mod:`.launch`'s hooks) clones the sealed template to a VM ``ib-<digest>-lt``
   in the target's folder (``imagebuild.role: launch-test``), powers it on and reaches it at the
   address VMware Tools reports; it is found by instance UUID, and as a leftover by its name in the
@@ -95,6 +100,10 @@ MANAGED_OPTION = "imagebuild.managed_by"
 BUILD_OPTION = "imagebuild.build"
 PIPELINE_OPTION = "imagebuild.pipeline"
 SEAL_OPTION = "imagebuild.seal"  # on the final template: which seal made it (new at every seal)
+# On a checkpoint copied from an earlier build's (#32): "<build id>@<milestone>:<source's instance UUID>".
+COPIED_OPTION = "imagebuild.copied_from"
+CANCEL_WAIT_S = 120  # for vCenter to end a copy cancelled half-way ("a cancel operation is asynchronous")
+READY_WAIT_S = 60  # for a finished copy's configuration to read as the build's template
 IP_WAIT_S = 600  # for VMware Tools to report the guest's address
 PACKER_SENDS_HOST = (1, 7)  # vsphere-clone sends the host of the clone (vsphere plugin 1.0.1, in Packer 1.7)
 ROLE_OPTION = "imagebuild.role"
@@ -216,9 +225,13 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         return name  # at most 40 + 1 + 15 + 1 + 6 characters
 
     def _vm(self, name: str) -> Any:
-        """A VM or template of the target's folder by name, or None."""
+        """A VM or template of the target's folder by name, or None (a subfolder of the name is
+        not one: whoever may make folders there could otherwise name one as an image)."""
+        from pyVmomi import vim
+
         with vsphere_errors(f"find {name}"):
-            return self.content.searchIndex.FindByInventoryPath(f"{self.folder_path()}/{name}")
+            found = self.content.searchIndex.FindByInventoryPath(f"{self.folder_path()}/{name}")
+        return found if isinstance(found, vim.VirtualMachine) else None
 
     def _by_uuid(self, uuid: str) -> Any:
         with vsphere_errors(f"find VM {uuid}"):
@@ -254,14 +267,16 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         with vsphere_errors(f"read {name}"):
             return vm if bool(vm.config.template) == template else None
 
-    def _mark(self, build: BuildRecord, vm: Any, role: str, seal: str = "") -> None:
+    def _marks(self, build: BuildRecord, role: str, **more: str) -> Any:
+        """The advanced settings that make a VM or template the build's (a ``vim.vm.ConfigSpec``)."""
         from pyVmomi import vim
 
         values = {KEY_OPTION: self.key(build), MANAGED_OPTION: MANAGED_BY, BUILD_OPTION: build.build_id,
-                  PIPELINE_OPTION: self.pipeline, ROLE_OPTION: role}  # fmt: skip
-        if seal:
-            values[SEAL_OPTION] = seal
-        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in values.items()])
+                  PIPELINE_OPTION: self.pipeline, ROLE_OPTION: role, **more}  # fmt: skip
+        return vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in values.items()])
+
+    def _mark(self, build: BuildRecord, vm: Any, role: str, seal: str = "") -> None:
+        spec = self._marks(build, role, **({SEAL_OPTION: seal} if seal else {}))
         self.clients.wait(f"reconfigure {vm.name}", vm.ReconfigVM_Task(spec))
 
     def _power(self, vm: Any, on: bool) -> None:
@@ -622,6 +637,142 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         self._destroy(build, self._host_vm(build, host))
         for code in sorted(checkpoint_images(build)):
             self._destroy(build, self._vm(self.vm_name(build, "host", code)))
+
+    # -- reuse (#32) -----------------------------------------------------------------------------------
+    def adopt_checkpoint(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
+        """The source build's checkpoint template, proven its own as :meth:`owns_image` proves any
+        (directly in the target's folder, with its key and managed-by) and as a checkpoint of its
+        (its build, pipeline and role), copied with vCenter's own copy (``CloneVM_Task`` of the
+        template into a template) under this build's name for that checkpoint, marked as this
+        build's by the clone itself: a template has no settings to change afterwards, and a copy
+        marked later would carry the source's marks (vCenter copies them) until then. Copied, not
+        claimed: the source's template stays the source's (kept for a redo, or deleted by the next
+        delivery), and any number of builds copy it.
+
+        A retry finds the copy an earlier attempt finished (this build's marks, a template, copied
+        from this very template: ``imagebuild.copied_from`` names the source build, milestone and
+        template instance); an earlier attempt's copy that is not that (half-made, or of another
+        checkpoint) is destroyed and copied again, and a VM of the name that is not the build's is
+        never touched (the copy is refused). The copy is waited for within the bound every clone
+        has; one that fails or outlasts it is cancelled and what it made is destroyed before the
+        error is raised, so nothing is left that no record names."""
+        where = f"milestones.{checkpoint.code}.outputs.checkpoint_image"
+        original = self._source_checkpoint(source, checkpoint, where)
+        with vsphere_errors(f"read {checkpoint.image}"):
+            origin = f"{source.build_id}@{checkpoint.code}:{original.config.instanceUuid}"
+        name = self.vm_name(build, "checkpoint", checkpoint.code)
+        found = self._vm(name)
+        if found is not None:
+            if self._copy_of(build, found, origin):
+                log.info("checkpoint %s of build %s was copied to %s already", checkpoint.image, source.build_id, name)
+                return self._adopted(found, name)
+            if not self.is_builds(build, found):
+                raise TargetError(
+                    f"vSphere: a VM or template named {name} is in {self.folder_path()} and is not build "
+                    f"{build.build_id}'s; build {source.build_id}'s checkpoint {checkpoint.image} is not copied over it"
+                )
+            log.warning("%s of an earlier attempt is not a finished copy of %s: destroyed, copied again", name,
+                        checkpoint.image)  # fmt: skip
+            self._destroy(build, found)
+        copy = self._copy(build, original, name, origin)
+        log.info("copied checkpoint %s of build %s to %s (build %s's)", checkpoint.image, source.build_id, name,
+                 build.build_id)  # fmt: skip
+        return self._adopted(copy, name)
+
+    def _source_checkpoint(self, source: BuildRecord, checkpoint: Checkpoint, where: str) -> Any:
+        """The source build's checkpoint template, or InvalidInput naming why it is not one."""
+        if source.pipeline != self.pipeline:
+            raise InvalidInput(where, f"build {source.build_id} is of pipeline {source.pipeline}, not {self.pipeline}; "
+                                      "its checkpoint is not copied")  # fmt: skip
+        template = self._owned(source, checkpoint.image, template=True)
+        try:
+            options = self._options(template) if template is not None else {}
+        except NotFound:  # destroyed meanwhile
+            options = {}
+        if (
+            options.get(BUILD_OPTION) != source.build_id
+            or options.get(PIPELINE_OPTION) != self.pipeline
+            or options.get(ROLE_OPTION) != "checkpoint"
+        ):
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is not a checkpoint template of build {source.build_id} (missing, outside "
+                f"{self.folder_path()}, or without that build's key, pipeline and checkpoint role); nothing is copied",
+            )
+        return template
+
+    def _copy_of(self, build: BuildRecord, vm: Any, origin: str) -> bool:
+        """Whether ``vm`` is the build's finished copy of the checkpoint ``origin`` names."""
+        try:
+            options = self._options(vm)
+            with vsphere_errors(f"read {vm}"):
+                template = bool(vm.config.template)
+        except (NotFound, AttributeError):  # gone, or its configuration is not available yet
+            return False
+        return (
+            template
+            and self.is_builds(build, vm)
+            and options.get(COPIED_OPTION) == origin
+            and options.get(BUILD_OPTION) == build.build_id
+            and options.get(ROLE_OPTION) == "checkpoint"
+        )
+
+    def _copy(self, build: BuildRecord, original: Any, name: str, origin: str) -> Any:
+        """Clone ``original`` into the template ``name`` in the target's folder, marked as the
+        build's checkpoint copied from ``origin``; once it reads as that, within bounds. A copy
+        that fails, outlasts the bound or does not read as that is cancelled and destroyed."""
+        from pyVmomi import vim
+
+        relocate = vim.vm.RelocateSpec(pool=self.pool(), datastore=self.datastore(), host=self.placement_host())
+        config = self._marks(build, "checkpoint", **{COPIED_OPTION: origin})
+        spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=True, config=config)
+        with vsphere_errors(f"copy {original.name}"):
+            task = original.CloneVM_Task(folder=self.folder(), name=name, spec=spec)
+        try:
+            copy = self.clients.wait(f"copy {original.name} to {name}", task)
+            deadline = time.monotonic() + READY_WAIT_S
+            while copy is None or not self._copy_of(build, copy, origin):
+                if time.monotonic() > deadline:
+                    raise TargetError(
+                        f"vSphere: the copy {name} of {original.name} does not read as build {build.build_id}'s "
+                        f"checkpoint template within {READY_WAIT_S} s"
+                    )
+                time.sleep(1)
+        except BaseException:
+            self._remove_copy(build, task, name)
+            raise
+        return copy
+
+    def _remove_copy(self, build: BuildRecord, task: Any, name: str) -> None:
+        """Destroy what a copy that failed made: cancel its task if it still runs (and wait, within
+        bounds, for vCenter to end it: a VM being made cannot be destroyed), then destroy the VM
+        its task made, or the one of its name carrying this build's marks (which the clone gave it).
+        What cannot be destroyed is logged, never raised over the copy's own error; it carries the
+        build's marks, so gc finds it."""
+        try:
+            with vsphere_errors(f"copy to {name}"):
+                if task.info.state in ("queued", "running"):
+                    with contextlib.suppress(Exception):  # InvalidState: it has just ended
+                        task.CancelTask()
+                deadline = time.monotonic() + CANCEL_WAIT_S
+                while task.info.state in ("queued", "running") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                made = task.info.result if task.info.state == "success" else None
+            vm = made if made is not None else self._vm(name)
+            if vm is None or (made is None and not self.is_builds(build, vm)):
+                return
+            with vsphere_errors(f"destroy {name}"):
+                if not vm.config.template:
+                    self._power(vm, on=False)
+                task = vm.Destroy_Task()
+            self.clients.wait(f"destroy {name}", task)
+            log.info("destroyed %s, a copy that failed", name)
+        except Exception as exc:
+            log.warning("the failed copy %s was not destroyed (%s); it carries build %s's marks for gc", name,
+                        str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__, build.build_id)  # fmt: skip
+
+    def _adopted(self, copy: Any, name: str) -> dict[str, Any]:
+        return {CHECKPOINT_OUTPUT: name, "folder": self.folder_path(), **_stored_gb(copy, "checkpoint_gb")}
 
     # -- the launch test (targets/launch.py's hooks) ---------------------------------------------------
     def _test_vm(self, build: BuildRecord) -> Any:

@@ -3,7 +3,9 @@ simulator library Debian ships) on a free loopback port, over https with a self-
 certificate. It serves the SOAP SDK that pyVmomi and Packer's vsphere-clone use and the vAPI REST
 endpoints (sessions, content libraries); only the login below is accepted. It refuses what vCenter
 refuses and the simulator would take: a clone or a template made a VM again on a cluster without
-DRS and no host (or a host outside the cluster), and a name over 80 characters. It reports what
+DRS and no host (or a host outside the cluster), a name over 80 characters, a clone named as
+something already in its folder (DuplicateName), a cancel of a task that has ended (InvalidState).
+A test can make the next clone to a name stall as a long copy does (:func:`stall_clone`). It reports what
 VMware Tools would once a VM is powered on (``guest.ipAddress``, one of TEST-NET-2, Tools running),
 which the simulator itself never does: the launch test waits for that address."""
 
@@ -80,3 +82,15 @@ def content_library(host: str, port: int, datastore: str) -> str:
         made = rest.post("/com/vmware/content/local-library", json={"create_spec": spec})
         assert made.status_code == 200, made.text
         return str(made.json()["value"])
+
+
+def stall_clone(host: str, port: int, name: str) -> None:
+    """Make the next clone to ``name`` stall as vCenter's copy of a large disk does
+    (tests/servers/vcsim/main.go's stallBook): the clone's VM is in the inventory and its task runs
+    until cancelled (CancelTask ends it with RequestCanceled; the VM stays for the client to
+    destroy), and destroying that VM meanwhile is refused (TaskInProgress). Once: the clone after
+    it runs to its end."""
+    import httpx
+
+    answer = httpx.post(f"https://{host}:{port}/vcsim/stall-clone", params={"name": name}, verify=False)
+    assert answer.status_code == 204, answer.text

@@ -295,6 +295,25 @@ def test_the_simulator_refuses_placements_and_names_vcenter_refuses(vsphere_conn
     target.clients.wait("destroy", target._vm(template).Destroy_Task())
 
 
+def test_the_simulator_refuses_a_clone_over_a_name_and_a_cancel_of_an_ended_task(vsphere_conn: tuple[str, int]) -> None:
+    """What vCenter refuses and the simulator took: a clone named as a VM of its destination folder
+    (DuplicateName, naming the folder), and CancelTask of a task that has ended (InvalidState)."""
+    from pyVmomi import vim
+
+    target = make_target("vs-fake")
+    name = unique("dup")
+    packer_clone(target, name)
+    source = target._vm(SOURCE_TEMPLATE)
+    spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=target.pool(), datastore=target.datastore()))
+    with pytest.raises(vim.fault.DuplicateName) as info:
+        source.CloneVM_Task(folder=target.folder(), name=name, spec=spec)
+    assert info.value.name == name and info.value.object._moId == target.folder()._moId
+    task = target._vm(name).Destroy_Task()
+    target.clients.wait("destroy", task)
+    with pytest.raises(vim.fault.InvalidState):
+        task.CancelTask()
+
+
 # -- clusters without DRS --------------------------------------------------------------------------
 def test_a_cluster_without_drs_gets_a_host_for_every_clone_and_conversion(
     build: Any, vsphere_conn: tuple[str, int]
@@ -548,3 +567,138 @@ def test_the_launch_test_passes_on_the_stand_in_guest_and_a_failed_one_still_des
     assert not report.passed and "the image is not what it should be" in report.failure
     assert report.checks["delete"] == "ok" and target._by_uuid(report.instance) is None
     assert target.owns_image(build, sealed)  # the sealed template itself is never touched
+
+
+# -- reuse: a new build's copy of an earlier build's checkpoint (#32) -------------------------------
+def another_build(tmp_path: Path, pipeline: str = "vs-pipe") -> Any:
+    """One more build in the ``build`` fixture's store."""
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    return store.register(unique("vs"), BuildIdentity(pipeline, "vsphere", "base", plan=(0, 5, 10, 15, 95, 100)))
+
+
+def checkpoint_of(target: VsphereTarget, build: Any, code: int, role: str = "checkpoint") -> str:
+    """A template of the build's in the target's folder, marked as its checkpoint of ``code``
+    (what Packer made and the build claimed), or with another role."""
+    name = target.packer_image_name(build, target.pipeline, code)
+    packer_clone(target, name)
+    target.claim_images(build, {"": name}, code)
+    if role != "checkpoint":
+        vm = _as_vm(target, name)
+        target._mark(build, vm, role)
+        vm.MarkAsTemplate()
+    return name
+
+
+def folder_names(target: VsphereTarget) -> set[str]:
+    return {vm.name for vm in target.folder().childEntity}
+
+
+def test_a_checkpoint_copy_that_stalls_is_cancelled_and_destroyed_and_a_retry_copies_again(
+    build: Any, tmp_path: Path, vsphere_conn: tuple[str, int]
+) -> None:
+    """A copy that outlasts its bound (the simulator's clone stalls as a copy of a large disk does,
+    tests/servers/vcsim.py stall_clone) is cancelled, and the VM it made, which vCenter refuses to
+    destroy while the copy runs, is destroyed once the task has ended: nothing is left that no
+    record names, and the source's template is untouched. The next attempt copies it whole."""
+    from airflow_provider_imagebuild.clouds import vsphere as clouds
+    from tests.servers.vcsim import stall_clone
+
+    target = make_target("vs-pipe")
+    source = checkpoint_of(target, build, 10)
+    new = another_build(tmp_path)
+    name = target.vm_name(new, "checkpoint", 10)
+    before = folder_names(target)
+    stall_clone(*vsphere_conn, name)
+    with pytest.MonkeyPatch.context() as bound:
+        bound.setattr(clouds, "TASK_TIMEOUT_S", 1)
+        with pytest.raises(TargetError, match=rf"copy {source} to {name}: not done after 1 s"):
+            target.adopt_checkpoint(new, build, Checkpoint(10, source))
+    assert target._vm(name) is None and folder_names(target) == before
+    assert target.owns_image(build, source)
+
+    adopted = target.adopt_checkpoint(new, build, Checkpoint(10, source))
+    assert adopted["checkpoint_image"] == name and target.owns_image(new, name)
+    assert target.discard(new, [name]) == [name] and target.discard(build, [source]) == [source]
+
+
+def test_a_checkpoint_that_is_not_the_named_source_builds_is_refused_and_nothing_is_copied(
+    build: Any, tmp_path: Path, vsphere_conn: tuple[str, int]
+) -> None:
+    """Only a checkpoint template the source build's marks prove its own is copied: another
+    build's of the pipeline, another pipeline's build of the same id (another key), the source's
+    template of another role (its sealed image), a template no build marked, and a record naming
+    another pipeline are refused; so is a copy over a VM of the copy's name that is not the new
+    build's, which is left as it is."""
+    target = make_target("vs-pipe")
+    new = another_build(tmp_path)
+    theirs = checkpoint_of(target, another_build(tmp_path), 10)
+    twin = dataclasses.replace(build, pipeline="other-pipe")
+    elsewhere = make_target("other-pipe")
+    foreign = checkpoint_of(elsewhere, twin, 10)
+    sealed = checkpoint_of(target, build, 95, role="final")
+    subfolder = unique("ib-folder")
+    target.folder().CreateFolder(subfolder)  # a folder is no template, whatever its name
+    before = folder_names(target)
+    for image in (theirs, foreign, sealed, SOURCE_TEMPLATE, "no-such-template", subfolder):
+        with pytest.raises(InvalidInput, match=rf"checkpoint_image: {image} is not a checkpoint template of build "):
+            target.adopt_checkpoint(new, build, Checkpoint(10, image))
+    with pytest.raises(InvalidInput, match=r"checkpoint_image: build .* is of pipeline other-pipe, not vs-pipe"):
+        target.adopt_checkpoint(new, twin, Checkpoint(10, foreign))
+    assert folder_names(target) == before
+
+    mine = checkpoint_of(target, build, 10)
+    name = target.vm_name(new, "checkpoint", 10)
+    packer_clone(target, name)  # someone's template of the copy's name
+    squatter = target._vm(name)._moId
+    with pytest.raises(TargetError, match=rf"{name} is in .* and is not build {new.build_id}'s"):
+        target.adopt_checkpoint(new, build, Checkpoint(10, mine))
+    assert target._vm(name)._moId == squatter and not target.owns_image(new, name)
+    later = another_build(tmp_path)
+    taken = target.folder().CreateFolder(target.vm_name(later, "checkpoint", 10))  # vCenter refuses the name
+    with pytest.raises(TargetError, match=rf"copy {mine}: The name '{taken.name}' already exists"):
+        target.adopt_checkpoint(later, build, Checkpoint(10, mine))
+    for folder in (taken, target._find(f"{target.folder_path()}/{subfolder}", "folder")):
+        target.clients.wait("destroy", folder.Destroy_Task())
+    for image, owner in ((theirs, None), (sealed, build), (mine, build)):
+        if owner is not None:
+            assert target.discard(owner, [image]) == [image]
+    for name_ in (theirs, name):
+        target.clients.wait("destroy", target._vm(name_).Destroy_Task())
+    assert elsewhere.discard(twin, [foreign]) == [foreign]
+
+
+def test_a_retried_adopt_returns_the_copy_it_made_which_the_new_build_launches_from_and_discards(
+    build: Any, tmp_path: Path, vsphere_conn: tuple[str, int]
+) -> None:
+    """A retried adopt finds the copy the first made (the same template, no second one); the copy
+    is the new build's (launched from, deleted by its discard), not the source's, whose template
+    stays. A copy of another checkpoint under the name (an earlier attempt started from another
+    build) is replaced by a copy of the one asked for."""
+    from pyVmomi import vim
+
+    from airflow_provider_imagebuild.targets.vsphere import COPIED_OPTION
+
+    target = make_target("vs-pipe")
+    source = checkpoint_of(target, build, 10)
+    new = another_build(tmp_path)
+    first = target.adopt_checkpoint(new, build, Checkpoint(10, source))
+    name = first["checkpoint_image"]
+    made = target._vm(name)._moId
+    assert target.adopt_checkpoint(new, build, Checkpoint(10, source)) == first
+    assert target._vm(name)._moId == made
+    vms = [vm for vm in target.folder().childEntity if isinstance(vm, vim.VirtualMachine)]  # not the subfolders
+    copies = [vm for vm in vms if target._options(vm).get(COPIED_OPTION, "").startswith(f"{build.build_id}@10:")]
+    assert [vm._moId for vm in copies] == [made]
+    assert target.owns_image(new, name) and not target.owns_image(build, name) and target.owns_image(build, source)
+
+    host = target.launch(new, Checkpoint(10, name))
+    assert target.alive(new, host) and host.image == name
+    target.cleanup(new, host)
+
+    other = another_build(tmp_path)
+    elder = checkpoint_of(target, other, 10)
+    again = target.adopt_checkpoint(new, other, Checkpoint(10, elder))
+    assert again["checkpoint_image"] == name and target._vm(name)._moId != made
+    assert target._options(target._vm(name))[COPIED_OPTION].startswith(f"{other.build_id}@10:")
+    assert target.discard(new, [name]) == [name] and target._vm(name) is None
+    assert target.discard(build, [source]) == [source] and target.discard(other, [elder]) == [elder]

@@ -12,6 +12,12 @@
 //
 // The simulator accepts requests that vCenter refuses; strict() refuses them as vCenter does,
 // before the simulator sees them (see refusal()).
+//
+// The simulator runs every task to its end before answering; a vCenter copying a large disk does
+// not. A test makes the next clone to a given name stall as such a copy does (POST
+// /vcsim/stall-clone?name=NAME): the clone's VM is in the inventory and its task stays running,
+// busy as vCenter says while it runs (Destroy_Task: TaskInProgress), until CancelTask ends it
+// (see stalls).
 package main
 
 import (
@@ -22,11 +28,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
@@ -99,6 +109,11 @@ func withoutDRS(name string) error {
 // is decoded with the simulator's own decoder, so what is checked is what it would run.
 func strict(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/vcsim/stall-clone" {
+			stalls.ask(r.URL.Query().Get("name"))
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/sdk" {
 			next.ServeHTTP(w, r)
 			return
@@ -114,6 +129,21 @@ func strict(next http.Handler) http.Handler {
 		if err == nil {
 			if f := refusal(method.Body); f != nil {
 				f.write(w)
+				return
+			}
+			if f := stalls.answer(method.Body); f != nil {
+				f.write(w)
+				return
+			}
+			if clone, ok := method.Body.(*types.CloneVM_Task); ok && stalls.take(clone.Name) {
+				answer := httptest.NewRecorder()
+				next.ServeHTTP(answer, r)
+				stalls.stall(answer.Body.String())
+				for k, v := range answer.Header() {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(answer.Code)
+				_, _ = w.Write(answer.Body.Bytes())
 				return
 			}
 		}
@@ -169,17 +199,46 @@ func guestAddress(ref types.ManagedObjectReference) string {
 	return fmt.Sprintf("198.51.100.%d", n%250+2)
 }
 
-// fault is one of vCenter's faults: InvalidArgument (invalidProperty) or InvalidName (name).
+// fault is one of vCenter's faults: its type, message and the detail's fields (XML).
 type fault struct {
-	kind, field, value, message string
+	kind, detail, message string
+}
+
+func esc(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+func ref(field string, r types.ManagedObjectReference) string {
+	return fmt.Sprintf(`<%s type="%s">%s</%s>`, field, esc(r.Type), esc(r.Value), field)
 }
 
 func invalidArgument(property string) *fault {
-	return &fault{"InvalidArgument", "invalidProperty", property, "A specified parameter was not correct: " + property}
+	return &fault{"InvalidArgument", "<invalidProperty>" + esc(property) + "</invalidProperty>",
+		"A specified parameter was not correct: " + property}
 }
 
 func invalidName(name string) *fault {
-	return &fault{"InvalidName", "name", name, fmt.Sprintf("The name '%s' is invalid or exceeds the maximum number of characters permitted.", name)}
+	return &fault{"InvalidName", "<name>" + esc(name) + "</name>",
+		fmt.Sprintf("The name '%s' is invalid or exceeds the maximum number of characters permitted.", name)}
+}
+
+// duplicateName: "A DuplicateName exception is thrown because a name already exists in the same
+// name space" (vim.fault.DuplicateName); the simulator (govmomi before #2984) clones over it.
+func duplicateName(name string, folder types.ManagedObjectReference) *fault {
+	return &fault{"DuplicateName", "<name>" + esc(name) + "</name>" + ref("object", folder),
+		fmt.Sprintf("The name '%s' already exists.", name)}
+}
+
+// taskInProgress: "if the virtual machine is busy" (Destroy_Task's vim.fault.TaskInProgress).
+func taskInProgress(task types.ManagedObjectReference) *fault {
+	return &fault{"TaskInProgress", ref("task", task), "The operation is not allowed in the current state."}
+}
+
+// invalidState: CancelTask of a task "already canceled or completed".
+func invalidState() *fault {
+	return &fault{"InvalidState", "", "The operation is not allowed in the current state."}
 }
 
 // refusal is vCenter's answer to what it refuses and the simulator would accept:
@@ -191,12 +250,16 @@ func invalidName(name string) *fault {
 //     (vim.VirtualMachine.MarkAsVirtualMachine: "For a stand-alone host or a cluster with DRS,
 //     it can be omitted"; "must specify a host that is a member of the ComputeResource
 //     indirectly specified by the pool");
-//   - an inventory name over MaxName (CloneVM_Task, CreateVM_Task, Rename_Task).
+//   - an inventory name over MaxName (CloneVM_Task, CreateVM_Task, Rename_Task);
+//   - a clone named as something already in its destination folder (DuplicateName).
 func refusal(body types.AnyType) *fault {
 	switch req := body.(type) {
 	case *types.CloneVM_Task:
 		if tooLong(req.Name) {
 			return invalidName(req.Name)
+		}
+		if f := taken(req.Folder, req.Name); f != nil {
+			return f
 		}
 		if req.Spec.Template || req.Spec.Location.Pool == nil {
 			return nil
@@ -254,23 +317,125 @@ func placement(pool types.ManagedObjectReference, host *types.ManagedObjectRefer
 	return invalidArgument(property)
 }
 
+// taken refuses a name a child of the folder already has.
+func taken(folder types.ManagedObjectReference, name string) *fault {
+	f, ok := simulator.Map.Get(folder).(*simulator.Folder)
+	if !ok {
+		return nil // the simulator answers a folder that is not one itself
+	}
+	var children []types.ManagedObjectReference
+	simulator.Map.WithLock(f, func() { children = append(children, f.ChildEntity...) })
+	if simulator.Map.FindByName(name, children) != nil {
+		return duplicateName(name, folder)
+	}
+	return nil
+}
+
 func tooLong(name string) bool {
 	escaped := len(name) + 2*(strings.Count(name, "%")+strings.Count(name, "/")+strings.Count(name, `\`))
 	return escaped > MaxName
 }
 
-// write sends the fault as vCenter does: HTTP 500 and a SOAP fault whose detail pyVmomi and
-// govmomi turn into the fault type.
-func (f *fault) write(w http.ResponseWriter) {
-	esc := func(s string) string {
-		var b strings.Builder
-		_ = xml.EscapeText(&b, []byte(s))
-		return b.String()
+// stallBook holds the clones a test asked to stall (by destination name, once each) and the
+// stalled clones' tasks, running until cancelled, with the VM each is making. "A cancel operation
+// is asynchronous" and vCenter removes what a cancelled clone made where it can; this one leaves
+// the VM in the inventory, as a clean-up that did not finish does, so that what removes it is the
+// client's own clean-up.
+type stallBook struct {
+	sync.Mutex
+	asked   map[string]bool
+	running map[types.ManagedObjectReference]types.ManagedObjectReference // task -> VM
+}
+
+var stalls = &stallBook{asked: map[string]bool{}, running: map[types.ManagedObjectReference]types.ManagedObjectReference{}}
+
+var taskRef = regexp.MustCompile(`<returnval type="Task">([^<]+)</returnval>`)
+
+func (s *stallBook) ask(name string) {
+	s.Lock()
+	defer s.Unlock()
+	s.asked[name] = true
+}
+
+// take says whether a clone to name is to stall (the test's one ask is used up).
+func (s *stallBook) take(name string) bool {
+	s.Lock()
+	defer s.Unlock()
+	asked := s.asked[name]
+	delete(s.asked, name)
+	return asked
+}
+
+// stall turns the clone the simulator finished (its answer names the task) into one still running.
+func (s *stallBook) stall(answer string) {
+	m := taskRef.FindStringSubmatch(answer)
+	if m == nil {
+		return
 	}
+	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: m[1]}).(*simulator.Task)
+	if !ok {
+		return
+	}
+	vm, made := task.Info.Result.(types.ManagedObjectReference)
+	if task.Info.State != types.TaskInfoStateSuccess || !made {
+		return // refused: nothing runs
+	}
+	simulator.Map.Update(task, []types.PropertyChange{
+		{Name: "info.state", Val: types.TaskInfoStateRunning},
+		{Name: "info.result", Val: nil},
+		{Name: "info.completeTime", Val: nil},
+		{Name: "info.cancelable", Val: true},
+	})
+	s.Lock()
+	defer s.Unlock()
+	s.running[task.Self] = vm
+}
+
+// answer is vCenter's answer about a stalled clone, or nil: CancelTask ends its task in error
+// (RequestCanceled) and of any other task is InvalidState, since every other task here has ended;
+// Destroy_Task of the VM it is making is refused (TaskInProgress) while it runs.
+func (s *stallBook) answer(body types.AnyType) *fault {
+	s.Lock()
+	defer s.Unlock()
+	switch req := body.(type) {
+	case *types.CancelTask:
+		if _, running := s.running[req.This]; !running {
+			return invalidState()
+		}
+		delete(s.running, req.This)
+		task := simulator.Map.Get(req.This).(*simulator.Task)
+		canceled := types.LocalizedMethodFault{Fault: &types.RequestCanceled{}, LocalizedMessage: "The task was canceled by a user."}
+		simulator.Map.Update(task, []types.PropertyChange{
+			{Name: "info.state", Val: types.TaskInfoStateError},
+			{Name: "info.error", Val: canceled},
+			{Name: "info.completeTime", Val: time.Now()},
+		})
+		return &fault{} // answered: no fault (see write)
+	case *types.Destroy_Task:
+		for task, vm := range s.running {
+			if vm == req.This {
+				return taskInProgress(task)
+			}
+		}
+	}
+	return nil
+}
+
+// write sends the fault as vCenter does: HTTP 500 and a SOAP fault whose detail pyVmomi and
+// govmomi turn into the fault type; a fault without a kind is CancelTask's empty answer.
+func (f *fault) write(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.WriteHeader(http.StatusInternalServerError)
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+	const envelope = `<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>%s</faultstring><detail><%sFault xmlns="urn:vim25" xsi:type="%s"><%s>%s</%s></%sFault></detail></soapenv:Fault></soapenv:Body>
-</soapenv:Envelope>`, esc(f.message), f.kind, f.kind, f.field, esc(f.value), f.field, f.kind)
+<soapenv:Body>%s</soapenv:Body>
+</soapenv:Envelope>`
+	if f.kind == "" {
+		fmt.Fprintf(w, envelope, `<CancelTaskResponse xmlns="urn:vim25"></CancelTaskResponse>`)
+		return
+	}
+	w.WriteHeader(http.StatusInternalServerError)
+	body := fmt.Sprintf(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>%s</faultstring>`+
+		`<detail><%sFault xmlns="urn:vim25" xsi:type="%s">%s</%sFault></detail></soapenv:Fault>`,
+		esc(f.message), f.kind, f.kind, f.detail, f.kind)
+	fmt.Fprintf(w, envelope, body)
 }
