@@ -86,12 +86,26 @@ def unchanged_source(
 ) -> ReuseChoice | None:
     """The newest delivered build whose whole chain is the one ``build`` would record now."""
     last = build.plan[-1]
+    builds = list(builds)
+    retired = " ".join(e.detail for b in builds for e in b.events if e.kind == "retire")
     for source in _candidates(builds, build):
-        if any(e.kind == "retire" for e in source.events):
-            continue  # retention deleted (some of) what it published: it is not delivered again
+        if any(image in retired for image in _delivered_images(source)):
+            continue  # retention deleted (some of) what it delivered: it is not delivered again
         if source.delivered and source.plan == build.plan and _matches(source, build.plan, chain, last):
             return ReuseChoice(source, last, None)
     return None
+
+
+def _delivered_images(build: BuildRecord) -> list[str]:
+    """The ids of what ``build`` delivered: the sealed image and each published copy. Retention
+    records a retirement on the build it judged the image's (the one that made it, or the newest
+    delivered one when that record is gone), so every build's retire events are searched for them."""
+    outputs = build.merged_outputs()
+    found = [str(outputs[IMAGE_OUTPUT])] if outputs.get(IMAGE_OUTPUT) else []
+    copies = outputs.get("published_images")
+    if isinstance(copies, Mapping):
+        found += [str(v) for v in copies.values() if v]
+    return [image for image in found if len(image) >= 4]  # never a short id matching any text
 
 
 def checkpoint_sources(

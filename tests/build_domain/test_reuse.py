@@ -100,10 +100,16 @@ def test_nothing_changed_reuses_the_newest_delivered_build_not_a_retired_one(sql
     whole = unchanged_source(builds, rec, chain())
     assert whole is not None and whole.source.build_id == "night-2" and whole.checkpoint is None
     assert unchanged_source(builds, rec, chain(changed_at=100)) is None  # the publish settings changed
-    sqlite.record_retirement("night-2", retired=["night-2/image"], reason="keep_last 1")
+    sqlite.record_retirement("night-1", retired=["night-1/image (catalog)"], reason="keep_last 1")
     rec, builds = new(sqlite, "new-2")
-    again = unchanged_source(builds, rec, chain())
-    assert again is not None and again.source.build_id == "night-1"
+    again = unchanged_source(builds, rec, chain())  # another image's retirement does not matter
+    assert again is not None and again.source.build_id == "night-2"
+    # night-2's image retired, recorded on the newest delivered build (night-3 delivered it again).
+    lease = sqlite.begin("new-2", 5, owner="w")
+    sqlite.reuse("new-2", 5, token=lease.token, source="night-2", taken=taken(again, PLAN, 5))
+    sqlite.record_retirement("new-2", retired=["night-2/image (catalog)"], reason="keep_days 1h")
+    rec, builds = new(sqlite, "new-3")
+    assert unchanged_source(builds, rec, chain()) is None  # night-1's is retired, night-2's and new-2's too
 
 
 def test_what_is_taken_is_recorded_as_reused_attempts_on_every_backend(store: BuildStore) -> None:
