@@ -684,7 +684,11 @@ class VsphereTarget(DigestNames, LaunchTestTarget, LeakCollecting):
         if source.pipeline != self.pipeline:
             raise InvalidInput(where, f"build {source.build_id} is of pipeline {source.pipeline}, not {self.pipeline}; "
                                       "its checkpoint is not copied")  # fmt: skip
-        template = self._owned(source, checkpoint.image, template=True)
+        image = checkpoint.image
+        if not image or "/" in image or len(image) > 80:  # a path elsewhere, or no vCenter name at all
+            raise InvalidInput(where, f"{image[:100]!r} is not the name of a template in {self.folder_path()}; "
+                                      "nothing is copied")  # fmt: skip
+        template = self._owned(source, image, template=True)
         try:
             options = self._options(template) if template is not None else {}
         except NotFound:  # destroyed meanwhile

@@ -642,6 +642,9 @@ def test_a_checkpoint_that_is_not_the_named_source_builds_is_refused_and_nothing
     for image in (theirs, foreign, sealed, SOURCE_TEMPLATE, "no-such-template", subfolder):
         with pytest.raises(InvalidInput, match=rf"checkpoint_image: {image} is not a checkpoint template of build "):
             target.adopt_checkpoint(new, build, Checkpoint(10, image))
+    for image in (f"{subfolder}/{theirs}", "x" * 10_000):  # a path into a subfolder; no vCenter name
+        with pytest.raises(InvalidInput, match=r"checkpoint_image: '.*' is not the name of a template in "):
+            target.adopt_checkpoint(new, build, Checkpoint(10, image))
     with pytest.raises(InvalidInput, match=r"checkpoint_image: build .* is of pipeline other-pipe, not vs-pipe"):
         target.adopt_checkpoint(new, twin, Checkpoint(10, foreign))
     assert folder_names(target) == before
