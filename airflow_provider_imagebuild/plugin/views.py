@@ -63,10 +63,14 @@ def by_cloud(rec: BuildRecord) -> Prices:
     return example_prices(rec.cloud)
 
 
-def cost_view(rec: BuildRecord, prices_of: PricesOf, now: datetime) -> dict[str, Any]:
-    """What the build cost so far (build/cost.py), with which prices (``example`` or ``spec``)."""
+def cost_view(
+    rec: BuildRecord, prices_of: PricesOf, now: datetime, pipeline_builds: list[BuildRecord] | None = None
+) -> dict[str, Any]:
+    """What the build cost so far (build/cost.py), with which prices (``example`` or ``spec``);
+    ``pipeline_builds`` (the same pipeline's, where at hand) say what reuse saved it."""
     prices = prices_of(rec)
-    return {**build_cost(rec, prices, now).to_public(), "prices": prices.source}
+    records = {b.build_id: b for b in pipeline_builds} if pipeline_builds is not None else None
+    return {**build_cost(rec, prices, now, records).to_public(), "prices": prices.source}
 
 
 def builds_page(
@@ -297,7 +301,7 @@ def build_view(
     """One build for its page: ``pipeline_builds`` (the same pipeline's builds) give the ETA,
     ``prices_of`` the build its prices for what it cost."""
     now = now or datetime.now(timezone.utc)
-    cost = cost_view(rec, prices_of, now)
+    cost = cost_view(rec, prices_of, now, pipeline_builds)
     taken = reused_milestones(rec)
     known = {b.build_id for b in pipeline_builds}  # a source pruned since (or forged) is named, not linked
     timeline = []

@@ -58,3 +58,13 @@ def test_the_page_and_the_api_say_what_a_build_reused_and_link_its_source(store:
     head = re.search(r'<dd id="reuse">.*?</dd>', page, re.S)
     assert head and _text(head.group(0)) == "nothing changed since build night-1: its image delivered again"
     assert "/builds/night-1" not in page
+
+
+def test_the_build_pages_cost_says_what_reuse_saved(store: BuildStore) -> None:  # noqa: F811
+    """The page's cost reads the pipeline's builds: what night-1 paid for 5..15 (None: unknown)."""
+    from airflow_provider_imagebuild.plugin.views import build_view
+
+    reused_builds(store)
+    view = build_view(store.get("night-2"), store.scan_builds()[0])
+    cost = view["summary"]["cost"]
+    assert cost["reused_milestones"] == [5, 10, 15] and cost["cost_saved_by_reuse"] == 0.0
