@@ -9,7 +9,13 @@ resolve one yet, and a spec that asks is refused when it is loaded.
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Callable
 from typing import Any
+
+from airflow_provider_imagebuild.errors import ImageBuildError
+
+log = logging.getLogger(__name__)
 
 
 def local_base_id() -> str | None:
@@ -42,10 +48,43 @@ def aws_source_id(target: Any) -> str | None:
     return str(newest["ImageId"]) if newest else None
 
 
+# What spec/gcp.py documents for an unset source (the shipped template's defaults, rhel8-gcp.pkr.hcl).
+GCP_DEFAULT_PROJECT = "rhel-cloud"
+GCP_DEFAULT_FAMILY = "rhel-8"
+
+
+def gcp_source_id(target: Any) -> str | None:
+    """The image ``source_image`` names, else the newest non-deprecated image of
+    ``source_image_family`` (``images.getFromFamily``: what Packer's googlecompute starts from), in
+    ``source_image_project``; as ``projects/P/global/images/NAME#ID``: the numeric id is what
+    changes when an image is deleted and made again under the same name."""
+    s = target.settings
+    project = s.source_image_project or GCP_DEFAULT_PROJECT
+    images = target.compute.images()
+    if s.source_image:
+        image = target.call(f"images.get {project}/{s.source_image}", images.get(project=project, image=s.source_image))
+    else:
+        family = s.source_image_family or GCP_DEFAULT_FAMILY
+        request = images.getFromFamily(project=project, family=family)
+        image = target.call(f"images.getFromFamily {project}/{family}", request)
+    if not image.get("id") or image.get("status", "READY") != "READY":
+        return None  # a PENDING or FAILED image is nothing a build can start from
+    return f"projects/{project}/global/images/{image['name']}#{image['id']}"
+
+
+RESOLVERS: dict[str, Callable[[Any], str | None]] = {"aws": aws_source_id, "gcp": gcp_source_id}
+
+
 def source_image_id(target: Any) -> str | None:
-    """The id ``target``'s source image resolves to now (None: it cannot say)."""
+    """The id ``target``'s source image resolves to now (None: it cannot say, with the cloud's
+    reason logged: the watch then records a value unique to this reading, never a failure)."""
     if target.name == "local":
         return local_base_id()
-    if target.name == "aws":
-        return aws_source_id(target)
-    return None
+    resolve = RESOLVERS.get(target.name)
+    if resolve is None:
+        return None
+    try:
+        return resolve(target)
+    except ImageBuildError as exc:
+        log.warning("watch image: source: %s", str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+        return None

@@ -258,6 +258,7 @@ class FakeGce:
     refused: list[str] = field(default_factory=list)  # requests the schema check refused
     pages: int = 0  # list pages served
     guest_console: Path | None = None  # what every instance's serial port 1 shows (the stand-in guest's)
+    foreign: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # other projects' images
     url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -280,6 +281,17 @@ class FakeGce:
             if family:
                 image["family"] = family
             self.images[name] = image
+            return image
+
+    def add_foreign_image(self, project: str, name: str, family: str | None = None) -> dict[str, Any]:
+        """An image of another project (a public image project such as ``rhel-cloud``), which
+        images.get and images.getFromFamily read there; this project's lists never show it."""
+        with self.lock:
+            image = {"kind": "compute#image", "id": str(next(self._ids)), "name": name, "status": "READY",
+                     "selfLink": f"{self.url}/compute/v1/projects/{project}/global/images/{name}",
+                     "creationTimestamp": _now(), "labels": {}, "labelFingerprint": uuid.uuid4().hex[:12],
+                     "diskSizeGb": "20", **({"family": family} if family else {})}  # fmt: skip
+            self.foreign.setdefault(project, {})[name] = image
             return image
 
     def remove_instance(self, name: str) -> None:
@@ -512,12 +524,31 @@ class FakeGce:
         return status, op
 
     def _images_get(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
-        found = self.images.get(segments[-1])
+        found = self._project_images(segments[1]).get(segments[-1])
         if found is None:
             return 404, _error(
-                404, "notFound", f"The resource 'projects/{self.project}/global/images/{segments[-1]}' was not found"
+                404, "notFound", f"The resource 'projects/{segments[1]}/global/images/{segments[-1]}' was not found"
             )
         return 200, found
+
+    def _project_images(self, project: str) -> dict[str, dict[str, Any]]:
+        return self.images if project == self.project else self.foreign.get(project, {})
+
+    def _images_getFromFamily(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
+        """Compute Engine returns "the latest image that is part of an image family and is not
+        deprecated": latest by creation time (then by id: the fake's clock has whole seconds), any
+        deprecation state but ACTIVE left out; none is a 404 naming the family."""
+        project, family = segments[1], segments[-1]
+        candidates = [
+            i
+            for i in self._project_images(project).values()
+            if i.get("family") == family and (i.get("deprecated") or {}).get("state", "ACTIVE") == "ACTIVE"
+        ]
+        if not candidates:
+            return 404, _error(
+                404, "notFound", f"The resource 'projects/{project}/global/images/family/{family}' was not found"
+            )
+        return 200, max(candidates, key=lambda i: (i["creationTimestamp"], int(i["id"])))
 
     def _images_delete(self, segments: list[str], query: Any, body: Any) -> tuple[int, Any]:
         found = self.images.pop(segments[-1], None)

@@ -32,3 +32,37 @@ def test_the_source_image_resolves_to_the_newest_ami_of_its_name(
     watch = WatchSpec(name="base", image="source")
     nothing = watched_value(watch, lambda: source_image_id(_target(aws_clients, unique("no-such-image"))))
     assert nothing.problem == "the target could not resolve its source image" and nothing.value.startswith("unavail")
+
+
+def _unavailable(resolve: Callable[[], str | None]) -> None:
+    """What a watch records when the target cannot resolve its source: a value unique to this reading."""
+    nothing = watched_value(WatchSpec(name="base", image="source"), resolve)
+    assert nothing.problem == "the target could not resolve its source image" and nothing.value.startswith("unavail")
+
+
+def test_gcp_resolves_the_newest_image_of_the_source_family_in_its_project(fake_gce: Any) -> None:
+    from airflow_provider_imagebuild.spec.pipeline import GcpTargetSpec
+    from airflow_provider_imagebuild.targets.gcp import GcpTarget
+    from tests.conftest import GCP_CONN_ID
+    from tests.servers.gce import ZONE
+
+    clients = GcpTarget.from_settings(GcpTargetSpec(gcp_conn_id=GCP_CONN_ID, zone=ZONE), pipeline="w", image_type="w")
+
+    def target(**source: Any) -> GcpTarget:  # one connection for all (what from_settings costs is its clients)
+        spec = GcpTargetSpec(gcp_conn_id=GCP_CONN_ID, zone=ZONE, **source)
+        return GcpTarget(spec, pipeline="web", image_type="webserver", clients=clients.clients)
+
+    older = fake_gce.add_foreign_image("rhel-cloud", "rhel-8-v20261105", family="rhel-8")
+    by_family = target(source_image_family="rhel-8", source_image_project="rhel-cloud")
+    first = source_image_id(by_family)
+    assert first == f"projects/rhel-cloud/global/images/rhel-8-v20261105#{older['id']}"
+    newer = fake_gce.add_foreign_image("rhel-cloud", "rhel-8-v20261203", family="rhel-8")
+    assert source_image_id(by_family) == f"projects/rhel-cloud/global/images/rhel-8-v20261203#{newer['id']}"
+    newer["deprecated"] = {"state": "DEPRECATED"}  # the family falls back to its newest image not deprecated
+    assert source_image_id(by_family) == first
+    # the fixture's own-project rhel-8 family is not the vendor's: the project is part of the source
+    assert source_image_id(target(source_image_family="rhel-8", source_image_project="imagebuild-test")) != first
+    by_name = target(source_image="rhel-8-v20261105", source_image_project="rhel-cloud")
+    assert source_image_id(by_name) == first
+    _unavailable(lambda: source_image_id(target(source_image_family="rhel-9", source_image_project="rhel-cloud")))
+    _unavailable(lambda: source_image_id(target(source_image="rhel-8-v20261105", source_image_project="other-vendor")))
