@@ -9,7 +9,9 @@ resolve one yet, and a spec that asks is refused when it is loaded.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +74,32 @@ def gcp_source_id(target: Any) -> str | None:
     return f"projects/{project}/global/images/{image['name']}#{image['id']}"
 
 
-RESOLVERS: dict[str, Callable[[Any], str | None]] = {"aws": aws_source_id, "gcp": gcp_source_id}
+GLANCE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+MAX_SAME_NAME = 100  # images of one name read at most (Glance's default page is 25: one request, newest first)
+
+
+def openstack_source_id(target: Any) -> str | None:
+    """A Glance image id as given, else the id of the newest active image named ``source_image``
+    that the project sees (Glance's list by name, newest first): a vendor uploading a new image
+    under the same name, the old one deleted or kept, changes it."""
+    from airflow_provider_imagebuild.clouds.openstack import openstack_errors
+
+    name = target.settings.source_image
+    if not name:
+        return None
+    if GLANCE_ID.fullmatch(name):
+        return str(name)
+    with openstack_errors(f"list images {name}"):
+        listed = target.conn.image.images(name=name, status="active", sort="created_at:desc")
+        newest = next((i for i in itertools.islice(listed, MAX_SAME_NAME) if i.name == name), None)
+    return str(newest.id) if newest is not None else None
+
+
+RESOLVERS: dict[str, Callable[[Any], str | None]] = {
+    "aws": aws_source_id,
+    "gcp": gcp_source_id,
+    "openstack": openstack_source_id,
+}
 
 
 def source_image_id(target: Any) -> str | None:

@@ -36,6 +36,10 @@ cannot set them. ``requestId`` (any mutating method) must be a UUID other than t
 request repeated with the same one gets the first one's answer and does nothing again ("the server
 will know to ignore the request if it has already been completed").
 
+``images.get`` and ``images.getFromFamily`` read other projects' images too (``foreign``: a public
+image project such as ``rhel-cloud``); getFromFamily answers the family's latest image not
+deprecated, or 404.
+
 ``instances.getSerialPortOutput`` answers the last 1 MB of port 1 as documented (``start``,
 ``next``, a negative ``start`` counting back from the end); what the port shows is
 ``guest_console``, the serial console file of the stand-in guest (a local qemu VM of the same

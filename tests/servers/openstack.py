@@ -21,7 +21,8 @@ follows the OpenStack API references for the calls made:
   server gets the security groups asked for, each one the project must have (Neutron's
   ``default`` exists in every project, ``add_security_group`` adds more), else ``default``; a key
   pair must exist (``add_keypair``). The catalog lists public, internal and admin endpoints.
-- Image v2 (version 2.16): images (create, show, list with ``name``, JSON-patch update with
+- Image v2 (version 2.16): images (create, show, list with ``name`` and other attribute filters in
+  Glance's order: ``sort`` or ``sort_key``/``sort_dir``, not both, newest first by default; JSON-patch update with
   ``application/openstack-images-v2.1-json-patch``, delete), data upload (``PUT /file``), the
   interoperable import (``GET /v2/info/import`` and the ``OpenStack-image-import-methods``
   header of a create, ``PUT /stage``, ``POST /import`` with ``glance-direct``), the image's import
@@ -56,6 +57,7 @@ without data (the Glance API process died); ``server_requests`` keeps the bodies
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -123,6 +125,32 @@ RESERVED = {"location", "deleted", "deleted_at"}  # glance/api/v2/images.py _res
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _attribute(key: str, image: dict[str, Any]) -> str:
+    return str(image.get(key) or "")
+
+
+def _image_order(query: dict[str, list[str]]) -> list[tuple[str, bool]] | str:
+    """Glance's list order (Image API v2 "List images"): ``sort=key:dir,...`` or
+    ``sort_key``/``sort_dir`` (not both: 400), each direction ``asc`` or ``desc`` (the default);
+    no key means ``created_at``, and Glance adds ``created_at`` and ``id`` to break ties. A list of
+    (key, descending), or why Glance answers 400."""
+    if "sort" in query and ("sort_key" in query or "sort_dir" in query):
+        return "The sort and sort_key/sort_dir parameters cannot be used together."
+    if "sort" in query:
+        pairs = [(part.partition(":")[0], part.partition(":")[2] or "desc") for part in query["sort"][-1].split(",")]
+    else:
+        keys, dirs = query.get("sort_key", ["created_at"]), query.get("sort_dir", [])
+        pairs = [(key, dirs[i] if i < len(dirs) else dirs[-1] if dirs else "desc") for i, key in enumerate(keys)]
+    for key, direction in pairs:
+        if direction not in ("asc", "desc"):
+            return f"Invalid sort direction: {direction}"
+        if not key:
+            return "Invalid sort key"
+    keys = [key for key, _ in pairs]
+    pairs += [(key, pairs[0][1]) for key in ("created_at", "id") if key not in keys]
+    return [(key, direction == "desc") for key, direction in pairs]
 
 
 @dataclass
@@ -819,6 +847,9 @@ class FakeOpenstack:
             )
         if method == "GET" and route == "/v2/images":
             visibility = query.get("visibility", [None])[0]
+            order = _image_order(query)
+            if isinstance(order, str):
+                return 400, {}, {"error": {"code": 400, "message": order}}
             found = [
                 self._image_view(i)
                 for i in self.images.values()
@@ -826,9 +857,11 @@ class FakeOpenstack:
                 and all(
                     str(i.get(k)) == v[0]
                     for k, v in query.items()
-                    if k not in ("limit", "marker", "sort", "visibility")
+                    if k not in ("limit", "marker", "sort", "sort_key", "sort_dir", "visibility")
                 )
             ]
+            for key, descending in reversed(order):  # the last key first: a stable sort keeps it under the others
+                found.sort(key=functools.partial(_attribute, key), reverse=descending)
             return 200, {}, {"images": found, "first": "/v2/images", "schema": "/v2/schemas/images"}
         if method == "POST" and route == "/v2/images":
             spec = json.loads(body)

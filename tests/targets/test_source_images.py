@@ -66,3 +66,24 @@ def test_gcp_resolves_the_newest_image_of_the_source_family_in_its_project(fake_
     assert source_image_id(by_name) == first
     _unavailable(lambda: source_image_id(target(source_image_family="rhel-9", source_image_project="rhel-cloud")))
     _unavailable(lambda: source_image_id(target(source_image="rhel-8-v20261105", source_image_project="other-vendor")))
+
+
+def test_openstack_resolves_the_newest_active_image_of_the_source_name_the_project_sees(fake_os: Any) -> None:
+    from tests.servers.openstack import OTHER_PROJECT_ID
+    from tests.targets.test_openstack import make_target
+
+    name = unique("vendor-rhel-8.10")
+    older = fake_os.add_image(name, owner=OTHER_PROJECT_ID, visibility="public")
+    fake_os.images[older]["created_at"] = "2026-11-05T08:00:00Z"
+    target = make_target("web", source_image=name)
+    assert source_image_id(target) == older
+    newer = fake_os.add_image(name, owner=OTHER_PROJECT_ID, visibility="public")  # the vendor uploaded again
+    fake_os.images[newer]["created_at"] = "2026-12-03T08:00:00Z"
+    hidden = fake_os.add_image(name, owner=OTHER_PROJECT_ID, visibility="private")  # not the project's to see
+    queued = fake_os.add_image(name)  # an upload not finished: nothing a build starts from
+    fake_os.images[queued]["status"] = "queued"
+    for later in (hidden, queued):
+        fake_os.images[later]["created_at"] = "2026-12-04T08:00:00Z"
+    assert source_image_id(target) == newer
+    assert source_image_id(make_target("web", source_image=older)) == older  # an id is itself
+    _unavailable(lambda: source_image_id(make_target("web", source_image=unique("no-such-image"))))
