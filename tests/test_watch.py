@@ -136,14 +136,14 @@ def test_a_milestone_fingerprints_its_watched_repository(repo: Repository, tmp_p
 def test_watch_entries_are_checked_when_the_spec_is_loaded() -> None:
     from airflow_provider_imagebuild.spec.pipeline import SpecError
 
-    base = {"pipeline": "w", "cloud": "vsphere", "image_type": "b"}
+    base = {"pipeline": "w", "cloud": "azure", "image_type": "b"}
     cases = [
         ([{"name": "m", "apt": "ftp://mirror/InRelease"}], "milestones.15.watch.0.apt: must be an http:// or https://"),
         ([{"name": "m", "apt": "http://user:pw@mirror/InRelease"}], "without credentials"),
         ([{"name": "m", "command": "cat /etc/pin | sha256sum"}], "milestones.15.watch.0.command"),
         ([{"name": "m"}], "give exactly one of command, apt, yum, image"),
         ([{"name": "m", "command": ["a"]}, {"name": "m", "command": ["b"]}], "'m' is named twice"),
-        ([{"name": "m", "image": "source"}], "'image: source' is not available for cloud 'vsphere' yet"),
+        ([{"name": "m", "image": "source"}], "'image: source' is not available for cloud 'azure' yet"),
         ([{"name": "m", "command": ["a"], "timeout": 3600}], "milestones.15.watch.0.timeout"),
         ([{"name": f"m{i}", "command": ["a"]} for i in range(21)], "a milestone watches at most 20"),
     ]

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_imagebuild.errors import ImageBuildError
+from airflow_provider_imagebuild.errors import ImageBuildError, TargetError
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,61 @@ def openstack_source_id(target: Any) -> str | None:
     return str(newest.id) if newest is not None else None
 
 
+VM_PAGE = 1000  # VM names per property collector answer
+MAX_VM_PAGES = 50  # a datacenter of more than 50,000 VMs and templates is not searched through
+
+
+def vsphere_source_id(target: Any) -> str | None:
+    """``<instance UUID>@<managed object id>`` of the VM template named ``template`` anywhere in
+    the datacenter's VM folders, as Packer's vsphere-clone finds a source by name (govmomi's finder
+    searches a name without a path recursively and refuses one that names several). A template
+    replaced under the same name is a new VM: vCenter gives it a new managed object id (never
+    reused) and a new instance UUID (govmomi's simulator derives that one from the name, so the
+    id is what tells two of its VMs apart). None when no VM, or several, have that name."""
+    from pyVmomi import vim, vmodl
+
+    from airflow_provider_imagebuild.clouds.vsphere import vsphere_errors
+
+    name = target.settings.template
+    if not name:
+        return None
+    collector = vmodl.query.PropertyCollector
+    with vsphere_errors(f"find the source template {name}"):
+        content = target.content
+        view = content.viewManager.CreateContainerView(target.datacenter.vmFolder, [vim.VirtualMachine], True)
+        try:
+            traversal = collector.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+            spec = collector.FilterSpec(
+                objectSet=[collector.ObjectSpec(obj=view, skip=True, selectSet=[traversal])],
+                propSet=[collector.PropertySpec(type=vim.VirtualMachine, pathSet=["name"])],
+            )
+            pages = content.propertyCollector
+            answer = pages.RetrievePropertiesEx([spec], collector.RetrieveOptions(maxObjects=VM_PAGE))
+            named: list[Any] = []
+            for _ in range(MAX_VM_PAGES):
+                if answer is None:
+                    break
+                named += [o.obj for o in answer.objects if any(p.val == name for p in o.propSet)]
+                if not answer.token:
+                    break
+                answer = pages.ContinueRetrievePropertiesEx(answer.token)
+            else:
+                pages.CancelRetrievePropertiesEx(answer.token)
+                raise TargetError(f"vSphere: more than {VM_PAGE * MAX_VM_PAGES} VMs to search for {name}")
+        finally:
+            view.Destroy()
+        if len(named) != 1:
+            if named:
+                log.warning("watch image: source: %d VMs are named %s; Packer refuses the name too", len(named), name)
+            return None
+        return f"{named[0].config.instanceUuid}@{named[0]._moId}"
+
+
 RESOLVERS: dict[str, Callable[[Any], str | None]] = {
     "aws": aws_source_id,
     "gcp": gcp_source_id,
     "openstack": openstack_source_id,
+    "vsphere": vsphere_source_id,
 }
 
 

@@ -87,3 +87,34 @@ def test_openstack_resolves_the_newest_active_image_of_the_source_name_the_proje
     assert source_image_id(target) == newer
     assert source_image_id(make_target("web", source_image=older)) == older  # an id is itself
     _unavailable(lambda: source_image_id(make_target("web", source_image=unique("no-such-image"))))
+
+
+def test_vsphere_resolves_the_source_template_name_to_its_instance_uuid(vsphere_conn: tuple[str, int]) -> None:
+    from pyVmomi import vim
+
+    from tests.servers.vcsim import SOURCE_TEMPLATE
+    from tests.targets.test_vsphere import make_target
+
+    name, folders = unique("rhel-8.10-source"), [unique("vendor"), unique("team")]
+    root = make_target("web")
+    made = [root.datacenter.vmFolder.CreateFolder(folder) for folder in folders]
+    source, target = root._vm(SOURCE_TEMPLATE), make_target("web", template=name)
+
+    def publish(folder: Any) -> str:  # what an admin does: the source VM cloned into a template of the name
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=root.pool(), datastore=root.datastore()))
+        vm = root.clients.wait("clone", source.CloneVM_Task(folder=folder, name=name, spec=spec))
+        vm.MarkAsTemplate()
+        return f"{vm.config.instanceUuid}@{vm._moId}"
+
+    try:
+        first = publish(made[0])  # in a subfolder: Packer finds a bare name anywhere in the datacenter
+        assert source_image_id(target) == first
+        root.clients.wait("destroy", made[0].childEntity[0].Destroy_Task())
+        second = publish(made[0])  # replaced under the same name
+        assert second != first and source_image_id(target) == second
+        publish(made[1])  # two of that name: Packer's finder refuses it, the watch cannot say which
+        _unavailable(lambda: source_image_id(target))
+        _unavailable(lambda: source_image_id(make_target("web", template=unique("no-such-template"))))
+    finally:
+        for folder in made:
+            root.clients.wait("destroy", folder.Destroy_Task())
