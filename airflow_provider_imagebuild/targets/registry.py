@@ -54,7 +54,7 @@ TARGETS: dict[str, Registered] = {
 TARGET_ACTIONS = frozenset({"packer", "bootstrap", "ansible", "seal", "launch_test", "publish"})
 # The clouds whose target resolves a watch ``image: source`` to an image id (targets/source_images.py);
 # data here so that the spec refuses the others without loading a target.
-IMAGE_WATCH_CLOUDS = ("local", "aws", "gcp", "openstack", "vsphere")
+IMAGE_WATCH_CLOUDS = ("local", "aws", "azure", "gcp", "openstack", "vsphere")
 
 
 def clouds_for(action: str) -> tuple[str, ...]:

@@ -1,13 +1,17 @@
 """What a target's source image resolves to now: the value of a watch ``image: source`` (spec/watch.py).
 
-A spec names its source image the way people do (an AMI name pattern, the local Debian base);
-what a build really starts from is one image id, and that is what a fingerprint must carry: a
-newer image behind the same name is a change. Clouds not listed in :data:`.registry.IMAGE_WATCH_CLOUDS` cannot
-resolve one yet, and a spec that asks is refused when it is loaded.
+A spec names its source image the way people do (an AMI name pattern, an image family, a
+marketplace URN ending in ``latest``, a Glance or template name, the local Debian base); what a
+build really starts from is one image, and that is what a fingerprint must carry: a newer image
+behind the same name is a change. Each cloud resolves it through the target's own connection and
+the same API the build's Packer template resolves it with, read-only and in a bounded number of
+calls. Clouds not listed in :data:`.registry.IMAGE_WATCH_CLOUDS` cannot resolve one, and a spec
+that asks is refused when it is loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -75,6 +79,7 @@ def gcp_source_id(target: Any) -> str | None:
 
 
 GLANCE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+MAX_MARKETPLACE_VERSIONS = 5000  # versions of one SKU read at most (Azure lists them in one answer)
 MAX_SAME_NAME = 100  # images of one name read at most (Glance's default page is 25: one request, newest first)
 
 
@@ -145,8 +150,64 @@ def vsphere_source_id(target: Any) -> str | None:
         return f"{named[0].config.instanceUuid}@{named[0]._moId}"
 
 
+MARKETPLACE_VERSION = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,10}){0,3}")  # Major.Minor.Build
+
+
+def azure_source_id(target: Any) -> str | None:
+    """What ``source_image`` starts Packer's azure-arm from now, in the three forms the target takes:
+
+    - a marketplace URN whose version is ``latest``: the newest version the target's location
+      offers (VirtualMachineImages_List, versions compared as numbers, as Azure resolves
+      ``latest``), as the URN with that version; a fixed version is itself;
+    - a gallery image version id: that version, ``<id>#<publishedDate>`` (a version deleted and
+      published again under its number is another);
+    - a managed image id: ``<id>#<digest of what it was captured from>`` (its source VM and OS
+      disk, snapshot or blob: ARM gives a managed image no creation time of its own).
+
+    Resources of another subscription are read with the same credential, as Packer would."""
+    from airflow_provider_imagebuild.targets.azure import _get, parse_id
+
+    source = str(target.settings.source_image or "")
+    if not source.startswith("/"):
+        publisher, offer, sku, version = [*source.split(":"), "", "", "", ""][:4]
+        if not version or version.lower() != "latest":
+            return source or None
+        if not target.location:
+            return None
+        with target.api(f"VirtualMachineImages_List {publisher}:{offer}:{sku} in {target.location}"):
+            listed = target.compute.virtual_machine_images.list(target.location, publisher, offer, sku)
+            names = [str(_get(v, "name") or "") for v in itertools.islice(listed, MAX_MARKETPLACE_VERSIONS)]
+        numbered = [n for n in names if MARKETPLACE_VERSION.fullmatch(n)]
+        newest = max(numbered, key=lambda n: tuple(int(x) for x in n.split(".")), default=None)
+        return f"{publisher}:{offer}:{sku}:{newest}" if newest else None
+    parts = parse_id(source) or {}
+    clients = target.clients
+    if str(parts.get("subscription", "")).lower() != clients.subscription_id.lower():
+        clients = dataclasses.replace(clients, subscription_id=parts.get("subscription", ""))
+    group, kind = parts.get("resource_group", ""), str(parts.get("type", "")).lower()
+    if kind == "galleries" and str(parts.get("child_type_2", "")).lower() == "versions":
+        gallery, image, number = parts["name"], parts["child_name_1"], parts["child_name_2"]
+        with target.api(f"GalleryImageVersions_Get {gallery}/{image}/{number}"):
+            found = clients.compute.gallery_image_versions.get(group, gallery, image, number)
+        published = _get(found, "properties", "publishingProfile", "publishedDate")
+        ready = _get(found, "properties", "provisioningState") == "Succeeded"
+        return f"{_get(found, 'id')}#{published}" if ready and published else None
+    if kind == "images" and not parts.get("children"):
+        with target.api(f"Images_Get {parts['name']}"):
+            found = clients.compute.images.get(group, parts["name"])
+        if _get(found, "properties", "provisioningState") != "Succeeded":
+            return None
+        disk = _get(found, "properties", "storageProfile", "osDisk") or {}
+        origin = [_get(found, "properties", "sourceVirtualMachine", "id")]
+        origin += [_get(disk, key, "id") for key in ("snapshot", "managedDisk")] + [_get(disk, "blobUri")]
+        digest = hashlib.sha256(repr([str(o or "").lower() for o in origin]).encode()).hexdigest()[:16]
+        return f"{_get(found, 'id')}#{digest}"
+    return None
+
+
 RESOLVERS: dict[str, Callable[[Any], str | None]] = {
     "aws": aws_source_id,
+    "azure": azure_source_id,
     "gcp": gcp_source_id,
     "openstack": openstack_source_id,
     "vsphere": vsphere_source_id,

@@ -124,6 +124,13 @@ NAME_RULES = {
     ),
 }
 NIC_RESERVATION_S = 180.0  # how long Azure keeps a NIC for the VM just deleted
+# VirtualMachineImages_List: a marketplace SKU's versions in a location (what "latest" is resolved from)
+MARKETPLACE_VERSIONS_RE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<location>[^/]+)/publishers/"
+    r"(?P<publisher>[^/]+)/artifacttypes/vmimage/offers/(?P<offer>[^/]+)/skus/(?P<sku>[^/]+)/versions$",
+    re.IGNORECASE,
+)
+MARKETPLACE_API_VERSION = "2026-04-01"  # what azure-mgmt-compute 39.0.0 sends for virtual machine images
 RESOURCE_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>Microsoft\.[A-Za-z]+)/(?P<rest>.+)$",
     re.IGNORECASE,
@@ -187,6 +194,8 @@ class FakeArm:
     guest_console: Path | None = None  # what every VM's serial console log shows (the stand-in guest's)
     sas_tokens: dict[str, str] = field(default_factory=dict)  # boot log SAS signature -> VM id
     token_resources: list[str] = field(default_factory=list)  # the audience each token was asked for
+    # (location, publisher, offer, sku), lowercased (Azure matches them so) -> the versions offered there
+    marketplace: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     url: str = ""
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(4))
 
@@ -553,10 +562,48 @@ class FakeArm:
                     return fault.status, extra, _error(fault.code, "Injected by the test.")
             if "/operations/" in path and method == "GET":
                 return self._poll(path.rsplit("/", 1)[-1])
+            versions = MARKETPLACE_VERSIONS_RE.match(path.rstrip("/"))
+            if method == "GET" and versions:
+                return self._marketplace_versions(versions, query)
             listed = RESOURCE_RE.match(path.rstrip("/"))
             if method == "GET" and listed and self._is_collection(path.rstrip("/"), listed["rest"]):
                 return self._list(path.rstrip("/"))
             return self._resource_request(method, path, query, body)
+
+    def _marketplace_versions(
+        self, path: re.Match[str], query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, str], Any]:
+        """VirtualMachineImages_List (ComputeRP.json's operation of that id): every version of a
+        marketplace SKU the location offers, as ``VirtualMachineImageResource`` (``name``
+        is the version), unsorted; a SKU not offered there is Azure's 404 ``NotFound`` "Artifact:
+        VMImage was not found." (danielsollondon/azvmimagebuilder#80, whose request lists versions), a SKU
+        without versions an empty list (Azure/azure-cli#9011)."""
+        version = query.get("api-version", [""])[0]
+        if version != MARKETPLACE_API_VERSION:
+            return (
+                400,
+                {},
+                _error(
+                    "NoRegisteredProviderFound",
+                    f"No registered resource provider found for location '{path['location']}' and API version "
+                    f"'{version}' for type 'locations/publishers/artifacttypes/offers/skus/versions'.",
+                ),
+            )
+        key = tuple(path[k].lower() for k in ("location", "publisher", "offer", "sku"))
+        if path["sub"].lower() != self.subscription.lower() or key not in self.marketplace:
+            return 404, {}, _error("NotFound", "Artifact: VMImage was not found.")
+        base = (
+            f"/Subscriptions/{self.subscription}/Providers/Microsoft.Compute/Locations/{path['location']}/Publishers/"
+            f"{path['publisher']}/ArtifactTypes/VMImage/Offers/{path['offer']}/Skus/{path['sku']}/Versions"
+        )
+        found = [{"name": v, "location": path["location"], "id": f"{base}/{v}"} for v in self.marketplace[key]]
+        return 200, {}, found
+
+    def add_marketplace_version(self, location: str, urn: str, version: str) -> None:
+        """A version of the marketplace image ``Publisher:Offer:Sku`` (``urn``) offered in ``location``."""
+        with self.lock:
+            key = (location.lower(), *(part.lower() for part in urn.split(":")))
+            self.marketplace.setdefault(key, []).append(version)
 
     def _is_collection(self, path: str, rest: str) -> bool:
         """Whether a GET names a collection: a top-level type (``.../images``), or a child type the

@@ -118,3 +118,46 @@ def test_vsphere_resolves_the_source_template_name_to_its_instance_uuid(vsphere_
     finally:
         for folder in made:
             root.clients.wait("destroy", folder.Destroy_Task())
+
+
+def test_azure_resolves_latest_to_the_newest_version_offered_and_an_image_id_to_what_it_holds(fake_arm: Any) -> None:
+    from tests.servers.azure_arm import SUBSCRIPTION
+    from tests.targets.test_azure import GROUP_ID, _target
+
+    urn = unique("RHEL").replace("_", "-")
+    fake_arm.add_marketplace_version("westeurope", f"RedHat:{urn}:8-lvm-gen2", "8.9.2024060101")
+    fake_arm.add_marketplace_version("westeurope", f"RedHat:{urn}:8-lvm-gen2", "8.10.2024070513")
+    latest = _target(source_image=f"RedHat:{urn}:8-lvm-gen2:latest")
+    assert source_image_id(latest) == f"RedHat:{urn}:8-lvm-gen2:8.10.2024070513"  # as numbers: 8.10 after 8.9
+    fake_arm.add_marketplace_version("westeurope", f"RedHat:{urn}:8-lvm-gen2", "8.10.2024111201")
+    assert source_image_id(latest) == f"RedHat:{urn}:8-lvm-gen2:8.10.2024111201"
+    fixed = f"RedHat:{urn}:8-lvm-gen2:8.9.2024060101"
+    assert source_image_id(_target(source_image=fixed)) == fixed
+    _unavailable(
+        lambda: source_image_id(_target(source_image=f"RedHat:{urn}:8-lvm-gen2:latest", location="northeurope"))
+    )
+
+    version_id = f"{GROUP_ID}/Microsoft.Compute/galleries/golden/images/rhel8-web/versions/1.0.0"
+    published = {"publishingProfile": {"publishedDate": "2026-11-01T08:00:00Z"}}
+    fake_arm.add(version_id, {"location": "westeurope", "properties": published})
+    by_version = _target(source_image=version_id)
+    assert source_image_id(by_version) == f"{version_id}#2026-11-01T08:00:00Z"
+    fake_arm.remove(version_id)  # deleted and published again under the same number
+    fake_arm.add(version_id, {"location": "westeurope", "properties": {"publishingProfile": {"publishedDate": "x"}}})
+    assert source_image_id(by_version) == f"{version_id}#x"
+
+    image_id = f"{GROUP_ID}/Microsoft.Compute/images/{unique('vendor-rhel8')}"
+
+    def captured_from(vm: str) -> None:
+        source = {"id": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-vendor/providers/Microsoft.Compute/{vm}"}
+        fake_arm.add(image_id, {"location": "westeurope", "properties": {"sourceVirtualMachine": source}})
+
+    captured_from("virtualMachines/vendor-1")
+    by_image = _target(source_image=image_id)
+    first = source_image_id(by_image)
+    assert first is not None and first.startswith(f"{image_id}#")
+    assert source_image_id(by_image) == first
+    captured_from("virtualMachines/vendor-2")  # the image made again, under the same id, of another VM
+    assert source_image_id(by_image) not in (first, None)
+    fake_arm.remove(image_id)
+    _unavailable(lambda: source_image_id(by_image))
