@@ -82,7 +82,11 @@ def test_gcp_sample_resumes_relaunches_from_a_checkpoint_image_and_publishes_to_
     copied = rec.milestones[95].outputs["final_gb"] * len(published["copies"])  # each copy transfers the image (#31)
     assert used[100]["transfer_gb"] == published["transfer_gb"] == copied > 0
     assert fake_gce.instances == {}
-    assert checkpoint_50.rsplit("/", 1)[-1] not in fake_gce.images, "checkpoints not kept are deleted"
+    # The sample reuses (reuse: {}): the seal keeps the checkpoints for the next build to start from.
+    assert (
+        checkpoint_50.rsplit("/", 1)[-1] in fake_gce.images
+        and rec.milestones[95].outputs["discarded_checkpoints"] == []
+    )
     assert fake_gce.refused == [], fake_gce.refused
 
     from tests.operators.test_aws_pipeline import asset_extras
