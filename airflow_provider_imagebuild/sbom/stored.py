@@ -64,6 +64,17 @@ def own_names(build: BuildRecord) -> tuple[str, str]:
     return f"{build.build_id}.cdx.json", f"{build.pipeline}-{build.build_id}.cdx.json"
 
 
+def reused_names(build: BuildRecord, milestone: int) -> tuple[str, ...]:
+    """Where the seal's result was taken from an earlier build of the pipeline (#32: nothing changed,
+    the image delivered again), that build's document is this build's too: the pipeline-qualified
+    name only (``<pipeline>-<source>.cdx.json``, beside the local image and in the catalog), so that
+    a forged ``reused_from`` can name no other pipeline's file; the digest is proven all the same."""
+    attempt = build.completed_attempt(milestone)
+    if attempt is None or attempt.kind != "reused" or not attempt.reused_from:
+        return ()
+    return (f"{build.pipeline}-{attempt.reused_from['build_id']}.cdx.json",)
+
+
 def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
     """The reference and the document's text (the seal's file, else a published copy), proven as
     the module says."""
@@ -76,7 +87,7 @@ def read_sbom(build: BuildRecord) -> tuple[SbomRef, str]:
         if not path.is_absolute() or not path.name.endswith(".cdx.json") or ".." in path.parts:
             raise InvalidInput(field, f"{candidate!r} is not a bill of materials file (*.cdx.json)")
         if path.is_file():
-            if path.name not in own_names(build):
+            if path.name not in own_names(build) + reused_names(build, ref.milestone):
                 raise InvalidInput(field, f"{candidate!r} is not build {build.build_id}'s bill of materials")
             return SbomRef(ref.milestone, candidate, ref.sha256, ref.packages), _proven(path, ref, field)
     raise NotFound(f"{ref.path} is not on this machine (it is kept on the worker that sealed the build)")

@@ -198,3 +198,23 @@ def test_a_build_never_shows_another_builds_bill_of_materials(tmp_path: Path) ->
     assert refused.exit_code == 2 and "is not build night-7's bill of materials" in refused.output, refused.output
     shown = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/state.db", "build", "sbom", "night-6"])
     assert shown.exit_code == 0, shown.output
+
+
+def test_a_build_delivered_unchanged_shows_the_bill_of_materials_of_the_build_it_reused(tmp_path: Path) -> None:
+    """Nothing changed (#32): night-9 delivered night-8's image again, so night-8's document is its
+    own; a build that merely names night-8's file without having reused it is still refused."""
+    store, target, source = _sealed(tmp_path, "night-8")
+    store.create_build("night-9", pipeline="nightly", cloud="local", image_type="base", plan=[0, 95, 100])
+    lease = store.begin("night-9", 95, owner="test")
+    seal = source.completed_attempt(95)
+    assert seal is not None
+    made = ("a" * 64, {"previous": ""})
+    taken = [(95, dict(source.milestones[95].outputs), *made), (100, {}, "b" * 64, {"previous": "a" * 64})]
+    store.reuse("night-9", 95, token=lease.token, source="night-8", taken=taken)
+    url = f"sqlite:///{tmp_path}/state.db"
+    shown = CliRunner().invoke(cli, ["--store", url, "build", "sbom", "night-9", "--json"])
+    assert shown.exit_code == 0 and shown.output == target.sbom_file(source).read_text() + "\n", shown.output
+    _sealed(tmp_path / "b", "night-10", sbom_file=str(target.sbom_file(source)),
+            sbom_sha256=source.milestones[95].outputs["sbom_sha256"])  # fmt: skip
+    refused = CliRunner().invoke(cli, ["--store", f"sqlite:///{tmp_path}/b/state.db", "build", "sbom", "night-10"])
+    assert refused.exit_code == 2 and "is not build night-10's bill of materials" in refused.output
