@@ -96,6 +96,8 @@ bench: setup packer-tools
 	$(PY) benchmarks/gc_bench.py
 	$(PY) benchmarks/fingerprint_bench.py
 	$(PY) benchmarks/scaleout_bench.py --short
+	$(PY) benchmarks/nightly_reuse_bench.py
+	$(PY) benchmarks/nightly_reuse_aws_bench.py
 
 # The CeleryExecutor scenario: ten builds on two workers through a worker kill, a scheduler
 # restart and a Redis outage, then the figures against airflow standalone (needs root).

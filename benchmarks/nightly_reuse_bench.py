@@ -1,0 +1,342 @@
+"""Five nights of the shipped local pipeline with reuse (#32): what a nightly build costs when little changed.
+
+A copy of ``dags/pipelines/local-debian-base.yaml`` and the playbooks it uses, in a temporary
+folder the benchmark may change, with ``reuse: {}`` and checkpoints at 10, 25, 30 and 85 (why
+those: :data:`CHECKPOINTS`), runs through real Airflow (``dag.test()``, a new build id each night)
+on the local target (debootstrap cache, Ansible over chroot, the seal's disk, both qemu boots):
+
+1. cold: nothing to reuse;
+2. nothing changed: the whole build is the night before's (``unchanged: reuse``);
+3. the playbook of milestone 30 changed: the build starts from the checkpoint after 25;
+4. the watched package repository changed (15, 25 and 30 watch its ``InRelease``, served here by
+   a loopback HTTP server whose file changes): the build starts from the checkpoint after 10;
+5. the source image changed (milestone 5's ``image: source`` watch, the cached Debian base's
+   SHA-256): the base tarball is replaced by a re-compressed copy of itself (the same packages,
+   another file, as a fresh download of the same release is), in a cache folder of the
+   benchmark's own, so the build runs from 5, cold.
+
+Prints, per night, the wall time, its share of night 1's, the milestones reused and run, and which
+build and checkpoint it started from; checks each night started where its change requires (exit
+1 otherwise) and writes the "Reuse: five nights" section of docs/benchmarks.md (``--no-write``:
+print only). Needs root (the local target) and about ten minutes; not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+from report import replace_section
+from sample_runs import airflow_home, quiet
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SECTION = "## Reuse: five nights"
+SAMPLE = ROOT / "dags/pipelines/local-debian-base.yaml"
+DAG_ID = "imagebuild_local_debian_base"
+# Where a checkpoint pays off (each costs a tar of the build host, a few seconds): 10, the green
+# image, before any milestone that installs packages (a repository change restarts there); 25, the
+# last before 30, the milestone changed most often in practice (monitoring agents, their config);
+# 30, after the last package-installing milestone (a change in 70's tests or 85's metadata restarts
+# there); 85, before the final validation and the seal (a policy or validation change reruns 90 on).
+CHECKPOINTS = [10, 25, 30, 85]
+FIRST_NIGHT = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+INRELEASE = "Origin: Debian\nSuite: stable\nCodename: bookworm\nDate: {date}\n"
+NIGHT_30_TASK = """    - name: Monitoring agent's check interval (changed on night 3)
+      ansible.builtin.copy:
+        dest: /etc/imagebuild/health-interval
+        mode: "0644"
+        content: "60\\n"
+"""
+
+
+@dataclass
+class Night:
+    number: int
+    change: str
+    expected_start: int | None  # the checkpoint the build should start from; None: cold; 0: the whole build
+    wall_s: float = 0.0
+    reused: tuple[int, ...] = ()
+    ran: tuple[int, ...] = ()
+    source: str = ""  # "build@milestone" it started from
+    work_s: float = 0.0  # the recorded time of the milestones it ran (without Airflow's per-task cost)
+
+    def started(self) -> str:
+        if not self.reused:
+            return "cold (nothing matched)"
+        build, _, upto = self.source.partition("@")
+        if set(self.ran) <= {0}:
+            return f"{build}, whole (nothing changed)"
+        return f"{build}'s checkpoint after {upto}"
+
+    def as_expected(self, plan: list[int]) -> bool:
+        if self.expected_start is None:
+            return not self.reused
+        if self.expected_start == 0:
+            return set(self.reused) == set(plan[1:])
+        upto = [c for c in plan[1:] if c <= self.expected_start]
+        return list(self.reused) == upto and all(c > self.expected_start for c in self.ran if c)
+
+
+class Mirror:
+    """A loopback HTTP server standing in for the Debian mirror: serves one ``InRelease`` whose
+    content the benchmark sets (a new one is what a mirror publishes when a package changes)."""
+
+    def __init__(self) -> None:
+        self.inrelease = INRELEASE.format(date="Sat, 31 Oct 2026 08:00:00 UTC").encode()
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/debian/dists/bookworm/InRelease":
+                    self.send_error(404)
+                    return
+                body = mirror.inrelease
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/debian/dists/bookworm/InRelease"
+
+    @contextmanager
+    def serving(self) -> Iterator[Mirror]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def pipeline_copy(work: Path, mirror_url: str, build_keys: bool, keep_green: bool) -> Path:
+    """The shipped sample and its playbooks under ``work`` (the spec's ``../ansible/...`` paths
+    still resolve), with reuse on, the benchmark's checkpoints and the mirror at loopback.
+
+    Unless ``build_keys``, the default user's key is the pipeline's (``target.ssh_public_key`` and
+    ``ssh_private_key_file``, a key pair made here), not a key pair made for each build: a build
+    that starts from an earlier build's checkpoint holds that build's key in the image (milestone
+    10 wrote it), and the local target's launch test logs in with the new build's own, which the
+    image refuses (``--build-keys`` shows it: night 3 fails at 97).
+
+    ``keep_green``: ``target.keep_checkpoints: [10]``, the green image's checkpoint kept past the
+    next delivery. Without it, night 3's delivery deletes night 1's checkpoints, the one after 10
+    among them, though night 3 has none of its own there (it reused 5..25 from night 1's after
+    25), and night 4 runs cold."""
+    shutil.copytree(ROOT / "dags/ansible", work / "ansible")
+    spec: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
+    spec.update(reuse={}, checkpoints=CHECKPOINTS)
+    if keep_green:
+        spec["target"]["keep_checkpoints"] = [10]
+    if not build_keys:
+        key = work / "ssh/id_ed25519"
+        key.parent.mkdir(mode=0o700)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nightly", "-f", str(key)], check=True)
+        spec["target"].update(ssh_public_key=key.with_suffix(".pub").read_text().strip(), ssh_private_key_file=str(key))
+    for ms in spec["milestones"].values():
+        ms["watch"] = [{**w, "apt": mirror_url} if "apt" in w else w for w in ms.get("watch", [])]
+    path = work / "pipelines" / SAMPLE.name
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def cache_copy(work: Path) -> Path:
+    """A cache folder of the benchmark's own (``$IMAGEBUILD_CACHE``): links to the session's cache
+    (`make setup`'s debootstrap base and bootstrapped tree, the qemu probe), so that night 5 can
+    replace the base without touching the machine's."""
+    from airflow_provider_imagebuild.targets.rootfs import bootstrapped_archive, cache_dir
+
+    bootstrapped_archive()  # filled by `make setup`; not part of any night
+    shared, own = cache_dir(), work / "cache"
+    own.mkdir()
+    for entry in shared.iterdir():
+        if not entry.name.startswith("."):
+            (own / entry.name).symlink_to(entry)
+    return own
+
+
+def new_source_image() -> str:
+    """Night 5's change: the cached Debian base (what ``image: source`` checksums on the local
+    target) becomes another file, a re-compressed copy of the same packages. Returns its SHA-256."""
+    from airflow_provider_imagebuild.targets.rootfs import cached_base
+    from airflow_provider_imagebuild.targets.source_images import local_base_id
+
+    base = cached_base()
+    assert base is not None and base.is_symlink(), base
+    before = local_base_id()
+    fresh = base.with_name(base.name + ".new")
+    with gzip.open(base.resolve(), "rb") as src, gzip.GzipFile(fresh, "wb", compresslevel=6, mtime=time.time()) as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+    fresh.replace(base)
+    after = local_base_id()
+    assert after and after != before, (before, after)
+    return after
+
+
+def run_night(dag: Any, store: Any, night: Night, log: Path) -> None:
+    from airflow_provider_imagebuild.operators.reuse import REUSE_METADATA
+
+    build_id = f"night-{night.number}"
+    when = FIRST_NIGHT + timedelta(days=night.number - 1)
+    started = time.perf_counter()
+    with quiet(log):
+        state = dag.test(logical_date=when, run_conf={"build_id": build_id}).state
+    night.wall_s = time.perf_counter() - started
+    rec = store.get(build_id)
+    if str(state) != "success" or not rec.delivered:
+        sys.exit(f"night {night.number} ({night.change}) ended {state}, delivered={rec.delivered}; see {log}")
+    night.reused = tuple(a.state for a in rec.attempts if a.kind == "reused")
+    night.ran = tuple(sorted({a.state for a in rec.attempts if a.kind == "run" and a.status == "completed"}))
+    night.source = rec.metadata.get(REUSE_METADATA, "")
+    night.work_s = sum(rec.milestones[code].duration_s or 0.0 for code in night.ran if code in rec.milestones)
+
+
+def codes(found: tuple[int, ...]) -> str:
+    return ", ".join(map(str, found)) or "none"
+
+
+def table(nights: list[Night], plan: list[int], cold_work: dict[int, float]) -> list[str]:
+    first = nights[0].wall_s
+    rows = [
+        "| night | what changed | wall time | of night 1 | milestones reused / run | started from | "
+        "its milestones' time | night 1's time of the same milestones |",
+        "|---|---|---:|---:|---|---|---:|---:|",
+    ]
+    for n in nights:
+        work = sum(cold_work.get(code, 0.0) for code in n.ran if code)
+        rows.append(
+            f"| {n.number} | {n.change} | {n.wall_s:.0f} s | **{n.wall_s / first:.0%}** | "
+            f"{len(n.reused)} / {len([c for c in n.ran if c])} of {len(plan) - 1} "
+            f"(reused: {codes(n.reused)}) | {n.started()} | {n.work_s:.0f} s | {work:.0f} s |"
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print the figures, leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--build-keys",
+        action="store_true",
+        help="a key pair made for each build, as the shipped sample has (a build started from a checkpoint fails "
+        "its launch test: the image holds the earlier build's key)",
+    )
+    parser.add_argument(
+        "--keep-green",
+        action="store_true",
+        help="target.keep_checkpoints: [10] (the green image's checkpoint survives the next delivery)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (store, logs) for a look")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("the local target needs root (debootstrap, chroot, mkfs)")
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ.pop(proxy, None)  # the mirror is loopback: never through a proxy
+    work = Path(tempfile.mkdtemp(prefix="imagebuild-nightly-", dir="/var/tmp"))
+    log = work / "airflow-output.log"
+    os.environ.update(
+        IMAGEBUILD_STORE=f"sqlite:///{work}/state.db",
+        IMAGEBUILD_WORK=str(work / "work"),
+        IMAGEBUILD_CATALOG=str(work / "catalog"),
+        IMAGEBUILD_FAIL_AT="",
+    )
+    load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    mirror = Mirror()
+    try:
+        with mirror.serving():
+            pipeline_copy(work, mirror.url, args.build_keys, args.keep_green)
+            os.environ["IMAGEBUILD_CACHE"] = str(cache_copy(work))
+            airflow_home(work, ROOT / "dags")
+            from airflow.dag_processing.dagbag import DagBag
+
+            from airflow_provider_imagebuild.store import open_store
+
+            bag = DagBag(dag_folder=str(ROOT / "dags"))
+            if DAG_ID not in bag.dags:
+                sys.exit(f"{DAG_ID} did not load: {bag.import_errors}")
+            store = open_store(os.environ["IMAGEBUILD_STORE"])
+            nights = [
+                Night(1, "nothing (first build)", None),
+                Night(2, "nothing", 0),
+                Night(3, "playbook of milestone 30", 25),
+                Night(4, "package repository (InRelease watched by 15, 25, 30)", 10),
+                Night(5, "source image (the cached Debian base)", None),
+            ]
+            plan: list[int] = []
+            for night in nights:
+                if night.number == 3:
+                    playbook = work / "ansible/30-monitoring.yml"
+                    playbook.write_text(playbook.read_text().rstrip("\n") + "\n" + NIGHT_30_TASK)
+                elif night.number == 4:
+                    mirror.inrelease = INRELEASE.format(date="Wed, 04 Nov 2026 08:00:00 UTC").encode()
+                elif night.number == 5:
+                    new_source_image()
+                if night.number in (3, 4, 5):
+                    bag = DagBag(dag_folder=str(ROOT / "dags"))  # the scheduler parses the changed spec again
+                run_night(bag.dags[DAG_ID], store, night, log)
+                plan = list(store.get(f"night-{night.number}").plan)
+                print(
+                    f"night {night.number} ({night.change}): {night.wall_s:.1f} s, reused {codes(night.reused)}, "
+                    f"ran {codes(tuple(c for c in night.ran if c))}; from {night.started()}",
+                    flush=True,
+                )
+            cold = store.get("night-1")
+            cold_work = {code: ms.duration_s or 0.0 for code, ms in cold.milestones.items()}
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+    load_after = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    wrong = [n for n in nights if not n.as_expected(plan)]
+    rows = table(nights, plan, cold_work)
+    second, third = nights[1].wall_s / nights[0].wall_s, nights[2]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores with "
+        "`.venv/bin/python benchmarks/nightly_reuse_bench.py` (part of `make bench`; load average before "
+        f"{load_before}, after {load_after}): a copy of the shipped `local-debian-base` pipeline with `reuse: {{}}` "
+        f"and checkpoints at {', '.join(map(str, CHECKPOINTS))}"
+        + (" (and `target.keep_checkpoints: [10]`)" if args.keep_green else "")
+        + ", one build a night through `dag.test()` on the "
+        "local target (debootstrap cache, Ansible over chroot, the seal's disk, the green and the sealed image "
+        "booted in qemu), its repository watch pointed at a loopback mirror. Wall times include Airflow's "
+        "per-task cost in `dag.test()` (about 1 s a task, reused ones included).",
+        "",
+        *rows,
+        "",
+        f"Goals (#32): night 2 under 15% of cold: **{second:.0%}**; night 3 costs the work from the last "
+        f"checkpoint before 30: it started from {third.started()} and ran {codes(tuple(c for c in third.ran if c))}; "
+        "nights 4 and 5 run what their change requires and nothing earlier: "
+        f"{nights[3].started()}, {nights[4].started()}."
+        + ("" if not wrong else " **Not as expected: night " + ", ".join(str(n.number) for n in wrong) + ".**"),
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        replace_section(ROOT / "docs/benchmarks.md", SECTION, lines)
+    if wrong:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
