@@ -46,9 +46,17 @@ class ReuseChoice:
     checkpoint: Checkpoint | None
 
     def describe(self) -> str:
+        """For the task log (:func:`shown`: the recorded id is the store's word, not the target's)."""
         if self.checkpoint is None:
             return f"build {self.source.build_id} (nothing changed since)"
-        return f"build {self.source.build_id}'s checkpoint after milestone {self.upto} ({self.checkpoint.image})"
+        return f"build {self.source.build_id}'s checkpoint after milestone {self.upto} ({shown(self.checkpoint.image)})"
+
+
+def shown(value: object) -> str:
+    """An id a record holds as the task log shows it: escaped and cut, since whoever can write the
+    store wrote it (a newline in it must not forge a log line, a megabyte must not flood the log)."""
+    text = str(value).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 200 else f"{text[:200]}... ({len(str(value))} characters)"
 
 
 def _candidates(builds: Iterable[BuildRecord], build: BuildRecord) -> list[BuildRecord]:
@@ -89,14 +97,14 @@ def unchanged_source(
     builds = list(builds)
     retired = " ".join(e.detail for b in builds for e in b.events if e.kind == "retire")
     for source in _candidates(builds, build):
-        if any(image in retired for image in _delivered_images(source)):
+        if any(image in retired for image in delivered_images(source)):
             continue  # retention deleted (some of) what it delivered: it is not delivered again
         if source.delivered and source.plan == build.plan and _matches(source, build.plan, chain, last):
             return ReuseChoice(source, last, None)
     return None
 
 
-def _delivered_images(build: BuildRecord) -> list[str]:
+def delivered_images(build: BuildRecord) -> list[str]:
     """The ids of what ``build`` delivered: the sealed image and each published copy. Retention
     records a retirement on the build it judged the image's (the one that made it, or the newest
     delivered one when that record is gone), so every build's retire events are searched for them."""
@@ -156,6 +164,21 @@ def reused_from(build: BuildRecord) -> str | None:
         if attempt.kind == "reused" and attempt.reused_from:
             return str(attempt.reused_from["build_id"])
     return None
+
+
+def image_maker(builds: Iterable[BuildRecord], source: BuildRecord) -> BuildRecord | None:
+    """The build that made the image ``source`` delivers: itself, or, when it delivered an earlier
+    build's image again (and that one perhaps another's), the first of the chain; None when a build
+    of the chain is not among ``builds`` (pruned) or the chain loops. Only the maker's tags or path
+    prove the image, so a whole reuse checks it there (operators/reuse.py)."""
+    by_id = {b.build_id: b for b in builds}
+    seen = {source.build_id}
+    while (earlier := delivered_unchanged(source)) is not None:
+        if earlier in seen or earlier not in by_id:
+            return None
+        seen.add(earlier)
+        source = by_id[earlier]
+    return source
 
 
 def delivered_unchanged(build: BuildRecord) -> str | None:

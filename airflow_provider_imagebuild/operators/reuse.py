@@ -19,8 +19,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_imagebuild.build.checkpoints import CHECKPOINT_OUTPUT
+from airflow_provider_imagebuild.build.holdings import HOST_ID, IMAGE_OUTPUT
 from airflow_provider_imagebuild.build.record import BuildRecord
-from airflow_provider_imagebuild.build.reuse import ReuseChoice, checkpoint_sources, taken, unchanged_source
+from airflow_provider_imagebuild.build.reuse import (
+    ReuseChoice,
+    checkpoint_sources,
+    delivered_images,
+    image_maker,
+    shown,
+    taken,
+    unchanged_source,
+)
 from airflow_provider_imagebuild.errors import ImageBuildError
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
@@ -39,14 +49,18 @@ class MilestoneOperator(Protocol):
     @property
     def log(self) -> Any: ...  # Airflow's task logger
 
+
 REUSE_METADATA = "reused_from"  # the build the new one started from, and how far: "build-id@30"
 
 
 def fresh(rec: BuildRecord, state: int) -> bool:
     """Whether ``rec`` has done nothing yet but begin milestone ``state`` (its first after
-    registration): no other milestone was attempted, nothing was reset, skipped or completed."""
+    registration): no other milestone was attempted, nothing was reset, skipped or completed, and
+    no earlier try left a build host (a bootstrap that failed after making it): the next milestone
+    would reconnect to that host, not launch from the copied checkpoint, and the reused
+    milestones' work would not be on it."""
     plan = list(rec.plan)
-    if len(plan) < 2 or state != plan[1]:
+    if len(plan) < 2 or state != plan[1] or rec.metadata.get(HOST_ID):
         return False
     if any(a.state not in (plan[0], state) or (a.status == "completed" and a.state == state) for a in rec.attempts):
         return False
@@ -71,7 +85,7 @@ def reuse_earlier_work(
     builds, _ = store.scan_builds(ListFilter(pipeline=rec.pipeline))
     if settings.unchanged == "reuse":
         whole = unchanged_source(builds, rec, chain)
-        if whole is not None:
+        if whole is not None and _still_delivered(op, target, builds, whole):
             op.log.info("nothing changed since build %s (delivered %s): its image is delivered again, nothing is "
                         "built", whole.source.build_id, whole.source.delivered_at)  # fmt: skip
             return _record(op, session, rec, whole, None)
@@ -87,13 +101,13 @@ def reuse_earlier_work(
         try:
             assert choice.checkpoint is not None
             adopted = target.adopt_checkpoint(rec, choice.source, choice.checkpoint)
-        except (ImageBuildError, OSError) as exc:  # gone, not provably the source's, a copy refused
+        except (ImageBuildError, OSError, ValueError) as exc:  # gone, not provably the source's, a copy refused
             op.log.warning("reuse: %s cannot be used: %s", choice.describe(), str(exc).splitlines()[0][:300])
             continue
         try:
             return _record(op, session, rec, choice, adopted)
         except BaseException:
-            _forget(op, target, rec, adopted)  # not recorded: nothing would ever name the copy
+            _forget(op, store, session, target, rec, adopted)  # not recorded: nothing would ever name the copy
             raise
     op.log.info("reuse: no matching checkpoint could be used; this build runs every milestone")
     return None
@@ -128,9 +142,55 @@ def _record(
     return done
 
 
-def _forget(op: MilestoneOperator, target: Target, rec: BuildRecord, adopted: dict[str, Any]) -> None:
-    image = adopted.get("checkpoint_image")
+def _still_delivered(
+    op: MilestoneOperator, target: Target | None, builds: list[BuildRecord], whole: ReuseChoice
+) -> bool:
+    """Whether the image ``whole.source`` delivered is still there, provably the build's that made
+    it: retention records what it retires, but an image deleted by hand (or by a cloud's own
+    lifecycle rule) is known only to the target. A build delivered with an image that is gone would
+    be a green build nobody can launch; it builds instead (from a matching checkpoint, if any)."""
+    image = whole.source.merged_outputs().get(IMAGE_OUTPUT)
     if not image:
+        return True  # a pipeline that delivers no image (commands only): nothing to prove
+    maker = image_maker(builds, whole.source)
+    if target is None or maker is None:
+        why = "the build that made it is not in the store" if maker is None else "no target to ask"
+    else:
+        try:
+            if target.owns_image(maker, str(image)):
+                return True
+            why = f"it is gone, or not build {maker.build_id}'s"
+        except (ImageBuildError, OSError, ValueError) as exc:
+            why = f"the {target.name} target could not check it: {str(exc).splitlines()[0][:300] if str(exc) else exc}"
+    op.log.warning("nothing changed since build %s, but its image %s is not delivered again (%s); this build builds",
+                   whole.source.build_id, shown(image), why)  # fmt: skip
+    return False
+
+
+def _forget(
+    op: MilestoneOperator,
+    store: BuildStore,
+    session: MilestoneSession,
+    target: Target,
+    rec: BuildRecord,
+    adopted: dict[str, Any],
+) -> None:
+    """Delete the copy a reuse that was not recorded made, only once the store shows it was not: the
+    lease still this attempt's and nothing recorded. A write whose answer was lost (it may have been
+    made), or a lease another try took over (it may record this very copy: adopting is idempotent),
+    keeps it; what no record names then is gc's, the copy being marked as the build's."""
+    image = adopted.get(CHECKPOINT_OUTPUT)
+    if not image:
+        return
+    try:
+        now = store.get(rec.build_id)
+    except ImageBuildError as exc:
+        op.log.warning("reuse: the copied checkpoint %s is kept (the store could not say whether it is recorded: %s)",
+                       shown(image), str(exc).splitlines()[0][:300] if str(exc) else exc)  # fmt: skip
+        return
+    if now.lease is None or now.lease.token != session.token:
+        op.log.warning("reuse: the copied checkpoint %s is kept: the reuse may be recorded (the lease is over)",
+                       shown(image))  # fmt: skip
         return
     try:
         target.discard(rec, [str(image)])
@@ -154,6 +214,9 @@ def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: B
     except ImageBuildError as exc:
         op.log.warning("earlier builds' checkpoints are kept: the store could not list them: %s", exc)
         return
+    # A checkpoint that is also what a build delivered (a pipeline whose last Packer milestone makes
+    # the image it publishes, without a seal) is the product, not a checkpoint: retention's to retire.
+    delivered = {image for b in [*builds, rec] if b.delivered for image in delivered_images(b)}
     for earlier in builds:
         if earlier.build_id == rec.build_id or not earlier.delivered or earlier.cloud != rec.cloud:
             continue
@@ -162,6 +225,7 @@ def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: B
         gone = discarded_checkpoints(earlier)
         images = {c: i for c, i in checkpoint_images(earlier).items()
                   if c not in kept and (c, earlier.milestones[c].attempt) not in gone}  # fmt: skip
+        images = {c: i for c, i in images.items() if i not in delivered}
         if not images:
             continue
         listed = ",".join(f"{c}@{a}" for c, a in sorted(gone | {(c, earlier.milestones[c].attempt) for c in images}))

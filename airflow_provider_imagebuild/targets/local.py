@@ -60,7 +60,7 @@ from airflow_provider_imagebuild.targets.boot import (
     playbook_verifier,
 )
 from airflow_provider_imagebuild.targets.disk import DiskLayout, make_disk
-from airflow_provider_imagebuild.targets.local_leaks import LocalLeaks, mark_build_folder, vm_marker
+from airflow_provider_imagebuild.targets.local_leaks import LocalLeaks, mark_build_folder, read_mark, vm_marker
 from airflow_provider_imagebuild.targets.rootfs import run_tool
 
 WORK_ENV = "IMAGEBUILD_WORK"
@@ -192,6 +192,13 @@ class LocalTarget(LocalLeaks, Target):
         archive = self.owned_file(source, checkpoint.image, where)
         if not CHECKPOINT_RE.fullmatch(archive.name):
             raise InvalidInput(where, f"{archive} is not a checkpoint archive")
+        # The folder's mark, written by the build that made it: a record is the store's word (a
+        # forged one may name another pipeline's build sharing the work root), the mark the disk's.
+        marked = read_mark(self.build_dir(source.build_id))
+        if marked != (self.pipeline, source.build_id):
+            raise InvalidInput(
+                where, f"{archive.parent} is not marked build {source.build_id} of pipeline {self.pipeline}"
+            )
         folder = self.build_dir(build.build_id)
         folder.mkdir(parents=True, exist_ok=True)
         mark_build_folder(folder, self.pipeline, build.build_id)  # for imagebuild gc
@@ -357,7 +364,11 @@ class LocalTarget(LocalLeaks, Target):
         """Checkpoint archives of this build only, and its own sealed image (staged: an abandoned
         build's), never the shared debootstrap cache, another build's file or any other file a
         hand-written output might name."""
-        removed = []
+        removed: list[str] = []
+        marked = read_mark(self.build_dir(build.build_id))
+        if marked is not None and marked != (self.pipeline, build.build_id):
+            log.warning("not discarded: %s is build %s of pipeline %s", self.build_dir(build.build_id), *marked[::-1])
+            return removed  # another pipeline's build of the same id (a forged or foreign record)
         for image in images:
             try:
                 path = self.owned_file(build, image, "checkpoint_image")
