@@ -135,11 +135,18 @@ def checkpoint_sources(
 def taken_outputs(choice: ReuseChoice, code: int, adopted: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Milestone ``code``'s outputs as the new build records them: the source's, without its
     checkpoint image (and, in a partial reuse, without the images it staged); the milestone the
-    new build starts from gets ``adopted``, the target's outputs for its own copy."""
+    new build starts from gets ``adopted``, the target's outputs for its own copy. Where that
+    milestone's image was its checkpoint too (a Packer milestone's: a pipeline without a seal
+    publishes it), the copy is the new build's image as well: without one, its publish would find
+    no image, and with the source's, it would publish an image it does not own."""
     dropped = CHECKPOINT_OUTPUTS if choice.checkpoint is None else CHECKPOINT_OUTPUTS | STAGED_OUTPUTS
-    outputs = {k: v for k, v in choice.source.milestones[code].outputs.items() if k not in dropped}
+    made = choice.source.milestones[code].outputs
+    outputs = {k: v for k, v in made.items() if k not in dropped}
     if choice.checkpoint is not None and code == choice.upto:
         outputs.update(adopted or {})
+        copy = (adopted or {}).get(CHECKPOINT_OUTPUT)
+        if copy and made.get(IMAGE_OUTPUT) and made.get(IMAGE_OUTPUT) == made.get(CHECKPOINT_OUTPUT):
+            outputs[IMAGE_OUTPUT] = copy
     return outputs
 
 

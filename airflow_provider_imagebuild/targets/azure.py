@@ -50,6 +50,7 @@ from datetime import timedelta, timezone
 from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord, parse_ts
+from airflow_provider_imagebuild.build.reuse import delivered_images
 from airflow_provider_imagebuild.clouds.azure import AzureClients, azure_errors
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, NotFound, TargetError
 from airflow_provider_imagebuild.rerun import rerun_advice
@@ -963,6 +964,12 @@ class AzureTarget(DigestNames, LaunchTestTarget, LeakCollecting):
                 where,
                 f"{checkpoint.image} is a managed image (Azure copies none) that target.keep_checkpoints keeps for a "
                 f"redo of build {source.build_id}, so it is not taken from it",
+            )
+        if checkpoint.image.lower() in {image.lower() for image in delivered_images(source)}:
+            raise InvalidInput(
+                where,
+                f"{checkpoint.image} is a managed image (Azure copies none) that build {source.build_id} delivered "
+                "(a pipeline without a seal publishes its Packer image): a delivered image is never taken from it",
             )
         before = dict(_get(original, "tags") or {})
         claimed = {**before, **self.build_tags(build, checkpoint.code, "checkpoint"), "ReusedFrom": source.build_id}

@@ -184,3 +184,19 @@ def test_a_reused_build_is_sent_back_only_where_it_has_something_to_start_from(s
     assert reset.next_state == 5
     sqlite.begin("new", 5, owner="w")
     assert not fresh(sqlite.get("new"), 5)  # a reset build runs for real, it never reuses again
+
+
+def test_a_packer_image_that_was_also_the_checkpoint_is_the_new_builds_copy_in_both_roles(sqlite: BuildStore) -> None:
+    """A pipeline without a seal publishes its last Packer milestone's image, recorded as its image
+    and its checkpoint: a build starting from its copy publishes the copy, never the source's nor nothing."""
+    plan = [0, 10, 100]
+    sqlite.create_build("src", pipeline="p", cloud="aws", image_type="t", plan=plan)
+    for code, made in ((10, {"image_id": "ami-src", "checkpoint_image": "ami-src", "images": {"eu": "ami-src"}}),
+                       (100, {"published": True})):  # fmt: skip
+        lease = sqlite.begin("src", code, owner="w")
+        sqlite.complete("src", code, token=lease.token, outputs=made, fingerprint=fp(code), inputs={"previous": ""})
+    sqlite.create_build("new", pipeline="p", cloud="aws", image_type="t", plan=plan)
+    now = {c: MilestoneFingerprint(c, fp(c, 2, changed_at=100), {"previous": ""}) for c in plan[1:]}  # publish changed
+    (choice,) = checkpoint_sources(sqlite.scan_builds()[0], sqlite.get("new"), now)
+    ((code, outputs, _, _),) = taken(choice, plan, 10, {"checkpoint_image": "ami-copy"})
+    assert (code, outputs) == (10, {"image_id": "ami-copy", "checkpoint_image": "ami-copy"})

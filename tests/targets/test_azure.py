@@ -643,6 +643,24 @@ def test_a_checkpoint_not_the_named_source_builds_is_refused_and_nothing_copied(
     assert sorted(fake_arm.ids("Microsoft.Compute/snapshots")) == sorted([theirs, foreign, own])
 
 
+def test_a_managed_image_a_build_delivered_is_never_claimed(fake_arm: FakeArm, tmp_path: Any) -> None:
+    """A pipeline without a seal delivers its Packer image, which is its checkpoint as well: a new
+    build starting from it would take the delivered product away from the build that published it."""
+    target = _target()
+    first, night2 = _build(tmp_path, "az-product-1"), _build(tmp_path, "az-product-2")
+    green = _green_image(fake_arm, target, first)
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    for code in first.plan[1:]:
+        lease = store.begin(first.build_id, code, owner="test")
+        made = {"image_id": green, "checkpoint_image": green} if code == 10 else {}
+        first = store.complete(first.build_id, code, token=lease.token, outputs=made)
+    assert first.delivered and first.merged_outputs()["image_id"] == green
+    writes = _writes(fake_arm, "images")
+    with pytest.raises(InvalidInput, match="build az-product-1 delivered"):
+        target.adopt_checkpoint(night2, first, Checkpoint(10, green))
+    assert target.owns_image(first, green) and _writes(fake_arm, "images") == writes
+
+
 def test_a_reused_managed_image_is_claimed_only_from_a_delivered_build_and_a_refused_claim_changes_nothing(
     fake_arm: FakeArm, tmp_path: Any
 ) -> None:
