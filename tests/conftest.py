@@ -142,6 +142,7 @@ def fake_gce(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
             f"AIRFLOW_CONN_{GCP_CONN_ID.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
         )
         fake.add_image("rhel-8-v20261101", family="rhel-8")
+        fake.add_foreign_image("rhel-cloud", "rhel-8-v20261101", family="rhel-8")  # the GCP sample's source
         yield fake
 
 
@@ -230,6 +231,7 @@ def fake_arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         extra = {"subscriptionId": SUBSCRIPTION, "resource_manager_endpoint": fake.url}
         monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps({"conn_type": "azure", "extra": extra}))
         fake.seed(AZURE_GROUP)
+        fake.add_marketplace_version("westeurope", "RedHat:RHEL:8-lvm-gen2", "8.10.2026110101")  # the Azure sample's
         yield fake
 
 

@@ -62,8 +62,8 @@ GCP_DEFAULT_FAMILY = "rhel-8"
 def gcp_source_id(target: Any) -> str | None:
     """The image ``source_image`` names, else the newest non-deprecated image of
     ``source_image_family`` (``images.getFromFamily``: what Packer's googlecompute starts from), in
-    ``source_image_project``; as ``projects/P/global/images/NAME#ID``: the numeric id is what
-    changes when an image is deleted and made again under the same name."""
+    ``source_image_project``; as ``PROJECT/NAME@ID``: the numeric id is what changes when an image
+    is deleted and made again under the same name."""
     s = target.settings
     project = s.source_image_project or GCP_DEFAULT_PROJECT
     images = target.compute.images()
@@ -75,7 +75,7 @@ def gcp_source_id(target: Any) -> str | None:
         image = target.call(f"images.getFromFamily {project}/{family}", request)
     if not image.get("id") or image.get("status", "READY") != "READY":
         return None  # a PENDING or FAILED image is nothing a build can start from
-    return f"projects/{project}/global/images/{image['name']}#{image['id']}"
+    return f"{project}/{image['name']}@{image['id']}"
 
 
 GLANCE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -159,12 +159,15 @@ def azure_source_id(target: Any) -> str | None:
     - a marketplace URN whose version is ``latest``: the newest version the target's location
       offers (VirtualMachineImages_List, versions compared as numbers, as Azure resolves
       ``latest``), as the URN with that version; a fixed version is itself;
-    - a gallery image version id: that version, ``<id>#<publishedDate>`` (a version deleted and
+    - a gallery image version id: ``GALLERY/IMAGE/VERSION@<publishedDate>`` (a version deleted and
       published again under its number is another);
-    - a managed image id: ``<id>#<digest of what it was captured from>`` (its source VM and OS
+    - a managed image id: ``NAME@<digest of what it was captured from>`` (its source VM and OS
       disk, snapshot or blob: ARM gives a managed image no creation time of its own).
 
-    Resources of another subscription are read with the same credential, as Packer would."""
+    Resources of another subscription are read with the same credential, as Packer would. The
+    values leave out what the spec's own ``source_image`` says (its subscription and group: the
+    target settings are an input of their own), so that they stay short enough to be recorded as
+    they are (build/fingerprint.py ``shown``) and ``build diff`` can name them."""
     from airflow_provider_imagebuild.targets.azure import _get, parse_id
 
     source = str(target.settings.source_image or "")
@@ -191,7 +194,7 @@ def azure_source_id(target: Any) -> str | None:
             found = clients.compute.gallery_image_versions.get(group, gallery, image, number)
         published = _get(found, "properties", "publishingProfile", "publishedDate")
         ready = _get(found, "properties", "provisioningState") == "Succeeded"
-        return f"{_get(found, 'id')}#{published}" if ready and published else None
+        return f"{gallery}/{image}/{number}@{published}" if ready and published else None
     if kind == "images" and not parts.get("children"):
         with target.api(f"Images_Get {parts['name']}"):
             found = clients.compute.images.get(group, parts["name"])
@@ -201,7 +204,7 @@ def azure_source_id(target: Any) -> str | None:
         origin = [_get(found, "properties", "sourceVirtualMachine", "id")]
         origin += [_get(disk, key, "id") for key in ("snapshot", "managedDisk")] + [_get(disk, "blobUri")]
         digest = hashlib.sha256(repr([str(o or "").lower() for o in origin]).encode()).hexdigest()[:16]
-        return f"{_get(found, 'id')}#{digest}"
+        return f"{parts['name']}@{digest}"
     return None
 
 
@@ -224,6 +227,8 @@ def source_image_id(target: Any) -> str | None:
         return None
     try:
         return resolve(target)
-    except ImageBuildError as exc:
-        log.warning("watch image: source: %s", str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+    except Exception as exc:  # an SDK's own exception too: a watch never fails the fingerprint, it is unavailable
+        known = isinstance(exc, ImageBuildError)
+        reason = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+        log.warning("watch image: source: %s", reason if known else f"{type(exc).__name__}: {reason}")
         return None

@@ -34,6 +34,14 @@ def test_the_source_image_resolves_to_the_newest_ami_of_its_name(
     assert nothing.problem == "the target could not resolve its source image" and nothing.value.startswith("unavail")
 
 
+def _as_is(value: str | None) -> str | None:
+    """``value``, checked to be recorded as it is (short and plain: ``build diff`` names it), not as a digest."""
+    from airflow_provider_imagebuild.build.fingerprint import shown
+
+    assert value is not None and shown(value) == value, value
+    return value
+
+
 def _unavailable(resolve: Callable[[], str | None]) -> None:
     """What a watch records when the target cannot resolve its source: a value unique to this reading."""
     nothing = watched_value(WatchSpec(name="base", image="source"), resolve)
@@ -54,10 +62,10 @@ def test_gcp_resolves_the_newest_image_of_the_source_family_in_its_project(fake_
 
     older = fake_gce.add_foreign_image("rhel-cloud", "rhel-8-v20261105", family="rhel-8")
     by_family = target(source_image_family="rhel-8", source_image_project="rhel-cloud")
-    first = source_image_id(by_family)
-    assert first == f"projects/rhel-cloud/global/images/rhel-8-v20261105#{older['id']}"
+    first = _as_is(source_image_id(by_family))
+    assert first == f"rhel-cloud/rhel-8-v20261105@{older['id']}"
     newer = fake_gce.add_foreign_image("rhel-cloud", "rhel-8-v20261203", family="rhel-8")
-    assert source_image_id(by_family) == f"projects/rhel-cloud/global/images/rhel-8-v20261203#{newer['id']}"
+    assert source_image_id(by_family) == f"rhel-cloud/rhel-8-v20261203@{newer['id']}"
     newer["deprecated"] = {"state": "DEPRECATED"}  # the family falls back to its newest image not deprecated
     assert source_image_id(by_family) == first
     # the fixture's own-project rhel-8 family is not the vendor's: the project is part of the source
@@ -84,7 +92,7 @@ def test_openstack_resolves_the_newest_active_image_of_the_source_name_the_proje
     fake_os.images[queued]["status"] = "queued"
     for later in (hidden, queued):
         fake_os.images[later]["created_at"] = "2026-12-04T08:00:00Z"
-    assert source_image_id(target) == newer
+    assert _as_is(source_image_id(target)) == newer
     assert source_image_id(make_target("web", source_image=older)) == older  # an id is itself
     _unavailable(lambda: source_image_id(make_target("web", source_image=unique("no-such-image"))))
 
@@ -108,7 +116,7 @@ def test_vsphere_resolves_the_source_template_name_to_its_instance_uuid(vsphere_
 
     try:
         first = publish(made[0])  # in a subfolder: Packer finds a bare name anywhere in the datacenter
-        assert source_image_id(target) == first
+        assert _as_is(source_image_id(target)) == first
         root.clients.wait("destroy", made[0].childEntity[0].Destroy_Task())
         second = publish(made[0])  # replaced under the same name
         assert second != first and source_image_id(target) == second
@@ -128,7 +136,7 @@ def test_azure_resolves_latest_to_the_newest_version_offered_and_an_image_id_to_
     fake_arm.add_marketplace_version("westeurope", f"RedHat:{urn}:8-lvm-gen2", "8.9.2024060101")
     fake_arm.add_marketplace_version("westeurope", f"RedHat:{urn}:8-lvm-gen2", "8.10.2024070513")
     latest = _target(source_image=f"RedHat:{urn}:8-lvm-gen2:latest")
-    assert source_image_id(latest) == f"RedHat:{urn}:8-lvm-gen2:8.10.2024070513"  # as numbers: 8.10 after 8.9
+    assert _as_is(source_image_id(latest)) == f"RedHat:{urn}:8-lvm-gen2:8.10.2024070513"  # as numbers: 8.10 after 8.9
     fake_arm.add_marketplace_version("westeurope", f"RedHat:{urn}:8-lvm-gen2", "8.10.2024111201")
     assert source_image_id(latest) == f"RedHat:{urn}:8-lvm-gen2:8.10.2024111201"
     fixed = f"RedHat:{urn}:8-lvm-gen2:8.9.2024060101"
@@ -141,12 +149,14 @@ def test_azure_resolves_latest_to_the_newest_version_offered_and_an_image_id_to_
     published = {"publishingProfile": {"publishedDate": "2026-11-01T08:00:00Z"}}
     fake_arm.add(version_id, {"location": "westeurope", "properties": published})
     by_version = _target(source_image=version_id)
-    assert source_image_id(by_version) == f"{version_id}#2026-11-01T08:00:00Z"
+    assert _as_is(source_image_id(by_version)) == "golden/rhel8-web/1.0.0@2026-11-01T08:00:00Z"
     fake_arm.remove(version_id)  # deleted and published again under the same number
-    fake_arm.add(version_id, {"location": "westeurope", "properties": {"publishingProfile": {"publishedDate": "x"}}})
-    assert source_image_id(by_version) == f"{version_id}#x"
+    again = {"publishingProfile": {"publishedDate": "2026-11-02T08:00:00Z"}}
+    fake_arm.add(version_id, {"location": "westeurope", "properties": again})
+    assert source_image_id(by_version) == "golden/rhel8-web/1.0.0@2026-11-02T08:00:00Z"
 
-    image_id = f"{GROUP_ID}/Microsoft.Compute/images/{unique('vendor-rhel8')}"
+    image_name = unique("vendor-rhel8")
+    image_id = f"{GROUP_ID}/Microsoft.Compute/images/{image_name}"
 
     def captured_from(vm: str) -> None:
         source = {"id": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-vendor/providers/Microsoft.Compute/{vm}"}
@@ -154,8 +164,8 @@ def test_azure_resolves_latest_to_the_newest_version_offered_and_an_image_id_to_
 
     captured_from("virtualMachines/vendor-1")
     by_image = _target(source_image=image_id)
-    first = source_image_id(by_image)
-    assert first is not None and first.startswith(f"{image_id}#")
+    first = _as_is(source_image_id(by_image))
+    assert first is not None and first.startswith(f"{image_name}@")
     assert source_image_id(by_image) == first
     captured_from("virtualMachines/vendor-2")  # the image made again, under the same id, of another VM
     assert source_image_id(by_image) not in (first, None)
