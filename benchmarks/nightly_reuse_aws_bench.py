@@ -172,7 +172,8 @@ def copied_amis(build_id: str, ec2_in: Any) -> list[str]:
     """The AMIs the night's build copied, as EC2 lists them: the checkpoint copies reuse made
     (tagged ``ReusedFromImage``) and publish's copies outside the build's region."""
     found = []
-    for region in (REGION, "eu-west-1"):
+    publish = yaml.safe_load(SHIPPED.read_text())["target"].get("publish_regions") or []
+    for region in [REGION, *(r for r in publish if r != REGION)]:
         images = ec2_in(region).describe_images(
             Owners=["self"], Filters=[{"Name": "tag:BuildId", "Values": [build_id]}]
         )["Images"]
