@@ -143,6 +143,11 @@ class LocalTarget(LocalLeaks, Target):
             return False
 
     def owns_image(self, build: BuildRecord, image: str) -> bool:
+        """A file of the build's folder, unless the folder's mark names another pipeline's build of
+        that id (a record is the store's word; a folder without a mark predates marks)."""
+        marked = read_mark(self.build_dir(build.build_id))
+        if marked is not None and marked != (self.pipeline, build.build_id):
+            return False
         try:
             self.owned_file(build, image, "image")
         except (InvalidInput, TargetError):

@@ -184,12 +184,12 @@ def test_a_log_line_shows_a_recorded_id_escaped_and_cut(tmp_path: Path) -> None:
 def test_a_delivery_deletes_only_checkpoints_earlier_builds_kept_for_reuse(tmp_path: Path) -> None:
     n = Nightly(tmp_path)
     first = n.earlier("night-1")
-    other = n.earlier("someone-elses", pipeline="someone-else")  # another pipeline's, same work root
     # night-1's record says (as a Packer-only pipeline's does) that its checkpoint after 15 is the
     # image it delivered; someone-elses's is forged into this pipeline's store.
     n.forge("night-1", 15, "checkpoint_image", str(first / f"{PIPELINE}-night-1.qcow2"))
     rec = n.reuse("night-2")  # nothing changed: delivered again
     assert rec.delivered
+    other = n.earlier("someone-elses", pipeline="someone-else")  # another pipeline's, same work root
     n.earlier("night-3")  # delivered last
     latest = n.store.get("night-3")
     release_earlier_checkpoints(n.tasks[100], n.store, latest, n.tasks[100].get_target())
@@ -197,3 +197,13 @@ def test_a_delivery_deletes_only_checkpoints_earlier_builds_kept_for_reuse(tmp_p
     assert not (first / "checkpoint-010.tar").exists()  # kept for reuse only: night-3's are newer
     assert (other / "checkpoint-010.tar").is_file() and (other / "checkpoint-015.tar").is_file()
     assert (n.work / "night-3/checkpoint-015.tar").is_file()
+
+
+def test_a_forged_delivered_build_of_another_pipelines_folder_is_not_delivered_again(tmp_path: Path) -> None:
+    n = Nightly(tmp_path)
+    # This pipeline's store says build "theirs" delivered; the folder of that id under the shared
+    # work root is another pipeline's build (its mark), sealed image and checkpoints included.
+    theirs = n.earlier("theirs", pipeline="someone-else")
+    assert n.reuse("night-2") is None, "another pipeline's image was delivered as this pipeline's"
+    assert (theirs / f"{PIPELINE}-theirs.qcow2").stat().st_nlink == 1
+    assert not list((n.work / "night-2").glob("checkpoint-*"))
