@@ -211,7 +211,10 @@ class LocalTarget(LocalLeaks, Target):
         recorded = str(source.milestones[checkpoint.code].outputs.get("checkpoint_sha256") or "")
         if copy.is_file() and not copy.is_symlink() and (not recorded or file_hash(copy) == recorded):
             return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": file_hash(copy)}  # an earlier attempt's
-        partial = folder / f".{copy.name}.{os.getpid()}.part"
+        # One name for every try: a try killed half-way (a link is instant, a copy across file
+        # systems is not, the digest takes seconds) leaves it, the next removes it, gc lists it.
+        partial = folder / f".{copy.name}.part"
+        partial.unlink(missing_ok=True)
         try:
             try:
                 os.link(archive, partial)  # an archive is never written again: sharing its blocks is safe

@@ -4,8 +4,10 @@ A local build keeps everything in ``<work_dir>/<build_id>/`` (:mod:`.local`): th
 tree (``rootfs/``), checkpoint archives (``checkpoint-NNN.tar``), the sealed image
 (``<pipeline>-<build_id>.qcow2``), the build's SSH key (``ssh/``) and, while a tool runs, scratch:
 the raw disk a seal converts (``image.raw``), the disk a boot check of the green image makes
-(``boot-<stage>.raw``), a boot check's folder (``boot-<stage>/``: console log, UEFI variables) and
-the disk maker's temporary folders (``imagebuild-disk-*``). A worker killed at the wrong moment
+(``boot-<stage>.raw``), a checkpoint archive not yet renamed (``checkpoint-NNN.tar.partial``
+captured, ``.checkpoint-NNN.tar.part`` copied from an earlier build), a boot check's folder
+(``boot-<stage>/``: console log, UEFI variables) and the disk maker's temporary folders
+(``imagebuild-disk-*``). A worker killed at the wrong moment
 leaves scratch behind (gigabytes for a raw disk), a build never resumed leaves its tree and
 checkpoints, and a qemu VM of a boot check whose worker was SIGKILLed keeps running, marked with
 the build's marker (:func:`vm_marker`, in its environment). No loop or nbd device is ever used
@@ -47,7 +49,9 @@ BUILD_MARK = ".imagebuild-build"  # JSON: managed_by, pipeline, build_id
 ROOTFS = "rootfs"
 SSH_DIR = "ssh"
 CHECKPOINT_NAME_RE = re.compile(r"checkpoint-([0-9]{3})\.tar")
-SCRATCH_FILE_RE = re.compile(r"image\.raw|boot-[A-Za-z0-9_-]{1,64}\.raw")
+# Scratch files: the raw disks, and a checkpoint being captured (``rootfs.archive``) or copied from
+# an earlier build (``LocalTarget.adopt_checkpoint``) when its worker was killed before the rename.
+SCRATCH_FILE_RE = re.compile(r"image\.raw|boot-[A-Za-z0-9_-]{1,64}\.raw|\.?checkpoint-[0-9]{3}\.tar\.part(ial)?")
 SCRATCH_DIR_RE = re.compile(r"boot-[A-Za-z0-9_-]{1,64}|imagebuild-disk-[A-Za-z0-9_]{1,64}")
 VM_PREFIX = "pid:"
 

@@ -207,3 +207,47 @@ def test_a_forged_delivered_build_of_another_pipelines_folder_is_not_delivered_a
     assert n.reuse("night-2") is None, "another pipeline's image was delivered as this pipeline's"
     assert (theirs / f"{PIPELINE}-theirs.qcow2").stat().st_nlink == 1
     assert not list((n.work / "night-2").glob("checkpoint-*"))
+
+
+ADOPT = """
+import sys
+from airflow_provider_imagebuild.build.checkpoints import Checkpoint
+from airflow_provider_imagebuild.spec.pipeline import TargetSpec
+from airflow_provider_imagebuild.store import open_store
+from airflow_provider_imagebuild.targets.local import LocalTarget
+
+store, work, image = open_store(sys.argv[1]), sys.argv[2], sys.argv[3]
+target = LocalTarget(TargetSpec(work_dir=work), pipeline=sys.argv[4], image_type="base")
+target.adopt_checkpoint(store.get("night-2"), store.get("night-1"), Checkpoint(15, image))
+"""
+
+
+def test_a_copy_killed_half_way_leaves_nothing_the_retry_or_gc_cannot_find(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from airflow_provider_imagebuild.build.checkpoints import Checkpoint
+    from airflow_provider_imagebuild.targets.local_leaks import LocalLeaks
+
+    n = Nightly(tmp_path)
+    source = n.earlier("night-1", upto=20)
+    archive = source / "checkpoint-015.tar"
+    with archive.open("r+b") as f:
+        f.truncate(128 << 20)  # 128 MiB (sparse): reading it for its digest takes the copy a moment
+    n.store.create_build("night-2", pipeline=PIPELINE, cloud="local", image_type="base", plan=PLAN)
+    folder = n.work / "night-2"
+    argv = [sys.executable, "-c", ADOPT, f"sqlite:///{n.store.path}", str(n.work), str(archive), PIPELINE]
+    worker = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(folder.glob(".checkpoint-015.tar*")):  # linked, being checked: killed now
+        assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read() if worker.stderr else ""
+        time.sleep(0.002)
+    worker.kill()
+    worker.wait()
+    target = n.tasks[5].get_target()
+    left = {p.name for p in folder.iterdir()} - {".imagebuild-build", "checkpoint-015.tar"}
+    assert left and {r.id for r in LocalLeaks.owned_resources(target)} >= {str(folder / name) for name in left}
+    copied = target.adopt_checkpoint(n.store.get("night-2"), n.store.get("night-1"), Checkpoint(15, str(archive)))
+    assert copied["checkpoint_image"] == str(folder / "checkpoint-015.tar")
+    assert {p.name for p in folder.iterdir()} == {".imagebuild-build", "checkpoint-015.tar"}, "the killed try's part"
