@@ -209,8 +209,10 @@ class LocalTarget(LocalLeaks, Target):
         mark_build_folder(folder, self.pipeline, build.build_id)  # for imagebuild gc
         copy = folder / f"checkpoint-{checkpoint.code:03d}.tar"
         recorded = str(source.milestones[checkpoint.code].outputs.get("checkpoint_sha256") or "")
-        if copy.is_file() and not copy.is_symlink() and (not recorded or file_hash(copy) == recorded):
-            return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": file_hash(copy)}  # an earlier attempt's
+        # An earlier attempt's copy, known by its content: a file of that name may be anything else
+        # (a pruned build of the same id left its own archive there before gc came).
+        if copy.is_file() and not copy.is_symlink() and file_hash(copy) == (recorded or file_hash(archive)):
+            return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": file_hash(copy)}
         # One name for every try: a try killed half-way (a link is instant, a copy across file
         # systems is not, the digest takes seconds) leaves it, the next removes it, gc lists it.
         partial = folder / f".{copy.name}.part"

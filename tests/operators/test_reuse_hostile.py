@@ -251,3 +251,16 @@ def test_a_copy_killed_half_way_leaves_nothing_the_retry_or_gc_cannot_find(tmp_p
     copied = target.adopt_checkpoint(n.store.get("night-2"), n.store.get("night-1"), Checkpoint(15, str(archive)))
     assert copied["checkpoint_image"] == str(folder / "checkpoint-015.tar")
     assert {p.name for p in folder.iterdir()} == {".imagebuild-build", "checkpoint-015.tar"}, "the killed try's part"
+
+
+def test_a_file_under_the_copys_name_is_taken_only_when_it_is_the_sources_archive(tmp_path: Path) -> None:
+    """The source recorded no digest (a record from before digests, or written by hand), and the new
+    build's folder holds an archive under the copy's name that a pruned build of the same id left."""
+    n = Nightly(tmp_path)
+    n.earlier("night-1", upto=20)
+    stale = n.work / "night-2/checkpoint-015.tar"
+    mark_build_folder(stale.parent, PIPELINE, "night-2")
+    stale.write_bytes(b"a pruned build's tree")
+    rec = n.reuse("night-2")
+    assert rec.milestones[15].outputs["checkpoint_image"] == str(stale)
+    assert stale.read_bytes() == b"tree after 15", "the new build would start from another build's tree"
