@@ -162,8 +162,9 @@ def fresh_host(root: Path) -> None:
 def first_boot(root: Path) -> None:
     """What the first boot of an instance launched from a checkpoint AMI does to the tree the night
     before sealed (cloud-init and systemd): new SSH host keys and a machine id. The chroot is the same
-    directory every night, so without this a night that starts after 25 finds the sealed image's
-    tree (host keys removed) where EC2 would boot the checkpoint, and milestone 90's ``sshd -t`` fails."""
+    directory every night, so without this a night that starts from a checkpoint finds the sealed
+    image's tree (host keys removed) where EC2 would boot the checkpoint, and milestone 90's
+    ``sshd -t`` fails."""
     subprocess.run(["chroot", str(root), "ssh-keygen", "-A"], check=True, capture_output=True)
     (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
 
@@ -309,14 +310,14 @@ def main() -> None:
             if DAG_ID not in bag.dags:
                 sys.exit(f"{DAG_ID} did not load: {bag.import_errors}")
             for night in nights:
-                if night.number == 1:
+                if night.number in (1, 4):
                     fresh_host(root)
-                elif night.number == 3:
+                else:  # whatever checkpoint the night starts from, its instance boots (none when nothing changed)
                     first_boot(root)
+                if night.number == 3:
                     playbook = work / "ansible/30-monitoring.yml"
                     playbook.write_text(playbook.read_text().rstrip("\n") + "\n" + NIGHT_30_TASK)
                 elif night.number == 4:
-                    fresh_host(root)
                     newer = vendor_ami(ec2, base, "20261201")
                     if not args.source_by_name:  # the sample pins an id: the operator moves it to the newer AMI
                         write_spec(work, shipped, store_url, newer, root, mirror.url)
