@@ -20,6 +20,9 @@ from airflow_provider_imagebuild.build.record import BuildRecord
 CHECKPOINT_OUTPUT = "checkpoint_image"
 # The checkpoints seal deleted, as "code@attempt" of the milestone that captured each: "10@1,30@2".
 DISCARDED_METADATA = "checkpoints_discarded"
+# The checkpoints the seal kept for the next build to start from (spec reuse.keep_checkpoints), in
+# the same form: what a later delivery of the pipeline deletes (operators/reuse.py), and nothing else.
+KEPT_FOR_REUSE = "checkpoints_kept_for_reuse"
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,13 @@ class Checkpoint:
     image: str
 
 
-def discarded_checkpoints(build: BuildRecord) -> set[tuple[int, int]]:
+def discarded_checkpoints(build: BuildRecord, key: str = DISCARDED_METADATA) -> set[tuple[int, int]]:
     """(milestone, attempt) of each checkpoint image the seal deleted. Kept in the build's
     metadata, not in the seal's outputs: a reset that un-completes the seal must not bring those
-    images back, while a later attempt at the milestone captures a new, usable one."""
+    images back, while a later attempt at the milestone captures a new, usable one. ``key``
+    :data:`KEPT_FOR_REUSE`: those it kept for the next build instead."""
     found = set()
-    for item in build.metadata.get(DISCARDED_METADATA, "").split(","):
+    for item in build.metadata.get(key, "").split(","):
         code, _, attempt = item.strip().partition("@")
         if code.isdigit() and attempt.isdigit():
             found.add((int(code), int(attempt)))

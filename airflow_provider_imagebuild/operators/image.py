@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from airflow_provider_imagebuild.build.checkpoints import KEPT_FOR_REUSE
 from airflow_provider_imagebuild.build.record import BuildRecord, format_ts
 from airflow_provider_imagebuild.errors import ImageBuildError, InvalidInput, TargetError
 from airflow_provider_imagebuild.operators.session import MilestoneSession
@@ -95,6 +96,9 @@ class SealMilestoneOperator(TargetMilestoneOperator):
         discard = {code: image for code, image in checkpoint_images(build).items() if code not in self.keep_checkpoints}
         if self.keeps_for_reuse():
             self.log_output(f"checkpoints kept for the next build to start from (reuse): {sorted(discard) or 'none'}")
+            if discard:  # what the next delivery deletes (operators/reuse.release_earlier_checkpoints)
+                kept = ",".join(f"{c}@{build.milestones[c].attempt}" for c in sorted(discard))
+                session.set_metadata({KEPT_FOR_REUSE: kept}, actor=f"milestone {self.state}")
             discard = {}
         if discard:
             gone = discarded_checkpoints(build) | {(c, build.milestones[c].attempt) for c in discard}

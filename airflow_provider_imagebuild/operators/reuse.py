@@ -200,12 +200,19 @@ def _forget(
 
 def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: BuildRecord, target: Target) -> None:
     """Once ``rec`` is delivered, the checkpoints earlier delivered builds of the pipeline kept for
-    reuse (``reuse.keep_checkpoints``) are not needed any more: ``rec``'s own are newer, and a
-    build matching an older one matches ``rec``'s as well, or it changed at or before them. Each
-    is recorded as deleted in its build's metadata before the target deletes it (a reset of that
-    build must not launch from it), and only what the target proves that build's is deleted. The
-    checkpoints ``target.keep_checkpoints`` lists stay (kept for a redo). Never fails the delivery."""
-    from airflow_provider_imagebuild.build.checkpoints import DISCARDED_METADATA, discarded_checkpoints
+    reuse (``reuse.keep_checkpoints``: the seal listed them in ``checkpoints_kept_for_reuse``) are
+    not needed any more: ``rec``'s own are newer, and a build matching an older one matches
+    ``rec``'s as well, or it changed at or before them. Done at every delivery, whatever ``rec``'s
+    spec says now (a ``reuse:`` block removed since must not leave them for good). Each is recorded
+    as deleted in its build's metadata before the target deletes it (a reset of that build must
+    not launch from it), and only what the target proves that build's is deleted. A checkpoint the
+    seal did not keep for reuse (one ``target.keep_checkpoints`` keeps for a redo) is never
+    touched. Never fails the delivery."""
+    from airflow_provider_imagebuild.build.checkpoints import (
+        DISCARDED_METADATA,
+        KEPT_FOR_REUSE,
+        discarded_checkpoints,
+    )
     from airflow_provider_imagebuild.build.holdings import checkpoint_images
 
     kept = set(getattr(getattr(op.made_from.spec, "target", None), "keep_checkpoints", []) if op.made_from else [])
@@ -223,8 +230,9 @@ def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: B
         if earlier.delivered_at is None or rec.delivered_at is None or earlier.delivered_at >= rec.delivered_at:
             continue
         gone = discarded_checkpoints(earlier)
+        for_reuse = discarded_checkpoints(earlier, KEPT_FOR_REUSE)
         images = {c: i for c, i in checkpoint_images(earlier).items()
-                  if c not in kept and (c, earlier.milestones[c].attempt) not in gone}  # fmt: skip
+                  if c not in kept and (c, earlier.milestones[c].attempt) in for_reuse - gone}  # fmt: skip
         images = {c: i for c, i in images.items() if i not in delivered}
         if not images:
             continue

@@ -129,11 +129,8 @@ class TargetMilestoneOperator(MilestoneOperator):
         self._cancelled = reason
 
     def after_delivery(self, store: BuildStore, rec: BuildRecord) -> None:
-        """With ``reuse.keep_checkpoints``, the checkpoints earlier delivered builds kept for reuse
-        go once this build is delivered (:func:`.reuse.release_earlier_checkpoints`)."""
-        reuse = self.made_from.spec.reuse if self.made_from is not None else None
-        if reuse is None or not reuse.keep_checkpoints:
-            return
+        """The checkpoints earlier delivered builds kept for reuse go once this build is delivered
+        (:func:`.reuse.release_earlier_checkpoints`), whether or not this build's spec reuses."""
         from airflow_provider_imagebuild.operators.reuse import release_earlier_checkpoints
 
         try:
