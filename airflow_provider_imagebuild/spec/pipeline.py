@@ -264,7 +264,14 @@ class TargetSpec(BaseModel):
     )
     region: str | None = Field(default=None, description="the EC2 region the build runs in; else the connection's")
     source_image: str | None = Field(
-        default=None, description="what the first packer (or bootstrap) milestone starts from (an AMI id)"
+        default=None,
+        description="what the first packer (or bootstrap) milestone starts from: an AMI id, or a name pattern "
+        "(RHEL-8.10.0_HVM-*-x86_64-*) resolved to the newest AMI of source_image_owners when the milestone runs",
+    )
+    source_image_owners: list[str] = Field(
+        default_factory=list,
+        description="the accounts (ids, or self, amazon, aws-marketplace) whose AMIs a source_image name pattern "
+        "resolves to; required with a name pattern (anyone can publish an AMI under a vendor's name)",
     )
     instance_type: str = Field(default="t3.micro", description="the build host's and Packer's instance type")
     subnet_id: str | None = Field(default=None, description="the subnet build hosts are launched in")
@@ -566,6 +573,13 @@ class PipelineSpec(BaseModel):
         problem = publish_problem(self.publish, self.cloud, has_publish)
         if problem:
             yield f"{problem[0]}: {problem[1]}"
+        source = getattr(self.target, "source_image", None)
+        owners = getattr(self.target, "source_image_owners", None)
+        if self.cloud == "aws" and source and not str(source).startswith("ami-") and not owners:
+            yield (
+                "target.source_image_owners: is required when target.source_image is a name pattern "
+                f"({source!r}): name the accounts whose AMIs it may be (a vendor's id, self, amazon)"
+            )
         for code, milestone in self.milestones.items():
             if any(w.image for w in milestone.watch) and self.cloud not in IMAGE_WATCH_CLOUDS:
                 yield (

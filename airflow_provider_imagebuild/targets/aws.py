@@ -310,6 +310,23 @@ class AwsTarget(LaunchTestTarget, LeakCollecting):
     def packer_image_name(self, build: BuildRecord, pipeline: str, milestone: int) -> str:
         return self.image_name(build, milestone)
 
+    def packer_source_image(self, image: str) -> str:
+        """amazon-ebs's ``source_ami`` takes an id: a name pattern is resolved here to the newest AMI
+        of ``source_image_owners`` (as the ``image: source`` watch resolves it, so the fingerprint
+        names the AMI Packer starts from)."""
+        if image.startswith("ami-") or image != self.settings.source_image:
+            return image  # an id, or a checkpoint the build recorded
+        from airflow_provider_imagebuild.targets.source_images import aws_source_id
+
+        found = aws_source_id(self)
+        if not found:
+            owners = ", ".join(self.settings.source_image_owners) or "no owner given"
+            raise InvalidInput(
+                "target.source_image", f"no AMI named {image!r} in region {self.region} is owned by {owners}"
+            )
+        log.info("source image %s resolved to %s (newest of %s)", image, found, self.settings.source_image_owners)
+        return found
+
     def packer_artifacts(self, build: BuildRecord, milestone: int) -> dict[str, str]:
         """The AMI an earlier attempt's Packer made under the milestone's name, if it is this
         account's and carries the tags the shipped template writes (BuildId, Pipeline, ManagedBy,

@@ -40,14 +40,19 @@ def local_base_id() -> str | None:
 
 
 def aws_source_id(target: Any) -> str | None:
-    """An AMI id as given, else the newest AMI whose name matches ``target.source_image``."""
+    """An AMI id as given, else the newest AMI of ``target.source_image_owners`` whose name matches
+    ``target.source_image`` (what Packer's own ``source_ami_filter`` does, owners required)."""
     name = target.settings.source_image
     if not name:
         return None
     if name.startswith("ami-"):
         return str(name)
+    owners = list(getattr(target.settings, "source_image_owners", None) or [])
+    if not owners:
+        return None  # a name without owners matches anyone's AMI: the spec refuses it, never guessed here
     with target.api("DescribeImages"):
-        images = target.ec2().describe_images(Filters=[{"Name": "name", "Values": [name]}]).get("Images", [])
+        found = target.ec2().describe_images(Owners=owners, Filters=[{"Name": "name", "Values": [name]}])
+    images = found.get("Images", [])
     newest = max(
         images, key=lambda image: (str(image.get("CreationDate", "")), str(image.get("Name", ""))), default=None
     )

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_imagebuild.spec.pipeline import TargetSpec
+import pytest
+
+from airflow_provider_imagebuild.errors import InvalidInput
+from airflow_provider_imagebuild.spec.pipeline import SpecError, TargetSpec, parse_spec
 from airflow_provider_imagebuild.spec.watch import WatchSpec
 from airflow_provider_imagebuild.targets.aws import AwsTarget
 from airflow_provider_imagebuild.targets.source_images import source_image_id
@@ -14,8 +17,8 @@ from airflow_provider_imagebuild.watch import watched_value
 from tests.conftest import unique
 
 
-def _target(clients: Callable[[str, str], Any], source_image: str) -> AwsTarget:
-    spec = TargetSpec(region="us-east-1", source_image=source_image)
+def _target(clients: Callable[[str, str], Any], source_image: str, owners: tuple[str, ...] = ("self",)) -> AwsTarget:
+    spec = TargetSpec(region="us-east-1", source_image=source_image, source_image_owners=list(owners))
     return AwsTarget(spec, pipeline="web", image_type="webserver", clients=clients, region="us-east-1")
 
 
@@ -32,6 +35,21 @@ def test_the_source_image_resolves_to_the_newest_ami_of_its_name(
     watch = WatchSpec(name="base", image="source")
     nothing = watched_value(watch, lambda: source_image_id(_target(aws_clients, unique("no-such-image"))))
     assert nothing.problem == "the target could not resolve its source image" and nothing.value.startswith("unavail")
+    # Packer's amazon-ebs takes an id: the name is resolved to the same AMI the watch records.
+    assert target.packer_source_image(f"{family}-*") == newer
+    assert target.packer_source_image(base_ami) == base_ami
+    assert source_image_id(_target(aws_clients, f"{family}-*", owners=("amazon",))) is None  # not amazon's
+    with pytest.raises(InvalidInput, match=r"target\.source_image: no AMI named .* is owned by amazon"):
+        _target(aws_clients, f"{family}-*", owners=("amazon",)).packer_source_image(f"{family}-*")
+
+
+def test_a_source_image_name_needs_the_accounts_it_may_belong_to() -> None:
+    """Anyone can publish an AMI under a vendor's name: a pattern without owners is refused."""
+    spec = {"pipeline": "p", "cloud": "aws", "image_type": "t", "target": {"source_image": "RHEL-8.10.0_HVM-*"}}
+    with pytest.raises(SpecError, match=r"target\.source_image_owners: is required when"):
+        parse_spec(spec)
+    parse_spec({**spec, "target": {"source_image": "RHEL-8.10.0_HVM-*", "source_image_owners": ["309956199498"]}})
+    parse_spec({**spec, "target": {"source_image": "ami-0123456789abcdef0"}})
 
 
 def _as_is(value: str | None) -> str | None:
