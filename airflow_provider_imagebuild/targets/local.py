@@ -123,6 +123,8 @@ class LocalTarget(LocalLeaks, Target):
         foreign = InvalidInput(what, f"{value!r} is not a file of build {build.build_id} (under {folder})")
         if not path.is_absolute() or ".." in path.parts or path.is_symlink():
             raise foreign
+        if self.build_dir(build.build_id).is_symlink():  # the folder itself points elsewhere (gc's rule too)
+            raise foreign
         resolved = path.resolve()
         if resolved.parent != folder:
             raise foreign
@@ -211,8 +213,10 @@ class LocalTarget(LocalLeaks, Target):
         recorded = str(source.milestones[checkpoint.code].outputs.get("checkpoint_sha256") or "")
         # An earlier attempt's copy, known by its content: a file of that name may be anything else
         # (a pruned build of the same id left its own archive there before gc came).
-        if copy.is_file() and not copy.is_symlink() and file_hash(copy) == (recorded or file_hash(archive)):
-            return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": file_hash(copy)}
+        if copy.is_file() and not copy.is_symlink():
+            found = file_hash(copy)  # an archive is gigabytes: read once
+            if found == (recorded or file_hash(archive)):
+                return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": found}
         # One name for every try: a try killed half-way (a link is instant, a copy across file
         # systems is not, the digest takes seconds) leaves it, the next removes it, gc lists it.
         partial = folder / f".{copy.name}.part"

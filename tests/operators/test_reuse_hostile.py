@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_imagebuild.build.checkpoints import KEPT_FOR_REUSE
 from airflow_provider_imagebuild.build.reuse import ReuseChoice, shown
 from airflow_provider_imagebuild.dag_factory import build_dag
 from airflow_provider_imagebuild.errors import Conflict, StoreUnavailable
@@ -74,6 +75,8 @@ milestones:
             if code == 95:
                 (folder / f"{PIPELINE}-{build_id}.qcow2").write_bytes(b"sealed")
                 made = {"image_id": str(folder / f"{PIPELINE}-{build_id}.qcow2")}
+                kept = {KEPT_FOR_REUSE: "10@1,15@1"}  # as the seal lists them (reuse.keep_checkpoints)
+                self.store.set_metadata(build_id, kept, actor="milestone 95", token=lease.token, state=95)
             fp = self.chain[code]
             self.store.complete(build_id, code, token=lease.token, outputs=made, fingerprint=fp.fingerprint,
                                 inputs=fp.inputs)  # fmt: skip
@@ -264,3 +267,13 @@ def test_a_file_under_the_copys_name_is_taken_only_when_it_is_the_sources_archiv
     rec = n.reuse("night-2")
     assert rec.milestones[15].outputs["checkpoint_image"] == str(stale)
     assert stale.read_bytes() == b"tree after 15", "the new build would start from another build's tree"
+
+
+def test_a_build_folder_that_is_a_symlink_is_neither_copied_from_nor_deleted_in(tmp_path: Path) -> None:
+    n = Nightly(tmp_path)
+    elsewhere = n.earlier("night-1")  # delivered, its checkpoints kept for reuse
+    moved = elsewhere.rename(tmp_path / "elsewhere")
+    (n.work / "night-1").symlink_to(moved)  # someone with the work root's permissions pointed it away
+    n.earlier("night-2")  # delivered after it
+    release_earlier_checkpoints(n.tasks[100], n.store, n.store.get("night-2"), n.tasks[100].get_target())
+    assert (moved / "checkpoint-010.tar").is_file() and (moved / "checkpoint-015.tar").is_file()
