@@ -340,6 +340,7 @@ def main() -> None:
     )
     load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     mirror = Mirror()
+    finished = False
     try:
         with mirror.serving():
             pipeline_copy(work, mirror.url, args.build_keys, args.keep_green)
@@ -380,9 +381,12 @@ def main() -> None:
                 )
             cold = store.get("night-1")
             cold_work = {code: ms.duration_s or 0.0 for code, ms in cold.milestones.items()}
+            finished = True
     finally:
-        if args.keep or mounted_under(work):
-            print(f"kept {work}" + (" (a file system is mounted inside it)" if not args.keep else ""))
+        why = "" if args.keep else " (a file system is mounted inside it)" if mounted_under(work) else ""
+        why = why if finished or args.keep else " (a night did not finish: its log and store are there)"
+        if args.keep or why:
+            print(f"kept {work}{why}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     load_after = " / ".join(f"{x:.1f}" for x in os.getloadavg())
