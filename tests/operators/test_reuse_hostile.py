@@ -193,6 +193,8 @@ def test_a_delivery_deletes_only_checkpoints_earlier_builds_kept_for_reuse(tmp_p
     rec = n.reuse("night-2")  # nothing changed: delivered again
     assert rec.delivered
     other = n.earlier("someone-elses", pipeline="someone-else")  # another pipeline's, same work root
+    n.earlier("forged")  # a record naming the delivering build's own checkpoint as its own
+    n.forge("forged", 15, "checkpoint_image", str(n.work / "night-3/checkpoint-015.tar"))
     n.earlier("night-3")  # delivered last
     latest = n.store.get("night-3")
     release_earlier_checkpoints(n.tasks[100], n.store, latest, n.tasks[100].get_target())
