@@ -19,6 +19,11 @@ Prints, per night, the wall time, its share of night 1's, the milestones reused 
 build and checkpoint it started from; checks each night started where its change requires (exit
 1 otherwise) and writes the "Reuse: five nights" section of docs/benchmarks.md (``--no-write``:
 print only). Needs root (the local target) and about ten minutes; not part of ``make test``.
+
+The default user's key is a key pair of the pipeline's, not one per build (``--build-keys``: the
+sample's own, with which a build started from a checkpoint fails its launch test);
+``--keep-green`` keeps the checkpoint after 10 past the next delivery (without it, night 3's
+delivery deletes it and night 4 runs cold). :func:`pipeline_copy` says why.
 """
 
 from __future__ import annotations
