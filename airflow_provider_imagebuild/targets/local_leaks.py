@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import signal
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -237,6 +238,13 @@ class LocalLeaks(LeakCollecting):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return False
+        # SIGKILL is delivered, not done, when kill returns: until the VM is gone its marker still
+        # proves the folder the build's, and the tidy after it would keep the folder.
+        deadline = time.monotonic() + 10
+        while pid in marked_processes(VM_MARK_ENV, vm_marker(self.pipeline, resource.build_id)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         log.info("killed leaked boot check VM %s of build %s", pid, resource.build_id)
         return True
 
