@@ -31,7 +31,7 @@ from airflow_provider_imagebuild.build.reuse import (
     taken,
     unchanged_source,
 )
-from airflow_provider_imagebuild.errors import ImageBuildError
+from airflow_provider_imagebuild.errors import Conflict, ImageBuildError
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
 
@@ -97,6 +97,8 @@ def reuse_earlier_work(
     if target is None:
         return None
     for choice in choices[: settings.candidates]:
+        if session.lost:  # another try took the build over: it decides, this one copies nothing more
+            raise Conflict(f"reuse stopped, the lease was lost: {session.lost}")
         op.log.info("reuse: starting from %s", choice.describe())
         try:
             assert choice.checkpoint is not None

@@ -279,3 +279,17 @@ def test_a_build_folder_that_is_a_symlink_is_neither_copied_from_nor_deleted_in(
     n.earlier("night-2")  # delivered after it
     release_earlier_checkpoints(n.tasks[100], n.store, n.store.get("night-2"), n.tasks[100].get_target())
     assert (moved / "checkpoint-010.tar").is_file() and (moved / "checkpoint-015.tar").is_file()
+
+
+def test_a_try_whose_lease_was_taken_over_copies_nothing(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    n = Nightly(tmp_path)
+    n.earlier("night-1", upto=20)
+    session = n.begin("night-2")
+    later = SQLiteStore(n.store.path, clock=lambda: datetime.now(timezone.utc) + timedelta(hours=1))
+    later.begin("night-2", 5, owner="the next try")  # this try was paused past its lease's expiry
+    session.beat()  # its heartbeat learns it
+    with pytest.raises(Conflict, match="lease was lost"):
+        n.reuse("night-2", session)
+    assert not list((n.work / "night-2").glob("*checkpoint-*")), "a try without the lease copied a checkpoint"
