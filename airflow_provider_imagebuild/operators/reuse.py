@@ -226,6 +226,9 @@ def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: B
     # A checkpoint that is also what a build delivered (a pipeline whose last Packer milestone makes
     # the image it publishes, without a seal) is the product, not a checkpoint: retention's to retire.
     delivered = {image for b in [*builds, rec] if b.delivered for image in delivered_images(b)}
+    # Only where ``rec`` has a checkpoint of its own: a build that started from an earlier one's
+    # checkpoint after 25 has none after 10, and tomorrow's build changed at 15 starts from that one.
+    own = set(checkpoint_images(rec)) - {c for c, _ in discarded_checkpoints(rec)}
     for earlier in builds:
         if earlier.build_id == rec.build_id or not earlier.delivered or earlier.cloud != rec.cloud:
             continue
@@ -235,7 +238,7 @@ def release_earlier_checkpoints(op: MilestoneOperator, store: BuildStore, rec: B
         for_reuse = discarded_checkpoints(earlier, KEPT_FOR_REUSE)
         images = {c: i for c, i in checkpoint_images(earlier).items()
                   if c not in kept and (c, earlier.milestones[c].attempt) in for_reuse - gone}  # fmt: skip
-        images = {c: i for c, i in images.items() if i not in delivered}
+        images = {c: i for c, i in images.items() if i not in delivered and c in own}
         if not images:
             continue
         listed = ",".join(f"{c}@{a}" for c, a in sorted(gone | {(c, earlier.milestones[c].attempt) for c in images}))

@@ -209,6 +209,7 @@ class LocalTarget(LocalLeaks, Target):
         folder = self.build_dir(build.build_id)
         folder.mkdir(parents=True, exist_ok=True)
         mark_build_folder(folder, self.pipeline, build.build_id)  # for imagebuild gc
+        self._adopt_key(build, source)
         copy = folder / f"checkpoint-{checkpoint.code:03d}.tar"
         recorded = str(source.milestones[checkpoint.code].outputs.get("checkpoint_sha256") or "")
         # An earlier attempt's copy, known by its content: a file of that name may be anything else
@@ -236,6 +237,30 @@ class LocalTarget(LocalLeaks, Target):
         finally:
             partial.unlink(missing_ok=True)
         return {CHECKPOINT_OUTPUT: str(copy), "checkpoint_sha256": digest}
+
+    def _adopt_key(self, build: BuildRecord, source: BuildRecord) -> None:
+        """Without the spec's key, each build logs in with a key pair of its own, which milestone 10
+        writes into the image: a build starting from another build's checkpoint holds that build's
+        key in its tree, so it takes that key pair as its own (copied, mode 0600), or its boot checks
+        could never log in. Refused (the next candidate is tried) when the source's pair is gone, or
+        the new build made one already (it would not be the one its tree trusts)."""
+        if self.settings.ssh_public_key:
+            return
+        mine = self.build_dir(build.build_id) / "ssh/id_ed25519"
+        theirs = self.build_dir(source.build_id) / "ssh/id_ed25519"
+        pair = [(theirs, mine), (theirs.with_suffix(".pub"), mine.with_suffix(".pub"))]
+        if mine.exists() or mine.with_suffix(".pub").exists():
+            if all(t.is_file() and m.is_file() and m.read_bytes() == t.read_bytes() for t, m in pair):
+                return  # an earlier attempt took it
+            raise TargetError(f"build {build.build_id} has an SSH key of its own: it cannot take build "
+                              f"{source.build_id}'s, which its checkpoint trusts")  # fmt: skip
+        if any(t.is_symlink() or not t.is_file() for t, _ in pair):
+            raise TargetError(f"build {source.build_id}'s SSH key, which its checkpoint trusts, is gone")
+        mine.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for their, my in pair:
+            fd = os.open(my, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(their.read_bytes())
 
     def alive(self, build: BuildRecord, host: Host) -> bool:
         if not self.owns_host(build, host):

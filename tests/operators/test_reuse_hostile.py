@@ -65,6 +65,9 @@ milestones:
         """A build of the pipeline that reached ``upto`` with today's fingerprints: its folder."""
         folder = self.work / build_id
         mark_build_folder(folder, pipeline, build_id)
+        (folder / "ssh").mkdir()  # the key pair milestone 10 writes into the tree (its checkpoints trust it)
+        (folder / "ssh/id_ed25519").write_text(f"private key of {build_id}\n")
+        (folder / "ssh/id_ed25519.pub").write_text(f"ssh-ed25519 AAAA {build_id}\n")
         self.store.create_build(build_id, pipeline=PIPELINE, cloud="local", image_type="base", plan=PLAN)
         for code in [c for c in PLAN[1:] if c <= upto]:
             lease = self.store.begin(build_id, code, owner="w")
@@ -251,11 +254,12 @@ def test_a_copy_killed_half_way_leaves_nothing_the_retry_or_gc_cannot_find(tmp_p
     worker.kill()
     worker.wait()
     target = n.tasks[5].get_target()
-    left = {p.name for p in folder.iterdir()} - {".imagebuild-build", "checkpoint-015.tar"}
+    left = {p.name for p in folder.iterdir()} - {".imagebuild-build", "checkpoint-015.tar", "ssh"}  # ssh: the key taken
     assert left and {r.id for r in LocalLeaks.owned_resources(target)} >= {str(folder / name) for name in left}
     copied = target.adopt_checkpoint(n.store.get("night-2"), n.store.get("night-1"), Checkpoint(15, str(archive)))
     assert copied["checkpoint_image"] == str(folder / "checkpoint-015.tar")
-    assert {p.name for p in folder.iterdir()} == {".imagebuild-build", "checkpoint-015.tar"}, "the killed try's part"
+    kept = {".imagebuild-build", "checkpoint-015.tar", "ssh"}
+    assert {p.name for p in folder.iterdir()} == kept, "the killed try's part"
 
 
 def test_a_file_under_the_copys_name_is_taken_only_when_it_is_the_sources_archive(tmp_path: Path) -> None:

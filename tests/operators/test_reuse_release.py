@@ -39,10 +39,25 @@ def test_a_delivery_deletes_only_what_earlier_builds_kept_for_reuse(tmp_path: Pa
     delivered(store, target, "night-1", checkpoints=(10, 15))
     # The seal kept 15 for the next build; 10 is kept for a redo (target.keep_checkpoints at the time).
     store.set_metadata("night-1", {"checkpoints_kept_for_reuse": "15@1"})
-    delivered(store, target, "night-2")
+    delivered(store, target, "night-2", checkpoints=(10, 15))
     op = SimpleNamespace(made_from=None, log=logging.getLogger("test"))  # a spec without reuse: now
     release_earlier_checkpoints(op, store, store.get("night-2"), target)  # type: ignore[arg-type]
     night_1 = store.get("night-1")
     assert not (target.build_dir("night-1") / "checkpoint-015.tar").exists()
     assert (target.build_dir("night-1") / "checkpoint-010.tar").exists()
     assert night_1.metadata["checkpoints_discarded"] == "15@1"
+
+
+def test_a_delivery_keeps_an_earlier_checkpoint_where_it_has_none_of_its_own(tmp_path: Path) -> None:
+    """night-2 started from night-1's checkpoint after 15 (it has none after 10): night-1's after 10
+    is what tomorrow's build, changed at 15, starts from, so night-2's delivery keeps it."""
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    target = LocalTarget(TargetSpec(work_dir=str(tmp_path / "work")), pipeline="p", image_type="t")
+    delivered(store, target, "night-1", checkpoints=(10, 15))
+    store.set_metadata("night-1", {"checkpoints_kept_for_reuse": "10@1,15@1"})
+    delivered(store, target, "night-2", checkpoints=(15,))
+    op = SimpleNamespace(made_from=None, log=logging.getLogger("test"))
+    release_earlier_checkpoints(op, store, store.get("night-2"), target)  # type: ignore[arg-type]
+    assert (target.build_dir("night-1") / "checkpoint-010.tar").exists()
+    assert not (target.build_dir("night-1") / "checkpoint-015.tar").exists()
+    assert store.get("night-1").metadata["checkpoints_discarded"] == "15@1"

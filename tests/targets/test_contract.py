@@ -490,6 +490,8 @@ def reuse_scenario(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     target = target_for(case.name, third.spec.target, pipeline=third.spec.pipeline, image_type="base")
     assert case.image_exists(copy) and target.owns_image(rec3, copy) and not target.owns_image(rec1, copy)
     assert "checkpoint_image" not in rec3.milestones[10].outputs  # the first build's green image is not the third's
+    if case.name == "local":  # the tree trusts the first build's key (milestone 10 wrote it): it is the third's too
+        assert target.ssh_public_key(rec3) == target.ssh_public_key(rec1)  # type: ignore[attr-defined]
     third.run(20, monkeypatch)
     host = third.host()
     assert (host.image, host.checkpoint) == (copy, 15)
