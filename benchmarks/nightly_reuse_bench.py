@@ -20,10 +20,9 @@ build and checkpoint it started from; checks each night started where its change
 1 otherwise) and writes the "Reuse: five nights" section of docs/benchmarks.md (``--no-write``:
 print only). Needs root (the local target) and about ten minutes; not part of ``make test``.
 
-The default user's key is a key pair of the pipeline's, not one per build (``--build-keys``: the
-sample's own, with which a build started from a checkpoint fails its launch test);
-``--keep-green`` keeps the checkpoint after 10 past the next delivery (without it, night 3's
-delivery deletes it and night 4 runs cold). :func:`pipeline_copy` says why.
+The pipeline runs as shipped otherwise: a key pair made for each build (a build started from an
+earlier one's checkpoint takes that build's pair, which its tree trusts), the sample's
+``target.keep_checkpoints``.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import argparse
 import gzip
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -135,30 +133,12 @@ class Mirror:
             self.server.server_close()
 
 
-def pipeline_copy(work: Path, mirror_url: str, build_keys: bool, keep_green: bool) -> Path:
+def pipeline_copy(work: Path, mirror_url: str) -> Path:
     """The shipped sample and its playbooks under ``work`` (the spec's ``../ansible/...`` paths
-    still resolve), with reuse on, the benchmark's checkpoints and the mirror at loopback.
-
-    Unless ``build_keys``, the default user's key is the pipeline's (``target.ssh_public_key`` and
-    ``ssh_private_key_file``, a key pair made here), not a key pair made for each build: a build
-    that starts from an earlier build's checkpoint holds that build's key in the image (milestone
-    10 wrote it), and the local target's launch test logs in with the new build's own, which the
-    image refuses (``--build-keys`` shows it: night 3 fails at 97).
-
-    ``keep_green``: ``target.keep_checkpoints: [10]``, the green image's checkpoint kept past the
-    next delivery. Without it, night 3's delivery deletes night 1's checkpoints, the one after 10
-    among them, though night 3 has none of its own there (it reused 5..25 from night 1's after
-    25), and night 4 runs cold."""
+    still resolve), with reuse on, the benchmark's checkpoints and the mirror at loopback."""
     shutil.copytree(ROOT / "dags/ansible", work / "ansible")
     spec: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
     spec.update(reuse={}, checkpoints=CHECKPOINTS)
-    if keep_green:
-        spec["target"]["keep_checkpoints"] = [10]
-    if not build_keys:
-        key = work / "ssh/id_ed25519"
-        key.parent.mkdir(mode=0o700)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nightly", "-f", str(key)], check=True)
-        spec["target"].update(ssh_public_key=key.with_suffix(".pub").read_text().strip(), ssh_private_key_file=str(key))
     for ms in spec["milestones"].values():
         ms["watch"] = [{**w, "apt": mirror_url} if "apt" in w else w for w in ms.get("watch", [])]
     path = work / "pipelines" / SAMPLE.name
@@ -262,15 +242,12 @@ def report(
     wrong = [n for n in nights if not n.as_expected(plan)]
     rows = table(nights, plan, cold_work)
     second, third = nights[1].wall_s / nights[0].wall_s, nights[2]
-    flags = "".join(f" --{name.replace('_', '-')}" for name in ("keep_green", "build_keys") if getattr(args, name))
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores with "
-        f"`.venv/bin/python benchmarks/nightly_reuse_bench.py{flags}` (`make bench` runs it without flags; load "
+        f"`make bench` (`.venv/bin/python benchmarks/nightly_reuse_bench.py`; load "
         "average before "
         f"{load_before}, after {load_after}): a copy of the shipped `local-debian-base` pipeline with `reuse: {{}}` "
-        f"and checkpoints at {', '.join(map(str, CHECKPOINTS))}"
-        + (" (and `target.keep_checkpoints: [10]`)" if args.keep_green else "")
-        + ", one build a night through `dag.test()` on the "
+        f"and checkpoints at {', '.join(map(str, CHECKPOINTS))}" + ", one build a night through `dag.test()` on the "
         "local target (debootstrap cache, Ansible over chroot, the seal's disk, the green and the sealed image "
         "booted in qemu), its repository watch pointed at a loopback mirror. Wall times include Airflow's "
         "per-task cost in `dag.test()` (about 1 s a task, reused ones included).",
@@ -296,39 +273,12 @@ def report(
         "it), so compare a night's milestones' time with night 1's time of the same milestones as well as with "
         "night 1's wall time.",
     ]
-    if args.keep_green:
-        lines += [
-            "",
-            "`target.keep_checkpoints: [10]` keeps night 1's checkpoint after 10 past night 3's delivery, which "
-            "deletes the checkpoints earlier delivered builds kept for reuse, this one among them though night 3 "
-            "has none of its own there (it took 5..25 from night 1's checkpoint after 25): without it, night 4 "
-            "finds no checkpoint before 15 and runs cold.",
-        ]
-    if not args.build_keys:
-        lines += [
-            "",
-            "The default user's key is the pipeline's (`target.ssh_public_key` and `ssh_private_key_file`), not "
-            "a key pair made for each build as in the shipped sample: a build started from an earlier build's "
-            "checkpoint holds that build's key (milestone 10 wrote it), and the launch test logs in with the new "
-            "build's own (`--build-keys`: night 3 fails at 97).",
-        ]
     return lines, wrong
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print the figures, leave docs/benchmarks.md alone")
-    parser.add_argument(
-        "--build-keys",
-        action="store_true",
-        help="a key pair made for each build, as the shipped sample has (a build started from a checkpoint fails "
-        "its launch test: the image holds the earlier build's key)",
-    )
-    parser.add_argument(
-        "--keep-green",
-        action="store_true",
-        help="target.keep_checkpoints: [10] (the green image's checkpoint survives the next delivery)",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (store, logs) for a look")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -348,7 +298,7 @@ def main() -> None:
     finished = False
     try:
         with mirror.serving():
-            pipeline_copy(work, mirror.url, args.build_keys, args.keep_green)
+            pipeline_copy(work, mirror.url)
             os.environ["IMAGEBUILD_CACHE"] = str(cache_copy(work))
             airflow_home(work, ROOT / "dags")
             from airflow.dag_processing.dagbag import DagBag
