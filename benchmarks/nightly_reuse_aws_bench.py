@@ -34,17 +34,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
-from nightly_reuse_bench import NIGHT_30_TASK, Night, codes, run_night
+from nightly_reuse_bench import NIGHT_30_TASK, Mirror, Night, codes, run_night
 from report import replace_section
 from sample_runs import airflow_home
 
@@ -66,38 +62,12 @@ VENDOR_NAME = "RHEL-8.10.0_HVM-{date}-x86_64-0-Hourly2-GP3"
 REPOMD = '<?xml version="1.0" encoding="UTF-8"?>\n<repomd><revision>1761900000</revision></repomd>\n'
 
 
-class YumMirror:
-    """A loopback HTTP server standing in for RHEL's repositories: every ``repodata/repomd.xml``
-    path answers the same file (the sample's BaseOS and AppStream watches read it)."""
-
-    def __init__(self) -> None:
-        body = REPOMD.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if not self.path.endswith("/repodata/repomd.xml"):
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    @contextmanager
-    def serving(self) -> Iterator[YumMirror]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
+def yum_mirror() -> Mirror:
+    """RHEL's repositories at loopback: every ``repodata/repomd.xml`` path answers the same file
+    (the sample's BaseOS and AppStream watches read it); ``url`` is the folder a watch names."""
+    mirror = Mirror(REPOMD.encode(), "/repodata/repomd.xml")
+    mirror.url = mirror.url.removesuffix("/repodata/repomd.xml")
+    return mirror
 
 
 def vendor_ami(ec2: Any, base: str, date: str) -> str:
@@ -142,7 +112,8 @@ def write_spec(
             {**w, "yum": f"{mirror}/rhel8/{w['name']}/os/repodata/repomd.xml"} if "yum" in w else w
             for w in ms.get("watch", [])
         ]
-    if by_name:
+    if by_name:  # a name pattern needs the accounts its AMIs may be (moto registers them as "self")
+        spec["target"]["source_image_owners"] = ["self"]
         first = spec["milestones"][5]
         first["watch"] = [*first.get("watch", []), {"name": "source_ami", "image": "source"}]
     (work / "pipelines").mkdir(exist_ok=True)
@@ -263,7 +234,7 @@ def main() -> None:
         IMAGEBUILD_FAIL_AT="",
     )
     load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    mirror = YumMirror()
+    mirror = yum_mirror()
     nights = [
         Night(1, "nothing (first build)", None),
         Night(2, "nothing", 0),

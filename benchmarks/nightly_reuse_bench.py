@@ -98,19 +98,20 @@ class Night:
 
 
 class Mirror:
-    """A loopback HTTP server standing in for the Debian mirror: serves one ``InRelease`` whose
-    content the benchmark sets (a new one is what a mirror publishes when a package changes)."""
+    """A loopback HTTP server standing in for a package mirror: every path ending in ``suffix``
+    answers ``body``, which the benchmark sets (a new one is what a mirror publishes when a package
+    changes). Debian's ``InRelease`` here; the AWS benchmark's RHEL ``repodata/repomd.xml``."""
 
-    def __init__(self) -> None:
-        self.inrelease = INRELEASE.format(date="Sat, 31 Oct 2026 08:00:00 UTC").encode()
+    def __init__(self, body: bytes | None = None, suffix: str = "/debian/dists/bookworm/InRelease") -> None:
+        self.body = body if body is not None else INRELEASE.format(date="Sat, 31 Oct 2026 08:00:00 UTC").encode()
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != "/debian/dists/bookworm/InRelease":
+                if not self.path.endswith(suffix):
                     self.send_error(404)
                     return
-                body = mirror.inrelease
+                body = mirror.body
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -120,7 +121,7 @@ class Mirror:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/debian/dists/bookworm/InRelease"
+        self.url = f"http://127.0.0.1:{self.server.server_port}{suffix}"
 
     @contextmanager
     def serving(self) -> Iterator[Mirror]:
@@ -322,7 +323,7 @@ def main() -> None:
                     playbook = work / "ansible/30-monitoring.yml"
                     playbook.write_text(playbook.read_text().rstrip("\n") + "\n" + NIGHT_30_TASK)
                 elif night.number == 4:
-                    mirror.inrelease = INRELEASE.format(date="Wed, 04 Nov 2026 08:00:00 UTC").encode()
+                    mirror.body = INRELEASE.format(date="Wed, 04 Nov 2026 08:00:00 UTC").encode()
                 elif night.number == 5:
                     new_source_image()
                 if night.number in (3, 4, 5):
