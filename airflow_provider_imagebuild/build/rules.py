@@ -431,22 +431,26 @@ def complete(
     attempt.usage = usage
     if fingerprint is not None:
         attempt.fingerprint, attempt.inputs = fingerprint[0], dict(fingerprint[1])
+    _reach(rec, code, attempt, lease.owner, now, outputs)
+    _reached(rec, code, ts)
+    return rec, True
+
+
+def _reach(rec: BuildRecord, code: int, attempt: Attempt, owner: str, now: datetime, outputs: dict[str, Any]) -> None:
+    """Milestone ``code``'s result: ``attempt``'s, with its outputs, as of ``now``."""
     started = parse_ts(attempt.started_at)
-    rec.milestones[code] = MilestoneResult(
-        code,
-        attempt.attempt,
-        lease.owner,
-        attempt.started_at,
-        ts,
-        round((now - started).total_seconds(), 3),
-        dict(outputs),
-    )
+    duration = round((now - started).total_seconds(), 3)
+    rec.milestones[code] = MilestoneResult(code, attempt.attempt, owner, attempt.started_at, format_ts(now), duration,
+                                           dict(outputs))  # fmt: skip
+
+
+def _reached(rec: BuildRecord, code: int, ts: str) -> None:
+    """The build stands at ``code``, completed, its lease over (delivered with the plan's last)."""
     rec.lease = None
     rec.current_state = code
     rec.status = COMPLETED
     if code == rec.plan[-1]:
         rec.delivered_at = ts
-    return rec, True
 
 
 def fail(
@@ -678,18 +682,10 @@ def reuse(
             attempt = Attempt(c, _next_attempt(rec, c), COMPLETED, lease.owner, lease.token, ts, ts, kind=REUSED)
             rec.attempts.append(attempt)
         attempt.reused_from, attempt.fingerprint, attempt.inputs = origin, fingerprint, dict(inputs)
-        started = parse_ts(attempt.started_at)
-        rec.milestones[c] = MilestoneResult(
-            c, attempt.attempt, lease.owner, attempt.started_at, ts, round((now - started).total_seconds(), 3),
-            dict(outputs),
-        )  # fmt: skip
+        _reach(rec, c, attempt, lease.owner, now, outputs)
     last = codes[-1]
     _add_event(rec, Event(ts, "reuse", f"reused {codes[0]}..{last} from build {source}", lease.owner, last))
-    rec.lease = None
-    rec.current_state = last
-    rec.status = COMPLETED
-    if last == rec.plan[-1]:
-        rec.delivered_at = ts
+    _reached(rec, last, ts)
     return rec, True
 
 
