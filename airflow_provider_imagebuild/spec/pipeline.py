@@ -55,6 +55,7 @@ from airflow_provider_imagebuild.spec.vsphere import VsphereTargetSpec
 from airflow_provider_imagebuild.spec.watch import WatchSpec, watch_problem
 from airflow_provider_imagebuild.spec.yaml_reader import (
     MAX_SPEC_BYTES,
+    PLACEHOLDER_RE,
     Positions,
     load_yaml_with_positions,
     placeholders,
@@ -575,7 +576,8 @@ class PipelineSpec(BaseModel):
             yield f"{problem[0]}: {problem[1]}"
         source = getattr(self.target, "source_image", None)
         owners = getattr(self.target, "source_image_owners", None)
-        if self.cloud == "aws" and source and not str(source).startswith("ami-") and not owners:
+        named = source and not str(source).startswith("ami-") and not PLACEHOLDER_RE.search(str(source))
+        if self.cloud == "aws" and named and not owners:  # a placeholder is refused as one (fill it in)
             yield (
                 "target.source_image_owners: is required when target.source_image is a name pattern "
                 f"({source!r}): name the accounts whose AMIs it may be (a vendor's id, self, amazon)"

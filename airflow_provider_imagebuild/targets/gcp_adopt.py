@@ -33,14 +33,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_imagebuild.build.record import BuildRecord
 from airflow_provider_imagebuild.errors import InvalidInput, TargetError
 from airflow_provider_imagebuild.targets.base import Checkpoint
-
-if TYPE_CHECKING:
-    from airflow_provider_imagebuild.targets.gcp import GcpTarget
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +51,8 @@ READY_WAIT_S = 3600.0
 class CheckpointCopy:
     """Copies of checkpoint images into a new build's ownership on one Google Cloud target."""
 
-    def __init__(self, target: GcpTarget) -> None:
-        self.target = target
+    def __init__(self, target: Any) -> None:
+        self.target = target  # the GcpTarget (named, not imported: targets/gcp.py imports this module)
 
     def adopt(self, build: BuildRecord, source: BuildRecord, checkpoint: Checkpoint) -> dict[str, Any]:
         """The new build's READY copy of ``source``'s checkpoint image (the image resource)."""
