@@ -184,6 +184,8 @@ def test_abandon_of_a_build_that_reused_deletes_its_copy_never_the_source(tmp_pa
     checkpoint, sealed = work / "n1/checkpoint-010.tar", work / "n1/p-n1.qcow2"
     checkpoint.write_bytes(b"the tree after 10")
     sealed.write_bytes(b"qcow2")
+    target.ssh_public_key(store.create_build("n0", pipeline="p", cloud="local", image_type="base", plan=plan))
+    (work / "n0/ssh").rename(work / "n1/ssh")  # n1's key pair (10 wrote it into the tree): n2 takes it
     made = {10: {"checkpoint_image": str(checkpoint), "checkpoint_sha256": file_hash(checkpoint)},
             95: {"image_id": str(sealed)}}  # fmt: skip
     store.create_build("n1", pipeline="p", cloud="local", image_type="base", plan=plan)
