@@ -390,9 +390,11 @@ def build_host_root(rootfs_archive: Path, tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def standin_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The clouds' launch tests' stand-in guest (tests/servers/guest.py): one local qemu VM of the
-    green image per session and xdist worker, reached at ``127.0.0.1:<port>`` with its test key;
-    a cloud spec points ``target.boot.ssh_address`` at it (``standin_guest.boot_settings()``)."""
-    from tests.servers.guest import running_guest
+    green image per session, shared by its xdist workers, reached at ``127.0.0.1:<port>`` with its
+    test key; a cloud spec points ``target.boot.ssh_address`` at it (``standin_guest.boot_settings()``)."""
+    from tests.servers.guest import shared_guest
 
-    with running_guest(tmp_path_factory.mktemp("standin-guest")) as guest:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the session's, the same in each of its workers
+    base = tmp_path_factory.getbasetemp()
+    with shared_guest(base.parent / f"standin-guest-{run}" if run else base / "standin-guest") as guest:
         yield guest

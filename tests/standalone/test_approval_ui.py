@@ -55,6 +55,21 @@ def wait_for_task(airflow: Airflow, run_id: str, state: str, timeout: float = 12
     raise AssertionError(f"{TASK} of {run_id} never reached {state}: {states}")
 
 
+def wait_until_paused(airflow: Airflow, run_id: str, timeout: float = 120) -> None:
+    """The approval task of ``run_id`` waits for its answer, and the scheduler has taken the end of
+    the try that paused. An answer given before that races Airflow's own bookkeeping: the task is
+    queued again at once, then the executor's "success" of the paused try arrives for a queued task
+    and the scheduler marks it failed (seen under load, the paused try's process taking 5 s to end).
+    A person answers minutes later; this test answers within a second, so it waits as they would."""
+    wait_for_task(airflow, run_id, "awaiting_input", timeout)
+    event = f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{DAG_ID}', " \
+            f"task_id='{TASK}', run_id='{run_id}'"  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while event not in (airflow.home / "standalone.log").read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"the scheduler never took the end of {TASK}'s paused try in {run_id}"
+        time.sleep(0.5)
+
+
 def respond(person: Operator, option: str, comment: str, run_id: str | None = None) -> None:
     """What an approver does on the task's Required Action tab (opened here when ``run_id`` is
     given): a comment, then the option's button."""
@@ -74,7 +89,7 @@ def test_an_approver_decides_in_airflows_ui_and_a_viewer_cannot(shared_standalon
     airflow.wait_for_dag(DAG_ID)
     approved_run = airflow.trigger(DAG_ID, {"build_id": "gate-1"})
     rejected_run = airflow.trigger(DAG_ID, {"build_id": "gate-2"})
-    wait_for_task(airflow, approved_run, "awaiting_input")
+    wait_until_paused(airflow, approved_run)
     assert not (folder / "published").exists()
 
     viewer = airflow.as_user("viewer")
@@ -93,7 +108,7 @@ def test_an_approver_decides_in_airflows_ui_and_a_viewer_cannot(shared_standalon
         frame.locator("#approval-respond").click()
         admin.page.wait_for_url(re.compile(rf"/runs/[^/]+/tasks/{TASK}/required_actions"))
         respond(admin, "Approve", "image checked by hand")
-        wait_for_task(airflow, rejected_run, "awaiting_input")
+        wait_until_paused(airflow, rejected_run)
         respond(admin, "Reject", "kernel 6.1.0-9 has CVE-2026-0001", run_id=rejected_run)
         state = airflow.wait_for_run(DAG_ID, approved_run, {"failed", "success"}, timeout=120)
         assert state == "success", airflow.task_log(DAG_ID, approved_run, TASK, 1)[-6000:]

@@ -29,8 +29,6 @@ task context, as a DAG run does (the Airflow path itself is covered by the ``dag
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -510,8 +508,10 @@ def reuse_scenario(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 # -- the launch test (targets/launch.py) ------------------------------------------------------------
 # Each cloud's launch test against its fake: the cloud calls are real (launch from the sealed image,
 # describe, console output, delete, the leftover search), the guest is the session's stand-in VM
-# (tests/servers/guest.py), reached through target.boot.ssh_address. The local target boots the
-# stand-in's disk itself in qemu, as its sealed image. A case is a row of LAUNCH_CASES: add a cloud
+# (tests/servers/guest.py), reached through target.boot.ssh_address. The local target's launch test
+# boots the sealed image itself in qemu: test_local_pipeline.py proves it on a real sealed image (a
+# lost worker's VM killed first, another build's left alone, nothing left running), and
+# test_local_boot.py a sealed image that cannot boot. A case is a row of LAUNCH_CASES: add a cloud
 # there once its target implements the launch test hooks.
 FAILING_VERIFICATION = """
 - name: A verification that fails while a planted file exists (on the controller)
@@ -540,51 +540,6 @@ class LaunchCase:
     # selfLink): the instance launched after the leftover was deleted has the leftover's id.
     names_reused: bool = False
     boot: dict[str, Any] = field(default_factory=dict)  # more target.boot settings
-
-
-def local_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
-    """The local target boots the sealed image in qemu: here a qcow2 over the stand-in's disk at
-    the build's image path; the build's key is the stand-in's. A lost worker's VM is a process
-    marked with the build's VM marker (what qemu.Vm.start kills first); another build's is not."""
-    import subprocess
-
-    from airflow_provider_imagebuild.toolchain import qemu
-    from airflow_provider_imagebuild.toolchain.process import marked_processes
-
-    def marker(target: Any, build: Any) -> str:
-        return hashlib.sha256(f"{target.pipeline}/{build.build_id}".encode()).hexdigest()[:24]
-
-    def sealed(target: Any, build: Any) -> str:
-        image = target.image_path(build)
-        image.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(guest.disk), "-F", "raw", str(image)],
-                       check=True)  # fmt: skip
-        return str(image)
-
-    def process(value: str) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(["sleep", "600"], env={**os.environ, qemu.VM_MARK_ENV: value})
-        request.addfinalizer(lambda: (child.kill(), child.wait()))
-        return child
-
-    def foreign(target: Any, build: Any, image: str) -> Callable[[], bool]:
-        child = process("another-builds-marker-0123")
-        return lambda: child.poll() is None
-
-    return LaunchCase(
-        "local",
-        {
-            "work_dir": str(tmp_path / "work"),
-            "catalog": str(tmp_path / "catalog"),
-            "ssh_public_key": guest.key.with_suffix(".pub").read_text().strip(),
-        },
-        sealed_image=sealed,
-        live=lambda target, build: [str(pid) for pid in marked_processes(qemu.VM_MARK_ENV, marker(target, build))],
-        leftover=lambda target, build, image: str(process(marker(target, build)).pid),
-        foreign=foreign,
-        console=True,
-        timeout=900,  # a whole boot under TCG on a loaded worker
-        boot={"before_publish": "bios"},  # the quicker boot under emulation
-    )
 
 
 def aws_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -> LaunchCase:
@@ -820,7 +775,6 @@ def vsphere_launch(tmp_path: Path, request: pytest.FixtureRequest, guest: Any) -
 
 
 LAUNCH_CASES: dict[str, Callable[[Path, pytest.FixtureRequest, Any], LaunchCase]] = {
-    "local": local_launch,
     "aws": aws_launch,
     "azure": azure_launch,
     "gcp": gcp_launch,
@@ -841,8 +795,6 @@ class LaunchRun:
         self.planted.write_text("")
         write(folder / "failing.yml", FAILING_VERIFICATION.replace("PLANTED", str(self.planted)))
         boot = guest.boot_settings(case.timeout, **case.boot, **({"playbook": playbook} if playbook else {}))
-        if case.name == "local":
-            boot.pop("ssh_address")
         spec_text = yaml.safe_dump({
             "pipeline": f"launch-{case.name}-{tmp_path.name[-12:]}".replace("_", "-"),
             "cloud": case.name,
@@ -865,10 +817,7 @@ class LaunchRun:
         self.tasks[code].execute(task_context("launch-1", self.tasks[code].task_id))
 
 
-SLOW_LAUNCH_CASES = {"local"}  # they boot a VM of their own (minutes under TCG): scheduled first
-
-
-@pytest.fixture(params=[pytest.param(n, marks=[pytest.mark.slow] * (n in SLOW_LAUNCH_CASES)) for n in LAUNCH_CASES])
+@pytest.fixture(params=list(LAUNCH_CASES))
 def launch_case(request: pytest.FixtureRequest, tmp_path: Path, standin_guest: Any) -> LaunchCase:
     return LAUNCH_CASES[request.param](tmp_path, request, standin_guest)
 
@@ -889,24 +838,23 @@ def test_the_launch_test_proves_the_sealed_image_and_cleans_up(
     assert outputs["boot_sealed_playbook_ok"] > 0 and outputs["boot_sealed_playbook_failed"] == 0
     assert ("boot_sealed_login_prompt_s" in outputs) == case.console
     assert outputs["boot_sealed_firmware"] == case.boot.get("before_publish", "cloud")  # a cloud boots as it does
-    if case.name != "local":
-        instance = outputs["boot_sealed_instance"]
-        assert instance != "" and (case.names_reused or instance != leftover)
+    instance = outputs["boot_sealed_instance"]
+    assert instance != "" and (case.names_reused or instance != leftover)
     assert case.live(run.target, run.build) == []  # the leftover and the test instance are gone
     assert theirs_exist()
     run.run(100)
     assert run.store.get("launch-1").delivered
 
 
-@pytest.mark.parametrize("cloud", [n for n in LAUNCH_CASES if n not in SLOW_LAUNCH_CASES])
+@pytest.mark.parametrize("cloud", list(LAUNCH_CASES))
 def test_a_failed_launch_test_stops_the_build_and_deletes_its_instance(
     cloud: str, request: pytest.FixtureRequest, tmp_path: Path, standin_guest: Any
 ) -> None:
     """The verification fails: the milestone fails naming the check, the test instance is deleted
     all the same, and publish cannot start. Its retry (once the cause is gone) launches a new test
     instance from the same sealed image: the seal is not redone. The clouds' (their instances are
-    the session's stand-in); the local target's failing boot, a whole qemu boot, is
-    test_local_boot.py's (a sealed image that cannot boot is never published, and no VM is left)."""
+    the session's stand-in); the local target's, a whole qemu boot, is test_local_boot.py's (a
+    sealed image that cannot boot is never published, and no VM is left)."""
     launch_case = LAUNCH_CASES[cloud](tmp_path, request, standin_guest)
     run = LaunchRun(launch_case, tmp_path, standin_guest, playbook="failing.yml")
     with pytest.raises(TargetError, match=r"the verification playbook failing\.yml failed: .*planted verification"):
