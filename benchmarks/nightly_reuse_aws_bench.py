@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from nightly_reuse_bench import NIGHT_30_TASK, Mirror, Night, codes, run_night
+from nightly_reuse_bench import NIGHT_30_TASK, Mirror, Night, codes, run_night, table
 from report import replace_section
 from sample_runs import airflow_home
 
@@ -158,27 +158,6 @@ def copied_amis(build_id: str, ec2_in: Any) -> list[str]:
             elif region != REGION:
                 found.append(f"{image['ImageId']} to {region} (publish)")
     return found
-
-
-def table(nights: list[Night], plan: list[int], copies: dict[int, list[str]], cold_work: dict[int, float]) -> list[str]:
-    """The nights' rows; the last column is what night 1 spent in the milestones a night ran (its
-    recorded durations): on a loaded machine two cold nights differ by more than that, so it says
-    what a night was expected to cost."""
-    first = nights[0].wall_s
-    rows = [
-        "| night | what changed | wall time | of night 1 | milestones reused / run | started from | AMIs copied | "
-        "night 1's time of what it ran |",
-        "|---|---|---:|---:|---|---|---|---:|",
-    ]
-    for n in nights:
-        work = sum(cold_work.get(code, 0.0) for code in n.ran if code)
-        rows.append(
-            f"| {n.number} | {n.change} | {n.wall_s:.0f} s | **{n.wall_s / first:.0%}** | "
-            f"{len(n.reused)} / {len([c for c in n.ran if c])} of {len(plan) - 1} "
-            f"(reused: {codes(n.reused)}) | {n.started()} | {'; '.join(copies.get(n.number, [])) or 'none'} | "
-            f"{work:.0f} s |"
-        )
-    return rows
 
 
 def place_after_local(path: Path) -> None:
@@ -326,7 +305,7 @@ def main() -> None:
         "`target.source_image` (an AMI id, as the sample gives it) to it. Wall times include Airflow's per-task "
         "cost in `dag.test()` (about 1 s a task, reused ones included).",
         "",
-        *table(nights, plan, copies, cold_work),
+        *table(nights, plan, cold_work, ("AMIs copied", lambda n: "; ".join(copies.get(n.number, [])) or "none")),
         "",
         f"Night 2 (nothing changed) took **{second:.0%}** of night 1; night 3 started from {third.started()} and "
         f"ran {codes(tuple(c for c in third.ran if c))}; night 4 {nights[3].started()}. Nights 1 and 4 both "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from click.testing import CliRunner
@@ -89,19 +90,19 @@ def test_report_figures(tmp_path: Path) -> None:
     assert done["eta"] is None
 
 
-def test_report_costs_builds_milestones_failures_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 31: priced with the pipeline's spec's cost: block where it has one (web), the cloud's
-    example prices where not (db); every figure worked out by hand."""
+class Use(Protocol):
+    def __call__(self, build_id: str, code: int, hours: float, error: str | None = None, **more: float) -> None: ...
+
+
+def _priced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cost: str) -> tuple[str, BuildStore, Use]:
+    """A store on a test clock, the pipeline ``web``'s spec with that ``cost:`` block, and ``used``:
+    one attempt of ``hours`` on a t3.micro (failed with ``error``; a completed 10 keeps a checkpoint)."""
     url = f"sqlite:///{tmp_path}/s.db"
     clock = Clock()
     store = open_store(url, clock=clock)
-    specs = tmp_path / "pipelines"
-    specs.mkdir()
-    (specs / "web.yaml").write_text(
-        "pipeline: web\ncloud: aws\nimage_type: base\n"
-        "cost: {host_per_hour: {t3.micro: 1.0}, storage_gb_month: 0, transfer_gb: 0.5}\n"
-    )
-    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines/web.yaml").write_text(f"pipeline: web\ncloud: aws\nimage_type: base\ncost: {cost}\n")
+    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(tmp_path / "pipelines"))
 
     def used(build_id: str, code: int, hours: float, error: str | None = None, **more: float) -> None:
         lease = store.begin(build_id, code, owner="w/1")
@@ -110,7 +111,18 @@ def test_report_costs_builds_milestones_failures_and_resumes(tmp_path: Path, mon
         if error:
             store.fail(build_id, code, token=lease.token, error=error, usage=usage)
         else:
-            store.complete(build_id, code, token=lease.token, usage=usage)
+            store.complete(build_id, code, token=lease.token, usage=usage,
+                           outputs={"checkpoint_image": f"ami-{build_id}"} if code == 10 else None)  # fmt: skip
+
+    return url, store, used
+
+
+def test_report_costs_builds_milestones_failures_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 31: priced with the pipeline's spec's cost: block where it has one (web), the cloud's
+    example prices where not (db); every figure worked out by hand."""
+    url, store, used = _priced(
+        tmp_path, monkeypatch, "{host_per_hour: {t3.micro: 1.0}, storage_gb_month: 0, transfer_gb: 0.5}"
+    )
 
     plan = [0, 5, 10, 100]
     store.create_build("c-1", pipeline="web", cloud="aws", image_type="base", plan=plan)
@@ -146,21 +158,7 @@ def test_a_reused_milestone_costs_nothing_and_says_what_reuse_saved(
     it costs 100's quarter hour, its reused attempts are not unmetered ones, the 1.5 hours r-1 paid
     for 5 and 10 are what reuse saved, and the milestones' durations and costs are over the builds
     that ran them (r-1 alone for 5 and 10)."""
-    url = f"sqlite:///{tmp_path}/s.db"
-    clock = Clock()
-    store = open_store(url, clock=clock)
-    specs = tmp_path / "pipelines"
-    specs.mkdir()
-    (specs / "web.yaml").write_text(
-        "pipeline: web\ncloud: aws\nimage_type: base\ncost: {host_per_hour: {t3.micro: 1.0}, storage_gb_month: 0}\n"
-    )
-    monkeypatch.setenv("IMAGEBUILD_PIPELINES_DIR", str(specs))
-
-    def used(build_id: str, code: int, hours: float) -> None:
-        lease = store.begin(build_id, code, owner="w/1")
-        clock.tick(hours * 3600)
-        store.complete(build_id, code, token=lease.token, usage={"host_size": "t3.micro", "host_hours": hours},
-                       outputs={"checkpoint_image": f"ami-{build_id}"} if code == 10 else None)  # fmt: skip
+    url, store, used = _priced(tmp_path, monkeypatch, "{host_per_hour: {t3.micro: 1.0}, storage_gb_month: 0}")
 
     plan = [0, 5, 10, 100]
     store.create_build("r-1", pipeline="web", cloud="aws", image_type="base", plan=plan)

@@ -170,7 +170,8 @@ def _alive(pid: int) -> bool:
 
 def _users(folder: Path) -> list[int]:
     """The processes that use the shared VM and still run (a crashed worker lets it go)."""
-    return [int(p.name) for p in folder.glob("user-*") if _alive(int(p.name.removeprefix("user-")))]
+    pids = [int(p.name.removeprefix("user-")) for p in folder.glob("user-*")]
+    return [pid for pid in pids if _alive(pid)]
 
 
 @contextlib.contextmanager
