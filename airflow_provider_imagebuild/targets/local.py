@@ -60,7 +60,7 @@ from airflow_provider_imagebuild.targets.boot import (
     playbook_verifier,
 )
 from airflow_provider_imagebuild.targets.disk import DiskLayout, make_disk
-from airflow_provider_imagebuild.targets.local_leaks import LocalLeaks, mark_build_folder, read_mark, vm_marker
+from airflow_provider_imagebuild.targets.local_leaks import LocalLeaks, mark_build_folder, vm_marker
 from airflow_provider_imagebuild.targets.rootfs import run_tool
 
 WORK_ENV = "IMAGEBUILD_WORK"
@@ -147,8 +147,7 @@ class LocalTarget(LocalLeaks, Target):
     def owns_image(self, build: BuildRecord, image: str) -> bool:
         """A file of the build's folder, unless the folder's mark names another pipeline's build of
         that id (a record is the store's word; a folder without a mark predates marks)."""
-        marked = read_mark(self.build_dir(build.build_id))
-        if marked is not None and marked != (self.pipeline, build.build_id):
+        if self._marked_elsewhere(build.build_id):
             return False
         try:
             self.owned_file(build, image, "image")
@@ -201,8 +200,7 @@ class LocalTarget(LocalLeaks, Target):
             raise InvalidInput(where, f"{archive} is not a checkpoint archive")
         # The folder's mark, written by the build that made it: a record is the store's word (a
         # forged one may name another pipeline's build sharing the work root), the mark the disk's.
-        marked = read_mark(self.build_dir(source.build_id))
-        if marked != (self.pipeline, source.build_id):
+        if self._our_folder(source.build_id) is None:
             raise InvalidInput(
                 where, f"{archive.parent} is not marked build {source.build_id} of pipeline {self.pipeline}"
             )
@@ -404,8 +402,7 @@ class LocalTarget(LocalLeaks, Target):
         build's), never the shared debootstrap cache, another build's file or any other file a
         hand-written output might name."""
         removed: list[str] = []
-        marked = read_mark(self.build_dir(build.build_id))
-        if marked is not None and marked != (self.pipeline, build.build_id):
+        if marked := self._marked_elsewhere(build.build_id):
             log.warning("not discarded: %s is build %s of pipeline %s", self.build_dir(build.build_id), *marked[::-1])
             return removed  # another pipeline's build of the same id (a forged or foreign record)
         for image in images:

@@ -149,6 +149,13 @@ class LocalLeaks(LeakCollecting):
             return None
         return folder if read_mark(folder) == (self.pipeline, build_id) else None
 
+    def _marked_elsewhere(self, build_id: str) -> tuple[str, str] | None:
+        """The (pipeline, build id) mark of the build's folder when it names another pipeline's build
+        of that id (a record is the store's word, the mark the disk's); None for this pipeline's
+        folder and for a folder without a mark (it predates marks)."""
+        marked = read_mark(self.build_dir(build_id))
+        return marked if marked is not None and marked != (self.pipeline, build_id) else None
+
     def _classify(self, entry: Path, build_id: str) -> tuple[str, str, int | None] | None:
         """(kind, role, milestone) of a name the target makes in a build's folder; None otherwise."""
         if entry.is_symlink():
