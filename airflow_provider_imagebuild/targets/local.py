@@ -240,13 +240,16 @@ class LocalTarget(LocalLeaks, Target):
         """Without the spec's key, each build logs in with a key pair of its own, which milestone 10
         writes into the image: a build starting from another build's checkpoint holds that build's
         key in its tree, so it takes that key pair as its own (copied, mode 0600), or its boot checks
-        could never log in. Refused (the next candidate is tried) when the source's pair is gone, or
-        the new build made one already (it would not be the one its tree trusts)."""
+        could never log in. Refused (the next candidate is tried) when the source's pair is gone, either
+        key folder is a symbolic link, or the new build made one already (it would not be the one its
+        tree trusts)."""
         if self.settings.ssh_public_key:
             return
         mine = self.build_dir(build.build_id) / "ssh/id_ed25519"
         theirs = self.build_dir(source.build_id) / "ssh/id_ed25519"
         pair = [(theirs, mine), (theirs.with_suffix(".pub"), mine.with_suffix(".pub"))]
+        if theirs.parent.is_symlink() or mine.parent.is_symlink():  # a key from, or to, somewhere else
+            raise TargetError(f"the SSH key folder of build {source.build_id} or {build.build_id} is a symbolic link")
         if mine.exists() or mine.with_suffix(".pub").exists():
             if all(t.is_file() and m.is_file() and m.read_bytes() == t.read_bytes() for t, m in pair):
                 return  # an earlier attempt took it

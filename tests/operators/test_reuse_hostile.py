@@ -297,3 +297,17 @@ def test_a_try_whose_lease_was_taken_over_copies_nothing(tmp_path: Path) -> None
     with pytest.raises(Conflict, match="lease was lost"):
         n.reuse("night-2", session)
     assert not list((n.work / "night-2").glob("*checkpoint-*")), "a try without the lease copied a checkpoint"
+
+
+def test_a_key_folder_that_is_a_symlink_is_never_taken(tmp_path: Path) -> None:
+    """The source build's ``ssh/`` pointed elsewhere (someone with the work root's permissions): the
+    new build would take whatever key files are there as the key its boot checks log in with. That
+    checkpoint is refused; the next candidate, whose key folder is its own, is taken."""
+    n = Nightly(tmp_path)
+    n.earlier("night-1", upto=20)
+    planted = n.earlier("night-2", upto=20)  # newer: tried first
+    (planted / "ssh").rename(tmp_path / "their-keys")
+    (planted / "ssh").symlink_to(tmp_path / "their-keys")
+    rec = n.reuse("night-3")
+    assert [a.reused_from for a in rec.attempts if a.state == 15] == [{"build_id": "night-1", "state": 15}]
+    assert (n.work / "night-3/ssh/id_ed25519").read_text() == "private key of night-1\n"
