@@ -67,3 +67,11 @@ class TargetError(ImageBuildError):
     """
 
     exit_code = 6
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one log line: its message's first line, cut at ``limit``; its type's name
+    when the message is empty (``ValueError()``, ``KeyError()``, a library's ``OSError()``), so that
+    a handler that logs and carries on cannot fail on the first line of no lines."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -43,7 +43,14 @@ from airflow_provider_imagebuild.build.ids import derive_build_id
 from airflow_provider_imagebuild.build.record import BuildRecord, Lease, lease_id_of, parse_ts
 from airflow_provider_imagebuild.build.values import DEFAULT_LEASE_SECONDS
 from airflow_provider_imagebuild.clouds.connections import missing_connection
-from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, InvalidInput, StoreUnavailable, TargetError
+from airflow_provider_imagebuild.errors import (
+    Conflict,
+    ImageBuildError,
+    InvalidInput,
+    StoreUnavailable,
+    TargetError,
+    first_line,
+)
 from airflow_provider_imagebuild.failures import classify
 from airflow_provider_imagebuild.links import build_page
 from airflow_provider_imagebuild.operators.links import BuildPageLink, ImageLink, airflow_address, airflow_root
@@ -249,7 +256,7 @@ class MilestoneOperator(BuildOperator):
                 previous = f"unknown:{uuid.uuid4().hex}"
             found = self.made_from.fingerprint(self.state, previous, self.source_image_resolver(), self.log.info)
         except Exception as exc:  # a fingerprint must never fail a milestone
-            self.log.warning("no fingerprint for milestone %s: %s", self.state, str(exc).splitlines()[0][:300])
+            self.log.warning("no fingerprint for milestone %s: %s", self.state, first_line(exc))
             return None
         self.log.info("fingerprint of milestone %s: %s (%d inputs)", self.state, found.fingerprint, len(found.inputs))
         return found
@@ -267,7 +274,7 @@ class MilestoneOperator(BuildOperator):
         except (ImageBuildError, OSError, ValueError) as exc:
             if session.lost or session.stopped:  # the reuse was (or may have been) recorded: not a cold run
                 raise
-            self.log.warning("reuse: %s; this build runs every milestone", str(exc).splitlines()[0][:300])
+            self.log.warning("reuse: %s; this build runs every milestone", first_line(exc))
             return None
 
     def after_delivery(self, store: BuildStore, rec: BuildRecord) -> None:

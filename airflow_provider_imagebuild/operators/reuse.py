@@ -31,7 +31,7 @@ from airflow_provider_imagebuild.build.reuse import (
     taken,
     unchanged_source,
 )
-from airflow_provider_imagebuild.errors import Conflict, ImageBuildError
+from airflow_provider_imagebuild.errors import Conflict, ImageBuildError, first_line
 from airflow_provider_imagebuild.operators.session import MilestoneSession
 from airflow_provider_imagebuild.store import BuildStore, ListFilter
 
@@ -104,7 +104,7 @@ def reuse_earlier_work(
             assert choice.checkpoint is not None
             adopted = target.adopt_checkpoint(rec, choice.source, choice.checkpoint)
         except (ImageBuildError, OSError, ValueError) as exc:  # gone, not provably the source's, a copy refused
-            op.log.warning("reuse: %s cannot be used: %s", choice.describe(), str(exc).splitlines()[0][:300])
+            op.log.warning("reuse: %s cannot be used: %s", choice.describe(), first_line(exc))
             continue
         try:
             return _record(op, session, rec, choice, adopted)
@@ -163,7 +163,7 @@ def _still_delivered(
                 return True
             why = f"it is gone, or not build {maker.build_id}'s"
         except (ImageBuildError, OSError, ValueError) as exc:
-            why = f"the {target.name} target could not check it: {str(exc).splitlines()[0][:300] if str(exc) else exc}"
+            why = f"the {target.name} target could not check it: {first_line(exc)}"
     op.log.warning("nothing changed since build %s, but its image %s is not delivered again (%s); this build builds",
                    whole.source.build_id, shown(image), why)  # fmt: skip
     return False
@@ -188,7 +188,7 @@ def _forget(
         now = store.get(rec.build_id)
     except ImageBuildError as exc:
         op.log.warning("reuse: the copied checkpoint %s is kept (the store could not say whether it is recorded: %s)",
-                       shown(image), str(exc).splitlines()[0][:300] if str(exc) else exc)  # fmt: skip
+                       shown(image), first_line(exc))  # fmt: skip
         return
     if now.lease is None or now.lease.token != session.token:
         op.log.warning("reuse: the copied checkpoint %s is kept: the reuse may be recorded (the lease is over)",

@@ -311,3 +311,26 @@ def test_a_key_folder_that_is_a_symlink_is_never_taken(tmp_path: Path) -> None:
     rec = n.reuse("night-3")
     assert [a.reused_from for a in rec.attempts if a.state == 15] == [{"build_id": "night-1", "state": 15}]
     assert (n.work / "night-3/ssh/id_ed25519").read_text() == "private key of night-1\n"
+
+
+def test_a_copy_failing_with_an_empty_message_tries_the_next_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error whose message is empty (``ValueError()``, ``KeyError()``: a library's) is logged by
+    its type: the log line must not fail itself (it took the first of no lines), so the next
+    candidate is tried and the failed one is named."""
+    from airflow_provider_imagebuild.targets.local import LocalTarget
+
+    n = Nightly(tmp_path)
+    n.earlier("night-1", upto=20)
+    n.earlier("night-2", upto=20)  # newer: tried first, and its copy fails
+    adopt = LocalTarget.adopt_checkpoint
+
+    def failing_for_night_2(self: LocalTarget, build: Any, source: Any, checkpoint: Any) -> Any:
+        if source.build_id == "night-2":
+            raise ValueError()
+        return adopt(self, build, source, checkpoint)
+
+    monkeypatch.setattr(LocalTarget, "adopt_checkpoint", failing_for_night_2)
+    rec = n.reuse("night-3")
+    assert [a.reused_from for a in rec.attempts if a.state == 15] == [{"build_id": "night-1", "state": 15}]
