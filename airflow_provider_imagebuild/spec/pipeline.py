@@ -331,6 +331,17 @@ class TargetSpec(BaseModel):
             raise ValueError("lists a region twice")
         return value
 
+    @field_validator("source_image_owners")
+    @classmethod
+    def _owners(cls, value: list[str]) -> list[str]:
+        for owner in value:  # what DescribeImages' Owners takes: an account id or one of EC2's aliases
+            if not re.fullmatch(r"[0-9]{12}|self|amazon|aws-marketplace|aws-backup-vault", owner):
+                raise ValueError(
+                    f"{owner[:40]!r} is not an AMI owner: a 12-digit account id, self, amazon, aws-marketplace or "
+                    "aws-backup-vault"
+                )
+        return value
+
     @field_validator("share_accounts")
     @classmethod
     def _accounts(cls, value: list[str]) -> list[str]:

@@ -49,6 +49,9 @@ def test_a_source_image_name_needs_the_accounts_it_may_belong_to() -> None:
     with pytest.raises(SpecError, match=r"target\.source_image_owners: is required when"):
         parse_spec(spec)
     parse_spec({**spec, "target": {"source_image": "RHEL-8.10.0_HVM-*", "source_image_owners": ["309956199498"]}})
+    for typo in ("amazn", "30995619949", "309956199498 ", "self,amazon"):  # DescribeImages would refuse each
+        with pytest.raises(SpecError, match=r"target\.source_image_owners: .*is not an AMI owner"):
+            parse_spec({**spec, "target": {"source_image": "RHEL-8.10.0_HVM-*", "source_image_owners": [typo]}})
     parse_spec({**spec, "target": {"source_image": "ami-0123456789abcdef0"}})
 
 
